@@ -1,0 +1,48 @@
+/**
+ * The one error type of paylog. Every failure that reaches a caller is a PaylogError with a
+ * stable machine code; the HTTP status for each code is decided in one place
+ * (`src/api/errors.ts`). Messages never contain card or account numbers.
+ */
+export const ERROR_CODES = [
+  'BAD_REQUEST',
+  'PAYLOAD_TOO_LARGE',
+  'UNSUPPORTED_MEDIA_TYPE',
+  'VALIDATION_FAILED',
+  'SENSITIVE_AUTHENTICATION_DATA',
+  'INVALID_CARD_NUMBER',
+  'CARD_EXPIRED',
+  'INVALID_ROUTING_NUMBER',
+  'INVALID_IBAN',
+  'UNSUPPORTED_CURRENCY',
+  'UNKNOWN_PROCESSOR',
+  'IDEMPOTENCY_CONFLICT',
+  'CLIENT_CERTIFICATE_REQUIRED',
+  'CERTIFICATE_REVOKED',
+  'FORBIDDEN',
+  'NOT_FOUND',
+  'RATE_LIMITED',
+  'LOG_UNAVAILABLE',
+  'KMS_UNAVAILABLE',
+  'INTEGRITY_FAILURE',
+  'INCONSISTENT_TREE',
+  'INTERNAL',
+] as const;
+
+export type ErrorCode = (typeof ERROR_CODES)[number];
+
+export class PaylogError extends Error {
+  override readonly name = 'PaylogError';
+  constructor(
+    readonly code: ErrorCode,
+    message: string,
+    /** Non-sensitive structured details (field paths, limits); never card data. */
+    readonly details?: Record<string, unknown>,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+}
+
+export function isPaylogError(e: unknown): e is PaylogError {
+  return e instanceof PaylogError;
+}

@@ -1,0 +1,327 @@
+/**
+ * paylog's only door to key operations: a thin wrapper over the real `@aws-sdk/client-kms`
+ * `KMSClient`, pointed either at AWS KMS or at the local dev endpoint (`local-endpoint.ts`).
+ *
+ * Contracts:
+ * - Buffers in, Buffers out. Plaintext returned by the SDK is copied into a fresh Buffer and the
+ *   SDK's Uint8Array is zeroed (the SDK's transient base64 JSON string cannot be wiped).
+ * - Every failure is a `PaylogError` with the SDK error as `cause`:
+ *   InvalidCiphertextException / IncorrectKeyException / KMSInvalidSignatureException →
+ *   `INTEGRITY_FAILURE`; no HTTP response (network, timeout, credentials), 5xx, throttling,
+ *   and key/permission states that make the configured key unusable (NotFound, Disabled,
+ *   KMSInvalidState, AccessDenied, ...) → `KMS_UNAVAILABLE`; anything else (a request paylog
+ *   should never have built, e.g. ValidationException) → `INTERNAL`.
+ *   Messages name the operation and the KMS error name only — never key material or plaintext.
+ * - Installed SDK (3.1164) models `ECC_NIST_EDWARDS25519`, `ED25519_SHA_512` and `RAW`.
+ */
+import {
+  CreateAliasCommand,
+  CreateKeyCommand,
+  DecryptCommand,
+  DescribeKeyCommand,
+  EncryptCommand,
+  GenerateDataKeyCommand,
+  GetPublicKeyCommand,
+  KMSClient,
+  ReEncryptCommand,
+  SignCommand,
+} from '@aws-sdk/client-kms';
+import { createPublicKey } from 'node:crypto';
+import { PaylogError, type ErrorCode } from '../errors.js';
+
+export interface KmsSettings {
+  /** Endpoint URL (the local endpoint's `url`, or `AWS_ENDPOINT_URL_KMS`). */
+  endpoint?: string;
+  region: string;
+  /** True for the local dev endpoint: dummy static credentials, few retries. */
+  local?: boolean;
+}
+
+/** Static credentials for the local dev endpoint only; they authorise nothing anywhere else. */
+export const LOCAL_DEV_ONLY_ACCESS_KEY_ID = 'PAYLOGDEVONLYLOCALKMS';
+export const LOCAL_DEV_ONLY_SECRET_ACCESS_KEY = 'paylog-dev-only-local-kms-not-a-secret';
+/** A fresh object per call: the SDK annotates the credentials object it is given. */
+const localDevOnlyCredentials = async (): Promise<{ accessKeyId: string; secretAccessKey: string }> => ({
+  accessKeyId: LOCAL_DEV_ONLY_ACCESS_KEY_ID,
+  secretAccessKey: LOCAL_DEV_ONLY_SECRET_ACCESS_KEY,
+});
+/** Attempts (1 + retries) against the local endpoint: it is on loopback, retries only hide bugs. */
+export const LOCAL_KMS_MAX_ATTEMPTS = 2;
+/** Attempts against AWS KMS (SDK standard retry mode, with backoff). */
+export const AWS_KMS_MAX_ATTEMPTS = 3;
+export const KMS_CONNECTION_TIMEOUT_MS = 3_000;
+export const KMS_REQUEST_TIMEOUT_MS = 10_000;
+
+const DATA_KEY_SPEC = 'AES_256';
+const DATA_KEY_BYTES = 32;
+const SIGNING_ALGORITHM = 'ED25519_SHA_512';
+const ED25519_SIGNATURE_BYTES = 64;
+const ED25519_PUBLIC_KEY_BYTES = 32;
+
+export function createKmsClient(s: KmsSettings): KMSClient {
+  const requestHandler = {
+    connectionTimeout: KMS_CONNECTION_TIMEOUT_MS,
+    requestTimeout: KMS_REQUEST_TIMEOUT_MS,
+    throwOnRequestTimeout: true,
+  };
+  if (s.local === true) {
+    return new KMSClient({
+      region: s.region,
+      ...(s.endpoint !== undefined ? { endpoint: s.endpoint } : {}),
+      credentials: localDevOnlyCredentials,
+      maxAttempts: LOCAL_KMS_MAX_ATTEMPTS,
+      requestHandler,
+    });
+  }
+  // Real AWS KMS: credentials from the default provider chain.
+  return new KMSClient({
+    region: s.region,
+    ...(s.endpoint !== undefined ? { endpoint: s.endpoint } : {}),
+    maxAttempts: AWS_KMS_MAX_ATTEMPTS,
+    requestHandler,
+  });
+}
+
+const INTEGRITY_ERRORS = new Set(['InvalidCiphertextException', 'IncorrectKeyException', 'KMSInvalidSignatureException']);
+const UNAVAILABLE_ERRORS = new Set([
+  'ThrottlingException',
+  'ThrottledException',
+  'TooManyRequestsException',
+  'RequestLimitExceeded',
+  'LimitExceededException',
+  'KMSInternalException',
+  'DependencyTimeoutException',
+  'KeyUnavailableException',
+  'NotFoundException',
+  'DisabledException',
+  'KMSInvalidStateException',
+  'AccessDeniedException',
+  'UnrecognizedClientException',
+  'InvalidSignatureException',
+  'ExpiredTokenException',
+  'TimeoutError',
+  'RequestTimeout',
+]);
+
+/** Decide the PaylogError code for a failed KMS call (module contract). */
+export function classifyKmsError(e: unknown): ErrorCode {
+  const err = (e ?? {}) as { name?: unknown; $fault?: unknown; $metadata?: { httpStatusCode?: number } };
+  const name = typeof err.name === 'string' ? err.name : '';
+  if (INTEGRITY_ERRORS.has(name)) return 'INTEGRITY_FAILURE';
+  if (UNAVAILABLE_ERRORS.has(name)) return 'KMS_UNAVAILABLE';
+  const status = err.$metadata?.httpStatusCode;
+  if (status === undefined || status >= 500 || status === 429 || err.$fault === 'server') return 'KMS_UNAVAILABLE';
+  return 'INTERNAL';
+}
+
+function kmsErrorName(e: unknown): string {
+  const n = (e as { name?: unknown } | null)?.name;
+  return typeof n === 'string' && /^[A-Za-z0-9_.]{1,100}$/.test(n) ? n : 'Error';
+}
+
+function toPaylogError(operation: string, e: unknown): PaylogError {
+  const name = kmsErrorName(e);
+  const status = (e as { $metadata?: { httpStatusCode?: number } } | null)?.$metadata?.httpStatusCode;
+  return new PaylogError(
+    classifyKmsError(e),
+    `KMS ${operation} failed: ${name}`,
+    { kmsOperation: operation, kmsError: name, ...(status !== undefined ? { httpStatus: status } : {}) },
+    { cause: e },
+  );
+}
+
+/** Copy SDK-owned secret bytes into a paylog Buffer and wipe the SDK's array. */
+function takeSecret(bytes: Uint8Array): Buffer {
+  const out = Buffer.alloc(bytes.length); // not from the shared allocation pool
+  out.set(bytes);
+  bytes.fill(0);
+  return out;
+}
+
+function integrity(operation: string, what: string): PaylogError {
+  return new PaylogError('INTEGRITY_FAILURE', `KMS ${operation} returned ${what}`, { kmsOperation: operation });
+}
+
+/** RFC 8410 §4: SubjectPublicKeyInfo with id-Ed25519 → the raw 32-byte public key. */
+export function ed25519RawFromSpki(spki: Buffer): Buffer {
+  let key;
+  try {
+    key = createPublicKey({ key: spki, format: 'der', type: 'spki' });
+  } catch (e) {
+    throw new PaylogError('INTEGRITY_FAILURE', 'KMS public key is not a valid SubjectPublicKeyInfo', undefined, { cause: e });
+  }
+  if (key.asymmetricKeyType !== 'ed25519') {
+    throw new PaylogError('INTEGRITY_FAILURE', 'KMS public key is not an Ed25519 key');
+  }
+  const x = key.export({ format: 'jwk' }).x;
+  const raw = typeof x === 'string' ? Buffer.from(x, 'base64url') : Buffer.alloc(0);
+  if (raw.length !== ED25519_PUBLIC_KEY_BYTES) throw new PaylogError('INTEGRITY_FAILURE', 'KMS Ed25519 public key has the wrong length');
+  return raw;
+}
+
+export class PaylogKms {
+  constructor(private readonly client: KMSClient) {}
+
+  private async call<T>(operation: string, fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (e) {
+      throw toPaylogError(operation, e);
+    }
+  }
+
+  /** GenerateDataKey (AES_256) under `keyId`, bound to `context`. `keyId` returned = key ARN. */
+  async generateDataKey(
+    keyId: string,
+    context: Record<string, string>,
+  ): Promise<{ plaintext: Buffer; wrappedKey: Buffer; keyId: string }> {
+    const out = await this.call('GenerateDataKey', () =>
+      this.client.send(new GenerateDataKeyCommand({ KeyId: keyId, KeySpec: DATA_KEY_SPEC, EncryptionContext: context })),
+    );
+    if (out.Plaintext === undefined || out.CiphertextBlob === undefined || out.KeyId === undefined) {
+      out.Plaintext?.fill(0);
+      throw integrity('GenerateDataKey', 'an incomplete response');
+    }
+    const plaintext = takeSecret(out.Plaintext);
+    if (plaintext.length !== DATA_KEY_BYTES) {
+      plaintext.fill(0);
+      throw integrity('GenerateDataKey', 'a data key of the wrong length');
+    }
+    return { plaintext, wrappedKey: Buffer.from(out.CiphertextBlob), keyId: out.KeyId };
+  }
+
+  /** Decrypt a wrapped data key; `keyId` is sent so KMS refuses blobs of any other key. */
+  async decryptDataKey(wrappedKey: Buffer, context: Record<string, string>, keyId: string): Promise<Buffer> {
+    const plaintext = await this.decrypt('Decrypt', wrappedKey, context, keyId);
+    if (plaintext.length !== DATA_KEY_BYTES) {
+      plaintext.fill(0);
+      throw integrity('Decrypt', 'a data key of the wrong length');
+    }
+    return plaintext;
+  }
+
+  private async decrypt(op: string, blob: Buffer, context: Record<string, string>, keyId: string): Promise<Buffer> {
+    const out = await this.call(op, () =>
+      this.client.send(new DecryptCommand({ CiphertextBlob: blob, EncryptionContext: context, KeyId: keyId })),
+    );
+    if (out.Plaintext === undefined) throw integrity(op, 'no plaintext');
+    return takeSecret(out.Plaintext);
+  }
+
+  /** Encrypt (≤ 4096 bytes) directly under a KMS key, bound to `context`. */
+  async encrypt(keyId: string, plaintext: Buffer, context: Record<string, string>): Promise<Buffer> {
+    const out = await this.call('Encrypt', () =>
+      this.client.send(new EncryptCommand({ KeyId: keyId, Plaintext: plaintext, EncryptionContext: context })),
+    );
+    if (out.CiphertextBlob === undefined) throw integrity('Encrypt', 'no ciphertext');
+    return Buffer.from(out.CiphertextBlob);
+  }
+
+  /** ReEncrypt (key rewrap) inside KMS; destination context defaults to the source context. */
+  async reEncrypt(
+    blob: Buffer,
+    sourceContext: Record<string, string>,
+    destKeyId: string,
+    destContext?: Record<string, string>,
+  ): Promise<Buffer> {
+    const out = await this.call('ReEncrypt', () =>
+      this.client.send(
+        new ReEncryptCommand({
+          CiphertextBlob: blob,
+          SourceEncryptionContext: sourceContext,
+          DestinationKeyId: destKeyId,
+          DestinationEncryptionContext: destContext ?? sourceContext,
+        }),
+      ),
+    );
+    if (out.CiphertextBlob === undefined) throw integrity('ReEncrypt', 'no ciphertext');
+    return Buffer.from(out.CiphertextBlob);
+  }
+
+  /** Ed25519 (ED25519_SHA_512, MessageType RAW) signature over `message`: 64 bytes. */
+  async sign(keyId: string, message: Buffer): Promise<Buffer> {
+    const out = await this.call('Sign', () =>
+      this.client.send(
+        new SignCommand({ KeyId: keyId, Message: message, MessageType: 'RAW', SigningAlgorithm: SIGNING_ALGORITHM }),
+      ),
+    );
+    if (out.Signature === undefined || out.Signature.length !== ED25519_SIGNATURE_BYTES) {
+      throw integrity('Sign', 'a signature of the wrong length');
+    }
+    return Buffer.from(out.Signature);
+  }
+
+  /** The key's public key as DER SubjectPublicKeyInfo (must be an Ed25519 signing key). */
+  async getPublicKeySpki(keyId: string): Promise<Buffer> {
+    const out = await this.call('GetPublicKey', () => this.client.send(new GetPublicKeyCommand({ KeyId: keyId })));
+    if (out.PublicKey === undefined) throw integrity('GetPublicKey', 'no public key');
+    if (out.KeySpec !== 'ECC_NIST_EDWARDS25519' || out.KeyUsage !== 'SIGN_VERIFY') {
+      throw new PaylogError('INTERNAL', 'KMS key is not an ECC_NIST_EDWARDS25519 SIGN_VERIFY key', {
+        kmsOperation: 'GetPublicKey',
+        keySpec: out.KeySpec,
+        keyUsage: out.KeyUsage,
+      });
+    }
+    return Buffer.from(out.PublicKey);
+  }
+
+  /** The raw 32-byte Ed25519 public key (RFC 8032 encoding). */
+  async getPublicKey(keyId: string): Promise<Buffer> {
+    return ed25519RawFromSpki(await this.getPublicKeySpki(keyId));
+  }
+
+  /**
+   * Dev setup: the ARN of the key behind `alias/<alias>`, creating key + alias when missing.
+   * Idempotent. Production configures key ids and never calls this.
+   */
+  async ensureKey(alias: string, spec: 'SYMMETRIC_DEFAULT' | 'ECC_NIST_EDWARDS25519'): Promise<string> {
+    const aliasName = alias.startsWith('alias/') ? alias : `alias/${alias}`;
+    const existing = await this.describeArnOrUndefined(aliasName);
+    if (existing !== undefined) return existing;
+    const created = await this.call('CreateKey', () =>
+      this.client.send(
+        new CreateKeyCommand({
+          KeySpec: spec,
+          KeyUsage: spec === 'SYMMETRIC_DEFAULT' ? 'ENCRYPT_DECRYPT' : 'SIGN_VERIFY',
+          Description: `paylog dev key (${aliasName})`,
+        }),
+      ),
+    );
+    const arn = created.KeyMetadata?.Arn;
+    if (arn === undefined) throw integrity('CreateKey', 'no key ARN');
+    try {
+      await this.client.send(new CreateAliasCommand({ AliasName: aliasName, TargetKeyId: arn }));
+    } catch (e) {
+      // Lost a race with another process: use the key the alias now names.
+      if (kmsErrorName(e) !== 'AlreadyExistsException') throw toPaylogError('CreateAlias', e);
+      const winner = await this.describeArnOrUndefined(aliasName);
+      if (winner === undefined) throw toPaylogError('CreateAlias', e);
+      return winner;
+    }
+    return arn;
+  }
+
+  private async describeArnOrUndefined(keyId: string): Promise<string | undefined> {
+    try {
+      const out = await this.client.send(new DescribeKeyCommand({ KeyId: keyId }));
+      const arn = out.KeyMetadata?.Arn;
+      if (arn === undefined) throw integrity('DescribeKey', 'no key ARN');
+      return arn;
+    } catch (e) {
+      if (e instanceof PaylogError) throw e;
+      if (kmsErrorName(e) === 'NotFoundException') return undefined;
+      throw toPaylogError('DescribeKey', e);
+    }
+  }
+
+  /** Readiness probe: DescribeKey must succeed and the key must be Enabled. */
+  async ping(keyId: string): Promise<void> {
+    const out = await this.call('DescribeKey', () => this.client.send(new DescribeKeyCommand({ KeyId: keyId })));
+    if (out.KeyMetadata?.Enabled !== true) {
+      throw new PaylogError('KMS_UNAVAILABLE', 'KMS key is not enabled', {
+        kmsOperation: 'DescribeKey',
+        keyState: out.KeyMetadata?.KeyState,
+      });
+    }
+  }
+}

@@ -1,0 +1,64 @@
+/**
+ * The one mapping from error codes to HTTP. Every error response is
+ * `{ "error": { "code", "message" } }`; messages are ours, never a stack, never input data.
+ */
+import type { FastifyError } from 'fastify';
+import { PaylogError, isPaylogError, type ErrorCode } from '../errors.js';
+
+export const HTTP_STATUS: Readonly<Record<ErrorCode, number>> = {
+  BAD_REQUEST: 400,
+  PAYLOAD_TOO_LARGE: 413,
+  UNSUPPORTED_MEDIA_TYPE: 415,
+  VALIDATION_FAILED: 422,
+  SENSITIVE_AUTHENTICATION_DATA: 422,
+  INVALID_CARD_NUMBER: 422,
+  CARD_EXPIRED: 422,
+  INVALID_ROUTING_NUMBER: 422,
+  INVALID_IBAN: 422,
+  UNSUPPORTED_CURRENCY: 422,
+  UNKNOWN_PROCESSOR: 422,
+  IDEMPOTENCY_CONFLICT: 409,
+  CLIENT_CERTIFICATE_REQUIRED: 401,
+  CERTIFICATE_REVOKED: 401,
+  FORBIDDEN: 403,
+  NOT_FOUND: 404,
+  RATE_LIMITED: 429,
+  LOG_UNAVAILABLE: 503,
+  KMS_UNAVAILABLE: 503,
+  // A stored record failing its integrity checks is refused without a 5xx and without data.
+  INTEGRITY_FAILURE: 422,
+  INCONSISTENT_TREE: 503,
+  INTERNAL: 500,
+};
+
+export interface ErrorBody {
+  error: { code: ErrorCode; message: string; details?: Record<string, unknown> };
+}
+
+/** Converts anything thrown into a PaylogError without leaking its message. */
+export function toPaylogError(e: unknown): PaylogError {
+  if (isPaylogError(e)) return e;
+  const fe = e as Partial<FastifyError> & { type?: string };
+  switch (fe?.code) {
+    case 'FST_ERR_CTP_BODY_TOO_LARGE':
+      return new PaylogError('PAYLOAD_TOO_LARGE', 'request body is too large');
+    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
+    case 'FST_ERR_CTP_INVALID_CONTENT_LENGTH':
+      return new PaylogError('UNSUPPORTED_MEDIA_TYPE', 'request body must be application/json');
+    case 'FST_ERR_CTP_EMPTY_JSON_BODY':
+    case 'FST_ERR_CTP_INVALID_JSON_BODY':
+      return new PaylogError('BAD_REQUEST', 'request body is not valid JSON');
+  }
+  if (fe?.statusCode === 400 || e instanceof SyntaxError) return new PaylogError('BAD_REQUEST', 'malformed request');
+  if (fe?.statusCode === 404) return new PaylogError('NOT_FOUND', 'no such route');
+  if (fe?.statusCode === 413) return new PaylogError('PAYLOAD_TOO_LARGE', 'request body is too large');
+  if (fe?.statusCode === 415) return new PaylogError('UNSUPPORTED_MEDIA_TYPE', 'request body must be application/json');
+  return new PaylogError('INTERNAL', 'internal error', undefined, { cause: e });
+}
+
+export function errorResponse(e: PaylogError): { status: number; body: ErrorBody } {
+  return {
+    status: HTTP_STATUS[e.code],
+    body: { error: { code: e.code, message: e.message, ...(e.details ? { details: e.details } : {}) } },
+  };
+}

@@ -1,0 +1,95 @@
+/** OpenAPI 3.1 document, request schemas generated from the zod schemas (zod v4 toJSONSchema). */
+import { z } from 'zod';
+import { ERROR_CODES } from '../errors.js';
+import { transactionRequestSchema } from '../validation/transaction.js';
+
+const errorSchema = {
+  type: 'object',
+  required: ['error'],
+  properties: {
+    error: {
+      type: 'object',
+      required: ['code', 'message'],
+      properties: { code: { type: 'string', enum: [...ERROR_CODES] }, message: { type: 'string' }, details: { type: 'object' } },
+    },
+  },
+};
+
+const err = (description: string) => ({ description, content: { 'application/json': { schema: { $ref: '#/components/schemas/Error' } } } });
+const txIdParam = { name: 'transactionId', in: 'path', required: true, schema: { type: 'string', maxLength: 64 } };
+
+export function buildOpenApi(): Record<string, unknown> {
+  const txSchema = z.toJSONSchema(transactionRequestSchema, { unrepresentable: 'any', io: 'input' });
+  return {
+    openapi: '3.1.0',
+    info: {
+      title: 'paylog',
+      version: '1',
+      description:
+        'Append-only, tamper-evident, envelope-encrypted payment-data log. Every /v1 route needs a client certificate issued by the paylog CA (mTLS).',
+    },
+    components: {
+      schemas: { TransactionRequest: txSchema, Error: errorSchema },
+      securitySchemes: { mtls: { type: 'mutualTLS' } },
+    },
+    security: [{ mtls: [] }],
+    paths: {
+      '/v1/transactions': {
+        post: {
+          summary: 'Submit one transaction (checkout). transactionId is the idempotency key.',
+          requestBody: { required: true, content: { 'application/json': { schema: { $ref: '#/components/schemas/TransactionRequest' } } } },
+          responses: {
+            '201': { description: 'Committed to the log' },
+            '200': { description: 'Identical replay of an earlier submission' },
+            '401': err('No valid client certificate'),
+            '403': err('Not a checkout principal'),
+            '409': err('IDEMPOTENCY_CONFLICT: same transactionId, different body'),
+            '413': err('PAYLOAD_TOO_LARGE'),
+            '422': err('Validation failed (VALIDATION_FAILED, SENSITIVE_AUTHENTICATION_DATA, INVALID_CARD_NUMBER, ...)'),
+            '503': err('LOG_UNAVAILABLE or KMS_UNAVAILABLE; nothing acknowledged'),
+          },
+        },
+      },
+      '/v1/transactions/{transactionId}': {
+        get: {
+          summary: 'Masked metadata and log index (checkout, assigned processor, auditor). Never plaintext.',
+          parameters: [txIdParam],
+          responses: { '200': { description: 'Masked view' }, '403': err('Role may not read'), '404': err('Unknown or not yours') },
+        },
+      },
+      '/v1/transactions/{transactionId}/release': {
+        post: {
+          summary: 'Release the plaintext payment method to the assigned processor; the access entry is committed first.',
+          parameters: [txIdParam],
+          requestBody: {
+            required: true,
+            content: {
+              'application/json': {
+                schema: {
+                  type: 'object',
+                  required: ['purpose'],
+                  properties: {
+                    purpose: { enum: ['authorize', 'capture', 'refund', 'chargeback', 'settlement'] },
+                    reference: { type: 'string', maxLength: 128 },
+                  },
+                },
+              },
+            },
+          },
+          responses: { '200': { description: 'Plaintext payment method' }, '403': err('Not a processor'), '404': err('Unknown or not yours'), '429': err('RATE_LIMITED'), '503': err('Access entry not durable: nothing released') },
+        },
+      },
+      '/v1/transactions/{transactionId}/accesses': {
+        get: { summary: 'Access entries of a transaction (auditor; assigned processor)', parameters: [txIdParam], responses: { '200': { description: 'Access entries with log indexes' } } },
+      },
+      '/v1/log/checkpoint': { get: { summary: 'Latest signed checkpoint (C2SP signed note), text/plain; ?size= for an earlier one', responses: { '200': { description: 'checkpoint' } } } },
+      '/v1/log/key': { get: { summary: 'Checkpoint verifier key(s): signed-note vkey and PEM', responses: { '200': { description: 'keys' } } } },
+      '/v1/log/entries': { get: { summary: 'Entries [start, end) (auditor)', responses: { '200': { description: 'entries' } } } },
+      '/v1/log/proof/inclusion': { get: { summary: 'RFC 9162 §2.1.3 inclusion proof', responses: { '200': { description: 'proof' } } } },
+      '/v1/log/proof/consistency': { get: { summary: 'RFC 9162 §2.1.4 consistency proof', responses: { '200': { description: 'proof' } } } },
+      '/healthz': { get: { security: [], summary: 'Liveness', responses: { '200': { description: 'ok' } } } },
+      '/readyz': { get: { security: [], summary: 'Readiness (database + KMS)', responses: { '200': { description: 'ready' }, '503': { description: 'not ready' } } } },
+      '/metrics': { get: { security: [], summary: 'Prometheus metrics', responses: { '200': { description: 'metrics' } } } },
+    },
+  };
+}

@@ -1,0 +1,97 @@
+/**
+ * The HTTPS server (Fastify) with client-certificate authentication on every `/v1` route.
+ * Routes only translate HTTP to service calls; errors are mapped in `./errors.ts`.
+ */
+import type { TLSSocket } from 'node:tls';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyRequest } from 'fastify';
+import type { Logger } from 'pino';
+import { PaylogError } from '../errors.js';
+import { principalFromSocket, type Principal } from '../auth/principal.js';
+import type { Metrics } from '../metrics.js';
+import { errorResponse, toPaylogError } from './errors.js';
+import { registerTransactionRoutes } from './routes/transactions.js';
+import { registerOpsRoutes } from './routes/ops.js';
+import type { TransactionService } from '../services/transactions.js';
+import { DEFAULT_BODY_LIMIT_BYTES } from '../config.js';
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    principal: Principal | null;
+  }
+}
+
+export interface RevocationCheck {
+  isRevoked(certificateFingerprint: string): Promise<boolean>;
+}
+
+export interface ServerDeps {
+  tls: { key: string; cert: string; ca: string };
+  logger: Logger;
+  metrics: Metrics;
+  transactions: TransactionService;
+  revocations: RevocationCheck;
+  readiness: () => Promise<{ ok: boolean; checks: Record<string, boolean> }>;
+  bodyLimit?: number;
+  /** Extra route modules (release, log, admin), registered after authentication. */
+  extraRoutes?: Array<(app: FastifyInstance) => void>;
+}
+
+/** The authenticated principal of a `/v1` request (set by the onRequest hook). */
+export function requirePrincipal(req: FastifyRequest): Principal {
+  if (!req.principal) throw new PaylogError('CLIENT_CERTIFICATE_REQUIRED', 'a client certificate is required');
+  return req.principal;
+}
+
+export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
+  const app = Fastify({
+    https: { key: deps.tls.key, cert: deps.tls.cert, ca: deps.tls.ca, requestCert: true, rejectUnauthorized: false },
+    loggerInstance: deps.logger as unknown as FastifyBaseLogger,
+    bodyLimit: deps.bodyLimit ?? DEFAULT_BODY_LIMIT_BYTES,
+    disableRequestLogging: false,
+    return503OnClosing: true,
+    forceCloseConnections: 'idle',
+  }) as unknown as FastifyInstance;
+  app.decorateRequest('principal', null);
+
+  // Authentication: verified client certificate for every /v1 route; revocation checked live.
+  app.addHook('onRequest', async (req) => {
+    if (!req.url.startsWith('/v1/') && req.url !== '/v1') return;
+    const principal = principalFromSocket(req.raw.socket as TLSSocket);
+    if (!principal) throw new PaylogError('CLIENT_CERTIFICATE_REQUIRED', 'a valid paylog client certificate is required');
+    if (await deps.revocations.isRevoked(principal.certificateFingerprint)) {
+      throw new PaylogError('CERTIFICATE_REVOKED', 'this client certificate has been revoked');
+    }
+    req.principal = principal;
+  });
+
+  app.addHook('onSend', async (req, reply) => {
+    if (req.url.startsWith('/v1')) reply.header('cache-control', 'no-store');
+    reply.header('x-content-type-options', 'nosniff');
+  });
+
+  app.addHook('onResponse', async (req, reply) => {
+    const route = req.routeOptions.url ?? 'unmatched';
+    deps.metrics.httpRequests.inc({ method: req.method, route, status: String(reply.statusCode) });
+    deps.metrics.httpDuration.observe({ method: req.method, route }, reply.elapsedTime / 1000);
+  });
+
+  app.setErrorHandler(async (err, req, reply) => {
+    const pe = toPaylogError(err);
+    if (pe.code === 'INTERNAL') req.log.error({ err: { type: (err as Error)?.name, code: (err as { code?: string })?.code } }, 'internal error');
+    else req.log.info({ code: pe.code }, 'request refused');
+    const { status, body } = errorResponse(pe);
+    if (pe.code === 'RATE_LIMITED' && typeof pe.details?.retryAfterSeconds === 'number') {
+      reply.header('retry-after', String(pe.details.retryAfterSeconds));
+    }
+    return reply.status(status).header('cache-control', 'no-store').send(body);
+  });
+  app.setNotFoundHandler(async (_req, reply) => {
+    const { status, body } = errorResponse(new PaylogError('NOT_FOUND', 'no such route'));
+    return reply.status(status).send(body);
+  });
+
+  registerOpsRoutes(app, { metrics: deps.metrics, readiness: deps.readiness });
+  registerTransactionRoutes(app, { transactions: deps.transactions });
+  for (const r of deps.extraRoutes ?? []) r(app);
+  return app;
+}

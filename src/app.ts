@@ -1,0 +1,205 @@
+/**
+ * Composition root: wires database, KMS, PKI, log and HTTPS server from a Config.
+ * `startPaylog` resolves once the server is listening; `close()` stops accepting requests,
+ * finishes in-flight batches, then releases the database, the KMS endpoint and embedded PG.
+ */
+import { mkdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import pg from 'pg';
+import type { DestinationStream } from 'pino';
+import type { FastifyInstance } from 'fastify';
+import type { Config } from './config.js';
+import { createLogger, type Logger } from './logging.js';
+import { createMetrics, type Metrics } from './metrics.js';
+import { startEmbeddedPostgres, type EmbeddedServer } from './db/embedded.js';
+import { applyMigrations, openAppDatabase, type AppDatabase } from './db/connection.js';
+import { processors } from './db/schema.js';
+import { startLocalKms, type LocalKmsEndpoint } from './kms/local-endpoint.js';
+import { createKmsClient, PaylogKms } from './kms/client.js';
+import { ensureDevPki, type DevPki } from './pki/dev-pki.js';
+import { principalUri } from './pki/identity.js';
+import { LogAppender, readTreeHead } from './log/appender.js';
+import { TransactionService } from './services/transactions.js';
+import { ProcessorRegistry } from './auth/processors.js';
+import { RevocationList } from './auth/revocations.js';
+import { loadOrCreateServiceKey, MAC_KEY_NAME } from './keyring.js';
+import { buildServer } from './api/server.js';
+import type { DataKeySource } from './crypto/envelope.js';
+
+export const EMBEDDED_DATABASE = 'paylog';
+export const DEV_PROCESSORS = ['acme', 'globex'] as const;
+
+export interface Paylog {
+  readonly url: string;
+  readonly port: number;
+  readonly config: Config;
+  readonly logger: Logger;
+  readonly metrics: Metrics;
+  readonly database: AppDatabase;
+  readonly ownerDatabaseUrl: string;
+  readonly kms: PaylogKms;
+  readonly dataKeyId: string;
+  readonly signingKeyId: string;
+  readonly appender: LogAppender;
+  readonly processors: ProcessorRegistry;
+  readonly revocations: RevocationList;
+  readonly server: FastifyInstance;
+  readonly devPki?: DevPki;
+  close(): Promise<void>;
+}
+
+export interface StartOptions {
+  /** Where pino writes (tests capture it); default stdout. */
+  logDestination?: DestinationStream;
+}
+
+async function ensureEmbeddedDatabase(adminUrl: string): Promise<string> {
+  const client = new pg.Client({ connectionString: adminUrl });
+  await client.connect();
+  try {
+    const r = await client.query('SELECT 1 FROM pg_database WHERE datname = $1', [EMBEDDED_DATABASE]);
+    if (r.rowCount === 0) await client.query(`CREATE DATABASE ${EMBEDDED_DATABASE}`);
+  } finally {
+    await client.end();
+  }
+  const u = new URL(adminUrl);
+  u.pathname = `/${EMBEDDED_DATABASE}`;
+  return u.toString();
+}
+
+export async function startPaylog(config: Config, opts: StartOptions = {}): Promise<Paylog> {
+  const logger = createLogger(config.logLevel, opts.logDestination);
+  const metrics = createMetrics();
+  const cleanups: Array<() => Promise<void>> = [];
+  const cleanup = async () => {
+    for (const c of cleanups.reverse()) await c().catch(() => {});
+  };
+  try {
+    mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
+
+    // Database: external (DATABASE_URL) or embedded under dataDir/pg.
+    let ownerUrl = config.databaseUrl;
+    let embedded: EmbeddedServer | undefined;
+    if (!ownerUrl) {
+      embedded = await startEmbeddedPostgres({ dataDir: join(config.dataDir, 'pg') });
+      cleanups.push(() => embedded!.stop());
+      ownerUrl = await ensureEmbeddedDatabase(embedded.adminUrl);
+    }
+    await applyMigrations(ownerUrl);
+    const database = config.appDatabaseUrl
+      ? openAppDatabase(config.appDatabaseUrl, { role: null })
+      : openAppDatabase(ownerUrl);
+    cleanups.push(() => database.close());
+
+    // KMS: real client, local endpoint unless AWS settings are given.
+    let kmsClientSettings;
+    if (config.kms.mode === 'local') {
+      const local: LocalKmsEndpoint = await startLocalKms({ keyStoreDir: join(config.dataDir, 'kms') });
+      cleanups.push(() => local.close());
+      kmsClientSettings = { endpoint: local.url, region: config.kms.region, local: true };
+    } else {
+      kmsClientSettings = {
+        ...(config.kms.endpoint ? { endpoint: config.kms.endpoint } : {}),
+        region: config.kms.region ?? 'us-east-1',
+      };
+    }
+    const kmsClient = createKmsClient(kmsClientSettings);
+    cleanups.push(async () => kmsClient.destroy());
+    const kms = new PaylogKms(kmsClient);
+    let dataKeyId = config.kms.dataKeyId;
+    let signingKeyId = config.kms.signingKeyId;
+    if (config.kms.mode === 'local') {
+      dataKeyId = await kms.ensureKey(dataKeyId.replace(/^alias\//, ''), 'SYMMETRIC_DEFAULT');
+      signingKeyId = await kms.ensureKey(signingKeyId.replace(/^alias\//, ''), 'ECC_NIST_EDWARDS25519');
+    } else {
+      await kms.ping(dataKeyId);
+      await kms.ping(signingKeyId);
+    }
+    const dataKeys: DataKeySource = {
+      generateDataKey: (context) => kms.generateDataKey(dataKeyId, context),
+      decryptDataKey: (wrapped, context, keyId) => kms.decryptDataKey(wrapped, context, keyId),
+    };
+    const macKey = await loadOrCreateServiceKey(database, kms, dataKeyId, MAC_KEY_NAME);
+    cleanups.push(async () => void macKey.fill(0));
+
+    // TLS: production files or the dev PKI (written on first start).
+    let tls: { key: string; cert: string; ca: string };
+    let devPki: DevPki | undefined;
+    if (config.tls) {
+      tls = {
+        key: readFileSync(config.tls.keyPath, 'utf8'),
+        cert: readFileSync(config.tls.certPath, 'utf8'),
+        ca: readFileSync(config.tls.caPath, 'utf8'),
+      };
+    } else {
+      devPki = await ensureDevPki(join(config.dataDir, 'pki'), { hostnames: ['localhost', '127.0.0.1', '::1', config.host] });
+      tls = { key: devPki.server.keyPem, cert: devPki.server.certPem, ca: devPki.caCertPem };
+      // Dev processors matching the dev certificates; never re-activates a disabled one.
+      await database.db
+        .insert(processors)
+        .values(DEV_PROCESSORS.map((name) => ({ name, principalUri: principalUri({ role: 'processor', name }) })))
+        .onConflictDoNothing();
+    }
+
+    const head = await readTreeHead(database.db);
+    metrics.logSize.set(head?.size ?? 0);
+    const appender = new LogAppender(database, {
+      maxBatch: config.batchMax,
+      lingerMs: config.batchLingerMs,
+      onCommit: ({ batchSize, head: h, durationMs }) => {
+        metrics.batchSize.observe(batchSize);
+        metrics.batchDuration.observe(durationMs / 1000);
+        metrics.logSize.set(h.size);
+      },
+    });
+    const processorRegistry = new ProcessorRegistry(database);
+    const revocations = new RevocationList(database);
+    const transactionsService = new TransactionService({ database, appender, dataKeys, macKey, processors: processorRegistry });
+
+    const readiness = async () => {
+      const checks = { database: false, kms: false };
+      await database.pool.query('SELECT 1').then(() => (checks.database = true), () => {});
+      await kms.ping(dataKeyId).then(() => (checks.kms = true), () => {});
+      return { ok: checks.database && checks.kms, checks };
+    };
+    const server = await buildServer({
+      tls,
+      logger,
+      metrics,
+      transactions: transactionsService,
+      revocations,
+      readiness,
+    });
+    await server.listen({ host: config.host, port: config.port });
+    const addr = server.server.address();
+    const port = typeof addr === 'object' && addr ? addr.port : config.port;
+    const hostForUrl = config.host.includes(':') ? `[${config.host}]` : config.host;
+    let closing: Promise<void> | undefined;
+    return {
+      url: `https://${hostForUrl}:${port}`,
+      port,
+      config,
+      logger,
+      metrics,
+      database,
+      ownerDatabaseUrl: ownerUrl,
+      kms,
+      dataKeyId,
+      signingKeyId,
+      appender,
+      processors: processorRegistry,
+      revocations,
+      server,
+      ...(devPki ? { devPki } : {}),
+      close: () =>
+        (closing ??= (async () => {
+          await server.close(); // stops accepting; waits for in-flight requests
+          await appender.close(); // finishes queued batches
+          await cleanup();
+        })()),
+    };
+  } catch (e) {
+    await cleanup();
+    throw e;
+  }
+}

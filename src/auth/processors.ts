@@ -1,0 +1,40 @@
+/**
+ * Registered payment processors (PCI DSS 7.2: only registered, active processors receive data).
+ * An unknown or disabled processor has no access and cannot be named by checkout.
+ */
+import { eq } from 'drizzle-orm';
+import type { AppDatabase } from '../db/connection.js';
+import { processors } from '../db/schema.js';
+import { principalUri } from '../pki/identity.js';
+
+export const PROCESSOR_STATUSES = ['active', 'disabled'] as const;
+export type ProcessorStatus = (typeof PROCESSOR_STATUSES)[number];
+
+export class ProcessorRegistry {
+  constructor(private readonly database: AppDatabase) {}
+
+  /** True when `name` is registered with status `active`. Read through on every call. */
+  async isActive(name: string): Promise<boolean> {
+    const rows = await this.database.db
+      .select({ status: processors.status })
+      .from(processors)
+      .where(eq(processors.name, name))
+      .limit(1);
+    return rows[0]?.status === 'active';
+  }
+
+  /** Registers (or re-activates / disables) a processor. */
+  async upsert(name: string, status: ProcessorStatus = 'active'): Promise<void> {
+    await this.database.db
+      .insert(processors)
+      .values({ name, principalUri: principalUri({ role: 'processor', name }), status })
+      .onConflictDoUpdate({ target: processors.name, set: { status } });
+  }
+
+  async list(): Promise<{ name: string; status: string; principalUri: string }[]> {
+    return await this.database.db
+      .select({ name: processors.name, status: processors.status, principalUri: processors.principalUri })
+      .from(processors)
+      .orderBy(processors.name);
+  }
+}

@@ -1,0 +1,109 @@
+/**
+ * Settings, read once from the environment and validated at start with clear messages.
+ * Names are part of the external contract (../shared/contract.md "Running it").
+ */
+import { resolve } from 'node:path';
+import { z } from 'zod';
+
+export const DEFAULT_DATA_DIR = './data';
+export const DEFAULT_HOST = '127.0.0.1';
+export const DEFAULT_PORT = 8443;
+export const DEFAULT_LOG_ORIGIN = 'dev.paylog.invalid/log';
+export const DEFAULT_DATA_KEY_ALIAS = 'alias/paylog-data';
+export const DEFAULT_SIGNING_KEY_ALIAS = 'alias/paylog-checkpoint';
+export const DEFAULT_LOCAL_KMS_REGION = 'us-east-1';
+export const DEFAULT_RELEASE_RATE_PER_MINUTE = 120;
+export const DEFAULT_BODY_LIMIT_BYTES = 16 * 1024;
+
+const intFromEnv = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
+
+const envSchema = z.object({
+  PAYLOG_DATA_DIR: z.string().min(1).default(DEFAULT_DATA_DIR),
+  PAYLOG_HOST: z.string().min(1).default(DEFAULT_HOST),
+  PAYLOG_PORT: intFromEnv(0, 65535).default(DEFAULT_PORT),
+  DATABASE_URL: z.string().regex(/^postgres(ql)?:\/\//, 'must be a postgres:// URL').optional(),
+  PAYLOG_APP_DATABASE_URL: z.string().regex(/^postgres(ql)?:\/\//, 'must be a postgres:// URL').optional(),
+  AWS_ENDPOINT_URL_KMS: z.string().url().optional(),
+  AWS_REGION: z.string().min(1).optional(),
+  PAYLOG_KMS_DATA_KEY_ID: z.string().min(1).optional(),
+  PAYLOG_KMS_SIGNING_KEY_ID: z.string().min(1).optional(),
+  PAYLOG_LOG_ORIGIN: z
+    .string()
+    .regex(/^[\x21-\x7e]+$/, 'must be printable ASCII without spaces')
+    .default(DEFAULT_LOG_ORIGIN),
+  PAYLOG_BATCH_MAX: intFromEnv(1, 4096).default(256),
+  PAYLOG_BATCH_LINGER_MS: intFromEnv(0, 100).default(0),
+  PAYLOG_RELEASE_RATE_PER_MINUTE: intFromEnv(1, 1_000_000).default(DEFAULT_RELEASE_RATE_PER_MINUTE),
+  PAYLOG_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  PAYLOG_TLS_CERT: z.string().optional(),
+  PAYLOG_TLS_KEY: z.string().optional(),
+  PAYLOG_TLS_CA: z.string().optional(),
+});
+
+export interface Config {
+  dataDir: string;
+  host: string;
+  port: number;
+  /** Owner URL (migrations); undefined → embedded PostgreSQL under dataDir/pg. */
+  databaseUrl?: string;
+  /** Optional URL that logs in as a member of paylog_app directly. */
+  appDatabaseUrl?: string;
+  kms:
+    | { mode: 'local'; region: string; dataKeyId: string; signingKeyId: string }
+    | { mode: 'aws'; region?: string; endpoint?: string; dataKeyId: string; signingKeyId: string };
+  logOrigin: string;
+  batchMax: number;
+  batchLingerMs: number;
+  releaseRatePerMinute: number;
+  logLevel: z.infer<typeof envSchema>['PAYLOG_LOG_LEVEL'];
+  /** Production TLS files; unset → the dev PKI under dataDir/pki. */
+  tls?: { certPath: string; keyPath: string; caPath: string };
+}
+
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError';
+}
+
+/** Parses settings; throws ConfigError listing every bad setting by name. */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const parsed = envSchema.safeParse(env);
+  if (!parsed.success) {
+    const lines = parsed.error.issues.map((i) => `  ${i.path.join('.')}: ${i.message}`);
+    throw new ConfigError(`invalid settings:\n${lines.join('\n')}`);
+  }
+  const e = parsed.data;
+  const awsMode = e.AWS_ENDPOINT_URL_KMS !== undefined || e.AWS_REGION !== undefined;
+  const tlsSet = [e.PAYLOG_TLS_CERT, e.PAYLOG_TLS_KEY, e.PAYLOG_TLS_CA].filter((x) => x !== undefined).length;
+  if (tlsSet !== 0 && tlsSet !== 3) {
+    throw new ConfigError('invalid settings:\n  PAYLOG_TLS_CERT, PAYLOG_TLS_KEY and PAYLOG_TLS_CA must be set together');
+  }
+  return {
+    dataDir: resolve(e.PAYLOG_DATA_DIR),
+    host: e.PAYLOG_HOST,
+    port: e.PAYLOG_PORT,
+    ...(e.DATABASE_URL ? { databaseUrl: e.DATABASE_URL } : {}),
+    ...(e.PAYLOG_APP_DATABASE_URL ? { appDatabaseUrl: e.PAYLOG_APP_DATABASE_URL } : {}),
+    kms: awsMode
+      ? {
+          mode: 'aws',
+          ...(e.AWS_REGION ? { region: e.AWS_REGION } : {}),
+          ...(e.AWS_ENDPOINT_URL_KMS ? { endpoint: e.AWS_ENDPOINT_URL_KMS } : {}),
+          dataKeyId: e.PAYLOG_KMS_DATA_KEY_ID ?? DEFAULT_DATA_KEY_ALIAS,
+          signingKeyId: e.PAYLOG_KMS_SIGNING_KEY_ID ?? DEFAULT_SIGNING_KEY_ALIAS,
+        }
+      : {
+          mode: 'local',
+          region: DEFAULT_LOCAL_KMS_REGION,
+          dataKeyId: DEFAULT_DATA_KEY_ALIAS,
+          signingKeyId: DEFAULT_SIGNING_KEY_ALIAS,
+        },
+    logOrigin: e.PAYLOG_LOG_ORIGIN,
+    batchMax: e.PAYLOG_BATCH_MAX,
+    batchLingerMs: e.PAYLOG_BATCH_LINGER_MS,
+    releaseRatePerMinute: e.PAYLOG_RELEASE_RATE_PER_MINUTE,
+    logLevel: e.PAYLOG_LOG_LEVEL,
+    ...(tlsSet === 3
+      ? { tls: { certPath: e.PAYLOG_TLS_CERT!, keyPath: e.PAYLOG_TLS_KEY!, caPath: e.PAYLOG_TLS_CA! } }
+      : {}),
+  };
+}

@@ -1,0 +1,75 @@
+/**
+ * Database connections and migrations.
+ *
+ * - `applyMigrations(url)` runs the drizzle migrations in `drizzle/` as the connecting (owner)
+ *   user, serialised across instances by an advisory lock.
+ * - `openAppDatabase(url)` opens the pool the service runs on: every connection assumes the
+ *   `paylog_app` role at start-up (`-c role=paylog_app`), so the service has INSERT/SELECT only
+ *   on log tables even when the URL names an owner. Production may instead give a URL that logs
+ *   in as a member of `paylog_app` directly (`PAYLOG_APP_DATABASE_URL`).
+ */
+import { fileURLToPath } from 'node:url';
+import pg from 'pg';
+import { drizzle, type NodePgDatabase } from 'drizzle-orm/node-postgres';
+import { migrate } from 'drizzle-orm/node-postgres/migrator';
+import * as schema from './schema.js';
+
+export const MIGRATIONS_DIR = fileURLToPath(new URL('../../drizzle', import.meta.url));
+export const APP_ROLE = 'paylog_app';
+export const AUDITOR_ROLE = 'paylog_auditor';
+/** Advisory lock key that serialises migrations across service instances ("paylogmg"). */
+export const MIGRATION_LOCK_KEY = 0x7061796c6f676d67n;
+export const DEFAULT_POOL_SIZE = 10;
+
+export type Db = NodePgDatabase<typeof schema>;
+
+export interface AppDatabase {
+  readonly db: Db;
+  readonly pool: pg.Pool;
+  close(): Promise<void>;
+}
+
+/** Applies pending migrations; resolves once the schema is current. Safe to run concurrently. */
+export async function applyMigrations(ownerUrl: string): Promise<void> {
+  const client = new pg.Client({ connectionString: ownerUrl });
+  await client.connect();
+  try {
+    await client.query('SELECT pg_advisory_lock($1)', [MIGRATION_LOCK_KEY.toString()]);
+    await migrate(drizzle(client), { migrationsFolder: MIGRATIONS_DIR });
+  } finally {
+    await client.query('SELECT pg_advisory_unlock($1)', [MIGRATION_LOCK_KEY.toString()]).catch(() => {});
+    await client.end();
+  }
+}
+
+/** Opens the runtime pool; every connection runs as `role` (default `paylog_app`). */
+export function openAppDatabase(
+  url: string,
+  opts: { role?: string | null; max?: number } = {},
+): AppDatabase {
+  const role = opts.role === undefined ? APP_ROLE : opts.role;
+  const pool = new pg.Pool({
+    connectionString: url,
+    max: opts.max ?? DEFAULT_POOL_SIZE,
+    ...(role ? { options: `-c role=${role}` } : {}),
+  });
+  // An idle client losing its server must not crash the process; the next query reports it.
+  pool.on('error', () => {});
+  const db = drizzle(pool, { schema });
+  return { db, pool, close: () => pool.end() };
+}
+
+/** Creates a database on the server at `adminUrl` and returns the URL pointing at it. */
+export async function createDatabase(adminUrl: string, name: string): Promise<string> {
+  if (!/^[a-z_][a-z0-9_]{0,62}$/.test(name)) throw new Error(`invalid database name ${name}`);
+  const client = new pg.Client({ connectionString: adminUrl });
+  await client.connect();
+  try {
+    await client.query(`CREATE DATABASE ${name}`);
+  } finally {
+    await client.end();
+  }
+  const u = new URL(adminUrl);
+  u.pathname = `/${name}`;
+  return u.toString();
+}

@@ -1,0 +1,166 @@
+/**
+ * Database schema (drizzle-orm). Migrations in `drizzle/` are generated from this file with
+ * `npm run db:generate`; roles, grants and the append-only triggers live in a hand-written
+ * migration beside them.
+ *
+ * Log tables (append-only; UPDATE/DELETE/TRUNCATE refused by `ENABLE ALWAYS` triggers):
+ *   log_entries, merkle_nodes, tree_heads, transactions, access_entries, checkpoints.
+ * Mutable tables beside the log: data_keys (wrapped data keys — rewrap and crypto-shredding
+ * replace or delete them without touching any leaf), keyring, processors, revoked_certificates.
+ */
+import { sql } from 'drizzle-orm';
+import {
+  bigint,
+  customType,
+  index,
+  jsonb,
+  pgTable,
+  primaryKey,
+  smallint,
+  text,
+  timestamp,
+} from 'drizzle-orm/pg-core';
+
+/** PostgreSQL `bytea` as a Node Buffer. */
+export const bytea = customType<{ data: Buffer; driverData: Buffer }>({
+  dataType() {
+    return 'bytea';
+  },
+});
+
+const createdAt = () => timestamp('created_at', { withTimezone: true, mode: 'date' }).notNull().default(sql`now()`);
+
+/** One row per log entry; `leaf` holds the exact leaf bytes (RFC 9162 §2.1.1 input). */
+export const logEntries = pgTable(
+  'log_entries',
+  {
+    idx: bigint('idx', { mode: 'number' }).primaryKey(),
+    entryType: text('entry_type').notNull(),
+    transactionId: text('transaction_id'),
+    leaf: bytea('leaf').notNull(),
+    createdAt: createdAt(),
+  },
+  (t) => [index('log_entries_transaction_id_idx').on(t.transactionId)],
+);
+
+/**
+ * Hashes of every complete aligned subtree: node (level, idx) covers leaves
+ * [idx·2^level, (idx+1)·2^level). Level 0 holds the leaf hashes. Proofs read O(log n) rows.
+ */
+export const merkleNodes = pgTable(
+  'merkle_nodes',
+  {
+    level: smallint('level').notNull(),
+    idx: bigint('idx', { mode: 'number' }).notNull(),
+    hash: bytea('hash').notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.level, t.idx] })],
+);
+
+/** One row per committed batch: the tree size and root after it. */
+export const treeHeads = pgTable('tree_heads', {
+  size: bigint('size', { mode: 'number' }).primaryKey(),
+  rootHash: bytea('root_hash').notNull(),
+  createdAt: createdAt(),
+});
+
+/** The encrypted record of one transaction (never plaintext). */
+export const transactions = pgTable(
+  'transactions',
+  {
+    transactionId: text('transaction_id').primaryKey(),
+    logIndex: bigint('log_index', { mode: 'number' }).notNull().unique(),
+    processor: text('processor').notNull(),
+    requestMac: bytea('request_mac').notNull(),
+    paymentMethodType: text('payment_method_type').notNull(),
+    masked: jsonb('masked').notNull(),
+    fingerprint: text('fingerprint').notNull(),
+    amountValue: bigint('amount_value', { mode: 'number' }).notNull(),
+    currency: text('currency').notNull(),
+    metadata: jsonb('metadata'),
+    envelopeVersion: smallint('envelope_version').notNull(),
+    iv: bytea('iv').notNull(),
+    ciphertext: bytea('ciphertext').notNull(),
+    tag: bytea('tag').notNull(),
+    keyCommitment: bytea('key_commitment').notNull(),
+    salt: bytea('salt'),
+    createdAt: createdAt(),
+  },
+  (t) => [index('transactions_processor_idx').on(t.processor)],
+);
+
+/** Wrapped (KMS-encrypted) data keys, beside the log so rewrap/shredding never alter a leaf. */
+export const dataKeys = pgTable('data_keys', {
+  transactionId: text('transaction_id')
+    .primaryKey()
+    .references(() => transactions.transactionId),
+  kmsKeyId: text('kms_key_id').notNull(),
+  wrappedKey: bytea('wrapped_key').notNull(),
+  createdAt: createdAt(),
+});
+
+/** Access entries (PCI DSS 10.2.2 fields): every release and every refused attempt. */
+export const accessEntries = pgTable(
+  'access_entries',
+  {
+    logIndex: bigint('log_index', { mode: 'number' }).primaryKey(),
+    transactionId: text('transaction_id').notNull(),
+    principalRole: text('principal_role').notNull(),
+    principalName: text('principal_name').notNull(),
+    certificateFingerprint: text('certificate_fingerprint').notNull(),
+    action: text('action').notNull(),
+    purpose: text('purpose'),
+    reference: text('reference'),
+    outcome: text('outcome').notNull(),
+    sourceAddress: text('source_address').notNull(),
+    createdAt: createdAt(),
+  },
+  (t) => [index('access_entries_transaction_id_idx').on(t.transactionId)],
+);
+
+/** Signed checkpoints (C2SP signed-note text), every one kept. */
+export const checkpoints = pgTable(
+  'checkpoints',
+  {
+    id: bigint('id', { mode: 'number' }).primaryKey().generatedAlwaysAsIdentity(),
+    size: bigint('size', { mode: 'number' }).notNull(),
+    rootHash: bytea('root_hash').notNull(),
+    note: text('note').notNull(),
+    createdAt: createdAt(),
+  },
+  (t) => [index('checkpoints_size_idx').on(t.size)],
+);
+
+/** Service keys wrapped under KMS (e.g. the fingerprint HMAC key). */
+export const keyring = pgTable('keyring', {
+  name: text('name').primaryKey(),
+  kmsKeyId: text('kms_key_id').notNull(),
+  wrappedKey: bytea('wrapped_key').notNull(),
+  createdAt: createdAt(),
+});
+
+/** Registered payment processors (PCI DSS 7.2: need-to-know). */
+export const processors = pgTable('processors', {
+  name: text('name').primaryKey(),
+  principalUri: text('principal_uri').notNull(),
+  status: text('status').notNull().default('active'),
+  createdAt: createdAt(),
+});
+
+/** Revoked principal certificates, checked on every request. */
+export const revokedCertificates = pgTable('revoked_certificates', {
+  fingerprint: text('fingerprint').primaryKey(),
+  serial: text('serial'),
+  reason: text('reason'),
+  revokedBy: text('revoked_by').notNull(),
+  createdAt: createdAt(),
+});
+
+export const LOG_TABLES = [
+  'log_entries',
+  'merkle_nodes',
+  'tree_heads',
+  'transactions',
+  'access_entries',
+  'checkpoints',
+] as const;

@@ -1,0 +1,38 @@
+/**
+ * Service keys wrapped under KMS and stored in the `keyring` table. The plaintext exists only
+ * in this process's memory; the database holds the KMS-wrapped form.
+ */
+import { eq } from 'drizzle-orm';
+import type { AppDatabase } from './db/connection.js';
+import { keyring } from './db/schema.js';
+import type { PaylogKms } from './kms/client.js';
+
+export const MAC_KEY_NAME = 'fingerprint-hmac';
+
+const contextFor = (name: string) => ({ 'paylog:keyring': name });
+
+/**
+ * Returns the plaintext of keyring key `name`, creating it (KMS GenerateDataKey) on first use.
+ * Safe with several instances starting at once: the first insert wins, everyone decrypts it.
+ */
+export async function loadOrCreateServiceKey(
+  database: AppDatabase,
+  kms: PaylogKms,
+  kmsKeyId: string,
+  name: string,
+): Promise<Buffer> {
+  const read = async () =>
+    (await database.db.select().from(keyring).where(eq(keyring.name, name)).limit(1))[0];
+  let row = await read();
+  if (!row) {
+    const fresh = await kms.generateDataKey(kmsKeyId, contextFor(name));
+    fresh.plaintext.fill(0);
+    await database.db
+      .insert(keyring)
+      .values({ name, kmsKeyId: fresh.keyId, wrappedKey: fresh.wrappedKey })
+      .onConflictDoNothing();
+    row = await read();
+  }
+  if (!row) throw new Error(`keyring entry ${name} could not be created`);
+  return await kms.decryptDataKey(row.wrappedKey, contextFor(name), row.kmsKeyId);
+}

@@ -1,0 +1,114 @@
+/**
+ * Log leaf format, version 1: the exact bytes hashed into the RFC 9162 tree
+ * (leaf hash = SHA-256(0x00 ‖ leaf), RFC 9162 §2.1.1).
+ *
+ * leaf = UTF-8( RFC 8785 canonical JSON of one of the objects below )
+ *
+ * Every leaf has `v` (format version, 1), `type` and `time` (RFC 3339 UTC, milliseconds).
+ * Leaves never hold plaintext card or account data: a transaction leaf commits to the
+ * ciphertext by SHA-256 and to the data key by its key commitment and the SHA-256 of the wrapped
+ * key as first stored. Rewrap and crypto-shredding replace or delete the wrapped key beside the
+ * log and are recorded as `key_event` leaves; no existing leaf ever changes.
+ */
+import { z } from 'zod';
+import { canonicalJson } from '../crypto/canonical-json.js';
+import { PaylogError } from '../errors.js';
+
+export const LEAF_FORMAT_VERSION = 1;
+/** Upper bound on one leaf's size; larger input is refused before it reaches the log. */
+export const MAX_LEAF_BYTES = 16 * 1024;
+
+const b64 = z.string().regex(/^[A-Za-z0-9+/]*={0,2}$/).max(512);
+const time = z.string().regex(/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/);
+const id = z.string().min(1).max(128);
+
+export const transactionLeafSchema = z
+  .object({
+    v: z.literal(LEAF_FORMAT_VERSION),
+    type: z.literal('transaction'),
+    time,
+    transactionId: id,
+    processor: id,
+    amount: z.object({ value: z.number().int().positive(), currency: z.string().regex(/^[A-Z]{3}$/) }).strict(),
+    paymentMethodType: z.enum(['card', 'us_bank_account', 'iban']),
+    envelope: z
+      .object({
+        version: z.number().int().positive(),
+        ciphertextSha256: b64,
+        keyCommitment: b64,
+        wrappedKeySha256: b64,
+        kmsKeyId: z.string().min(1).max(2048),
+      })
+      .strict(),
+    metadataSha256: b64.optional(),
+  })
+  .strict();
+
+export const accessLeafSchema = z
+  .object({
+    v: z.literal(LEAF_FORMAT_VERSION),
+    type: z.literal('access'),
+    time,
+    transactionId: id,
+    action: z.enum(['release', 'read']),
+    principal: z
+      .object({ role: z.string().min(1).max(32), name: z.string().min(1).max(128), certificateFingerprint: z.string().max(128) })
+      .strict(),
+    purpose: z.string().max(32).optional(),
+    reference: z.string().max(256).optional(),
+    outcome: z.enum(['granted', 'denied']),
+    reason: z.string().max(64).optional(),
+    sourceAddress: z.string().max(64),
+  })
+  .strict();
+
+export const keyEventLeafSchema = z
+  .object({
+    v: z.literal(LEAF_FORMAT_VERSION),
+    type: z.literal('key_event'),
+    time,
+    event: z.enum(['rewrap', 'shred', 'signing_key_added', 'signing_key_retired']),
+    transactionId: id.optional(),
+    kmsKeyId: z.string().max(2048).optional(),
+    wrappedKeySha256: b64.optional(),
+    keyName: z.string().max(256).optional(),
+  })
+  .strict();
+
+export const leafSchema = z.discriminatedUnion('type', [transactionLeafSchema, accessLeafSchema, keyEventLeafSchema]);
+
+export type TransactionLeaf = z.infer<typeof transactionLeafSchema>;
+export type AccessLeaf = z.infer<typeof accessLeafSchema>;
+export type KeyEventLeaf = z.infer<typeof keyEventLeafSchema>;
+export type Leaf = z.infer<typeof leafSchema>;
+
+/** Serialises a leaf to its canonical bytes (RFC 8785). */
+export function encodeLeaf(leaf: Leaf): Buffer {
+  const bytes = Buffer.from(canonicalJson(leaf), 'utf8');
+  if (bytes.length > MAX_LEAF_BYTES) throw new PaylogError('VALIDATION_FAILED', 'log entry too large');
+  return bytes;
+}
+
+/**
+ * Parses and checks leaf bytes: valid UTF-8 JSON, a known version and type with exactly the
+ * documented fields, and canonical (re-encoding yields the same bytes).
+ */
+export function decodeLeaf(bytes: Uint8Array): Leaf {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(bytes));
+  } catch {
+    throw new PaylogError('INTEGRITY_FAILURE', 'leaf is not UTF-8 JSON');
+  }
+  const result = leafSchema.safeParse(parsed);
+  if (!result.success) throw new PaylogError('INTEGRITY_FAILURE', 'leaf does not match leaf format v1');
+  if (!Buffer.from(canonicalJson(result.data), 'utf8').equals(Buffer.from(bytes))) {
+    throw new PaylogError('INTEGRITY_FAILURE', 'leaf is not in canonical form');
+  }
+  return result.data;
+}
+
+/** RFC 3339 UTC timestamp with milliseconds, as used in leaves. */
+export function leafTime(d: Date): string {
+  return d.toISOString();
+}

@@ -1,0 +1,52 @@
+/** Prometheus metrics (prom-client), one registry per service instance. No card data in labels. */
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+export interface Metrics {
+  registry: Registry;
+  httpRequests: Counter<'method' | 'route' | 'status'>;
+  httpDuration: Histogram<'method' | 'route'>;
+  batchSize: Histogram;
+  batchDuration: Histogram;
+  logSize: Gauge;
+  releases: Counter<'outcome'>;
+}
+
+export function createMetrics(): Metrics {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry, prefix: 'paylog_process_' });
+  return {
+    registry,
+    httpRequests: new Counter({
+      name: 'paylog_http_requests_total',
+      help: 'HTTP requests by method, route pattern and status',
+      labelNames: ['method', 'route', 'status'],
+      registers: [registry],
+    }),
+    httpDuration: new Histogram({
+      name: 'paylog_http_request_duration_seconds',
+      help: 'HTTP request latency by route pattern',
+      labelNames: ['method', 'route'],
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+      registers: [registry],
+    }),
+    batchSize: new Histogram({
+      name: 'paylog_log_batch_size',
+      help: 'Entries per group-committed batch',
+      buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256, 512],
+      registers: [registry],
+    }),
+    batchDuration: new Histogram({
+      name: 'paylog_log_batch_commit_seconds',
+      help: 'Time to commit one batch',
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
+      registers: [registry],
+    }),
+    logSize: new Gauge({ name: 'paylog_log_size', help: 'Entries in the log (tree size)', registers: [registry] }),
+    releases: new Counter({
+      name: 'paylog_releases_total',
+      help: 'Release attempts by outcome',
+      labelNames: ['outcome'],
+      registers: [registry],
+    }),
+  };
+}

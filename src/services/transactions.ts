@@ -1,0 +1,197 @@
+/**
+ * Transactions: submit (validate → policy → envelope → appender) and read masked metadata.
+ * Knows nothing about HTTP; routes call these functions with the authenticated principal.
+ */
+import { createHash } from 'node:crypto';
+import { eq } from 'drizzle-orm';
+import type { AppDatabase } from '../db/connection.js';
+import { transactions, merkleNodes } from '../db/schema.js';
+import { and } from 'drizzle-orm';
+import { PaylogError } from '../errors.js';
+import { authorize, authorizeOnTransaction } from '../auth/policy.js';
+import type { Principal } from '../auth/principal.js';
+import type { ProcessorRegistry } from '../auth/processors.js';
+import { validateTransactionRequest, type TransactionRequest } from '../validation/transaction.js';
+import { canonicalJson } from '../crypto/canonical-json.js';
+import { maskedView } from '../crypto/masking.js';
+import { fingerprint, requestMac } from '../crypto/fingerprint.js';
+import { ciphertextDigest, sealEnvelope, type DataKeySource } from '../crypto/envelope.js';
+import { encodeLeaf, leafTime, LEAF_FORMAT_VERSION } from '../log/leaf.js';
+import type { LogAppender } from '../log/appender.js';
+
+export interface TransactionReceipt {
+  transactionId: string;
+  logIndex: number;
+  leafHash: string;
+  paymentMethod: Record<string, unknown>;
+  createdAt: string;
+}
+
+export interface TransactionView extends TransactionReceipt {
+  processor: string;
+  amount: { value: number; currency: string };
+  fingerprint: string;
+  metadata: Record<string, string> | null;
+}
+
+export interface TransactionDeps {
+  database: AppDatabase;
+  appender: LogAppender;
+  dataKeys: DataKeySource;
+  /** HMAC key for fingerprints and request MACs (held in memory, wrapped under KMS at rest). */
+  macKey: Buffer;
+  processors: ProcessorRegistry;
+}
+
+const sha256b64 = (b: Uint8Array) => createHash('sha256').update(b).digest('base64');
+
+export class TransactionService {
+  constructor(private readonly deps: TransactionDeps) {}
+
+  /**
+   * Submits one transaction. Resolves only after its log entry is committed:
+   * `created` (first time), `replayed` (identical body), or throws IDEMPOTENCY_CONFLICT.
+   */
+  async submit(principal: Principal, raw: unknown, now = new Date()): Promise<{ created: boolean; receipt: TransactionReceipt }> {
+    authorize(principal, 'transaction:create');
+    const req = validateTransactionRequest(raw, now);
+    if (!(await this.deps.processors.isActive(req.processor))) {
+      throw new PaylogError('UNKNOWN_PROCESSOR', 'the named processor is not registered or not active');
+    }
+    const mac = requestMac(this.deps.macKey, canonicalJson(req));
+
+    // Fast path for replays: no KMS call, no append.
+    const prior = await this.findRow(req.transactionId);
+    if (prior) return { created: false, receipt: await this.replayOrConflict(prior, mac) };
+
+    const binding = { transactionId: req.transactionId, processor: req.processor };
+    const plaintext = Buffer.from(canonicalJson(req.paymentMethod), 'utf8');
+    let envelope;
+    try {
+      envelope = await sealEnvelope(this.deps.dataKeys, binding, plaintext);
+    } finally {
+      plaintext.fill(0);
+    }
+    const createdAt = now;
+    const metadata = req.metadata ?? null;
+    const leaf = encodeLeaf({
+      v: LEAF_FORMAT_VERSION,
+      type: 'transaction',
+      time: leafTime(createdAt),
+      transactionId: req.transactionId,
+      processor: req.processor,
+      amount: { value: req.amount.value, currency: req.amount.currency },
+      paymentMethodType: req.paymentMethod.type,
+      envelope: {
+        version: envelope.version,
+        ciphertextSha256: ciphertextDigest(envelope).toString('base64'),
+        keyCommitment: envelope.keyCommitment.toString('base64'),
+        wrappedKeySha256: sha256b64(envelope.wrappedKey),
+        kmsKeyId: envelope.kmsKeyId,
+      },
+      ...(metadata ? { metadataSha256: sha256b64(Buffer.from(canonicalJson(metadata), 'utf8')) } : {}),
+    });
+    const masked = maskedView(req.paymentMethod);
+    const outcome = await this.deps.appender.append({
+      kind: 'transaction',
+      leaf,
+      createdAt,
+      transaction: {
+        transactionId: req.transactionId,
+        processor: req.processor,
+        requestMac: mac,
+        paymentMethodType: req.paymentMethod.type,
+        masked,
+        fingerprint: fingerprint(this.deps.macKey, req.paymentMethod),
+        amountValue: req.amount.value,
+        currency: req.amount.currency,
+        metadata,
+        envelopeVersion: envelope.version,
+        iv: envelope.iv,
+        ciphertext: envelope.ciphertext,
+        tag: envelope.tag,
+        keyCommitment: envelope.keyCommitment,
+        salt: 'salt' in envelope ? ((envelope as { salt?: Buffer }).salt ?? null) : null,
+      },
+      dataKey: { transactionId: req.transactionId, kmsKeyId: envelope.kmsKeyId, wrappedKey: envelope.wrappedKey },
+    });
+    if (outcome.status === 'conflict') throw conflictError();
+    if (outcome.status === 'replayed') {
+      const row = await this.findRow(req.transactionId);
+      if (!row) throw new PaylogError('INTERNAL', 'replayed transaction not found');
+      return { created: false, receipt: await this.replayOrConflict(row, mac) };
+    }
+    return {
+      created: true,
+      receipt: {
+        transactionId: req.transactionId,
+        logIndex: outcome.logIndex,
+        leafHash: outcome.leafHash.toString('base64'),
+        paymentMethod: masked,
+        createdAt: createdAt.toISOString(),
+      },
+    };
+  }
+
+  /** Masked metadata + log position; never plaintext. Unknown and not-yours look the same. */
+  async get(principal: Principal, transactionId: string): Promise<TransactionView> {
+    const row = await this.findRow(transactionId);
+    authorizeOnTransaction(principal, 'transaction:read', row ? { assignedProcessor: row.processor } : {});
+    if (!row) throw new PaylogError('NOT_FOUND', 'no such transaction');
+    return {
+      transactionId: row.transactionId,
+      processor: row.processor,
+      amount: { value: row.amountValue, currency: row.currency },
+      paymentMethod: row.masked as Record<string, unknown>,
+      fingerprint: row.fingerprint,
+      metadata: (row.metadata as Record<string, string> | null) ?? null,
+      logIndex: row.logIndex,
+      leafHash: (await this.leafHash(row.logIndex)).toString('base64'),
+      createdAt: row.createdAt.toISOString(),
+    };
+  }
+
+  /** The stored row for a transaction id, or null. */
+  async findRow(transactionId: string) {
+    if (typeof transactionId !== 'string' || transactionId.length === 0 || transactionId.length > 128) return null;
+    const rows = await this.deps.database.db
+      .select()
+      .from(transactions)
+      .where(eq(transactions.transactionId, transactionId))
+      .limit(1);
+    return rows[0] ?? null;
+  }
+
+  private async leafHash(logIndex: number): Promise<Buffer> {
+    const rows = await this.deps.database.db
+      .select({ hash: merkleNodes.hash })
+      .from(merkleNodes)
+      .where(and(eq(merkleNodes.level, 0), eq(merkleNodes.idx, logIndex)));
+    const h = rows[0]?.hash;
+    if (!h) throw new PaylogError('INTEGRITY_FAILURE', 'leaf hash missing for a stored transaction');
+    return h;
+  }
+
+  private async replayOrConflict(
+    row: NonNullable<Awaited<ReturnType<TransactionService['findRow']>>>,
+    mac: Buffer,
+  ): Promise<TransactionReceipt> {
+    if (!row.requestMac.equals(mac)) throw conflictError();
+    return {
+      transactionId: row.transactionId,
+      logIndex: row.logIndex,
+      leafHash: (await this.leafHash(row.logIndex)).toString('base64'),
+      paymentMethod: row.masked as Record<string, unknown>,
+      createdAt: row.createdAt.toISOString(),
+    };
+  }
+}
+
+function conflictError(): PaylogError {
+  return new PaylogError(
+    'IDEMPOTENCY_CONFLICT',
+    'a transaction with this transactionId was already submitted with a different body',
+  );
+}
+
+export type { TransactionRequest };

@@ -127,7 +127,7 @@ export class TransactionService {
         transactionId: req.transactionId,
         logIndex: outcome.logIndex,
         leafHash: outcome.leafHash.toString('base64'),
-        paymentMethod: masked,
+        paymentMethod: masked as unknown as Record<string, unknown>,
         createdAt: createdAt.toISOString(),
       },
     };

@@ -1,0 +1,106 @@
+/**
+ * Canonical JSON: RFC 8785 (JSON Canonicalization Scheme, JCS) for the subset paylog uses.
+ *
+ * Contract:
+ * - Accepted values: `null`, booleans, strings, SAFE integers (`Number.isSafeInteger`), arrays of
+ *   accepted values, and plain objects (prototype `Object.prototype` or `null`) whose own
+ *   enumerable string-keyed properties are accepted values.
+ * - Rejected (throws `PaylogError('INTERNAL')`): non-integer or unsafe numbers (JCS would need
+ *   the ECMAScript double formatting, which we deliberately do not depend on), `undefined`,
+ *   functions, symbols, bigints, class instances (Date, Buffer, Map, ...: no `toJSON` is called),
+ *   sparse arrays, cycles, and strings/keys containing lone surrogates (RFC 8785 §3.2.2.2 requires
+ *   I-JSON, RFC 7493 §2.1, i.e. well-formed Unicode).
+ * - Output: no whitespace; object members sorted by key, comparing keys as arrays of UTF-16 code
+ *   units (RFC 8785 §3.2.3); strings escaped exactly as ECMAScript `JSON.stringify` does
+ *   (RFC 8785 §3.2.2.2); integers in shortest decimal form, `-0` as `0` (RFC 8785 §3.2.2.3).
+ * - Error messages name the problem only, never the offending value or its key (either could be
+ *   card data).
+ */
+import { PaylogError } from '../errors.js';
+
+/** Values `canonicalJson` accepts. */
+export type CanonicalJsonValue =
+  | null
+  | boolean
+  | string
+  | number
+  | readonly CanonicalJsonValue[]
+  | { readonly [key: string]: CanonicalJsonValue };
+
+/** Nesting limit: far above anything paylog builds, low enough to never overflow the stack. */
+export const CANONICAL_JSON_MAX_DEPTH = 64;
+
+const LONE_SURROGATE = /\p{Cs}/u;
+
+function reject(reason: string): never {
+  throw new PaylogError('INTERNAL', `canonical JSON: ${reason}`);
+}
+
+// RFC 8785 §3.2.2.2 + RFC 7493 §2.1: strings are well-formed Unicode, serialised like JSON.stringify.
+function serializeString(s: string): string {
+  if (LONE_SURROGATE.test(s)) reject('string contains a lone surrogate');
+  return JSON.stringify(s);
+}
+
+// RFC 8785 §3.2.2.3, restricted to safe integers (exact in IEEE 754, shortest form is the decimal).
+function serializeInteger(n: number): string {
+  if (!Number.isSafeInteger(n)) reject('only safe integers are supported');
+  return Object.is(n, -0) ? '0' : String(n);
+}
+
+// RFC 8785 §3.2.3: sort by UTF-16 code units (plain `<` on JS strings compares code units).
+function compareUtf16(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+function isPlainObject(v: object): v is Record<string, unknown> {
+  const proto = Object.getPrototypeOf(v) as unknown;
+  return proto === Object.prototype || proto === null;
+}
+
+function serialize(value: unknown, depth: number, seen: Set<object>): string {
+  if (value === null) return 'null';
+  switch (typeof value) {
+    case 'boolean':
+      return value ? 'true' : 'false';
+    case 'string':
+      return serializeString(value);
+    case 'number':
+      return serializeInteger(value);
+    case 'object':
+      break;
+    default:
+      return reject(`unsupported type ${typeof value}`);
+  }
+  if (depth >= CANONICAL_JSON_MAX_DEPTH) reject('nesting too deep');
+  if (seen.has(value)) reject('cyclic structure');
+  seen.add(value);
+  try {
+    if (Array.isArray(value)) {
+      const parts: string[] = [];
+      for (let i = 0; i < value.length; i++) {
+        if (!Object.prototype.hasOwnProperty.call(value, i)) reject('sparse array');
+        parts.push(serialize(value[i], depth + 1, seen));
+      }
+      return `[${parts.join(',')}]`;
+    }
+    if (!isPlainObject(value)) reject('only plain objects are supported');
+    const keys = Object.keys(value).sort(compareUtf16);
+    const members = keys.map(
+      (k) => `${serializeString(k)}:${serialize(value[k], depth + 1, seen)}`,
+    );
+    return `{${members.join(',')}}`;
+  } finally {
+    seen.delete(value);
+  }
+}
+
+/** RFC 8785 canonical serialisation of `value` (see the module doc for the accepted subset). */
+export function canonicalJson(value: unknown): string {
+  return serialize(value, 0, new Set());
+}
+
+/** UTF-8 bytes of `canonicalJson(value)` (what gets hashed, MACed or encrypted). */
+export function canonicalJsonBytes(value: unknown): Buffer {
+  return Buffer.from(canonicalJson(value), 'utf8');
+}

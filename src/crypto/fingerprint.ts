@@ -1,0 +1,68 @@
+/**
+ * Keyed fingerprints of payment identifiers, and request MACs for idempotent replays.
+ *
+ * PCI DSS v4.0.1 Req. 3.5.1.1: a hash of a PAN stored next to (or instead of) it must be a
+ * keyed cryptographic hash with the key managed per Req. 3.6/3.7 — an unkeyed hash of a
+ * 16-digit PAN is brute-forced in minutes. Both functions here are HMAC-SHA-256 (RFC 2104)
+ * with a key held by KMS (supplied by the caller), each under its own domain label so that a
+ * fingerprint can never equal a request MAC or another type's fingerprint:
+ *
+ * - `fingerprint`: HMAC(key, "paylog/fingerprint/v1" ‖ 0x00 ‖ identifier), where identifier is
+ *   `card:<PAN digits>`, `us_bank_account:<routing>:<account>` or `iban:<electronic IBAN>`;
+ *   result `fp_` + base64url(first 16 bytes) (128 bits: collision-safe for our volumes).
+ * - `requestMac`: HMAC(key, "paylog/request-mac/v1" ‖ 0x00 ‖ UTF-8 canonical body), full 32 bytes.
+ *
+ * Deterministic for a given key: the same account always gives the same fingerprint (that is
+ * the point — duplicate detection), so fingerprints link transactions of one account; rotating
+ * the key changes every fingerprint.
+ */
+import { createHmac } from 'node:crypto';
+import { electronicFormatIBAN } from 'ibantools';
+import { PaylogError } from '../errors.js';
+import type { PaymentMethod } from '../validation/transaction.js';
+
+export const FINGERPRINT_PREFIX = 'fp_';
+export const FINGERPRINT_BYTES = 16;
+const LABEL_FINGERPRINT = 'paylog/fingerprint/v1';
+const LABEL_REQUEST_MAC = 'paylog/request-mac/v1';
+/** Minimum HMAC key length accepted (RFC 2104 §3: at least the hash output length). */
+export const MIN_MAC_KEY_BYTES = 32;
+
+function assertKey(key: Buffer): void {
+  if (!Buffer.isBuffer(key) || key.length < MIN_MAC_KEY_BYTES) {
+    throw new PaylogError('INTERNAL', 'MAC key must be at least 32 bytes');
+  }
+}
+
+// RFC 2104 HMAC-SHA-256 over label ‖ 0x00 ‖ message (labels contain no 0x00).
+function labelledHmac(key: Buffer, label: string, message: string): Buffer {
+  assertKey(key);
+  return createHmac('sha256', key)
+    .update(label, 'ascii')
+    .update(Buffer.from([0]))
+    .update(message, 'utf8')
+    .digest();
+}
+
+/** Normalised, type-prefixed identifier of a payment method (the fingerprint's input). */
+export function paymentIdentifier(pm: PaymentMethod): string {
+  switch (pm.type) {
+    case 'card':
+      return `card:${pm.pan}`;
+    case 'us_bank_account':
+      return `us_bank_account:${pm.routingNumber}:${pm.accountNumber}`;
+    case 'iban':
+      return `iban:${electronicFormatIBAN(pm.iban) ?? ''}`;
+  }
+}
+
+/** `fp_` + base64url of the first 16 bytes of the labelled HMAC of the identifier. */
+export function fingerprint(key: Buffer, pm: PaymentMethod): string {
+  const mac = labelledHmac(key, LABEL_FINGERPRINT, paymentIdentifier(pm));
+  return FINGERPRINT_PREFIX + mac.subarray(0, FINGERPRINT_BYTES).toString('base64url');
+}
+
+/** 32-byte labelled HMAC of a canonical request body (compare with `timingSafeEqual`). */
+export function requestMac(key: Buffer, canonicalBody: string): Buffer {
+  return labelledHmac(key, LABEL_REQUEST_MAC, canonicalBody);
+}

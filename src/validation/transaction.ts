@@ -1,0 +1,352 @@
+/**
+ * Validation of `POST /v1/transactions` bodies (contract v1).
+ *
+ * `validateTransactionRequest(raw, now)` runs, in this order, and throws a `PaylogError` with a
+ * stable code at the first failing step:
+ * 1. SAD keys anywhere (`sensitive.ts`)            → SENSITIVE_AUTHENTICATION_DATA
+ * 2. `__proto__` / `constructor` / `prototype` keys anywhere → VALIDATION_FAILED (`reserved_key`)
+ * 3. schema (`transactionRequestSchema`, strict)   → VALIDATION_FAILED
+ * 4. a Luhn-valid 13–19 digit run in clear-text fields (transactionId and processor, which
+ *    also go into the KMS encryption context; metadata keys and values)
+ *                                                  → VALIDATION_FAILED (`card_number_in_free_text`)
+ * 5. currency not in the ISO 4217 table            → UNSUPPORTED_CURRENCY
+ * 6. card: digits only, length/brand/Luhn via card-validator → INVALID_CARD_NUMBER;
+ *    expiry month ended (UTC)                      → CARD_EXPIRED
+ *    us_bank_account: 9 digits + ABA 3-7-1 check   → INVALID_ROUTING_NUMBER
+ *    iban: ibantools (electronic format, BBAN format, ISO 7064 mod 97-10) → INVALID_IBAN
+ *
+ * Error hygiene: messages are constants written here (zod's messages are never used) and
+ * `details` hold only field paths and constant codes. Path segments that are not keys of our
+ * schema (an attacker may send a PAN as a key) are replaced by `*`. No input value is ever
+ * copied into an error, and a non-PaylogError thrown while looking at hostile input is turned
+ * into VALIDATION_FAILED without a cause.
+ *
+ * Normalisation: an IBAN is returned in electronic format (spaces/hyphens removed, upper
+ * case); optional members given as `undefined` are omitted (so the result is always accepted by
+ * `canonicalJson`); everything else is returned exactly as parsed.
+ */
+import { z } from 'zod';
+import cardValidator from 'card-validator';
+import { electronicFormatIBAN, isValidBIC, isValidIBAN } from 'ibantools';
+import { PaylogError, isPaylogError } from '../errors.js';
+import { isSupportedCurrency } from './currencies.js';
+import { findKeyDeep, findSensitiveAuthenticationData } from './sensitive.js';
+
+export const TRANSACTION_ID_MAX = 64;
+export const HOLDER_NAME_MAX_CODE_POINTS = 140;
+export const METADATA_MAX_KEYS = 20;
+export const METADATA_KEY_MAX = 64;
+export const METADATA_VALUE_MAX = 256;
+/** Upper bound on raw PAN / routing / IBAN strings before the specific checks run. */
+export const RAW_IDENTIFIER_MAX = 64;
+/** At most this many schema issues are reported (a hostile body can produce thousands). */
+export const MAX_REPORTED_ISSUES = 20;
+
+const TRANSACTION_ID = /^[A-Za-z0-9][A-Za-z0-9._:-]*$/;
+const PROCESSOR = /^[a-z0-9][a-z0-9-]{0,62}$/;
+const CURRENCY_SHAPE = /^[A-Z]{3}$/;
+const ACCOUNT_NUMBER = /^\d{4,17}$/;
+const METADATA_KEY = /^[A-Za-z0-9][A-Za-z0-9_.:-]*$/;
+/** ISO 9362 BIC: 4 institution + 2 country letters, 2 location, optional 3 branch; upper case. */
+const BIC = /^[A-Z]{6}[A-Z0-9]{2}(?:[A-Z0-9]{3})?$/;
+/** Control characters, line/paragraph separators and lone surrogates. */
+const FORBIDDEN_TEXT_CHARS = /[\p{Cc}\p{Zl}\p{Zp}\p{Cs}]/u;
+const RESERVED_KEYS = new Set(['__proto__', 'constructor', 'prototype']);
+
+/** Custom issue codes we add to zod's own (reported in `details.issues[].code`). */
+const ISSUE = {
+  controlCharacter: 'control_character',
+  blank: 'blank',
+  tooManyKeys: 'too_many_keys',
+  reservedKey: 'reserved_key',
+  cardNumberInFreeText: 'card_number_in_free_text',
+} as const;
+
+function issue(code: string): { params: { paylog: string } } {
+  return { params: { paylog: code } };
+}
+
+const freeText = (max: number) =>
+  z
+    .string()
+    .max(max)
+    .refine((s) => !FORBIDDEN_TEXT_CHARS.test(s), issue(ISSUE.controlCharacter));
+
+/** 1..140 Unicode code points, not blank, no control characters (RTL, ZWJ, emoji are fine). */
+const holderName = z
+  .string()
+  .min(1)
+  .max(HOLDER_NAME_MAX_CODE_POINTS * 2) // UTF-16 bound, checked before counting code points
+  .refine((s) => [...s].length <= HOLDER_NAME_MAX_CODE_POINTS, {
+    params: { paylog: 'too_big' },
+  })
+  .refine((s) => !FORBIDDEN_TEXT_CHARS.test(s), issue(ISSUE.controlCharacter))
+  .refine((s) => s.trim().length > 0, issue(ISSUE.blank));
+
+export const cardSchema = z.strictObject({
+  type: z.literal('card'),
+  pan: z.string().max(RAW_IDENTIFIER_MAX),
+  expiryMonth: z.int().min(1).max(12),
+  expiryYear: z.int().min(1000).max(9999),
+  holderName,
+});
+
+export const usBankAccountSchema = z.strictObject({
+  type: z.literal('us_bank_account'),
+  accountNumber: z.string().regex(ACCOUNT_NUMBER),
+  routingNumber: z.string().max(RAW_IDENTIFIER_MAX),
+  accountType: z.enum(['checking', 'savings']),
+  holderName,
+});
+
+export const ibanSchema = z.strictObject({
+  type: z.literal('iban'),
+  iban: z.string().max(RAW_IDENTIFIER_MAX),
+  bic: z
+    .string()
+    .regex(BIC)
+    .refine((s) => isValidBIC(s))
+    .optional(),
+  holderName,
+});
+
+export const paymentMethodSchema = z.discriminatedUnion('type', [
+  cardSchema,
+  usBankAccountSchema,
+  ibanSchema,
+]);
+
+export const metadataSchema = z
+  .record(
+    z.string().min(1).max(METADATA_KEY_MAX).regex(METADATA_KEY),
+    freeText(METADATA_VALUE_MAX),
+  )
+  .refine((m) => Object.keys(m).length <= METADATA_MAX_KEYS, issue(ISSUE.tooManyKeys));
+
+export const transactionRequestSchema = z.strictObject({
+  transactionId: z.string().min(1).max(TRANSACTION_ID_MAX).regex(TRANSACTION_ID),
+  processor: z.string().regex(PROCESSOR),
+  amount: z.strictObject({
+    value: z.int().positive(),
+    currency: z.string().regex(CURRENCY_SHAPE),
+  }),
+  paymentMethod: paymentMethodSchema,
+  metadata: metadataSchema.optional(),
+});
+
+export type TransactionRequest = z.infer<typeof transactionRequestSchema>;
+export type PaymentMethod = z.infer<typeof paymentMethodSchema>;
+export type CardPaymentMethod = z.infer<typeof cardSchema>;
+export type UsBankAccountPaymentMethod = z.infer<typeof usBankAccountSchema>;
+export type IbanPaymentMethod = z.infer<typeof ibanSchema>;
+
+/** Every key our schema defines: the only path segments ever reported verbatim. */
+const SCHEMA_KEYS: ReadonlySet<string> = new Set([
+  ...Object.keys(transactionRequestSchema.shape),
+  ...Object.keys(transactionRequestSchema.shape.amount.shape),
+  ...Object.keys(cardSchema.shape),
+  ...Object.keys(usBankAccountSchema.shape),
+  ...Object.keys(ibanSchema.shape),
+]);
+
+/** Dotted path with every segment that is not one of our schema keys replaced by `*`. */
+export function sanitizePath(path: ReadonlyArray<PropertyKey>): string {
+  return path.map((s) => (typeof s === 'string' && SCHEMA_KEYS.has(s) ? s : '*')).join('.');
+}
+
+function validationFailed(issues: Array<{ path: string; code: string }>): PaylogError {
+  return new PaylogError('VALIDATION_FAILED', 'Request body failed validation', { issues });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Card numbers
+
+/** Brand as detected by card-validator (credit-card-type ids, e.g. `visa`, `american-express`). */
+export interface CardBrand {
+  /** credit-card-type id, e.g. `visa`, `mastercard`, `american-express`, `diners-club`. */
+  id: string;
+  /** Display name, e.g. `Visa`, `American Express`. */
+  name: string;
+}
+
+/** The one brand card-validator attributes to `pan` (digits only), or null if none/ambiguous. */
+export function detectCardBrand(pan: string): CardBrand | null {
+  if (!/^\d+$/.test(pan)) return null;
+  const card = cardValidator.number(pan).card;
+  return card === null ? null : { id: card.type, name: card.niceType };
+}
+
+// ISO/IEC 7812-1 Annex B: Luhn mod-10 check over a digit string.
+export function luhnValid(digits: string): boolean {
+  let sum = 0;
+  for (let i = 0; i < digits.length; i++) {
+    let d = digits.charCodeAt(digits.length - 1 - i) - 48;
+    if (d < 0 || d > 9) return false;
+    if (i % 2 === 1) {
+      d *= 2;
+      if (d > 9) d -= 9;
+    }
+    sum += d;
+  }
+  return digits.length > 0 && sum % 10 === 0;
+}
+
+/** PAN check: ASCII digits only (no spaces), 12..19 long, one known brand, its length and Luhn. */
+export function isValidPan(pan: string): boolean {
+  if (!/^\d{12,19}$/.test(pan)) return false;
+  return cardValidator.number(pan).isValid;
+}
+
+/** A card is valid through the last instant of its expiry month (UTC). */
+export function isCardExpired(expiryMonth: number, expiryYear: number, now: Date): boolean {
+  return now.getTime() >= Date.UTC(expiryYear, expiryMonth, 1); // month index = next month
+}
+
+/** Digit runs (single space, hyphen or dot allowed between digits), after NFKC folding. */
+const DIGIT_RUN = /\d(?:[ .-]?\d)*/g;
+
+/** True when `text` contains a 13–19 digit run that passes Luhn (a PAN in free text). */
+export function containsPanLikeNumber(text: string): boolean {
+  for (const m of text.normalize('NFKC').matchAll(DIGIT_RUN)) {
+    const digits = m[0].replace(/[ .-]/g, '');
+    if (digits.length >= 13 && digits.length <= 19 && luhnValid(digits)) return true;
+  }
+  return false;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Bank identifiers
+
+// ABA routing number check digit: 3·(d1+d4+d7) + 7·(d2+d5+d8) + 1·(d3+d6+d9) ≡ 0 (mod 10).
+export function isValidRoutingNumber(routingNumber: string): boolean {
+  if (!/^\d{9}$/.test(routingNumber)) return false;
+  const weights = [3, 7, 1, 3, 7, 1, 3, 7, 1];
+  let sum = 0;
+  for (let i = 0; i < 9; i++) sum += (routingNumber.charCodeAt(i) - 48) * weights[i]!;
+  return sum % 10 === 0;
+}
+
+/** Electronic-format IBAN if valid (ISO 13616 structure + mod 97-10 checksum), else null. */
+export function normalizeIban(iban: string): string | null {
+  const electronic = electronicFormatIBAN(iban);
+  if (electronic === null || !/^[A-Z]{2}\d{2}[A-Z0-9]{1,30}$/.test(electronic)) return null;
+  return isValidIBAN(electronic) ? electronic : null;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Steps of validateTransactionRequest (module doc order)
+
+// Step 1: PCI DSS 3.3.1 — refuse SAD before anything else looks at the body.
+function rejectSensitiveAuthenticationData(raw: unknown): void {
+  const hit = findSensitiveAuthenticationData(raw);
+  if (hit !== null) {
+    throw new PaylogError(
+      'SENSITIVE_AUTHENTICATION_DATA',
+      'Sensitive authentication data (card verification code, track data or PIN) is not accepted',
+      { path: sanitizePath(hit.path), field: hit.term },
+    );
+  }
+}
+
+// Step 2: keys that could alter prototypes in naive consumers are refused outright.
+function rejectReservedKeys(raw: unknown): void {
+  const hit = findKeyDeep(raw, (k) => (RESERVED_KEYS.has(k) ? k : null));
+  if (hit !== null) {
+    throw validationFailed([{ path: sanitizePath(hit.path), code: ISSUE.reservedKey }]);
+  }
+}
+
+// Step 3: the contract's shape (strict objects).
+function parseSchema(raw: unknown): TransactionRequest {
+  const result = transactionRequestSchema.safeParse(raw);
+  if (result.success) return result.data;
+  const issues = result.error.issues.slice(0, MAX_REPORTED_ISSUES).map((i) => {
+    const custom =
+      i.code === 'custom' && typeof i.params?.['paylog'] === 'string'
+        ? (i.params['paylog'] as string)
+        : undefined;
+    return { path: sanitizePath(i.path), code: custom ?? i.code };
+  });
+  throw validationFailed(issues);
+}
+
+// Step 4: no PAN smuggled into fields that are stored or logged in the clear.
+function rejectPanInFreeText(req: TransactionRequest): void {
+  const hits: Array<{ path: string; code: string }> = [];
+  for (const field of ['transactionId', 'processor'] as const) {
+    if (containsPanLikeNumber(req[field])) {
+      hits.push({ path: field, code: ISSUE.cardNumberInFreeText });
+    }
+  }
+  for (const [key, value] of Object.entries(req.metadata ?? {})) {
+    if (containsPanLikeNumber(key) || containsPanLikeNumber(value)) {
+      hits.push({ path: 'metadata.*', code: ISSUE.cardNumberInFreeText });
+    }
+  }
+  if (hits.length > 0) throw validationFailed(hits.slice(0, MAX_REPORTED_ISSUES));
+}
+
+// Step 5: ISO 4217 active codes only.
+function checkCurrency(req: TransactionRequest): void {
+  if (!isSupportedCurrency(req.amount.currency)) {
+    throw new PaylogError('UNSUPPORTED_CURRENCY', 'Currency is not a supported ISO 4217 code', {
+      path: 'amount.currency',
+    });
+  }
+}
+
+// Step 6: payment-method specific checks; returns the normalised payment method.
+function checkPaymentMethod(pm: PaymentMethod, now: Date): PaymentMethod {
+  switch (pm.type) {
+    case 'card':
+      if (!isValidPan(pm.pan)) {
+        throw new PaylogError('INVALID_CARD_NUMBER', 'Card number is not valid', {
+          path: 'paymentMethod.pan',
+        });
+      }
+      if (isCardExpired(pm.expiryMonth, pm.expiryYear, now)) {
+        throw new PaylogError('CARD_EXPIRED', 'Card has expired', {
+          path: 'paymentMethod.expiryYear',
+        });
+      }
+      return pm;
+    case 'us_bank_account':
+      if (!isValidRoutingNumber(pm.routingNumber)) {
+        throw new PaylogError('INVALID_ROUTING_NUMBER', 'Routing number is not valid', {
+          path: 'paymentMethod.routingNumber',
+        });
+      }
+      return pm;
+    case 'iban': {
+      const iban = normalizeIban(pm.iban);
+      if (iban === null) {
+        throw new PaylogError('INVALID_IBAN', 'IBAN is not valid', { path: 'paymentMethod.iban' });
+      }
+      const { bic, ...rest } = pm; // an explicit `bic: undefined` is dropped (canonical JSON)
+      return { ...rest, iban, ...(bic !== undefined ? { bic } : {}) };
+    }
+  }
+}
+
+/**
+ * Validates an untrusted, JSON-parsed request body (see the module doc for order and codes).
+ * Always throws PaylogError, never another error type; never echoes input values.
+ */
+export function validateTransactionRequest(raw: unknown, now: Date = new Date()): TransactionRequest {
+  try {
+    rejectSensitiveAuthenticationData(raw);
+    rejectReservedKeys(raw);
+    const req = parseSchema(raw);
+    rejectPanInFreeText(req);
+    checkCurrency(req);
+    const { metadata, ...rest } = req; // an explicit `metadata: undefined` is dropped
+    return {
+      ...rest,
+      paymentMethod: checkPaymentMethod(req.paymentMethod, now),
+      ...(metadata !== undefined ? { metadata } : {}),
+    };
+  } catch (e) {
+    if (isPaylogError(e)) throw e;
+    throw new PaylogError('VALIDATION_FAILED', 'Request body could not be validated');
+  }
+}

@@ -24,6 +24,10 @@ import { ProcessorRegistry } from './auth/processors.js';
 import { RevocationList } from './auth/revocations.js';
 import { loadOrCreateServiceKey, MAC_KEY_NAME } from './keyring.js';
 import { buildServer } from './api/server.js';
+import { registerAdminRoutes, registerReleaseRoutes } from './api/routes/release.js';
+import { ReleaseService } from './services/release.js';
+import { AdminService } from './services/admin.js';
+import { RateLimiter } from './auth/rate-limit.js';
 import type { DataKeySource } from './crypto/envelope.js';
 
 export const EMBEDDED_DATABASE = 'paylog';
@@ -156,6 +160,17 @@ export async function startPaylog(config: Config, opts: StartOptions = {}): Prom
     const revocations = new RevocationList(database);
     const transactionsService = new TransactionService({ database, appender, dataKeys, macKey, processors: processorRegistry });
 
+    const release = new ReleaseService({
+      database,
+      appender,
+      dataKeys,
+      transactions: transactionsService,
+      processors: processorRegistry,
+      limiter: new RateLimiter(config.releaseRatePerMinute),
+      metrics,
+    });
+    const admin = new AdminService(processorRegistry, revocations);
+
     const readiness = async () => {
       const checks = { database: false, kms: false };
       await database.pool.query('SELECT 1').then(() => (checks.database = true), () => {});
@@ -169,6 +184,7 @@ export async function startPaylog(config: Config, opts: StartOptions = {}): Prom
       transactions: transactionsService,
       revocations,
       readiness,
+      extraRoutes: [(app) => registerReleaseRoutes(app, { release }), (app) => registerAdminRoutes(app, { admin })],
     });
     await server.listen({ host: config.host, port: config.port });
     const addr = server.server.address();

@@ -49,11 +49,29 @@ export function toPaylogError(e: unknown): PaylogError {
     case 'FST_ERR_CTP_INVALID_JSON_BODY':
       return new PaylogError('BAD_REQUEST', 'request body is not valid JSON');
   }
+  if (isDatabaseUnavailable(e)) {
+    return new PaylogError('LOG_UNAVAILABLE', 'the log database is unavailable; retry later', undefined, { cause: e });
+  }
   if (fe?.statusCode === 400 || e instanceof SyntaxError) return new PaylogError('BAD_REQUEST', 'malformed request');
   if (fe?.statusCode === 404) return new PaylogError('NOT_FOUND', 'no such route');
   if (fe?.statusCode === 413) return new PaylogError('PAYLOAD_TOO_LARGE', 'request body is too large');
   if (fe?.statusCode === 415) return new PaylogError('UNSUPPORTED_MEDIA_TYPE', 'request body must be application/json');
   return new PaylogError('INTERNAL', 'internal error', undefined, { cause: e });
+}
+
+/** Connection-level database failures (SQLSTATE class 08, 57P shutdown, socket errors). */
+function isDatabaseUnavailable(e: unknown, depth = 0): boolean {
+  // drizzle wraps driver errors (DrizzleQueryError) with the pg error as `cause`.
+  const cause = (e as { cause?: unknown })?.cause;
+  if (cause !== undefined && depth < 4 && isDatabaseUnavailable(cause, depth + 1)) return true;
+  const code = (e as { code?: unknown })?.code;
+  const msg = (e as { message?: unknown })?.message;
+  if (typeof code === 'string' && (/^08/.test(code) || /^57P0[1-3]$/.test(code) || code === '3D000' || code === '53300')) return true;
+  if (typeof code === 'string' && ['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT'].includes(code)) return true;
+  return (
+    typeof msg === 'string' &&
+    /Connection terminated|connection timeout|Client has encountered a connection error|not currently accepting connections|terminating connection/i.test(msg)
+  );
 }
 
 export function errorResponse(e: PaylogError): { status: number; body: ErrorBody } {

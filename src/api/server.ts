@@ -21,7 +21,7 @@ declare module 'fastify' {
 }
 
 export interface RevocationCheck {
-  isRevoked(certificateFingerprint: string): Promise<boolean>;
+  isRevoked(certificateFingerprint: string, serialHex?: string): Promise<boolean>;
 }
 
 export interface ServerDeps {
@@ -58,7 +58,7 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
     if (!req.url.startsWith('/v1/') && req.url !== '/v1') return;
     const principal = principalFromSocket(req.raw.socket as TLSSocket);
     if (!principal) throw new PaylogError('CLIENT_CERTIFICATE_REQUIRED', 'a valid paylog client certificate is required');
-    if (await deps.revocations.isRevoked(principal.certificateFingerprint)) {
+    if (await deps.revocations.isRevoked(principal.certificateFingerprint, principal.serialHex)) {
       throw new PaylogError('CERTIFICATE_REVOKED', 'this client certificate has been revoked');
     }
     req.principal = principal;

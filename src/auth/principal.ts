@@ -3,7 +3,7 @@
  * identity; 8.3: strong authentication by certificate).
  */
 import type { TLSSocket } from 'node:tls';
-import { certificateFingerprint, identityFromPeerCertificate, type Role } from '../pki/identity.js';
+import { certificateFingerprint, certificateSerialHex, identityFromPeerCertificate, type Role } from '../pki/identity.js';
 
 export type { Role };
 
@@ -29,6 +29,6 @@ export function principalFromSocket(socket: TLSSocket): Principal | null {
     role: identity.role,
     name: identity.name,
     certificateFingerprint: certificateFingerprint(cert),
-    serialHex: (cert.serialNumber ?? '').toLowerCase(),
+    serialHex: certificateSerialHex(cert),
   };
 }

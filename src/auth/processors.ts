@@ -7,6 +7,7 @@ import type { AppDatabase } from '../db/connection.js';
 import { processors } from '../db/schema.js';
 import { principalUri } from '../pki/identity.js';
 
+
 export const PROCESSOR_STATUSES = ['active', 'disabled'] as const;
 export type ProcessorStatus = (typeof PROCESSOR_STATUSES)[number];
 
@@ -21,6 +22,11 @@ export class ProcessorRegistry {
       .where(eq(processors.name, name))
       .limit(1);
     return rows[0]?.status === 'active';
+  }
+
+  /** A processor principal is in good standing only while its processor is active; other roles always. */
+  async inGoodStanding(p: { role: string; name: string }): Promise<boolean> {
+    return p.role !== 'processor' || (await this.isActive(p.name));
   }
 
   /** Registers (or re-activates / disables) a processor. */

@@ -111,7 +111,7 @@ export class TransactionService {
         ciphertext: envelope.ciphertext,
         tag: envelope.tag,
         keyCommitment: envelope.keyCommitment,
-        salt: 'salt' in envelope ? ((envelope as { salt?: Buffer }).salt ?? null) : null,
+        salt: envelope.salt,
       },
       dataKey: { transactionId: req.transactionId, kmsKeyId: envelope.kmsKeyId, wrappedKey: envelope.wrappedKey },
     });
@@ -136,7 +136,8 @@ export class TransactionService {
   /** Masked metadata + log position; never plaintext. Unknown and not-yours look the same. */
   async get(principal: Principal, transactionId: string): Promise<TransactionView> {
     const row = await this.findRow(transactionId);
-    authorizeOnTransaction(principal, 'transaction:read', row ? { assignedProcessor: row.processor } : {});
+    const active = await this.deps.processors.inGoodStanding(principal);
+    authorizeOnTransaction(principal, 'transaction:read', row && active ? { assignedProcessor: row.processor } : {});
     if (!row) throw new PaylogError('NOT_FOUND', 'no such transaction');
     return {
       transactionId: row.transactionId,

@@ -1,0 +1,26 @@
+/** Routes: release, accesses, and admin (processors, revocations). */
+import type { FastifyInstance } from 'fastify';
+import type { ReleaseService } from '../../services/release.js';
+import type { AdminService } from '../../services/admin.js';
+import { requirePrincipal } from '../server.js';
+
+type IdParams = { Params: { transactionId: string } };
+
+export function registerReleaseRoutes(app: FastifyInstance, deps: { release: ReleaseService }): void {
+  app.post<IdParams>('/v1/transactions/:transactionId/release', async (req) => {
+    return await deps.release.release(requirePrincipal(req), req.params.transactionId, req.body, req.ip);
+  });
+  app.get<IdParams>('/v1/transactions/:transactionId/accesses', async (req) => {
+    return { accesses: await deps.release.accesses(requirePrincipal(req), req.params.transactionId) };
+  });
+}
+
+export function registerAdminRoutes(app: FastifyInstance, deps: { admin: AdminService }): void {
+  app.post('/v1/admin/revocations', async (req, reply) => {
+    return reply.status(201).send({ revoked: await deps.admin.revoke(requirePrincipal(req), req.body) });
+  });
+  app.get('/v1/admin/processors', async (req) => ({ processors: await deps.admin.listProcessors(requirePrincipal(req)) }));
+  app.put<{ Params: { name: string } }>('/v1/admin/processors/:name', async (req) => {
+    return await deps.admin.setProcessor(requirePrincipal(req), req.params.name, req.body);
+  });
+}

@@ -26,6 +26,9 @@ import { loadOrCreateServiceKey, MAC_KEY_NAME } from './keyring.js';
 import { buildServer } from './api/server.js';
 import { registerAdminRoutes, registerReleaseRoutes } from './api/routes/release.js';
 import { ReleaseService } from './services/release.js';
+import { LogReadService } from './services/log-read.js';
+import { registerLogRoutes } from './api/routes/log.js';
+import { CheckpointPublisher, kmsNoteSigners } from './log/checkpoints.js';
 import { AdminService } from './services/admin.js';
 import { RateLimiter } from './auth/rate-limit.js';
 import type { DataKeySource } from './crypto/envelope.js';
@@ -43,7 +46,8 @@ export interface Paylog {
   readonly ownerDatabaseUrl: string;
   readonly kms: PaylogKms;
   readonly dataKeyId: string;
-  readonly signingKeyId: string;
+  readonly signingKeyIds: string[];
+  readonly checkpoints: CheckpointPublisher;
   readonly appender: LogAppender;
   readonly processors: ProcessorRegistry;
   readonly revocations: RevocationList;
@@ -111,13 +115,15 @@ export async function startPaylog(config: Config, opts: StartOptions = {}): Prom
     cleanups.push(async () => kmsClient.destroy());
     const kms = new PaylogKms(kmsClient);
     let dataKeyId = config.kms.dataKeyId;
-    let signingKeyId = config.kms.signingKeyId;
+    let signingKeyIds = [config.kms.signingKeyId, ...config.kms.additionalSigningKeyIds];
     if (config.kms.mode === 'local') {
       dataKeyId = await kms.ensureKey(dataKeyId.replace(/^alias\//, ''), 'SYMMETRIC_DEFAULT');
-      signingKeyId = await kms.ensureKey(signingKeyId.replace(/^alias\//, ''), 'ECC_NIST_EDWARDS25519');
+      const ids: string[] = [];
+      for (const id of signingKeyIds) ids.push(await kms.ensureKey(id.replace(/^alias\//, ''), 'ECC_NIST_EDWARDS25519'));
+      signingKeyIds = ids;
     } else {
       await kms.ping(dataKeyId);
-      await kms.ping(signingKeyId);
+      for (const id of signingKeyIds) await kms.ping(id);
     }
     const dataKeys: DataKeySource = {
       generateDataKey: (context) => kms.generateDataKey(dataKeyId, context),
@@ -147,6 +153,8 @@ export async function startPaylog(config: Config, opts: StartOptions = {}): Prom
 
     const head = await readTreeHead(database.db);
     metrics.logSize.set(head?.size ?? 0);
+    const { signers, keys: publishedKeys } = await kmsNoteSigners(kms, config.logOrigin, signingKeyIds);
+    const checkpointPublisher = new CheckpointPublisher(database.db, { origin: config.logOrigin, signers, logger });
     const appender = new LogAppender(database, {
       maxBatch: config.batchMax,
       lingerMs: config.batchLingerMs,
@@ -154,6 +162,7 @@ export async function startPaylog(config: Config, opts: StartOptions = {}): Prom
         metrics.batchSize.observe(batchSize);
         metrics.batchDuration.observe(durationMs / 1000);
         metrics.logSize.set(h.size);
+        checkpointPublisher.schedule();
       },
     });
     const processorRegistry = new ProcessorRegistry(database);
@@ -170,6 +179,14 @@ export async function startPaylog(config: Config, opts: StartOptions = {}): Prom
       metrics,
     });
     const admin = new AdminService(processorRegistry, revocations);
+    const logRead = new LogReadService(database.db, { origin: config.logOrigin, keys: publishedKeys, processors: processorRegistry });
+    try {
+      await checkpointPublisher.publish();
+    } catch (e) {
+      logger.error({ code: (e as { code?: string }).code }, 'initial checkpoint not signed');
+    }
+    checkpointPublisher.start();
+    cleanups.push(() => checkpointPublisher.close());
 
     const readiness = async () => {
       const checks = { database: false, kms: false };
@@ -184,7 +201,11 @@ export async function startPaylog(config: Config, opts: StartOptions = {}): Prom
       transactions: transactionsService,
       revocations,
       readiness,
-      extraRoutes: [(app) => registerReleaseRoutes(app, { release }), (app) => registerAdminRoutes(app, { admin })],
+      extraRoutes: [
+        (app) => registerReleaseRoutes(app, { release }),
+        (app) => registerAdminRoutes(app, { admin }),
+        (app) => registerLogRoutes(app, { log: logRead }),
+      ],
     });
     await server.listen({ host: config.host, port: config.port });
     const addr = server.server.address();
@@ -201,7 +222,8 @@ export async function startPaylog(config: Config, opts: StartOptions = {}): Prom
       ownerDatabaseUrl: ownerUrl,
       kms,
       dataKeyId,
-      signingKeyId,
+      signingKeyIds,
+      checkpoints: checkpointPublisher,
       appender,
       processors: processorRegistry,
       revocations,
@@ -211,6 +233,7 @@ export async function startPaylog(config: Config, opts: StartOptions = {}): Prom
         (closing ??= (async () => {
           await server.close(); // stops accepting; waits for in-flight requests
           await appender.close(); // finishes queued batches
+          await checkpointPublisher.publish().catch(() => null); // sign the final tree
           await cleanup();
         })()),
     };

@@ -27,6 +27,8 @@ const envSchema = z.object({
   AWS_REGION: z.string().min(1).optional(),
   PAYLOG_KMS_DATA_KEY_ID: z.string().min(1).optional(),
   PAYLOG_KMS_SIGNING_KEY_ID: z.string().min(1).optional(),
+  /** Comma-separated extra checkpoint signing keys (rotation overlap: all keys sign). */
+  PAYLOG_KMS_ADDITIONAL_SIGNING_KEY_IDS: z.string().regex(/^[^,\s]+(,[^,\s]+)*$/, 'comma-separated key ids').optional(),
   PAYLOG_LOG_ORIGIN: z
     .string()
     .regex(/^[\x21-\x7e]+$/, 'must be printable ASCII without spaces')
@@ -49,8 +51,8 @@ export interface Config {
   /** Optional URL that logs in as a member of paylog_app directly. */
   appDatabaseUrl?: string;
   kms:
-    | { mode: 'local'; region: string; dataKeyId: string; signingKeyId: string }
-    | { mode: 'aws'; region?: string; endpoint?: string; dataKeyId: string; signingKeyId: string };
+    | { mode: 'local'; region: string; dataKeyId: string; signingKeyId: string; additionalSigningKeyIds: string[] }
+    | { mode: 'aws'; region?: string; endpoint?: string; dataKeyId: string; signingKeyId: string; additionalSigningKeyIds: string[] };
   logOrigin: string;
   batchMax: number;
   batchLingerMs: number;
@@ -72,6 +74,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     throw new ConfigError(`invalid settings:\n${lines.join('\n')}`);
   }
   const e = parsed.data;
+  const additionalSigningKeyIds = e.PAYLOG_KMS_ADDITIONAL_SIGNING_KEY_IDS?.split(',') ?? [];
   const awsMode = e.AWS_ENDPOINT_URL_KMS !== undefined || e.AWS_REGION !== undefined;
   const tlsSet = [e.PAYLOG_TLS_CERT, e.PAYLOG_TLS_KEY, e.PAYLOG_TLS_CA].filter((x) => x !== undefined).length;
   if (tlsSet !== 0 && tlsSet !== 3) {
@@ -90,12 +93,14 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
           ...(e.AWS_ENDPOINT_URL_KMS ? { endpoint: e.AWS_ENDPOINT_URL_KMS } : {}),
           dataKeyId: e.PAYLOG_KMS_DATA_KEY_ID ?? DEFAULT_DATA_KEY_ALIAS,
           signingKeyId: e.PAYLOG_KMS_SIGNING_KEY_ID ?? DEFAULT_SIGNING_KEY_ALIAS,
+          additionalSigningKeyIds,
         }
       : {
           mode: 'local',
           region: DEFAULT_LOCAL_KMS_REGION,
           dataKeyId: DEFAULT_DATA_KEY_ALIAS,
           signingKeyId: DEFAULT_SIGNING_KEY_ALIAS,
+          additionalSigningKeyIds,
         },
     logOrigin: e.PAYLOG_LOG_ORIGIN,
     batchMax: e.PAYLOG_BATCH_MAX,

@@ -1,0 +1,30 @@
+/** Routes: /v1/log/* (contract: checkpoint, key, entries, inclusion and consistency proofs). */
+import type { FastifyInstance } from 'fastify';
+import { parseIndexParam, type LogReadService } from '../../services/log-read.js';
+import { requirePrincipal } from '../server.js';
+
+type Q = { Querystring: Record<string, string | undefined> };
+
+export function registerLogRoutes(app: FastifyInstance, deps: { log: LogReadService }): void {
+  app.get<Q>('/v1/log/checkpoint', async (req, reply) => {
+    const note = await deps.log.checkpoint(requirePrincipal(req), parseIndexParam('size', req.query.size));
+    return reply.type('text/plain; charset=utf-8').send(note);
+  });
+  app.get('/v1/log/key', async (req) => deps.log.key(requirePrincipal(req)));
+  app.get<Q>('/v1/log/entries', async (req) =>
+    deps.log.entries(requirePrincipal(req), parseIndexParam('start', req.query.start), parseIndexParam('end', req.query.end)),
+  );
+  app.get<Q>('/v1/log/proof/inclusion', async (req) => {
+    const q = req.query;
+    const index = parseIndexParam('index', q.index);
+    const treeSize = parseIndexParam('treeSize', q.treeSize);
+    return await deps.log.inclusion(requirePrincipal(req), {
+      ...(index !== undefined ? { index } : {}),
+      ...(typeof q.transactionId === 'string' ? { transactionId: q.transactionId.slice(0, 128) } : {}),
+      ...(treeSize !== undefined ? { treeSize } : {}),
+    });
+  });
+  app.get<Q>('/v1/log/proof/consistency', async (req) =>
+    deps.log.consistency(requirePrincipal(req), parseIndexParam('from', req.query.from), parseIndexParam('to', req.query.to)),
+  );
+}

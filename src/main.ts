@@ -26,7 +26,10 @@ async function main(): Promise<void> {
     stopping = true;
     paylog.logger.info({ signal }, 'shutting down: finishing in-flight batches');
     paylog.close().then(
-      () => process.exit(0),
+      () => {
+        process.stderr.write('paylog: stopped\n');
+        process.exit(0);
+      },
       () => process.exit(1),
     );
   };

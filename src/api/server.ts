@@ -47,7 +47,6 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
     https: { key: deps.tls.key, cert: deps.tls.cert, ca: deps.tls.ca, requestCert: true, rejectUnauthorized: false },
     loggerInstance: deps.logger as unknown as FastifyBaseLogger,
     bodyLimit: deps.bodyLimit ?? DEFAULT_BODY_LIMIT_BYTES,
-    disableRequestLogging: false,
     return503OnClosing: true,
     forceCloseConnections: 'idle',
   }) as unknown as FastifyInstance;

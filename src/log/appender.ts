@@ -98,6 +98,12 @@ export class LogAppender {
     while (this.running) await this.running;
   }
 
+  private async commit(batch: Pending[], started: number): Promise<void> {
+    const { outcomes, head, appended } = await commitBatch(this.database.db, batch.map((p) => p.req));
+    batch.forEach((p, i) => p.resolve(outcomes[i]!));
+    this.opts.onCommit?.({ batchSize: batch.length, appended, head, durationMs: performance.now() - started });
+  }
+
   private async drain(): Promise<void> {
     try {
       await (this.lingerMs > 0
@@ -107,14 +113,14 @@ export class LogAppender {
         const batch = this.queue.splice(0, this.maxBatch);
         const started = performance.now();
         try {
-          const { outcomes, head, appended } = await commitBatch(this.database.db, batch.map((p) => p.req));
-          batch.forEach((p, i) => p.resolve(outcomes[i]!));
-          this.opts.onCommit?.({ batchSize: batch.length, appended, head, durationMs: performance.now() - started });
+          await this.commit(batch, started);
         } catch (e) {
-          const err = isPaylogError(e)
-            ? e
-            : new PaylogError('LOG_UNAVAILABLE', 'the log could not make the entry durable', undefined, { cause: e });
-          for (const p of batch) p.reject(err);
+          if (batch.length > 1) {
+            // One bad entry must not fail its neighbours: retry each entry in a batch of its own.
+            for (const p of batch) await this.commit([p], performance.now()).catch((e1: unknown) => p.reject(asLogError(e1)));
+          } else {
+            batch[0]!.reject(asLogError(e));
+          }
         }
       }
     } finally {
@@ -122,6 +128,10 @@ export class LogAppender {
       if (this.queue.length > 0 && !this.running) this.running = this.drain();
     }
   }
+}
+
+function asLogError(e: unknown): PaylogError {
+  return isPaylogError(e) ? e : new PaylogError('LOG_UNAVAILABLE', 'the log could not make the entry durable', undefined, { cause: e });
 }
 
 /** Reads the latest tree head (size 0 with the empty root when the log is empty). */

@@ -260,3 +260,27 @@ describe('envelope format v1', () => {
     expect(ciphertextDigest(rewrapped).equals(digest)).toBe(true);
   });
 });
+
+describe('HKDF (RFC 5869)', () => {
+  it('the shared-Extract implementation equals node:crypto hkdfSync for both v1 labels', async () => {
+    const { hkdfSync } = await import('node:crypto');
+    const { hkdf32 } = await import('../src/crypto/envelope.js');
+    for (let i = 0; i < 50; i++) {
+      const ikm = randomBytes(32);
+      const salt = randomBytes(32);
+      for (const info of ['paylog/envelope/v1/encryption-key', 'paylog/envelope/v1/key-commitment']) {
+        const want = Buffer.from(hkdfSync('sha256', ikm, salt, Buffer.from(info), 32));
+        expect(hkdf32(ikm, salt, info).equals(want)).toBe(true);
+      }
+    }
+  });
+
+  it('RFC 5869 test case 1 (first 32 bytes of OKM)', async () => {
+    const { hkdf32 } = await import('../src/crypto/envelope.js');
+    const ikm = Buffer.from('0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b', 'hex');
+    const salt = Buffer.from('000102030405060708090a0b0c', 'hex');
+    const info = Buffer.from('f0f1f2f3f4f5f6f7f8f9', 'hex').toString('latin1');
+    // OKM (42 bytes) = 3cb25f25faacd57a90434f64d0362f2a 2d2d0a90cf1a5a4c5db02d56ecc4c5bf 34007208d5b887185865
+    expect(hkdf32(ikm, salt, info).toString('hex')).toBe('3cb25f25faacd57a90434f64d0362f2a2d2d0a90cf1a5a4c5db02d56ecc4c5bf');
+  });
+});

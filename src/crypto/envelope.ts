@@ -50,7 +50,7 @@ import {
   createCipheriv,
   createDecipheriv,
   createHash,
-  hkdfSync,
+  createHmac,
   randomBytes,
   timingSafeEqual,
 } from 'node:crypto';
@@ -71,6 +71,9 @@ const LABEL_ENCRYPTION_KEY = 'paylog/envelope/v1/encryption-key';
 const LABEL_KEY_COMMITMENT = 'paylog/envelope/v1/key-commitment';
 const LABEL_AAD = 'paylog/envelope/v1/aad';
 const LABEL_DIGEST = 'paylog/envelope/v1/digest';
+const INFO_ENCRYPTION_KEY = Buffer.from(LABEL_ENCRYPTION_KEY, 'ascii');
+const INFO_KEY_COMMITMENT = Buffer.from(LABEL_KEY_COMMITMENT, 'ascii');
+const HKDF_BLOCK_1 = Buffer.from([0x01]);
 
 /** KMS encryption-context keys (stable: changing them makes existing wrapped keys unopenable). */
 export const KMS_CONTEXT_TRANSACTION_ID = 'paylog:transaction-id';
@@ -177,9 +180,26 @@ function additionalData(b: EnvelopeBinding): Buffer {
   ]);
 }
 
-// RFC 5869 HKDF-SHA256 (extract + expand) to a 32-byte output; the caller zeroes the result.
-function hkdf32(dataKey: Buffer, salt: Buffer, info: string): Buffer {
-  return Buffer.from(hkdfSync(HKDF_HASH, dataKey, salt, Buffer.from(info, 'ascii'), 32));
+// RFC 5869 §2.2 HKDF-Extract: PRK = HMAC-Hash(salt, IKM). The caller zeroes the result.
+function hkdfExtract(salt: Buffer, ikm: Buffer): Buffer {
+  return createHmac(HKDF_HASH, salt).update(ikm).digest();
+}
+
+// RFC 5869 §2.3 HKDF-Expand for L = 32 ≤ HashLen: OKM = T(1) = HMAC-Hash(PRK, info ‖ 0x01).
+// Byte-for-byte what hkdfSync(HKDF_HASH, ikm, salt, info, 32) returns (tested), with one Extract
+// shared by both labels instead of one per label.
+function hkdfExpand32(prk: Buffer, info: Buffer): Buffer {
+  return createHmac(HKDF_HASH, prk).update(info).update(HKDF_BLOCK_1).digest();
+}
+
+/** HKDF-SHA256(dataKey, salt, info, 32) for format-v1 labels; the caller zeroes the result. */
+export function hkdf32(dataKey: Buffer, salt: Buffer, info: string): Buffer {
+  const prk = hkdfExtract(salt, dataKey);
+  try {
+    return hkdfExpand32(prk, Buffer.from(info, 'ascii'));
+  } finally {
+    prk.fill(0);
+  }
 }
 
 function assertDataKey(dataKey: Buffer): void {
@@ -199,10 +219,13 @@ export function encryptWithDataKey(
 ): EnvelopeCiphertext {
   assertDataKey(dataKey);
   assertBinding(b);
-  const salt = randomBytes(SALT_BYTES);
-  const iv = randomBytes(IV_BYTES);
-  const encKey = hkdf32(dataKey, salt, LABEL_ENCRYPTION_KEY);
-  const keyCommitment = hkdf32(dataKey, salt, LABEL_KEY_COMMITMENT);
+  const random = randomBytes(SALT_BYTES + IV_BYTES); // one CSPRNG call for salt and IV
+  const salt = random.subarray(0, SALT_BYTES);
+  const iv = random.subarray(SALT_BYTES);
+  const prk = hkdfExtract(salt, dataKey);
+  const encKey = hkdfExpand32(prk, INFO_ENCRYPTION_KEY);
+  const keyCommitment = hkdfExpand32(prk, INFO_KEY_COMMITMENT);
+  prk.fill(0);
   try {
     const cipher = createCipheriv(CIPHER, encKey, iv, { authTagLength: TAG_BYTES });
     cipher.setAAD(additionalData(b));

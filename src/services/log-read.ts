@@ -11,6 +11,7 @@ import type { Principal } from '../auth/principal.js';
 import type { ProcessorRegistry } from '../auth/processors.js';
 import { readNodes, readTreeHead } from '../log/appender.js';
 import { readCheckpoint, type PublishedKey } from '../log/checkpoints.js';
+import { ciphertextDigest } from '../crypto/envelope.js';
 import { consistencyProof, consistencyProofNodes, inclusionProof, inclusionProofNodes } from '../log/merkle.js';
 
 /** Largest page of entries one request returns. */
@@ -64,11 +65,43 @@ export class LogReadService {
     const last = Math.min(end, start + MAX_ENTRIES_PAGE, size);
     if (start >= size) return { start, end: start, treeSize: size, entries: [] };
     const rows = await this.db
-      .select({ idx: logEntries.idx, leaf: logEntries.leaf })
+      .select({
+        idx: logEntries.idx,
+        leaf: logEntries.leaf,
+        version: transactions.envelopeVersion,
+        salt: transactions.salt,
+        iv: transactions.iv,
+        ciphertext: transactions.ciphertext,
+        tag: transactions.tag,
+        keyCommitment: transactions.keyCommitment,
+      })
       .from(logEntries)
+      .leftJoin(transactions, eq(transactions.logIndex, logEntries.idx))
       .where(and(gte(logEntries.idx, start), lt(logEntries.idx, last)))
       .orderBy(asc(logEntries.idx));
-    return { start, end: last, treeSize: size, entries: rows.map((r) => ({ index: r.idx, leaf: r.leaf.toString('base64') })) };
+    return {
+      start,
+      end: last,
+      treeSize: size,
+      entries: rows.map((r) => ({
+        index: r.idx,
+        leaf: r.leaf.toString('base64'),
+        // For transaction entries: the digest of the ciphertext stored now, so auditors can
+        // check it against the commitment in the leaf (never the ciphertext itself).
+        ...(r.ciphertext && r.iv && r.tag && r.keyCommitment
+          ? {
+              ciphertextSha256: ciphertextDigest({
+                version: 1,
+                salt: r.salt ?? Buffer.alloc(0),
+                iv: r.iv,
+                ciphertext: r.ciphertext,
+                tag: r.tag,
+                keyCommitment: r.keyCommitment,
+              }).toString('base64'),
+            }
+          : {}),
+      })),
+    };
   }
 
   /** Resolves the tree size a proof is for: given, else the latest checkpoint's. */
@@ -94,7 +127,7 @@ export class LogReadService {
       txId = q.transactionId;
     }
     if (index === undefined) throw new PaylogError('VALIDATION_FAILED', 'index or transactionId is required');
-    const entry = (await this.db.select({ tx: logEntries.transactionId }).from(logEntries).where(eq(logEntries.idx, index)).limit(1))[0];
+    const entry = (await this.db.select({ tx: logEntries.transactionId, leaf: logEntries.leaf }).from(logEntries).where(eq(logEntries.idx, index)).limit(1))[0];
     txId = txId ?? entry?.tx ?? null;
     const assigned = txId
       ? (await this.db.select({ processor: transactions.processor }).from(transactions).where(eq(transactions.transactionId, txId)).limit(1))[0]?.processor
@@ -104,7 +137,13 @@ export class LogReadService {
     const treeSize = await this.proofSize(q.treeSize);
     if (!entry || index >= treeSize) throw new PaylogError('NOT_FOUND', 'no entry at that index in a tree of that size');
     const nodes = await readNodes(this.db, inclusionProofNodes(index, treeSize));
-    return { index, treeSize, hashes: inclusionProof(index, treeSize, nodes).map((h) => h.toString('base64')) };
+    return {
+      index,
+      treeSize,
+      hashes: inclusionProof(index, treeSize, nodes).map((h) => h.toString('base64')),
+      // The leaf bytes, so a holder of the proof can recompute the leaf hash (no card data).
+      leaf: entry.leaf.toString('base64'),
+    };
   }
 
   /** RFC 9162 §2.1.4.1 consistency proof between two tree sizes. */

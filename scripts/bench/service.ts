@@ -1,0 +1,251 @@
+/**
+ * The paylog service under test, run as a CHILD PROCESS (`node --import tsx src/main.ts`, the
+ * same as `tsx src/main.ts`) so the load generator never shares the service's event loop.
+ * Defaults: embedded PostgreSQL + local KMS under a fresh temp data dir, dev PKI.
+ *
+ * Contract: `startService()` resolves once `/readyz` answers 200; `stop()` sends SIGTERM (the
+ * service finishes in-flight batches and stops PostgreSQL), escalates to SIGKILL after a grace
+ * period, then removes the data dir. Safe to call twice.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { request as httpsRequest } from 'node:https';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { freePort } from '../../src/db/embedded.js';
+
+export const REPO_ROOT = resolve(fileURLToPath(new URL('../..', import.meta.url)));
+export const READY_TIMEOUT_MS = 120_000;
+export const READY_POLL_MS = 200;
+export const STOP_GRACE_MS = 20_000;
+const STDERR_TAIL_CHARS = 4000;
+
+export interface ServiceTls {
+  ca: Buffer;
+  cert: Buffer;
+  key: Buffer;
+}
+
+export interface ServiceHandle {
+  readonly url: string;
+  readonly host: string;
+  readonly port: number;
+  readonly dataDir: string;
+  readonly env: Readonly<Record<string, string>>;
+  /** The dev `checkout` principal's client certificate + the dev CA. */
+  readonly checkoutTls: ServiceTls;
+  /** Superuser URL of the embedded PostgreSQL server the service runs on (database `postgres`). */
+  pgAdminUrl(): string;
+  /** CPU seconds used so far by the service process and by its PostgreSQL server (null: no /proc). */
+  cpuSeconds(): { service: number | null; postgres: number | null };
+  /** Null while running; otherwise how the child exited and the tail of its stderr. */
+  exitInfo(): string | null;
+  /** GET without a client certificate (for /metrics, /readyz). */
+  get(path: string): Promise<{ status: number; text: string }>;
+  stop(): Promise<void>;
+}
+
+/** `opts.env` adds service settings (e.g. PAYLOG_BATCH_LINGER_MS, from `npm run bench -- --env K=V`). */
+export async function startService(opts: { env?: Record<string, string>; progress?: (m: string) => void } = {}): Promise<ServiceHandle> {
+  const dataDir = mkdtempSync(join(tmpdir(), 'paylog-bench-'));
+  const host = '127.0.0.1';
+  const port = await freePort(host);
+  const env: Record<string, string> = {
+    PAYLOG_DATA_DIR: dataDir,
+    PAYLOG_HOST: host,
+    PAYLOG_PORT: String(port),
+    PAYLOG_LOG_LEVEL: 'warn',
+    ...opts.env,
+  };
+  // Never let an outer DATABASE_URL / AWS setting redirect the benchmark to real infrastructure.
+  const childEnv: NodeJS.ProcessEnv = { ...process.env, ...env };
+  for (const k of ['DATABASE_URL', 'PAYLOG_APP_DATABASE_URL', 'AWS_ENDPOINT_URL_KMS', 'AWS_REGION']) delete childEnv[k];
+
+  const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
+    cwd: REPO_ROOT,
+    env: childEnv,
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  let stderrTail = '';
+  child.stderr?.on('data', (c: Buffer) => {
+    stderrTail = (stderrTail + c.toString('utf8')).slice(-STDERR_TAIL_CHARS);
+  });
+  let exited: { code: number | null; signal: string | null } | undefined;
+  const exitPromise = new Promise<void>((r) => child.once('exit', (code, signal) => ((exited = { code, signal }), r())));
+
+  let stopped: Promise<void> | undefined;
+  const stop = () =>
+    (stopped ??= (async () => {
+      await terminate(child, exitPromise, () => exited !== undefined);
+      rmSync(dataDir, { recursive: true, force: true });
+    })());
+
+  const url = `https://${host}:${port}`;
+  const get = (path: string) => httpsGet(url + path, caOrUndefined(dataDir));
+  try {
+    await waitReady(get, () => exited, () => stderrTail, opts.progress);
+  } catch (e) {
+    await stop();
+    throw e;
+  }
+  const pki = join(dataDir, 'pki');
+  const checkoutTls: ServiceTls = {
+    ca: readFileSync(join(pki, 'ca.pem')),
+    cert: readFileSync(join(pki, 'checkout.pem')),
+    key: readFileSync(join(pki, 'checkout-key.pem')),
+  };
+  const cpuSeconds = () => ({
+    service: child.pid === undefined ? null : processCpuSeconds(child.pid),
+    postgres: postgresCpuSeconds(dataDir),
+  });
+  const exitInfo = () => (exited ? `paylog child exited (code ${exited.code}, signal ${exited.signal}); stderr tail:\n${stderrTail}` : null);
+  return { url, host, port, dataDir, env, checkoutTls, pgAdminUrl: () => embeddedAdminUrl(dataDir), cpuSeconds, exitInfo, get, stop };
+}
+
+function caOrUndefined(dataDir: string): Buffer | undefined {
+  try {
+    return readFileSync(join(dataDir, 'pki', 'ca.pem'));
+  } catch {
+    return undefined; // PKI not written yet (still starting)
+  }
+}
+
+async function waitReady(
+  get: (p: string) => Promise<{ status: number }>,
+  exited: () => { code: number | null; signal: string | null } | undefined,
+  stderrTail: () => string,
+  progress?: (m: string) => void,
+): Promise<void> {
+  const t0 = Date.now();
+  progress?.('starting paylog child process (embedded PostgreSQL + local KMS)…');
+  while (Date.now() - t0 < READY_TIMEOUT_MS) {
+    const x = exited();
+    if (x) throw new Error(`paylog exited during start-up (code ${x.code}, signal ${x.signal}):\n${stderrTail()}`);
+    const r = await get('/readyz').catch(() => undefined);
+    if (r?.status === 200) {
+      progress?.(`paylog ready in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+      return;
+    }
+    await new Promise((res) => setTimeout(res, READY_POLL_MS));
+  }
+  throw new Error(`paylog not ready after ${READY_TIMEOUT_MS} ms:\n${stderrTail()}`);
+}
+
+async function terminate(child: ChildProcess, exit: Promise<void>, hasExited: () => boolean): Promise<void> {
+  if (hasExited()) return;
+  child.kill('SIGTERM'); // graceful: in-flight batches, then PostgreSQL stop
+  const timer = new Promise<boolean>((r) => setTimeout(() => r(false), STOP_GRACE_MS).unref());
+  const done = await Promise.race([exit.then(() => true), timer]);
+  if (!done && !hasExited()) {
+    child.kill('SIGKILL');
+    await exit;
+  }
+}
+
+/** Reads the embedded cluster's superuser password and port (postmaster.pid line 4). */
+export function embeddedAdminUrl(dataDir: string): string {
+  const pgDir = join(dataDir, 'pg');
+  const password = readFileSync(join(pgDir, 'superuser-password'), 'utf8').trim();
+  const pid = readFileSync(join(pgDir, 'cluster', 'postmaster.pid'), 'utf8').split('\n');
+  const port = Number(pid[3]);
+  if (!Number.isInteger(port) || port <= 0) throw new Error('cannot read the PostgreSQL port from postmaster.pid');
+  return `postgres://postgres:${encodeURIComponent(password)}@127.0.0.1:${port}/postgres`;
+}
+
+// ---------------------------------------------------------------- CPU accounting (Linux /proc)
+
+/** Linux USER_HZ; 100 on every mainstream kernel build. */
+const CLOCK_TICKS_PER_SECOND = 100;
+
+/** Fields after the `(comm)` of /proc/<pid>/stat: [0]=state, [1]=ppid, ..., [11]=utime, [12]=stime. */
+function statFields(pid: number): string[] | null {
+  try {
+    const s = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return s.slice(s.lastIndexOf(')') + 2).split(' ');
+  } catch {
+    return null;
+  }
+}
+
+/** utime + stime of one process, in seconds (null when /proc is not available). */
+export function processCpuSeconds(pid: number): number | null {
+  const f = statFields(pid);
+  if (!f) return null;
+  return (Number(f[11]) + Number(f[12])) / CLOCK_TICKS_PER_SECOND;
+}
+
+/** CPU seconds of the embedded postmaster and its direct children (backends, walwriter, ...). */
+export function postgresCpuSeconds(dataDir: string): number | null {
+  let postmaster: number;
+  try {
+    postmaster = Number(readFileSync(join(dataDir, 'pg', 'cluster', 'postmaster.pid'), 'utf8').split('\n')[0]);
+  } catch {
+    return null;
+  }
+  let total = processCpuSeconds(postmaster);
+  if (total === null) return null;
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    const f = statFields(Number(name));
+    if (f && Number(f[1]) === postmaster) total += (Number(f[11]) + Number(f[12])) / CLOCK_TICKS_PER_SECOND;
+  }
+  return total;
+}
+
+function httpsGet(url: string, ca: Buffer | undefined): Promise<{ status: number; text: string }> {
+  return new Promise((resolvePromise, reject) => {
+    const req = httpsRequest(url, { method: 'GET', ...(ca ? { ca } : { rejectUnauthorized: false }), agent: false, timeout: 5000 }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => resolvePromise({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') }));
+      res.on('error', reject);
+    });
+    req.on('timeout', () => req.destroy(new Error('timeout')));
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+// ---------------------------------------------------------------- Prometheus histogram reading
+
+export interface HistogramSnapshot {
+  /** Cumulative counts per upper bound (`le`), including `+Inf`. */
+  buckets: Map<string, number>;
+  sum: number;
+  count: number;
+}
+
+/** Parses one un-labelled Prometheus histogram (`<name>_bucket/_sum/_count`) from exposition text. */
+export function parseHistogram(text: string, name: string): HistogramSnapshot {
+  const buckets = new Map<string, number>();
+  let sum = 0;
+  let count = 0;
+  for (const line of text.split('\n')) {
+    if (line.startsWith(`${name}_bucket{`)) {
+      const m = /le="([^"]+)"\}\s+(\S+)/.exec(line);
+      if (m) buckets.set(m[1]!, Number(m[2]));
+    } else if (line.startsWith(`${name}_sum `)) sum = Number(line.slice(name.length + 5));
+    else if (line.startsWith(`${name}_count `)) count = Number(line.slice(name.length + 7));
+  }
+  return { buckets, sum, count };
+}
+
+/** `after - before` (a histogram of what happened in between). */
+export function diffHistogram(after: HistogramSnapshot, before: HistogramSnapshot): HistogramSnapshot {
+  const buckets = new Map<string, number>();
+  for (const [le, v] of after.buckets) buckets.set(le, v - (before.buckets.get(le) ?? 0));
+  return { buckets, sum: after.sum - before.sum, count: after.count - before.count };
+}
+
+/** Per-bucket (non-cumulative) counts as "≤le:n" pairs, empty buckets omitted. */
+export function describeBuckets(h: HistogramSnapshot): string {
+  const out: string[] = [];
+  let prev = 0;
+  for (const [le, cum] of h.buckets) {
+    const n = cum - prev;
+    prev = cum;
+    if (n > 0) out.push(`≤${le}:${n}`);
+  }
+  return out.join(' ');
+}

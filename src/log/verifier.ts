@@ -1,0 +1,579 @@
+/**
+ * Auditor-side verification of a paylog log, shared by `scripts/verify-log.ts`,
+ * `scripts/verify-proof.ts` and the tests. No HTTP here: every input (the signed checkpoint,
+ * the entries, proofs) is handed in by the caller, so the same code verifies a live service
+ * (through `src/log/export.ts`'s client) and an offline NDJSON export.
+ *
+ * What {@link verifyLog} checks, trusting nothing the service says:
+ *   1. the checkpoint is a C2SP signed note signed by a trusted Ed25519 key (c2sp.org/signed-note)
+ *      and has a well-formed tlog-checkpoint body (c2sp.org/tlog-checkpoint);
+ *   2. against a saved state (last verified checkpoint): same origin, no rollback, and an
+ *      RFC 9162 §2.1.4 consistency proof from the old size to the new one (when a proof fetcher
+ *      is given) plus, while streaming, the rebuilt prefix root at the old size equals the old root;
+ *   3. every entry, streamed with O(log n) memory: indexes dense and in order, leaf in canonical
+ *      leaf format v1, no string that looks like a primary account number;
+ *   4. the RFC 9162 §2.1.1 root rebuilt from all leaves equals the signed root; when it does not,
+ *      {@link locateFirstBadIndex} names the first entry that differs from the signed tree.
+ */
+import { readFileSync } from 'node:fs';
+import { PaylogError } from '../errors.js';
+import { verifyCheckpoint, parseCheckpointBody, type VerifiedCheckpoint } from './checkpoint.js';
+import { decodeLeaf, type Leaf } from './leaf.js';
+import { hashChildren, hashLeaf, StreamingTreeBuilder, verifyConsistency } from './merkle.js';
+import { parseVerifierKey, type NoteVerifier } from './note.js';
+
+/** Version of the auditor state file written by {@link formatState}. */
+export const STATE_VERSION = 1;
+/** PAN length range (ISO/IEC 7812-1): 13 to 19 digits. */
+export const PAN_MIN_DIGITS = 13;
+export const PAN_MAX_DIGITS = 19;
+
+/** One log entry as handed to the verifier. */
+export interface LogEntryInput {
+  index: number;
+  leaf: Uint8Array;
+  /**
+   * For transaction entries, the digest (base64) the server computed from the ciphertext it
+   * stores now. When present it must equal the leaf's `envelope.ciphertextSha256`: a stored
+   * ciphertext changed behind the log's back is then named by index.
+   */
+  storedCiphertextSha256?: string;
+}
+
+/** The auditor's memory of the last checkpoint it verified (`--state`). */
+export interface VerifierState {
+  version: number;
+  origin: string;
+  size: number;
+  /** base64 root hash. */
+  rootHash: string;
+  /** The signed note exactly as verified. */
+  note: string;
+  /** Verifier keys (vkey strings) trusted when this state was written; pinned for later runs. */
+  keys: string[];
+  verifiedAt: string;
+}
+
+/** Stable failure codes of a verification report. */
+export type FailureCode =
+  | 'CHECKPOINT_INVALID'
+  | 'ORIGIN_MISMATCH'
+  | 'ROLLBACK'
+  | 'FORK'
+  | 'CONSISTENCY_PROOF_INVALID'
+  | 'INDEX_OUT_OF_ORDER'
+  | 'MISSING_ENTRY'
+  | 'EXTRA_ENTRY'
+  | 'LEAF_INVALID'
+  | 'CARD_DATA_IN_LEAF'
+  | 'CIPHERTEXT_MISMATCH'
+  | 'ROOT_MISMATCH'
+  | 'PROOF_INCONSISTENT'
+  | 'FETCH_FAILED';
+
+export interface Failure {
+  code: FailureCode;
+  message: string;
+  /** The entry index concerned, when known. */
+  index?: number;
+}
+
+export interface VerifyReport {
+  ok: boolean;
+  origin?: string;
+  treeSize?: number;
+  /** base64 root hash of the signed checkpoint. */
+  rootHash?: string;
+  /** `<name>+<keyid>` of the trusted keys whose signatures verified. */
+  verifiedKeys: string[];
+  entriesVerified: number;
+  leafTypes: Record<string, number>;
+  previous?: { size: number; rootHash: string; consistency: 'verified' | 'failed' | 'prefix-only' };
+  failures: Failure[];
+  /** Smallest bad entry index found (deletion, modification, swap, bad leaf), if any. */
+  firstBadIndex?: number;
+  /** The state to save when `ok` (never saved otherwise). */
+  newState?: VerifierState;
+}
+
+/** Fetches an RFC 9162 §2.1.3 audit path (leaf to root) for `index` in the tree of `treeSize`. */
+export type InclusionProofFetcher = (index: number, treeSize: number) => Promise<Buffer[]>;
+/** Fetches an RFC 9162 §2.1.4 consistency proof between two tree sizes. */
+export type ConsistencyProofFetcher = (from: number, to: number) => Promise<Buffer[]>;
+/** Re-reads the leaves `[start, end)` in index order (used only to locate a bad entry). */
+export type LeafRangeReader = (start: number, end: number) => AsyncIterable<LogEntryInput>;
+
+export interface VerifyLogInput {
+  /** The signed checkpoint note (C2SP signed-note). */
+  checkpoint: string;
+  /** Trusted checkpoint keys. */
+  verifiers: readonly NoteVerifier[];
+  /** Entries `[0, checkpoint size)`; extra entries beyond the size are a failure. */
+  entries: AsyncIterable<LogEntryInput>;
+  /** Required origin (else the state's origin, else any). */
+  origin?: string;
+  /** Last verified checkpoint. */
+  state?: VerifierState;
+  consistencyProof?: ConsistencyProofFetcher;
+  /** With `readLeaves`, lets a root mismatch be narrowed to the first bad index. */
+  inclusionProof?: InclusionProofFetcher;
+  readLeaves?: LeafRangeReader;
+  /** Other signed checkpoints known to the caller (e.g. from an export): their roots are checked as prefixes. */
+  extraCheckpoints?: readonly string[];
+  onProgress?: (verified: number, total: number) => void;
+  now?: () => Date;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Keys.
+
+/** Parses a verifier key given as a vkey string or as a path to a file holding vkey lines. */
+export function loadVerifierKeys(arg: string): string[] {
+  const trimmed = arg.trim();
+  if (/^[^\s+]+\+[0-9a-fA-F]{8}\+[A-Za-z0-9+/=]+$/.test(trimmed)) return [trimmed];
+  let text: string;
+  try {
+    text = readFileSync(arg, 'utf8');
+  } catch (cause) {
+    throw new PaylogError('BAD_REQUEST', 'log key is neither a verifier key string nor a readable file', undefined, { cause });
+  }
+  const keys = text
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l.length > 0 && !l.startsWith('#'));
+  if (keys.length === 0) throw new PaylogError('BAD_REQUEST', 'log key file holds no verifier key');
+  return keys;
+}
+
+/** signed-note §Verifier keys: vkey strings → trusted verifiers (throws BAD_REQUEST if malformed). */
+export function toNoteVerifiers(vkeys: readonly string[]): NoteVerifier[] {
+  return vkeys.map((v) => {
+    const { name, publicKey } = parseVerifierKey(v);
+    return { name, publicKey };
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Leaf checks.
+
+// ISO/IEC 7812-1 Annex B: Luhn check digit.
+export function luhnValid(digits: string): boolean {
+  let sum = 0;
+  let double = false;
+  for (let i = digits.length - 1; i >= 0; i--) {
+    let d = digits.charCodeAt(i) - 48;
+    if (d < 0 || d > 9) return false;
+    if (double) {
+      d *= 2;
+      if (d > 9) d -= 9;
+    }
+    sum += d;
+    double = !double;
+  }
+  return sum % 10 === 0;
+}
+
+/**
+ * PCI DSS 3.4-style PAN scan of one string: true when it holds a maximal run of 13–19 digits
+ * (single spaces or dashes between digits allowed, as PANs are often grouped) that passes Luhn.
+ */
+export function containsPanLikeNumber(s: string): boolean {
+  for (const m of s.matchAll(/\d(?:[ -]?\d)*/g)) {
+    const digits = m[0].replace(/[ -]/g, '');
+    if (digits.length >= PAN_MIN_DIGITS && digits.length <= PAN_MAX_DIGITS && luhnValid(digits)) return true;
+  }
+  return false;
+}
+
+function anyString(value: unknown, pred: (s: string) => boolean): boolean {
+  if (typeof value === 'string') return pred(value);
+  if (Array.isArray(value)) return value.some((v) => anyString(v, pred));
+  if (value !== null && typeof value === 'object') {
+    return Object.entries(value).some(([k, v]) => pred(k) || anyString(v, pred));
+  }
+  return false;
+}
+
+/**
+ * Leaf format v1 check (see `src/log/leaf.ts`) plus the no-plaintext rule: canonical, known
+ * type, exactly the documented fields, and no string (key or value) holding a PAN-like number.
+ * Returns the decoded leaf or a failure (never includes the offending string).
+ */
+export function checkLeaf(index: number, bytes: Uint8Array): { leaf: Leaf } | { failure: Failure } {
+  let leaf: Leaf;
+  try {
+    leaf = decodeLeaf(bytes);
+  } catch (e) {
+    const why = e instanceof PaylogError ? e.message : 'undecodable leaf';
+    return { failure: { code: 'LEAF_INVALID', index, message: `entry ${index}: ${why}` } };
+  }
+  if (anyString(leaf, containsPanLikeNumber)) {
+    return { failure: { code: 'CARD_DATA_IN_LEAF', index, message: `entry ${index}: leaf holds a Luhn-valid 13-19 digit number (possible card data)` } };
+  }
+  return { leaf };
+}
+
+// ---------------------------------------------------------------------------------------------
+// State file.
+
+/** Serialises a state file (JSON, newline-terminated). */
+export function formatState(state: VerifierState): string {
+  return `${JSON.stringify(state, null, 2)}\n`;
+}
+
+/** Parses a state file and checks that its fields match the note it carries. Throws BAD_REQUEST. */
+export function parseState(text: string): VerifierState {
+  let raw: any;
+  try {
+    raw = JSON.parse(text);
+  } catch {
+    throw new PaylogError('BAD_REQUEST', 'state file is not JSON');
+  }
+  if (
+    raw === null ||
+    typeof raw !== 'object' ||
+    raw.version !== STATE_VERSION ||
+    typeof raw.origin !== 'string' ||
+    !Number.isSafeInteger(raw.size) ||
+    typeof raw.rootHash !== 'string' ||
+    typeof raw.note !== 'string' ||
+    !Array.isArray(raw.keys) ||
+    !raw.keys.every((k: unknown) => typeof k === 'string')
+  ) {
+    throw new PaylogError('BAD_REQUEST', 'state file is malformed');
+  }
+  const split = raw.note.lastIndexOf('\n\n');
+  let body;
+  try {
+    body = parseCheckpointBody(raw.note.slice(0, split + 1));
+  } catch {
+    throw new PaylogError('BAD_REQUEST', 'state file note is malformed');
+  }
+  if (body.origin !== raw.origin || body.size !== raw.size || body.rootHash.toString('base64') !== raw.rootHash) {
+    throw new PaylogError('BAD_REQUEST', 'state file fields do not match its checkpoint note');
+  }
+  return raw as VerifierState;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Locating the first bad entry.
+
+// RFC 9162 §2.1.1: k is the largest power of two smaller than n (n > 1).
+function splitPoint(n: number): number {
+  let k = 1;
+  while (k * 2 < n) k *= 2;
+  return k;
+}
+
+// RFC 9162 §2.1.3.1: length of PATH(m, D[n]).
+function pathLength(m: number, n: number): number {
+  let len = 0;
+  while (n > 1) {
+    const k = splitPoint(n);
+    if (m < k) n = k;
+    else {
+      m -= k;
+      n -= k;
+    }
+    len += 1;
+  }
+  return len;
+}
+
+/**
+ * The signed tree's MTH(D[lo+k:hi]) (side 'right', from the audit path of leaf `lo`) or
+ * MTH(D[lo:lo+k]) (side 'left', from the path of leaf `lo+k`) for the RFC 9162 subtree
+ * `[lo, hi)` with split `k`. In an audit path (leaf to root) the sibling at the top split of
+ * that subtree comes right after the path inside it.
+ */
+async function signedChild(
+  fetch: InclusionProofFetcher,
+  treeSize: number,
+  lo: number,
+  hi: number,
+  side: 'left' | 'right',
+): Promise<Buffer> {
+  const k = splitPoint(hi - lo);
+  const leaf = side === 'right' ? lo : lo + k;
+  const inner = side === 'right' ? pathLength(0, k) : pathLength(0, hi - lo - k);
+  const proof = await fetch(leaf, treeSize);
+  const h = proof[inner];
+  if (h === undefined || h.length !== 32) {
+    throw new PaylogError('INTEGRITY_FAILURE', 'inclusion proof is too short for the tree size', { index: leaf, treeSize });
+  }
+  return h;
+}
+
+async function rangeRoot(read: LeafRangeReader, start: number, end: number): Promise<Buffer> {
+  const b = new StreamingTreeBuilder();
+  let next = start;
+  for await (const e of read(start, end)) {
+    if (e.index !== next) throw new PaylogError('INTEGRITY_FAILURE', 'leaf range is not dense', { expected: next, got: e.index });
+    b.push(hashLeaf(e.leaf));
+    next += 1;
+  }
+  if (next !== end) throw new PaylogError('INTEGRITY_FAILURE', 'leaf range is short', { expected: end, got: next });
+  return b.root();
+}
+
+/**
+ * Finds the first index whose leaf differs from the signed tree, by descending the RFC 9162
+ * tree from the signed root: at each subtree `[lo, hi)` with known signed hash, the signed hashes
+ * of both children come from two audit paths (and must hash to the parent, so the server cannot
+ * lie about them without being caught), the auditor's own hash of the left child is rebuilt from
+ * the leaves, and the search continues in the left child if it differs, else in the right.
+ * Cost: 2·log2(n) inclusion proofs and at most n leaf re-reads; memory O(log n).
+ *
+ * Returns `undefined` when the leaves match the signed root. Throws
+ * `PaylogError('INTEGRITY_FAILURE')` when the server's proofs do not hash to the signed root
+ * (the server's own tree state was rewritten; the entry cannot be named from proofs).
+ */
+export async function locateFirstBadIndex(args: {
+  treeSize: number;
+  rootHash: Buffer;
+  inclusionProof: InclusionProofFetcher;
+  readLeaves: LeafRangeReader;
+}): Promise<number | undefined> {
+  const { treeSize, inclusionProof, readLeaves } = args;
+  if (treeSize === 0) return undefined;
+  let lo = 0;
+  let hi = treeSize;
+  let expected = args.rootHash;
+  if ((await rangeRoot(readLeaves, lo, hi)).equals(expected)) return undefined;
+  while (hi - lo > 1) {
+    const k = splitPoint(hi - lo);
+    const right = await signedChild(inclusionProof, treeSize, lo, hi, 'right');
+    const left = await signedChild(inclusionProof, treeSize, lo, hi, 'left');
+    // RFC 9162 §2.1.1: the parent is HASH(0x01 || left || right).
+    if (!hashChildren(left, right).equals(expected)) {
+      throw new PaylogError('INTEGRITY_FAILURE', 'server proofs do not match the signed root', { lo, hi });
+    }
+    const ours = await rangeRoot(readLeaves, lo, lo + k);
+    if (!ours.equals(left)) {
+      hi = lo + k;
+      expected = left;
+    } else {
+      lo += k;
+      expected = right;
+    }
+  }
+  return lo;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The verification run.
+
+class ReportBuilder {
+  readonly failures: Failure[] = [];
+  firstBad: number | undefined;
+  fail(f: Failure): void {
+    this.failures.push(f);
+    if (f.index !== undefined && (this.firstBad === undefined || f.index < this.firstBad)) this.firstBad = f.index;
+  }
+}
+
+function prefixTargets(input: VerifyLogInput, cp: VerifiedCheckpoint, rb: ReportBuilder): Map<number, { root: Buffer; what: string }> {
+  const targets = new Map<number, { root: Buffer; what: string }>();
+  if (input.state !== undefined && input.state.size <= cp.size) {
+    targets.set(input.state.size, { root: Buffer.from(input.state.rootHash, 'base64'), what: 'saved state checkpoint' });
+  }
+  for (const note of input.extraCheckpoints ?? []) {
+    try {
+      const other = verifyCheckpoint(note, input.verifiers, { origin: cp.origin });
+      if (other.size > cp.size) continue;
+      const seen = targets.get(other.size);
+      if (seen !== undefined && !seen.root.equals(other.rootHash)) {
+        rb.fail({ code: 'FORK', message: `two signed checkpoints for size ${other.size} with different roots` });
+      }
+      targets.set(other.size, { root: other.rootHash, what: 'signed checkpoint' });
+    } catch (e) {
+      rb.fail({ code: 'CHECKPOINT_INVALID', message: `extra checkpoint does not verify: ${(e as Error).message}` });
+    }
+  }
+  return targets;
+}
+
+// Saved-state step: origin, rollback, equal-size fork, RFC 9162 §2.1.4.2 consistency proof.
+async function checkAgainstState(
+  input: VerifyLogInput,
+  cp: VerifiedCheckpoint,
+  rb: ReportBuilder,
+): Promise<VerifyReport['previous']> {
+  const state = input.state;
+  if (state === undefined) return undefined;
+  const oldRoot = Buffer.from(state.rootHash, 'base64');
+  const previous: NonNullable<VerifyReport['previous']> = { size: state.size, rootHash: state.rootHash, consistency: 'prefix-only' };
+  if (state.origin !== cp.origin) {
+    rb.fail({ code: 'ORIGIN_MISMATCH', message: 'checkpoint origin differs from the saved state' });
+    previous.consistency = 'failed';
+    return previous;
+  }
+  if (cp.size < state.size) {
+    rb.fail({ code: 'ROLLBACK', index: cp.size, message: `log rolled back: signed size ${cp.size} < previously verified size ${state.size}` });
+    previous.consistency = 'failed';
+    return previous;
+  }
+  if (input.consistencyProof !== undefined) {
+    let proof: Buffer[];
+    try {
+      proof = await input.consistencyProof(state.size, cp.size);
+    } catch (e) {
+      rb.fail({ code: 'FETCH_FAILED', message: `consistency proof ${state.size}→${cp.size} unavailable: ${(e as Error).message}` });
+      previous.consistency = 'failed';
+      return previous;
+    }
+    if (verifyConsistency(state.size, cp.size, proof, oldRoot, cp.rootHash)) {
+      previous.consistency = 'verified';
+    } else {
+      rb.fail({
+        code: cp.size === state.size ? 'FORK' : 'CONSISTENCY_PROOF_INVALID',
+        message: `checkpoint ${cp.size} is not consistent with the previously verified checkpoint ${state.size} (fork)`,
+      });
+      previous.consistency = 'failed';
+    }
+  } else if (cp.size === state.size && !cp.rootHash.equals(oldRoot)) {
+    rb.fail({ code: 'FORK', message: `two signed roots for size ${cp.size} (fork)` });
+    previous.consistency = 'failed';
+  }
+  return previous;
+}
+
+/**
+ * Verifies a log: checkpoint signature, saved state, every entry, the rebuilt root (see the
+ * module comment). Never throws for a verification failure — failures are in the report; throws
+ * only for caller errors (BAD_REQUEST). Errors thrown by the `entries` iterable are reported as
+ * `FETCH_FAILED` (the CLI maps them to exit code 2).
+ */
+export async function verifyLog(input: VerifyLogInput): Promise<VerifyReport> {
+  const rb = new ReportBuilder();
+  const leafTypes: Record<string, number> = {};
+  const report = (extra: Partial<VerifyReport>): VerifyReport => ({
+    ok: rb.failures.length === 0,
+    verifiedKeys: [],
+    entriesVerified: 0,
+    leafTypes,
+    failures: rb.failures,
+    ...(rb.firstBad !== undefined ? { firstBadIndex: rb.firstBad } : {}),
+    ...extra,
+  });
+
+  // Step 1: signed checkpoint.
+  let cp: VerifiedCheckpoint;
+  const origin = input.origin ?? input.state?.origin;
+  try {
+    cp = verifyCheckpoint(input.checkpoint, input.verifiers);
+  } catch (e) {
+    rb.fail({ code: 'CHECKPOINT_INVALID', message: `checkpoint does not verify: ${(e as Error).message}` });
+    return report({});
+  }
+  const head = { origin: cp.origin, treeSize: cp.size, rootHash: cp.rootHash.toString('base64'), verifiedKeys: cp.verifiedKeys };
+  if (origin !== undefined && cp.origin !== origin && input.state === undefined) {
+    rb.fail({ code: 'ORIGIN_MISMATCH', message: 'checkpoint origin differs from the expected origin' });
+    return report(head);
+  }
+
+  // Step 2: saved state.
+  const previous = await checkAgainstState(input, cp, rb);
+  const prefixes = prefixTargets(input, cp, rb);
+
+  // Step 3: stream entries with O(log n) memory.
+  const builder = new StreamingTreeBuilder();
+  let structuralFailure = false;
+  const checkPrefix = (): void => {
+    const t = prefixes.get(builder.size);
+    if (t !== undefined && !builder.root().equals(t.root)) {
+      rb.fail({ code: 'ROOT_MISMATCH', message: `rebuilt root at size ${builder.size} differs from the ${t.what}` });
+    }
+  };
+  checkPrefix();
+  try {
+    for await (const e of input.entries) {
+      const expected = builder.size;
+      if (expected >= cp.size) {
+        rb.fail({ code: 'EXTRA_ENTRY', index: e.index, message: `entry ${e.index} beyond the signed tree size ${cp.size}` });
+        structuralFailure = true;
+        break;
+      }
+      if (e.index !== expected) {
+        if (e.index > expected) {
+          rb.fail({ code: 'MISSING_ENTRY', index: expected, message: `entry ${expected} is missing (next entry has index ${e.index})` });
+        } else {
+          rb.fail({ code: 'INDEX_OUT_OF_ORDER', index: expected, message: `entry ${expected} expected, got index ${e.index}` });
+        }
+        structuralFailure = true;
+        break;
+      }
+      const checked = checkLeaf(e.index, e.leaf);
+      if ('failure' in checked) rb.fail(checked.failure);
+      else {
+        leafTypes[checked.leaf.type] = (leafTypes[checked.leaf.type] ?? 0) + 1;
+        const stored = e.storedCiphertextSha256;
+        if (stored !== undefined && checked.leaf.type === 'transaction' && stored !== checked.leaf.envelope.ciphertextSha256) {
+          rb.fail({ code: 'CIPHERTEXT_MISMATCH', index: e.index, message: `entry ${e.index}: stored ciphertext does not match the digest its leaf commits to` });
+        }
+      }
+      builder.push(hashLeaf(e.leaf));
+      checkPrefix();
+      input.onProgress?.(builder.size, cp.size);
+    }
+  } catch (e) {
+    rb.fail({ code: 'FETCH_FAILED', message: `reading entries failed at index ${builder.size}: ${(e as Error).message}` });
+    return report({ ...head, entriesVerified: builder.size, previous });
+  }
+  if (!structuralFailure && builder.size < cp.size) {
+    rb.fail({ code: 'MISSING_ENTRY', index: builder.size, message: `only ${builder.size} of ${cp.size} signed entries were returned` });
+    structuralFailure = true;
+  }
+
+  // Step 4: rebuilt root vs signed root; name the first bad entry.
+  if (!structuralFailure && !builder.root().equals(cp.rootHash)) {
+    let located: number | undefined;
+    let note = '';
+    if (input.inclusionProof !== undefined && input.readLeaves !== undefined) {
+      try {
+        located = await locateFirstBadIndex({ treeSize: cp.size, rootHash: cp.rootHash, inclusionProof: input.inclusionProof, readLeaves: input.readLeaves });
+      } catch (e) {
+        rb.fail({ code: 'PROOF_INCONSISTENT', message: `cannot locate the bad entry: ${(e as Error).message}` });
+      }
+    } else {
+      note = ' (no inclusion proofs available to locate the entry)';
+    }
+    rb.fail({
+      code: 'ROOT_MISMATCH',
+      ...(located !== undefined ? { index: located } : {}),
+      message:
+        located !== undefined
+          ? `rebuilt root differs from the signed root; first entry differing from the signed tree: ${located}`
+          : `rebuilt root differs from the signed root${note}`,
+    });
+  }
+
+  const final = report({ ...head, entriesVerified: builder.size, previous });
+  if (final.ok) {
+    final.newState = {
+      version: STATE_VERSION,
+      origin: cp.origin,
+      size: cp.size,
+      rootHash: cp.rootHash.toString('base64'),
+      note: input.checkpoint,
+      keys: [],
+      verifiedAt: (input.now?.() ?? new Date()).toISOString(),
+    };
+  }
+  return final;
+}
+
+/** One human-readable summary of a report (no card data can appear: leaves are never printed). */
+export function formatReport(r: VerifyReport): string {
+  const lines: string[] = [];
+  lines.push(r.ok ? 'OK: log verified' : 'FAILED: log did not verify');
+  if (r.origin !== undefined) lines.push(`  origin:     ${r.origin}`);
+  if (r.treeSize !== undefined) lines.push(`  tree size:  ${r.treeSize}`);
+  if (r.rootHash !== undefined) lines.push(`  root hash:  ${r.rootHash}`);
+  if (r.verifiedKeys.length > 0) lines.push(`  signed by:  ${r.verifiedKeys.join(', ')}`);
+  lines.push(`  entries:    ${r.entriesVerified} verified (${Object.entries(r.leafTypes).map(([k, v]) => `${k} ${v}`).join(', ') || 'none'})`);
+  if (r.previous !== undefined) lines.push(`  previous:   size ${r.previous.size}, consistency ${r.previous.consistency}`);
+  if (r.firstBadIndex !== undefined) lines.push(`  first bad index: ${r.firstBadIndex}`);
+  for (const f of r.failures) lines.push(`  - [${f.code}]${f.index !== undefined ? ` index ${f.index}:` : ''} ${f.message}`);
+  return `${lines.join('\n')}\n`;
+}

@@ -1,0 +1,321 @@
+/**
+ * Tamper suite: a real service with ~30 entries (transactions + releases); the database is
+ * changed behind its back as the superuser (append-only triggers disabled first), then the
+ * auditor verifier — the same `verifyRemoteLog` the CLI runs, and the CLI itself — must fail and
+ * name the right index. Restorable cases run first; the two that rebuild the server's own tree
+ * state (truncate + rebuild, rewrite + recompute) run last.
+ */
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { cardTransaction, startTestPaylog, type TestPaylog } from './helpers/paylog.js';
+import { LogClient, checkpointSize, verifyRemoteLog } from '../src/log/export.js';
+import { decodeLeaf, encodeLeaf, type Leaf } from '../src/log/leaf.js';
+import { appendLeaves, hashLeaf, rootFromLeafHashes } from '../src/log/merkle.js';
+import { formatState, parseState, toNoteVerifiers, type VerifierState } from '../src/log/verifier.js';
+
+const LOG_TABLES = ['log_entries', 'merkle_nodes', 'tree_heads', 'transactions', 'access_entries', 'checkpoints'];
+const TRANSACTIONS = 26;
+const RELEASES = 4;
+
+let t: TestPaylog;
+let client: LogClient;
+let vkeys: string[];
+let dir: string;
+const txIds: string[] = [];
+
+async function withDb<T>(fn: (c: pg.Client) => Promise<T>): Promise<T> {
+  const c = new pg.Client({ connectionString: t.databaseUrl });
+  await c.connect();
+  try {
+    return await fn(c);
+  } finally {
+    await c.end();
+  }
+}
+
+/** Runs `fn` as the superuser with the append-only triggers of the log tables disabled. */
+async function tamper(fn: (c: pg.Client) => Promise<void>): Promise<void> {
+  await withDb(async (c) => {
+    for (const tb of LOG_TABLES) await c.query(`ALTER TABLE ${tb} DISABLE TRIGGER ${tb}_no_update_delete, DISABLE TRIGGER ${tb}_no_truncate`);
+    try {
+      await fn(c);
+    } finally {
+      for (const tb of LOG_TABLES) {
+        await c.query(`ALTER TABLE ${tb} ENABLE ALWAYS TRIGGER ${tb}_no_update_delete`);
+        await c.query(`ALTER TABLE ${tb} ENABLE ALWAYS TRIGGER ${tb}_no_truncate`);
+      }
+    }
+  });
+}
+
+async function leafAt(c: pg.Client, idx: number): Promise<Buffer> {
+  const r = await c.query('SELECT leaf FROM log_entries WHERE idx = $1', [idx]);
+  return r.rows[0].leaf as Buffer;
+}
+
+async function treeSize(): Promise<number> {
+  return await withDb(async (c) => Number((await c.query('SELECT coalesce(max(size), 0) AS s FROM tree_heads')).rows[0].s));
+}
+
+/** Polls (bounded) until the latest signed checkpoint covers the whole tree. */
+async function settled(): Promise<number> {
+  for (let i = 0; i < 200; i++) {
+    const size = await treeSize();
+    const cp = await client.checkpoint().catch(() => '');
+    if (cp && checkpointSize(cp) === size) return size;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error('checkpoint did not catch up with the tree');
+}
+
+async function verify(state?: VerifierState) {
+  return await verifyRemoteLog(client, { verifiers: toNoteVerifiers(vkeys), ...(state ? { state } : {}) });
+}
+
+function runCli(args: string[], script = 'verify-log'): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const p = spawn('node_modules/.bin/tsx', [`scripts/${script}.ts`, ...args], { cwd: process.cwd(), stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    p.stdout.on('data', (d) => (stdout += d));
+    p.stderr.on('data', (d) => (stderr += d));
+    p.on('error', reject);
+    p.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
+  });
+}
+
+function tlsArgs(): string[] {
+  const a = t.paylog.devPki!.principals['auditor']!;
+  return ['--url', t.paylog.url, '--cacert', t.paylog.devPki!.caPath, '--cert', a.certPath, '--key', a.keyPath];
+}
+
+/** The same leaf with a different amount: still canonical leaf format v1. */
+function altered(leaf: Buffer): Buffer {
+  const l = decodeLeaf(leaf) as Leaf & { amount?: { value: number; currency: string } };
+  if (l.type === 'transaction') return encodeLeaf({ ...l, amount: { ...l.amount, value: l.amount.value + 1 } });
+  return encodeLeaf({ ...l, time: '2001-01-01T00:00:00.000Z' });
+}
+
+beforeAll(async () => {
+  t = await startTestPaylog();
+  dir = mkdtempSync(join(tmpdir(), 'paylog-tamper-'));
+  for (let i = 0; i < TRANSACTIONS; i++) {
+    const body = cardTransaction({ processor: i % 2 === 0 ? 'acme' : 'globex' });
+    const r = await t.call('checkout', 'POST', '/v1/transactions', body);
+    expect(r.status).toBe(201);
+    txIds.push(body.transactionId);
+  }
+  for (let i = 0; i < RELEASES; i++) {
+    const r = await t.call('processor-acme', 'POST', `/v1/transactions/${txIds[i * 2]}/release`, { purpose: 'capture' });
+    expect(r.status).toBe(200);
+  }
+  const a = t.paylog.devPki!.principals['auditor']!;
+  client = LogClient.fromFiles(t.paylog.url, t.paylog.devPki!.caPath, a.certPath, a.keyPath);
+  vkeys = (await client.keys()).vkeys; // pinned once here, as an auditor would out of band
+  expect(await settled()).toBeGreaterThanOrEqual(TRANSACTIONS + RELEASES);
+});
+
+afterAll(async () => {
+  client?.close();
+  await t?.stop();
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+describe('tamper suite', () => {
+  it('the untouched log verifies (in-process and through the CLI)', async () => {
+    const r = await verify();
+    expect(r.failures).toEqual([]);
+    expect(r.ok).toBe(true);
+    expect(r.leafTypes['transaction']).toBe(TRANSACTIONS);
+    const cli = await runCli([...tlsArgs(), '--log-key', vkeys[0]!, '--json']);
+    expect(cli.code, cli.stderr).toBe(0);
+    expect(JSON.parse(cli.stdout)).toMatchObject({ ok: true, trust: 'log-key' });
+    // Connection error (nothing listening) → exit 2.
+    const down = await runCli([...tlsArgs().map((a) => (a === t.paylog.url ? 'https://127.0.0.1:9' : a)), '--log-key', vkeys[0]!]);
+    expect(down.code).toBe(2);
+  });
+
+  it('verify-proof --fetch builds a tlog-proof bundle for a transaction and verifies it offline', async () => {
+    const out = join(dir, 'tx.tlog-proof');
+    const fetched = await runCli([...tlsArgs(), '--fetch', '--transaction-id', txIds[1]!, '--out', out, '--log-key', vkeys[0]!], 'verify-proof');
+    expect(fetched.code, fetched.stderr).toBe(0);
+    const offline = await runCli(['--bundle', out, '--log-key', vkeys[0]!, '--transaction-id', txIds[1]!, '--json'], 'verify-proof');
+    expect(offline.code, offline.stderr).toBe(0);
+    expect(JSON.parse(offline.stdout)).toMatchObject({ ok: true, leaf: { type: 'transaction', transactionId: txIds[1] } });
+    expect(offline.stdout).not.toContain('4111111111111111');
+  });
+
+  it('export-log writes an NDJSON export that verify-log --file verifies offline', async () => {
+    const out = join(dir, 'export.ndjson');
+    const ex = await runCli([...tlsArgs(), '--out', out, '--quiet'], 'export-log');
+    expect(ex.code, ex.stderr).toBe(0);
+    const v = await runCli(['--file', out, '--log-key', vkeys[0]!, '--json']);
+    expect(v.code, v.stderr).toBe(0);
+    expect(JSON.parse(v.stdout)).toMatchObject({ ok: true, treeSize: await treeSize() });
+  });
+
+  it('modified leaf: named by index (in-process and through the CLI)', async () => {
+    const idx = 7;
+    let original!: Buffer;
+    await tamper(async (c) => {
+      original = await leafAt(c, idx);
+      await c.query('UPDATE log_entries SET leaf = $2 WHERE idx = $1', [idx, altered(original)]);
+    });
+    try {
+      const r = await verify();
+      expect(r.ok).toBe(false);
+      expect(r.firstBadIndex).toBe(idx);
+      expect(r.failures.map((f) => f.code)).toEqual(['ROOT_MISMATCH']);
+      const cli = await runCli([...tlsArgs(), '--log-key', vkeys[0]!, '--json']);
+      expect(cli.code, cli.stderr).toBe(1);
+      expect(JSON.parse(cli.stdout)).toMatchObject({ ok: false, firstBadIndex: idx });
+      const human = await runCli([...tlsArgs(), '--log-key', vkeys[0]!]);
+      expect(human.code).toBe(1);
+      expect(human.stdout).toContain(`first bad index: ${idx}`);
+    } finally {
+      await tamper(async (c) => void (await c.query('UPDATE log_entries SET leaf = $2 WHERE idx = $1', [idx, original])));
+    }
+    expect((await verify()).ok).toBe(true);
+  });
+
+  it('deleted entry: named by index', async () => {
+    const idx = 12;
+    let row!: any;
+    await tamper(async (c) => {
+      row = (await c.query('SELECT * FROM log_entries WHERE idx = $1', [idx])).rows[0];
+      await c.query('DELETE FROM log_entries WHERE idx = $1', [idx]);
+    });
+    try {
+      const r = await verify();
+      expect(r.ok).toBe(false);
+      expect(r.firstBadIndex).toBe(idx);
+      expect(r.failures[0]?.code).toBe('MISSING_ENTRY');
+    } finally {
+      await tamper(async (c) => {
+        await c.query('INSERT INTO log_entries (idx, entry_type, transaction_id, leaf, created_at) VALUES ($1, $2, $3, $4, $5)', [
+          row.idx,
+          row.entry_type,
+          row.transaction_id,
+          row.leaf,
+          row.created_at,
+        ]);
+      });
+    }
+    expect((await verify()).ok).toBe(true);
+  });
+
+  it('swapped entries: the first of the two is named', async () => {
+    const [i, j] = [3, 20];
+    let a!: Buffer;
+    let b!: Buffer;
+    await tamper(async (c) => {
+      a = await leafAt(c, i);
+      b = await leafAt(c, j);
+      await c.query('UPDATE log_entries SET leaf = $2 WHERE idx = $1', [i, b]);
+      await c.query('UPDATE log_entries SET leaf = $2 WHERE idx = $1', [j, a]);
+    });
+    try {
+      const r = await verify();
+      expect(r.ok).toBe(false);
+      expect(r.firstBadIndex).toBe(i);
+    } finally {
+      await tamper(async (c) => {
+        await c.query('UPDATE log_entries SET leaf = $2 WHERE idx = $1', [i, a]);
+        await c.query('UPDATE log_entries SET leaf = $2 WHERE idx = $1', [j, b]);
+      });
+    }
+    expect((await verify()).ok).toBe(true);
+  });
+
+  it('modified ciphertext: verify-log names the index (stored digest ≠ leaf commitment), and release refuses it', async () => {
+    const tx = txIds[10]!; // assigned to acme
+    const index = await withDb(async (c) => Number((await c.query('SELECT log_index FROM transactions WHERE transaction_id = $1', [tx])).rows[0].log_index));
+    const flip = "UPDATE transactions SET ciphertext = set_byte(ciphertext, 0, (get_byte(ciphertext, 0) + 1) % 256) WHERE transaction_id = $1";
+    await tamper(async (c) => {
+      await c.query(flip, [tx]);
+    });
+    try {
+      const report = await verify();
+      expect(report.ok).toBe(false);
+      expect(report.failures.map((f) => f.code)).toContain('CIPHERTEXT_MISMATCH');
+      expect(report.firstBadIndex).toBe(index);
+      // The server's envelope check (key commitment + GCM tag) refuses to release it.
+      const r = await t.call('processor-acme', 'POST', `/v1/transactions/${tx}/release`, { purpose: 'capture' });
+      expect(r.status).not.toBe(200);
+      expect(r.status).toBeLessThan(500);
+      expect(r.text).not.toContain('4111111111111111');
+    } finally {
+      await tamper(async (c) => {
+        await c.query(flip.replace('+ 1) % 256', '+ 255) % 256'), [tx]);
+      });
+    }
+    await settled();
+    expect((await verify()).ok).toBe(true); // restored; the refused attempt is itself a valid access entry
+  });
+
+  it('truncated tail rebuilt as a shorter valid tree: only the saved --state catches it (rollback)', async () => {
+    const full = await settled();
+    const before = await verify();
+    expect(before.ok).toBe(true);
+    const statePath = join(dir, 'state-full.json');
+    writeFileSync(statePath, formatState({ ...before.newState!, keys: vkeys }));
+    // Cut back to the newest signed checkpoint at least 5 entries shorter.
+    const m = await withDb(async (c) => Number((await c.query('SELECT max(size) AS s FROM checkpoints WHERE size <= $1', [full - 5])).rows[0].s));
+    expect(m).toBeGreaterThan(0);
+    await tamper(async (c) => {
+      await c.query('DELETE FROM log_entries WHERE idx >= $1', [m]);
+      await c.query('DELETE FROM access_entries WHERE log_index >= $1', [m]);
+      await c.query('DELETE FROM data_keys WHERE transaction_id IN (SELECT transaction_id FROM transactions WHERE log_index >= $1)', [m]);
+      await c.query('DELETE FROM transactions WHERE log_index >= $1', [m]);
+      await c.query('DELETE FROM merkle_nodes WHERE (idx + 1) * (1::bigint << level) > $1', [m]);
+      await c.query('DELETE FROM tree_heads WHERE size > $1', [m]);
+      await c.query('DELETE FROM checkpoints WHERE size > $1', [m]);
+    });
+    const noState = await verify();
+    expect(noState.ok).toBe(true); // a consistent shorter log, validly signed: undetectable without memory
+    expect(noState.treeSize).toBe(m);
+    const r = await verify(parseState(formatState({ ...before.newState!, keys: vkeys })));
+    expect(r.ok).toBe(false);
+    expect(r.failures.map((f) => f.code)).toContain('ROLLBACK');
+    const cli = await runCli([...tlsArgs(), '--state', statePath, '--json']);
+    expect(cli.code, cli.stderr).toBe(1);
+    expect(JSON.parse(cli.stdout)).toMatchObject({ ok: false, trust: 'state', stateSaved: false });
+  });
+
+  it('leaf rewritten AND merkle_nodes/tree_heads recomputed: the signed checkpoint and --state still catch it', async () => {
+    const size = await treeSize();
+    const good = await verify();
+    expect(good.ok).toBe(true);
+    const statePath = join(dir, 'state-now.json');
+    writeFileSync(statePath, formatState({ ...good.newState!, keys: vkeys }));
+    const idx = 5;
+    await tamper(async (c) => {
+      const rows = (await c.query('SELECT idx, leaf FROM log_entries ORDER BY idx')).rows as Array<{ idx: string; leaf: Buffer }>;
+      const leaves = rows.map((r) => r.leaf);
+      leaves[idx] = altered(leaves[idx]!);
+      await c.query('UPDATE log_entries SET leaf = $2 WHERE idx = $1', [idx, leaves[idx]]);
+      const hashes = leaves.map(hashLeaf);
+      const { newNodes } = appendLeaves(0, [], hashes);
+      await c.query('DELETE FROM merkle_nodes');
+      for (const n of newNodes) await c.query('INSERT INTO merkle_nodes (level, idx, hash) VALUES ($1, $2, $3)', [n.level, n.index, n.hash]);
+      const heads = (await c.query('SELECT size FROM tree_heads')).rows as Array<{ size: string }>;
+      for (const h of heads) {
+        await c.query('UPDATE tree_heads SET root_hash = $2 WHERE size = $1', [h.size, rootFromLeafHashes(hashes.slice(0, Number(h.size)))]);
+      }
+    });
+    const r = await verify(parseState(formatState({ ...good.newState!, keys: vkeys })));
+    expect(r.ok).toBe(false);
+    expect(r.treeSize).toBe(size);
+    const codes = r.failures.map((f) => f.code);
+    expect(codes).toContain('ROOT_MISMATCH');
+    // The server's proofs now come from rewritten nodes and no longer hash to the signed root.
+    expect(codes).toContain('PROOF_INCONSISTENT');
+    const cli = await runCli([...tlsArgs(), '--state', statePath, '--json']);
+    expect(cli.code, cli.stderr).toBe(1);
+    expect(JSON.parse(cli.stdout).ok).toBe(false);
+  });
+});

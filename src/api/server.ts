@@ -44,7 +44,9 @@ export function requirePrincipal(req: FastifyRequest): Principal {
 
 export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
   const app = Fastify({
-    https: { key: deps.tls.key, cert: deps.tls.cert, ca: deps.tls.ca, requestCert: true, rejectUnauthorized: false },
+    // TLS 1.3 only: modern suites, and no renegotiation, so a connection's client certificate
+    // cannot change under it (the principal is cached per connection).
+    https: { key: deps.tls.key, cert: deps.tls.cert, ca: deps.tls.ca, requestCert: true, rejectUnauthorized: false, minVersion: 'TLSv1.3' },
     loggerInstance: deps.logger as unknown as FastifyBaseLogger,
     bodyLimit: deps.bodyLimit ?? DEFAULT_BODY_LIMIT_BYTES,
     return503OnClosing: true,

@@ -21,6 +21,18 @@ export interface Principal {
  */
 export function principalFromSocket(socket: TLSSocket): Principal | null {
   if (!socket.authorized) return null;
+  // The peer certificate cannot change on a TLS connection (renegotiation is off in Node's
+  // server by default): parse it once per connection. Revocation is still checked per request.
+  const cached = perSocket.get(socket);
+  if (cached !== undefined) return cached;
+  const p = readPrincipal(socket);
+  perSocket.set(socket, p);
+  return p;
+}
+
+const perSocket = new WeakMap<TLSSocket, Principal | null>();
+
+function readPrincipal(socket: TLSSocket): Principal | null {
   const cert = socket.getPeerCertificate();
   if (!cert || Object.keys(cert).length === 0) return null;
   const identity = identityFromPeerCertificate(cert);

@@ -2,7 +2,6 @@
  * Registered payment processors (PCI DSS 7.2: only registered, active processors receive data).
  * An unknown or disabled processor has no access and cannot be named by checkout.
  */
-import { eq } from 'drizzle-orm';
 import type { AppDatabase } from '../db/connection.js';
 import { processors } from '../db/schema.js';
 import { principalUri } from '../pki/identity.js';
@@ -16,12 +15,12 @@ export class ProcessorRegistry {
 
   /** True when `name` is registered with status `active`. Read through on every call. */
   async isActive(name: string): Promise<boolean> {
-    const rows = await this.database.db
-      .select({ status: processors.status })
-      .from(processors)
-      .where(eq(processors.name, name))
-      .limit(1);
-    return rows[0]?.status === 'active';
+    const r = await this.database.pool.query({
+      name: 'paylog_processor_status',
+      text: 'SELECT status FROM processors WHERE name = $1',
+      values: [name],
+    });
+    return (r.rows[0] as { status?: string } | undefined)?.status === 'active';
   }
 
   /** A processor principal is in good standing only while its processor is active; other roles always. */

@@ -2,19 +2,20 @@
  * Revoked principal certificates. Checked on every request against the database, so a
  * revocation takes effect at once, on every instance, across restarts.
  */
-import { eq, or } from 'drizzle-orm';
 import type { AppDatabase } from '../db/connection.js';
 import { revokedCertificates } from '../db/schema.js';
 
 export class RevocationList {
   constructor(private readonly database: AppDatabase) {}
 
+  /** One indexed lookup per request (prepared statement), so a revocation applies at once. */
   async isRevoked(certificateFingerprint: string, serialHex?: string): Promise<boolean> {
-    const cond = serialHex
-      ? or(eq(revokedCertificates.fingerprint, certificateFingerprint), eq(revokedCertificates.serial, serialHex))
-      : eq(revokedCertificates.fingerprint, certificateFingerprint);
-    const rows = await this.database.db.select({ f: revokedCertificates.fingerprint }).from(revokedCertificates).where(cond).limit(1);
-    return rows.length > 0;
+    const r = await this.database.pool.query({
+      name: 'paylog_is_revoked',
+      text: 'SELECT 1 FROM revoked_certificates WHERE fingerprint = $1 OR (serial IS NOT NULL AND serial = $2) LIMIT 1',
+      values: [certificateFingerprint, serialHex ?? null],
+    });
+    return (r.rowCount ?? 0) > 0;
   }
 
   /** Records a revocation (by fingerprint and/or serial). Idempotent. */

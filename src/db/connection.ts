@@ -21,7 +21,7 @@ export const AUDITOR_ROLE = 'paylog_auditor';
 export const MIGRATION_LOCK_KEY = 0x7061796c6f676d67n;
 export const DEFAULT_POOL_SIZE = 10;
 
-export type Db = NodePgDatabase<typeof schema>;
+export type Db = NodePgDatabase<typeof schema> & { $client: pg.Pool };
 
 export interface AppDatabase {
   readonly db: Db;

@@ -11,18 +11,11 @@
  * earlier in the same batch) is not appended; it resolves `replayed` when its request MAC
  * matches, `conflict` otherwise.
  */
-import { inArray, sql, desc, and, eq, or } from 'drizzle-orm';
+import type pg from 'pg';
 import type { AppDatabase, Db } from '../db/connection.js';
-import {
-  accessEntries,
-  dataKeys,
-  logEntries,
-  merkleNodes,
-  transactions,
-  treeHeads,
-} from '../db/schema.js';
+import type { accessEntries, dataKeys, transactions } from '../db/schema.js';
 import { PaylogError, isPaylogError } from '../errors.js';
-import { appendLeaves, hashLeaf, nodeKey, rangeNodes, type NodeId } from './merkle.js';
+import { EMPTY_ROOT, appendLeaves, hashLeaf, nodeKey, rangeNodes, type NodeId } from './merkle.js';
 
 /** Advisory lock key serialising appends across instances ("paylogap"). */
 export const APPEND_LOCK_KEY = 0x7061796c6f676170n;
@@ -99,7 +92,7 @@ export class LogAppender {
   }
 
   private async commit(batch: Pending[], started: number): Promise<void> {
-    const { outcomes, head, appended } = await commitBatch(this.database.db, batch.map((p) => p.req));
+    const { outcomes, head, appended } = await commitBatch(this.database.pool, batch.map((p) => p.req));
     batch.forEach((p, i) => p.resolve(outcomes[i]!));
     this.opts.onCommit?.({ batchSize: batch.length, appended, head, durationMs: performance.now() - started });
   }
@@ -134,152 +127,224 @@ function asLogError(e: unknown): PaylogError {
   return isPaylogError(e) ? e : new PaylogError('LOG_UNAVAILABLE', 'the log could not make the entry durable', undefined, { cause: e });
 }
 
-/** Reads the latest tree head (size 0 with the empty root when the log is empty). */
+type Queryable = Pick<pg.Pool | pg.PoolClient, 'query'>;
+
+const SELECT_HEAD = 'SELECT size, root_hash FROM tree_heads ORDER BY size DESC LIMIT 1';
+const SELECT_NODES =
+  'SELECT n.level, n.idx, n.hash FROM merkle_nodes n JOIN unnest($1::smallint[], $2::bigint[]) AS w(level, idx) ON n.level = w.level AND n.idx = w.idx';
+const SELECT_EXISTING =
+  'SELECT transaction_id, request_mac, log_index, created_at FROM transactions WHERE transaction_id = ANY($1::text[])';
+
+/** Reads the latest tree head (null when the log is empty). */
 export async function readTreeHead(db: Db): Promise<TreeHead | null> {
-  const rows = await db.select().from(treeHeads).orderBy(desc(treeHeads.size)).limit(1);
-  const row = rows[0];
-  return row ? { size: row.size, rootHash: row.rootHash } : null;
+  return await selectHead(db.$client);
 }
 
-/** Fetches stored Merkle nodes by id in one query. */
+async function selectHead(q: Queryable): Promise<TreeHead | null> {
+  const r = await q.query({ name: 'paylog_head', text: SELECT_HEAD });
+  const row = r.rows[0] as { size: string; root_hash: Buffer } | undefined;
+  return row ? { size: Number(row.size), rootHash: row.root_hash } : null;
+}
+
+/** Fetches stored Merkle nodes by id in one indexed query. */
 export async function readNodes(db: Db, ids: NodeId[]): Promise<Map<string, Buffer>> {
+  return await selectNodes(db.$client, ids);
+}
+
+async function selectNodes(q: Queryable, ids: NodeId[]): Promise<Map<string, Buffer>> {
   const out = new Map<string, Buffer>();
   if (ids.length === 0) return out;
-  const rows = await db
-    .select()
-    .from(merkleNodes)
-    .where(or(...ids.map((n) => and(eq(merkleNodes.level, n.level), eq(merkleNodes.idx, n.index)))));
-  for (const r of rows) out.set(nodeKey({ level: r.level, index: r.idx }), r.hash);
+  const r = await q.query({
+    name: 'paylog_nodes',
+    text: SELECT_NODES,
+    values: [ids.map((n) => n.level), ids.map((n) => n.index)],
+  });
+  for (const row of r.rows as { level: number; idx: string; hash: Buffer }[]) {
+    out.set(nodeKey({ level: row.level, index: Number(row.idx) }), row.hash);
+  }
   return out;
 }
 
 /**
+ * One statement inserting everything a batch writes (data-modifying CTEs; foreign keys are
+ * checked at the end of the statement). Arrays are bound as parameters, one per column.
+ */
+const INSERT_BATCH = `
+WITH le AS (
+  INSERT INTO log_entries (idx, entry_type, transaction_id, leaf, created_at)
+  SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bytea[], $5::timestamptz[])
+), mn AS (
+  INSERT INTO merkle_nodes (level, idx, hash)
+  SELECT * FROM unnest($6::smallint[], $7::bigint[], $8::bytea[])
+), tx AS (
+  INSERT INTO transactions (transaction_id, log_index, processor, request_mac, payment_method_type, masked,
+    fingerprint, amount_value, currency, metadata, envelope_version, iv, ciphertext, tag, key_commitment, salt, created_at)
+  SELECT u.id, u.li, u.pr, u.mac, u.pmt, u.masked::jsonb, u.fp, u.av, u.cur, u.meta::jsonb, u.ev, u.iv, u.ct, u.tag, u.kc, u.salt, u.ca
+  FROM unnest($9::text[], $10::bigint[], $11::text[], $12::bytea[], $13::text[], $14::text[], $15::text[], $16::bigint[],
+    $17::text[], $18::text[], $19::smallint[], $20::bytea[], $21::bytea[], $22::bytea[], $23::bytea[], $24::bytea[], $25::timestamptz[])
+    AS u(id, li, pr, mac, pmt, masked, fp, av, cur, meta, ev, iv, ct, tag, kc, salt, ca)
+), dk AS (
+  INSERT INTO data_keys (transaction_id, kms_key_id, wrapped_key, created_at)
+  SELECT * FROM unnest($26::text[], $27::text[], $28::bytea[], $29::timestamptz[])
+), ae AS (
+  INSERT INTO access_entries (log_index, transaction_id, principal_role, principal_name, certificate_fingerprint,
+    action, purpose, reference, outcome, source_address, created_at)
+  SELECT * FROM unnest($30::bigint[], $31::text[], $32::text[], $33::text[], $34::text[], $35::text[], $36::text[],
+    $37::text[], $38::text[], $39::text[], $40::timestamptz[])
+)
+INSERT INTO tree_heads (size, root_hash) VALUES ($41, $42)`;
+
+type TxReq = Extract<AppendRequest, { kind: 'transaction' }>;
+type AccessReq = Extract<AppendRequest, { kind: 'access' }>;
+
+function batchValues(
+  accepted: { req: AppendRequest; index: number }[],
+  nodes: Array<NodeId & { hash: Buffer }>,
+  head: TreeHead,
+): unknown[] {
+  const txs = accepted.filter((a): a is { req: TxReq; index: number } => a.req.kind === 'transaction');
+  const acc = accepted.filter((a): a is { req: AccessReq; index: number } => a.req.kind === 'access');
+  const entryTx = (r: AppendRequest) =>
+    r.kind === 'transaction' ? r.transaction.transactionId : r.kind === 'access' ? r.access.transactionId : (r.transactionId ?? null);
+  const col = <T, R>(xs: T[], f: (x: T) => R) => xs.map(f);
+  return [
+    col(accepted, (a) => a.index),
+    col(accepted, (a) => a.req.kind),
+    col(accepted, (a) => entryTx(a.req)),
+    col(accepted, (a) => a.req.leaf),
+    col(accepted, (a) => a.req.createdAt),
+    col(nodes, (n) => n.level),
+    col(nodes, (n) => n.index),
+    col(nodes, (n) => n.hash),
+    col(txs, (a) => a.req.transaction.transactionId),
+    col(txs, (a) => a.index),
+    col(txs, (a) => a.req.transaction.processor),
+    col(txs, (a) => a.req.transaction.requestMac),
+    col(txs, (a) => a.req.transaction.paymentMethodType),
+    col(txs, (a) => JSON.stringify(a.req.transaction.masked)),
+    col(txs, (a) => a.req.transaction.fingerprint),
+    col(txs, (a) => a.req.transaction.amountValue),
+    col(txs, (a) => a.req.transaction.currency),
+    col(txs, (a) => (a.req.transaction.metadata == null ? null : JSON.stringify(a.req.transaction.metadata))),
+    col(txs, (a) => a.req.transaction.envelopeVersion),
+    col(txs, (a) => a.req.transaction.iv),
+    col(txs, (a) => a.req.transaction.ciphertext),
+    col(txs, (a) => a.req.transaction.tag),
+    col(txs, (a) => a.req.transaction.keyCommitment),
+    col(txs, (a) => a.req.transaction.salt ?? null),
+    col(txs, (a) => a.req.createdAt),
+    col(txs, (a) => a.req.dataKey.transactionId),
+    col(txs, (a) => a.req.dataKey.kmsKeyId),
+    col(txs, (a) => a.req.dataKey.wrappedKey),
+    col(txs, (a) => a.req.createdAt),
+    col(acc, (a) => a.index),
+    col(acc, (a) => a.req.access.transactionId),
+    col(acc, (a) => a.req.access.principalRole),
+    col(acc, (a) => a.req.access.principalName),
+    col(acc, (a) => a.req.access.certificateFingerprint),
+    col(acc, (a) => a.req.access.action),
+    col(acc, (a) => a.req.access.purpose ?? null),
+    col(acc, (a) => a.req.access.reference ?? null),
+    col(acc, (a) => a.req.access.outcome),
+    col(acc, (a) => a.req.access.sourceAddress),
+    col(acc, (a) => a.req.createdAt),
+    head.size,
+    head.rootHash,
+  ];
+}
+
+/**
  * Commits one batch in one database transaction: lock, idempotency check, leaf + node + row
- * inserts, new tree head. Resolves with one outcome per request, in order.
+ * inserts, new tree head. Resolves with one outcome per request, in order. Five round trips
+ * whatever the batch size.
  */
 async function commitBatch(
-  db: Db,
+  pool: pg.Pool,
   reqs: AppendRequest[],
 ): Promise<{ outcomes: AppendOutcome[]; head: TreeHead; appended: number }> {
-  return await db.transaction(async (tx) => {
-    await tx.execute(sql`SELECT pg_advisory_xact_lock(${APPEND_LOCK_KEY.toString()}::bigint)`);
-    const head = (await readTreeHead(tx as unknown as Db)) ?? { size: 0, rootHash: Buffer.alloc(0) };
+  const client = await pool.connect();
+  let broken = false;
+  try {
+    await client.query(`BEGIN; SELECT pg_advisory_xact_lock(${APPEND_LOCK_KEY.toString()})`);
+    const result = await batchInTransaction(client, reqs);
+    await client.query('COMMIT');
+    return result;
+  } catch (e) {
+    await client.query('ROLLBACK').catch(() => {
+      broken = true;
+    });
+    throw e;
+  } finally {
+    client.release(broken);
+  }
+}
 
-    // Idempotency: existing transaction ids (database, then earlier in this batch).
-    const txIds = reqs.flatMap((r) => (r.kind === 'transaction' ? [r.transaction.transactionId] : []));
-    const existing = new Map<string, { mac: Buffer; logIndex: number; createdAt: Date }>();
-    if (txIds.length > 0) {
-      const rows = await tx
-        .select({
-          id: transactions.transactionId,
-          mac: transactions.requestMac,
-          logIndex: transactions.logIndex,
-          createdAt: transactions.createdAt,
-        })
-        .from(transactions)
-        .where(inArray(transactions.transactionId, txIds));
-      for (const r of rows) existing.set(r.id, { mac: r.mac, logIndex: r.logIndex, createdAt: r.createdAt });
-    }
+async function batchInTransaction(
+  client: pg.PoolClient,
+  reqs: AppendRequest[],
+): Promise<{ outcomes: AppendOutcome[]; head: TreeHead; appended: number }> {
+  const head = (await selectHead(client)) ?? { size: 0, rootHash: EMPTY_ROOT };
 
-    const outcomes: (AppendOutcome | undefined)[] = new Array(reqs.length);
-    const accepted: { i: number; req: AppendRequest; index: number; leafHash: Buffer }[] = [];
-    const replayIndexes: number[] = [];
-    for (let i = 0; i < reqs.length; i++) {
-      const req = reqs[i]!;
-      if (req.kind === 'transaction') {
-        const prior = existing.get(req.transaction.transactionId);
-        if (prior) {
-          if (prior.mac.equals(req.transaction.requestMac)) {
-            outcomes[i] = { status: 'replayed', logIndex: prior.logIndex, leafHash: Buffer.alloc(0), createdAt: prior.createdAt };
-            replayIndexes.push(prior.logIndex);
-          } else {
-            outcomes[i] = { status: 'conflict', logIndex: prior.logIndex };
-          }
-          continue;
+  // Idempotency: existing transaction ids (database, then earlier in this batch).
+  const txIds = reqs.flatMap((r) => (r.kind === 'transaction' ? [r.transaction.transactionId] : []));
+  const existing = new Map<string, { mac: Buffer; logIndex: number; createdAt: Date }>();
+  const frontierIds = rangeNodes(0, head.size);
+  const [existingRows, stored] = await Promise.all([
+    txIds.length > 0 ? client.query({ name: 'paylog_existing', text: SELECT_EXISTING, values: [txIds] }) : null,
+    selectNodes(client, frontierIds),
+  ]);
+  for (const r of (existingRows?.rows ?? []) as { transaction_id: string; request_mac: Buffer; log_index: string; created_at: Date }[]) {
+    existing.set(r.transaction_id, { mac: r.request_mac, logIndex: Number(r.log_index), createdAt: r.created_at });
+  }
+
+  const outcomes: (AppendOutcome | undefined)[] = new Array(reqs.length);
+  const accepted: { i: number; req: AppendRequest; index: number; leafHash: Buffer }[] = [];
+  const replayIndexes: number[] = [];
+  for (let i = 0; i < reqs.length; i++) {
+    const req = reqs[i]!;
+    if (req.kind === 'transaction') {
+      const prior = existing.get(req.transaction.transactionId);
+      if (prior) {
+        if (prior.mac.equals(req.transaction.requestMac)) {
+          outcomes[i] = { status: 'replayed', logIndex: prior.logIndex, leafHash: Buffer.alloc(0), createdAt: prior.createdAt };
+          replayIndexes.push(prior.logIndex);
+        } else {
+          outcomes[i] = { status: 'conflict', logIndex: prior.logIndex };
         }
-      }
-      const index = head.size + accepted.length;
-      const leafHash = hashLeaf(req.leaf);
-      accepted.push({ i, req, index, leafHash });
-      if (req.kind === 'transaction') {
-        existing.set(req.transaction.transactionId, { mac: req.transaction.requestMac, logIndex: index, createdAt: req.createdAt });
+        continue;
       }
     }
+    const index = head.size + accepted.length;
+    accepted.push({ i, req, index, leafHash: hashLeaf(req.leaf) });
+    if (req.kind === 'transaction') {
+      existing.set(req.transaction.transactionId, { mac: req.transaction.requestMac, logIndex: index, createdAt: req.createdAt });
+    }
+  }
 
-    let newHead = head;
-    if (accepted.length > 0) {
-      const frontierIds = rangeNodes(0, head.size);
-      const stored = await readNodes(tx as unknown as Db, frontierIds);
-      const frontier = frontierIds.map((id) => {
-        const h = stored.get(nodeKey(id));
-        if (!h) throw new PaylogError('INTEGRITY_FAILURE', 'stored Merkle frontier is incomplete');
-        return h;
-      });
-      const { newNodes, root } = appendLeaves(
-        head.size,
-        frontier,
-        accepted.map((a) => a.leafHash),
-      );
+  let newHead = head;
+  if (accepted.length > 0) {
+    const frontier = frontierIds.map((id) => {
+      const h = stored.get(nodeKey(id));
+      if (!h) throw new PaylogError('INTEGRITY_FAILURE', 'stored Merkle frontier is incomplete');
+      return h;
+    });
+    const { newNodes, root } = appendLeaves(head.size, frontier, accepted.map((a) => a.leafHash));
+    newHead = { size: head.size + accepted.length, rootHash: root };
+    await client.query({ name: 'paylog_insert_batch', text: INSERT_BATCH, values: batchValues(accepted, newNodes, newHead) });
+    for (const a of accepted) {
+      outcomes[a.i] = { status: 'appended', logIndex: a.index, leafHash: a.leafHash, createdAt: a.req.createdAt, treeSize: newHead.size };
+    }
+  }
 
-      await tx.insert(logEntries).values(
-        accepted.map((a) => ({
-          idx: a.index,
-          entryType: a.req.kind,
-          transactionId:
-            a.req.kind === 'transaction'
-              ? a.req.transaction.transactionId
-              : a.req.kind === 'access'
-                ? a.req.access.transactionId
-                : (a.req.transactionId ?? null),
-          leaf: a.req.leaf,
-          createdAt: a.req.createdAt,
-        })),
-      );
-      await tx.insert(merkleNodes).values(newNodes.map((n) => ({ level: n.level, idx: n.index, hash: n.hash })));
-      const txRows = accepted.filter((a) => a.req.kind === 'transaction');
-      if (txRows.length > 0) {
-        await tx.insert(transactions).values(
-          txRows.map((a) => {
-            const r = a.req as Extract<AppendRequest, { kind: 'transaction' }>;
-            return { ...r.transaction, logIndex: a.index, createdAt: r.createdAt };
-          }),
-        );
-        await tx.insert(dataKeys).values(
-          txRows.map((a) => {
-            const r = a.req as Extract<AppendRequest, { kind: 'transaction' }>;
-            return { ...r.dataKey, createdAt: r.createdAt };
-          }),
-        );
-      }
-      const accessRows = accepted.filter((a) => a.req.kind === 'access');
-      if (accessRows.length > 0) {
-        await tx.insert(accessEntries).values(
-          accessRows.map((a) => {
-            const r = a.req as Extract<AppendRequest, { kind: 'access' }>;
-            return { ...r.access, logIndex: a.index, createdAt: r.createdAt };
-          }),
-        );
-      }
-      newHead = { size: head.size + accepted.length, rootHash: root };
-      await tx.insert(treeHeads).values({ size: newHead.size, rootHash: newHead.rootHash });
-      for (const a of accepted) {
-        outcomes[a.i] = { status: 'appended', logIndex: a.index, leafHash: a.leafHash, createdAt: a.req.createdAt, treeSize: newHead.size };
+  // Replays report the stored leaf hash of the original entry.
+  if (replayIndexes.length > 0) {
+    const leafNodes = await selectNodes(client, replayIndexes.map((index) => ({ level: 0, index })));
+    for (const o of outcomes) {
+      if (o?.status === 'replayed') {
+        const fresh = accepted.find((a) => a.index === o.logIndex);
+        o.leafHash = fresh?.leafHash ?? leafNodes.get(nodeKey({ level: 0, index: o.logIndex })) ?? Buffer.alloc(0);
       }
     }
-
-    // Replays report the stored leaf hash of the original entry.
-    if (replayIndexes.length > 0) {
-      const leafNodes = await readNodes(
-        tx as unknown as Db,
-        replayIndexes.map((index) => ({ level: 0, index })),
-      );
-      for (const o of outcomes) {
-        if (o?.status === 'replayed') {
-          const fresh = accepted.find((a) => a.index === o.logIndex);
-          o.leafHash = fresh?.leafHash ?? leafNodes.get(nodeKey({ level: 0, index: o.logIndex })) ?? Buffer.alloc(0);
-        }
-      }
-    }
-    return { outcomes: outcomes as AppendOutcome[], head: newHead, appended: accepted.length };
-  });
+  }
+  return { outcomes: outcomes as AppendOutcome[], head: newHead, appended: accepted.length };
 }

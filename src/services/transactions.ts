@@ -55,14 +55,24 @@ export class TransactionService {
   async submit(principal: Principal, raw: unknown, now = new Date()): Promise<{ created: boolean; receipt: TransactionReceipt }> {
     authorize(principal, 'transaction:create');
     const req = validateTransactionRequest(raw, now);
-    if (!(await this.deps.processors.isActive(req.processor))) {
-      throw new PaylogError('UNKNOWN_PROCESSOR', 'the named processor is not registered or not active');
-    }
     const mac = requestMac(this.deps.macKey, canonicalJson(req));
 
-    // Fast path for replays: no KMS call, no append.
-    const prior = await this.findRow(req.transactionId);
-    if (prior) return { created: false, receipt: await this.replayOrConflict(prior, mac) };
+    // One round trip: is the processor active, and was this id submitted before?
+    const pre = await this.deps.database.pool.query({
+      name: 'paylog_submit_precheck',
+      text: `SELECT (SELECT status FROM processors WHERE name = $1) AS processor_status, t.transaction_id
+             FROM (SELECT 1) AS one LEFT JOIN transactions t ON t.transaction_id = $2`,
+      values: [req.processor, req.transactionId],
+    });
+    const check = pre.rows[0] as { processor_status: string | null; transaction_id: string | null };
+    if (check.processor_status !== 'active') {
+      throw new PaylogError('UNKNOWN_PROCESSOR', 'the named processor is not registered or not active');
+    }
+    // Replays: no KMS call, no append.
+    if (check.transaction_id !== null) {
+      const prior = await this.findRow(req.transactionId);
+      if (prior) return { created: false, receipt: await this.replayOrConflict(prior, mac) };
+    }
 
     const binding = { transactionId: req.transactionId, processor: req.processor };
     const plaintext = Buffer.from(canonicalJson(req.paymentMethod), 'utf8');

@@ -28,7 +28,7 @@ import { registerAdminRoutes, registerReleaseRoutes } from './api/routes/release
 import { ReleaseService } from './services/release.js';
 import { LogReadService } from './services/log-read.js';
 import { registerLogRoutes } from './api/routes/log.js';
-import { CheckpointPublisher, kmsNoteSigners } from './log/checkpoints.js';
+import { CheckpointPublisher, kmsNoteSigners, type PublishedKey } from './log/checkpoints.js';
 import { AdminService } from './services/admin.js';
 import { RateLimiter } from './auth/rate-limit.js';
 import type { DataKeySource } from './crypto/envelope.js';
@@ -48,6 +48,8 @@ export interface Paylog {
   readonly dataKeyId: string;
   readonly signingKeyIds: string[];
   readonly checkpoints: CheckpointPublisher;
+  /** Published checkpoint verifier keys (signed-note vkey + PEM). */
+  readonly logKeys: PublishedKey[];
   readonly appender: LogAppender;
   readonly processors: ProcessorRegistry;
   readonly revocations: RevocationList;
@@ -224,6 +226,7 @@ export async function startPaylog(config: Config, opts: StartOptions = {}): Prom
       dataKeyId,
       signingKeyIds,
       checkpoints: checkpointPublisher,
+      logKeys: publishedKeys,
       appender,
       processors: processorRegistry,
       revocations,

@@ -19,7 +19,7 @@ async function main(): Promise<void> {
   }
   const paylog = await startPaylog(config);
   paylog.logger.info({ url: paylog.url, kms: config.kms.mode, database: config.databaseUrl ? 'external' : 'embedded' }, 'paylog listening');
-  if (paylog.devPki) process.stdout.write(devWalkthrough(paylog.url, paylog.devPki));
+  if (paylog.devPki) process.stdout.write(devWalkthrough(paylog.url, paylog.devPki, paylog.logKeys[0]?.vkey));
   let stopping = false;
   const stop = (signal: string) => {
     if (stopping) return;

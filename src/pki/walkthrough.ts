@@ -2,7 +2,7 @@
 import { relative } from 'node:path';
 import type { DevPki } from './dev-pki.js';
 
-export function devWalkthrough(url: string, pki: DevPki): string {
+export function devWalkthrough(url: string, pki: DevPki, logKey?: string): string {
   const rel = (p: string) => {
     const r = relative(process.cwd(), p);
     return r.startsWith('..') ? p : r;
@@ -31,7 +31,7 @@ export function devWalkthrough(url: string, pki: DevPki): string {
     `curl -sS ${who('processor-acme')} -H 'content-type: application/json' -d '{"purpose":"authorize"}' ${url}/v1/transactions/ord-2026-000123/release`,
     '# latest signed checkpoint and verification (auditor)',
     `curl -sS ${who('auditor')} ${url}/v1/log/checkpoint`,
-    `npm run verify-log -- --url ${url} ${who('auditor')}`,
+    `npm run verify-log -- --url ${url} ${who('auditor')}${logKey ? ` --log-key '${logKey}'` : ' --trust-server-key'} --state data/auditor-state.json`,
     '',
   ].join('\n');
 }

@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import pg from 'pg';
+import { withClient } from './helpers/db.js';
 import { applyMigrations, openAppDatabase } from '../src/db/connection.js';
 import { LOG_TABLES } from '../src/db/schema.js';
 import { loadConfig } from '../src/config.js';
@@ -34,15 +35,7 @@ afterAll(async () => {
   await t?.stop();
 });
 
-async function asOwner<T>(fn: (c: pg.Client) => Promise<T>): Promise<T> {
-  const c = new pg.Client({ connectionString: t.databaseUrl });
-  await c.connect();
-  try {
-    return await fn(c);
-  } finally {
-    await c.end();
-  }
-}
+const asOwner = <T>(fn: (c: pg.Client) => Promise<T>) => withClient(t.databaseUrl, fn);
 
 describe('append-only log tables', () => {
   it('paylog_app may INSERT and SELECT but not UPDATE, DELETE or TRUNCATE any log table', async () => {

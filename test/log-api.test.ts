@@ -4,7 +4,7 @@
  * inconsistent tree, and signing-key rotation.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import pg from 'pg';
+import { query } from './helpers/db.js';
 import { cardTransaction, startTestPaylog, type TestPaylog } from './helpers/paylog.js';
 import { verifyCheckpoint } from '../src/log/checkpoint.js';
 import { parseVerifierKey } from '../src/log/note.js';
@@ -13,15 +13,7 @@ import { appendLeaves, hashLeaf, rootFromLeafHashes, verifyConsistency, verifyIn
 let t: TestPaylog;
 const txIds: string[] = [];
 
-async function sql<T = any>(query: string, params: unknown[] = []): Promise<T[]> {
-  const c = new pg.Client({ connectionString: t.databaseUrl });
-  await c.connect();
-  try {
-    return (await c.query(query, params)).rows as T[];
-  } finally {
-    await c.end();
-  }
-}
+const sql = <T = any>(text: string, params: unknown[] = []) => query<T>(t.databaseUrl, text, params);
 
 async function verifiers() {
   const k = await t.call('auditor', 'GET', '/v1/log/key');

@@ -4,7 +4,7 @@
  * real PostgreSQL, real KMS client.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import pg from 'pg';
+import { query } from './helpers/db.js';
 import { cardTransaction, startTestPaylog, type PrincipalName, type TestPaylog } from './helpers/paylog.js';
 import { decodeLeaf } from '../src/log/leaf.js';
 
@@ -13,15 +13,7 @@ const PAN = '5555555555554444';
 const ids = { acme: '', globex: '', unknown: 'ord-does-not-exist' };
 const bodies: Record<string, any> = {};
 
-async function sql<T = any>(query: string, params: unknown[] = [], url = t.databaseUrl): Promise<T[]> {
-  const c = new pg.Client({ connectionString: url });
-  await c.connect();
-  try {
-    return (await c.query(query, params)).rows as T[];
-  } finally {
-    await c.end();
-  }
-}
+const sql = <T = any>(text: string, params: unknown[] = [], url = t.databaseUrl) => query<T>(url, text, params);
 const treeSize = async () => Number((await sql('SELECT coalesce(max(size),0) AS n FROM tree_heads'))[0].n);
 
 beforeAll(async () => {

@@ -5,7 +5,8 @@
  * name the right index. Restorable cases run first; the two that rebuild the server's own tree
  * state (truncate + rebuild, rewrite + recompute) run last.
  */
-import { spawn } from 'node:child_process';
+import { runScript } from './helpers/cli.js';
+import { withClient } from './helpers/db.js';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -27,15 +28,7 @@ let vkeys: string[];
 let dir: string;
 const txIds: string[] = [];
 
-async function withDb<T>(fn: (c: pg.Client) => Promise<T>): Promise<T> {
-  const c = new pg.Client({ connectionString: t.databaseUrl });
-  await c.connect();
-  try {
-    return await fn(c);
-  } finally {
-    await c.end();
-  }
-}
+const withDb = <T>(fn: (c: pg.Client) => Promise<T>) => withClient(t.databaseUrl, fn);
 
 /** Runs `fn` as the superuser with the append-only triggers of the log tables disabled. */
 async function tamper(fn: (c: pg.Client) => Promise<void>): Promise<void> {
@@ -76,17 +69,7 @@ async function verify(state?: VerifierState) {
   return await verifyRemoteLog(client, { verifiers: toNoteVerifiers(vkeys), ...(state ? { state } : {}) });
 }
 
-function runCli(args: string[], script = 'verify-log'): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const p = spawn('node_modules/.bin/tsx', [`scripts/${script}.ts`, ...args], { cwd: process.cwd(), stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    p.stdout.on('data', (d) => (stdout += d));
-    p.stderr.on('data', (d) => (stderr += d));
-    p.on('error', reject);
-    p.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
-  });
-}
+const runCli = (args: string[], script = 'verify-log') => runScript(script, args);
 
 function tlsArgs(): string[] {
   const a = t.paylog.devPki!.principals['auditor']!;

@@ -3,7 +3,7 @@
  * against the local endpoint.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import pg from 'pg';
+import { query } from './helpers/db.js';
 import { cardTransaction, fixtures, startTestPaylog, type TestPaylog } from './helpers/paylog.js';
 import { hashLeaf, rootFromLeafHashes } from '../src/log/merkle.js';
 import { decodeLeaf } from '../src/log/leaf.js';
@@ -18,15 +18,7 @@ afterAll(async () => {
   await t?.stop();
 });
 
-async function sql<T = any>(query: string, params: unknown[] = []): Promise<T[]> {
-  const c = new pg.Client({ connectionString: t.databaseUrl });
-  await c.connect();
-  try {
-    return (await c.query(query, params)).rows as T[];
-  } finally {
-    await c.end();
-  }
-}
+const sql = <T = any>(text: string, params: unknown[] = []) => query<T>(t.databaseUrl, text, params);
 
 describe('POST /v1/transactions', () => {
   it('commits a card transaction and answers 201 with the masked view and log position', async () => {

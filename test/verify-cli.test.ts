@@ -3,7 +3,7 @@
  * 0/1/2 on offline exports and state files, and verify-proof on C2SP tlog-proof bundles
  * (round trip and tamper).
  */
-import { spawn } from 'node:child_process';
+import { runScript } from './helpers/cli.js';
 import { createHash, generateKeyPairSync, sign as cryptoSign } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -54,17 +54,7 @@ async function writeExport(path: string, leaves: Buffer[], size = leaves.length,
   writeFileSync(path, lines.map((l) => JSON.stringify(l)).join('\n') + '\n');
 }
 
-function run(script: string, args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const p = spawn('node_modules/.bin/tsx', [`scripts/${script}.ts`, ...args], { cwd: process.cwd(), stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    p.stdout.on('data', (d) => (stdout += d));
-    p.stderr.on('data', (d) => (stderr += d));
-    p.on('error', reject);
-    p.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
-  });
-}
+const run = (script: string, args: string[]) => runScript(script, args);
 
 const leaves20 = Array.from({ length: 20 }, (_, i) => leaf(i));
 

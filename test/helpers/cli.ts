@@ -1,0 +1,23 @@
+/** Runs one of the repository's scripts (`scripts/<name>.ts`) as a child process, as a user would. */
+import { spawn } from 'node:child_process';
+
+export interface CliResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+export function runScript(script: string, args: string[], opts: { cwd?: string; bin?: string } = {}): Promise<CliResult> {
+  return new Promise((resolve, reject) => {
+    const p = spawn(opts.bin ?? 'node_modules/.bin/tsx', [`scripts/${script}.ts`, ...args], {
+      cwd: opts.cwd ?? process.cwd(),
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    p.stdout.on('data', (d) => (stdout += d));
+    p.stderr.on('data', (d) => (stderr += d));
+    p.on('error', reject);
+    p.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
+  });
+}

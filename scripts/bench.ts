@@ -67,6 +67,17 @@ export const TARGETS: RatioTarget[] = [
     denominator: 'envelope.esdk_ops_per_s',
     min: 25,
   },
+  {
+    label: 'auditor: full verifyLog entries/s ÷ raw SHA-256 over the same leaves',
+    numerator: 'auditor_rebuild.rebuild_entries_per_s',
+    denominator: 'auditor_rebuild.raw_sha256_per_s',
+    min: 0.5,
+  },
+  {
+    label: 'auditor: tree rebuild alone (StreamingTreeBuilder) ÷ raw SHA-256',
+    numerator: 'auditor_rebuild.tree_rebuild_entries_per_s',
+    denominator: 'auditor_rebuild.raw_sha256_per_s',
+  },
 ];
 
 interface Args {

@@ -18,7 +18,8 @@ export const LEAF_FORMAT_VERSION = 1;
 /** Upper bound on one leaf's size; larger input is refused before it reaches the log. */
 export const MAX_LEAF_BYTES = 16 * 1024;
 
-const b64 = z.string().regex(/^[A-Za-z0-9+/]*={0,2}$/).max(512);
+/** Base64 of a 32-byte digest (SHA-256, key commitment). */
+const b64 = z.string().regex(/^[A-Za-z0-9+/]{43}=$/);
 const time = z.string().regex(/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/);
 const id = z.string().min(1).max(128);
 
@@ -52,7 +53,7 @@ export const accessLeafSchema = z
     transactionId: id,
     action: z.enum(['release', 'read']),
     principal: z
-      .object({ role: z.string().min(1).max(32), name: z.string().min(1).max(128), certificateFingerprint: z.string().max(128) })
+      .object({ role: z.string().min(1).max(32), name: z.string().min(1).max(128), certificateFingerprint: z.string().regex(/^sha256:[0-9a-f]{64}$/) })
       .strict(),
     purpose: z.string().max(32).optional(),
     reference: z.string().max(256).optional(),

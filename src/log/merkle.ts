@@ -11,7 +11,7 @@
  * (and keeps its hash) forever. Incomplete right-hand subtrees of the RFC tree are never stored;
  * they are recomputed from O(log n) complete nodes (see {@link subtreeHash}).
  */
-import { createHash } from 'node:crypto';
+import { createHash, hash } from 'node:crypto';
 import { PaylogError } from '../errors.js';
 
 /** Output size of SHA-256, the only hash algorithm of the log (RFC 9162 §2.1). */
@@ -25,12 +25,13 @@ export const EMPTY_ROOT: Buffer = createHash('sha256').digest();
 
 // RFC 9162 §2.1.1: MTH({d(0)}) = HASH(0x00 || d(0)).
 export function hashLeaf(leaf: Uint8Array): Buffer {
-  return createHash('sha256').update(LEAF_PREFIX).update(leaf).digest();
+  // One-shot crypto.hash (Node ≥ 20.12): much cheaper than a Hash object per call.
+  return hash('sha256', Buffer.concat([LEAF_PREFIX, leaf]), 'buffer');
 }
 
 // RFC 9162 §2.1.1: MTH(D[n]) = HASH(0x01 || MTH(D[0:k]) || MTH(D[k:n])).
 export function hashChildren(left: Uint8Array, right: Uint8Array): Buffer {
-  return createHash('sha256').update(NODE_PREFIX).update(left).update(right).digest();
+  return hash('sha256', Buffer.concat([NODE_PREFIX, left, right]), 'buffer');
 }
 
 /** A stored complete subtree: covers leaves `[index·2^level, (index+1)·2^level)`. */

@@ -185,11 +185,35 @@ export function containsPanLikeNumber(s: string): boolean {
   return false;
 }
 
-function anyString(value: unknown, pred: (s: string) => boolean): boolean {
-  if (typeof value === 'string') return pred(value);
-  if (Array.isArray(value)) return value.some((v) => anyString(v, pred));
+/**
+ * The identifier variant: 13–19 CONTIGUOUS digits passing Luhn. Grouped hex and UUIDs (key ARNs,
+ * ids) would match the separator-bridging scan by chance (≈0.5% of random UUIDs).
+ */
+export function containsPanLikeIdentifier(s: string): boolean {
+  for (const m of s.matchAll(/\d+/g)) {
+    const digits = m[0];
+    if (digits.length >= PAN_MIN_DIGITS && digits.length <= PAN_MAX_DIGITS && luhnValid(digits)) return true;
+  }
+  return false;
+}
+
+/**
+ * Fields whose format is pinned by the leaf schema to a digest (hex or base64 of 32 bytes): not
+ * text, so not scanned — a random SHA-256 in hex holds a Luhn-valid 13-digit run ≈0.4% of the time.
+ */
+const DIGEST_FIELDS = new Set(['certificateFingerprint', 'ciphertextSha256', 'keyCommitment', 'wrappedKeySha256', 'metadataSha256']);
+/** Free-text fields: scanned with grouping separators bridged, as a PAN is often written. */
+const FREE_TEXT_FIELDS = new Set(['reference']);
+
+/** True when any string value of the decoded leaf (keys are fixed by the schema) looks like a PAN. */
+function leafHoldsPanLikeNumber(value: unknown, key = ''): boolean {
+  if (typeof value === 'string') {
+    if (DIGEST_FIELDS.has(key)) return false;
+    return FREE_TEXT_FIELDS.has(key) ? containsPanLikeNumber(value) : containsPanLikeIdentifier(value);
+  }
+  if (Array.isArray(value)) return value.some((v) => leafHoldsPanLikeNumber(v, key));
   if (value !== null && typeof value === 'object') {
-    return Object.entries(value).some(([k, v]) => pred(k) || anyString(v, pred));
+    return Object.entries(value).some(([k, v]) => leafHoldsPanLikeNumber(v, k));
   }
   return false;
 }
@@ -207,7 +231,7 @@ export function checkLeaf(index: number, bytes: Uint8Array): { leaf: Leaf } | { 
     const why = e instanceof PaylogError ? e.message : 'undecodable leaf';
     return { failure: { code: 'LEAF_INVALID', index, message: `entry ${index}: ${why}` } };
   }
-  if (anyString(leaf, containsPanLikeNumber)) {
+  if (leafHoldsPanLikeNumber(leaf)) {
     return { failure: { code: 'CARD_DATA_IN_LEAF', index, message: `entry ${index}: leaf holds a Luhn-valid 13-19 digit number (possible card data)` } };
   }
   return { leaf };

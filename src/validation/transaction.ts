@@ -214,6 +214,22 @@ export function containsPanLikeNumber(text: string): boolean {
   return false;
 }
 
+/** Contiguous digit runs only: identifiers (UUIDs, hex ids) use '-' between groups. */
+const CONTIGUOUS_DIGITS = /\d+/g;
+
+/**
+ * True when an identifier holds 13–19 CONTIGUOUS digits that pass Luhn. Separators are not
+ * bridged here: a UUID or grouped hex id would otherwise look like a PAN often enough (≈0.5% of
+ * random UUIDs) to refuse valid ids.
+ */
+export function containsPanLikeIdentifier(text: string): boolean {
+  for (const m of text.normalize('NFKC').matchAll(CONTIGUOUS_DIGITS)) {
+    const digits = m[0];
+    if (digits.length >= 13 && digits.length <= 19 && luhnValid(digits)) return true;
+  }
+  return false;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Bank identifiers
 
@@ -274,7 +290,7 @@ function parseSchema(raw: unknown): TransactionRequest {
 function rejectPanInFreeText(req: TransactionRequest): void {
   const hits: Array<{ path: string; code: string }> = [];
   for (const field of ['transactionId', 'processor'] as const) {
-    if (containsPanLikeNumber(req[field])) {
+    if (containsPanLikeIdentifier(req[field])) {
       hits.push({ path: field, code: ISSUE.cardNumberInFreeText });
     }
   }

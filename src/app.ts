@@ -12,7 +12,7 @@ import type { Config } from './config.js';
 import { createLogger, type Logger } from './logging.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import { startEmbeddedPostgres, type EmbeddedServer } from './db/embedded.js';
-import { applyMigrations, openAppDatabase, type AppDatabase } from './db/connection.js';
+import { applyMigrations, ensureServiceLogin, openAppDatabase, type AppDatabase } from './db/connection.js';
 import { processors } from './db/schema.js';
 import { startLocalKms, type LocalKmsEndpoint } from './kms/local-endpoint.js';
 import { createKmsClient, PaylogKms } from './kms/client.js';
@@ -22,7 +22,7 @@ import { LogAppender, readTreeHead } from './log/appender.js';
 import { TransactionService } from './services/transactions.js';
 import { ProcessorRegistry } from './auth/processors.js';
 import { RevocationList } from './auth/revocations.js';
-import { loadOrCreateServiceKey, MAC_KEY_NAME } from './keyring.js';
+import { loadOrCreateServiceKey, MAC_KEY_NAME, serviceDatabasePassword } from './keyring.js';
 import { buildServer } from './api/server.js';
 import { registerAdminRoutes, registerReleaseRoutes } from './api/routes/release.js';
 import { ReleaseService } from './services/release.js';
@@ -96,10 +96,10 @@ export async function startPaylog(config: Config, opts: StartOptions = {}): Prom
       ownerUrl = await ensureEmbeddedDatabase(embedded.adminUrl);
     }
     await applyMigrations(ownerUrl);
-    const database = config.appDatabaseUrl
-      ? openAppDatabase(config.appDatabaseUrl, { role: null })
-      : openAppDatabase(ownerUrl);
-    cleanups.push(() => database.close());
+    // Bootstrap pool (owner session, role paylog_app) until the service login exists.
+    let database = config.appDatabaseUrl ? openAppDatabase(config.appDatabaseUrl, { role: null }) : openAppDatabase(ownerUrl);
+    const closeDatabase = async () => database.close();
+    cleanups.push(closeDatabase);
 
     // KMS: real client, local endpoint unless AWS settings are given.
     let kmsClientSettings;
@@ -133,6 +133,20 @@ export async function startPaylog(config: Config, opts: StartOptions = {}): Prom
     };
     const macKey = await loadOrCreateServiceKey(database, kms, dataKeyId, MAC_KEY_NAME);
     cleanups.push(async () => void macKey.fill(0));
+
+    // Run as a login role that is only a member of paylog_app (no way back to the owner).
+    if (!config.appDatabaseUrl) {
+      const serviceUrl = await ensureServiceLogin(ownerUrl, serviceDatabasePassword(macKey));
+      if (serviceUrl) {
+        const bootstrap = database;
+        database = openAppDatabase(serviceUrl, { role: null });
+        await bootstrap.close();
+      } else {
+        logger.warn('the database owner may not create roles: running as the owner with role paylog_app; set PAYLOG_APP_DATABASE_URL in production');
+      }
+    }
+    const who = (await database.pool.query('SELECT r.rolsuper AS s FROM pg_roles r WHERE r.rolname = session_user')).rows[0] as { s: boolean } | undefined;
+    if (who?.s && config.appDatabaseUrl) throw new Error('PAYLOG_APP_DATABASE_URL must not log in as a superuser');
 
     // TLS: production files or the dev PKI (written on first start).
     let tls: { key: string; cert: string; ca: string };
@@ -178,6 +192,7 @@ export async function startPaylog(config: Config, opts: StartOptions = {}): Prom
       transactions: transactionsService,
       processors: processorRegistry,
       limiter: new RateLimiter(config.releaseRatePerMinute),
+      macKey,
       metrics,
     });
     const admin = new AdminService(processorRegistry, revocations);

@@ -2,6 +2,7 @@
  * Service keys wrapped under KMS and stored in the `keyring` table. The plaintext exists only
  * in this process's memory; the database holds the KMS-wrapped form.
  */
+import { createHmac } from 'node:crypto';
 import { eq } from 'drizzle-orm';
 import type { AppDatabase } from './db/connection.js';
 import { keyring } from './db/schema.js';
@@ -35,4 +36,12 @@ export async function loadOrCreateServiceKey(
   }
   if (!row) throw new Error(`keyring entry ${name} could not be created`);
   return await kms.decryptDataKey(row.wrappedKey, contextFor(name), row.kmsKeyId);
+}
+
+/**
+ * The service login role's database password, derived from the keyring key so that every
+ * instance sharing the database computes the same value and no extra secret is stored.
+ */
+export function serviceDatabasePassword(macKey: Buffer): string {
+  return createHmac('sha256', macKey).update('paylog/db-service-login-password/v1').digest('base64url');
 }

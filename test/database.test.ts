@@ -38,6 +38,18 @@ afterAll(async () => {
 const asOwner = <T>(fn: (c: pg.Client) => Promise<T>) => withClient(t.databaseUrl, fn);
 
 describe('append-only log tables', () => {
+  it('the service runs as a login role that is only a member of paylog_app: no way back to the owner', async () => {
+    const pool = t.paylog.database.pool;
+    const r = await pool.query('SELECT session_user AS s, current_user AS c, (SELECT rolsuper FROM pg_roles WHERE rolname = session_user) AS su');
+    expect(r.rows[0].s).toMatch(/^paylog_svc_/);
+    expect(r.rows[0].su).toBe(false);
+    const owner = new URL(t.databaseUrl).username;
+    await expect(pool.query(`SET ROLE ${owner}`)).rejects.toThrow(/permission denied/);
+    await expect(pool.query('SET session_replication_role = replica')).rejects.toThrow(/permission denied/);
+    await expect(pool.query('ALTER TABLE log_entries DISABLE TRIGGER ALL')).rejects.toThrow(/must be owner|permission denied/);
+    await expect(pool.query(`UPDATE log_entries SET entry_type = entry_type`)).rejects.toThrow(/permission denied/);
+  });
+
   it('paylog_app may INSERT and SELECT but not UPDATE, DELETE or TRUNCATE any log table', async () => {
     const app = openAppDatabase(t.databaseUrl);
     try {

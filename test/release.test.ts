@@ -89,7 +89,8 @@ describe('authorization matrix: every role × route × own/other/unknown', () =>
             expect(leaf).toMatchObject({
               type: 'access',
               action: 'release',
-              transactionId: id,
+              // An unknown id is logged only as a keyed digest.
+              transactionId: target === 'unknown' ? expect.stringMatching(/^unknown:[A-Za-z0-9_-]{22}$/) : id,
               outcome: want === 200 ? 'granted' : 'denied',
               principal: { role: who.startsWith('processor-') ? 'processor' : who },
             });
@@ -215,6 +216,49 @@ describe('release', () => {
     }
     const list = await t.call('admin', 'GET', '/v1/admin/processors');
     expect(list.json.processors.map((p: any) => p.name)).toEqual(['acme', 'globex']);
+  });
+
+  it('a card number typed into a URL reaches neither the log nor the log lines', async () => {
+    const before = await treeSize();
+    for (const [who, path] of [
+      ['checkout', `/v1/transactions/${PAN}/release`],
+      ['processor-acme', `/v1/transactions/${PAN}/release`],
+      ['processor-acme', `/v1/transactions/4111-1111-1111-1111/release`],
+      ['auditor', `/v1/transactions/${PAN}`],
+      ['auditor', `/v1/transactions/${PAN}/accesses`],
+      ['auditor', `/v1/log/proof/inclusion?transactionId=${PAN}`],
+      ['auditor', `/v1/no-such-route/${PAN}?pan=${PAN}`],
+    ] as const) {
+      const r = await t.call(who, who === 'auditor' ? 'GET' : 'POST', path, who === 'auditor' ? undefined : { purpose: 'authorize' });
+      expect(r.status, path).toBeGreaterThanOrEqual(400);
+      expect(r.status, path).toBeLessThan(500);
+      expect(r.text).not.toContain(PAN);
+    }
+    // The refused releases are logged — with the id as a keyed digest.
+    expect(await treeSize()).toBe(before + 3);
+    const leaves = await sql(`SELECT encode(leaf, 'escape') AS l FROM log_entries WHERE idx >= $1`, [before]);
+    const text = leaves.map((l) => l.l).join('\n');
+    expect(text).not.toContain(PAN);
+    expect(text).not.toContain('4111-1111');
+    const rows = await sql('SELECT transaction_id FROM access_entries WHERE log_index >= $1', [before]);
+    expect(rows.map((r) => r.transaction_id).join()).not.toContain('4111');
+    expect(t.logLines.join('\n')).not.toContain('4111');
+  });
+
+  it('an unparseable or non-JSON release body is a refused, logged attempt (never a parser error)', async () => {
+    const before = await treeSize();
+    const cases: Array<[string | undefined, Record<string, string>]> = [
+      ['{"purpose": "authorize"', { 'content-type': 'application/json' }],
+      ['purpose=authorize', { 'content-type': 'application/x-www-form-urlencoded' }],
+      ['', { 'content-type': 'application/json' }],
+    ];
+    for (const [raw, headers] of cases) {
+      const r = await t.call('processor-acme', 'POST', `/v1/transactions/${ids.acme}/release`, undefined, { ...(raw !== undefined ? { raw } : {}), headers });
+      expect(r.status).toBe(422);
+      expect(r.json.error.code).toBe('VALIDATION_FAILED');
+      expect(r.text).not.toContain(PAN);
+    }
+    expect(await treeSize()).toBe(before + cases.length);
   });
 
   it('no PAN or holder name in any captured log line', () => {

@@ -161,6 +161,7 @@ describe('bad input is a 4xx with a stable code, never a 5xx, never echoed', () 
     ['unregistered processor', () => ({ body: cardTransaction({ processor: 'initech' }) }), 422, 'UNKNOWN_PROCESSOR'],
     ['malformed JSON', () => ({ raw: `{"transactionId": "a", "pan": "${pan}"` }), 400, 'BAD_REQUEST'],
     ['not JSON', () => ({ raw: `pan=${pan}`, headers: { 'content-type': 'application/x-www-form-urlencoded' } }), 415, 'UNSUPPORTED_MEDIA_TYPE'],
+    ['text/plain', () => ({ raw: JSON.stringify(cardTransaction()), headers: { 'content-type': 'text/plain' } }), 415, 'UNSUPPORTED_MEDIA_TYPE'],
     ['huge body', () => ({ raw: JSON.stringify({ ...cardTransaction(), metadata: { a: 'x'.repeat(2_000_000) } }) }), 413, 'PAYLOAD_TOO_LARGE'],
   ];
   for (const [name, make, status, code] of cases) {

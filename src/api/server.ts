@@ -3,7 +3,7 @@
  * Routes only translate HTTP to service calls; errors are mapped in `./errors.ts`.
  */
 import type { TLSSocket } from 'node:tls';
-import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyRequest } from 'fastify';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import { PaylogError } from '../errors.js';
 import { principalFromSocket, type Principal } from '../auth/principal.js';
@@ -17,6 +17,33 @@ import { DEFAULT_BODY_LIMIT_BYTES } from '../config.js';
 declare module 'fastify' {
   interface FastifyRequest {
     principal: Principal | null;
+  }
+}
+
+/**
+ * Request log lines name the route pattern, never the URL: a path or query string can carry
+ * whatever a client typed, including a card number (PCI DSS 3.5.1 / 10.3).
+ */
+class RedactingLogController extends LogController {
+  private static fields(request: FastifyRequest) {
+    return { method: request.method, route: request.routeOptions.url ?? 'unmatched', remoteAddress: request.ip };
+  }
+  override incomingRequest(request: FastifyRequest): void {
+    request.log.info({ req: RedactingLogController.fields(request) }, 'incoming request');
+  }
+  override requestCompleted(error: Error | null, request: FastifyRequest, reply: FastifyReply): void {
+    const res = { statusCode: reply.statusCode };
+    if (error) reply.log.error({ res, err: { type: error.name } }, 'request errored');
+    else reply.log.info({ res, responseTime: reply.elapsedTime }, 'request completed');
+  }
+  override defaultErrorLog(error: Error, request: FastifyRequest, reply: FastifyReply): void {
+    reply.log.info({ req: RedactingLogController.fields(request), res: { statusCode: reply.statusCode }, err: { type: error?.name } }, 'request failed');
+  }
+  override routeNotFound(request: FastifyRequest): void {
+    request.log.info({ req: { method: request.method } }, 'route not found');
+  }
+  override writeHeadError(error: Error, _request: FastifyRequest, reply: FastifyReply): void {
+    reply.log.warn({ err: { type: error?.name } }, 'response header write failed');
   }
 }
 
@@ -50,9 +77,12 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
     loggerInstance: deps.logger as unknown as FastifyBaseLogger,
     bodyLimit: deps.bodyLimit ?? DEFAULT_BODY_LIMIT_BYTES,
     return503OnClosing: true,
+    logController: new RedactingLogController(),
     forceCloseConnections: 'idle',
   }) as unknown as FastifyInstance;
   app.decorateRequest('principal', null);
+  // JSON only: a text/plain body must be 415, not parsed as a string.
+  app.removeContentTypeParser('text/plain');
 
   // Authentication: verified client certificate for every /v1 route; revocation checked live.
   app.addHook('onRequest', async (req) => {

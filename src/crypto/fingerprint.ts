@@ -66,3 +66,15 @@ export function fingerprint(key: Buffer, pm: PaymentMethod): string {
 export function requestMac(key: Buffer, canonicalBody: string): Buffer {
   return labelledHmac(key, LABEL_REQUEST_MAC, canonicalBody);
 }
+
+const LABEL_UNKNOWN_ID = 'paylog/unknown-transaction-id/v1';
+export const UNKNOWN_ID_PREFIX = 'unknown:';
+
+/**
+ * What the log records for a transaction id that does not exist: a keyed digest, never the
+ * string itself — a caller can put anything in a URL, including a card number. Repeated
+ * attempts on the same id map to the same value, so they can still be correlated.
+ */
+export function unknownTransactionRef(key: Buffer, transactionId: string): string {
+  return UNKNOWN_ID_PREFIX + labelledHmac(key, LABEL_UNKNOWN_ID, transactionId).subarray(0, FINGERPRINT_BYTES).toString('base64url');
+}

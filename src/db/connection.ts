@@ -73,3 +73,51 @@ export async function createDatabase(adminUrl: string, name: string): Promise<st
   u.pathname = `/${name}`;
   return u.toString();
 }
+
+/** Prefix of the per-database login role the service runs as (a member of paylog_app only). */
+export const SERVICE_LOGIN_PREFIX = 'paylog_svc_';
+
+/** The service login role's name for one database (roles are cluster-wide). */
+export function serviceLoginRole(database: string): string {
+  return (SERVICE_LOGIN_PREFIX + database.toLowerCase().replace(/[^a-z0-9_]/g, '_')).slice(0, 63);
+}
+
+/**
+ * Creates (or re-keys) the login role the service's pool uses: LOGIN, no superuser, no
+ * CREATEROLE/CREATEDB, member of `paylog_app` only — so a runtime session cannot `SET ROLE`
+ * back to the owner. The password is derived by the caller from a KMS-protected key, so every
+ * instance computes the same one. Returns the connection URL for that role, or null when the
+ * owner may not create roles (the caller then falls back to `-c role=paylog_app`).
+ */
+export async function ensureServiceLogin(ownerUrl: string, password: string): Promise<string | null> {
+  const client = new pg.Client({ connectionString: ownerUrl });
+  await client.connect();
+  try {
+    const db = (await client.query('SELECT current_database() AS d')).rows[0].d as string;
+    const role = serviceLoginRole(db);
+    await client.query('SELECT pg_advisory_lock($1)', [MIGRATION_LOCK_KEY.toString()]);
+    try {
+      const exists = (await client.query('SELECT 1 FROM pg_roles WHERE rolname = $1', [role])).rowCount! > 0;
+      const verb = exists ? 'ALTER' : 'CREATE';
+      const ddl = (
+        await client.query(`SELECT format('${verb} ROLE %I LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION PASSWORD %L', $1::text, $2::text) AS q`, [
+          role,
+          password,
+        ])
+      ).rows[0].q as string;
+      await client.query(ddl);
+      await client.query(`SELECT format('GRANT %I TO %I', $1::text, $2::text) AS q`, [APP_ROLE, role]).then((r) => client.query(r.rows[0].q as string));
+    } catch (e) {
+      if ((e as { code?: string }).code === '42501') return null; // insufficient_privilege
+      throw e;
+    } finally {
+      await client.query('SELECT pg_advisory_unlock($1)', [MIGRATION_LOCK_KEY.toString()]).catch(() => {});
+    }
+    const u = new URL(ownerUrl);
+    u.username = role;
+    u.password = password;
+    return u.toString();
+  } finally {
+    await client.end();
+  }
+}

@@ -22,6 +22,7 @@ import { encodeLeaf, leafTime, LEAF_FORMAT_VERSION } from '../log/leaf.js';
 import type { LogAppender } from '../log/appender.js';
 import type { TransactionService } from './transactions.js';
 import { containsPanLikeNumber } from '../validation/transaction.js';
+import { unknownTransactionRef } from '../crypto/fingerprint.js';
 import type { Metrics } from '../metrics.js';
 
 export const RELEASE_PURPOSES = ['authorize', 'capture', 'refund', 'chargeback', 'settlement'] as const;
@@ -68,10 +69,23 @@ export interface ReleaseDeps {
   transactions: TransactionService;
   processors: ProcessorRegistry;
   limiter: RateLimiter;
+  /** Keyed digests of unknown transaction ids (never logged in the clear). */
+  macKey: Buffer;
   metrics?: Metrics;
 }
 
+/**
+ * The release route hands over the raw body text (so that even an unparseable body is a logged,
+ * refused attempt rather than a parser error before the service runs).
+ */
 function parseReleaseRequest(raw: unknown): ReleaseRequest {
+  if (typeof raw === 'string' || Buffer.isBuffer(raw)) {
+    try {
+      raw = JSON.parse(String(raw));
+    } catch {
+      throw new PaylogError('VALIDATION_FAILED', 'release body must be JSON: { "purpose": ..., "reference"?: ... }');
+    }
+  }
   const r = releaseRequestSchema.safeParse(raw);
   if (!r.success) {
     throw new PaylogError('VALIDATION_FAILED', 'release body must be { "purpose": one of ' + RELEASE_PURPOSES.join('|') + ', "reference"?: short text }', {
@@ -138,6 +152,9 @@ export class ReleaseService {
       }
     }
 
+    // The log names an existing transaction by its id (validated at submission); an id that
+    // does not exist is recorded only as a keyed digest.
+    const loggedId = row ? transactionId : unknownTransactionRef(this.deps.macKey, transactionId);
     try {
       const now = new Date();
       const outcome = refusal ? 'denied' : 'granted';
@@ -145,7 +162,7 @@ export class ReleaseService {
         v: LEAF_FORMAT_VERSION,
         type: 'access',
         time: leafTime(now),
-        transactionId,
+        transactionId: loggedId,
         action: 'release',
         principal: { role: principal.role, name: principal.name, certificateFingerprint: principal.certificateFingerprint },
         ...(body?.purpose ? { purpose: body.purpose } : {}),
@@ -159,7 +176,7 @@ export class ReleaseService {
         leaf,
         createdAt: now,
         access: {
-          transactionId,
+          transactionId: loggedId,
           principalRole: principal.role,
           principalName: principal.name,
           certificateFingerprint: principal.certificateFingerprint,

@@ -7,8 +7,14 @@ import { requirePrincipal } from '../server.js';
 type IdParams = { Params: { transactionId: string } };
 
 export function registerReleaseRoutes(app: FastifyInstance, deps: { release: ReleaseService }): void {
-  app.post<IdParams>('/v1/transactions/:transactionId/release', async (req) => {
-    return await deps.release.release(requirePrincipal(req), req.params.transactionId, req.body, req.ip);
+  // The release route takes its body as text, whatever the content type, and the service parses
+  // it: a malformed body is then a refused attempt that is logged like any other.
+  void app.register(async (scope) => {
+    scope.removeAllContentTypeParsers();
+    scope.addContentTypeParser('*', { parseAs: 'string' }, (_req, body, done) => done(null, body));
+    scope.post<IdParams>('/v1/transactions/:transactionId/release', async (req) => {
+      return await deps.release.release(requirePrincipal(req), req.params.transactionId, req.body ?? '', req.ip);
+    });
   });
   app.get<IdParams>('/v1/transactions/:transactionId/accesses', async (req) => {
     return { accesses: await deps.release.accesses(requirePrincipal(req), req.params.transactionId) };

@@ -35,6 +35,8 @@ import type { DataKeySource } from './crypto/envelope.js';
 
 export const EMBEDDED_DATABASE = 'paylog';
 export const DEV_PROCESSORS = ['acme', 'globex'] as const;
+/** How long a readiness answer is reused. */
+export const READINESS_CACHE_MS = 2_000;
 
 export interface Paylog {
   readonly url: string;
@@ -205,11 +207,19 @@ export async function startPaylog(config: Config, opts: StartOptions = {}): Prom
     checkpointPublisher.start();
     cleanups.push(() => checkpointPublisher.close());
 
-    const readiness = async () => {
-      const checks = { database: false, kms: false };
-      await database.pool.query('SELECT 1').then(() => (checks.database = true), () => {});
-      await kms.ping(dataKeyId).then(() => (checks.kms = true), () => {});
-      return { ok: checks.database && checks.kms, checks };
+    // /readyz needs no certificate: answer from a short cache with one check in flight, so a
+    // flood cannot spend the KMS request quota that GenerateDataKey/Decrypt/Sign share.
+    let readyCache: { at: number; value: Promise<{ ok: boolean; checks: Record<string, boolean> }> } | undefined;
+    const readiness = () => {
+      if (readyCache && Date.now() - readyCache.at < READINESS_CACHE_MS) return readyCache.value;
+      const value = (async () => {
+        const checks = { database: false, kms: false };
+        await database.pool.query('SELECT 1').then(() => (checks.database = true), () => {});
+        await kms.ping(dataKeyId).then(() => (checks.kms = true), () => {});
+        return { ok: checks.database && checks.kms, checks };
+      })();
+      readyCache = { at: Date.now(), value };
+      return value;
     };
     const server = await buildServer({
       tls,

@@ -40,6 +40,8 @@ const envSchema = z.object({
   PAYLOG_TLS_CERT: z.string().optional(),
   PAYLOG_TLS_KEY: z.string().optional(),
   PAYLOG_TLS_CA: z.string().optional(),
+  /** Explicitly allow the dev-only local KMS together with production TLS files. */
+  PAYLOG_ALLOW_DEV_KMS: z.enum(['0', '1']).optional(),
 });
 
 export interface Config {
@@ -79,6 +81,17 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const tlsSet = [e.PAYLOG_TLS_CERT, e.PAYLOG_TLS_KEY, e.PAYLOG_TLS_CA].filter((x) => x !== undefined).length;
   if (tlsSet !== 0 && tlsSet !== 3) {
     throw new ConfigError('invalid settings:\n  PAYLOG_TLS_CERT, PAYLOG_TLS_KEY and PAYLOG_TLS_CA must be set together');
+  }
+  if (!awsMode) {
+    const ignored = ['PAYLOG_KMS_DATA_KEY_ID', 'PAYLOG_KMS_SIGNING_KEY_ID'].filter((k) => e[k as keyof typeof e] !== undefined);
+    if (ignored.length > 0) {
+      throw new ConfigError(`invalid settings:\n  ${ignored.join(', ')}: only used with AWS KMS (set AWS_REGION or AWS_ENDPOINT_URL_KMS)`);
+    }
+    if (tlsSet === 3 && e.PAYLOG_ALLOW_DEV_KMS !== '1') {
+      throw new ConfigError(
+        'invalid settings:\n  AWS_REGION: production TLS files are set but no AWS KMS; the local KMS keeps keys in the clear (dev only). Set AWS_REGION / AWS_ENDPOINT_URL_KMS, or PAYLOG_ALLOW_DEV_KMS=1 for a test deployment',
+      );
+    }
   }
   return {
     dataDir: resolve(e.PAYLOG_DATA_DIR),

@@ -26,9 +26,17 @@ describe('loadConfig', () => {
     [{ PAYLOG_LOG_LEVEL: 'loud' }, 'PAYLOG_LOG_LEVEL'],
     [{ PAYLOG_LOG_ORIGIN: 'has space' }, 'PAYLOG_LOG_ORIGIN'],
     [{ PAYLOG_TLS_CERT: '/x.pem' }, 'PAYLOG_TLS_KEY'],
+    [{ PAYLOG_KMS_DATA_KEY_ID: 'alias/x' }, 'PAYLOG_KMS_DATA_KEY_ID'],
+    [{ PAYLOG_TLS_CERT: '/c', PAYLOG_TLS_KEY: '/k', PAYLOG_TLS_CA: '/a' }, 'AWS_REGION'],
   ])('%o is refused naming %s', (env, name) => {
     expect(() => loadConfig(env)).toThrow(ConfigError);
     expect(() => loadConfig(env)).toThrow(name);
+  });
+
+  it('production TLS with the local KMS only when explicitly allowed', () => {
+    const c = loadConfig({ PAYLOG_TLS_CERT: '/c', PAYLOG_TLS_KEY: '/k', PAYLOG_TLS_CA: '/a', PAYLOG_ALLOW_DEV_KMS: '1' });
+    expect(c.kms.mode).toBe('local');
+    expect(c.tls).toEqual({ certPath: '/c', keyPath: '/k', caPath: '/a' });
   });
 
   it('a bad DATABASE_URL password is not echoed', () => {

@@ -93,13 +93,31 @@ describe('checkpoints', () => {
   });
 });
 
+describe('stored checkpoints are not trusted blindly', () => {
+  it('a forged checkpoint row is ignored: the served checkpoint verifies, publication goes on', async () => {
+    const good = await checkpointAtLeast(21);
+    await sql(`INSERT INTO checkpoints (size, root_hash, note) VALUES ($1, $2, 'bogus')`, [good.size + 1_000_000, Buffer.alloc(32)]);
+    const served = await t.call('auditor', 'GET', '/v1/log/checkpoint');
+    expect(served.status).toBe(200);
+    expect(verifyCheckpoint(served.text, await verifiers()).size).toBe(good.size);
+    await expect(t.paylog.checkpoints.publish()).resolves.toMatchObject({ size: good.size });
+    const proof = await t.call('processor-acme', 'GET', `/v1/log/proof/inclusion?transactionId=${txIds[1]}`);
+    expect(proof.status).toBe(200);
+    expect(proof.json.treeSize).toBe(good.size);
+  });
+});
+
 describe('entries and proofs', () => {
   it('pages entries with bounds checked', async () => {
     const c = await checkpointAtLeast(21);
     const page = await t.call('auditor', 'GET', '/v1/log/entries?start=2&end=5');
     expect(page.json.entries.map((e: any) => e.index)).toEqual([2, 3, 4]);
     expect((await t.call('auditor', 'GET', `/v1/log/entries?start=${c.size + 10}&end=${c.size + 20}`)).json.entries).toEqual([]);
-    expect((await t.call('auditor', 'GET', '/v1/log/entries?start=5&end=5')).status).toBe(422);
+    expect((await t.call('auditor', 'GET', '/v1/log/entries?start=5&end=5')).json.entries).toEqual([]);
+    expect((await t.call('auditor', 'GET', '/v1/log/entries?start=5&end=4')).status).toBe(422);
+    expect((await t.call('auditor', 'GET', '/v1/log/entries?start=1&start=2&end=5')).status).toBe(422);
+    expect((await t.call('auditor', 'GET', `/v1/log/proof/inclusion?index=${c.size}&treeSize=${c.size}`)).status).toBe(422);
+    expect((await t.call('auditor', 'GET', `/v1/log/proof/inclusion?transactionId=a&transactionId=b`)).status).toBe(422);
     expect((await t.call('auditor', 'GET', '/v1/log/entries?start=abc&end=5')).status).toBe(422);
     expect((await t.call('auditor', 'GET', '/v1/log/entries?start=1e3&end=5')).status).toBe(422);
     for (const who of ['checkout', 'processor-acme', 'admin'] as const) {
@@ -170,6 +188,10 @@ describe('never signs a tree inconsistent with an earlier checkpoint', () => {
     // The latest served checkpoint is still the last honest one.
     const served = await t.call('auditor', 'GET', '/v1/log/checkpoint');
     expect(verifyCheckpoint(served.text, await verifiers()).rootHash.equals(signed.rootHash)).toBe(true);
+    for (const table of ['tree_heads', 'merkle_nodes']) {
+      await sql(`ALTER TABLE ${table} ENABLE TRIGGER ALL`);
+      for (const trg of ['no_update_delete', 'no_truncate']) await sql(`ALTER TABLE ${table} ENABLE ALWAYS TRIGGER ${table}_${trg}`);
+    }
   });
 });
 

@@ -3,6 +3,7 @@
  * and every refused attempt appended to the log first. Real HTTPS with client certificates,
  * real PostgreSQL, real KMS client.
  */
+import { rmSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { query } from './helpers/db.js';
 import { cardTransaction, startTestPaylog, type PrincipalName, type TestPaylog } from './helpers/paylog.js';
@@ -134,6 +135,18 @@ describe('release', () => {
       expect(a).toHaveProperty('sourceAddress');
       expect(a).toHaveProperty('time');
     }
+    // Paged: limit + next cursor walk the same list.
+    const all = r.json.accesses.map((a: any) => a.logIndex);
+    const paged: number[] = [];
+    let after: number | undefined;
+    for (let guard = 0; guard < 100; guard++) {
+      const p = await t.call('auditor', 'GET', `/v1/transactions/${ids.acme}/accesses?limit=2${after !== undefined ? `&after=${after}` : ''}`);
+      expect(p.json.accesses.length).toBeLessThanOrEqual(2);
+      paged.push(...p.json.accesses.map((a: any) => a.logIndex));
+      if (p.json.next === undefined) break;
+      after = p.json.next;
+    }
+    expect(paged).toEqual(all);
     const denied = r.json.accesses.filter((a: any) => a.outcome === 'denied');
     expect(denied.map((a: any) => a.principal.name)).toEqual(expect.arrayContaining(['checkout', 'globex', 'auditor']));
   });
@@ -202,6 +215,9 @@ describe('release', () => {
       const submit = await t.call('checkout', 'POST', '/v1/transactions', cardTransaction({ processor: 'globex' }));
       expect(submit.status).toBe(422);
       expect(submit.json.error.code).toBe('UNKNOWN_PROCESSOR');
+      // An identical replay of an earlier submission is still a replay.
+      const replay = await t.call('checkout', 'POST', '/v1/transactions', bodies.globex);
+      expect(replay.status).toBe(200);
     } finally {
       expect((await t.call('admin', 'PUT', '/v1/admin/processors/globex', { status: 'active' })).status).toBe(200);
     }
@@ -303,9 +319,9 @@ describe('revocation and rate limits (survive a restart)', () => {
       expect(Number(retryAfter)).toBeGreaterThanOrEqual(1);
     } finally {
       await t2.stop();
-      t.stop = async () => {
-        void oldStop;
-      };
+      // t is already closed: its stop() now only has to remove the shared data dir.
+      t.stop = async () => rmSync(dataDir, { recursive: true, force: true });
+      void oldStop;
     }
   });
 });

@@ -21,6 +21,8 @@ import { EMPTY_ROOT, appendLeaves, hashLeaf, nodeKey, rangeNodes, type NodeId } 
 export const APPEND_LOCK_KEY = 0x7061796c6f676170n;
 export const DEFAULT_MAX_BATCH = 256;
 export const DEFAULT_LINGER_MS = 0;
+/** Entries waiting beyond this are refused at once (503) rather than queued without bound. */
+export const MAX_QUEUED_ENTRIES = 10_000;
 
 type TransactionInsert = typeof transactions.$inferInsert;
 type DataKeyInsert = typeof dataKeys.$inferInsert;
@@ -79,6 +81,7 @@ export class LogAppender {
   /** Queues one entry; resolves only after the batch containing it is committed. */
   append(req: AppendRequest): Promise<AppendOutcome> {
     if (this.closed) return Promise.reject(new PaylogError('LOG_UNAVAILABLE', 'the log is shutting down'));
+    if (this.queue.length >= MAX_QUEUED_ENTRIES) return Promise.reject(new PaylogError('LOG_UNAVAILABLE', 'the log is overloaded; retry later'));
     return new Promise<AppendOutcome>((resolve, reject) => {
       this.queue.push({ req, resolve, reject });
       if (!this.running) this.running = this.drain();
@@ -94,7 +97,11 @@ export class LogAppender {
   private async commit(batch: Pending[], started: number): Promise<void> {
     const { outcomes, head, appended } = await commitBatch(this.database.pool, batch.map((p) => p.req));
     batch.forEach((p, i) => p.resolve(outcomes[i]!));
-    this.opts.onCommit?.({ batchSize: batch.length, appended, head, durationMs: performance.now() - started });
+    try {
+      this.opts.onCommit?.({ batchSize: batch.length, appended, head, durationMs: performance.now() - started });
+    } catch {
+      // a listener's failure must never look like a failed (and retried) batch
+    }
   }
 
   private async drain(): Promise<void> {
@@ -108,11 +115,11 @@ export class LogAppender {
         try {
           await this.commit(batch, started);
         } catch (e) {
-          if (batch.length > 1) {
+          if (batch.length > 1 && !(e instanceof CommitOutcomeUnknown)) {
             // One bad entry must not fail its neighbours: retry each entry in a batch of its own.
             for (const p of batch) await this.commit([p], performance.now()).catch((e1: unknown) => p.reject(asLogError(e1)));
           } else {
-            batch[0]!.reject(asLogError(e));
+            for (const p of batch) p.reject(asLogError(e));
           }
         }
       }
@@ -128,6 +135,13 @@ function asLogError(e: unknown): PaylogError {
 }
 
 type Queryable = Pick<pg.Pool | pg.PoolClient, 'query'>;
+
+/** COMMIT itself failed: the batch may or may not be durable. */
+class CommitOutcomeUnknown extends Error {
+  constructor(cause: unknown) {
+    super('commit outcome unknown', { cause });
+  }
+}
 
 const SELECT_HEAD = 'SELECT size, root_hash FROM tree_heads ORDER BY size DESC LIMIT 1';
 const SELECT_NODES =
@@ -265,14 +279,23 @@ async function commitBatch(
   const client = await pool.connect();
   let broken = false;
   try {
-    await client.query(`BEGIN; SELECT pg_advisory_xact_lock(${APPEND_LOCK_KEY.toString()})`);
+    // Durable on commit whatever the server default (PCI DSS 10.2: nothing acknowledged is lost).
+    await client.query(`BEGIN; SET LOCAL synchronous_commit = on; SELECT pg_advisory_xact_lock(${APPEND_LOCK_KEY.toString()})`);
     const result = await batchInTransaction(client, reqs);
-    await client.query('COMMIT');
+    try {
+      await client.query('COMMIT');
+    } catch (e) {
+      broken = true;
+      // The outcome of a failed COMMIT is unknown: never retry it entry by entry.
+      throw new CommitOutcomeUnknown(e);
+    }
     return result;
   } catch (e) {
-    await client.query('ROLLBACK').catch(() => {
-      broken = true;
-    });
+    if (!(e instanceof CommitOutcomeUnknown)) {
+      await client.query('ROLLBACK').catch(() => {
+        broken = true;
+      });
+    }
     throw e;
   } finally {
     client.release(broken);
@@ -325,7 +348,7 @@ async function batchInTransaction(
   if (accepted.length > 0) {
     const frontier = frontierIds.map((id) => {
       const h = stored.get(nodeKey(id));
-      if (!h) throw new PaylogError('INTEGRITY_FAILURE', 'stored Merkle frontier is incomplete');
+      if (!h) throw new PaylogError('INTERNAL', 'stored Merkle frontier is incomplete');
       return h;
     });
     const { newNodes, root } = appendLeaves(head.size, frontier, accepted.map((a) => a.leafHash));

@@ -20,9 +20,9 @@ import { checkpoints } from '../db/schema.js';
 import { PaylogError } from '../errors.js';
 import type { PaylogKms } from '../kms/client.js';
 import { readNodes, readTreeHead } from './appender.js';
-import { formatCheckpointBody } from './checkpoint.js';
+import { formatCheckpointBody, verifyCheckpoint } from './checkpoint.js';
 import { EMPTY_ROOT, consistencyProof, consistencyProofNodes, rangeNodes, rootFromNodes, verifyConsistency } from './merkle.js';
-import { formatVerifierKey, keyId, signNote, type NoteSigner } from './note.js';
+import { formatVerifierKey, keyId, signNote, type NoteSigner, type NoteVerifier } from './note.js';
 
 export const PUBLISH_MIN_INTERVAL_MS = 250;
 export const IDLE_REPUBLISH_MS = 30_000;
@@ -62,14 +62,34 @@ export async function kmsNoteSigners(
   return { signers, keys };
 }
 
-/** Latest stored checkpoint, or the one for `size`. */
-export async function readCheckpoint(db: Db, size?: number): Promise<StoredCheckpoint | null> {
+/** How many stored rows a read looks through for one that verifies. */
+export const CHECKPOINT_READ_WINDOW = 32;
+
+/**
+ * Latest stored checkpoint (or the one for `size`) whose note verifies under our own keys; its
+ * size and root are taken from the signed note, not from the row's columns. A row that fails
+ * (inserted behind the service's back) is skipped and reported through `onForged`.
+ */
+export async function readCheckpoint(
+  db: Db,
+  verifiers: NoteVerifier[],
+  size?: number,
+  onForged?: (row: { id: number; size: number }) => void,
+): Promise<StoredCheckpoint | null> {
   const q = db.select().from(checkpoints);
   const rows = await (size === undefined ? q : q.where(eq(checkpoints.size, size)))
     .orderBy(desc(checkpoints.size), desc(checkpoints.id))
-    .limit(1);
-  const r = rows[0];
-  return r ? { size: r.size, rootHash: r.rootHash, note: r.note } : null;
+    .limit(CHECKPOINT_READ_WINDOW);
+  for (const r of rows) {
+    try {
+      const c = verifyCheckpoint(r.note, verifiers);
+      if (c.size === r.size && c.rootHash.equals(r.rootHash)) return { size: c.size, rootHash: c.rootHash, note: r.note };
+    } catch {
+      // fall through: not signed by us
+    }
+    onForged?.({ id: r.id, size: r.size });
+  }
+  return null;
 }
 
 /**
@@ -108,6 +128,7 @@ export class CheckpointPublisher {
   private timer: NodeJS.Timeout | null = null;
   private delayed: NodeJS.Timeout | null = null;
   private closed = false;
+  private readonly verifiers: NoteVerifier[];
 
   constructor(
     private readonly db: Db,
@@ -118,12 +139,16 @@ export class CheckpointPublisher {
       onPublished?: (c: StoredCheckpoint) => void;
       onRefused?: (e: PaylogError) => void;
     },
-  ) {}
+  ) {
+    this.verifiers = opts.signers.map((s) => ({ name: s.name, publicKey: s.publicKey }));
+  }
 
   /** Signs and stores a checkpoint for the current tree head if it is new (checked first). */
   async publish(): Promise<StoredCheckpoint | null> {
     const head = (await readTreeHead(this.db)) ?? { size: 0, rootHash: EMPTY_ROOT };
-    const prior = await readCheckpoint(this.db);
+    const prior = await readCheckpoint(this.db, this.verifiers, undefined, (row) =>
+      this.opts.logger?.error({ checkpointRow: row.id, size: row.size }, 'stored checkpoint does not verify under our keys: ignored'),
+    );
     if (prior && prior.size === head.size && prior.rootHash.equals(head.rootHash) && this.signedByAll(prior.note)) return prior;
     await checkExtends(this.db, prior, head);
     const note = await signNote(formatCheckpointBody({ origin: this.opts.origin, size: head.size, rootHash: head.rootHash }), this.opts.signers);

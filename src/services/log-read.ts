@@ -12,6 +12,7 @@ import type { ProcessorRegistry } from '../auth/processors.js';
 import { readNodes, readTreeHead } from '../log/appender.js';
 import { readCheckpoint, type PublishedKey } from '../log/checkpoints.js';
 import { ciphertextDigest } from '../crypto/envelope.js';
+import { parseVerifierKey, type NoteVerifier } from '../log/note.js';
 import { consistencyProof, consistencyProofNodes, inclusionProof, inclusionProofNodes } from '../log/merkle.js';
 
 /** Largest page of entries one request returns. */
@@ -22,6 +23,7 @@ const NON_NEGATIVE_INT = /^(0|[1-9]\d{0,15})$/;
 /** Parses a decimal query parameter; absent → undefined; malformed → VALIDATION_FAILED. */
 export function parseIndexParam(name: string, v: unknown): number | undefined {
   if (v === undefined) return undefined;
+  if (Array.isArray(v)) throw new PaylogError('VALIDATION_FAILED', `query parameter ${name} may be given once`);
   if (typeof v !== 'string' || !NON_NEGATIVE_INT.test(v) || !Number.isSafeInteger(Number(v))) {
     throw new PaylogError('VALIDATION_FAILED', `query parameter ${name} must be a non-negative decimal integer`);
   }
@@ -29,14 +31,21 @@ export function parseIndexParam(name: string, v: unknown): number | undefined {
 }
 
 export class LogReadService {
+  private readonly verifiers: NoteVerifier[];
+
   constructor(
     private readonly db: Db,
     private readonly deps: { origin: string; keys: PublishedKey[]; processors: ProcessorRegistry },
-  ) {}
+  ) {
+    this.verifiers = deps.keys.map((k) => {
+      const v = parseVerifierKey(k.vkey);
+      return { name: v.name, publicKey: v.publicKey };
+    });
+  }
 
   async checkpoint(p: Principal, size?: number): Promise<string> {
     authorize(p, 'log:checkpoint');
-    const c = await readCheckpoint(this.db, size);
+    const c = await readCheckpoint(this.db, this.verifiers, size);
     if (!c) throw new PaylogError('NOT_FOUND', size === undefined ? 'no checkpoint has been signed yet' : 'no checkpoint for that tree size');
     return c.note;
   }
@@ -60,10 +69,10 @@ export class LogReadService {
   async entries(p: Principal, start: number | undefined, end: number | undefined) {
     authorize(p, 'log:entries');
     if (start === undefined || end === undefined) throw new PaylogError('VALIDATION_FAILED', 'start and end are required');
-    if (end <= start) throw new PaylogError('VALIDATION_FAILED', 'end must be greater than start');
+    if (end < start) throw new PaylogError('VALIDATION_FAILED', 'end must not be smaller than start');
     const size = await this.treeSize();
     const last = Math.min(end, start + MAX_ENTRIES_PAGE, size);
-    if (start >= size) return { start, end: start, treeSize: size, entries: [] };
+    if (start >= last) return { start, end: start, treeSize: size, entries: [] };
     const rows = await this.db
       .select({
         idx: logEntries.idx,
@@ -107,7 +116,7 @@ export class LogReadService {
   /** Resolves the tree size a proof is for: given, else the latest checkpoint's. */
   private async proofSize(treeSize: number | undefined): Promise<number> {
     const current = await this.treeSize();
-    const size = treeSize ?? (await readCheckpoint(this.db))?.size ?? current;
+    const size = treeSize ?? (await readCheckpoint(this.db, this.verifiers))?.size ?? current;
     if (size > current) throw new PaylogError('VALIDATION_FAILED', 'treeSize is larger than the log');
     return size;
   }
@@ -135,7 +144,8 @@ export class LogReadService {
     const active = await this.deps.processors.inGoodStanding(p);
     authorizeOnTransaction(p, 'log:proof:inclusion', assigned && active ? { assignedProcessor: assigned } : {});
     const treeSize = await this.proofSize(q.treeSize);
-    if (!entry || index >= treeSize) throw new PaylogError('NOT_FOUND', 'no entry at that index in a tree of that size');
+    if (index >= treeSize) throw new PaylogError('VALIDATION_FAILED', 'index must be smaller than treeSize');
+    if (!entry) throw new PaylogError('NOT_FOUND', 'no entry at that index');
     const nodes = await readNodes(this.db, inclusionProofNodes(index, treeSize));
     return {
       index,

@@ -8,7 +8,7 @@
  * Rate-limited attempts are refused before any work and are not logged (a flood must not be
  * able to grow the log); they are counted in metrics.
  */
-import { and, asc, eq } from 'drizzle-orm';
+import { and, asc, eq, gt } from 'drizzle-orm';
 import { z } from 'zod';
 import type { AppDatabase } from '../db/connection.js';
 import { accessEntries, dataKeys } from '../db/schema.js';
@@ -27,6 +27,8 @@ import type { Metrics } from '../metrics.js';
 
 export const RELEASE_PURPOSES = ['authorize', 'capture', 'refund', 'chargeback', 'settlement'] as const;
 export const REFERENCE_MAX = 128;
+/** Largest page of access entries one request returns. */
+export const MAX_ACCESSES_PAGE = 1000;
 /** Transaction ids that can exist (same rule as submission); anything else is 404, unlogged. */
 const TRANSACTION_ID_RE = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$/;
 
@@ -209,18 +211,24 @@ export class ReleaseService {
     }
   }
 
-  /** Access entries of one transaction (auditors; the assigned processor for its own). */
-  async accesses(principal: Principal, transactionId: string): Promise<AccessView[]> {
+  /**
+   * Access entries of one transaction (auditors; the assigned processor for its own), in log
+   * order, at most `limit` (≤ MAX_ACCESSES_PAGE) after log index `after`.
+   */
+  async accesses(principal: Principal, transactionId: string, page: { after?: number; limit?: number } = {}): Promise<{ accesses: AccessView[]; next?: number }> {
     const row = TRANSACTION_ID_RE.test(transactionId) ? await this.deps.transactions.findRow(transactionId) : null;
     const active = await this.standing(principal);
     authorizeOnTransaction(principal, 'transaction:accesses', row && active ? { assignedProcessor: row.processor } : {});
     if (!row) throw new PaylogError('NOT_FOUND', 'no such transaction');
+    const limit = Math.min(page.limit ?? MAX_ACCESSES_PAGE, MAX_ACCESSES_PAGE);
     const rows = await this.deps.database.db
       .select()
       .from(accessEntries)
-      .where(and(eq(accessEntries.transactionId, transactionId)))
-      .orderBy(asc(accessEntries.logIndex));
-    return rows.map((r) => {
+      .where(and(eq(accessEntries.transactionId, transactionId), gt(accessEntries.logIndex, page.after ?? -1)))
+      .orderBy(asc(accessEntries.logIndex))
+      .limit(limit + 1);
+    const more = rows.length > limit;
+    const accesses = rows.slice(0, limit).map((r) => {
       const [outcome, reason] = r.outcome.split(':', 2);
       return {
         logIndex: r.logIndex,
@@ -235,5 +243,7 @@ export class ReleaseService {
         time: r.createdAt.toISOString(),
       };
     });
+    const last = accesses[accesses.length - 1];
+    return { accesses, ...(more && last ? { next: last.logIndex } : {}) };
   }
 }

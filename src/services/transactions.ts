@@ -7,7 +7,7 @@ import { eq } from 'drizzle-orm';
 import type { AppDatabase } from '../db/connection.js';
 import { transactions, merkleNodes } from '../db/schema.js';
 import { and } from 'drizzle-orm';
-import { PaylogError } from '../errors.js';
+import { PaylogError, isPaylogError } from '../errors.js';
 import { authorize, authorizeOnTransaction } from '../auth/policy.js';
 import type { Principal } from '../auth/principal.js';
 import type { ProcessorRegistry } from '../auth/processors.js';
@@ -54,7 +54,17 @@ export class TransactionService {
    */
   async submit(principal: Principal, raw: unknown, now = new Date()): Promise<{ created: boolean; receipt: TransactionReceipt }> {
     authorize(principal, 'transaction:create');
-    const req = validateTransactionRequest(raw, now);
+    let req: TransactionRequest;
+    try {
+      req = validateTransactionRequest(raw, now);
+    } catch (e) {
+      // An identical replay of a submission accepted earlier stays a replay after the card has
+      // expired: validate it as of the original submission.
+      const prior = isPaylogError(e) && e.code === 'CARD_EXPIRED' ? await this.findRow(rawTransactionId(raw)) : null;
+      if (!prior) throw e;
+      const original = validateTransactionRequest(raw, prior.createdAt);
+      return { created: false, receipt: await this.replayOrConflict(prior, requestMac(this.deps.macKey, canonicalJson(original))) };
+    }
     const mac = requestMac(this.deps.macKey, canonicalJson(req));
 
     // One round trip: is the processor active, and was this id submitted before?
@@ -65,13 +75,14 @@ export class TransactionService {
       values: [req.processor, req.transactionId],
     });
     const check = pre.rows[0] as { processor_status: string | null; transaction_id: string | null };
-    if (check.processor_status !== 'active') {
-      throw new PaylogError('UNKNOWN_PROCESSOR', 'the named processor is not registered or not active');
-    }
-    // Replays: no KMS call, no append.
+    // Replays first (no KMS call, no append): an identical replay is 200 even if the processor
+    // has been disabled since.
     if (check.transaction_id !== null) {
       const prior = await this.findRow(req.transactionId);
       if (prior) return { created: false, receipt: await this.replayOrConflict(prior, mac) };
+    }
+    if (check.processor_status !== 'active') {
+      throw new PaylogError('UNKNOWN_PROCESSOR', 'the named processor is not registered or not active');
     }
 
     const binding = { transactionId: req.transactionId, processor: req.processor };
@@ -179,7 +190,7 @@ export class TransactionService {
       .from(merkleNodes)
       .where(and(eq(merkleNodes.level, 0), eq(merkleNodes.idx, logIndex)));
     const h = rows[0]?.hash;
-    if (!h) throw new PaylogError('INTEGRITY_FAILURE', 'leaf hash missing for a stored transaction');
+    if (!h) throw new PaylogError('INTERNAL', 'leaf hash missing for a stored transaction');
     return h;
   }
 
@@ -196,6 +207,11 @@ export class TransactionService {
       createdAt: row.createdAt.toISOString(),
     };
   }
+}
+
+function rawTransactionId(raw: unknown): string {
+  const id = (raw as { transactionId?: unknown } | null)?.transactionId;
+  return typeof id === 'string' ? id : '';
 }
 
 function conflictError(): PaylogError {

@@ -2,8 +2,17 @@
 import type { FastifyInstance } from 'fastify';
 import { parseIndexParam, type LogReadService } from '../../services/log-read.js';
 import { requirePrincipal } from '../server.js';
+import { PaylogError } from '../../errors.js';
 
-type Q = { Querystring: Record<string, string | undefined> };
+type Q = { Querystring: Record<string, string | string[] | undefined> };
+
+function transactionIdParam(v: unknown): string | undefined {
+  if (v === undefined) return undefined;
+  if (typeof v !== 'string' || v.length === 0 || v.length > 128) {
+    throw new PaylogError('VALIDATION_FAILED', 'query parameter transactionId must be given once, 1-128 characters');
+  }
+  return v;
+}
 
 export function registerLogRoutes(app: FastifyInstance, deps: { log: LogReadService }): void {
   app.get<Q>('/v1/log/checkpoint', async (req, reply) => {
@@ -18,9 +27,10 @@ export function registerLogRoutes(app: FastifyInstance, deps: { log: LogReadServ
     const q = req.query;
     const index = parseIndexParam('index', q.index);
     const treeSize = parseIndexParam('treeSize', q.treeSize);
+    const transactionId = transactionIdParam(q.transactionId);
     return await deps.log.inclusion(requirePrincipal(req), {
       ...(index !== undefined ? { index } : {}),
-      ...(typeof q.transactionId === 'string' ? { transactionId: q.transactionId.slice(0, 128) } : {}),
+      ...(transactionId !== undefined ? { transactionId } : {}),
       ...(treeSize !== undefined ? { treeSize } : {}),
     });
   });

@@ -3,6 +3,7 @@ import type { FastifyInstance } from 'fastify';
 import type { ReleaseService } from '../../services/release.js';
 import type { AdminService } from '../../services/admin.js';
 import { requirePrincipal } from '../server.js';
+import { parseIndexParam } from '../../services/log-read.js';
 
 type IdParams = { Params: { transactionId: string } };
 
@@ -16,8 +17,13 @@ export function registerReleaseRoutes(app: FastifyInstance, deps: { release: Rel
       return await deps.release.release(requirePrincipal(req), req.params.transactionId, req.body ?? '', req.ip);
     });
   });
-  app.get<IdParams>('/v1/transactions/:transactionId/accesses', async (req) => {
-    return { accesses: await deps.release.accesses(requirePrincipal(req), req.params.transactionId) };
+  app.get<IdParams & { Querystring: Record<string, string | string[] | undefined> }>('/v1/transactions/:transactionId/accesses', async (req) => {
+    const after = parseIndexParam('after', req.query.after);
+    const limit = parseIndexParam('limit', req.query.limit);
+    return await deps.release.accesses(requirePrincipal(req), req.params.transactionId, {
+      ...(after !== undefined ? { after } : {}),
+      ...(limit !== undefined ? { limit: Math.max(1, limit) } : {}),
+    });
   });
 }
 

@@ -158,6 +158,7 @@ describe('bad input is a 4xx with a stable code, never a 5xx, never echoed', () 
     ['SQL-ish id', () => ({ body: cardTransaction({ transactionId: "x'; DROP TABLE log_entries;--" }) }), 422, 'VALIDATION_FAILED'],
     ['PAN as an unknown key', () => ({ body: { ...cardTransaction(), [pan]: 'x' } }), 422, 'VALIDATION_FAILED'],
     ['PAN in metadata', () => ({ body: cardTransaction({ metadata: { note: `card ${pan}` } }) }), 422, 'VALIDATION_FAILED'],
+    ['IBAN in metadata', () => ({ body: cardTransaction({ metadata: { note: 'pay to DE89 3704 0044 0532 0130 00 please' } }) }), 422, 'VALIDATION_FAILED'],
     ['unregistered processor', () => ({ body: cardTransaction({ processor: 'initech' }) }), 422, 'UNKNOWN_PROCESSOR'],
     ['malformed JSON', () => ({ raw: `{"transactionId": "a", "pan": "${pan}"` }), 400, 'BAD_REQUEST'],
     ['not JSON', () => ({ raw: `pan=${pan}`, headers: { 'content-type': 'application/x-www-form-urlencoded' } }), 415, 'UNSUPPORTED_MEDIA_TYPE'],

@@ -15,7 +15,7 @@ export function devWalkthrough(url: string, pki: DevPki, logKey?: string): strin
     transactionId: 'ord-2026-000123',
     processor: 'acme',
     amount: { value: 12345, currency: 'USD' },
-    paymentMethod: { type: 'card', pan: '4111111111111111', expiryMonth: 12, expiryYear: 2030, holderName: 'Jane Q Customer' },
+    paymentMethod: { type: 'card', pan: '4111111111111111', expiryMonth: 12, expiryYear: new Date().getUTCFullYear() + 3, holderName: 'Jane Q Customer' },
     metadata: { invoice: 'INV-77' },
   });
   return [

@@ -21,7 +21,7 @@ import { openEnvelope, type DataKeySource } from '../crypto/envelope.js';
 import { encodeLeaf, leafTime, LEAF_FORMAT_VERSION } from '../log/leaf.js';
 import type { LogAppender } from '../log/appender.js';
 import type { TransactionService } from './transactions.js';
-import { containsPanLikeNumber } from '../validation/transaction.js';
+import { containsIban, containsPanLikeNumber } from '../validation/transaction.js';
 import { unknownTransactionRef } from '../crypto/fingerprint.js';
 import type { Metrics } from '../metrics.js';
 
@@ -94,8 +94,8 @@ function parseReleaseRequest(raw: unknown): ReleaseRequest {
       issues: r.error.issues.slice(0, 5).map((i) => ({ path: i.path.map(String).filter((p) => p === 'purpose' || p === 'reference').join('.') || '*', code: i.code })),
     });
   }
-  if (r.data.reference && containsPanLikeNumber(r.data.reference)) {
-    throw new PaylogError('VALIDATION_FAILED', 'reference must not contain a card number', { issues: [{ path: 'reference', code: 'pan_like' }] });
+  if (r.data.reference && (containsPanLikeNumber(r.data.reference) || containsIban(r.data.reference))) {
+    throw new PaylogError('VALIDATION_FAILED', 'reference must not contain a card number or IBAN', { issues: [{ path: 'reference', code: 'account_number_like' }] });
   }
   return r.data;
 }

@@ -60,6 +60,7 @@ const ISSUE = {
   tooManyKeys: 'too_many_keys',
   reservedKey: 'reserved_key',
   cardNumberInFreeText: 'card_number_in_free_text',
+  ibanInFreeText: 'iban_in_free_text',
 } as const;
 
 function issue(code: string): { params: { paylog: string } } {
@@ -214,6 +215,19 @@ export function containsPanLikeNumber(text: string): boolean {
   return false;
 }
 
+/** Candidate IBANs in free text: country code, check digits, 11–30 alphanumerics (spaces allowed). */
+const IBAN_CANDIDATE = /[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}/g;
+
+/** True when `text` contains a checksum-valid IBAN (ISO 13616), grouped or not. */
+export function containsIban(text: string): boolean {
+  for (const m of text.normalize('NFKC').toUpperCase().matchAll(IBAN_CANDIDATE)) {
+    const compact = m[0].replace(/ /g, '');
+    // Try every length from the longest: a valid IBAN may be followed by other characters.
+    for (let len = compact.length; len >= 15; len--) if (isValidIBAN(compact.slice(0, len))) return true;
+  }
+  return false;
+}
+
 /** Contiguous digit runs only: identifiers (UUIDs, hex ids) use '-' between groups. */
 const CONTIGUOUS_DIGITS = /\d+/g;
 
@@ -297,6 +311,8 @@ function rejectPanInFreeText(req: TransactionRequest): void {
   for (const [key, value] of Object.entries(req.metadata ?? {})) {
     if (containsPanLikeNumber(key) || containsPanLikeNumber(value)) {
       hits.push({ path: 'metadata.*', code: ISSUE.cardNumberInFreeText });
+    } else if (containsIban(value)) {
+      hits.push({ path: 'metadata.*', code: ISSUE.ibanInFreeText });
     }
   }
   if (hits.length > 0) throw validationFailed(hits.slice(0, MAX_REPORTED_ISSUES));

@@ -12,9 +12,12 @@ import { formatCheckpointBody } from '../src/log/checkpoint.js';
 import { encodeLeaf, type Leaf } from '../src/log/leaf.js';
 import { appendLeaves, consistencyProof, hashLeaf, inclusionProof, nodeKey, rootFromLeafHashes } from '../src/log/merkle.js';
 import { formatVerifierKey, signNote, type NoteSigner } from '../src/log/note.js';
+import { PaylogError } from '../src/errors.js';
 import {
   checkLeaf,
   containsPanLikeNumber,
+  failureCodeOf,
+  failureReport,
   formatState,
   locateFirstBadIndex,
   luhnValid,
@@ -24,7 +27,7 @@ import {
   type LogEntryInput,
   type VerifierState,
 } from '../src/log/verifier.js';
-import { openExport, verifyExportFile } from '../src/log/export.js';
+import { ExportFormatError, LogClientError, openExport, verifyExportFile } from '../src/log/export.js';
 import { fixtures } from './helpers/paylog.js';
 
 const ORIGIN = 'paylog.test/log';
@@ -287,5 +290,81 @@ describe('NDJSON export', () => {
     const r = await verifyExportFile(path, { verifiers });
     expect(r.ok).toBe(false);
     expect(r.failures.map((f) => f.code)).toEqual(['ROOT_MISMATCH']);
+  });
+});
+
+describe('answered failures vs transport failures', () => {
+  const log = buildLog(10);
+  /** Yields entries [0, upTo) then throws `error`. */
+  async function* failingAt(upTo: number, error: unknown): AsyncGenerator<LogEntryInput> {
+    yield* iterate(log.leaves, 0, upTo);
+    throw error;
+  }
+
+  it('failureCodeOf: the code an input error carries; transport (or unknown) is FETCH_FAILED; refused proofs are PROOF_REFUSED', () => {
+    expect(failureCodeOf(new LogClientError('connect ECONNREFUSED', undefined, 'transport'))).toBe('FETCH_FAILED');
+    expect(failureCodeOf(new LogClientError('GET /v1/log/entries answered 500', 500))).toBe('REQUEST_REFUSED');
+    expect(failureCodeOf(new LogClientError('GET /v1/log/proof/consistency answered 400', 400), 'proof')).toBe('PROOF_REFUSED');
+    expect(failureCodeOf(new LogClientError('bad hash', undefined, 'malformed'), 'proof')).toBe('BAD_RESPONSE');
+    expect(failureCodeOf(new ExportFormatError('malformed entry line', 7))).toBe('EXPORT_MALFORMED');
+    expect(failureCodeOf(new Error('EIO'))).toBe('FETCH_FAILED');
+    expect(failureCodeOf(Object.assign(new Error('x'), { failureCode: 'NOT_A_CODE' }))).toBe('FETCH_FAILED');
+    expect(failureCodeOf('thrown string')).toBe('FETCH_FAILED');
+    expect(failureReport({ code: 'BAD_RESPONSE', index: 4, message: 'm' })).toMatchObject({ ok: false, firstBadIndex: 4, entriesVerified: 0 });
+  });
+
+  it('a malformed or refused entries answer names the first entry not verified; a transport failure names none', async () => {
+    const cp = await checkpointFor(10, log.root);
+    const bad = await verifyLog({ checkpoint: cp, verifiers, entries: failingAt(6, new LogClientError('malformed entry', undefined, 'malformed')) });
+    expect(bad).toMatchObject({ ok: false, firstBadIndex: 6, entriesVerified: 6, failures: [{ code: 'BAD_RESPONSE', index: 6 }] });
+    expect(bad.newState).toBeUndefined();
+    const refused = await verifyLog({ checkpoint: cp, verifiers, entries: failingAt(3, new LogClientError('answered 400', 400)) });
+    expect(refused.failures).toMatchObject([{ code: 'REQUEST_REFUSED', index: 3 }]);
+    const down = await verifyLog({ checkpoint: cp, verifiers, entries: failingAt(3, new LogClientError('socket hang up', undefined, 'transport')) });
+    expect(down).toMatchObject({ ok: false, failures: [{ code: 'FETCH_FAILED' }] });
+    expect(down.firstBadIndex).toBeUndefined();
+  });
+
+  it('a refused consistency proof is PROOF_REFUSED; an unreachable one stays FETCH_FAILED', async () => {
+    const old: VerifierState = {
+      version: 1,
+      origin: ORIGIN,
+      size: 4,
+      rootHash: prefixRoot(log, 4).toString('base64'),
+      note: await checkpointFor(4, prefixRoot(log, 4)),
+      keys: [KEY.vkey],
+      verifiedAt: '2026-01-01T00:00:00.000Z',
+    };
+    const cp = await checkpointFor(10, log.root);
+    const run = (error: unknown) =>
+      verifyLog({ checkpoint: cp, verifiers, entries: iterate(log.leaves), state: old, consistencyProof: async () => Promise.reject(error) });
+    const refused = await run(new LogClientError('GET /v1/log/proof/consistency answered 500 INTERNAL', 500));
+    expect(refused.failures.map((f) => f.code)).toEqual(['PROOF_REFUSED']);
+    expect(refused.previous?.consistency).toBe('failed');
+    expect((await run(new LogClientError('ECONNRESET', undefined, 'transport'))).failures.map((f) => f.code)).toEqual(['FETCH_FAILED']);
+  });
+
+  it('verifyExportFile: malformed lines are EXPORT_MALFORMED reports (entry lines name their index); a missing file throws', async () => {
+    const lines = [
+      JSON.stringify({ type: 'paylog-export', version: 1, origin: ORIGIN }),
+      JSON.stringify({ type: 'checkpoint', note: await checkpointFor(10, log.root) }),
+      ...log.leaves.map((l, index) => JSON.stringify({ type: 'entry', index, leaf: index === 4 ? '***' : l.toString('base64') })),
+    ];
+    const path = join(dir, 'malformed-entry.ndjson');
+    writeFileSync(path, lines.join('\n'));
+    const r = await verifyExportFile(path, { verifiers });
+    expect(r).toMatchObject({ ok: false, firstBadIndex: 4, entriesVerified: 4, failures: [{ code: 'EXPORT_MALFORMED', index: 4 }] });
+    expect(r.failures[0]?.message).toContain('line 7');
+
+    const headless = join(dir, 'headless.ndjson');
+    writeFileSync(headless, lines.slice(1).join('\n'));
+    expect(await verifyExportFile(headless, { verifiers })).toMatchObject({ ok: false, failures: [{ code: 'EXPORT_MALFORMED' }] });
+    const noCheckpoint = join(dir, 'no-checkpoint.ndjson');
+    writeFileSync(noCheckpoint, [lines[0], ...lines.slice(2)].join('\n'));
+    expect((await verifyExportFile(noCheckpoint, { verifiers })).failures[0]?.code).toBe('EXPORT_MALFORMED');
+
+    const missing = verifyExportFile(join(dir, 'missing.ndjson'), { verifiers });
+    await expect(missing).rejects.toMatchObject({ code: 'ENOENT' });
+    await expect(missing).rejects.not.toBeInstanceOf(PaylogError);
   });
 });

@@ -17,7 +17,10 @@ import { once } from 'node:events';
 import { PaylogError } from '../errors.js';
 import { decodeBase64Strict, type NoteVerifier } from './note.js';
 import {
+  errorMessage,
+  failureReport,
   verifyLog,
+  type FailureCode,
   type LogEntryInput,
   type VerifierState,
   type VerifyReport,
@@ -39,14 +42,49 @@ export interface ClientOptions {
   key: string | Buffer;
 }
 
-/** Thrown for transport problems and non-2xx answers (CLI exit code 2 unless a verification says otherwise). */
+/**
+ * How a request to the log failed: `transport` — no answer at all (connection refused/reset, TLS,
+ * DNS, timeout; the CLI's exit 2); `refused` — the server answered with an HTTP error;
+ * `malformed` — it answered 2xx with something unusable. The last two are verification failures.
+ */
+export type LogClientErrorKind = 'transport' | 'refused' | 'malformed';
+
+/** Failure code in a verification report for each kind (see `failureCodeOf` in verifier.ts). */
+const FAILURE_CODE_BY_KIND: Record<LogClientErrorKind, FailureCode> = {
+  transport: 'FETCH_FAILED',
+  refused: 'REQUEST_REFUSED',
+  malformed: 'BAD_RESPONSE',
+};
+
+/** Thrown by {@link LogClient}; `kind` (default: `refused` with a status, else `transport`) says what failed. */
 export class LogClientError extends PaylogError {
+  readonly kind: LogClientErrorKind;
   constructor(
     message: string,
     readonly status?: number,
+    kind?: LogClientErrorKind,
   ) {
     super('LOG_UNAVAILABLE', message, status !== undefined ? { status } : undefined);
+    this.kind = kind ?? (status !== undefined ? 'refused' : 'transport');
   }
+
+  /** The verifier's failure code for this error (read by `failureCodeOf`). */
+  get failureCode(): FailureCode {
+    return FAILURE_CODE_BY_KIND[this.kind];
+  }
+}
+
+/** A malformed line in an NDJSON export: a verification failure of that file (not a read error). */
+export class ExportFormatError extends PaylogError {
+  readonly failureCode: FailureCode = 'EXPORT_MALFORMED';
+  constructor(message: string, line?: number) {
+    super('BAD_REQUEST', `export file: ${message}${line !== undefined ? ` (line ${line})` : ''}`, line !== undefined ? { line } : undefined);
+  }
+}
+
+/** True for an error that carries a report-worthy (non-transport) failure: a bad or refused answer, a malformed export. */
+export function isAnsweredFailure(e: unknown): e is LogClientError | ExportFormatError {
+  return (e instanceof LogClientError && e.kind !== 'transport') || e instanceof ExportFormatError;
 }
 
 export interface ServerKeys {
@@ -78,10 +116,10 @@ export class LogClient {
         const chunks: Buffer[] = [];
         res.on('data', (c: Buffer) => chunks.push(c));
         res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') }));
-        res.on('error', reject);
+        res.on('error', (e) => reject(new LogClientError(`GET ${path}: ${e.message}`, undefined, 'transport')));
       });
-      req.on('timeout', () => req.destroy(new LogClientError(`timeout on GET ${path}`)));
-      req.on('error', (e) => reject(e instanceof LogClientError ? e : new LogClientError(`GET ${path}: ${e.message}`)));
+      req.on('timeout', () => req.destroy(new LogClientError(`timeout on GET ${path}`, undefined, 'transport')));
+      req.on('error', (e) => reject(e instanceof LogClientError ? e : new LogClientError(`GET ${path}: ${e.message}`, undefined, 'transport')));
       req.end();
     });
   }
@@ -95,7 +133,7 @@ export class LogClient {
       } catch {
         /* not JSON */
       }
-      throw new LogClientError(`GET ${path.split('?')[0]} answered ${r.status}${code ? ` ${code}` : ''}`, r.status);
+      throw new LogClientError(`GET ${path.split('?')[0]} answered ${r.status}${code ? ` ${code}` : ''}`, r.status, 'refused');
     }
     return r.body;
   }
@@ -105,7 +143,7 @@ export class LogClient {
     try {
       return JSON.parse(body);
     } catch {
-      throw new LogClientError(`GET ${path.split('?')[0]} did not answer JSON`);
+      throw new LogClientError(`GET ${path.split('?')[0]} did not answer JSON`, undefined, 'malformed');
     }
   }
 
@@ -123,15 +161,25 @@ export class LogClient {
     return { ...(typeof j?.origin === 'string' ? { origin: j.origin } : {}), vkeys };
   }
 
-  /** One page of `/v1/log/entries`; may hold fewer entries than asked. */
+  /** One page of `/v1/log/entries`; may hold fewer entries than asked. Throws on a malformed entry. */
   async entriesPage(start: number, end: number): Promise<{ end: number; entries: LogEntryInput[] }> {
+    const page = await this.#entriesPageUpToError(start, end);
+    if (page.error !== undefined) throw page.error;
+    return page;
+  }
+
+  /** A page parsed up to its first malformed entry: the good prefix, and the error for the rest. */
+  async #entriesPageUpToError(start: number, end: number): Promise<{ end: number; entries: LogEntryInput[]; error?: LogClientError }> {
     const j = await this.#getJson(`/v1/log/entries?start=${start}&end=${end}`);
-    if (!Array.isArray(j?.entries)) throw new LogClientError('entries answer has no entries array');
-    const entries = j.entries.map((e: any): LogEntryInput => {
+    if (!Array.isArray(j?.entries)) throw new LogClientError('entries answer has no entries array', undefined, 'malformed');
+    const entries: LogEntryInput[] = [];
+    for (const e of j.entries as any[]) {
       const leaf = typeof e?.leaf === 'string' ? decodeBase64Strict(e.leaf) : undefined;
-      if (!Number.isSafeInteger(e?.index) || leaf === undefined) throw new LogClientError('malformed entry in entries answer');
-      return { index: e.index, leaf, ...(typeof e.ciphertextSha256 === 'string' ? { storedCiphertextSha256: e.ciphertextSha256 } : {}) };
-    });
+      if (!Number.isSafeInteger(e?.index) || leaf === undefined) {
+        return { end: start, entries, error: new LogClientError('malformed entry in entries answer', undefined, 'malformed') };
+      }
+      entries.push({ index: e.index, leaf, ...(typeof e.ciphertextSha256 === 'string' ? { storedCiphertextSha256: e.ciphertextSha256 } : {}) });
+    }
     const last = entries[entries.length - 1];
     const pageEnd = Number.isSafeInteger(j.end) ? (j.end as number) : last !== undefined ? last.index + 1 : start;
     return { end: pageEnd, entries };
@@ -140,13 +188,16 @@ export class LogClient {
   /**
    * All entries `[start, end)` in pages (`start = previous end`). Stops early (yielding what it
    * got) if the server returns an empty page; the verifier then reports the first missing index.
+   * A malformed entry throws after the well-formed ones before it were yielded, so the verifier
+   * names its index.
    */
   async *entries(start: number, end: number): AsyncGenerator<LogEntryInput> {
     let pos = start;
     while (pos < end) {
-      const page = await this.entriesPage(pos, Math.min(end, pos + ENTRIES_PAGE_SIZE));
-      if (page.entries.length === 0) return;
+      const page = await this.#entriesPageUpToError(pos, Math.min(end, pos + ENTRIES_PAGE_SIZE));
       for (const e of page.entries) yield e;
+      if (page.error !== undefined) throw page.error;
+      if (page.entries.length === 0) return;
       const last = page.entries[page.entries.length - 1] as LogEntryInput;
       // Page with start = previous end; never go backwards even if the server says so.
       pos = Math.max(page.end, last.index + 1, pos + 1);
@@ -160,7 +211,7 @@ export class LogClient {
   /** Inclusion proof by transaction ID; returns the index too (and the leaf if the server sends it). */
   async inclusionProofFor(transactionId: string, treeSize: number): Promise<{ index: number; hashes: Buffer[]; leaf?: Buffer }> {
     const j = await this.#getJson(`/v1/log/proof/inclusion?transactionId=${encodeURIComponent(transactionId)}&treeSize=${treeSize}`);
-    if (!Number.isSafeInteger(j?.index)) throw new LogClientError('inclusion proof answer has no index');
+    if (!Number.isSafeInteger(j?.index)) throw new LogClientError('inclusion proof answer has no index', undefined, 'malformed');
     const leaf = typeof j.leaf === 'string' ? decodeBase64Strict(j.leaf) : undefined;
     return { index: j.index, hashes: parseHashes(j), ...(leaf !== undefined ? { leaf } : {}) };
   }
@@ -171,10 +222,10 @@ export class LogClient {
 }
 
 function parseHashes(j: any): Buffer[] {
-  if (!Array.isArray(j?.hashes)) throw new LogClientError('proof answer has no hashes array');
+  if (!Array.isArray(j?.hashes)) throw new LogClientError('proof answer has no hashes array', undefined, 'malformed');
   return j.hashes.map((h: unknown) => {
     const b = typeof h === 'string' ? decodeBase64Strict(h) : undefined;
-    if (b === undefined || b.length !== 32) throw new LogClientError('proof answer holds a malformed hash');
+    if (b === undefined || b.length !== 32) throw new LogClientError('proof answer holds a malformed hash', undefined, 'malformed');
     return b;
   });
 }
@@ -190,11 +241,19 @@ export interface RemoteVerifyOptions {
 
 /**
  * verify-log against a live service: latest checkpoint, consistency proof from the saved state,
- * all entries paged, inclusion proofs to name the first bad entry. Transport failures while
- * fetching the checkpoint throw `LogClientError`; later ones are reported as `FETCH_FAILED`.
+ * all entries paged, inclusion proofs to name the first bad entry. A transport failure while
+ * fetching the checkpoint throws `LogClientError` (kind `transport`); later ones are reported as
+ * `FETCH_FAILED`. An answer that arrives but is refused or malformed — from the checkpoint on —
+ * is a failure in the report (`REQUEST_REFUSED`, `PROOF_REFUSED`, `BAD_RESPONSE`).
  */
 export async function verifyRemoteLog(client: LogClient, opts: RemoteVerifyOptions): Promise<VerifyReport> {
-  const checkpoint = await client.checkpoint();
+  let checkpoint: string;
+  try {
+    checkpoint = await client.checkpoint();
+  } catch (e) {
+    if (!isAnsweredFailure(e)) throw e;
+    return failureReport({ code: e.failureCode, message: `checkpoint unavailable: ${errorMessage(e)}` });
+  }
   const size = checkpointSize(checkpoint);
   return await verifyLog({
     checkpoint,
@@ -256,14 +315,15 @@ export interface ExportHead {
   close(): void;
 }
 
-function badExport(message: string, line?: number): PaylogError {
-  return new PaylogError('BAD_REQUEST', `export file: ${message}${line !== undefined ? ` (line ${line})` : ''}`);
+function badExport(message: string, line?: number): ExportFormatError {
+  return new ExportFormatError(message, line);
 }
 
 /**
  * Streams an NDJSON export: reads the header, checkpoints and keys eagerly, then hands back the
- * entries as a lazy iterable (one line in memory at a time). Malformed lines throw BAD_REQUEST
- * (for entry lines, while iterating).
+ * entries as a lazy iterable (one line in memory at a time). Malformed lines throw
+ * {@link ExportFormatError} (code BAD_REQUEST; for entry lines, while iterating); an unreadable
+ * file throws the file system error.
  */
 export async function openExport(path: string): Promise<ExportHead> {
   const rl = createInterface({ input: createReadStream(path, { encoding: 'utf8' }), crlfDelay: Infinity });
@@ -329,7 +389,7 @@ export async function openExport(path: string): Promise<ExportHead> {
 }
 
 export interface FileVerifyOptions {
-  /** Trusted keys; when empty and `trustFileKeys`, the export's own keys are used (TOFU). */
+  /** Trusted keys (the CLI decides where they come from; see `scripts/verify-log.ts`). */
   verifiers: readonly NoteVerifier[];
   state?: VerifierState;
   onProgress?: (verified: number, total: number) => void;
@@ -341,9 +401,17 @@ export interface FileVerifyOptions {
  * rollback or fork is still caught without a consistency proof). A bad entry can be named when
  * it breaks the index sequence or the leaf format; a root mismatch from a modified leaf cannot
  * be narrowed offline (no signed per-entry data) and is reported without an index.
+ * A malformed line is an `EXPORT_MALFORMED` failure in the report (for an entry line, naming the
+ * index it should have held); only an unreadable file throws.
  */
 export async function verifyExportFile(path: string, opts: FileVerifyOptions): Promise<VerifyReport> {
-  const head = await openExport(path);
+  let head: ExportHead;
+  try {
+    head = await openExport(path);
+  } catch (e) {
+    if (!(e instanceof ExportFormatError)) throw e;
+    return failureReport({ code: e.failureCode, message: e.message });
+  }
   const checkpoint = head.checkpoints[head.checkpoints.length - 1] as string;
   return await verifyLog({
     checkpoint,

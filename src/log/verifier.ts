@@ -69,7 +69,59 @@ export type FailureCode =
   | 'CIPHERTEXT_MISMATCH'
   | 'ROOT_MISMATCH'
   | 'PROOF_INCONSISTENT'
+  /** The source answered, but with something unusable (not JSON, malformed entry or hash, no key). */
+  | 'BAD_RESPONSE'
+  /** The source answered a read (checkpoint, key, entries) with an HTTP error. */
+  | 'REQUEST_REFUSED'
+  /** The source answered a proof request with an HTTP error. */
+  | 'PROOF_REFUSED'
+  /** An export file line is malformed (the file itself was readable). */
+  | 'EXPORT_MALFORMED'
+  /** No answer at all: connection refused/reset, TLS, DNS, timeout, unreadable file. */
   | 'FETCH_FAILED';
+
+/**
+ * Failure codes that mean "nothing arrived to verify" (transport), as opposed to "something
+ * arrived and is wrong". The CLI exits 2 only when every failure is one of these.
+ */
+export const TRANSPORT_FAILURE_CODES: ReadonlySet<FailureCode> = new Set<FailureCode>(['FETCH_FAILED']);
+
+/** Every failure code (to validate a code carried by a thrown error). */
+const FAILURE_CODES: ReadonlySet<string> = new Set<FailureCode>([
+  'CHECKPOINT_INVALID', 'ORIGIN_MISMATCH', 'ROLLBACK', 'FORK', 'CONSISTENCY_PROOF_INVALID', 'INDEX_OUT_OF_ORDER',
+  'MISSING_ENTRY', 'EXTRA_ENTRY', 'LEAF_INVALID', 'CARD_DATA_IN_LEAF', 'CIPHERTEXT_MISMATCH', 'ROOT_MISMATCH',
+  'PROOF_INCONSISTENT', 'BAD_RESPONSE', 'REQUEST_REFUSED', 'PROOF_REFUSED', 'EXPORT_MALFORMED', 'FETCH_FAILED',
+]);
+
+/**
+ * Contract for inputs (the entries iterable, proof fetchers, the CLI's key fetch): an error they
+ * throw may carry a `failureCode` property saying what went wrong — `BAD_RESPONSE`,
+ * `REQUEST_REFUSED`, `EXPORT_MALFORMED`, `FETCH_FAILED`, ... An error without one (or with an
+ * unknown one) is taken as a transport failure, `FETCH_FAILED`. In a proof context a refused
+ * request is reported as `PROOF_REFUSED`.
+ */
+export function failureCodeOf(e: unknown, context: 'read' | 'proof' = 'read'): FailureCode {
+  const carried = e !== null && typeof e === 'object' ? (e as { failureCode?: unknown }).failureCode : undefined;
+  const code: FailureCode = typeof carried === 'string' && FAILURE_CODES.has(carried) ? (carried as FailureCode) : 'FETCH_FAILED';
+  return context === 'proof' && code === 'REQUEST_REFUSED' ? 'PROOF_REFUSED' : code;
+}
+
+/** The message of anything thrown (never a stack). */
+export function errorMessage(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
+}
+
+/** A report for a run that failed before any checkpoint was verified (e.g. the key or checkpoint was refused). */
+export function failureReport(failure: Failure): VerifyReport {
+  return {
+    ok: false,
+    verifiedKeys: [],
+    entriesVerified: 0,
+    leafTypes: {},
+    failures: [failure],
+    ...(failure.index !== undefined ? { firstBadIndex: failure.index } : {}),
+  };
+}
 
 export interface Failure {
   code: FailureCode;
@@ -442,7 +494,7 @@ async function checkAgainstState(
     try {
       proof = await input.consistencyProof(state.size, cp.size);
     } catch (e) {
-      rb.fail({ code: 'FETCH_FAILED', message: `consistency proof ${state.size}→${cp.size} unavailable: ${(e as Error).message}` });
+      rb.fail({ code: failureCodeOf(e, 'proof'), message: `consistency proof ${state.size}→${cp.size} unavailable: ${errorMessage(e)}` });
       previous.consistency = 'failed';
       return previous;
     }
@@ -465,8 +517,9 @@ async function checkAgainstState(
 /**
  * Verifies a log: checkpoint signature, saved state, every entry, the rebuilt root (see the
  * module comment). Never throws for a verification failure — failures are in the report; throws
- * only for caller errors (BAD_REQUEST). Errors thrown by the `entries` iterable are reported as
- * `FETCH_FAILED` (the CLI maps them to exit code 2).
+ * only for caller errors (BAD_REQUEST). Errors thrown by the inputs are reported with the code
+ * they carry ({@link failureCodeOf}): a transport failure as `FETCH_FAILED` (the CLI's exit 2),
+ * a bad or refused answer as a failure naming the first entry index not verified (exit 1).
  */
 export async function verifyLog(input: VerifyLogInput): Promise<VerifyReport> {
   const rb = new ReportBuilder();
@@ -541,7 +594,13 @@ export async function verifyLog(input: VerifyLogInput): Promise<VerifyReport> {
       input.onProgress?.(builder.size, cp.size);
     }
   } catch (e) {
-    rb.fail({ code: 'FETCH_FAILED', message: `reading entries failed at index ${builder.size}: ${(e as Error).message}` });
+    const code = failureCodeOf(e);
+    if (TRANSPORT_FAILURE_CODES.has(code)) {
+      rb.fail({ code, message: `reading entries failed at index ${builder.size}: ${errorMessage(e)}` });
+    } else {
+      // The answer arrived and is wrong or refused: entry `builder.size` is the first not verified.
+      rb.fail({ code, index: builder.size, message: `entry ${builder.size} could not be verified: ${errorMessage(e)}` });
+    }
     return report({ ...head, entriesVerified: builder.size, previous });
   }
   if (!structuralFailure && builder.size < cp.size) {
@@ -557,7 +616,9 @@ export async function verifyLog(input: VerifyLogInput): Promise<VerifyReport> {
       try {
         located = await locateFirstBadIndex({ treeSize: cp.size, rootHash: cp.rootHash, inclusionProof: input.inclusionProof, readLeaves: input.readLeaves });
       } catch (e) {
-        rb.fail({ code: 'PROOF_INCONSISTENT', message: `cannot locate the bad entry: ${(e as Error).message}` });
+        // Proofs that do not hash to the signed root are PROOF_INCONSISTENT; a fetch error keeps its own code.
+        const code = e instanceof PaylogError && e.code === 'INTEGRITY_FAILURE' ? 'PROOF_INCONSISTENT' : failureCodeOf(e, 'proof');
+        rb.fail({ code, message: `cannot locate the bad entry: ${errorMessage(e)}` });
       }
     } else {
       note = ' (no inclusion proofs available to locate the entry)';

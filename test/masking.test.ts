@@ -227,3 +227,22 @@ describe('canonicalJson (RFC 8785 subset)', () => {
     expect(canonicalJson(o)).toBe(canonicalJson({ a: 2, b: 1 }));
   });
 });
+
+describe('isCanonicalJsonText (RFC 8785 check without re-serialising)', () => {
+  it('agrees with canonicalJson on canonical text and rejects every non-canonical variant', async () => {
+    const { canonicalJson, isCanonicalJsonText } = await import('../src/crypto/canonical-json.js');
+    const value = { b: [1, 'x', { d: null, c: true }], a: 'é\u0001"\\', '€': 5, é: 'ü' };
+    const canon = canonicalJson(value);
+    expect(isCanonicalJsonText(canon, JSON.parse(canon))).toBe(true);
+    const variants = [
+      canon.replace(',', ', '), // whitespace
+      '{"b":1,"a":2}', // key order
+      '{"a":"\\u0041"}', // needless escape
+      '{"a":"\\ud800"}', // lone surrogate
+      '{"a":1.5}', // not an integer
+      '{"a":1e3}', // number form
+      '{"a":9007199254740993}', // unsafe integer
+    ];
+    for (const v of variants) expect(isCanonicalJsonText(v, JSON.parse(v)), v).toBe(false);
+  });
+});

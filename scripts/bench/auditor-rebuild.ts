@@ -14,7 +14,7 @@
  * Plus a per-step breakdown of (c)'s leaf checks on a subset, to say where the time goes.
  */
 import { createHash, generateKeyPairSync, sign as cryptoSign } from 'node:crypto';
-import { canonicalJson } from '../../src/crypto/canonical-json.js';
+import { isCanonicalJsonText } from '../../src/crypto/canonical-json.js';
 import { formatCheckpointBody } from '../../src/log/checkpoint.js';
 import { encodeLeaf, leafSchema, type Leaf } from '../../src/log/leaf.js';
 import { hashLeaf, StreamingTreeBuilder } from '../../src/log/merkle.js';
@@ -174,20 +174,22 @@ function leafCheckBreakdown(leaves: readonly Buffer[]): { key: string; step: str
   const us = (t0: number) => ((performance.now() - t0) * 1000) / leaves.length;
   const decoder = new TextDecoder('utf-8', { fatal: true });
   let t = performance.now();
-  const parsed = leaves.map((b) => JSON.parse(decoder.decode(b)) as unknown);
+  const texts = leaves.map((b) => decoder.decode(b));
+  const parsed = texts.map((s) => JSON.parse(s) as unknown);
   const parseUs = us(t);
   t = performance.now();
   const validated = parsed.map((p) => leafSchema.parse(p));
   const zodUs = us(t);
   t = performance.now();
   let mismatch = 0;
-  validated.forEach((v, i) => {
-    if (!Buffer.from(canonicalJson(v), 'utf8').equals(leaves[i]!)) mismatch++;
+  parsed.forEach((v, i) => {
+    if (!isCanonicalJsonText(texts[i]!, v)) mismatch++;
   });
   const canonUs = us(t);
   t = performance.now();
   let flagged = 0;
-  for (const v of validated) if (scanStrings(v)) flagged++;
+  // The verifier's PAN pre-filter (a regex over the leaf bytes); the string walk runs only on a hit.
+  for (let i = 0; i < leaves.length; i++) if (/\d(?:[ .-]?\d){12}/.test(leaves[i]!.toString('latin1')) && scanStrings(validated[i])) flagged++;
   const panUs = us(t);
   t = performance.now();
   for (let i = 0; i < leaves.length; i++) checkLeaf(i, leaves[i]!);
@@ -199,8 +201,8 @@ function leafCheckBreakdown(leaves: readonly Buffer[]): { key: string; step: str
   return [
     { key: 'json_parse', step: 'UTF-8 decode + JSON.parse', usPerLeaf: parseUs },
     { key: 'zod', step: 'zod leafSchema parse', usPerLeaf: zodUs },
-    { key: 'canonical', step: 'canonicalJson re-encode + compare', usPerLeaf: canonUs },
-    { key: 'pan_scan', step: 'PAN scan (all strings)', usPerLeaf: panUs },
+    { key: 'canonical', step: 'canonical-form check (isCanonicalJsonText)', usPerLeaf: canonUs },
+    { key: 'pan_scan', step: 'PAN scan (pre-filter + walk on hits)', usPerLeaf: panUs },
     { key: 'check_leaf', step: '= checkLeaf (measured whole)', usPerLeaf: checkUs },
     { key: 'hash_leaf', step: 'hashLeaf (for comparison)', usPerLeaf: hashUs },
   ];

@@ -104,3 +104,32 @@ export function canonicalJson(value: unknown): string {
 export function canonicalJsonBytes(value: unknown): Buffer {
   return Buffer.from(canonicalJson(value), 'utf8');
 }
+
+/**
+ * True when `text` is exactly the RFC 8785 serialisation of `parsed` (= JSON.parse(text)), for
+ * the subset above — without re-serialising: ECMAScript JSON.stringify already emits RFC 8785
+ * strings and integers (RFC 8785 §3.2.2), so the text is canonical iff it equals
+ * JSON.stringify(parsed), every object's keys are in UTF-16 code-unit order (§3.2.3), and every
+ * string is well formed (no lone surrogates).
+ */
+export function isCanonicalJsonText(text: string, parsed: unknown): boolean {
+  return JSON.stringify(parsed) === text && sortedAndWellFormed(parsed, 0);
+}
+
+/** ES2024 String.prototype.isWellFormed (present in Node 20; not in this project's TS lib). */
+const isWellFormed = (s: string): boolean => (s as unknown as { isWellFormed(): boolean }).isWellFormed();
+
+function sortedAndWellFormed(value: unknown, depth: number): boolean {
+  if (typeof value === 'string') return isWellFormed(value);
+  if (typeof value === 'number') return Number.isSafeInteger(value);
+  if (value === null || typeof value !== 'object') return true;
+  if (depth >= CANONICAL_JSON_MAX_DEPTH) return false;
+  if (Array.isArray(value)) return value.every((v) => sortedAndWellFormed(v, depth + 1));
+  const keys = Object.keys(value);
+  for (let i = 0; i < keys.length; i++) {
+    const k = keys[i]!;
+    if (!isWellFormed(k) || (i > 0 && !(keys[i - 1]! < k))) return false;
+    if (!sortedAndWellFormed((value as Record<string, unknown>)[k], depth + 1)) return false;
+  }
+  return true;
+}

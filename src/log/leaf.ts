@@ -11,7 +11,9 @@
  * log and are recorded as `key_event` leaves; no existing leaf ever changes.
  */
 import { z } from 'zod';
-import { canonicalJson } from '../crypto/canonical-json.js';
+import { canonicalJson, isCanonicalJsonText } from '../crypto/canonical-json.js';
+
+const UTF8 = new TextDecoder('utf-8', { fatal: true });
 import { PaylogError } from '../errors.js';
 
 export const LEAF_FORMAT_VERSION = 1;
@@ -95,17 +97,17 @@ export function encodeLeaf(leaf: Leaf): Buffer {
  * documented fields, and canonical (re-encoding yields the same bytes).
  */
 export function decodeLeaf(bytes: Uint8Array): Leaf {
+  let text: string;
   let parsed: unknown;
   try {
-    parsed = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(bytes));
+    text = UTF8.decode(bytes);
+    parsed = JSON.parse(text);
   } catch {
     throw new PaylogError('INTEGRITY_FAILURE', 'leaf is not UTF-8 JSON');
   }
+  if (!isCanonicalJsonText(text, parsed)) throw new PaylogError('INTEGRITY_FAILURE', 'leaf is not in canonical form');
   const result = leafSchema.safeParse(parsed);
   if (!result.success) throw new PaylogError('INTEGRITY_FAILURE', 'leaf does not match leaf format v1');
-  if (!Buffer.from(canonicalJson(result.data), 'utf8').equals(Buffer.from(bytes))) {
-    throw new PaylogError('INTEGRITY_FAILURE', 'leaf is not in canonical form');
-  }
   return result.data;
 }
 

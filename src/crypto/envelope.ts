@@ -136,19 +136,37 @@ function integrityFailure(reason: string, cause?: unknown): PaylogError {
   );
 }
 
-// Format v1 notation LP(x): 4-byte big-endian length prefix, then the bytes.
-function lengthPrefixed(bytes: Buffer): Buffer {
-  const len = Buffer.alloc(4);
-  len.writeUInt32BE(bytes.length, 0);
-  return Buffer.concat([len, bytes]);
+// LP(label) ‖ u8(version) ‖ LP(field)…, written into one allocation.
+function encodeFields(label: string, version: number, fields: Buffer[]): Buffer {
+  const labelLength = Buffer.byteLength(label, 'ascii');
+  let size = 4 + labelLength + 1;
+  for (const f of fields) size += 4 + f.length;
+  const out = Buffer.allocUnsafe(size);
+  let at = out.writeUInt32BE(labelLength, 0);
+  at += out.write(label, at, 'ascii');
+  at = out.writeUInt8(version, at);
+  for (const f of fields) {
+    at = out.writeUInt32BE(f.length, at);
+    at += f.copy(out, at);
+  }
+  return out;
 }
 
-function encodeFields(label: string, version: number, fields: Buffer[]): Buffer {
-  return Buffer.concat([
-    lengthPrefixed(Buffer.from(label, 'ascii')),
-    Buffer.from([version]),
-    ...fields.map(lengthPrefixed),
-  ]);
+/**
+ * Salt and IV come from the CSPRNG in blocks (one randomFillSync per RANDOM_POOL_BYTES instead
+ * of one call per record). Salt and IV are public values; each byte is handed out once.
+ */
+const RANDOM_POOL_BYTES = 4096;
+let randomPool = Buffer.alloc(0);
+let randomAt = 0;
+function freshRandom(n: number): Buffer {
+  if (randomAt + n > randomPool.length) {
+    randomPool = randomBytes(RANDOM_POOL_BYTES);
+    randomAt = 0;
+  }
+  const out = Buffer.from(randomPool.subarray(randomAt, randomAt + n)); // a copy: the pool block is never shared
+  randomAt += n;
+  return out;
 }
 
 function assertBinding(b: EnvelopeBinding): void {
@@ -219,7 +237,7 @@ export function encryptWithDataKey(
 ): EnvelopeCiphertext {
   assertDataKey(dataKey);
   assertBinding(b);
-  const random = randomBytes(SALT_BYTES + IV_BYTES); // one CSPRNG call for salt and IV
+  const random = freshRandom(SALT_BYTES + IV_BYTES);
   const salt = random.subarray(0, SALT_BYTES);
   const iv = random.subarray(SALT_BYTES);
   const prk = hkdfExtract(salt, dataKey);

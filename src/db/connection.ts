@@ -35,7 +35,18 @@ export async function applyMigrations(ownerUrl: string): Promise<void> {
   await client.connect();
   try {
     await client.query('SELECT pg_advisory_lock($1)', [MIGRATION_LOCK_KEY.toString()]);
-    await migrate(drizzle(client), { migrationsFolder: MIGRATIONS_DIR });
+    try {
+      await migrate(drizzle(client), { migrationsFolder: MIGRATIONS_DIR });
+    } catch (e) {
+      // drizzle wraps the server's error (with the whole SQL text); report the server's words.
+      const cause = (e as { cause?: { message?: string; code?: string } }).cause;
+      const why = cause?.message ?? (e as Error).message;
+      throw new Error(
+        `database migration failed${cause?.code ? ` (SQLSTATE ${cause.code})` : ''}: ${why}. ` +
+          'The DATABASE_URL user must own the schema and may create roles (CREATEROLE), or have paylog_app and paylog_auditor granted to it.',
+        { cause: e },
+      );
+    }
   } finally {
     await client.query('SELECT pg_advisory_unlock($1)', [MIGRATION_LOCK_KEY.toString()]).catch(() => {});
     await client.end();

@@ -71,8 +71,8 @@ async function verify(state?: VerifierState) {
 
 const runCli = (args: string[], script = 'verify-log') => runScript(script, args);
 
-function tlsArgs(): string[] {
-  const a = t.paylog.devPki!.principals['auditor']!;
+function tlsArgs(who: 'auditor' | 'processor-acme' | 'processor-globex' = 'auditor'): string[] {
+  const a = t.paylog.devPki!.principals[who]!;
   return ['--url', t.paylog.url, '--cacert', t.paylog.devPki!.caPath, '--cert', a.certPath, '--key', a.keyPath];
 }
 
@@ -132,6 +132,18 @@ describe('tamper suite', () => {
     expect(offline.code, offline.stderr).toBe(0);
     expect(JSON.parse(offline.stdout)).toMatchObject({ ok: true, leaf: { type: 'transaction', transactionId: txIds[1] } });
     expect(offline.stdout).not.toContain('4111111111111111');
+  });
+
+  it('a processor fetches a proof bundle for its own transaction (not for another processor\'s)', async () => {
+    // txIds[i] for even i is assigned to acme, odd i to globex.
+    const own = join(dir, 'own.tlog-proof');
+    const mine = await runCli([...tlsArgs('processor-acme'), '--fetch', '--transaction-id', txIds[2]!, '--out', own, '--log-key', vkeys[0]!], 'verify-proof');
+    expect(mine.code, mine.stderr).toBe(0);
+    const offline = await runCli(['--bundle', own, '--log-key', vkeys[0]!, '--json'], 'verify-proof');
+    expect(offline.code, offline.stderr).toBe(0);
+    expect(JSON.parse(offline.stdout)).toMatchObject({ ok: true, leaf: { transactionId: txIds[2], processor: 'acme' } });
+    const theirs = await runCli([...tlsArgs('processor-acme'), '--fetch', '--transaction-id', txIds[1]!, '--out', join(dir, 'theirs.tlog-proof'), '--log-key', vkeys[0]!], 'verify-proof');
+    expect(theirs.code).not.toBe(0);
   });
 
   it('export-log writes an NDJSON export that verify-log --file verifies offline', async () => {

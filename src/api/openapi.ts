@@ -80,7 +80,34 @@ export function buildOpenApi(): Record<string, unknown> {
         },
       },
       '/v1/transactions/{transactionId}/accesses': {
-        get: { summary: 'Access entries of a transaction (auditor; assigned processor)', parameters: [txIdParam], responses: { '200': { description: 'Access entries with log indexes' } } },
+        get: {
+          summary: 'Access entries of a transaction (auditor; assigned processor), in log order, paged',
+          parameters: [
+            txIdParam,
+            { name: 'after', in: 'query', schema: { type: 'integer', minimum: 0 }, description: 'cursor: the `next` of the previous page' },
+            { name: 'limit', in: 'query', schema: { type: 'integer', minimum: 1, maximum: 1000 } },
+          ],
+          responses: { '200': { description: '{ accesses: [...], next?: number }' }, '403': err('Role may not list accesses'), '404': err('Unknown or not yours') },
+        },
+      },
+      '/v1/admin/processors': { get: { summary: 'Registered processors (admin)', responses: { '200': { description: '{ processors: [...] }' }, '403': err('Not an admin') } } },
+      '/v1/admin/processors/{name}': {
+        put: {
+          summary: 'Register, disable or re-enable a processor (admin)',
+          parameters: [{ name: 'name', in: 'path', required: true, schema: { type: 'string', pattern: '^[a-z0-9][a-z0-9-]{0,62}$' } }],
+          requestBody: { required: true, content: { 'application/json': { schema: { type: 'object', required: ['status'], properties: { status: { enum: ['active', 'disabled'] } } } } } },
+          responses: { '200': { description: 'updated' }, '403': err('Not an admin'), '422': err('VALIDATION_FAILED') },
+        },
+      },
+      '/v1/admin/revocations': {
+        post: {
+          summary: 'Revoke a principal certificate by SHA-256 fingerprint and/or serial (admin); effective on the next request',
+          requestBody: {
+            required: true,
+            content: { 'application/json': { schema: { type: 'object', properties: { fingerprint: { type: 'string', pattern: '^sha256:[0-9a-f]{64}$' }, serial: { type: 'string' }, reason: { type: 'string', maxLength: 200 } } } } },
+          },
+          responses: { '201': { description: 'revoked' }, '403': err('Not an admin'), '422': err('VALIDATION_FAILED') },
+        },
       },
       '/v1/log/checkpoint': { get: { summary: 'Latest signed checkpoint (C2SP signed note), text/plain; ?size= for an earlier one', responses: { '200': { description: 'checkpoint' } } } },
       '/v1/log/key': { get: { summary: 'Checkpoint verifier key(s): signed-note vkey and PEM', responses: { '200': { description: 'keys' } } } },

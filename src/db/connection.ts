@@ -62,7 +62,11 @@ export function openAppDatabase(
   const pool = new pg.Pool({
     connectionString: url,
     max: opts.max ?? DEFAULT_POOL_SIZE,
-    ...(role ? { options: `-c role=${role}` } : {}),
+    // Custom plans for every execution of a prepared statement: the log tables start empty and
+    // grow fast, and a generic plan cached while they were tiny (a sequential scan) would stay
+    // in use on every pooled connection as they grow (measured: 35M tuples read by seq scans of
+    // merkle_nodes in 20 s of load). Planning these small statements costs microseconds.
+    options: `-c plan_cache_mode=force_custom_plan${role ? ` -c role=${role}` : ''}`,
   });
   // An idle client losing its server must not crash the process; the next query reports it.
   pool.on('error', () => {});

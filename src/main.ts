@@ -4,7 +4,8 @@
  */
 import { ConfigError, loadConfig } from './config.js';
 import { startPaylog } from './app.js';
-import { devWalkthrough } from './pki/walkthrough.js';
+import { join } from 'node:path';
+import { devWalkthrough, writeExampleTransaction } from './pki/walkthrough.js';
 
 async function main(): Promise<void> {
   let config;
@@ -19,7 +20,10 @@ async function main(): Promise<void> {
   }
   const paylog = await startPaylog(config);
   paylog.logger.info({ url: paylog.url, kms: config.kms.mode, database: config.databaseUrl ? 'external' : 'embedded' }, 'paylog listening');
-  if (paylog.devPki) process.stdout.write(devWalkthrough(paylog.url, paylog.devPki, paylog.logKeys[0]?.vkey));
+  if (paylog.devPki) {
+    const example = writeExampleTransaction(join(config.dataDir, 'examples'));
+    process.stdout.write(devWalkthrough(paylog.url, paylog.devPki, paylog.logKeys[0]?.vkey, example));
+  }
   let stopping = false;
   const stop = (signal: string) => {
     if (stopping) return;

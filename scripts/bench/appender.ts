@@ -5,8 +5,7 @@
  * "does group commit beat one-fsync-per-row?" from the per-request CPU cost of the service.
  */
 import { randomBytes } from 'node:crypto';
-import pg from 'pg';
-import { applyMigrations, createDatabase, openAppDatabase } from '../../src/db/connection.js';
+import { applyMigrations, createDatabase, dropDatabase, openAppDatabase } from '../../src/db/connection.js';
 import { LogAppender } from '../../src/log/appender.js';
 import { median, type BenchContext, type BenchSection, type Cell, type SectionResult } from './core.js';
 
@@ -80,13 +79,7 @@ async function runAppender(ctx: BenchContext): Promise<SectionResult> {
       ],
     };
   } finally {
-    const admin = new pg.Client({ connectionString: adminUrl });
-    await admin.connect();
-    try {
-      await admin.query(`DROP DATABASE IF EXISTS ${SCRATCH_DB} WITH (FORCE)`);
-    } finally {
-      await admin.end();
-    }
+    await dropDatabase(adminUrl, SCRATCH_DB);
   }
 }
 

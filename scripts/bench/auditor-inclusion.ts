@@ -23,7 +23,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
-import { applyMigrations, createDatabase, openAppDatabase } from '../../src/db/connection.js';
+import { applyMigrations, createDatabase, dropDatabase, openAppDatabase } from '../../src/db/connection.js';
 import { ProcessorRegistry } from '../../src/auth/processors.js';
 import type { Principal } from '../../src/auth/principal.js';
 import { readNodes } from '../../src/log/appender.js';
@@ -224,13 +224,7 @@ async function runAuditorInclusion(ctx: BenchContext): Promise<SectionResult> {
       await database.close();
     }
   } finally {
-    const admin = new pg.Client({ connectionString: adminUrl });
-    await admin.connect();
-    try {
-      await admin.query(`DROP DATABASE IF EXISTS ${dbName} WITH (FORCE)`);
-    } finally {
-      await admin.end();
-    }
+    await dropDatabase(adminUrl, dbName);
   }
 }
 

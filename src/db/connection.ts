@@ -136,3 +136,15 @@ export async function ensureServiceLogin(ownerUrl: string, password: string): Pr
     await client.end();
   }
 }
+
+/** Drops a database created with `createDatabase` (forcing off its connections). */
+export async function dropDatabase(adminUrl: string, name: string): Promise<void> {
+  if (!/^[a-z_][a-z0-9_]{0,62}$/.test(name)) throw new Error(`invalid database name ${name}`);
+  const client = new pg.Client({ connectionString: adminUrl });
+  await client.connect();
+  try {
+    await client.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+  } finally {
+    await client.end();
+  }
+}

@@ -8,7 +8,7 @@ import { canonicalJson } from '../src/crypto/canonical-json.js';
 import type { PaymentMethod } from '../src/validation/transaction.js';
 
 const fixtures = JSON.parse(
-  readFileSync(new URL('../../shared/fixtures/payment-methods.json', import.meta.url), 'utf8'),
+  readFileSync(new URL('./fixtures/payment-methods.json', import.meta.url), 'utf8'),
 ) as {
   cards: Array<{ pan: string; brand: string }>;
   ibans: Array<{ iban: string; country: string }>;

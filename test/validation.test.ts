@@ -21,7 +21,7 @@ interface Fixtures {
   invalid_us_routing_numbers: Array<{ routingNumber: string; why: string }>;
 }
 const fixtures = JSON.parse(
-  readFileSync(new URL('../../shared/fixtures/payment-methods.json', import.meta.url), 'utf8'),
+  readFileSync(new URL('./fixtures/payment-methods.json', import.meta.url), 'utf8'),
 ) as Fixtures;
 
 const NOW = new Date('2026-11-29T12:00:00Z');

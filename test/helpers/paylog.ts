@@ -142,7 +142,7 @@ export function cardTransaction(overrides: Record<string, unknown> = {}): Record
 }
 
 export const fixtures = JSON.parse(
-  readFileSync(new URL('../../../shared/fixtures/payment-methods.json', import.meta.url), 'utf8'),
+  readFileSync(new URL('../fixtures/payment-methods.json', import.meta.url), 'utf8'),
 ) as {
   cards: { pan: string; brand: string }[];
   invalid_cards: { pan: string; why: string }[];

@@ -11,6 +11,9 @@ import { CseKeyStore, deriveP256Scalar, kidForTime, periodOfKid } from '../src/c
 import { ClientSideDecryption } from '../src/cse/jwe.js';
 import { loadConfig, ConfigError } from '../src/config.js';
 import { isPaylogError } from '../src/errors.js';
+import { decodeLeaf } from '../src/log/leaf.js';
+import { runScript } from './helpers/cli.js';
+import { join } from 'node:path';
 
 let t: TestPaylog;
 let key: PaylogKey;
@@ -174,6 +177,30 @@ describe('POST /v1/transactions with an encrypted payment method', () => {
     const rs = await Promise.all(bodies.map(submit));
     expect(rs.map((r) => r.status)).toEqual(bodies.map(() => 201));
     expect(t.paylog.cseKeys.stats.loads - before).toBe(0);
+  });
+});
+
+describe('the log records client-side encryption', () => {
+  it('a CSE submission is a v2 transaction leaf with cse.kid; a plaintext one has no marker; verify-log accepts the log', async () => {
+    const enc = await encryptedBody(card());
+    const plain = cardTransaction();
+    const rEnc = await submit(enc);
+    const rPlain = await submit(plain);
+    expect([rEnc.status, rPlain.status]).toEqual([201, 201]);
+    const entry = async (index: number) => {
+      const r = await t.call('auditor', 'GET', `/v1/log/entries?start=${index}&end=${index + 1}`);
+      expect(r.status).toBe(200);
+      return decodeLeaf(Buffer.from(r.json.entries[0].leaf, 'base64')) as any;
+    };
+    const le = await entry(rEnc.json.logIndex);
+    expect(le).toMatchObject({ v: 2, type: 'transaction', id: enc.transactionId, cse: { kid: key.kid } });
+    const lp = await entry(rPlain.json.logIndex);
+    expect(lp.cse).toBeUndefined();
+    expect(Buffer.from(JSON.stringify(le)).includes('4111111111111111')).toBe(false);
+
+    const pki = join(t.dataDir, 'pki');
+    const v = await runScript('verify-log', ['--url', t.paylog.url, '--cacert', join(pki, 'ca.pem'), '--cert', join(pki, 'auditor.pem'), '--key', join(pki, 'auditor-key.pem'), '--state', join(t.dataDir, 'verify-state.json')]);
+    expect(v.code, v.stdout + v.stderr).toBe(0);
   });
 });
 

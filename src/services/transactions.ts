@@ -16,7 +16,7 @@ import { canonicalJson } from '../crypto/canonical-json.js';
 import { maskedView } from '../crypto/masking.js';
 import { fingerprint, requestMac } from '../crypto/fingerprint.js';
 import { ciphertextDigest, sealEnvelope, type DataKeySource } from '../crypto/envelope.js';
-import { encodeLeaf, leafTime, LEAF_FORMAT_VERSION } from '../log/leaf.js';
+import { encodeLeaf, leafTime, LEAF_FORMAT_VERSION, transactionLeafV2, type MaskedPaymentMethodV2, type TransactionLeafInput } from '../log/leaf.js';
 import type { LogAppender } from '../log/appender.js';
 import type { ClientSideDecryption, CseMarker } from '../cse/jwe.js';
 
@@ -102,7 +102,29 @@ export class TransactionService {
     }
     const createdAt = now;
     const metadata = req.metadata ?? null;
-    const leaf = transactionLeaf(cse, {
+    const masked = maskedView(req.paymentMethod);
+    const fp = fingerprint(this.deps.macKey, req.paymentMethod);
+    const leaf = cse !== null
+      ? clientSideEncryptedLeaf(cse, {
+          time: createdAt,
+          transactionId: req.transactionId,
+          processor: req.processor,
+          amount: { value: req.amount.value, currency: req.amount.currency },
+          paymentMethod: masked as MaskedPaymentMethodV2,
+          fingerprint: fp,
+          metadata,
+          envelope: {
+            version: envelope.version,
+            key: { kmsKeyId: envelope.kmsKeyId },
+            salt: envelope.salt,
+            iv: envelope.iv,
+            ciphertext: envelope.ciphertext,
+            tag: envelope.tag,
+            keyCommitment: envelope.keyCommitment,
+            wrappedKey: envelope.wrappedKey,
+          },
+        })
+      : encodeLeaf({
       v: LEAF_FORMAT_VERSION,
       type: 'transaction',
       time: leafTime(createdAt),
@@ -119,7 +141,6 @@ export class TransactionService {
       },
       ...(metadata ? { metadataSha256: sha256b64(Buffer.from(canonicalJson(metadata), 'utf8')) } : {}),
     });
-    const masked = maskedView(req.paymentMethod);
     const outcome = await this.deps.appender.append({
       kind: 'transaction',
       leaf,
@@ -130,7 +151,7 @@ export class TransactionService {
         requestMac: mac,
         paymentMethodType: req.paymentMethod.type,
         masked,
-        fingerprint: fingerprint(this.deps.macKey, req.paymentMethod),
+        fingerprint: fp,
         amountValue: req.amount.value,
         currency: req.amount.currency,
         metadata,
@@ -217,12 +238,12 @@ export class TransactionService {
 }
 
 /**
- * The one place the client-side encryption marker meets the leaf. Leaf format v1 has no field
- * for it (its schema is strict); leaf format v2 records `cse: { kid }` on transaction leaves.
+ * The one place the client-side encryption marker meets the leaf: leaf format v1 has no field
+ * for it, so a client-side encrypted submission is logged as a leaf format v2 transaction leaf
+ * with `cse: { kid }` (src/log/leaf/transaction.ts). Plaintext submissions keep their leaf.
  */
-function transactionLeaf(cse: CseMarker | null, fields: Parameters<typeof encodeLeaf>[0]): Buffer {
-  void cse; // TODO(leaf-v2): record the marker once leaf format v2 lands
-  return encodeLeaf(fields);
+function clientSideEncryptedLeaf(cse: CseMarker, input: Omit<TransactionLeafInput, 'cse'>): Buffer {
+  return encodeLeaf(transactionLeafV2({ ...input, cse: { kid: cse.kid } }));
 }
 
 function rawTransactionId(raw: unknown): string {

@@ -32,7 +32,7 @@ import { CheckpointPublisher, kmsNoteSigners, type PublishedKey } from './log/ch
 import { AdminService } from './services/admin.js';
 import { RateLimiter } from './auth/rate-limit.js';
 import type { DataKeySource } from './crypto/envelope.js';
-import { CseKeyStore } from './cse/keys.js';
+import { CseKeyStore, registerCseKeyMetrics } from './cse/keys.js';
 import { ClientSideDecryption } from './cse/jwe.js';
 import { registerCseRoutes } from './api/routes/cse.js';
 
@@ -195,6 +195,7 @@ export async function startPaylog(config: Config, opts: StartOptions = {}): Prom
       { period: config.cse.keyPeriod, overlapS: config.cse.keyOverlapS, cacheTtlS: config.cse.keyCacheTtlS },
     );
     cleanups.push(async () => cseKeys.close());
+    registerCseKeyMetrics(metrics.registry, cseKeys);
     const cse = new ClientSideDecryption(cseKeys, { maxAgeS: config.cse.maxAgeS });
     const transactionsService = new TransactionService({ database, appender, dataKeys, macKey, processors: processorRegistry, cse });
 

@@ -35,6 +35,7 @@ import { keyring } from '../db/schema.js';
 import type { PaylogKms } from '../kms/client.js';
 import { loadOrCreateServiceKey } from '../keyring.js';
 import { PaylogError } from '../errors.js';
+import { Counter, type Registry } from 'prom-client';
 
 export type CseKeyPeriod = 'month' | 'day' | 'hour';
 
@@ -238,4 +239,23 @@ export class CseKeyStore {
 
 function unknownKey(): PaylogError {
   return new PaylogError('CSE_KEY_UNKNOWN', 'the JWE names a key id that paylog does not accept (unknown, retired or not yet valid); fetch /v1/cse/jwks.json again');
+}
+
+/**
+ * `paylog_cse_key_loads_total` (each one KMS Decrypt of a CSE key seed; the first use of a key
+ * adds one GenerateDataKey) and `paylog_cse_key_cache_hits_total`, read from `store.stats`.
+ */
+export function registerCseKeyMetrics(registry: Registry, store: CseKeyStore): void {
+  const fromStats = (name: string, help: string, read: () => number) =>
+    new Counter({
+      name,
+      help,
+      registers: [registry],
+      collect() {
+        this.reset();
+        this.inc(read());
+      },
+    });
+  fromStats('paylog_cse_key_loads_total', 'Client-side encryption keys loaded from the keyring (one KMS Decrypt each)', () => store.stats.loads);
+  fromStats('paylog_cse_key_cache_hits_total', 'Client-side encryption key lookups answered from memory', () => store.stats.hits);
 }

@@ -151,7 +151,7 @@ async function runCse(ctx: BenchContext): Promise<SectionResult> {
 
 export const cseSection: BenchSection = {
   id: 'cse',
-  title: '7. Client-side encryption — JWE vs plaintext POST /v1/transactions (same service, same run)',
+  title: '1b. Client-side encryption — JWE vs plaintext POST /v1/transactions (same service, same run)',
   needs: 'service',
   run: runCse,
 };

@@ -5,7 +5,7 @@
  * naming the directory and the fix. Nothing outside paylog's own directories changes mode.
  * Only meaningful as root (CI runs as root); skipped otherwise.
  */
-import { cpSync, mkdirSync, mkdtempSync, rmSync, statSync } from 'node:fs';
+import { chmodSync, cpSync, mkdirSync, mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
@@ -14,6 +14,7 @@ import { binaryCopyDir, shippedBinaries, startEmbeddedPostgres } from '../src/db
 
 const asRoot = typeof process.getuid === 'function' && process.getuid() === 0;
 const dir = mkdtempSync(join(tmpdir(), 'paylog-rootdir-'));
+chmodSync(dir, 0o755); // so that the directories made below are the only ones closed to others
 const binaries = join(dir, 'private', 'native');
 afterAll(() => {
   rmSync(dir, { recursive: true, force: true });
@@ -45,7 +46,7 @@ describe.skipIf(!asRoot)('embedded PostgreSQL as root from a private directory',
   it('refuses a data directory below a directory the server user cannot enter, naming it and the fix', async () => {
     const privateDir = join(dir, 'closed');
     mkdirSync(privateDir, { mode: 0o700 });
-    const dataDir = join(privateDir, 'project', 'data');
+    const dataDir = join(privateDir, 'project', 'data'); // like a clone under /root (mode 0700)
     mkdirSync(dataDir, { recursive: true });
     await expect(startEmbeddedPostgres({ dataDir: join(dataDir, 'pg'), ownedRoot: dataDir })).rejects.toThrow(
       new RegExp(`cannot enter ${privateDir.replace(/[/.]/g, '\\$&')}.*PAYLOG_DATA_DIR`),

@@ -150,7 +150,10 @@ function firstUnreachableAncestor(user: OsUser, path: string): string | undefine
     chain.unshift(d);
     if (dirname(d) === d) break;
   }
-  return chain.find((d) => !reachableBy(user, d, 'd'));
+  // `test -d X` needs search permission on X's parent: the first path that fails names the
+  // directory above it as the one the user cannot enter.
+  const first = chain.find((d) => !reachableBy(user, d, 'd'));
+  return first === undefined ? undefined : dirname(first);
 }
 
 /**

@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { chromium, type BrowserContext } from 'playwright-core';
 import { startTestPaylog, type TestPaylog } from './helpers/paylog.js';
+import { decodeLeaf } from '../src/log/leaf.js';
 
 export const CHROMIUM = '/usr/bin/chromium';
 const CHROMIUM_FLAGS = [
@@ -111,6 +112,13 @@ describe('client-side encryption in Chromium', () => {
     expect(rel.status).toBe(200);
     expect(rel.json.paymentMethod).toEqual({ type: 'card', ...typed });
     expect(t.logLines.join('\n')).not.toContain(typed.pan);
+
+    // The log records that it arrived client-side encrypted, and under which key.
+    const jwks = await t.call('checkout', 'GET', '/v1/cse/jwks.json');
+    const tx = await t.call('auditor', 'GET', `/v1/transactions/${result}`);
+    const entry = await t.call('auditor', 'GET', `/v1/log/entries?start=${tx.json.logIndex}&end=${tx.json.logIndex + 1}`);
+    const leaf = decodeLeaf(Buffer.from(entry.json.entries[0].leaf, 'base64')) as { cse?: { kid: string } };
+    expect(leaf.cse).toEqual({ kid: jwks.json.keys[0].kid });
     await page.close();
   });
 });

@@ -12,9 +12,10 @@ import { authorize, authorizeOnTransaction } from '../auth/policy.js';
 import type { Principal } from '../auth/principal.js';
 import type { ProcessorRegistry } from '../auth/processors.js';
 import { validateTransactionRequest, type TransactionRequest } from '../validation/transaction.js';
+import { isTransactionId } from '../validation/identifiers.js';
 import { canonicalJson } from '../crypto/canonical-json.js';
 import { maskedView } from '../crypto/masking.js';
-import { fingerprint, requestMac } from '../crypto/fingerprint.js';
+import { fingerprint, macEqual, requestMac } from '../crypto/fingerprint.js';
 import { ciphertextDigest, sealEnvelope, type DataKeySource } from '../crypto/envelope.js';
 import { encodeLeaf, leafTime, LEAF_FORMAT_VERSION } from '../log/leaf.js';
 import type { LogAppender } from '../log/appender.js';
@@ -175,7 +176,7 @@ export class TransactionService {
 
   /** The stored row for a transaction id, or null. */
   async findRow(transactionId: string) {
-    if (typeof transactionId !== 'string' || transactionId.length === 0 || transactionId.length > 128) return null;
+    if (!isTransactionId(transactionId)) return null; // cannot exist: no query
     const rows = await this.deps.database.db
       .select()
       .from(transactions)
@@ -198,7 +199,7 @@ export class TransactionService {
     row: NonNullable<Awaited<ReturnType<TransactionService['findRow']>>>,
     mac: Buffer,
   ): Promise<TransactionReceipt> {
-    if (!row.requestMac.equals(mac)) throw conflictError();
+    if (!macEqual(row.requestMac, mac)) throw conflictError();
     return {
       transactionId: row.transactionId,
       logIndex: row.logIndex,

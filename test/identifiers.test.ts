@@ -82,6 +82,8 @@ describe('one module for identifiers and the PAN detector', () => {
     for (const bad of ['', '-a', '.a', 'a b', 'x'.repeat(65), 'é', 'a\u0000b', 42, null]) expect(ids.isTransactionId(bad), String(bad)).toBe(false);
     expect(ids.isProcessorName('acme')).toBe(true);
     for (const bad of ['', 'Acme', '-acme', 'a'.repeat(64), 'ac_me']) expect(ids.isProcessorName(bad)).toBe(false);
+    // A processor name is clear text everywhere (found by the hostile run: PUT /v1/admin/processors/ord-<PAN>).
+    for (const c of fixtures.cards) expect(ids.isProcessorName(`ord-${c.pan}`), c.brand).toBe(false);
     expect(parsePrincipalUri(`urn:paylog:principal:processor:${'a'.repeat(63)}`)).toMatchObject({ name: 'a'.repeat(63) });
   });
 

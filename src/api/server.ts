@@ -92,6 +92,16 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
       const { status, body } = errorResponse(pe);
       void reply.status(status).header('cache-control', 'no-store').send(body);
     },
+    // Requests the HTTP parser refuses (bytes after a body without a length, bad header bytes,
+    // oversized headers): answered in our error format; the connection cannot be reused.
+    clientErrorHandler: (err: Error & { code?: string }, socket) => {
+      if (err.code === 'ECONNRESET' || socket.destroyed || !socket.writable) return;
+      const timeout = err.code === 'ERR_HTTP_REQUEST_TIMEOUT';
+      const body = JSON.stringify(errorResponse(new PaylogError('BAD_REQUEST', timeout ? 'request not received in time' : 'malformed HTTP request')).body);
+      socket.end(
+        `HTTP/1.1 ${timeout ? '408 Request Timeout' : '400 Bad Request'}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+      );
+    },
   }) as unknown as FastifyInstance;
   app.decorateRequest('principal', null);
   // JSON only: a text/plain body must be 415, not parsed as a string.

@@ -21,7 +21,7 @@ import { verifyCheckpoint, parseCheckpointBody, type VerifiedCheckpoint } from '
 import { decodeLeaf, type Leaf } from './leaf.js';
 import { hashChildren, hashLeaf, StreamingTreeBuilder, verifyConsistency } from './merkle.js';
 import { parseVerifierKey, type NoteVerifier } from './note.js';
-import { containsPanLikeIdentifier, containsPanLikeNumber, PAN_CANDIDATE } from '../validation/identifiers.js';
+import { containsPanLikeIdentifier, containsPanLikeNumber, mayHoldPan } from '../validation/identifiers.js';
 
 // The PAN detector is the one validation uses (src/validation/identifiers.ts): same NFKC folding,
 // same separators, same lengths. Re-exported for the scripts and tests that import it from here.
@@ -248,7 +248,7 @@ export function checkLeaf(index: number, bytes: Uint8Array): { leaf: Leaf } | { 
   // Pre-filter: canonical JSON never escapes digits, so a leaf whose bytes hold neither 13 digits
   // in a row (single separators allowed) nor any non-ASCII byte (NFKC may fold one into a digit)
   // cannot hold a PAN-like string; most leaves skip the walk.
-  if (PAN_CANDIDATE.test(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('latin1')) && leafHoldsPanLikeNumber(leaf)) {
+  if (mayHoldPan(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('latin1')) && leafHoldsPanLikeNumber(leaf)) {
     return { failure: { code: 'CARD_DATA_IN_LEAF', index, message: `entry ${index}: leaf holds a Luhn-valid 13-19 digit number (possible card data)` } };
   }
   return { leaf };

@@ -30,8 +30,13 @@ export const PRINCIPAL_NAME_PATTERN = new RegExp(`^[a-z0-9][a-z0-9-]{0,${PRINCIP
 /** A processor's name is its principal name (its certificate names it). */
 export const PROCESSOR_NAME_PATTERN = PRINCIPAL_NAME_PATTERN;
 
+/**
+ * True when `v` may name a processor: the pattern, and no PAN-like digit run
+ * ({@link containsPanLikeIdentifier}) — the name is stored, logged, put in log leaves and in the
+ * KMS encryption context in the clear.
+ */
 export function isProcessorName(v: unknown): v is string {
-  return typeof v === 'string' && PROCESSOR_NAME_PATTERN.test(v);
+  return typeof v === 'string' && PROCESSOR_NAME_PATTERN.test(v) && !containsPanLikeIdentifier(v);
 }
 
 /** `PATTERN.source` without the `^…$` anchors, for composing (e.g. the SAN URI pattern). */
@@ -97,10 +102,16 @@ export function containsPanLikeIdentifier(text: string): boolean {
   return false;
 }
 
+const THIRTEEN_GROUPED_DIGITS = /\d(?:[ .-]?\d){12}/;
+const NON_ASCII = /[^\x00-\x7f]/;
+
 /**
- * Cheap necessary condition for either rule on text that is ASCII except where it is not:
- * 13 ASCII digits with single grouping separators, or any non-ASCII character (which NFKC may
- * fold into a digit or a separator). Text for which this is false holds no PAN by either rule.
- * Matches UTF-16 strings and latin1-decoded UTF-8 bytes alike (every non-ASCII byte is ≥ 0x80).
+ * Cheap necessary condition for either rule: 13 ASCII digits with single grouping separators,
+ * or any non-ASCII character (which NFKC may fold into a digit or a separator). Text for which
+ * this is false holds no PAN by either rule. Works on UTF-16 strings and on latin1-decoded
+ * UTF-8 bytes alike (every byte of a non-ASCII character is ≥ 0x80). Two regexes, not one
+ * alternation: V8 scans each faster alone (auditor_rebuild bench).
  */
-export const PAN_CANDIDATE = /\d(?:[ .-]?\d){12}|[^\x00-\x7f]/;
+export function mayHoldPan(text: string): boolean {
+  return THIRTEEN_GROUPED_DIGITS.test(text) || NON_ASCII.test(text);
+}

@@ -43,6 +43,7 @@ export function buildOpenApi(): Record<string, unknown> {
           requestBody: { required: true, content: { 'application/json': { schema: { $ref: '#/components/schemas/TransactionRequest' } } } },
           responses: {
             '201': { description: 'Committed to the log' },
+            '400': err('BAD_REQUEST (not JSON) or INVALID_ENCODING (NUL, bytes that are not UTF-8, or a lone surrogate, anywhere in the URL or body; every route)'),
             '200': { description: 'Identical replay of an earlier submission' },
             '401': err('No valid client certificate'),
             '403': err('Not a checkout principal'),

@@ -331,7 +331,7 @@ function holdsFixtureCardNumber(text: string): string | null {
 }
 
 describe(`${HOSTILE_REQUESTS.toLocaleString('en')} hostile requests over mTLS`, () => {
-  it('no 5xx, no crash, no card number in any response or log line', { timeout: 240_000 }, async () => {
+  it('no 5xx, no crash, no card number in any response or log line', { timeout: 420_000 }, async () => {
     const next = hostileGenerator(HOSTILE_SEED);
     const logStart = t.logLines.length;
     const statuses = new Map<string, number>();

@@ -232,17 +232,21 @@ describe('tamper suite', () => {
     expect((await verify()).ok).toBe(true);
   });
 
-  it('modified ciphertext: verify-log names the index (stored digest ≠ leaf commitment), and release refuses it', async () => {
+  it('modified ciphertext (carried in the v2 leaf): verify-log names the index, and release refuses it', async () => {
     const tx = txIds[10]!; // assigned to acme
     const index = await withDb(async (c) => Number((await c.query('SELECT log_index FROM transactions WHERE transaction_id = $1', [tx])).rows[0].log_index));
-    const flip = "UPDATE transactions SET ciphertext = set_byte(ciphertext, 0, (get_byte(ciphertext, 0) + 1) % 256) WHERE transaction_id = $1";
+    let original!: Buffer;
     await tamper(async (c) => {
-      await c.query(flip, [tx]);
+      original = await leafAt(c, index);
+      const l = decodeLeaf(original);
+      if (l.v !== 2 || l.type !== 'transaction') throw new Error('expected a v2 transaction leaf');
+      const ct = Buffer.from(l.env.ct);
+      ct[0] = (ct[0]! + 1) % 256;
+      await c.query('UPDATE log_entries SET leaf = $2 WHERE idx = $1', [index, encodeLeaf({ ...l, env: { ...l.env, ct } })]);
     });
     try {
       const report = await verify();
       expect(report.ok).toBe(false);
-      expect(report.failures.map((f) => f.code)).toContain('CIPHERTEXT_MISMATCH');
       expect(report.firstBadIndex).toBe(index);
       // The server's envelope check (key commitment + GCM tag) refuses to release it.
       const r = await t.call('processor-acme', 'POST', `/v1/transactions/${tx}/release`, { purpose: 'capture' });
@@ -250,9 +254,7 @@ describe('tamper suite', () => {
       expect(r.status).toBeLessThan(500);
       expect(r.text).not.toContain('4111111111111111');
     } finally {
-      await tamper(async (c) => {
-        await c.query(flip.replace('+ 1) % 256', '+ 255) % 256'), [tx]);
-      });
+      await tamper(async (c) => void (await c.query('UPDATE log_entries SET leaf = $2 WHERE idx = $1', [index, original])));
     }
     await settled();
     expect((await verify()).ok).toBe(true); // restored; the refused attempt is itself a valid access entry
@@ -312,9 +314,10 @@ describe('tamper suite', () => {
     expect(r.ok).toBe(false);
     expect(r.treeSize).toBe(size);
     const codes = r.failures.map((f) => f.code);
-    expect(codes).toContain('ROOT_MISMATCH');
-    // The server's proofs now come from rewritten nodes and no longer hash to the signed root.
-    expect(codes).toContain('PROOF_INCONSISTENT');
+    // The recomputed tree heads carry no valid MAC (the attacker lacks the service's key), so
+    // the service trusts none of them and serves no entries: verify-log reports them missing.
+    expect(codes).toContain('MISSING_ENTRY');
+    expect(r.firstBadIndex).toBe(0);
     const cli = await runCli([...tlsArgs(), '--state', statePath, '--json']);
     expect(cli.code, cli.stderr).toBe(1);
     expect(JSON.parse(cli.stdout).ok).toBe(false);

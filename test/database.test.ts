@@ -24,6 +24,7 @@ const COLUMN: Record<(typeof LOG_TABLES)[number], string> = {
   transactions: 'processor',
   access_entries: 'outcome',
   checkpoints: 'note',
+  witness_cosignatures: 'signature_line',
 };
 const updateSql = (table: (typeof LOG_TABLES)[number]) => `UPDATE ${table} SET ${COLUMN[table]} = ${COLUMN[table]}`;
 beforeAll(async () => {

@@ -57,9 +57,11 @@ export function formatCosignerVkey(c: Cosigner): string {
 
 /** Parses a type-0x04 vkey; BAD_REQUEST for anything else (including a log's type-0x01 key). */
 export function parseCosignerVkey(vkey: string): Cosigner {
-  const parts = typeof vkey === 'string' ? vkey.split('+') : [];
-  if (parts.length !== 3) throw bad('malformed witness verifier key');
-  const [name, idHex, b64] = parts as [string, string, string];
+  // `<name>+<hex id>+<base64>`: names hold no '+', the base64 may.
+  const first = typeof vkey === 'string' ? vkey.indexOf('+') : -1;
+  const second = first < 0 ? -1 : vkey.indexOf('+', first + 1);
+  if (second < 0) throw bad('malformed witness verifier key');
+  const [name, idHex, b64] = [vkey.slice(0, first), vkey.slice(first + 1, second), vkey.slice(second + 1)];
   const material = decodeBase64Strict(b64);
   if (!isValidKeyName(name) || !/^[0-9a-f]{8}$/i.test(idHex) || material === undefined) throw bad('malformed witness verifier key');
   if (material[0] !== SIG_TYPE_COSIGNATURE_ED25519) throw bad('witness verifier key is not an Ed25519 cosignature key (type 0x04)');

@@ -107,6 +107,8 @@ interface WitnessLane {
   w: WitnessEndpoint;
   /** Size the witness last cosigned for us (undefined: ask our table, else 0). */
   knownSize?: number;
+  /** Root of the checkpoint of `knownSize` this service had cosigned (skip resubmitting it). */
+  knownRoot?: Buffer;
   running: boolean;
   waiting?: StoredCheckpoint;
 }
@@ -198,6 +200,8 @@ export class WitnessCosigning {
 
   // tlog-witness §add-checkpoint, client side.
   async #submitOne(lane: WitnessLane, c: StoredCheckpoint): Promise<void> {
+    // Already cosigned (two publications of the same tree head): nothing to ask.
+    if (lane.knownSize === c.size && lane.knownRoot?.equals(c.rootHash)) return;
     let old = await this.#knownSize(lane);
     for (let attempt = 0; attempt <= MAX_CONFLICT_RETRIES; attempt++) {
       if (old > c.size) {
@@ -216,6 +220,7 @@ export class WitnessCosigning {
       if (res.status === 200) {
         await this.#store(lane, c, text);
         lane.knownSize = c.size;
+        lane.knownRoot = c.rootHash;
         return;
       }
       const outcome = OUTCOME_BY_STATUS[res.status] ?? 'error';
@@ -225,6 +230,7 @@ export class WitnessCosigning {
         if (theirs !== old) {
           old = theirs;
           lane.knownSize = theirs;
+          delete lane.knownRoot;
           continue;
         }
       }

@@ -131,6 +131,7 @@ export class WitnessCosigning {
   #witnessed: { size: number; note: string; at: number } | null = null;
   #closed = false;
   readonly #inFlight = new Set<Promise<void>>();
+  readonly #quorumListeners: Array<(size: number, latencyMs: number) => void> = [];
 
   constructor(
     private readonly db: Db,
@@ -140,8 +141,6 @@ export class WitnessCosigning {
       logVerifiers: NoteVerifier[];
       logger?: Logger;
       metrics?: WitnessMetrics;
-      /** Called when a signed size first reaches the quorum (latency in ms from publication). */
-      onQuorum?: (size: number, latencyMs: number) => void;
     },
   ) {
     if (opts.quorum < 1 || opts.quorum > opts.witnesses.length) throw new PaylogError('BAD_REQUEST', 'witness quorum must be between 1 and the number of witnesses');
@@ -258,7 +257,7 @@ export class WitnessCosigning {
       for (const s of [...this.#publishedAt.keys()]) if (s < latest.size) this.#publishedAt.delete(s);
       const ms = performance.now() - at;
       this.opts.metrics?.quorumSeconds.observe(ms / 1000);
-      this.opts.onQuorum?.(latest.size, ms);
+      for (const f of this.#quorumListeners) f(latest.size, ms);
     }
     this.#updateLag();
   }
@@ -297,6 +296,11 @@ export class WitnessCosigning {
     if (this.#witnessed !== null && witnessedSize >= this.#signedSize) this.#pendingSince = null;
     this.opts.metrics?.lagEntries.set(Math.max(0, this.#signedSize - witnessedSize));
     this.opts.metrics?.lagSeconds.set(this.#pendingSince === null ? 0 : (Date.now() - this.#pendingSince) / 1000);
+  }
+
+  /** Calls `f` when a signed size first reaches the quorum, with the ms since it was published. */
+  onQuorum(f: (size: number, latencyMs: number) => void): void {
+    this.#quorumListeners.push(f);
   }
 
   /** For /readyz: how far witnessing lags behind signing. */

@@ -21,6 +21,7 @@ import { toNoteVerifiers, verifyLog } from '../src/log/verifier.js';
 import { formatAddCheckpoint, parseAddCheckpoint } from '../src/log/witness/add-checkpoint.js';
 import { cosignatureKeyId, formatCosignerVkey, parseCosignerVkey, signCosignature, splitNote, verifyCosignatures } from '../src/log/witness/cosignature.js';
 import { witnessPolicy } from '../src/log/witness/policy.js';
+import { loadConfig } from '../src/config.js';
 import { startWitness, type RunningWitness } from '../src/log/witness/witness.js';
 
 describe('tlog-cosignature and tlog-witness formats', () => {
@@ -66,6 +67,23 @@ describe('tlog-cosignature and tlog-witness formats', () => {
     for (const bad of ['old 03\n\nx', 'old -1\n\nx', 'new 3\n\nx', 'old 3\nnot-base64\n\nx', 'old 3\n', `old 1\n${'AAAA\n'.repeat(1)}\nx`]) {
       expect(() => parseAddCheckpoint(bad), bad).toThrow();
     }
+  });
+});
+
+describe('PAYLOG_WITNESSES / PAYLOG_WITNESS_QUORUM', () => {
+  it('are checked at start and name the bad setting', () => {
+    const { publicKey } = generateKeyPairSync('ed25519');
+    const spki = publicKey.export({ format: 'der', type: 'spki' });
+    const vkey = formatCosignerVkey({ name: 'w.example/1', publicKey: Buffer.from(spki.subarray(spki.length - 32)) });
+    const base = { PAYLOG_DATA_DIR: tmpdir() };
+    const ok = loadConfig({ ...base, PAYLOG_WITNESSES: `http://127.0.0.1:7380 ${vkey}` });
+    expect(ok.witnesses).toMatchObject({ quorum: 1, endpoints: [{ url: 'http://127.0.0.1:7380', key: expect.stringMatching(/^w\.example\/1\+[0-9a-f]{8}$/) }] });
+    expect(() => loadConfig({ ...base, PAYLOG_WITNESSES: `http://127.0.0.1:7380 ${vkey}`, PAYLOG_WITNESS_QUORUM: '2' })).toThrow(/PAYLOG_WITNESS_QUORUM/);
+    expect(() => loadConfig({ ...base, PAYLOG_WITNESSES: 'http://127.0.0.1:7380' })).toThrow(/PAYLOG_WITNESSES/);
+    expect(() => loadConfig({ ...base, PAYLOG_WITNESSES: `ftp://x ${vkey}` })).toThrow(/PAYLOG_WITNESSES/);
+    expect(() => loadConfig({ ...base, PAYLOG_WITNESSES: `http://a ${vkey},http://b ${vkey}` })).toThrow(/twice/);
+    expect(() => loadConfig({ ...base, PAYLOG_WITNESSES: `http://a ${formatVerifierKey('w.example/1', Buffer.from(spki.subarray(spki.length - 32)))}` })).toThrow(/type 0x04/);
+    expect(() => loadConfig({ ...base, PAYLOG_WITNESS_QUORUM: '1' })).toThrow(/PAYLOG_WITNESS_QUORUM/);
   });
 });
 

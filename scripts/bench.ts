@@ -35,6 +35,7 @@ import { appenderSection } from './bench/appender.js';
 import { envelopeSection } from './bench/envelope.js';
 import { auditorInclusionSection, auditorRebuildSection } from './bench/auditor.js';
 import { auditorTilesSection, witnessQuorumSection } from './bench/tiles-witness.js';
+import { cseSection } from './bench/cse.js';
 
 /**
  * Every section, in print order. Sections with `needs: 'service'` run first, while the paylog
@@ -42,6 +43,7 @@ import { auditorTilesSection, witnessQuorumSection } from './bench/tiles-witness
  */
 export const SECTIONS: BenchSection[] = [
   serviceThroughputSection,
+  cseSection,
   rawInsertSection,
   appenderSection,
   envelopeSection,
@@ -80,6 +82,11 @@ export const TARGETS: RatioTarget[] = [
     label: 'auditor: verify-log from tiles ÷ from the entries API (entries/s)',
     numerator: 'auditor_tiles.tiles_per_s',
     denominator: 'auditor_tiles.entries_api_per_s',
+  },
+  {
+    label: 'client-side encryption: JWE submissions ÷ plaintext submissions (req/s, same run)',
+    numerator: 'cse.encrypted_rps',
+    denominator: 'cse.plaintext_rps',
   },
   {
     label: 'auditor: tree rebuild alone (StreamingTreeBuilder) ÷ raw SHA-256',

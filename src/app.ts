@@ -32,11 +32,10 @@ import { CheckpointPublisher, kmsNoteSigners, type PublishedKey } from './log/ch
 import { AdminService } from './services/admin.js';
 import { RateLimiter } from './auth/rate-limit.js';
 import type { DataKeySource } from './crypto/envelope.js';
+import { createReadiness } from './readiness.js';
 
 export const EMBEDDED_DATABASE = 'paylog';
 export const DEV_PROCESSORS = ['acme', 'globex'] as const;
-/** How long a readiness answer is reused. */
-export const READINESS_CACHE_MS = 2_000;
 
 export interface Paylog {
   readonly url: string;
@@ -67,6 +66,7 @@ export interface StartOptions {
 
 async function ensureEmbeddedDatabase(adminUrl: string): Promise<string> {
   const client = new pg.Client({ connectionString: adminUrl });
+  client.on('error', () => {}); // a lost server fails the query in flight; no unhandled 'error'
   await client.connect();
   try {
     const r = await client.query('SELECT 1 FROM pg_database WHERE datname = $1', [EMBEDDED_DATABASE]);
@@ -98,8 +98,22 @@ export async function startPaylog(config: Config, opts: StartOptions = {}): Prom
       ownerUrl = await ensureEmbeddedDatabase(embedded.adminUrl);
     }
     await applyMigrations(ownerUrl);
+    // Every pool connection is time-bounded and survives losing its server (a restart is a 503
+    // with Retry-After while it lasts, then the pool reconnects).
+    const poolOptions = {
+      timeouts: {
+        connectTimeoutMs: config.budgets.dbConnectTimeoutMs,
+        statementTimeoutMs: config.budgets.dbStatementTimeoutMs,
+        lockTimeoutMs: config.budgets.dbLockTimeoutMs,
+        idleInTransactionTimeoutMs: config.budgets.dbIdleInTransactionTimeoutMs,
+      },
+      onConnectionError: (e: Error) =>
+        logger.warn({ err: { type: e?.name, code: (e as { code?: string })?.code, message: e?.message } }, 'database connection lost; it will be reopened'),
+    };
     // Bootstrap pool (owner session, role paylog_app) until the service login exists.
-    let database = config.appDatabaseUrl ? openAppDatabase(config.appDatabaseUrl, { role: null }) : openAppDatabase(ownerUrl);
+    let database = config.appDatabaseUrl
+      ? openAppDatabase(config.appDatabaseUrl, { ...poolOptions, role: null })
+      : openAppDatabase(ownerUrl, poolOptions);
     const closeDatabase = async () => database.close();
     cleanups.push(closeDatabase);
 
@@ -115,7 +129,12 @@ export async function startPaylog(config: Config, opts: StartOptions = {}): Prom
         region: config.kms.region ?? 'us-east-1',
       };
     }
-    const kmsClient = createKmsClient(kmsClientSettings);
+    const kmsClient = createKmsClient({
+      ...kmsClientSettings,
+      connectTimeoutMs: config.budgets.kmsConnectTimeoutMs,
+      requestTimeoutMs: config.budgets.kmsRequestTimeoutMs,
+      maxAttempts: config.budgets.kmsMaxAttempts,
+    });
     cleanups.push(async () => kmsClient.destroy());
     const kms = new PaylogKms(kmsClient);
     let dataKeyId = config.kms.dataKeyId;
@@ -141,7 +160,7 @@ export async function startPaylog(config: Config, opts: StartOptions = {}): Prom
       const serviceUrl = await ensureServiceLogin(ownerUrl, serviceDatabasePassword(macKey));
       if (serviceUrl) {
         const bootstrap = database;
-        database = openAppDatabase(serviceUrl, { role: null });
+        database = openAppDatabase(serviceUrl, { ...poolOptions, role: null });
         await bootstrap.close();
       } else {
         logger.warn('the database owner may not create roles: running as the owner with role paylog_app; set PAYLOG_APP_DATABASE_URL in production');
@@ -207,20 +226,11 @@ export async function startPaylog(config: Config, opts: StartOptions = {}): Prom
     checkpointPublisher.start();
     cleanups.push(() => checkpointPublisher.close());
 
-    // /readyz needs no certificate: answer from a short cache with one check in flight, so a
-    // flood cannot spend the KMS request quota that GenerateDataKey/Decrypt/Sign share.
-    let readyCache: { at: number; value: Promise<{ ok: boolean; checks: Record<string, boolean> }> } | undefined;
-    const readiness = () => {
-      if (readyCache && Date.now() - readyCache.at < READINESS_CACHE_MS) return readyCache.value;
-      const value = (async () => {
-        const checks = { database: false, kms: false };
-        await database.pool.query('SELECT 1').then(() => (checks.database = true), () => {});
-        await kms.ping(dataKeyId).then(() => (checks.kms = true), () => {});
-        return { ok: checks.database && checks.kms, checks };
-      })();
-      readyCache = { at: Date.now(), value };
-      return value;
-    };
+    // /readyz needs no certificate: bounded, cached checks (src/readiness.ts).
+    const readiness = createReadiness({
+      database: () => database.pool.query('SELECT 1'),
+      kms: (signal) => kms.ping(dataKeyId, signal),
+    });
     const server = await buildServer({
       tls,
       logger,
@@ -228,6 +238,7 @@ export async function startPaylog(config: Config, opts: StartOptions = {}): Prom
       transactions: transactionsService,
       revocations,
       readiness,
+      requestTimeoutMs: config.budgets.requestTimeoutMs,
       extraRoutes: [
         (app) => registerReleaseRoutes(app, { release }),
         (app) => registerAdminRoutes(app, { admin }),

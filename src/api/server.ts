@@ -13,6 +13,8 @@ import { registerTransactionRoutes } from './routes/transactions.js';
 import { registerOpsRoutes } from './routes/ops.js';
 import type { TransactionService } from '../services/transactions.js';
 import { DEFAULT_BODY_LIMIT_BYTES } from '../config.js';
+import { errorForLog } from '../logging.js';
+import { RETRY_AFTER_SECONDS } from './errors.js';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -59,6 +61,11 @@ export interface ServerDeps {
   revocations: RevocationCheck;
   readiness: () => Promise<{ ok: boolean; checks: Record<string, boolean> }>;
   bodyLimit?: number;
+  /**
+   * Whole-request time budget (PAYLOG_REQUEST_TIMEOUT_MS): a request not answered within it is
+   * answered 503 LOG_UNAVAILABLE with Retry-After (Fastify `handlerTimeout`, from routing on).
+   */
+  requestTimeoutMs?: number;
   /** Extra route modules (release, log, admin), registered after authentication. */
   extraRoutes?: Array<(app: FastifyInstance) => void>;
 }
@@ -76,13 +83,38 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
     https: { key: deps.tls.key, cert: deps.tls.cert, ca: deps.tls.ca, requestCert: true, rejectUnauthorized: false, minVersion: 'TLSv1.3' },
     loggerInstance: deps.logger as unknown as FastifyBaseLogger,
     bodyLimit: deps.bodyLimit ?? DEFAULT_BODY_LIMIT_BYTES,
-    return503OnClosing: true,
+    // While closing, requests still arriving are refused by our own hook below (503 with
+    // Retry-After in the one error format), not by Fastify's bare 503.
+    return503OnClosing: false,
+    ...(deps.requestTimeoutMs ? { handlerTimeout: deps.requestTimeoutMs } : {}),
     logController: new RedactingLogController(),
     forceCloseConnections: 'idle',
   }) as unknown as FastifyInstance;
   app.decorateRequest('principal', null);
   // JSON only: a text/plain body must be 415, not parsed as a string.
   app.removeContentTypeParser('text/plain');
+
+  let closing = false;
+  app.addHook('preClose', (done) => {
+    closing = true;
+    done();
+  });
+  app.addHook('onRequest', async (_req, reply) => {
+    if (!closing) return;
+    reply.header('connection', 'close');
+    throw new PaylogError('LOG_UNAVAILABLE', 'the service is shutting down; retry later');
+  });
+  // A handler still running when its time budget answered 503 must not touch the reply again
+  // (Fastify would log "already sent" with the URL, which can hold client input).
+  app.addHook('onRoute', (route) => {
+    const handler = route.handler;
+    route.handler = async function (this: FastifyInstance, req: FastifyRequest, reply: FastifyReply) {
+      const guarded = guardLateReply(req, reply);
+      const out: unknown = await handler.call(this, req, guarded);
+      if (timedOut(req)) return undefined;
+      return out === guarded ? reply : out;
+    };
+  });
 
   // Authentication: verified client certificate for every /v1 route; revocation checked live.
   app.addHook('onRequest', async (req) => {
@@ -98,6 +130,8 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
   app.addHook('onSend', async (req, reply) => {
     if (req.url.startsWith('/v1')) reply.header('cache-control', 'no-store');
     reply.header('x-content-type-options', 'nosniff');
+    // Every 503 carries Retry-After (/readyz included); error answers set theirs in the handler.
+    if (reply.statusCode === 503 && !reply.hasHeader('retry-after')) reply.header('retry-after', String(RETRY_AFTER_SECONDS));
   });
 
   app.addHook('onResponse', async (req, reply) => {
@@ -107,14 +141,16 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
   });
 
   app.setErrorHandler(async (err, req, reply) => {
-    const pe = toPaylogError(err);
-    if (pe.code === 'INTERNAL') req.log.error({ err: { type: (err as Error)?.name, code: (err as { code?: string })?.code } }, 'internal error');
-    else req.log.info({ code: pe.code }, 'request refused');
-    const { status, body } = errorResponse(pe);
-    if (pe.code === 'RATE_LIMITED' && typeof pe.details?.retryAfterSeconds === 'number') {
-      reply.header('retry-after', String(pe.details.retryAfterSeconds));
-    }
-    return reply.status(status).header('cache-control', 'no-store').send(body);
+    let pe = toPaylogError(err);
+    // The operator finds an INTERNAL error's cause by its request id (also in the answer).
+    if (pe.code === 'INTERNAL') {
+      req.log.error({ reqId: req.id, route: req.routeOptions.url ?? 'unmatched', err: errorForLog(err) }, 'internal error');
+      pe = new PaylogError('INTERNAL', pe.message, { ...pe.details, requestId: req.id }, { cause: err });
+    } else if (pe.code === 'LOG_UNAVAILABLE' || pe.code === 'KMS_UNAVAILABLE') {
+      req.log.warn({ code: pe.code, err: errorForLog(pe.cause ?? err) }, 'request refused: dependency unavailable');
+    } else req.log.info({ code: pe.code }, 'request refused');
+    const { status, body, headers } = errorResponse(pe);
+    return reply.status(status).headers(headers).header('cache-control', 'no-store').send(body);
   });
   app.setNotFoundHandler(async (_req, reply) => {
     const { status, body } = errorResponse(new PaylogError('NOT_FOUND', 'no such route'));
@@ -125,4 +161,26 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
   registerTransactionRoutes(app, { transactions: deps.transactions });
   for (const r of deps.extraRoutes ?? []) r(app);
   return app;
+}
+
+/** True once the request's time budget has answered it (Fastify aborts `signal` with this code). */
+function timedOut(req: FastifyRequest): boolean {
+  const signal = req.signal;
+  return signal.aborted && (signal.reason as { code?: unknown } | undefined)?.code === 'FST_ERR_HANDLER_TIMEOUT';
+}
+
+/** The reply as a handler sees it: after a timeout every method call is a no-op (`then` excepted). */
+function guardLateReply(req: FastifyRequest, reply: FastifyReply): FastifyReply {
+  const guarded: FastifyReply = new Proxy(reply, {
+    get(target, prop) {
+      const v: unknown = Reflect.get(target, prop, target);
+      if (typeof v !== 'function' || prop === 'then') return typeof v === 'function' ? v.bind(target) : v;
+      return (...args: unknown[]) => {
+        if (timedOut(req)) return guarded;
+        const out: unknown = (v as (...a: unknown[]) => unknown).apply(target, args);
+        return out === target ? guarded : out;
+      };
+    },
+  });
+  return guarded;
 }

@@ -24,6 +24,7 @@ import type { TransactionService } from './transactions.js';
 import { containsIban, containsPanLikeNumber } from '../validation/transaction.js';
 import { unknownTransactionRef } from '../crypto/fingerprint.js';
 import type { Metrics } from '../metrics.js';
+import { isTransientDatabaseError } from '../db/errors.js';
 
 export const RELEASE_PURPOSES = ['authorize', 'capture', 'refund', 'chargeback', 'settlement'] as const;
 export const REFERENCE_MAX = 128;
@@ -150,6 +151,8 @@ export class ReleaseService {
         );
       } catch (e) {
         if (isPaylogError(e) && e.code === 'KMS_UNAVAILABLE') refusal = e;
+        // The database failing to answer says nothing about the record: 503, not 422.
+        else if (isTransientDatabaseError(e)) refusal = new PaylogError('LOG_UNAVAILABLE', 'the log database is unavailable; nothing was released', undefined, { cause: e });
         else refusal = new PaylogError('INTEGRITY_FAILURE', 'the stored record failed its integrity checks; nothing was released');
       }
     }
@@ -201,7 +204,7 @@ export class ReleaseService {
         accessLogIndex: appended.logIndex,
       };
     } catch (e) {
-      if (isPaylogError(e) && e.code === 'LOG_UNAVAILABLE') {
+      if (isPaylogError(e) && e.code === 'LOG_UNAVAILABLE' && e !== refusal) {
         this.deps.metrics?.releases.inc({ outcome: 'log_unavailable' });
         throw new PaylogError('LOG_UNAVAILABLE', 'the access could not be logged durably; nothing was released', undefined, { cause: e });
       }

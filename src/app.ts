@@ -9,7 +9,7 @@ import pg from 'pg';
 import type { DestinationStream } from 'pino';
 import type { FastifyInstance } from 'fastify';
 import type { Config } from './config.js';
-import { createLogger, type Logger } from './logging.js';
+import { createLogger, errorForLog, type Logger } from './logging.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import { startEmbeddedPostgres, type EmbeddedServer } from './db/embedded.js';
 import { applyMigrations, ensureServiceLogin, openAppDatabase, type AppDatabase } from './db/connection.js';
@@ -107,8 +107,7 @@ export async function startPaylog(config: Config, opts: StartOptions = {}): Prom
         lockTimeoutMs: config.budgets.dbLockTimeoutMs,
         idleInTransactionTimeoutMs: config.budgets.dbIdleInTransactionTimeoutMs,
       },
-      onConnectionError: (e: Error) =>
-        logger.warn({ err: { type: e?.name, code: (e as { code?: string })?.code, message: e?.message } }, 'database connection lost; it will be reopened'),
+      onConnectionError: (e: Error) => logger.warn({ error: errorForLog(e) }, 'database connection lost; it will be reopened'),
     };
     // Bootstrap pool (owner session, role paylog_app) until the service login exists.
     let database = config.appDatabaseUrl

@@ -57,11 +57,6 @@ export function toPaylogError(e: unknown): PaylogError {
     case 'FST_ERR_CTP_INVALID_JSON_BODY':
       return new PaylogError('BAD_REQUEST', 'request body is not valid JSON');
   }
-  if (fe?.code === 'FST_ERR_HANDLER_TIMEOUT') {
-    return new PaylogError('LOG_UNAVAILABLE', 'the request did not complete within its time budget; retry later (retrying the same request is safe)', undefined, {
-      cause: e,
-    });
-  }
   if (isTransientDatabaseError(e)) {
     return new PaylogError('LOG_UNAVAILABLE', 'the log database is unavailable; retry later', undefined, { cause: e });
   }

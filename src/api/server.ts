@@ -19,6 +19,8 @@ import { RETRY_AFTER_SECONDS } from './errors.js';
 declare module 'fastify' {
   interface FastifyRequest {
     principal: Principal | null;
+    /** performance.now() by which the request must be answered (request budget). */
+    deadline: number;
   }
 }
 
@@ -62,8 +64,8 @@ export interface ServerDeps {
   readiness: () => Promise<{ ok: boolean; checks: Record<string, boolean> }>;
   bodyLimit?: number;
   /**
-   * Whole-request time budget (PAYLOG_REQUEST_TIMEOUT_MS): a request not answered within it is
-   * answered 503 LOG_UNAVAILABLE with Retry-After (Fastify `handlerTimeout`, from routing on).
+   * Whole-request time budget (PAYLOG_REQUEST_TIMEOUT_MS), counted from the request's arrival:
+   * a request not answered within it is answered 503 LOG_UNAVAILABLE with Retry-After.
    */
   requestTimeoutMs?: number;
   /** Extra route modules (release, log, admin), registered after authentication. */
@@ -86,11 +88,11 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
     // While closing, requests still arriving are refused by our own hook below (503 with
     // Retry-After in the one error format), not by Fastify's bare 503.
     return503OnClosing: false,
-    ...(deps.requestTimeoutMs ? { handlerTimeout: deps.requestTimeoutMs } : {}),
     logController: new RedactingLogController(),
     forceCloseConnections: 'idle',
   }) as unknown as FastifyInstance;
   app.decorateRequest('principal', null);
+  app.decorateRequest('deadline', Infinity);
   // JSON only: a text/plain body must be 415, not parsed as a string.
   app.removeContentTypeParser('text/plain');
 
@@ -104,17 +106,39 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
     reply.header('connection', 'close');
     throw new PaylogError('LOG_UNAVAILABLE', 'the service is shutting down; retry later');
   });
-  // A handler still running when its time budget answered 503 must not touch the reply again
-  // (Fastify would log "already sent" with the URL, which can hold client input).
-  app.addHook('onRoute', (route) => {
-    const handler = route.handler;
-    route.handler = async function (this: FastifyInstance, req: FastifyRequest, reply: FastifyReply) {
-      const guarded = guardLateReply(req, reply);
-      const out: unknown = await handler.call(this, req, guarded);
-      if (timedOut(req)) return undefined;
-      return out === guarded ? reply : out;
-    };
-  });
+  // The request budget. (Not Fastify's `handlerTimeout`: on Node 20 its timer is cleared as soon
+  // as a request body has been read, so it never fires for a POST.) A handler still running when
+  // its budget answered 503 must not touch the reply again (Fastify would log "already sent"
+  // with the URL, which can hold client input).
+  const budgetMs = deps.requestTimeoutMs;
+  if (budgetMs) {
+    app.addHook('onRequest', async (req) => {
+      req.deadline = performance.now() + budgetMs;
+    });
+    app.addHook('onRoute', (route) => {
+      const handler = route.handler;
+      route.handler = async function (this: FastifyInstance, req: FastifyRequest, reply: FastifyReply) {
+        let expired = false;
+        const guarded = guardLateReply(reply, () => expired);
+        let timer: NodeJS.Timeout | undefined;
+        const budget = new Promise<undefined>((resolve, reject) => {
+          timer = setTimeout(() => {
+            if (reply.sent) return resolve(undefined);
+            expired = true;
+            reject(new PaylogError('LOG_UNAVAILABLE', 'the request did not complete within its time budget; retry later (retrying the same request is safe)'));
+          }, Math.max(0, req.deadline - performance.now()));
+        });
+        const work = Promise.resolve(handler.call(this, req, guarded));
+        work.catch(() => {}); // after the budget has answered, a late failure has nobody to tell
+        try {
+          const out: unknown = await Promise.race([work, budget]);
+          return out === guarded ? reply : out;
+        } finally {
+          clearTimeout(timer);
+        }
+      };
+    });
+  }
 
   // Authentication: verified client certificate for every /v1 route; revocation checked live.
   app.addHook('onRequest', async (req) => {
@@ -144,10 +168,10 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
     let pe = toPaylogError(err);
     // The operator finds an INTERNAL error's cause by its request id (also in the answer).
     if (pe.code === 'INTERNAL') {
-      req.log.error({ reqId: req.id, route: req.routeOptions.url ?? 'unmatched', err: errorForLog(err) }, 'internal error');
+      req.log.error({ reqId: req.id, route: req.routeOptions.url ?? 'unmatched', error: errorForLog(err) }, 'internal error');
       pe = new PaylogError('INTERNAL', pe.message, { ...pe.details, requestId: req.id }, { cause: err });
     } else if (pe.code === 'LOG_UNAVAILABLE' || pe.code === 'KMS_UNAVAILABLE') {
-      req.log.warn({ code: pe.code, err: errorForLog(pe.cause ?? err) }, 'request refused: dependency unavailable');
+      req.log.warn({ code: pe.code, error: errorForLog(pe.cause ?? err) }, 'request refused: dependency unavailable');
     } else req.log.info({ code: pe.code }, 'request refused');
     const { status, body, headers } = errorResponse(pe);
     return reply.status(status).headers(headers).header('cache-control', 'no-store').send(body);
@@ -163,20 +187,14 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
   return app;
 }
 
-/** True once the request's time budget has answered it (Fastify aborts `signal` with this code). */
-function timedOut(req: FastifyRequest): boolean {
-  const signal = req.signal;
-  return signal.aborted && (signal.reason as { code?: unknown } | undefined)?.code === 'FST_ERR_HANDLER_TIMEOUT';
-}
-
-/** The reply as a handler sees it: after a timeout every method call is a no-op (`then` excepted). */
-function guardLateReply(req: FastifyRequest, reply: FastifyReply): FastifyReply {
+/** The reply as a handler sees it: once `expired`, every method call is a no-op (`then` excepted). */
+function guardLateReply(reply: FastifyReply, expired: () => boolean): FastifyReply {
   const guarded: FastifyReply = new Proxy(reply, {
     get(target, prop) {
       const v: unknown = Reflect.get(target, prop, target);
       if (typeof v !== 'function' || prop === 'then') return typeof v === 'function' ? v.bind(target) : v;
       return (...args: unknown[]) => {
-        if (timedOut(req)) return guarded;
+        if (expired()) return guarded;
         const out: unknown = (v as (...a: unknown[]) => unknown).apply(target, args);
         return out === target ? guarded : out;
       };

@@ -150,12 +150,20 @@ describe('PostgreSQL restarts under load', () => {
     expectOnlyAllowedAnswers(run, resumedAfterMs);
   });
 
-  it('stop, a gap with no database at all, start', async () => {
+  it('stop, a gap with no database at all (/readyz 503 meanwhile), start', async () => {
+    let readyzDuringGap: { status: number; retryAfter: unknown } | undefined;
     const { run, resumedAfterMs } = await drill(async () => {
       await shutdown('SIGINT');
-      await sleep(GAP_MS);
+      const gapStart = performance.now();
+      while (performance.now() - gapStart < GAP_MS) {
+        const r = await t.call(null, 'GET', '/readyz');
+        if (r.status === 503) readyzDuringGap ??= { status: r.status, retryAfter: r.headers['retry-after'] };
+        await sleep(100);
+      }
     });
     expectOnlyAllowedAnswers(run, resumedAfterMs);
+    expect(readyzDuringGap).toEqual({ status: 503, retryAfter: '1' });
+    expect((await t.call(null, 'GET', '/readyz')).status).toBe(200);
   });
 
   it('afterwards: every acknowledged transaction is stored at its index, indexes are dense, the log verifies, releases return what was sent', async () => {

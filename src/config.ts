@@ -14,6 +14,14 @@ export const DEFAULT_SIGNING_KEY_ALIAS = 'alias/paylog-checkpoint';
 export const DEFAULT_LOCAL_KMS_REGION = 'us-east-1';
 export const DEFAULT_RELEASE_RATE_PER_MINUTE = 120;
 export const DEFAULT_BODY_LIMIT_BYTES = 16 * 1024;
+/** Client-side encryption (src/cse): JWE maximum age on paylog's clock, from its `iat`. */
+export const DEFAULT_CSE_MAX_AGE_S = 15 * 60;
+/** Client-side encryption: one browser key per calendar period (UTC). */
+export const DEFAULT_CSE_KEY_PERIOD = 'month';
+/** Client-side encryption: a retired browser key keeps decrypting this long after its period. */
+export const DEFAULT_CSE_KEY_OVERLAP_S = 24 * 60 * 60;
+/** Client-side encryption: unwrapped private keys are kept in memory this long. */
+export const DEFAULT_CSE_KEY_CACHE_TTL_S = 300;
 
 /**
  * Time budgets (milliseconds). Every wait is bounded: a database or KMS that is down, refuses
@@ -74,6 +82,10 @@ const envSchema = z.object({
   PAYLOG_REQUEST_TIMEOUT_MS: intFromEnv(100, 3_600_000).default(TIME_BUDGET_DEFAULTS.requestTimeoutMs),
   /** Explicitly allow the dev-only local KMS together with production TLS files. */
   PAYLOG_ALLOW_DEV_KMS: z.enum(['0', '1']).optional(),
+  PAYLOG_CSE_MAX_AGE_S: intFromEnv(60, 86_400).default(DEFAULT_CSE_MAX_AGE_S),
+  PAYLOG_CSE_KEY_PERIOD: z.enum(['month', 'day', 'hour']).default(DEFAULT_CSE_KEY_PERIOD),
+  PAYLOG_CSE_KEY_OVERLAP_S: intFromEnv(60, 90 * 86_400).default(DEFAULT_CSE_KEY_OVERLAP_S),
+  PAYLOG_CSE_KEY_CACHE_TTL_S: intFromEnv(1, 86_400).default(DEFAULT_CSE_KEY_CACHE_TTL_S),
 });
 
 export interface Config {
@@ -96,6 +108,8 @@ export interface Config {
   budgets: TimeBudgets;
   /** Production TLS files; unset → the dev PKI under dataDir/pki. */
   tls?: { certPath: string; keyPath: string; caPath: string };
+  /** Client-side encryption (browser JWE): see src/cse/keys.ts and SECURITY.md. */
+  cse: { maxAgeS: number; keyPeriod: 'month' | 'day' | 'hour'; keyOverlapS: number; keyCacheTtlS: number };
 }
 
 export class ConfigError extends Error {
@@ -126,6 +140,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
         'invalid settings:\n  AWS_REGION: production TLS files are set but no AWS KMS; the local KMS keeps keys in the clear (dev only). Set AWS_REGION / AWS_ENDPOINT_URL_KMS, or PAYLOG_ALLOW_DEV_KMS=1 for a test deployment',
       );
     }
+  }
+  if (e.PAYLOG_CSE_KEY_OVERLAP_S < e.PAYLOG_CSE_MAX_AGE_S) {
+    throw new ConfigError('invalid settings:\n  PAYLOG_CSE_KEY_OVERLAP_S: must be at least PAYLOG_CSE_MAX_AGE_S (a blob issued just before a rotation must still open)');
   }
   return {
     dataDir: resolve(e.PAYLOG_DATA_DIR),
@@ -163,6 +180,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       kmsRequestTimeoutMs: e.PAYLOG_KMS_REQUEST_TIMEOUT_MS,
       kmsMaxAttempts: e.PAYLOG_KMS_MAX_ATTEMPTS,
       requestTimeoutMs: e.PAYLOG_REQUEST_TIMEOUT_MS,
+    },
+    cse: {
+      maxAgeS: e.PAYLOG_CSE_MAX_AGE_S,
+      keyPeriod: e.PAYLOG_CSE_KEY_PERIOD,
+      keyOverlapS: e.PAYLOG_CSE_KEY_OVERLAP_S,
+      keyCacheTtlS: e.PAYLOG_CSE_KEY_CACHE_TTL_S,
     },
     ...(tlsSet === 3
       ? { tls: { certPath: e.PAYLOG_TLS_CERT!, keyPath: e.PAYLOG_TLS_KEY!, caPath: e.PAYLOG_TLS_CA! } }

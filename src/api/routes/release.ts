@@ -4,6 +4,7 @@ import type { ReleaseService } from '../../services/release.js';
 import type { AdminService } from '../../services/admin.js';
 import { requirePrincipal } from '../server.js';
 import { parseIndexParam } from '../../services/log-read.js';
+import { decodeUtf8Strict } from '../../validation/encoding.js';
 
 type IdParams = { Params: { transactionId: string } };
 
@@ -12,7 +13,22 @@ export function registerReleaseRoutes(app: FastifyInstance, deps: { release: Rel
   // it: a malformed body is then a refused attempt that is logged like any other.
   void app.register(async (scope) => {
     scope.removeAllContentTypeParsers();
-    scope.addContentTypeParser('*', { parseAs: 'string' }, (_req, body, done) => done(null, body));
+    scope.addContentTypeParser('*', { parseAs: 'buffer' }, (_req, body, done) => {
+      let text: string;
+      try {
+        text = decodeUtf8Strict(body as Buffer, 'request body'); // INVALID_ENCODING, before anything else
+      } catch (e) {
+        done(e as Error, undefined);
+        return;
+      }
+      // JSON is parsed here so that the server's encoding check sees escaped NULs and lone
+      // surrogates; text that is not JSON goes to the service as it is (a refused, logged attempt).
+      try {
+        done(null, JSON.parse(text) as unknown);
+      } catch {
+        done(null, text);
+      }
+    });
     scope.post<IdParams>('/v1/transactions/:transactionId/release', async (req) => {
       return await deps.release.release(requirePrincipal(req), req.params.transactionId, req.body ?? '', req.ip);
     });

@@ -48,7 +48,11 @@ export function createLogger(level: string, destination?: DestinationStream): Lo
 
 /** Longest error message kept in a log line. */
 export const LOGGED_MESSAGE_MAX = 300;
-const DIGIT_RUN = /\d(?:[ .-]?\d){5,}/g;
+/**
+ * Log scrubbing, deliberately broader than the PAN rule of src/validation/identifiers.ts (no
+ * Luhn, no length window): any 6+ characters of digits and separators between two digits.
+ */
+const DIGIT_RUN = /\d[\d .-]{4,}\d/g;
 const IBAN_LIKE = /\b[A-Z]{2}\d{2}(?:[ ]?[A-Z0-9]){10,30}\b/gi;
 
 /**

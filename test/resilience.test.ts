@@ -121,8 +121,8 @@ describe('time budgets on a real service', () => {
     expect(r.json.error.code).toBe('LOG_UNAVAILABLE');
     expect(r.headers['retry-after']).toMatch(/^\d+$/);
     expect(r.text).not.toContain(body.paymentMethod.pan);
-    const logged = await query(a.databaseUrl, 'SELECT outcome FROM access_entries WHERE transaction_id = $1', [body.transactionId]);
-    expect(logged.map((x) => x.outcome)).toEqual(['denied:LOG_UNAVAILABLE']);
+    const logged = await a.call('auditor', 'GET', `/v1/transactions/${body.transactionId}/accesses`);
+    expect(logged.json.accesses.map((x: { outcome: string; reason: string | null }) => `${x.outcome}:${x.reason}`)).toEqual(['denied:LOG_UNAVAILABLE']);
     const ok = await a.call('processor-acme', 'POST', `/v1/transactions/${body.transactionId}/release`, { purpose: 'capture' });
     expect(ok.status).toBe(200);
     expect(ok.json.paymentMethod).toEqual(body.paymentMethod);

@@ -9,7 +9,7 @@ import pg from 'pg';
 import type { DestinationStream } from 'pino';
 import type { FastifyInstance } from 'fastify';
 import type { Config } from './config.js';
-import { createLogger, type Logger } from './logging.js';
+import { createLogger, errorForLog, type Logger } from './logging.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import { startEmbeddedPostgres, type EmbeddedServer } from './db/embedded.js';
 import { applyMigrations, ensureServiceLogin, openAppDatabase, type AppDatabase } from './db/connection.js';
@@ -36,14 +36,13 @@ import { CheckpointPublisher, kmsNoteSigners, type PublishedKey } from './log/ch
 import { AdminService } from './services/admin.js';
 import { RateLimiter } from './auth/rate-limit.js';
 import type { DataKeySource } from './crypto/envelope.js';
+import { createReadiness } from './readiness.js';
 import { CseKeyStore, registerCseKeyMetrics } from './cse/keys.js';
 import { ClientSideDecryption } from './cse/jwe.js';
 import { registerCseRoutes } from './api/routes/cse.js';
 
 export const EMBEDDED_DATABASE = 'paylog';
 export const DEV_PROCESSORS = ['acme', 'globex'] as const;
-/** How long a readiness answer is reused. */
-export const READINESS_CACHE_MS = 2_000;
 
 export interface Paylog {
   readonly url: string;
@@ -78,6 +77,7 @@ export interface StartOptions {
 
 async function ensureEmbeddedDatabase(adminUrl: string): Promise<string> {
   const client = new pg.Client({ connectionString: adminUrl });
+  client.on('error', () => {}); // a lost server fails the query in flight; no unhandled 'error'
   await client.connect();
   try {
     const r = await client.query('SELECT 1 FROM pg_database WHERE datname = $1', [EMBEDDED_DATABASE]);
@@ -109,8 +109,21 @@ export async function startPaylog(config: Config, opts: StartOptions = {}): Prom
       ownerUrl = await ensureEmbeddedDatabase(embedded.adminUrl);
     }
     await applyMigrations(ownerUrl);
+    // Every pool connection is time-bounded and survives losing its server (a restart is a 503
+    // with Retry-After while it lasts, then the pool reconnects).
+    const poolOptions = {
+      timeouts: {
+        connectTimeoutMs: config.budgets.dbConnectTimeoutMs,
+        statementTimeoutMs: config.budgets.dbStatementTimeoutMs,
+        lockTimeoutMs: config.budgets.dbLockTimeoutMs,
+        idleInTransactionTimeoutMs: config.budgets.dbIdleInTransactionTimeoutMs,
+      },
+      onConnectionError: (e: Error) => logger.warn({ error: errorForLog(e) }, 'database connection lost; it will be reopened'),
+    };
     // Bootstrap pool (owner session, role paylog_app) until the service login exists.
-    let database = config.appDatabaseUrl ? openAppDatabase(config.appDatabaseUrl, { role: null }) : openAppDatabase(ownerUrl);
+    let database = config.appDatabaseUrl
+      ? openAppDatabase(config.appDatabaseUrl, { ...poolOptions, role: null })
+      : openAppDatabase(ownerUrl, poolOptions);
     const closeDatabase = async () => database.close();
     cleanups.push(closeDatabase);
 
@@ -126,7 +139,12 @@ export async function startPaylog(config: Config, opts: StartOptions = {}): Prom
         region: config.kms.region ?? 'us-east-1',
       };
     }
-    const kmsClient = createKmsClient(kmsClientSettings);
+    const kmsClient = createKmsClient({
+      ...kmsClientSettings,
+      connectTimeoutMs: config.budgets.kmsConnectTimeoutMs,
+      requestTimeoutMs: config.budgets.kmsRequestTimeoutMs,
+      maxAttempts: config.budgets.kmsMaxAttempts,
+    });
     cleanups.push(async () => kmsClient.destroy());
     const kms = new PaylogKms(kmsClient);
     let dataKeyId = config.kms.dataKeyId;
@@ -152,7 +170,7 @@ export async function startPaylog(config: Config, opts: StartOptions = {}): Prom
       const serviceUrl = await ensureServiceLogin(ownerUrl, serviceDatabasePassword(macKey));
       if (serviceUrl) {
         const bootstrap = database;
-        database = openAppDatabase(serviceUrl, { role: null });
+        database = openAppDatabase(serviceUrl, { ...poolOptions, role: null });
         await bootstrap.close();
       } else {
         logger.warn('the database owner may not create roles: running as the owner with role paylog_app; set PAYLOG_APP_DATABASE_URL in production');
@@ -268,20 +286,15 @@ export async function startPaylog(config: Config, opts: StartOptions = {}): Prom
     checkpointPublisher.start();
     cleanups.push(() => checkpointPublisher.close());
 
-    // /readyz needs no certificate: answer from a short cache with one check in flight, so a
-    // flood cannot spend the KMS request quota that GenerateDataKey/Decrypt/Sign share.
-    let readyCache: { at: number; value: Promise<{ ok: boolean; checks: Record<string, boolean>; details?: Record<string, unknown> }> } | undefined;
-    const readiness = () => {
-      if (readyCache && Date.now() - readyCache.at < READINESS_CACHE_MS) return readyCache.value;
-      const value = (async () => {
-        const checks = { database: false, kms: false };
-        await database.pool.query('SELECT 1').then(() => (checks.database = true), () => {});
-        await kms.ping(dataKeyId).then(() => (checks.kms = true), () => {});
-        // Witnessing is reported, not required: third parties being slow must not stop appends.
-        return { ok: checks.database && checks.kms, checks, ...(witnessing ? { details: { witnesses: witnessing.status() } } : {}) };
-      })();
-      readyCache = { at: Date.now(), value };
-      return value;
+    // /readyz needs no certificate: bounded, cached checks (src/readiness.ts).
+    const checkReadiness = createReadiness({
+      database: () => database.pool.query('SELECT 1'),
+      kms: (signal) => kms.ping(dataKeyId, signal),
+    });
+    // Witnessing is reported, not required: third parties being slow must not stop appends.
+    const readiness = async () => {
+      const report = await checkReadiness();
+      return witnessing ? { ...report, details: { witnesses: witnessing.status() } } : report;
     };
     const server = await buildServer({
       tls,
@@ -290,6 +303,7 @@ export async function startPaylog(config: Config, opts: StartOptions = {}): Prom
       transactions: transactionsService,
       revocations,
       readiness,
+      requestTimeoutMs: config.budgets.requestTimeoutMs,
       extraRoutes: [
         (app) => registerReleaseRoutes(app, { release }),
         (app) => registerAdminRoutes(app, { admin }),

@@ -24,6 +24,30 @@ export const DEFAULT_CSE_KEY_OVERLAP_S = 24 * 60 * 60;
 /** Client-side encryption: unwrapped private keys are kept in memory this long. */
 export const DEFAULT_CSE_KEY_CACHE_TTL_S = 300;
 
+/**
+ * Time budgets (milliseconds). Every wait is bounded: a database or KMS that is down, refuses
+ * or stalls turns into a 503 with Retry-After within these limits, never a hang.
+ */
+export const TIME_BUDGET_DEFAULTS = {
+  /** Opening a database connection (or waiting for a free pooled one). */
+  dbConnectTimeoutMs: 2_000,
+  /** One SQL statement (server `statement_timeout`; the client gives up 1 s later). */
+  dbStatementTimeoutMs: 5_000,
+  /** Waiting for a lock, including the append advisory lock (server `lock_timeout`). */
+  dbLockTimeoutMs: 2_000,
+  /** A transaction left idle is ended by the server (`idle_in_transaction_session_timeout`). */
+  dbIdleInTransactionTimeoutMs: 10_000,
+  /** Opening a connection to KMS. */
+  kmsConnectTimeoutMs: 1_000,
+  /** One KMS request once connected (no answer within it: attempt failed). */
+  kmsRequestTimeoutMs: 2_000,
+  /** KMS attempts per operation (1 = no retry), with the SDK's backoff between them. */
+  kmsMaxAttempts: 2,
+  /** Whole HTTP request: after it, the answer is 503 with Retry-After. */
+  requestTimeoutMs: 5_000,
+} as const;
+export type TimeBudgets = { -readonly [K in keyof typeof TIME_BUDGET_DEFAULTS]: number };
+
 const intFromEnv = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
 
 const envSchema = z.object({
@@ -49,6 +73,14 @@ const envSchema = z.object({
   PAYLOG_TLS_CERT: z.string().optional(),
   PAYLOG_TLS_KEY: z.string().optional(),
   PAYLOG_TLS_CA: z.string().optional(),
+  PAYLOG_DB_CONNECT_TIMEOUT_MS: intFromEnv(100, 600_000).default(TIME_BUDGET_DEFAULTS.dbConnectTimeoutMs),
+  PAYLOG_DB_STATEMENT_TIMEOUT_MS: intFromEnv(100, 3_600_000).default(TIME_BUDGET_DEFAULTS.dbStatementTimeoutMs),
+  PAYLOG_DB_LOCK_TIMEOUT_MS: intFromEnv(10, 600_000).default(TIME_BUDGET_DEFAULTS.dbLockTimeoutMs),
+  PAYLOG_DB_IDLE_IN_TRANSACTION_TIMEOUT_MS: intFromEnv(100, 3_600_000).default(TIME_BUDGET_DEFAULTS.dbIdleInTransactionTimeoutMs),
+  PAYLOG_KMS_CONNECT_TIMEOUT_MS: intFromEnv(50, 600_000).default(TIME_BUDGET_DEFAULTS.kmsConnectTimeoutMs),
+  PAYLOG_KMS_REQUEST_TIMEOUT_MS: intFromEnv(50, 600_000).default(TIME_BUDGET_DEFAULTS.kmsRequestTimeoutMs),
+  PAYLOG_KMS_MAX_ATTEMPTS: intFromEnv(1, 10).default(TIME_BUDGET_DEFAULTS.kmsMaxAttempts),
+  PAYLOG_REQUEST_TIMEOUT_MS: intFromEnv(100, 3_600_000).default(TIME_BUDGET_DEFAULTS.requestTimeoutMs),
   /** Explicitly allow the dev-only local KMS together with production TLS files. */
   PAYLOG_ALLOW_DEV_KMS: z.enum(['0', '1']).optional(),
   /** Comma-separated `<witness URL prefix> <witness vkey>` pairs (C2SP tlog-witness). */
@@ -77,6 +109,8 @@ export interface Config {
   batchLingerMs: number;
   releaseRatePerMinute: number;
   logLevel: z.infer<typeof envSchema>['PAYLOG_LOG_LEVEL'];
+  /** Time budgets (PAYLOG_DB_*_TIMEOUT_MS, PAYLOG_KMS_*, PAYLOG_REQUEST_TIMEOUT_MS). */
+  budgets: TimeBudgets;
   /** Production TLS files; unset → the dev PKI under dataDir/pki. */
   tls?: { certPath: string; keyPath: string; caPath: string };
   /** Witnesses (PAYLOG_WITNESSES) and the quorum; absent → checkpoints are served unwitnessed. */
@@ -161,6 +195,16 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     batchLingerMs: e.PAYLOG_BATCH_LINGER_MS,
     releaseRatePerMinute: e.PAYLOG_RELEASE_RATE_PER_MINUTE,
     logLevel: e.PAYLOG_LOG_LEVEL,
+    budgets: {
+      dbConnectTimeoutMs: e.PAYLOG_DB_CONNECT_TIMEOUT_MS,
+      dbStatementTimeoutMs: e.PAYLOG_DB_STATEMENT_TIMEOUT_MS,
+      dbLockTimeoutMs: e.PAYLOG_DB_LOCK_TIMEOUT_MS,
+      dbIdleInTransactionTimeoutMs: e.PAYLOG_DB_IDLE_IN_TRANSACTION_TIMEOUT_MS,
+      kmsConnectTimeoutMs: e.PAYLOG_KMS_CONNECT_TIMEOUT_MS,
+      kmsRequestTimeoutMs: e.PAYLOG_KMS_REQUEST_TIMEOUT_MS,
+      kmsMaxAttempts: e.PAYLOG_KMS_MAX_ATTEMPTS,
+      requestTimeoutMs: e.PAYLOG_REQUEST_TIMEOUT_MS,
+    },
     cse: {
       maxAgeS: e.PAYLOG_CSE_MAX_AGE_S,
       keyPeriod: e.PAYLOG_CSE_KEY_PERIOD,

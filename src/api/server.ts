@@ -13,11 +13,15 @@ import { registerTransactionRoutes } from './routes/transactions.js';
 import { registerOpsRoutes } from './routes/ops.js';
 import type { TransactionService } from '../services/transactions.js';
 import { DEFAULT_BODY_LIMIT_BYTES } from '../config.js';
+import { errorForLog } from '../logging.js';
+import { RETRY_AFTER_SECONDS } from './errors.js';
 import { assertStorableRequestTarget, assertStorableStrings, decodeUtf8Strict } from '../validation/encoding.js';
 
 declare module 'fastify' {
   interface FastifyRequest {
     principal: Principal | null;
+    /** performance.now() by which the request must be answered (request budget). */
+    deadline: number;
   }
 }
 
@@ -60,6 +64,11 @@ export interface ServerDeps {
   revocations: RevocationCheck;
   readiness: () => Promise<{ ok: boolean; checks: Record<string, boolean>; details?: Record<string, unknown> }>;
   bodyLimit?: number;
+  /**
+   * Whole-request time budget (PAYLOG_REQUEST_TIMEOUT_MS), counted from the request's arrival:
+   * a request not answered within it is answered 503 LOG_UNAVAILABLE with Retry-After.
+   */
+  requestTimeoutMs?: number;
   /** Extra route modules (release, log, admin), registered after authentication. */
   extraRoutes?: Array<(app: FastifyInstance) => void>;
 }
@@ -77,7 +86,9 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
     https: { key: deps.tls.key, cert: deps.tls.cert, ca: deps.tls.ca, requestCert: true, rejectUnauthorized: false, minVersion: 'TLSv1.3' },
     loggerInstance: deps.logger as unknown as FastifyBaseLogger,
     bodyLimit: deps.bodyLimit ?? DEFAULT_BODY_LIMIT_BYTES,
-    return503OnClosing: true,
+    // While closing, requests still arriving are refused by our own hook below (503 with
+    // Retry-After in the one error format), not by Fastify's bare 503.
+    return503OnClosing: false,
     logController: new RedactingLogController(),
     forceCloseConnections: 'idle',
     // Router refusals (a path that does not percent-decode to UTF-8, a parameter over the router's
@@ -104,8 +115,53 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
     },
   }) as unknown as FastifyInstance;
   app.decorateRequest('principal', null);
+  app.decorateRequest('deadline', Infinity);
   // JSON only: a text/plain body must be 415, not parsed as a string.
   app.removeContentTypeParser('text/plain');
+
+  let closing = false;
+  app.addHook('preClose', (done) => {
+    closing = true;
+    done();
+  });
+  app.addHook('onRequest', async (_req, reply) => {
+    if (!closing) return;
+    reply.header('connection', 'close');
+    throw new PaylogError('LOG_UNAVAILABLE', 'the service is shutting down; retry later');
+  });
+  // The request budget. (Not Fastify's `handlerTimeout`: on Node 20 its timer is cleared as soon
+  // as a request body has been read, so it never fires for a POST.) A handler still running when
+  // its budget answered 503 must not touch the reply again (Fastify would log "already sent"
+  // with the URL, which can hold client input).
+  const budgetMs = deps.requestTimeoutMs;
+  if (budgetMs) {
+    app.addHook('onRequest', async (req) => {
+      req.deadline = performance.now() + budgetMs;
+    });
+    app.addHook('onRoute', (route) => {
+      const handler = route.handler;
+      route.handler = async function (this: FastifyInstance, req: FastifyRequest, reply: FastifyReply) {
+        let expired = false;
+        const guarded = guardLateReply(reply, () => expired);
+        let timer: NodeJS.Timeout | undefined;
+        const budget = new Promise<undefined>((resolve, reject) => {
+          timer = setTimeout(() => {
+            if (reply.sent) return resolve(undefined);
+            expired = true;
+            reject(new PaylogError('LOG_UNAVAILABLE', 'the request did not complete within its time budget; retry later (retrying the same request is safe)'));
+          }, Math.max(0, req.deadline - performance.now()));
+        });
+        const work = Promise.resolve(handler.call(this, req, guarded));
+        work.catch(() => {}); // after the budget has answered, a late failure has nobody to tell
+        try {
+          const out: unknown = await Promise.race([work, budget]);
+          return out === guarded ? reply : out;
+        } finally {
+          clearTimeout(timer);
+        }
+      };
+    });
+  }
 
   // Authentication: verified client certificate for every /v1 route; revocation checked live.
   app.addHook('onRequest', async (req) => {
@@ -148,6 +204,8 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
     // Routes that set their own caching (immutable tlog tiles) keep it; everything else is no-store.
     if (req.url.startsWith('/v1') && !reply.hasHeader('cache-control')) reply.header('cache-control', 'no-store');
     reply.header('x-content-type-options', 'nosniff');
+    // Every 503 carries Retry-After (/readyz included); error answers set theirs in the handler.
+    if (reply.statusCode === 503 && !reply.hasHeader('retry-after')) reply.header('retry-after', String(RETRY_AFTER_SECONDS));
   });
 
   app.addHook('onResponse', async (req, reply) => {
@@ -157,14 +215,16 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
   });
 
   app.setErrorHandler(async (err, req, reply) => {
-    const pe = toPaylogError(err);
-    if (pe.code === 'INTERNAL') req.log.error({ err: { type: (err as Error)?.name, code: (err as { code?: string })?.code } }, 'internal error');
-    else req.log.info({ code: pe.code }, 'request refused');
-    const { status, body } = errorResponse(pe);
-    if (pe.code === 'RATE_LIMITED' && typeof pe.details?.retryAfterSeconds === 'number') {
-      reply.header('retry-after', String(pe.details.retryAfterSeconds));
-    }
-    return reply.status(status).header('cache-control', 'no-store').send(body);
+    let pe = toPaylogError(err);
+    // The operator finds an INTERNAL error's cause by its request id (also in the answer).
+    if (pe.code === 'INTERNAL') {
+      req.log.error({ reqId: req.id, route: req.routeOptions.url ?? 'unmatched', error: errorForLog(err) }, 'internal error');
+      pe = new PaylogError('INTERNAL', pe.message, { ...pe.details, requestId: req.id }, { cause: err });
+    } else if (pe.code === 'LOG_UNAVAILABLE' || pe.code === 'KMS_UNAVAILABLE') {
+      req.log.warn({ code: pe.code, error: errorForLog(pe.cause ?? err) }, 'request refused: dependency unavailable');
+    } else req.log.info({ code: pe.code }, 'request refused');
+    const { status, body, headers } = errorResponse(pe);
+    return reply.status(status).headers(headers).header('cache-control', 'no-store').send(body);
   });
   app.setNotFoundHandler(async (_req, reply) => {
     const { status, body } = errorResponse(new PaylogError('NOT_FOUND', 'no such route'));
@@ -175,4 +235,20 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
   registerTransactionRoutes(app, { transactions: deps.transactions });
   for (const r of deps.extraRoutes ?? []) r(app);
   return app;
+}
+
+/** The reply as a handler sees it: once `expired`, every method call is a no-op (`then` excepted). */
+function guardLateReply(reply: FastifyReply, expired: () => boolean): FastifyReply {
+  const guarded: FastifyReply = new Proxy(reply, {
+    get(target, prop) {
+      const v: unknown = Reflect.get(target, prop, target);
+      if (typeof v !== 'function' || prop === 'then') return typeof v === 'function' ? v.bind(target) : v;
+      return (...args: unknown[]) => {
+        if (expired()) return guarded;
+        const out: unknown = (v as (...a: unknown[]) => unknown).apply(target, args);
+        return out === target ? guarded : out;
+      };
+    },
+  });
+  return guarded;
 }

@@ -35,6 +35,11 @@ export interface KmsSettings {
   region: string;
   /** True for the local dev endpoint: dummy static credentials, few retries. */
   local?: boolean;
+  /** Time budget per KMS operation (config.ts `TimeBudgets`); defaults below. */
+  connectTimeoutMs?: number;
+  requestTimeoutMs?: number;
+  /** Attempts per operation including the first (SDK standard retry mode, with backoff). */
+  maxAttempts?: number;
 }
 
 /** Static credentials for the local dev endpoint only; they authorise nothing anywhere else. */
@@ -49,8 +54,9 @@ const localDevOnlyCredentials = async (): Promise<{ accessKeyId: string; secretA
 export const LOCAL_KMS_MAX_ATTEMPTS = 2;
 /** Attempts against AWS KMS (SDK standard retry mode, with backoff). */
 export const AWS_KMS_MAX_ATTEMPTS = 3;
-export const KMS_CONNECTION_TIMEOUT_MS = 3_000;
-export const KMS_REQUEST_TIMEOUT_MS = 10_000;
+export const KMS_CONNECTION_TIMEOUT_MS = 1_000;
+/** No answer within this on an open connection: the attempt fails (TimeoutError). */
+export const KMS_REQUEST_TIMEOUT_MS = 2_000;
 
 const DATA_KEY_SPEC = 'AES_256';
 const DATA_KEY_BYTES = 32;
@@ -59,9 +65,10 @@ const ED25519_SIGNATURE_BYTES = 64;
 const ED25519_PUBLIC_KEY_BYTES = 32;
 
 export function createKmsClient(s: KmsSettings): KMSClient {
+  // Worst case per operation: maxAttempts × (connect + request timeout) plus the SDK's backoff.
   const requestHandler = {
-    connectionTimeout: KMS_CONNECTION_TIMEOUT_MS,
-    requestTimeout: KMS_REQUEST_TIMEOUT_MS,
+    connectionTimeout: s.connectTimeoutMs ?? KMS_CONNECTION_TIMEOUT_MS,
+    requestTimeout: s.requestTimeoutMs ?? KMS_REQUEST_TIMEOUT_MS,
     throwOnRequestTimeout: true,
   };
   if (s.local === true) {
@@ -69,7 +76,7 @@ export function createKmsClient(s: KmsSettings): KMSClient {
       region: s.region,
       ...(s.endpoint !== undefined ? { endpoint: s.endpoint } : {}),
       credentials: localDevOnlyCredentials,
-      maxAttempts: LOCAL_KMS_MAX_ATTEMPTS,
+      maxAttempts: s.maxAttempts ?? LOCAL_KMS_MAX_ATTEMPTS,
       requestHandler,
     });
   }
@@ -77,7 +84,7 @@ export function createKmsClient(s: KmsSettings): KMSClient {
   return new KMSClient({
     region: s.region,
     ...(s.endpoint !== undefined ? { endpoint: s.endpoint } : {}),
-    maxAttempts: AWS_KMS_MAX_ATTEMPTS,
+    maxAttempts: s.maxAttempts ?? AWS_KMS_MAX_ATTEMPTS,
     requestHandler,
   });
 }
@@ -314,9 +321,11 @@ export class PaylogKms {
     }
   }
 
-  /** Readiness probe: DescribeKey must succeed and the key must be Enabled. */
-  async ping(keyId: string): Promise<void> {
-    const out = await this.call('DescribeKey', () => this.client.send(new DescribeKeyCommand({ KeyId: keyId })));
+  /** Readiness probe: DescribeKey must succeed and the key must be Enabled; `signal` aborts it. */
+  async ping(keyId: string, signal?: AbortSignal): Promise<void> {
+    const out = await this.call('DescribeKey', () =>
+      this.client.send(new DescribeKeyCommand({ KeyId: keyId }), signal ? { abortSignal: signal } : {}),
+    );
     if (out.KeyMetadata?.Enabled !== true) {
       throw new PaylogError('KMS_UNAVAILABLE', 'KMS key is not enabled', {
         kmsOperation: 'DescribeKey',

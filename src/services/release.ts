@@ -25,6 +25,7 @@ import { containsIban } from '../validation/transaction.js';
 import { containsPanLikeNumber, isTransactionId } from '../validation/identifiers.js';
 import { unknownTransactionRef } from '../crypto/fingerprint.js';
 import type { Metrics } from '../metrics.js';
+import { isTransientDatabaseError } from '../db/errors.js';
 
 export const RELEASE_PURPOSES = ['authorize', 'capture', 'refund', 'chargeback', 'settlement'] as const;
 export const REFERENCE_MAX = 128;
@@ -151,6 +152,8 @@ export class ReleaseService {
         );
       } catch (e) {
         if (isPaylogError(e) && e.code === 'KMS_UNAVAILABLE') refusal = e;
+        // The database failing to answer says nothing about the record: 503, not 422.
+        else if (isTransientDatabaseError(e)) refusal = new PaylogError('LOG_UNAVAILABLE', 'the log database is unavailable; nothing was released', undefined, { cause: e });
         else refusal = new PaylogError('INTEGRITY_FAILURE', 'the stored record failed its integrity checks; nothing was released');
       }
     }
@@ -187,7 +190,7 @@ export class ReleaseService {
         accessLogIndex: appended.logIndex,
       };
     } catch (e) {
-      if (isPaylogError(e) && e.code === 'LOG_UNAVAILABLE') {
+      if (isPaylogError(e) && e.code === 'LOG_UNAVAILABLE' && e !== refusal) {
         this.deps.metrics?.releases.inc({ outcome: 'log_unavailable' });
         throw new PaylogError('LOG_UNAVAILABLE', 'the access could not be logged durably; nothing was released', undefined, { cause: e });
       }

@@ -59,6 +59,12 @@ export async function startTestPaylog(opts: { env?: Record<string, string>; data
     PAYLOG_PORT: '0',
     DATABASE_URL: databaseUrl,
     PAYLOG_LOG_LEVEL: 'info',
+    // The suite runs on shared, often overloaded machines: generous request and lock budgets
+    // unless a test sets its own (test/resilience.test.ts, the fault tests), so slowness is not
+    // turned into 503s where a test is about something else.
+    PAYLOG_REQUEST_TIMEOUT_MS: '60000',
+    PAYLOG_DB_LOCK_TIMEOUT_MS: '30000',
+    PAYLOG_DB_STATEMENT_TIMEOUT_MS: '60000',
     ...opts.env,
   });
   const { stream, lines } = logCapture();

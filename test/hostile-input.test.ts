@@ -232,6 +232,7 @@ function hostileGenerator(seed: number) {
   const transactionBody = (): Record<string, any> => {
     const body: Record<string, any> = cardTransaction({ processor: pick(['acme', 'globex', 'acme', 'nope', 'Acme', 'acme\u0000']) });
     body.paymentMethod.pan = SEED_PAN; // never a fixture number where it would be accepted
+    if (chance(0.1)) body.paymentMethod = { type: 'encrypted', jwe: pick(['a.b.c.d.e', 'eyJhbGciOiJFQ0RILUVTIn0....', '\u0000.\ud800..', `${pan()}.a.b.c.d`, 'x'.repeat(20_000)]) };
     const mutations = int(4);
     for (let i = 0; i < mutations; i++) {
       const isObject = (v: unknown): v is Record<string, any> => v !== null && typeof v === 'object' && !Array.isArray(v);
@@ -294,6 +295,7 @@ function hostileGenerator(seed: number) {
     () => ({ kind: 'accesses', method: 'GET', path: `/v1/transactions/${chance(0.4) ? seeded.acme : segment()}/accesses${query(['after', 'limit'])}` }),
     () => ({ kind: 'checkpoint', method: 'GET', path: `/v1/log/checkpoint${query(['size'])}` }),
     () => ({ kind: 'key', method: 'GET', path: `/v1/log/key${query(['x'])}` }),
+    () => ({ kind: 'jwks', method: 'GET', path: `/v1/cse/jwks.json${query(['kid', 'x'])}` }),
     () => ({ kind: 'entries', method: 'GET', path: `/v1/log/entries${query(['start', 'end'])}` }),
     () => ({ kind: 'inclusion', method: 'GET', path: `/v1/log/proof/inclusion${query(['index', 'treeSize', 'transactionId'])}` }),
     () => ({ kind: 'consistency', method: 'GET', path: `/v1/log/proof/consistency${query(['from', 'to'])}` }),

@@ -60,7 +60,15 @@ export function buildOpenApi(): Record<string, unknown> {
         get: {
           summary: 'Masked metadata and log index (checkout, assigned processor, auditor). Never plaintext.',
           parameters: [txIdParam],
-          responses: { '200': { description: 'Masked view' }, '403': err('Role may not read'), '404': err('Unknown or not yours') },
+          responses: {
+            '200': {
+              description:
+                'Masked view decoded from the transaction\'s log leaf, with `leaf` (base64 leaf bytes), `leafFormat`, and once a signed checkpoint covers it `proof { treeSize, hashes (RFC 9162 audit path), checkpoint (signed note) }`, so the caller can check every value alone.',
+            },
+            '403': err('Role may not read'),
+            '404': err('Unknown or not yours'),
+            '422': err('INTEGRITY_FAILURE: the stored record does not match its log entry'),
+          },
         },
       },
       '/v1/transactions/{transactionId}/release': {

@@ -31,6 +31,14 @@ export const PRINCIPAL_NAME_PATTERN = new RegExp(`^[a-z0-9][a-z0-9-]{0,${PRINCIP
 export const PROCESSOR_NAME_PATTERN = PRINCIPAL_NAME_PATTERN;
 
 /**
+ * A key epoch's id: `<processor>/<period>`, the period as `YYYY-MM`, `YYYY-MM-DD` or
+ * `YYYY-MM-DDTHH` (PAYLOG_KEY_EPOCH month | day | hour), e.g. `acme/2026-12`.
+ */
+export const EPOCH_ID_PATTERN = new RegExp(
+  `^${PRINCIPAL_NAME_PATTERN.source.slice(1, -1)}/\\d{4}-\\d{2}(?:-\\d{2}(?:T\\d{2})?)?$`,
+);
+
+/**
  * True when `v` may name a processor: the pattern, and no PAN-like digit run
  * ({@link containsPanLikeIdentifier}) — the name is stored, logged, put in log leaves and in the
  * KMS encryption context in the clear.

@@ -45,10 +45,10 @@ export function registerReleaseRoutes(app: FastifyInstance, deps: { release: Rel
 
 export function registerAdminRoutes(app: FastifyInstance, deps: { admin: AdminService }): void {
   app.post('/v1/admin/revocations', async (req, reply) => {
-    return reply.status(201).send({ revoked: await deps.admin.revoke(requirePrincipal(req), req.body) });
+    return reply.status(201).send({ revoked: await deps.admin.revoke(requirePrincipal(req), req.body, req.ip) });
   });
   app.get('/v1/admin/processors', async (req) => ({ processors: await deps.admin.listProcessors(requirePrincipal(req)) }));
   app.put<{ Params: { name: string } }>('/v1/admin/processors/:name', async (req) => {
-    return await deps.admin.setProcessor(requirePrincipal(req), req.params.name, req.body);
+    return await deps.admin.setProcessor(requirePrincipal(req), req.params.name, req.body, req.ip);
   });
 }

@@ -34,6 +34,7 @@ import { rawInsertSection } from './bench/raw-insert.js';
 import { appenderSection } from './bench/appender.js';
 import { envelopeSection } from './bench/envelope.js';
 import { auditorInclusionSection, auditorRebuildSection } from './bench/auditor.js';
+import { auditorTilesSection, witnessQuorumSection } from './bench/tiles-witness.js';
 import { cseSection } from './bench/cse.js';
 
 /**
@@ -48,6 +49,8 @@ export const SECTIONS: BenchSection[] = [
   envelopeSection,
   auditorRebuildSection,
   auditorInclusionSection,
+  auditorTilesSection,
+  witnessQuorumSection,
 ];
 
 /** Targets checked at the end (figure keys are `<section id>.<figure>`). */
@@ -74,6 +77,11 @@ export const TARGETS: RatioTarget[] = [
     numerator: 'auditor_rebuild.rebuild_entries_per_s',
     denominator: 'auditor_rebuild.raw_sha256_per_s',
     min: 0.5,
+  },
+  {
+    label: 'auditor: verify-log from tiles ÷ from the entries API (entries/s)',
+    numerator: 'auditor_tiles.tiles_per_s',
+    denominator: 'auditor_tiles.entries_api_per_s',
   },
   {
     label: 'client-side encryption: JWE submissions ÷ plaintext submissions (req/s, same run)',

@@ -28,7 +28,10 @@ import { buildServer } from './api/server.js';
 import { registerAdminRoutes, registerReleaseRoutes } from './api/routes/release.js';
 import { ReleaseService } from './services/release.js';
 import { LogReadService } from './services/log-read.js';
-import { registerLogRoutes } from './api/routes/log.js';
+import { registerLogRoutes, registerTileRoutes } from './api/routes/log.js';
+import { TilesService } from './services/tiles.js';
+import { registerWitnessMetrics, WitnessCosigning } from './log/witness/submitter.js';
+import type { StoredCheckpoint } from './log/checkpoints.js';
 import { CheckpointPublisher, kmsNoteSigners, type PublishedKey } from './log/checkpoints.js';
 import { AdminService } from './services/admin.js';
 import { RateLimiter } from './auth/rate-limit.js';
@@ -56,6 +59,8 @@ export interface Paylog {
   readonly checkpoints: CheckpointPublisher;
   /** Published checkpoint verifier keys (signed-note vkey + PEM). */
   readonly logKeys: PublishedKey[];
+  /** Witness submissions and quorum (only with PAYLOG_WITNESSES). */
+  readonly witnesses?: WitnessCosigning;
   readonly appender: LogAppender;
   readonly processors: ProcessorRegistry;
   readonly revocations: RevocationList;
@@ -180,7 +185,31 @@ export async function startPaylog(config: Config, opts: StartOptions = {}): Prom
     const head = await readTreeHead(database.db, headKey);
     metrics.logSize.set(head?.size ?? 0);
     const { signers, keys: publishedKeys } = await kmsNoteSigners(kms, config.logOrigin, signingKeyIds);
-    const checkpointPublisher = new CheckpointPublisher(database.db, { origin: config.logOrigin, signers, logger, headKey });
+    // Listeners of each newly signed checkpoint (tiles' signed size, witness submissions).
+    const published: Array<(c: StoredCheckpoint) => void> = [];
+    const checkpointPublisher = new CheckpointPublisher(database.db, {
+      origin: config.logOrigin,
+      signers,
+      logger,
+      headKey,
+      onPublished: (c) => {
+        for (const f of published) f(c);
+      },
+    });
+    const logVerifiers = signers.map((s) => ({ name: s.name, publicKey: s.publicKey }));
+    let witnessing: WitnessCosigning | undefined;
+    if (config.witnesses) {
+      const w = new WitnessCosigning(database.db, {
+        witnesses: config.witnesses.endpoints,
+        quorum: config.witnesses.quorum,
+        logVerifiers,
+        logger,
+        metrics: registerWitnessMetrics(metrics.registry),
+      });
+      witnessing = w;
+      published.push((c) => w.submit(c));
+      cleanups.push(() => w.close());
+    }
     const appender = new LogAppender(database, {
       headKey,
       maxBatch: config.batchMax,
@@ -222,7 +251,15 @@ export async function startPaylog(config: Config, opts: StartOptions = {}): Prom
       metrics,
     });
     const admin = new AdminService(processorRegistry, revocations, appender);
-    const logRead = new LogReadService(database.db, { origin: config.logOrigin, keys: publishedKeys, processors: processorRegistry, headKey });
+    const logRead = new LogReadService(database.db, {
+      origin: config.logOrigin,
+      keys: publishedKeys,
+      processors: processorRegistry,
+      headKey,
+      ...(witnessing ? { witnessed: () => witnessing.latestWitnessed() } : {}),
+    });
+    const tiles = new TilesService(database.db, { verifiers: logVerifiers, checkpoint: (p) => logRead.checkpoint(p), logger });
+    published.push((c) => tiles.noteSigned(c.size));
     try {
       await checkpointPublisher.publish();
     } catch (e) {
@@ -233,14 +270,15 @@ export async function startPaylog(config: Config, opts: StartOptions = {}): Prom
 
     // /readyz needs no certificate: answer from a short cache with one check in flight, so a
     // flood cannot spend the KMS request quota that GenerateDataKey/Decrypt/Sign share.
-    let readyCache: { at: number; value: Promise<{ ok: boolean; checks: Record<string, boolean> }> } | undefined;
+    let readyCache: { at: number; value: Promise<{ ok: boolean; checks: Record<string, boolean>; details?: Record<string, unknown> }> } | undefined;
     const readiness = () => {
       if (readyCache && Date.now() - readyCache.at < READINESS_CACHE_MS) return readyCache.value;
       const value = (async () => {
         const checks = { database: false, kms: false };
         await database.pool.query('SELECT 1').then(() => (checks.database = true), () => {});
         await kms.ping(dataKeyId).then(() => (checks.kms = true), () => {});
-        return { ok: checks.database && checks.kms, checks };
+        // Witnessing is reported, not required: third parties being slow must not stop appends.
+        return { ok: checks.database && checks.kms, checks, ...(witnessing ? { details: { witnesses: witnessing.status() } } : {}) };
       })();
       readyCache = { at: Date.now(), value };
       return value;
@@ -256,6 +294,7 @@ export async function startPaylog(config: Config, opts: StartOptions = {}): Prom
         (app) => registerReleaseRoutes(app, { release }),
         (app) => registerAdminRoutes(app, { admin }),
         (app) => registerLogRoutes(app, { log: logRead }),
+        (app) => registerTileRoutes(app, { tiles }),
         (app) => registerCseRoutes(app, { cseKeys }),
       ],
     });
@@ -277,6 +316,7 @@ export async function startPaylog(config: Config, opts: StartOptions = {}): Prom
       signingKeyIds,
       checkpoints: checkpointPublisher,
       logKeys: publishedKeys,
+      ...(witnessing ? { witnesses: witnessing } : {}),
       appender,
       processors: processorRegistry,
       revocations,

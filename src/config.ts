@@ -4,6 +4,7 @@
  */
 import { resolve } from 'node:path';
 import { z } from 'zod';
+import { parseWitnessList, type WitnessEndpoint } from './log/witness/submitter.js';
 
 export const DEFAULT_DATA_DIR = './data';
 export const DEFAULT_HOST = '127.0.0.1';
@@ -50,6 +51,10 @@ const envSchema = z.object({
   PAYLOG_TLS_CA: z.string().optional(),
   /** Explicitly allow the dev-only local KMS together with production TLS files. */
   PAYLOG_ALLOW_DEV_KMS: z.enum(['0', '1']).optional(),
+  /** Comma-separated `<witness URL prefix> <witness vkey>` pairs (C2SP tlog-witness). */
+  PAYLOG_WITNESSES: z.string().min(1).optional(),
+  /** Cosignatures a checkpoint needs before it is served (default: every configured witness). */
+  PAYLOG_WITNESS_QUORUM: intFromEnv(1, 1000).optional(),
   PAYLOG_CSE_MAX_AGE_S: intFromEnv(60, 86_400).default(DEFAULT_CSE_MAX_AGE_S),
   PAYLOG_CSE_KEY_PERIOD: z.enum(['month', 'day', 'hour']).default(DEFAULT_CSE_KEY_PERIOD),
   PAYLOG_CSE_KEY_OVERLAP_S: intFromEnv(60, 90 * 86_400).default(DEFAULT_CSE_KEY_OVERLAP_S),
@@ -74,6 +79,8 @@ export interface Config {
   logLevel: z.infer<typeof envSchema>['PAYLOG_LOG_LEVEL'];
   /** Production TLS files; unset → the dev PKI under dataDir/pki. */
   tls?: { certPath: string; keyPath: string; caPath: string };
+  /** Witnesses (PAYLOG_WITNESSES) and the quorum; absent → checkpoints are served unwitnessed. */
+  witnesses?: { endpoints: WitnessEndpoint[]; quorum: number };
   /** Client-side encryption (browser JWE): see src/cse/keys.ts and SECURITY.md. */
   cse: { maxAgeS: number; keyPeriod: 'month' | 'day' | 'hour'; keyOverlapS: number; keyCacheTtlS: number };
 }
@@ -107,10 +114,27 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       );
     }
   }
+  let witnesses: Config['witnesses'];
+  if (e.PAYLOG_WITNESSES !== undefined) {
+    let endpoints: WitnessEndpoint[];
+    try {
+      endpoints = parseWitnessList(e.PAYLOG_WITNESSES);
+    } catch (err) {
+      throw new ConfigError(`invalid settings:\n  PAYLOG_WITNESSES: ${(err as Error).message}`);
+    }
+    const quorum = e.PAYLOG_WITNESS_QUORUM ?? endpoints.length;
+    if (quorum > endpoints.length) {
+      throw new ConfigError(`invalid settings:\n  PAYLOG_WITNESS_QUORUM: ${quorum} is more than the ${endpoints.length} configured witnesses`);
+    }
+    witnesses = { endpoints, quorum };
+  } else if (e.PAYLOG_WITNESS_QUORUM !== undefined) {
+    throw new ConfigError('invalid settings:\n  PAYLOG_WITNESS_QUORUM: only used with PAYLOG_WITNESSES');
+  }
   if (e.PAYLOG_CSE_KEY_OVERLAP_S < e.PAYLOG_CSE_MAX_AGE_S) {
     throw new ConfigError('invalid settings:\n  PAYLOG_CSE_KEY_OVERLAP_S: must be at least PAYLOG_CSE_MAX_AGE_S (a blob issued just before a rotation must still open)');
   }
   return {
+    ...(witnesses ? { witnesses } : {}),
     dataDir: resolve(e.PAYLOG_DATA_DIR),
     host: e.PAYLOG_HOST,
     port: e.PAYLOG_PORT,

@@ -139,6 +139,8 @@ export function buildOpenApi(): Record<string, unknown> {
         },
       },
       '/v1/log/proof/consistency': { get: { summary: 'RFC 9162 §2.1.4 consistency proof', responses: { '200': { description: 'proof' } } } },
+      '/v1/log/tiles/checkpoint': { get: { summary: 'C2SP tlog-tiles checkpoint (auditor); witnessed when PAYLOG_WITNESSES is set', responses: { '200': { description: 'checkpoint' } } } },
+      '/v1/log/tiles/tile/{path}': { get: { summary: 'C2SP tlog-tiles hash tile <L>/<N>[.p/<W>] or entry bundle entries/<N>[.p/<W>] (auditor), application/octet-stream', responses: { '200': { description: 'tile' }, '404': { description: 'no such tile in a signed tree' } } } },
       '/healthz': { get: { security: [], summary: 'Liveness', responses: { '200': { description: 'ok' } } } },
       '/readyz': { get: { security: [], summary: 'Readiness (database + KMS)', responses: { '200': { description: 'ready' }, '503': { description: 'not ready' } } } },
       '/metrics': { get: { security: [], summary: 'Prometheus metrics', responses: { '200': { description: 'metrics' } } } },

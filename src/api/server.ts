@@ -58,7 +58,7 @@ export interface ServerDeps {
   metrics: Metrics;
   transactions: TransactionService;
   revocations: RevocationCheck;
-  readiness: () => Promise<{ ok: boolean; checks: Record<string, boolean> }>;
+  readiness: () => Promise<{ ok: boolean; checks: Record<string, boolean>; details?: Record<string, unknown> }>;
   bodyLimit?: number;
   /** Extra route modules (release, log, admin), registered after authentication. */
   extraRoutes?: Array<(app: FastifyInstance) => void>;
@@ -145,7 +145,8 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
   });
 
   app.addHook('onSend', async (req, reply) => {
-    if (req.url.startsWith('/v1')) reply.header('cache-control', 'no-store');
+    // Routes that set their own caching (immutable tlog tiles) keep it; everything else is no-store.
+    if (req.url.startsWith('/v1') && !reply.hasHeader('cache-control')) reply.header('cache-control', 'no-store');
     reply.header('x-content-type-options', 'nosniff');
   });
 

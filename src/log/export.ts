@@ -16,6 +16,7 @@ import { createInterface } from 'node:readline';
 import { once } from 'node:events';
 import { PaylogError } from '../errors.js';
 import { decodeBase64Strict, type NoteVerifier } from './note.js';
+import type { WitnessPolicy } from './witness/policy.js';
 import {
   errorMessage,
   failureReport,
@@ -250,6 +251,8 @@ function parseHashes(j: any): Buffer[] {
 export interface RemoteVerifyOptions {
   verifiers: readonly NoteVerifier[];
   state?: VerifierState;
+  /** Witness cosignatures the checkpoint must carry (`--witness`). */
+  witnesses?: WitnessPolicy;
   onProgress?: (verified: number, total: number) => void;
 }
 
@@ -278,6 +281,7 @@ export async function verifyRemoteLog(client: LogClient, opts: RemoteVerifyOptio
     inclusionProof: (index, treeSize) => client.inclusionProof(index, treeSize),
     readLeaves: (start, end) => client.entries(start, end),
     ...(opts.onProgress !== undefined ? { onProgress: opts.onProgress } : {}),
+    ...(opts.witnesses !== undefined ? { witnesses: opts.witnesses } : {}),
   });
 }
 
@@ -406,6 +410,7 @@ export interface FileVerifyOptions {
   /** Trusted keys (the CLI decides where they come from; see `scripts/verify-log.ts`). */
   verifiers: readonly NoteVerifier[];
   state?: VerifierState;
+  witnesses?: WitnessPolicy;
   onProgress?: (verified: number, total: number) => void;
 }
 
@@ -434,6 +439,7 @@ export async function verifyExportFile(path: string, opts: FileVerifyOptions): P
     origin: head.origin,
     extraCheckpoints: head.checkpoints.slice(0, -1),
     ...(opts.state !== undefined ? { state: opts.state } : {}),
+    ...(opts.witnesses !== undefined ? { witnesses: opts.witnesses } : {}),
     ...(opts.onProgress !== undefined ? { onProgress: opts.onProgress } : {}),
   });
 }

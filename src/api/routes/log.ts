@@ -3,6 +3,7 @@ import type { FastifyInstance } from 'fastify';
 import { parseIndexParam, type LogReadService } from '../../services/log-read.js';
 import { requirePrincipal } from '../server.js';
 import { PaylogError } from '../../errors.js';
+import type { TilesService } from '../../services/tiles.js';
 import { isTransactionId, TRANSACTION_ID_MAX } from '../../validation/identifiers.js';
 
 type Q = { Querystring: Record<string, string | string[] | undefined> };
@@ -41,4 +42,16 @@ export function registerLogRoutes(app: FastifyInstance, deps: { log: LogReadServ
   app.get<Q>('/v1/log/proof/consistency', async (req) =>
     deps.log.consistency(requirePrincipal(req), parseIndexParam('from', req.query.from), parseIndexParam('to', req.query.to)),
   );
+}
+
+/** Routes: /v1/log/tiles/* (C2SP tlog-tiles: checkpoint, hash tiles, entry bundles; auditors). */
+export function registerTileRoutes(app: FastifyInstance, deps: { tiles: TilesService }): void {
+  app.get('/v1/log/tiles/checkpoint', async (req, reply) => {
+    const note = await deps.tiles.checkpoint(requirePrincipal(req));
+    return reply.type('text/plain; charset=utf-8').send(note);
+  });
+  app.get<{ Params: { '*': string } }>('/v1/log/tiles/tile/*', async (req, reply) => {
+    const t = await deps.tiles.tile(requirePrincipal(req), `tile/${req.params['*']}`);
+    return reply.type('application/octet-stream').header('cache-control', t.cacheControl).send(t.bytes);
+  });
 }

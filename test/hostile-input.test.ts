@@ -296,6 +296,11 @@ function hostileGenerator(seed: number) {
     () => ({ kind: 'checkpoint', method: 'GET', path: `/v1/log/checkpoint${query(['size'])}` }),
     () => ({ kind: 'key', method: 'GET', path: `/v1/log/key${query(['x'])}` }),
     () => ({ kind: 'jwks', method: 'GET', path: `/v1/cse/jwks.json${query(['kid', 'x'])}` }),
+    () => ({
+      kind: 'tiles',
+      method: 'GET',
+      path: pick([`/v1/log/tiles/checkpoint${query(['x'])}`, `/v1/log/tiles/tile/${segment()}/${segment()}`, '/v1/log/tiles/tile/0/000', `/v1/log/tiles/tile/0/x001/${segment()}.p/${segment()}`, `/v1/log/tiles/tile/entries/${segment()}`, '/v1/log/tiles/tile/entries/000.p/1']),
+    }),
     () => ({ kind: 'entries', method: 'GET', path: `/v1/log/entries${query(['start', 'end'])}` }),
     () => ({ kind: 'inclusion', method: 'GET', path: `/v1/log/proof/inclusion${query(['index', 'treeSize', 'transactionId'])}` }),
     () => ({ kind: 'consistency', method: 'GET', path: `/v1/log/proof/consistency${query(['from', 'to'])}` }),

@@ -253,13 +253,13 @@ const FREE_TEXT_FIELDS = new Set(['reference', 'reason', 'note', 'md']);
 function leafHoldsPanLikeNumber(value: unknown, key = '', freeText = false): boolean {
   const free = freeText || FREE_TEXT_FIELDS.has(key);
   if (typeof value === 'string') {
-    if (DIGEST_FIELDS.has(key)) return false;
+    if (DIGEST_FIELDS.has(key) || !mayHoldPan(value)) return false;
     return free ? containsPanLikeNumber(value) : containsPanLikeIdentifier(value);
   }
   if (value instanceof Uint8Array) return false;
   if (Array.isArray(value)) return value.some((v) => leafHoldsPanLikeNumber(v, key, free));
   if (value !== null && typeof value === 'object') {
-    return Object.entries(value).some(([k, v]) => (key === 'md' && containsPanLikeNumber(k)) || leafHoldsPanLikeNumber(v, k, free));
+    return Object.entries(value).some(([k, v]) => (key === 'md' && mayHoldPan(k) && containsPanLikeNumber(k)) || leafHoldsPanLikeNumber(v, k, free));
   }
   return false;
 }
@@ -277,9 +277,10 @@ export function checkLeaf(index: number, bytes: Uint8Array): { leaf: Leaf } | { 
     const why = e instanceof PaylogError ? e.message : 'undecodable leaf';
     return { failure: { code: 'LEAF_INVALID', index, message: `entry ${index}: ${why}` } };
   }
-  // Pre-filter: canonical JSON never escapes digits, so a leaf whose bytes hold neither 13 digits
-  // in a row (single separators allowed) nor any non-ASCII byte (NFKC may fold one into a digit)
-  // cannot hold a PAN-like string; most leaves skip the walk.
+  // Pre-filter: canonical JSON and CBOR text strings never escape digits, so a leaf whose bytes
+  // hold neither 13 digits in a row (single separators allowed) nor any byte ≥ 0x80 (NFKC may
+  // fold a non-ASCII character into a digit) cannot hold a PAN-like string. A v2 (CBOR) leaf
+  // always has such bytes; the walk then tests each text string with the same cheap check first.
   if (mayHoldPan(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('latin1')) && leafHoldsPanLikeNumber(leaf)) {
     return { failure: { code: 'CARD_DATA_IN_LEAF', index, message: `entry ${index}: leaf holds a Luhn-valid 13-19 digit number (possible card data)` } };
   }

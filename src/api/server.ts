@@ -2,6 +2,7 @@
  * The HTTPS server (Fastify) with client-certificate authentication on every `/v1` route.
  * Routes only translate HTTP to service calls; errors are mapped in `./errors.ts`.
  */
+import { randomUUID } from 'node:crypto';
 import type { TLSSocket } from 'node:tls';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
@@ -13,16 +14,26 @@ import { registerTransactionRoutes } from './routes/transactions.js';
 import { registerOpsRoutes } from './routes/ops.js';
 import type { TransactionService } from '../services/transactions.js';
 import { DEFAULT_BODY_LIMIT_BYTES } from '../config.js';
+import { collectRoutes, type RegisteredRoute } from './route-spec.js';
 
 declare module 'fastify' {
   interface FastifyRequest {
     principal: Principal | null;
   }
+  interface FastifyInstance {
+    /** Every route Fastify registered, with its spec (the OpenAPI document is built from these). */
+    paylogRoutes: RegisteredRoute[];
+  }
 }
+
+/** Response header carrying the request id that every log line of the request names (`reqId`). */
+export const REQUEST_ID_HEADER = 'x-request-id';
 
 /**
  * Request log lines name the route pattern, never the URL: a path or query string can carry
- * whatever a client typed, including a card number (PCI DSS 3.5.1 / 10.3).
+ * whatever a client typed, including a card number (PCI DSS 3.5.1 / 10.3). Every line of a
+ * request carries its `reqId` (a random UUID, also sent back as `x-request-id`); the completion
+ * line carries method, route pattern, status and duration.
  */
 class RedactingLogController extends LogController {
   private static fields(request: FastifyRequest) {
@@ -32,9 +43,10 @@ class RedactingLogController extends LogController {
     request.log.info({ req: RedactingLogController.fields(request) }, 'incoming request');
   }
   override requestCompleted(error: Error | null, request: FastifyRequest, reply: FastifyReply): void {
+    const req = RedactingLogController.fields(request);
     const res = { statusCode: reply.statusCode };
-    if (error) reply.log.error({ res, err: { type: error.name } }, 'request errored');
-    else reply.log.info({ res, responseTime: reply.elapsedTime }, 'request completed');
+    if (error) reply.log.error({ req, res, err: { type: error.name } }, 'request errored');
+    else reply.log.info({ req, res, responseTime: reply.elapsedTime }, 'request completed');
   }
   override defaultErrorLog(error: Error, request: FastifyRequest, reply: FastifyReply): void {
     reply.log.info({ req: RedactingLogController.fields(request), res: { statusCode: reply.statusCode }, err: { type: error?.name } }, 'request failed');
@@ -79,7 +91,11 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
     return503OnClosing: true,
     logController: new RedactingLogController(),
     forceCloseConnections: 'idle',
+    // Our own ids: a client-supplied request-id header could carry anything, card numbers included.
+    genReqId: () => randomUUID(),
   }) as unknown as FastifyInstance;
+  const routes = collectRoutes(app);
+  app.decorate('paylogRoutes', routes);
   app.decorateRequest('principal', null);
   // JSON only: a text/plain body must be 415, not parsed as a string.
   app.removeContentTypeParser('text/plain');
@@ -97,6 +113,7 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
 
   app.addHook('onSend', async (req, reply) => {
     if (req.url.startsWith('/v1')) reply.header('cache-control', 'no-store');
+    reply.header(REQUEST_ID_HEADER, req.id);
     reply.header('x-content-type-options', 'nosniff');
   });
 
@@ -121,7 +138,7 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
     return reply.status(status).send(body);
   });
 
-  registerOpsRoutes(app, { metrics: deps.metrics, readiness: deps.readiness });
+  registerOpsRoutes(app, { metrics: deps.metrics, readiness: deps.readiness, routes });
   registerTransactionRoutes(app, { transactions: deps.transactions });
   for (const r of deps.extraRoutes ?? []) r(app);
   return app;

@@ -55,6 +55,20 @@ export function jsonSchema(schema: z.ZodType, io: 'input' | 'output'): Json {
   return rest;
 }
 
+/** Sets `description` on each property of a JSON Schema from `words` (dotted paths; unions walked). */
+export function describeFields(schema: Json, words: Readonly<Record<string, string>>, prefix = ''): Json {
+  for (const branch of [...((schema.oneOf ?? schema.anyOf ?? []) as Json[])]) describeFields(branch, words, prefix);
+  const props = schema.properties as Record<string, Json> | undefined;
+  for (const [key, sub] of Object.entries(props ?? {})) {
+    const path = prefix ? `${prefix}.${key}` : key;
+    if (words[path] !== undefined && sub.description === undefined) sub.description = words[path];
+    describeFields(sub, words, path);
+  }
+  const extra = schema.additionalProperties;
+  if (extra && typeof extra === 'object' && words[`${prefix}.*`] !== undefined) (extra as Json).description ??= words[`${prefix}.*`];
+  return schema;
+}
+
 /** Fastify `/a/:b` → OpenAPI `/a/{b}`. */
 export function openApiPath(url: string): string {
   return url.replace(/:([A-Za-z0-9_]+)/g, '{$1}');
@@ -150,8 +164,8 @@ function parameters(spec: RouteSpec): Json[] {
 /** Builds the document from the registered routes (those without a spec are not documented). */
 export function buildOpenApi(routes: readonly RegisteredRoute[]): Json {
   const schemas: Record<string, Json> = { Error: errorSchema };
-  const ref = (name: string | undefined, schema: z.ZodType, io: 'input' | 'output'): Json => {
-    const s = jsonSchema(schema, io);
+  const ref = (name: string | undefined, schema: z.ZodType, io: 'input' | 'output', words?: Readonly<Record<string, string>>): Json => {
+    const s = words ? describeFields(jsonSchema(schema, io), words) : jsonSchema(schema, io);
     if (!name) return s;
     schemas[name] = s;
     return { $ref: `#/components/schemas/${name}` };
@@ -188,7 +202,7 @@ export function buildOpenApi(routes: readonly RegisteredRoute[]): Json {
             requestBody: {
               required: true,
               ...(spec.body.description ? { description: spec.body.description } : {}),
-              content: { 'application/json': { schema: ref(spec.body.name, spec.body.schema, 'input') } },
+              content: { 'application/json': { schema: ref(spec.body.name, spec.body.schema, 'input', spec.body.fieldDescriptions) } },
             },
           }
         : {}),

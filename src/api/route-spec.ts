@@ -39,7 +39,13 @@ export interface RouteSpec {
   who?: string;
   params?: z.ZodObject;
   query?: z.ZodObject;
-  body?: { schema: z.ZodType; name?: string; description?: string };
+  body?: {
+    schema: z.ZodType;
+    name?: string;
+    description?: string;
+    /** Words for each field, by dotted path (`*` = any key): the same texts the errors use. */
+    fieldDescriptions?: Readonly<Record<string, string>>;
+  };
   /** Success responses by status. */
   responses: Partial<Record<number, ResponseSpec>>;
   /**

@@ -49,7 +49,7 @@ export class AdminService {
 
   async setProcessor(principal: Principal, name: string, raw: unknown) {
     authorize(principal, 'admin:processors');
-    if (!PROCESSOR_NAME_RE.test(name)) throw invalid('processor name');
+    if (!PROCESSOR_NAME_RE.test(name)) throw invalid('processor name: 1-63 lower-case letters, digits and -, starting with a letter or digit, e.g. acme');
     const r = processorUpdateSchema.safeParse(raw);
     if (!r.success) throw invalid('processor update: { "status": "active" | "disabled" }');
     await this.processors.upsert(name, r.data.status);

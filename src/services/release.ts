@@ -43,6 +43,13 @@ export const releaseRequestSchema = z.strictObject({
 });
 export type ReleaseRequest = z.infer<typeof releaseRequestSchema>;
 
+/** What each release body field must be, in words (constants; never input). */
+const RELEASE_FIELD_EXPECTATIONS: Readonly<Record<string, string>> = {
+  purpose: `purpose must be one of ${RELEASE_PURPOSES.join(', ')}`,
+  reference: `reference must be 1-${REFERENCE_MAX} characters of letters, digits, spaces and . _ : # / -`,
+  '*': 'the body may have only purpose and reference',
+};
+
 export interface ReleaseResult {
   transactionId: string;
   processor: string;
@@ -91,11 +98,14 @@ function parseReleaseRequest(raw: unknown): ReleaseRequest {
   const r = releaseRequestSchema.safeParse(raw);
   if (!r.success) {
     throw new PaylogError('VALIDATION_FAILED', 'release body must be { "purpose": one of ' + RELEASE_PURPOSES.join('|') + ', "reference"?: short text }', {
-      issues: r.error.issues.slice(0, 5).map((i) => ({ path: i.path.map(String).filter((p) => p === 'purpose' || p === 'reference').join('.') || '*', code: i.code })),
+      issues: r.error.issues.slice(0, 5).map((i) => {
+        const path = i.path.map(String).filter((p) => p === 'purpose' || p === 'reference').join('.') || '*';
+        return { path, code: i.code, message: RELEASE_FIELD_EXPECTATIONS[path] ?? RELEASE_FIELD_EXPECTATIONS['*']! };
+      }),
     });
   }
   if (r.data.reference && (containsPanLikeNumber(r.data.reference) || containsIban(r.data.reference))) {
-    throw new PaylogError('VALIDATION_FAILED', 'reference must not contain a card number or IBAN', { issues: [{ path: 'reference', code: 'account_number_like' }] });
+    throw new PaylogError('VALIDATION_FAILED', 'reference must not contain a card number or IBAN', { issues: [{ path: 'reference', code: 'account_number_like', message: 'reference must not contain a card number or IBAN' }] });
   }
   return r.data;
 }

@@ -4,6 +4,7 @@ import type { TransactionService } from '../../services/transactions.js';
 import { requirePrincipal } from '../server.js';
 import { defineRoute } from '../route-spec.js';
 import { transactionRequestSchema } from '../../validation/transaction.js';
+import { FIELD_EXPECTATIONS } from '../../validation/messages.js';
 import { receiptSchema, transactionIdParams, transactionViewSchema } from '../schemas.js';
 
 export function registerTransactionRoutes(app: FastifyInstance, deps: { transactions: TransactionService }): void {
@@ -19,7 +20,7 @@ export function registerTransactionRoutes(app: FastifyInstance, deps: { transact
       summary: 'Submit one transaction; transactionId is the idempotency key',
       description:
         'Validated (card data, expiry, currency, processor), encrypted under a fresh data key and committed to the log before the answer. An identical replay answers 200 with the same receipt.',
-      body: { schema: transactionRequestSchema, name: 'TransactionRequest' },
+      body: { schema: transactionRequestSchema, name: 'TransactionRequest', fieldDescriptions: FIELD_EXPECTATIONS },
       responses: {
         201: { description: 'Committed to the log', schema: receiptSchema, name: 'TransactionReceipt' },
         200: { description: 'Identical replay of an earlier submission', schema: receiptSchema, name: 'TransactionReceipt' },

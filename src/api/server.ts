@@ -36,23 +36,26 @@ export const REQUEST_ID_HEADER = 'x-request-id';
  * line carries method, route pattern, status and duration.
  */
 class RedactingLogController extends LogController {
+  /**
+   * Top-level fields, not under `req`/`res`: Fastify's default `req` serializer would replace
+   * an object under `req` with its own view (which has the URL).
+   */
   private static fields(request: FastifyRequest) {
-    return { method: request.method, route: request.routeOptions.url ?? 'unmatched', remoteAddress: request.ip };
+    return { method: request.method, route: request.routeOptions.url ?? 'unmatched' };
   }
   override incomingRequest(request: FastifyRequest): void {
-    request.log.info({ req: RedactingLogController.fields(request) }, 'incoming request');
+    request.log.info({ ...RedactingLogController.fields(request), remoteAddress: request.ip }, 'incoming request');
   }
   override requestCompleted(error: Error | null, request: FastifyRequest, reply: FastifyReply): void {
-    const req = RedactingLogController.fields(request);
-    const res = { statusCode: reply.statusCode };
-    if (error) reply.log.error({ req, res, err: { type: error.name } }, 'request errored');
-    else reply.log.info({ req, res, responseTime: reply.elapsedTime }, 'request completed');
+    const f = { ...RedactingLogController.fields(request), statusCode: reply.statusCode, responseTime: reply.elapsedTime };
+    if (error) reply.log.error({ ...f, err: { type: error.name } }, 'request errored');
+    else reply.log.info(f, 'request completed');
   }
   override defaultErrorLog(error: Error, request: FastifyRequest, reply: FastifyReply): void {
-    reply.log.info({ req: RedactingLogController.fields(request), res: { statusCode: reply.statusCode }, err: { type: error?.name } }, 'request failed');
+    reply.log.info({ ...RedactingLogController.fields(request), statusCode: reply.statusCode, err: { type: error?.name } }, 'request failed');
   }
   override routeNotFound(request: FastifyRequest): void {
-    request.log.info({ req: { method: request.method } }, 'route not found');
+    request.log.info({ method: request.method, route: 'unmatched' }, 'route not found');
   }
   override writeHeadError(error: Error, _request: FastifyRequest, reply: FastifyReply): void {
     reply.log.warn({ err: { type: error?.name } }, 'response header write failed');

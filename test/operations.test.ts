@@ -2,7 +2,7 @@
  * What an operator sees: metric names and the new metrics, request log lines (route pattern,
  * status, request id; never the URL), and start-up errors that name setting, key and permission.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -95,6 +95,28 @@ describe('start-up KMS errors', () => {
     ).rejects.toThrow(/^PAYLOG_KMS_SIGNING_KEY_ID=alias\/paylog-data: the key is SYMMETRIC_DEFAULT \/ ENCRYPT_DECRYPT; a signing key must be ECC_NIST_EDWARDS25519/);
   });
 
+  it('the IAM policy in docs/operations.md allows exactly the KMS operations the service calls', async () => {
+    const kms = new PaylogKms(createKmsClient({ endpoint: kmsEndpoint.url, region: 'us-east-1' }));
+    await kms.ensureKey('paylog-checkpoint', 'ECC_NIST_EDWARDS25519');
+    await kms.ensureKey('paylog-data', 'SYMMETRIC_DEFAULT');
+    const aws = await startTestPaylog({ env: { AWS_ENDPOINT_URL_KMS: kmsEndpoint.url } });
+    try {
+      const tx = cardTransaction();
+      expect((await aws.call('checkout', 'POST', '/v1/transactions', tx)).status).toBe(201);
+      expect((await aws.call('processor-acme', 'POST', `/v1/transactions/${tx.transactionId}/release`, { purpose: 'capture' })).status).toBe(200);
+      await aws.paylog.checkpoints.publish();
+      expect((await aws.call(null, 'GET', '/readyz')).status).toBe(200);
+      const text = (await aws.call(null, 'GET', '/metrics')).text;
+      const called = new Set([...text.matchAll(/^paylog_kms_request_duration_seconds_count\{operation="(\w+)"\} [1-9]/gm)].map((m) => `kms:${m[1]}`));
+      const policy = jsonBlocks()[0] as { Statement: Array<{ Effect: string; Action: string[] }> };
+      const allowed = new Set(policy.Statement.filter((st) => st.Effect === 'Allow').flatMap((st) => st.Action));
+      expect([...allowed].sort()).toEqual([...called].sort());
+      expect([...new Set([...KMS_PERMISSIONS.data, ...KMS_PERMISSIONS.signing])].sort()).toEqual([...called].sort());
+    } finally {
+      await aws.stop();
+    }
+  });
+
   it('access denied names the permissions the key needs', () => {
     const denied = new PaylogError('KMS_UNAVAILABLE', 'KMS DescribeKey failed: AccessDeniedException', {
       kmsOperation: 'DescribeKey',
@@ -112,5 +134,37 @@ describe('start-up KMS errors', () => {
       { region: 'us-east-1' },
     );
     expect(sign).toMatch(/needs kms:GenerateDataKey on this key/);
+  });
+});
+
+const guide = readFileSync(new URL('../docs/operations.md', import.meta.url), 'utf8');
+function jsonBlocks(): unknown[] {
+  return [...guide.matchAll(/```json\n([\s\S]*?)```/g)].map((m) => JSON.parse(m[1]!));
+}
+
+describe('operator guide and dashboard', () => {
+  it('its JSON blocks parse; the key policies allow the same actions as the IAM policy', () => {
+    const [iam, dataKey, signingKey] = jsonBlocks() as Array<{ Statement: Array<{ Action: string[] }> }>;
+    const actions = (p: { Statement: Array<{ Action: string[] }> }) => new Set(p.Statement.flatMap((s) => s.Action));
+    expect([...actions(dataKey!)].sort()).toEqual([...KMS_PERMISSIONS.data].sort());
+    expect([...actions(signingKey!)].sort()).toEqual([...KMS_PERMISSIONS.signing].sort());
+    expect(actions(iam!).size).toBe(5);
+  });
+
+  it('documents every setting and every paylog metric; the dashboard charts every metric', async () => {
+    const config = readFileSync(new URL('../src/config.ts', import.meta.url), 'utf8');
+    const settings = [...config.matchAll(/^\s+((?:PAYLOG|AWS)_[A-Z0-9_]+|DATABASE_URL):/gm)].map((m) => m[1]!);
+    expect(settings.length).toBeGreaterThan(15);
+    const settingsSection = guide.slice(guide.indexOf('## Settings'), guide.indexOf('## Logs'));
+    for (const s of settings) expect(settingsSection, s).toContain(`\`${s}\``);
+    const dashboard = readFileSync(new URL('../docs/grafana-dashboard.json', import.meta.url), 'utf8');
+    const exprs = (JSON.parse(dashboard) as { panels: Array<{ targets: Array<{ expr: string }> }> }).panels.flatMap((p) => p.targets.map((x) => x.expr)).join('\n');
+    const own = (await t.paylog.metrics.registry.getMetricsAsJSON()).map((m) => m.name).filter((n) => !/^paylog_(process|nodejs)_/.test(n));
+    expect(own.length).toBeGreaterThanOrEqual(9);
+    const metricsSection = guide.slice(guide.indexOf('## Metrics'), guide.indexOf('## Backup'));
+    for (const name of own) {
+      expect(metricsSection, name).toContain(`\`${name}\``);
+      expect(exprs, name).toContain(name);
+    }
   });
 });

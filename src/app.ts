@@ -31,7 +31,6 @@ import { LogReadService } from './services/log-read.js';
 import { registerLogRoutes } from './api/routes/log.js';
 import { CheckpointPublisher, kmsNoteSigners, type PublishedKey } from './log/checkpoints.js';
 import { AdminService } from './services/admin.js';
-import { RateLimiter } from './auth/rate-limit.js';
 import type { DataKeySource } from './crypto/envelope.js';
 
 export const EMBEDDED_DATABASE = 'paylog';
@@ -208,7 +207,6 @@ export async function startPaylog(config: Config, opts: StartOptions = {}): Prom
       dataKeys,
       transactions: transactionsService,
       processors: processorRegistry,
-      limiter: new RateLimiter(config.releaseRatePerMinute),
       macKey,
       metrics,
     });
@@ -248,7 +246,7 @@ export async function startPaylog(config: Config, opts: StartOptions = {}): Prom
       revocations,
       readiness,
       extraRoutes: [
-        (app) => registerReleaseRoutes(app, { release }),
+        (app) => registerReleaseRoutes(app, { release, releaseRatePerMinute: config.releaseRatePerMinute }),
         (app) => registerAdminRoutes(app, { admin }),
         (app) => registerLogRoutes(app, { log: logRead }),
       ],

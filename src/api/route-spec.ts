@@ -66,7 +66,7 @@ export function defineRoute(app: FastifyInstance, spec: RouteSpec, handler: Hand
     ...extra,
     method: spec.method,
     url: spec.url,
-    config: { ...((extra.config as object) ?? {}), [ROUTE_SPEC_CONFIG_KEY]: spec },
+    config: { ...((extra.config as object) ?? {}), [ROUTE_SPEC_CONFIG_KEY]: spec } as RouteOptions['config'],
     handler: handler as RouteOptions['handler'],
   });
 }

@@ -4,6 +4,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { TLSSocket } from 'node:tls';
+import rateLimit from '@fastify/rate-limit';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import { PaylogError } from '../errors.js';
@@ -100,6 +101,17 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
   const routes = collectRoutes(app);
   app.decorate('paylogRoutes', routes);
   app.decorateRequest('principal', null);
+  // Per-route limits (`config.rateLimit`), keyed by the client certificate, checked after
+  // authentication (preHandler) so the key is the verified certificate's fingerprint.
+  await app.register(rateLimit, {
+    global: false,
+    hook: 'preHandler',
+    keyGenerator: (req) => req.principal?.certificateFingerprint ?? req.ip,
+    errorResponseBuilder: (_req, ctx) =>
+      new PaylogError('RATE_LIMITED', 'too many requests from this certificate; retry after Retry-After seconds', {
+        retryAfterSeconds: Math.max(1, Math.ceil(ctx.ttl / 1000)),
+      }),
+  });
   // JSON only: a text/plain body must be 415, not parsed as a string.
   app.removeContentTypeParser('text/plain');
 

@@ -5,8 +5,9 @@
  * Contract: every release and every refused release attempt appends an access entry to the
  * Merkle log, and `release()` returns plaintext only after that entry's batch has committed.
  * If the entry cannot be made durable, nothing is released (LOG_UNAVAILABLE → 503).
- * Rate-limited attempts are refused before any work and are not logged (a flood must not be
- * able to grow the log); they are counted in metrics.
+ * Rate-limited attempts are refused by the route (@fastify/rate-limit, per certificate) before
+ * this service runs, and are not logged (a flood must not be able to grow the log); they are
+ * counted in metrics as 429s.
  */
 import { and, asc, eq, gt } from 'drizzle-orm';
 import { z } from 'zod';
@@ -16,7 +17,6 @@ import { PaylogError, isPaylogError } from '../errors.js';
 import { authorizeOnTransaction } from '../auth/policy.js';
 import type { Principal } from '../auth/principal.js';
 import type { ProcessorRegistry } from '../auth/processors.js';
-import type { RateLimiter } from '../auth/rate-limit.js';
 import { openEnvelope, type DataKeySource } from '../crypto/envelope.js';
 import { encodeLeaf, leafTime, LEAF_FORMAT_VERSION } from '../log/leaf.js';
 import type { LogAppender } from '../log/appender.js';
@@ -77,7 +77,6 @@ export interface ReleaseDeps {
   dataKeys: DataKeySource;
   transactions: TransactionService;
   processors: ProcessorRegistry;
-  limiter: RateLimiter;
   /** Keyed digests of unknown transaction ids (never logged in the clear). */
   macKey: Buffer;
   metrics?: Metrics;
@@ -122,7 +121,6 @@ export class ReleaseService {
    * (granted or denied) is committed before this resolves or rejects with the refusal.
    */
   async release(principal: Principal, transactionId: string, raw: unknown, sourceAddress: string): Promise<ReleaseResult> {
-    this.deps.limiter.take(principal.certificateFingerprint);
     if (!TRANSACTION_ID_RE.test(transactionId)) throw new PaylogError('NOT_FOUND', 'no such transaction');
     const row = await this.deps.transactions.findRow(transactionId);
     const active = await this.standing(principal);

@@ -19,7 +19,10 @@ import {
 type Query = Record<string, string | string[] | undefined>;
 type IdParams = { transactionId: string };
 
-export function registerReleaseRoutes(app: FastifyInstance, deps: { release: ReleaseService }): void {
+/** Window of the per-certificate release limit (PAYLOG_RELEASE_RATE_PER_MINUTE per window). */
+export const RELEASE_RATE_WINDOW_MS = 60_000;
+
+export function registerReleaseRoutes(app: FastifyInstance, deps: { release: ReleaseService; releaseRatePerMinute: number }): void {
   // The release route takes its body as text, whatever the content type, and the service parses
   // it: a malformed body is then a refused attempt that is logged like any other.
   void app.register(async (scope) => {
@@ -46,6 +49,8 @@ export function registerReleaseRoutes(app: FastifyInstance, deps: { release: Rel
         const params = req.params as IdParams;
         return await deps.release.release(requirePrincipal(req), params.transactionId, req.body ?? '', req.ip);
       },
+      // Refused before the handler: a flood cannot grow the log (counted as 429 in metrics).
+      { config: { rateLimit: { max: deps.releaseRatePerMinute, timeWindow: RELEASE_RATE_WINDOW_MS } } },
     );
   });
   defineRoute(

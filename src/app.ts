@@ -93,7 +93,7 @@ export async function startPaylog(config: Config, opts: StartOptions = {}): Prom
     let ownerUrl = config.databaseUrl;
     let embedded: EmbeddedServer | undefined;
     if (!ownerUrl) {
-      embedded = await startEmbeddedPostgres({ dataDir: join(config.dataDir, 'pg') });
+      embedded = await startEmbeddedPostgres({ dataDir: join(config.dataDir, 'pg'), ownedRoot: config.dataDir });
       cleanups.push(() => embedded!.stop());
       ownerUrl = await ensureEmbeddedDatabase(embedded.adminUrl);
     }

@@ -34,6 +34,7 @@ import { rawInsertSection } from './bench/raw-insert.js';
 import { appenderSection } from './bench/appender.js';
 import { envelopeSection } from './bench/envelope.js';
 import { auditorInclusionSection, auditorRebuildSection } from './bench/auditor.js';
+import { cseSection } from './bench/cse.js';
 
 /**
  * Every section, in print order. Sections with `needs: 'service'` run first, while the paylog
@@ -41,6 +42,7 @@ import { auditorInclusionSection, auditorRebuildSection } from './bench/auditor.
  */
 export const SECTIONS: BenchSection[] = [
   serviceThroughputSection,
+  cseSection,
   rawInsertSection,
   appenderSection,
   envelopeSection,
@@ -72,6 +74,11 @@ export const TARGETS: RatioTarget[] = [
     numerator: 'auditor_rebuild.rebuild_entries_per_s',
     denominator: 'auditor_rebuild.raw_sha256_per_s',
     min: 0.5,
+  },
+  {
+    label: 'client-side encryption: JWE submissions ÷ plaintext submissions (req/s, same run)',
+    numerator: 'cse.encrypted_rps',
+    denominator: 'cse.plaintext_rps',
   },
   {
     label: 'auditor: tree rebuild alone (StreamingTreeBuilder) ÷ raw SHA-256',

@@ -32,6 +32,9 @@ import { registerLogRoutes } from './api/routes/log.js';
 import { CheckpointPublisher, kmsNoteSigners, type PublishedKey } from './log/checkpoints.js';
 import { AdminService } from './services/admin.js';
 import type { DataKeySource } from './crypto/envelope.js';
+import { CseKeyStore, registerCseKeyMetrics } from './cse/keys.js';
+import { ClientSideDecryption } from './cse/jwe.js';
+import { registerCseRoutes } from './api/routes/cse.js';
 
 export const EMBEDDED_DATABASE = 'paylog';
 export const DEV_PROCESSORS = ['acme', 'globex'] as const;
@@ -55,6 +58,8 @@ export interface Paylog {
   readonly appender: LogAppender;
   readonly processors: ProcessorRegistry;
   readonly revocations: RevocationList;
+  /** Client-side encryption keys (browser JWE). */
+  readonly cseKeys: CseKeyStore;
   readonly server: FastifyInstance;
   readonly devPki?: DevPki;
   close(): Promise<void>;
@@ -199,7 +204,14 @@ export async function startPaylog(config: Config, opts: StartOptions = {}): Prom
     });
     const processorRegistry = new ProcessorRegistry(database);
     const revocations = new RevocationList(database);
-    const transactionsService = new TransactionService({ database, appender, dataKeys, macKey, processors: processorRegistry });
+    const cseKeys = new CseKeyStore(
+      { database, kms, kmsKeyId: dataKeyId },
+      { period: config.cse.keyPeriod, overlapS: config.cse.keyOverlapS, cacheTtlS: config.cse.keyCacheTtlS },
+    );
+    cleanups.push(async () => cseKeys.close());
+    registerCseKeyMetrics(metrics.registry, cseKeys);
+    const cse = new ClientSideDecryption(cseKeys, { maxAgeS: config.cse.maxAgeS });
+    const transactionsService = new TransactionService({ database, appender, dataKeys, macKey, processors: processorRegistry, cse });
 
     const release = new ReleaseService({
       database,
@@ -249,6 +261,7 @@ export async function startPaylog(config: Config, opts: StartOptions = {}): Prom
         (app) => registerReleaseRoutes(app, { release, releaseRatePerMinute: config.releaseRatePerMinute }),
         (app) => registerAdminRoutes(app, { admin }),
         (app) => registerLogRoutes(app, { log: logRead }),
+        (app) => registerCseRoutes(app, { cseKeys }),
       ],
     });
     await server.listen({ host: config.host, port: config.port });
@@ -272,6 +285,7 @@ export async function startPaylog(config: Config, opts: StartOptions = {}): Prom
       appender,
       processors: processorRegistry,
       revocations,
+      cseKeys,
       server,
       ...(devPki ? { devPki } : {}),
       close: () =>

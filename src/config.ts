@@ -16,6 +16,14 @@ export const DEFAULT_LOCAL_KMS_REGION = 'us-east-1';
 export const DEFAULT_AWS_REGION = 'us-east-1';
 export const DEFAULT_RELEASE_RATE_PER_MINUTE = 120;
 export const DEFAULT_BODY_LIMIT_BYTES = 16 * 1024;
+/** Client-side encryption (src/cse): JWE maximum age on paylog's clock, from its `iat`. */
+export const DEFAULT_CSE_MAX_AGE_S = 15 * 60;
+/** Client-side encryption: one browser key per calendar period (UTC). */
+export const DEFAULT_CSE_KEY_PERIOD = 'month';
+/** Client-side encryption: a retired browser key keeps decrypting this long after its period. */
+export const DEFAULT_CSE_KEY_OVERLAP_S = 24 * 60 * 60;
+/** Client-side encryption: unwrapped private keys are kept in memory this long. */
+export const DEFAULT_CSE_KEY_CACHE_TTL_S = 300;
 
 const intFromEnv = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
 
@@ -44,6 +52,10 @@ const envSchema = z.object({
   PAYLOG_TLS_CA: z.string().optional(),
   /** Explicitly allow the dev-only local KMS together with production TLS files. */
   PAYLOG_ALLOW_DEV_KMS: z.enum(['0', '1']).optional(),
+  PAYLOG_CSE_MAX_AGE_S: intFromEnv(60, 86_400).default(DEFAULT_CSE_MAX_AGE_S),
+  PAYLOG_CSE_KEY_PERIOD: z.enum(['month', 'day', 'hour']).default(DEFAULT_CSE_KEY_PERIOD),
+  PAYLOG_CSE_KEY_OVERLAP_S: intFromEnv(60, 90 * 86_400).default(DEFAULT_CSE_KEY_OVERLAP_S),
+  PAYLOG_CSE_KEY_CACHE_TTL_S: intFromEnv(1, 86_400).default(DEFAULT_CSE_KEY_CACHE_TTL_S),
 });
 
 export interface Config {
@@ -64,6 +76,8 @@ export interface Config {
   logLevel: z.infer<typeof envSchema>['PAYLOG_LOG_LEVEL'];
   /** Production TLS files; unset → the dev PKI under dataDir/pki. */
   tls?: { certPath: string; keyPath: string; caPath: string };
+  /** Client-side encryption (browser JWE): see src/cse/keys.ts and SECURITY.md. */
+  cse: { maxAgeS: number; keyPeriod: 'month' | 'day' | 'hour'; keyOverlapS: number; keyCacheTtlS: number };
 }
 
 export class ConfigError extends Error {
@@ -95,6 +109,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       );
     }
   }
+  if (e.PAYLOG_CSE_KEY_OVERLAP_S < e.PAYLOG_CSE_MAX_AGE_S) {
+    throw new ConfigError('invalid settings:\n  PAYLOG_CSE_KEY_OVERLAP_S: must be at least PAYLOG_CSE_MAX_AGE_S (a blob issued just before a rotation must still open)');
+  }
   return {
     dataDir: resolve(e.PAYLOG_DATA_DIR),
     host: e.PAYLOG_HOST,
@@ -122,6 +139,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     batchLingerMs: e.PAYLOG_BATCH_LINGER_MS,
     releaseRatePerMinute: e.PAYLOG_RELEASE_RATE_PER_MINUTE,
     logLevel: e.PAYLOG_LOG_LEVEL,
+    cse: {
+      maxAgeS: e.PAYLOG_CSE_MAX_AGE_S,
+      keyPeriod: e.PAYLOG_CSE_KEY_PERIOD,
+      keyOverlapS: e.PAYLOG_CSE_KEY_OVERLAP_S,
+      keyCacheTtlS: e.PAYLOG_CSE_KEY_CACHE_TTL_S,
+    },
     ...(tlsSet === 3
       ? { tls: { certPath: e.PAYLOG_TLS_CERT!, keyPath: e.PAYLOG_TLS_KEY!, caPath: e.PAYLOG_TLS_CA! } }
       : {}),

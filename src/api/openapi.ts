@@ -35,6 +35,10 @@ export const ERROR_DESCRIPTIONS: Partial<Record<ErrorCode, string>> = {
   INTEGRITY_FAILURE: 'a stored record failed its integrity checks; nothing is returned',
   INCONSISTENT_TREE: 'the stored tree failed its consistency checks; nothing is returned',
   INTERNAL: 'an unexpected error; no detail is given',
+  CSE_KEY_UNKNOWN: 'the JWE names a key id paylog does not accept; fetch /v1/cse/jwks.json again',
+  CSE_DECRYPT_FAILED: 'the JWE could not be decrypted',
+  CSE_BINDING_MISMATCH: 'the JWE was encrypted for another transactionId or processor',
+  CSE_EXPIRED: 'the JWE is older than PAYLOG_CSE_MAX_AGE_S',
 };
 
 const COMMON_MTLS: readonly ErrorCode[] = ['CLIENT_CERTIFICATE_REQUIRED', 'CERTIFICATE_REVOKED'];

@@ -3,7 +3,8 @@ import type { FastifyInstance } from 'fastify';
 import type { TransactionService } from '../../services/transactions.js';
 import { requirePrincipal } from '../server.js';
 import { defineRoute } from '../route-spec.js';
-import { transactionRequestSchema } from '../../validation/transaction.js';
+import { z } from 'zod';
+import { encryptedTransactionRequestSchema, transactionRequestSchema } from '../../validation/transaction.js';
 import { FIELD_EXPECTATIONS } from '../../validation/messages.js';
 import { receiptSchema, transactionIdParams, transactionViewSchema } from '../schemas.js';
 
@@ -20,14 +21,20 @@ export function registerTransactionRoutes(app: FastifyInstance, deps: { transact
       summary: 'Submit one transaction; transactionId is the idempotency key',
       description:
         'Validated (card data, expiry, currency, processor), encrypted under a fresh data key and committed to the log before the answer. An identical replay answers 200 with the same receipt.',
-      body: { schema: transactionRequestSchema, name: 'TransactionRequest', fieldDescriptions: FIELD_EXPECTATIONS },
+      body: {
+        // Plain, or with paymentMethod { type: "encrypted", jwe } from the browser (client-side encryption).
+        schema: z.union([transactionRequestSchema, encryptedTransactionRequestSchema]),
+        name: 'TransactionRequest',
+        fieldDescriptions: FIELD_EXPECTATIONS,
+      },
       responses: {
         201: { description: 'Committed to the log', schema: receiptSchema, name: 'TransactionReceipt' },
         200: { description: 'Identical replay of an earlier submission', schema: receiptSchema, name: 'TransactionReceipt' },
       },
       errors: [
         'VALIDATION_FAILED', 'SENSITIVE_AUTHENTICATION_DATA', 'INVALID_CARD_NUMBER', 'CARD_EXPIRED', 'INVALID_ROUTING_NUMBER',
-        'INVALID_IBAN', 'UNSUPPORTED_CURRENCY', 'UNKNOWN_PROCESSOR', 'IDEMPOTENCY_CONFLICT', 'FORBIDDEN', 'LOG_UNAVAILABLE', 'KMS_UNAVAILABLE',
+        'INVALID_IBAN', 'UNSUPPORTED_CURRENCY', 'UNKNOWN_PROCESSOR', 'CSE_KEY_UNKNOWN', 'CSE_DECRYPT_FAILED', 'CSE_BINDING_MISMATCH', 'CSE_EXPIRED',
+        'IDEMPOTENCY_CONFLICT', 'FORBIDDEN', 'LOG_UNAVAILABLE', 'KMS_UNAVAILABLE',
       ],
     },
     async (req, reply) => {

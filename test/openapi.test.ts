@@ -83,10 +83,12 @@ describe('OpenAPI document', () => {
     const submit = doc.paths['/v1/transactions'].post;
     expect(Object.keys(submit.responses).sort()).toEqual(['200', '201', '400', '401', '403', '409', '413', '415', '422', '500', '503']);
     expect(submit.responses['201'].content['application/json'].schema).toEqual({ $ref: '#/components/schemas/TransactionReceipt' });
-    const value = doc.components.schemas.TransactionRequest.properties.amount.properties.value;
+    const [plain, encrypted] = doc.components.schemas.TransactionRequest.anyOf;
+    expect(encrypted.properties.paymentMethod).toBeDefined(); // client-side encrypted variant
+    const value = plain.properties.amount.properties.value;
     expect(value.type).toBe('integer');
     expect(value.description).toMatch(/positive integer number of minor units/);
-    expect(doc.components.schemas.TransactionRequest.properties.paymentMethod.oneOf[0].properties.expiryMonth.description).toMatch(/1 to 12/);
+    expect(plain.properties.paymentMethod.oneOf[0].properties.expiryMonth.description).toMatch(/1 to 12/);
     const release = doc.paths['/v1/transactions/{transactionId}/release'].post;
     expect(release.responses['422']).toBeDefined();
     expect(release.responses['429'].headers['Retry-After']).toBeDefined();

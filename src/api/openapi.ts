@@ -14,6 +14,7 @@ export const OPENAPI_VERSION = '3.1.0';
 /** What each code means, in words (shown in the document beside the codes a route may answer). */
 export const ERROR_DESCRIPTIONS: Partial<Record<ErrorCode, string>> = {
   BAD_REQUEST: 'the body is not valid JSON, or the request is malformed',
+  INVALID_ENCODING: 'a NUL, bytes that are not UTF-8, or a lone surrogate anywhere in the URL or body',
   PAYLOAD_TOO_LARGE: 'the body is larger than the limit (16 KiB by default)',
   UNSUPPORTED_MEDIA_TYPE: 'the body is not application/json',
   VALIDATION_FAILED: 'a field is missing or malformed; details.issues lists each field path with what was expected',
@@ -43,7 +44,8 @@ export const ERROR_DESCRIPTIONS: Partial<Record<ErrorCode, string>> = {
 
 const COMMON_MTLS: readonly ErrorCode[] = ['CLIENT_CERTIFICATE_REQUIRED', 'CERTIFICATE_REVOKED'];
 const COMMON_BODY: readonly ErrorCode[] = ['BAD_REQUEST', 'PAYLOAD_TOO_LARGE', 'UNSUPPORTED_MEDIA_TYPE'];
-const COMMON_ALL: readonly ErrorCode[] = ['INTERNAL'];
+/** Every route: a URL (or body) with NUL, non-UTF-8 bytes or a lone surrogate is INVALID_ENCODING. */
+const COMMON_ALL: readonly ErrorCode[] = ['INVALID_ENCODING', 'INTERNAL'];
 
 const STATUS_TEXT: Record<number, string> = {
   200: 'OK', 201: 'Created', 400: 'Bad request', 401: 'Unauthenticated', 403: 'Forbidden', 404: 'Not found',

@@ -133,7 +133,7 @@ export const entriesSchema = z.object({
 
 export const inclusionQuery = z.object({
   index: indexParam('the entry; or give transactionId').optional(),
-  transactionId: z.string().min(1).max(128).optional().describe('the transaction entry of this transaction (instead of index)'),
+  transactionId: transactionRequestSchema.shape.transactionId.optional().describe('the transaction entry of this transaction (instead of index)'),
   treeSize: indexParam('tree size of the proof; default the latest checkpoint').optional(),
 });
 export const inclusionSchema = z.object({

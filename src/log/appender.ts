@@ -15,6 +15,7 @@ import type pg from 'pg';
 import type { AppDatabase, Db } from '../db/connection.js';
 import type { accessEntries, dataKeys, transactions } from '../db/schema.js';
 import { PaylogError, isPaylogError } from '../errors.js';
+import { macEqual } from '../crypto/fingerprint.js';
 import { EMPTY_ROOT, appendLeaves, hashLeaf, nodeKey, rangeNodes, type NodeId } from './merkle.js';
 
 /** Advisory lock key serialising appends across instances ("paylogap"). */
@@ -328,7 +329,7 @@ async function batchInTransaction(
     if (req.kind === 'transaction') {
       const prior = existing.get(req.transaction.transactionId);
       if (prior) {
-        if (prior.mac.equals(req.transaction.requestMac)) {
+        if (macEqual(prior.mac, req.transaction.requestMac)) {
           outcomes[i] = { status: 'replayed', logIndex: prior.logIndex, leafHash: Buffer.alloc(0), createdAt: prior.createdAt };
           replayIndexes.push(prior.logIndex);
         } else {
@@ -365,7 +366,12 @@ async function batchInTransaction(
     for (const o of outcomes) {
       if (o?.status === 'replayed') {
         const fresh = accepted.find((a) => a.index === o.logIndex);
-        o.leafHash = fresh?.leafHash ?? leafNodes.get(nodeKey({ level: 0, index: o.logIndex })) ?? Buffer.alloc(0);
+        const stored = fresh?.leafHash ?? leafNodes.get(nodeKey({ level: 0, index: o.logIndex }));
+        // MUST NOT answer a replay without the original's leaf hash: a missing level-0 node means
+        // the stored tree is damaged. Thrown, the batch is retried entry by entry, so only this
+        // replay fails.
+        if (!stored) throw new PaylogError('INTERNAL', 'the stored leaf hash of a replayed entry is missing');
+        o.leafHash = stored;
       }
     }
   }

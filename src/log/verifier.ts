@@ -21,12 +21,14 @@ import { verifyCheckpoint, parseCheckpointBody, type VerifiedCheckpoint } from '
 import { decodeLeaf, type Leaf } from './leaf.js';
 import { hashChildren, hashLeaf, StreamingTreeBuilder, verifyConsistency } from './merkle.js';
 import { parseVerifierKey, type NoteVerifier } from './note.js';
+import { containsPanLikeIdentifier, containsPanLikeNumber, mayHoldPan } from '../validation/identifiers.js';
+
+// The PAN detector is the one validation uses (src/validation/identifiers.ts): same NFKC folding,
+// same separators, same lengths. Re-exported for the scripts and tests that import it from here.
+export { containsPanLikeIdentifier, containsPanLikeNumber, luhnValid, PAN_MAX_DIGITS, PAN_MIN_DIGITS } from '../validation/identifiers.js';
 
 /** Version of the auditor state file written by {@link formatState}. */
 export const STATE_VERSION = 1;
-/** PAN length range (ISO/IEC 7812-1): 13 to 19 digits. */
-export const PAN_MIN_DIGITS = 13;
-export const PAN_MAX_DIGITS = 19;
 
 /** One log entry as handed to the verifier. */
 export interface LogEntryInput {
@@ -208,53 +210,11 @@ export function toNoteVerifiers(vkeys: readonly string[]): NoteVerifier[] {
 // ---------------------------------------------------------------------------------------------
 // Leaf checks.
 
-// ISO/IEC 7812-1 Annex B: Luhn check digit.
-export function luhnValid(digits: string): boolean {
-  let sum = 0;
-  let double = false;
-  for (let i = digits.length - 1; i >= 0; i--) {
-    let d = digits.charCodeAt(i) - 48;
-    if (d < 0 || d > 9) return false;
-    if (double) {
-      d *= 2;
-      if (d > 9) d -= 9;
-    }
-    sum += d;
-    double = !double;
-  }
-  return sum % 10 === 0;
-}
-
-/**
- * PCI DSS 3.4-style PAN scan of one string: true when it holds a maximal run of 13–19 digits
- * (single spaces or dashes between digits allowed, as PANs are often grouped) that passes Luhn.
- */
-export function containsPanLikeNumber(s: string): boolean {
-  for (const m of s.matchAll(/\d(?:[ -]?\d)*/g)) {
-    const digits = m[0].replace(/[ -]/g, '');
-    if (digits.length >= PAN_MIN_DIGITS && digits.length <= PAN_MAX_DIGITS && luhnValid(digits)) return true;
-  }
-  return false;
-}
-
-/**
- * The identifier variant: 13–19 CONTIGUOUS digits passing Luhn. Grouped hex and UUIDs (key ARNs,
- * ids) would match the separator-bridging scan by chance (≈0.5% of random UUIDs).
- */
-export function containsPanLikeIdentifier(s: string): boolean {
-  for (const m of s.matchAll(/\d+/g)) {
-    const digits = m[0];
-    if (digits.length >= PAN_MIN_DIGITS && digits.length <= PAN_MAX_DIGITS && luhnValid(digits)) return true;
-  }
-  return false;
-}
-
 /**
  * Fields whose format is pinned by the leaf schema to a digest (hex or base64 of 32 bytes): not
  * text, so not scanned — a random SHA-256 in hex holds a Luhn-valid 13-digit run ≈0.4% of the time.
  */
 const DIGEST_FIELDS = new Set(['certificateFingerprint', 'ciphertextSha256', 'keyCommitment', 'wrappedKeySha256', 'metadataSha256', 'fp']);
-const THIRTEEN_DIGITS = /\d(?:[ .-]?\d){12}/;
 
 /**
  * Free-text fields: scanned with grouping separators bridged, as a PAN is often written
@@ -294,9 +254,10 @@ export function checkLeaf(index: number, bytes: Uint8Array): { leaf: Leaf } | { 
     const why = e instanceof PaylogError ? e.message : 'undecodable leaf';
     return { failure: { code: 'LEAF_INVALID', index, message: `entry ${index}: ${why}` } };
   }
-  // Pre-filter: canonical JSON never escapes digits, so a leaf without 13 digits in a row (single
-  // separators allowed) in its bytes cannot hold a PAN-like string; most leaves skip the walk.
-  if (THIRTEEN_DIGITS.test(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('latin1')) && leafHoldsPanLikeNumber(leaf)) {
+  // Pre-filter: canonical JSON never escapes digits, so a leaf whose bytes hold neither 13 digits
+  // in a row (single separators allowed) nor any non-ASCII byte (NFKC may fold one into a digit)
+  // cannot hold a PAN-like string; most leaves skip the walk.
+  if (mayHoldPan(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('latin1')) && leafHoldsPanLikeNumber(leaf)) {
     return { failure: { code: 'CARD_DATA_IN_LEAF', index, message: `entry ${index}: leaf holds a Luhn-valid 13-19 digit number (possible card data)` } };
   }
   return { leaf };

@@ -6,6 +6,7 @@ import type { Principal } from '../auth/principal.js';
 import { PROCESSOR_STATUSES, type ProcessorRegistry } from '../auth/processors.js';
 import type { RevocationList } from '../auth/revocations.js';
 import { normalizeSerialHex } from '../pki/identity.js';
+import { isProcessorName } from '../validation/identifiers.js';
 
 export const revocationRequestSchema = z
   .strictObject({
@@ -16,7 +17,6 @@ export const revocationRequestSchema = z
   .refine((r) => r.fingerprint !== undefined || r.serial !== undefined, { message: 'fingerprint or serial required' });
 
 export const processorUpdateSchema = z.strictObject({ status: z.enum(PROCESSOR_STATUSES) });
-const PROCESSOR_NAME_RE = /^[a-z0-9][a-z0-9-]{0,62}$/;
 
 function invalid(what: string): PaylogError {
   return new PaylogError('VALIDATION_FAILED', `invalid ${what}`);
@@ -49,7 +49,7 @@ export class AdminService {
 
   async setProcessor(principal: Principal, name: string, raw: unknown) {
     authorize(principal, 'admin:processors');
-    if (!PROCESSOR_NAME_RE.test(name)) throw invalid('processor name: 1-63 lower-case letters, digits and -, starting with a letter or digit, e.g. acme');
+    if (!isProcessorName(name)) throw invalid('processor name: 1-63 lower-case letters, digits and -, starting with a letter or digit, e.g. acme');
     const r = processorUpdateSchema.safeParse(raw);
     if (!r.success) throw invalid('processor update: { "status": "active" | "disabled" }');
     await this.processors.upsert(name, r.data.status);

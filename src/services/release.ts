@@ -21,7 +21,8 @@ import { openEnvelope, type DataKeySource } from '../crypto/envelope.js';
 import { encodeLeaf, leafTime, LEAF_FORMAT_VERSION } from '../log/leaf.js';
 import type { LogAppender } from '../log/appender.js';
 import type { TransactionService } from './transactions.js';
-import { containsIban, containsPanLikeNumber } from '../validation/transaction.js';
+import { containsIban } from '../validation/transaction.js';
+import { containsPanLikeNumber, isTransactionId } from '../validation/identifiers.js';
 import { unknownTransactionRef } from '../crypto/fingerprint.js';
 import type { Metrics } from '../metrics.js';
 
@@ -29,8 +30,6 @@ export const RELEASE_PURPOSES = ['authorize', 'capture', 'refund', 'chargeback',
 export const REFERENCE_MAX = 128;
 /** Largest page of access entries one request returns. */
 export const MAX_ACCESSES_PAGE = 1000;
-/** Transaction ids that can exist (same rule as submission); anything else is 404, unlogged. */
-const TRANSACTION_ID_RE = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$/;
 
 export const releaseRequestSchema = z.strictObject({
   purpose: z.enum(RELEASE_PURPOSES),
@@ -121,7 +120,8 @@ export class ReleaseService {
    * (granted or denied) is committed before this resolves or rejects with the refusal.
    */
   async release(principal: Principal, transactionId: string, raw: unknown, sourceAddress: string): Promise<ReleaseResult> {
-    if (!TRANSACTION_ID_RE.test(transactionId)) throw new PaylogError('NOT_FOUND', 'no such transaction');
+    // Ids that cannot exist (submission's rule) are 404 at once, unlogged.
+    if (!isTransactionId(transactionId)) throw new PaylogError('NOT_FOUND', 'no such transaction');
     const row = await this.deps.transactions.findRow(transactionId);
     const active = await this.standing(principal);
     const resource = row && active ? { assignedProcessor: row.processor } : {};
@@ -224,7 +224,7 @@ export class ReleaseService {
    * order, at most `limit` (≤ MAX_ACCESSES_PAGE) after log index `after`.
    */
   async accesses(principal: Principal, transactionId: string, page: { after?: number; limit?: number } = {}): Promise<{ accesses: AccessView[]; next?: number }> {
-    const row = TRANSACTION_ID_RE.test(transactionId) ? await this.deps.transactions.findRow(transactionId) : null;
+    const row = isTransactionId(transactionId) ? await this.deps.transactions.findRow(transactionId) : null;
     const active = await this.standing(principal);
     authorizeOnTransaction(principal, 'transaction:accesses', row && active ? { assignedProcessor: row.processor } : {});
     if (!row) throw new PaylogError('NOT_FOUND', 'no such transaction');

@@ -12,9 +12,10 @@ import { authorize, authorizeOnTransaction } from '../auth/policy.js';
 import type { Principal } from '../auth/principal.js';
 import type { ProcessorRegistry } from '../auth/processors.js';
 import { validateTransactionRequest, type TransactionRequest } from '../validation/transaction.js';
+import { isTransactionId } from '../validation/identifiers.js';
 import { canonicalJson } from '../crypto/canonical-json.js';
 import { maskedView } from '../crypto/masking.js';
-import { fingerprint, requestMac } from '../crypto/fingerprint.js';
+import { fingerprint, macEqual, requestMac } from '../crypto/fingerprint.js';
 import { ciphertextDigest, sealEnvelope, type DataKeySource } from '../crypto/envelope.js';
 import { encodeLeaf, leafTime, LEAF_FORMAT_VERSION, transactionLeafV2, type MaskedPaymentMethodV2, type TransactionLeafInput } from '../log/leaf.js';
 import type { LogAppender } from '../log/appender.js';
@@ -203,7 +204,7 @@ export class TransactionService {
 
   /** The stored row for a transaction id, or null. */
   async findRow(transactionId: string) {
-    if (typeof transactionId !== 'string' || transactionId.length === 0 || transactionId.length > 128) return null;
+    if (!isTransactionId(transactionId)) return null; // cannot exist: no query
     const rows = await this.deps.database.db
       .select()
       .from(transactions)
@@ -226,7 +227,7 @@ export class TransactionService {
     row: NonNullable<Awaited<ReturnType<TransactionService['findRow']>>>,
     mac: Buffer,
   ): Promise<TransactionReceipt> {
-    if (!row.requestMac.equals(mac)) throw conflictError();
+    if (!macEqual(row.requestMac, mac)) throw conflictError();
     return {
       transactionId: row.transactionId,
       logIndex: row.logIndex,

@@ -15,6 +15,7 @@ import {
   revocationResultSchema,
   transactionIdParams,
 } from '../schemas.js';
+import { decodeUtf8Strict } from '../../validation/encoding.js';
 
 type Query = Record<string, string | string[] | undefined>;
 type IdParams = { transactionId: string };
@@ -27,7 +28,22 @@ export function registerReleaseRoutes(app: FastifyInstance, deps: { release: Rel
   // it: a malformed body is then a refused attempt that is logged like any other.
   void app.register(async (scope) => {
     scope.removeAllContentTypeParsers();
-    scope.addContentTypeParser('*', { parseAs: 'string' }, (_req, body, done) => done(null, body));
+    scope.addContentTypeParser('*', { parseAs: 'buffer' }, (_req, body, done) => {
+      let text: string;
+      try {
+        text = decodeUtf8Strict(body as Buffer, 'request body'); // INVALID_ENCODING, before anything else
+      } catch (e) {
+        done(e as Error, undefined);
+        return;
+      }
+      // JSON is parsed here so that the server's encoding check sees escaped NULs and lone
+      // surrogates; text that is not JSON goes to the service as it is (a refused, logged attempt).
+      try {
+        done(null, JSON.parse(text) as unknown);
+      } catch {
+        done(null, text);
+      }
+    });
     defineRoute(
       scope,
       {

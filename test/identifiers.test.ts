@@ -95,7 +95,7 @@ describe('one module for identifiers and the PAN detector', () => {
     const inclusion = doc.paths['/v1/log/proof/inclusion'].get.parameters.find((p: any) => p.name === 'transactionId').schema;
     expect(inclusion).toEqual(txParam);
     expect(doc.paths['/v1/admin/processors/{name}'].put.parameters[0].schema.pattern).toBe(ids.PROCESSOR_NAME_PATTERN.source);
-    const body = doc.components.schemas.TransactionRequest.anyOf[0].properties;
+    const body = doc.components.schemas.TransactionRequest.properties;
     expect(body.transactionId).toMatchObject({ maxLength: ids.TRANSACTION_ID_MAX, pattern: ids.TRANSACTION_ID_PATTERN.source });
     expect(body.processor.pattern).toBe(ids.PROCESSOR_NAME_PATTERN.source);
     expect(doc.components.schemas.Error.properties.error.properties.code.enum).toContain('INVALID_ENCODING');

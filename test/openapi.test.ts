@@ -83,7 +83,11 @@ describe('OpenAPI document', () => {
     const submit = doc.paths['/v1/transactions'].post;
     expect(Object.keys(submit.responses).sort()).toEqual(['200', '201', '400', '401', '403', '409', '413', '415', '422', '500', '503']);
     expect(submit.responses['201'].content['application/json'].schema).toEqual({ $ref: '#/components/schemas/TransactionReceipt' });
-    const [plain, encrypted] = doc.components.schemas.TransactionRequest.anyOf;
+    expect(submit.requestBody.content['application/json'].schema.oneOf).toEqual([
+      { $ref: '#/components/schemas/TransactionRequest' },
+      { $ref: '#/components/schemas/EncryptedTransactionRequest' },
+    ]);
+    const [plain, encrypted] = [doc.components.schemas.TransactionRequest, doc.components.schemas.EncryptedTransactionRequest];
     expect(encrypted.properties.paymentMethod).toBeDefined(); // client-side encrypted variant
     const value = plain.properties.amount.properties.value;
     expect(value.type).toBe('integer');

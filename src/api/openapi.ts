@@ -208,7 +208,13 @@ export function buildOpenApi(routes: readonly RegisteredRoute[]): Json {
             requestBody: {
               required: true,
               ...(spec.body.description ? { description: spec.body.description } : {}),
-              content: { 'application/json': { schema: ref(spec.body.name, spec.body.schema, 'input', spec.body.fieldDescriptions) } },
+              content: {
+                'application/json': {
+                  schema: spec.body.oneOf
+                    ? { oneOf: spec.body.oneOf.map((o) => ref(o.name, o.schema, 'input', spec.body!.fieldDescriptions)) }
+                    : ref(spec.body.name, spec.body.schema, 'input', spec.body.fieldDescriptions),
+                },
+              },
             },
           }
         : {}),

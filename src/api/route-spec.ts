@@ -43,6 +43,8 @@ export interface RouteSpec {
     schema: z.ZodType;
     name?: string;
     description?: string;
+    /** Named alternatives (documented as `oneOf` of components); `schema` is then their union. */
+    oneOf?: ReadonlyArray<{ name: string; schema: z.ZodType }>;
     /** Words for each field, by dotted path (`*` = any key): the same texts the errors use. */
     fieldDescriptions?: Readonly<Record<string, string>>;
   };

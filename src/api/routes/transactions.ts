@@ -24,7 +24,10 @@ export function registerTransactionRoutes(app: FastifyInstance, deps: { transact
       body: {
         // Plain, or with paymentMethod { type: "encrypted", jwe } from the browser (client-side encryption).
         schema: z.union([transactionRequestSchema, encryptedTransactionRequestSchema]),
-        name: 'TransactionRequest',
+        oneOf: [
+          { name: 'TransactionRequest', schema: transactionRequestSchema },
+          { name: 'EncryptedTransactionRequest', schema: encryptedTransactionRequestSchema },
+        ],
         fieldDescriptions: FIELD_EXPECTATIONS,
       },
       responses: {

@@ -20,6 +20,7 @@ import { createKmsClient, PaylogKms } from './kms/client.js';
 import { ensureDevPki, type DevPki } from './pki/dev-pki.js';
 import { principalUri } from './pki/identity.js';
 import { LogAppender, readTreeHead } from './log/appender.js';
+import { treeHeadKey } from './log/tree-head.js';
 import { TransactionService } from './services/transactions.js';
 import { ProcessorRegistry } from './auth/processors.js';
 import { RevocationList } from './auth/revocations.js';
@@ -180,19 +181,23 @@ export async function startPaylog(config: Config, opts: StartOptions = {}): Prom
         .onConflictDoNothing();
     }
 
-    const head = await readTreeHead(database.db);
+    const headKey = treeHeadKey(macKey);
+    cleanups.push(async () => void headKey.fill(0));
+    const head = await readTreeHead(database.db, headKey);
     metrics.logSize.set(head?.size ?? 0);
     const { signers, keys: publishedKeys } = await kmsStartupStep(signingKeyRefs[0]!, 'GetPublicKey', kmsWhere, () => kmsNoteSigners(kms, config.logOrigin, signingKeyIds));
     const checkpointPublisher = new CheckpointPublisher(database.db, {
       origin: config.logOrigin,
       signers,
       logger,
+      headKey,
       onPublished: (c) => {
         metrics.checkpointSignedAt.value = Date.now();
         metrics.checkpointSize.set(c.size);
       },
     });
     const appender = new LogAppender(database, {
+      headKey,
       maxBatch: config.batchMax,
       lingerMs: config.batchLingerMs,
       onCommit: ({ batchSize, head: h, durationMs }) => {
@@ -211,7 +216,15 @@ export async function startPaylog(config: Config, opts: StartOptions = {}): Prom
     cleanups.push(async () => cseKeys.close());
     registerCseKeyMetrics(metrics.registry, cseKeys);
     const cse = new ClientSideDecryption(cseKeys, { maxAgeS: config.cse.maxAgeS });
-    const transactionsService = new TransactionService({ database, appender, dataKeys, macKey, processors: processorRegistry, cse });
+    const transactionsService = new TransactionService({
+      database,
+      appender,
+      dataKeys,
+      macKey,
+      processors: processorRegistry,
+      cse,
+      proofs: (index) => logRead.servedProof(index),
+    });
 
     const release = new ReleaseService({
       database,
@@ -222,8 +235,8 @@ export async function startPaylog(config: Config, opts: StartOptions = {}): Prom
       macKey,
       metrics,
     });
-    const admin = new AdminService(processorRegistry, revocations);
-    const logRead = new LogReadService(database.db, { origin: config.logOrigin, keys: publishedKeys, processors: processorRegistry });
+    const admin = new AdminService(processorRegistry, revocations, appender);
+    const logRead = new LogReadService(database.db, { origin: config.logOrigin, keys: publishedKeys, processors: processorRegistry, headKey });
     try {
       const current = await checkpointPublisher.publish();
       if (current) {

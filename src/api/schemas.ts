@@ -59,6 +59,17 @@ export const transactionViewSchema = receiptSchema.extend({
   amount: z.object({ value: z.int().positive(), currency: z.string() }),
   fingerprint: z.string().describe('keyed fingerprint of the payment method (same card → same value)'),
   metadata: z.record(z.string(), z.string()).nullable(),
+  leaf: base64('the transaction\'s log leaf bytes: every value above is decoded from it').optional(),
+  clientSideEncryption: z.object({ kid: z.string() }).optional().describe('present when the browser encrypted the payment method (JWE key id)'),
+  leafFormat: z.int().optional().describe('leaf format of `leaf`'),
+  proof: z
+    .object({
+      treeSize: z.int().min(1),
+      hashes: z.array(base64('hash')).describe('RFC 9162 audit path'),
+      checkpoint: z.string().describe('signed checkpoint note covering treeSize'),
+    })
+    .optional()
+    .describe('present once a signed checkpoint covers the entry'),
 });
 
 export const releaseResultSchema = z.object({

@@ -89,7 +89,8 @@ export async function startTestPaylog(opts: { env?: Record<string, string>; data
     let d = dispatchers.get(k);
     if (!d) {
       const p = who ? pki.principals[who] : undefined;
-      d = new UndiciAgent({ connect: { ca, ...(p ? { cert: readFileSync(p.certPath), key: readFileSync(p.keyPath) } : {}) }, connections: 64 });
+      // Generous connect timeout: the shared test machine can be very loaded (undici's default is 10 s).
+      d = new UndiciAgent({ connect: { ca, timeout: 120_000, ...(p ? { cert: readFileSync(p.certPath), key: readFileSync(p.keyPath) } : {}) }, connections: 64 });
       dispatchers.set(k, d);
     }
     return d;

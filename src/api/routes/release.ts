@@ -111,7 +111,7 @@ export function registerAdminRoutes(app: FastifyInstance, deps: { admin: AdminSe
       responses: { 201: { description: 'Revoked', schema: revocationResultSchema } },
       errors: ['VALIDATION_FAILED', 'FORBIDDEN', 'LOG_UNAVAILABLE'],
     },
-    async (req, reply) => reply.status(201).send({ revoked: await deps.admin.revoke(requirePrincipal(req), req.body) }),
+    async (req, reply) => reply.status(201).send({ revoked: await deps.admin.revoke(requirePrincipal(req), req.body, req.ip) }),
   );
   defineRoute(
     app,
@@ -144,6 +144,6 @@ export function registerAdminRoutes(app: FastifyInstance, deps: { admin: AdminSe
       responses: { 200: { description: 'Updated', schema: processorUpdateResultSchema } },
       errors: ['VALIDATION_FAILED', 'FORBIDDEN', 'LOG_UNAVAILABLE'],
     },
-    async (req) => await deps.admin.setProcessor(requirePrincipal(req), (req.params as { name: string }).name, req.body),
+    async (req) => await deps.admin.setProcessor(requirePrincipal(req), (req.params as { name: string }).name, req.body, req.ip),
   );
 }

@@ -58,7 +58,7 @@ export function registerTransactionRoutes(app: FastifyInstance, deps: { transact
       summary: 'Masked metadata and log position of a transaction (never plaintext)',
       params: transactionIdParams,
       responses: { 200: { description: 'Masked view', schema: transactionViewSchema, name: 'TransactionView' } },
-      errors: ['FORBIDDEN', 'NOT_FOUND', 'LOG_UNAVAILABLE'],
+      errors: ['FORBIDDEN', 'NOT_FOUND', 'INTEGRITY_FAILURE', 'LOG_UNAVAILABLE'],
     },
     async (req) => await deps.transactions.get(requirePrincipal(req), (req.params as { transactionId: string }).transactionId),
   );

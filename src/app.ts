@@ -8,7 +8,8 @@ import { join } from 'node:path';
 import pg from 'pg';
 import type { DestinationStream } from 'pino';
 import type { FastifyInstance } from 'fastify';
-import type { Config } from './config.js';
+import { DEFAULT_AWS_REGION, type Config } from './config.js';
+import { checkConfiguredKeys, kmsStartupStep, type KeyRef, type KmsWhere } from './kms/startup.js';
 import { createLogger, errorForLog, type Logger } from './logging.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import { startEmbeddedPostgres, type EmbeddedServer } from './db/embedded.js';
@@ -34,7 +35,6 @@ import { registerWitnessMetrics, WitnessCosigning } from './log/witness/submitte
 import type { StoredCheckpoint } from './log/checkpoints.js';
 import { CheckpointPublisher, kmsNoteSigners, type PublishedKey } from './log/checkpoints.js';
 import { AdminService } from './services/admin.js';
-import { RateLimiter } from './auth/rate-limit.js';
 import type { DataKeySource } from './crypto/envelope.js';
 import { createReadiness } from './readiness.js';
 import { CseKeyStore, registerCseKeyMetrics } from './cse/keys.js';
@@ -128,7 +128,7 @@ export async function startPaylog(config: Config, opts: StartOptions = {}): Prom
     cleanups.push(closeDatabase);
 
     // KMS: real client, local endpoint unless AWS settings are given.
-    let kmsClientSettings;
+    let kmsClientSettings: { endpoint?: string; region: string; local?: boolean };
     if (config.kms.mode === 'local') {
       const local: LocalKmsEndpoint = await startLocalKms({ keyStoreDir: join(config.dataDir, 'kms') });
       cleanups.push(() => local.close());
@@ -136,8 +136,9 @@ export async function startPaylog(config: Config, opts: StartOptions = {}): Prom
     } else {
       kmsClientSettings = {
         ...(config.kms.endpoint ? { endpoint: config.kms.endpoint } : {}),
-        region: config.kms.region ?? 'us-east-1',
+        region: config.kms.region ?? DEFAULT_AWS_REGION,
       };
+      if (config.kms.region === undefined) logger.info({ region: DEFAULT_AWS_REGION }, 'AWS_REGION is not set: the KMS client uses the default region');
     }
     const kmsClient = createKmsClient({
       ...kmsClientSettings,
@@ -146,7 +147,13 @@ export async function startPaylog(config: Config, opts: StartOptions = {}): Prom
       maxAttempts: config.budgets.kmsMaxAttempts,
     });
     cleanups.push(async () => kmsClient.destroy());
-    const kms = new PaylogKms(kmsClient);
+    const kms = new PaylogKms(kmsClient, (operation, seconds) => metrics.kmsDuration.observe({ operation }, seconds));
+    const kmsWhere: KmsWhere = { region: kmsClientSettings.region, ...(kmsClientSettings.endpoint ? { endpoint: kmsClientSettings.endpoint } : {}) };
+    const dataKeyRef: KeyRef = { setting: 'PAYLOG_KMS_DATA_KEY_ID', keyId: config.kms.dataKeyId, kind: 'data' };
+    const signingKeyRefs: KeyRef[] = [
+      { setting: 'PAYLOG_KMS_SIGNING_KEY_ID', keyId: config.kms.signingKeyId, kind: 'signing' },
+      ...config.kms.additionalSigningKeyIds.map((keyId): KeyRef => ({ setting: 'PAYLOG_KMS_ADDITIONAL_SIGNING_KEY_IDS', keyId, kind: 'signing' })),
+    ];
     let dataKeyId = config.kms.dataKeyId;
     let signingKeyIds = [config.kms.signingKeyId, ...config.kms.additionalSigningKeyIds];
     if (config.kms.mode === 'local') {
@@ -155,14 +162,13 @@ export async function startPaylog(config: Config, opts: StartOptions = {}): Prom
       for (const id of signingKeyIds) ids.push(await kms.ensureKey(id.replace(/^alias\//, ''), 'ECC_NIST_EDWARDS25519'));
       signingKeyIds = ids;
     } else {
-      await kms.ping(dataKeyId);
-      for (const id of signingKeyIds) await kms.ping(id);
+      await checkConfiguredKeys(kms, [dataKeyRef, ...signingKeyRefs], kmsWhere);
     }
     const dataKeys: DataKeySource = {
       generateDataKey: (context) => kms.generateDataKey(dataKeyId, context),
       decryptDataKey: (wrapped, context, keyId) => kms.decryptDataKey(wrapped, context, keyId),
     };
-    const macKey = await loadOrCreateServiceKey(database, kms, dataKeyId, MAC_KEY_NAME);
+    const macKey = await kmsStartupStep(dataKeyRef, 'GenerateDataKey', kmsWhere, () => loadOrCreateServiceKey(database, kms, dataKeyId, MAC_KEY_NAME));
     cleanups.push(async () => void macKey.fill(0));
 
     // Run as a login role that is only a member of paylog_app (no way back to the owner).
@@ -202,7 +208,7 @@ export async function startPaylog(config: Config, opts: StartOptions = {}): Prom
     cleanups.push(async () => void headKey.fill(0));
     const head = await readTreeHead(database.db, headKey);
     metrics.logSize.set(head?.size ?? 0);
-    const { signers, keys: publishedKeys } = await kmsNoteSigners(kms, config.logOrigin, signingKeyIds);
+    const { signers, keys: publishedKeys } = await kmsStartupStep(signingKeyRefs[0]!, 'GetPublicKey', kmsWhere, () => kmsNoteSigners(kms, config.logOrigin, signingKeyIds));
     // Listeners of each newly signed checkpoint (tiles' signed size, witness submissions).
     const published: Array<(c: StoredCheckpoint) => void> = [];
     const checkpointPublisher = new CheckpointPublisher(database.db, {
@@ -212,6 +218,8 @@ export async function startPaylog(config: Config, opts: StartOptions = {}): Prom
       headKey,
       onPublished: (c) => {
         for (const f of published) f(c);
+        metrics.checkpointSignedAt.value = Date.now();
+        metrics.checkpointSize.set(c.size);
       },
     });
     const logVerifiers = signers.map((s) => ({ name: s.name, publicKey: s.publicKey }));
@@ -264,7 +272,6 @@ export async function startPaylog(config: Config, opts: StartOptions = {}): Prom
       dataKeys,
       transactions: transactionsService,
       processors: processorRegistry,
-      limiter: new RateLimiter(config.releaseRatePerMinute),
       macKey,
       metrics,
     });
@@ -279,7 +286,11 @@ export async function startPaylog(config: Config, opts: StartOptions = {}): Prom
     const tiles = new TilesService(database.db, { verifiers: logVerifiers, checkpoint: (p) => logRead.checkpoint(p), logger });
     published.push((c) => tiles.noteSigned(c.size));
     try {
-      await checkpointPublisher.publish();
+      const current = await checkpointPublisher.publish();
+      if (current) {
+        metrics.checkpointSignedAt.value ??= Date.now();
+        metrics.checkpointSize.set(current.size);
+      }
     } catch (e) {
       logger.error({ code: (e as { code?: string }).code }, 'initial checkpoint not signed');
     }
@@ -305,7 +316,7 @@ export async function startPaylog(config: Config, opts: StartOptions = {}): Prom
       readiness,
       requestTimeoutMs: config.budgets.requestTimeoutMs,
       extraRoutes: [
-        (app) => registerReleaseRoutes(app, { release }),
+        (app) => registerReleaseRoutes(app, { release, releaseRatePerMinute: config.releaseRatePerMinute }),
         (app) => registerAdminRoutes(app, { admin }),
         (app) => registerLogRoutes(app, { log: logRead }),
         (app) => registerTileRoutes(app, { tiles }),

@@ -13,6 +13,8 @@ export const DEFAULT_LOG_ORIGIN = 'dev.paylog.invalid/log';
 export const DEFAULT_DATA_KEY_ALIAS = 'alias/paylog-data';
 export const DEFAULT_SIGNING_KEY_ALIAS = 'alias/paylog-checkpoint';
 export const DEFAULT_LOCAL_KMS_REGION = 'us-east-1';
+/** Region of the AWS KMS client when only AWS_ENDPOINT_URL_KMS is set (documented in docs/operations.md). */
+export const DEFAULT_AWS_REGION = 'us-east-1';
 export const DEFAULT_RELEASE_RATE_PER_MINUTE = 120;
 export const DEFAULT_BODY_LIMIT_BYTES = 16 * 1024;
 /** Client-side encryption (src/cse): JWE maximum age on paylog's clock, from its `iat`. */

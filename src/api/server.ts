@@ -2,7 +2,9 @@
  * The HTTPS server (Fastify) with client-certificate authentication on every `/v1` route.
  * Routes only translate HTTP to service calls; errors are mapped in `./errors.ts`.
  */
+import { randomUUID } from 'node:crypto';
 import type { TLSSocket } from 'node:tls';
+import rateLimit from '@fastify/rate-limit';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import { PaylogError } from '../errors.js';
@@ -15,6 +17,7 @@ import type { TransactionService } from '../services/transactions.js';
 import { DEFAULT_BODY_LIMIT_BYTES } from '../config.js';
 import { errorForLog } from '../logging.js';
 import { RETRY_AFTER_SECONDS } from './errors.js';
+import { collectRoutes, type RegisteredRoute } from './route-spec.js';
 import { assertStorableRequestTarget, assertStorableStrings, decodeUtf8Strict } from '../validation/encoding.js';
 
 declare module 'fastify' {
@@ -23,29 +26,42 @@ declare module 'fastify' {
     /** performance.now() by which the request must be answered (request budget). */
     deadline: number;
   }
+  interface FastifyInstance {
+    /** Every route Fastify registered, with its spec (the OpenAPI document is built from these). */
+    paylogRoutes: RegisteredRoute[];
+  }
 }
+
+/** Response header carrying the request id that every log line of the request names (`reqId`). */
+export const REQUEST_ID_HEADER = 'x-request-id';
 
 /**
  * Request log lines name the route pattern, never the URL: a path or query string can carry
- * whatever a client typed, including a card number (PCI DSS 3.5.1 / 10.3).
+ * whatever a client typed, including a card number (PCI DSS 3.5.1 / 10.3). Every line of a
+ * request carries its `reqId` (a random UUID, also sent back as `x-request-id`); the completion
+ * line carries method, route pattern, status and duration.
  */
 class RedactingLogController extends LogController {
+  /**
+   * Top-level fields, not under `req`/`res`: Fastify's default `req` serializer would replace
+   * an object under `req` with its own view (which has the URL).
+   */
   private static fields(request: FastifyRequest) {
-    return { method: request.method, route: request.routeOptions.url ?? 'unmatched', remoteAddress: request.ip };
+    return { method: request.method, route: request.routeOptions.url ?? 'unmatched' };
   }
   override incomingRequest(request: FastifyRequest): void {
-    request.log.info({ req: RedactingLogController.fields(request) }, 'incoming request');
+    request.log.info({ ...RedactingLogController.fields(request), remoteAddress: request.ip }, 'incoming request');
   }
   override requestCompleted(error: Error | null, request: FastifyRequest, reply: FastifyReply): void {
-    const res = { statusCode: reply.statusCode };
-    if (error) reply.log.error({ res, err: { type: error.name } }, 'request errored');
-    else reply.log.info({ res, responseTime: reply.elapsedTime }, 'request completed');
+    const f = { ...RedactingLogController.fields(request), statusCode: reply.statusCode, responseTime: reply.elapsedTime };
+    if (error) reply.log.error({ ...f, err: { type: error.name } }, 'request errored');
+    else reply.log.info(f, 'request completed');
   }
   override defaultErrorLog(error: Error, request: FastifyRequest, reply: FastifyReply): void {
-    reply.log.info({ req: RedactingLogController.fields(request), res: { statusCode: reply.statusCode }, err: { type: error?.name } }, 'request failed');
+    reply.log.info({ ...RedactingLogController.fields(request), statusCode: reply.statusCode, err: { type: error?.name } }, 'request failed');
   }
   override routeNotFound(request: FastifyRequest): void {
-    request.log.info({ req: { method: request.method } }, 'route not found');
+    request.log.info({ method: request.method, route: 'unmatched' }, 'route not found');
   }
   override writeHeadError(error: Error, _request: FastifyRequest, reply: FastifyReply): void {
     reply.log.warn({ err: { type: error?.name } }, 'response header write failed');
@@ -91,6 +107,8 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
     return503OnClosing: false,
     logController: new RedactingLogController(),
     forceCloseConnections: 'idle',
+    // Our own ids: a client-supplied request-id header could carry anything, card numbers included.
+    genReqId: () => randomUUID(),
     // Router refusals (a path that does not percent-decode to UTF-8, a parameter over the router's
     // length limit) in our error format; Fastify's default answer would echo the path, which can
     // hold anything a client typed, including a card number.
@@ -114,8 +132,21 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
       );
     },
   }) as unknown as FastifyInstance;
+  const routes = collectRoutes(app);
+  app.decorate('paylogRoutes', routes);
   app.decorateRequest('principal', null);
   app.decorateRequest('deadline', Infinity);
+  // Per-route limits (`config.rateLimit`), keyed by the client certificate, checked after
+  // authentication (preHandler) so the key is the verified certificate's fingerprint.
+  await app.register(rateLimit, {
+    global: false,
+    hook: 'preHandler',
+    keyGenerator: (req) => req.principal?.certificateFingerprint ?? req.ip,
+    errorResponseBuilder: (_req, ctx) =>
+      new PaylogError('RATE_LIMITED', 'too many requests from this certificate; retry after Retry-After seconds', {
+        retryAfterSeconds: Math.max(1, Math.ceil(ctx.ttl / 1000)),
+      }),
+  });
   // JSON only: a text/plain body must be 415, not parsed as a string.
   app.removeContentTypeParser('text/plain');
 
@@ -203,6 +234,7 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
   app.addHook('onSend', async (req, reply) => {
     // Routes that set their own caching (immutable tlog tiles) keep it; everything else is no-store.
     if (req.url.startsWith('/v1') && !reply.hasHeader('cache-control')) reply.header('cache-control', 'no-store');
+    reply.header(REQUEST_ID_HEADER, req.id);
     reply.header('x-content-type-options', 'nosniff');
     // Every 503 carries Retry-After (/readyz included); error answers set theirs in the handler.
     if (reply.statusCode === 503 && !reply.hasHeader('retry-after')) reply.header('retry-after', String(RETRY_AFTER_SECONDS));
@@ -231,7 +263,7 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
     return reply.status(status).send(body);
   });
 
-  registerOpsRoutes(app, { metrics: deps.metrics, readiness: deps.readiness });
+  registerOpsRoutes(app, { metrics: deps.metrics, readiness: deps.readiness, routes });
   registerTransactionRoutes(app, { transactions: deps.transactions });
   for (const r of deps.extraRoutes ?? []) r(app);
   return app;

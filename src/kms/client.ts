@@ -166,15 +166,37 @@ export function ed25519RawFromSpki(spki: Buffer): Buffer {
   return raw;
 }
 
+/** Told the duration of every KMS request paylog makes (metrics: paylog_kms_request_duration_seconds). */
+export type KmsDurationObserver = (operation: string, seconds: number) => void;
+
 export class PaylogKms {
-  constructor(private readonly client: KMSClient) {}
+  constructor(
+    private readonly client: KMSClient,
+    private readonly observeDuration?: KmsDurationObserver,
+  ) {}
 
   private async call<T>(operation: string, fn: () => Promise<T>): Promise<T> {
+    const started = performance.now();
     try {
       return await fn();
     } catch (e) {
       throw toPaylogError(operation, e);
+    } finally {
+      this.observeDuration?.(operation, (performance.now() - started) / 1000);
     }
+  }
+
+  /** DescribeKey: the key's ARN, spec, usage and state (start-up checks; readiness uses `ping`). */
+  async describe(keyId: string): Promise<{ arn?: string; keySpec?: string; keyUsage?: string; enabled: boolean; keyState?: string }> {
+    const out = await this.call('DescribeKey', () => this.client.send(new DescribeKeyCommand({ KeyId: keyId })));
+    const m = out.KeyMetadata;
+    return {
+      ...(m?.Arn ? { arn: m.Arn } : {}),
+      ...(m?.KeySpec ? { keySpec: m.KeySpec } : {}),
+      ...(m?.KeyUsage ? { keyUsage: m.KeyUsage } : {}),
+      enabled: m?.Enabled === true,
+      ...(m?.KeyState ? { keyState: m.KeyState } : {}),
+    };
   }
 
   /** GenerateDataKey (AES_256) under `keyId`, bound to `context`. `keyId` returned = key ARN. */

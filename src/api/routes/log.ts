@@ -4,6 +4,7 @@ import { parseIndexParam, type LogReadService } from '../../services/log-read.js
 import { requirePrincipal } from '../server.js';
 import { PaylogError } from '../../errors.js';
 import type { TilesService } from '../../services/tiles.js';
+import { z } from 'zod';
 import { defineRoute } from '../route-spec.js';
 import {
   checkpointQuery,
@@ -15,6 +16,7 @@ import {
   inclusionQuery,
   inclusionSchema,
   logKeySchema,
+  textSchema,
 } from '../schemas.js';
 import { isTransactionId, TRANSACTION_ID_MAX } from '../../validation/identifiers.js';
 
@@ -134,12 +136,38 @@ export function registerLogRoutes(app: FastifyInstance, deps: { log: LogReadServ
 
 /** Routes: /v1/log/tiles/* (C2SP tlog-tiles: checkpoint, hash tiles, entry bundles; auditors). */
 export function registerTileRoutes(app: FastifyInstance, deps: { tiles: TilesService }): void {
-  app.get('/v1/log/tiles/checkpoint', async (req, reply) => {
-    const note = await deps.tiles.checkpoint(requirePrincipal(req));
-    return reply.type('text/plain; charset=utf-8').send(note);
-  });
-  app.get<{ Params: { '*': string } }>('/v1/log/tiles/tile/*', async (req, reply) => {
-    const t = await deps.tiles.tile(requirePrincipal(req), `tile/${req.params['*']}`);
-    return reply.type('application/octet-stream').header('cache-control', t.cacheControl).send(t.bytes);
-  });
+  const tiles = { tag: 'log', access: 'mtls', who: 'auditor' } as const;
+  defineRoute(
+    app,
+    {
+      ...tiles,
+      method: 'GET',
+      url: '/v1/log/tiles/checkpoint',
+      operationId: 'tilesCheckpoint',
+      summary: 'C2SP tlog-tiles checkpoint: the newest signed checkpoint (witnessed, with cosignatures, when PAYLOG_WITNESSES is set)',
+      responses: { 200: { description: 'Signed note', schema: checkpointSchema, contentType: 'text/plain' } },
+      errors: ['FORBIDDEN', 'NOT_FOUND', 'LOG_UNAVAILABLE'],
+    },
+    async (req, reply) => {
+      const note = await deps.tiles.checkpoint(requirePrincipal(req));
+      return reply.type('text/plain; charset=utf-8').send(note);
+    },
+  );
+  defineRoute(
+    app,
+    {
+      ...tiles,
+      method: 'GET',
+      url: '/v1/log/tiles/tile/*',
+      operationId: 'tile',
+      summary: 'C2SP tlog-tiles hash tile `<L>/<N>[.p/<W>]` or entry bundle `entries/<N>[.p/<W>]` (height 8); full tiles are immutable',
+      params: z.object({ '*': z.string().describe('tile path after `tile/`, e.g. `0/x001/234` or `entries/000.p/7`') }),
+      responses: { 200: { description: 'Tile bytes', schema: textSchema, contentType: 'application/octet-stream' } },
+      errors: ['FORBIDDEN', 'NOT_FOUND', 'INTEGRITY_FAILURE', 'LOG_UNAVAILABLE'],
+    },
+    async (req, reply) => {
+      const t = await deps.tiles.tile(requirePrincipal(req), `tile/${(req.params as { '*': string })['*']}`);
+      return reply.type('application/octet-stream').header('cache-control', t.cacheControl).send(t.bytes);
+    },
+  );
 }

@@ -7,7 +7,7 @@
  * so a block reaches its promised outcome or the test fails.
  */
 import { execFile } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -54,7 +54,8 @@ beforeAll(async () => {
   work = mkdtempSync(join(tmpdir(), 'paylog-readme-'));
   t = await startTestPaylog({ dataDir: join(work, 'data') });
   writeExampleTransaction(join(work, 'data', 'examples')); // what `npm start` writes
-  for (const f of ['package.json', 'node_modules', 'scripts', 'src', 'tsconfig.json', 'drizzle']) symlinkSync(join(repo, f), join(work, f));
+  mkdirSync(join(repo, 'dist'), { recursive: true }); // build outputs (git-ignored) land in the repo's dist/
+  for (const f of ['package.json', 'node_modules', 'scripts', 'src', 'tsconfig.json', 'drizzle', 'dist']) symlinkSync(join(repo, f), join(work, f));
 }, 120_000);
 afterAll(async () => {
   await t?.stop();

@@ -32,6 +32,8 @@ import { CheckpointPublisher, kmsNoteSigners, type PublishedKey } from './log/ch
 import { AdminService } from './services/admin.js';
 import { RateLimiter } from './auth/rate-limit.js';
 import type { DataKeySource } from './crypto/envelope.js';
+import { EpochKeyring } from './kms/epoch-keys.js';
+import { KeyEventLog } from './services/key-events.js';
 
 export const EMBEDDED_DATABASE = 'paylog';
 export const DEV_PROCESSORS = ['acme', 'globex'] as const;
@@ -57,12 +59,20 @@ export interface Paylog {
   readonly revocations: RevocationList;
   readonly server: FastifyInstance;
   readonly devPki?: DevPki;
+  /** The dev-only local KMS endpoint, when in use (tests count KMS calls at it). */
+  readonly localKms?: LocalKmsEndpoint;
+  /** Key epochs (envelope v2) and the one path key events take into the log. */
+  readonly epochs: EpochKeyring;
+  readonly keyEvents: KeyEventLog;
+  readonly transactions: TransactionService;
   close(): Promise<void>;
 }
 
 export interface StartOptions {
   /** Where pino writes (tests capture it); default stdout. */
   logDestination?: DestinationStream;
+  /** Injected clock (epoch rollover, retention tests); default the system clock. */
+  clock?: () => Date;
 }
 
 async function ensureEmbeddedDatabase(adminUrl: string): Promise<string> {
@@ -105,9 +115,10 @@ export async function startPaylog(config: Config, opts: StartOptions = {}): Prom
 
     // KMS: real client, local endpoint unless AWS settings are given.
     let kmsClientSettings;
+    let local: LocalKmsEndpoint | undefined;
     if (config.kms.mode === 'local') {
-      const local: LocalKmsEndpoint = await startLocalKms({ keyStoreDir: join(config.dataDir, 'kms') });
-      cleanups.push(() => local.close());
+      local = await startLocalKms({ keyStoreDir: join(config.dataDir, 'kms') });
+      cleanups.push(() => local!.close());
       kmsClientSettings = { endpoint: local.url, region: config.kms.region, local: true };
     } else {
       kmsClientSettings = {
@@ -117,7 +128,7 @@ export async function startPaylog(config: Config, opts: StartOptions = {}): Prom
     }
     const kmsClient = createKmsClient(kmsClientSettings);
     cleanups.push(async () => kmsClient.destroy());
-    const kms = new PaylogKms(kmsClient);
+    const kms = new PaylogKms(kmsClient, (operation, outcome) => metrics.kmsRequests.inc({ operation, outcome }));
     let dataKeyId = config.kms.dataKeyId;
     let signingKeyIds = [config.kms.signingKeyId, ...config.kms.additionalSigningKeyIds];
     if (config.kms.mode === 'local') {
@@ -185,7 +196,27 @@ export async function startPaylog(config: Config, opts: StartOptions = {}): Prom
     });
     const processorRegistry = new ProcessorRegistry(database);
     const revocations = new RevocationList(database);
-    const transactionsService = new TransactionService({ database, appender, dataKeys, macKey, processors: processorRegistry });
+    const keyEvents = new KeyEventLog(appender);
+    const epochs = new EpochKeyring({
+      database,
+      kms,
+      granularity: config.keys.epoch,
+      cacheTtlMs: config.keys.cacheTtlSeconds * 1000,
+      cacheMaxUses: config.keys.cacheMaxUses,
+      recordKeyEvent: (e) => keyEvents.record(e),
+      onCacheHit: () => metrics.epochCacheHits.inc(),
+      onCacheMiss: () => metrics.epochCacheMisses.inc(),
+    });
+    cleanups.push(async () => epochs.close());
+    const transactionsService = new TransactionService({
+      database,
+      appender,
+      dataKeys,
+      macKey,
+      processors: processorRegistry,
+      ...(config.keys.mode === 'hierarchical' ? { epochs } : {}),
+      ...(opts.clock ? { clock: opts.clock } : {}),
+    });
 
     const release = new ReleaseService({
       database,
@@ -196,6 +227,7 @@ export async function startPaylog(config: Config, opts: StartOptions = {}): Prom
       limiter: new RateLimiter(config.releaseRatePerMinute),
       macKey,
       metrics,
+      epochs,
     });
     const admin = new AdminService(processorRegistry, revocations);
     const logRead = new LogReadService(database.db, { origin: config.logOrigin, keys: publishedKeys, processors: processorRegistry });
@@ -257,6 +289,10 @@ export async function startPaylog(config: Config, opts: StartOptions = {}): Prom
       revocations,
       server,
       ...(devPki ? { devPki } : {}),
+      ...(local ? { localKms: local } : {}),
+      epochs,
+      keyEvents,
+      transactions: transactionsService,
       close: () =>
         (closing ??= (async () => {
           await server.close(); // stops accepting; waits for in-flight requests

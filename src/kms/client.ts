@@ -24,6 +24,7 @@ import {
   GetPublicKeyCommand,
   KMSClient,
   ReEncryptCommand,
+  ScheduleKeyDeletionCommand,
   SignCommand,
 } from '@aws-sdk/client-kms';
 import { createPublicKey } from 'node:crypto';
@@ -159,15 +160,38 @@ export function ed25519RawFromSpki(spki: Buffer): Buffer {
   return raw;
 }
 
+/** Observer of every KMS request (metrics): operation and `ok` or the KMS error name. */
+export type KmsRequestObserver = (operation: string, outcome: string) => void;
+
 export class PaylogKms {
-  constructor(private readonly client: KMSClient) {}
+  constructor(
+    private readonly client: KMSClient,
+    private readonly observe: KmsRequestObserver = () => {},
+  ) {}
 
   private async call<T>(operation: string, fn: () => Promise<T>): Promise<T> {
     try {
-      return await fn();
+      const out = await fn();
+      this.observe(operation, 'ok');
+      return out;
     } catch (e) {
+      this.observe(operation, kmsErrorName(e));
       throw toPaylogError(operation, e);
     }
+  }
+
+  /** ScheduleKeyDeletion (crypto-shredding a key period); returns the deletion date. */
+  async scheduleKeyDeletion(keyId: string, pendingWindowInDays: number): Promise<Date> {
+    const out = await this.call('ScheduleKeyDeletion', () =>
+      this.client.send(new ScheduleKeyDeletionCommand({ KeyId: keyId, PendingWindowInDays: pendingWindowInDays })),
+    );
+    return out.DeletionDate ?? new Date(Date.now() + pendingWindowInDays * 86_400_000);
+  }
+
+  /** The key's KMS state (Enabled, Disabled, PendingDeletion, ...). */
+  async keyState(keyId: string): Promise<string | undefined> {
+    const out = await this.call('DescribeKey', () => this.client.send(new DescribeKeyCommand({ KeyId: keyId })));
+    return out.KeyMetadata?.KeyState;
   }
 
   /** GenerateDataKey (AES_256) under `keyId`, bound to `context`. `keyId` returned = key ARN. */

@@ -198,8 +198,8 @@ WITH le AS (
     $17::text[], $18::text[], $19::smallint[], $20::bytea[], $21::bytea[], $22::bytea[], $23::bytea[], $24::bytea[], $25::timestamptz[])
     AS u(id, li, pr, mac, pmt, masked, fp, av, cur, meta, ev, iv, ct, tag, kc, salt, ca)
 ), dk AS (
-  INSERT INTO data_keys (transaction_id, kms_key_id, wrapped_key, created_at)
-  SELECT * FROM unnest($26::text[], $27::text[], $28::bytea[], $29::timestamptz[])
+  INSERT INTO data_keys (transaction_id, kms_key_id, wrapped_key, created_at, epoch_id)
+  SELECT * FROM unnest($26::text[], $27::text[], $28::bytea[], $29::timestamptz[], $43::text[])
 ), ae AS (
   INSERT INTO access_entries (log_index, transaction_id, principal_role, principal_name, certificate_fingerprint,
     action, purpose, reference, outcome, source_address, created_at)
@@ -248,7 +248,7 @@ function batchValues(
     col(txs, (a) => a.req.transaction.salt ?? null),
     col(txs, (a) => a.req.createdAt),
     col(txs, (a) => a.req.dataKey.transactionId),
-    col(txs, (a) => a.req.dataKey.kmsKeyId),
+    col(txs, (a) => a.req.dataKey.kmsKeyId ?? null),
     col(txs, (a) => a.req.dataKey.wrappedKey),
     col(txs, (a) => a.req.createdAt),
     col(acc, (a) => a.index),
@@ -264,6 +264,7 @@ function batchValues(
     col(acc, (a) => a.req.createdAt),
     head.size,
     head.rootHash,
+    col(txs, (a) => a.req.dataKey.epochId ?? null),
   ];
 }
 

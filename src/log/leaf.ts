@@ -40,9 +40,13 @@ export const transactionLeafSchema = z
         ciphertextSha256: b64,
         keyCommitment: b64,
         wrappedKeySha256: b64,
-        kmsKeyId: z.string().min(1).max(2048),
+        // Key reference: a KMS key id (envelope v1) or a key epoch id (envelope v2). Interim
+        // until leaf format v2 (leaf-v2-core) defines the reference.
+        kmsKeyId: z.string().min(1).max(2048).optional(),
+        epochId: id.optional(),
       })
-      .strict(),
+      .strict()
+      .refine((e) => (e.kmsKeyId === undefined) !== (e.epochId === undefined), { message: 'exactly one key reference' }),
     metadataSha256: b64.optional(),
   })
   .strict();
@@ -70,11 +74,35 @@ export const keyEventLeafSchema = z
     v: z.literal(LEAF_FORMAT_VERSION),
     type: z.literal('key_event'),
     time,
-    event: z.enum(['rewrap', 'shred', 'signing_key_added', 'signing_key_retired']),
+    event: z.enum([
+      'rewrap',
+      'shred',
+      'signing_key_added',
+      'signing_key_retired',
+      // Key lifecycle (issue 9), interim fields until leaf format v2 (leaf-v2-core).
+      'epoch_created',
+      'epoch_retired',
+      'epoch_rewrapped',
+      'epoch_shredded',
+      'transaction_shredded',
+      'rotation',
+      'retention_run',
+    ]),
     transactionId: id.optional(),
     kmsKeyId: z.string().max(2048).optional(),
     wrappedKeySha256: b64.optional(),
     keyName: z.string().max(256).optional(),
+    epochId: id.optional(),
+    processor: id.optional(),
+    periodStart: time.optional(),
+    periodEnd: time.optional(),
+    actor: z
+      .object({ role: z.string().min(1).max(32), name: z.string().min(1).max(128), certificateFingerprint: z.string().regex(/^sha256:[0-9a-f]{64}$/).optional() })
+      .strict()
+      .optional(),
+    reason: z.string().max(256).optional(),
+    policy: z.string().max(256).optional(),
+    counts: z.record(z.string().max(64), z.number().int().nonnegative()).optional(),
   })
   .strict();
 

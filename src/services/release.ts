@@ -18,6 +18,8 @@ import type { Principal } from '../auth/principal.js';
 import type { ProcessorRegistry } from '../auth/processors.js';
 import type { RateLimiter } from '../auth/rate-limit.js';
 import { openEnvelope, type DataKeySource } from '../crypto/envelope.js';
+import { openEnvelopeV2 } from '../crypto/envelope-v2.js';
+import type { EpochKeyring } from '../kms/epoch-keys.js';
 import { encodeLeaf, leafTime, LEAF_FORMAT_VERSION } from '../log/leaf.js';
 import type { LogAppender } from '../log/appender.js';
 import type { TransactionService } from './transactions.js';
@@ -74,6 +76,8 @@ export interface ReleaseDeps {
   /** Keyed digests of unknown transaction ids (never logged in the clear). */
   macKey: Buffer;
   metrics?: Metrics;
+  /** Opens envelope v2 records (epoch private keys, cached); needed whenever v2 records exist. */
+  epochs?: EpochKeyring;
 }
 
 /**
@@ -134,22 +138,24 @@ export class ReleaseService {
       try {
         const key = (await this.deps.database.db.select().from(dataKeys).where(eq(dataKeys.transactionId, transactionId)).limit(1))[0];
         if (!key) throw new PaylogError('INTEGRITY_FAILURE', 'the data key of this record is no longer available');
-        plaintext = await openEnvelope(
-          this.deps.dataKeys,
-          { transactionId, processor: row.processor },
-          {
-            version: 1,
-            salt: row.salt ?? Buffer.alloc(0),
-            iv: row.iv,
-            ciphertext: row.ciphertext,
-            tag: row.tag,
-            keyCommitment: row.keyCommitment,
-            wrappedKey: key.wrappedKey,
-            kmsKeyId: key.kmsKeyId,
-          },
-        );
+        if (key.wrappedKey === null || key.shreddedAt !== null) throw new PaylogError('DATA_SHREDDED', 'the card data of this transaction has been shredded');
+        const stored = { salt: row.salt ?? Buffer.alloc(0), iv: row.iv, ciphertext: row.ciphertext, tag: row.tag, keyCommitment: row.keyCommitment };
+        if (row.envelopeVersion === 2 && key.epochId !== null) {
+          const epochs = this.deps.epochs;
+          if (!epochs) throw new PaylogError('INTERNAL', 'envelope v2 record but no epoch keyring');
+          const binding = { transactionId, processor: row.processor, epochId: key.epochId };
+          const wrappedKey = key.wrappedKey;
+          plaintext = await epochs.withPrivateKey(key.epochId, (sk) => openEnvelopeV2(sk, binding, { version: 2, ...stored, wrappedKey, epochId: binding.epochId }));
+        } else {
+          if (key.kmsKeyId === null) throw new PaylogError('INTEGRITY_FAILURE', 'the data key of this record has no key reference');
+          plaintext = await openEnvelope(
+            this.deps.dataKeys,
+            { transactionId, processor: row.processor },
+            { version: 1, ...stored, wrappedKey: key.wrappedKey, kmsKeyId: key.kmsKeyId },
+          );
+        }
       } catch (e) {
-        if (isPaylogError(e) && e.code === 'KMS_UNAVAILABLE') refusal = e;
+        if (isPaylogError(e) && (e.code === 'KMS_UNAVAILABLE' || e.code === 'DATA_SHREDDED')) refusal = e;
         else refusal = new PaylogError('INTEGRITY_FAILURE', 'the stored record failed its integrity checks; nothing was released');
       }
     }

@@ -16,6 +16,8 @@ import { canonicalJson } from '../crypto/canonical-json.js';
 import { maskedView } from '../crypto/masking.js';
 import { fingerprint, requestMac } from '../crypto/fingerprint.js';
 import { ciphertextDigest, sealEnvelope, type DataKeySource } from '../crypto/envelope.js';
+import { ciphertextDigestV2, sealEnvelopeV2 } from '../crypto/envelope-v2.js';
+import type { EpochKeyring } from '../kms/epoch-keys.js';
 import { encodeLeaf, leafTime, LEAF_FORMAT_VERSION } from '../log/leaf.js';
 import type { LogAppender } from '../log/appender.js';
 
@@ -32,6 +34,8 @@ export interface TransactionView extends TransactionReceipt {
   amount: { value: number; currency: string };
   fingerprint: string;
   metadata: Record<string, string> | null;
+  /** True once the record's key material was crypto-shredded (retention or an admin shred). */
+  shredded: boolean;
 }
 
 export interface TransactionDeps {
@@ -41,6 +45,10 @@ export interface TransactionDeps {
   /** HMAC key for fingerprints and request MACs (held in memory, wrapped under KMS at rest). */
   macKey: Buffer;
   processors: ProcessorRegistry;
+  /** Hierarchical key mode (envelope v2): the epoch keyring; absent → per-transaction (v1). */
+  epochs?: EpochKeyring;
+  /** Injectable clock (epoch rollover tests); default the system clock. */
+  clock?: () => Date;
 }
 
 const sha256b64 = (b: Uint8Array) => createHash('sha256').update(b).digest('base64');
@@ -52,7 +60,7 @@ export class TransactionService {
    * Submits one transaction. Resolves only after its log entry is committed:
    * `created` (first time), `replayed` (identical body), or throws IDEMPOTENCY_CONFLICT.
    */
-  async submit(principal: Principal, raw: unknown, now = new Date()): Promise<{ created: boolean; receipt: TransactionReceipt }> {
+  async submit(principal: Principal, raw: unknown, now = this.deps.clock?.() ?? new Date()): Promise<{ created: boolean; receipt: TransactionReceipt }> {
     authorize(principal, 'transaction:create');
     let req: TransactionRequest;
     try {
@@ -68,13 +76,27 @@ export class TransactionService {
     const mac = requestMac(this.deps.macKey, canonicalJson(req));
 
     // One round trip: is the processor active, and was this id submitted before?
-    const pre = await this.deps.database.pool.query({
-      name: 'paylog_submit_precheck',
-      text: `SELECT (SELECT status FROM processors WHERE name = $1) AS processor_status, t.transaction_id
-             FROM (SELECT 1) AS one LEFT JOIN transactions t ON t.transaction_id = $2`,
-      values: [req.processor, req.transactionId],
-    });
-    const check = pre.rows[0] as { processor_status: string | null; transaction_id: string | null };
+    // In hierarchical mode the same round trip reads the processor's current epoch id, so a
+    // rotation or retirement by another process is seen by the very next submission.
+    const epochs = this.deps.epochs;
+    const pre = await this.deps.database.pool.query(
+      epochs
+        ? {
+            name: 'paylog_submit_precheck_epoch',
+            text: `SELECT (SELECT status FROM processors WHERE name = $1) AS processor_status, t.transaction_id,
+                     (SELECT e.epoch_id FROM key_epochs e WHERE e.processor = $1 AND e.granularity = $3 AND e.period_start <= $4
+                        AND e.period_end > $4 AND e.retired_at IS NULL AND e.shredded_at IS NULL ORDER BY e.generation DESC LIMIT 1) AS epoch_id
+                   FROM (SELECT 1) AS one LEFT JOIN transactions t ON t.transaction_id = $2`,
+            values: [req.processor, req.transactionId, epochs.granularity, now],
+          }
+        : {
+            name: 'paylog_submit_precheck',
+            text: `SELECT (SELECT status FROM processors WHERE name = $1) AS processor_status, t.transaction_id
+                   FROM (SELECT 1) AS one LEFT JOIN transactions t ON t.transaction_id = $2`,
+            values: [req.processor, req.transactionId],
+          },
+    );
+    const check = pre.rows[0] as { processor_status: string | null; transaction_id: string | null; epoch_id?: string | null };
     // Replays first (no KMS call, no append): an identical replay is 200 even if the processor
     // has been disabled since.
     if (check.transaction_id !== null) {
@@ -87,9 +109,23 @@ export class TransactionService {
 
     const binding = { transactionId: req.transactionId, processor: req.processor };
     const plaintext = Buffer.from(canonicalJson(req.paymentMethod), 'utf8');
-    let envelope;
+    let envelope: { version: number; salt: Buffer; iv: Buffer; ciphertext: Buffer; tag: Buffer; keyCommitment: Buffer; wrappedKey: Buffer };
+    let digest: Buffer;
+    let keyRef: { kmsKeyId: string; epochId?: undefined } | { epochId: string; kmsKeyId?: undefined };
     try {
-      envelope = await sealEnvelope(this.deps.dataKeys, binding, plaintext);
+      if (epochs) {
+        // Envelope v2: wrapped locally under the epoch public key; no KMS call.
+        const epoch = await epochs.currentEpoch(req.processor, now, check.epoch_id ?? null);
+        const v2 = sealEnvelopeV2(epoch.publicKey, { ...binding, epochId: epoch.epochId }, plaintext);
+        envelope = v2;
+        digest = ciphertextDigestV2(v2);
+        keyRef = { epochId: v2.epochId };
+      } else {
+        const v1 = await sealEnvelope(this.deps.dataKeys, binding, plaintext);
+        envelope = v1;
+        digest = ciphertextDigest(v1);
+        keyRef = { kmsKeyId: v1.kmsKeyId };
+      }
     } finally {
       plaintext.fill(0);
     }
@@ -105,10 +141,10 @@ export class TransactionService {
       paymentMethodType: req.paymentMethod.type,
       envelope: {
         version: envelope.version,
-        ciphertextSha256: ciphertextDigest(envelope).toString('base64'),
+        ciphertextSha256: digest.toString('base64'),
         keyCommitment: envelope.keyCommitment.toString('base64'),
         wrappedKeySha256: sha256b64(envelope.wrappedKey),
-        kmsKeyId: envelope.kmsKeyId,
+        ...transactionKeyRef(keyRef),
       },
       ...(metadata ? { metadataSha256: sha256b64(Buffer.from(canonicalJson(metadata), 'utf8')) } : {}),
     });
@@ -134,7 +170,7 @@ export class TransactionService {
         keyCommitment: envelope.keyCommitment,
         salt: envelope.salt,
       },
-      dataKey: { transactionId: req.transactionId, kmsKeyId: envelope.kmsKeyId, wrappedKey: envelope.wrappedKey },
+      dataKey: { transactionId: req.transactionId, wrappedKey: envelope.wrappedKey, kmsKeyId: keyRef.kmsKeyId ?? null, epochId: keyRef.epochId ?? null },
     });
     if (outcome.status === 'conflict') throw conflictError();
     if (outcome.status === 'replayed') {
@@ -170,7 +206,19 @@ export class TransactionService {
       logIndex: row.logIndex,
       leafHash: (await this.leafHash(row.logIndex)).toString('base64'),
       createdAt: row.createdAt.toISOString(),
+      shredded: await this.isShredded(row.transactionId),
     };
+  }
+
+  /** Whether the record's data key, or its epoch's private key, has been destroyed. */
+  async isShredded(transactionId: string): Promise<boolean> {
+    const r = await this.deps.database.pool.query({
+      name: 'paylog_is_shredded',
+      text: `SELECT (dk.wrapped_key IS NULL OR dk.shredded_at IS NOT NULL OR e.shredded_at IS NOT NULL) AS shredded
+             FROM data_keys dk LEFT JOIN key_epochs e ON e.epoch_id = dk.epoch_id WHERE dk.transaction_id = $1`,
+      values: [transactionId],
+    });
+    return (r.rows[0] as { shredded: boolean } | undefined)?.shredded ?? true;
   }
 
   /** The stored row for a transaction id, or null. */
@@ -207,6 +255,14 @@ export class TransactionService {
       createdAt: row.createdAt.toISOString(),
     };
   }
+}
+
+/**
+ * The transaction leaf's key reference: a KMS key id (envelope v1) or a key epoch id (envelope
+ * v2). The one place to change when leaf format v2 defines the reference.
+ */
+export function transactionKeyRef(ref: { kmsKeyId?: string | undefined; epochId?: string | undefined }): { kmsKeyId: string } | { epochId: string } {
+  return ref.epochId !== undefined ? { epochId: ref.epochId } : { kmsKeyId: ref.kmsKeyId! };
 }
 
 function rawTransactionId(raw: unknown): string {

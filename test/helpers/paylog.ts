@@ -51,7 +51,7 @@ export async function newTestDatabase(): Promise<string> {
   return await createDatabase(inject('adminDatabaseUrl'), `t_${randomBytes(6).toString('hex')}`);
 }
 
-export async function startTestPaylog(opts: { env?: Record<string, string>; databaseUrl?: string; dataDir?: string } = {}): Promise<TestPaylog> {
+export async function startTestPaylog(opts: { env?: Record<string, string>; databaseUrl?: string; dataDir?: string; clock?: () => Date } = {}): Promise<TestPaylog> {
   const databaseUrl = opts.databaseUrl ?? (await newTestDatabase());
   const dataDir = opts.dataDir ?? mkdtempSync(join(tmpdir(), 'paylog-test-'));
   const config = loadConfig({
@@ -62,7 +62,7 @@ export async function startTestPaylog(opts: { env?: Record<string, string>; data
     ...opts.env,
   });
   const { stream, lines } = logCapture();
-  const paylog = await startPaylog(config, { logDestination: stream });
+  const paylog = await startPaylog(config, { logDestination: stream, ...(opts.clock ? { clock: opts.clock } : {}) });
   const pki = paylog.devPki!;
   const ca = pki.caCertPem;
   const agents = new Map<string, Agent>();

@@ -73,9 +73,18 @@ export interface StartOptions {
   logDestination?: DestinationStream;
   /** Injected clock (epoch rollover, retention tests); default the system clock. */
   clock?: () => Date;
+  /**
+   * Cluster worker (src/main.ts): use this already running dev-only local KMS endpoint instead of
+   * starting one (the primary owns it).
+   */
+  localKmsUrl?: string;
+  /** False in cluster workers other than worker 0: the checkpoint signer and daily jobs run once. */
+  singletons?: boolean;
+  /** Called after each committed batch (cluster workers tell worker 0 to publish a checkpoint). */
+  onBatchCommitted?: () => void;
 }
 
-async function ensureEmbeddedDatabase(adminUrl: string): Promise<string> {
+export async function ensureEmbeddedDatabase(adminUrl: string): Promise<string> {
   const client = new pg.Client({ connectionString: adminUrl });
   await client.connect();
   try {
@@ -116,7 +125,9 @@ export async function startPaylog(config: Config, opts: StartOptions = {}): Prom
     // KMS: real client, local endpoint unless AWS settings are given.
     let kmsClientSettings;
     let local: LocalKmsEndpoint | undefined;
-    if (config.kms.mode === 'local') {
+    if (config.kms.mode === 'local' && opts.localKmsUrl) {
+      kmsClientSettings = { endpoint: opts.localKmsUrl, region: config.kms.region, local: true };
+    } else if (config.kms.mode === 'local') {
       local = await startLocalKms({ keyStoreDir: join(config.dataDir, 'kms') });
       cleanups.push(() => local!.close());
       kmsClientSettings = { endpoint: local.url, region: config.kms.region, local: true };
@@ -180,6 +191,7 @@ export async function startPaylog(config: Config, opts: StartOptions = {}): Prom
         .onConflictDoNothing();
     }
 
+    const singletons = opts.singletons ?? true;
     const head = await readTreeHead(database.db);
     metrics.logSize.set(head?.size ?? 0);
     const { signers, keys: publishedKeys } = await kmsNoteSigners(kms, config.logOrigin, signingKeyIds);
@@ -191,7 +203,8 @@ export async function startPaylog(config: Config, opts: StartOptions = {}): Prom
         metrics.batchSize.observe(batchSize);
         metrics.batchDuration.observe(durationMs / 1000);
         metrics.logSize.set(h.size);
-        checkpointPublisher.schedule();
+        if (singletons) checkpointPublisher.schedule();
+        opts.onBatchCommitted?.();
       },
     });
     const processorRegistry = new ProcessorRegistry(database);
@@ -231,13 +244,15 @@ export async function startPaylog(config: Config, opts: StartOptions = {}): Prom
     });
     const admin = new AdminService(processorRegistry, revocations);
     const logRead = new LogReadService(database.db, { origin: config.logOrigin, keys: publishedKeys, processors: processorRegistry });
-    try {
-      await checkpointPublisher.publish();
-    } catch (e) {
-      logger.error({ code: (e as { code?: string }).code }, 'initial checkpoint not signed');
+    if (singletons) {
+      try {
+        await checkpointPublisher.publish();
+      } catch (e) {
+        logger.error({ code: (e as { code?: string }).code }, 'initial checkpoint not signed');
+      }
+      checkpointPublisher.start();
+      cleanups.push(() => checkpointPublisher.close());
     }
-    checkpointPublisher.start();
-    cleanups.push(() => checkpointPublisher.close());
 
     // /readyz needs no certificate: answer from a short cache with one check in flight, so a
     // flood cannot spend the KMS request quota that GenerateDataKey/Decrypt/Sign share.
@@ -297,7 +312,7 @@ export async function startPaylog(config: Config, opts: StartOptions = {}): Prom
         (closing ??= (async () => {
           await server.close(); // stops accepting; waits for in-flight requests
           await appender.close(); // finishes queued batches
-          await checkpointPublisher.publish().catch(() => null); // sign the final tree
+          if (singletons) await checkpointPublisher.publish().catch(() => null); // sign the final tree
           await cleanup();
         })()),
     };

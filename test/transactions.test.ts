@@ -7,6 +7,7 @@ import { query } from './helpers/db.js';
 import { cardTransaction, fixtures, startTestPaylog, type TestPaylog } from './helpers/paylog.js';
 import { hashLeaf, rootFromLeafHashes } from '../src/log/merkle.js';
 import { decodeLeaf } from '../src/log/leaf.js';
+import { openEnvelopeV2 } from '../src/crypto/envelope-v2.js';
 import { openEnvelope } from '../src/crypto/envelope.js';
 
 let t: TestPaylog;
@@ -45,10 +46,19 @@ describe('POST /v1/transactions', () => {
     const r = await t.call('checkout', 'POST', '/v1/transactions', body);
     expect(r.status).toBe(201);
     const [row] = await sql(
-      `SELECT t.*, d.wrapped_key, d.kms_key_id FROM transactions t JOIN data_keys d USING (transaction_id) WHERE transaction_id = $1`,
+      `SELECT t.*, d.wrapped_key, d.kms_key_id, d.epoch_id FROM transactions t JOIN data_keys d USING (transaction_id) WHERE transaction_id = $1`,
       [body.transactionId],
     );
     expect(Buffer.concat([row.ciphertext, row.iv, row.tag]).toString('latin1')).not.toContain('4111111111111111');
+    if (row.envelope_version === 2) {
+      // Hierarchical mode (default): the epoch private key comes from KMS Decrypt.
+      const env2 = { version: 2 as const, salt: row.salt, iv: row.iv, ciphertext: row.ciphertext, tag: row.tag, keyCommitment: row.key_commitment, wrappedKey: row.wrapped_key, epochId: row.epoch_id };
+      const b = { transactionId: body.transactionId, processor: 'acme', epochId: row.epoch_id };
+      const plain2 = await t.paylog.epochs.withPrivateKey(row.epoch_id, (k) => openEnvelopeV2(k, b, env2));
+      expect(JSON.parse(plain2.toString('utf8'))).toEqual(body.paymentMethod);
+      await expect(t.paylog.epochs.withPrivateKey(row.epoch_id, (k) => openEnvelopeV2(k, { ...b, processor: 'globex' }, env2))).rejects.toMatchObject({ code: 'INTEGRITY_FAILURE' });
+      return;
+    }
     const kms = t.paylog.kms;
     const keys = {
       generateDataKey: (ctx: Record<string, string>) => kms.generateDataKey(t.paylog.dataKeyId, ctx),

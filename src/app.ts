@@ -12,7 +12,7 @@ import type { Config } from './config.js';
 import { createLogger, type Logger } from './logging.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import { startEmbeddedPostgres, type EmbeddedServer } from './db/embedded.js';
-import { applyMigrations, ensureServiceLogin, openAppDatabase, type AppDatabase } from './db/connection.js';
+import { applyMigrations, ensureKeysLogin, ensureServiceLogin, KEYS_ROLE, openAppDatabase, type AppDatabase } from './db/connection.js';
 import { processors } from './db/schema.js';
 import { startLocalKms, type LocalKmsEndpoint } from './kms/local-endpoint.js';
 import { createKmsClient, PaylogKms } from './kms/client.js';
@@ -22,7 +22,9 @@ import { LogAppender, readTreeHead } from './log/appender.js';
 import { TransactionService } from './services/transactions.js';
 import { ProcessorRegistry } from './auth/processors.js';
 import { RevocationList } from './auth/revocations.js';
-import { loadOrCreateServiceKey, MAC_KEY_NAME, serviceDatabasePassword } from './keyring.js';
+import { keysDatabasePassword, loadOrCreateServiceKey, MAC_KEY_NAME, serviceDatabasePassword } from './keyring.js';
+import { KeyLifecycleService } from './services/key-lifecycle.js';
+import { registerKeyRoutes } from './api/routes/keys.js';
 import { buildServer } from './api/server.js';
 import { registerAdminRoutes, registerReleaseRoutes } from './api/routes/release.js';
 import { ReleaseService } from './services/release.js';
@@ -39,6 +41,11 @@ export const EMBEDDED_DATABASE = 'paylog';
 export const DEV_PROCESSORS = ['acme', 'globex'] as const;
 /** How long a readiness answer is reused. */
 export const READINESS_CACHE_MS = 2_000;
+/** The retention job runs this long after start, then once a day (singletons only). */
+export const RETENTION_FIRST_RUN_MS = 60_000;
+export const RETENTION_INTERVAL_MS = 24 * 60 * 60 * 1000;
+/** Connections of the key-destruction pool (paylog_keys). */
+export const KEYS_POOL_SIZE = 2;
 
 export interface Paylog {
   readonly url: string;
@@ -65,6 +72,7 @@ export interface Paylog {
   readonly epochs: EpochKeyring;
   readonly keyEvents: KeyEventLog;
   readonly transactions: TransactionService;
+  readonly keyLifecycle: KeyLifecycleService;
   close(): Promise<void>;
 }
 
@@ -169,6 +177,11 @@ export async function startPaylog(config: Config, opts: StartOptions = {}): Prom
         logger.warn('the database owner may not create roles: running as the owner with role paylog_app; set PAYLOG_APP_DATABASE_URL in production');
       }
     }
+    // Key destruction (rewrap, shred, retention) runs on its own connection as a member of
+    // paylog_keys only; the runtime role cannot replace or destroy wrapped keys.
+    const keysUrl = await ensureKeysLogin(ownerUrl, keysDatabasePassword(macKey)).catch(() => null);
+    const keysDatabase = keysUrl ? openAppDatabase(keysUrl, { role: null, max: KEYS_POOL_SIZE }) : openAppDatabase(ownerUrl, { role: KEYS_ROLE, max: KEYS_POOL_SIZE });
+    cleanups.push(() => keysDatabase.close());
     const who = (await database.pool.query('SELECT r.rolsuper AS s FROM pg_roles r WHERE r.rolname = session_user')).rows[0] as { s: boolean } | undefined;
     if (who?.s && config.appDatabaseUrl) throw new Error('PAYLOG_APP_DATABASE_URL must not log in as a superuser');
 
@@ -242,6 +255,40 @@ export async function startPaylog(config: Config, opts: StartOptions = {}): Prom
       metrics,
       epochs,
     });
+    const clock = opts.clock ?? (() => new Date());
+    const keyLifecycle = new KeyLifecycleService({
+      database,
+      keysDatabase,
+      kms,
+      epochs,
+      keyEvents,
+      retention: config.keys.retention,
+      devKms: config.kms.mode === 'local',
+      clock,
+      kmsCounts: async () => {
+        const out: Record<string, number> = {};
+        for (const v of (await metrics.kmsRequests.get()).values) {
+          const op = String(v.labels.operation);
+          out[op] = (out[op] ?? 0) + v.value;
+        }
+        return out;
+      },
+    });
+    if (singletons) {
+      const runRetention = () =>
+        keyLifecycle.applyRetention(null, {}).then(
+          (r) => logger.info({ periods: r.periods.length, epochs: r.epochs.length, v1Records: r.v1Records, logIndex: r.logIndex }, 'retention run'),
+          (e: unknown) => logger.error({ code: (e as { code?: string }).code }, 'retention run failed'),
+        );
+      const first = setTimeout(() => void runRetention(), RETENTION_FIRST_RUN_MS);
+      const daily = setInterval(() => void runRetention(), RETENTION_INTERVAL_MS);
+      first.unref();
+      daily.unref();
+      cleanups.push(async () => {
+        clearTimeout(first);
+        clearInterval(daily);
+      });
+    }
     const admin = new AdminService(processorRegistry, revocations);
     const logRead = new LogReadService(database.db, { origin: config.logOrigin, keys: publishedKeys, processors: processorRegistry });
     if (singletons) {
@@ -278,6 +325,7 @@ export async function startPaylog(config: Config, opts: StartOptions = {}): Prom
       extraRoutes: [
         (app) => registerReleaseRoutes(app, { release }),
         (app) => registerAdminRoutes(app, { admin }),
+        (app) => registerKeyRoutes(app, { keys: keyLifecycle }),
         (app) => registerLogRoutes(app, { log: logRead }),
       ],
     });
@@ -308,6 +356,7 @@ export async function startPaylog(config: Config, opts: StartOptions = {}): Prom
       epochs,
       keyEvents,
       transactions: transactionsService,
+      keyLifecycle,
       close: () =>
         (closing ??= (async () => {
           await server.close(); // stops accepting; waits for in-flight requests

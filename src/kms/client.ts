@@ -188,6 +188,13 @@ export class PaylogKms {
     return out.DeletionDate ?? new Date(Date.now() + pendingWindowInDays * 86_400_000);
   }
 
+  /** The ARN of a key id, ARN or alias (DescribeKey). */
+  async keyArn(keyId: string): Promise<string> {
+    const out = await this.call('DescribeKey', () => this.client.send(new DescribeKeyCommand({ KeyId: keyId })));
+    if (out.KeyMetadata?.Arn === undefined) throw integrity('DescribeKey', 'no key ARN');
+    return out.KeyMetadata.Arn;
+  }
+
   /** The key's KMS state (Enabled, Disabled, PendingDeletion, ...). */
   async keyState(keyId: string): Promise<string | undefined> {
     const out = await this.call('DescribeKey', () => this.client.send(new DescribeKeyCommand({ KeyId: keyId })));

@@ -56,7 +56,7 @@ const envSchema = z.object({
   PAYLOG_EPOCH_KEY_CACHE_MAX_USES: intFromEnv(1, 100_000_000).default(DEFAULT_EPOCH_KEY_CACHE_MAX_USES),
   PAYLOG_RETENTION: z
     .string()
-    .regex(/^P(?=\d)(\d+Y)?(\d+M)?(\d+W)?(\d+D)?(T(?=\d)(\d+H)?(\d+M)?(\d+S)?)?$/, 'must be an ISO 8601 duration such as P13M, P400D or PT2H')
+    .regex(/^P(?!$)(\d+Y)?(\d+M)?(\d+W)?(\d+D)?(T(?=\d)(\d+H)?(\d+M)?(\d+S)?)?$/, 'must be an ISO 8601 duration such as P13M, P400D or PT2H')
     .default(DEFAULT_RETENTION),
   /** Worker processes sharing the port (node:cluster); unset → the number of cores. */
   PAYLOG_WORKERS: intFromEnv(1, 256).optional(),

@@ -11,7 +11,7 @@ import type { Principal } from '../auth/principal.js';
 import type { ProcessorRegistry } from '../auth/processors.js';
 import { readNodes, readTreeHead } from '../log/appender.js';
 import { readCheckpoint, type PublishedKey } from '../log/checkpoints.js';
-import { ciphertextDigest } from '../crypto/envelope.js';
+import { ciphertextDigestOf } from '../crypto/envelope-v2.js';
 import { parseVerifierKey, type NoteVerifier } from '../log/note.js';
 import { consistencyProof, consistencyProofNodes, inclusionProof, inclusionProofNodes } from '../log/merkle.js';
 
@@ -99,8 +99,7 @@ export class LogReadService {
         // check it against the commitment in the leaf (never the ciphertext itself).
         ...(r.ciphertext && r.iv && r.tag && r.keyCommitment
           ? {
-              ciphertextSha256: ciphertextDigest({
-                version: 1,
+              ciphertextSha256: ciphertextDigestOf(r.version ?? 1, {
                 salt: r.salt ?? Buffer.alloc(0),
                 iv: r.iv,
                 ciphertext: r.ciphertext,

@@ -11,7 +11,21 @@ const kmsCount = (t: TestPaylog, op: string) => t.paylog.localKms!.requestCounts
 
 async function leaves(t: TestPaylog): Promise<any[]> {
   const rows = await query<{ idx: string; leaf: Buffer }>(t.databaseUrl, 'SELECT idx, leaf FROM log_entries ORDER BY idx');
-  return rows.map((r) => ({ index: Number(r.idx), ...(decodeLeaf(r.leaf) as any) }));
+  return rows.map((r) => {
+    const l = decodeLeaf(r.leaf) as any;
+    // Leaf format v2 key events: epoch → epochId, actor.cert → certificateFingerprint, digests in base64.
+    if (l.v === 2 && l.type === 'key_event') {
+      return {
+        index: Number(r.idx),
+        ...l,
+        epochId: l.epoch,
+        actor: l.actor === 'system' ? { role: 'system', name: 'paylog' } : { role: l.actor.role, name: l.actor.name, certificateFingerprint: `sha256:${Buffer.from(l.actor.cert).toString('hex')}` },
+        ...(l.wrappedKeySha256 ? { wrappedKeySha256: Buffer.from(l.wrappedKeySha256).toString('base64') } : {}),
+        ...(l.policy ? { policy: `PAYLOG_RETENTION=${l.policy.retention}` } : {}),
+      };
+    }
+    return { index: Number(r.idx), ...l };
+  });
 }
 
 async function submit(t: TestPaylog, overrides: Record<string, unknown> = {}) {

@@ -7,7 +7,7 @@ import { rmSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { query } from './helpers/db.js';
 import { cardTransaction, startTestPaylog, type PrincipalName, type TestPaylog } from './helpers/paylog.js';
-import { decodeLeaf } from '../src/log/leaf.js';
+import { accessViewFromLeaf, decodeLeaf } from '../src/log/leaf.js';
 
 let t: TestPaylog;
 const PAN = '5555555555554444';
@@ -93,11 +93,12 @@ describe('authorization matrix: every role × route × own/other/unknown', () =>
               // An unknown id is logged only as a keyed digest.
               transactionId: target === 'unknown' ? expect.stringMatching(/^unknown:[A-Za-z0-9_-]{22}$/) : id,
               outcome: want === 200 ? 'granted' : 'denied',
-              principal: { role: who.startsWith('processor-') ? 'processor' : who },
             });
             if (leaf.type === 'access') {
-              expect(leaf.principal.certificateFingerprint).toBe(t.paylog.devPki!.principals[who]!.fingerprint);
-              expect(leaf.sourceAddress).toMatch(/127\.0\.0\.1/);
+              const view = leaf.v === 1 ? leaf : accessViewFromLeaf(leaf);
+              expect(view.principal.role).toBe(who.startsWith('processor-') ? 'processor' : who);
+              expect(view.principal.certificateFingerprint).toBe(t.paylog.devPki!.principals[who]!.fingerprint);
+              expect(view.sourceAddress).toMatch(/127\.0\.0\.1/);
               if (want === 200) expect(r.json.accessLogIndex).toBe(after - 1);
             }
           }

@@ -76,11 +76,15 @@ function tlsArgs(who: 'auditor' | 'processor-acme' | 'processor-globex' = 'audit
   return ['--url', t.paylog.url, '--cacert', t.paylog.devPki!.caPath, '--cert', a.certPath, '--key', a.keyPath];
 }
 
-/** The same leaf with a different amount: still canonical leaf format v1. */
+/** The same leaf with a different amount (or time): still a canonical leaf of its format. */
 function altered(leaf: Buffer): Buffer {
-  const l = decodeLeaf(leaf) as Leaf & { amount?: { value: number; currency: string } };
-  if (l.type === 'transaction') return encodeLeaf({ ...l, amount: { ...l.amount, value: l.amount.value + 1 } });
-  return encodeLeaf({ ...l, time: '2001-01-01T00:00:00.000Z' });
+  const l: Leaf = decodeLeaf(leaf);
+  if (l.v === 1) {
+    if (l.type === 'transaction') return encodeLeaf({ ...l, amount: { ...l.amount, value: l.amount.value + 1 } });
+    return encodeLeaf({ ...l, time: '2001-01-01T00:00:00.000Z' });
+  }
+  if (l.type === 'transaction') return encodeLeaf({ ...l, amt: l.amt + 1 });
+  return encodeLeaf({ ...l, time: Date.UTC(2001, 0, 1) });
 }
 
 beforeAll(async () => {

@@ -253,27 +253,36 @@ export function containsPanLikeIdentifier(s: string): boolean {
  * Fields whose format is pinned by the leaf schema to a digest (hex or base64 of 32 bytes): not
  * text, so not scanned — a random SHA-256 in hex holds a Luhn-valid 13-digit run ≈0.4% of the time.
  */
-const DIGEST_FIELDS = new Set(['certificateFingerprint', 'ciphertextSha256', 'keyCommitment', 'wrappedKeySha256', 'metadataSha256']);
+const DIGEST_FIELDS = new Set(['certificateFingerprint', 'ciphertextSha256', 'keyCommitment', 'wrappedKeySha256', 'metadataSha256', 'fp']);
 const THIRTEEN_DIGITS = /\d(?:[ .-]?\d){12}/;
 
-/** Free-text fields: scanned with grouping separators bridged, as a PAN is often written. */
-const FREE_TEXT_FIELDS = new Set(['reference']);
+/**
+ * Free-text fields: scanned with grouping separators bridged, as a PAN is often written
+ * (`md` = v2 transaction metadata: its keys and values are both free text).
+ */
+const FREE_TEXT_FIELDS = new Set(['reference', 'reason', 'note', 'md']);
 
-/** True when any string value of the decoded leaf (keys are fixed by the schema) looks like a PAN. */
-function leafHoldsPanLikeNumber(value: unknown, key = ''): boolean {
+/**
+ * True when any string of the decoded leaf looks like a PAN. Keys are fixed by the schema,
+ * except inside v2 metadata (`md`), whose keys are scanned too. Byte strings (v2 binary fields:
+ * ciphertext, digests) are not text and are skipped.
+ */
+function leafHoldsPanLikeNumber(value: unknown, key = '', freeText = false): boolean {
+  const free = freeText || FREE_TEXT_FIELDS.has(key);
   if (typeof value === 'string') {
     if (DIGEST_FIELDS.has(key)) return false;
-    return FREE_TEXT_FIELDS.has(key) ? containsPanLikeNumber(value) : containsPanLikeIdentifier(value);
+    return free ? containsPanLikeNumber(value) : containsPanLikeIdentifier(value);
   }
-  if (Array.isArray(value)) return value.some((v) => leafHoldsPanLikeNumber(v, key));
+  if (value instanceof Uint8Array) return false;
+  if (Array.isArray(value)) return value.some((v) => leafHoldsPanLikeNumber(v, key, free));
   if (value !== null && typeof value === 'object') {
-    return Object.entries(value).some(([k, v]) => leafHoldsPanLikeNumber(v, k));
+    return Object.entries(value).some(([k, v]) => (key === 'md' && containsPanLikeNumber(k)) || leafHoldsPanLikeNumber(v, k, free));
   }
   return false;
 }
 
 /**
- * Leaf format v1 check (see `src/log/leaf.ts`) plus the no-plaintext rule: canonical, known
+ * Leaf format check, v1 or v2 (see `src/log/leaf.ts`) plus the no-plaintext rule: canonical, known
  * type, exactly the documented fields, and no string (key or value) holding a PAN-like number.
  * Returns the decoded leaf or a failure (never includes the offending string).
  */
@@ -589,7 +598,7 @@ export async function verifyLog(input: VerifyLogInput): Promise<VerifyReport> {
       else {
         leafTypes[checked.leaf.type] = (leafTypes[checked.leaf.type] ?? 0) + 1;
         const stored = e.storedCiphertextSha256;
-        if (stored !== undefined && checked.leaf.type === 'transaction' && stored !== checked.leaf.envelope.ciphertextSha256) {
+        if (stored !== undefined && checked.leaf.type === 'transaction' && checked.leaf.v === 1 && stored !== checked.leaf.envelope.ciphertextSha256) {
           rb.fail({ code: 'CIPHERTEXT_MISMATCH', index: e.index, message: `entry ${e.index}: stored ciphertext does not match the digest its leaf commits to` });
         }
       }

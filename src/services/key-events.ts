@@ -5,17 +5,18 @@
  * effect: `record()` resolves only after the batch holding the `key_event` leaf has committed
  * (LogAppender contract). If the leaf cannot be made durable, the caller MUST NOT make the change.
  *
- * Leaf encoding lives only in {@link keyEventLeaf}: switching to leaf format v2 is a change here.
+ * Leaf encoding lives only in {@link keyEventLeafOf} (leaf format v2 `key_event`).
  */
 import { createHash } from 'node:crypto';
 import type { LogAppender } from '../log/appender.js';
-import { encodeLeaf, leafTime, LEAF_FORMAT_VERSION, type KeyEventLeaf } from '../log/leaf.js';
+import { encodeLeaf, keyEventLeaf, SYSTEM_ACTOR as SYSTEM, type KeyEventLeafV2 } from '../log/leaf.js';
 import type { Principal } from '../auth/principal.js';
 
 export type KeyEventKind =
   | 'epoch_created'
   | 'epoch_retired'
   | 'epoch_rewrapped'
+  | 'record_rewrapped'
   | 'epoch_shredded'
   | 'transaction_shredded'
   | 'rotation'
@@ -48,30 +49,36 @@ export interface KeyEvent {
   transactionId?: string;
   reason?: string;
   policy?: string;
+  /** Retention runs: the time the policy was applied as of. */
+  asOf?: Date;
+  previousKmsKeyId?: string;
   counts?: Record<string, number>;
 }
 
-export const sha256b64 = (b: Uint8Array): string => createHash('sha256').update(b).digest('base64');
+const sha256 = (b: Uint8Array): Buffer => createHash('sha256').update(b).digest();
 
-/** The leaf for one key event (interim v1 `key_event` fields; see src/log/leaf.ts). */
-export function keyEventLeaf(e: KeyEvent): KeyEventLeaf {
-  return {
-    v: LEAF_FORMAT_VERSION,
-    type: 'key_event',
-    time: leafTime(e.time),
+/**
+ * The leaf for one key event: leaf format v2 `key_event` (src/log/leaf/key-event.ts). Epoch
+ * ids are `<processor>/<period>/<generation>`; the policy carries the retention setting.
+ */
+export function keyEventLeafOf(e: KeyEvent): KeyEventLeafV2 {
+  const retention = e.policy?.startsWith('PAYLOG_RETENTION=') ? e.policy.slice('PAYLOG_RETENTION='.length) : undefined;
+  return keyEventLeaf({
+    time: e.time,
     event: e.event,
-    actor: { role: e.actor.role, name: e.actor.name, ...(e.actor.certificateFingerprint ? { certificateFingerprint: e.actor.certificateFingerprint } : {}) },
+    actor: e.actor.certificateFingerprint ? { role: e.actor.role, name: e.actor.name, certificateFingerprint: e.actor.certificateFingerprint } : SYSTEM,
     ...(e.epochId !== undefined ? { epochId: e.epochId } : {}),
     ...(e.processor !== undefined ? { processor: e.processor } : {}),
-    ...(e.periodStart !== undefined ? { periodStart: leafTime(e.periodStart) } : {}),
-    ...(e.periodEnd !== undefined ? { periodEnd: leafTime(e.periodEnd) } : {}),
+    ...(e.periodStart !== undefined ? { periodStart: e.periodStart } : {}),
+    ...(e.periodEnd !== undefined ? { periodEnd: e.periodEnd } : {}),
     ...(e.kmsKeyId !== undefined ? { kmsKeyId: e.kmsKeyId } : {}),
-    ...(e.wrappedKey !== undefined ? { wrappedKeySha256: sha256b64(e.wrappedKey) } : {}),
+    ...(e.previousKmsKeyId !== undefined ? { previousKmsKeyId: e.previousKmsKeyId } : {}),
+    ...(e.wrappedKey !== undefined ? { wrappedKeySha256: sha256(e.wrappedKey) } : {}),
     ...(e.transactionId !== undefined ? { transactionId: e.transactionId } : {}),
     ...(e.reason !== undefined ? { reason: e.reason } : {}),
-    ...(e.policy !== undefined ? { policy: e.policy } : {}),
+    ...(retention !== undefined || e.asOf !== undefined ? { policy: { ...(retention ? { retention } : {}), ...(e.asOf ? { asOf: e.asOf } : {}) } } : {}),
     ...(e.counts !== undefined ? { counts: e.counts } : {}),
-  };
+  });
 }
 
 export class KeyEventLog {
@@ -81,7 +88,7 @@ export class KeyEventLog {
   async record(e: KeyEvent): Promise<number> {
     const outcome = await this.appender.append({
       kind: 'key_event',
-      leaf: encodeLeaf(keyEventLeaf(e)),
+      leaf: encodeLeaf(keyEventLeafOf(e)),
       createdAt: e.time,
       ...(e.transactionId !== undefined ? { transactionId: e.transactionId } : {}),
     });

@@ -178,7 +178,7 @@ export class KeyLifecycleService {
           periodEnd: e.period_end,
           kmsKeyId: to,
           wrappedKey: fresh,
-          ...(e.kms_key_id ? { reason: `from ${e.kms_key_id}` } : {}),
+          ...(e.kms_key_id ? { previousKmsKeyId: e.kms_key_id } : {}),
         });
         await this.d.keysDatabase.pool.query(
           'UPDATE key_epochs SET kms_key_id = $2, wrapped_private_key = $3, wrapped_key_sha256 = $4 WHERE epoch_id = $1 AND shredded_at IS NULL',
@@ -204,7 +204,7 @@ export class KeyLifecycleService {
         }
         // One event per batch of v1 data keys: the first and last transaction and the count.
         await this.d.keyEvents.record({
-          event: 'epoch_rewrapped',
+          event: 'record_rewrapped',
           time: this.d.clock(),
           actor,
           kmsKeyId: to,
@@ -298,6 +298,7 @@ export class KeyLifecycleService {
           periodEnd: e.period_end,
           ...(e.kms_key_id ? { kmsKeyId: e.kms_key_id } : {}),
           policy,
+          asOf,
           counts: { records: e.records },
         });
         await this.d.keysDatabase.pool.query(
@@ -335,7 +336,8 @@ export class KeyLifecycleService {
         time: this.d.clock(),
         actor,
         policy,
-        reason: `as of ${asOf.toISOString()}, cutoff ${cutoff.toISOString()}`,
+        asOf,
+        reason: `cutoff ${cutoff.toISOString()}`,
         counts: { periods: report.periods.length, epochs: report.epochs.length, v1Records: v1.length, records: report.epochs.reduce((a, e) => a + e.records, 0) },
       });
       if (v1.length > 0) {

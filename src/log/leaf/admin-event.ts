@@ -1,0 +1,64 @@
+/**
+ * Admin event leaf, format v2 (PCI DSS 10.2.1.2 actions by administrators, 10.2.2 fields):
+ * who (principal role, name, certificate fingerprint), what (action and its target), when
+ * (`time`), from where (`source`), outcome. Appended and committed BEFORE the change takes
+ * effect; a change that then fails is followed by a second entry with outcome `failed`.
+ */
+import { z } from 'zod';
+import { digest32, freeText, msOf, msTime, principalField, principalV2, sourceAddress, certFingerprintBytes } from './fields.js';
+import { LEAF_FORMAT_V2 } from './transaction.js';
+
+export const ADMIN_ACTIONS = ['processor_registered', 'processor_disabled', 'processor_enabled', 'certificate_revoked'] as const;
+export type AdminAction = (typeof ADMIN_ACTIONS)[number];
+export const ADMIN_OUTCOMES = ['granted', 'denied', 'failed'] as const;
+
+export const adminEventLeafSchema = z.strictObject({
+  v: z.literal(LEAF_FORMAT_V2),
+  type: z.literal('admin_event'),
+  time: msTime,
+  action: z.enum(ADMIN_ACTIONS),
+  actor: principalV2,
+  source: sourceAddress,
+  outcome: z.enum(ADMIN_OUTCOMES),
+  /** Error code when denied or failed. */
+  reason: z.string().max(64).optional(),
+  /** Target processor (processor_* actions). */
+  processor: z.string().min(1).max(128).optional(),
+  /** Target certificate (certificate_revoked): SHA-256 fingerprint and/or serial (lowercase hex). */
+  cert: digest32.optional(),
+  serial: z.string().regex(/^[0-9a-f]{1,64}$/).optional(),
+  /** Operator's free-text note (e.g. the revocation reason). */
+  note: freeText(200).optional(),
+});
+export type AdminEventLeaf = z.infer<typeof adminEventLeafSchema>;
+
+export interface AdminEventInput {
+  time: Date;
+  action: AdminAction;
+  principal: { role: string; name: string; certificateFingerprint: string };
+  sourceAddress: string;
+  outcome: (typeof ADMIN_OUTCOMES)[number];
+  reason?: string | undefined;
+  processor?: string | undefined;
+  /** `sha256:<hex>` of the revoked certificate. */
+  certificateFingerprint?: string | undefined;
+  serial?: string | undefined;
+  note?: string | undefined;
+}
+
+export function adminEventLeaf(i: AdminEventInput): AdminEventLeaf {
+  return {
+    v: LEAF_FORMAT_V2,
+    type: 'admin_event',
+    time: msOf(i.time),
+    action: i.action,
+    actor: principalField(i.principal),
+    source: i.sourceAddress,
+    outcome: i.outcome,
+    ...(i.reason ? { reason: i.reason } : {}),
+    ...(i.processor ? { processor: i.processor } : {}),
+    ...(i.certificateFingerprint ? { cert: certFingerprintBytes(i.certificateFingerprint) } : {}),
+    ...(i.serial ? { serial: i.serial } : {}),
+    ...(i.note ? { note: i.note } : {}),
+  };
+}

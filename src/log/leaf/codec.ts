@@ -1,0 +1,92 @@
+/**
+ * Leaf bytes ↔ typed leaves, both formats. The first byte tells them apart: `{` (0x7B) is a v1
+ * leaf (RFC 8785 canonical JSON); a CBOR map head (major type 5, 0xA0–0xBB) is a v2 leaf
+ * (deterministic CBOR, see ./cbor.ts) whose `v` must be 2.
+ */
+import { z } from 'zod';
+import { canonicalJson, isCanonicalJsonText } from '../../crypto/canonical-json.js';
+import { PaylogError } from '../../errors.js';
+import { decodeCbor, encodeCbor, type CborValue } from './cbor.js';
+import { leafV1Schema, type LeafV1 } from './v1.js';
+import { LEAF_FORMAT_V2, transactionLeafV2Schema, type TransactionLeafV2 } from './transaction.js';
+import { accessLeafV2Schema, type AccessLeafV2 } from './access.js';
+import { adminEventLeafSchema, type AdminEventLeaf } from './admin-event.js';
+import { keyEventLeafV2Schema, type KeyEventLeafV2 } from './key-event.js';
+
+/** Upper bound on one leaf's size; larger input is refused before it reaches the log. */
+export const MAX_LEAF_BYTES = 16 * 1024;
+
+export const leafV2Schema = z.discriminatedUnion('type', [transactionLeafV2Schema, accessLeafV2Schema, adminEventLeafSchema, keyEventLeafV2Schema]);
+export type LeafV2 = TransactionLeafV2 | AccessLeafV2 | AdminEventLeaf | KeyEventLeafV2;
+/** Every leaf a log can hold: discriminate on `v`, then `type`. */
+export type Leaf = LeafV1 | LeafV2;
+export type LeafType = Leaf['type'];
+
+const UTF8 = new TextDecoder('utf-8', { fatal: true });
+const JSON_OPEN_BRACE = 0x7b;
+
+function tooLarge(n: number): void {
+  if (n > MAX_LEAF_BYTES) throw new PaylogError('VALIDATION_FAILED', 'log entry too large');
+}
+
+/**
+ * Serialises a leaf to its exact bytes: v1 → RFC 8785 canonical JSON; v2 → checked against its
+ * schema (a builder mistake can never reach the log as an undecodable leaf), then deterministic
+ * CBOR. Throws VALIDATION_FAILED when too large, INTERNAL when a v2 leaf breaks its schema.
+ */
+export function encodeLeaf(leaf: Leaf): Buffer {
+  let bytes: Buffer;
+  if (leaf.v === 1) {
+    bytes = Buffer.from(canonicalJson(leaf), 'utf8');
+  } else {
+    const r = leafV2Schema.safeParse(leaf);
+    if (!r.success) {
+      throw new PaylogError('INTERNAL', `leaf does not match leaf format v2 (${leaf.type})`, {
+        issues: r.error.issues.slice(0, 5).map((i) => ({ path: i.path.map(String).join('.'), code: i.code })),
+      });
+    }
+    bytes = encodeCbor(r.data as unknown as CborValue);
+  }
+  tooLarge(bytes.length);
+  return bytes;
+}
+
+function decodeV1(bytes: Uint8Array): LeafV1 {
+  let text: string;
+  let parsed: unknown;
+  try {
+    text = UTF8.decode(bytes);
+    parsed = JSON.parse(text);
+  } catch {
+    throw new PaylogError('INTEGRITY_FAILURE', 'leaf is not UTF-8 JSON');
+  }
+  if (!isCanonicalJsonText(text, parsed)) throw new PaylogError('INTEGRITY_FAILURE', 'leaf is not in canonical form');
+  const result = leafV1Schema.safeParse(parsed);
+  if (!result.success) throw new PaylogError('INTEGRITY_FAILURE', 'leaf does not match leaf format v1');
+  return result.data;
+}
+
+function decodeV2(bytes: Uint8Array): LeafV2 {
+  const value = decodeCbor(bytes); // strict: deterministic encoding, nothing trailing
+  if (value === null || typeof value !== 'object' || Array.isArray(value) || Buffer.isBuffer(value) || (value as { v?: unknown }).v !== LEAF_FORMAT_V2) {
+    throw new PaylogError('INTEGRITY_FAILURE', 'leaf is not a leaf format v2 map');
+  }
+  const result = leafV2Schema.safeParse(value);
+  if (!result.success) throw new PaylogError('INTEGRITY_FAILURE', 'leaf does not match leaf format v2');
+  // Belt and braces: the strict decoder admits one encoding per value; re-encoding proves it.
+  if (!encodeCbor(result.data as unknown as CborValue).equals(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength))) {
+    throw new PaylogError('INTEGRITY_FAILURE', 'leaf is not in canonical form');
+  }
+  return result.data as LeafV2;
+}
+
+/**
+ * Parses and checks leaf bytes of either format: a known version and type with exactly the
+ * documented fields, in canonical form (re-encoding yields the same bytes). Throws
+ * INTEGRITY_FAILURE otherwise.
+ */
+export function decodeLeaf(bytes: Uint8Array): Leaf {
+  if (bytes.length === 0) throw new PaylogError('INTEGRITY_FAILURE', 'leaf is empty');
+  if (bytes.length > MAX_LEAF_BYTES) throw new PaylogError('INTEGRITY_FAILURE', 'leaf is larger than MAX_LEAF_BYTES');
+  return bytes[0] === JSON_OPEN_BRACE ? decodeV1(bytes) : decodeV2(bytes);
+}

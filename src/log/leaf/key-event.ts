@@ -1,0 +1,102 @@
+/**
+ * Key event leaf, format v2: the key lifecycle (PCI DSS 3.6/3.7), each committed before the
+ * change takes effect. `actor` is the admin principal that asked, or `system` for scheduled
+ * jobs (daily retention, start-up epoch creation).
+ */
+import { z } from 'zod';
+import { digest32, epochId, freeText, id, kmsKeyId, msOf, msTime, principalField, principalV2 } from './fields.js';
+import { LEAF_FORMAT_V2 } from './transaction.js';
+
+export const KEY_EVENT_KINDS = [
+  'epoch_created',
+  'epoch_retired',
+  'epoch_rewrapped',
+  'record_rewrapped',
+  'epoch_shredded',
+  'transaction_shredded',
+  'rotation',
+  'retention_run',
+  'signing_key_added',
+  'signing_key_retired',
+] as const;
+export type KeyEventKind = (typeof KEY_EVENT_KINDS)[number];
+
+export const SYSTEM_ACTOR = 'system';
+
+export const keyEventLeafV2Schema = z.strictObject({
+  v: z.literal(LEAF_FORMAT_V2),
+  type: z.literal('key_event'),
+  time: msTime,
+  event: z.enum(KEY_EVENT_KINDS),
+  actor: z.union([z.literal(SYSTEM_ACTOR), principalV2]),
+  epoch: epochId.optional(),
+  processor: id.optional(),
+  periodStart: msTime.optional(),
+  periodEnd: msTime.optional(),
+  kmsKeyId: kmsKeyId.optional(),
+  previousKmsKeyId: kmsKeyId.optional(),
+  /** SHA-256 of the wrapped key (epoch private key, or a v1 record's data key) after the event. */
+  wrappedKeySha256: digest32.optional(),
+  previousWrappedKeySha256: digest32.optional(),
+  transactionId: id.optional(),
+  /** Signing key name / KMS alias for signing_key_* events. */
+  keyName: z.string().min(1).max(256).optional(),
+  reason: freeText(256).optional(),
+  /** The policy applied, e.g. `{ "retention": "P13M", "asOf": <ms> }`. */
+  policy: z.strictObject({ retention: z.string().regex(/^P[0-9YMWDTHS.]{1,32}$/).optional(), asOf: msTime.optional(), epoch: z.enum(['month', 'day', 'hour']).optional() }).optional(),
+  /** Counts where relevant (records rewrapped, epochs shredded, transactions affected, ...). */
+  counts: z.record(z.string().regex(/^[a-zA-Z][a-zA-Z0-9_]{0,31}$/), z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER)).optional(),
+});
+export type KeyEventLeafV2 = z.infer<typeof keyEventLeafV2Schema>;
+
+export interface KeyEventInput {
+  time: Date;
+  event: KeyEventKind;
+  /** Admin principal, or 'system' for scheduled jobs. */
+  actor: { role: string; name: string; certificateFingerprint: string } | typeof SYSTEM_ACTOR;
+  epochId?: string;
+  processor?: string;
+  periodStart?: Date;
+  periodEnd?: Date;
+  kmsKeyId?: string;
+  previousKmsKeyId?: string;
+  wrappedKeySha256?: Buffer;
+  previousWrappedKeySha256?: Buffer;
+  transactionId?: string;
+  keyName?: string;
+  reason?: string;
+  policy?: { retention?: string; asOf?: Date; epoch?: 'month' | 'day' | 'hour' };
+  counts?: Record<string, number>;
+}
+
+export function keyEventLeaf(i: KeyEventInput): KeyEventLeafV2 {
+  const opt = <K extends string, T>(k: K, v: T | undefined) => (v === undefined ? {} : ({ [k]: v } as { [P in K]: T }));
+  return {
+    v: LEAF_FORMAT_V2,
+    type: 'key_event',
+    time: msOf(i.time),
+    event: i.event,
+    actor: i.actor === SYSTEM_ACTOR ? SYSTEM_ACTOR : principalField(i.actor),
+    ...opt('epoch', i.epochId),
+    ...opt('processor', i.processor),
+    ...opt('periodStart', i.periodStart ? msOf(i.periodStart) : undefined),
+    ...opt('periodEnd', i.periodEnd ? msOf(i.periodEnd) : undefined),
+    ...opt('kmsKeyId', i.kmsKeyId),
+    ...opt('previousKmsKeyId', i.previousKmsKeyId),
+    ...opt('wrappedKeySha256', i.wrappedKeySha256),
+    ...opt('previousWrappedKeySha256', i.previousWrappedKeySha256),
+    ...opt('transactionId', i.transactionId),
+    ...opt('keyName', i.keyName),
+    ...opt('reason', i.reason),
+    ...(i.policy
+      ? {
+          policy: {
+            ...opt('retention', i.policy.retention),
+            ...opt('asOf', i.policy.asOf ? msOf(i.policy.asOf) : undefined),
+            ...opt('epoch', i.policy.epoch),
+          },
+        }
+      : {}),
+    ...opt('counts', i.counts),
+  };
+}

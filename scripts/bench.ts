@@ -35,6 +35,7 @@ import { appenderSection } from './bench/appender.js';
 import { envelopeSection } from './bench/envelope.js';
 import { auditorInclusionSection, auditorRebuildSection } from './bench/auditor.js';
 import { keysSection } from './bench/keys.js';
+import { cseSection } from './bench/cse.js';
 
 /**
  * Every section, in print order. Sections with `needs: 'service'` run first, while the paylog
@@ -42,6 +43,7 @@ import { keysSection } from './bench/keys.js';
  */
 export const SECTIONS: BenchSection[] = [
   serviceThroughputSection,
+  cseSection,
   rawInsertSection,
   appenderSection,
   envelopeSection,
@@ -78,6 +80,11 @@ export const TARGETS: RatioTarget[] = [
     numerator: 'auditor_rebuild.rebuild_entries_per_s',
     denominator: 'auditor_rebuild.raw_sha256_per_s',
     min: 0.5,
+  },
+  {
+    label: 'client-side encryption: JWE submissions ÷ plaintext submissions (req/s, same run)',
+    numerator: 'cse.encrypted_rps',
+    denominator: 'cse.plaintext_rps',
   },
   {
     label: 'auditor: tree rebuild alone (StreamingTreeBuilder) ÷ raw SHA-256',

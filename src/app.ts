@@ -36,6 +36,9 @@ import { RateLimiter } from './auth/rate-limit.js';
 import type { DataKeySource } from './crypto/envelope.js';
 import { EpochKeyring } from './kms/epoch-keys.js';
 import { KeyEventLog } from './services/key-events.js';
+import { CseKeyStore, registerCseKeyMetrics } from './cse/keys.js';
+import { ClientSideDecryption } from './cse/jwe.js';
+import { registerCseRoutes } from './api/routes/cse.js';
 
 export const EMBEDDED_DATABASE = 'paylog';
 export const DEV_PROCESSORS = ['acme', 'globex'] as const;
@@ -64,6 +67,8 @@ export interface Paylog {
   readonly appender: LogAppender;
   readonly processors: ProcessorRegistry;
   readonly revocations: RevocationList;
+  /** Client-side encryption keys (browser JWE). */
+  readonly cseKeys: CseKeyStore;
   readonly server: FastifyInstance;
   readonly devPki?: DevPki;
   /** The dev-only local KMS endpoint, when in use (tests count KMS calls at it). */
@@ -120,7 +125,7 @@ export async function startPaylog(config: Config, opts: StartOptions = {}): Prom
     let ownerUrl = config.databaseUrl;
     let embedded: EmbeddedServer | undefined;
     if (!ownerUrl) {
-      embedded = await startEmbeddedPostgres({ dataDir: join(config.dataDir, 'pg') });
+      embedded = await startEmbeddedPostgres({ dataDir: join(config.dataDir, 'pg'), ownedRoot: config.dataDir });
       cleanups.push(() => embedded!.stop());
       ownerUrl = await ensureEmbeddedDatabase(embedded.adminUrl);
     }
@@ -234,6 +239,13 @@ export async function startPaylog(config: Config, opts: StartOptions = {}): Prom
       onCacheMiss: () => metrics.epochCacheMisses.inc(),
     });
     cleanups.push(async () => epochs.close());
+    const cseKeys = new CseKeyStore(
+      { database, kms, kmsKeyId: dataKeyId },
+      { period: config.cse.keyPeriod, overlapS: config.cse.keyOverlapS, cacheTtlS: config.cse.keyCacheTtlS },
+    );
+    cleanups.push(async () => cseKeys.close());
+    registerCseKeyMetrics(metrics.registry, cseKeys);
+    const cse = new ClientSideDecryption(cseKeys, { maxAgeS: config.cse.maxAgeS });
     const transactionsService = new TransactionService({
       database,
       appender,
@@ -242,6 +254,7 @@ export async function startPaylog(config: Config, opts: StartOptions = {}): Prom
       processors: processorRegistry,
       ...(config.keys.mode === 'hierarchical' ? { epochs } : {}),
       ...(opts.clock ? { clock: opts.clock } : {}),
+      cse,
     });
 
     const release = new ReleaseService({
@@ -327,6 +340,7 @@ export async function startPaylog(config: Config, opts: StartOptions = {}): Prom
         (app) => registerAdminRoutes(app, { admin }),
         (app) => registerKeyRoutes(app, { keys: keyLifecycle }),
         (app) => registerLogRoutes(app, { log: logRead }),
+        (app) => registerCseRoutes(app, { cseKeys }),
       ],
     });
     await server.listen({ host: config.host, port: config.port });
@@ -350,6 +364,7 @@ export async function startPaylog(config: Config, opts: StartOptions = {}): Prom
       appender,
       processors: processorRegistry,
       revocations,
+      cseKeys,
       server,
       ...(devPki ? { devPki } : {}),
       ...(local ? { localKms: local } : {}),

@@ -22,6 +22,14 @@ export const DEFAULT_EPOCH_KEY_CACHE_TTL_S = 300;
 export const DEFAULT_EPOCH_KEY_CACHE_MAX_USES = 10_000;
 /** ISO 8601 duration: card data older than this (by key period end) is crypto-shredded. */
 export const DEFAULT_RETENTION = 'P13M';
+/** Client-side encryption (src/cse): JWE maximum age on paylog's clock, from its `iat`. */
+export const DEFAULT_CSE_MAX_AGE_S = 15 * 60;
+/** Client-side encryption: one browser key per calendar period (UTC). */
+export const DEFAULT_CSE_KEY_PERIOD = 'month';
+/** Client-side encryption: a retired browser key keeps decrypting this long after its period. */
+export const DEFAULT_CSE_KEY_OVERLAP_S = 24 * 60 * 60;
+/** Client-side encryption: unwrapped private keys are kept in memory this long. */
+export const DEFAULT_CSE_KEY_CACHE_TTL_S = 300;
 
 const intFromEnv = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
 
@@ -60,6 +68,10 @@ const envSchema = z.object({
     .default(DEFAULT_RETENTION),
   /** Worker processes sharing the port (node:cluster); unset → the number of cores. */
   PAYLOG_WORKERS: intFromEnv(1, 256).optional(),
+  PAYLOG_CSE_MAX_AGE_S: intFromEnv(60, 86_400).default(DEFAULT_CSE_MAX_AGE_S),
+  PAYLOG_CSE_KEY_PERIOD: z.enum(['month', 'day', 'hour']).default(DEFAULT_CSE_KEY_PERIOD),
+  PAYLOG_CSE_KEY_OVERLAP_S: intFromEnv(60, 90 * 86_400).default(DEFAULT_CSE_KEY_OVERLAP_S),
+  PAYLOG_CSE_KEY_CACHE_TTL_S: intFromEnv(1, 86_400).default(DEFAULT_CSE_KEY_CACHE_TTL_S),
 });
 
 export interface Config {
@@ -90,6 +102,8 @@ export interface Config {
   };
   /** node:cluster worker count (src/main.ts); undefined → number of cores. */
   workers?: number;
+  /** Client-side encryption (browser JWE): see src/cse/keys.ts and SECURITY.md. */
+  cse: { maxAgeS: number; keyPeriod: 'month' | 'day' | 'hour'; keyOverlapS: number; keyCacheTtlS: number };
 }
 
 export class ConfigError extends Error {
@@ -120,6 +134,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
         'invalid settings:\n  AWS_REGION: production TLS files are set but no AWS KMS; the local KMS keeps keys in the clear (dev only). Set AWS_REGION / AWS_ENDPOINT_URL_KMS, or PAYLOG_ALLOW_DEV_KMS=1 for a test deployment',
       );
     }
+  }
+  if (e.PAYLOG_CSE_KEY_OVERLAP_S < e.PAYLOG_CSE_MAX_AGE_S) {
+    throw new ConfigError('invalid settings:\n  PAYLOG_CSE_KEY_OVERLAP_S: must be at least PAYLOG_CSE_MAX_AGE_S (a blob issued just before a rotation must still open)');
   }
   return {
     dataDir: resolve(e.PAYLOG_DATA_DIR),
@@ -156,6 +173,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       retention: e.PAYLOG_RETENTION,
     },
     ...(e.PAYLOG_WORKERS !== undefined ? { workers: e.PAYLOG_WORKERS } : {}),
+    cse: {
+      maxAgeS: e.PAYLOG_CSE_MAX_AGE_S,
+      keyPeriod: e.PAYLOG_CSE_KEY_PERIOD,
+      keyOverlapS: e.PAYLOG_CSE_KEY_OVERLAP_S,
+      keyCacheTtlS: e.PAYLOG_CSE_KEY_CACHE_TTL_S,
+    },
     ...(tlsSet === 3
       ? { tls: { certPath: e.PAYLOG_TLS_CERT!, keyPath: e.PAYLOG_TLS_KEY!, caPath: e.PAYLOG_TLS_CA! } }
       : {}),

@@ -27,6 +27,11 @@ export const ERROR_CODES = [
   'DATA_SHREDDED',
   'INCONSISTENT_TREE',
   'INTERNAL',
+  // Client-side encryption (src/cse): the JWE could not be accepted.
+  'CSE_KEY_UNKNOWN',
+  'CSE_DECRYPT_FAILED',
+  'CSE_BINDING_MISMATCH',
+  'CSE_EXPIRED',
 ] as const;
 
 export type ErrorCode = (typeof ERROR_CODES)[number];

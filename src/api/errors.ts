@@ -31,6 +31,11 @@ export const HTTP_STATUS: Readonly<Record<ErrorCode, number>> = {
   DATA_SHREDDED: 410,
   INCONSISTENT_TREE: 503,
   INTERNAL: 500,
+  // Client-side encryption: the request is well-formed but its JWE cannot be used (never a 5xx).
+  CSE_KEY_UNKNOWN: 422,
+  CSE_DECRYPT_FAILED: 422,
+  CSE_BINDING_MISMATCH: 422,
+  CSE_EXPIRED: 422,
 };
 
 export interface ErrorBody {

@@ -1,7 +1,7 @@
 /** OpenAPI 3.1 document, request schemas generated from the zod schemas (zod v4 toJSONSchema). */
 import { z } from 'zod';
 import { ERROR_CODES } from '../errors.js';
-import { transactionRequestSchema } from '../validation/transaction.js';
+import { encryptedTransactionRequestSchema, transactionRequestSchema } from '../validation/transaction.js';
 
 const errorSchema = {
   type: 'object',
@@ -20,6 +20,8 @@ const txIdParam = { name: 'transactionId', in: 'path', required: true, schema: {
 
 export function buildOpenApi(): Record<string, unknown> {
   const txSchema = z.toJSONSchema(transactionRequestSchema, { unrepresentable: 'any', io: 'input' });
+  // Client-side encrypted variant: paymentMethod { type: "encrypted", jwe } (SECURITY.md "Client-side encryption").
+  const encryptedTxSchema = z.toJSONSchema(encryptedTransactionRequestSchema, { unrepresentable: 'any', io: 'input' });
   return {
     openapi: '3.1.0',
     info: {
@@ -29,7 +31,7 @@ export function buildOpenApi(): Record<string, unknown> {
         'Append-only, tamper-evident, envelope-encrypted payment-data log. Every /v1 route needs a client certificate issued by the paylog CA (mTLS).',
     },
     components: {
-      schemas: { TransactionRequest: txSchema, Error: errorSchema },
+      schemas: { TransactionRequest: txSchema, EncryptedTransactionRequest: encryptedTxSchema, Error: errorSchema },
       securitySchemes: { mtls: { type: 'mutualTLS' } },
     },
     security: [{ mtls: [] }],
@@ -37,7 +39,7 @@ export function buildOpenApi(): Record<string, unknown> {
       '/v1/transactions': {
         post: {
           summary: 'Submit one transaction (checkout). transactionId is the idempotency key.',
-          requestBody: { required: true, content: { 'application/json': { schema: { $ref: '#/components/schemas/TransactionRequest' } } } },
+          requestBody: { required: true, content: { 'application/json': { schema: { oneOf: [{ $ref: '#/components/schemas/TransactionRequest' }, { $ref: '#/components/schemas/EncryptedTransactionRequest' }] } } } },
           responses: {
             '201': { description: 'Committed to the log' },
             '200': { description: 'Identical replay of an earlier submission' },
@@ -110,6 +112,7 @@ export function buildOpenApi(): Record<string, unknown> {
         },
       },
       '/v1/log/checkpoint': { get: { summary: 'Latest signed checkpoint (C2SP signed note), text/plain; ?size= for an earlier one', responses: { '200': { description: 'checkpoint' } } } },
+      '/v1/cse/jwks.json': { get: { summary: 'Client-side encryption: the JWK Set (RFC 7517) browsers encrypt payment methods to (ECDH-ES P-256, A256GCM); any certificate', responses: { '200': { description: 'application/jwk-set+json' } } } },
       '/v1/log/key': { get: { summary: 'Checkpoint verifier key(s): signed-note vkey and PEM', responses: { '200': { description: 'keys' } } } },
       '/v1/log/entries': { get: { summary: 'Entries [start, end) (auditor)', responses: { '200': { description: 'entries' } } } },
       '/v1/log/proof/inclusion': { get: { summary: 'RFC 9162 §2.1.3 inclusion proof', responses: { '200': { description: 'proof' } } } },

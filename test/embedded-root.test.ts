@@ -1,0 +1,56 @@
+/**
+ * Running as root from a directory only root may enter (a clone under /root, mode 0700):
+ * PostgreSQL runs as the `postgres` OS user, which can enter neither. Binaries it cannot reach
+ * are run from a copy paylog makes; a data directory it cannot reach is refused with a message
+ * naming the directory and the fix. Nothing outside paylog's own directories changes mode.
+ * Only meaningful as root (CI runs as root); skipped otherwise.
+ */
+import { chmodSync, cpSync, mkdirSync, mkdtempSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pg from 'pg';
+import { afterAll, describe, expect, it } from 'vitest';
+import { binaryCopyDir, shippedBinaries, startEmbeddedPostgres } from '../src/db/embedded.js';
+
+const asRoot = typeof process.getuid === 'function' && process.getuid() === 0;
+const dir = mkdtempSync(join(tmpdir(), 'paylog-rootdir-'));
+chmodSync(dir, 0o755); // so that the directories made below are the only ones closed to others
+const binaries = join(dir, 'private', 'native');
+afterAll(() => {
+  rmSync(dir, { recursive: true, force: true });
+  rmSync(binaryCopyDir({ root: binaries, version: shippedBinaries().version }), { recursive: true, force: true });
+});
+
+describe.skipIf(!asRoot)('embedded PostgreSQL as root from a private directory', () => {
+  it('runs binaries that sit in a mode-0700 directory, without changing that directory', async () => {
+    const privateDir = join(dir, 'private');
+    mkdirSync(privateDir, { mode: 0o700 });
+    cpSync(shippedBinaries().root, binaries, { recursive: true, verbatimSymlinks: true });
+    const owned = mkdtempSync(join(tmpdir(), 'paylog-rootdir-data-'));
+    try {
+      const server = await startEmbeddedPostgres({ dataDir: join(owned, 'pg'), ownedRoot: owned, binaries });
+      try {
+        const c = new pg.Client({ connectionString: server.adminUrl });
+        await c.connect();
+        expect((await c.query('SELECT 1 AS one')).rows[0].one).toBe(1);
+        await c.end();
+      } finally {
+        await server.stop();
+      }
+      expect(statSync(privateDir).mode & 0o777).toBe(0o700);
+    } finally {
+      rmSync(owned, { recursive: true, force: true });
+    }
+  });
+
+  it('refuses a data directory below a directory the server user cannot enter, naming it and the fix', async () => {
+    const privateDir = join(dir, 'closed');
+    mkdirSync(privateDir, { mode: 0o700 });
+    const dataDir = join(privateDir, 'project', 'data'); // like a clone under /root (mode 0700)
+    mkdirSync(dataDir, { recursive: true });
+    await expect(startEmbeddedPostgres({ dataDir: join(dataDir, 'pg'), ownedRoot: dataDir })).rejects.toThrow(
+      new RegExp(`cannot enter ${privateDir.replace(/[/.]/g, '\\$&')}.*PAYLOG_DATA_DIR`),
+    );
+    expect(statSync(privateDir).mode & 0o777).toBe(0o700);
+  });
+});

@@ -86,7 +86,7 @@ async function runPrimary(config: Config, workers: number, externalLocalKms?: st
   let local: LocalKmsEndpoint | undefined;
   const env: Record<string, string> = {};
   if (!config.databaseUrl) {
-    embedded = await startEmbeddedPostgres({ dataDir: join(config.dataDir, 'pg') });
+    embedded = await startEmbeddedPostgres({ dataDir: join(config.dataDir, 'pg'), ownedRoot: config.dataDir });
     env.DATABASE_URL = await ensureEmbeddedDatabase(embedded.adminUrl);
   }
   if (externalLocalKms) {

@@ -19,6 +19,7 @@ import { createKmsClient, PaylogKms } from './kms/client.js';
 import { ensureDevPki, type DevPki } from './pki/dev-pki.js';
 import { principalUri } from './pki/identity.js';
 import { LogAppender, readTreeHead } from './log/appender.js';
+import { treeHeadKey } from './log/tree-head.js';
 import { TransactionService } from './services/transactions.js';
 import { ProcessorRegistry } from './auth/processors.js';
 import { RevocationList } from './auth/revocations.js';
@@ -210,11 +211,14 @@ export async function startPaylog(config: Config, opts: StartOptions = {}): Prom
     }
 
     const singletons = opts.singletons ?? true;
-    const head = await readTreeHead(database.db);
+    const headKey = treeHeadKey(macKey);
+    cleanups.push(async () => void headKey.fill(0));
+    const head = await readTreeHead(database.db, headKey);
     metrics.logSize.set(head?.size ?? 0);
     const { signers, keys: publishedKeys } = await kmsNoteSigners(kms, config.logOrigin, signingKeyIds);
-    const checkpointPublisher = new CheckpointPublisher(database.db, { origin: config.logOrigin, signers, logger });
+    const checkpointPublisher = new CheckpointPublisher(database.db, { origin: config.logOrigin, signers, logger, headKey });
     const appender = new LogAppender(database, {
+      headKey,
       maxBatch: config.batchMax,
       lingerMs: config.batchLingerMs,
       onCommit: ({ batchSize, head: h, durationMs }) => {
@@ -255,6 +259,7 @@ export async function startPaylog(config: Config, opts: StartOptions = {}): Prom
       ...(config.keys.mode === 'hierarchical' ? { epochs } : {}),
       ...(opts.clock ? { clock: opts.clock } : {}),
       cse,
+      proofs: (index) => logRead.servedProof(index),
     });
 
     const release = new ReleaseService({
@@ -302,8 +307,8 @@ export async function startPaylog(config: Config, opts: StartOptions = {}): Prom
         clearInterval(daily);
       });
     }
-    const admin = new AdminService(processorRegistry, revocations);
-    const logRead = new LogReadService(database.db, { origin: config.logOrigin, keys: publishedKeys, processors: processorRegistry });
+    const admin = new AdminService(processorRegistry, revocations, appender);
+    const logRead = new LogReadService(database.db, { origin: config.logOrigin, keys: publishedKeys, processors: processorRegistry, headKey });
     if (singletons) {
       try {
         await checkpointPublisher.publish();

@@ -46,7 +46,7 @@ describe('LogAppender', () => {
       leaf: encodeLeaf({ v: 1, type: 'key_event', time: '2026-01-01T00:00:00.000Z', event: 'shred' }),
       createdAt: new Date(),
       // NOT NULL violation inside the database.
-      access: { transactionId: 'x', principalRole: 'auditor', principalName: 'a', certificateFingerprint: 'f', action: 'read', outcome: null as unknown as string, sourceAddress: '::1' },
+      access: { transactionId: null as unknown as string },
     };
     const reqs = [keyEvent(), keyEvent(), bad, keyEvent()];
     const settled = await Promise.allSettled(reqs.map((r) => appender.append(r)));

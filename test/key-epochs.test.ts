@@ -24,6 +24,9 @@ async function leaves(t: TestPaylog): Promise<any[]> {
         ...(l.policy ? { policy: `PAYLOG_RETENTION=${l.policy.retention}` } : {}),
       };
     }
+    if (l.v === 2 && l.type === 'transaction') {
+      return { index: Number(r.idx), ...l, transactionId: l.id, envelope: { epochId: l.env.ep, kmsKeyId: l.env.kms } };
+    }
     return { index: Number(r.idx), ...l };
   });
 }
@@ -55,8 +58,9 @@ describe('hierarchical key mode (default): envelope v2 under epoch keys', () => 
     for (let i = 0; i < 5; i++) ids.push(await submit(t));
     expect(kmsCount(t, 'GenerateDataKey')).toBe(gdk0);
     expect(kmsCount(t, 'Encrypt')).toBe(enc0 + 1); // the one epoch private key, wrapped once
-    const rows = await query(t.databaseUrl, 'SELECT t.envelope_version, d.epoch_id, d.kms_key_id, length(d.wrapped_key) AS n FROM transactions t JOIN data_keys d USING (transaction_id) WHERE transaction_id = ANY($1)', [ids]);
-    expect(rows.map((r) => r.envelope_version)).toEqual([2, 2, 2, 2, 2]);
+    const rows = await query(t.databaseUrl, 'SELECT d.epoch_id, d.kms_key_id, length(d.wrapped_key) AS n FROM transactions t JOIN data_keys d USING (transaction_id) WHERE transaction_id = ANY($1)', [ids]);
+    const txLeaves = (await leaves(t)).filter((l) => l.type === 'transaction' && ids.includes(l.transactionId));
+    expect(txLeaves.map((l) => l.env?.v ?? l.envelope?.version)).toEqual([2, 2, 2, 2, 2]);
     expect(new Set(rows.map((r) => r.epoch_id))).toEqual(new Set(['acme/2026-12-01T10/0']));
     expect(rows.every((r) => r.kms_key_id === null && r.n === 80)).toBe(true);
     const ls = await leaves(t);
@@ -147,8 +151,9 @@ describe('per-transaction mode and envelope v1 records', () => {
       v1 = await submit(first);
       await submit(first);
       expect(kmsCount(first, 'GenerateDataKey') - g0).toBe(2);
-      const [row] = await query(databaseUrl, 'SELECT t.envelope_version, d.kms_key_id, d.epoch_id FROM transactions t JOIN data_keys d USING (transaction_id) WHERE transaction_id = $1', [v1]);
-      expect(row).toMatchObject({ envelope_version: 1, epoch_id: null });
+      const [row] = await query(databaseUrl, 'SELECT d.kms_key_id, d.epoch_id FROM transactions t JOIN data_keys d USING (transaction_id) WHERE transaction_id = $1', [v1]);
+      expect(row).toMatchObject({ epoch_id: null });
+      expect((await leaves(first)).find((l) => l.type === 'transaction' && l.transactionId === v1).env.v).toBe(1);
       expect(row.kms_key_id).toMatch(/^arn:aws:kms:/);
     } finally {
       await first.paylog.close();
@@ -159,7 +164,7 @@ describe('per-transaction mode and envelope v1 records', () => {
       expect(r.status, r.text).toBe(200);
       expect(r.json.paymentMethod.pan).toBe('4111111111111111');
       const v2 = await submit(second);
-      expect((await query(databaseUrl, 'SELECT envelope_version FROM transactions WHERE transaction_id = $1', [v2]))[0].envelope_version).toBe(2);
+      expect((await leaves(second)).find((l) => l.type === 'transaction' && l.transactionId === v2).env.v).toBe(2);
     } finally {
       await second.stop();
     }

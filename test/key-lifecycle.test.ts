@@ -34,6 +34,9 @@ async function leaves(url: string): Promise<any[]> {
         ...(l.policy ? { policy: `PAYLOG_RETENTION=${l.policy.retention}` } : {}),
       };
     }
+    if (l.v === 2 && l.type === 'transaction') {
+      return { index: Number(r.idx), ...l, transactionId: l.id, envelope: { epochId: l.env.ep, kmsKeyId: l.env.kms } };
+    }
     return { index: Number(r.idx), ...l };
   });
 }

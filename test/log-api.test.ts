@@ -168,10 +168,12 @@ describe('entries and proofs', () => {
 describe('never signs a tree inconsistent with an earlier checkpoint', () => {
   it('refuses a bogus tree head, and a consistently rewritten history', async () => {
     const signed = await checkpointAtLeast(26);
-    // 1. A tree head whose root the stored nodes do not support.
+    // 1. A tree head the service did not write (no valid MAC): ignored, the honest head is signed.
     await sql(`ALTER TABLE tree_heads DISABLE TRIGGER ALL`);
     await sql(`INSERT INTO tree_heads (size, root_hash) VALUES ($1, $2)`, [signed.size + 1000, Buffer.alloc(32, 7)]);
-    await expect(t.paylog.checkpoints.publish()).rejects.toMatchObject({ code: 'INCONSISTENT_TREE' });
+    const published = await t.paylog.checkpoints.publish();
+    expect(published?.size).toBeLessThan(signed.size + 1000);
+    expect(published?.size).toBeGreaterThanOrEqual(signed.size);
     await sql(`DELETE FROM tree_heads WHERE size = $1`, [signed.size + 1000]);
 
     // 2. History rewritten so that nodes and head agree with each other — but not with the

@@ -17,6 +17,16 @@ import { LogClient, checkpointSize, verifyRemoteLog } from '../src/log/export.js
 import { decodeLeaf, encodeLeaf, type Leaf } from '../src/log/leaf.js';
 import { appendLeaves, hashLeaf, rootFromLeafHashes } from '../src/log/merkle.js';
 import { formatState, parseState, toNoteVerifiers, type VerifierState } from '../src/log/verifier.js';
+import { formatCheckpointBody } from '../src/log/checkpoint.js';
+import { signNote, type NoteSigner } from '../src/log/note.js';
+import { generateKeyPairSync, sign as edSign } from 'node:crypto';
+
+/** An Ed25519 note signer that is not the service's (a forger's key). */
+function ed25519Signer(name: string): NoteSigner {
+  const { publicKey, privateKey } = generateKeyPairSync('ed25519');
+  const raw = publicKey.export({ format: 'der', type: 'spki' }).subarray(-32);
+  return { name, publicKey: Buffer.from(raw), sign: async (m: Buffer) => edSign(null, m, privateKey) };
+}
 
 const LOG_TABLES = ['log_entries', 'merkle_nodes', 'tree_heads', 'transactions', 'access_entries', 'checkpoints'];
 const TRANSACTIONS = 26;
@@ -51,7 +61,8 @@ async function leafAt(c: pg.Client, idx: number): Promise<Buffer> {
 }
 
 async function treeSize(): Promise<number> {
-  return await withDb(async (c) => Number((await c.query('SELECT coalesce(max(size), 0) AS s FROM tree_heads')).rows[0].s));
+  // Entries are dense (0..size-1); tree_heads may hold forged rows (see the forged-rows case).
+  return await withDb(async (c) => Number((await c.query('SELECT count(*) AS s FROM log_entries')).rows[0].s));
 }
 
 /** Polls (bounded) until the latest signed checkpoint covers the whole tree. */
@@ -126,6 +137,143 @@ describe('tamper suite', () => {
     // Connection error (nothing listening) → exit 2.
     const down = await runCli([...tlsArgs().map((a) => (a === t.paylog.url ? 'https://127.0.0.1:9' : a)), '--log-key', vkeys[0]!]);
     expect(down.code).toBe(2);
+  });
+
+  it('100 forged rows in checkpoints and in tree_heads (as paylog_app and as superuser) change nothing the signer or an auditor sees', async () => {
+    const size = await settled();
+    const honest = await client.checkpoint();
+    const foreign = await signNote(formatCheckpointBody({ origin: honest.split('\n')[0]!, size: 10_000_000, rootHash: Buffer.alloc(32, 9) }), [
+      ed25519Signer(honest.split('\n')[0]!),
+    ]);
+    const forge = async (c: pg.Client, base: number) => {
+      for (let i = 0; i < 50; i++) {
+        const s = 1_000_000_000 + base + i;
+        await c.query('INSERT INTO checkpoints (size, root_hash, note) VALUES ($1, $2, $3)', [s, Buffer.alloc(32, i), i % 2 === 0 ? 'junk\n' : foreign]);
+        await c.query('INSERT INTO tree_heads (size, root_hash, mac) VALUES ($1, $2, $3)', [s, Buffer.alloc(32, i), i % 2 === 0 ? null : Buffer.alloc(32, i)]);
+      }
+    };
+    await withDb(async (c) => {
+      await c.query('SET ROLE paylog_app');
+      await forge(c, 0);
+      await c.query('RESET ROLE');
+      await forge(c, 50); // and as the superuser
+    });
+    const served = await client.checkpoint();
+    expect(served).toBe(honest);
+    // The signer still sees the honest head (and signs only it).
+    const published = await t.paylog.checkpoints.publish();
+    expect(published?.size).toBe(size);
+    const r = await verify();
+    expect(r.failures).toEqual([]);
+    expect(r.treeSize).toBe(size);
+    // New entries still append at the honest head.
+    const body = cardTransaction();
+    const post = await t.call('checkout', 'POST', '/v1/transactions', body);
+    expect(post.status).toBe(201);
+    expect(post.json.logIndex).toBe(size);
+    txIds.push(body.transactionId);
+    await settled();
+    expect((await verify()).ok).toBe(true);
+  });
+
+  describe('every served column of the log tables is checked against the leaves and the signed root', () => {
+    // [what, tamper SQL, restore SQL, the index verify-log must name, failure code]
+    const tx = () => txIds[4]!;
+    const txIndex = async () => await withDb(async (c) => Number((await c.query('SELECT log_index FROM transactions WHERE transaction_id = $1', [tx()])).rows[0].log_index));
+    const accessIndex = async () => await withDb(async (c) => Number((await c.query('SELECT min(log_index) AS i FROM access_entries')).rows[0].i));
+    const cases: Array<{ what: string; index: () => Promise<number>; code: string; apply: (c: pg.Client, i: number) => Promise<(c: pg.Client) => Promise<void>> }> = [
+      {
+        what: 'transactions.transaction_id',
+        index: txIndex,
+        code: 'SERVED_VIEW_MISMATCH',
+        apply: async (c, i) => {
+          // (foreign keys off, as a superuser can: data_keys still names the old id)
+          await c.query("SET session_replication_role = replica; UPDATE transactions SET transaction_id = transaction_id || 'x' WHERE log_index = " + i + '; SET session_replication_role = origin');
+          return async (c) => void (await c.query("SET session_replication_role = replica; UPDATE transactions SET transaction_id = left(transaction_id, -1) WHERE log_index = " + i + '; SET session_replication_role = origin'));
+        },
+      },
+      {
+        what: 'transactions.log_index',
+        index: txIndex,
+        code: 'SERVED_VIEW_MISMATCH',
+        apply: async (c, i) => {
+          await c.query('UPDATE transactions SET log_index = $2 WHERE log_index = $1', [i, -1 - i]);
+          return async (c) => void (await c.query('UPDATE transactions SET log_index = $1 WHERE log_index = $2', [i, -1 - i]));
+        },
+      },
+      {
+        what: 'access_entries.transaction_id',
+        index: accessIndex,
+        code: 'SERVED_VIEW_MISMATCH',
+        apply: async (c, i) => {
+          await c.query("UPDATE access_entries SET transaction_id = transaction_id || 'x' WHERE log_index = $1", [i]);
+          return async (c) => void (await c.query('UPDATE access_entries SET transaction_id = left(transaction_id, -1) WHERE log_index = $1', [i]));
+        },
+      },
+      {
+        what: 'access_entries.log_index',
+        index: accessIndex,
+        code: 'SERVED_VIEW_MISMATCH',
+        apply: async (c, i) => {
+          await c.query('UPDATE access_entries SET log_index = $2 WHERE log_index = $1', [i, -1 - i]);
+          return async (c) => void (await c.query('UPDATE access_entries SET log_index = $1 WHERE log_index = $2', [i, -1 - i]));
+        },
+      },
+      {
+        what: 'merkle_nodes.hash (level 0)',
+        index: async () => 9,
+        code: 'NODE_MISMATCH',
+        apply: async (c) => {
+          await c.query('UPDATE merkle_nodes SET hash = set_byte(hash, 0, (get_byte(hash, 0) + 1) % 256) WHERE level = 0 AND idx = 9');
+          return async (c) => void (await c.query('UPDATE merkle_nodes SET hash = set_byte(hash, 0, (get_byte(hash, 0) + 255) % 256) WHERE level = 0 AND idx = 9'));
+        },
+      },
+      {
+        what: 'merkle_nodes.hash (level 2)',
+        index: async () => 8, // node (2, 2) covers entries [8, 12)
+        code: 'NODE_MISMATCH',
+        apply: async (c) => {
+          await c.query('UPDATE merkle_nodes SET hash = set_byte(hash, 0, (get_byte(hash, 0) + 1) % 256) WHERE level = 2 AND idx = 2');
+          return async (c) => void (await c.query('UPDATE merkle_nodes SET hash = set_byte(hash, 0, (get_byte(hash, 0) + 255) % 256) WHERE level = 2 AND idx = 2'));
+        },
+      },
+    ];
+    for (const k of cases) {
+      it(`${k.what}: verify-log exits 1 and names the index`, async () => {
+        await settled();
+        const index = await k.index();
+        let restore!: (c: pg.Client) => Promise<void>;
+        await tamper(async (c) => {
+          restore = await k.apply(c, index);
+        });
+        try {
+          const r = await verify();
+          expect(r.ok).toBe(false);
+          expect(r.failures.map((f) => f.code)).toContain(k.code);
+          expect(r.firstBadIndex).toBe(index);
+          const cli = await runCli([...tlsArgs(), '--log-key', vkeys[0]!, '--json']);
+          expect(cli.code, cli.stderr).toBe(1);
+          expect(JSON.parse(cli.stdout)).toMatchObject({ ok: false, firstBadIndex: index });
+        } finally {
+          await tamper(async (c) => restore(c));
+        }
+        expect((await verify()).ok).toBe(true);
+      });
+    }
+
+    it('columns SECURITY.md lists as outside the tree change nothing served (log_entries.entry_type / transaction_id, transactions.request_mac / created_at)', async () => {
+      const index = await txIndex();
+      const before = await t.call('auditor', 'GET', `/v1/transactions/${tx()}`);
+      await tamper(async (c) => {
+        await c.query("UPDATE log_entries SET entry_type = 'access', transaction_id = 'other' WHERE idx = $1", [index]);
+        await c.query("UPDATE transactions SET created_at = '2001-01-01' WHERE log_index = $1", [index]);
+      });
+      const after = await t.call('auditor', 'GET', `/v1/transactions/${tx()}`);
+      const { proof: _p1, ...b } = before.json;
+      const { proof: _p2, ...a } = after.json;
+      expect(a).toEqual(b);
+      expect((await verify()).ok).toBe(true);
+    });
   });
 
   it('verify-proof --fetch builds a tlog-proof bundle for a transaction and verifies it offline', async () => {
@@ -232,17 +380,21 @@ describe('tamper suite', () => {
     expect((await verify()).ok).toBe(true);
   });
 
-  it('modified ciphertext: verify-log names the index (stored digest ≠ leaf commitment), and release refuses it', async () => {
+  it('modified ciphertext (carried in the v2 leaf): verify-log names the index, and release refuses it', async () => {
     const tx = txIds[10]!; // assigned to acme
     const index = await withDb(async (c) => Number((await c.query('SELECT log_index FROM transactions WHERE transaction_id = $1', [tx])).rows[0].log_index));
-    const flip = "UPDATE transactions SET ciphertext = set_byte(ciphertext, 0, (get_byte(ciphertext, 0) + 1) % 256) WHERE transaction_id = $1";
+    let original!: Buffer;
     await tamper(async (c) => {
-      await c.query(flip, [tx]);
+      original = await leafAt(c, index);
+      const l = decodeLeaf(original);
+      if (l.v !== 2 || l.type !== 'transaction') throw new Error('expected a v2 transaction leaf');
+      const ct = Buffer.from(l.env.ct);
+      ct[0] = (ct[0]! + 1) % 256;
+      await c.query('UPDATE log_entries SET leaf = $2 WHERE idx = $1', [index, encodeLeaf({ ...l, env: { ...l.env, ct } })]);
     });
     try {
       const report = await verify();
       expect(report.ok).toBe(false);
-      expect(report.failures.map((f) => f.code)).toContain('CIPHERTEXT_MISMATCH');
       expect(report.firstBadIndex).toBe(index);
       // The server's envelope check (key commitment + GCM tag) refuses to release it.
       const r = await t.call('processor-acme', 'POST', `/v1/transactions/${tx}/release`, { purpose: 'capture' });
@@ -250,9 +402,7 @@ describe('tamper suite', () => {
       expect(r.status).toBeLessThan(500);
       expect(r.text).not.toContain('4111111111111111');
     } finally {
-      await tamper(async (c) => {
-        await c.query(flip.replace('+ 1) % 256', '+ 255) % 256'), [tx]);
-      });
+      await tamper(async (c) => void (await c.query('UPDATE log_entries SET leaf = $2 WHERE idx = $1', [index, original])));
     }
     await settled();
     expect((await verify()).ok).toBe(true); // restored; the refused attempt is itself a valid access entry
@@ -312,9 +462,11 @@ describe('tamper suite', () => {
     expect(r.ok).toBe(false);
     expect(r.treeSize).toBe(size);
     const codes = r.failures.map((f) => f.code);
-    expect(codes).toContain('ROOT_MISMATCH');
-    // The server's proofs now come from rewritten nodes and no longer hash to the signed root.
-    expect(codes).toContain('PROOF_INCONSISTENT');
+    // The recomputed tree heads carry no valid MAC (the attacker lacks the service's key), so
+    // the service falls back to the last head whose MAC still verifies (one whose root did not
+    // change, at or before the rewritten entry) and verify-log reports the rest missing.
+    expect(codes).toContain('MISSING_ENTRY');
+    expect(r.firstBadIndex).toBeLessThanOrEqual(idx);
     const cli = await runCli([...tlsArgs(), '--state', statePath, '--json']);
     expect(cli.code, cli.stderr).toBe(1);
     expect(JSON.parse(cli.stdout).ok).toBe(false);

@@ -6,7 +6,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { query } from './helpers/db.js';
 import { cardTransaction, fixtures, startTestPaylog, type TestPaylog } from './helpers/paylog.js';
 import { hashLeaf, rootFromLeafHashes } from '../src/log/merkle.js';
-import { decodeLeaf } from '../src/log/leaf.js';
+import { createHash } from 'node:crypto';
+import { decodeLeaf, envelopeFromLeaf } from '../src/log/leaf.js';
 import { openEnvelopeV2 } from '../src/crypto/envelope-v2.js';
 import { openEnvelope } from '../src/crypto/envelope.js';
 
@@ -45,18 +46,25 @@ describe('POST /v1/transactions', () => {
     const body = cardTransaction();
     const r = await t.call('checkout', 'POST', '/v1/transactions', body);
     expect(r.status).toBe(201);
-    const [row] = await sql(
-      `SELECT t.*, d.wrapped_key, d.kms_key_id, d.epoch_id FROM transactions t JOIN data_keys d USING (transaction_id) WHERE transaction_id = $1`,
+    // The sealed record is in the leaf (format v2); the wrapped data key beside the log.
+    const [stored] = await sql(
+      `SELECT e.leaf, d.wrapped_key, d.kms_key_id, d.epoch_id FROM transactions t JOIN log_entries e ON e.idx = t.log_index JOIN data_keys d ON d.transaction_id = t.transaction_id WHERE t.transaction_id = $1`,
       [body.transactionId],
     );
-    expect(Buffer.concat([row.ciphertext, row.iv, row.tag]).toString('latin1')).not.toContain('4111111111111111');
-    if (row.envelope_version === 2) {
-      // Hierarchical mode (default): the epoch private key comes from KMS Decrypt.
-      const env2 = { version: 2 as const, salt: row.salt, iv: row.iv, ciphertext: row.ciphertext, tag: row.tag, keyCommitment: row.key_commitment, wrappedKey: row.wrapped_key, epochId: row.epoch_id };
-      const b = { transactionId: body.transactionId, processor: 'acme', epochId: row.epoch_id };
-      const plain2 = await t.paylog.epochs.withPrivateKey(row.epoch_id, (k) => openEnvelopeV2(k, b, env2));
+    const leaf = decodeLeaf(stored.leaf);
+    if (leaf.v !== 2 || leaf.type !== 'transaction') throw new Error('expected a v2 transaction leaf');
+    const sealed = envelopeFromLeaf(leaf);
+    expect(sealed.wrappedKeySha256).toEqual(createHash('sha256').update(stored.wrapped_key).digest());
+    expect(Buffer.concat([sealed.ciphertext, sealed.iv, sealed.tag]).toString('latin1')).not.toContain('4111111111111111');
+    if ('epochId' in sealed.key) {
+      // Hierarchical mode (default): envelope v2; the epoch private key comes from KMS Decrypt.
+      const epochId = sealed.key.epochId;
+      expect(stored.epoch_id).toBe(epochId);
+      const env2 = { version: 2 as const, salt: sealed.salt, iv: sealed.iv, ciphertext: sealed.ciphertext, tag: sealed.tag, keyCommitment: sealed.keyCommitment, wrappedKey: stored.wrapped_key, epochId };
+      const b = { transactionId: body.transactionId, processor: 'acme', epochId };
+      const plain2 = await t.paylog.epochs.withPrivateKey(epochId, (k) => openEnvelopeV2(k, b, env2));
       expect(JSON.parse(plain2.toString('utf8'))).toEqual(body.paymentMethod);
-      await expect(t.paylog.epochs.withPrivateKey(row.epoch_id, (k) => openEnvelopeV2(k, { ...b, processor: 'globex' }, env2))).rejects.toMatchObject({ code: 'INTEGRITY_FAILURE' });
+      await expect(t.paylog.epochs.withPrivateKey(epochId, (k) => openEnvelopeV2(k, { ...b, processor: 'globex' }, env2))).rejects.toMatchObject({ code: 'INTEGRITY_FAILURE' });
       return;
     }
     const kms = t.paylog.kms;
@@ -66,13 +74,13 @@ describe('POST /v1/transactions', () => {
     };
     const env = {
       version: 1 as const,
-      iv: row.iv,
-      ciphertext: row.ciphertext,
-      tag: row.tag,
-      keyCommitment: row.key_commitment,
-      wrappedKey: row.wrapped_key,
-      kmsKeyId: row.kms_key_id,
-      ...(row.salt ? { salt: row.salt } : {}),
+      iv: sealed.iv,
+      ciphertext: sealed.ciphertext,
+      tag: sealed.tag,
+      keyCommitment: sealed.keyCommitment,
+      wrappedKey: stored.wrapped_key,
+      kmsKeyId: stored.kms_key_id,
+      salt: sealed.salt,
     };
     const plain = await openEnvelope(keys, { transactionId: body.transactionId, processor: 'acme' }, env as never);
     expect(JSON.parse(plain.toString('utf8'))).toEqual(body.paymentMethod);
@@ -93,7 +101,7 @@ describe('POST /v1/transactions', () => {
     const changed = await t.call('checkout', 'POST', '/v1/transactions', { ...body, amount: { value: 1, currency: 'USD' } });
     expect(changed.status).toBe(409);
     expect(changed.json.error.code).toBe('IDEMPOTENCY_CONFLICT');
-    const [{ n }] = await sql('SELECT count(*)::int AS n FROM log_entries WHERE transaction_id = $1', [body.transactionId]);
+    const [{ n }] = await sql('SELECT count(*)::int AS n FROM log_entries WHERE position(convert_to($1, \'UTF8\') in leaf) > 0', [body.transactionId]);
     expect(n).toBe(1);
   });
 
@@ -104,7 +112,7 @@ describe('POST /v1/transactions', () => {
     expect(statuses.filter((s) => s === 201)).toHaveLength(1);
     expect(statuses.filter((s) => s === 200)).toHaveLength(23);
     expect(new Set(results.map((r) => r.json.logIndex)).size).toBe(1);
-    const [{ n }] = await sql('SELECT count(*)::int AS n FROM log_entries WHERE transaction_id = $1', [body.transactionId]);
+    const [{ n }] = await sql('SELECT count(*)::int AS n FROM log_entries WHERE position(convert_to($1, \'UTF8\') in leaf) > 0', [body.transactionId]);
     expect(n).toBe(1);
   });
 

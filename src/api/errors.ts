@@ -7,6 +7,8 @@ import { PaylogError, isPaylogError, type ErrorCode } from '../errors.js';
 
 export const HTTP_STATUS: Readonly<Record<ErrorCode, number>> = {
   BAD_REQUEST: 400,
+  // NUL, lone surrogates or bytes that are not UTF-8: PostgreSQL could not store them.
+  INVALID_ENCODING: 400,
   PAYLOAD_TOO_LARGE: 413,
   UNSUPPORTED_MEDIA_TYPE: 415,
   VALIDATION_FAILED: 422,

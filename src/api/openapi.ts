@@ -2,6 +2,7 @@
 import { z } from 'zod';
 import { ERROR_CODES } from '../errors.js';
 import { encryptedTransactionRequestSchema, transactionRequestSchema } from '../validation/transaction.js';
+import { PROCESSOR_NAME_PATTERN, TRANSACTION_ID_MAX, TRANSACTION_ID_PATTERN } from '../validation/identifiers.js';
 
 const errorSchema = {
   type: 'object',
@@ -16,7 +17,9 @@ const errorSchema = {
 };
 
 const err = (description: string) => ({ description, content: { 'application/json': { schema: { $ref: '#/components/schemas/Error' } } } });
-const txIdParam = { name: 'transactionId', in: 'path', required: true, schema: { type: 'string', maxLength: 64 } };
+/** Parameter schemas from the one identifier module (src/validation/identifiers.ts). */
+const txIdSchema = { type: 'string', minLength: 1, maxLength: TRANSACTION_ID_MAX, pattern: TRANSACTION_ID_PATTERN.source };
+const txIdParam = { name: 'transactionId', in: 'path', required: true, schema: txIdSchema };
 
 export function buildOpenApi(): Record<string, unknown> {
   const txSchema = z.toJSONSchema(transactionRequestSchema, { unrepresentable: 'any', io: 'input' });
@@ -42,6 +45,7 @@ export function buildOpenApi(): Record<string, unknown> {
           requestBody: { required: true, content: { 'application/json': { schema: { oneOf: [{ $ref: '#/components/schemas/TransactionRequest' }, { $ref: '#/components/schemas/EncryptedTransactionRequest' }] } } } },
           responses: {
             '201': { description: 'Committed to the log' },
+            '400': err('BAD_REQUEST (not JSON) or INVALID_ENCODING (NUL, bytes that are not UTF-8, or a lone surrogate, anywhere in the URL or body; every route)'),
             '200': { description: 'Identical replay of an earlier submission' },
             '401': err('No valid client certificate'),
             '403': err('Not a checkout principal'),
@@ -56,7 +60,15 @@ export function buildOpenApi(): Record<string, unknown> {
         get: {
           summary: 'Masked metadata and log index (checkout, assigned processor, auditor). Never plaintext.',
           parameters: [txIdParam],
-          responses: { '200': { description: 'Masked view' }, '403': err('Role may not read'), '404': err('Unknown or not yours') },
+          responses: {
+            '200': {
+              description:
+                'Masked view decoded from the transaction\'s log leaf, with `leaf` (base64 leaf bytes), `leafFormat`, and once a signed checkpoint covers it `proof { treeSize, hashes (RFC 9162 audit path), checkpoint (signed note) }`, so the caller can check every value alone.',
+            },
+            '403': err('Role may not read'),
+            '404': err('Unknown or not yours'),
+            '422': err('INTEGRITY_FAILURE: the stored record does not match its log entry'),
+          },
         },
       },
       '/v1/transactions/{transactionId}/release': {
@@ -96,7 +108,7 @@ export function buildOpenApi(): Record<string, unknown> {
       '/v1/admin/processors/{name}': {
         put: {
           summary: 'Register, disable or re-enable a processor (admin)',
-          parameters: [{ name: 'name', in: 'path', required: true, schema: { type: 'string', pattern: '^[a-z0-9][a-z0-9-]{0,62}$' } }],
+          parameters: [{ name: 'name', in: 'path', required: true, schema: { type: 'string', pattern: PROCESSOR_NAME_PATTERN.source } }],
           requestBody: { required: true, content: { 'application/json': { schema: { type: 'object', required: ['status'], properties: { status: { enum: ['active', 'disabled'] } } } } } },
           responses: { '200': { description: 'updated' }, '403': err('Not an admin'), '422': err('VALIDATION_FAILED') },
         },
@@ -115,7 +127,17 @@ export function buildOpenApi(): Record<string, unknown> {
       '/v1/cse/jwks.json': { get: { summary: 'Client-side encryption: the JWK Set (RFC 7517) browsers encrypt payment methods to (ECDH-ES P-256, A256GCM); any certificate', responses: { '200': { description: 'application/jwk-set+json' } } } },
       '/v1/log/key': { get: { summary: 'Checkpoint verifier key(s): signed-note vkey and PEM', responses: { '200': { description: 'keys' } } } },
       '/v1/log/entries': { get: { summary: 'Entries [start, end) (auditor)', responses: { '200': { description: 'entries' } } } },
-      '/v1/log/proof/inclusion': { get: { summary: 'RFC 9162 §2.1.3 inclusion proof', responses: { '200': { description: 'proof' } } } },
+      '/v1/log/proof/inclusion': {
+        get: {
+          summary: 'RFC 9162 §2.1.3 inclusion proof, by index or by transactionId',
+          parameters: [
+            { name: 'index', in: 'query', schema: { type: 'integer', minimum: 0 } },
+            { name: 'transactionId', in: 'query', schema: txIdSchema },
+            { name: 'treeSize', in: 'query', schema: { type: 'integer', minimum: 1 } },
+          ],
+          responses: { '200': { description: 'proof' } },
+        },
+      },
       '/v1/log/proof/consistency': { get: { summary: 'RFC 9162 §2.1.4 consistency proof', responses: { '200': { description: 'proof' } } } },
       '/healthz': { get: { security: [], summary: 'Liveness', responses: { '200': { description: 'ok' } } } },
       '/readyz': { get: { security: [], summary: 'Readiness (database + KMS)', responses: { '200': { description: 'ready' }, '503': { description: 'not ready' } } } },

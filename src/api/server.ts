@@ -13,6 +13,7 @@ import { registerTransactionRoutes } from './routes/transactions.js';
 import { registerOpsRoutes } from './routes/ops.js';
 import type { TransactionService } from '../services/transactions.js';
 import { DEFAULT_BODY_LIMIT_BYTES } from '../config.js';
+import { assertStorableRequestTarget, assertStorableStrings, decodeUtf8Strict } from '../validation/encoding.js';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -79,6 +80,28 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
     return503OnClosing: true,
     logController: new RedactingLogController(),
     forceCloseConnections: 'idle',
+    // Router refusals (a path that does not percent-decode to UTF-8, a parameter over the router's
+    // length limit) in our error format; Fastify's default answer would echo the path, which can
+    // hold anything a client typed, including a card number.
+    frameworkErrors: (error: { code?: string }, req: FastifyRequest, reply: FastifyReply) => {
+      const pe =
+        error.code === 'FST_ERR_BAD_URL'
+          ? new PaylogError('INVALID_ENCODING', 'request URL must be UTF-8 text without NUL characters or lone surrogates', { where: 'request URL' })
+          : new PaylogError('BAD_REQUEST', 'malformed request URL');
+      req.log.info({ code: pe.code }, 'request refused');
+      const { status, body } = errorResponse(pe);
+      void reply.status(status).header('cache-control', 'no-store').send(body);
+    },
+    // Requests the HTTP parser refuses (bytes after a body without a length, bad header bytes,
+    // oversized headers): answered in our error format; the connection cannot be reused.
+    clientErrorHandler: (err: Error & { code?: string }, socket) => {
+      if (err.code === 'ECONNRESET' || socket.destroyed || !socket.writable) return;
+      const timeout = err.code === 'ERR_HTTP_REQUEST_TIMEOUT';
+      const body = JSON.stringify(errorResponse(new PaylogError('BAD_REQUEST', timeout ? 'request not received in time' : 'malformed HTTP request')).body);
+      socket.end(
+        `HTTP/1.1 ${timeout ? '408 Request Timeout' : '400 Bad Request'}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+      );
+    },
   }) as unknown as FastifyInstance;
   app.decorateRequest('principal', null);
   // JSON only: a text/plain body must be 415, not parsed as a string.
@@ -93,6 +116,32 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
       throw new PaylogError('CERTIFICATE_REVOKED', 'this client certificate has been revoked');
     }
     req.principal = principal;
+  });
+
+  // Input PostgreSQL would refuse (NUL, bytes that are not UTF-8, lone surrogates) is refused
+  // first, on every route, with 400 INVALID_ENCODING (src/validation/encoding.ts): the raw URL
+  // here, JSON body bytes in the parser below, parsed body/params/query in preValidation.
+  app.addHook('onRequest', async (req) => {
+    assertStorableRequestTarget(req.raw.url ?? '');
+  });
+  // JSON bodies: strict UTF-8 (the default parser would turn bad bytes into U+FFFD silently),
+  // then Fastify's own JSON parser (prototype-poisoning protection unchanged).
+  const parseJsonText = app.getDefaultJsonParser('error', 'error');
+  app.removeContentTypeParser('application/json');
+  app.addContentTypeParser('application/json', { parseAs: 'buffer' }, (req, body, done) => {
+    let text: string;
+    try {
+      text = decodeUtf8Strict(body as Buffer, 'request body');
+    } catch (e) {
+      done(e as Error, undefined);
+      return;
+    }
+    parseJsonText(req, text, done);
+  });
+  app.addHook('preValidation', async (req) => {
+    assertStorableStrings(req.params, 'path parameter');
+    assertStorableStrings(req.query, 'query parameter');
+    assertStorableStrings(req.body, 'request body');
   });
 
   app.addHook('onSend', async (req, reply) => {

@@ -23,6 +23,16 @@ export class ProcessorRegistry {
     return (r.rows[0] as { status?: string } | undefined)?.status === 'active';
   }
 
+  /** The registered status of `name`, or null when not registered. */
+  async status(name: string): Promise<string | null> {
+    const r = await this.database.pool.query({
+      name: 'paylog_processor_status',
+      text: 'SELECT status FROM processors WHERE name = $1',
+      values: [name],
+    });
+    return (r.rows[0] as { status?: string } | undefined)?.status ?? null;
+  }
+
   /** A processor principal is in good standing only while its processor is active; other roles always. */
   async inGoodStanding(p: { role: string; name: string }): Promise<boolean> {
     return p.role !== 'processor' || (await this.isActive(p.name));

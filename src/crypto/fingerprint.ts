@@ -16,7 +16,7 @@
  * the point — duplicate detection), so fingerprints link transactions of one account; rotating
  * the key changes every fingerprint.
  */
-import { createHmac } from 'node:crypto';
+import { createHmac, timingSafeEqual } from 'node:crypto';
 import { electronicFormatIBAN } from 'ibantools';
 import { PaylogError } from '../errors.js';
 import type { PaymentMethod } from '../validation/transaction.js';
@@ -62,9 +62,17 @@ export function fingerprint(key: Buffer, pm: PaymentMethod): string {
   return FINGERPRINT_PREFIX + mac.subarray(0, FINGERPRINT_BYTES).toString('base64url');
 }
 
-/** 32-byte labelled HMAC of a canonical request body (compare with `timingSafeEqual`). */
+/** 32-byte labelled HMAC of a canonical request body (compare with {@link macEqual}). */
 export function requestMac(key: Buffer, canonicalBody: string): Buffer {
   return labelledHmac(key, LABEL_REQUEST_MAC, canonicalBody);
+}
+
+/**
+ * Constant-time MAC comparison (`crypto.timingSafeEqual`): the time taken does not depend on
+ * where two equal-length MACs first differ. Different lengths are unequal (not an exception).
+ */
+export function macEqual(a: Uint8Array, b: Uint8Array): boolean {
+  return a.length === b.length && timingSafeEqual(a, b);
 }
 
 const LABEL_UNKNOWN_ID = 'paylog/unknown-transaction-id/v1';

@@ -31,18 +31,18 @@ export const bytea = customType<{ data: Buffer; driverData: Buffer }>({
 
 const createdAt = () => timestamp('created_at', { withTimezone: true, mode: 'date' }).notNull().default(sql`now()`);
 
-/** One row per log entry; `leaf` holds the exact leaf bytes (RFC 9162 §2.1.1 input). */
-export const logEntries = pgTable(
-  'log_entries',
-  {
-    idx: bigint('idx', { mode: 'number' }).primaryKey(),
-    entryType: text('entry_type').notNull(),
-    transactionId: text('transaction_id'),
-    leaf: bytea('leaf').notNull(),
-    createdAt: createdAt(),
-  },
-  (t) => [index('log_entries_transaction_id_idx').on(t.transactionId)],
-);
+/**
+ * One row per log entry; `leaf` holds the exact leaf bytes (RFC 9162 §2.1.1 input).
+ * `entry_type` / `transaction_id` are filled only by rows written before leaf format v2 and are
+ * read by nothing: kind and transaction come from the leaf itself.
+ */
+export const logEntries = pgTable('log_entries', {
+  idx: bigint('idx', { mode: 'number' }).primaryKey(),
+  entryType: text('entry_type'),
+  transactionId: text('transaction_id'),
+  leaf: bytea('leaf').notNull(),
+  createdAt: createdAt(),
+});
 
 /**
  * Hashes of every complete aligned subtree: node (level, idx) covers leaves
@@ -58,37 +58,42 @@ export const merkleNodes = pgTable(
   (t) => [primaryKey({ columns: [t.level, t.idx] })],
 );
 
-/** One row per committed batch: the tree size and root after it. */
+/**
+ * One row per committed batch: the tree size and root after it. `mac` = HMAC under a key only
+ * the service holds (src/log/tree-head.ts); rows without a valid one are not trusted (rows from
+ * before the column existed are trusted only up to the first MAC'd row).
+ */
 export const treeHeads = pgTable('tree_heads', {
   size: bigint('size', { mode: 'number' }).primaryKey(),
   rootHash: bytea('root_hash').notNull(),
+  mac: bytea('mac'),
   createdAt: createdAt(),
 });
 
-/** The encrypted record of one transaction (never plaintext). */
-export const transactions = pgTable(
-  'transactions',
-  {
-    transactionId: text('transaction_id').primaryKey(),
-    logIndex: bigint('log_index', { mode: 'number' }).notNull().unique(),
-    processor: text('processor').notNull(),
-    requestMac: bytea('request_mac').notNull(),
-    paymentMethodType: text('payment_method_type').notNull(),
-    masked: jsonb('masked').notNull(),
-    fingerprint: text('fingerprint').notNull(),
-    amountValue: bigint('amount_value', { mode: 'number' }).notNull(),
-    currency: text('currency').notNull(),
-    metadata: jsonb('metadata'),
-    envelopeVersion: smallint('envelope_version').notNull(),
-    iv: bytea('iv').notNull(),
-    ciphertext: bytea('ciphertext').notNull(),
-    tag: bytea('tag').notNull(),
-    keyCommitment: bytea('key_commitment').notNull(),
-    salt: bytea('salt'),
-    createdAt: createdAt(),
-  },
-  (t) => [index('transactions_processor_idx').on(t.processor)],
-);
+/**
+ * Lookup row of one transaction: id → log index, and the idempotency MAC (outside the tree, see
+ * SECURITY.md). With leaf format v2 the record itself (served view and ciphertext) is the leaf;
+ * the other columns are filled only by rows written before v2 (format v1 records).
+ */
+export const transactions = pgTable('transactions', {
+  transactionId: text('transaction_id').primaryKey(),
+  logIndex: bigint('log_index', { mode: 'number' }).notNull().unique(),
+  requestMac: bytea('request_mac').notNull(),
+  processor: text('processor'),
+  paymentMethodType: text('payment_method_type'),
+  masked: jsonb('masked'),
+  fingerprint: text('fingerprint'),
+  amountValue: bigint('amount_value', { mode: 'number' }),
+  currency: text('currency'),
+  metadata: jsonb('metadata'),
+  envelopeVersion: smallint('envelope_version'),
+  iv: bytea('iv'),
+  ciphertext: bytea('ciphertext'),
+  tag: bytea('tag'),
+  keyCommitment: bytea('key_commitment'),
+  salt: bytea('salt'),
+  createdAt: createdAt(),
+});
 
 /** Wrapped (KMS-encrypted) data keys, beside the log so rewrap/shredding never alter a leaf. */
 export const dataKeys = pgTable('data_keys', {
@@ -141,20 +146,24 @@ export const keyPeriods = pgTable(
   (t) => [primaryKey({ columns: [t.granularity, t.periodStart] })],
 );
 
-/** Access entries (PCI DSS 10.2.2 fields): every release and every refused attempt. */
+/**
+ * Access entries (PCI DSS 10.2.2 fields): lookup row (transaction → log index) of every release
+ * and every refused attempt. What is served comes from the leaf; the other columns are filled
+ * only by rows written before leaf format v2.
+ */
 export const accessEntries = pgTable(
   'access_entries',
   {
     logIndex: bigint('log_index', { mode: 'number' }).primaryKey(),
     transactionId: text('transaction_id').notNull(),
-    principalRole: text('principal_role').notNull(),
-    principalName: text('principal_name').notNull(),
-    certificateFingerprint: text('certificate_fingerprint').notNull(),
-    action: text('action').notNull(),
+    principalRole: text('principal_role'),
+    principalName: text('principal_name'),
+    certificateFingerprint: text('certificate_fingerprint'),
+    action: text('action'),
     purpose: text('purpose'),
     reference: text('reference'),
-    outcome: text('outcome').notNull(),
-    sourceAddress: text('source_address').notNull(),
+    outcome: text('outcome'),
+    sourceAddress: text('source_address'),
     createdAt: createdAt(),
   },
   (t) => [index('access_entries_transaction_id_idx').on(t.transactionId)],

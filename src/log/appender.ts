@@ -13,9 +13,11 @@
  */
 import type pg from 'pg';
 import type { AppDatabase, Db } from '../db/connection.js';
-import type { accessEntries, dataKeys, transactions } from '../db/schema.js';
+import type { dataKeys } from '../db/schema.js';
 import { PaylogError, isPaylogError } from '../errors.js';
+import { macEqual } from '../crypto/fingerprint.js';
 import { EMPTY_ROOT, appendLeaves, hashLeaf, nodeKey, rangeNodes, type NodeId } from './merkle.js';
+import { TREE_HEAD_PAGE, treeHeadMac, treeHeadMacValid } from './tree-head.js';
 
 /** Advisory lock key serialising appends across instances ("paylogap"). */
 export const APPEND_LOCK_KEY = 0x7061796c6f676170n;
@@ -24,20 +26,23 @@ export const DEFAULT_LINGER_MS = 0;
 /** Entries waiting beyond this are refused at once (503) rather than queued without bound. */
 export const MAX_QUEUED_ENTRIES = 10_000;
 
-type TransactionInsert = typeof transactions.$inferInsert;
 type DataKeyInsert = typeof dataKeys.$inferInsert;
-type AccessInsert = typeof accessEntries.$inferInsert;
 
+/**
+ * What a batch writes beside each leaf: only lookup rows (the record itself is the leaf, leaf
+ * format v2). `transaction`: id → index and the idempotency MAC; `access`: transaction → index.
+ */
 export type AppendRequest =
   | {
       kind: 'transaction';
       leaf: Buffer;
       createdAt: Date;
-      transaction: Omit<TransactionInsert, 'logIndex' | 'createdAt'>;
+      transaction: { transactionId: string; requestMac: Buffer };
       dataKey: Omit<DataKeyInsert, 'createdAt'>;
     }
-  | { kind: 'access'; leaf: Buffer; createdAt: Date; access: Omit<AccessInsert, 'logIndex' | 'createdAt'> }
-  | { kind: 'key_event'; leaf: Buffer; createdAt: Date; transactionId?: string };
+  | { kind: 'access'; leaf: Buffer; createdAt: Date; access: { transactionId: string } }
+  | { kind: 'key_event'; leaf: Buffer; createdAt: Date; transactionId?: string }
+  | { kind: 'admin_event'; leaf: Buffer; createdAt: Date };
 
 export type AppendOutcome =
   | { status: 'appended'; logIndex: number; leafHash: Buffer; createdAt: Date; treeSize: number }
@@ -53,6 +58,8 @@ export interface AppenderOptions {
   maxBatch?: number;
   /** Extra wait before a batch starts, to gather more entries (0 = next tick). */
   lingerMs?: number;
+  /** Key for tree-head MACs (`treeHeadKey(service key)`); without it heads are neither MAC'd nor checked. */
+  headKey?: Buffer;
   /** Called after each committed batch (metrics, checkpoint publisher). */
   onCommit?: (info: { batchSize: number; appended: number; head: TreeHead; durationMs: number }) => void;
 }
@@ -95,7 +102,7 @@ export class LogAppender {
   }
 
   private async commit(batch: Pending[], started: number): Promise<void> {
-    const { outcomes, head, appended } = await commitBatch(this.database.pool, batch.map((p) => p.req));
+    const { outcomes, head, appended } = await commitBatch(this.database.pool, batch.map((p) => p.req), this.opts.headKey);
     batch.forEach((p, i) => p.resolve(outcomes[i]!));
     try {
       this.opts.onCommit?.({ batchSize: batch.length, appended, head, durationMs: performance.now() - started });
@@ -143,21 +150,36 @@ class CommitOutcomeUnknown extends Error {
   }
 }
 
-const SELECT_HEAD = 'SELECT size, root_hash FROM tree_heads ORDER BY size DESC LIMIT 1';
+const SELECT_HEADS = `SELECT size, root_hash, mac,
+    (mac IS NULL AND size <= coalesce((SELECT value FROM paylog_marks WHERE name = 'legacy_tree_head_max'), 0)) AS legacy
+  FROM tree_heads WHERE size < $1 ORDER BY size DESC LIMIT ${TREE_HEAD_PAGE}`;
 const SELECT_NODES =
   'SELECT n.level, n.idx, n.hash FROM merkle_nodes n JOIN unnest($1::smallint[], $2::bigint[]) AS w(level, idx) ON n.level = w.level AND n.idx = w.idx';
 const SELECT_EXISTING =
   'SELECT transaction_id, request_mac, log_index, created_at FROM transactions WHERE transaction_id = ANY($1::text[])';
 
-/** Reads the latest tree head (null when the log is empty). */
-export async function readTreeHead(db: Db): Promise<TreeHead | null> {
-  return await selectHead(db.$client);
+/**
+ * Reads the latest tree head the service can trust (null when the log is empty): see
+ * src/log/tree-head.ts. Without `headKey` the largest row is taken as is.
+ */
+export async function readTreeHead(db: Db, headKey?: Buffer): Promise<TreeHead | null> {
+  return await selectHead(db.$client, headKey);
 }
 
-async function selectHead(q: Queryable): Promise<TreeHead | null> {
-  const r = await q.query({ name: 'paylog_head', text: SELECT_HEAD });
-  const row = r.rows[0] as { size: string; root_hash: Buffer } | undefined;
-  return row ? { size: Number(row.size), rootHash: row.root_hash } : null;
+async function selectHead(q: Queryable, headKey?: Buffer): Promise<TreeHead | null> {
+  let below = Number.MAX_SAFE_INTEGER;
+  for (;;) {
+    const r = await q.query({ name: 'paylog_heads', text: SELECT_HEADS, values: [below] });
+    const rows = r.rows as { size: string; root_hash: Buffer; mac: Buffer | null; legacy: boolean }[];
+    for (const row of rows) {
+      const size = Number(row.size);
+      if (headKey === undefined || row.legacy || treeHeadMacValid(headKey, size, row.root_hash, row.mac)) {
+        return { size, rootHash: row.root_hash };
+      }
+    }
+    if (rows.length < TREE_HEAD_PAGE) return null;
+    below = Number(rows[rows.length - 1]!.size);
+  }
 }
 
 /** Fetches stored Merkle nodes by id in one indexed query. */
@@ -185,28 +207,22 @@ async function selectNodes(q: Queryable, ids: NodeId[]): Promise<Map<string, Buf
  */
 const INSERT_BATCH = `
 WITH le AS (
-  INSERT INTO log_entries (idx, entry_type, transaction_id, leaf, created_at)
-  SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bytea[], $5::timestamptz[])
+  INSERT INTO log_entries (idx, leaf, created_at)
+  SELECT * FROM unnest($1::bigint[], $2::bytea[], $3::timestamptz[])
 ), mn AS (
   INSERT INTO merkle_nodes (level, idx, hash)
-  SELECT * FROM unnest($6::smallint[], $7::bigint[], $8::bytea[])
+  SELECT * FROM unnest($4::smallint[], $5::bigint[], $6::bytea[])
 ), tx AS (
-  INSERT INTO transactions (transaction_id, log_index, processor, request_mac, payment_method_type, masked,
-    fingerprint, amount_value, currency, metadata, envelope_version, iv, ciphertext, tag, key_commitment, salt, created_at)
-  SELECT u.id, u.li, u.pr, u.mac, u.pmt, u.masked::jsonb, u.fp, u.av, u.cur, u.meta::jsonb, u.ev, u.iv, u.ct, u.tag, u.kc, u.salt, u.ca
-  FROM unnest($9::text[], $10::bigint[], $11::text[], $12::bytea[], $13::text[], $14::text[], $15::text[], $16::bigint[],
-    $17::text[], $18::text[], $19::smallint[], $20::bytea[], $21::bytea[], $22::bytea[], $23::bytea[], $24::bytea[], $25::timestamptz[])
-    AS u(id, li, pr, mac, pmt, masked, fp, av, cur, meta, ev, iv, ct, tag, kc, salt, ca)
+  INSERT INTO transactions (transaction_id, log_index, request_mac, created_at)
+  SELECT * FROM unnest($7::text[], $8::bigint[], $9::bytea[], $10::timestamptz[])
 ), dk AS (
   INSERT INTO data_keys (transaction_id, kms_key_id, wrapped_key, created_at, epoch_id)
-  SELECT * FROM unnest($26::text[], $27::text[], $28::bytea[], $29::timestamptz[], $43::text[])
+  SELECT * FROM unnest($11::text[], $12::text[], $13::bytea[], $14::timestamptz[], $21::text[])
 ), ae AS (
-  INSERT INTO access_entries (log_index, transaction_id, principal_role, principal_name, certificate_fingerprint,
-    action, purpose, reference, outcome, source_address, created_at)
-  SELECT * FROM unnest($30::bigint[], $31::text[], $32::text[], $33::text[], $34::text[], $35::text[], $36::text[],
-    $37::text[], $38::text[], $39::text[], $40::timestamptz[])
+  INSERT INTO access_entries (log_index, transaction_id, created_at)
+  SELECT * FROM unnest($15::bigint[], $16::text[], $17::timestamptz[])
 )
-INSERT INTO tree_heads (size, root_hash) VALUES ($41, $42)`;
+INSERT INTO tree_heads (size, root_hash, mac) VALUES ($18, $19, $20)`;
 
 type TxReq = Extract<AppendRequest, { kind: 'transaction' }>;
 type AccessReq = Extract<AppendRequest, { kind: 'access' }>;
@@ -215,16 +231,13 @@ function batchValues(
   accepted: { req: AppendRequest; index: number }[],
   nodes: Array<NodeId & { hash: Buffer }>,
   head: TreeHead,
+  headKey: Buffer | undefined,
 ): unknown[] {
   const txs = accepted.filter((a): a is { req: TxReq; index: number } => a.req.kind === 'transaction');
   const acc = accepted.filter((a): a is { req: AccessReq; index: number } => a.req.kind === 'access');
-  const entryTx = (r: AppendRequest) =>
-    r.kind === 'transaction' ? r.transaction.transactionId : r.kind === 'access' ? r.access.transactionId : (r.transactionId ?? null);
   const col = <T, R>(xs: T[], f: (x: T) => R) => xs.map(f);
   return [
     col(accepted, (a) => a.index),
-    col(accepted, (a) => a.req.kind),
-    col(accepted, (a) => entryTx(a.req)),
     col(accepted, (a) => a.req.leaf),
     col(accepted, (a) => a.req.createdAt),
     col(nodes, (n) => n.level),
@@ -232,20 +245,7 @@ function batchValues(
     col(nodes, (n) => n.hash),
     col(txs, (a) => a.req.transaction.transactionId),
     col(txs, (a) => a.index),
-    col(txs, (a) => a.req.transaction.processor),
     col(txs, (a) => a.req.transaction.requestMac),
-    col(txs, (a) => a.req.transaction.paymentMethodType),
-    col(txs, (a) => JSON.stringify(a.req.transaction.masked)),
-    col(txs, (a) => a.req.transaction.fingerprint),
-    col(txs, (a) => a.req.transaction.amountValue),
-    col(txs, (a) => a.req.transaction.currency),
-    col(txs, (a) => (a.req.transaction.metadata == null ? null : JSON.stringify(a.req.transaction.metadata))),
-    col(txs, (a) => a.req.transaction.envelopeVersion),
-    col(txs, (a) => a.req.transaction.iv),
-    col(txs, (a) => a.req.transaction.ciphertext),
-    col(txs, (a) => a.req.transaction.tag),
-    col(txs, (a) => a.req.transaction.keyCommitment),
-    col(txs, (a) => a.req.transaction.salt ?? null),
     col(txs, (a) => a.req.createdAt),
     col(txs, (a) => a.req.dataKey.transactionId),
     col(txs, (a) => a.req.dataKey.kmsKeyId ?? null),
@@ -253,17 +253,10 @@ function batchValues(
     col(txs, (a) => a.req.createdAt),
     col(acc, (a) => a.index),
     col(acc, (a) => a.req.access.transactionId),
-    col(acc, (a) => a.req.access.principalRole),
-    col(acc, (a) => a.req.access.principalName),
-    col(acc, (a) => a.req.access.certificateFingerprint),
-    col(acc, (a) => a.req.access.action),
-    col(acc, (a) => a.req.access.purpose ?? null),
-    col(acc, (a) => a.req.access.reference ?? null),
-    col(acc, (a) => a.req.access.outcome),
-    col(acc, (a) => a.req.access.sourceAddress),
     col(acc, (a) => a.req.createdAt),
     head.size,
     head.rootHash,
+    headKey ? treeHeadMac(headKey, head.size, head.rootHash) : null,
     col(txs, (a) => a.req.dataKey.epochId ?? null),
   ];
 }
@@ -276,13 +269,14 @@ function batchValues(
 async function commitBatch(
   pool: pg.Pool,
   reqs: AppendRequest[],
+  headKey?: Buffer,
 ): Promise<{ outcomes: AppendOutcome[]; head: TreeHead; appended: number }> {
   const client = await pool.connect();
   let broken = false;
   try {
     // Durable on commit whatever the server default (PCI DSS 10.2: nothing acknowledged is lost).
     await client.query(`BEGIN; SET LOCAL synchronous_commit = on; SELECT pg_advisory_xact_lock(${APPEND_LOCK_KEY.toString()})`);
-    const result = await batchInTransaction(client, reqs);
+    const result = await batchInTransaction(client, reqs, headKey);
     try {
       await client.query('COMMIT');
     } catch (e) {
@@ -306,8 +300,9 @@ async function commitBatch(
 async function batchInTransaction(
   client: pg.PoolClient,
   reqs: AppendRequest[],
+  headKey?: Buffer,
 ): Promise<{ outcomes: AppendOutcome[]; head: TreeHead; appended: number }> {
-  const head = (await selectHead(client)) ?? { size: 0, rootHash: EMPTY_ROOT };
+  const head = (await selectHead(client, headKey)) ?? { size: 0, rootHash: EMPTY_ROOT };
 
   // Idempotency: existing transaction ids (database, then earlier in this batch).
   const txIds = reqs.flatMap((r) => (r.kind === 'transaction' ? [r.transaction.transactionId] : []));
@@ -329,7 +324,7 @@ async function batchInTransaction(
     if (req.kind === 'transaction') {
       const prior = existing.get(req.transaction.transactionId);
       if (prior) {
-        if (prior.mac.equals(req.transaction.requestMac)) {
+        if (macEqual(prior.mac, req.transaction.requestMac)) {
           outcomes[i] = { status: 'replayed', logIndex: prior.logIndex, leafHash: Buffer.alloc(0), createdAt: prior.createdAt };
           replayIndexes.push(prior.logIndex);
         } else {
@@ -354,7 +349,7 @@ async function batchInTransaction(
     });
     const { newNodes, root } = appendLeaves(head.size, frontier, accepted.map((a) => a.leafHash));
     newHead = { size: head.size + accepted.length, rootHash: root };
-    await client.query({ name: 'paylog_insert_batch', text: INSERT_BATCH, values: batchValues(accepted, newNodes, newHead) });
+    await client.query({ name: 'paylog_insert_batch', text: INSERT_BATCH, values: batchValues(accepted, newNodes, newHead, headKey) });
     for (const a of accepted) {
       outcomes[a.i] = { status: 'appended', logIndex: a.index, leafHash: a.leafHash, createdAt: a.req.createdAt, treeSize: newHead.size };
     }
@@ -366,7 +361,12 @@ async function batchInTransaction(
     for (const o of outcomes) {
       if (o?.status === 'replayed') {
         const fresh = accepted.find((a) => a.index === o.logIndex);
-        o.leafHash = fresh?.leafHash ?? leafNodes.get(nodeKey({ level: 0, index: o.logIndex })) ?? Buffer.alloc(0);
+        const stored = fresh?.leafHash ?? leafNodes.get(nodeKey({ level: 0, index: o.logIndex }));
+        // MUST NOT answer a replay without the original's leaf hash: a missing level-0 node means
+        // the stored tree is damaged. Thrown, the batch is retried entry by entry, so only this
+        // replay fails.
+        if (!stored) throw new PaylogError('INTERNAL', 'the stored leaf hash of a replayed entry is missing');
+        o.leafHash = stored;
       }
     }
   }

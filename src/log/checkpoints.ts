@@ -13,7 +13,7 @@
  * - Key rotation: every configured signing key signs every checkpoint (one signature line each),
  *   so there is never an unsigned gap; all verifier keys are published.
  */
-import { desc, eq } from 'drizzle-orm';
+import { and, desc, eq, lt, or } from 'drizzle-orm';
 import type { Logger } from 'pino';
 import type { Db } from '../db/connection.js';
 import { checkpoints } from '../db/schema.js';
@@ -62,13 +62,20 @@ export async function kmsNoteSigners(
   return { signers, keys };
 }
 
-/** How many stored rows a read looks through for one that verifies. */
-export const CHECKPOINT_READ_WINDOW = 32;
+/** Rows fetched per query while looking for one that verifies (a page size, never a limit on the search). */
+export const CHECKPOINT_READ_PAGE = 64;
+/** Row ids already found not to verify, remembered so each forged row costs one signature check per process. */
+const MAX_REMEMBERED_FORGED = 100_000;
+/** Per database handle (row ids are per database). */
+const forgedRowsByDb = new WeakMap<object, Set<number>>();
 
 /**
  * Latest stored checkpoint (or the one for `size`) whose note verifies under our own keys; its
- * size and root are taken from the signed note, not from the row's columns. A row that fails
- * (inserted behind the service's back) is skipped and reported through `onForged`.
+ * size and root are taken from the signed note, not from the row's columns. Rows are read in
+ * order (largest size first) page by page, and EVERY row is verified before the next is
+ * considered: no number of forged rows (inserted behind the service's back) can push the
+ * service's own checkpoints out of view. A row that fails is skipped and reported through
+ * `onForged` (once per row per process).
  */
 export async function readCheckpoint(
   db: Db,
@@ -76,20 +83,35 @@ export async function readCheckpoint(
   size?: number,
   onForged?: (row: { id: number; size: number }) => void,
 ): Promise<StoredCheckpoint | null> {
-  const q = db.select().from(checkpoints);
-  const rows = await (size === undefined ? q : q.where(eq(checkpoints.size, size)))
-    .orderBy(desc(checkpoints.size), desc(checkpoints.id))
-    .limit(CHECKPOINT_READ_WINDOW);
-  for (const r of rows) {
-    try {
-      const c = verifyCheckpoint(r.note, verifiers);
-      if (c.size === r.size && c.rootHash.equals(r.rootHash)) return { size: c.size, rootHash: c.rootHash, note: r.note };
-    } catch {
-      // fall through: not signed by us
+  let forgedRows = forgedRowsByDb.get(db);
+  if (!forgedRows) forgedRowsByDb.set(db, (forgedRows = new Set()));
+  let after: { size: number; id: number } | undefined;
+  for (;;) {
+    const conds = [
+      ...(size !== undefined ? [eq(checkpoints.size, size)] : []),
+      ...(after ? [or(lt(checkpoints.size, after.size), and(eq(checkpoints.size, after.size), lt(checkpoints.id, after.id)))!] : []),
+    ];
+    const rows = await db
+      .select()
+      .from(checkpoints)
+      .where(conds.length > 0 ? and(...conds) : undefined)
+      .orderBy(desc(checkpoints.size), desc(checkpoints.id))
+      .limit(CHECKPOINT_READ_PAGE);
+    for (const r of rows) {
+      if (forgedRows.has(r.id)) continue;
+      try {
+        const c = verifyCheckpoint(r.note, verifiers);
+        if (c.size === r.size && c.rootHash.equals(r.rootHash)) return { size: c.size, rootHash: c.rootHash, note: r.note };
+      } catch {
+        // fall through: not signed by us
+      }
+      if (forgedRows.size < MAX_REMEMBERED_FORGED) forgedRows.add(r.id);
+      onForged?.({ id: r.id, size: r.size });
     }
-    onForged?.({ id: r.id, size: r.size });
+    if (rows.length < CHECKPOINT_READ_PAGE) return null;
+    const lastRow = rows[rows.length - 1]!;
+    after = { size: lastRow.size, id: lastRow.id };
   }
-  return null;
 }
 
 /**
@@ -138,6 +160,8 @@ export class CheckpointPublisher {
       logger?: Logger;
       onPublished?: (c: StoredCheckpoint) => void;
       onRefused?: (e: PaylogError) => void;
+      /** Tree-head MAC key (src/log/tree-head.ts): forged `tree_heads` rows are never signed. */
+      headKey?: Buffer;
     },
   ) {
     this.verifiers = opts.signers.map((s) => ({ name: s.name, publicKey: s.publicKey }));
@@ -145,7 +169,7 @@ export class CheckpointPublisher {
 
   /** Signs and stores a checkpoint for the current tree head if it is new (checked first). */
   async publish(): Promise<StoredCheckpoint | null> {
-    const head = (await readTreeHead(this.db)) ?? { size: 0, rootHash: EMPTY_ROOT };
+    const head = (await readTreeHead(this.db, this.opts.headKey)) ?? { size: 0, rootHash: EMPTY_ROOT };
     const prior = await readCheckpoint(this.db, this.verifiers, undefined, (row) =>
       this.opts.logger?.error({ checkpointRow: row.id, size: row.size }, 'stored checkpoint does not verify under our keys: ignored'),
     );

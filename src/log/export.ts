@@ -178,7 +178,21 @@ export class LogClient {
       if (!Number.isSafeInteger(e?.index) || leaf === undefined) {
         return { end: start, entries, error: new LogClientError('malformed entry in entries answer', undefined, 'malformed') };
       }
-      entries.push({ index: e.index, leaf, ...(typeof e.ciphertextSha256 === 'string' ? { storedCiphertextSha256: e.ciphertextSha256 } : {}) });
+      entries.push({
+        index: e.index,
+        leaf,
+        ...(typeof e.ciphertextSha256 === 'string' ? { storedCiphertextSha256: e.ciphertextSha256 } : {}),
+        ...(e.lookup !== null && typeof e.lookup === 'object'
+          ? {
+              lookup: {
+                ...(typeof e.lookup.transaction === 'string' ? { transaction: e.lookup.transaction } : {}),
+                ...(typeof e.lookup.access === 'string' ? { access: e.lookup.access } : {}),
+              },
+            }
+          : {}),
+        ...(e.view !== null && typeof e.view === 'object' ? { view: e.view } : {}),
+        ...(Array.isArray(e.nodes) ? { storedNodes: (e.nodes as unknown[]).map((h) => (typeof h === 'string' ? (decodeBase64Strict(h) ?? null) : null)) } : {}),
+      });
     }
     const last = entries[entries.length - 1];
     const pageEnd = Number.isSafeInteger(j.end) ? (j.end as number) : last !== undefined ? last.index + 1 : start;

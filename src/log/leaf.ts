@@ -11,7 +11,7 @@
  * transaction, access, admin-event, key-event, codec (encodeLeaf / decodeLeaf).
  * Leaves never hold plaintext card or account data; the verifier checks that (verifier.ts).
  */
-export { MAX_LEAF_BYTES, encodeLeaf, decodeLeaf, leafV2Schema, type Leaf, type LeafV2, type LeafType } from './leaf/codec.js';
+export { MAX_LEAF_BYTES, encodeLeaf, decodeLeaf, leafToJson, leafTransactionId, leafV2Schema, type Leaf, type LeafV2, type LeafType } from './leaf/codec.js';
 export {
   LEAF_FORMAT_V1,
   leafV1Schema,

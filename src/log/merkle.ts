@@ -236,17 +236,25 @@ export class StreamingTreeBuilder {
   readonly #levels: number[] = [];
   #count = 0;
 
-  push(leafHash: Buffer): void {
+  /**
+   * Adds one leaf hash. Returns the hashes of the complete subtrees this leaf completes, by level
+   * from 0 (the leaf hash itself): node (l, (size)/2^l − 1) for every l with 2^l dividing the new
+   * size — exactly the `merkle_nodes` rows written for this leaf.
+   */
+  push(leafHash: Buffer): Buffer[] {
     let hash = requireHash(leafHash);
+    const completed = [hash];
     let level = 0;
     while (this.#levels.length > 0 && this.#levels[this.#levels.length - 1] === level) {
       this.#levels.pop();
       hash = hashChildren(this.#frontier.pop() as Buffer, hash);
+      completed.push(hash);
       level += 1;
     }
     this.#frontier.push(hash);
     this.#levels.push(level);
     this.#count += 1;
+    return completed;
   }
 
   get size(): number {

@@ -16,7 +16,7 @@
  */
 import { PaylogError } from '../errors.js';
 import { verifyCheckpoint } from './checkpoint.js';
-import type { Leaf } from './leaf.js';
+import { leafToJson, leafTransactionId } from './leaf.js';
 import { HASH_SIZE, hashLeaf, verifyInclusion } from './merkle.js';
 import { decodeBase64Strict, type NoteVerifier } from './note.js';
 import { checkLeaf } from './verifier.js';
@@ -86,7 +86,7 @@ export interface ProofVerification {
   /** Leaf hash recomputed from the carried leaf bytes (base64). */
   leafHash?: string;
   /** Non-secret leaf fields (the leaf format never holds plaintext card data). */
-  leaf?: Leaf;
+  leaf?: Record<string, unknown>;
   failures: Array<{ code: string; message: string }>;
 }
 
@@ -120,8 +120,8 @@ export function verifyProofBundle(
   const checked = checkLeaf(b.index, b.leaf);
   if ('failure' in checked) out.failures.push(checked.failure);
   else {
-    out.leaf = checked.leaf;
-    if (opts.transactionId !== undefined && (!('transactionId' in checked.leaf) || checked.leaf.transactionId !== opts.transactionId)) {
+    out.leaf = leafToJson(checked.leaf);
+    if (opts.transactionId !== undefined && leafTransactionId(checked.leaf) !== opts.transactionId) {
       out.failures.push({ code: 'TRANSACTION_MISMATCH', message: 'the proven leaf is not about the expected transaction' });
     }
   }

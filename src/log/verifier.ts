@@ -15,18 +15,22 @@
  *   4. the RFC 9162 §2.1.1 root rebuilt from all leaves equals the signed root; when it does not,
  *      {@link locateFirstBadIndex} names the first entry that differs from the signed tree.
  */
+import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { canonicalJson } from '../crypto/canonical-json.js';
 import { PaylogError } from '../errors.js';
 import { verifyCheckpoint, parseCheckpointBody, type VerifiedCheckpoint } from './checkpoint.js';
 import { decodeLeaf, type Leaf } from './leaf.js';
 import { hashChildren, hashLeaf, StreamingTreeBuilder, verifyConsistency } from './merkle.js';
 import { parseVerifierKey, type NoteVerifier } from './note.js';
+import { containsPanLikeIdentifier, containsPanLikeNumber, mayHoldPan } from '../validation/identifiers.js';
+
+// The PAN detector is the one validation uses (src/validation/identifiers.ts): same NFKC folding,
+// same separators, same lengths. Re-exported for the scripts and tests that import it from here.
+export { containsPanLikeIdentifier, containsPanLikeNumber, luhnValid, PAN_MAX_DIGITS, PAN_MIN_DIGITS } from '../validation/identifiers.js';
 
 /** Version of the auditor state file written by {@link formatState}. */
 export const STATE_VERSION = 1;
-/** PAN length range (ISO/IEC 7812-1): 13 to 19 digits. */
-export const PAN_MIN_DIGITS = 13;
-export const PAN_MAX_DIGITS = 19;
 
 /** One log entry as handed to the verifier. */
 export interface LogEntryInput {
@@ -38,6 +42,16 @@ export interface LogEntryInput {
    * ciphertext changed behind the log's back is then named by index.
    */
   storedCiphertextSha256?: string;
+  /**
+   * What the service's lookup rows map to this index (live service only): the transaction id
+   * of the `transactions` row and of the `access_entries` row whose log index this is. Checked
+   * against the leaf: a moved or rewritten lookup row is named by index.
+   */
+  lookup?: { transaction?: string; access?: string };
+  /** Format-1 transaction records only: the values the service serves from their columns. */
+  view?: { processor: string; amount: { value: number; currency: string }; paymentMethod: { type?: unknown }; metadata: Record<string, string> | null };
+  /** Stored `merkle_nodes` hashes this entry completes, levels 0.. (null = missing). Checked against the rebuilt tree. */
+  storedNodes?: (Buffer | null)[];
 }
 
 /** The auditor's memory of the last checkpoint it verified (`--state`). */
@@ -67,6 +81,10 @@ export type FailureCode =
   | 'LEAF_INVALID'
   | 'CARD_DATA_IN_LEAF'
   | 'CIPHERTEXT_MISMATCH'
+  /** A value the service serves from its other tables differs from what the leaf says. */
+  | 'SERVED_VIEW_MISMATCH'
+  /** A stored Merkle node (which proofs are built from) differs from the tree rebuilt from the leaves. */
+  | 'NODE_MISMATCH'
   | 'ROOT_MISMATCH'
   | 'PROOF_INCONSISTENT'
   /** The source answered, but with something unusable (not JSON, malformed entry or hash, no key). */
@@ -89,7 +107,7 @@ export const TRANSPORT_FAILURE_CODES: ReadonlySet<FailureCode> = new Set<Failure
 /** Every failure code (to validate a code carried by a thrown error). */
 const FAILURE_CODES: ReadonlySet<string> = new Set<FailureCode>([
   'CHECKPOINT_INVALID', 'ORIGIN_MISMATCH', 'ROLLBACK', 'FORK', 'CONSISTENCY_PROOF_INVALID', 'INDEX_OUT_OF_ORDER',
-  'MISSING_ENTRY', 'EXTRA_ENTRY', 'LEAF_INVALID', 'CARD_DATA_IN_LEAF', 'CIPHERTEXT_MISMATCH', 'ROOT_MISMATCH',
+  'MISSING_ENTRY', 'EXTRA_ENTRY', 'LEAF_INVALID', 'CARD_DATA_IN_LEAF', 'CIPHERTEXT_MISMATCH', 'SERVED_VIEW_MISMATCH', 'NODE_MISMATCH', 'ROOT_MISMATCH',
   'PROOF_INCONSISTENT', 'BAD_RESPONSE', 'REQUEST_REFUSED', 'PROOF_REFUSED', 'EXPORT_MALFORMED', 'FETCH_FAILED',
 ]);
 
@@ -208,53 +226,11 @@ export function toNoteVerifiers(vkeys: readonly string[]): NoteVerifier[] {
 // ---------------------------------------------------------------------------------------------
 // Leaf checks.
 
-// ISO/IEC 7812-1 Annex B: Luhn check digit.
-export function luhnValid(digits: string): boolean {
-  let sum = 0;
-  let double = false;
-  for (let i = digits.length - 1; i >= 0; i--) {
-    let d = digits.charCodeAt(i) - 48;
-    if (d < 0 || d > 9) return false;
-    if (double) {
-      d *= 2;
-      if (d > 9) d -= 9;
-    }
-    sum += d;
-    double = !double;
-  }
-  return sum % 10 === 0;
-}
-
-/**
- * PCI DSS 3.4-style PAN scan of one string: true when it holds a maximal run of 13–19 digits
- * (single spaces or dashes between digits allowed, as PANs are often grouped) that passes Luhn.
- */
-export function containsPanLikeNumber(s: string): boolean {
-  for (const m of s.matchAll(/\d(?:[ -]?\d)*/g)) {
-    const digits = m[0].replace(/[ -]/g, '');
-    if (digits.length >= PAN_MIN_DIGITS && digits.length <= PAN_MAX_DIGITS && luhnValid(digits)) return true;
-  }
-  return false;
-}
-
-/**
- * The identifier variant: 13–19 CONTIGUOUS digits passing Luhn. Grouped hex and UUIDs (key ARNs,
- * ids) would match the separator-bridging scan by chance (≈0.5% of random UUIDs).
- */
-export function containsPanLikeIdentifier(s: string): boolean {
-  for (const m of s.matchAll(/\d+/g)) {
-    const digits = m[0];
-    if (digits.length >= PAN_MIN_DIGITS && digits.length <= PAN_MAX_DIGITS && luhnValid(digits)) return true;
-  }
-  return false;
-}
-
 /**
  * Fields whose format is pinned by the leaf schema to a digest (hex or base64 of 32 bytes): not
  * text, so not scanned — a random SHA-256 in hex holds a Luhn-valid 13-digit run ≈0.4% of the time.
  */
 const DIGEST_FIELDS = new Set(['certificateFingerprint', 'ciphertextSha256', 'keyCommitment', 'wrappedKeySha256', 'metadataSha256', 'fp']);
-const THIRTEEN_DIGITS = /\d(?:[ .-]?\d){12}/;
 
 /**
  * Free-text fields: scanned with grouping separators bridged, as a PAN is often written
@@ -294,12 +270,76 @@ export function checkLeaf(index: number, bytes: Uint8Array): { leaf: Leaf } | { 
     const why = e instanceof PaylogError ? e.message : 'undecodable leaf';
     return { failure: { code: 'LEAF_INVALID', index, message: `entry ${index}: ${why}` } };
   }
-  // Pre-filter: canonical JSON never escapes digits, so a leaf without 13 digits in a row (single
-  // separators allowed) in its bytes cannot hold a PAN-like string; most leaves skip the walk.
-  if (THIRTEEN_DIGITS.test(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('latin1')) && leafHoldsPanLikeNumber(leaf)) {
+  // Pre-filter: canonical JSON never escapes digits, so a leaf whose bytes hold neither 13 digits
+  // in a row (single separators allowed) nor any non-ASCII byte (NFKC may fold one into a digit)
+  // cannot hold a PAN-like string; most leaves skip the walk.
+  if (mayHoldPan(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('latin1')) && leafHoldsPanLikeNumber(leaf)) {
     return { failure: { code: 'CARD_DATA_IN_LEAF', index, message: `entry ${index}: leaf holds a Luhn-valid 13-19 digit number (possible card data)` } };
   }
   return { leaf };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Served values and stored nodes (live service).
+
+const sha256b64 = (s: string) => createHash('sha256').update(s, 'utf8').digest('base64');
+
+/** The transaction a leaf's lookup rows must name. */
+function leafTransactionId(leaf: Leaf): string | undefined {
+  if (leaf.type !== 'transaction') return undefined;
+  return leaf.v === 2 ? leaf.id : leaf.transactionId;
+}
+
+/**
+ * Cross-checks what the service serves for this index against the leaf: the `transactions` and
+ * `access_entries` lookup rows must name exactly the leaf's transaction (GET and the access list
+ * find records through them), and a format-1 record's served columns must equal what its leaf
+ * commits to (processor, amount, payment method type, metadata digest).
+ */
+export function checkServed(e: LogEntryInput, leaf: Leaf, rb: { fail(f: Failure): void }): void {
+  const at = (message: string) => rb.fail({ code: 'SERVED_VIEW_MISMATCH', index: e.index, message: `entry ${e.index}: ${message}` });
+  if (e.lookup !== undefined) {
+    const tx = leafTransactionId(leaf);
+    if (e.lookup.transaction !== tx) {
+      at(tx === undefined ? 'a transactions row points at this entry, which is not a transaction' : e.lookup.transaction === undefined ? 'no transactions row points at this transaction entry' : 'the transactions row for this entry names another transaction');
+    }
+    const acc = leaf.type === 'access' ? leaf.transactionId : undefined;
+    if (e.lookup.access !== acc) {
+      at(acc === undefined ? 'an access_entries row points at this entry, which is not an access entry' : e.lookup.access === undefined ? 'no access_entries row points at this access entry' : 'the access_entries row for this entry names another transaction');
+    }
+  }
+  if (e.view !== undefined && leaf.type === 'transaction' && leaf.v === 1) {
+    const v = e.view;
+    const md = v.metadata ? sha256b64(canonicalJson(v.metadata)) : undefined;
+    if (v.processor !== leaf.processor) at('served processor differs from the leaf');
+    if (v.amount?.value !== leaf.amount.value || v.amount?.currency !== leaf.amount.currency) at('served amount differs from the leaf');
+    if (v.paymentMethod?.type !== leaf.paymentMethodType) at('served payment method type differs from the leaf');
+    if (md !== leaf.metadataSha256) at('served metadata differs from the digest in the leaf');
+  }
+}
+
+/** Node failures collected while streaming (bounded). */
+class NodeFailures {
+  static readonly MAX = 1000;
+  readonly list: Failure[] = [];
+  fail(f: Failure): void {
+    if (this.list.length < NodeFailures.MAX) this.list.push(f);
+  }
+}
+
+/** Every stored node an entry completes must equal the rebuilt one; names the subtree's first leaf. */
+export function checkStoredNodes(index: number, stored: (Buffer | null)[], rebuilt: Buffer[], rb: { fail(f: Failure): void }): void {
+  for (let level = 0; level < rebuilt.length; level++) {
+    const s = stored[level];
+    if (s === undefined || s === null || !s.equals(rebuilt[level]!)) {
+      const first = index + 1 - 2 ** level;
+      rb.fail({
+        code: 'NODE_MISMATCH',
+        index: first,
+        message: `stored merkle node (level ${level}, idx ${(index + 1) / 2 ** level - 1}) covering entries [${first}, ${index + 1}) ${s ? 'differs from the tree rebuilt from the leaves' : 'is missing'}`,
+      });
+    }
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -569,6 +609,10 @@ export async function verifyLog(input: VerifyLogInput): Promise<VerifyReport> {
   // Step 3: stream entries with O(log n) memory.
   const builder = new StreamingTreeBuilder();
   let structuralFailure = false;
+  // Stored-node mismatches are reported only when the leaves rebuild the signed root: then the
+  // leaves are right and the stored nodes (which proofs are built from) are wrong. When the root
+  // differs, the leaves are wrong and the bad entry is located from proofs instead.
+  const nodeFailures = new NodeFailures();
   const checkPrefix = (): void => {
     const t = prefixes.get(builder.size);
     if (t !== undefined && !builder.root().equals(t.root)) {
@@ -602,7 +646,9 @@ export async function verifyLog(input: VerifyLogInput): Promise<VerifyReport> {
           rb.fail({ code: 'CIPHERTEXT_MISMATCH', index: e.index, message: `entry ${e.index}: stored ciphertext does not match the digest its leaf commits to` });
         }
       }
-      builder.push(hashLeaf(e.leaf));
+      const completed = builder.push(hashLeaf(e.leaf));
+      if (e.storedNodes !== undefined) checkStoredNodes(e.index, e.storedNodes, completed, nodeFailures);
+      if (!('failure' in checked)) checkServed(e, checked.leaf, rb);
       checkPrefix();
       input.onProgress?.(builder.size, cp.size);
     }
@@ -620,6 +666,8 @@ export async function verifyLog(input: VerifyLogInput): Promise<VerifyReport> {
     rb.fail({ code: 'MISSING_ENTRY', index: builder.size, message: `only ${builder.size} of ${cp.size} signed entries were returned` });
     structuralFailure = true;
   }
+
+  if (!structuralFailure && builder.root().equals(cp.rootHash)) for (const f of nodeFailures.list) rb.fail(f);
 
   // Step 4: rebuilt root vs signed root; name the first bad entry.
   if (!structuralFailure && !builder.root().equals(cp.rootHash)) {

@@ -12,6 +12,7 @@
 import { createHash, X509Certificate } from 'node:crypto';
 import type { PeerCertificate } from 'node:tls';
 import { PaylogError } from '../errors.js';
+import { PRINCIPAL_NAME_PATTERN, unanchored } from '../validation/identifiers.js';
 
 export const ROLES = ['checkout', 'processor', 'auditor', 'admin'] as const;
 export type Role = (typeof ROLES)[number];
@@ -22,7 +23,7 @@ export interface PrincipalIdentity {
 }
 
 /** Allowed principal names (processor names, checkout/auditor/admin instance names). */
-export const PRINCIPAL_NAME_PATTERN = /^[a-z0-9][a-z0-9-]{0,62}$/;
+export { PRINCIPAL_NAME_PATTERN };
 /** Subject organisation of every paylog-issued certificate. */
 export const PAYLOG_ORGANIZATION = 'paylog';
 /** URN namespace of the SAN URI that names a principal. */
@@ -32,7 +33,7 @@ export const OID_KP_CLIENT_AUTH = '1.3.6.1.5.5.7.3.2';
 /** Prefix of the certificate fingerprints paylog stores and compares. */
 export const FINGERPRINT_PREFIX = 'sha256:';
 
-const PRINCIPAL_URI_PATTERN = /^urn:paylog:principal:([a-z]+):([a-z0-9][a-z0-9-]{0,62})$/;
+const PRINCIPAL_URI_PATTERN = new RegExp(`^urn:paylog:principal:([a-z]+):(${unanchored(PRINCIPAL_NAME_PATTERN)})$`);
 
 export function isRole(value: unknown): value is Role {
   return typeof value === 'string' && (ROLES as readonly string[]).includes(value);

@@ -1,4 +1,12 @@
-/** Admin operations: processor registry and certificate revocation (PCI DSS 7.2.4/8.2.6). */
+/**
+ * Admin operations: processor registry and certificate revocation (PCI DSS 7.2.4/8.2.6).
+ *
+ * Contract (PCI DSS 10.2.1.2, 10.2.2): every change — and every refused attempt whose action is
+ * known — is an `admin_event` leaf of the Merkle log (who, what, when, from where, outcome).
+ * The `granted` entry is committed BEFORE the change takes effect; if the log cannot take it,
+ * nothing changes (LOG_UNAVAILABLE). A change that fails after its entry committed is followed
+ * by a second entry with outcome `failed`.
+ */
 import { z } from 'zod';
 import { PaylogError } from '../errors.js';
 import { authorize } from '../auth/policy.js';
@@ -6,6 +14,9 @@ import type { Principal } from '../auth/principal.js';
 import { PROCESSOR_STATUSES, type ProcessorRegistry } from '../auth/processors.js';
 import type { RevocationList } from '../auth/revocations.js';
 import { normalizeSerialHex } from '../pki/identity.js';
+import { isProcessorName } from '../validation/identifiers.js';
+import type { LogAppender } from '../log/appender.js';
+import { adminEventLeaf, encodeLeaf, type AdminEventInput } from '../log/leaf.js';
 
 export const revocationRequestSchema = z
   .strictObject({
@@ -16,29 +27,66 @@ export const revocationRequestSchema = z
   .refine((r) => r.fingerprint !== undefined || r.serial !== undefined, { message: 'fingerprint or serial required' });
 
 export const processorUpdateSchema = z.strictObject({ status: z.enum(PROCESSOR_STATUSES) });
-const PROCESSOR_NAME_RE = /^[a-z0-9][a-z0-9-]{0,62}$/;
 
 function invalid(what: string): PaylogError {
   return new PaylogError('VALIDATION_FAILED', `invalid ${what}`);
 }
 
+type AdminTarget = Omit<AdminEventInput, 'time' | 'principal' | 'sourceAddress' | 'outcome' | 'reason'>;
+
 export class AdminService {
   constructor(
     private readonly processors: ProcessorRegistry,
     private readonly revocations: RevocationList,
+    private readonly appender?: LogAppender,
   ) {}
 
-  async revoke(principal: Principal, raw: unknown): Promise<{ fingerprint?: string; serial?: string }> {
-    authorize(principal, 'admin:revoke');
+  /** Appends one admin event and resolves after its batch committed. */
+  private async record(principal: Principal, sourceAddress: string, target: AdminTarget, outcome: AdminEventInput['outcome'], reason?: string): Promise<void> {
+    if (!this.appender) return;
+    const now = new Date();
+    const leaf = encodeLeaf(adminEventLeaf({ ...target, time: now, principal, sourceAddress, outcome, reason }));
+    await this.appender.append({ kind: 'admin_event', leaf, createdAt: now });
+  }
+
+  /** Authorizes, logs (denied or granted, committed first), applies, logs a failure. */
+  private async logged<T>(principal: Principal, sourceAddress: string, permission: Parameters<typeof authorize>[1], target: AdminTarget, apply: () => Promise<T>): Promise<T> {
+    try {
+      authorize(principal, permission);
+    } catch (e) {
+      await this.record(principal, sourceAddress, target, 'denied', e instanceof PaylogError ? e.code : 'FORBIDDEN');
+      throw e;
+    }
+    await this.record(principal, sourceAddress, target, 'granted');
+    try {
+      return await apply();
+    } catch (e) {
+      await this.record(principal, sourceAddress, target, 'failed', e instanceof PaylogError ? e.code : 'INTERNAL').catch(() => undefined);
+      throw e;
+    }
+  }
+
+  async revoke(principal: Principal, raw: unknown, sourceAddress = ''): Promise<{ fingerprint?: string; serial?: string }> {
     const r = revocationRequestSchema.safeParse(raw);
-    if (!r.success) throw invalid('revocation: give "fingerprint" (sha256:<64 hex>) and/or "serial" (hex)');
+    if (!r.success) {
+      authorize(principal, 'admin:revoke');
+      throw invalid('revocation: give "fingerprint" (sha256:<64 hex>) and/or "serial" (hex)');
+    }
     const serial = r.data.serial ? normalizeSerialHex(r.data.serial) : undefined;
-    await this.revocations.revoke({
-      ...(r.data.fingerprint ? { fingerprint: r.data.fingerprint } : {}),
-      ...(serial ? { serial } : {}),
-      ...(r.data.reason ? { reason: r.data.reason } : {}),
-      revokedBy: `${principal.role}:${principal.name}`,
-    });
+    const target: AdminTarget = {
+      action: 'certificate_revoked',
+      ...(r.data.fingerprint ? { certificateFingerprint: r.data.fingerprint } : {}),
+      ...(serial ? { serial: serial.toLowerCase() } : {}),
+      ...(r.data.reason ? { note: r.data.reason } : {}),
+    };
+    await this.logged(principal, sourceAddress, 'admin:revoke', target, () =>
+      this.revocations.revoke({
+        ...(r.data.fingerprint ? { fingerprint: r.data.fingerprint } : {}),
+        ...(serial ? { serial } : {}),
+        ...(r.data.reason ? { reason: r.data.reason } : {}),
+        revokedBy: `${principal.role}:${principal.name}`,
+      }),
+    );
     return { ...(r.data.fingerprint ? { fingerprint: r.data.fingerprint } : {}), ...(serial ? { serial } : {}) };
   }
 
@@ -47,12 +95,16 @@ export class AdminService {
     return await this.processors.list();
   }
 
-  async setProcessor(principal: Principal, name: string, raw: unknown) {
-    authorize(principal, 'admin:processors');
-    if (!PROCESSOR_NAME_RE.test(name)) throw invalid('processor name');
+  async setProcessor(principal: Principal, name: string, raw: unknown, sourceAddress = '') {
     const r = processorUpdateSchema.safeParse(raw);
-    if (!r.success) throw invalid('processor update: { "status": "active" | "disabled" }');
-    await this.processors.upsert(name, r.data.status);
+    if (!isProcessorName(name) || !r.success) {
+      authorize(principal, 'admin:processors');
+      if (!isProcessorName(name)) throw invalid('processor name');
+      throw invalid('processor update: { "status": "active" | "disabled" }');
+    }
+    const current = await this.processors.status(name);
+    const action = current === null ? 'processor_registered' : r.data.status === 'disabled' ? 'processor_disabled' : 'processor_enabled';
+    await this.logged(principal, sourceAddress, 'admin:processors', { action, processor: name }, () => this.processors.upsert(name, r.data.status));
     return { name, status: r.data.status };
   }
 }

@@ -21,6 +21,7 @@ import { epochKmsContext, type EpochKeyring, type EpochRow } from '../kms/epoch-
 import { kmsEncryptionContext } from '../crypto/envelope.js';
 import { actorOf, SYSTEM_ACTOR, type KeyEventActor, type KeyEventLog } from './key-events.js';
 import { createHash } from 'node:crypto';
+import { decodeLeaf } from '../log/leaf.js';
 
 export const DEFAULT_REWRAP_BATCH = 100;
 export const MAX_REWRAP_BATCH = 1000;
@@ -28,6 +29,14 @@ export const MAX_REWRAP_BATCH = 1000;
 export const SHRED_PENDING_WINDOW_DAYS = 7;
 
 const sha256 = (b: Buffer) => createHash('sha256').update(b).digest();
+
+/** The processor of a transaction, from its leaf (format v2 lookup rows hold no processor column). */
+function processorOfLeaf(leaf: Buffer): string {
+  const l = decodeLeaf(leaf) as { type: string; p?: string; processor?: string };
+  const p = l.p ?? l.processor;
+  if (l.type !== 'transaction' || typeof p !== 'string') throw new PaylogError('INTEGRITY_FAILURE', 'transaction leaf without a processor');
+  return p;
+}
 
 /** ISO 8601 duration (PnYnMnWnDTnHnMnS) subtracted from `t` in UTC calendar arithmetic. */
 export function subtractIsoDuration(t: Date, duration: string): Date {
@@ -190,16 +199,17 @@ export class KeyLifecycleService {
     } else {
       const rows = (
         await this.d.keysDatabase.pool.query(
-          `SELECT d.transaction_id, d.kms_key_id, d.wrapped_key, t.processor FROM data_keys d JOIN transactions t USING (transaction_id)
+          `SELECT d.transaction_id, d.kms_key_id, d.wrapped_key, t.processor, e.leaf FROM data_keys d JOIN transactions t USING (transaction_id)
+           JOIN log_entries e ON e.idx = t.log_index
            WHERE d.kms_key_id IS NOT NULL AND d.kms_key_id <> $1 AND d.wrapped_key IS NOT NULL ORDER BY d.transaction_id LIMIT $2`,
           [to, batch],
         )
-      ).rows as { transaction_id: string; kms_key_id: string; wrapped_key: Buffer; processor: string }[];
+      ).rows as { transaction_id: string; kms_key_id: string; wrapped_key: Buffer; processor: string | null; leaf: Buffer }[];
       if (rows.length > 0) {
         kind = 'v1';
         const fresh = [];
         for (const r of rows) {
-          const ctx = kmsEncryptionContext({ transactionId: r.transaction_id, processor: r.processor });
+          const ctx = kmsEncryptionContext({ transactionId: r.transaction_id, processor: r.processor ?? processorOfLeaf(r.leaf) });
           fresh.push({ id: r.transaction_id, blob: await this.d.kms.reEncrypt(r.wrapped_key, ctx, to) });
         }
         // One event per batch of v1 data keys: the first and last transaction and the count.
@@ -235,17 +245,17 @@ export class KeyLifecycleService {
     const req = parse(shredRequestSchema, raw, '{ "reason": short text }');
     const row = (
       await this.d.database.pool.query(
-        'SELECT d.transaction_id, d.epoch_id, d.kms_key_id, d.wrapped_key, t.processor FROM data_keys d JOIN transactions t USING (transaction_id) WHERE d.transaction_id = $1',
+        'SELECT d.transaction_id, d.epoch_id, d.kms_key_id, d.wrapped_key, t.processor, e.leaf FROM data_keys d JOIN transactions t USING (transaction_id) JOIN log_entries e ON e.idx = t.log_index WHERE d.transaction_id = $1',
         [transactionId],
       )
-    ).rows[0] as { transaction_id: string; epoch_id: string | null; kms_key_id: string | null; wrapped_key: Buffer | null; processor: string } | undefined;
+    ).rows[0] as { transaction_id: string; epoch_id: string | null; kms_key_id: string | null; wrapped_key: Buffer | null; processor: string | null; leaf: Buffer } | undefined;
     if (!row) throw new PaylogError('NOT_FOUND', 'no such transaction');
     const logIndex = await this.d.keyEvents.record({
       event: 'transaction_shredded',
       time: this.d.clock(),
       actor: actorOf(principal),
       transactionId,
-      processor: row.processor,
+      processor: row.processor ?? processorOfLeaf(row.leaf),
       ...(row.epoch_id ? { epochId: row.epoch_id } : {}),
       ...(row.kms_key_id ? { kmsKeyId: row.kms_key_id } : {}),
       reason: req.reason,

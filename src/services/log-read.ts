@@ -2,18 +2,20 @@
  * Read API for auditors (and processors for proofs of their own entries): checkpoints, keys,
  * entries and RFC 9162 proofs computed from stored subtree hashes — O(log n) node reads.
  */
-import { and, asc, eq, gte, lt } from 'drizzle-orm';
+import { eq } from 'drizzle-orm';
 import type { Db } from '../db/connection.js';
-import { logEntries, transactions } from '../db/schema.js';
+import { logEntries } from '../db/schema.js';
+import { decodeLeaf } from '../log/leaf.js';
+import { legacyTransactionView, type TransactionRow } from './transactions.js';
 import { PaylogError } from '../errors.js';
 import { authorize, authorizeOnTransaction } from '../auth/policy.js';
 import type { Principal } from '../auth/principal.js';
 import type { ProcessorRegistry } from '../auth/processors.js';
 import { readNodes, readTreeHead } from '../log/appender.js';
 import { readCheckpoint, type PublishedKey } from '../log/checkpoints.js';
-import { ciphertextDigestOf } from '../crypto/envelope-v2.js';
+import { ciphertextDigest } from '../crypto/envelope.js';
 import { parseVerifierKey, type NoteVerifier } from '../log/note.js';
-import { consistencyProof, consistencyProofNodes, inclusionProof, inclusionProofNodes } from '../log/merkle.js';
+import { consistencyProof, consistencyProofNodes, inclusionProof, inclusionProofNodes, nodeKey, type NodeId } from '../log/merkle.js';
 
 /** Largest page of entries one request returns. */
 export const MAX_ENTRIES_PAGE = 1000;
@@ -30,12 +32,35 @@ export function parseIndexParam(name: string, v: unknown): number | undefined {
   return Number(v);
 }
 
+/** For each index in [start, end): the complete subtrees whose last leaf it is (levels 0..). */
+export function completedNodes(start: number, end: number): { index: number; ids: NodeId[] }[] {
+  const out: { index: number; ids: NodeId[] }[] = [];
+  for (let i = start; i < end; i++) {
+    const ids: NodeId[] = [];
+    for (let level = 0, span = 1; (i + 1) % span === 0; level++, span *= 2) ids.push({ level, index: (i + 1) / span - 1 });
+    out.push({ index: i, ids });
+  }
+  return out;
+}
+
+/** The transaction a leaf is about (transaction and access leaves), and its processor when the leaf names it. */
+function transactionOfLeaf(bytes: Buffer): { transactionId: string; processor?: string } | null {
+  try {
+    const l = decodeLeaf(bytes);
+    if (l.type === 'transaction') return l.v === 2 ? { transactionId: l.id, processor: l.p } : { transactionId: l.transactionId, processor: l.processor };
+    if (l.type === 'access') return { transactionId: l.transactionId };
+  } catch {
+    // not decodable: nothing to authorize against
+  }
+  return null;
+}
+
 export class LogReadService {
   private readonly verifiers: NoteVerifier[];
 
   constructor(
     private readonly db: Db,
-    private readonly deps: { origin: string; keys: PublishedKey[]; processors: ProcessorRegistry },
+    private readonly deps: { origin: string; keys: PublishedKey[]; processors: ProcessorRegistry; headKey?: Buffer },
   ) {
     this.verifiers = deps.keys.map((k) => {
       const v = parseVerifierKey(k.vkey);
@@ -62,10 +87,19 @@ export class LogReadService {
   }
 
   private async treeSize(): Promise<number> {
-    return (await readTreeHead(this.db))?.size ?? 0;
+    return (await readTreeHead(this.db, this.deps.headKey))?.size ?? 0;
   }
 
-  /** Entries [start, end) — fewer when capped by page size or the tree size. */
+  /**
+   * Entries [start, end) — fewer when capped by page size or the tree size. Besides the leaf,
+   * each entry carries what the service serves from the other log tables for that index, so
+   * `verify-log` can check it against the leaf and the signed root:
+   * - `lookup`: the transaction id the `transactions` / `access_entries` rows map to this index;
+   * - `view` (format-1 transaction records only): the values served from their columns;
+   * - `ciphertextSha256` (format-1 records only): digest of the stored ciphertext;
+   * - `nodes`: the stored `merkle_nodes` hashes completed by this entry, levels 0.. (node
+   *   (l, (index+1)/2^l − 1) for every l with 2^l dividing index+1).
+   */
   async entries(p: Principal, start: number | undefined, end: number | undefined) {
     authorize(p, 'log:entries');
     if (start === undefined || end === undefined) throw new PaylogError('VALIDATION_FAILED', 'start and end are required');
@@ -73,43 +107,74 @@ export class LogReadService {
     const size = await this.treeSize();
     const last = Math.min(end, start + MAX_ENTRIES_PAGE, size);
     if (start >= last) return { start, end: start, treeSize: size, entries: [] };
-    const rows = await this.db
-      .select({
-        idx: logEntries.idx,
-        leaf: logEntries.leaf,
-        version: transactions.envelopeVersion,
-        salt: transactions.salt,
-        iv: transactions.iv,
-        ciphertext: transactions.ciphertext,
-        tag: transactions.tag,
-        keyCommitment: transactions.keyCommitment,
-      })
-      .from(logEntries)
-      .leftJoin(transactions, eq(transactions.logIndex, logEntries.idx))
-      .where(and(gte(logEntries.idx, start), lt(logEntries.idx, last)))
-      .orderBy(asc(logEntries.idx));
+    const r = await this.db.$client.query({
+      name: 'paylog_entries_page',
+      text: `SELECT e.idx, e.leaf, a.transaction_id AS access_tx, t.transaction_id, t.log_index, t.request_mac, t.processor,
+               t.payment_method_type, t.masked, t.fingerprint, t.amount_value, t.currency, t.metadata, t.envelope_version,
+               t.iv, t.ciphertext, t.tag, t.key_commitment, t.salt, t.created_at
+             FROM log_entries e
+             LEFT JOIN transactions t ON t.log_index = e.idx
+             LEFT JOIN access_entries a ON a.log_index = e.idx
+             WHERE e.idx >= $1 AND e.idx < $2 ORDER BY e.idx`,
+      values: [start, last],
+    });
+    const rows = r.rows as (TransactionRow & { idx: string; access_tx: string | null })[];
+    const nodeIds = completedNodes(start, last);
+    const stored = await readNodes(this.db, nodeIds.flatMap((x) => x.ids));
     return {
       start,
       end: last,
       treeSize: size,
-      entries: rows.map((r) => ({
-        index: r.idx,
-        leaf: r.leaf.toString('base64'),
-        // For transaction entries: the digest of the ciphertext stored now, so auditors can
-        // check it against the commitment in the leaf (never the ciphertext itself).
-        ...(r.ciphertext && r.iv && r.tag && r.keyCommitment
-          ? {
-              ciphertextSha256: ciphertextDigestOf(r.version ?? 1, {
-                salt: r.salt ?? Buffer.alloc(0),
-                iv: r.iv,
-                ciphertext: r.ciphertext,
-                tag: r.tag,
-                keyCommitment: r.keyCommitment,
-              }).toString('base64'),
-            }
-          : {}),
-      })),
+      entries: rows.map((row) => {
+        const index = Number(row.idx);
+        const legacy = row.transaction_id !== null && row.ciphertext !== null && row.iv !== null && row.tag !== null && row.key_commitment !== null;
+        const ids = nodeIds[index - start]?.ids ?? [];
+        return {
+          index,
+          leaf: (row.leaf as Buffer).toString('base64'),
+          lookup: {
+            ...(row.transaction_id !== null ? { transaction: row.transaction_id } : {}),
+            ...(row.access_tx !== null ? { access: row.access_tx } : {}),
+          },
+          ...(legacy
+            ? {
+                view: legacyTransactionView(row),
+                // The digest of the ciphertext stored now (never the ciphertext itself).
+                ciphertextSha256: ciphertextDigest({
+                  version: 1,
+                  salt: row.salt ?? Buffer.alloc(0),
+                  iv: row.iv!,
+                  ciphertext: row.ciphertext!,
+                  tag: row.tag!,
+                  keyCommitment: row.key_commitment!,
+                }).toString('base64'),
+              }
+            : {}),
+          nodes: ids.map((id) => stored.get(nodeKey(id))?.toString('base64') ?? null),
+        };
+      }),
     };
+  }
+
+  /** Inclusion proof and checkpoint for a served record (no authorization: the caller already authorized the read). */
+  async servedProof(index: number): Promise<{ treeSize: number; hashes: string[]; checkpoint: string } | null> {
+    const c = await readCheckpoint(this.db, this.verifiers);
+    if (!c || c.size <= index) return null;
+    const nodes = await readNodes(this.db, inclusionProofNodes(index, c.size));
+    return { treeSize: c.size, hashes: inclusionProof(index, c.size, nodes).map((h) => h.toString('base64')), checkpoint: c.note };
+  }
+
+  /** Processor assigned to `transactionId`, read from its transaction leaf (null if none or mismatched). */
+  private async assignedProcessor(transactionId: string): Promise<{ processor: string; index: number } | null> {
+    const r = await this.db.$client.query({
+      name: 'paylog_tx_leaf',
+      text: 'SELECT t.log_index, e.leaf FROM transactions t JOIN log_entries e ON e.idx = t.log_index WHERE t.transaction_id = $1',
+      values: [transactionId],
+    });
+    const row = r.rows[0] as { log_index: string; leaf: Buffer } | undefined;
+    if (!row) return null;
+    const t = transactionOfLeaf(row.leaf);
+    return t && t.transactionId === transactionId && t.processor ? { processor: t.processor, index: Number(row.log_index) } : null;
   }
 
   /** Resolves the tree size a proof is for: given, else the latest checkpoint's. */
@@ -124,22 +189,24 @@ export class LogReadService {
   async inclusion(p: Principal, q: { index?: number; transactionId?: string; treeSize?: number }) {
     if (p.role !== 'auditor' && p.role !== 'processor') authorize(p, 'log:proof:inclusion');
     let index = q.index;
-    let txId: string | null = null;
+    let assigned: string | undefined;
     if (q.transactionId !== undefined) {
-      const row = (await this.db.select({ idx: transactions.logIndex }).from(transactions).where(eq(transactions.transactionId, q.transactionId)).limit(1))[0];
-      if (!row) {
+      const a = await this.assignedProcessor(q.transactionId);
+      if (!a) {
         authorizeOnTransaction(p, 'log:proof:inclusion', {});
         throw new PaylogError('NOT_FOUND', 'no such transaction');
       }
-      index = row.idx;
-      txId = q.transactionId;
+      index = a.index;
+      assigned = a.processor;
     }
     if (index === undefined) throw new PaylogError('VALIDATION_FAILED', 'index or transactionId is required');
-    const entry = (await this.db.select({ tx: logEntries.transactionId, leaf: logEntries.leaf }).from(logEntries).where(eq(logEntries.idx, index)).limit(1))[0];
-    txId = txId ?? entry?.tx ?? null;
-    const assigned = txId
-      ? (await this.db.select({ processor: transactions.processor }).from(transactions).where(eq(transactions.transactionId, txId)).limit(1))[0]?.processor
-      : undefined;
+    const entry = (await this.db.select({ leaf: logEntries.leaf }).from(logEntries).where(eq(logEntries.idx, index)).limit(1))[0];
+    if (assigned === undefined && entry) {
+      // Which transaction this entry is about comes from the leaf, never from a lookup column.
+      const t = transactionOfLeaf(entry.leaf);
+      if (t?.processor) assigned = t.processor;
+      else if (t) assigned = (await this.assignedProcessor(t.transactionId))?.processor;
+    }
     const active = await this.deps.processors.inGoodStanding(p);
     authorizeOnTransaction(p, 'log:proof:inclusion', assigned && active ? { assignedProcessor: assigned } : {});
     const treeSize = await this.proofSize(q.treeSize);

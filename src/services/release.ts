@@ -8,22 +8,23 @@
  * Rate-limited attempts are refused before any work and are not logged (a flood must not be
  * able to grow the log); they are counted in metrics.
  */
-import { and, asc, eq, gt } from 'drizzle-orm';
+import { eq } from 'drizzle-orm';
 import { z } from 'zod';
 import type { AppDatabase } from '../db/connection.js';
-import { accessEntries, dataKeys } from '../db/schema.js';
+import { dataKeys } from '../db/schema.js';
 import { PaylogError, isPaylogError } from '../errors.js';
 import { authorizeOnTransaction } from '../auth/policy.js';
 import type { Principal } from '../auth/principal.js';
 import type { ProcessorRegistry } from '../auth/processors.js';
 import type { RateLimiter } from '../auth/rate-limit.js';
 import { openEnvelope, type DataKeySource } from '../crypto/envelope.js';
+import { accessLeafV2, accessViewFromLeaf, decodeLeaf, encodeLeaf, type AccessServedView } from '../log/leaf.js';
 import { openEnvelopeV2 } from '../crypto/envelope-v2.js';
 import type { EpochKeyring } from '../kms/epoch-keys.js';
-import { encodeLeaf, leafTime, LEAF_FORMAT_VERSION } from '../log/leaf.js';
 import type { LogAppender } from '../log/appender.js';
 import type { TransactionService } from './transactions.js';
-import { containsIban, containsPanLikeNumber } from '../validation/transaction.js';
+import { containsIban } from '../validation/transaction.js';
+import { containsPanLikeNumber, isTransactionId } from '../validation/identifiers.js';
 import { unknownTransactionRef } from '../crypto/fingerprint.js';
 import type { Metrics } from '../metrics.js';
 
@@ -31,8 +32,6 @@ export const RELEASE_PURPOSES = ['authorize', 'capture', 'refund', 'chargeback',
 export const REFERENCE_MAX = 128;
 /** Largest page of access entries one request returns. */
 export const MAX_ACCESSES_PAGE = 1000;
-/** Transaction ids that can exist (same rule as submission); anything else is 404, unlogged. */
-const TRANSACTION_ID_RE = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$/;
 
 export const releaseRequestSchema = z.strictObject({
   purpose: z.enum(RELEASE_PURPOSES),
@@ -117,10 +116,11 @@ export class ReleaseService {
    */
   async release(principal: Principal, transactionId: string, raw: unknown, sourceAddress: string): Promise<ReleaseResult> {
     this.deps.limiter.take(principal.certificateFingerprint);
-    if (!TRANSACTION_ID_RE.test(transactionId)) throw new PaylogError('NOT_FOUND', 'no such transaction');
+    // Ids that cannot exist (submission's rule) are 404 at once, unlogged.
+    if (!isTransactionId(transactionId)) throw new PaylogError('NOT_FOUND', 'no such transaction');
     const row = await this.deps.transactions.findRow(transactionId);
     const active = await this.standing(principal);
-    const resource = row && active ? { assignedProcessor: row.processor } : {};
+    const resource = row && active ? { assignedProcessor: row.view.processor } : {};
 
     let body: ReleaseRequest | undefined;
     let refusal: PaylogError | undefined;
@@ -139,18 +139,21 @@ export class ReleaseService {
         const key = (await this.deps.database.db.select().from(dataKeys).where(eq(dataKeys.transactionId, transactionId)).limit(1))[0];
         if (!key) throw new PaylogError('INTEGRITY_FAILURE', 'the data key of this record is no longer available');
         if (key.wrappedKey === null || key.shreddedAt !== null) throw new PaylogError('DATA_SHREDDED', 'the card data of this transaction has been shredded');
-        const stored = { salt: row.salt ?? Buffer.alloc(0), iv: row.iv, ciphertext: row.ciphertext, tag: row.tag, keyCommitment: row.keyCommitment };
-        if (row.envelopeVersion === 2 && key.epochId !== null) {
+        const env = row.envelope;
+        const stored = { salt: env.salt, iv: env.iv, ciphertext: env.ciphertext, tag: env.tag, keyCommitment: env.keyCommitment };
+        if ('epochId' in env.key) {
+          // Envelope v2: the leaf names the epoch; the stored data key row must agree.
           const epochs = this.deps.epochs;
           if (!epochs) throw new PaylogError('INTERNAL', 'envelope v2 record but no epoch keyring');
-          const binding = { transactionId, processor: row.processor, epochId: key.epochId };
+          if (env.version !== 2 || key.epochId !== env.key.epochId) throw new PaylogError('INTEGRITY_FAILURE', 'the key reference of this record does not match its leaf');
+          const binding = { transactionId, processor: row.view.processor, epochId: env.key.epochId };
           const wrappedKey = key.wrappedKey;
-          plaintext = await epochs.withPrivateKey(key.epochId, (sk) => openEnvelopeV2(sk, binding, { version: 2, ...stored, wrappedKey, epochId: binding.epochId }));
+          plaintext = await epochs.withPrivateKey(binding.epochId, (sk) => openEnvelopeV2(sk, binding, { version: 2, ...stored, wrappedKey, epochId: binding.epochId }));
         } else {
           if (key.kmsKeyId === null) throw new PaylogError('INTEGRITY_FAILURE', 'the data key of this record has no key reference');
           plaintext = await openEnvelope(
             this.deps.dataKeys,
-            { transactionId, processor: row.processor },
+            { transactionId, processor: row.view.processor },
             { version: 1, ...stored, wrappedKey: key.wrappedKey, kmsKeyId: key.kmsKeyId },
           );
         }
@@ -166,43 +169,28 @@ export class ReleaseService {
     try {
       const now = new Date();
       const outcome = refusal ? 'denied' : 'granted';
-      const leaf = encodeLeaf({
-        v: LEAF_FORMAT_VERSION,
-        type: 'access',
-        time: leafTime(now),
-        transactionId: loggedId,
-        action: 'release',
-        principal: { role: principal.role, name: principal.name, certificateFingerprint: principal.certificateFingerprint },
-        ...(body?.purpose ? { purpose: body.purpose } : {}),
-        ...(body?.reference ? { reference: body.reference } : {}),
-        outcome,
-        ...(refusal ? { reason: refusal.code } : {}),
-        sourceAddress,
-      });
-      const appended = await this.deps.appender.append({
-        kind: 'access',
-        leaf,
-        createdAt: now,
-        access: {
+      const leaf = encodeLeaf(
+        accessLeafV2({
+          time: now,
           transactionId: loggedId,
-          principalRole: principal.role,
-          principalName: principal.name,
-          certificateFingerprint: principal.certificateFingerprint,
           action: 'release',
-          purpose: body?.purpose ?? null,
-          reference: body?.reference ?? null,
-          outcome: refusal ? `denied:${refusal.code}` : 'granted',
+          principal,
+          purpose: body?.purpose,
+          reference: body?.reference,
+          outcome,
+          reason: refusal?.code,
           sourceAddress,
-        },
-      });
+        }),
+      );
+      const appended = await this.deps.appender.append({ kind: 'access', leaf, createdAt: now, access: { transactionId: loggedId } });
       this.deps.metrics?.releases.inc({ outcome });
       if (refusal || !plaintext || !row || appended.status !== 'appended') {
         throw refusal ?? new PaylogError('INTERNAL', 'release failed');
       }
       return {
         transactionId,
-        processor: row.processor,
-        amount: { value: row.amountValue, currency: row.currency },
+        processor: row.view.processor,
+        amount: row.view.amount,
         paymentMethod: JSON.parse(plaintext.toString('utf8')) as Record<string, unknown>,
         accessLogIndex: appended.logIndex,
       };
@@ -222,34 +210,45 @@ export class ReleaseService {
    * order, at most `limit` (≤ MAX_ACCESSES_PAGE) after log index `after`.
    */
   async accesses(principal: Principal, transactionId: string, page: { after?: number; limit?: number } = {}): Promise<{ accesses: AccessView[]; next?: number }> {
-    const row = TRANSACTION_ID_RE.test(transactionId) ? await this.deps.transactions.findRow(transactionId) : null;
+    const row = isTransactionId(transactionId) ? await this.deps.transactions.findRow(transactionId) : null;
     const active = await this.standing(principal);
-    authorizeOnTransaction(principal, 'transaction:accesses', row && active ? { assignedProcessor: row.processor } : {});
+    authorizeOnTransaction(principal, 'transaction:accesses', row && active ? { assignedProcessor: row.view.processor } : {});
     if (!row) throw new PaylogError('NOT_FOUND', 'no such transaction');
     const limit = Math.min(page.limit ?? MAX_ACCESSES_PAGE, MAX_ACCESSES_PAGE);
-    const rows = await this.deps.database.db
-      .select()
-      .from(accessEntries)
-      .where(and(eq(accessEntries.transactionId, transactionId), gt(accessEntries.logIndex, page.after ?? -1)))
-      .orderBy(asc(accessEntries.logIndex))
-      .limit(limit + 1);
-    const more = rows.length > limit;
-    const accesses = rows.slice(0, limit).map((r) => {
-      const [outcome, reason] = r.outcome.split(':', 2);
-      return {
-        logIndex: r.logIndex,
-        transactionId: r.transactionId,
-        action: r.action,
-        principal: { role: r.principalRole, name: r.principalName, certificateFingerprint: r.certificateFingerprint },
-        purpose: r.purpose,
-        reference: r.reference,
-        outcome: outcome ?? r.outcome,
-        reason: reason ?? null,
-        sourceAddress: r.sourceAddress,
-        time: r.createdAt.toISOString(),
-      };
+    // Served from the leaves: the access_entries row only says where to look.
+    const r = await this.deps.database.pool.query({
+      name: 'paylog_accesses',
+      text: `SELECT a.log_index, e.leaf FROM access_entries a LEFT JOIN log_entries e ON e.idx = a.log_index
+             WHERE a.transaction_id = $1 AND a.log_index > $2 ORDER BY a.log_index LIMIT $3`,
+      values: [transactionId, page.after ?? -1, limit + 1],
     });
+    const rows = r.rows as { log_index: string; leaf: Buffer | null }[];
+    const more = rows.length > limit;
+    const accesses = rows.slice(0, limit).map((a) => ({ logIndex: Number(a.log_index), ...accessViewFromStoredLeaf(a.leaf, transactionId) }));
     const last = accesses[accesses.length - 1];
     return { accesses, ...(more && last ? { next: last.logIndex } : {}) };
   }
+}
+
+/**
+ * The served view of one access entry, decoded from its leaf (v1 or v2), which must be an access
+ * leaf for `transactionId`. Throws INTEGRITY_FAILURE otherwise.
+ */
+export function accessViewFromStoredLeaf(leafBytes: Buffer | null, transactionId: string): AccessServedView {
+  const bad = () => new PaylogError('INTEGRITY_FAILURE', 'a stored access entry does not match its log entry');
+  if (!leafBytes) throw bad();
+  const leaf = decodeLeaf(leafBytes);
+  if (leaf.type !== 'access' || leaf.transactionId !== transactionId) throw bad();
+  if (leaf.v === 2) return accessViewFromLeaf(leaf);
+  return {
+    transactionId: leaf.transactionId,
+    action: leaf.action,
+    principal: { ...leaf.principal },
+    purpose: leaf.purpose ?? null,
+    reference: leaf.reference ?? null,
+    outcome: leaf.outcome,
+    reason: leaf.reason ?? null,
+    sourceAddress: leaf.sourceAddress,
+    time: leaf.time,
+  };
 }

@@ -1,24 +1,36 @@
 /**
  * Transactions: submit (validate → policy → envelope → appender) and read masked metadata.
  * Knows nothing about HTTP; routes call these functions with the authenticated principal.
+ *
+ * Leaf format v2: the record IS the log entry. Submission writes a v2 transaction leaf carrying
+ * the served view and the sealed ciphertext; the `transactions` row is a lookup (id → index,
+ * idempotency MAC). Reads decode the leaf; records written before v2 are served from their
+ * columns after checking them against what their v1 leaf commits to.
  */
 import { createHash } from 'node:crypto';
-import { eq } from 'drizzle-orm';
 import type { AppDatabase } from '../db/connection.js';
-import { transactions, merkleNodes } from '../db/schema.js';
-import { and } from 'drizzle-orm';
 import { PaylogError, isPaylogError } from '../errors.js';
 import { authorize, authorizeOnTransaction } from '../auth/policy.js';
 import type { Principal } from '../auth/principal.js';
 import type { ProcessorRegistry } from '../auth/processors.js';
 import { validateTransactionRequest, type TransactionRequest } from '../validation/transaction.js';
+import { isTransactionId } from '../validation/identifiers.js';
 import { canonicalJson } from '../crypto/canonical-json.js';
 import { maskedView } from '../crypto/masking.js';
-import { fingerprint, requestMac } from '../crypto/fingerprint.js';
-import { ciphertextDigest, sealEnvelope, type DataKeySource } from '../crypto/envelope.js';
-import { ciphertextDigestV2, sealEnvelopeV2 } from '../crypto/envelope-v2.js';
+import { fingerprint, macEqual, requestMac } from '../crypto/fingerprint.js';
+import { sealEnvelope, type DataKeySource } from '../crypto/envelope.js';
+import { sealEnvelopeV2 } from '../crypto/envelope-v2.js';
 import type { EpochKeyring } from '../kms/epoch-keys.js';
-import { encodeLeaf, leafTime, LEAF_FORMAT_VERSION, transactionLeafV2, type MaskedPaymentMethodV2, type TransactionLeafInput } from '../log/leaf.js';
+import {
+  decodeLeaf,
+  encodeLeaf,
+  envelopeFromLeaf,
+  transactionLeafV2,
+  transactionViewFromLeaf,
+  type KeyReference,
+  type TransactionServedView,
+} from '../log/leaf.js';
+import { hashLeaf } from '../log/merkle.js';
 import type { LogAppender } from '../log/appender.js';
 import type { ClientSideDecryption, CseMarker } from '../cse/jwe.js';
 
@@ -30,6 +42,15 @@ export interface TransactionReceipt {
   createdAt: string;
 }
 
+/** What a caller needs to check a served view alone: the leaf, its inclusion proof, the checkpoint. */
+export interface ServedProof {
+  /** RFC 9162 §2.1.3 audit path of `logIndex` in the tree of `treeSize` (base64, leaf to root). */
+  treeSize: number;
+  hashes: string[];
+  /** The signed checkpoint (C2SP signed note) for `treeSize`. */
+  checkpoint: string;
+}
+
 export interface TransactionView extends TransactionReceipt {
   processor: string;
   amount: { value: number; currency: string };
@@ -37,6 +58,13 @@ export interface TransactionView extends TransactionReceipt {
   metadata: Record<string, string> | null;
   /** True once the record's key material was crypto-shredded (retention or an admin shred). */
   shredded: boolean;
+  clientSideEncryption?: { kid: string };
+  /** Leaf format of the record's log entry. */
+  leafFormat: number;
+  /** base64 of the exact leaf bytes; for format 2 every value above is decoded from it. */
+  leaf: string;
+  /** Absent until a signed checkpoint covers the entry (published within a second). */
+  proof?: ServedProof;
 }
 
 export interface TransactionDeps {
@@ -52,9 +80,121 @@ export interface TransactionDeps {
   clock?: () => Date;
   /** Client-side encryption (JWE payment methods); absent → such bodies fail validation. */
   cse?: ClientSideDecryption;
+  /** Inclusion proof + checkpoint for a log index, when a verified checkpoint covers it. */
+  proofs?: (logIndex: number) => Promise<ServedProof | null>;
+}
+
+/** A stored transaction as the service serves and opens it. */
+export interface TransactionRecord {
+  transactionId: string;
+  logIndex: number;
+  requestMac: Buffer;
+  leaf: Buffer;
+  leafFormat: number;
+  view: TransactionServedView;
+  createdAt: Date;
+  envelope: {
+    version: number;
+    key: KeyReference;
+    salt: Buffer;
+    iv: Buffer;
+    ciphertext: Buffer;
+    tag: Buffer;
+    keyCommitment: Buffer;
+  };
 }
 
 const sha256b64 = (b: Uint8Array) => createHash('sha256').update(b).digest('base64');
+
+const SELECT_RECORD = `SELECT t.transaction_id, t.log_index, t.request_mac, t.processor, t.payment_method_type, t.masked,
+    t.fingerprint, t.amount_value, t.currency, t.metadata, t.envelope_version, t.iv, t.ciphertext, t.tag,
+    t.key_commitment, t.salt, t.created_at, e.leaf
+  FROM transactions t LEFT JOIN log_entries e ON e.idx = t.log_index WHERE t.transaction_id = $1`;
+
+/** A `transactions` row (with its leaf) as read by {@link SELECT_RECORD}. */
+export interface TransactionRow {
+  transaction_id: string;
+  log_index: string | number;
+  request_mac: Buffer;
+  processor: string | null;
+  payment_method_type: string | null;
+  masked: Record<string, unknown> | null;
+  fingerprint: string | null;
+  amount_value: string | number | null;
+  currency: string | null;
+  metadata: Record<string, string> | null;
+  envelope_version: number | null;
+  iv: Buffer | null;
+  ciphertext: Buffer | null;
+  tag: Buffer | null;
+  key_commitment: Buffer | null;
+  salt: Buffer | null;
+  created_at: Date;
+  leaf: Buffer | null;
+}
+
+/** The view a v1 record's columns serve (format v1 records only; unchecked). */
+export function legacyTransactionView(r: TransactionRow): TransactionServedView {
+  return {
+    transactionId: r.transaction_id,
+    processor: r.processor ?? '',
+    amount: { value: Number(r.amount_value), currency: r.currency ?? '' },
+    paymentMethod: (r.masked ?? {}) as Record<string, unknown>,
+    fingerprint: r.fingerprint ?? '',
+    metadata: r.metadata ?? null,
+    createdAt: r.created_at.toISOString(),
+  };
+}
+
+function recordMismatch(): PaylogError {
+  return new PaylogError('INTEGRITY_FAILURE', 'the stored record does not match its log entry');
+}
+
+/**
+ * Builds the record from a row and its leaf, trusting only the leaf: the leaf must be a
+ * transaction leaf for this id; v2 values come from the leaf; v1 columns must equal what the
+ * v1 leaf commits to (processor, amount, payment method type, metadata digest, ciphertext
+ * digest is checked by the envelope's key commitment and tag at release). Throws INTEGRITY_FAILURE.
+ */
+export function recordFromRow(r: TransactionRow): TransactionRecord {
+  if (!r.leaf) throw recordMismatch();
+  const leaf = decodeLeaf(r.leaf);
+  if (leaf.type !== 'transaction') throw recordMismatch();
+  const base = { transactionId: r.transaction_id, logIndex: Number(r.log_index), requestMac: r.request_mac, leaf: r.leaf, leafFormat: leaf.v };
+  if (leaf.v === 2) {
+    if (leaf.id !== r.transaction_id) throw recordMismatch();
+    const { wrappedKeySha256: _wk, ...envelope } = envelopeFromLeaf(leaf);
+    return { ...base, view: transactionViewFromLeaf(leaf), createdAt: new Date(leaf.time), envelope };
+  }
+  const view = legacyTransactionView(r);
+  const metadataSha256 = r.metadata ? sha256b64(Buffer.from(canonicalJson(r.metadata), 'utf8')) : undefined;
+  if (
+    leaf.transactionId !== r.transaction_id ||
+    leaf.processor !== view.processor ||
+    leaf.amount.value !== view.amount.value ||
+    leaf.amount.currency !== view.amount.currency ||
+    leaf.paymentMethodType !== r.payment_method_type ||
+    (r.masked as { type?: unknown } | null)?.type !== leaf.paymentMethodType ||
+    leaf.metadataSha256 !== metadataSha256 ||
+    !r.iv || !r.ciphertext || !r.tag || !r.key_commitment
+  ) {
+    throw recordMismatch();
+  }
+  return {
+    ...base,
+    view,
+    createdAt: r.created_at,
+    envelope: {
+      version: r.envelope_version ?? 1,
+      key: transactionKeyRef(leaf.envelope),
+      salt: r.salt ?? Buffer.alloc(0),
+      iv: r.iv,
+      ciphertext: r.ciphertext,
+      tag: r.tag,
+      keyCommitment: r.key_commitment,
+    },
+  };
+}
 
 export class TransactionService {
   constructor(private readonly deps: TransactionDeps) {}
@@ -117,7 +257,6 @@ export class TransactionService {
     const binding = { transactionId: req.transactionId, processor: req.processor };
     const plaintext = Buffer.from(canonicalJson(req.paymentMethod), 'utf8');
     let envelope: { version: number; salt: Buffer; iv: Buffer; ciphertext: Buffer; tag: Buffer; keyCommitment: Buffer; wrappedKey: Buffer };
-    let digest: Buffer;
     let keyRef: { kmsKeyId: string; epochId?: undefined } | { epochId: string; kmsKeyId?: undefined };
     try {
       if (epochs) {
@@ -125,79 +264,44 @@ export class TransactionService {
         const epoch = await epochs.currentEpoch(req.processor, now, check.epoch_id ?? null);
         const v2 = sealEnvelopeV2(epoch.publicKey, { ...binding, epochId: epoch.epochId }, plaintext);
         envelope = v2;
-        digest = ciphertextDigestV2(v2);
         keyRef = { epochId: v2.epochId };
       } else {
         const v1 = await sealEnvelope(this.deps.dataKeys, binding, plaintext);
         envelope = v1;
-        digest = ciphertextDigest(v1);
         keyRef = { kmsKeyId: v1.kmsKeyId };
       }
     } finally {
       plaintext.fill(0);
     }
     const createdAt = now;
-    const metadata = req.metadata ?? null;
     const masked = maskedView(req.paymentMethod);
-    const fp = fingerprint(this.deps.macKey, req.paymentMethod);
-    const leaf = cse !== null
-      ? clientSideEncryptedLeaf(cse, {
-          time: createdAt,
-          transactionId: req.transactionId,
-          processor: req.processor,
-          amount: { value: req.amount.value, currency: req.amount.currency },
-          paymentMethod: masked as MaskedPaymentMethodV2,
-          fingerprint: fp,
-          metadata,
-          envelope: {
-            version: envelope.version,
-            key: transactionKeyRef(keyRef),
-            salt: envelope.salt,
-            iv: envelope.iv,
-            ciphertext: envelope.ciphertext,
-            tag: envelope.tag,
-            keyCommitment: envelope.keyCommitment,
-            wrappedKey: envelope.wrappedKey,
-          },
-        })
-      : encodeLeaf({
-      v: LEAF_FORMAT_VERSION,
-      type: 'transaction',
-      time: leafTime(createdAt),
-      transactionId: req.transactionId,
-      processor: req.processor,
-      amount: { value: req.amount.value, currency: req.amount.currency },
-      paymentMethodType: req.paymentMethod.type,
-      envelope: {
-        version: envelope.version,
-        ciphertextSha256: digest.toString('base64'),
-        keyCommitment: envelope.keyCommitment.toString('base64'),
-        wrappedKeySha256: sha256b64(envelope.wrappedKey),
-        ...transactionKeyRef(keyRef),
-      },
-      ...(metadata ? { metadataSha256: sha256b64(Buffer.from(canonicalJson(metadata), 'utf8')) } : {}),
-    });
+    const leaf = encodeLeaf(
+      transactionLeafV2({
+        time: createdAt,
+        transactionId: req.transactionId,
+        processor: req.processor,
+        amount: { value: req.amount.value, currency: req.amount.currency },
+        paymentMethod: masked,
+        fingerprint: fingerprint(this.deps.macKey, req.paymentMethod),
+        metadata: req.metadata ?? null,
+        ...(cse ? { cse: { kid: cse.kid } } : {}),
+        envelope: {
+          version: envelope.version,
+          key: transactionKeyRef(keyRef),
+          salt: envelope.salt,
+          iv: envelope.iv,
+          ciphertext: envelope.ciphertext,
+          tag: envelope.tag,
+          keyCommitment: envelope.keyCommitment,
+          wrappedKey: envelope.wrappedKey,
+        },
+      }),
+    );
     const outcome = await this.deps.appender.append({
       kind: 'transaction',
       leaf,
       createdAt,
-      transaction: {
-        transactionId: req.transactionId,
-        processor: req.processor,
-        requestMac: mac,
-        paymentMethodType: req.paymentMethod.type,
-        masked,
-        fingerprint: fp,
-        amountValue: req.amount.value,
-        currency: req.amount.currency,
-        metadata,
-        envelopeVersion: envelope.version,
-        iv: envelope.iv,
-        ciphertext: envelope.ciphertext,
-        tag: envelope.tag,
-        keyCommitment: envelope.keyCommitment,
-        salt: envelope.salt,
-      },
+      transaction: { transactionId: req.transactionId, requestMac: mac },
       dataKey: { transactionId: req.transactionId, wrappedKey: envelope.wrappedKey, kmsKeyId: keyRef.kmsKeyId ?? null, epochId: keyRef.epochId ?? null },
     });
     if (outcome.status === 'conflict') throw conflictError();
@@ -218,23 +322,27 @@ export class TransactionService {
     };
   }
 
-  /** Masked metadata + log position; never plaintext. Unknown and not-yours look the same. */
+  /**
+   * Masked metadata + log position; never plaintext. Unknown and not-yours look the same.
+   * For format-2 records every value is decoded from the leaf, which is served with its
+   * inclusion proof and the signed checkpoint so the caller can check it alone.
+   */
   async get(principal: Principal, transactionId: string): Promise<TransactionView> {
-    const row = await this.findRow(transactionId);
+    const record = await this.findRow(transactionId);
     const active = await this.deps.processors.inGoodStanding(principal);
-    authorizeOnTransaction(principal, 'transaction:read', row && active ? { assignedProcessor: row.processor } : {});
-    if (!row) throw new PaylogError('NOT_FOUND', 'no such transaction');
+    authorizeOnTransaction(principal, 'transaction:read', record && active ? { assignedProcessor: record.view.processor } : {});
+    if (!record) throw new PaylogError('NOT_FOUND', 'no such transaction');
+    const proof = (await this.deps.proofs?.(record.logIndex)) ?? null;
+    const { createdAt: _c, ...view } = record.view;
     return {
-      transactionId: row.transactionId,
-      processor: row.processor,
-      amount: { value: row.amountValue, currency: row.currency },
-      paymentMethod: row.masked as Record<string, unknown>,
-      fingerprint: row.fingerprint,
-      metadata: (row.metadata as Record<string, string> | null) ?? null,
-      logIndex: row.logIndex,
-      leafHash: (await this.leafHash(row.logIndex)).toString('base64'),
-      createdAt: row.createdAt.toISOString(),
-      shredded: await this.isShredded(row.transactionId),
+      ...view,
+      logIndex: record.logIndex,
+      leafHash: hashLeaf(record.leaf).toString('base64'),
+      createdAt: record.view.createdAt,
+      leafFormat: record.leafFormat,
+      leaf: record.leaf.toString('base64'),
+      ...(proof ? { proof } : {}),
+      shredded: await this.isShredded(record.transactionId),
     };
   }
 
@@ -249,38 +357,22 @@ export class TransactionService {
     return (r.rows[0] as { shredded: boolean } | undefined)?.shredded ?? true;
   }
 
-  /** The stored row for a transaction id, or null. */
-  async findRow(transactionId: string) {
-    if (typeof transactionId !== 'string' || transactionId.length === 0 || transactionId.length > 128) return null;
-    const rows = await this.deps.database.db
-      .select()
-      .from(transactions)
-      .where(eq(transactions.transactionId, transactionId))
-      .limit(1);
-    return rows[0] ?? null;
+  /** The stored record for a transaction id (checked against its leaf), or null. Throws INTEGRITY_FAILURE. */
+  async findRow(transactionId: string): Promise<TransactionRecord | null> {
+    if (!isTransactionId(transactionId)) return null; // cannot exist: no query
+    const r = await this.deps.database.pool.query({ name: 'paylog_tx_record', text: SELECT_RECORD, values: [transactionId] });
+    const row = r.rows[0] as TransactionRow | undefined;
+    return row ? recordFromRow(row) : null;
   }
 
-  private async leafHash(logIndex: number): Promise<Buffer> {
-    const rows = await this.deps.database.db
-      .select({ hash: merkleNodes.hash })
-      .from(merkleNodes)
-      .where(and(eq(merkleNodes.level, 0), eq(merkleNodes.idx, logIndex)));
-    const h = rows[0]?.hash;
-    if (!h) throw new PaylogError('INTERNAL', 'leaf hash missing for a stored transaction');
-    return h;
-  }
-
-  private async replayOrConflict(
-    row: NonNullable<Awaited<ReturnType<TransactionService['findRow']>>>,
-    mac: Buffer,
-  ): Promise<TransactionReceipt> {
-    if (!row.requestMac.equals(mac)) throw conflictError();
+  private async replayOrConflict(record: TransactionRecord, mac: Buffer): Promise<TransactionReceipt> {
+    if (!macEqual(record.requestMac, mac)) throw conflictError();
     return {
-      transactionId: row.transactionId,
-      logIndex: row.logIndex,
-      leafHash: (await this.leafHash(row.logIndex)).toString('base64'),
-      paymentMethod: row.masked as Record<string, unknown>,
-      createdAt: row.createdAt.toISOString(),
+      transactionId: record.transactionId,
+      logIndex: record.logIndex,
+      leafHash: hashLeaf(record.leaf).toString('base64'),
+      paymentMethod: record.view.paymentMethod,
+      createdAt: record.view.createdAt,
     };
   }
 }
@@ -291,15 +383,6 @@ export class TransactionService {
  */
 export function transactionKeyRef(ref: { kmsKeyId?: string | undefined; epochId?: string | undefined }): { kmsKeyId: string } | { epochId: string } {
   return ref.epochId !== undefined ? { epochId: ref.epochId } : { kmsKeyId: ref.kmsKeyId! };
-}
-
-/**
- * The one place the client-side encryption marker meets the leaf: leaf format v1 has no field
- * for it, so a client-side encrypted submission is logged as a leaf format v2 transaction leaf
- * with `cse: { kid }` (src/log/leaf/transaction.ts). Plaintext submissions keep their leaf.
- */
-function clientSideEncryptedLeaf(cse: CseMarker, input: Omit<TransactionLeafInput, 'cse'>): Buffer {
-  return encodeLeaf(transactionLeafV2({ ...input, cse: { kid: cse.kid } }));
 }
 
 function rawTransactionId(raw: unknown): string {

@@ -31,8 +31,17 @@ import { electronicFormatIBAN, isValidBIC, isValidIBAN } from 'ibantools';
 import { PaylogError, isPaylogError } from '../errors.js';
 import { isSupportedCurrency } from './currencies.js';
 import { findKeyDeep, findSensitiveAuthenticationData } from './sensitive.js';
+import {
+  containsPanLikeIdentifier,
+  containsPanLikeNumber,
+  luhnValid,
+  PROCESSOR_NAME_PATTERN,
+  TRANSACTION_ID_MAX,
+  TRANSACTION_ID_PATTERN,
+} from './identifiers.js';
 
-export const TRANSACTION_ID_MAX = 64;
+// The identifier patterns and the PAN detector live in ./identifiers.ts (one rule, one place).
+export { containsPanLikeIdentifier, containsPanLikeNumber, luhnValid, TRANSACTION_ID_MAX };
 export const HOLDER_NAME_MAX_CODE_POINTS = 140;
 export const METADATA_MAX_KEYS = 20;
 export const METADATA_KEY_MAX = 64;
@@ -42,8 +51,6 @@ export const RAW_IDENTIFIER_MAX = 64;
 /** At most this many schema issues are reported (a hostile body can produce thousands). */
 export const MAX_REPORTED_ISSUES = 20;
 
-const TRANSACTION_ID = /^[A-Za-z0-9][A-Za-z0-9._:-]*$/;
-const PROCESSOR = /^[a-z0-9][a-z0-9-]{0,62}$/;
 const CURRENCY_SHAPE = /^[A-Z]{3}$/;
 const ACCOUNT_NUMBER = /^\d{4,17}$/;
 const METADATA_KEY = /^[A-Za-z0-9][A-Za-z0-9_.:-]*$/;
@@ -125,8 +132,8 @@ export const metadataSchema = z
   .refine((m) => Object.keys(m).length <= METADATA_MAX_KEYS, issue(ISSUE.tooManyKeys));
 
 export const transactionRequestSchema = z.strictObject({
-  transactionId: z.string().min(1).max(TRANSACTION_ID_MAX).regex(TRANSACTION_ID),
-  processor: z.string().regex(PROCESSOR),
+  transactionId: z.string().min(1).max(TRANSACTION_ID_MAX).regex(TRANSACTION_ID_PATTERN),
+  processor: z.string().regex(PROCESSOR_NAME_PATTERN),
   amount: z.strictObject({
     value: z.int().positive(),
     currency: z.string().regex(CURRENCY_SHAPE),
@@ -198,21 +205,6 @@ export function detectCardBrand(pan: string): CardBrand | null {
   return card === null ? null : { id: card.type, name: card.niceType };
 }
 
-// ISO/IEC 7812-1 Annex B: Luhn mod-10 check over a digit string.
-export function luhnValid(digits: string): boolean {
-  let sum = 0;
-  for (let i = 0; i < digits.length; i++) {
-    let d = digits.charCodeAt(digits.length - 1 - i) - 48;
-    if (d < 0 || d > 9) return false;
-    if (i % 2 === 1) {
-      d *= 2;
-      if (d > 9) d -= 9;
-    }
-    sum += d;
-  }
-  return digits.length > 0 && sum % 10 === 0;
-}
-
 /** PAN check: ASCII digits only (no spaces), 12..19 long, one known brand, its length and Luhn. */
 export function isValidPan(pan: string): boolean {
   if (!/^\d{12,19}$/.test(pan)) return false;
@@ -224,18 +216,6 @@ export function isCardExpired(expiryMonth: number, expiryYear: number, now: Date
   return now.getTime() >= Date.UTC(expiryYear, expiryMonth, 1); // month index = next month
 }
 
-/** Digit runs (single space, hyphen or dot allowed between digits), after NFKC folding. */
-const DIGIT_RUN = /\d(?:[ .-]?\d)*/g;
-
-/** True when `text` contains a 13–19 digit run that passes Luhn (a PAN in free text). */
-export function containsPanLikeNumber(text: string): boolean {
-  for (const m of text.normalize('NFKC').matchAll(DIGIT_RUN)) {
-    const digits = m[0].replace(/[ .-]/g, '');
-    if (digits.length >= 13 && digits.length <= 19 && luhnValid(digits)) return true;
-  }
-  return false;
-}
-
 /** Candidate IBANs in free text: country code, check digits, 11–30 alphanumerics (spaces allowed). */
 const IBAN_CANDIDATE = /[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}/g;
 
@@ -245,22 +225,6 @@ export function containsIban(text: string): boolean {
     const compact = m[0].replace(/ /g, '');
     // Try every length from the longest: a valid IBAN may be followed by other characters.
     for (let len = compact.length; len >= 15; len--) if (isValidIBAN(compact.slice(0, len))) return true;
-  }
-  return false;
-}
-
-/** Contiguous digit runs only: identifiers (UUIDs, hex ids) use '-' between groups. */
-const CONTIGUOUS_DIGITS = /\d+/g;
-
-/**
- * True when an identifier holds 13–19 CONTIGUOUS digits that pass Luhn. Separators are not
- * bridged here: a UUID or grouped hex id would otherwise look like a PAN often enough (≈0.5% of
- * random UUIDs) to refuse valid ids.
- */
-export function containsPanLikeIdentifier(text: string): boolean {
-  for (const m of text.normalize('NFKC').matchAll(CONTIGUOUS_DIGITS)) {
-    const digits = m[0];
-    if (digits.length >= 13 && digits.length <= 19 && luhnValid(digits)) return true;
   }
   return false;
 }

@@ -3,13 +3,17 @@ import type { FastifyInstance } from 'fastify';
 import { parseIndexParam, type LogReadService } from '../../services/log-read.js';
 import { requirePrincipal } from '../server.js';
 import { PaylogError } from '../../errors.js';
+import { isTransactionId, TRANSACTION_ID_MAX } from '../../validation/identifiers.js';
 
 type Q = { Querystring: Record<string, string | string[] | undefined> };
 
 function transactionIdParam(v: unknown): string | undefined {
   if (v === undefined) return undefined;
-  if (typeof v !== 'string' || v.length === 0 || v.length > 128) {
-    throw new PaylogError('VALIDATION_FAILED', 'query parameter transactionId must be given once, 1-128 characters');
+  if (!isTransactionId(v)) {
+    throw new PaylogError(
+      'VALIDATION_FAILED',
+      `query parameter transactionId must be given once: 1-${TRANSACTION_ID_MAX} of A-Z a-z 0-9 . _ : - (starting with a letter or digit)`,
+    );
   }
   return v;
 }

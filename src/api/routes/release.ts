@@ -4,6 +4,7 @@ import type { ReleaseService } from '../../services/release.js';
 import type { AdminService } from '../../services/admin.js';
 import { requirePrincipal } from '../server.js';
 import { parseIndexParam } from '../../services/log-read.js';
+import { decodeUtf8Strict } from '../../validation/encoding.js';
 
 type IdParams = { Params: { transactionId: string } };
 
@@ -12,7 +13,22 @@ export function registerReleaseRoutes(app: FastifyInstance, deps: { release: Rel
   // it: a malformed body is then a refused attempt that is logged like any other.
   void app.register(async (scope) => {
     scope.removeAllContentTypeParsers();
-    scope.addContentTypeParser('*', { parseAs: 'string' }, (_req, body, done) => done(null, body));
+    scope.addContentTypeParser('*', { parseAs: 'buffer' }, (_req, body, done) => {
+      let text: string;
+      try {
+        text = decodeUtf8Strict(body as Buffer, 'request body'); // INVALID_ENCODING, before anything else
+      } catch (e) {
+        done(e as Error, undefined);
+        return;
+      }
+      // JSON is parsed here so that the server's encoding check sees escaped NULs and lone
+      // surrogates; text that is not JSON goes to the service as it is (a refused, logged attempt).
+      try {
+        done(null, JSON.parse(text) as unknown);
+      } catch {
+        done(null, text);
+      }
+    });
     scope.post<IdParams>('/v1/transactions/:transactionId/release', async (req) => {
       return await deps.release.release(requirePrincipal(req), req.params.transactionId, req.body ?? '', req.ip);
     });
@@ -29,10 +45,10 @@ export function registerReleaseRoutes(app: FastifyInstance, deps: { release: Rel
 
 export function registerAdminRoutes(app: FastifyInstance, deps: { admin: AdminService }): void {
   app.post('/v1/admin/revocations', async (req, reply) => {
-    return reply.status(201).send({ revoked: await deps.admin.revoke(requirePrincipal(req), req.body) });
+    return reply.status(201).send({ revoked: await deps.admin.revoke(requirePrincipal(req), req.body, req.ip) });
   });
   app.get('/v1/admin/processors', async (req) => ({ processors: await deps.admin.listProcessors(requirePrincipal(req)) }));
   app.put<{ Params: { name: string } }>('/v1/admin/processors/:name', async (req) => {
-    return await deps.admin.setProcessor(requirePrincipal(req), req.params.name, req.body);
+    return await deps.admin.setProcessor(requirePrincipal(req), req.params.name, req.body, req.ip);
   });
 }

@@ -90,3 +90,32 @@ export function decodeLeaf(bytes: Uint8Array): Leaf {
   if (bytes.length > MAX_LEAF_BYTES) throw new PaylogError('INTEGRITY_FAILURE', 'leaf is larger than MAX_LEAF_BYTES');
   return bytes[0] === JSON_OPEN_BRACE ? decodeV1(bytes) : decodeV2(bytes);
 }
+
+/**
+ * A JSON-friendly rendering of a decoded leaf for reports (verify-proof, tests): byte strings
+ * as base64, v2 times as RFC 3339; v2 transaction leaves also get the v1 names `transactionId`,
+ * `processor`, `amount` and `paymentMethodType`. Leaves hold no card data, so neither does this.
+ */
+export function leafToJson(leaf: Leaf): Record<string, unknown> {
+  if (leaf.v === 1) return { ...leaf };
+  const plain = (x: unknown, key = ''): unknown => {
+    if (Buffer.isBuffer(x)) return x.toString('base64');
+    if (Array.isArray(x)) return x.map((y) => plain(y));
+    if (x !== null && typeof x === 'object') return Object.fromEntries(Object.entries(x).map(([k, v]) => [k, plain(v, k)]));
+    if (typeof x === 'number' && (key === 'time' || key === 'periodStart' || key === 'periodEnd' || key === 'asOf')) return new Date(x).toISOString();
+    return x;
+  };
+  const out = plain(leaf) as Record<string, unknown>;
+  if (leaf.type === 'transaction') {
+    Object.assign(out, { transactionId: leaf.id, processor: leaf.p, amount: { value: leaf.amt, currency: leaf.cur }, paymentMethodType: leaf.pm.type });
+  }
+  return out;
+}
+
+/** The transaction a leaf is about (transaction and access leaves, either format). */
+export function leafTransactionId(leaf: Leaf): string | undefined {
+  if (leaf.type === 'transaction') return leaf.v === 2 ? leaf.id : leaf.transactionId;
+  if (leaf.type === 'access') return leaf.transactionId;
+  if (leaf.type === 'key_event') return leaf.transactionId;
+  return undefined;
+}

@@ -1,5 +1,6 @@
 /** Field rules shared by the leaf kinds (one place; zod schemas over decoded leaves). */
 import { z } from 'zod';
+import { EPOCH_ID_PATTERN } from '../../validation/identifiers.js';
 
 /** Base64 of a 32-byte digest (leaf format v1, JSON). */
 export const b64Digest = z.string().regex(/^[A-Za-z0-9+/]{43}=$/);
@@ -16,12 +17,8 @@ export const bytesOf = (n: number) => z.instanceof(Buffer).refine((b) => b.lengt
 export const bytesUpTo = (max: number) => z.instanceof(Buffer).refine((b) => b.length >= 1 && b.length <= max, { message: `expected 1..${max} bytes` });
 export const digest32 = bytesOf(32);
 
-/**
- * Epoch id: `<processor>/<period>`, the period as `YYYY-MM`, `YYYY-MM-DD` or `YYYY-MM-DDTHH`
- * (PAYLOG_KEY_EPOCH month | day | hour), e.g. `acme/2026-12`, optionally `/<generation>` (a rotation
- * starts generation n+1 in the same period: `acme/2026-12/1`).
- */
-export const epochId = z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}\/\d{4}-\d{2}(?:-\d{2}(?:T\d{2})?)?(?:\/\d{1,6})?$/);
+/** Epoch id (`acme/2026-12`): the one rule in validation/identifiers.ts. */
+export const epochId = z.string().regex(EPOCH_ID_PATTERN);
 
 /** Free text that may be shown to people (reason, reference); scanned for card numbers by the verifier. */
 export const freeText = (max: number) => z.string().max(max);

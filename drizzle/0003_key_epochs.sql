@@ -68,7 +68,8 @@ GRANT SELECT, INSERT ON key_epochs, key_periods TO paylog_app;
 GRANT UPDATE ("retired_at") ON key_epochs TO paylog_app;
 --> statement-breakpoint
 -- Key role (rewrap, shred, retention only): replaces or destroys wrapped keys; no DELETE, no log tables.
-GRANT SELECT ON key_epochs, key_periods, data_keys, transactions TO paylog_keys;
+-- SELECT on transactions/log_entries: the processor of a record is in its leaf (KMS context of a rewrap).
+GRANT SELECT ON key_epochs, key_periods, data_keys, transactions, log_entries TO paylog_keys;
 --> statement-breakpoint
 GRANT UPDATE ("kms_key_id", "wrapped_private_key", "wrapped_key_sha256", "retired_at", "shredded_at") ON key_epochs TO paylog_keys;
 --> statement-breakpoint

@@ -111,7 +111,7 @@ describe('early shred of one transaction and the key-destruction role', () => {
 });
 
 describe('rewrap: batched, killed halfway, resumed', () => {
-  it('npm run keys -- rewrap, killed after its first batch and rerun, leaves every key under the new KMS key, once', async () => {
+  it('npm run keys -- rewrap, killed after its first batch and rerun, leaves every key under the new KMS key, once', { timeout: 240_000 }, async () => {
     const databaseUrl = await newTestDatabase();
     const dataDir = mkdtempSync(join(tmpdir(), 'paylog-rewrap-'));
     const v1 = await startTestPaylog({ databaseUrl, dataDir, env: { PAYLOG_KEY_MODE: 'per-transaction' } });
@@ -197,7 +197,7 @@ describe('retention by crypto-shredding, and a backup taken before the shred', (
     rmSync(backup, { recursive: true, force: true });
   });
 
-  it('shreds exactly the expired epochs; dry run changes nothing; verify-log passes; release is 410', async () => {
+  it('shreds exactly the expired epochs; dry run changes nothing; verify-log passes; release is 410', { timeout: 240_000 }, async () => {
     let t = await startTestPaylog({ embedded: true, dataDir: dir, env, clock: () => now });
     oldIds = [await submit(t), await submit(t, { processor: 'globex' })];
     now = new Date(Date.UTC(2026, 0, 1, 11, 30));

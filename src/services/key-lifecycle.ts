@@ -22,6 +22,7 @@ import { kmsEncryptionContext } from '../crypto/envelope.js';
 import { actorOf, SYSTEM_ACTOR, type KeyEventActor, type KeyEventLog } from './key-events.js';
 import { createHash } from 'node:crypto';
 import { decodeLeaf } from '../log/leaf.js';
+import { PRINCIPAL_NAME_PATTERN } from '../validation/identifiers.js';
 
 export const DEFAULT_REWRAP_BATCH = 100;
 export const MAX_REWRAP_BATCH = 1000;
@@ -68,7 +69,7 @@ export const rewrapRequestSchema = z.strictObject({
   batchSize: z.number().int().min(1).max(MAX_REWRAP_BATCH).optional(),
 });
 export const rotateRequestSchema = z.strictObject({
-  processor: z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/).optional(),
+  processor: z.string().regex(PRINCIPAL_NAME_PATTERN).optional(),
   reason: z.string().max(200).regex(/^[\p{L}\p{N} ._:,()-]*$/u).optional(),
 });
 export const retentionRequestSchema = z.strictObject({

@@ -35,6 +35,7 @@ import { appenderSection } from './bench/appender.js';
 import { envelopeSection } from './bench/envelope.js';
 import { auditorInclusionSection, auditorRebuildSection } from './bench/auditor.js';
 import { keysSection } from './bench/keys.js';
+import { auditorTilesSection, witnessQuorumSection } from './bench/tiles-witness.js';
 import { cseSection } from './bench/cse.js';
 
 /**
@@ -50,6 +51,8 @@ export const SECTIONS: BenchSection[] = [
   auditorRebuildSection,
   auditorInclusionSection,
   keysSection,
+  auditorTilesSection,
+  witnessQuorumSection,
 ];
 
 /** Targets checked at the end (figure keys are `<section id>.<figure>`). */
@@ -80,6 +83,11 @@ export const TARGETS: RatioTarget[] = [
     numerator: 'auditor_rebuild.rebuild_entries_per_s',
     denominator: 'auditor_rebuild.raw_sha256_per_s',
     min: 0.5,
+  },
+  {
+    label: 'auditor: verify-log from tiles ÷ from the entries API (entries/s)',
+    numerator: 'auditor_tiles.tiles_per_s',
+    denominator: 'auditor_tiles.entries_api_per_s',
   },
   {
     label: 'client-side encryption: JWE submissions ÷ plaintext submissions (req/s, same run)',

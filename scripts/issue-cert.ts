@@ -99,8 +99,8 @@ function printIssued(identity: PrincipalIdentity, certPem: string, outPath: stri
   ];
   if (identity.role === 'processor') {
     lines.push(
-      `next step: register processor "${identity.name}" in paylog (its database record) with this certificate's fingerprint —`,
-      `this script does not do that. Then send ${outPath} and the CA certificate (ca.pem) to the processor.`,
+      `next step: register processor "${identity.name}" as an admin (this script does not): PUT /v1/admin/processors/${identity.name} with {"status":"active"} —`,
+      `any certificate the paylog CA issues for this processor name is then accepted. Then send ${outPath} and the CA certificate (ca.pem) to the processor.`,
     );
   } else {
     lines.push(`next step: hand ${outPath} (and ca.pem) to the ${identity.role} principal "${identity.name}".`);

@@ -38,6 +38,9 @@ import {
 } from '../src/log/verifier.js';
 import type { NoteVerifier } from '../src/log/note.js';
 import { exportKeys, isAnsweredFailure, LogClient, LogClientError, verifyExportFile, verifyRemoteLog } from '../src/log/export.js';
+import { directoryTileSource, httpsTileSource } from '../src/log/tiles/source.js';
+import { verifyTiledLog } from '../src/log/tiles/verify.js';
+import { DEFAULT_MAX_AGE_SECONDS, parseDuration, witnessPolicy, type WitnessPolicy } from '../src/log/witness/policy.js';
 
 const EXIT_OK = 0;
 const EXIT_FAILURE = 1;
@@ -55,6 +58,11 @@ interface Opts {
   json?: boolean;
   logKey?: string[];
   trustServerKey?: boolean;
+  tiles?: boolean;
+  tilesDir?: string;
+  witness?: string[];
+  witnessQuorum?: string;
+  maxAge?: string;
 }
 
 /** Where the trusted checkpoint keys came from (reported as `trust`). */
@@ -71,6 +79,10 @@ Trust (strongest first): --log-key; else keys pinned in the --state file; else, 
 the keys the server publishes at /v1/log/key over the CA-pinned mTLS channel (trust on first
 use: a WARNING is printed on stderr and the keys are pinned into --state on success). An
 export's own keys (--file) are trusted only with --trust-server-key.
+
+Sources: --url (entries API, or its C2SP tlog-tiles with --tiles), --file (NDJSON export),
+--tiles-dir (static tiles from export-tiles). With --witness, the checkpoint must also carry
+fresh cosignatures from --witness-quorum of the given witnesses (C2SP tlog-cosignature).
 
 Exit codes: 0 verified; 1 not verified (bad, refused or malformed answers included; the first
 bad index is named when known); 2 usage error or no answer (connection, TLS, DNS, timeout,
@@ -96,6 +108,11 @@ function buildProgram(): Command {
     .option('--state <file>', 'last verified checkpoint and pinned keys; proves consistency with it and is updated on success')
     .option('--json', 'print only a JSON report on stdout')
     .addOption(new Option('--log-key <vkey|file>', 'trusted checkpoint verifier key, obtained out of band (repeatable)').argParser(collect))
+    .option('--tiles', 'with --url: verify from the C2SP tlog-tiles under /v1/log/tiles instead of the entries API')
+    .option('--tiles-dir <dir>', 'verify a static tlog-tiles copy (npm run export-tiles) instead of a live service')
+    .addOption(new Option('--witness <vkey>', 'trusted witness verifier key (tlog-cosignature type 0x04, repeatable): the checkpoint must carry its cosignature').argParser(collect))
+    .option('--witness-quorum <k>', 'how many of the --witness keys must have cosigned (default: all)')
+    .option('--max-age <duration>', 'oldest acceptable cosignature, e.g. 3600, 30m, 24h, 7d (default 24h)')
     .option('--trust-server-key', "trust the keys the server publishes (the default for --url when no key is given or pinned); with --file, the export's own keys")
     .addHelpText('after', HELP_AFTER)
     .exitOverride()
@@ -197,9 +214,27 @@ async function resolveTrust(
   }
 }
 
+/** The `--witness` policy, or undefined without `--witness`. */
+function witnessOptions(opts: Opts): WitnessPolicy | undefined {
+  if (opts.witness === undefined) {
+    if (opts.witnessQuorum !== undefined || opts.maxAge !== undefined) throw new UsageError('--witness-quorum and --max-age need --witness');
+    return undefined;
+  }
+  try {
+    const quorum = opts.witnessQuorum !== undefined ? Number(opts.witnessQuorum) : undefined;
+    return witnessPolicy(opts.witness, quorum, opts.maxAge !== undefined ? parseDuration(opts.maxAge) : DEFAULT_MAX_AGE_SECONDS);
+  } catch (e) {
+    throw new UsageError(`bad witness option: ${errorMessage(e)}`);
+  }
+}
+
 async function run(opts: Opts): Promise<number> {
   const live = opts.url !== undefined;
-  if (live === (opts.file !== undefined)) throw new UsageError('give exactly one of --url or --file');
+  const sources = [opts.url, opts.file, opts.tilesDir].filter((x) => x !== undefined).length;
+  if (sources !== 1) throw new UsageError('give exactly one of --url, --file or --tiles-dir');
+  if (opts.tiles && !live) throw new UsageError('--tiles needs --url (for a static copy use --tiles-dir)');
+  if (opts.tilesDir !== undefined && opts.trustServerKey) throw new UsageError('--tiles-dir needs --log-key or a --state file with pinned keys');
+  const witnesses = witnessOptions(opts);
   if (live && (!opts.cacert || !opts.cert || !opts.key)) throw new UsageError('--url needs --cacert, --cert and --key');
 
   let state: VerifierState | undefined;
@@ -226,8 +261,20 @@ async function run(opts: Opts): Promise<number> {
     const bar = progressBar(!opts.json && process.stderr.isTTY === true);
     let report: VerifyReport;
     try {
-      const common = { verifiers, ...(state ? { state } : {}), onProgress: (n: number, t: number) => bar.update(n, t) };
-      report = client ? await verifyRemoteLog(client, common) : await verifyExportFile(opts.file as string, common);
+      const common = { verifiers, ...(state ? { state } : {}), ...(witnesses ? { witnesses } : {}), onProgress: (n: number, t: number) => bar.update(n, t) };
+      if (opts.tilesDir !== undefined || opts.tiles) {
+        const source =
+          opts.tilesDir !== undefined
+            ? directoryTileSource(opts.tilesDir)
+            : httpsTileSource({ url: opts.url as string, ca: readFileSync(opts.cacert as string), cert: readFileSync(opts.cert as string), key: readFileSync(opts.key as string) });
+        try {
+          report = await verifyTiledLog(source, common);
+        } finally {
+          source.close();
+        }
+      } else {
+        report = client ? await verifyRemoteLog(client, common) : await verifyExportFile(opts.file as string, common);
+      }
     } finally {
       bar.stop();
     }

@@ -8,8 +8,9 @@ import { join } from 'node:path';
 import pg from 'pg';
 import type { DestinationStream } from 'pino';
 import type { FastifyInstance } from 'fastify';
-import type { Config } from './config.js';
-import { createLogger, type Logger } from './logging.js';
+import { DEFAULT_AWS_REGION, type Config } from './config.js';
+import { checkConfiguredKeys, kmsStartupStep, type KeyRef, type KmsWhere } from './kms/startup.js';
+import { createLogger, errorForLog, type Logger } from './logging.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import { startEmbeddedPostgres, type EmbeddedServer } from './db/embedded.js';
 import { applyMigrations, ensureKeysLogin, ensureServiceLogin, KEYS_ROLE, openAppDatabase, type AppDatabase } from './db/connection.js';
@@ -30,21 +31,22 @@ import { buildServer } from './api/server.js';
 import { registerAdminRoutes, registerReleaseRoutes } from './api/routes/release.js';
 import { ReleaseService } from './services/release.js';
 import { LogReadService } from './services/log-read.js';
-import { registerLogRoutes } from './api/routes/log.js';
+import { registerLogRoutes, registerTileRoutes } from './api/routes/log.js';
+import { TilesService } from './services/tiles.js';
+import { registerWitnessMetrics, WitnessCosigning } from './log/witness/submitter.js';
+import type { StoredCheckpoint } from './log/checkpoints.js';
 import { CheckpointPublisher, kmsNoteSigners, type PublishedKey } from './log/checkpoints.js';
 import { AdminService } from './services/admin.js';
-import { RateLimiter } from './auth/rate-limit.js';
 import type { DataKeySource } from './crypto/envelope.js';
 import { EpochKeyring } from './kms/epoch-keys.js';
 import { KeyEventLog } from './services/key-events.js';
+import { createReadiness } from './readiness.js';
 import { CseKeyStore, registerCseKeyMetrics } from './cse/keys.js';
 import { ClientSideDecryption } from './cse/jwe.js';
 import { registerCseRoutes } from './api/routes/cse.js';
 
 export const EMBEDDED_DATABASE = 'paylog';
 export const DEV_PROCESSORS = ['acme', 'globex'] as const;
-/** How long a readiness answer is reused. */
-export const READINESS_CACHE_MS = 2_000;
 /** The retention job runs this long after start, then once a day (singletons only). */
 export const RETENTION_FIRST_RUN_MS = 60_000;
 export const RETENTION_INTERVAL_MS = 24 * 60 * 60 * 1000;
@@ -65,6 +67,8 @@ export interface Paylog {
   readonly checkpoints: CheckpointPublisher;
   /** Published checkpoint verifier keys (signed-note vkey + PEM). */
   readonly logKeys: PublishedKey[];
+  /** Witness submissions and quorum (only with PAYLOG_WITNESSES). */
+  readonly witnesses?: WitnessCosigning;
   readonly appender: LogAppender;
   readonly processors: ProcessorRegistry;
   readonly revocations: RevocationList;
@@ -100,6 +104,7 @@ export interface StartOptions {
 
 export async function ensureEmbeddedDatabase(adminUrl: string): Promise<string> {
   const client = new pg.Client({ connectionString: adminUrl });
+  client.on('error', () => {}); // a lost server fails the query in flight; no unhandled 'error'
   await client.connect();
   try {
     const r = await client.query('SELECT 1 FROM pg_database WHERE datname = $1', [EMBEDDED_DATABASE]);
@@ -131,29 +136,59 @@ export async function startPaylog(config: Config, opts: StartOptions = {}): Prom
       ownerUrl = await ensureEmbeddedDatabase(embedded.adminUrl);
     }
     await applyMigrations(ownerUrl);
+    // Every pool connection is time-bounded and survives losing its server (a restart is a 503
+    // with Retry-After while it lasts, then the pool reconnects).
+    const poolOptions = {
+      timeouts: {
+        connectTimeoutMs: config.budgets.dbConnectTimeoutMs,
+        statementTimeoutMs: config.budgets.dbStatementTimeoutMs,
+        lockTimeoutMs: config.budgets.dbLockTimeoutMs,
+        idleInTransactionTimeoutMs: config.budgets.dbIdleInTransactionTimeoutMs,
+      },
+      onConnectionError: (e: Error) => logger.warn({ error: errorForLog(e) }, 'database connection lost; it will be reopened'),
+    };
     // Bootstrap pool (owner session, role paylog_app) until the service login exists.
-    let database = config.appDatabaseUrl ? openAppDatabase(config.appDatabaseUrl, { role: null }) : openAppDatabase(ownerUrl);
+    let database = config.appDatabaseUrl
+      ? openAppDatabase(config.appDatabaseUrl, { ...poolOptions, role: null })
+      : openAppDatabase(ownerUrl, poolOptions);
     const closeDatabase = async () => database.close();
     cleanups.push(closeDatabase);
 
     // KMS: real client, local endpoint unless AWS settings are given.
-    let kmsClientSettings;
+    let kmsClientSettings: { endpoint?: string; region: string; local?: boolean };
     let local: LocalKmsEndpoint | undefined;
     if (config.kms.mode === 'local' && opts.localKmsUrl) {
       kmsClientSettings = { endpoint: opts.localKmsUrl, region: config.kms.region, local: true };
     } else if (config.kms.mode === 'local') {
-      local = await startLocalKms({ keyStoreDir: join(config.dataDir, 'kms') });
-      cleanups.push(() => local!.close());
-      kmsClientSettings = { endpoint: local.url, region: config.kms.region, local: true };
+      const started = await startLocalKms({ keyStoreDir: join(config.dataDir, 'kms') });
+      local = started;
+      cleanups.push(() => started.close());
+      kmsClientSettings = { endpoint: started.url, region: config.kms.region, local: true };
     } else {
       kmsClientSettings = {
         ...(config.kms.endpoint ? { endpoint: config.kms.endpoint } : {}),
-        region: config.kms.region ?? 'us-east-1',
+        region: config.kms.region ?? DEFAULT_AWS_REGION,
       };
+      if (config.kms.region === undefined) logger.info({ region: DEFAULT_AWS_REGION }, 'AWS_REGION is not set: the KMS client uses the default region');
     }
-    const kmsClient = createKmsClient(kmsClientSettings);
+    const kmsClient = createKmsClient({
+      ...kmsClientSettings,
+      connectTimeoutMs: config.budgets.kmsConnectTimeoutMs,
+      requestTimeoutMs: config.budgets.kmsRequestTimeoutMs,
+      maxAttempts: config.budgets.kmsMaxAttempts,
+    });
     cleanups.push(async () => kmsClient.destroy());
-    const kms = new PaylogKms(kmsClient, (operation, outcome) => metrics.kmsRequests.inc({ operation, outcome }));
+    const kms = new PaylogKms(
+      kmsClient,
+      (operation, outcome) => metrics.kmsRequests.inc({ operation, outcome }),
+      (operation, seconds) => metrics.kmsDuration.observe({ operation }, seconds),
+    );
+    const kmsWhere: KmsWhere = { region: kmsClientSettings.region, ...(kmsClientSettings.endpoint ? { endpoint: kmsClientSettings.endpoint } : {}) };
+    const dataKeyRef: KeyRef = { setting: 'PAYLOG_KMS_DATA_KEY_ID', keyId: config.kms.dataKeyId, kind: 'data' };
+    const signingKeyRefs: KeyRef[] = [
+      { setting: 'PAYLOG_KMS_SIGNING_KEY_ID', keyId: config.kms.signingKeyId, kind: 'signing' },
+      ...config.kms.additionalSigningKeyIds.map((keyId): KeyRef => ({ setting: 'PAYLOG_KMS_ADDITIONAL_SIGNING_KEY_IDS', keyId, kind: 'signing' })),
+    ];
     let dataKeyId = config.kms.dataKeyId;
     let signingKeyIds = [config.kms.signingKeyId, ...config.kms.additionalSigningKeyIds];
     if (config.kms.mode === 'local') {
@@ -162,14 +197,13 @@ export async function startPaylog(config: Config, opts: StartOptions = {}): Prom
       for (const id of signingKeyIds) ids.push(await kms.ensureKey(id.replace(/^alias\//, ''), 'ECC_NIST_EDWARDS25519'));
       signingKeyIds = ids;
     } else {
-      await kms.ping(dataKeyId);
-      for (const id of signingKeyIds) await kms.ping(id);
+      await checkConfiguredKeys(kms, [dataKeyRef, ...signingKeyRefs], kmsWhere);
     }
     const dataKeys: DataKeySource = {
       generateDataKey: (context) => kms.generateDataKey(dataKeyId, context),
       decryptDataKey: (wrapped, context, keyId) => kms.decryptDataKey(wrapped, context, keyId),
     };
-    const macKey = await loadOrCreateServiceKey(database, kms, dataKeyId, MAC_KEY_NAME);
+    const macKey = await kmsStartupStep(dataKeyRef, 'GenerateDataKey', kmsWhere, () => loadOrCreateServiceKey(database, kms, dataKeyId, MAC_KEY_NAME));
     cleanups.push(async () => void macKey.fill(0));
 
     // Run as a login role that is only a member of paylog_app (no way back to the owner).
@@ -177,7 +211,7 @@ export async function startPaylog(config: Config, opts: StartOptions = {}): Prom
       const serviceUrl = await ensureServiceLogin(ownerUrl, serviceDatabasePassword(macKey));
       if (serviceUrl) {
         const bootstrap = database;
-        database = openAppDatabase(serviceUrl, { role: null });
+        database = openAppDatabase(serviceUrl, { ...poolOptions, role: null });
         await bootstrap.close();
       } else {
         logger.warn('the database owner may not create roles: running as the owner with role paylog_app; set PAYLOG_APP_DATABASE_URL in production');
@@ -215,8 +249,34 @@ export async function startPaylog(config: Config, opts: StartOptions = {}): Prom
     cleanups.push(async () => void headKey.fill(0));
     const head = await readTreeHead(database.db, headKey);
     metrics.logSize.set(head?.size ?? 0);
-    const { signers, keys: publishedKeys } = await kmsNoteSigners(kms, config.logOrigin, signingKeyIds);
-    const checkpointPublisher = new CheckpointPublisher(database.db, { origin: config.logOrigin, signers, logger, headKey });
+    const { signers, keys: publishedKeys } = await kmsStartupStep(signingKeyRefs[0]!, 'GetPublicKey', kmsWhere, () => kmsNoteSigners(kms, config.logOrigin, signingKeyIds));
+    // Listeners of each newly signed checkpoint (tiles' signed size, witness submissions).
+    const published: Array<(c: StoredCheckpoint) => void> = [];
+    const checkpointPublisher = new CheckpointPublisher(database.db, {
+      origin: config.logOrigin,
+      signers,
+      logger,
+      headKey,
+      onPublished: (c) => {
+        for (const f of published) f(c);
+        metrics.checkpointSignedAt.value = Date.now();
+        metrics.checkpointSize.set(c.size);
+      },
+    });
+    const logVerifiers = signers.map((s) => ({ name: s.name, publicKey: s.publicKey }));
+    let witnessing: WitnessCosigning | undefined;
+    if (config.witnesses) {
+      const w = new WitnessCosigning(database.db, {
+        witnesses: config.witnesses.endpoints,
+        quorum: config.witnesses.quorum,
+        logVerifiers,
+        logger,
+        metrics: registerWitnessMetrics(metrics.registry),
+      });
+      witnessing = w;
+      published.push((c) => w.submit(c));
+      cleanups.push(() => w.close());
+    }
     const appender = new LogAppender(database, {
       headKey,
       maxBatch: config.batchMax,
@@ -268,7 +328,6 @@ export async function startPaylog(config: Config, opts: StartOptions = {}): Prom
       dataKeys,
       transactions: transactionsService,
       processors: processorRegistry,
-      limiter: new RateLimiter(config.releaseRatePerMinute),
       macKey,
       metrics,
       epochs,
@@ -308,10 +367,22 @@ export async function startPaylog(config: Config, opts: StartOptions = {}): Prom
       });
     }
     const admin = new AdminService(processorRegistry, revocations, appender);
-    const logRead = new LogReadService(database.db, { origin: config.logOrigin, keys: publishedKeys, processors: processorRegistry, headKey });
+    const logRead = new LogReadService(database.db, {
+      origin: config.logOrigin,
+      keys: publishedKeys,
+      processors: processorRegistry,
+      headKey,
+      ...(witnessing ? { witnessed: () => witnessing.latestWitnessed() } : {}),
+    });
+    const tiles = new TilesService(database.db, { verifiers: logVerifiers, checkpoint: (p) => logRead.checkpoint(p), logger });
+    published.push((c) => tiles.noteSigned(c.size));
     if (singletons) {
       try {
-        await checkpointPublisher.publish();
+        const current = await checkpointPublisher.publish();
+        if (current) {
+          metrics.checkpointSignedAt.value ??= Date.now();
+          metrics.checkpointSize.set(current.size);
+        }
       } catch (e) {
         logger.error({ code: (e as { code?: string }).code }, 'initial checkpoint not signed');
       }
@@ -319,19 +390,15 @@ export async function startPaylog(config: Config, opts: StartOptions = {}): Prom
       cleanups.push(() => checkpointPublisher.close());
     }
 
-    // /readyz needs no certificate: answer from a short cache with one check in flight, so a
-    // flood cannot spend the KMS request quota that GenerateDataKey/Decrypt/Sign share.
-    let readyCache: { at: number; value: Promise<{ ok: boolean; checks: Record<string, boolean> }> } | undefined;
-    const readiness = () => {
-      if (readyCache && Date.now() - readyCache.at < READINESS_CACHE_MS) return readyCache.value;
-      const value = (async () => {
-        const checks = { database: false, kms: false };
-        await database.pool.query('SELECT 1').then(() => (checks.database = true), () => {});
-        await kms.ping(dataKeyId).then(() => (checks.kms = true), () => {});
-        return { ok: checks.database && checks.kms, checks };
-      })();
-      readyCache = { at: Date.now(), value };
-      return value;
+    // /readyz needs no certificate: bounded, cached checks (src/readiness.ts).
+    const checkReadiness = createReadiness({
+      database: () => database.pool.query('SELECT 1'),
+      kms: (signal) => kms.ping(dataKeyId, signal),
+    });
+    // Witnessing is reported, not required: third parties being slow must not stop appends.
+    const readiness = async () => {
+      const report = await checkReadiness();
+      return witnessing ? { ...report, details: { witnesses: witnessing.status() } } : report;
     };
     const server = await buildServer({
       tls,
@@ -340,11 +407,13 @@ export async function startPaylog(config: Config, opts: StartOptions = {}): Prom
       transactions: transactionsService,
       revocations,
       readiness,
+      requestTimeoutMs: config.budgets.requestTimeoutMs,
       extraRoutes: [
-        (app) => registerReleaseRoutes(app, { release }),
+        (app) => registerReleaseRoutes(app, { release, releaseRatePerMinute: config.releaseRatePerMinute }),
         (app) => registerAdminRoutes(app, { admin }),
         (app) => registerKeyRoutes(app, { keys: keyLifecycle }),
         (app) => registerLogRoutes(app, { log: logRead }),
+        (app) => registerTileRoutes(app, { tiles }),
         (app) => registerCseRoutes(app, { cseKeys }),
       ],
     });
@@ -366,6 +435,7 @@ export async function startPaylog(config: Config, opts: StartOptions = {}): Prom
       signingKeyIds,
       checkpoints: checkpointPublisher,
       logKeys: publishedKeys,
+      ...(witnessing ? { witnesses: witnessing } : {}),
       appender,
       processors: processorRegistry,
       revocations,

@@ -4,6 +4,7 @@
  */
 import { resolve } from 'node:path';
 import { z } from 'zod';
+import { parseWitnessList, type WitnessEndpoint } from './log/witness/submitter.js';
 
 export const DEFAULT_DATA_DIR = './data';
 export const DEFAULT_HOST = '127.0.0.1';
@@ -12,6 +13,8 @@ export const DEFAULT_LOG_ORIGIN = 'dev.paylog.invalid/log';
 export const DEFAULT_DATA_KEY_ALIAS = 'alias/paylog-data';
 export const DEFAULT_SIGNING_KEY_ALIAS = 'alias/paylog-checkpoint';
 export const DEFAULT_LOCAL_KMS_REGION = 'us-east-1';
+/** Region of the AWS KMS client when only AWS_ENDPOINT_URL_KMS is set (documented in docs/operations.md). */
+export const DEFAULT_AWS_REGION = 'us-east-1';
 export const DEFAULT_RELEASE_RATE_PER_MINUTE = 120;
 export const DEFAULT_BODY_LIMIT_BYTES = 16 * 1024;
 /** Key hierarchy (issue 9). */
@@ -30,6 +33,30 @@ export const DEFAULT_CSE_KEY_PERIOD = 'month';
 export const DEFAULT_CSE_KEY_OVERLAP_S = 24 * 60 * 60;
 /** Client-side encryption: unwrapped private keys are kept in memory this long. */
 export const DEFAULT_CSE_KEY_CACHE_TTL_S = 300;
+
+/**
+ * Time budgets (milliseconds). Every wait is bounded: a database or KMS that is down, refuses
+ * or stalls turns into a 503 with Retry-After within these limits, never a hang.
+ */
+export const TIME_BUDGET_DEFAULTS = {
+  /** Opening a database connection (or waiting for a free pooled one). */
+  dbConnectTimeoutMs: 2_000,
+  /** One SQL statement (server `statement_timeout`; the client gives up 1 s later). */
+  dbStatementTimeoutMs: 5_000,
+  /** Waiting for a lock, including the append advisory lock (server `lock_timeout`). */
+  dbLockTimeoutMs: 2_000,
+  /** A transaction left idle is ended by the server (`idle_in_transaction_session_timeout`). */
+  dbIdleInTransactionTimeoutMs: 10_000,
+  /** Opening a connection to KMS. */
+  kmsConnectTimeoutMs: 1_000,
+  /** One KMS request once connected (no answer within it: attempt failed). */
+  kmsRequestTimeoutMs: 2_000,
+  /** KMS attempts per operation (1 = no retry), with the SDK's backoff between them. */
+  kmsMaxAttempts: 2,
+  /** Whole HTTP request: after it, the answer is 503 with Retry-After. */
+  requestTimeoutMs: 5_000,
+} as const;
+export type TimeBudgets = { -readonly [K in keyof typeof TIME_BUDGET_DEFAULTS]: number };
 
 const intFromEnv = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
 
@@ -56,6 +83,14 @@ const envSchema = z.object({
   PAYLOG_TLS_CERT: z.string().optional(),
   PAYLOG_TLS_KEY: z.string().optional(),
   PAYLOG_TLS_CA: z.string().optional(),
+  PAYLOG_DB_CONNECT_TIMEOUT_MS: intFromEnv(100, 600_000).default(TIME_BUDGET_DEFAULTS.dbConnectTimeoutMs),
+  PAYLOG_DB_STATEMENT_TIMEOUT_MS: intFromEnv(100, 3_600_000).default(TIME_BUDGET_DEFAULTS.dbStatementTimeoutMs),
+  PAYLOG_DB_LOCK_TIMEOUT_MS: intFromEnv(10, 600_000).default(TIME_BUDGET_DEFAULTS.dbLockTimeoutMs),
+  PAYLOG_DB_IDLE_IN_TRANSACTION_TIMEOUT_MS: intFromEnv(100, 3_600_000).default(TIME_BUDGET_DEFAULTS.dbIdleInTransactionTimeoutMs),
+  PAYLOG_KMS_CONNECT_TIMEOUT_MS: intFromEnv(50, 600_000).default(TIME_BUDGET_DEFAULTS.kmsConnectTimeoutMs),
+  PAYLOG_KMS_REQUEST_TIMEOUT_MS: intFromEnv(50, 600_000).default(TIME_BUDGET_DEFAULTS.kmsRequestTimeoutMs),
+  PAYLOG_KMS_MAX_ATTEMPTS: intFromEnv(1, 10).default(TIME_BUDGET_DEFAULTS.kmsMaxAttempts),
+  PAYLOG_REQUEST_TIMEOUT_MS: intFromEnv(100, 3_600_000).default(TIME_BUDGET_DEFAULTS.requestTimeoutMs),
   /** Explicitly allow the dev-only local KMS together with production TLS files. */
   PAYLOG_ALLOW_DEV_KMS: z.enum(['0', '1']).optional(),
   PAYLOG_KEY_MODE: z.enum(['hierarchical', 'per-transaction']).default(DEFAULT_KEY_MODE),
@@ -68,6 +103,10 @@ const envSchema = z.object({
     .default(DEFAULT_RETENTION),
   /** Worker processes sharing the port (node:cluster); unset → the number of cores. */
   PAYLOG_WORKERS: intFromEnv(1, 256).optional(),
+  /** Comma-separated `<witness URL prefix> <witness vkey>` pairs (C2SP tlog-witness). */
+  PAYLOG_WITNESSES: z.string().min(1).optional(),
+  /** Cosignatures a checkpoint needs before it is served (default: every configured witness). */
+  PAYLOG_WITNESS_QUORUM: intFromEnv(1, 1000).optional(),
   PAYLOG_CSE_MAX_AGE_S: intFromEnv(60, 86_400).default(DEFAULT_CSE_MAX_AGE_S),
   PAYLOG_CSE_KEY_PERIOD: z.enum(['month', 'day', 'hour']).default(DEFAULT_CSE_KEY_PERIOD),
   PAYLOG_CSE_KEY_OVERLAP_S: intFromEnv(60, 90 * 86_400).default(DEFAULT_CSE_KEY_OVERLAP_S),
@@ -90,6 +129,8 @@ export interface Config {
   batchLingerMs: number;
   releaseRatePerMinute: number;
   logLevel: z.infer<typeof envSchema>['PAYLOG_LOG_LEVEL'];
+  /** Time budgets (PAYLOG_DB_*_TIMEOUT_MS, PAYLOG_KMS_*, PAYLOG_REQUEST_TIMEOUT_MS). */
+  budgets: TimeBudgets;
   /** Production TLS files; unset → the dev PKI under dataDir/pki. */
   tls?: { certPath: string; keyPath: string; caPath: string };
   /** Key hierarchy: hierarchical (envelope v2, epoch keys) or per-transaction (envelope v1, one KMS call per record). */
@@ -102,6 +143,8 @@ export interface Config {
   };
   /** node:cluster worker count (src/main.ts); undefined → number of cores. */
   workers?: number;
+  /** Witnesses (PAYLOG_WITNESSES) and the quorum; absent → checkpoints are served unwitnessed. */
+  witnesses?: { endpoints: WitnessEndpoint[]; quorum: number };
   /** Client-side encryption (browser JWE): see src/cse/keys.ts and SECURITY.md. */
   cse: { maxAgeS: number; keyPeriod: 'month' | 'day' | 'hour'; keyOverlapS: number; keyCacheTtlS: number };
 }
@@ -135,10 +178,27 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       );
     }
   }
+  let witnesses: Config['witnesses'];
+  if (e.PAYLOG_WITNESSES !== undefined) {
+    let endpoints: WitnessEndpoint[];
+    try {
+      endpoints = parseWitnessList(e.PAYLOG_WITNESSES);
+    } catch (err) {
+      throw new ConfigError(`invalid settings:\n  PAYLOG_WITNESSES: ${(err as Error).message}`);
+    }
+    const quorum = e.PAYLOG_WITNESS_QUORUM ?? endpoints.length;
+    if (quorum > endpoints.length) {
+      throw new ConfigError(`invalid settings:\n  PAYLOG_WITNESS_QUORUM: ${quorum} is more than the ${endpoints.length} configured witnesses`);
+    }
+    witnesses = { endpoints, quorum };
+  } else if (e.PAYLOG_WITNESS_QUORUM !== undefined) {
+    throw new ConfigError('invalid settings:\n  PAYLOG_WITNESS_QUORUM: only used with PAYLOG_WITNESSES');
+  }
   if (e.PAYLOG_CSE_KEY_OVERLAP_S < e.PAYLOG_CSE_MAX_AGE_S) {
     throw new ConfigError('invalid settings:\n  PAYLOG_CSE_KEY_OVERLAP_S: must be at least PAYLOG_CSE_MAX_AGE_S (a blob issued just before a rotation must still open)');
   }
   return {
+    ...(witnesses ? { witnesses } : {}),
     dataDir: resolve(e.PAYLOG_DATA_DIR),
     host: e.PAYLOG_HOST,
     port: e.PAYLOG_PORT,
@@ -173,6 +233,16 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       retention: e.PAYLOG_RETENTION,
     },
     ...(e.PAYLOG_WORKERS !== undefined ? { workers: e.PAYLOG_WORKERS } : {}),
+    budgets: {
+      dbConnectTimeoutMs: e.PAYLOG_DB_CONNECT_TIMEOUT_MS,
+      dbStatementTimeoutMs: e.PAYLOG_DB_STATEMENT_TIMEOUT_MS,
+      dbLockTimeoutMs: e.PAYLOG_DB_LOCK_TIMEOUT_MS,
+      dbIdleInTransactionTimeoutMs: e.PAYLOG_DB_IDLE_IN_TRANSACTION_TIMEOUT_MS,
+      kmsConnectTimeoutMs: e.PAYLOG_KMS_CONNECT_TIMEOUT_MS,
+      kmsRequestTimeoutMs: e.PAYLOG_KMS_REQUEST_TIMEOUT_MS,
+      kmsMaxAttempts: e.PAYLOG_KMS_MAX_ATTEMPTS,
+      requestTimeoutMs: e.PAYLOG_REQUEST_TIMEOUT_MS,
+    },
     cse: {
       maxAgeS: e.PAYLOG_CSE_MAX_AGE_S,
       keyPeriod: e.PAYLOG_CSE_KEY_PERIOD,

@@ -14,12 +14,38 @@ export interface Metrics {
   /** Epoch private-key cache lookups on the release path. */
   epochCacheHits: Counter;
   epochCacheMisses: Counter;
+  kmsDuration: Histogram<'operation'>;
+  checkpointSize: Gauge;
+  /** When this instance last signed (or found current) the checkpoint covering the log; ms epoch. */
+  checkpointSignedAt: { value: number | undefined };
 }
+
+/** Prefix of Node's default process metrics (`paylog_process_cpu_seconds_total`, `paylog_nodejs_…`). */
+export const DEFAULT_METRICS_PREFIX = 'paylog_';
 
 export function createMetrics(): Metrics {
   const registry = new Registry();
-  collectDefaultMetrics({ register: registry, prefix: 'paylog_process_' });
+  collectDefaultMetrics({ register: registry, prefix: DEFAULT_METRICS_PREFIX });
+  const checkpointSignedAt: { value: number | undefined } = { value: undefined };
+  new Gauge({
+    name: 'paylog_checkpoint_age_seconds',
+    help: 'Seconds since this instance last signed, or found current, the checkpoint that covers the log (absent before the first)',
+    registers: [registry],
+    collect() {
+      if (checkpointSignedAt.value === undefined) this.reset();
+      else this.set((Date.now() - checkpointSignedAt.value) / 1000);
+    },
+  });
   return {
+    checkpointSignedAt,
+    checkpointSize: new Gauge({ name: 'paylog_checkpoint_size', help: 'Tree size of the latest checkpoint this instance signed or found current', registers: [registry] }),
+    kmsDuration: new Histogram({
+      name: 'paylog_kms_request_duration_seconds',
+      help: 'KMS request latency by operation (retries included), successful or not',
+      labelNames: ['operation'],
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+      registers: [registry],
+    }),
     registry,
     httpRequests: new Counter({
       name: 'paylog_http_requests_total',

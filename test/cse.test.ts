@@ -110,6 +110,14 @@ describe('POST /v1/transactions with an encrypted payment method', () => {
     }
   });
 
+  it('applies the encoding rule to the decrypted content too: NUL or a lone surrogate → 400 INVALID_ENCODING', async () => {
+    for (const pm of [{ ...card(), holderName: 'Jane\u0000Doe' }, { ...card(), ['\ud800']: 1 }]) {
+      const r = await submit(await encryptedBody(pm));
+      expect([r.status, code(r)]).toEqual([400, 'INVALID_ENCODING']);
+      expect(r.text).not.toContain('4111111111111111');
+    }
+  });
+
   it('checks the body as sent before any decryption (SAD beside the JWE, bad JWE shape, PAN in metadata)', async () => {
     const body = await encryptedBody(card());
     expect(code(await submit({ ...body, paymentMethod: { ...body.paymentMethod, cvv: '123' } }))).toBe('SENSITIVE_AUTHENTICATION_DATA');

@@ -24,6 +24,7 @@ const COLUMN: Record<(typeof LOG_TABLES)[number], string> = {
   transactions: 'processor',
   access_entries: 'outcome',
   checkpoints: 'note',
+  witness_cosignatures: 'signature_line',
 };
 const updateSql = (table: (typeof LOG_TABLES)[number]) => `UPDATE ${table} SET ${COLUMN[table]} = ${COLUMN[table]}`;
 beforeAll(async () => {
@@ -72,6 +73,7 @@ describe('append-only log tables', () => {
       await c.query(`INSERT INTO access_entries (log_index, transaction_id, principal_role, principal_name, certificate_fingerprint, action, outcome, source_address)
                      VALUES (999999, 'x', 'auditor', 'auditor', 'sha256:00', 'read', 'denied', '127.0.0.1')`);
       await c.query(`INSERT INTO checkpoints (size, root_hash, note) VALUES (0, '\\x00', 'x')`);
+      await c.query(`INSERT INTO witness_cosignatures (checkpoint_size, root_hash, witness_key, cosigned_at, signature_line) VALUES (0, '\\x00', 'w+00000000', 0, 'x')`);
       for (const table of LOG_TABLES) {
         const r = await c.query(`SELECT count(*)::int AS n FROM ${table}`);
         expect(r.rows[0].n, table).toBeGreaterThan(0);

@@ -27,6 +27,9 @@ function ed25519Signer(name: string): NoteSigner {
   const raw = publicKey.export({ format: 'der', type: 'spki' }).subarray(-32);
   return { name, publicKey: Buffer.from(raw), sign: async (m: Buffer) => edSign(null, m, privateKey) };
 }
+import { readFileSync } from 'node:fs';
+import { httpsTileSource } from '../src/log/tiles/source.js';
+import { verifyTiledLog } from '../src/log/tiles/verify.js';
 
 const LOG_TABLES = ['log_entries', 'merkle_nodes', 'tree_heads', 'transactions', 'access_entries', 'checkpoints'];
 const TRANSACTIONS = 26;
@@ -78,6 +81,17 @@ async function settled(): Promise<number> {
 
 async function verify(state?: VerifierState) {
   return await verifyRemoteLog(client, { verifiers: toNoteVerifiers(vkeys), ...(state ? { state } : {}) });
+}
+
+/** The same checks from the service's C2SP tlog-tiles (`verify-log --tiles`). */
+async function verifyTiles(state?: VerifierState) {
+  const a = t.paylog.devPki!.principals['auditor']!;
+  const source = httpsTileSource({ url: t.paylog.url, ca: readFileSync(t.paylog.devPki!.caPath), cert: readFileSync(a.certPath), key: readFileSync(a.keyPath) });
+  try {
+    return await verifyTiledLog(source, { verifiers: toNoteVerifiers(vkeys), ...(state ? { state } : {}) });
+  } finally {
+    source.close();
+  }
 }
 
 const runCli = (args: string[], script = 'verify-log') => runScript(script, args);
@@ -134,6 +148,11 @@ describe('tamper suite', () => {
     const cli = await runCli([...tlsArgs(), '--log-key', vkeys[0]!, '--json']);
     expect(cli.code, cli.stderr).toBe(0);
     expect(JSON.parse(cli.stdout)).toMatchObject({ ok: true, trust: 'log-key' });
+    const tiles = await verifyTiles();
+    expect(tiles.failures).toEqual([]);
+    expect(tiles).toMatchObject({ ok: true, entriesVerified: r.entriesVerified, rootHash: r.rootHash });
+    const tilesCli = await runCli([...tlsArgs(), '--tiles', '--log-key', vkeys[0]!, '--json']);
+    expect(tilesCli.code, tilesCli.stderr).toBe(0);
     // Connection error (nothing listening) → exit 2.
     const down = await runCli([...tlsArgs().map((a) => (a === t.paylog.url ? 'https://127.0.0.1:9' : a)), '--log-key', vkeys[0]!]);
     expect(down.code).toBe(2);
@@ -307,6 +326,28 @@ describe('tamper suite', () => {
     expect(JSON.parse(v.stdout)).toMatchObject({ ok: true, treeSize: await treeSize() });
   });
 
+  it('export-tiles writes a static copy (incrementally) that verify-log --tiles-dir verifies offline', async () => {
+    const out = join(dir, 'tiles');
+    const first = await runCli([...tlsArgs(), '--out', out], 'export-tiles');
+    expect(first.code, first.stderr).toBe(0);
+    expect(first.stdout).toMatch(/wrote [1-9][0-9]* tiles, kept 0/);
+    const v = await runCli(['--tiles-dir', out, '--log-key', vkeys[0]!, '--json']);
+    expect(v.code, v.stderr).toBe(0);
+    expect(JSON.parse(v.stdout)).toMatchObject({ ok: true, treeSize: await treeSize() });
+    const again = await runCli([...tlsArgs(), '--out', out], 'export-tiles');
+    expect(again.code, again.stderr).toBe(0);
+    expect(again.stdout).toMatch(/wrote 0 tiles, kept [1-9]/);
+    // A tampered static copy fails with exit 1; an absent one is exit 2.
+    const bundle = join(out, 'tile', 'entries', '000.p', String(await treeSize()));
+    const bytes = readFileSync(bundle);
+    bytes.writeUInt8(bytes.readUInt8(bytes.length - 5) ^ 1, bytes.length - 5);
+    writeFileSync(bundle, bytes);
+    const bad = await runCli(['--tiles-dir', out, '--log-key', vkeys[0]!, '--json']);
+    expect(bad.code).toBe(1);
+    expect(JSON.parse(bad.stdout).ok).toBe(false);
+    expect((await runCli(['--tiles-dir', join(dir, 'no-such-copy'), '--log-key', vkeys[0]!])).code).toBe(2);
+  });
+
   it('modified leaf: named by index (in-process and through the CLI)', async () => {
     const idx = 7;
     let original!: Buffer;
@@ -325,6 +366,13 @@ describe('tamper suite', () => {
       const human = await runCli([...tlsArgs(), '--log-key', vkeys[0]!]);
       expect(human.code).toBe(1);
       expect(human.stdout).toContain(`first bad index: ${idx}`);
+      const tiles = await verifyTiles();
+      expect(tiles.ok).toBe(false);
+      expect(tiles.firstBadIndex).toBe(idx);
+      expect(tiles.failures.map((f) => f.code)).toEqual(['ROOT_MISMATCH']);
+      const tilesCli = await runCli([...tlsArgs(), '--tiles', '--log-key', vkeys[0]!, '--json']);
+      expect(tilesCli.code, tilesCli.stderr).toBe(1);
+      expect(JSON.parse(tilesCli.stdout)).toMatchObject({ ok: false, firstBadIndex: idx });
     } finally {
       await tamper(async (c) => void (await c.query('UPDATE log_entries SET leaf = $2 WHERE idx = $1', [idx, original])));
     }
@@ -343,6 +391,11 @@ describe('tamper suite', () => {
       expect(r.ok).toBe(false);
       expect(r.firstBadIndex).toBe(idx);
       expect(r.failures[0]?.code).toBe('MISSING_ENTRY');
+      // From tiles: the bundle is one entry short; matched against the level-0 tile, 12 is named.
+      const tiles = await verifyTiles();
+      expect(tiles.ok).toBe(false);
+      expect(tiles.firstBadIndex).toBe(idx);
+      expect(tiles.failures[0]?.code).toBe('MISSING_ENTRY');
     } finally {
       await tamper(async (c) => {
         await c.query('INSERT INTO log_entries (idx, entry_type, transaction_id, leaf, created_at) VALUES ($1, $2, $3, $4, $5)', [
@@ -371,6 +424,9 @@ describe('tamper suite', () => {
       const r = await verify();
       expect(r.ok).toBe(false);
       expect(r.firstBadIndex).toBe(i);
+      const tiles = await verifyTiles();
+      expect(tiles.ok).toBe(false);
+      expect(tiles.firstBadIndex).toBe(i);
     } finally {
       await tamper(async (c) => {
         await c.query('UPDATE log_entries SET leaf = $2 WHERE idx = $1', [i, a]);
@@ -396,6 +452,10 @@ describe('tamper suite', () => {
       const report = await verify();
       expect(report.ok).toBe(false);
       expect(report.firstBadIndex).toBe(index);
+      // Leaf format v2 carries the ciphertext in the leaf, so the tiles (entry bundles) catch it too.
+      const tiles = await verifyTiles();
+      expect(tiles.ok).toBe(false);
+      expect(tiles.firstBadIndex).toBe(index);
       // The server's envelope check (key commitment + GCM tag) refuses to release it.
       const r = await t.call('processor-acme', 'POST', `/v1/transactions/${tx}/release`, { purpose: 'capture' });
       expect(r.status).not.toBe(200);
@@ -435,6 +495,11 @@ describe('tamper suite', () => {
     const cli = await runCli([...tlsArgs(), '--state', statePath, '--json']);
     expect(cli.code, cli.stderr).toBe(1);
     expect(JSON.parse(cli.stdout)).toMatchObject({ ok: false, trust: 'state', stateSaved: false });
+    const tiles = await verifyTiles(parseState(formatState({ ...before.newState!, keys: vkeys })));
+    expect(tiles.ok).toBe(false);
+    expect(tiles.failures.map((f) => f.code)).toContain('ROLLBACK');
+    const tilesCli = await runCli([...tlsArgs(), '--tiles', '--state', statePath, '--json']);
+    expect(tilesCli.code, tilesCli.stderr).toBe(1);
   });
 
   it('leaf rewritten AND merkle_nodes/tree_heads recomputed: the signed checkpoint and --state still catch it', async () => {
@@ -467,6 +532,10 @@ describe('tamper suite', () => {
     // change, at or before the rewritten entry) and verify-log reports the rest missing.
     expect(codes).toContain('MISSING_ENTRY');
     expect(r.firstBadIndex).toBeLessThanOrEqual(idx);
+    // From tiles (built from the rewritten nodes): they no longer hash to the signed root.
+    const tiles = await verifyTiles(parseState(formatState({ ...good.newState!, keys: vkeys })));
+    expect(tiles.ok).toBe(false);
+    expect(tiles.failures.map((f) => f.code)).toEqual(expect.arrayContaining(['ROOT_MISMATCH']));
     const cli = await runCli([...tlsArgs(), '--state', statePath, '--json']);
     expect(cli.code, cli.stderr).toBe(1);
     expect(JSON.parse(cli.stdout).ok).toBe(false);

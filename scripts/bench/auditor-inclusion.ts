@@ -41,7 +41,7 @@ const ENTRIES_CHUNK = 250_000;
 const AUDITOR: Principal = { role: 'auditor', name: 'bench-auditor', certificateFingerprint: 'sha256:bench', serialHex: '01' };
 
 /** The leaf template split around the index placeholder: leaf i = prefix ‖ decimal(i) ‖ suffix. */
-function leafTemplate(): { prefix: string; suffix: string } {
+export function leafTemplate(): { prefix: string; suffix: string } {
   const text = encodeLeaf({
     v: 1,
     type: 'key_event',
@@ -75,7 +75,7 @@ function prng(seed: number): () => number {
 }
 
 /** Fills the scratch database (see the module comment). Returns the Node-computed root. */
-async function populate(ctx: BenchContext, url: string, size: number): Promise<{ root: Buffer; seconds: Record<string, number> }> {
+export async function populate(ctx: BenchContext, url: string, size: number): Promise<{ root: Buffer; seconds: Record<string, number> }> {
   const { prefix, suffix } = leafTemplate();
   const seconds: Record<string, number> = {};
   const owner = new pg.Client({ connectionString: url });

@@ -9,7 +9,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
-import { request as httpsRequest } from 'node:https';
+import { Agent, request } from 'undici';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -193,18 +193,14 @@ export function postgresCpuSeconds(dataDir: string): number | null {
   return total;
 }
 
-function httpsGet(url: string, ca: Buffer | undefined): Promise<{ status: number; text: string }> {
-  return new Promise((resolvePromise, reject) => {
-    const req = httpsRequest(url, { method: 'GET', ...(ca ? { ca } : { rejectUnauthorized: false }), agent: false, timeout: 5000 }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => resolvePromise({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') }));
-      res.on('error', reject);
-    });
-    req.on('timeout', () => req.destroy(new Error('timeout')));
-    req.on('error', reject);
-    req.end();
-  });
+async function httpsGet(url: string, ca: Buffer | undefined): Promise<{ status: number; text: string }> {
+  const dispatcher = new Agent({ connect: ca ? { ca } : { rejectUnauthorized: false } });
+  try {
+    const res = await request(url, { method: 'GET', dispatcher, headersTimeout: 5000, bodyTimeout: 5000 });
+    return { status: res.statusCode, text: await res.body.text() };
+  } finally {
+    await dispatcher.destroy();
+  }
 }
 
 // ---------------------------------------------------------------- Prometheus histogram reading

@@ -4,6 +4,14 @@
  */
 import type { FastifyError } from 'fastify';
 import { PaylogError, isPaylogError, type ErrorCode } from '../errors.js';
+import { isTransientDatabaseError } from '../db/errors.js';
+
+/**
+ * Every 503 carries `Retry-After` (RFC 9110 §10.2.3), in seconds: the log, its database or KMS
+ * is unavailable right now, or the request ran out of its time budget. Retrying the same
+ * request is safe (submissions are idempotent by transactionId).
+ */
+export const RETRY_AFTER_SECONDS = 1;
 
 export const HTTP_STATUS: Readonly<Record<ErrorCode, number>> = {
   BAD_REQUEST: 400,
@@ -58,7 +66,7 @@ export function toPaylogError(e: unknown): PaylogError {
     case 'FST_ERR_CTP_INVALID_JSON_BODY':
       return new PaylogError('BAD_REQUEST', 'request body is not valid JSON');
   }
-  if (isDatabaseUnavailable(e)) {
+  if (isTransientDatabaseError(e)) {
     return new PaylogError('LOG_UNAVAILABLE', 'the log database is unavailable; retry later', undefined, { cause: e });
   }
   if (fe?.statusCode === 400 || e instanceof SyntaxError) return new PaylogError('BAD_REQUEST', 'malformed request');
@@ -68,24 +76,18 @@ export function toPaylogError(e: unknown): PaylogError {
   return new PaylogError('INTERNAL', 'internal error', undefined, { cause: e });
 }
 
-/** Connection-level database failures (SQLSTATE class 08, 57P shutdown, socket errors). */
-function isDatabaseUnavailable(e: unknown, depth = 0): boolean {
-  // drizzle wraps driver errors (DrizzleQueryError) with the pg error as `cause`.
-  const cause = (e as { cause?: unknown })?.cause;
-  if (cause !== undefined && depth < 4 && isDatabaseUnavailable(cause, depth + 1)) return true;
-  const code = (e as { code?: unknown })?.code;
-  const msg = (e as { message?: unknown })?.message;
-  if (typeof code === 'string' && (/^08/.test(code) || /^57P0[1-3]$/.test(code) || code === '3D000' || code === '53300')) return true;
-  if (typeof code === 'string' && ['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT'].includes(code)) return true;
-  return (
-    typeof msg === 'string' &&
-    /Connection terminated|connection timeout|Client has encountered a connection error|not currently accepting connections|terminating connection/i.test(msg)
-  );
+/** The Retry-After value (seconds) an answer with this error carries, if any. */
+export function retryAfterSeconds(e: PaylogError): number | undefined {
+  const given = e.details?.retryAfterSeconds;
+  if (typeof given === 'number' && Number.isInteger(given) && given >= 0) return given;
+  return HTTP_STATUS[e.code] === 503 ? RETRY_AFTER_SECONDS : undefined;
 }
 
-export function errorResponse(e: PaylogError): { status: number; body: ErrorBody } {
+export function errorResponse(e: PaylogError): { status: number; body: ErrorBody; headers: Record<string, string> } {
+  const retryAfter = retryAfterSeconds(e);
   return {
     status: HTTP_STATUS[e.code],
+    headers: retryAfter !== undefined ? { 'retry-after': String(retryAfter) } : {},
     body: { error: { code: e.code, message: e.message, ...(e.details ? { details: e.details } : {}) } },
   };
 }

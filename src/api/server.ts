@@ -2,7 +2,9 @@
  * The HTTPS server (Fastify) with client-certificate authentication on every `/v1` route.
  * Routes only translate HTTP to service calls; errors are mapped in `./errors.ts`.
  */
+import { randomUUID } from 'node:crypto';
 import type { TLSSocket } from 'node:tls';
+import rateLimit from '@fastify/rate-limit';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import { PaylogError } from '../errors.js';
@@ -13,35 +15,53 @@ import { registerTransactionRoutes } from './routes/transactions.js';
 import { registerOpsRoutes } from './routes/ops.js';
 import type { TransactionService } from '../services/transactions.js';
 import { DEFAULT_BODY_LIMIT_BYTES } from '../config.js';
+import { errorForLog } from '../logging.js';
+import { RETRY_AFTER_SECONDS } from './errors.js';
+import { collectRoutes, type RegisteredRoute } from './route-spec.js';
 import { assertStorableRequestTarget, assertStorableStrings, decodeUtf8Strict } from '../validation/encoding.js';
 
 declare module 'fastify' {
   interface FastifyRequest {
     principal: Principal | null;
+    /** performance.now() by which the request must be answered (request budget). */
+    deadline: number;
+  }
+  interface FastifyInstance {
+    /** Every route Fastify registered, with its spec (the OpenAPI document is built from these). */
+    paylogRoutes: RegisteredRoute[];
   }
 }
 
+/** Response header carrying the request id that every log line of the request names (`reqId`). */
+export const REQUEST_ID_HEADER = 'x-request-id';
+
 /**
  * Request log lines name the route pattern, never the URL: a path or query string can carry
- * whatever a client typed, including a card number (PCI DSS 3.5.1 / 10.3).
+ * whatever a client typed, including a card number (PCI DSS 3.5.1 / 10.3). Every line of a
+ * request carries its `reqId` (a random UUID, also sent back as `x-request-id`); the completion
+ * line carries method, route pattern, status and duration.
  */
 class RedactingLogController extends LogController {
+  /**
+   * Top-level fields, not under `req`/`res`: Fastify's default `req` serializer would replace
+   * an object under `req` with its own view (which has the URL).
+   */
   private static fields(request: FastifyRequest) {
-    return { method: request.method, route: request.routeOptions.url ?? 'unmatched', remoteAddress: request.ip };
+    return { method: request.method, route: request.routeOptions.url ?? 'unmatched' };
   }
   override incomingRequest(request: FastifyRequest): void {
-    request.log.info({ req: RedactingLogController.fields(request) }, 'incoming request');
+    request.log.info({ ...RedactingLogController.fields(request), remoteAddress: request.ip }, 'incoming request');
   }
   override requestCompleted(error: Error | null, request: FastifyRequest, reply: FastifyReply): void {
-    const res = { statusCode: reply.statusCode };
-    if (error) reply.log.error({ res, err: { type: error.name } }, 'request errored');
-    else reply.log.info({ res, responseTime: reply.elapsedTime }, 'request completed');
+    const f = { ...RedactingLogController.fields(request), statusCode: reply.statusCode, responseTime: reply.elapsedTime };
+    if (error) reply.log.error({ ...f, err: { type: error.name } }, 'request errored');
+    else reply.log.info(f, 'request completed');
   }
   override defaultErrorLog(error: Error, request: FastifyRequest, reply: FastifyReply): void {
-    reply.log.info({ req: RedactingLogController.fields(request), res: { statusCode: reply.statusCode }, err: { type: error?.name } }, 'request failed');
+    reply.log.info({ ...RedactingLogController.fields(request), statusCode: reply.statusCode, err: { type: error?.name } }, 'request failed');
   }
   override routeNotFound(request: FastifyRequest): void {
-    request.log.info({ req: { method: request.method } }, 'route not found');
+    request.log.info({ method: request.method, route: 'unmatched' }, 'route not found');
   }
   override writeHeadError(error: Error, _request: FastifyRequest, reply: FastifyReply): void {
     reply.log.warn({ err: { type: error?.name } }, 'response header write failed');
@@ -58,8 +78,13 @@ export interface ServerDeps {
   metrics: Metrics;
   transactions: TransactionService;
   revocations: RevocationCheck;
-  readiness: () => Promise<{ ok: boolean; checks: Record<string, boolean> }>;
+  readiness: () => Promise<{ ok: boolean; checks: Record<string, boolean>; details?: Record<string, unknown> }>;
   bodyLimit?: number;
+  /**
+   * Whole-request time budget (PAYLOG_REQUEST_TIMEOUT_MS), counted from the request's arrival:
+   * a request not answered within it is answered 503 LOG_UNAVAILABLE with Retry-After.
+   */
+  requestTimeoutMs?: number;
   /** Extra route modules (release, log, admin), registered after authentication. */
   extraRoutes?: Array<(app: FastifyInstance) => void>;
 }
@@ -77,9 +102,13 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
     https: { key: deps.tls.key, cert: deps.tls.cert, ca: deps.tls.ca, requestCert: true, rejectUnauthorized: false, minVersion: 'TLSv1.3' },
     loggerInstance: deps.logger as unknown as FastifyBaseLogger,
     bodyLimit: deps.bodyLimit ?? DEFAULT_BODY_LIMIT_BYTES,
-    return503OnClosing: true,
+    // While closing, requests still arriving are refused by our own hook below (503 with
+    // Retry-After in the one error format), not by Fastify's bare 503.
+    return503OnClosing: false,
     logController: new RedactingLogController(),
     forceCloseConnections: 'idle',
+    // Our own ids: a client-supplied request-id header could carry anything, card numbers included.
+    genReqId: () => randomUUID(),
     // Router refusals (a path that does not percent-decode to UTF-8, a parameter over the router's
     // length limit) in our error format; Fastify's default answer would echo the path, which can
     // hold anything a client typed, including a card number.
@@ -103,9 +132,67 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
       );
     },
   }) as unknown as FastifyInstance;
+  const routes = collectRoutes(app);
+  app.decorate('paylogRoutes', routes);
   app.decorateRequest('principal', null);
+  app.decorateRequest('deadline', Infinity);
+  // Per-route limits (`config.rateLimit`), keyed by the client certificate, checked after
+  // authentication (preHandler) so the key is the verified certificate's fingerprint.
+  await app.register(rateLimit, {
+    global: false,
+    hook: 'preHandler',
+    keyGenerator: (req) => req.principal?.certificateFingerprint ?? req.ip,
+    errorResponseBuilder: (_req, ctx) =>
+      new PaylogError('RATE_LIMITED', 'too many requests from this certificate; retry after Retry-After seconds', {
+        retryAfterSeconds: Math.max(1, Math.ceil(ctx.ttl / 1000)),
+      }),
+  });
   // JSON only: a text/plain body must be 415, not parsed as a string.
   app.removeContentTypeParser('text/plain');
+
+  let closing = false;
+  app.addHook('preClose', (done) => {
+    closing = true;
+    done();
+  });
+  app.addHook('onRequest', async (_req, reply) => {
+    if (!closing) return;
+    reply.header('connection', 'close');
+    throw new PaylogError('LOG_UNAVAILABLE', 'the service is shutting down; retry later');
+  });
+  // The request budget. (Not Fastify's `handlerTimeout`: on Node 20 its timer is cleared as soon
+  // as a request body has been read, so it never fires for a POST.) A handler still running when
+  // its budget answered 503 must not touch the reply again (Fastify would log "already sent"
+  // with the URL, which can hold client input).
+  const budgetMs = deps.requestTimeoutMs;
+  if (budgetMs) {
+    app.addHook('onRequest', async (req) => {
+      req.deadline = performance.now() + budgetMs;
+    });
+    app.addHook('onRoute', (route) => {
+      const handler = route.handler;
+      route.handler = async function (this: FastifyInstance, req: FastifyRequest, reply: FastifyReply) {
+        let expired = false;
+        const guarded = guardLateReply(reply, () => expired);
+        let timer: NodeJS.Timeout | undefined;
+        const budget = new Promise<undefined>((resolve, reject) => {
+          timer = setTimeout(() => {
+            if (reply.sent) return resolve(undefined);
+            expired = true;
+            reject(new PaylogError('LOG_UNAVAILABLE', 'the request did not complete within its time budget; retry later (retrying the same request is safe)'));
+          }, Math.max(0, req.deadline - performance.now()));
+        });
+        const work = Promise.resolve(handler.call(this, req, guarded));
+        work.catch(() => {}); // after the budget has answered, a late failure has nobody to tell
+        try {
+          const out: unknown = await Promise.race([work, budget]);
+          return out === guarded ? reply : out;
+        } finally {
+          clearTimeout(timer);
+        }
+      };
+    });
+  }
 
   // Authentication: verified client certificate for every /v1 route; revocation checked live.
   app.addHook('onRequest', async (req) => {
@@ -145,8 +232,12 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
   });
 
   app.addHook('onSend', async (req, reply) => {
-    if (req.url.startsWith('/v1')) reply.header('cache-control', 'no-store');
+    // Routes that set their own caching (immutable tlog tiles) keep it; everything else is no-store.
+    if (req.url.startsWith('/v1') && !reply.hasHeader('cache-control')) reply.header('cache-control', 'no-store');
+    reply.header(REQUEST_ID_HEADER, req.id);
     reply.header('x-content-type-options', 'nosniff');
+    // Every 503 carries Retry-After (/readyz included); error answers set theirs in the handler.
+    if (reply.statusCode === 503 && !reply.hasHeader('retry-after')) reply.header('retry-after', String(RETRY_AFTER_SECONDS));
   });
 
   app.addHook('onResponse', async (req, reply) => {
@@ -156,22 +247,40 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
   });
 
   app.setErrorHandler(async (err, req, reply) => {
-    const pe = toPaylogError(err);
-    if (pe.code === 'INTERNAL') req.log.error({ err: { type: (err as Error)?.name, code: (err as { code?: string })?.code } }, 'internal error');
-    else req.log.info({ code: pe.code }, 'request refused');
-    const { status, body } = errorResponse(pe);
-    if (pe.code === 'RATE_LIMITED' && typeof pe.details?.retryAfterSeconds === 'number') {
-      reply.header('retry-after', String(pe.details.retryAfterSeconds));
-    }
-    return reply.status(status).header('cache-control', 'no-store').send(body);
+    let pe = toPaylogError(err);
+    // The operator finds an INTERNAL error's cause by its request id (also in the answer).
+    if (pe.code === 'INTERNAL') {
+      req.log.error({ reqId: req.id, route: req.routeOptions.url ?? 'unmatched', error: errorForLog(err) }, 'internal error');
+      pe = new PaylogError('INTERNAL', pe.message, { ...pe.details, requestId: req.id }, { cause: err });
+    } else if (pe.code === 'LOG_UNAVAILABLE' || pe.code === 'KMS_UNAVAILABLE') {
+      req.log.warn({ code: pe.code, error: errorForLog(pe.cause ?? err) }, 'request refused: dependency unavailable');
+    } else req.log.info({ code: pe.code }, 'request refused');
+    const { status, body, headers } = errorResponse(pe);
+    return reply.status(status).headers(headers).header('cache-control', 'no-store').send(body);
   });
   app.setNotFoundHandler(async (_req, reply) => {
     const { status, body } = errorResponse(new PaylogError('NOT_FOUND', 'no such route'));
     return reply.status(status).send(body);
   });
 
-  registerOpsRoutes(app, { metrics: deps.metrics, readiness: deps.readiness });
+  registerOpsRoutes(app, { metrics: deps.metrics, readiness: deps.readiness, routes });
   registerTransactionRoutes(app, { transactions: deps.transactions });
   for (const r of deps.extraRoutes ?? []) r(app);
   return app;
+}
+
+/** The reply as a handler sees it: once `expired`, every method call is a no-op (`then` excepted). */
+function guardLateReply(reply: FastifyReply, expired: () => boolean): FastifyReply {
+  const guarded: FastifyReply = new Proxy(reply, {
+    get(target, prop) {
+      const v: unknown = Reflect.get(target, prop, target);
+      if (typeof v !== 'function' || prop === 'then') return typeof v === 'function' ? v.bind(target) : v;
+      return (...args: unknown[]) => {
+        if (expired()) return guarded;
+        const out: unknown = (v as (...a: unknown[]) => unknown).apply(target, args);
+        return out === target ? guarded : out;
+      };
+    },
+  });
+  return guarded;
 }

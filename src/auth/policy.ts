@@ -16,6 +16,7 @@ export type Action =
   | 'log:entries'
   | 'log:proof:inclusion'
   | 'log:proof:consistency'
+  | 'log:tiles'
   | 'admin:revoke'
   | 'admin:processors'
   | 'admin:keys'
@@ -54,6 +55,7 @@ export const POLICY: Readonly<Record<Principal['role'], Partial<Record<Action, R
     'log:entries': anyone,
     'log:proof:inclusion': anyone,
     'log:proof:consistency': anyone,
+    'log:tiles': anyone,
   },
   admin: {
     'log:checkpoint': anyone,

@@ -35,6 +35,7 @@
  */
 import { compactDecrypt } from 'jose';
 import { PaylogError, isPaylogError } from '../errors.js';
+import { assertStorableStrings } from '../validation/encoding.js';
 import { isEncryptedSubmission, validateEncryptedTransactionRequest } from '../validation/transaction.js';
 import { CSE_CONTENT_ENCRYPTION_ALGORITHM, CSE_KEY_MANAGEMENT_ALGORITHM, type CseKeyStore } from './keys.js';
 
@@ -81,13 +82,18 @@ export function checkJweBinding(header: Record<string, unknown>, expected: JweBi
 
 /** Step 5: the decrypted bytes as a JSON object; the bytes are zeroed. */
 function parseDecryptedPaymentMethod(plaintext: Uint8Array): Record<string, unknown> {
+  let v: unknown;
   try {
-    const v: unknown = JSON.parse(UTF8.decode(plaintext));
-    if (typeof v === 'object' && v !== null && !Array.isArray(v)) return v as Record<string, unknown>;
+    v = JSON.parse(UTF8.decode(plaintext));
   } catch {
     // fall through: never report what the content was
   } finally {
     plaintext.fill(0);
+  }
+  if (typeof v === 'object' && v !== null && !Array.isArray(v)) {
+    // The same rule as for every request body (the server's hook never saw these bytes).
+    assertStorableStrings(v, 'encrypted payment method');
+    return v as Record<string, unknown>;
   }
   throw new PaylogError('VALIDATION_FAILED', 'Request body failed validation', {
     issues: [{ path: 'paymentMethod', code: 'encrypted_content_not_a_json_object' }],

@@ -20,6 +20,17 @@ export const AUDITOR_ROLE = 'paylog_auditor';
 /** Advisory lock key that serialises migrations across service instances ("paylogmg"). */
 export const MIGRATION_LOCK_KEY = 0x7061796c6f676d67n;
 export const DEFAULT_POOL_SIZE = 10;
+/** The client abandons a query this long after the server's statement_timeout should have fired
+ * (a server or network that stopped answering altogether). */
+export const CLIENT_QUERY_TIMEOUT_MARGIN_MS = 1_000;
+
+/** Time budgets of the runtime pool (config.ts `TimeBudgets`, database part). */
+export interface PoolTimeouts {
+  connectTimeoutMs: number;
+  statementTimeoutMs: number;
+  lockTimeoutMs: number;
+  idleInTransactionTimeoutMs: number;
+}
 
 export type Db = NodePgDatabase<typeof schema> & { $client: pg.Pool };
 
@@ -32,6 +43,7 @@ export interface AppDatabase {
 /** Applies pending migrations; resolves once the schema is current. Safe to run concurrently. */
 export async function applyMigrations(ownerUrl: string): Promise<void> {
   const client = new pg.Client({ connectionString: ownerUrl });
+  client.on('error', () => {}); // a lost server fails the query in flight; no unhandled 'error'
   await client.connect();
   try {
     await client.query('SELECT pg_advisory_lock($1)', [MIGRATION_LOCK_KEY.toString()]);
@@ -53,23 +65,46 @@ export async function applyMigrations(ownerUrl: string): Promise<void> {
   }
 }
 
-/** Opens the runtime pool; every connection runs as `role` (default `paylog_app`). */
+/**
+ * Opens the runtime pool; every connection runs as `role` (default `paylog_app`).
+ *
+ * Contract: the pool outlives its server. A connection that loses its server (restart, crash,
+ * network) — idle or checked out — is reported through `onConnectionError` and discarded, never
+ * an unhandled 'error' event; the next query opens a new connection. With `timeouts`, every
+ * connection attempt, statement, lock wait (the append advisory lock included) and idle
+ * transaction is bounded, and a query with no answer at all is abandoned by the client.
+ */
 export function openAppDatabase(
   url: string,
-  opts: { role?: string | null; max?: number } = {},
+  opts: { role?: string | null; max?: number; timeouts?: PoolTimeouts; onConnectionError?: (e: Error) => void } = {},
 ): AppDatabase {
   const role = opts.role === undefined ? APP_ROLE : opts.role;
+  const t = opts.timeouts;
   const pool = new pg.Pool({
     connectionString: url,
     max: opts.max ?? DEFAULT_POOL_SIZE,
+    keepAlive: true,
+    ...(t
+      ? {
+          connectionTimeoutMillis: t.connectTimeoutMs,
+          statement_timeout: t.statementTimeoutMs,
+          lock_timeout: t.lockTimeoutMs,
+          idle_in_transaction_session_timeout: t.idleInTransactionTimeoutMs,
+          query_timeout: t.statementTimeoutMs + CLIENT_QUERY_TIMEOUT_MARGIN_MS,
+        }
+      : {}),
     // Custom plans for every execution of a prepared statement: the log tables start empty and
     // grow fast, and a generic plan cached while they were tiny (a sequential scan) would stay
     // in use on every pooled connection as they grow (measured: 35M tuples read by seq scans of
     // merkle_nodes in 20 s of load). Planning these small statements costs microseconds.
     options: `-c plan_cache_mode=force_custom_plan${role ? ` -c role=${role}` : ''}`,
   });
+  const onConnectionError = opts.onConnectionError ?? (() => {});
   // An idle client losing its server must not crash the process; the next query reports it.
-  pool.on('error', () => {});
+  pool.on('error', (e) => onConnectionError(e));
+  // Nor may a checked-out one (pg-pool listens only while a client is idle): the query in flight
+  // fails, the client is no longer queryable and is discarded on release.
+  pool.on('connect', (client) => client.on('error', (e) => onConnectionError(e)));
   const db = drizzle(pool, { schema });
   return { db, pool, close: () => pool.end() };
 }
@@ -78,6 +113,7 @@ export function openAppDatabase(
 export async function createDatabase(adminUrl: string, name: string): Promise<string> {
   if (!/^[a-z_][a-z0-9_]{0,62}$/.test(name)) throw new Error(`invalid database name ${name}`);
   const client = new pg.Client({ connectionString: adminUrl });
+  client.on('error', () => {}); // a lost server fails the query in flight; no unhandled 'error'
   await client.connect();
   try {
     await client.query(`CREATE DATABASE ${name}`);
@@ -121,6 +157,7 @@ export async function ensureKeysLogin(ownerUrl: string, password: string): Promi
 /** Creates (or re-keys) `<prefix><database>` LOGIN, member of `member` only; null without CREATEROLE. */
 async function ensureLoginRole(ownerUrl: string, password: string, o: { prefix: string; member: string }): Promise<string | null> {
   const client = new pg.Client({ connectionString: ownerUrl });
+  client.on('error', () => {}); // a lost server fails the query in flight; no unhandled 'error'
   await client.connect();
   try {
     const db = (await client.query('SELECT current_database() AS d')).rows[0].d as string;
@@ -156,6 +193,7 @@ async function ensureLoginRole(ownerUrl: string, password: string, o: { prefix: 
 export async function dropDatabase(adminUrl: string, name: string): Promise<void> {
   if (!/^[a-z_][a-z0-9_]{0,62}$/.test(name)) throw new Error(`invalid database name ${name}`);
   const client = new pg.Client({ connectionString: adminUrl });
+  client.on('error', () => {}); // a lost server fails the query in flight; no unhandled 'error'
   await client.connect();
   try {
     await client.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);

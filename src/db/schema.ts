@@ -4,7 +4,8 @@
  * migration beside them.
  *
  * Log tables (append-only; UPDATE/DELETE/TRUNCATE refused by `ENABLE ALWAYS` triggers):
- *   log_entries, merkle_nodes, tree_heads, transactions, access_entries, checkpoints.
+ *   log_entries, merkle_nodes, tree_heads, transactions, access_entries, checkpoints,
+ *   witness_cosignatures.
  * Mutable tables beside the log: data_keys (wrapped data keys — rewrap and crypto-shredding
  * replace or delete them without touching any leaf), keyring, processors, revoked_certificates.
  */
@@ -182,6 +183,28 @@ export const checkpoints = pgTable(
   (t) => [index('checkpoints_size_idx').on(t.size)],
 );
 
+/**
+ * Witness cosignatures (C2SP tlog-cosignature lines) collected for signed checkpoints, every one
+ * kept (append-only). A row is used only if its line verifies under a configured witness key
+ * over the checkpoint note signed by our own keys.
+ */
+export const witnessCosignatures = pgTable(
+  'witness_cosignatures',
+  {
+    id: bigint('id', { mode: 'number' }).primaryKey().generatedAlwaysAsIdentity(),
+    checkpointSize: bigint('checkpoint_size', { mode: 'number' }).notNull(),
+    rootHash: bytea('root_hash').notNull(),
+    /** `<witness name>+<hex key ID>` (tlog-cosignature key ID, type 0x04). */
+    witnessKey: text('witness_key').notNull(),
+    /** The cosignature's own timestamp (POSIX seconds, from the signed message). */
+    cosignedAt: bigint('cosigned_at', { mode: 'number' }).notNull(),
+    /** The exact signature line, without its newline. */
+    signatureLine: text('signature_line').notNull(),
+    createdAt: createdAt(),
+  },
+  (t) => [index('witness_cosignatures_size_idx').on(t.checkpointSize)],
+);
+
 /** Service keys wrapped under KMS (e.g. the fingerprint HMAC key). */
 export const keyring = pgTable('keyring', {
   name: text('name').primaryKey(),
@@ -214,4 +237,5 @@ export const LOG_TABLES = [
   'transactions',
   'access_entries',
   'checkpoints',
+  'witness_cosignatures',
 ] as const;

@@ -36,6 +36,11 @@ export interface KmsSettings {
   region: string;
   /** True for the local dev endpoint: dummy static credentials, few retries. */
   local?: boolean;
+  /** Time budget per KMS operation (config.ts `TimeBudgets`); defaults below. */
+  connectTimeoutMs?: number;
+  requestTimeoutMs?: number;
+  /** Attempts per operation including the first (SDK standard retry mode, with backoff). */
+  maxAttempts?: number;
 }
 
 /** Static credentials for the local dev endpoint only; they authorise nothing anywhere else. */
@@ -50,8 +55,9 @@ const localDevOnlyCredentials = async (): Promise<{ accessKeyId: string; secretA
 export const LOCAL_KMS_MAX_ATTEMPTS = 2;
 /** Attempts against AWS KMS (SDK standard retry mode, with backoff). */
 export const AWS_KMS_MAX_ATTEMPTS = 3;
-export const KMS_CONNECTION_TIMEOUT_MS = 3_000;
-export const KMS_REQUEST_TIMEOUT_MS = 10_000;
+export const KMS_CONNECTION_TIMEOUT_MS = 1_000;
+/** No answer within this on an open connection: the attempt fails (TimeoutError). */
+export const KMS_REQUEST_TIMEOUT_MS = 2_000;
 
 const DATA_KEY_SPEC = 'AES_256';
 const DATA_KEY_BYTES = 32;
@@ -60,9 +66,10 @@ const ED25519_SIGNATURE_BYTES = 64;
 const ED25519_PUBLIC_KEY_BYTES = 32;
 
 export function createKmsClient(s: KmsSettings): KMSClient {
+  // Worst case per operation: maxAttempts × (connect + request timeout) plus the SDK's backoff.
   const requestHandler = {
-    connectionTimeout: KMS_CONNECTION_TIMEOUT_MS,
-    requestTimeout: KMS_REQUEST_TIMEOUT_MS,
+    connectionTimeout: s.connectTimeoutMs ?? KMS_CONNECTION_TIMEOUT_MS,
+    requestTimeout: s.requestTimeoutMs ?? KMS_REQUEST_TIMEOUT_MS,
     throwOnRequestTimeout: true,
   };
   if (s.local === true) {
@@ -70,7 +77,7 @@ export function createKmsClient(s: KmsSettings): KMSClient {
       region: s.region,
       ...(s.endpoint !== undefined ? { endpoint: s.endpoint } : {}),
       credentials: localDevOnlyCredentials,
-      maxAttempts: LOCAL_KMS_MAX_ATTEMPTS,
+      maxAttempts: s.maxAttempts ?? LOCAL_KMS_MAX_ATTEMPTS,
       requestHandler,
     });
   }
@@ -78,7 +85,7 @@ export function createKmsClient(s: KmsSettings): KMSClient {
   return new KMSClient({
     region: s.region,
     ...(s.endpoint !== undefined ? { endpoint: s.endpoint } : {}),
-    maxAttempts: AWS_KMS_MAX_ATTEMPTS,
+    maxAttempts: s.maxAttempts ?? AWS_KMS_MAX_ATTEMPTS,
     requestHandler,
   });
 }
@@ -162,14 +169,18 @@ export function ed25519RawFromSpki(spki: Buffer): Buffer {
 
 /** Observer of every KMS request (metrics): operation and `ok` or the KMS error name. */
 export type KmsRequestObserver = (operation: string, outcome: string) => void;
+/** Told the duration of every KMS request paylog makes (metrics: paylog_kms_request_duration_seconds). */
+export type KmsDurationObserver = (operation: string, seconds: number) => void;
 
 export class PaylogKms {
   constructor(
     private readonly client: KMSClient,
     private readonly observe: KmsRequestObserver = () => {},
+    private readonly observeDuration?: KmsDurationObserver,
   ) {}
 
   private async call<T>(operation: string, fn: () => Promise<T>): Promise<T> {
+    const started = performance.now();
     try {
       const out = await fn();
       this.observe(operation, 'ok');
@@ -177,6 +188,8 @@ export class PaylogKms {
     } catch (e) {
       this.observe(operation, kmsErrorName(e));
       throw toPaylogError(operation, e);
+    } finally {
+      this.observeDuration?.(operation, (performance.now() - started) / 1000);
     }
   }
 
@@ -199,6 +212,19 @@ export class PaylogKms {
   async keyState(keyId: string): Promise<string | undefined> {
     const out = await this.call('DescribeKey', () => this.client.send(new DescribeKeyCommand({ KeyId: keyId })));
     return out.KeyMetadata?.KeyState;
+  }
+
+  /** DescribeKey: the key's ARN, spec, usage and state (start-up checks; readiness uses `ping`). */
+  async describe(keyId: string): Promise<{ arn?: string; keySpec?: string; keyUsage?: string; enabled: boolean; keyState?: string }> {
+    const out = await this.call('DescribeKey', () => this.client.send(new DescribeKeyCommand({ KeyId: keyId })));
+    const m = out.KeyMetadata;
+    return {
+      ...(m?.Arn ? { arn: m.Arn } : {}),
+      ...(m?.KeySpec ? { keySpec: m.KeySpec } : {}),
+      ...(m?.KeyUsage ? { keyUsage: m.KeyUsage } : {}),
+      enabled: m?.Enabled === true,
+      ...(m?.KeyState ? { keyState: m.KeyState } : {}),
+    };
   }
 
   /** GenerateDataKey (AES_256) under `keyId`, bound to `context`. `keyId` returned = key ARN. */
@@ -345,9 +371,11 @@ export class PaylogKms {
     }
   }
 
-  /** Readiness probe: DescribeKey must succeed and the key must be Enabled. */
-  async ping(keyId: string): Promise<void> {
-    const out = await this.call('DescribeKey', () => this.client.send(new DescribeKeyCommand({ KeyId: keyId })));
+  /** Readiness probe: DescribeKey must succeed and the key must be Enabled; `signal` aborts it. */
+  async ping(keyId: string, signal?: AbortSignal): Promise<void> {
+    const out = await this.call('DescribeKey', () =>
+      this.client.send(new DescribeKeyCommand({ KeyId: keyId }), signal ? { abortSignal: signal } : {}),
+    );
     if (out.KeyMetadata?.Enabled !== true) {
       throw new PaylogError('KMS_UNAVAILABLE', 'KMS key is not enabled', {
         kmsOperation: 'DescribeKey',

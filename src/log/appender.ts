@@ -15,6 +15,7 @@ import type pg from 'pg';
 import type { AppDatabase, Db } from '../db/connection.js';
 import type { dataKeys } from '../db/schema.js';
 import { PaylogError, isPaylogError } from '../errors.js';
+import { isTransientDatabaseError } from '../db/errors.js';
 import { macEqual } from '../crypto/fingerprint.js';
 import { EMPTY_ROOT, appendLeaves, hashLeaf, nodeKey, rangeNodes, type NodeId } from './merkle.js';
 import { TREE_HEAD_PAGE, treeHeadMac, treeHeadMacValid } from './tree-head.js';
@@ -122,8 +123,10 @@ export class LogAppender {
         try {
           await this.commit(batch, started);
         } catch (e) {
-          if (batch.length > 1 && !(e instanceof CommitOutcomeUnknown)) {
+          if (batch.length > 1 && !(e instanceof CommitOutcomeUnknown) && !isTransientDatabaseError(e)) {
             // One bad entry must not fail its neighbours: retry each entry in a batch of its own.
+            // Not when the database itself is unavailable (lost, restarting, timed out): that
+            // fails every entry alike, and one retry each would multiply the wait by the batch.
             for (const p of batch) await this.commit([p], performance.now()).catch((e1: unknown) => p.reject(asLogError(e1)));
           } else {
             for (const p of batch) p.reject(asLogError(e));

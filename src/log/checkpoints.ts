@@ -9,6 +9,9 @@
  * - After each batch commit `schedule()` publishes within PUBLISH_MIN_INTERVAL_MS (coalesced:
  *   one publication in flight at a time); a timer re-checks every IDLE_REPUBLISH_MS so a
  *   failed publication (e.g. KMS briefly down) is retried while idle.
+ * - `publish()` is single-flight: calls made while one publication runs share the next run
+ *   (which starts after it and sees its checkpoint), so concurrent calls never sign and store
+ *   the same tree head twice. (Within one process; instances sharing a database each publish.)
  * - Every checkpoint is stored; `?size=` serves earlier ones.
  * - Key rotation: every configured signing key signs every checkpoint (one signature line each),
  *   so there is never an unsigned gap; all verifier keys are published.
@@ -151,6 +154,9 @@ export class CheckpointPublisher {
   private delayed: NodeJS.Timeout | null = null;
   private closed = false;
   private readonly verifiers: NoteVerifier[];
+  /** The publication running now, and the one queued behind it (shared by its callers). */
+  private publishing: Promise<StoredCheckpoint | null> | null = null;
+  private queued: Promise<StoredCheckpoint | null> | null = null;
 
   constructor(
     private readonly db: Db,
@@ -167,8 +173,31 @@ export class CheckpointPublisher {
     this.verifiers = opts.signers.map((s) => ({ name: s.name, publicKey: s.publicKey }));
   }
 
-  /** Signs and stores a checkpoint for the current tree head if it is new (checked first). */
-  async publish(): Promise<StoredCheckpoint | null> {
+  /**
+   * Signs and stores a checkpoint for the current tree head if it is new (checked first).
+   * Resolves with a checkpoint covering at least the head as of the call (see contract).
+   */
+  publish(): Promise<StoredCheckpoint | null> {
+    if (!this.publishing) return this.startPublication();
+    // A run in progress may have read an older head: queue one more run after it, shared.
+    this.queued ??= this.publishing
+      .catch(() => null)
+      .then(() => {
+        this.queued = null;
+        return this.startPublication();
+      });
+    return this.queued;
+  }
+
+  private startPublication(): Promise<StoredCheckpoint | null> {
+    const run = this.publishOnce().finally(() => {
+      if (this.publishing === run) this.publishing = null;
+    });
+    this.publishing = run;
+    return run;
+  }
+
+  private async publishOnce(): Promise<StoredCheckpoint | null> {
     const head = (await readTreeHead(this.db, this.opts.headKey)) ?? { size: 0, rootHash: EMPTY_ROOT };
     const prior = await readCheckpoint(this.db, this.verifiers, undefined, (row) =>
       this.opts.logger?.error({ checkpointRow: row.id, size: row.size }, 'stored checkpoint does not verify under our keys: ignored'),

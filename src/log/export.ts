@@ -11,11 +11,12 @@
  *   {"type":"entry","index":0,"leaf":"<base64 leaf bytes>"}  indexes 0 .. size-1
  */
 import { createReadStream, createWriteStream, readFileSync } from 'node:fs';
-import { Agent, request as httpsRequest } from 'node:https';
+import { Agent, request } from 'undici';
 import { createInterface } from 'node:readline';
 import { once } from 'node:events';
 import { PaylogError } from '../errors.js';
 import { decodeBase64Strict, type NoteVerifier } from './note.js';
+import type { WitnessPolicy } from './witness/policy.js';
 import {
   errorMessage,
   failureReport,
@@ -99,7 +100,7 @@ export class LogClient {
 
   constructor(opts: ClientOptions) {
     this.#base = opts.url.replace(/\/+$/, '');
-    this.#agent = new Agent({ ca: opts.ca, cert: opts.cert, key: opts.key, keepAlive: true, maxSockets: 4 });
+    this.#agent = new Agent({ connect: { ca: opts.ca, cert: opts.cert, key: opts.key }, connections: 4 });
   }
 
   static fromFiles(url: string, caPath: string, certPath: string, keyPath: string): LogClient {
@@ -107,21 +108,22 @@ export class LogClient {
   }
 
   close(): void {
-    this.#agent.destroy();
+    void this.#agent.destroy();
   }
 
+  /** One GET (undici); any failure before a full answer is a `transport` error. */
   async #get(path: string): Promise<{ status: number; body: string }> {
-    return await new Promise((resolve, reject) => {
-      const req = httpsRequest(`${this.#base}${path}`, { method: 'GET', agent: this.#agent, timeout: REQUEST_TIMEOUT_MS }, (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') }));
-        res.on('error', (e) => reject(new LogClientError(`GET ${path}: ${e.message}`, undefined, 'transport')));
+    try {
+      const res = await request(`${this.#base}${path}`, {
+        method: 'GET',
+        dispatcher: this.#agent,
+        headersTimeout: REQUEST_TIMEOUT_MS,
+        bodyTimeout: REQUEST_TIMEOUT_MS,
       });
-      req.on('timeout', () => req.destroy(new LogClientError(`timeout on GET ${path}`, undefined, 'transport')));
-      req.on('error', (e) => reject(e instanceof LogClientError ? e : new LogClientError(`GET ${path}: ${e.message}`, undefined, 'transport')));
-      req.end();
-    });
+      return { status: res.statusCode, body: await res.body.text() };
+    } catch (e) {
+      throw new LogClientError(`GET ${path}: ${(e as Error)?.message ?? 'request failed'}`, undefined, 'transport');
+    }
   }
 
   async #getOk(path: string): Promise<string> {
@@ -250,6 +252,8 @@ function parseHashes(j: any): Buffer[] {
 export interface RemoteVerifyOptions {
   verifiers: readonly NoteVerifier[];
   state?: VerifierState;
+  /** Witness cosignatures the checkpoint must carry (`--witness`). */
+  witnesses?: WitnessPolicy;
   onProgress?: (verified: number, total: number) => void;
 }
 
@@ -278,6 +282,7 @@ export async function verifyRemoteLog(client: LogClient, opts: RemoteVerifyOptio
     inclusionProof: (index, treeSize) => client.inclusionProof(index, treeSize),
     readLeaves: (start, end) => client.entries(start, end),
     ...(opts.onProgress !== undefined ? { onProgress: opts.onProgress } : {}),
+    ...(opts.witnesses !== undefined ? { witnesses: opts.witnesses } : {}),
   });
 }
 
@@ -406,6 +411,7 @@ export interface FileVerifyOptions {
   /** Trusted keys (the CLI decides where they come from; see `scripts/verify-log.ts`). */
   verifiers: readonly NoteVerifier[];
   state?: VerifierState;
+  witnesses?: WitnessPolicy;
   onProgress?: (verified: number, total: number) => void;
 }
 
@@ -434,6 +440,7 @@ export async function verifyExportFile(path: string, opts: FileVerifyOptions): P
     origin: head.origin,
     extraCheckpoints: head.checkpoints.slice(0, -1),
     ...(opts.state !== undefined ? { state: opts.state } : {}),
+    ...(opts.witnesses !== undefined ? { witnesses: opts.witnesses } : {}),
     ...(opts.onProgress !== undefined ? { onProgress: opts.onProgress } : {}),
   });
 }

@@ -23,6 +23,7 @@ import { verifyCheckpoint, parseCheckpointBody, type VerifiedCheckpoint } from '
 import { decodeLeaf, type Leaf } from './leaf.js';
 import { hashChildren, hashLeaf, StreamingTreeBuilder, verifyConsistency } from './merkle.js';
 import { parseVerifierKey, type NoteVerifier } from './note.js';
+import { checkWitnessPolicy, type WitnessPolicy } from './witness/policy.js';
 import { containsPanLikeIdentifier, containsPanLikeNumber, mayHoldPan } from '../validation/identifiers.js';
 
 // The PAN detector is the one validation uses (src/validation/identifiers.ts): same NFKC folding,
@@ -87,6 +88,8 @@ export type FailureCode =
   | 'NODE_MISMATCH'
   | 'ROOT_MISMATCH'
   | 'PROOF_INCONSISTENT'
+  /** Fewer valid, fresh witness cosignatures than the required quorum (C2SP tlog-cosignature). */
+  | 'WITNESS_QUORUM'
   /** The source answered, but with something unusable (not JSON, malformed entry or hash, no key). */
   | 'BAD_RESPONSE'
   /** The source answered a read (checkpoint, key, entries) with an HTTP error. */
@@ -108,7 +111,7 @@ export const TRANSPORT_FAILURE_CODES: ReadonlySet<FailureCode> = new Set<Failure
 const FAILURE_CODES: ReadonlySet<string> = new Set<FailureCode>([
   'CHECKPOINT_INVALID', 'ORIGIN_MISMATCH', 'ROLLBACK', 'FORK', 'CONSISTENCY_PROOF_INVALID', 'INDEX_OUT_OF_ORDER',
   'MISSING_ENTRY', 'EXTRA_ENTRY', 'LEAF_INVALID', 'CARD_DATA_IN_LEAF', 'CIPHERTEXT_MISMATCH', 'SERVED_VIEW_MISMATCH', 'NODE_MISMATCH', 'ROOT_MISMATCH',
-  'PROOF_INCONSISTENT', 'BAD_RESPONSE', 'REQUEST_REFUSED', 'PROOF_REFUSED', 'EXPORT_MALFORMED', 'FETCH_FAILED',
+  'PROOF_INCONSISTENT', 'WITNESS_QUORUM', 'BAD_RESPONSE', 'REQUEST_REFUSED', 'PROOF_REFUSED', 'EXPORT_MALFORMED', 'FETCH_FAILED',
 ]);
 
 /**
@@ -156,6 +159,8 @@ export interface VerifyReport {
   rootHash?: string;
   /** `<name>+<keyid>` of the trusted keys whose signatures verified. */
   verifiedKeys: string[];
+  /** `<name>+<keyid>` of the trusted witnesses whose fresh cosignatures verified (with `witnesses`). */
+  cosignedBy?: string[];
   entriesVerified: number;
   leafTypes: Record<string, number>;
   previous?: { size: number; rootHash: string; consistency: 'verified' | 'failed' | 'prefix-only' };
@@ -191,6 +196,8 @@ export interface VerifyLogInput {
   /** Other signed checkpoints known to the caller (e.g. from an export): their roots are checked as prefixes. */
   extraCheckpoints?: readonly string[];
   onProgress?: (verified: number, total: number) => void;
+  /** Witnesses whose cosignatures the checkpoint must carry (`--witness`); see witness/policy.ts. */
+  witnesses?: WitnessPolicy;
   now?: () => Date;
 }
 
@@ -246,13 +253,13 @@ const FREE_TEXT_FIELDS = new Set(['reference', 'reason', 'note', 'md']);
 function leafHoldsPanLikeNumber(value: unknown, key = '', freeText = false): boolean {
   const free = freeText || FREE_TEXT_FIELDS.has(key);
   if (typeof value === 'string') {
-    if (DIGEST_FIELDS.has(key)) return false;
+    if (DIGEST_FIELDS.has(key) || !mayHoldPan(value)) return false;
     return free ? containsPanLikeNumber(value) : containsPanLikeIdentifier(value);
   }
   if (value instanceof Uint8Array) return false;
   if (Array.isArray(value)) return value.some((v) => leafHoldsPanLikeNumber(v, key, free));
   if (value !== null && typeof value === 'object') {
-    return Object.entries(value).some(([k, v]) => (key === 'md' && containsPanLikeNumber(k)) || leafHoldsPanLikeNumber(v, k, free));
+    return Object.entries(value).some(([k, v]) => (key === 'md' && mayHoldPan(k) && containsPanLikeNumber(k)) || leafHoldsPanLikeNumber(v, k, free));
   }
   return false;
 }
@@ -270,9 +277,10 @@ export function checkLeaf(index: number, bytes: Uint8Array): { leaf: Leaf } | { 
     const why = e instanceof PaylogError ? e.message : 'undecodable leaf';
     return { failure: { code: 'LEAF_INVALID', index, message: `entry ${index}: ${why}` } };
   }
-  // Pre-filter: canonical JSON never escapes digits, so a leaf whose bytes hold neither 13 digits
-  // in a row (single separators allowed) nor any non-ASCII byte (NFKC may fold one into a digit)
-  // cannot hold a PAN-like string; most leaves skip the walk.
+  // Pre-filter: canonical JSON and CBOR text strings never escape digits, so a leaf whose bytes
+  // hold neither 13 digits in a row (single separators allowed) nor any byte ≥ 0x80 (NFKC may
+  // fold a non-ASCII character into a digit) cannot hold a PAN-like string. A v2 (CBOR) leaf
+  // always has such bytes; the walk then tests each text string with the same cheap check first.
   if (mayHoldPan(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('latin1')) && leafHoldsPanLikeNumber(leaf)) {
     return { failure: { code: 'CARD_DATA_IN_LEAF', index, message: `entry ${index}: leaf holds a Luhn-valid 13-19 digit number (possible card data)` } };
   }
@@ -596,10 +604,17 @@ export async function verifyLog(input: VerifyLogInput): Promise<VerifyReport> {
     rb.fail({ code: 'CHECKPOINT_INVALID', message: `checkpoint does not verify: ${(e as Error).message}` });
     return report({});
   }
-  const head = { origin: cp.origin, treeSize: cp.size, rootHash: cp.rootHash.toString('base64'), verifiedKeys: cp.verifiedKeys };
+  const head: Partial<VerifyReport> = { origin: cp.origin, treeSize: cp.size, rootHash: cp.rootHash.toString('base64'), verifiedKeys: cp.verifiedKeys };
   if (origin !== undefined && cp.origin !== origin && input.state === undefined) {
     rb.fail({ code: 'ORIGIN_MISMATCH', message: 'checkpoint origin differs from the expected origin' });
     return report(head);
+  }
+
+  // Step 1b: witness cosignatures (tlog-cosignature), when a policy is given.
+  if (input.witnesses !== undefined) {
+    const w = checkWitnessPolicy(input.checkpoint, input.witnesses, Math.floor((input.now?.() ?? new Date()).getTime() / 1000));
+    for (const f of w.failures) rb.fail(f);
+    Object.assign(head, { cosignedBy: w.cosignedBy });
   }
 
   // Step 2: saved state.

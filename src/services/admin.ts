@@ -99,7 +99,7 @@ export class AdminService {
     const r = processorUpdateSchema.safeParse(raw);
     if (!isProcessorName(name) || !r.success) {
       authorize(principal, 'admin:processors');
-      if (!isProcessorName(name)) throw invalid('processor name');
+      if (!isProcessorName(name)) throw invalid('processor name: 1-63 lower-case letters, digits and -, starting with a letter or digit, e.g. acme');
       throw invalid('processor update: { "status": "active" | "disabled" }');
     }
     const current = await this.processors.status(name);

@@ -60,7 +60,14 @@ export class LogReadService {
 
   constructor(
     private readonly db: Db,
-    private readonly deps: { origin: string; keys: PublishedKey[]; processors: ProcessorRegistry; headKey?: Buffer },
+    private readonly deps: {
+      origin: string;
+      keys: PublishedKey[];
+      processors: ProcessorRegistry;
+      headKey?: Buffer;
+      /** With witnesses configured: the newest checkpoint that reached the quorum, with its cosignatures. */
+      witnessed?: () => Promise<{ size: number; note: string } | null>;
+    },
   ) {
     this.verifiers = deps.keys.map((k) => {
       const v = parseVerifierKey(k.vkey);
@@ -70,6 +77,11 @@ export class LogReadService {
 
   async checkpoint(p: Principal, size?: number): Promise<string> {
     authorize(p, 'log:checkpoint');
+    if (size === undefined && this.deps.witnessed !== undefined) {
+      const w = await this.deps.witnessed();
+      if (w === null) throw new PaylogError('LOG_UNAVAILABLE', 'no checkpoint has reached the witness quorum yet; retry later');
+      return w.note;
+    }
     const c = await readCheckpoint(this.db, this.verifiers, size);
     if (!c) throw new PaylogError('NOT_FOUND', size === undefined ? 'no checkpoint has been signed yet' : 'no checkpoint for that tree size');
     return c.note;

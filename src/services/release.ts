@@ -5,8 +5,9 @@
  * Contract: every release and every refused release attempt appends an access entry to the
  * Merkle log, and `release()` returns plaintext only after that entry's batch has committed.
  * If the entry cannot be made durable, nothing is released (LOG_UNAVAILABLE → 503).
- * Rate-limited attempts are refused before any work and are not logged (a flood must not be
- * able to grow the log); they are counted in metrics.
+ * Rate-limited attempts are refused by the route (@fastify/rate-limit, per certificate) before
+ * this service runs, and are not logged (a flood must not be able to grow the log); they are
+ * counted in metrics as 429s.
  */
 import { eq } from 'drizzle-orm';
 import { z } from 'zod';
@@ -16,7 +17,6 @@ import { PaylogError, isPaylogError } from '../errors.js';
 import { authorizeOnTransaction } from '../auth/policy.js';
 import type { Principal } from '../auth/principal.js';
 import type { ProcessorRegistry } from '../auth/processors.js';
-import type { RateLimiter } from '../auth/rate-limit.js';
 import { openEnvelope, type DataKeySource } from '../crypto/envelope.js';
 import { accessLeafV2, accessViewFromLeaf, decodeLeaf, encodeLeaf, type AccessServedView } from '../log/leaf.js';
 import { openEnvelopeV2 } from '../crypto/envelope-v2.js';
@@ -27,6 +27,7 @@ import { containsIban } from '../validation/transaction.js';
 import { containsPanLikeNumber, isTransactionId } from '../validation/identifiers.js';
 import { unknownTransactionRef } from '../crypto/fingerprint.js';
 import type { Metrics } from '../metrics.js';
+import { isTransientDatabaseError } from '../db/errors.js';
 
 export const RELEASE_PURPOSES = ['authorize', 'capture', 'refund', 'chargeback', 'settlement'] as const;
 export const REFERENCE_MAX = 128;
@@ -43,6 +44,13 @@ export const releaseRequestSchema = z.strictObject({
     .optional(),
 });
 export type ReleaseRequest = z.infer<typeof releaseRequestSchema>;
+
+/** What each release body field must be, in words (constants; never input). */
+const RELEASE_FIELD_EXPECTATIONS: Readonly<Record<string, string>> = {
+  purpose: `purpose must be one of ${RELEASE_PURPOSES.join(', ')}`,
+  reference: `reference must be 1-${REFERENCE_MAX} characters of letters, digits, spaces and . _ : # / -`,
+  '*': 'the body may have only purpose and reference',
+};
 
 export interface ReleaseResult {
   transactionId: string;
@@ -71,7 +79,6 @@ export interface ReleaseDeps {
   dataKeys: DataKeySource;
   transactions: TransactionService;
   processors: ProcessorRegistry;
-  limiter: RateLimiter;
   /** Keyed digests of unknown transaction ids (never logged in the clear). */
   macKey: Buffer;
   metrics?: Metrics;
@@ -94,11 +101,14 @@ function parseReleaseRequest(raw: unknown): ReleaseRequest {
   const r = releaseRequestSchema.safeParse(raw);
   if (!r.success) {
     throw new PaylogError('VALIDATION_FAILED', 'release body must be { "purpose": one of ' + RELEASE_PURPOSES.join('|') + ', "reference"?: short text }', {
-      issues: r.error.issues.slice(0, 5).map((i) => ({ path: i.path.map(String).filter((p) => p === 'purpose' || p === 'reference').join('.') || '*', code: i.code })),
+      issues: r.error.issues.slice(0, 5).map((i) => {
+        const path = i.path.map(String).filter((p) => p === 'purpose' || p === 'reference').join('.') || '*';
+        return { path, code: i.code, message: RELEASE_FIELD_EXPECTATIONS[path] ?? RELEASE_FIELD_EXPECTATIONS['*']! };
+      }),
     });
   }
   if (r.data.reference && (containsPanLikeNumber(r.data.reference) || containsIban(r.data.reference))) {
-    throw new PaylogError('VALIDATION_FAILED', 'reference must not contain a card number or IBAN', { issues: [{ path: 'reference', code: 'account_number_like' }] });
+    throw new PaylogError('VALIDATION_FAILED', 'reference must not contain a card number or IBAN', { issues: [{ path: 'reference', code: 'account_number_like', message: 'reference must not contain a card number or IBAN' }] });
   }
   return r.data;
 }
@@ -115,7 +125,6 @@ export class ReleaseService {
    * (granted or denied) is committed before this resolves or rejects with the refusal.
    */
   async release(principal: Principal, transactionId: string, raw: unknown, sourceAddress: string): Promise<ReleaseResult> {
-    this.deps.limiter.take(principal.certificateFingerprint);
     // Ids that cannot exist (submission's rule) are 404 at once, unlogged.
     if (!isTransactionId(transactionId)) throw new PaylogError('NOT_FOUND', 'no such transaction');
     const row = await this.deps.transactions.findRow(transactionId);
@@ -159,6 +168,8 @@ export class ReleaseService {
         }
       } catch (e) {
         if (isPaylogError(e) && (e.code === 'KMS_UNAVAILABLE' || e.code === 'DATA_SHREDDED')) refusal = e;
+        // The database failing to answer says nothing about the record: 503, not 422.
+        else if (isTransientDatabaseError(e)) refusal = new PaylogError('LOG_UNAVAILABLE', 'the log database is unavailable; nothing was released', undefined, { cause: e });
         else refusal = new PaylogError('INTEGRITY_FAILURE', 'the stored record failed its integrity checks; nothing was released');
       }
     }
@@ -195,7 +206,7 @@ export class ReleaseService {
         accessLogIndex: appended.logIndex,
       };
     } catch (e) {
-      if (isPaylogError(e) && e.code === 'LOG_UNAVAILABLE') {
+      if (isPaylogError(e) && e.code === 'LOG_UNAVAILABLE' && e !== refusal) {
         this.deps.metrics?.releases.inc({ outcome: 'log_unavailable' });
         throw new PaylogError('LOG_UNAVAILABLE', 'the access could not be logged durably; nothing was released', undefined, { cause: e });
       }

@@ -251,7 +251,7 @@ export class TransactionService {
       if (prior) return { created: false, receipt: await this.replayOrConflict(prior, mac) };
     }
     if (check.processor_status !== 'active') {
-      throw new PaylogError('UNKNOWN_PROCESSOR', 'the named processor is not registered or not active');
+      throw new PaylogError('UNKNOWN_PROCESSOR', 'processor must name a registered, active processor (an admin registers one with PUT /v1/admin/processors/{name})', { path: 'processor' });
     }
 
     const binding = { transactionId: req.transactionId, processor: req.processor };

@@ -31,6 +31,7 @@ import { electronicFormatIBAN, isValidBIC, isValidIBAN } from 'ibantools';
 import { PaylogError, isPaylogError } from '../errors.js';
 import { isSupportedCurrency } from './currencies.js';
 import { findKeyDeep, findSensitiveAuthenticationData } from './sensitive.js';
+import { CHECK_MESSAGES, issueMessage, summaryMessage } from './messages.js';
 import {
   containsPanLikeIdentifier,
   containsPanLikeNumber,
@@ -183,8 +184,23 @@ export function sanitizePath(path: ReadonlyArray<PropertyKey>): string {
   return path.map((s) => (typeof s === 'string' && SCHEMA_KEYS.has(s) ? s : '*')).join('.');
 }
 
-function validationFailed(issues: Array<{ path: string; code: string }>): PaylogError {
-  return new PaylogError('VALIDATION_FAILED', 'Request body failed validation', { issues });
+/** VALIDATION_FAILED whose message and per-issue messages say what each field must be. */
+function validationFailed(issues: Array<{ path: string; code: string; missing?: boolean }>): PaylogError {
+  const seen = new Set<string>();
+  const worded = issues
+    .filter((i) => !seen.has(i.path) && seen.add(i.path)) // one issue per field: the first
+    .map(({ path, code, missing }) => ({ path, code, message: issueMessage(path, code, missing === true) }));
+  return new PaylogError('VALIDATION_FAILED', summaryMessage(worded), { issues: worded });
+}
+
+/** True when `raw` has nothing at `path` (the field is absent, not malformed). Reads only. */
+function isAbsent(raw: unknown, path: ReadonlyArray<PropertyKey>): boolean {
+  let v: unknown = raw;
+  for (const seg of path) {
+    if (v === null || typeof v !== 'object' || !Object.hasOwn(v, seg)) return true;
+    v = (v as Record<PropertyKey, unknown>)[seg];
+  }
+  return v === undefined;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -280,7 +296,7 @@ function parseSchema<S extends z.ZodType>(raw: unknown, schema: S): z.infer<S> {
       i.code === 'custom' && typeof i.params?.['paylog'] === 'string'
         ? (i.params['paylog'] as string)
         : undefined;
-    return { path: sanitizePath(i.path), code: custom ?? i.code };
+    return { path: sanitizePath(i.path), code: custom ?? i.code, missing: i.code === 'invalid_type' && isAbsent(raw, i.path) };
   });
   throw validationFailed(issues);
 }
@@ -306,7 +322,7 @@ function rejectPanInFreeText(req: Pick<TransactionRequest, 'transactionId' | 'pr
 // Step 5: ISO 4217 active codes only.
 function checkCurrency(req: Pick<TransactionRequest, 'amount'>): void {
   if (!isSupportedCurrency(req.amount.currency)) {
-    throw new PaylogError('UNSUPPORTED_CURRENCY', 'Currency is not a supported ISO 4217 code', {
+    throw new PaylogError('UNSUPPORTED_CURRENCY', CHECK_MESSAGES.UNSUPPORTED_CURRENCY, {
       path: 'amount.currency',
     });
   }
@@ -317,19 +333,21 @@ function checkPaymentMethod(pm: PaymentMethod, now: Date): PaymentMethod {
   switch (pm.type) {
     case 'card':
       if (!isValidPan(pm.pan)) {
-        throw new PaylogError('INVALID_CARD_NUMBER', 'Card number is not valid', {
+        throw new PaylogError('INVALID_CARD_NUMBER', CHECK_MESSAGES.INVALID_CARD_NUMBER, {
           path: 'paymentMethod.pan',
         });
       }
       if (isCardExpired(pm.expiryMonth, pm.expiryYear, now)) {
-        throw new PaylogError('CARD_EXPIRED', 'Card has expired', {
-          path: 'paymentMethod.expiryYear',
+        // The field at fault: the year when it is past, else the month of this year.
+        const yearPast = pm.expiryYear < now.getUTCFullYear();
+        throw new PaylogError('CARD_EXPIRED', yearPast ? CHECK_MESSAGES.CARD_EXPIRED_YEAR : CHECK_MESSAGES.CARD_EXPIRED_MONTH, {
+          path: yearPast ? 'paymentMethod.expiryYear' : 'paymentMethod.expiryMonth',
         });
       }
       return pm;
     case 'us_bank_account':
       if (!isValidRoutingNumber(pm.routingNumber)) {
-        throw new PaylogError('INVALID_ROUTING_NUMBER', 'Routing number is not valid', {
+        throw new PaylogError('INVALID_ROUTING_NUMBER', CHECK_MESSAGES.INVALID_ROUTING_NUMBER, {
           path: 'paymentMethod.routingNumber',
         });
       }
@@ -337,7 +355,7 @@ function checkPaymentMethod(pm: PaymentMethod, now: Date): PaymentMethod {
     case 'iban': {
       const iban = normalizeIban(pm.iban);
       if (iban === null) {
-        throw new PaylogError('INVALID_IBAN', 'IBAN is not valid', { path: 'paymentMethod.iban' });
+        throw new PaylogError('INVALID_IBAN', CHECK_MESSAGES.INVALID_IBAN, { path: 'paymentMethod.iban' });
       }
       const { bic, ...rest } = pm; // an explicit `bic: undefined` is dropped (canonical JSON)
       return { ...rest, iban, ...(bic !== undefined ? { bic } : {}) };

@@ -4,7 +4,8 @@
  * certificates on loopback. Captures every log line for scanning.
  */
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { request as httpsRequest, Agent } from 'node:https';
+import { Agent } from 'node:https';
+import { Agent as UndiciAgent, request } from 'undici';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
@@ -61,6 +62,12 @@ export async function startTestPaylog(
     PAYLOG_PORT: '0',
     ...(databaseUrl ? { DATABASE_URL: databaseUrl } : {}),
     PAYLOG_LOG_LEVEL: 'info',
+    // The suite runs on shared, often overloaded machines: generous request and lock budgets
+    // unless a test sets its own (test/resilience.test.ts, the fault tests), so slowness is not
+    // turned into 503s where a test is about something else.
+    PAYLOG_REQUEST_TIMEOUT_MS: '60000',
+    PAYLOG_DB_LOCK_TIMEOUT_MS: '30000',
+    PAYLOG_DB_STATEMENT_TIMEOUT_MS: '60000',
     ...opts.env,
   });
   const { stream, lines } = logCapture();
@@ -83,39 +90,36 @@ export async function startTestPaylog(
     }
     return a;
   };
-  const call: TestPaylog['call'] = (who, method, path, body, o = {}) =>
-    new Promise((resolve, reject) => {
-      const payload = o.raw ?? (body === undefined ? undefined : JSON.stringify(body));
-      const req = httpsRequest(
-        `${paylog.url}${path}`,
-        {
-          method,
-          agent: agent(who),
-          headers: {
-            ...(payload !== undefined ? { 'content-type': 'application/json' } : {}),
-            ...o.headers,
-          },
-        },
-        (res) => {
-          const chunks: Buffer[] = [];
-          res.on('data', (c: Buffer) => chunks.push(c));
-          res.on('end', () => {
-            const text = Buffer.concat(chunks).toString('utf8');
-            let json: unknown;
-            try {
-              json = JSON.parse(text);
-            } catch {
-              json = undefined;
-            }
-            resolve({ status: res.statusCode ?? 0, headers: res.headers, text, json });
-          });
-          res.on('error', reject);
-        },
-      );
-      req.on('error', reject);
-      if (payload !== undefined) req.end(payload);
-      else req.end();
+  // Requests go through undici, one keep-alive pool per principal.
+  const dispatchers = new Map<string, UndiciAgent>();
+  const dispatcher = (who: PrincipalName | null): UndiciAgent => {
+    const k = who ?? '-';
+    let d = dispatchers.get(k);
+    if (!d) {
+      const p = who ? pki.principals[who] : undefined;
+      // Generous connect timeout: the shared test machine can be very loaded (undici's default is 10 s).
+      d = new UndiciAgent({ connect: { ca, timeout: 120_000, ...(p ? { cert: readFileSync(p.certPath), key: readFileSync(p.keyPath) } : {}) }, connections: 64 });
+      dispatchers.set(k, d);
+    }
+    return d;
+  };
+  const call: TestPaylog['call'] = async (who, method, path, body, o = {}) => {
+    const payload = o.raw ?? (body === undefined ? undefined : JSON.stringify(body));
+    const res = await request(`${paylog.url}${path}`, {
+      method: method as 'GET',
+      dispatcher: dispatcher(who),
+      headers: { ...(payload !== undefined ? { 'content-type': 'application/json' } : {}), ...o.headers },
+      ...(payload !== undefined ? { body: payload } : {}),
     });
+    const text = await res.body.text();
+    let json: unknown;
+    try {
+      json = JSON.parse(text);
+    } catch {
+      json = undefined;
+    }
+    return { status: res.statusCode, headers: res.headers, text, json };
+  };
   return {
     paylog,
     dataDir,
@@ -125,6 +129,7 @@ export async function startTestPaylog(
     agent,
     stop: async () => {
       for (const a of agents.values()) a.destroy();
+      for (const d of dispatchers.values()) await d.destroy();
       await paylog.close();
       if (!opts.dataDir) rmSync(dataDir, { recursive: true, force: true });
     },

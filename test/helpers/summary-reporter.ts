@@ -4,8 +4,11 @@
  */
 import type { Reporter, TestModule } from 'vitest/node';
 
+/** Errors vitest caught outside any test (an uncaught exception in a worker, say). */
+type UnhandledErrors = ReadonlyArray<unknown>;
+
 export default class SummaryReporter implements Reporter {
-  onTestRunEnd(testModules: ReadonlyArray<TestModule>): void {
+  onTestRunEnd(testModules: ReadonlyArray<TestModule>, unhandledErrors: UnhandledErrors = []): void {
     let passed = 0;
     let failed = 0;
     let skipped = 0;
@@ -18,6 +21,9 @@ export default class SummaryReporter implements Reporter {
       }
       if (m.state() === 'failed' && [...m.children.allTests()].length === 0) failed++; // a file that failed to load
     }
+    // An error outside any test fails the run (vitest exits non-zero): count each as a failure so
+    // the closing line never says "0 failed" for a failing run.
+    failed += unhandledErrors.length;
     process.stdout.write(`\ntests: ${passed} passed, ${failed} failed, ${skipped} skipped\n`);
   }
 }

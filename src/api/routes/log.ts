@@ -3,9 +3,24 @@ import type { FastifyInstance } from 'fastify';
 import { parseIndexParam, type LogReadService } from '../../services/log-read.js';
 import { requirePrincipal } from '../server.js';
 import { PaylogError } from '../../errors.js';
+import type { TilesService } from '../../services/tiles.js';
+import { z } from 'zod';
+import { defineRoute } from '../route-spec.js';
+import {
+  checkpointQuery,
+  checkpointSchema,
+  consistencyQuery,
+  consistencySchema,
+  entriesQuery,
+  entriesSchema,
+  inclusionQuery,
+  inclusionSchema,
+  logKeySchema,
+  textSchema,
+} from '../schemas.js';
 import { isTransactionId, TRANSACTION_ID_MAX } from '../../validation/identifiers.js';
 
-type Q = { Querystring: Record<string, string | string[] | undefined> };
+type Query = Record<string, string | string[] | undefined>;
 
 function transactionIdParam(v: unknown): string | undefined {
   if (v === undefined) return undefined;
@@ -19,26 +34,140 @@ function transactionIdParam(v: unknown): string | undefined {
 }
 
 export function registerLogRoutes(app: FastifyInstance, deps: { log: LogReadService }): void {
-  app.get<Q>('/v1/log/checkpoint', async (req, reply) => {
-    const note = await deps.log.checkpoint(requirePrincipal(req), parseIndexParam('size', req.query.size));
-    return reply.type('text/plain; charset=utf-8').send(note);
-  });
-  app.get('/v1/log/key', async (req) => deps.log.key(requirePrincipal(req)));
-  app.get<Q>('/v1/log/entries', async (req) =>
-    deps.log.entries(requirePrincipal(req), parseIndexParam('start', req.query.start), parseIndexParam('end', req.query.end)),
+  defineRoute(
+    app,
+    {
+      method: 'GET',
+      url: '/v1/log/checkpoint',
+      operationId: 'getCheckpoint',
+      tag: 'log',
+      access: 'mtls',
+      who: 'any certificate',
+      summary: 'Latest signed checkpoint (C2SP signed note); ?size= for an earlier one',
+      query: checkpointQuery,
+      responses: { 200: { description: 'The checkpoint note', schema: checkpointSchema, contentType: 'text/plain' } },
+      errors: ['VALIDATION_FAILED', 'NOT_FOUND', 'LOG_UNAVAILABLE'],
+    },
+    async (req, reply) => {
+      const note = await deps.log.checkpoint(requirePrincipal(req), parseIndexParam('size', (req.query as Query).size));
+      return reply.type('text/plain; charset=utf-8').send(note);
+    },
   );
-  app.get<Q>('/v1/log/proof/inclusion', async (req) => {
-    const q = req.query;
-    const index = parseIndexParam('index', q.index);
-    const treeSize = parseIndexParam('treeSize', q.treeSize);
-    const transactionId = transactionIdParam(q.transactionId);
-    return await deps.log.inclusion(requirePrincipal(req), {
-      ...(index !== undefined ? { index } : {}),
-      ...(transactionId !== undefined ? { transactionId } : {}),
-      ...(treeSize !== undefined ? { treeSize } : {}),
-    });
-  });
-  app.get<Q>('/v1/log/proof/consistency', async (req) =>
-    deps.log.consistency(requirePrincipal(req), parseIndexParam('from', req.query.from), parseIndexParam('to', req.query.to)),
+  defineRoute(
+    app,
+    {
+      method: 'GET',
+      url: '/v1/log/key',
+      operationId: 'getLogKey',
+      tag: 'log',
+      access: 'mtls',
+      who: 'any certificate',
+      summary: 'Checkpoint verifier key(s): signed-note vkey and PEM',
+      responses: { 200: { description: 'The verifier keys', schema: logKeySchema, name: 'LogKeys' } },
+      errors: [],
+    },
+    async (req) => deps.log.key(requirePrincipal(req)),
+  );
+  defineRoute(
+    app,
+    {
+      method: 'GET',
+      url: '/v1/log/entries',
+      operationId: 'getEntries',
+      tag: 'log',
+      access: 'mtls',
+      who: 'auditor',
+      summary: 'Log entries [start, end), at most 1000 per page',
+      query: entriesQuery,
+      responses: { 200: { description: 'Entries (fewer than asked when capped by the page size or the tree size)', schema: entriesSchema, name: 'Entries' } },
+      errors: ['VALIDATION_FAILED', 'FORBIDDEN', 'LOG_UNAVAILABLE'],
+    },
+    async (req) => {
+      const q = req.query as Query;
+      return deps.log.entries(requirePrincipal(req), parseIndexParam('start', q.start), parseIndexParam('end', q.end));
+    },
+  );
+  defineRoute(
+    app,
+    {
+      method: 'GET',
+      url: '/v1/log/proof/inclusion',
+      operationId: 'getInclusionProof',
+      tag: 'log',
+      access: 'mtls',
+      who: 'auditor; a processor for entries of its own transactions',
+      summary: 'RFC 9162 §2.1.3 inclusion proof, by index or by transactionId',
+      query: inclusionQuery,
+      responses: { 200: { description: 'The proof and the leaf bytes', schema: inclusionSchema, name: 'InclusionProof' } },
+      errors: ['VALIDATION_FAILED', 'FORBIDDEN', 'NOT_FOUND', 'LOG_UNAVAILABLE'],
+    },
+    async (req) => {
+      const q = req.query as Query;
+      const index = parseIndexParam('index', q.index);
+      const treeSize = parseIndexParam('treeSize', q.treeSize);
+      const transactionId = transactionIdParam(q.transactionId);
+      return await deps.log.inclusion(requirePrincipal(req), {
+        ...(index !== undefined ? { index } : {}),
+        ...(transactionId !== undefined ? { transactionId } : {}),
+        ...(treeSize !== undefined ? { treeSize } : {}),
+      });
+    },
+  );
+  defineRoute(
+    app,
+    {
+      method: 'GET',
+      url: '/v1/log/proof/consistency',
+      operationId: 'getConsistencyProof',
+      tag: 'log',
+      access: 'mtls',
+      who: 'auditor',
+      summary: 'RFC 9162 §2.1.4 consistency proof between two tree sizes',
+      query: consistencyQuery,
+      responses: { 200: { description: 'The proof', schema: consistencySchema, name: 'ConsistencyProof' } },
+      errors: ['VALIDATION_FAILED', 'FORBIDDEN', 'LOG_UNAVAILABLE'],
+    },
+    async (req) => {
+      const q = req.query as Query;
+      return deps.log.consistency(requirePrincipal(req), parseIndexParam('from', q.from), parseIndexParam('to', q.to));
+    },
+  );
+}
+
+/** Routes: /v1/log/tiles/* (C2SP tlog-tiles: checkpoint, hash tiles, entry bundles; auditors). */
+export function registerTileRoutes(app: FastifyInstance, deps: { tiles: TilesService }): void {
+  const tiles = { tag: 'log', access: 'mtls', who: 'auditor' } as const;
+  defineRoute(
+    app,
+    {
+      ...tiles,
+      method: 'GET',
+      url: '/v1/log/tiles/checkpoint',
+      operationId: 'tilesCheckpoint',
+      summary: 'C2SP tlog-tiles checkpoint: the newest signed checkpoint (witnessed, with cosignatures, when PAYLOG_WITNESSES is set)',
+      responses: { 200: { description: 'Signed note', schema: checkpointSchema, contentType: 'text/plain' } },
+      errors: ['FORBIDDEN', 'NOT_FOUND', 'LOG_UNAVAILABLE'],
+    },
+    async (req, reply) => {
+      const note = await deps.tiles.checkpoint(requirePrincipal(req));
+      return reply.type('text/plain; charset=utf-8').send(note);
+    },
+  );
+  defineRoute(
+    app,
+    {
+      ...tiles,
+      method: 'GET',
+      url: '/v1/log/tiles/tile/*',
+      operationId: 'tile',
+      summary: 'C2SP tlog-tiles hash tile `<L>/<N>[.p/<W>]` or entry bundle `entries/<N>[.p/<W>]` (height 8); full tiles are immutable',
+      params: z.object({ '*': z.string().describe('tile path after `tile/`, e.g. `0/x001/234` or `entries/000.p/7`') }),
+      responses: { 200: { description: 'Tile bytes', schema: textSchema, contentType: 'application/octet-stream' } },
+      errors: ['FORBIDDEN', 'NOT_FOUND', 'INTEGRITY_FAILURE', 'LOG_UNAVAILABLE'],
+    },
+    async (req, reply) => {
+      const t = await deps.tiles.tile(requirePrincipal(req), `tile/${(req.params as { '*': string })['*']}`);
+      return reply.type('application/octet-stream').header('cache-control', t.cacheControl).send(t.bytes);
+    },
   );
 }

@@ -2,14 +2,64 @@
 import type { FastifyInstance } from 'fastify';
 import type { TransactionService } from '../../services/transactions.js';
 import { requirePrincipal } from '../server.js';
+import { defineRoute } from '../route-spec.js';
+import { z } from 'zod';
+import { encryptedTransactionRequestSchema, transactionRequestSchema } from '../../validation/transaction.js';
+import { FIELD_EXPECTATIONS } from '../../validation/messages.js';
+import { receiptSchema, transactionIdParams, transactionViewSchema } from '../schemas.js';
 
 export function registerTransactionRoutes(app: FastifyInstance, deps: { transactions: TransactionService }): void {
-  app.post('/v1/transactions', async (req, reply) => {
-    const { created, receipt } = await deps.transactions.submit(requirePrincipal(req), req.body);
-    return reply.status(created ? 201 : 200).send(receipt);
-  });
+  defineRoute(
+    app,
+    {
+      method: 'POST',
+      url: '/v1/transactions',
+      operationId: 'submitTransaction',
+      tag: 'transactions',
+      access: 'mtls',
+      who: 'checkout',
+      summary: 'Submit one transaction; transactionId is the idempotency key',
+      description:
+        'Validated (card data, expiry, currency, processor), encrypted under a fresh data key and committed to the log before the answer. An identical replay answers 200 with the same receipt.',
+      body: {
+        // Plain, or with paymentMethod { type: "encrypted", jwe } from the browser (client-side encryption).
+        schema: z.union([transactionRequestSchema, encryptedTransactionRequestSchema]),
+        oneOf: [
+          { name: 'TransactionRequest', schema: transactionRequestSchema },
+          { name: 'EncryptedTransactionRequest', schema: encryptedTransactionRequestSchema },
+        ],
+        fieldDescriptions: FIELD_EXPECTATIONS,
+      },
+      responses: {
+        201: { description: 'Committed to the log', schema: receiptSchema, name: 'TransactionReceipt' },
+        200: { description: 'Identical replay of an earlier submission', schema: receiptSchema, name: 'TransactionReceipt' },
+      },
+      errors: [
+        'VALIDATION_FAILED', 'SENSITIVE_AUTHENTICATION_DATA', 'INVALID_CARD_NUMBER', 'CARD_EXPIRED', 'INVALID_ROUTING_NUMBER',
+        'INVALID_IBAN', 'UNSUPPORTED_CURRENCY', 'UNKNOWN_PROCESSOR', 'CSE_KEY_UNKNOWN', 'CSE_DECRYPT_FAILED', 'CSE_BINDING_MISMATCH', 'CSE_EXPIRED',
+        'IDEMPOTENCY_CONFLICT', 'FORBIDDEN', 'LOG_UNAVAILABLE', 'KMS_UNAVAILABLE',
+      ],
+    },
+    async (req, reply) => {
+      const { created, receipt } = await deps.transactions.submit(requirePrincipal(req), req.body);
+      return reply.status(created ? 201 : 200).send(receipt);
+    },
+  );
 
-  app.get<{ Params: { transactionId: string } }>('/v1/transactions/:transactionId', async (req) => {
-    return await deps.transactions.get(requirePrincipal(req), req.params.transactionId);
-  });
+  defineRoute(
+    app,
+    {
+      method: 'GET',
+      url: '/v1/transactions/:transactionId',
+      operationId: 'getTransaction',
+      tag: 'transactions',
+      access: 'mtls',
+      who: 'checkout, the assigned processor, auditor',
+      summary: 'Masked metadata and log position of a transaction (never plaintext)',
+      params: transactionIdParams,
+      responses: { 200: { description: 'Masked view', schema: transactionViewSchema, name: 'TransactionView' } },
+      errors: ['FORBIDDEN', 'NOT_FOUND', 'INTEGRITY_FAILURE', 'LOG_UNAVAILABLE'],
+    },
+    async (req) => await deps.transactions.get(requirePrincipal(req), (req.params as { transactionId: string }).transactionId),
+  );
 }

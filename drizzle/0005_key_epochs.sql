@@ -1,3 +1,4 @@
+-- (Written by hand; drizzle/meta/0005_snapshot.json records the same tables for drizzle-kit.)
 -- paylog: key epochs (envelope v2), per-period KMS keys, and the paylog_keys role that alone
 -- may destroy or replace key material (issue 9). Hand-written.
 

@@ -1,0 +1,26 @@
+/**
+ * `npm run build:verifier`: bundles the auditor CLIs (scripts/verify-log.ts, verify-proof.ts and
+ * the src/log code they share with the tests) into one dependency-free ES module,
+ * dist/paylog-verify.mjs, for Node 20 or newer. An auditor needs only that file, the CA
+ * certificate, an auditor certificate and key, and the log's verifier key.
+ */
+import { build } from 'esbuild';
+import { fileURLToPath } from 'node:url';
+
+const root = fileURLToPath(new URL('..', import.meta.url));
+export const VERIFIER_OUTFILE = 'dist/paylog-verify.mjs';
+
+await build({
+  absWorkingDir: root,
+  entryPoints: ['scripts/paylog-verify.ts'],
+  outfile: VERIFIER_OUTFILE,
+  bundle: true,
+  platform: 'node',
+  format: 'esm',
+  target: 'node20',
+  legalComments: 'eof',
+  // CommonJS dependencies call require() for Node built-ins; give the ES module one.
+  banner: { js: "#!/usr/bin/env node\nimport { createRequire as __paylogCreateRequire } from 'node:module';\nconst require = __paylogCreateRequire(import.meta.url);" },
+  logLevel: 'warning',
+});
+process.stdout.write(`wrote ${VERIFIER_OUTFILE}\n`);

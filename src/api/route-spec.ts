@@ -1,0 +1,96 @@
+/**
+ * One declarative place per route: method, URL, who may call it, the zod schemas of its path
+ * and query parameters, request body and responses, and the error codes it may answer. The
+ * route is registered from this spec (`defineRoute`) and `openapi.ts` generates the OpenAPI
+ * document from the same specs, so a route cannot be registered undocumented by accident
+ * (test/openapi.test.ts walks every route Fastify registered).
+ *
+ * Contract: a spec only documents. Request bodies are still validated by the services (the
+ * sensitive-data check runs before any schema, and every error keeps the one error shape of
+ * `errors.ts`); Fastify's own schema validation and serialisation are not used.
+ */
+import type { FastifyInstance, FastifyReply, FastifyRequest, RouteOptions } from 'fastify';
+import type { z } from 'zod';
+import type { ErrorCode } from '../errors.js';
+
+export type HttpMethod = 'GET' | 'POST' | 'PUT' | 'DELETE';
+
+export interface ResponseSpec {
+  description: string;
+  /** Body schema (JSON unless `contentType` says otherwise). */
+  schema?: z.ZodType;
+  /** Name under components.schemas (reused when several routes answer the same shape). */
+  name?: string;
+  contentType?: string;
+  headers?: Record<string, { description: string; schema: Record<string, unknown> }>;
+}
+
+export interface RouteSpec {
+  method: HttpMethod;
+  /** Fastify pattern, e.g. `/v1/transactions/:transactionId`. */
+  url: string;
+  operationId: string;
+  summary: string;
+  description?: string;
+  tag: string;
+  /** `mtls`: a paylog client certificate is required (every /v1 route); `public`: none. */
+  access: 'mtls' | 'public';
+  /** Who may call it, in words (the authorization matrix in SECURITY.md is the rule). */
+  who?: string;
+  params?: z.ZodObject;
+  query?: z.ZodObject;
+  body?: {
+    schema: z.ZodType;
+    name?: string;
+    description?: string;
+    /** Named alternatives (documented as `oneOf` of components); `schema` is then their union. */
+    oneOf?: ReadonlyArray<{ name: string; schema: z.ZodType }>;
+    /** Words for each field, by dotted path (`*` = any key): the same texts the errors use. */
+    fieldDescriptions?: Readonly<Record<string, string>>;
+  };
+  /** Success responses by status. */
+  responses: Partial<Record<number, ResponseSpec>>;
+  /**
+   * Error codes this route itself may answer. The generator adds the ones every route of its
+   * kind can answer (no/revoked certificate, malformed/too large/non-JSON body, INTERNAL).
+   */
+  errors: readonly ErrorCode[];
+}
+
+/** Key under Fastify's route `config` where the spec travels (read back by the onRoute hook). */
+export const ROUTE_SPEC_CONFIG_KEY = 'paylogRouteSpec';
+
+type Handler = (req: FastifyRequest<any>, reply: FastifyReply) => unknown;
+
+/** Registers `handler` for `spec.method spec.url` and attaches the spec for the generator. */
+export function defineRoute(app: FastifyInstance, spec: RouteSpec, handler: Handler, extra: Partial<RouteOptions> = {}): void {
+  app.route({
+    ...extra,
+    method: spec.method,
+    url: spec.url,
+    config: { ...((extra.config as object) ?? {}), [ROUTE_SPEC_CONFIG_KEY]: spec } as RouteOptions['config'],
+    handler: handler as RouteOptions['handler'],
+  });
+}
+
+/** A route as Fastify registered it, with its spec when it has one. */
+export interface RegisteredRoute {
+  method: string;
+  url: string;
+  spec?: RouteSpec;
+}
+
+/**
+ * Collects every route registered on `app` from now on (Fastify's onRoute hook, inherited by
+ * plugins). Call before any route is added.
+ */
+export function collectRoutes(app: FastifyInstance): RegisteredRoute[] {
+  const routes: RegisteredRoute[] = [];
+  app.addHook('onRoute', (r) => {
+    const spec = (r.config as Record<string, unknown> | undefined)?.[ROUTE_SPEC_CONFIG_KEY] as RouteSpec | undefined;
+    for (const method of Array.isArray(r.method) ? r.method : [r.method]) {
+      routes.push({ method: String(method).toUpperCase(), url: r.url, ...(spec ? { spec } : {}) });
+    }
+  });
+  return routes;
+}

@@ -1,0 +1,167 @@
+/**
+ * zod schemas of what the routes answer, and of their path and query parameters, for the
+ * OpenAPI document (`openapi.ts`) and for the tests that check real answers against them.
+ * Request bodies are NOT defined here: the routes document the very schemas the services
+ * validate with (`validation/transaction.ts`, `services/release.ts`, `services/admin.ts`).
+ */
+import { z } from 'zod';
+import { paymentMethodSchema, transactionRequestSchema } from '../validation/transaction.js';
+import { PROCESSOR_STATUSES } from '../auth/processors.js';
+import { RELEASE_PURPOSES } from '../services/release.js';
+
+const base64 = (what: string) => z.base64().describe(what);
+const logIndex = z.int().min(0).describe('0-based index of an entry in the Merkle log');
+const isoTime = z.iso.datetime().describe('RFC 3339 UTC time');
+
+/** Query parameter holding a non-negative decimal integer (see `parseIndexParam`). */
+export const indexParam = (description: string) => z.int().min(0).max(Number.MAX_SAFE_INTEGER).describe(description);
+
+export const transactionIdParams = z.object({
+  transactionId: transactionRequestSchema.shape.transactionId.describe('the transactionId given at submission'),
+});
+export const processorNameParams = z.object({
+  name: transactionRequestSchema.shape.processor.describe('processor name, e.g. acme'),
+});
+
+export const maskedPaymentMethodSchema = z.discriminatedUnion('type', [
+  z.object({
+    type: z.literal('card'),
+    brand: z.string().describe('card brand id (visa, mastercard, american-express, …) or unknown'),
+    bin: z.string().regex(/^\d{6}(\d{2})?$/).describe('first 6 (PAN < 16 digits) or 8 digits'),
+    last4: z.string().regex(/^\d{4}$/),
+    expiryMonth: z.int().min(1).max(12),
+    expiryYear: z.int(),
+  }),
+  z.object({
+    type: z.literal('us_bank_account'),
+    routingNumber: z.string().regex(/^\d{9}$/),
+    last4: z.string().regex(/^\d{0,4}$/),
+    accountType: z.enum(['checking', 'savings']),
+  }),
+  z.object({
+    type: z.literal('iban'),
+    country: z.string().regex(/^[A-Z]{2}$/),
+    last4: z.string(),
+    bic: z.string().optional(),
+  }),
+]).describe('The payment method masked: never the full card or account number, never the holder name');
+
+export const receiptSchema = z.object({
+  transactionId: z.string(),
+  logIndex,
+  leafHash: base64('RFC 9162 leaf hash (SHA-256 of 0x00 || leaf), base64'),
+  paymentMethod: maskedPaymentMethodSchema,
+  createdAt: isoTime,
+});
+
+export const transactionViewSchema = receiptSchema.extend({
+  processor: z.string(),
+  amount: z.object({ value: z.int().positive(), currency: z.string() }),
+  fingerprint: z.string().describe('keyed fingerprint of the payment method (same card → same value)'),
+  metadata: z.record(z.string(), z.string()).nullable(),
+  leaf: base64('the transaction\'s log leaf bytes: every value above is decoded from it').optional(),
+  clientSideEncryption: z.object({ kid: z.string() }).optional().describe('present when the browser encrypted the payment method (JWE key id)'),
+  leafFormat: z.int().optional().describe('leaf format of `leaf`'),
+  proof: z
+    .object({
+      treeSize: z.int().min(1),
+      hashes: z.array(base64('hash')).describe('RFC 9162 audit path'),
+      checkpoint: z.string().describe('signed checkpoint note covering treeSize'),
+    })
+    .optional()
+    .describe('present once a signed checkpoint covers the entry'),
+});
+
+export const releaseResultSchema = z.object({
+  transactionId: z.string(),
+  processor: z.string(),
+  amount: z.object({ value: z.int().positive(), currency: z.string() }),
+  paymentMethod: paymentMethodSchema.describe('The plaintext payment method, exactly as submitted (IBAN in electronic format)'),
+  accessLogIndex: logIndex.describe('the log entry that records this release, committed before this answer'),
+});
+
+export const accessesQuery = z.object({
+  after: indexParam('cursor: the `next` of the previous page').optional(),
+  limit: indexParam('page size, 1..1000 (default 1000)').optional(),
+});
+
+export const accessViewSchema = z.object({
+  logIndex,
+  transactionId: z.string(),
+  action: z.string(),
+  principal: z.object({ role: z.string(), name: z.string(), certificateFingerprint: z.string() }),
+  purpose: z.enum(RELEASE_PURPOSES).nullable(),
+  reference: z.string().nullable(),
+  outcome: z.enum(['granted', 'denied']),
+  reason: z.string().nullable().describe('for a denied attempt: the error code it was refused with'),
+  sourceAddress: z.string(),
+  time: isoTime,
+});
+
+export const accessesSchema = z.object({
+  accesses: z.array(accessViewSchema),
+  next: logIndex.optional().describe('present when there are more: pass it as ?after='),
+});
+
+export const processorSchema = z.object({ name: z.string(), status: z.enum(PROCESSOR_STATUSES), principalUri: z.string() });
+export const processorsSchema = z.object({ processors: z.array(processorSchema) });
+export const processorUpdateResultSchema = z.object({ name: z.string(), status: z.enum(PROCESSOR_STATUSES) });
+export const revocationResultSchema = z.object({
+  revoked: z.object({ fingerprint: z.string().optional(), serial: z.string().optional() }),
+});
+
+export const checkpointQuery = z.object({ size: indexParam('an earlier tree size; default the latest checkpoint').optional() });
+export const checkpointSchema = z.string().describe('C2SP tlog-checkpoint signed note (text/plain)');
+
+const publishedKey = z.object({
+  vkey: z.string().describe('signed-note verifier key: <name>+<key id hex>+<base64 0x01||Ed25519 key>'),
+  keyId: z.string(),
+  pem: z.string().describe('the same Ed25519 public key as PEM SubjectPublicKeyInfo'),
+});
+export const logKeySchema = z.object({
+  origin: z.string(),
+  keys: z.array(publishedKey),
+  vkey: z.string().optional().describe('the first key (compatibility)'),
+  pem: z.string().optional(),
+});
+
+export const entriesQuery = z.object({
+  start: indexParam('first index'),
+  end: indexParam('one past the last index; at most 1000 entries are returned per page'),
+});
+export const entriesSchema = z.object({
+  start: logIndex,
+  end: z.int().min(0),
+  treeSize: z.int().min(0),
+  entries: z.array(
+    z.object({
+      index: logIndex,
+      leaf: base64('the leaf bytes (canonical JSON, no card data)'),
+      ciphertextSha256: base64('digest of the stored envelope, to compare with the commitment in the leaf').optional(),
+    }),
+  ),
+});
+
+export const inclusionQuery = z.object({
+  index: indexParam('the entry; or give transactionId').optional(),
+  transactionId: transactionRequestSchema.shape.transactionId.optional().describe('the transaction entry of this transaction (instead of index)'),
+  treeSize: indexParam('tree size of the proof; default the latest checkpoint').optional(),
+});
+export const inclusionSchema = z.object({
+  index: logIndex,
+  treeSize: z.int().min(1),
+  hashes: z.array(base64('hash')).describe('RFC 9162 §2.1.3.1 audit path, leaf to root'),
+  leaf: base64('the leaf bytes'),
+});
+
+export const consistencyQuery = z.object({ from: indexParam('smaller tree size'), to: indexParam('larger tree size') });
+export const consistencySchema = z.object({ from: z.int().min(0), to: z.int().min(0), hashes: z.array(base64('hash')) });
+
+export const healthSchema = z.object({ status: z.literal('ok') });
+export const readinessSchema = z.object({
+  status: z.enum(['ready', 'not ready']),
+  checks: z.record(z.string(), z.boolean()),
+  /** With witnesses configured: how far witnessing lags (reported, not required). */
+  details: z.record(z.string(), z.unknown()).optional(),
+});
+export const textSchema = z.string();

@@ -1,0 +1,325 @@
+/**
+ * Service side of C2SP tlog-witness: submits each new signed checkpoint with its RFC 9162
+ * consistency proof to every configured witness (`POST <prefix>/add-checkpoint`), keeps the
+ * returned tlog-cosignatures in the append-only `witness_cosignatures` table, and finds the
+ * newest checkpoint that reached the quorum (served on `/v1/log/checkpoint` and the tiles'
+ * `checkpoint`).
+ *
+ * Contract:
+ * - Submissions never block appends or signing: each witness has one request in flight and a
+ *   slot for the newest checkpoint waiting (older waiting ones are skipped — cosigning the newest
+ *   covers them). Every request is bounded by WITNESS_REQUEST_TIMEOUT_MS.
+ * - 409 (`text/x.tlog.size`): the witness's size is adopted and the request retried once with a
+ *   proof from that size, if it is not beyond the checkpoint; 422/403/404/400 are logged and
+ *   counted, never retried for that checkpoint.
+ * - A cosignature is stored only after it verifies under the witness's configured key; rows are
+ *   re-verified when read, so a row inserted behind the service's back is ignored.
+ */
+import { desc, eq, inArray } from 'drizzle-orm';
+import type { Logger } from 'pino';
+import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import type { Db } from '../../db/connection.js';
+import { witnessCosignatures } from '../../db/schema.js';
+import { PaylogError } from '../../errors.js';
+import { readNodes } from '../appender.js';
+import { readCheckpoint, type StoredCheckpoint } from '../checkpoints.js';
+import { consistencyProof, consistencyProofNodes } from '../merkle.js';
+import type { NoteVerifier } from '../note.js';
+import { formatAddCheckpoint, TLOG_SIZE_CONTENT_TYPE } from './add-checkpoint.js';
+import { cosignatureKeyId, parseCosignerVkey, verifyCosignatures, type Cosigner } from './cosignature.js';
+
+/** Per-request bound on an add-checkpoint call. */
+export const WITNESS_REQUEST_TIMEOUT_MS = 10_000;
+/** 409 answers followed (with the witness's size) per checkpoint. */
+export const MAX_CONFLICT_RETRIES = 1;
+/** Cosignature rows looked through for the newest quorum checkpoint. */
+export const QUORUM_SCAN_ROWS = 512;
+/** How long the newest witnessed checkpoint is reused on another instance's publications. */
+export const WITNESSED_TTL_MS = 1_000;
+
+export interface WitnessEndpoint {
+  /** URL prefix; requests go to `<prefix>/add-checkpoint`. */
+  url: string;
+  vkey: string;
+  cosigner: Cosigner;
+  /** `<name>+<hex key ID>`. */
+  key: string;
+}
+
+/** Parses PAYLOG_WITNESSES: comma-separated `<url prefix> <vkey>` pairs. Throws Error naming what is wrong. */
+export function parseWitnessList(value: string): WitnessEndpoint[] {
+  const out: WitnessEndpoint[] = [];
+  for (const item of value.split(',')) {
+    const parts = item.trim().split(' ');
+    if (parts.length !== 2) throw new Error('each witness must be "<url prefix> <vkey>" (one space), separated by commas');
+    const [url, vkey] = parts as [string, string];
+    let u: URL;
+    try {
+      u = new URL(url);
+    } catch {
+      throw new Error(`witness URL is not a URL: ${url}`);
+    }
+    if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new Error(`witness URL must be http(s): ${url}`);
+    let cosigner: Cosigner;
+    try {
+      cosigner = parseCosignerVkey(vkey);
+    } catch (e) {
+      throw new Error(`witness key for ${url}: ${(e as Error).message}`);
+    }
+    const key = `${cosigner.name}+${cosignatureKeyId(cosigner.name, cosigner.publicKey).toString('hex')}`;
+    if (out.some((w) => w.key === key)) throw new Error(`witness key listed twice: ${key}`);
+    out.push({ url: url.replace(/\/+$/, ''), vkey, cosigner, key });
+  }
+  return out;
+}
+
+export interface WitnessMetrics {
+  submissions: Counter<'witness' | 'outcome'>;
+  lagEntries: Gauge;
+  lagSeconds: Gauge;
+  quorumSeconds: Histogram;
+}
+
+export function registerWitnessMetrics(registry: Registry): WitnessMetrics {
+  return {
+    submissions: new Counter({
+      name: 'paylog_witness_submissions_total',
+      help: 'add-checkpoint requests by witness key and outcome (cosigned, conflict, inconsistent, forbidden, unknown_log, bad_request, error)',
+      labelNames: ['witness', 'outcome'],
+      registers: [registry],
+    }),
+    lagEntries: new Gauge({ name: 'paylog_witness_lag_entries', help: 'Latest signed tree size minus the newest size that reached the witness quorum', registers: [registry] }),
+    lagSeconds: new Gauge({ name: 'paylog_witness_lag_seconds', help: 'Seconds since the oldest signed checkpoint newer than the newest witnessed one was published (0 when caught up)', registers: [registry] }),
+    quorumSeconds: new Histogram({
+      name: 'paylog_witness_quorum_seconds',
+      help: 'Time from signing a checkpoint to it reaching the witness quorum',
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10],
+      registers: [registry],
+    }),
+  };
+}
+
+type Outcome = 'cosigned' | 'conflict' | 'inconsistent' | 'forbidden' | 'unknown_log' | 'bad_request' | 'error';
+
+const OUTCOME_BY_STATUS: Record<number, Outcome> = { 409: 'conflict', 422: 'inconsistent', 403: 'forbidden', 404: 'unknown_log', 400: 'bad_request' };
+
+interface WitnessLane {
+  w: WitnessEndpoint;
+  /** Size the witness last cosigned for us (undefined: ask our table, else 0). */
+  knownSize?: number;
+  /** Root of the checkpoint of `knownSize` this service had cosigned (skip resubmitting it). */
+  knownRoot?: Buffer;
+  running: boolean;
+  waiting?: StoredCheckpoint;
+}
+
+export interface WitnessStatus {
+  quorum: number;
+  witnesses: number;
+  signedSize: number;
+  witnessedSize: number;
+  lagEntries: number;
+  lagSeconds: number;
+}
+
+export class WitnessCosigning {
+  readonly #lanes: WitnessLane[];
+  #signedSize = 0;
+  /** When each signed size was published (for the quorum latency), newest few only. */
+  readonly #publishedAt = new Map<number, number>();
+  #pendingSince: number | null = null;
+  #witnessed: { size: number; note: string; at: number } | null = null;
+  #closed = false;
+  readonly #inFlight = new Set<Promise<void>>();
+  readonly #quorumListeners: Array<(size: number, latencyMs: number) => void> = [];
+
+  constructor(
+    private readonly db: Db,
+    private readonly opts: {
+      witnesses: WitnessEndpoint[];
+      quorum: number;
+      logVerifiers: NoteVerifier[];
+      logger?: Logger;
+      metrics?: WitnessMetrics;
+    },
+  ) {
+    if (opts.quorum < 1 || opts.quorum > opts.witnesses.length) throw new PaylogError('BAD_REQUEST', 'witness quorum must be between 1 and the number of witnesses');
+    this.#lanes = opts.witnesses.map((w) => ({ w, running: false }));
+  }
+
+  /** Hands a newly signed checkpoint to every witness (returns at once). */
+  submit(c: StoredCheckpoint): void {
+    if (this.#closed) return;
+    if (c.size >= this.#signedSize) {
+      if (!this.#publishedAt.has(c.size)) this.#publishedAt.set(c.size, performance.now());
+      while (this.#publishedAt.size > 64) this.#publishedAt.delete(this.#publishedAt.keys().next().value as number);
+      this.#signedSize = c.size;
+      if (this.#pendingSince === null && (this.#witnessed === null || this.#witnessed.size < c.size)) this.#pendingSince = Date.now();
+    }
+    for (const lane of this.#lanes) {
+      lane.waiting = c;
+      if (!lane.running) this.#run(lane);
+    }
+    this.#updateLag();
+  }
+
+  #run(lane: WitnessLane): void {
+    lane.running = true;
+    const p = (async () => {
+      while (lane.waiting !== undefined && !this.#closed) {
+        const c = lane.waiting;
+        lane.waiting = undefined;
+        await this.#submitOne(lane, c).catch((e: unknown) => {
+          this.opts.metrics?.submissions.inc({ witness: lane.w.key, outcome: 'error' });
+          this.opts.logger?.warn({ witness: lane.w.key, size: c.size, err: { type: (e as Error)?.name, message: (e as Error)?.message } }, 'witness submission failed');
+        });
+      }
+    })().finally(() => {
+      lane.running = false;
+      this.#inFlight.delete(p);
+    });
+    this.#inFlight.add(p);
+  }
+
+  async #knownSize(lane: WitnessLane): Promise<number> {
+    if (lane.knownSize !== undefined) return lane.knownSize;
+    const rows = await this.db
+      .select({ size: witnessCosignatures.checkpointSize })
+      .from(witnessCosignatures)
+      .where(eq(witnessCosignatures.witnessKey, lane.w.key))
+      .orderBy(desc(witnessCosignatures.checkpointSize))
+      .limit(1);
+    return rows[0]?.size ?? 0;
+  }
+
+  async #proof(from: number, to: number): Promise<Buffer[]> {
+    if (from === 0 || from === to) return [];
+    return consistencyProof(from, to, await readNodes(this.db, consistencyProofNodes(from, to)));
+  }
+
+  // tlog-witness §add-checkpoint, client side.
+  async #submitOne(lane: WitnessLane, c: StoredCheckpoint): Promise<void> {
+    // Already cosigned (two publications of the same tree head): nothing to ask.
+    if (lane.knownSize === c.size && lane.knownRoot?.equals(c.rootHash)) return;
+    let old = await this.#knownSize(lane);
+    for (let attempt = 0; attempt <= MAX_CONFLICT_RETRIES; attempt++) {
+      if (old > c.size) {
+        this.opts.metrics?.submissions.inc({ witness: lane.w.key, outcome: 'conflict' });
+        this.opts.logger?.error({ witness: lane.w.key, witnessSize: old, size: c.size }, 'witness has cosigned a larger tree than this checkpoint: not submitted');
+        return;
+      }
+      const body = formatAddCheckpoint({ oldSize: old, proof: await this.#proof(old, c.size), checkpoint: c.note });
+      const res = await fetch(`${lane.w.url}/add-checkpoint`, {
+        method: 'POST',
+        body,
+        headers: { 'content-type': 'text/plain; charset=utf-8' },
+        signal: AbortSignal.timeout(WITNESS_REQUEST_TIMEOUT_MS),
+      });
+      const text = await res.text();
+      if (res.status === 200) {
+        await this.#store(lane, c, text);
+        lane.knownSize = c.size;
+        lane.knownRoot = c.rootHash;
+        return;
+      }
+      const outcome = OUTCOME_BY_STATUS[res.status] ?? 'error';
+      this.opts.metrics?.submissions.inc({ witness: lane.w.key, outcome });
+      if (res.status === 409 && (res.headers.get('content-type') ?? '').startsWith(TLOG_SIZE_CONTENT_TYPE) && /^(0|[1-9][0-9]*)\n$/.test(text)) {
+        const theirs = Number(text.trim());
+        if (theirs !== old) {
+          old = theirs;
+          lane.knownSize = theirs;
+          delete lane.knownRoot;
+          continue;
+        }
+      }
+      this.opts.logger?.error({ witness: lane.w.key, status: res.status, size: c.size, oldSize: old }, 'witness refused the checkpoint');
+      return;
+    }
+  }
+
+  async #store(lane: WitnessLane, c: StoredCheckpoint, body: string): Promise<void> {
+    const { valid } = verifyCosignatures(`${c.note}${body.endsWith('\n') ? body : `${body}\n`}`, [lane.w.cosigner]);
+    if (valid.length === 0) {
+      this.opts.metrics?.submissions.inc({ witness: lane.w.key, outcome: 'error' });
+      this.opts.logger?.error({ witness: lane.w.key, size: c.size }, 'witness answered 200 without a cosignature that verifies under its key');
+      return;
+    }
+    await this.db.insert(witnessCosignatures).values(
+      valid.map((v) => ({ checkpointSize: c.size, rootHash: c.rootHash, witnessKey: v.key, cosignedAt: v.timestamp, signatureLine: v.line })),
+    );
+    this.opts.metrics?.submissions.inc({ witness: lane.w.key, outcome: 'cosigned' });
+    this.#witnessed = null; // re-read
+    const latest = await this.latestWitnessed();
+    const at = latest !== null ? this.#publishedAt.get(latest.size) : undefined;
+    if (latest !== null && at !== undefined) {
+      this.#publishedAt.delete(latest.size);
+      for (const s of [...this.#publishedAt.keys()]) if (s < latest.size) this.#publishedAt.delete(s);
+      const ms = performance.now() - at;
+      this.opts.metrics?.quorumSeconds.observe(ms / 1000);
+      for (const f of this.#quorumListeners) f(latest.size, ms);
+    }
+    this.#updateLag();
+  }
+
+  /**
+   * The newest checkpoint signed by our keys that carries valid cosignatures from at least
+   * `quorum` configured witnesses, as a note with those cosignature lines appended (newest per
+   * witness). Null when none has reached the quorum.
+   */
+  async latestWitnessed(): Promise<{ size: number; note: string } | null> {
+    if (this.#witnessed !== null && Date.now() - this.#witnessed.at < WITNESSED_TTL_MS) return this.#witnessed;
+    const rows = await this.db
+      .select()
+      .from(witnessCosignatures)
+      .where(inArray(witnessCosignatures.witnessKey, this.opts.witnesses.map((w) => w.key)))
+      .orderBy(desc(witnessCosignatures.checkpointSize), desc(witnessCosignatures.id))
+      .limit(QUORUM_SCAN_ROWS);
+    const bySize = new Map<number, typeof rows>();
+    for (const r of rows) bySize.set(r.checkpointSize, [...(bySize.get(r.checkpointSize) ?? []), r]);
+    for (const [size, group] of bySize) {
+      if (new Set(group.map((g) => g.witnessKey)).size < this.opts.quorum) continue;
+      const cp = await readCheckpoint(this.db, this.opts.logVerifiers, size);
+      if (cp === null) continue;
+      const lines = [...new Set(group.map((g) => g.signatureLine))];
+      const { valid } = verifyCosignatures(`${cp.note}${lines.join('\n')}\n`, this.opts.witnesses.map((w) => w.cosigner));
+      if (valid.length < this.opts.quorum) continue;
+      const note = `${cp.note}${valid.map((v) => `${v.line}\n`).join('')}`;
+      this.#witnessed = { size, note, at: Date.now() };
+      return this.#witnessed;
+    }
+    return null;
+  }
+
+  #updateLag(): void {
+    const witnessedSize = this.#witnessed?.size ?? 0;
+    if (this.#witnessed !== null && witnessedSize >= this.#signedSize) this.#pendingSince = null;
+    this.opts.metrics?.lagEntries.set(Math.max(0, this.#signedSize - witnessedSize));
+    this.opts.metrics?.lagSeconds.set(this.#pendingSince === null ? 0 : (Date.now() - this.#pendingSince) / 1000);
+  }
+
+  /** Calls `f` when a signed size first reaches the quorum, with the ms since it was published. */
+  onQuorum(f: (size: number, latencyMs: number) => void): void {
+    this.#quorumListeners.push(f);
+  }
+
+  /** For /readyz: how far witnessing lags behind signing. */
+  status(): WitnessStatus {
+    this.#updateLag();
+    const witnessedSize = this.#witnessed?.size ?? 0;
+    return {
+      quorum: this.opts.quorum,
+      witnesses: this.opts.witnesses.length,
+      signedSize: this.#signedSize,
+      witnessedSize,
+      lagEntries: Math.max(0, this.#signedSize - witnessedSize),
+      lagSeconds: this.#pendingSince === null ? 0 : (Date.now() - this.#pendingSince) / 1000,
+    };
+  }
+
+  /** Stops taking checkpoints and waits (bounded by the request timeout) for requests in flight. */
+  async close(): Promise<void> {
+    this.#closed = true;
+    await Promise.allSettled([...this.#inFlight]);
+  }
+}

@@ -1,0 +1,71 @@
+/**
+ * `npm run build:verifier` → dist/paylog-verify.mjs: one file that verifies a live paylog from
+ * an empty directory (no node_modules, no repository), with only the CA, the auditor's
+ * certificate and key, and the log's verifier key.
+ */
+import { spawn } from 'node:child_process';
+import { copyFileSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runScript, type CliResult } from './helpers/cli.js';
+import { cardTransaction, startTestPaylog, type TestPaylog } from './helpers/paylog.js';
+
+let t: TestPaylog;
+let dir: string;
+const txIds: string[] = [];
+
+function runBundled(args: string[]): Promise<CliResult> {
+  return new Promise((resolve, reject) => {
+    const p = spawn(process.execPath, ['paylog-verify.mjs', ...args], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'], env: { PATH: process.env.PATH ?? '' } });
+    let stdout = '';
+    let stderr = '';
+    p.stdout.on('data', (d) => (stdout += d));
+    p.stderr.on('data', (d) => (stderr += d));
+    p.on('error', reject);
+    p.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
+  });
+}
+
+beforeAll(async () => {
+  const built = await runScript('build-verifier', []);
+  expect(built.code, built.stderr).toBe(0);
+  t = await startTestPaylog();
+  for (let i = 0; i < 3; i++) {
+    const body = cardTransaction();
+    expect((await t.call('checkout', 'POST', '/v1/transactions', body)).status).toBe(201);
+    txIds.push(body.transactionId);
+  }
+  await t.paylog.checkpoints.publish();
+  dir = mkdtempSync(join(tmpdir(), 'paylog-standalone-'));
+  copyFileSync('dist/paylog-verify.mjs', join(dir, 'paylog-verify.mjs'));
+  const pki = t.paylog.devPki!;
+  copyFileSync(pki.caPath, join(dir, 'ca.pem'));
+  copyFileSync(pki.principals['auditor']!.certPath, join(dir, 'auditor.pem'));
+  copyFileSync(pki.principals['auditor']!.keyPath, join(dir, 'auditor-key.pem'));
+});
+afterAll(async () => {
+  await t?.stop();
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+describe('standalone verifier', () => {
+  it('runs verify-log (entries API and tiles) and verify-proof from an empty directory', async () => {
+    expect(readdirSync(dir).sort()).toEqual(['auditor-key.pem', 'auditor.pem', 'ca.pem', 'paylog-verify.mjs']);
+    const vkey = t.paylog.logKeys[0]!.vkey;
+    const tls = ['--url', t.paylog.url, '--cacert', 'ca.pem', '--cert', 'auditor.pem', '--key', 'auditor-key.pem', '--log-key', vkey];
+    const log = await runBundled(['verify-log', ...tls, '--json']);
+    expect(log.code, log.stderr).toBe(0);
+    expect(JSON.parse(log.stdout)).toMatchObject({ ok: true, leafTypes: { transaction: 3 } });
+    const tiles = await runBundled(['verify-log', ...tls, '--tiles', '--state', 'state.json', '--json']);
+    expect(tiles.code, tiles.stderr).toBe(0);
+    expect(JSON.parse(tiles.stdout)).toMatchObject({ ok: true, stateSaved: true });
+    const proof = await runBundled(['verify-proof', ...tls, '--fetch', '--transaction-id', txIds[1]!, '--out', 'tx.tlog-proof']);
+    expect(proof.code, proof.stderr).toBe(0);
+    const offline = await runBundled(['verify-proof', '--bundle', 'tx.tlog-proof', '--log-key', vkey, '--json']);
+    expect(offline.code, offline.stderr).toBe(0);
+    expect(JSON.parse(offline.stdout)).toMatchObject({ ok: true });
+    expect((await runBundled(['verify-log', '--bogus'])).code).toBe(2);
+    expect((await runBundled(['nonsense'])).code).toBe(2);
+  });
+});

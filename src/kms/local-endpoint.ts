@@ -139,7 +139,7 @@ export async function startLocalKms(opts: {
     const target = req.headers['x-amz-target'];
     const name = typeof target === 'string' && target.startsWith(TARGET_PREFIX) ? target.slice(TARGET_PREFIX.length) : '?';
     requestCounts.set(name, (requestCounts.get(name) ?? 0) + 1);
-    const p = handleRequest(operations, req, res);
+    const p = handleRequest(operations, req, res, () => store.refresh());
     inFlight.add(p);
     void p.finally(() => inFlight.delete(p));
   });
@@ -179,11 +179,13 @@ async function handleRequest(
   operations: ReadonlyMap<string, Operation>,
   req: IncomingMessage,
   res: ServerResponse,
+  beforeOperation: () => void,
 ): Promise<void> {
   const requestId = randomUUID();
   try {
     const body = await readBody(req);
     const { op, ctx } = routeRequest(operations, req);
+    beforeOperation();
     const input = parseJsonInput(body);
     const output = await op(input, ctx);
     sendJson(res, 200, output, requestId);

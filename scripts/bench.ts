@@ -34,6 +34,7 @@ import { rawInsertSection } from './bench/raw-insert.js';
 import { appenderSection } from './bench/appender.js';
 import { envelopeSection } from './bench/envelope.js';
 import { auditorInclusionSection, auditorRebuildSection } from './bench/auditor.js';
+import { keysSection } from './bench/keys.js';
 import { auditorTilesSection, witnessQuorumSection } from './bench/tiles-witness.js';
 import { cseSection } from './bench/cse.js';
 
@@ -49,12 +50,17 @@ export const SECTIONS: BenchSection[] = [
   envelopeSection,
   auditorRebuildSection,
   auditorInclusionSection,
+  keysSection,
   auditorTilesSection,
   witnessQuorumSection,
 ];
 
 /** Targets checked at the end (figure keys are `<section id>.<figure>`). */
 export const TARGETS: RatioTarget[] = [
+  { label: 'keys: hierarchical ÷ per-transaction req/s, 1 worker', numerator: 'keys.hier_w1_rps', denominator: 'keys.pertx_w1_rps', min: 1.5 },
+  { label: 'keys: hierarchical all workers ÷ per-transaction 1 worker req/s', numerator: 'keys.hier_w2_rps', denominator: 'keys.pertx_w1_rps', min: 2.5 },
+  { label: 'keys: hierarchical 1 worker ÷ raw INSERT, 8 clients', numerator: 'keys.hier_w1_rps', denominator: 'keys.hier_w1_raw8_rows_per_s', min: 1.0 },
+  { label: 'keys: hierarchical all workers ÷ raw INSERT, 8 clients', numerator: 'keys.hier_w2_rps', denominator: 'keys.hier_w2_raw8_rows_per_s', min: 1.0 },
   {
     label: 'group commit: service best req/s ÷ raw single-row INSERT rows/s',
     numerator: 'service.best_rps',

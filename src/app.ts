@@ -13,7 +13,7 @@ import { checkConfiguredKeys, kmsStartupStep, type KeyRef, type KmsWhere } from 
 import { createLogger, errorForLog, type Logger } from './logging.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import { startEmbeddedPostgres, type EmbeddedServer } from './db/embedded.js';
-import { applyMigrations, ensureServiceLogin, openAppDatabase, type AppDatabase } from './db/connection.js';
+import { applyMigrations, ensureKeysLogin, ensureServiceLogin, KEYS_ROLE, openAppDatabase, type AppDatabase } from './db/connection.js';
 import { processors } from './db/schema.js';
 import { startLocalKms, type LocalKmsEndpoint } from './kms/local-endpoint.js';
 import { createKmsClient, PaylogKms } from './kms/client.js';
@@ -24,7 +24,9 @@ import { treeHeadKey } from './log/tree-head.js';
 import { TransactionService } from './services/transactions.js';
 import { ProcessorRegistry } from './auth/processors.js';
 import { RevocationList } from './auth/revocations.js';
-import { loadOrCreateServiceKey, MAC_KEY_NAME, serviceDatabasePassword } from './keyring.js';
+import { keysDatabasePassword, loadOrCreateServiceKey, MAC_KEY_NAME, serviceDatabasePassword } from './keyring.js';
+import { KeyLifecycleService } from './services/key-lifecycle.js';
+import { registerKeyRoutes } from './api/routes/keys.js';
 import { buildServer } from './api/server.js';
 import { registerAdminRoutes, registerReleaseRoutes } from './api/routes/release.js';
 import { ReleaseService } from './services/release.js';
@@ -36,6 +38,8 @@ import type { StoredCheckpoint } from './log/checkpoints.js';
 import { CheckpointPublisher, kmsNoteSigners, type PublishedKey } from './log/checkpoints.js';
 import { AdminService } from './services/admin.js';
 import type { DataKeySource } from './crypto/envelope.js';
+import { EpochKeyring } from './kms/epoch-keys.js';
+import { KeyEventLog } from './services/key-events.js';
 import { createReadiness } from './readiness.js';
 import { CseKeyStore, registerCseKeyMetrics } from './cse/keys.js';
 import { ClientSideDecryption } from './cse/jwe.js';
@@ -43,6 +47,11 @@ import { registerCseRoutes } from './api/routes/cse.js';
 
 export const EMBEDDED_DATABASE = 'paylog';
 export const DEV_PROCESSORS = ['acme', 'globex'] as const;
+/** The retention job runs this long after start, then once a day (singletons only). */
+export const RETENTION_FIRST_RUN_MS = 60_000;
+export const RETENTION_INTERVAL_MS = 24 * 60 * 60 * 1000;
+/** Connections of the key-destruction pool (paylog_keys). */
+export const KEYS_POOL_SIZE = 2;
 
 export interface Paylog {
   readonly url: string;
@@ -67,15 +76,33 @@ export interface Paylog {
   readonly cseKeys: CseKeyStore;
   readonly server: FastifyInstance;
   readonly devPki?: DevPki;
+  /** The dev-only local KMS endpoint, when in use (tests count KMS calls at it). */
+  readonly localKms?: LocalKmsEndpoint;
+  /** Key epochs (envelope v2) and the one path key events take into the log. */
+  readonly epochs: EpochKeyring;
+  readonly keyEvents: KeyEventLog;
+  readonly transactions: TransactionService;
+  readonly keyLifecycle: KeyLifecycleService;
   close(): Promise<void>;
 }
 
 export interface StartOptions {
   /** Where pino writes (tests capture it); default stdout. */
   logDestination?: DestinationStream;
+  /** Injected clock (epoch rollover, retention tests); default the system clock. */
+  clock?: () => Date;
+  /**
+   * Cluster worker (src/main.ts): use this already running dev-only local KMS endpoint instead of
+   * starting one (the primary owns it).
+   */
+  localKmsUrl?: string;
+  /** False in cluster workers other than worker 0: the checkpoint signer and daily jobs run once. */
+  singletons?: boolean;
+  /** Called after each committed batch (cluster workers tell worker 0 to publish a checkpoint). */
+  onBatchCommitted?: () => void;
 }
 
-async function ensureEmbeddedDatabase(adminUrl: string): Promise<string> {
+export async function ensureEmbeddedDatabase(adminUrl: string): Promise<string> {
   const client = new pg.Client({ connectionString: adminUrl });
   client.on('error', () => {}); // a lost server fails the query in flight; no unhandled 'error'
   await client.connect();
@@ -129,10 +156,14 @@ export async function startPaylog(config: Config, opts: StartOptions = {}): Prom
 
     // KMS: real client, local endpoint unless AWS settings are given.
     let kmsClientSettings: { endpoint?: string; region: string; local?: boolean };
-    if (config.kms.mode === 'local') {
-      const local: LocalKmsEndpoint = await startLocalKms({ keyStoreDir: join(config.dataDir, 'kms') });
-      cleanups.push(() => local.close());
-      kmsClientSettings = { endpoint: local.url, region: config.kms.region, local: true };
+    let local: LocalKmsEndpoint | undefined;
+    if (config.kms.mode === 'local' && opts.localKmsUrl) {
+      kmsClientSettings = { endpoint: opts.localKmsUrl, region: config.kms.region, local: true };
+    } else if (config.kms.mode === 'local') {
+      const started = await startLocalKms({ keyStoreDir: join(config.dataDir, 'kms') });
+      local = started;
+      cleanups.push(() => started.close());
+      kmsClientSettings = { endpoint: started.url, region: config.kms.region, local: true };
     } else {
       kmsClientSettings = {
         ...(config.kms.endpoint ? { endpoint: config.kms.endpoint } : {}),
@@ -147,7 +178,11 @@ export async function startPaylog(config: Config, opts: StartOptions = {}): Prom
       maxAttempts: config.budgets.kmsMaxAttempts,
     });
     cleanups.push(async () => kmsClient.destroy());
-    const kms = new PaylogKms(kmsClient, (operation, seconds) => metrics.kmsDuration.observe({ operation }, seconds));
+    const kms = new PaylogKms(
+      kmsClient,
+      (operation, outcome) => metrics.kmsRequests.inc({ operation, outcome }),
+      (operation, seconds) => metrics.kmsDuration.observe({ operation }, seconds),
+    );
     const kmsWhere: KmsWhere = { region: kmsClientSettings.region, ...(kmsClientSettings.endpoint ? { endpoint: kmsClientSettings.endpoint } : {}) };
     const dataKeyRef: KeyRef = { setting: 'PAYLOG_KMS_DATA_KEY_ID', keyId: config.kms.dataKeyId, kind: 'data' };
     const signingKeyRefs: KeyRef[] = [
@@ -182,6 +217,11 @@ export async function startPaylog(config: Config, opts: StartOptions = {}): Prom
         logger.warn('the database owner may not create roles: running as the owner with role paylog_app; set PAYLOG_APP_DATABASE_URL in production');
       }
     }
+    // Key destruction (rewrap, shred, retention) runs on its own connection as a member of
+    // paylog_keys only; the runtime role cannot replace or destroy wrapped keys.
+    const keysUrl = await ensureKeysLogin(ownerUrl, keysDatabasePassword(macKey)).catch(() => null);
+    const keysDatabase = keysUrl ? openAppDatabase(keysUrl, { role: null, max: KEYS_POOL_SIZE }) : openAppDatabase(ownerUrl, { role: KEYS_ROLE, max: KEYS_POOL_SIZE });
+    cleanups.push(() => keysDatabase.close());
     const who = (await database.pool.query('SELECT r.rolsuper AS s FROM pg_roles r WHERE r.rolname = session_user')).rows[0] as { s: boolean } | undefined;
     if (who?.s && config.appDatabaseUrl) throw new Error('PAYLOG_APP_DATABASE_URL must not log in as a superuser');
 
@@ -204,6 +244,7 @@ export async function startPaylog(config: Config, opts: StartOptions = {}): Prom
         .onConflictDoNothing();
     }
 
+    const singletons = opts.singletons ?? true;
     const headKey = treeHeadKey(macKey);
     cleanups.push(async () => void headKey.fill(0));
     const head = await readTreeHead(database.db, headKey);
@@ -244,11 +285,24 @@ export async function startPaylog(config: Config, opts: StartOptions = {}): Prom
         metrics.batchSize.observe(batchSize);
         metrics.batchDuration.observe(durationMs / 1000);
         metrics.logSize.set(h.size);
-        checkpointPublisher.schedule();
+        if (singletons) checkpointPublisher.schedule();
+        opts.onBatchCommitted?.();
       },
     });
     const processorRegistry = new ProcessorRegistry(database);
     const revocations = new RevocationList(database);
+    const keyEvents = new KeyEventLog(appender);
+    const epochs = new EpochKeyring({
+      database,
+      kms,
+      granularity: config.keys.epoch,
+      cacheTtlMs: config.keys.cacheTtlSeconds * 1000,
+      cacheMaxUses: config.keys.cacheMaxUses,
+      recordKeyEvent: (e) => keyEvents.record(e),
+      onCacheHit: () => metrics.epochCacheHits.inc(),
+      onCacheMiss: () => metrics.epochCacheMisses.inc(),
+    });
+    cleanups.push(async () => epochs.close());
     const cseKeys = new CseKeyStore(
       { database, kms, kmsKeyId: dataKeyId },
       { period: config.cse.keyPeriod, overlapS: config.cse.keyOverlapS, cacheTtlS: config.cse.keyCacheTtlS },
@@ -262,6 +316,8 @@ export async function startPaylog(config: Config, opts: StartOptions = {}): Prom
       dataKeys,
       macKey,
       processors: processorRegistry,
+      ...(config.keys.mode === 'hierarchical' ? { epochs } : {}),
+      ...(opts.clock ? { clock: opts.clock } : {}),
       cse,
       proofs: (index) => logRead.servedProof(index),
     });
@@ -274,7 +330,42 @@ export async function startPaylog(config: Config, opts: StartOptions = {}): Prom
       processors: processorRegistry,
       macKey,
       metrics,
+      epochs,
     });
+    const clock = opts.clock ?? (() => new Date());
+    const keyLifecycle = new KeyLifecycleService({
+      database,
+      keysDatabase,
+      kms,
+      epochs,
+      keyEvents,
+      retention: config.keys.retention,
+      devKms: config.kms.mode === 'local',
+      clock,
+      kmsCounts: async () => {
+        const out: Record<string, number> = {};
+        for (const v of (await metrics.kmsRequests.get()).values) {
+          const op = String(v.labels.operation);
+          out[op] = (out[op] ?? 0) + v.value;
+        }
+        return out;
+      },
+    });
+    if (singletons) {
+      const runRetention = () =>
+        keyLifecycle.applyRetention(null, {}).then(
+          (r) => logger.info({ periods: r.periods.length, epochs: r.epochs.length, v1Records: r.v1Records, logIndex: r.logIndex }, 'retention run'),
+          (e: unknown) => logger.error({ code: (e as { code?: string }).code }, 'retention run failed'),
+        );
+      const first = setTimeout(() => void runRetention(), RETENTION_FIRST_RUN_MS);
+      const daily = setInterval(() => void runRetention(), RETENTION_INTERVAL_MS);
+      first.unref();
+      daily.unref();
+      cleanups.push(async () => {
+        clearTimeout(first);
+        clearInterval(daily);
+      });
+    }
     const admin = new AdminService(processorRegistry, revocations, appender);
     const logRead = new LogReadService(database.db, {
       origin: config.logOrigin,
@@ -285,17 +376,19 @@ export async function startPaylog(config: Config, opts: StartOptions = {}): Prom
     });
     const tiles = new TilesService(database.db, { verifiers: logVerifiers, checkpoint: (p) => logRead.checkpoint(p), logger });
     published.push((c) => tiles.noteSigned(c.size));
-    try {
-      const current = await checkpointPublisher.publish();
-      if (current) {
-        metrics.checkpointSignedAt.value ??= Date.now();
-        metrics.checkpointSize.set(current.size);
+    if (singletons) {
+      try {
+        const current = await checkpointPublisher.publish();
+        if (current) {
+          metrics.checkpointSignedAt.value ??= Date.now();
+          metrics.checkpointSize.set(current.size);
+        }
+      } catch (e) {
+        logger.error({ code: (e as { code?: string }).code }, 'initial checkpoint not signed');
       }
-    } catch (e) {
-      logger.error({ code: (e as { code?: string }).code }, 'initial checkpoint not signed');
+      checkpointPublisher.start();
+      cleanups.push(() => checkpointPublisher.close());
     }
-    checkpointPublisher.start();
-    cleanups.push(() => checkpointPublisher.close());
 
     // /readyz needs no certificate: bounded, cached checks (src/readiness.ts).
     const checkReadiness = createReadiness({
@@ -318,6 +411,7 @@ export async function startPaylog(config: Config, opts: StartOptions = {}): Prom
       extraRoutes: [
         (app) => registerReleaseRoutes(app, { release, releaseRatePerMinute: config.releaseRatePerMinute }),
         (app) => registerAdminRoutes(app, { admin }),
+        (app) => registerKeyRoutes(app, { keys: keyLifecycle }),
         (app) => registerLogRoutes(app, { log: logRead }),
         (app) => registerTileRoutes(app, { tiles }),
         (app) => registerCseRoutes(app, { cseKeys }),
@@ -348,11 +442,16 @@ export async function startPaylog(config: Config, opts: StartOptions = {}): Prom
       cseKeys,
       server,
       ...(devPki ? { devPki } : {}),
+      ...(local ? { localKms: local } : {}),
+      epochs,
+      keyEvents,
+      transactions: transactionsService,
+      keyLifecycle,
       close: () =>
         (closing ??= (async () => {
           await server.close(); // stops accepting; waits for in-flight requests
           await appender.close(); // finishes queued batches
-          await checkpointPublisher.publish().catch(() => null); // sign the final tree
+          if (singletons) await checkpointPublisher.publish().catch(() => null); // sign the final tree
           await cleanup();
         })()),
     };

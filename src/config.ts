@@ -17,6 +17,14 @@ export const DEFAULT_LOCAL_KMS_REGION = 'us-east-1';
 export const DEFAULT_AWS_REGION = 'us-east-1';
 export const DEFAULT_RELEASE_RATE_PER_MINUTE = 120;
 export const DEFAULT_BODY_LIMIT_BYTES = 16 * 1024;
+/** Key hierarchy (issue 9). */
+export const DEFAULT_KEY_MODE = 'hierarchical';
+export const DEFAULT_KEY_EPOCH = 'month';
+export const DEFAULT_EPOCH_KEY_CACHE_TTL_S = 300;
+/** Releases one unwrapped epoch private key may serve before it is evicted and unwrapped again. */
+export const DEFAULT_EPOCH_KEY_CACHE_MAX_USES = 10_000;
+/** ISO 8601 duration: card data older than this (by key period end) is crypto-shredded. */
+export const DEFAULT_RETENTION = 'P13M';
 /** Client-side encryption (src/cse): JWE maximum age on paylog's clock, from its `iat`. */
 export const DEFAULT_CSE_MAX_AGE_S = 15 * 60;
 /** Client-side encryption: one browser key per calendar period (UTC). */
@@ -85,6 +93,16 @@ const envSchema = z.object({
   PAYLOG_REQUEST_TIMEOUT_MS: intFromEnv(100, 3_600_000).default(TIME_BUDGET_DEFAULTS.requestTimeoutMs),
   /** Explicitly allow the dev-only local KMS together with production TLS files. */
   PAYLOG_ALLOW_DEV_KMS: z.enum(['0', '1']).optional(),
+  PAYLOG_KEY_MODE: z.enum(['hierarchical', 'per-transaction']).default(DEFAULT_KEY_MODE),
+  PAYLOG_KEY_EPOCH: z.enum(['month', 'day', 'hour']).default(DEFAULT_KEY_EPOCH),
+  PAYLOG_EPOCH_KEY_CACHE_TTL_S: intFromEnv(1, 86_400).default(DEFAULT_EPOCH_KEY_CACHE_TTL_S),
+  PAYLOG_EPOCH_KEY_CACHE_MAX_USES: intFromEnv(1, 100_000_000).default(DEFAULT_EPOCH_KEY_CACHE_MAX_USES),
+  PAYLOG_RETENTION: z
+    .string()
+    .regex(/^P(?!$)(\d+Y)?(\d+M)?(\d+W)?(\d+D)?(T(?=\d)(\d+H)?(\d+M)?(\d+S)?)?$/, 'must be an ISO 8601 duration such as P13M, P400D or PT2H')
+    .default(DEFAULT_RETENTION),
+  /** Worker processes sharing the port (node:cluster); unset → the number of cores. */
+  PAYLOG_WORKERS: intFromEnv(1, 256).optional(),
   /** Comma-separated `<witness URL prefix> <witness vkey>` pairs (C2SP tlog-witness). */
   PAYLOG_WITNESSES: z.string().min(1).optional(),
   /** Cosignatures a checkpoint needs before it is served (default: every configured witness). */
@@ -115,6 +133,16 @@ export interface Config {
   budgets: TimeBudgets;
   /** Production TLS files; unset → the dev PKI under dataDir/pki. */
   tls?: { certPath: string; keyPath: string; caPath: string };
+  /** Key hierarchy: hierarchical (envelope v2, epoch keys) or per-transaction (envelope v1, one KMS call per record). */
+  keys: {
+    mode: 'hierarchical' | 'per-transaction';
+    epoch: 'month' | 'day' | 'hour';
+    cacheTtlSeconds: number;
+    cacheMaxUses: number;
+    retention: string;
+  };
+  /** node:cluster worker count (src/main.ts); undefined → number of cores. */
+  workers?: number;
   /** Witnesses (PAYLOG_WITNESSES) and the quorum; absent → checkpoints are served unwitnessed. */
   witnesses?: { endpoints: WitnessEndpoint[]; quorum: number };
   /** Client-side encryption (browser JWE): see src/cse/keys.ts and SECURITY.md. */
@@ -197,6 +225,14 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     batchLingerMs: e.PAYLOG_BATCH_LINGER_MS,
     releaseRatePerMinute: e.PAYLOG_RELEASE_RATE_PER_MINUTE,
     logLevel: e.PAYLOG_LOG_LEVEL,
+    keys: {
+      mode: e.PAYLOG_KEY_MODE,
+      epoch: e.PAYLOG_KEY_EPOCH,
+      cacheTtlSeconds: e.PAYLOG_EPOCH_KEY_CACHE_TTL_S,
+      cacheMaxUses: e.PAYLOG_EPOCH_KEY_CACHE_MAX_USES,
+      retention: e.PAYLOG_RETENTION,
+    },
+    ...(e.PAYLOG_WORKERS !== undefined ? { workers: e.PAYLOG_WORKERS } : {}),
     budgets: {
       dbConnectTimeoutMs: e.PAYLOG_DB_CONNECT_TIMEOUT_MS,
       dbStatementTimeoutMs: e.PAYLOG_DB_STATEMENT_TIMEOUT_MS,

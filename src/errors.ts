@@ -25,6 +25,7 @@ export const ERROR_CODES = [
   'LOG_UNAVAILABLE',
   'KMS_UNAVAILABLE',
   'INTEGRITY_FAILURE',
+  'DATA_SHREDDED',
   'INCONSISTENT_TREE',
   'INTERNAL',
   // Client-side encryption (src/cse): the JWE could not be accepted.

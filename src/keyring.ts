@@ -45,3 +45,8 @@ export async function loadOrCreateServiceKey(
 export function serviceDatabasePassword(macKey: Buffer): string {
   return createHmac('sha256', macKey).update('paylog/db-service-login-password/v1').digest('base64url');
 }
+
+/** The key-destruction login role's password (paylog_keys member), derived like the service one. */
+export function keysDatabasePassword(macKey: Buffer): string {
+  return createHmac('sha256', macKey).update('paylog/db-keys-login-password/v1').digest('base64url');
+}

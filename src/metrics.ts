@@ -9,6 +9,11 @@ export interface Metrics {
   batchDuration: Histogram;
   logSize: Gauge;
   releases: Counter<'outcome'>;
+  /** KMS requests by operation (GenerateDataKey, Decrypt, Encrypt, ...) and outcome (ok, error name). */
+  kmsRequests: Counter<'operation' | 'outcome'>;
+  /** Epoch private-key cache lookups on the release path. */
+  epochCacheHits: Counter;
+  epochCacheMisses: Counter;
   kmsDuration: Histogram<'operation'>;
   checkpointSize: Gauge;
   /** When this instance last signed (or found current) the checkpoint covering the log; ms epoch. */
@@ -72,6 +77,22 @@ export function createMetrics(): Metrics {
       name: 'paylog_releases_total',
       help: 'Release attempts by outcome',
       labelNames: ['outcome'],
+      registers: [registry],
+    }),
+    kmsRequests: new Counter({
+      name: 'paylog_kms_requests_total',
+      help: 'KMS requests by operation and outcome (ok, or the KMS error name)',
+      labelNames: ['operation', 'outcome'],
+      registers: [registry],
+    }),
+    epochCacheHits: new Counter({
+      name: 'paylog_epoch_key_cache_hits_total',
+      help: 'Epoch private-key cache hits (releases served without a KMS call)',
+      registers: [registry],
+    }),
+    epochCacheMisses: new Counter({
+      name: 'paylog_epoch_key_cache_misses_total',
+      help: 'Epoch private-key cache misses (single-flight: one KMS Decrypt per miss, however many waiters)',
       registers: [registry],
     }),
   };

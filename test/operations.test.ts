@@ -148,7 +148,7 @@ describe('operator guide and dashboard', () => {
     const actions = (p: { Statement: Array<{ Action: string[] }> }) => new Set(p.Statement.flatMap((s) => s.Action));
     expect([...actions(dataKey!)].sort()).toEqual([...KMS_PERMISSIONS.data].sort());
     expect([...actions(signingKey!)].sort()).toEqual([...KMS_PERMISSIONS.signing].sort());
-    expect(actions(iam!).size).toBe(5);
+    expect(actions(iam!).size).toBe(8);
   });
 
   it('documents every setting and every paylog metric; the dashboard charts every metric', async () => {

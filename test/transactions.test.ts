@@ -8,6 +8,7 @@ import { cardTransaction, fixtures, startTestPaylog, type TestPaylog } from './h
 import { hashLeaf, rootFromLeafHashes } from '../src/log/merkle.js';
 import { createHash } from 'node:crypto';
 import { decodeLeaf, envelopeFromLeaf } from '../src/log/leaf.js';
+import { openEnvelopeV2 } from '../src/crypto/envelope-v2.js';
 import { openEnvelope } from '../src/crypto/envelope.js';
 
 let t: TestPaylog;
@@ -47,7 +48,7 @@ describe('POST /v1/transactions', () => {
     expect(r.status).toBe(201);
     // The sealed record is in the leaf (format v2); the wrapped data key beside the log.
     const [stored] = await sql(
-      `SELECT e.leaf, d.wrapped_key, d.kms_key_id FROM transactions t JOIN log_entries e ON e.idx = t.log_index JOIN data_keys d ON d.transaction_id = t.transaction_id WHERE t.transaction_id = $1`,
+      `SELECT e.leaf, d.wrapped_key, d.kms_key_id, d.epoch_id FROM transactions t JOIN log_entries e ON e.idx = t.log_index JOIN data_keys d ON d.transaction_id = t.transaction_id WHERE t.transaction_id = $1`,
       [body.transactionId],
     );
     const leaf = decodeLeaf(stored.leaf);
@@ -55,6 +56,17 @@ describe('POST /v1/transactions', () => {
     const sealed = envelopeFromLeaf(leaf);
     expect(sealed.wrappedKeySha256).toEqual(createHash('sha256').update(stored.wrapped_key).digest());
     expect(Buffer.concat([sealed.ciphertext, sealed.iv, sealed.tag]).toString('latin1')).not.toContain('4111111111111111');
+    if ('epochId' in sealed.key) {
+      // Hierarchical mode (default): envelope v2; the epoch private key comes from KMS Decrypt.
+      const epochId = sealed.key.epochId;
+      expect(stored.epoch_id).toBe(epochId);
+      const env2 = { version: 2 as const, salt: sealed.salt, iv: sealed.iv, ciphertext: sealed.ciphertext, tag: sealed.tag, keyCommitment: sealed.keyCommitment, wrappedKey: stored.wrapped_key, epochId };
+      const b = { transactionId: body.transactionId, processor: 'acme', epochId };
+      const plain2 = await t.paylog.epochs.withPrivateKey(epochId, (k) => openEnvelopeV2(k, b, env2));
+      expect(JSON.parse(plain2.toString('utf8'))).toEqual(body.paymentMethod);
+      await expect(t.paylog.epochs.withPrivateKey(epochId, (k) => openEnvelopeV2(k, { ...b, processor: 'globex' }, env2))).rejects.toMatchObject({ code: 'INTEGRITY_FAILURE' });
+      return;
+    }
     const kms = t.paylog.kms;
     const keys = {
       generateDataKey: (ctx: Record<string, string>) => kms.generateDataKey(t.paylog.dataKeyId, ctx),

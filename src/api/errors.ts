@@ -37,6 +37,8 @@ export const HTTP_STATUS: Readonly<Record<ErrorCode, number>> = {
   KMS_UNAVAILABLE: 503,
   // A stored record failing its integrity checks is refused without a 5xx and without data.
   INTEGRITY_FAILURE: 422,
+  // Card data destroyed by crypto-shredding (retention or an admin shred): gone for good.
+  DATA_SHREDDED: 410,
   INCONSISTENT_TREE: 503,
   INTERNAL: 500,
   // Client-side encryption: the request is well-formed but its JWE cannot be used (never a 5xx).

@@ -165,3 +165,16 @@ export const readinessSchema = z.object({
   details: z.record(z.string(), z.unknown()).optional(),
 });
 export const textSchema = z.string();
+
+/** Key lifecycle (admin). The status and retention report are documented as open objects. */
+export const keyStatusSchema = z.record(z.string(), z.unknown()).describe('epochs, keyPeriods, v1DataKeys, retention, cachedEpochPrivateKeys, kmsRequests');
+export const keyRotateResultSchema = z.object({ epochs: z.array(z.string()) });
+export const rewrapResultSchema = z.object({
+  rewrapped: z.int().min(0),
+  kind: z.enum(['epoch', 'v1']).nullable(),
+  remaining: z.int().min(0),
+  done: z.boolean(),
+  to: z.string(),
+});
+export const retentionReportSchema = z.record(z.string(), z.unknown()).describe('policy, asOf, cutoff, dryRun, periods, epochs, v1Records, logIndex');
+export const shredResultSchema = z.object({ transactionId: z.string(), shredded: z.literal(true), logIndex: z.int().min(0) });

@@ -18,7 +18,9 @@ export type Action =
   | 'log:proof:consistency'
   | 'log:tiles'
   | 'admin:revoke'
-  | 'admin:processors';
+  | 'admin:processors'
+  | 'admin:keys'
+  | 'admin:shred';
 
 /** What a decision may depend on besides the principal: the processor a transaction is assigned to. */
 export interface ResourceContext {
@@ -60,6 +62,8 @@ export const POLICY: Readonly<Record<Principal['role'], Partial<Record<Action, R
     'log:key': anyone,
     'admin:revoke': anyone,
     'admin:processors': anyone,
+    'admin:keys': anyone,
+    'admin:shred': anyone,
   },
 };
 

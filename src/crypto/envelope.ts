@@ -127,7 +127,7 @@ export interface SealedEnvelope {
 /** The part of a sealed envelope that the data key alone opens (and the log commits to). */
 export type EnvelopeCiphertext = Omit<SealedEnvelope, 'wrappedKey' | 'kmsKeyId'>;
 
-function integrityFailure(reason: string, cause?: unknown): PaylogError {
+export function integrityFailure(reason: string, cause?: unknown): PaylogError {
   return new PaylogError(
     'INTEGRITY_FAILURE',
     'Encrypted record failed its integrity check',
@@ -137,7 +137,7 @@ function integrityFailure(reason: string, cause?: unknown): PaylogError {
 }
 
 // LP(label) ‖ u8(version) ‖ LP(field)…, written into one allocation.
-function encodeFields(label: string, version: number, fields: Buffer[]): Buffer {
+export function encodeFields(label: string, version: number, fields: Buffer[]): Buffer {
   const labelLength = Buffer.byteLength(label, 'ascii');
   let size = 4 + labelLength + 1;
   for (const f of fields) size += 4 + f.length;
@@ -159,7 +159,7 @@ function encodeFields(label: string, version: number, fields: Buffer[]): Buffer 
 const RANDOM_POOL_BYTES = 4096;
 let randomPool = Buffer.alloc(0);
 let randomAt = 0;
-function freshRandom(n: number): Buffer {
+export function freshRandom(n: number): Buffer {
   if (randomAt + n > randomPool.length) {
     randomPool = randomBytes(RANDOM_POOL_BYTES);
     randomAt = 0;

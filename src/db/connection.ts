@@ -141,12 +141,27 @@ export function serviceLoginRole(database: string): string {
  * owner may not create roles (the caller then falls back to `-c role=paylog_app`).
  */
 export async function ensureServiceLogin(ownerUrl: string, password: string): Promise<string | null> {
+  return await ensureLoginRole(ownerUrl, password, { prefix: SERVICE_LOGIN_PREFIX, member: APP_ROLE });
+}
+
+/** Group role of the key-destruction connection (rewrap, shred, retention only; migration 0002). */
+export const KEYS_ROLE = 'paylog_keys';
+/** Prefix of the per-database login role of the key-destruction connection. */
+export const KEYS_LOGIN_PREFIX = 'paylog_keys_';
+
+/** Like {@link ensureServiceLogin}, for the login role that is a member of `paylog_keys` only. */
+export async function ensureKeysLogin(ownerUrl: string, password: string): Promise<string | null> {
+  return await ensureLoginRole(ownerUrl, password, { prefix: KEYS_LOGIN_PREFIX, member: KEYS_ROLE });
+}
+
+/** Creates (or re-keys) `<prefix><database>` LOGIN, member of `member` only; null without CREATEROLE. */
+async function ensureLoginRole(ownerUrl: string, password: string, o: { prefix: string; member: string }): Promise<string | null> {
   const client = new pg.Client({ connectionString: ownerUrl });
   client.on('error', () => {}); // a lost server fails the query in flight; no unhandled 'error'
   await client.connect();
   try {
     const db = (await client.query('SELECT current_database() AS d')).rows[0].d as string;
-    const role = serviceLoginRole(db);
+    const role = (o.prefix + db.toLowerCase().replace(/[^a-z0-9_]/g, '_')).slice(0, 63);
     await client.query('SELECT pg_advisory_lock($1)', [MIGRATION_LOCK_KEY.toString()]);
     try {
       const exists = (await client.query('SELECT 1 FROM pg_roles WHERE rolname = $1', [role])).rowCount! > 0;
@@ -158,7 +173,7 @@ export async function ensureServiceLogin(ownerUrl: string, password: string): Pr
         ])
       ).rows[0].q as string;
       await client.query(ddl);
-      await client.query(`SELECT format('GRANT %I TO %I', $1::text, $2::text) AS q`, [APP_ROLE, role]).then((r) => client.query(r.rows[0].q as string));
+      await client.query(`SELECT format('GRANT %I TO %I', $1::text, $2::text) AS q`, [o.member, role]).then((r) => client.query(r.rows[0].q as string));
     } catch (e) {
       if ((e as { code?: string }).code === '42501') return null; // insufficient_privilege
       throw e;

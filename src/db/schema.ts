@@ -14,6 +14,7 @@ import {
   bigint,
   customType,
   index,
+  integer,
   jsonb,
   pgTable,
   primaryKey,
@@ -100,10 +101,51 @@ export const dataKeys = pgTable('data_keys', {
   transactionId: text('transaction_id')
     .primaryKey()
     .references(() => transactions.transactionId),
-  kmsKeyId: text('kms_key_id').notNull(),
-  wrappedKey: bytea('wrapped_key').notNull(),
+  /** Envelope v1: the KMS key that wrapped the data key (exactly one of kmsKeyId / epochId). */
+  kmsKeyId: text('kms_key_id'),
+  /** Wrapped data key; NULL once shredded. */
+  wrappedKey: bytea('wrapped_key'),
+  /** Envelope v2: the key epoch whose public key wrapped the data key. */
+  epochId: text('epoch_id'),
+  shreddedAt: timestamp('shredded_at', { withTimezone: true, mode: 'date' }),
   createdAt: createdAt(),
 });
+
+/**
+ * Key epochs (envelope v2; migration 0002): one X25519 key pair per processor × period ×
+ * generation. The private key is stored only wrapped by the period's KMS key, and destroyed
+ * (NULL, `shredded_at` set) by crypto-shredding.
+ */
+export const keyEpochs = pgTable('key_epochs', {
+  epochId: text('epoch_id').primaryKey(),
+  processor: text('processor').notNull(),
+  granularity: text('granularity').notNull(),
+  periodStart: timestamp('period_start', { withTimezone: true, mode: 'date' }).notNull(),
+  periodEnd: timestamp('period_end', { withTimezone: true, mode: 'date' }).notNull(),
+  generation: integer('generation').notNull(),
+  publicKey: bytea('public_key').notNull(),
+  kmsKeyId: text('kms_key_id'),
+  wrappedPrivateKey: bytea('wrapped_private_key'),
+  wrappedKeySha256: bytea('wrapped_key_sha256'),
+  retiredAt: timestamp('retired_at', { withTimezone: true, mode: 'date' }),
+  shreddedAt: timestamp('shredded_at', { withTimezone: true, mode: 'date' }),
+  createdAt: createdAt(),
+});
+
+/** One KMS key per key period (granularity × period start); shredding schedules its deletion. */
+export const keyPeriods = pgTable(
+  'key_periods',
+  {
+    granularity: text('granularity').notNull(),
+    periodStart: timestamp('period_start', { withTimezone: true, mode: 'date' }).notNull(),
+    periodEnd: timestamp('period_end', { withTimezone: true, mode: 'date' }).notNull(),
+    kmsKeyId: text('kms_key_id').notNull(),
+    state: text('state').notNull().default('active'),
+    deletionDate: timestamp('deletion_date', { withTimezone: true, mode: 'date' }),
+    createdAt: createdAt(),
+  },
+  (t) => [primaryKey({ columns: [t.granularity, t.periodStart] })],
+);
 
 /**
  * Access entries (PCI DSS 10.2.2 fields): lookup row (transaction → log index) of every release

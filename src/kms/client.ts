@@ -24,6 +24,7 @@ import {
   GetPublicKeyCommand,
   KMSClient,
   ReEncryptCommand,
+  ScheduleKeyDeletionCommand,
   SignCommand,
 } from '@aws-sdk/client-kms';
 import { createPublicKey } from 'node:crypto';
@@ -166,24 +167,51 @@ export function ed25519RawFromSpki(spki: Buffer): Buffer {
   return raw;
 }
 
+/** Observer of every KMS request (metrics): operation and `ok` or the KMS error name. */
+export type KmsRequestObserver = (operation: string, outcome: string) => void;
 /** Told the duration of every KMS request paylog makes (metrics: paylog_kms_request_duration_seconds). */
 export type KmsDurationObserver = (operation: string, seconds: number) => void;
 
 export class PaylogKms {
   constructor(
     private readonly client: KMSClient,
+    private readonly observe: KmsRequestObserver = () => {},
     private readonly observeDuration?: KmsDurationObserver,
   ) {}
 
   private async call<T>(operation: string, fn: () => Promise<T>): Promise<T> {
     const started = performance.now();
     try {
-      return await fn();
+      const out = await fn();
+      this.observe(operation, 'ok');
+      return out;
     } catch (e) {
+      this.observe(operation, kmsErrorName(e));
       throw toPaylogError(operation, e);
     } finally {
       this.observeDuration?.(operation, (performance.now() - started) / 1000);
     }
+  }
+
+  /** ScheduleKeyDeletion (crypto-shredding a key period); returns the deletion date. */
+  async scheduleKeyDeletion(keyId: string, pendingWindowInDays: number): Promise<Date> {
+    const out = await this.call('ScheduleKeyDeletion', () =>
+      this.client.send(new ScheduleKeyDeletionCommand({ KeyId: keyId, PendingWindowInDays: pendingWindowInDays })),
+    );
+    return out.DeletionDate ?? new Date(Date.now() + pendingWindowInDays * 86_400_000);
+  }
+
+  /** The ARN of a key id, ARN or alias (DescribeKey). */
+  async keyArn(keyId: string): Promise<string> {
+    const out = await this.call('DescribeKey', () => this.client.send(new DescribeKeyCommand({ KeyId: keyId })));
+    if (out.KeyMetadata?.Arn === undefined) throw integrity('DescribeKey', 'no key ARN');
+    return out.KeyMetadata.Arn;
+  }
+
+  /** The key's KMS state (Enabled, Disabled, PendingDeletion, ...). */
+  async keyState(keyId: string): Promise<string | undefined> {
+    const out = await this.call('DescribeKey', () => this.client.send(new DescribeKeyCommand({ KeyId: keyId })));
+    return out.KeyMetadata?.KeyState;
   }
 
   /** DescribeKey: the key's ARN, spec, usage and state (start-up checks; readiness uses `ping`). */

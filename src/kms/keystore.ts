@@ -13,6 +13,7 @@
  *   SPKI DER public key, base64 in the file.
  */
 import { randomBytes } from 'node:crypto';
+import { readFileSync, statSync } from 'node:fs';
 import { chmod, mkdir, open, readFile, rename, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 
@@ -66,8 +67,17 @@ interface KeyStoreFile {
   aliases: StoredAlias[];
 }
 
+/**
+ * Contract: one key store file may be shared by several local endpoints (several paylog
+ * instances on one data dir, as in the multi-instance test). Each endpoint MUST call
+ * `refresh()` before an operation, so a key another endpoint created or changed is seen; a
+ * write replaces the file with this endpoint's view, which is current as of that refresh.
+ * Two endpoints changing keys in the same instant can still lose one change (dev only).
+ */
 export class KeyStore {
   private writeChain: Promise<void> = Promise.resolve();
+  /** mtime and size of the file as this process last read or wrote it. */
+  private seen = '';
 
   private constructor(
     readonly filePath: string,
@@ -93,7 +103,20 @@ export class KeyStore {
     const parsed = parseKeyStoreFile(raw, filePath);
     // Tighten permissions of a file that was copied around with a looser mode.
     await chmod(filePath, FILE_MODE);
-    return new KeyStore(filePath, new Map(parsed.keys.map((k) => [k.keyId, k])), parsed.aliases);
+    const store = new KeyStore(filePath, new Map(parsed.keys.map((k) => [k.keyId, k])), parsed.aliases);
+    store.seen = fileVersion(filePath);
+    return store;
+  }
+
+  /** Re-reads the file when another process has replaced it since this one last read or wrote it. */
+  refresh(): void {
+    const now = fileVersion(this.filePath);
+    if (now === this.seen || now === '') return;
+    const parsed = parseKeyStoreFile(readFileSync(this.filePath, 'utf8'), this.filePath);
+    this.keys.clear();
+    for (const k of parsed.keys) this.keys.set(k.keyId, k);
+    this.aliases.splice(0, this.aliases.length, ...parsed.aliases);
+    this.seen = now;
   }
 
   /** Writes the current state atomically; resolves once it is durable. Writes are serialised. */
@@ -106,10 +129,23 @@ export class KeyStore {
       aliases: this.aliases,
     };
     const text = JSON.stringify(snapshot, null, 2) + '\n';
-    const next = this.writeChain.then(() => writeFileAtomic(this.filePath, text));
+    const next = this.writeChain.then(async () => {
+      await writeFileAtomic(this.filePath, text);
+      this.seen = fileVersion(this.filePath);
+    });
     // Keep the chain alive after a failed write; the caller still sees the failure.
     this.writeChain = next.catch(() => undefined);
     return next;
+  }
+}
+
+/** `mtime:size:inode` of the file ('' when it does not exist). */
+function fileVersion(filePath: string): string {
+  try {
+    const st = statSync(filePath);
+    return `${st.mtimeMs}:${st.size}:${st.ino}`;
+  } catch {
+    return '';
   }
 }
 

@@ -58,6 +58,8 @@ import { KeyStore, type KeySpec, type KeyUsage, type StoredAlias, type StoredKey
 
 export interface LocalKmsEndpoint {
   readonly url: string;
+  /** Requests answered so far, by operation name (tests count KMS calls here). */
+  readonly requestCounts: ReadonlyMap<string, number>;
   close(): Promise<void>;
 }
 
@@ -131,9 +133,13 @@ export async function startLocalKms(opts: {
   const store = await KeyStore.open(opts.keyStoreDir);
   const operations = buildOperations(store);
   const inFlight = new Set<Promise<void>>();
+  const requestCounts = new Map<string, number>();
 
   const server = createServer((req, res) => {
-    const p = handleRequest(operations, req, res);
+    const target = req.headers['x-amz-target'];
+    const name = typeof target === 'string' && target.startsWith(TARGET_PREFIX) ? target.slice(TARGET_PREFIX.length) : '?';
+    requestCounts.set(name, (requestCounts.get(name) ?? 0) + 1);
+    const p = handleRequest(operations, req, res, () => store.refresh());
     inFlight.add(p);
     void p.finally(() => inFlight.delete(p));
   });
@@ -149,6 +155,7 @@ export async function startLocalKms(opts: {
 
   return {
     url,
+    requestCounts,
     async close() {
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       // The SDK keeps connections alive; drop them so close() does not wait for idle timeouts.
@@ -172,11 +179,13 @@ async function handleRequest(
   operations: ReadonlyMap<string, Operation>,
   req: IncomingMessage,
   res: ServerResponse,
+  beforeOperation: () => void,
 ): Promise<void> {
   const requestId = randomUUID();
   try {
     const body = await readBody(req);
     const { op, ctx } = routeRequest(operations, req);
+    beforeOperation();
     const input = parseJsonInput(body);
     const output = await op(input, ctx);
     sendJson(res, 200, output, requestId);

@@ -8,7 +8,11 @@ import type { PaylogKms } from './client.js';
 
 /** The KMS actions paylog calls on each kind of key (exactly; see docs/operations.md). */
 export const KMS_PERMISSIONS = {
-  data: ['kms:DescribeKey', 'kms:GenerateDataKey', 'kms:Decrypt'],
+  /**
+   * Symmetric keys: the data key, and the per-period epoch keys (alias/paylog-epoch-*) the
+   * service creates (CreateKey) and wraps epoch private keys under (Encrypt, Decrypt).
+   */
+  data: ['kms:DescribeKey', 'kms:GenerateDataKey', 'kms:Decrypt', 'kms:Encrypt', 'kms:CreateKey'],
   signing: ['kms:DescribeKey', 'kms:GetPublicKey', 'kms:Sign'],
 } as const;
 

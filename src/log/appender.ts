@@ -219,8 +219,8 @@ WITH le AS (
   INSERT INTO transactions (transaction_id, log_index, request_mac, created_at)
   SELECT * FROM unnest($7::text[], $8::bigint[], $9::bytea[], $10::timestamptz[])
 ), dk AS (
-  INSERT INTO data_keys (transaction_id, kms_key_id, wrapped_key, created_at)
-  SELECT * FROM unnest($11::text[], $12::text[], $13::bytea[], $14::timestamptz[])
+  INSERT INTO data_keys (transaction_id, kms_key_id, wrapped_key, created_at, epoch_id)
+  SELECT * FROM unnest($11::text[], $12::text[], $13::bytea[], $14::timestamptz[], $21::text[])
 ), ae AS (
   INSERT INTO access_entries (log_index, transaction_id, created_at)
   SELECT * FROM unnest($15::bigint[], $16::text[], $17::timestamptz[])
@@ -251,7 +251,7 @@ function batchValues(
     col(txs, (a) => a.req.transaction.requestMac),
     col(txs, (a) => a.req.createdAt),
     col(txs, (a) => a.req.dataKey.transactionId),
-    col(txs, (a) => a.req.dataKey.kmsKeyId),
+    col(txs, (a) => a.req.dataKey.kmsKeyId ?? null),
     col(txs, (a) => a.req.dataKey.wrappedKey),
     col(txs, (a) => a.req.createdAt),
     col(acc, (a) => a.index),
@@ -260,6 +260,7 @@ function batchValues(
     head.size,
     head.rootHash,
     headKey ? treeHeadMac(headKey, head.size, head.rootHash) : null,
+    col(txs, (a) => a.req.dataKey.epochId ?? null),
   ];
 }
 

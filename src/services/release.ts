@@ -19,6 +19,8 @@ import type { Principal } from '../auth/principal.js';
 import type { ProcessorRegistry } from '../auth/processors.js';
 import { openEnvelope, type DataKeySource } from '../crypto/envelope.js';
 import { accessLeafV2, accessViewFromLeaf, decodeLeaf, encodeLeaf, type AccessServedView } from '../log/leaf.js';
+import { openEnvelopeV2 } from '../crypto/envelope-v2.js';
+import type { EpochKeyring } from '../kms/epoch-keys.js';
 import type { LogAppender } from '../log/appender.js';
 import type { TransactionService } from './transactions.js';
 import { containsIban } from '../validation/transaction.js';
@@ -80,6 +82,8 @@ export interface ReleaseDeps {
   /** Keyed digests of unknown transaction ids (never logged in the clear). */
   macKey: Buffer;
   metrics?: Metrics;
+  /** Opens envelope v2 records (epoch private keys, cached); needed whenever v2 records exist. */
+  epochs?: EpochKeyring;
 }
 
 /**
@@ -143,23 +147,27 @@ export class ReleaseService {
       try {
         const key = (await this.deps.database.db.select().from(dataKeys).where(eq(dataKeys.transactionId, transactionId)).limit(1))[0];
         if (!key) throw new PaylogError('INTEGRITY_FAILURE', 'the data key of this record is no longer available');
+        if (key.wrappedKey === null || key.shreddedAt !== null) throw new PaylogError('DATA_SHREDDED', 'the card data of this transaction has been shredded');
         const env = row.envelope;
-        plaintext = await openEnvelope(
-          this.deps.dataKeys,
-          { transactionId, processor: row.view.processor },
-          {
-            version: 1,
-            salt: env.salt,
-            iv: env.iv,
-            ciphertext: env.ciphertext,
-            tag: env.tag,
-            keyCommitment: env.keyCommitment,
-            wrappedKey: key.wrappedKey,
-            kmsKeyId: key.kmsKeyId,
-          },
-        );
+        const stored = { salt: env.salt, iv: env.iv, ciphertext: env.ciphertext, tag: env.tag, keyCommitment: env.keyCommitment };
+        if ('epochId' in env.key) {
+          // Envelope v2: the leaf names the epoch; the stored data key row must agree.
+          const epochs = this.deps.epochs;
+          if (!epochs) throw new PaylogError('INTERNAL', 'envelope v2 record but no epoch keyring');
+          if (env.version !== 2 || key.epochId !== env.key.epochId) throw new PaylogError('INTEGRITY_FAILURE', 'the key reference of this record does not match its leaf');
+          const binding = { transactionId, processor: row.view.processor, epochId: env.key.epochId };
+          const wrappedKey = key.wrappedKey;
+          plaintext = await epochs.withPrivateKey(binding.epochId, (sk) => openEnvelopeV2(sk, binding, { version: 2, ...stored, wrappedKey, epochId: binding.epochId }));
+        } else {
+          if (key.kmsKeyId === null) throw new PaylogError('INTEGRITY_FAILURE', 'the data key of this record has no key reference');
+          plaintext = await openEnvelope(
+            this.deps.dataKeys,
+            { transactionId, processor: row.view.processor },
+            { version: 1, ...stored, wrappedKey: key.wrappedKey, kmsKeyId: key.kmsKeyId },
+          );
+        }
       } catch (e) {
-        if (isPaylogError(e) && e.code === 'KMS_UNAVAILABLE') refusal = e;
+        if (isPaylogError(e) && (e.code === 'KMS_UNAVAILABLE' || e.code === 'DATA_SHREDDED')) refusal = e;
         // The database failing to answer says nothing about the record: 503, not 422.
         else if (isTransientDatabaseError(e)) refusal = new PaylogError('LOG_UNAVAILABLE', 'the log database is unavailable; nothing was released', undefined, { cause: e });
         else refusal = new PaylogError('INTEGRITY_FAILURE', 'the stored record failed its integrity checks; nothing was released');

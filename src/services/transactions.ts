@@ -19,6 +19,8 @@ import { canonicalJson } from '../crypto/canonical-json.js';
 import { maskedView } from '../crypto/masking.js';
 import { fingerprint, macEqual, requestMac } from '../crypto/fingerprint.js';
 import { sealEnvelope, type DataKeySource } from '../crypto/envelope.js';
+import { sealEnvelopeV2 } from '../crypto/envelope-v2.js';
+import type { EpochKeyring } from '../kms/epoch-keys.js';
 import {
   decodeLeaf,
   encodeLeaf,
@@ -54,6 +56,8 @@ export interface TransactionView extends TransactionReceipt {
   amount: { value: number; currency: string };
   fingerprint: string;
   metadata: Record<string, string> | null;
+  /** True once the record's key material was crypto-shredded (retention or an admin shred). */
+  shredded: boolean;
   clientSideEncryption?: { kid: string };
   /** Leaf format of the record's log entry. */
   leafFormat: number;
@@ -70,6 +74,10 @@ export interface TransactionDeps {
   /** HMAC key for fingerprints and request MACs (held in memory, wrapped under KMS at rest). */
   macKey: Buffer;
   processors: ProcessorRegistry;
+  /** Hierarchical key mode (envelope v2): the epoch keyring; absent → per-transaction (v1). */
+  epochs?: EpochKeyring;
+  /** Injectable clock (epoch rollover tests); default the system clock. */
+  clock?: () => Date;
   /** Client-side encryption (JWE payment methods); absent → such bodies fail validation. */
   cse?: ClientSideDecryption;
   /** Inclusion proof + checkpoint for a log index, when a verified checkpoint covers it. */
@@ -178,7 +186,7 @@ export function recordFromRow(r: TransactionRow): TransactionRecord {
     createdAt: r.created_at,
     envelope: {
       version: r.envelope_version ?? 1,
-      key: { kmsKeyId: leaf.envelope.kmsKeyId },
+      key: transactionKeyRef(leaf.envelope),
       salt: r.salt ?? Buffer.alloc(0),
       iv: r.iv,
       ciphertext: r.ciphertext,
@@ -195,7 +203,7 @@ export class TransactionService {
    * Submits one transaction. Resolves only after its log entry is committed:
    * `created` (first time), `replayed` (identical body), or throws IDEMPOTENCY_CONFLICT.
    */
-  async submit(principal: Principal, raw: unknown, now = new Date()): Promise<{ created: boolean; receipt: TransactionReceipt }> {
+  async submit(principal: Principal, raw: unknown, now = this.deps.clock?.() ?? new Date()): Promise<{ created: boolean; receipt: TransactionReceipt }> {
     authorize(principal, 'transaction:create');
     // A client-side encrypted payment method is decrypted first; from here on the body is
     // validated, MACed (idempotency over the decrypted content) and sealed like a plaintext one.
@@ -215,13 +223,27 @@ export class TransactionService {
     const mac = requestMac(this.deps.macKey, canonicalJson(req));
 
     // One round trip: is the processor active, and was this id submitted before?
-    const pre = await this.deps.database.pool.query({
-      name: 'paylog_submit_precheck',
-      text: `SELECT (SELECT status FROM processors WHERE name = $1) AS processor_status, t.transaction_id
-             FROM (SELECT 1) AS one LEFT JOIN transactions t ON t.transaction_id = $2`,
-      values: [req.processor, req.transactionId],
-    });
-    const check = pre.rows[0] as { processor_status: string | null; transaction_id: string | null };
+    // In hierarchical mode the same round trip reads the processor's current epoch id, so a
+    // rotation or retirement by another process is seen by the very next submission.
+    const epochs = this.deps.epochs;
+    const pre = await this.deps.database.pool.query(
+      epochs
+        ? {
+            name: 'paylog_submit_precheck_epoch',
+            text: `SELECT (SELECT status FROM processors WHERE name = $1) AS processor_status, t.transaction_id,
+                     (SELECT e.epoch_id FROM key_epochs e WHERE e.processor = $1 AND e.granularity = $3 AND e.period_start <= $4
+                        AND e.period_end > $4 AND e.retired_at IS NULL AND e.shredded_at IS NULL ORDER BY e.generation DESC LIMIT 1) AS epoch_id
+                   FROM (SELECT 1) AS one LEFT JOIN transactions t ON t.transaction_id = $2`,
+            values: [req.processor, req.transactionId, epochs.granularity, now],
+          }
+        : {
+            name: 'paylog_submit_precheck',
+            text: `SELECT (SELECT status FROM processors WHERE name = $1) AS processor_status, t.transaction_id
+                   FROM (SELECT 1) AS one LEFT JOIN transactions t ON t.transaction_id = $2`,
+            values: [req.processor, req.transactionId],
+          },
+    );
+    const check = pre.rows[0] as { processor_status: string | null; transaction_id: string | null; epoch_id?: string | null };
     // Replays first (no KMS call, no append): an identical replay is 200 even if the processor
     // has been disabled since.
     if (check.transaction_id !== null) {
@@ -234,9 +256,20 @@ export class TransactionService {
 
     const binding = { transactionId: req.transactionId, processor: req.processor };
     const plaintext = Buffer.from(canonicalJson(req.paymentMethod), 'utf8');
-    let envelope;
+    let envelope: { version: number; salt: Buffer; iv: Buffer; ciphertext: Buffer; tag: Buffer; keyCommitment: Buffer; wrappedKey: Buffer };
+    let keyRef: { kmsKeyId: string; epochId?: undefined } | { epochId: string; kmsKeyId?: undefined };
     try {
-      envelope = await sealEnvelope(this.deps.dataKeys, binding, plaintext);
+      if (epochs) {
+        // Envelope v2: wrapped locally under the epoch public key; no KMS call.
+        const epoch = await epochs.currentEpoch(req.processor, now, check.epoch_id ?? null);
+        const v2 = sealEnvelopeV2(epoch.publicKey, { ...binding, epochId: epoch.epochId }, plaintext);
+        envelope = v2;
+        keyRef = { epochId: v2.epochId };
+      } else {
+        const v1 = await sealEnvelope(this.deps.dataKeys, binding, plaintext);
+        envelope = v1;
+        keyRef = { kmsKeyId: v1.kmsKeyId };
+      }
     } finally {
       plaintext.fill(0);
     }
@@ -254,7 +287,7 @@ export class TransactionService {
         ...(cse ? { cse: { kid: cse.kid } } : {}),
         envelope: {
           version: envelope.version,
-          key: { kmsKeyId: envelope.kmsKeyId },
+          key: transactionKeyRef(keyRef),
           salt: envelope.salt,
           iv: envelope.iv,
           ciphertext: envelope.ciphertext,
@@ -269,7 +302,7 @@ export class TransactionService {
       leaf,
       createdAt,
       transaction: { transactionId: req.transactionId, requestMac: mac },
-      dataKey: { transactionId: req.transactionId, kmsKeyId: envelope.kmsKeyId, wrappedKey: envelope.wrappedKey },
+      dataKey: { transactionId: req.transactionId, wrappedKey: envelope.wrappedKey, kmsKeyId: keyRef.kmsKeyId ?? null, epochId: keyRef.epochId ?? null },
     });
     if (outcome.status === 'conflict') throw conflictError();
     if (outcome.status === 'replayed') {
@@ -309,7 +342,19 @@ export class TransactionService {
       leafFormat: record.leafFormat,
       leaf: record.leaf.toString('base64'),
       ...(proof ? { proof } : {}),
+      shredded: await this.isShredded(record.transactionId),
     };
+  }
+
+  /** Whether the record's data key, or its epoch's private key, has been destroyed. */
+  async isShredded(transactionId: string): Promise<boolean> {
+    const r = await this.deps.database.pool.query({
+      name: 'paylog_is_shredded',
+      text: `SELECT (dk.wrapped_key IS NULL OR dk.shredded_at IS NOT NULL OR e.shredded_at IS NOT NULL) AS shredded
+             FROM data_keys dk LEFT JOIN key_epochs e ON e.epoch_id = dk.epoch_id WHERE dk.transaction_id = $1`,
+      values: [transactionId],
+    });
+    return (r.rows[0] as { shredded: boolean } | undefined)?.shredded ?? true;
   }
 
   /** The stored record for a transaction id (checked against its leaf), or null. Throws INTEGRITY_FAILURE. */
@@ -330,6 +375,14 @@ export class TransactionService {
       createdAt: record.view.createdAt,
     };
   }
+}
+
+/**
+ * The transaction leaf's key reference: a KMS key id (envelope v1) or a key epoch id (envelope
+ * v2). The one place to change when leaf format v2 defines the reference.
+ */
+export function transactionKeyRef(ref: { kmsKeyId?: string | undefined; epochId?: string | undefined }): { kmsKeyId: string } | { epochId: string } {
+  return ref.epochId !== undefined ? { epochId: ref.epochId } : { kmsKeyId: ref.kmsKeyId! };
 }
 
 function rawTransactionId(raw: unknown): string {

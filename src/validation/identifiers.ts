@@ -34,8 +34,9 @@ export const PROCESSOR_NAME_PATTERN = PRINCIPAL_NAME_PATTERN;
  * A key epoch's id: `<processor>/<period>`, the period as `YYYY-MM`, `YYYY-MM-DD` or
  * `YYYY-MM-DDTHH` (PAYLOG_KEY_EPOCH month | day | hour), e.g. `acme/2026-12`.
  */
+/** Key epoch id `<processor>/<period>[/<generation>]` (issue 9: a rotation adds generation n+1). */
 export const EPOCH_ID_PATTERN = new RegExp(
-  `^${PRINCIPAL_NAME_PATTERN.source.slice(1, -1)}/\\d{4}-\\d{2}(?:-\\d{2}(?:T\\d{2})?)?$`,
+  `^${PRINCIPAL_NAME_PATTERN.source.slice(1, -1)}/\\d{4}-\\d{2}(?:-\\d{2}(?:T\\d{2})?)?(?:/\\d{1,6})?$`,
 );
 
 /**

@@ -52,13 +52,15 @@ export async function newTestDatabase(): Promise<string> {
   return await createDatabase(inject('adminDatabaseUrl'), `t_${randomBytes(6).toString('hex')}`);
 }
 
-export async function startTestPaylog(opts: { env?: Record<string, string>; databaseUrl?: string; dataDir?: string } = {}): Promise<TestPaylog> {
-  const databaseUrl = opts.databaseUrl ?? (await newTestDatabase());
+export async function startTestPaylog(
+  opts: { env?: Record<string, string>; databaseUrl?: string; dataDir?: string; clock?: () => Date; /** Own embedded PostgreSQL under dataDir/pg (no DATABASE_URL). */ embedded?: boolean } = {},
+): Promise<TestPaylog> {
+  const databaseUrl = opts.embedded ? '' : (opts.databaseUrl ?? (await newTestDatabase()));
   const dataDir = opts.dataDir ?? mkdtempSync(join(tmpdir(), 'paylog-test-'));
   const config = loadConfig({
     PAYLOG_DATA_DIR: dataDir,
     PAYLOG_PORT: '0',
-    DATABASE_URL: databaseUrl,
+    ...(databaseUrl ? { DATABASE_URL: databaseUrl } : {}),
     PAYLOG_LOG_LEVEL: 'info',
     // The suite runs on shared, often overloaded machines: generous request and lock budgets
     // unless a test sets its own (test/resilience.test.ts, the fault tests), so slowness is not
@@ -69,7 +71,7 @@ export async function startTestPaylog(opts: { env?: Record<string, string>; data
     ...opts.env,
   });
   const { stream, lines } = logCapture();
-  const paylog = await startPaylog(config, { logDestination: stream });
+  const paylog = await startPaylog(config, { logDestination: stream, ...(opts.clock ? { clock: opts.clock } : {}) });
   const pki = paylog.devPki!;
   const ca = pki.caCertPem;
   const agents = new Map<string, Agent>();
@@ -121,7 +123,7 @@ export async function startTestPaylog(opts: { env?: Record<string, string>; data
   return {
     paylog,
     dataDir,
-    databaseUrl,
+    databaseUrl: databaseUrl || paylog.ownerDatabaseUrl,
     logLines: lines,
     call,
     agent,

@@ -3,7 +3,7 @@
  * UTF-8 RFC 8785 canonical JSON, `v` = 1, `type`, `time` (RFC 3339 UTC, ms).
  */
 import { z } from 'zod';
-import { b64Digest, id, isoTime } from './fields.js';
+import { b64Digest, epochId, id, isoTime } from './fields.js';
 
 export const LEAF_FORMAT_V1 = 1;
 
@@ -22,9 +22,13 @@ export const transactionLeafV1Schema = z
         ciphertextSha256: b64Digest,
         keyCommitment: b64Digest,
         wrappedKeySha256: b64Digest,
-        kmsKeyId: z.string().min(1).max(2048),
+        // Key reference: the KMS key (envelope v1) or, for envelope v2 records sealed while
+        // transaction leaves are still v1 JSON, the key epoch (issue 9). Exactly one.
+        kmsKeyId: z.string().min(1).max(2048).optional(),
+        epochId: epochId.optional(),
       })
-      .strict(),
+      .strict()
+      .refine((e) => (e.kmsKeyId === undefined) !== (e.epochId === undefined), { message: 'exactly one key reference' }),
     metadataSha256: b64Digest.optional(),
   })
   .strict();

@@ -1,0 +1,165 @@
+/**
+ * Section "keys" (issue 9): the two key modes side by side in one run, on one worker and on all
+ * workers (PAYLOG_WORKERS), each a fresh paylog child (embedded PostgreSQL, dev PKI) whose KMS
+ * is a local KMS endpoint started HERE, in the bench process, so KMS calls are counted exactly
+ * at the endpoint (PAYLOG_INTERNAL_LOCAL_KMS_URL; dev-only). Note: that endpoint's CPU is then
+ * spent in the bench process, not the service — which, if anything, flatters per-transaction mode.
+ *
+ * Per configuration: throughput (2xx req/s), p50/p99, KMS calls per 10,000 transactions, and
+ * the ratio to the raw durable INSERT rate of the same PostgreSQL server with 8 concurrent
+ * clients (as `pgbench -c 8` would), printed next to the single-client rate.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { cpus, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import pg from 'pg';
+import { startLocalKms } from '../../src/kms/local-endpoint.js';
+import { median, type BenchContext, type BenchSection, type Cell, type SectionResult } from './core.js';
+import { startService } from './service.js';
+import { loadRun } from './throughput.js';
+
+export const KEYS_PROFILES = {
+  quick: { seconds: 4, warmupSeconds: 2, concurrency: 32, reps: 1, rawMs: 1000 },
+  full: { seconds: 8, warmupSeconds: 3, concurrency: 32, reps: 2, rawMs: 2000 },
+} as const;
+
+const TABLE = 'paylog_bench_keys_raw';
+
+/** Durable single-row INSERTs, autocommit, synchronous_commit=on, from `clients` connections at once. */
+export async function rawInsertRate(adminUrl: string, clients: number, ms: number): Promise<number> {
+  const setup = new pg.Client({ connectionString: adminUrl });
+  await setup.connect();
+  await setup.query(`CREATE TABLE IF NOT EXISTS ${TABLE} (id bigserial PRIMARY KEY, payload bytea NOT NULL)`);
+  const conns = await Promise.all(
+    Array.from({ length: clients }, async () => {
+      const c = new pg.Client({ connectionString: adminUrl });
+      await c.connect();
+      await c.query('SET synchronous_commit = on');
+      return c;
+    }),
+  );
+  const payload = randomBytes(256);
+  let n = 0;
+  const t0 = performance.now();
+  await Promise.all(
+    conns.map(async (c) => {
+      while (performance.now() - t0 < ms) {
+        await c.query({ name: 'bench_keys_raw', text: `INSERT INTO ${TABLE} (payload) VALUES ($1)`, values: [payload] });
+        n++;
+      }
+    }),
+  );
+  const rate = n / ((performance.now() - t0) / 1000);
+  await Promise.all(conns.map((c) => c.end()));
+  await setup.query(`DROP TABLE ${TABLE}`);
+  await setup.end();
+  return rate;
+}
+
+interface Config {
+  id: string;
+  mode: 'hierarchical' | 'per-transaction';
+  workers: number;
+}
+
+async function runKeys(ctx: BenchContext): Promise<SectionResult> {
+  const p = KEYS_PROFILES[ctx.profile];
+  const all = Math.max(2, cpus().length);
+  const configs: Config[] = [
+    { id: 'hier_w1', mode: 'hierarchical', workers: 1 },
+    { id: 'pertx_w1', mode: 'per-transaction', workers: 1 },
+    { id: `hier_w${all}`, mode: 'hierarchical', workers: all },
+    { id: `pertx_w${all}`, mode: 'per-transaction', workers: all },
+  ];
+  const kmsDir = mkdtempSync(join(tmpdir(), 'paylog-bench-kms-'));
+  const kms = await startLocalKms({ keyStoreDir: kmsDir });
+  const totalKms = () => [...kms.requestCounts.values()].reduce((a, b) => a + b, 0);
+  /** KMS calls that wrap or unwrap key material (the per-record cost); the rest are probes and checkpoint signatures. */
+  const KEY_OPS = ['GenerateDataKey', 'Encrypt', 'Decrypt', 'ReEncrypt'];
+  const keyKms = () => KEY_OPS.reduce((a, op) => a + (kms.requestCounts.get(op) ?? 0), 0);
+  const results: Record<string, { rps: number; p50: number; p99: number; kmsPer10k: number; keyKmsPer10k: number; ok: number; non2xx: number; raw1: number; raw8: number }> = {};
+  try {
+    for (const c of configs) {
+      ctx.progress(`keys: ${c.mode}, ${c.workers} worker(s): starting paylog`);
+      const service = await startService({
+        env: { PAYLOG_KEY_MODE: c.mode, PAYLOG_WORKERS: String(c.workers), PAYLOG_INTERNAL_LOCAL_KMS_URL: kms.url },
+        progress: ctx.progress,
+      });
+      try {
+        await loadRun(service, 8, p.warmupSeconds, -1);
+        const runs = [];
+        let kmsCalls = 0;
+        let keyCalls = 0;
+        let ok = 0;
+        for (let rep = 0; rep < p.reps; rep++) {
+          ctx.progress(`keys: ${c.id} load, concurrency ${p.concurrency}, ${p.seconds} s`);
+          const k0 = totalKms();
+          const kk0 = keyKms();
+          const r = await loadRun(service, p.concurrency, p.seconds, rep);
+          kmsCalls += totalKms() - k0;
+          keyCalls += keyKms() - kk0;
+          ok += r.ok2xx;
+          runs.push(r);
+        }
+        ctx.progress(`keys: ${c.id} raw INSERT rate (1 and 8 clients) on the same server`);
+        const raw1 = await rawInsertRate(service.pgAdminUrl(), 1, p.rawMs);
+        const raw8 = await rawInsertRate(service.pgAdminUrl(), 8, p.rawMs);
+        results[c.id] = {
+          rps: median(runs.map((r) => r.rps)),
+          p50: median(runs.map((r) => r.p50ms)),
+          p99: median(runs.map((r) => r.p99ms)),
+          kmsPer10k: ok > 0 ? (kmsCalls / ok) * 10_000 : NaN,
+          keyKmsPer10k: ok > 0 ? (keyCalls / ok) * 10_000 : NaN,
+          ok,
+          non2xx: runs.reduce((a, r) => a + r.non2xx + r.errors + r.timeouts, 0),
+          raw1,
+          raw8,
+        };
+      } finally {
+        await service.stop();
+      }
+    }
+  } finally {
+    await kms.close();
+    rmSync(kmsDir, { recursive: true, force: true });
+  }
+  const table: Cell[][] = [['key mode', 'workers', 'req/s', 'p50 ms', 'p99 ms', 'KMS key ops /10k tx', 'all KMS calls /10k tx', 'raw INSERT 1 client', 'raw INSERT 8 clients', '÷ raw 8', 'non-2xx']];
+  const figures: Record<string, number | null> = {};
+  for (const c of configs) {
+    const r = results[c.id]!;
+    table.push([c.mode, c.workers, r.rps, r.p50, r.p99, r.keyKmsPer10k, r.kmsPer10k, r.raw1, r.raw8, `${(r.rps / r.raw8).toFixed(2)}×`, r.non2xx]);
+    Object.assign(figures, {
+      [`${c.id}_rps`]: r.rps,
+      [`${c.id}_p50_ms`]: r.p50,
+      [`${c.id}_p99_ms`]: r.p99,
+      [`${c.id}_kms_per_10k`]: r.kmsPer10k,
+      [`${c.id}_kms_key_ops_per_10k`]: r.keyKmsPer10k,
+      [`${c.id}_raw1_rows_per_s`]: r.raw1,
+      [`${c.id}_raw8_rows_per_s`]: r.raw8,
+      [`${c.id}_ratio_raw8`]: r.rps / r.raw8,
+    });
+  }
+  const h1 = results.hier_w1!, p1 = results.pertx_w1!, hn = results[`hier_w${all}`]!, pn = results[`pertx_w${all}`]!;
+  figures.ratio_hier_vs_pertx_w1 = h1.rps / p1.rps;
+  figures.ratio_hier_vs_pertx_wall = hn.rps / pn.rps;
+  figures.ratio_hier_wall_vs_pertx_w1 = hn.rps / p1.rps;
+  figures.ratio_workers_hier = hn.rps / h1.rps;
+  return {
+    table,
+    figures,
+    notes: [
+      `hierarchical ÷ per-transaction: ${figures.ratio_hier_vs_pertx_w1!.toFixed(2)}× on 1 worker, ${figures.ratio_hier_vs_pertx_wall!.toFixed(2)}× on ${all} workers; hierarchical ${all} workers ÷ per-transaction 1 worker ${figures.ratio_hier_wall_vs_pertx_w1!.toFixed(2)}×`,
+      `hierarchical ${all} workers ÷ 1 worker: ${figures.ratio_workers_hier!.toFixed(2)}×`,
+      `concurrency ${p.concurrency}, ${p.reps} × ${p.seconds} s per configuration (median); KMS calls counted at the local endpoint during the measured runs: "key ops" = GenerateDataKey + Encrypt + Decrypt + ReEncrypt (per-record cost); "all" adds DescribeKey readiness probes and Sign for checkpoints`,
+    ],
+    details: results,
+  };
+}
+
+export const keysSection: BenchSection = {
+  id: 'keys',
+  title: 'Key modes: hierarchical (envelope v2) vs per-transaction (v1), 1 worker and all workers',
+  needs: 'none',
+  run: runKeys,
+};

@@ -1,0 +1,207 @@
+/**
+ * Envelope format version 2: the per-transaction data key is wrapped LOCALLY under the public
+ * key of the record's key epoch with HPKE (RFC 9180), instead of by a KMS call per record.
+ *
+ * ## Format v2 (byte level; notation as in envelope.ts: `LP(x)` = u32be(len x) ‖ x, `u8(n)`)
+ *
+ * | field           | size      | content                                                        |
+ * |-----------------|-----------|----------------------------------------------------------------|
+ * | `version`       | 1 (u8)    | `0x02`                                                         |
+ * | `salt`          | 32 bytes  | random per record (CSPRNG), HKDF salt                          |
+ * | `iv`            | 12 bytes  | random per record (CSPRNG), AES-GCM nonce                      |
+ * | `ciphertext`    | len(pt)   | AES-256-GCM ciphertext of the plaintext                        |
+ * | `tag`           | 16 bytes  | AES-GCM tag                                                    |
+ * | `keyCommitment` | 32 bytes  | key commitment                                                 |
+ * | `wrappedKey`    | 80 bytes  | HPKE `enc` (32) ‖ HPKE ciphertext of the 32-byte data key (48) |
+ * | `epochId`       | string    | the key epoch whose public key wrapped the data key            |
+ *
+ * Data key: 32 fresh CSPRNG bytes per record (never reused, never leaves this process unwrapped).
+ * - `K_enc = HKDF-SHA256(IKM = data key, salt, "paylog/envelope/v2/encryption-key", 32)`
+ * - `C     = HKDF-SHA256(IKM = data key, salt, "paylog/envelope/v2/key-commitment", 32)`
+ * - `binding(label) = LP(label) ‖ u8(2) ‖ LP(utf8 transactionId) ‖ LP(utf8 processor) ‖ LP(utf8 epochId)`
+ * - content: `ciphertext ‖ tag = AES-256-GCM(K_enc, iv, plaintext, AAD = binding("paylog/envelope/v2/aad"))`
+ * - key wrap: RFC 9180 §6.1 single-shot base mode, suite KEM 0x0020 DHKEM(X25519, HKDF-SHA256),
+ *   KDF 0x0001 HKDF-SHA256, AEAD 0x0002 AES-256-GCM; `pkR` = epoch public key (raw 32 bytes),
+ *   `info = binding("paylog/envelope/v2/hpke-info")`, `aad` = empty, `pt` = data key;
+ *   `wrappedKey = enc ‖ ct`.
+ * - log commitment: `ciphertextDigest = SHA-256(LP("paylog/envelope/v2/digest") ‖ u8(2) ‖ LP(salt)
+ *   ‖ LP(iv) ‖ LP(ciphertext) ‖ LP(tag) ‖ LP(keyCommitment))`.
+ *
+ * Sealing needs only the epoch PUBLIC key: the submit path holds no decryption capability.
+ * Opening needs the epoch private key (unwrapped by KMS, see src/kms/epoch-keys.ts): HPKE-open
+ * the data key (binding checked by the key schedule), check the commitment in constant time,
+ * then GCM-decrypt. Every failure is `INTEGRITY_FAILURE` with a `details.reason` of
+ * `ENVELOPE_REASONS`; data keys and derived keys are zeroed after use.
+ */
+import { createCipheriv, createDecipheriv, createHash, createHmac, randomFillSync, timingSafeEqual } from 'node:crypto';
+import {
+  DATA_KEY_BYTES,
+  ENVELOPE_REASONS,
+  IV_BYTES,
+  KEY_COMMITMENT_BYTES,
+  SALT_BYTES,
+  TAG_BYTES,
+  ciphertextDigest,
+  encodeFields,
+  freshRandom,
+  integrityFailure,
+  type EnvelopeBinding,
+} from './envelope.js';
+import { AEAD_AES_256_GCM, HPKE_ENC_BYTES, HPKE_TAG_BYTES, HpkeError, openBase, sealBase, type X25519PrivateKey, type X25519PublicKey } from './hpke.js';
+import { PaylogError } from '../errors.js';
+
+export const ENVELOPE_V2 = 2;
+export const WRAPPED_KEY_V2_BYTES = HPKE_ENC_BYTES + DATA_KEY_BYTES + HPKE_TAG_BYTES;
+const LABEL_ENCRYPTION_KEY = Buffer.from('paylog/envelope/v2/encryption-key', 'ascii');
+const LABEL_KEY_COMMITMENT = Buffer.from('paylog/envelope/v2/key-commitment', 'ascii');
+const LABEL_AAD = 'paylog/envelope/v2/aad';
+const LABEL_HPKE_INFO = 'paylog/envelope/v2/hpke-info';
+const LABEL_DIGEST = 'paylog/envelope/v2/digest';
+const EMPTY = Buffer.alloc(0);
+const ONE = Buffer.from([0x01]);
+
+/** What a v2 record is bound to: transaction, processor and key epoch. */
+export interface EpochBinding extends EnvelopeBinding {
+  epochId: string;
+}
+
+export interface SealedEnvelopeV2 {
+  version: 2;
+  salt: Buffer;
+  iv: Buffer;
+  ciphertext: Buffer;
+  tag: Buffer;
+  keyCommitment: Buffer;
+  wrappedKey: Buffer;
+  epochId: string;
+}
+
+function assertBinding(b: EpochBinding): void {
+  for (const v of [b?.transactionId, b?.processor, b?.epochId]) {
+    if (typeof v !== 'string' || v.length === 0) throw new PaylogError('INTERNAL', 'Envelope v2 binding needs a transactionId, a processor and an epochId');
+  }
+}
+
+/** binding(label) = LP(label) ‖ u8(2) ‖ LP(transactionId) ‖ LP(processor) ‖ LP(epochId). */
+export function bindingV2(label: string, b: EpochBinding): Buffer {
+  return encodeFields(label, ENVELOPE_V2, [Buffer.from(b.transactionId, 'utf8'), Buffer.from(b.processor, 'utf8'), Buffer.from(b.epochId, 'utf8')]);
+}
+
+// RFC 5869 HKDF with one Extract and two 32-byte Expands (T(1) only), as in envelope v1.
+function deriveKeys(dataKey: Buffer, salt: Buffer): { encKey: Buffer; commitment: Buffer } {
+  const prk = createHmac('sha256', salt).update(dataKey).digest();
+  try {
+    return {
+      encKey: createHmac('sha256', prk).update(LABEL_ENCRYPTION_KEY).update(ONE).digest(),
+      commitment: createHmac('sha256', prk).update(LABEL_KEY_COMMITMENT).update(ONE).digest(),
+    };
+  } finally {
+    prk.fill(0);
+  }
+}
+
+/**
+ * Seals `plaintext` for `b` under a fresh data key wrapped to `epochPublicKey` (no KMS call).
+ * The data key and derived keys are zeroed before this returns.
+ */
+export function sealEnvelopeV2(epochPublicKey: X25519PublicKey, b: EpochBinding, plaintext: Buffer): SealedEnvelopeV2 {
+  assertBinding(b);
+  const dataKey = Buffer.alloc(DATA_KEY_BYTES);
+  randomFillSync(dataKey);
+  const random = freshRandom(SALT_BYTES + IV_BYTES);
+  const salt = random.subarray(0, SALT_BYTES);
+  const iv = random.subarray(SALT_BYTES);
+  const { encKey, commitment } = deriveKeys(dataKey, salt);
+  try {
+    const cipher = createCipheriv('aes-256-gcm', encKey, iv, { authTagLength: TAG_BYTES });
+    cipher.setAAD(bindingV2(LABEL_AAD, b));
+    const ciphertext = Buffer.concat([cipher.update(plaintext), cipher.final()]);
+    const tag = cipher.getAuthTag();
+    const wrapped = sealBase(AEAD_AES_256_GCM, epochPublicKey, bindingV2(LABEL_HPKE_INFO, b), EMPTY, dataKey);
+    return {
+      version: ENVELOPE_V2,
+      salt,
+      iv,
+      ciphertext,
+      tag,
+      keyCommitment: commitment,
+      wrappedKey: Buffer.concat([wrapped.enc, wrapped.ciphertext]),
+      epochId: b.epochId,
+    };
+  } finally {
+    dataKey.fill(0);
+    encKey.fill(0);
+  }
+}
+
+function checkShapeV2(env: SealedEnvelopeV2): void {
+  if (env === null || typeof env !== 'object') throw integrityFailure(ENVELOPE_REASONS.malformed);
+  if (env.version !== ENVELOPE_V2) throw integrityFailure(ENVELOPE_REASONS.version);
+  const lengths: Array<[unknown, number | null]> = [
+    [env.salt, SALT_BYTES],
+    [env.iv, IV_BYTES],
+    [env.ciphertext, null],
+    [env.tag, TAG_BYTES],
+    [env.keyCommitment, KEY_COMMITMENT_BYTES],
+  ];
+  for (const [field, expected] of lengths) {
+    if (!Buffer.isBuffer(field) || (expected !== null && field.length !== expected)) throw integrityFailure(ENVELOPE_REASONS.malformed);
+  }
+}
+
+/** RFC 9180 open of the wrapped data key; INTEGRITY_FAILURE (DATA_KEY_UNWRAP_FAILED) on any mismatch. */
+export function unwrapDataKeyV2(epochPrivateKey: X25519PrivateKey, b: EpochBinding, wrappedKey: Buffer): Buffer {
+  assertBinding(b);
+  if (!Buffer.isBuffer(wrappedKey) || wrappedKey.length !== WRAPPED_KEY_V2_BYTES) throw integrityFailure(ENVELOPE_REASONS.malformed);
+  try {
+    const key = openBase(AEAD_AES_256_GCM, wrappedKey.subarray(0, HPKE_ENC_BYTES), epochPrivateKey, bindingV2(LABEL_HPKE_INFO, b), EMPTY, wrappedKey.subarray(HPKE_ENC_BYTES));
+    if (key.length !== DATA_KEY_BYTES) {
+      key.fill(0);
+      throw new HpkeError('wrong data key length');
+    }
+    return key;
+  } catch (e) {
+    throw integrityFailure(ENVELOPE_REASONS.keyUnwrap, e);
+  }
+}
+
+/** Opens a v2 record with its epoch's private key. Never returns unauthenticated data. */
+export function openEnvelopeV2(epochPrivateKey: X25519PrivateKey, b: EpochBinding, env: SealedEnvelopeV2): Buffer {
+  checkShapeV2(env);
+  if (env.epochId !== b.epochId) throw integrityFailure(ENVELOPE_REASONS.malformed);
+  const dataKey = unwrapDataKeyV2(epochPrivateKey, b, env.wrappedKey);
+  const { encKey, commitment } = deriveKeys(dataKey, env.salt);
+  dataKey.fill(0);
+  let head: Buffer | undefined;
+  try {
+    if (!timingSafeEqual(commitment, env.keyCommitment)) throw integrityFailure(ENVELOPE_REASONS.commitment);
+    const decipher = createDecipheriv('aes-256-gcm', encKey, env.iv, { authTagLength: TAG_BYTES });
+    decipher.setAAD(bindingV2(LABEL_AAD, b));
+    decipher.setAuthTag(env.tag);
+    head = decipher.update(env.ciphertext);
+    let tail: Buffer;
+    try {
+      tail = decipher.final();
+    } catch (e) {
+      head.fill(0);
+      throw integrityFailure(ENVELOPE_REASONS.authentication, e);
+    }
+    return tail.length === 0 ? head : Buffer.concat([head, tail]);
+  } finally {
+    encKey.fill(0);
+    commitment.fill(0);
+  }
+}
+
+/** SHA-256 log commitment of a v2 record (format doc above). */
+export function ciphertextDigestV2(env: Omit<SealedEnvelopeV2, 'wrappedKey' | 'epochId'>): Buffer {
+  checkShapeV2(env as SealedEnvelopeV2);
+  return createHash('sha256')
+    .update(encodeFields(LABEL_DIGEST, ENVELOPE_V2, [env.salt, env.iv, env.ciphertext, env.tag, env.keyCommitment]))
+    .digest();
+}
+
+/** The log commitment of a stored record of either format version (v1 or v2). */
+export function ciphertextDigestOf(version: number, f: { salt: Buffer; iv: Buffer; ciphertext: Buffer; tag: Buffer; keyCommitment: Buffer }): Buffer {
+  return version === ENVELOPE_V2 ? ciphertextDigestV2({ version: ENVELOPE_V2, ...f }) : ciphertextDigest({ version: 1, ...f });
+}

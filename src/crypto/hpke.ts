@@ -1,0 +1,321 @@
+/**
+ * HPKE (RFC 9180), base mode only, single-shot, for one ciphersuite family:
+ * KEM DHKEM(X25519, HKDF-SHA256) (0x0020), KDF HKDF-SHA256 (0x0001), AEAD AES-128-GCM (0x0001)
+ * or AES-256-GCM (0x0002). Built on node:crypto (X25519 `diffieHellman`, HMAC, AES-GCM) and
+ * checked against the RFC 9180 Appendix A / CFRG test vectors (test/hpke.test.ts).
+ *
+ * paylog uses it to wrap each transaction's 32-byte data key under an epoch public key
+ * (envelope v2, src/crypto/envelope.ts): suite (0x0020, 0x0001, 0x0002).
+ *
+ * Contracts:
+ * - `seal` needs only the recipient's PUBLIC key; it never sees a private key.
+ * - `open` throws `HpkeError` on any failure (bad encapsulation, wrong key, wrong info/aad,
+ *   tampered ciphertext); it never returns unauthenticated plaintext.
+ * - Every intermediate secret (DH output, shared secret, key-schedule secret, AEAD key) is
+ *   zeroed before returning. A private key is handed in as an {@link X25519PrivateKey}
+ *   material object, which owns (and zeroes) its bytes.
+ */
+import {
+  createCipheriv,
+  createDecipheriv,
+  createHmac,
+  createPrivateKey,
+  createPublicKey,
+  diffieHellman,
+  generateKeyPairSync,
+  type KeyObject,
+} from 'node:crypto';
+
+export const KEM_DHKEM_X25519_HKDF_SHA256 = 0x0020;
+export const KDF_HKDF_SHA256 = 0x0001;
+export const AEAD_AES_128_GCM = 0x0001;
+export const AEAD_AES_256_GCM = 0x0002;
+export type HpkeAead = typeof AEAD_AES_128_GCM | typeof AEAD_AES_256_GCM;
+
+/** RFC 9180 §7.1: Nsecret, Nenc, Npk, Nsk for DHKEM(X25519, HKDF-SHA256). */
+export const X25519_KEY_BYTES = 32;
+export const HPKE_ENC_BYTES = 32;
+/** RFC 9180 §7.3: Nn = 12, Nt = 16 for both AES-GCM AEADs; Nk = 16 or 32. */
+export const HPKE_NONCE_BYTES = 12;
+export const HPKE_TAG_BYTES = 16;
+const HASH = 'sha256';
+const HASH_BYTES = 32;
+const MODE_BASE = 0x00;
+
+const HPKE_V1 = Buffer.from('HPKE-v1', 'ascii');
+// RFC 5869 / RFC 8410: fixed DER prefixes around a raw X25519 key.
+const X25519_PKCS8_PREFIX = Buffer.from('302e020100300506032b656e04220420', 'hex');
+const X25519_SPKI_PREFIX = Buffer.from('302a300506032b656e032100', 'hex');
+
+export class HpkeError extends Error {
+  override readonly name = 'HpkeError';
+}
+
+const i2osp2 = (n: number): Buffer => {
+  const b = Buffer.alloc(2);
+  b.writeUInt16BE(n);
+  return b;
+};
+
+/** RFC 9180 §4.1 / §5.1: suite_id for the KEM and for the whole HPKE ciphersuite. */
+const KEM_SUITE_ID = Buffer.concat([Buffer.from('KEM', 'ascii'), i2osp2(KEM_DHKEM_X25519_HKDF_SHA256)]);
+function hpkeSuiteId(aead: HpkeAead): Buffer {
+  return Buffer.concat([Buffer.from('HPKE', 'ascii'), i2osp2(KEM_DHKEM_X25519_HKDF_SHA256), i2osp2(KDF_HKDF_SHA256), i2osp2(aead)]);
+}
+const aeadKeyBytes = (aead: HpkeAead) => (aead === AEAD_AES_256_GCM ? 32 : 16);
+const aeadCipher = (aead: HpkeAead) => (aead === AEAD_AES_256_GCM ? 'aes-256-gcm' : 'aes-128-gcm');
+
+// RFC 5869 §2.2 Extract and §2.3 Expand (HMAC-SHA256).
+function extract(salt: Buffer, ikm: Buffer): Buffer {
+  return createHmac(HASH, salt).update(ikm).digest();
+}
+function expand(prk: Buffer, info: Buffer, length: number): Buffer {
+  const out = Buffer.alloc(length);
+  let t = Buffer.alloc(0);
+  for (let i = 1, at = 0; at < length; i++) {
+    const next = createHmac(HASH, prk).update(t).update(info).update(Buffer.from([i])).digest();
+    t.fill(0);
+    t = next;
+    at += t.copy(out, at);
+  }
+  t.fill(0);
+  return out;
+}
+
+/** RFC 9180 §4: LabeledExtract(salt, label, ikm). The caller zeroes the result. */
+export function labeledExtract(suiteId: Buffer, salt: Buffer, label: string, ikm: Buffer): Buffer {
+  const labeledIkm = Buffer.concat([HPKE_V1, suiteId, Buffer.from(label, 'ascii'), ikm]);
+  try {
+    return extract(salt, labeledIkm);
+  } finally {
+    labeledIkm.fill(0);
+  }
+}
+
+/** RFC 9180 §4: LabeledExpand(prk, label, info, L). The caller zeroes the result. */
+export function labeledExpand(suiteId: Buffer, prk: Buffer, label: string, info: Buffer, length: number): Buffer {
+  const labeledInfo = Buffer.concat([i2osp2(length), HPKE_V1, suiteId, Buffer.from(label, 'ascii'), info]);
+  return expand(prk, labeledInfo, length);
+}
+
+function publicKeyObject(raw: Buffer): KeyObject {
+  if (!Buffer.isBuffer(raw) || raw.length !== X25519_KEY_BYTES) throw new HpkeError('X25519 public key must be 32 bytes');
+  return createPublicKey({ key: Buffer.concat([X25519_SPKI_PREFIX, raw]), format: 'der', type: 'spki' });
+}
+
+function rawPublicKey(key: KeyObject): Buffer {
+  return Buffer.from(key.export({ format: 'der', type: 'spki' }).subarray(X25519_SPKI_PREFIX.length));
+}
+
+/** An X25519 public key (raw 32 bytes) with its parsed KeyObject, parsed once and reused. */
+export class X25519PublicKey {
+  readonly keyObject: KeyObject;
+  constructor(readonly raw: Buffer) {
+    this.keyObject = publicKeyObject(raw);
+  }
+}
+
+/**
+ * An X25519 private key as a material object: it owns its 32 raw bytes and zeroes them in
+ * {@link destroy}; after that every use throws. A node KeyObject is built per use from a
+ * temporary DER buffer that is zeroed at once (OpenSSL clears its copy when the KeyObject is
+ * freed), so no long-lived copy exists outside this object.
+ */
+export class X25519PrivateKey {
+  private readonly secret: Buffer;
+  private destroyed = false;
+  /** The matching public key (RFC 7748 §6.1: X25519(sk, 9)). */
+  readonly publicKey: Buffer;
+
+  /** Takes ownership of `raw` (the caller must not keep or reuse it). */
+  constructor(raw: Buffer) {
+    if (!Buffer.isBuffer(raw) || raw.length !== X25519_KEY_BYTES) throw new HpkeError('X25519 private key must be 32 bytes');
+    this.secret = raw;
+    this.publicKey = rawPublicKey(createPublicKey(this.keyObject()));
+  }
+
+  /** A fresh random key pair (RFC 9180 §7.1.3 GenerateKeyPair). */
+  static generate(): X25519PrivateKey {
+    const { privateKey } = generateKeyPairSync('x25519');
+    const der = privateKey.export({ format: 'der', type: 'pkcs8' });
+    try {
+      return new X25519PrivateKey(Buffer.from(der.subarray(X25519_PKCS8_PREFIX.length)));
+    } finally {
+      der.fill(0);
+    }
+  }
+
+  /** RFC 9180 §7.1.3 DeriveKeyPair(ikm) for DHKEM(X25519, HKDF-SHA256) (test vectors). */
+  static derive(ikm: Buffer): X25519PrivateKey {
+    const dkpPrk = labeledExtract(KEM_SUITE_ID, Buffer.alloc(0), 'dkp_prk', ikm);
+    try {
+      return new X25519PrivateKey(labeledExpand(KEM_SUITE_ID, dkpPrk, 'sk', Buffer.alloc(0), X25519_KEY_BYTES));
+    } finally {
+      dkpPrk.fill(0);
+    }
+  }
+
+  get isDestroyed(): boolean {
+    return this.destroyed;
+  }
+
+  /** A copy of the raw private key (for wrapping under KMS); the caller zeroes it. */
+  exportRaw(): Buffer {
+    this.assertLive();
+    return Buffer.from(this.secret);
+  }
+
+  /** X25519(sk, peer): the caller zeroes the result. Throws on an all-zero output (RFC 9180 §7.1.4). */
+  dh(peer: KeyObject): Buffer {
+    const shared = diffieHellman({ privateKey: this.keyObject(), publicKey: peer });
+    if (shared.every((b) => b === 0)) throw new HpkeError('X25519 produced the all-zero value');
+    return shared;
+  }
+
+  /** Zeroes the key bytes. Idempotent. */
+  destroy(): void {
+    this.secret.fill(0);
+    this.destroyed = true;
+  }
+
+  private assertLive(): void {
+    if (this.destroyed) throw new HpkeError('private key material has been destroyed');
+  }
+
+  private keyObject(): KeyObject {
+    this.assertLive();
+    const der = Buffer.concat([X25519_PKCS8_PREFIX, this.secret]);
+    try {
+      return createPrivateKey({ key: der, format: 'der', type: 'pkcs8' });
+    } finally {
+      der.fill(0);
+    }
+  }
+}
+
+/** RFC 9180 §4.1 ExtractAndExpand(dh, kem_context) → shared_secret (Nsecret = 32). */
+function extractAndExpand(dh: Buffer, kemContext: Buffer): Buffer {
+  const eaePrk = labeledExtract(KEM_SUITE_ID, Buffer.alloc(0), 'eae_prk', dh);
+  try {
+    return labeledExpand(KEM_SUITE_ID, eaePrk, 'shared_secret', kemContext, HASH_BYTES);
+  } finally {
+    eaePrk.fill(0);
+  }
+}
+
+/** RFC 9180 §4.1 Encap(pkR); `ephemeral` only for test vectors (default: a fresh key pair). */
+export function encap(pkR: X25519PublicKey, ephemeral?: X25519PrivateKey): { sharedSecret: Buffer; enc: Buffer } {
+  const skE = ephemeral ?? X25519PrivateKey.generate();
+  try {
+    const dh = skE.dh(pkR.keyObject);
+    const enc = skE.publicKey;
+    try {
+      return { sharedSecret: extractAndExpand(dh, Buffer.concat([enc, pkR.raw])), enc };
+    } finally {
+      dh.fill(0);
+    }
+  } finally {
+    if (!ephemeral) skE.destroy();
+  }
+}
+
+/** RFC 9180 §4.1 Decap(enc, skR). */
+export function decap(enc: Buffer, skR: X25519PrivateKey): Buffer {
+  if (!Buffer.isBuffer(enc) || enc.length !== HPKE_ENC_BYTES) throw new HpkeError('HPKE encapsulated key must be 32 bytes');
+  const dh = skR.dh(publicKeyObject(enc));
+  try {
+    return extractAndExpand(dh, Buffer.concat([enc, skR.publicKey]));
+  } finally {
+    dh.fill(0);
+  }
+}
+
+export interface KeyScheduleOutput {
+  keyScheduleContext: Buffer;
+  secret: Buffer;
+  key: Buffer;
+  baseNonce: Buffer;
+}
+
+/** RFC 9180 §5.1 KeySchedule for mode_base (psk = psk_id = ""). The caller zeroes secret/key. */
+export function keyScheduleBase(aead: HpkeAead, sharedSecret: Buffer, info: Buffer): KeyScheduleOutput {
+  const suiteId = hpkeSuiteId(aead);
+  const empty = Buffer.alloc(0);
+  const pskIdHash = labeledExtract(suiteId, empty, 'psk_id_hash', empty);
+  const infoHash = labeledExtract(suiteId, empty, 'info_hash', info);
+  const keyScheduleContext = Buffer.concat([Buffer.from([MODE_BASE]), pskIdHash, infoHash]);
+  const secret = labeledExtract(suiteId, sharedSecret, 'secret', empty);
+  return {
+    keyScheduleContext,
+    secret,
+    key: labeledExpand(suiteId, secret, 'key', keyScheduleContext, aeadKeyBytes(aead)),
+    baseNonce: labeledExpand(suiteId, secret, 'base_nonce', keyScheduleContext, HPKE_NONCE_BYTES),
+  };
+}
+
+/** RFC 9180 §5.2 ComputeNonce(seq) = base_nonce XOR I2OSP(seq, Nn). */
+export function computeNonce(baseNonce: Buffer, seq: number): Buffer {
+  const nonce = Buffer.from(baseNonce);
+  let s = seq;
+  for (let i = nonce.length - 1; i >= 0 && s > 0; i--) {
+    nonce[i]! ^= s & 0xff;
+    s = Math.floor(s / 256);
+  }
+  return nonce;
+}
+
+/** AEAD Seal(key, nonce, aad, pt) → ct ‖ tag (RFC 9180 §5.2). */
+export function aeadSeal(aead: HpkeAead, key: Buffer, nonce: Buffer, aad: Buffer, plaintext: Buffer): Buffer {
+  const c = createCipheriv(aeadCipher(aead), key, nonce, { authTagLength: HPKE_TAG_BYTES });
+  c.setAAD(aad);
+  return Buffer.concat([c.update(plaintext), c.final(), c.getAuthTag()]);
+}
+
+/** AEAD Open; throws HpkeError when the tag does not verify. */
+export function aeadOpen(aead: HpkeAead, key: Buffer, nonce: Buffer, aad: Buffer, ciphertext: Buffer): Buffer {
+  if (ciphertext.length < HPKE_TAG_BYTES) throw new HpkeError('HPKE ciphertext too short');
+  const d = createDecipheriv(aeadCipher(aead), key, nonce, { authTagLength: HPKE_TAG_BYTES });
+  d.setAAD(aad);
+  d.setAuthTag(ciphertext.subarray(ciphertext.length - HPKE_TAG_BYTES));
+  const head = d.update(ciphertext.subarray(0, ciphertext.length - HPKE_TAG_BYTES));
+  try {
+    return Buffer.concat([head, d.final()]);
+  } catch {
+    throw new HpkeError('HPKE ciphertext failed authentication');
+  } finally {
+    head.fill(0);
+  }
+}
+
+/** RFC 9180 §6.1 single-shot Seal in base mode: SetupBaseS + ContextS.Seal (seq 0). */
+export function sealBase(
+  aead: HpkeAead,
+  pkR: X25519PublicKey,
+  info: Buffer,
+  aad: Buffer,
+  plaintext: Buffer,
+  ephemeral?: X25519PrivateKey,
+): { enc: Buffer; ciphertext: Buffer } {
+  const { sharedSecret, enc } = encap(pkR, ephemeral);
+  const ks = keyScheduleBase(aead, sharedSecret, info);
+  sharedSecret.fill(0);
+  try {
+    return { enc, ciphertext: aeadSeal(aead, ks.key, ks.baseNonce, aad, plaintext) };
+  } finally {
+    ks.secret.fill(0);
+    ks.key.fill(0);
+  }
+}
+
+/** RFC 9180 §6.1 single-shot Open in base mode: SetupBaseR + ContextR.Open (seq 0). */
+export function openBase(aead: HpkeAead, enc: Buffer, skR: X25519PrivateKey, info: Buffer, aad: Buffer, ciphertext: Buffer): Buffer {
+  const sharedSecret = decap(enc, skR);
+  const ks = keyScheduleBase(aead, sharedSecret, info);
+  sharedSecret.fill(0);
+  try {
+    return aeadOpen(aead, ks.key, ks.baseNonce, aad, ciphertext);
+  } finally {
+    ks.secret.fill(0);
+    ks.key.fill(0);
+  }
+}

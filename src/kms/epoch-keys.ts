@@ -1,0 +1,422 @@
+/**
+ * Key epochs: the middle layer of the key hierarchy (envelope v2).
+ *
+ *   KMS key of one key period  (SYMMETRIC_DEFAULT, alias/paylog-epoch-<granularity>-<label>)
+ *    └─ epoch private key (X25519), stored only as a KMS Encrypt blob in key_epochs
+ *        └─ per-transaction data key, wrapped locally with HPKE to the epoch PUBLIC key
+ *
+ * An epoch is one processor × one period (PAYLOG_KEY_EPOCH: month | day | hour, UTC) × one
+ * generation (a rotation starts generation n+1 in the same period).
+ *
+ * Contracts:
+ * - Submit path ({@link EpochKeyring.currentEpoch}): returns the epoch PUBLIC key only. An epoch
+ *   encrypts only while `periodStart <= now < periodEnd` and it is not retired; a retired epoch
+ *   (period ended, or rotated) never encrypts again. A missing epoch is created under a
+ *   cross-process advisory lock, and its `epoch_created` key event is committed to the log
+ *   BEFORE the epoch row exists (so before any record can be sealed under it). Creation is the
+ *   only moment a private key exists on the submit path: generated, wrapped by KMS Encrypt,
+ *   zeroed.
+ * - Release path ({@link EpochKeyring.withPrivateKey}): the private key is unwrapped by KMS
+ *   Decrypt, kept in a material object for at most `cacheTtlMs` and `cacheMaxUses` uses, then
+ *   zeroed (eviction, exhaustion, shred or close). Misses are single-flight per epoch: any number
+ *   of concurrent first uses make exactly one KMS call.
+ * - A period whose KMS key is pending deletion (shredded) answers DATA_SHREDDED.
+ */
+import { createHash } from 'node:crypto';
+import { PaylogError, isPaylogError } from '../errors.js';
+import type { AppDatabase } from '../db/connection.js';
+import { X25519PrivateKey, X25519PublicKey } from '../crypto/hpke.js';
+import type { PaylogKms } from './client.js';
+import type { KeyEvent } from '../services/key-events.js';
+
+export type EpochGranularity = 'month' | 'day' | 'hour';
+export type ClockFn = () => Date;
+
+/** KMS encryption-context keys of a wrapped epoch private key (stable). */
+export const KMS_CONTEXT_EPOCH = 'paylog:epoch';
+export const KMS_CONTEXT_EPOCH_PUBLIC_KEY = 'paylog:epoch-public-key';
+export const KMS_CONTEXT_KEY_PURPOSE = 'paylog:key-purpose';
+export const EPOCH_KEY_PURPOSE = 'epoch-private-key/x25519';
+/** Alias prefix of the per-period KMS keys (operator-created ahead, or by paylog with kms:CreateKey). */
+export const PERIOD_KEY_ALIAS_PREFIX = 'alias/paylog-epoch-';
+/** Advisory lock class for epoch creation ("pyke"), second key = hashtext(processor). */
+export const EPOCH_LOCK_CLASS = 0x70796b65;
+
+export interface KeyPeriod {
+  granularity: EpochGranularity;
+  start: Date;
+  end: Date;
+  /** `2026-12`, `2026-12-01`, `2026-12-01T10` (UTC). */
+  label: string;
+}
+
+/** The UTC period of `granularity` containing `t`. */
+export function periodOf(t: Date, granularity: EpochGranularity): KeyPeriod {
+  const y = t.getUTCFullYear();
+  const m = t.getUTCMonth();
+  const d = t.getUTCDate();
+  const h = t.getUTCHours();
+  let start: Date;
+  let end: Date;
+  if (granularity === 'month') {
+    start = new Date(Date.UTC(y, m, 1));
+    end = new Date(Date.UTC(y, m + 1, 1));
+  } else if (granularity === 'day') {
+    start = new Date(Date.UTC(y, m, d));
+    end = new Date(Date.UTC(y, m, d + 1));
+  } else {
+    start = new Date(Date.UTC(y, m, d, h));
+    end = new Date(Date.UTC(y, m, d, h + 1));
+  }
+  const iso = start.toISOString();
+  const label = granularity === 'month' ? iso.slice(0, 7) : granularity === 'day' ? iso.slice(0, 10) : iso.slice(0, 13);
+  return { granularity, start, end, label };
+}
+
+/** `<processor>/<period label>/<generation>`, e.g. `acme/2026-12/0`. */
+export function epochIdOf(processor: string, period: KeyPeriod, generation: number): string {
+  return `${processor}/${period.label}/${generation}`;
+}
+
+export function periodKeyAlias(period: KeyPeriod): string {
+  return `${PERIOD_KEY_ALIAS_PREFIX}${period.granularity}-${period.label}`;
+}
+
+/** KMS encryption context binding a wrapped epoch private key to its epoch and public key. */
+export function epochKmsContext(epochId: string, publicKey: Buffer): Record<string, string> {
+  return {
+    [KMS_CONTEXT_EPOCH]: epochId,
+    [KMS_CONTEXT_EPOCH_PUBLIC_KEY]: publicKey.toString('base64'),
+    [KMS_CONTEXT_KEY_PURPOSE]: EPOCH_KEY_PURPOSE,
+  };
+}
+
+export interface EpochRow {
+  epoch_id: string;
+  processor: string;
+  granularity: string;
+  period_start: Date;
+  period_end: Date;
+  generation: number;
+  public_key: Buffer;
+  kms_key_id: string | null;
+  wrapped_private_key: Buffer | null;
+  wrapped_key_sha256: Buffer | null;
+  retired_at: Date | null;
+  shredded_at: Date | null;
+}
+
+export interface EpochKeyringOptions {
+  database: AppDatabase;
+  kms: PaylogKms;
+  granularity: EpochGranularity;
+  cacheTtlMs: number;
+  cacheMaxUses: number;
+  /** Commits a key event to the log (src/services/key-events.ts); resolves after commit. */
+  recordKeyEvent: (e: KeyEvent) => Promise<number>;
+  onCacheHit?: () => void;
+  onCacheMiss?: () => void;
+}
+
+interface PublicEntry {
+  epochId: string;
+  publicKey: X25519PublicKey;
+  periodStart: number;
+  periodEnd: number;
+}
+
+interface PrivateEntry {
+  key: X25519PrivateKey;
+  expiresAt: number;
+  usesLeft: number;
+  timer: NodeJS.Timeout;
+}
+
+const sha256 = (b: Buffer) => createHash('sha256').update(b).digest();
+
+const SELECT_CURRENT = `SELECT * FROM key_epochs
+  WHERE processor = $1 AND granularity = $2 AND period_start = $3 AND retired_at IS NULL AND shredded_at IS NULL
+  ORDER BY generation DESC LIMIT 1`;
+
+export class EpochKeyring {
+  private readonly publicKeys = new Map<string, PublicEntry>();
+  private readonly loadingPublic = new Map<string, Promise<PublicEntry>>();
+  private readonly privateKeys = new Map<string, PrivateEntry>();
+  private readonly loadingPrivate = new Map<string, Promise<PrivateEntry>>();
+  private closed = false;
+
+  constructor(private readonly o: EpochKeyringOptions) {}
+
+  get granularity(): EpochGranularity {
+    return this.o.granularity;
+  }
+
+  /**
+   * The epoch that encrypts for `processor` at `now`. `currentId` is the database's answer for
+   * the current epoch id (read in the submission's pre-check round trip; null = none yet, and
+   * undefined = not read). Never returns a retired epoch or one whose period does not cover now.
+   */
+  async currentEpoch(processor: string, now: Date, currentId?: string | null): Promise<{ epochId: string; publicKey: X25519PublicKey }> {
+    const t = now.getTime();
+    if (currentId) {
+      const cached = this.publicKeys.get(currentId);
+      if (cached && cached.periodStart <= t && t < cached.periodEnd) return cached;
+      const loaded = await this.singleFlight(this.loadingPublic, `id:${currentId}`, () => this.loadPublic(currentId));
+      if (loaded.periodStart <= t && t < loaded.periodEnd) return loaded;
+    }
+    const period = periodOf(now, this.o.granularity);
+    if (currentId === undefined) {
+      const row = (await this.o.database.pool.query(SELECT_CURRENT, [processor, period.granularity, period.start])).rows[0] as EpochRow | undefined;
+      if (row) return this.rememberPublic(row);
+    }
+    return await this.singleFlight(this.loadingPublic, `new:${processor}:${period.label}`, () => this.create(processor, period, now, { rotate: false }));
+  }
+
+  /**
+   * Starts a new generation for `processor` in the current period now (rotation): the current
+   * epoch is retired (decrypt-only) and a fresh key pair takes over. Each step is a key event.
+   */
+  async rotate(processor: string, now: Date, actor: KeyEvent['actor'], reason?: string): Promise<{ epochId: string }> {
+    const e = await this.create(processor, periodOf(now, this.o.granularity), now, { rotate: true, actor, ...(reason ? { reason } : {}) });
+    return { epochId: e.epochId };
+  }
+
+  /**
+   * Runs `fn` with the epoch's private key (unwrapped by KMS on a cache miss, single-flight).
+   * `fn` is synchronous so the key cannot be evicted while in use. DATA_SHREDDED when the epoch
+   * or its key period has been shredded.
+   */
+  async withPrivateKey<T>(epochId: string, fn: (key: X25519PrivateKey) => T): Promise<T> {
+    for (let attempt = 0; attempt < 3; attempt++) {
+      let entry = this.privateKeys.get(epochId);
+      if (entry && entry.expiresAt > Date.now() && entry.usesLeft > 0 && !entry.key.isDestroyed) {
+        this.o.onCacheHit?.();
+      } else {
+        if (entry) this.evict(epochId);
+        const pending = this.loadingPrivate.get(epochId);
+        if (pending) this.o.onCacheHit?.();
+        entry = await this.singleFlight(this.loadingPrivate, epochId, () => this.unwrapPrivate(epochId));
+      }
+      if (entry.usesLeft <= 0 || entry.key.isDestroyed) continue; // exhausted by concurrent users: load again
+      entry.usesLeft--;
+      try {
+        return fn(entry.key);
+      } finally {
+        if (entry.usesLeft <= 0) this.evict(epochId);
+      }
+    }
+    throw new PaylogError('KMS_UNAVAILABLE', 'epoch key could not be kept long enough to use');
+  }
+
+  /** Drops (and zeroes) any cached private key of `epochId`. */
+  evict(epochId: string): void {
+    const e = this.privateKeys.get(epochId);
+    if (e) {
+      clearTimeout(e.timer);
+      e.key.destroy();
+      this.privateKeys.delete(epochId);
+    }
+  }
+
+  /** Forgets everything cached about `epochId` (after a shred or rewrap). */
+  forget(epochId: string): void {
+    this.evict(epochId);
+    this.publicKeys.delete(epochId);
+  }
+
+  /** How many unwrapped private keys are cached now (status). */
+  get cachedPrivateKeys(): number {
+    return this.privateKeys.size;
+  }
+
+  /** Zeroes every cached private key; later calls fail. */
+  close(): void {
+    this.closed = true;
+    for (const id of [...this.privateKeys.keys()]) this.evict(id);
+  }
+
+  // ------------------------------------------------------------------ internals
+
+  private async singleFlight<V>(map: Map<string, Promise<V>>, key: string, load: () => Promise<V>): Promise<V> {
+    const pending = map.get(key);
+    if (pending) return await pending;
+    const p = load().finally(() => map.delete(key));
+    map.set(key, p);
+    return await p;
+  }
+
+  private rememberPublic(row: EpochRow): PublicEntry {
+    const entry: PublicEntry = {
+      epochId: row.epoch_id,
+      publicKey: new X25519PublicKey(Buffer.from(row.public_key)),
+      periodStart: new Date(row.period_start).getTime(),
+      periodEnd: new Date(row.period_end).getTime(),
+    };
+    if (row.retired_at === null && row.shredded_at === null) this.publicKeys.set(row.epoch_id, entry);
+    return entry;
+  }
+
+  private async loadPublic(epochId: string): Promise<PublicEntry> {
+    const row = (await this.o.database.pool.query('SELECT * FROM key_epochs WHERE epoch_id = $1', [epochId])).rows[0] as EpochRow | undefined;
+    if (!row) throw new PaylogError('INTERNAL', 'key epoch not found');
+    if (row.retired_at !== null || row.shredded_at !== null) throw new PaylogError('INTERNAL', 'key epoch is retired');
+    return this.rememberPublic(row);
+  }
+
+  /** The KMS key of `period`: recorded in key_periods, created (alias) on first use. */
+  async periodKey(period: KeyPeriod): Promise<string> {
+    const read = async () =>
+      (await this.o.database.pool.query('SELECT kms_key_id, state FROM key_periods WHERE granularity = $1 AND period_start = $2', [period.granularity, period.start])).rows[0] as
+        | { kms_key_id: string; state: string }
+        | undefined;
+    let row = await read();
+    if (!row) {
+      const arn = await this.o.kms.ensureKey(periodKeyAlias(period), 'SYMMETRIC_DEFAULT');
+      await this.o.database.pool.query(
+        'INSERT INTO key_periods (granularity, period_start, period_end, kms_key_id) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING',
+        [period.granularity, period.start, period.end, arn],
+      );
+      row = await read();
+    }
+    if (!row) throw new PaylogError('INTERNAL', 'key period could not be recorded');
+    if (row.state !== 'active') throw new PaylogError('DATA_SHREDDED', 'this key period has been shredded; no new epoch can be created in it');
+    return row.kms_key_id;
+  }
+
+  /**
+   * Creates the next epoch of `processor` in `period` under a cross-process advisory lock.
+   * Without `rotate`, an existing current epoch (created meanwhile by another process) wins.
+   * Order: retire older epochs (key event, then retired_at), wrap the new private key under
+   * the period's KMS key, commit `epoch_created` (+ `rotation`), then insert the epoch row.
+   */
+  private async create(
+    processor: string,
+    period: KeyPeriod,
+    now: Date,
+    opts: { rotate: boolean; actor?: KeyEvent['actor']; reason?: string },
+  ): Promise<PublicEntry> {
+    if (this.closed) throw new PaylogError('LOG_UNAVAILABLE', 'shutting down');
+    const client = await this.o.database.pool.connect();
+    let broken = false;
+    try {
+      await client.query('SELECT pg_advisory_lock($1, hashtext($2))', [EPOCH_LOCK_CLASS, processor]);
+      try {
+        const current = (await client.query(SELECT_CURRENT, [processor, period.granularity, period.start])).rows[0] as EpochRow | undefined;
+        if (current && !opts.rotate) return this.rememberPublic(current);
+        const actor = opts.actor ?? { role: 'system', name: 'paylog' };
+        // Retire every other still-encrypting epoch of this processor (period ended, another
+        // granularity, or the one being rotated out): decrypt-only from now on.
+        const open = (await client.query('SELECT * FROM key_epochs WHERE processor = $1 AND retired_at IS NULL AND shredded_at IS NULL ORDER BY period_start, generation', [processor]))
+          .rows as EpochRow[];
+        for (const e of open) {
+          await this.o.recordKeyEvent({
+            event: 'epoch_retired',
+            time: now,
+            actor,
+            epochId: e.epoch_id,
+            processor,
+            periodStart: e.period_start,
+            periodEnd: e.period_end,
+            reason: opts.rotate && e.epoch_id === current?.epoch_id ? (opts.reason ?? 'rotation') : 'period ended',
+          });
+          await client.query('UPDATE key_epochs SET retired_at = $2 WHERE epoch_id = $1 AND retired_at IS NULL', [e.epoch_id, now]);
+          this.publicKeys.delete(e.epoch_id);
+        }
+        const generation = Number(
+          (await client.query('SELECT coalesce(max(generation) + 1, 0) AS g FROM key_epochs WHERE processor = $1 AND granularity = $2 AND period_start = $3', [processor, period.granularity, period.start]))
+            .rows[0].g,
+        );
+        const epochId = epochIdOf(processor, period, generation);
+        const kmsKeyId = await this.periodKey(period);
+        const sk = X25519PrivateKey.generate();
+        const publicKey = sk.publicKey;
+        const raw = sk.exportRaw();
+        let wrapped: Buffer;
+        try {
+          wrapped = await this.o.kms.encrypt(kmsKeyId, raw, epochKmsContext(epochId, publicKey));
+        } finally {
+          raw.fill(0);
+          sk.destroy();
+        }
+        if (opts.rotate) {
+          await this.o.recordKeyEvent({ event: 'rotation', time: now, actor, processor, epochId, ...(opts.reason ? { reason: opts.reason } : {}) });
+        }
+        await this.o.recordKeyEvent({
+          event: 'epoch_created',
+          time: now,
+          actor,
+          epochId,
+          processor,
+          periodStart: period.start,
+          periodEnd: period.end,
+          kmsKeyId,
+          wrappedKey: wrapped,
+        });
+        const row = (
+          await client.query(
+            `INSERT INTO key_epochs (epoch_id, processor, granularity, period_start, period_end, generation, public_key, kms_key_id, wrapped_private_key, wrapped_key_sha256)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING *`,
+            [epochId, processor, period.granularity, period.start, period.end, generation, publicKey, kmsKeyId, wrapped, sha256(wrapped)],
+          )
+        ).rows[0] as EpochRow;
+        return this.rememberPublic(row);
+      } finally {
+        await client.query('SELECT pg_advisory_unlock($1, hashtext($2))', [EPOCH_LOCK_CLASS, processor]).catch(() => {
+          broken = true;
+        });
+      }
+    } catch (e) {
+      if (!isPaylogError(e)) broken = broken || /connection|terminat/i.test(String((e as Error)?.message));
+      throw e;
+    } finally {
+      client.release(broken);
+    }
+  }
+
+  private async unwrapPrivate(epochId: string): Promise<PrivateEntry> {
+    this.o.onCacheMiss?.();
+    const row = (await this.o.database.pool.query('SELECT * FROM key_epochs WHERE epoch_id = $1', [epochId])).rows[0] as EpochRow | undefined;
+    if (!row) throw new PaylogError('INTEGRITY_FAILURE', 'the key epoch of this record does not exist');
+    if (row.shredded_at !== null || row.wrapped_private_key === null || row.kms_key_id === null) {
+      throw new PaylogError('DATA_SHREDDED', 'the key epoch of this record has been shredded');
+    }
+    const publicKey = Buffer.from(row.public_key);
+    let raw: Buffer;
+    try {
+      raw = await this.o.kms.decryptDataKey(row.wrapped_private_key, epochKmsContext(epochId, publicKey), row.kms_key_id);
+    } catch (e) {
+      // KMS refuses a key pending deletion exactly like this: the period has been shredded
+      // (also when this database was restored from a backup taken before the shred).
+      if (isPaylogError(e) && (e.details?.kmsError === 'KMSInvalidStateException' || e.details?.kmsError === 'NotFoundException')) {
+        const state = await this.o.kms.keyState(row.kms_key_id).catch(() => 'unknown');
+        if (state === 'PendingDeletion' || e.details?.kmsError === 'NotFoundException') {
+          throw new PaylogError('DATA_SHREDDED', 'the key period of this record has been shredded', undefined, { cause: e });
+        }
+      }
+      throw e;
+    }
+    const key = new X25519PrivateKey(raw);
+    if (!key.publicKey.equals(publicKey)) {
+      key.destroy();
+      throw new PaylogError('INTEGRITY_FAILURE', 'the unwrapped epoch key does not match its public key');
+    }
+    if (this.closed) {
+      key.destroy();
+      throw new PaylogError('LOG_UNAVAILABLE', 'shutting down');
+    }
+    const entry: PrivateEntry = {
+      key,
+      expiresAt: Date.now() + this.o.cacheTtlMs,
+      usesLeft: this.o.cacheMaxUses,
+      timer: setTimeout(() => {
+        if (this.privateKeys.get(epochId) === entry) this.evict(epochId);
+        else key.destroy();
+      }, this.o.cacheTtlMs),
+    };
+    entry.timer.unref();
+    const old = this.privateKeys.get(epochId);
+    if (old && old !== entry) this.evict(epochId);
+    this.privateKeys.set(epochId, entry);
+    return entry;
+  }
+}

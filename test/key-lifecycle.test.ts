@@ -1,0 +1,273 @@
+/**
+ * Key lifecycle (issue 9) through the operator commands and admin routes: early shred, rewrap
+ * killed halfway and resumed, retention by crypto-shredding (exactly the expired epochs;
+ * verify-log passes; release 410), and a backup taken before the shred (the stopped cluster's
+ * files, without the KMS key store) served by a fresh paylog with the same KMS.
+ */
+import { execFileSync, spawn } from 'node:child_process';
+import { cpSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { cardTransaction, newTestDatabase, startTestPaylog, type TestPaylog } from './helpers/paylog.js';
+import { query, withClient } from './helpers/db.js';
+import { runScript } from './helpers/cli.js';
+import { decodeLeaf } from '../src/log/leaf.js';
+
+/** `cp -a`: the cluster's files keep their owner and modes (the server may run as another OS user). */
+function copyPreserving(from: string, to: string): void {
+  execFileSync('cp', ['-a', from, to]);
+}
+
+async function leaves(url: string): Promise<any[]> {
+  const rows = await query<{ idx: string; leaf: Buffer }>(url, 'SELECT idx, leaf FROM log_entries ORDER BY idx');
+  return rows.map((r) => {
+    const l = decodeLeaf(r.leaf) as any;
+    // Leaf format v2 key events: epoch → epochId, actor.cert → certificateFingerprint, digests in base64.
+    if (l.v === 2 && l.type === 'key_event') {
+      return {
+        index: Number(r.idx),
+        ...l,
+        epochId: l.epoch,
+        actor: l.actor === 'system' ? { role: 'system', name: 'paylog' } : { role: l.actor.role, name: l.actor.name, certificateFingerprint: `sha256:${Buffer.from(l.actor.cert).toString('hex')}` },
+        ...(l.wrappedKeySha256 ? { wrappedKeySha256: Buffer.from(l.wrappedKeySha256).toString('base64') } : {}),
+        ...(l.policy ? { policy: `PAYLOG_RETENTION=${l.policy.retention}` } : {}),
+      };
+    }
+    if (l.v === 2 && l.type === 'transaction') {
+      return { index: Number(r.idx), ...l, transactionId: l.id, envelope: { epochId: l.env.ep, kmsKeyId: l.env.kms } };
+    }
+    return { index: Number(r.idx), ...l };
+  });
+}
+async function submit(t: TestPaylog, overrides: Record<string, unknown> = {}) {
+  const body = cardTransaction(overrides);
+  const r = await t.call('checkout', 'POST', '/v1/transactions', body);
+  expect(r.status, r.text).toBe(201);
+  return body.transactionId as string;
+}
+const release = (t: TestPaylog, id: string, who: 'processor-acme' | 'processor-globex' = 'processor-acme') =>
+  t.call(who, 'POST', `/v1/transactions/${id}/release`, { purpose: 'capture' });
+const adminArgs = (t: TestPaylog) => {
+  const a = t.paylog.devPki!.principals.admin!;
+  return ['--url', t.paylog.url, '--cacert', t.paylog.devPki!.caPath, '--cert', a.certPath, '--key', a.keyPath];
+};
+const auditorArgs = (t: TestPaylog) => {
+  const a = t.paylog.devPki!.principals.auditor!;
+  return ['--url', t.paylog.url, '--cacert', t.paylog.devPki!.caPath, '--cert', a.certPath, '--key', a.keyPath];
+};
+
+describe('early shred of one transaction and the key-destruction role', () => {
+  let t: TestPaylog;
+  beforeAll(async () => {
+    t = await startTestPaylog();
+  });
+  afterAll(async () => t?.stop());
+
+  it('admin shred → GET shows shredded, release is 410 DATA_SHREDDED and logged; the event names the admin certificate', async () => {
+    const id = await submit(t);
+    const keep = await submit(t);
+    expect((await t.call('checkout', 'POST', `/v1/admin/transactions/${id}/shred`, { reason: 'customer request' })).status).toBe(403);
+    expect((await t.call('admin', 'POST', `/v1/admin/transactions/${id}/shred`, {})).status).toBe(422);
+    const s = await t.call('admin', 'POST', `/v1/admin/transactions/${id}/shred`, { reason: 'customer request' });
+    expect(s.status, s.text).toBe(200);
+    const g = await t.call('checkout', 'GET', `/v1/transactions/${id}`);
+    expect(g.json.shredded).toBe(true);
+    expect(g.text).not.toContain('4111111111111111');
+    expect((await t.call('checkout', 'GET', `/v1/transactions/${keep}`)).json.shredded).toBe(false);
+    const r = await release(t, id);
+    expect(r.status).toBe(410);
+    expect(r.json.error.code).toBe('DATA_SHREDDED');
+    expect(r.text).not.toContain('4111111111111111');
+    expect((await release(t, keep)).status).toBe(200);
+    const ls = await leaves(t.databaseUrl);
+    const ev = ls.find((l) => l.type === 'key_event' && l.event === 'transaction_shredded' && l.transactionId === id);
+    expect(ev.actor).toMatchObject({ role: 'admin', name: 'admin' });
+    expect(ev.actor.certificateFingerprint).toMatch(/^sha256:/);
+    expect(ev.reason).toBe('customer request');
+    const denied = ls.filter((l) => l.type === 'access' && l.transactionId === id);
+    expect(denied.at(-1)).toMatchObject({ outcome: 'denied', reason: 'DATA_SHREDDED' });
+    expect(ev.index).toBeLessThan(denied.at(-1).index);
+    const [dk] = await query(t.databaseUrl, 'SELECT wrapped_key, shredded_at FROM data_keys WHERE transaction_id = $1', [id]);
+    expect(dk.wrapped_key).toBeNull();
+    expect(dk.shredded_at).not.toBeNull();
+  });
+
+  it('the runtime role cannot replace or destroy key material; paylog_keys can, and cannot touch the log', async () => {
+    await withClient(t.databaseUrl, async (c) => {
+      await c.query('SET ROLE paylog_app');
+      for (const sql of ['UPDATE data_keys SET wrapped_key = NULL', 'UPDATE key_epochs SET wrapped_private_key = NULL', 'DELETE FROM data_keys', 'DELETE FROM key_epochs']) {
+        await expect(c.query(sql)).rejects.toMatchObject({ code: '42501' });
+      }
+      await c.query('RESET ROLE');
+      await c.query('SET ROLE paylog_keys');
+      await expect(c.query('DELETE FROM data_keys')).rejects.toMatchObject({ code: '42501' });
+      await expect(c.query("INSERT INTO log_entries (idx, entry_type, leaf) VALUES (999999, 'x', '\\x00')")).rejects.toMatchObject({ code: '42501' });
+      await c.query('BEGIN');
+      await c.query('UPDATE data_keys SET shredded_at = shredded_at'); // allowed (column grant)
+      await c.query('ROLLBACK');
+    });
+  });
+});
+
+describe('rewrap: batched, killed halfway, resumed', () => {
+  it('npm run keys -- rewrap, killed after its first batch and rerun, leaves every key under the new KMS key, once', { timeout: 240_000 }, async () => {
+    const databaseUrl = await newTestDatabase();
+    const dataDir = mkdtempSync(join(tmpdir(), 'paylog-rewrap-'));
+    const v1 = await startTestPaylog({ databaseUrl, dataDir, env: { PAYLOG_KEY_MODE: 'per-transaction' } });
+    const v1Ids = [await submit(v1), await submit(v1)];
+    await v1.paylog.close();
+    const t = await startTestPaylog({ databaseUrl, dataDir });
+    try {
+      const ids = [await submit(t), await submit(t, { processor: 'globex' })];
+      for (let i = 0; i < 3; i++) expect((await t.call('admin', 'POST', '/v1/admin/keys/rotate', { processor: 'acme' })).status).toBe(200);
+      ids.push(await submit(t));
+      const target = await t.paylog.kms.ensureKey('paylog-rewrap-target', 'SYMMETRIC_DEFAULT');
+      const [{ n: keysTotal }] = await query(databaseUrl, 'SELECT (SELECT count(*) FROM key_epochs) + (SELECT count(*) FROM data_keys WHERE kms_key_id IS NOT NULL) AS n');
+      expect(Number(keysTotal)).toBe(5 + 2);
+
+      // First run: its second batch is held up by a row lock on the third epoch (in batch 2),
+      // and the command is killed (SIGKILL) as soon as it has reported its first batch.
+      await withClient(databaseUrl, async (lock) => {
+        await lock.query('BEGIN');
+        await lock.query("SELECT 1 FROM key_epochs WHERE epoch_id = 'acme/2026-12/2' FOR UPDATE");
+        await new Promise<void>((resolve, reject) => {
+          // One process (node --import tsx), so SIGKILL really ends the command.
+          const p = spawn(process.execPath, ['--import', 'tsx', 'scripts/keys.ts', 'rewrap', '--to', target, '--batch', '2', ...adminArgs(t)], { stdio: ['ignore', 'pipe', 'pipe'] });
+          p.stderr.on('data', (d) => {
+            if (String(d).includes('rewrap:')) p.kill('SIGKILL');
+          });
+          p.on('error', reject);
+          p.on('exit', () => resolve());
+        });
+        await lock.query('ROLLBACK');
+      });
+      // The batch that was in flight in the service finishes on its own.
+      for (let i = 0; i < 100; i++) {
+        const [{ n }] = await query(databaseUrl, 'SELECT count(*)::int AS n FROM key_epochs WHERE kms_key_id = $1', [target]);
+        if (n >= 4) break;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      const [{ n: left }] = await query(databaseUrl, 'SELECT (SELECT count(*) FROM key_epochs WHERE kms_key_id <> $1) + (SELECT count(*) FROM data_keys WHERE kms_key_id <> $1) AS n', [target]);
+      expect(Number(left)).toBeGreaterThan(0);
+      expect(Number(left)).toBeLessThan(7);
+
+      const second = await runScript('keys', ['rewrap', '--to', target, '--batch', '2', ...adminArgs(t)]);
+      expect(second.code, second.stderr).toBe(0);
+      expect(JSON.parse(second.stdout)).toMatchObject({ done: true, to: target });
+      const rows = await query(databaseUrl, 'SELECT kms_key_id FROM key_epochs UNION ALL SELECT kms_key_id FROM data_keys WHERE kms_key_id IS NOT NULL');
+      expect(rows.every((r) => r.kms_key_id === target)).toBe(true);
+      // One key event per epoch rewrapped (+ one per v1 batch), at most one batch redone.
+      const ls = await leaves(databaseUrl);
+      const events = ls.filter((l) => l.type === 'key_event' && l.event === 'epoch_rewrapped');
+      const epochEvents = events.filter((l) => l.epochId);
+      expect(new Set(epochEvents.map((e) => e.epochId)).size).toBe(5);
+      expect(epochEvents.length).toBeLessThanOrEqual(5 + 2);
+      // The rows hold what the last event for each epoch committed to.
+      const epochRows = await query(databaseUrl, "SELECT epoch_id, encode(wrapped_key_sha256, 'base64') AS h FROM key_epochs");
+      for (const r of epochRows) expect(epochEvents.filter((e) => e.epochId === r.epoch_id).at(-1).wrappedKeySha256).toBe(r.h);
+      // Everything still opens, through the new KMS key.
+      for (const id of [...v1Ids, ids[0]!, ids[2]!]) expect((await release(t, id)).status).toBe(200);
+      expect((await release(t, ids[1]!, 'processor-globex')).status).toBe(200);
+      const status = await runScript('keys', ['status', ...adminArgs(t)]);
+      expect(status.code).toBe(0);
+      const st = JSON.parse(status.stdout);
+      expect(st.epochs.filter((e: any) => e.state === 'active').length).toBe(2);
+      expect(st.epochs.every((e: any) => e.kmsKeyId === target)).toBe(true);
+    } finally {
+      await t.stop();
+      rmSync(dataDir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('retention by crypto-shredding, and a backup taken before the shred', () => {
+  let dir: string;
+  let now = new Date(Date.UTC(2026, 0, 1, 10, 30));
+  const env = { PAYLOG_KEY_EPOCH: 'hour', PAYLOG_RETENTION: 'PT2H' };
+  let oldIds: string[] = [];
+  let newIds: string[] = [];
+  let backup: string;
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'paylog-retention-'));
+    backup = mkdtempSync(join(tmpdir(), 'paylog-backup-'));
+  });
+  afterAll(() => {
+    rmSync(dir, { recursive: true, force: true });
+    rmSync(backup, { recursive: true, force: true });
+  });
+
+  it('shreds exactly the expired epochs; dry run changes nothing; verify-log passes; release is 410', { timeout: 240_000 }, async () => {
+    let t = await startTestPaylog({ embedded: true, dataDir: dir, env, clock: () => now });
+    oldIds = [await submit(t), await submit(t, { processor: 'globex' })];
+    now = new Date(Date.UTC(2026, 0, 1, 11, 30));
+    newIds = [await submit(t), await submit(t, { processor: 'globex' })];
+    await t.paylog.close();
+    // Backup: the stopped cluster's files only (the KMS key store stays out of it).
+    copyPreserving(join(dir, 'pg'), join(backup, 'pg'));
+    now = new Date(Date.UTC(2026, 0, 1, 13, 5)); // cutoff = 11:05: the 10:00–11:00 period has expired, 11:00–12:00 not
+    t = await startTestPaylog({ embedded: true, dataDir: dir, env, clock: () => now });
+    try {
+      const dry = await runScript('retention', ['apply', '--dry-run', ...adminArgs(t)]);
+      expect(dry.code, dry.stderr).toBe(0);
+      const dr = JSON.parse(dry.stdout);
+      expect(dr.dryRun).toBe(true);
+      expect(dr.epochs.map((e: any) => e.epochId).sort()).toEqual(['acme/2026-01-01T10/0', 'globex/2026-01-01T10/0']);
+      expect((await release(t, oldIds[0]!)).status).toBe(200); // nothing shredded by a dry run
+
+      const run = await runScript('retention', ['apply', ...adminArgs(t)]);
+      expect(run.code, run.stderr).toBe(0);
+      const rep = JSON.parse(run.stdout);
+      expect(rep).toMatchObject({ policy: 'PAYLOG_RETENTION=PT2H', cutoff: '2026-01-01T11:05:00.000Z', dryRun: false });
+      expect(rep.epochs.map((e: any) => e.epochId).sort()).toEqual(['acme/2026-01-01T10/0', 'globex/2026-01-01T10/0']);
+      expect(rep.periods).toHaveLength(1);
+      expect(rep.periods[0].scheduledDeletion).not.toBeNull();
+
+      const r = await release(t, oldIds[0]!);
+      expect(r.status).toBe(410);
+      expect(r.json.error.code).toBe('DATA_SHREDDED');
+      expect((await release(t, oldIds[1]!, 'processor-globex')).status).toBe(410);
+      expect((await t.call('auditor', 'GET', `/v1/transactions/${oldIds[0]}`)).json.shredded).toBe(true);
+      expect((await release(t, newIds[0]!)).status).toBe(200);
+      expect((await release(t, newIds[1]!, 'processor-globex')).status).toBe(200);
+      // The period's KMS key is pending deletion, as KMS would have it.
+      const [p] = await query(t.databaseUrl, "SELECT kms_key_id, state FROM key_periods WHERE period_start = '2026-01-01T10:00:00Z'");
+      expect(p.state).toBe('pending_deletion');
+      expect(await t.paylog.kms.keyState(p.kms_key_id)).toBe('PendingDeletion');
+      // Each shredded epoch and the run itself are leaves committed before the change; the log verifies.
+      const ls = await leaves(t.databaseUrl);
+      const shredded = ls.filter((l) => l.type === 'key_event' && l.event === 'epoch_shredded');
+      expect(shredded.map((l) => l.epochId).sort()).toEqual(['acme/2026-01-01T10/0', 'globex/2026-01-01T10/0']);
+      expect(shredded.every((l) => l.policy === 'PAYLOG_RETENTION=PT2H' && l.actor.role === 'admin')).toBe(true);
+      expect(ls.some((l) => l.type === 'key_event' && l.event === 'retention_run' && l.index === rep.logIndex)).toBe(true);
+      // Access entries are never shredded.
+      expect(ls.filter((l) => l.type === 'access' && l.transactionId === oldIds[0]).length).toBe(2);
+      await t.paylog.checkpoints.publish();
+      const v = await runScript('verify-log', [...auditorArgs(t), '--json']);
+      expect(v.code, v.stdout + v.stderr).toBe(0);
+    } finally {
+      await t.paylog.close();
+    }
+  });
+
+  it('the pre-shred backup, served by a fresh paylog with the same KMS, cannot release the shredded transactions', async () => {
+    // The restored data dir: backup cluster files + the live KMS key store (same KMS) + the PKI.
+    cpSync(join(dir, 'kms'), join(backup, 'kms'), { recursive: true });
+    cpSync(join(dir, 'pki'), join(backup, 'pki'), { recursive: true });
+    const t = await startTestPaylog({ embedded: true, dataDir: backup, env, clock: () => now });
+    try {
+      // The backup still holds the epoch's wrapped private key and calls it active ...
+      const [e] = await query(t.databaseUrl, "SELECT wrapped_private_key IS NOT NULL AS has, shredded_at FROM key_epochs WHERE epoch_id = 'acme/2026-01-01T10/0'");
+      expect(e).toMatchObject({ has: true, shredded_at: null });
+      // ... but KMS refuses to unwrap it: the period's KMS key is pending deletion.
+      const r = await release(t, oldIds[0]!);
+      expect(r.status).toBe(410);
+      expect(r.json.error.code).toBe('DATA_SHREDDED');
+      expect(r.text).not.toContain('4111111111111111');
+      expect((await release(t, oldIds[1]!, 'processor-globex')).status).toBe(410);
+      expect((await release(t, newIds[0]!)).status).toBe(200);
+    } finally {
+      await t.paylog.close();
+    }
+  });
+});

@@ -35,6 +35,7 @@ export {
   type TransactionLeafInput,
   type TransactionServedView,
   type KeyReference,
+  type LeafEnvelope,
   type MaskedPaymentMethodV2,
 } from './leaf/transaction.js';
 export { accessLeafV2, accessLeafV2Schema, accessViewFromLeaf, type AccessLeafV2, type AccessLeafInput, type AccessServedView } from './leaf/access.js';

@@ -60,18 +60,8 @@ export interface ReleaseResult {
   accessLogIndex: number;
 }
 
-export interface AccessView {
-  logIndex: number;
-  transactionId: string;
-  action: string;
-  principal: { role: string; name: string; certificateFingerprint: string };
-  purpose: string | null;
-  reference: string | null;
-  outcome: string;
-  reason: string | null;
-  sourceAddress: string;
-  time: string;
-}
+/** One access entry as served: the view decoded from its leaf, and where it is in the log. */
+export type AccessView = AccessServedView & { logIndex: number };
 
 export interface ReleaseDeps {
   database: AppDatabase;

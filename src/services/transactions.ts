@@ -28,6 +28,7 @@ import {
   transactionLeafV2,
   transactionViewFromLeaf,
   type KeyReference,
+  type LeafEnvelope,
   type TransactionServedView,
 } from '../log/leaf.js';
 import { hashLeaf } from '../log/merkle.js';
@@ -93,15 +94,7 @@ export interface TransactionRecord {
   leafFormat: number;
   view: TransactionServedView;
   createdAt: Date;
-  envelope: {
-    version: number;
-    key: KeyReference;
-    salt: Buffer;
-    iv: Buffer;
-    ciphertext: Buffer;
-    tag: Buffer;
-    keyCommitment: Buffer;
-  };
+  envelope: Omit<LeafEnvelope, 'wrappedKeySha256'>;
 }
 
 const sha256b64 = (b: Uint8Array) => createHash('sha256').update(b).digest('base64');

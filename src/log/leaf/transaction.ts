@@ -164,8 +164,8 @@ export function transactionViewFromLeaf(l: TransactionLeafV2): TransactionServed
   };
 }
 
-/** The sealed record a v2 leaf carries, in the shape `src/crypto/envelope.ts` opens. */
-export function envelopeFromLeaf(l: TransactionLeafV2): {
+/** The sealed record a v2 leaf carries (the wrapped key itself lives beside the log). */
+export interface LeafEnvelope {
   version: number;
   key: KeyReference;
   salt: Buffer;
@@ -174,7 +174,10 @@ export function envelopeFromLeaf(l: TransactionLeafV2): {
   tag: Buffer;
   keyCommitment: Buffer;
   wrappedKeySha256: Buffer;
-} {
+}
+
+/** The sealed record a v2 leaf carries, in the shape `src/crypto/envelope.ts` opens. */
+export function envelopeFromLeaf(l: TransactionLeafV2): LeafEnvelope {
   const b = (x: Uint8Array) => Buffer.from(x.buffer, x.byteOffset, x.byteLength);
   return {
     version: l.env.v,

@@ -4,6 +4,11 @@
  * port) or answer HTTP 500. For each fault: submissions and releases are answered 503 with
  * Retry-After within the request budget, nothing is half-written, /readyz turns 503, and once
  * KMS answers again /readyz is 200 and submissions are acknowledged again.
+ *
+ * The service runs with PAYLOG_KEY_MODE=per-transaction, where every submission (GenerateDataKey)
+ * and every release (Decrypt) calls KMS. In the default hierarchical mode a submission needs no
+ * KMS call at all (test/key-epochs.test.ts counts them) and a release calls KMS only on an
+ * epoch-cache miss, so a KMS outage does not stop submissions.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -60,6 +65,7 @@ beforeAll(async () => {
       PAYLOG_REQUEST_TIMEOUT_MS: String(REQUEST_TIMEOUT_MS),
       PAYLOG_RELEASE_RATE_PER_MINUTE: '100000',
       PAYLOG_LOG_LEVEL: 'warn',
+      PAYLOG_KEY_MODE: 'per-transaction',
     },
   });
   released = cardTransaction();

@@ -23,6 +23,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { Agent, request as httpsRequest } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { BENCH_TEST_PAN } from './bench/throughput.js';
 import { fileURLToPath } from 'node:url';
 import { randomBytes } from 'node:crypto';
 import { isDeepStrictEqual } from 'node:util';
@@ -147,7 +148,7 @@ const makeBody = () => ({
   transactionId: `drill-${randomBytes(8).toString('hex')}`,
   processor: 'acme',
   amount: { value: 1000 + Math.floor(Math.random() * 9000), currency: 'EUR' },
-  paymentMethod: { type: 'card', pan: '4111111111111111', expiryMonth: 12, expiryYear: new Date().getUTCFullYear() + 3, holderName: 'Drill Customer' },
+  paymentMethod: { type: 'card', pan: BENCH_TEST_PAN, expiryMonth: 12, expiryYear: new Date().getUTCFullYear() + 3, holderName: 'Drill Customer' },
 });
 
 // ------------------------------------------------------------------ the faults

@@ -62,7 +62,11 @@ export async function startService(opts: { env?: Record<string, string>; progres
   const childEnv: NodeJS.ProcessEnv = { ...process.env, ...env };
   for (const k of ['DATABASE_URL', 'PAYLOG_APP_DATABASE_URL', 'AWS_ENDPOINT_URL_KMS', 'AWS_REGION']) delete childEnv[k];
 
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
+  // BENCH_CPU_PROF_DIR=<dir>: the child (and its cluster workers, which inherit execArgv) write V8
+  // CPU profiles there on exit — the way the issue's "CPU profile at concurrency 32" was taken.
+  const profDir = process.env.BENCH_CPU_PROF_DIR;
+  const profArgs = profDir ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`] : [];
+  const child = spawn(process.execPath, [...profArgs, '--import', 'tsx', 'src/main.ts'], {
     cwd: REPO_ROOT,
     env: childEnv,
     stdio: ['ignore', 'ignore', 'pipe'],

@@ -43,9 +43,8 @@ const HASH_BYTES = 32;
 const MODE_BASE = 0x00;
 
 const HPKE_V1 = Buffer.from('HPKE-v1', 'ascii');
-// RFC 5869 / RFC 8410: fixed DER prefixes around a raw X25519 key.
+// RFC 5958 / RFC 8410: the fixed PKCS#8 DER prefix around a raw X25519 private key.
 const X25519_PKCS8_PREFIX = Buffer.from('302e020100300506032b656e04220420', 'hex');
-const X25519_SPKI_PREFIX = Buffer.from('302a300506032b656e032100', 'hex');
 
 export class HpkeError extends Error {
   override readonly name = 'HpkeError';
@@ -98,13 +97,20 @@ export function labeledExpand(suiteId: Buffer, prk: Buffer, label: string, info:
   return expand(prk, labeledInfo, length);
 }
 
+/**
+ * Raw X25519 public keys go in and out of node:crypto as JWK (`x`, RFC 8037 §2): OpenSSL 3's
+ * DER decoders cost ~0.3–0.8 ms per key on this machine, the raw JWK path ~10 µs. A public key
+ * is not secret, so the transient base64url string costs nothing.
+ */
 function publicKeyObject(raw: Buffer): KeyObject {
   if (!Buffer.isBuffer(raw) || raw.length !== X25519_KEY_BYTES) throw new HpkeError('X25519 public key must be 32 bytes');
-  return createPublicKey({ key: Buffer.concat([X25519_SPKI_PREFIX, raw]), format: 'der', type: 'spki' });
+  return createPublicKey({ key: { kty: 'OKP', crv: 'X25519', x: raw.toString('base64url') }, format: 'jwk' });
 }
 
 function rawPublicKey(key: KeyObject): Buffer {
-  return Buffer.from(key.export({ format: 'der', type: 'spki' }).subarray(X25519_SPKI_PREFIX.length));
+  const x = key.export({ format: 'jwk' }).x;
+  if (typeof x !== 'string') throw new HpkeError('X25519 key has no public value');
+  return Buffer.from(x, 'base64url');
 }
 
 /** An X25519 public key (raw 32 bytes) with its parsed KeyObject, parsed once and reused. */
@@ -116,33 +122,39 @@ export class X25519PublicKey {
 }
 
 /**
- * An X25519 private key as a material object: it owns its 32 raw bytes and zeroes them in
- * {@link destroy}; after that every use throws. A node KeyObject is built per use from a
- * temporary DER buffer that is zeroed at once (OpenSSL clears its copy when the KeyObject is
- * freed), so no long-lived copy exists outside this object.
+ * An X25519 private key as a material object. It owns its raw bytes (when built from them) and
+ * the node KeyObject parsed from them once; {@link destroy} zeroes the bytes and drops the
+ * KeyObject, and after that every use throws. OpenSSL's copy inside the KeyObject is cleared by
+ * OpenSSL when the object is freed (node offers no eager free), so a destroyed key's last copy
+ * lives at most until the next garbage collection. The raw bytes never pass through a JS string.
+ *
+ * A key from {@link generate} (HPKE's ephemeral key, a new epoch key) starts as a KeyObject only:
+ * its raw bytes exist only if {@link exportRaw} is asked for them.
  */
 export class X25519PrivateKey {
-  private readonly secret: Buffer;
+  private secret: Buffer | null;
+  private handle: KeyObject | null;
   private destroyed = false;
   /** The matching public key (RFC 7748 §6.1: X25519(sk, 9)). */
   readonly publicKey: Buffer;
 
-  /** Takes ownership of `raw` (the caller must not keep or reuse it). */
-  constructor(raw: Buffer) {
-    if (!Buffer.isBuffer(raw) || raw.length !== X25519_KEY_BYTES) throw new HpkeError('X25519 private key must be 32 bytes');
-    this.secret = raw;
-    this.publicKey = rawPublicKey(createPublicKey(this.keyObject()));
+  /** Takes ownership of `raw` (the caller must not keep or reuse it), or of a private x25519 KeyObject. */
+  constructor(raw: Buffer | KeyObject) {
+    if (Buffer.isBuffer(raw)) {
+      if (raw.length !== X25519_KEY_BYTES) throw new HpkeError('X25519 private key must be 32 bytes');
+      this.secret = raw;
+      this.handle = privateKeyObject(raw);
+    } else {
+      if (raw.type !== 'private' || raw.asymmetricKeyType !== 'x25519') throw new HpkeError('not an X25519 private key');
+      this.secret = null;
+      this.handle = raw;
+    }
+    this.publicKey = rawPublicKey(createPublicKey(this.handle));
   }
 
   /** A fresh random key pair (RFC 9180 §7.1.3 GenerateKeyPair). */
   static generate(): X25519PrivateKey {
-    const { privateKey } = generateKeyPairSync('x25519');
-    const der = privateKey.export({ format: 'der', type: 'pkcs8' });
-    try {
-      return new X25519PrivateKey(Buffer.from(der.subarray(X25519_PKCS8_PREFIX.length)));
-    } finally {
-      der.fill(0);
-    }
+    return new X25519PrivateKey(generateKeyPairSync('x25519').privateKey);
   }
 
   /** RFC 9180 §7.1.3 DeriveKeyPair(ikm) for DHKEM(X25519, HKDF-SHA256) (test vectors). */
@@ -161,35 +173,44 @@ export class X25519PrivateKey {
 
   /** A copy of the raw private key (for wrapping under KMS); the caller zeroes it. */
   exportRaw(): Buffer {
-    this.assertLive();
-    return Buffer.from(this.secret);
+    const handle = this.live();
+    if (this.secret) return Buffer.from(this.secret);
+    const der = handle.export({ format: 'der', type: 'pkcs8' });
+    try {
+      return Buffer.from(der.subarray(X25519_PKCS8_PREFIX.length));
+    } finally {
+      der.fill(0);
+    }
   }
 
   /** X25519(sk, peer): the caller zeroes the result. Throws on an all-zero output (RFC 9180 §7.1.4). */
   dh(peer: KeyObject): Buffer {
-    const shared = diffieHellman({ privateKey: this.keyObject(), publicKey: peer });
+    const shared = diffieHellman({ privateKey: this.live(), publicKey: peer });
     if (shared.every((b) => b === 0)) throw new HpkeError('X25519 produced the all-zero value');
     return shared;
   }
 
-  /** Zeroes the key bytes. Idempotent. */
+  /** Zeroes the key bytes and drops the KeyObject. Idempotent. */
   destroy(): void {
-    this.secret.fill(0);
+    this.secret?.fill(0);
+    this.secret = null;
+    this.handle = null;
     this.destroyed = true;
   }
 
-  private assertLive(): void {
-    if (this.destroyed) throw new HpkeError('private key material has been destroyed');
+  private live(): KeyObject {
+    if (this.destroyed || !this.handle) throw new HpkeError('private key material has been destroyed');
+    return this.handle;
   }
+}
 
-  private keyObject(): KeyObject {
-    this.assertLive();
-    const der = Buffer.concat([X25519_PKCS8_PREFIX, this.secret]);
-    try {
-      return createPrivateKey({ key: der, format: 'der', type: 'pkcs8' });
-    } finally {
-      der.fill(0);
-    }
+/** The KeyObject for raw private bytes, through a temporary PKCS#8 DER buffer zeroed at once. */
+function privateKeyObject(raw: Buffer): KeyObject {
+  const der = Buffer.concat([X25519_PKCS8_PREFIX, raw]);
+  try {
+    return createPrivateKey({ key: der, format: 'der', type: 'pkcs8' });
+  } finally {
+    der.fill(0);
   }
 }
 

@@ -3,17 +3,20 @@
  * the src/log code they share with the tests) into one dependency-free ES module,
  * dist/paylog-verify.mjs, for Node 20 or newer. An auditor needs only that file, the CA
  * certificate, an auditor certificate and key, and the log's verifier key.
+ * `--outfile <path>` writes the bundle elsewhere (tests build their own copy side by side).
  */
 import { build } from 'esbuild';
 import { fileURLToPath } from 'node:url';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 export const VERIFIER_OUTFILE = 'dist/paylog-verify.mjs';
+const at = process.argv.indexOf('--outfile');
+const outfile = at >= 0 && process.argv[at + 1] ? process.argv[at + 1]! : VERIFIER_OUTFILE;
 
 await build({
   absWorkingDir: root,
   entryPoints: ['scripts/paylog-verify.ts'],
-  outfile: VERIFIER_OUTFILE,
+  outfile,
   bundle: true,
   platform: 'node',
   format: 'esm',
@@ -23,4 +26,4 @@ await build({
   banner: { js: "#!/usr/bin/env node\nimport { createRequire as __paylogCreateRequire } from 'node:module';\nconst require = __paylogCreateRequire(import.meta.url);" },
   logLevel: 'warning',
 });
-process.stdout.write(`wrote ${VERIFIER_OUTFILE}\n`);
+process.stdout.write(`wrote ${outfile}\n`);

@@ -13,6 +13,7 @@ import { cardTransaction, newTestDatabase, startTestPaylog, type TestPaylog } fr
 import { query, withClient } from './helpers/db.js';
 import { runScript } from './helpers/cli.js';
 import { decodeLeaf } from '../src/log/leaf.js';
+import { expectedRanges, transactionLeaves } from './helpers/shred.js';
 
 /** `cp -a`: the cluster's files keep their owner and modes (the server may run as another OS user). */
 function copyPreserving(from: string, to: string): void {
@@ -91,6 +92,36 @@ describe('early shred of one transaction and the key-destruction role', () => {
     const [dk] = await query(t.databaseUrl, 'SELECT wrapped_key, shredded_at FROM data_keys WHERE transaction_id = $1', [id]);
     expect(dk.wrapped_key).toBeNull();
     expect(dk.shredded_at).not.toBeNull();
+
+    // verify-log still verifies everything and names the shredded transaction's log index, from the leaves alone.
+    const at = ls.find((l) => l.type === 'transaction' && l.transactionId === id).index as number;
+    await t.paylog.checkpoints.publish();
+    const v = await runScript('verify-log', [...auditorArgs(t), '--json']);
+    expect(v.code, v.stdout + v.stderr).toBe(0);
+    const rep = JSON.parse(v.stdout);
+    expect(rep.ok).toBe(true);
+    expect(rep.shredded.ranges).toEqual([[at, at]]);
+    expect(rep.shredded.transactions).toBe(1);
+    expect(ev.epoch).toMatch(/^acme\//); // hierarchical mode: the leaf names the epoch too
+    expect(rep.shredded.events).toEqual([
+      { index: ev.index, event: 'transaction_shredded', time: new Date(ev.time).toISOString(), actor: 'admin:admin', transactionId: id, epoch: ev.epoch, reason: 'customer request', transactions: 1, ranges: [[at, at]] },
+    ]);
+    // The human report, and the bundled standalone verifier built from the same code, say the same.
+    const human = await runScript('verify-log', auditorArgs(t));
+    expect(human.code).toBe(0);
+    expect(human.stdout).toContain(`shredded:   1 transaction at log indices [[${at},${at}]]`);
+    expect(human.stdout).toContain(`index ${ev.index} transaction_shredded ${id}`);
+    const dir = mkdtempSync(join(tmpdir(), 'paylog-bundle-'));
+    try {
+      const bundle = join(dir, 'paylog-verify.mjs');
+      const built = await runScript('build-verifier', ['--outfile', bundle]);
+      expect(built.code, built.stderr).toBe(0);
+      const b = await runScript('verify-log', [...auditorArgs(t), '--json'], { bin: process.execPath, cwd: process.cwd(), script: bundle });
+      expect(b.code, b.stdout + b.stderr).toBe(0);
+      expect(JSON.parse(b.stdout).shredded).toEqual(rep.shredded);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('the runtime role cannot replace or destroy key material; paylog_keys can, and cannot touch the log', async () => {
@@ -245,6 +276,25 @@ describe('retention by crypto-shredding, and a backup taken before the shred', (
       await t.paylog.checkpoints.publish();
       const v = await runScript('verify-log', [...auditorArgs(t), '--json']);
       expect(v.code, v.stdout + v.stderr).toBe(0);
+      // ... and reports exactly the expired epochs' transactions as shredded ranges, with each shred's policy and time.
+      const gone = new Set(['acme/2026-01-01T10/0', 'globex/2026-01-01T10/0']);
+      const txs = await transactionLeaves(t.databaseUrl);
+      const oldIdx = txs.filter((x) => oldIds.includes(x.id)).map((x) => x.index);
+      expect(oldIdx).toHaveLength(2);
+      const want = expectedRanges(txs, (x) => x.epoch !== undefined && gone.has(x.epoch));
+      expect(want.flat().length).toBeGreaterThan(0);
+      const vr = JSON.parse(v.stdout);
+      expect(vr.shredded.ranges).toEqual(want);
+      expect(vr.shredded.transactions).toBe(2);
+      for (const i of oldIdx) expect(vr.shredded.ranges.some(([a, b]: number[]) => a! <= i && i <= b!)).toBe(true);
+      for (const x of txs.filter((x) => newIds.includes(x.id))) expect(vr.shredded.ranges.some(([a, b]: number[]) => a! <= x.index && x.index <= b!)).toBe(false);
+      const evs = vr.shredded.events.filter((e: any) => e.event === 'epoch_shredded');
+      expect(evs.map((e: any) => e.epoch).sort()).toEqual([...gone].sort());
+      for (const e of evs) {
+        const leaf = shredded.find((l) => l.epochId === e.epoch);
+        expect(e).toMatchObject({ index: leaf.index, time: new Date(leaf.time).toISOString(), actor: 'admin:admin', transactions: 1, policy: { retention: 'PT2H', asOf: '2026-01-01T13:05:00.000Z', cutoff: '2026-01-01T11:05:00.000Z' } });
+      }
+      expect(vr.shredded.events.find((e: any) => e.event === 'retention_run')).toMatchObject({ index: rep.logIndex, transactions: 0, policy: { retention: 'PT2H' } });
     } finally {
       await t.paylog.close();
     }

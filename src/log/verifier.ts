@@ -14,6 +14,8 @@
  *      leaf format v1, no string that looks like a primary account number;
  *   4. the RFC 9162 §2.1.1 root rebuilt from all leaves equals the signed root; when it does not,
  *      {@link locateFirstBadIndex} names the first entry that differs from the signed tree.
+ * It also reports (never fails on) which log indices hold transactions whose key material was
+ * shredded, from the leaves alone (`shredded`, see ./shred-report.ts).
  */
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
@@ -25,6 +27,7 @@ import { hashChildren, hashLeaf, StreamingTreeBuilder, verifyConsistency } from 
 import { parseVerifierKey, type NoteVerifier } from './note.js';
 import { checkWitnessPolicy, type WitnessPolicy } from './witness/policy.js';
 import { containsPanLikeIdentifier, containsPanLikeNumber, mayHoldPan } from '../validation/identifiers.js';
+import { formatShredReport, ShredLedger, type ShredReport } from './shred-report.js';
 
 // The PAN detector is the one validation uses (src/validation/identifiers.ts): same NFKC folding,
 // same separators, same lengths. Re-exported for the scripts and tests that import it from here.
@@ -169,6 +172,12 @@ export interface VerifyReport {
   firstBadIndex?: number;
   /** The state to save when `ok` (never saved otherwise). */
   newState?: VerifierState;
+  /**
+   * Transactions whose key material was shredded (retention, early shred), derived from the
+   * leaves verified: log index ranges and each shred event with its policy and time. Present
+   * whenever every entry was streamed.
+   */
+  shredded?: ShredReport;
 }
 
 /** Fetches an RFC 9162 §2.1.3 audit path (leaf to root) for `index` in the tree of `treeSize`. */
@@ -628,6 +637,7 @@ export async function verifyLog(input: VerifyLogInput): Promise<VerifyReport> {
   // leaves are right and the stored nodes (which proofs are built from) are wrong. When the root
   // differs, the leaves are wrong and the bad entry is located from proofs instead.
   const nodeFailures = new NodeFailures();
+  const shreds = new ShredLedger();
   const checkPrefix = (): void => {
     const t = prefixes.get(builder.size);
     if (t !== undefined && !builder.root().equals(t.root)) {
@@ -656,6 +666,7 @@ export async function verifyLog(input: VerifyLogInput): Promise<VerifyReport> {
       if ('failure' in checked) rb.fail(checked.failure);
       else {
         leafTypes[checked.leaf.type] = (leafTypes[checked.leaf.type] ?? 0) + 1;
+        shreds.observe(e.index, checked.leaf);
         const stored = e.storedCiphertextSha256;
         if (stored !== undefined && checked.leaf.type === 'transaction' && checked.leaf.v === 1 && stored !== checked.leaf.envelope.ciphertextSha256) {
           rb.fail({ code: 'CIPHERTEXT_MISMATCH', index: e.index, message: `entry ${e.index}: stored ciphertext does not match the digest its leaf commits to` });
@@ -709,7 +720,7 @@ export async function verifyLog(input: VerifyLogInput): Promise<VerifyReport> {
     });
   }
 
-  const final = report({ ...head, entriesVerified: builder.size, previous });
+  const final = report({ ...head, entriesVerified: builder.size, previous, ...(structuralFailure ? {} : { shredded: shreds.report() }) });
   if (final.ok) {
     final.newState = {
       version: STATE_VERSION,
@@ -734,6 +745,7 @@ export function formatReport(r: VerifyReport): string {
   if (r.verifiedKeys.length > 0) lines.push(`  signed by:  ${r.verifiedKeys.join(', ')}`);
   lines.push(`  entries:    ${r.entriesVerified} verified (${Object.entries(r.leafTypes).map(([k, v]) => `${k} ${v}`).join(', ') || 'none'})`);
   if (r.previous !== undefined) lines.push(`  previous:   size ${r.previous.size}, consistency ${r.previous.consistency}`);
+  if (r.shredded !== undefined) lines.push(...formatShredReport(r.shredded));
   if (r.firstBadIndex !== undefined) lines.push(`  first bad index: ${r.firstBadIndex}`);
   for (const f of r.failures) lines.push(`  - [${f.code}]${f.index !== undefined ? ` index ${f.index}:` : ''} ${f.message}`);
   return `${lines.join('\n')}\n`;

@@ -23,6 +23,7 @@ import { actorOf, SYSTEM_ACTOR, type KeyEventActor, type KeyEventLog } from './k
 import { createHash } from 'node:crypto';
 import { decodeLeaf } from '../log/leaf.js';
 import { PRINCIPAL_NAME_PATTERN } from '../validation/identifiers.js';
+import { retentionCutoff, subtractIsoDuration } from '../log/retention-policy.js';
 
 export const DEFAULT_REWRAP_BATCH = 100;
 export const MAX_REWRAP_BATCH = 1000;
@@ -39,15 +40,8 @@ function processorOfLeaf(leaf: Buffer): string {
   return p;
 }
 
-/** ISO 8601 duration (PnYnMnWnDTnHnMnS) subtracted from `t` in UTC calendar arithmetic. */
-export function subtractIsoDuration(t: Date, duration: string): Date {
-  const m = /^P(?:(\d+)Y)?(?:(\d+)M)?(?:(\d+)W)?(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+)S)?)?$/.exec(duration);
-  if (!m || duration === 'P' || duration.endsWith('T')) throw new PaylogError('VALIDATION_FAILED', 'retention must be an ISO 8601 duration such as P13M');
-  const n = (i: number) => Number(m[i] ?? 0);
-  return new Date(
-    Date.UTC(t.getUTCFullYear() - n(1), t.getUTCMonth() - n(2), t.getUTCDate() - 7 * n(3) - n(4), t.getUTCHours() - n(5), t.getUTCMinutes() - n(6), t.getUTCSeconds() - n(7), t.getUTCMilliseconds()),
-  );
-}
+/** The retention rule lives in src/log/retention-policy.ts (the auditor's shred report uses it too). */
+export { subtractIsoDuration };
 
 export interface KeyLifecycleDeps {
   database: AppDatabase;
@@ -278,7 +272,7 @@ export class KeyLifecycleService {
     if (req.asOf && !this.d.devKms) throw new PaylogError('VALIDATION_FAILED', 'asOf is allowed only with the dev-only local KMS');
     const actor: KeyEventActor = principal ? actorOf(principal) : SYSTEM_ACTOR;
     const asOf = req.asOf ? new Date(req.asOf) : this.d.clock();
-    const cutoff = subtractIsoDuration(asOf, this.d.retention);
+    const cutoff = retentionCutoff(asOf, this.d.retention);
     const policy = `PAYLOG_RETENTION=${this.d.retention}`;
     const dryRun = req.dryRun === true;
     const periods = (await this.d.keysDatabase.pool.query("SELECT * FROM key_periods WHERE period_end <= $1 AND state = 'active' ORDER BY period_start", [cutoff])).rows as {

@@ -28,7 +28,7 @@ import {
   SignCommand,
 } from '@aws-sdk/client-kms';
 import { createPublicKey } from 'node:crypto';
-import { PaylogError, type ErrorCode } from '../errors.js';
+import { isPaylogError, PaylogError, type ErrorCode } from '../errors.js';
 
 export interface KmsSettings {
   /** Endpoint URL (the local endpoint's `url`, or `AWS_ENDPOINT_URL_KMS`). */
@@ -347,12 +347,13 @@ export class PaylogKms {
     const arn = created.KeyMetadata?.Arn;
     if (arn === undefined) throw integrity('CreateKey', 'no key ARN');
     try {
-      await this.client.send(new CreateAliasCommand({ AliasName: aliasName, TargetKeyId: arn }));
+      // Metered like every other KMS request (paylog_kms_requests_total{operation="CreateAlias"}).
+      await this.call('CreateAlias', () => this.client.send(new CreateAliasCommand({ AliasName: aliasName, TargetKeyId: arn })));
     } catch (e) {
       // Lost a race with another process: use the key the alias now names.
-      if (kmsErrorName(e) !== 'AlreadyExistsException') throw toPaylogError('CreateAlias', e);
+      if (!isPaylogError(e) || e.details?.kmsError !== 'AlreadyExistsException') throw e;
       const winner = await this.describeArnOrUndefined(aliasName);
-      if (winner === undefined) throw toPaylogError('CreateAlias', e);
+      if (winner === undefined) throw e;
       return winner;
     }
     return arn;

@@ -109,7 +109,7 @@ describe('entry bundles over HTTPS', () => {
   });
 
   it('a client without Accept-Encoding (or refusing gzip) gets identity, still with Vary', async () => {
-    for (const headers of [{}, { 'accept-encoding': 'identity' }, { 'accept-encoding': 'br' }, { 'accept-encoding': 'gzip;q=0, identity' }]) {
+    for (const headers of [{}, { 'accept-encoding': 'identity' }, { 'accept-encoding': 'br' }, { 'accept-encoding': 'gzip;q=0, identity' }] as Array<Record<string, string>>) {
       const r = await t.call('auditor', 'GET', bundlePaths()[0]!, undefined, { headers });
       expect(r.status).toBe(200);
       expect(r.headers['content-encoding'], JSON.stringify(headers)).toBeUndefined();

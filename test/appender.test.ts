@@ -71,3 +71,67 @@ describe('LogAppender', () => {
     expect(rootFromLeafHashes(leaves.map(hashLeaf)).equals(head!.rootHash)).toBe(true);
   });
 });
+
+describe('LogAppender preconditions (checked at commit, under the append lock)', () => {
+  const epochRow = async (epochId: string, processor: string, retired: boolean) => {
+    await db.pool.query(
+      `INSERT INTO key_epochs (epoch_id, processor, granularity, period_start, period_end, generation, public_key, kms_key_id, wrapped_private_key, wrapped_key_sha256, retired_at)
+       VALUES ($1, $2, 'month', '2026-12-01T00:00:00Z', '2027-01-01T00:00:00Z', $3, $4, 'arn:aws:kms:us-east-1:000000000000:key/test', $4, $4, $5)`,
+      [epochId, processor, retired ? 1 : 0, Buffer.alloc(32, 7), retired ? new Date() : null],
+    );
+  };
+  let m = 0;
+  const tx = (processor: string, epochId: string, id = `pre-${m++}`, mac = Buffer.alloc(32, 1)): AppendRequest => ({
+    kind: 'transaction',
+    leaf: Buffer.from(`leaf ${id} ${m}`),
+    createdAt: new Date(),
+    transaction: { transactionId: id, requestMac: mac },
+    dataKey: { transactionId: id, wrappedKey: Buffer.alloc(80, 2), kmsKeyId: null, epochId },
+    requires: { processor, epochId },
+  });
+
+  beforeAll(async () => {
+    await db.pool.query(`INSERT INTO processors (name, principal_uri, status) VALUES ('pre-on', 'urn:x:on', 'active'), ('pre-off', 'urn:x:off', 'disabled')`);
+    await epochRow('pre-on/2026-12/0', 'pre-on', false);
+    await epochRow('pre-on/2026-12/1', 'pre-on', true);
+    await epochRow('pre-off/2026-12/0', 'pre-off', false);
+  });
+
+  it('appends an entry whose processor is active and whose epoch still encrypts; refuses the others, each alone', async () => {
+    const appender = new LogAppender(db);
+    try {
+      const size0 = (await readTreeHead(db.db))?.size ?? 0;
+      const [ok, retired, disabled, missing] = await Promise.all([
+        appender.append(tx('pre-on', 'pre-on/2026-12/0')),
+        appender.append(tx('pre-on', 'pre-on/2026-12/1')),
+        appender.append(tx('pre-off', 'pre-off/2026-12/0')),
+        appender.append(tx('pre-nobody', 'pre-on/2026-12/0')),
+      ]);
+      expect(ok.status).toBe('appended');
+      expect(retired).toEqual({ status: 'refused', reason: 'epoch_unusable' });
+      expect(disabled).toEqual({ status: 'refused', reason: 'processor_inactive' });
+      expect(missing).toEqual({ status: 'refused', reason: 'processor_inactive' });
+      // Only the one entry reached the log and its lookup rows.
+      expect((await readTreeHead(db.db))?.size).toBe(size0 + 1);
+      const n = await db.pool.query("SELECT count(*)::int AS n FROM data_keys WHERE transaction_id LIKE 'pre-%'");
+      expect(n.rows[0].n).toBe(1);
+    } finally {
+      await appender.close();
+    }
+  });
+
+  it('an identical replay stays a replay after its epoch was retired (replays are decided first)', async () => {
+    const appender = new LogAppender(db);
+    try {
+      const first = tx('pre-on', 'pre-on/2026-12/0', 'pre-replay');
+      expect((await appender.append(first)).status).toBe('appended');
+      await db.pool.query("UPDATE key_epochs SET retired_at = now() WHERE epoch_id = 'pre-on/2026-12/0'");
+      const again = await appender.append({ ...first, leaf: Buffer.from('a fresh seal of the same body') });
+      expect(again.status).toBe('replayed');
+      const fresh = await appender.append(tx('pre-on', 'pre-on/2026-12/0'));
+      expect(fresh).toEqual({ status: 'refused', reason: 'epoch_unusable' });
+    } finally {
+      await appender.close();
+    }
+  });
+});

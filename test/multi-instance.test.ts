@@ -54,4 +54,31 @@ describe('two instances, one database', () => {
     expect(rel.status).toBe(200);
     expect(rel.json.paymentMethod.pan).toBe(body.paymentMethod.pan);
   });
+
+  it('a processor disabled through one instance is refused at once by the other, which had sealed for it before', async () => {
+    // a learns acme's current epoch (after this it submits without a database read first).
+    expect((await a.call('checkout', 'POST', '/v1/transactions', cardTransaction())).status).toBe(201);
+    expect((await b.call('admin', 'PUT', '/v1/admin/processors/acme', { status: 'disabled' })).status).toBeLessThan(300);
+    try {
+      const size0 = await logSize();
+      const body = cardTransaction();
+      const r = await a.call('checkout', 'POST', '/v1/transactions', body);
+      expect(r.status, r.text).toBe(422);
+      expect(r.json.error.code).toBe('UNKNOWN_PROCESSOR');
+      expect(await logSize()).toBe(size0); // refused at commit: nothing appended
+    } finally {
+      expect((await b.call('admin', 'PUT', '/v1/admin/processors/acme', { status: 'active' })).status).toBeLessThan(300);
+    }
+    expect((await a.call('checkout', 'POST', '/v1/transactions', cardTransaction())).status).toBe(201);
+  });
 });
+
+async function logSize(): Promise<number> {
+  const c = new pg.Client({ connectionString: a.databaseUrl });
+  await c.connect();
+  try {
+    return (await c.query('SELECT count(*)::int AS n FROM log_entries')).rows[0].n;
+  } finally {
+    await c.end();
+  }
+}

@@ -119,14 +119,10 @@ export async function populate(ctx: BenchContext, url: string, size: number): Pr
 
     t = performance.now();
     await owner.query('INSERT INTO tree_heads (size, root_hash, created_at) VALUES ($1, $2, now())', [size, root]);
-    // The head is written by the owner, not by a service holding K_head, so it has no MAC: mark it
-    // trusted as a pre-MAC head, as migration 0002 does for heads written before the column
-    // existed (src/log/tree-head.ts). Without this the service ignores it and signs size 0.
-    await owner.query(
-      `INSERT INTO paylog_marks (name, value) VALUES ('legacy_tree_head_max', $1)
-       ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value`,
-      [size],
-    );
+    // The head is written here, not by a service, so it carries no MAC under a service key
+    // (src/log/tree-head.ts). Marked like a head migrated from before MACs (the runtime role
+    // cannot write this mark), so the service started on this database trusts it.
+    await owner.query("UPDATE paylog_marks SET value = $1 WHERE name = 'legacy_tree_head_max'", [size]);
     await owner.query('ANALYZE log_entries');
     await owner.query('ANALYZE merkle_nodes');
     await owner.query('CHECKPOINT');

@@ -26,6 +26,11 @@ export const KEYS_PROFILES = {
 
 const TABLE = 'paylog_bench_keys_raw';
 
+const medianOrNull = (xs: (number | null)[]): number | null => {
+  const v = xs.filter((x): x is number => x !== null);
+  return v.length ? median(v) : null;
+};
+
 /** Durable single-row INSERTs, autocommit, synchronous_commit=on, from `clients` connections at once. */
 export async function rawInsertRate(adminUrl: string, clients: number, ms: number): Promise<number> {
   const setup = new pg.Client({ connectionString: adminUrl });
@@ -78,7 +83,7 @@ async function runKeys(ctx: BenchContext): Promise<SectionResult> {
   /** KMS calls that wrap or unwrap key material (the per-record cost); the rest are probes and checkpoint signatures. */
   const KEY_OPS = ['GenerateDataKey', 'Encrypt', 'Decrypt', 'ReEncrypt'];
   const keyKms = () => KEY_OPS.reduce((a, op) => a + (kms.requestCounts.get(op) ?? 0), 0);
-  const results: Record<string, { rps: number; p50: number; p99: number; kmsPer10k: number; keyKmsPer10k: number; ok: number; non2xx: number; raw1: number; raw8: number }> = {};
+  const results: Record<string, { rps: number; p50: number; p99: number; kmsPer10k: number; keyKmsPer10k: number; ok: number; non2xx: number; raw1: number; raw8: number; svcCpu: number | null; pgCpu: number | null; benchCpu: number }> = {};
   try {
     for (const c of configs) {
       ctx.progress(`keys: ${c.mode}, ${c.workers} worker(s): starting paylog`);
@@ -113,6 +118,9 @@ async function runKeys(ctx: BenchContext): Promise<SectionResult> {
           keyKmsPer10k: ok > 0 ? (keyCalls / ok) * 10_000 : NaN,
           ok,
           non2xx: runs.reduce((a, r) => a + r.non2xx + r.errors + r.timeouts, 0),
+          svcCpu: medianOrNull(runs.map((r) => r.serviceCpuPct)),
+          pgCpu: medianOrNull(runs.map((r) => r.postgresCpuPct)),
+          benchCpu: median(runs.map((r) => r.loadGenCpuPct)),
           raw1,
           raw8,
         };
@@ -124,11 +132,11 @@ async function runKeys(ctx: BenchContext): Promise<SectionResult> {
     await kms.close();
     rmSync(kmsDir, { recursive: true, force: true });
   }
-  const table: Cell[][] = [['key mode', 'workers', 'req/s', 'p50 ms', 'p99 ms', 'KMS key ops /10k tx', 'all KMS calls /10k tx', 'raw INSERT 1 client', 'raw INSERT 8 clients', '÷ raw 8', 'non-2xx']];
+  const table: Cell[][] = [['key mode', 'workers', 'req/s', 'p50 ms', 'p99 ms', 'KMS key ops /10k tx', 'all KMS calls /10k tx', 'raw INSERT 1 client', 'raw INSERT 8 clients', '÷ raw 8', 'non-2xx', 'svc CPU %', 'pg CPU %', 'bench CPU %']];
   const figures: Record<string, number | null> = {};
   for (const c of configs) {
     const r = results[c.id]!;
-    table.push([c.mode, c.workers, r.rps, r.p50, r.p99, r.keyKmsPer10k, r.kmsPer10k, r.raw1, r.raw8, `${(r.rps / r.raw8).toFixed(2)}×`, r.non2xx]);
+    table.push([c.mode, c.workers, r.rps, r.p50, r.p99, r.keyKmsPer10k, r.kmsPer10k, r.raw1, r.raw8, `${(r.rps / r.raw8).toFixed(2)}×`, r.non2xx, r.svcCpu ?? '—', r.pgCpu ?? '—', r.benchCpu]);
     Object.assign(figures, {
       [`${c.id}_rps`]: r.rps,
       [`${c.id}_p50_ms`]: r.p50,
@@ -138,6 +146,8 @@ async function runKeys(ctx: BenchContext): Promise<SectionResult> {
       [`${c.id}_raw1_rows_per_s`]: r.raw1,
       [`${c.id}_raw8_rows_per_s`]: r.raw8,
       [`${c.id}_ratio_raw8`]: r.rps / r.raw8,
+      [`${c.id}_svc_cpu_pct`]: r.svcCpu,
+      [`${c.id}_pg_cpu_pct`]: r.pgCpu,
     });
   }
   const h1 = results.hier_w1!, p1 = results.pertx_w1!, hn = results[`hier_w${all}`]!, pn = results[`pertx_w${all}`]!;
@@ -152,6 +162,7 @@ async function runKeys(ctx: BenchContext): Promise<SectionResult> {
       `hierarchical ÷ per-transaction: ${figures.ratio_hier_vs_pertx_w1!.toFixed(2)}× on 1 worker, ${figures.ratio_hier_vs_pertx_wall!.toFixed(2)}× on ${all} workers; hierarchical ${all} workers ÷ per-transaction 1 worker ${figures.ratio_hier_wall_vs_pertx_w1!.toFixed(2)}×`,
       `hierarchical ${all} workers ÷ 1 worker: ${figures.ratio_workers_hier!.toFixed(2)}×`,
       `concurrency ${p.concurrency}, ${p.reps} × ${p.seconds} s per configuration (median); KMS calls counted at the local endpoint during the measured runs: "key ops" = GenerateDataKey + Encrypt + Decrypt + ReEncrypt (per-record cost); "all" adds DescribeKey readiness probes and Sign for checkpoints`,
+      'CPU % = CPU-seconds / wall-second (100 % = one core; the box has ' + cpus().length + '): "svc" = paylog and its workers, "pg" = PostgreSQL, "bench" = this process (load generator + the counting local KMS endpoint, so per-transaction KMS work lands here)',
     ],
     details: results,
   };

@@ -100,7 +100,7 @@ export async function startService(opts: { env?: Record<string, string>; progres
     key: readFileSync(join(pki, 'checkout-key.pem')),
   };
   const cpuSeconds = () => ({
-    service: child.pid === undefined ? null : processCpuSeconds(child.pid),
+    service: child.pid === undefined ? null : serviceCpuSeconds(child.pid, dataDir),
     postgres: postgresCpuSeconds(dataDir),
   });
   const exitInfo = () => (exited ? `paylog child exited (code ${exited.code}, signal ${exited.signal}); stderr tail:\n${stderrTail}` : null);
@@ -179,14 +179,34 @@ export function processCpuSeconds(pid: number): number | null {
   return (Number(f[11]) + Number(f[12])) / CLOCK_TICKS_PER_SECOND;
 }
 
-/** CPU seconds of the embedded postmaster and its direct children (backends, walwriter, ...). */
-export function postgresCpuSeconds(dataDir: string): number | null {
-  let postmaster: number;
+/**
+ * CPU seconds of the paylog child and its worker processes (PAYLOG_WORKERS forks them as direct
+ * children), not counting the embedded PostgreSQL server, which is also its child.
+ */
+export function serviceCpuSeconds(pid: number, dataDir: string): number | null {
+  let total = processCpuSeconds(pid);
+  if (total === null) return null;
+  const postmaster = postmasterPid(dataDir);
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name) || Number(name) === postmaster) continue;
+    const f = statFields(Number(name));
+    if (f && Number(f[1]) === pid) total += (Number(f[11]) + Number(f[12])) / CLOCK_TICKS_PER_SECOND;
+  }
+  return total;
+}
+
+function postmasterPid(dataDir: string): number | null {
   try {
-    postmaster = Number(readFileSync(join(dataDir, 'pg', 'cluster', 'postmaster.pid'), 'utf8').split('\n')[0]);
+    return Number(readFileSync(join(dataDir, 'pg', 'cluster', 'postmaster.pid'), 'utf8').split('\n')[0]);
   } catch {
     return null;
   }
+}
+
+/** CPU seconds of the embedded postmaster and its direct children (backends, walwriter, ...). */
+export function postgresCpuSeconds(dataDir: string): number | null {
+  const postmaster = postmasterPid(dataDir);
+  if (postmaster === null) return null;
   let total = processCpuSeconds(postmaster);
   if (total === null) return null;
   for (const name of readdirSync('/proc')) {

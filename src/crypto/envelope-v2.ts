@@ -41,6 +41,7 @@ import {
   KEY_COMMITMENT_BYTES,
   SALT_BYTES,
   TAG_BYTES,
+  checkEnvelopeFields,
   ciphertextDigest,
   encodeFields,
   freshRandom,
@@ -134,20 +135,7 @@ export function sealEnvelopeV2(epochPublicKey: X25519PublicKey, b: EpochBinding,
   }
 }
 
-function checkShapeV2(env: SealedEnvelopeV2): void {
-  if (env === null || typeof env !== 'object') throw integrityFailure(ENVELOPE_REASONS.malformed);
-  if (env.version !== ENVELOPE_V2) throw integrityFailure(ENVELOPE_REASONS.version);
-  const lengths: Array<[unknown, number | null]> = [
-    [env.salt, SALT_BYTES],
-    [env.iv, IV_BYTES],
-    [env.ciphertext, null],
-    [env.tag, TAG_BYTES],
-    [env.keyCommitment, KEY_COMMITMENT_BYTES],
-  ];
-  for (const [field, expected] of lengths) {
-    if (!Buffer.isBuffer(field) || (expected !== null && field.length !== expected)) throw integrityFailure(ENVELOPE_REASONS.malformed);
-  }
-}
+const checkShapeV2 = (env: SealedEnvelopeV2): void => checkEnvelopeFields(env, ENVELOPE_V2);
 
 /** RFC 9180 open of the wrapped data key; INTEGRITY_FAILURE (DATA_KEY_UNWRAP_FAILED) on any mismatch. */
 export function unwrapDataKeyV2(epochPrivateKey: X25519PrivateKey, b: EpochBinding, wrappedKey: Buffer): Buffer {

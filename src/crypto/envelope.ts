@@ -261,10 +261,16 @@ export function encryptWithDataKey(
   }
 }
 
-// Format v1 shape check: exact version and field lengths, before any key material is touched.
-function checkEnvelopeShape(env: EnvelopeCiphertext): void {
+/**
+ * The shape check every envelope format shares: exact `version` and field lengths, before any
+ * key material is touched (format v1 here, v2 in envelope-v2.ts).
+ */
+export function checkEnvelopeFields(
+  env: { version: number; salt: unknown; iv: unknown; ciphertext: unknown; tag: unknown; keyCommitment: unknown } | null,
+  version: number,
+): void {
   if (env === null || typeof env !== 'object') throw integrityFailure(ENVELOPE_REASONS.malformed);
-  if (env.version !== ENVELOPE_FORMAT_VERSION) throw integrityFailure(ENVELOPE_REASONS.version);
+  if (env.version !== version) throw integrityFailure(ENVELOPE_REASONS.version);
   const lengths: Array<[unknown, number | null]> = [
     [env.salt, SALT_BYTES],
     [env.iv, IV_BYTES],
@@ -278,6 +284,8 @@ function checkEnvelopeShape(env: EnvelopeCiphertext): void {
     }
   }
 }
+
+const checkEnvelopeShape = (env: EnvelopeCiphertext): void => checkEnvelopeFields(env, ENVELOPE_FORMAT_VERSION);
 
 // Key commitment check (AWS ESDK message format v2 style): constant-time, before decryption.
 function verifyKeyCommitment(dataKey: Buffer, env: EnvelopeCiphertext): void {

@@ -140,6 +140,8 @@ const SELECT_CURRENT = `SELECT * FROM key_epochs
 
 export class EpochKeyring {
   private readonly publicKeys = new Map<string, PublicEntry>();
+  /** processor → the epoch this process last saw encrypting for it (a hint: see knownCurrent). */
+  private readonly currentByProcessor = new Map<string, PublicEntry>();
   private readonly loadingPublic = new Map<string, Promise<PublicEntry>>();
   private readonly privateKeys = new Map<string, PrivateEntry>();
   private readonly loadingPrivate = new Map<string, Promise<PrivateEntry>>();
@@ -157,6 +159,29 @@ export class EpochKeyring {
    * undefined = not read). Never returns a retired epoch or one whose period does not cover now.
    */
   async currentEpoch(processor: string, now: Date, currentId?: string | null): Promise<{ epochId: string; publicKey: X25519PublicKey }> {
+    const e = await this.resolveCurrent(processor, now, currentId);
+    if (e.periodStart <= now.getTime() && now.getTime() < e.periodEnd) this.currentByProcessor.set(processor, e);
+    return e;
+  }
+
+  /**
+   * The epoch this process last saw encrypting for `processor`, if its period covers `now` —
+   * with no database read. It is a HINT: another process may have rotated or retired it since,
+   * so a record sealed under it MUST be appended with the epoch as a commit-time precondition
+   * (src/log/appender.ts `requires`), and on refusal the caller calls {@link forgetCurrent}.
+   */
+  knownCurrent(processor: string, now: Date): { epochId: string; publicKey: X25519PublicKey } | null {
+    const e = this.currentByProcessor.get(processor);
+    const t = now.getTime();
+    return e && e.periodStart <= t && t < e.periodEnd ? e : null;
+  }
+
+  /** Drops the hint of {@link knownCurrent} for `processor`. */
+  forgetCurrent(processor: string): void {
+    this.currentByProcessor.delete(processor);
+  }
+
+  private async resolveCurrent(processor: string, now: Date, currentId?: string | null): Promise<PublicEntry> {
     const t = now.getTime();
     if (currentId) {
       const cached = this.publicKeys.get(currentId);
@@ -222,6 +247,7 @@ export class EpochKeyring {
   forget(epochId: string): void {
     this.evict(epochId);
     this.publicKeys.delete(epochId);
+    for (const [processor, e] of this.currentByProcessor) if (e.epochId === epochId) this.currentByProcessor.delete(processor);
   }
 
   /** How many unwrapped private keys are cached now (status). */
@@ -321,6 +347,7 @@ export class EpochKeyring {
           });
           await client.query('UPDATE key_epochs SET retired_at = $2 WHERE epoch_id = $1 AND retired_at IS NULL', [e.epoch_id, now]);
           this.publicKeys.delete(e.epoch_id);
+          this.forgetCurrent(processor);
         }
         const generation = Number(
           (await client.query('SELECT coalesce(max(generation) + 1, 0) AS g FROM key_epochs WHERE processor = $1 AND granularity = $2 AND period_start = $3', [processor, period.granularity, period.start]))

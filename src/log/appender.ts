@@ -10,6 +10,14 @@
  * Idempotency: a transaction entry whose `transactionId` already exists (in the database or
  * earlier in the same batch) is not appended; it resolves `replayed` when its request MAC
  * matches, `conflict` otherwise.
+ *
+ * Preconditions: a transaction entry MAY name what must still hold when it commits
+ * (`requires`: its processor is active, its key epoch neither retired nor shredded). They are
+ * checked inside the batch transaction, under the append lock, and the rows they read are
+ * locked FOR SHARE until the batch commits, so a concurrent disable, retirement or shred waits
+ * for the batch and the entry MUST NOT commit once that change has taken effect. An entry whose
+ * precondition fails is not appended and resolves `refused` with the reason. Replays are
+ * decided first (an identical replay stays a replay whatever happened since).
  */
 import type pg from 'pg';
 import type { AppDatabase, Db } from '../db/connection.js';
@@ -40,15 +48,27 @@ export type AppendRequest =
       createdAt: Date;
       transaction: { transactionId: string; requestMac: Buffer };
       dataKey: Omit<DataKeyInsert, 'createdAt'>;
+      requires?: AppendPrecondition;
     }
   | { kind: 'access'; leaf: Buffer; createdAt: Date; access: { transactionId: string } }
   | { kind: 'key_event'; leaf: Buffer; createdAt: Date; transactionId?: string }
   | { kind: 'admin_event'; leaf: Buffer; createdAt: Date };
 
+/** What must still hold when a transaction entry commits (see the module contract). */
+export interface AppendPrecondition {
+  /** This processor exists and is active. */
+  processor: string;
+  /** This key epoch exists and is neither retired nor shredded. */
+  epochId?: string;
+}
+
+export type RefusalReason = 'processor_inactive' | 'epoch_unusable';
+
 export type AppendOutcome =
   | { status: 'appended'; logIndex: number; leafHash: Buffer; createdAt: Date; treeSize: number }
   | { status: 'replayed'; logIndex: number; leafHash: Buffer; createdAt: Date }
-  | { status: 'conflict'; logIndex: number };
+  | { status: 'conflict'; logIndex: number }
+  | { status: 'refused'; reason: RefusalReason };
 
 export interface TreeHead {
   size: number;
@@ -158,8 +178,23 @@ const SELECT_HEADS = `SELECT size, root_hash, mac,
   FROM tree_heads WHERE size < $1 ORDER BY size DESC LIMIT ${TREE_HEAD_PAGE}`;
 const SELECT_NODES =
   'SELECT n.level, n.idx, n.hash FROM merkle_nodes n JOIN unnest($1::smallint[], $2::bigint[]) AS w(level, idx) ON n.level = w.level AND n.idx = w.idx';
-const SELECT_EXISTING =
-  'SELECT transaction_id, request_mac, log_index, created_at FROM transactions WHERE transaction_id = ANY($1::text[])';
+/**
+ * One statement for what a batch must know before it writes: the transaction ids that already
+ * exist (kind 't'), the required processors that are not active (kind 'p') and the required
+ * epochs that cannot encrypt (kind 'e'). The rows a precondition holds on are locked FOR SHARE
+ * until the batch commits (a disable, retirement or shred of them waits for it).
+ */
+const SELECT_EXISTING_AND_REFUSED = `
+WITH active_processors AS (
+  SELECT name FROM processors WHERE name = ANY($2::text[]) AND status = 'active' FOR SHARE
+), usable_epochs AS (
+  SELECT epoch_id FROM key_epochs WHERE epoch_id = ANY($3::text[]) AND retired_at IS NULL AND shredded_at IS NULL FOR SHARE
+)
+SELECT 't' AS kind, transaction_id AS id, request_mac, log_index, created_at FROM transactions WHERE transaction_id = ANY($1::text[])
+UNION ALL
+SELECT 'p', g.name, NULL, NULL, NULL FROM unnest($2::text[]) AS g(name) WHERE g.name NOT IN (SELECT name FROM active_processors)
+UNION ALL
+SELECT 'e', g.id, NULL, NULL, NULL FROM unnest($3::text[]) AS g(id) WHERE g.id NOT IN (SELECT epoch_id FROM usable_epochs)`;
 
 /**
  * Reads the latest tree head the service can trust (null when the log is empty): see
@@ -228,6 +263,13 @@ WITH le AS (
 INSERT INTO tree_heads (size, root_hash, mac) VALUES ($18, $19, $20)`;
 
 type TxReq = Extract<AppendRequest, { kind: 'transaction' }>;
+
+function refusalOf(requires: AppendPrecondition | undefined, inactiveProcessors: Set<string>, unusableEpochs: Set<string>): RefusalReason | null {
+  if (!requires) return null;
+  if (inactiveProcessors.has(requires.processor)) return 'processor_inactive';
+  if (requires.epochId !== undefined && unusableEpochs.has(requires.epochId)) return 'epoch_unusable';
+  return null;
+}
 type AccessReq = Extract<AppendRequest, { kind: 'access' }>;
 
 function batchValues(
@@ -307,16 +349,25 @@ async function batchInTransaction(
 ): Promise<{ outcomes: AppendOutcome[]; head: TreeHead; appended: number }> {
   const head = (await selectHead(client, headKey)) ?? { size: 0, rootHash: EMPTY_ROOT };
 
-  // Idempotency: existing transaction ids (database, then earlier in this batch).
-  const txIds = reqs.flatMap((r) => (r.kind === 'transaction' ? [r.transaction.transactionId] : []));
+  // Idempotency: existing transaction ids (database, then earlier in this batch); preconditions.
+  const txs = reqs.filter((r): r is TxReq => r.kind === 'transaction');
+  const txIds = txs.map((r) => r.transaction.transactionId);
+  const processors = [...new Set(txs.flatMap((r) => (r.requires ? [r.requires.processor] : [])))];
+  const epochIds = [...new Set(txs.flatMap((r) => (r.requires?.epochId ? [r.requires.epochId] : [])))];
   const existing = new Map<string, { mac: Buffer; logIndex: number; createdAt: Date }>();
+  const inactiveProcessors = new Set<string>();
+  const unusableEpochs = new Set<string>();
   const frontierIds = rangeNodes(0, head.size);
   const [existingRows, stored] = await Promise.all([
-    txIds.length > 0 ? client.query({ name: 'paylog_existing', text: SELECT_EXISTING, values: [txIds] }) : null,
+    txIds.length > 0
+      ? client.query({ name: 'paylog_existing_refused', text: SELECT_EXISTING_AND_REFUSED, values: [txIds, processors, epochIds] })
+      : null,
     selectNodes(client, frontierIds),
   ]);
-  for (const r of (existingRows?.rows ?? []) as { transaction_id: string; request_mac: Buffer; log_index: string; created_at: Date }[]) {
-    existing.set(r.transaction_id, { mac: r.request_mac, logIndex: Number(r.log_index), createdAt: r.created_at });
+  for (const r of (existingRows?.rows ?? []) as { kind: 't' | 'p' | 'e'; id: string; request_mac: Buffer; log_index: string; created_at: Date }[]) {
+    if (r.kind === 't') existing.set(r.id, { mac: r.request_mac, logIndex: Number(r.log_index), createdAt: r.created_at });
+    else if (r.kind === 'p') inactiveProcessors.add(r.id);
+    else unusableEpochs.add(r.id);
   }
 
   const outcomes: (AppendOutcome | undefined)[] = new Array(reqs.length);
@@ -333,6 +384,11 @@ async function batchInTransaction(
         } else {
           outcomes[i] = { status: 'conflict', logIndex: prior.logIndex };
         }
+        continue;
+      }
+      const refusal = refusalOf(req.requires, inactiveProcessors, unusableEpochs);
+      if (refusal) {
+        outcomes[i] = { status: 'refused', reason: refusal };
         continue;
       }
     }

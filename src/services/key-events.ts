@@ -1,3 +1,4 @@
+import { PaylogError } from '../errors.js';
 /**
  * The ONE place a key-lifecycle step becomes a log entry (issue 9). Every lifecycle step —
  * epoch created, retired, rewrapped, shredded, a transaction shredded early, a rotation, a
@@ -92,6 +93,7 @@ export class KeyEventLog {
       createdAt: e.time,
       ...(e.transactionId !== undefined ? { transactionId: e.transactionId } : {}),
     });
+    if (outcome.status === 'refused') throw new PaylogError('INTERNAL', 'a key event carries no precondition and cannot be refused');
     return outcome.logIndex;
   }
 }

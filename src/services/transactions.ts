@@ -189,6 +189,12 @@ export function recordFromRow(r: TransactionRow): TransactionRecord {
   };
 }
 
+/** How often a submission is sealed again when its key epoch was retired while it was sealed. */
+export const MAX_EPOCH_RETRIES = 2;
+
+const unknownProcessor = () =>
+  new PaylogError('UNKNOWN_PROCESSOR', 'processor must name a registered, active processor (an admin registers one with PUT /v1/admin/processors/{name})', { path: 'processor' });
+
 export class TransactionService {
   constructor(private readonly deps: TransactionDeps) {}
 
@@ -214,37 +220,37 @@ export class TransactionService {
       return { created: false, receipt: await this.replayOrConflict(prior, requestMac(this.deps.macKey, canonicalJson(original))) };
     }
     const mac = requestMac(this.deps.macKey, canonicalJson(req));
+    return await this.submitValidated(req, mac, cse, now, MAX_EPOCH_RETRIES);
+  }
 
-    // One round trip: is the processor active, and was this id submitted before?
-    // In hierarchical mode the same round trip reads the processor's current epoch id, so a
-    // rotation or retirement by another process is seen by the very next submission.
+  /**
+   * Seals and appends a validated submission. In hierarchical mode, once this process knows the
+   * processor's current epoch, there is no database read before the append: the append itself
+   * requires (under the append lock, at commit) that the processor is still active and the
+   * epoch still encrypts. If another process disabled the processor or retired the epoch
+   * meanwhile, the entry is refused, the hint dropped and the submission sealed again after a
+   * fresh pre-check (at most `retries` times).
+   */
+  private async submitValidated(
+    req: TransactionRequest,
+    mac: Buffer,
+    cse: CseMarker | null,
+    now: Date,
+    retries: number,
+  ): Promise<{ created: boolean; receipt: TransactionReceipt }> {
     const epochs = this.deps.epochs;
-    const pre = await this.deps.database.pool.query(
-      epochs
-        ? {
-            name: 'paylog_submit_precheck_epoch',
-            text: `SELECT (SELECT status FROM processors WHERE name = $1) AS processor_status, t.transaction_id,
-                     (SELECT e.epoch_id FROM key_epochs e WHERE e.processor = $1 AND e.granularity = $3 AND e.period_start <= $4
-                        AND e.period_end > $4 AND e.retired_at IS NULL AND e.shredded_at IS NULL ORDER BY e.generation DESC LIMIT 1) AS epoch_id
-                   FROM (SELECT 1) AS one LEFT JOIN transactions t ON t.transaction_id = $2`,
-            values: [req.processor, req.transactionId, epochs.granularity, now],
-          }
-        : {
-            name: 'paylog_submit_precheck',
-            text: `SELECT (SELECT status FROM processors WHERE name = $1) AS processor_status, t.transaction_id
-                   FROM (SELECT 1) AS one LEFT JOIN transactions t ON t.transaction_id = $2`,
-            values: [req.processor, req.transactionId],
-          },
-    );
-    const check = pre.rows[0] as { processor_status: string | null; transaction_id: string | null; epoch_id?: string | null };
-    // Replays first (no KMS call, no append): an identical replay is 200 even if the processor
-    // has been disabled since.
-    if (check.transaction_id !== null) {
-      const prior = await this.findRow(req.transactionId);
-      if (prior) return { created: false, receipt: await this.replayOrConflict(prior, mac) };
-    }
-    if (check.processor_status !== 'active') {
-      throw new PaylogError('UNKNOWN_PROCESSOR', 'processor must name a registered, active processor (an admin registers one with PUT /v1/admin/processors/{name})', { path: 'processor' });
+    const known = epochs?.knownCurrent(req.processor, now) ?? null;
+    let epoch = known;
+    if (!known) {
+      const check = await this.precheck(req, now);
+      // Replays first (no KMS call, no append): an identical replay is 200 even if the processor
+      // has been disabled since.
+      if (check.transaction_id !== null) {
+        const prior = await this.findRow(req.transactionId);
+        if (prior) return { created: false, receipt: await this.replayOrConflict(prior, mac) };
+      }
+      if (check.processor_status !== 'active') throw unknownProcessor();
+      if (epochs) epoch = await epochs.currentEpoch(req.processor, now, check.epoch_id ?? null);
     }
 
     const binding = { transactionId: req.transactionId, processor: req.processor };
@@ -252,9 +258,8 @@ export class TransactionService {
     let envelope: { version: number; salt: Buffer; iv: Buffer; ciphertext: Buffer; tag: Buffer; keyCommitment: Buffer; wrappedKey: Buffer };
     let keyRef: { kmsKeyId: string; epochId?: undefined } | { epochId: string; kmsKeyId?: undefined };
     try {
-      if (epochs) {
+      if (epoch) {
         // Envelope v2: wrapped locally under the epoch public key; no KMS call.
-        const epoch = await epochs.currentEpoch(req.processor, now, check.epoch_id ?? null);
         const v2 = sealEnvelopeV2(epoch.publicKey, { ...binding, epochId: epoch.epochId }, plaintext);
         envelope = v2;
         keyRef = { epochId: v2.epochId };
@@ -296,12 +301,20 @@ export class TransactionService {
       createdAt,
       transaction: { transactionId: req.transactionId, requestMac: mac },
       dataKey: { transactionId: req.transactionId, wrappedKey: envelope.wrappedKey, kmsKeyId: keyRef.kmsKeyId ?? null, epochId: keyRef.epochId ?? null },
+      requires: { processor: req.processor, ...(keyRef.epochId ? { epochId: keyRef.epochId } : {}) },
     });
     if (outcome.status === 'conflict') throw conflictError();
     if (outcome.status === 'replayed') {
       const row = await this.findRow(req.transactionId);
       if (!row) throw new PaylogError('INTERNAL', 'replayed transaction not found');
       return { created: false, receipt: await this.replayOrConflict(row, mac) };
+    }
+    if (outcome.status === 'refused') {
+      epochs?.forgetCurrent(req.processor);
+      if (outcome.reason === 'processor_inactive') throw unknownProcessor();
+      if (keyRef.epochId) epochs?.forget(keyRef.epochId);
+      if (retries > 0) return await this.submitValidated(req, mac, cse, now, retries - 1);
+      throw new PaylogError('LOG_UNAVAILABLE', 'the key epoch changed while this submission was sealed; retry later', { retryAfterSeconds: 1 });
     }
     return {
       created: true,
@@ -313,6 +326,33 @@ export class TransactionService {
         createdAt: createdAt.toISOString(),
       },
     };
+  }
+
+  /**
+   * One round trip: is the processor active, and was this id submitted before? In hierarchical
+   * mode the same round trip reads the processor's current epoch id, so a rotation or
+   * retirement by another process is seen by the very next submission that reads it.
+   */
+  private async precheck(req: TransactionRequest, now: Date): Promise<{ processor_status: string | null; transaction_id: string | null; epoch_id?: string | null }> {
+    const epochs = this.deps.epochs;
+    const pre = await this.deps.database.pool.query(
+      epochs
+        ? {
+            name: 'paylog_submit_precheck_epoch',
+            text: `SELECT (SELECT status FROM processors WHERE name = $1) AS processor_status, t.transaction_id,
+                     (SELECT e.epoch_id FROM key_epochs e WHERE e.processor = $1 AND e.granularity = $3 AND e.period_start <= $4
+                        AND e.period_end > $4 AND e.retired_at IS NULL AND e.shredded_at IS NULL ORDER BY e.generation DESC LIMIT 1) AS epoch_id
+                   FROM (SELECT 1) AS one LEFT JOIN transactions t ON t.transaction_id = $2`,
+            values: [req.processor, req.transactionId, epochs.granularity, now],
+          }
+        : {
+            name: 'paylog_submit_precheck',
+            text: `SELECT (SELECT status FROM processors WHERE name = $1) AS processor_status, t.transaction_id
+                   FROM (SELECT 1) AS one LEFT JOIN transactions t ON t.transaction_id = $2`,
+            values: [req.processor, req.transactionId],
+          },
+    );
+    return pre.rows[0] as { processor_status: string | null; transaction_id: string | null; epoch_id?: string | null };
   }
 
   /**

@@ -269,6 +269,7 @@ export async function startPaylog(config: Config, opts: StartOptions = {}): Prom
       const w = new WitnessCosigning(database.db, {
         witnesses: config.witnesses.endpoints,
         quorum: config.witnesses.quorum,
+        ...(config.witnesses.caPath !== undefined ? { ca: readFileSync(config.witnesses.caPath, 'utf8') } : {}),
         logVerifiers,
         logger,
         metrics: registerWitnessMetrics(metrics.registry),

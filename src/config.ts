@@ -107,6 +107,8 @@ const envSchema = z.object({
   PAYLOG_WITNESSES: z.string().min(1).optional(),
   /** Cosignatures a checkpoint needs before it is served (default: every configured witness). */
   PAYLOG_WITNESS_QUORUM: intFromEnv(1, 1000).optional(),
+  /** PEM file: the CA certificate(s) trusted for https witness URLs, instead of Node's built-in roots. */
+  PAYLOG_WITNESS_CA: z.string().min(1).optional(),
   PAYLOG_CSE_MAX_AGE_S: intFromEnv(60, 86_400).default(DEFAULT_CSE_MAX_AGE_S),
   PAYLOG_CSE_KEY_PERIOD: z.enum(['month', 'day', 'hour']).default(DEFAULT_CSE_KEY_PERIOD),
   PAYLOG_CSE_KEY_OVERLAP_S: intFromEnv(60, 90 * 86_400).default(DEFAULT_CSE_KEY_OVERLAP_S),
@@ -144,7 +146,7 @@ export interface Config {
   /** node:cluster worker count (src/main.ts); undefined → number of cores. */
   workers?: number;
   /** Witnesses (PAYLOG_WITNESSES) and the quorum; absent → checkpoints are served unwitnessed. */
-  witnesses?: { endpoints: WitnessEndpoint[]; quorum: number };
+  witnesses?: { endpoints: WitnessEndpoint[]; quorum: number; caPath?: string };
   /** Client-side encryption (browser JWE): see src/cse/keys.ts and SECURITY.md. */
   cse: { maxAgeS: number; keyPeriod: 'month' | 'day' | 'hour'; keyOverlapS: number; keyCacheTtlS: number };
 }
@@ -190,9 +192,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     if (quorum > endpoints.length) {
       throw new ConfigError(`invalid settings:\n  PAYLOG_WITNESS_QUORUM: ${quorum} is more than the ${endpoints.length} configured witnesses`);
     }
-    witnesses = { endpoints, quorum };
-  } else if (e.PAYLOG_WITNESS_QUORUM !== undefined) {
-    throw new ConfigError('invalid settings:\n  PAYLOG_WITNESS_QUORUM: only used with PAYLOG_WITNESSES');
+    if (e.PAYLOG_WITNESS_CA !== undefined && !endpoints.some((w) => w.url.startsWith('https:'))) {
+      throw new ConfigError('invalid settings:\n  PAYLOG_WITNESS_CA: only used with https witness URLs in PAYLOG_WITNESSES');
+    }
+    witnesses = { endpoints, quorum, ...(e.PAYLOG_WITNESS_CA !== undefined ? { caPath: resolve(e.PAYLOG_WITNESS_CA) } : {}) };
+  } else if (e.PAYLOG_WITNESS_QUORUM !== undefined || e.PAYLOG_WITNESS_CA !== undefined) {
+    const which = e.PAYLOG_WITNESS_QUORUM !== undefined ? 'PAYLOG_WITNESS_QUORUM' : 'PAYLOG_WITNESS_CA';
+    throw new ConfigError(`invalid settings:\n  ${which}: only used with PAYLOG_WITNESSES`);
   }
   if (e.PAYLOG_CSE_KEY_OVERLAP_S < e.PAYLOG_CSE_MAX_AGE_S) {
     throw new ConfigError('invalid settings:\n  PAYLOG_CSE_KEY_OVERLAP_S: must be at least PAYLOG_CSE_MAX_AGE_S (a blob issued just before a rotation must still open)');

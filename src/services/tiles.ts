@@ -38,6 +38,10 @@ const SELECT_BUNDLE_LEAVES = 'SELECT idx, leaf FROM log_entries WHERE idx >= $1 
 export interface TileAnswer {
   bytes: Buffer;
   cacheControl: string;
+  /** An entry bundle (tlog-tiles §Log entries: SHOULD be compressed at the HTTP layer). */
+  entryBundle: boolean;
+  /** A full (width 256) tile or bundle: its bytes never change. */
+  full: boolean;
 }
 
 export class TilesService {
@@ -72,18 +76,19 @@ export class TilesService {
     authorize(p, 'log:tiles');
     const id = parseTilePath(path);
     if (sizeNeeded(id) > (await this.#signedSize())) throw new PaylogError('NOT_FOUND', 'no such tile in a signed tree');
-    const cacheControl = id.width === TILE_WIDTH ? FULL_TILE_CACHE_CONTROL : PARTIAL_TILE_CACHE_CONTROL;
-    if (id.level === 'entries') return { bytes: await this.#bundle(id), cacheControl };
-    if (id.width === TILE_WIDTH) {
+    const full = id.width === TILE_WIDTH;
+    const cacheControl = full ? FULL_TILE_CACHE_CONTROL : PARTIAL_TILE_CACHE_CONTROL;
+    if (id.level === 'entries') return { bytes: await this.#bundle(id), cacheControl, entryBundle: true, full };
+    if (full) {
       const hit = this.#fullTiles.get(path);
-      if (hit !== undefined) return { bytes: hit, cacheControl };
+      if (hit !== undefined) return { bytes: hit, cacheControl, entryBundle: false, full };
     }
     const bytes = await this.#hashTile(id as TileId & { level: number });
     if (id.width === TILE_WIDTH) {
       if (this.#fullTiles.size >= FULL_TILE_CACHE_ENTRIES) this.#fullTiles.delete(this.#fullTiles.keys().next().value as string);
       this.#fullTiles.set(path, bytes);
     }
-    return { bytes, cacheControl };
+    return { bytes, cacheControl, entryBundle: false, full };
   }
 
   // tlog-tiles §Merkle Tree: hash i of tile (l, n) is the stored node (8·l, n·256 + i).

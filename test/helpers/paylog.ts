@@ -22,6 +22,8 @@ export interface HttpResult {
   status: number;
   headers: Record<string, string | string[] | undefined>;
   text: string;
+  /** The body exactly as received (no Content-Encoding is undone). */
+  bytes: Buffer;
   json: any;
 }
 
@@ -111,14 +113,15 @@ export async function startTestPaylog(
       headers: { ...(payload !== undefined ? { 'content-type': 'application/json' } : {}), ...o.headers },
       ...(payload !== undefined ? { body: payload } : {}),
     });
-    const text = await res.body.text();
+    const bytes = Buffer.from(await res.body.arrayBuffer());
+    const text = bytes.toString('utf8');
     let json: unknown;
     try {
       json = JSON.parse(text);
     } catch {
       json = undefined;
     }
-    return { status: res.statusCode, headers: res.headers, text, json };
+    return { status: res.statusCode, headers: res.headers, text, bytes, json };
   };
   return {
     paylog,

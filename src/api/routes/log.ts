@@ -19,6 +19,7 @@ import {
   textSchema,
 } from '../schemas.js';
 import { isTransactionId, TRANSACTION_ID_MAX } from '../../validation/identifiers.js';
+import { acceptsGzip, GzipCache } from '../content-coding.js';
 
 type Query = Record<string, string | string[] | undefined>;
 
@@ -137,6 +138,7 @@ export function registerLogRoutes(app: FastifyInstance, deps: { log: LogReadServ
 /** Routes: /v1/log/tiles/* (C2SP tlog-tiles: checkpoint, hash tiles, entry bundles; auditors). */
 export function registerTileRoutes(app: FastifyInstance, deps: { tiles: TilesService }): void {
   const tiles = { tag: 'log', access: 'mtls', who: 'auditor' } as const;
+  const gzipped = new GzipCache();
   defineRoute(
     app,
     {
@@ -160,14 +162,21 @@ export function registerTileRoutes(app: FastifyInstance, deps: { tiles: TilesSer
       method: 'GET',
       url: '/v1/log/tiles/tile/*',
       operationId: 'tile',
-      summary: 'C2SP tlog-tiles hash tile `<L>/<N>[.p/<W>]` or entry bundle `entries/<N>[.p/<W>]` (height 8); full tiles are immutable',
+      summary:
+        'C2SP tlog-tiles hash tile `<L>/<N>[.p/<W>]` or entry bundle `entries/<N>[.p/<W>]` (height 8); full tiles are immutable; entry bundles are gzip-encoded when Accept-Encoding allows gzip',
       params: z.object({ '*': z.string().describe('tile path after `tile/`, e.g. `0/x001/234` or `entries/000.p/7`') }),
       responses: { 200: { description: 'Tile bytes', schema: textSchema, contentType: 'application/octet-stream' } },
       errors: ['FORBIDDEN', 'NOT_FOUND', 'INTEGRITY_FAILURE', 'LOG_UNAVAILABLE'],
     },
     async (req, reply) => {
-      const t = await deps.tiles.tile(requirePrincipal(req), `tile/${(req.params as { '*': string })['*']}`);
-      return reply.type('application/octet-stream').header('cache-control', t.cacheControl).send(t.bytes);
+      const path = `tile/${(req.params as { '*': string })['*']}`;
+      const t = await deps.tiles.tile(requirePrincipal(req), path);
+      reply.type('application/octet-stream').header('cache-control', t.cacheControl);
+      if (!t.entryBundle) return reply.send(t.bytes);
+      // tlog-tiles §Log entries: compressed at the HTTP layer, negotiated (src/api/content-coding.ts).
+      reply.header('vary', 'accept-encoding');
+      if (!acceptsGzip(req.headers['accept-encoding'])) return reply.send(t.bytes);
+      return reply.header('content-encoding', 'gzip').send(await gzipped.gzip(t.bytes, t.full ? path : undefined));
     },
   );
 }

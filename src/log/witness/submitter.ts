@@ -14,8 +14,11 @@
  *   counted, never retried for that checkpoint.
  * - A cosignature is stored only after it verifies under the witness's configured key; rows are
  *   re-verified when read, so a row inserted behind the service's back is ignored.
+ * - https witness URLs are checked against `ca` (PAYLOG_WITNESS_CA) when given, else against
+ *   Node's built-in roots; the certificate must name the URL's host.
  */
 import { desc, eq, inArray } from 'drizzle-orm';
+import { Agent, fetch } from 'undici';
 import type { Logger } from 'pino';
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import type { Db } from '../../db/connection.js';
@@ -132,12 +135,16 @@ export class WitnessCosigning {
   #closed = false;
   readonly #inFlight = new Set<Promise<void>>();
   readonly #quorumListeners: Array<(size: number, latencyMs: number) => void> = [];
+  /** One keep-alive pool for all witnesses; TLS trust from `ca` when set. */
+  readonly #dispatcher: Agent;
 
   constructor(
     private readonly db: Db,
     private readonly opts: {
       witnesses: WitnessEndpoint[];
       quorum: number;
+      /** PEM CA certificate(s) trusted for https witnesses (replaces Node's built-in roots). */
+      ca?: string;
       logVerifiers: NoteVerifier[];
       logger?: Logger;
       metrics?: WitnessMetrics;
@@ -145,6 +152,7 @@ export class WitnessCosigning {
   ) {
     if (opts.quorum < 1 || opts.quorum > opts.witnesses.length) throw new PaylogError('BAD_REQUEST', 'witness quorum must be between 1 and the number of witnesses');
     this.#lanes = opts.witnesses.map((w) => ({ w, running: false }));
+    this.#dispatcher = new Agent({ connect: { timeout: WITNESS_REQUEST_TIMEOUT_MS, ...(opts.ca !== undefined ? { ca: opts.ca } : {}) } });
   }
 
   /** Hands a newly signed checkpoint to every witness (returns at once). */
@@ -214,6 +222,7 @@ export class WitnessCosigning {
         body,
         headers: { 'content-type': 'text/plain; charset=utf-8' },
         signal: AbortSignal.timeout(WITNESS_REQUEST_TIMEOUT_MS),
+        dispatcher: this.#dispatcher,
       });
       const text = await res.text();
       if (res.status === 200) {
@@ -321,5 +330,6 @@ export class WitnessCosigning {
   async close(): Promise<void> {
     this.#closed = true;
     await Promise.allSettled([...this.#inFlight]);
+    await this.#dispatcher.close();
   }
 }

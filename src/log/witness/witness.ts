@@ -10,11 +10,14 @@
  *   Checking a request against it and persisting the new one happen under one per-origin lock,
  *   and the new state is durably on disk (fsync + rename + directory fsync) before the answer is
  *   sent, so two racing requests cannot roll it back (tlog-witness §add-checkpoint).
- * - One process per data directory.
+ * - One process per data directory: `startWitness` takes `<dir>/witness.lock` (./data-lock.ts)
+ *   before it reads or creates anything there, and releases it on close.
+ * - Plain HTTP (loopback, or behind the operator's TLS terminator), or HTTPS with `tls`.
  */
 import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, writeFileSync, writeSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import { join } from 'node:path';
 import { PaylogError } from '../../errors.js';
 import { parseCheckpointBody, verifyCheckpoint } from '../checkpoint.js';
@@ -22,6 +25,7 @@ import { verifyConsistency } from '../merkle.js';
 import { parseVerifierKey, type NoteVerifier } from '../note.js';
 import { MAX_ADD_CHECKPOINT_BYTES, parseAddCheckpoint, TLOG_SIZE_CONTENT_TYPE } from './add-checkpoint.js';
 import { formatCosignerVkey, signCosignature, splitNote, type Cosigner } from './cosignature.js';
+import { lockDataDir } from './data-lock.js';
 
 export const WITNESS_KEY_FILE = 'witness-key.pem';
 export const WITNESS_VKEY_FILE = 'vkey';
@@ -197,17 +201,39 @@ function readBody(req: IncomingMessage, limit: number): Promise<string | undefin
   });
 }
 
-/** Serves `POST <prefix>/add-checkpoint` over plain HTTP (meant for loopback or behind TLS termination). */
-export async function startWitness(opts: WitnessOptions & { host: string; port: number }): Promise<RunningWitness> {
-  const witness = new Witness(opts);
-  const server: Server = createServer((req: IncomingMessage, res: ServerResponse) => {
+export interface WitnessListenOptions {
+  host: string;
+  port: number;
+  /** Serve HTTPS with this certificate chain and key (PEM); absent → plain HTTP. */
+  tls?: { cert: string | Buffer; key: string | Buffer };
+}
+
+/**
+ * Locks the data directory (throws DataDirLockedError if another live process holds it), then
+ * serves `POST <prefix>/add-checkpoint` over HTTPS (`tls`) or plain HTTP (loopback, or behind
+ * TLS termination).
+ */
+export async function startWitness(opts: WitnessOptions & WitnessListenOptions): Promise<RunningWitness> {
+  mkdirSync(opts.dataDir, { recursive: true, mode: 0o700 });
+  const lock = await lockDataDir(opts.dataDir);
+  try {
+    return await listen(new Witness(opts), opts, () => lock.release());
+  } catch (e) {
+    lock.release();
+    throw e;
+  }
+}
+
+async function listen(witness: Witness, opts: WitnessListenOptions, release: () => void): Promise<RunningWitness> {
+  const handler = (req: IncomingMessage, res: ServerResponse) => {
     const send = (a: WitnessAnswer) => res.writeHead(a.status, { 'content-type': a.contentType, 'cache-control': 'no-store' }).end(a.body);
     if (req.url !== '/add-checkpoint') return send(answer(404, 'not found\n'));
     if (req.method !== 'POST') return send(answer(405, 'POST only\n'));
     readBody(req, MAX_ADD_CHECKPOINT_BYTES)
       .then(async (body) => send(body === undefined ? answer(413, 'request too large\n') : await witness.addCheckpoint(body)))
       .catch(() => send(answer(500, 'internal error\n')));
-  });
+  };
+  const server: Server = opts.tls ? createHttpsServer({ cert: opts.tls.cert, key: opts.tls.key }, handler) : createServer(handler);
   server.keepAliveTimeout = 30_000;
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
@@ -218,10 +244,13 @@ export async function startWitness(opts: WitnessOptions & { host: string; port: 
   const host = opts.host.includes(':') ? `[${opts.host}]` : opts.host;
   return {
     witness,
-    url: `http://${host}:${port}`,
+    url: `${opts.tls ? 'https' : 'http'}://${host}:${port}`,
     close: () =>
       new Promise<void>((resolve) => {
-        server.close(() => resolve());
+        server.close(() => {
+          release();
+          resolve();
+        });
         server.closeAllConnections();
       }),
   };

@@ -179,22 +179,91 @@ const SELECT_HEADS = `SELECT size, root_hash, mac,
 const SELECT_NODES =
   'SELECT n.level, n.idx, n.hash FROM merkle_nodes n JOIN unnest($1::smallint[], $2::bigint[]) AS w(level, idx) ON n.level = w.level AND n.idx = w.idx';
 /**
- * One statement for what a batch must know before it writes: the transaction ids that already
- * exist (kind 't'), the required processors that are not active (kind 'p') and the required
- * epochs that cannot encrypt (kind 'e'). The rows a precondition holds on are locked FOR SHARE
- * until the batch commits (a disable, retirement or shred of them waits for it).
+ * One statement, under the append lock, for everything a batch must know before it writes
+ * (RFC 9162 §2.1.4: appending needs only the tree size and the frontier — the roots of the
+ * complete subtrees, one per set bit of the size):
+ * - 'h': the largest tree head (its MAC is checked in Node; if it fails, the paged read in
+ *   selectHead takes over),
+ * - 'n': that head's frontier nodes — for each set bit l of size, the node at level l, index
+ *   (size >> l) − 1,
+ * - 't': the transaction ids of the batch that already exist,
+ * - 'p' / 'e': required processors that are not active / required epochs that cannot encrypt.
+ * The rows a precondition holds on are locked FOR SHARE until the batch commits (a disable,
+ * retirement or shred of them waits for it). Lock wait and round trips under the append lock
+ * are what bounds throughput across processes, so this is one round trip, not four.
  */
-const SELECT_EXISTING_AND_REFUSED = `
-WITH active_processors AS (
+const SELECT_BATCH_STATE = `
+WITH head AS (
+  SELECT size, root_hash, mac,
+    (mac IS NULL AND size <= coalesce((SELECT value FROM paylog_marks WHERE name = 'legacy_tree_head_max'), 0)) AS legacy
+  FROM tree_heads ORDER BY size DESC LIMIT 1
+), frontier AS (
+  SELECT l::smallint AS level, (h.size >> l) - 1 AS idx FROM head h, generate_series(0, 62) AS l WHERE ((h.size >> l) & 1) = 1
+), active_processors AS (
   SELECT name FROM processors WHERE name = ANY($2::text[]) AND status = 'active' FOR SHARE
 ), usable_epochs AS (
   SELECT epoch_id FROM key_epochs WHERE epoch_id = ANY($3::text[]) AND retired_at IS NULL AND shredded_at IS NULL FOR SHARE
 )
-SELECT 't' AS kind, transaction_id AS id, request_mac, log_index, created_at FROM transactions WHERE transaction_id = ANY($1::text[])
+SELECT 'h' AS kind, NULL::text AS id, h.size AS n, NULL::smallint AS level, h.root_hash AS hash, h.mac AS mac, h.legacy, NULL::timestamptz AS created_at FROM head h
 UNION ALL
-SELECT 'p', g.name, NULL, NULL, NULL FROM unnest($2::text[]) AS g(name) WHERE g.name NOT IN (SELECT name FROM active_processors)
+SELECT 'n', NULL, f.idx, f.level, m.hash, NULL, NULL, NULL FROM frontier f JOIN merkle_nodes m ON m.level = f.level AND m.idx = f.idx
 UNION ALL
-SELECT 'e', g.id, NULL, NULL, NULL FROM unnest($3::text[]) AS g(id) WHERE g.id NOT IN (SELECT epoch_id FROM usable_epochs)`;
+SELECT 't', transaction_id, log_index, NULL, NULL, request_mac, NULL, created_at FROM transactions WHERE transaction_id = ANY($1::text[])
+UNION ALL
+SELECT 'p', g.name, NULL, NULL, NULL, NULL, NULL, NULL FROM unnest($2::text[]) AS g(name) WHERE g.name NOT IN (SELECT name FROM active_processors)
+UNION ALL
+SELECT 'e', g.id, NULL, NULL, NULL, NULL, NULL, NULL FROM unnest($3::text[]) AS g(id) WHERE g.id NOT IN (SELECT epoch_id FROM usable_epochs)`;
+
+interface BatchState {
+  head: TreeHead;
+  /** The head's frontier, in rangeNodes(0, size) order. */
+  frontier: Buffer[];
+  existing: Map<string, { mac: Buffer; logIndex: number; createdAt: Date }>;
+  inactiveProcessors: Set<string>;
+  unusableEpochs: Set<string>;
+}
+
+async function readBatchState(client: pg.PoolClient, reqs: AppendRequest[], headKey: Buffer | undefined): Promise<BatchState> {
+  const txs = reqs.filter((r): r is TxReq => r.kind === 'transaction');
+  const processors = [...new Set(txs.flatMap((r) => (r.requires ? [r.requires.processor] : [])))];
+  const epochIds = [...new Set(txs.flatMap((r) => (r.requires?.epochId ? [r.requires.epochId] : [])))];
+  const r = await client.query({
+    name: 'paylog_batch_state',
+    text: SELECT_BATCH_STATE,
+    values: [txs.map((t) => t.transaction.transactionId), processors, epochIds],
+  });
+  type Row = { kind: 'h' | 'n' | 't' | 'p' | 'e'; id: string | null; n: string | null; level: number | null; hash: Buffer | null; mac: Buffer | null; legacy: boolean | null; created_at: Date | null };
+  const state: BatchState = { head: { size: 0, rootHash: EMPTY_ROOT }, frontier: [], existing: new Map(), inactiveProcessors: new Set(), unusableEpochs: new Set() };
+  const nodes = new Map<string, Buffer>();
+  let top: Row | undefined;
+  for (const row of r.rows as Row[]) {
+    if (row.kind === 'h') top = row;
+    else if (row.kind === 'n') nodes.set(nodeKey({ level: row.level!, index: Number(row.n) }), row.hash!);
+    else if (row.kind === 't') state.existing.set(row.id!, { mac: row.mac!, logIndex: Number(row.n), createdAt: row.created_at! });
+    else if (row.kind === 'p') state.inactiveProcessors.add(row.id!);
+    else state.unusableEpochs.add(row.id!);
+  }
+  let head: TreeHead | null = null;
+  if (top) {
+    const size = Number(top.n);
+    if (headKey === undefined || top.legacy || treeHeadMacValid(headKey, size, top.hash!, top.mac)) head = { size, rootHash: top.hash! };
+  }
+  if (top && !head) {
+    // The largest row is not ours (forged or damaged): the paged read finds the real head.
+    head = await selectHead(client, headKey);
+    nodes.clear();
+    if (head) for (const [k, v] of await selectNodes(client, rangeNodes(0, head.size))) nodes.set(k, v);
+  }
+  if (head) {
+    state.head = head;
+    state.frontier = rangeNodes(0, head.size).map((id) => {
+      const h = nodes.get(nodeKey(id));
+      if (!h) throw new PaylogError('INTERNAL', 'stored Merkle frontier is incomplete');
+      return h;
+    });
+  }
+  return state;
+}
 
 /**
  * Reads the latest tree head the service can trust (null when the log is empty): see
@@ -308,8 +377,8 @@ function batchValues(
 
 /**
  * Commits one batch in one database transaction: lock, idempotency check, leaf + node + row
- * inserts, new tree head. Resolves with one outcome per request, in order. Five round trips
- * whatever the batch size.
+ * inserts, new tree head. Resolves with one outcome per request, in order. Four round trips
+ * whatever the batch size (lock; batch state; insert; commit), plus the replays' leaf hashes.
  */
 async function commitBatch(
   pool: pg.Pool,
@@ -347,28 +416,7 @@ async function batchInTransaction(
   reqs: AppendRequest[],
   headKey?: Buffer,
 ): Promise<{ outcomes: AppendOutcome[]; head: TreeHead; appended: number }> {
-  const head = (await selectHead(client, headKey)) ?? { size: 0, rootHash: EMPTY_ROOT };
-
-  // Idempotency: existing transaction ids (database, then earlier in this batch); preconditions.
-  const txs = reqs.filter((r): r is TxReq => r.kind === 'transaction');
-  const txIds = txs.map((r) => r.transaction.transactionId);
-  const processors = [...new Set(txs.flatMap((r) => (r.requires ? [r.requires.processor] : [])))];
-  const epochIds = [...new Set(txs.flatMap((r) => (r.requires?.epochId ? [r.requires.epochId] : [])))];
-  const existing = new Map<string, { mac: Buffer; logIndex: number; createdAt: Date }>();
-  const inactiveProcessors = new Set<string>();
-  const unusableEpochs = new Set<string>();
-  const frontierIds = rangeNodes(0, head.size);
-  const [existingRows, stored] = await Promise.all([
-    txIds.length > 0
-      ? client.query({ name: 'paylog_existing_refused', text: SELECT_EXISTING_AND_REFUSED, values: [txIds, processors, epochIds] })
-      : null,
-    selectNodes(client, frontierIds),
-  ]);
-  for (const r of (existingRows?.rows ?? []) as { kind: 't' | 'p' | 'e'; id: string; request_mac: Buffer; log_index: string; created_at: Date }[]) {
-    if (r.kind === 't') existing.set(r.id, { mac: r.request_mac, logIndex: Number(r.log_index), createdAt: r.created_at });
-    else if (r.kind === 'p') inactiveProcessors.add(r.id);
-    else unusableEpochs.add(r.id);
-  }
+  const { head, frontier, existing, inactiveProcessors, unusableEpochs } = await readBatchState(client, reqs, headKey);
 
   const outcomes: (AppendOutcome | undefined)[] = new Array(reqs.length);
   const accepted: { i: number; req: AppendRequest; index: number; leafHash: Buffer }[] = [];
@@ -401,11 +449,6 @@ async function batchInTransaction(
 
   let newHead = head;
   if (accepted.length > 0) {
-    const frontier = frontierIds.map((id) => {
-      const h = stored.get(nodeKey(id));
-      if (!h) throw new PaylogError('INTERNAL', 'stored Merkle frontier is incomplete');
-      return h;
-    });
     const { newNodes, root } = appendLeaves(head.size, frontier, accepted.map((a) => a.leafHash));
     newHead = { size: head.size + accepted.length, rootHash: root };
     await client.query({ name: 'paylog_insert_batch', text: INSERT_BATCH, values: batchValues(accepted, newNodes, newHead, headKey) });

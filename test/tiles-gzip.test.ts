@@ -130,14 +130,7 @@ describe('entry bundles over HTTPS', () => {
 
   it('verify-log --tiles passes against the negotiating service (in-process and CLI)', async () => {
     const a = t.paylog.devPki!.principals['auditor']!;
-    const source = httpsTileSource({ url: t.paylog.url, ca: readFileSync(t.paylog.devPki!.caPath), cert: readFileSync(a.certPath), key: readFileSync(a.keyPath) });
-    try {
-      const r = await verifyTiledLog(source, { verifiers: toNoteVerifiers([vkey]) });
-      expect(r.failures).toEqual([]);
-      expect(r).toMatchObject({ ok: true, entriesVerified: size });
-    } finally {
-      source.close();
-    }
+    await expectTilesVerify(t.paylog.url, { ca: readFileSync(t.paylog.devPki!.caPath), cert: readFileSync(a.certPath), key: readFileSync(a.keyPath) }, vkey, size);
     const cli = await runScript('verify-log', ['--url', t.paylog.url, '--cacert', t.paylog.devPki!.caPath, '--cert', a.certPath, '--key', a.keyPath, '--tiles', '--log-key', vkey, '--json']);
     expect(cli.code, cli.stderr).toBe(0);
     expect(JSON.parse(cli.stdout)).toMatchObject({ ok: true });
@@ -176,15 +169,20 @@ describe('entry bundles over HTTPS', () => {
     servers.push(server);
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     const port = (server.address() as { port: number }).port;
-    const source = httpsTileSource({ url: `https://127.0.0.1:${port}`, ...tls });
-    try {
-      const r = await verifyTiledLog(source, { verifiers: toNoteVerifiers([vkey]) });
-      expect(r.failures).toEqual([]);
-      expect(r).toMatchObject({ ok: true, entriesVerified: size });
-    } finally {
-      source.close();
-    }
+    await expectTilesVerify(`https://127.0.0.1:${port}`, tls, vkey, size);
     expect(gzipped).toBeGreaterThanOrEqual(2);
     expect(new Set(seen)).toEqual(new Set([TILES_ACCEPT_ENCODING]));
   });
 });
+
+/** Full verification from the tiles at `url` passes, with all `size` entries verified. */
+async function expectTilesVerify(url: string, tls: { ca: Buffer; cert: Buffer; key: Buffer }, vkey: string, size: number): Promise<void> {
+  const source = httpsTileSource({ url, ...tls });
+  try {
+    const r = await verifyTiledLog(source, { verifiers: toNoteVerifiers([vkey]) });
+    expect(r.failures).toEqual([]);
+    expect(r).toMatchObject({ ok: true, entriesVerified: size });
+  } finally {
+    source.close();
+  }
+}

@@ -48,7 +48,7 @@ function percentile(values: readonly number[], p: number): number {
 async function inProcessPaylog(databaseUrl: string, env: Record<string, string> = {}): Promise<{ paylog: Paylog; dataDir: string }> {
   const dataDir = mkdtempSync(join(tmpdir(), 'paylog-bench-tw-'));
   const config = loadConfig({ PAYLOG_DATA_DIR: dataDir, PAYLOG_PORT: '0', DATABASE_URL: databaseUrl, PAYLOG_LOG_LEVEL: 'warn', ...env });
-  const paylog = await startPaylog(config, { logDestination: sink() });
+  const paylog = await startPaylog(config, { logDestination: sink(), retentionSchedule: false });
   return { paylog, dataDir };
 }
 
@@ -221,7 +221,7 @@ async function runWitnessQuorum(ctx: BenchContext): Promise<SectionResult> {
       PAYLOG_WITNESSES: witnesses.map((w) => `${w.url} ${w.witness.vkey}`).join(','),
       PAYLOG_WITNESS_QUORUM: '2',
     });
-    const paylog = await startPaylog(config, { logDestination: sink() });
+    const paylog = await startPaylog(config, { logDestination: sink(), retentionSchedule: false });
     cleanups.unshift(() => paylog.close());
     dirs.push(dataDir);
     const latencies = new Map<number, number>();

@@ -104,6 +104,8 @@ export interface StartOptions {
    * they run retention explicitly.
    */
   retentionSchedule?: boolean;
+  /** Cluster worker: how many of the configured workers listen now (reported by /readyz). */
+  workers?: () => { listening: number; configured: number } | undefined;
   /** Called after each committed batch (cluster workers tell worker 0 to publish a checkpoint). */
   onBatchCommitted?: () => void;
 }
@@ -405,7 +407,9 @@ export async function startPaylog(config: Config, opts: StartOptions = {}): Prom
     // Witnessing is reported, not required: third parties being slow must not stop appends.
     const readiness = async () => {
       const report = await checkReadiness();
-      return witnessing ? { ...report, details: { witnesses: witnessing.status() } } : report;
+      const workers = opts.workers?.();
+      const details = { ...(witnessing ? { witnesses: witnessing.status() } : {}), ...(workers ? { workers } : {}) };
+      return Object.keys(details).length > 0 ? { ...report, details } : report;
     };
     const server = await buildServer({
       tls,

@@ -38,7 +38,23 @@ function loadOrExit(): Config {
   }
 }
 
+/** What the primary tells every worker whenever a worker starts or stops listening. */
+interface WorkersMessage {
+  paylog: 'workers';
+  listening: number;
+  configured: number;
+}
+
 async function runOne(config: Config, worker?: { index: number; localKmsUrl?: string }): Promise<void> {
+  // Registered before start-up: the primary's first message follows this worker's `listening`.
+  let workersStatus: { listening: number; configured: number } | undefined;
+  if (worker) {
+    process.on('message', (m: Partial<WorkersMessage>) => {
+      if (m?.paylog === 'workers' && typeof m.listening === 'number' && typeof m.configured === 'number') {
+        workersStatus = { listening: m.listening, configured: m.configured };
+      }
+    });
+  }
   let lastNotice = 0;
   const notify =
     worker && worker.index !== 0
@@ -54,6 +70,7 @@ async function runOne(config: Config, worker?: { index: number; localKmsUrl?: st
     ...(worker?.localKmsUrl ? { localKmsUrl: worker.localKmsUrl } : {}),
     singletons: !worker || worker.index === 0,
     ...(notify ? { onBatchCommitted: notify } : {}),
+    ...(worker ? { workers: () => workersStatus } : {}),
   });
   if (worker?.index === 0) process.on('message', (m: { paylog?: string }) => m?.paylog === 'committed' && paylog.checkpoints.schedule());
   if (!worker || worker.index === 0) {
@@ -99,15 +116,30 @@ async function runPrimary(config: Config, workers: number, externalLocalKms?: st
   if (!config.tls) await ensureDevPki(join(config.dataDir, 'pki'), { hostnames: ['localhost', '127.0.0.1', '::1', config.host] });
 
   const byIndex = new Map<number, Worker>();
+  const listening = new Set<number>();
   let stopping = false;
+  // /readyz in every worker reports how many workers listen (connections are spread only over
+  // workers already listening, so a client that connects earlier stays on the first ones).
+  const broadcastWorkers = () => {
+    const m: WorkersMessage = { paylog: 'workers', listening: listening.size, configured: workers };
+    for (const w of byIndex.values()) if (w.isConnected()) w.send(m, () => {});
+  };
   const fork = (index: number) => {
     const w = cluster.fork({ ...env, [ENV_WORKER_INDEX]: String(index) });
     byIndex.set(index, w);
+    w.on('listening', () => {
+      listening.add(index);
+      broadcastWorkers();
+    });
     w.on('message', (m: { paylog?: string }) => {
       if (m?.paylog === 'committed') byIndex.get(0)?.send({ paylog: 'committed' });
     });
     w.on('exit', (code, signal) => {
-      if (byIndex.get(index) === w) byIndex.delete(index);
+      if (byIndex.get(index) === w) {
+        byIndex.delete(index);
+        listening.delete(index);
+        broadcastWorkers();
+      }
       if (!stopping) {
         process.stderr.write(`paylog: worker ${index} exited (code ${code}, signal ${signal}); starting it again\n`);
         setTimeout(() => fork(index), 1000).unref();

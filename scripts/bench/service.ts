@@ -115,8 +115,17 @@ function caOrUndefined(dataDir: string): Buffer | undefined {
   }
 }
 
+function workersOf(readyz: string): { listening: number; configured: number } | undefined {
+  try {
+    const w = (JSON.parse(readyz) as { details?: { workers?: { listening?: unknown; configured?: unknown } } }).details?.workers;
+    return typeof w?.listening === 'number' && typeof w.configured === 'number' ? { listening: w.listening, configured: w.configured } : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 async function waitReady(
-  get: (p: string) => Promise<{ status: number }>,
+  get: (p: string) => Promise<{ status: number; text: string }>,
   exited: () => { code: number | null; signal: string | null } | undefined,
   stderrTail: () => string,
   progress?: (m: string) => void,
@@ -127,8 +136,11 @@ async function waitReady(
     const x = exited();
     if (x) throw new Error(`paylog exited during start-up (code ${x.code}, signal ${x.signal}):\n${stderrTail()}`);
     const r = await get('/readyz').catch(() => undefined);
-    if (r?.status === 200) {
-      progress?.(`paylog ready in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+    // With several workers, wait until all listen: the load generator's connections are spread
+    // only over workers already listening, and it keeps them for the whole run.
+    const workers = r?.status === 200 ? workersOf(r.text) : undefined;
+    if (r?.status === 200 && (!workers || workers.listening >= workers.configured)) {
+      progress?.(`paylog ready in ${((Date.now() - t0) / 1000).toFixed(1)} s${workers ? ` (${workers.listening} workers listening)` : ''}`);
       return;
     }
     await new Promise((res) => setTimeout(res, READY_POLL_MS));

@@ -161,7 +161,10 @@ export const healthSchema = z.object({ status: z.literal('ok') });
 export const readinessSchema = z.object({
   status: z.enum(['ready', 'not ready']),
   checks: z.record(z.string(), z.boolean()),
-  /** With witnesses configured: how far witnessing lags (reported, not required). */
+  /**
+   * Reported, not required: with witnesses configured, how far witnessing lags; with
+   * PAYLOG_WORKERS > 1, `workers {listening, configured}`.
+   */
   details: z.record(z.string(), z.unknown()).optional(),
 });
 export const textSchema = z.string();

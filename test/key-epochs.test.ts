@@ -3,44 +3,15 @@
  * the local endpoint (KMS calls counted there), real HTTPS with client certificates.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { cardTransaction, newTestDatabase, startTestPaylog, type TestPaylog } from './helpers/paylog.js';
+import { newTestDatabase, startTestPaylog, type TestPaylog } from './helpers/paylog.js';
 import { query } from './helpers/db.js';
-import { decodeLeaf } from '../src/log/leaf.js';
+import { logLeaves, releaseTo, submitCard } from './helpers/keys.js';
 
 const kmsCount = (t: TestPaylog, op: string) => t.paylog.localKms!.requestCounts.get(op) ?? 0;
 
-async function leaves(t: TestPaylog): Promise<any[]> {
-  const rows = await query<{ idx: string; leaf: Buffer }>(t.databaseUrl, 'SELECT idx, leaf FROM log_entries ORDER BY idx');
-  return rows.map((r) => {
-    const l = decodeLeaf(r.leaf) as any;
-    // Leaf format v2 key events: epoch → epochId, actor.cert → certificateFingerprint, digests in base64.
-    if (l.v === 2 && l.type === 'key_event') {
-      return {
-        index: Number(r.idx),
-        ...l,
-        epochId: l.epoch,
-        actor: l.actor === 'system' ? { role: 'system', name: 'paylog' } : { role: l.actor.role, name: l.actor.name, certificateFingerprint: `sha256:${Buffer.from(l.actor.cert).toString('hex')}` },
-        ...(l.wrappedKeySha256 ? { wrappedKeySha256: Buffer.from(l.wrappedKeySha256).toString('base64') } : {}),
-        ...(l.policy ? { policy: `PAYLOG_RETENTION=${l.policy.retention}` } : {}),
-      };
-    }
-    if (l.v === 2 && l.type === 'transaction') {
-      return { index: Number(r.idx), ...l, transactionId: l.id, envelope: { epochId: l.env.ep, kmsKeyId: l.env.kms } };
-    }
-    return { index: Number(r.idx), ...l };
-  });
-}
-
-async function submit(t: TestPaylog, overrides: Record<string, unknown> = {}) {
-  const body = cardTransaction(overrides);
-  const r = await t.call('checkout', 'POST', '/v1/transactions', body);
-  expect(r.status, r.text).toBe(201);
-  return body.transactionId as string;
-}
-
-async function release(t: TestPaylog, id: string, who: 'processor-acme' | 'processor-globex' = 'processor-acme') {
-  return await t.call(who, 'POST', `/v1/transactions/${id}/release`, { purpose: 'capture' });
-}
+const leaves = (t: TestPaylog) => logLeaves(t.databaseUrl);
+const submit = submitCard;
+const release = releaseTo;
 
 describe('hierarchical key mode (default): envelope v2 under epoch keys', () => {
   let t: TestPaylog;

@@ -9,10 +9,10 @@ import { cpSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { cardTransaction, newTestDatabase, startTestPaylog, type TestPaylog } from './helpers/paylog.js';
+import { newTestDatabase, startTestPaylog, type TestPaylog } from './helpers/paylog.js';
 import { query, withClient } from './helpers/db.js';
 import { runScript } from './helpers/cli.js';
-import { decodeLeaf } from '../src/log/leaf.js';
+import { logLeaves, releaseTo, submitCard } from './helpers/keys.js';
 import { expectedRanges, transactionLeaves } from './helpers/shred.js';
 
 /** `cp -a`: the cluster's files keep their owner and modes (the server may run as another OS user). */
@@ -20,35 +20,9 @@ function copyPreserving(from: string, to: string): void {
   execFileSync('cp', ['-a', from, to]);
 }
 
-async function leaves(url: string): Promise<any[]> {
-  const rows = await query<{ idx: string; leaf: Buffer }>(url, 'SELECT idx, leaf FROM log_entries ORDER BY idx');
-  return rows.map((r) => {
-    const l = decodeLeaf(r.leaf) as any;
-    // Leaf format v2 key events: epoch → epochId, actor.cert → certificateFingerprint, digests in base64.
-    if (l.v === 2 && l.type === 'key_event') {
-      return {
-        index: Number(r.idx),
-        ...l,
-        epochId: l.epoch,
-        actor: l.actor === 'system' ? { role: 'system', name: 'paylog' } : { role: l.actor.role, name: l.actor.name, certificateFingerprint: `sha256:${Buffer.from(l.actor.cert).toString('hex')}` },
-        ...(l.wrappedKeySha256 ? { wrappedKeySha256: Buffer.from(l.wrappedKeySha256).toString('base64') } : {}),
-        ...(l.policy ? { policy: `PAYLOG_RETENTION=${l.policy.retention}` } : {}),
-      };
-    }
-    if (l.v === 2 && l.type === 'transaction') {
-      return { index: Number(r.idx), ...l, transactionId: l.id, envelope: { epochId: l.env.ep, kmsKeyId: l.env.kms } };
-    }
-    return { index: Number(r.idx), ...l };
-  });
-}
-async function submit(t: TestPaylog, overrides: Record<string, unknown> = {}) {
-  const body = cardTransaction(overrides);
-  const r = await t.call('checkout', 'POST', '/v1/transactions', body);
-  expect(r.status, r.text).toBe(201);
-  return body.transactionId as string;
-}
-const release = (t: TestPaylog, id: string, who: 'processor-acme' | 'processor-globex' = 'processor-acme') =>
-  t.call(who, 'POST', `/v1/transactions/${id}/release`, { purpose: 'capture' });
+const leaves = logLeaves;
+const submit = submitCard;
+const release = releaseTo;
 const adminArgs = (t: TestPaylog) => {
   const a = t.paylog.devPki!.principals.admin!;
   return ['--url', t.paylog.url, '--cacert', t.paylog.devPki!.caPath, '--cert', a.certPath, '--key', a.keyPath];

@@ -11,41 +11,24 @@
  * Exit codes: 0 written, 1 export failed midway, 2 usage or connection errors.
  */
 import { rmSync } from 'node:fs';
-import { Command, CommanderError } from 'commander';
+import { Command } from 'commander';
+import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, parseOptions, withAuditorTls, type TlsClientOpts } from './cli.js';
 import cliProgress from 'cli-progress';
 import { exportLog, LogClient, LogClientError } from '../src/log/export.js';
 
-const EXIT_OK = 0;
-const EXIT_FAILURE = 1;
-const EXIT_USAGE = 2;
-
-interface Opts {
-  url: string;
-  cacert: string;
-  cert: string;
-  key: string;
+interface Opts extends TlsClientOpts {
   out: string;
   quiet?: boolean;
 }
 
 export async function main(argv: string[]): Promise<number> {
-  const program = new Command('export-log')
-    .description('Export a paylog log (checkpoint, keys, entries) as NDJSON for offline verification')
-    .requiredOption('--url <url>', 'paylog base URL')
-    .requiredOption('--cacert <file>', 'CA certificate (PEM)')
-    .requiredOption('--cert <file>', 'auditor client certificate (PEM)')
-    .requiredOption('--key <file>', 'auditor client private key (PEM)')
+  const program = withAuditorTls(new Command('export-log').description('Export a paylog log (checkpoint, keys, entries) as NDJSON for offline verification'))
     .requiredOption('--out <file>', 'output file (must not exist)')
     .option('--quiet', 'no progress bar')
     .exitOverride();
-  let opts: Opts;
-  try {
-    await program.parseAsync(argv);
-    opts = program.opts<Opts>();
-  } catch (e) {
-    if (e instanceof CommanderError) return e.exitCode === 0 ? EXIT_OK : EXIT_USAGE;
-    throw e;
-  }
+  const parsed = await parseOptions<Opts>(program, argv);
+  if ('exitCode' in parsed) return parsed.exitCode;
+  const opts = parsed.opts;
   let client: LogClient;
   try {
     client = LogClient.fromFiles(opts.url, opts.cacert, opts.cert, opts.key);

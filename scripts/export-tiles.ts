@@ -11,42 +11,25 @@
  * Exit codes: 0 written, 1 the server refused or answered badly, 2 usage or connection errors.
  */
 import { readFileSync } from 'node:fs';
-import { Command, CommanderError } from 'commander';
+import { Command } from 'commander';
+import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, parseOptions, withAuditorTls, type TlsClientOpts } from './cli.js';
 import { isAnsweredFailure, LogClientError } from '../src/log/export.js';
 import { exportTiles } from '../src/log/tiles/export.js';
 import { httpsTileSource } from '../src/log/tiles/source.js';
 
-const EXIT_OK = 0;
-const EXIT_FAILURE = 1;
-const EXIT_USAGE = 2;
-
-interface Opts {
-  url: string;
-  cacert: string;
-  cert: string;
-  key: string;
+interface Opts extends TlsClientOpts {
   out: string;
   quiet?: boolean;
 }
 
 export async function main(argv: string[]): Promise<number> {
-  const program = new Command('export-tiles')
-    .description('Write a paylog log as C2SP tlog-tiles static files (incremental)')
-    .requiredOption('--url <url>', 'paylog base URL')
-    .requiredOption('--cacert <file>', 'CA certificate (PEM)')
-    .requiredOption('--cert <file>', 'auditor client certificate (PEM)')
-    .requiredOption('--key <file>', 'auditor client private key (PEM)')
+  const program = withAuditorTls(new Command('export-tiles').description('Write a paylog log as C2SP tlog-tiles static files (incremental)'))
     .requiredOption('--out <dir>', 'output directory (created if absent; existing tiles are kept)')
     .option('--quiet', 'print only the summary')
     .exitOverride();
-  let opts: Opts;
-  try {
-    await program.parseAsync(argv);
-    opts = program.opts<Opts>();
-  } catch (e) {
-    if (e instanceof CommanderError) return e.exitCode === 0 ? EXIT_OK : EXIT_USAGE;
-    throw e;
-  }
+  const parsed = await parseOptions<Opts>(program, argv);
+  if ('exitCode' in parsed) return parsed.exitCode;
+  const opts = parsed.opts;
   let source;
   try {
     source = httpsTileSource({ url: opts.url, ca: readFileSync(opts.cacert), cert: readFileSync(opts.cert), key: readFileSync(opts.key) });

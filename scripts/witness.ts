@@ -15,7 +15,8 @@
  */
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
-import { Command, CommanderError, Option } from 'commander';
+import { Command, Option } from 'commander';
+import { parseOptions } from './cli.js';
 import { startWitness } from '../src/log/witness/witness.js';
 
 interface Opts {
@@ -46,14 +47,9 @@ async function main(argv: string[]): Promise<number | undefined> {
     .option('--tls-cert <file>', 'serve HTTPS with this certificate chain (PEM); with --tls-key')
     .option('--tls-key <file>', 'private key (PEM) for --tls-cert')
     .exitOverride();
-  let opts: Opts;
-  try {
-    await program.parseAsync(argv);
-    opts = program.opts<Opts>();
-  } catch (e) {
-    if (e instanceof CommanderError) return e.exitCode === 0 ? 0 : 2;
-    throw e;
-  }
+  const parsed = await parseOptions<Opts>(program, argv);
+  if ('exitCode' in parsed) return parsed.exitCode;
+  const opts = parsed.opts;
   const m = /^(\[[^\]]+\]|[^:]+):([0-9]{1,5})$/.exec(opts.listen);
   if (m === null) {
     process.stderr.write('witness: --listen must be HOST:PORT\n');

@@ -104,6 +104,8 @@ export interface StartOptions {
    * they run retention explicitly.
    */
   retentionSchedule?: boolean;
+  /** Delay of the first scheduled retention run (default RETENTION_FIRST_RUN_MS; tests shorten it). */
+  retentionFirstRunMs?: number;
   /** Cluster worker: how many of the configured workers listen now (reported by /readyz). */
   workers?: () => { listening: number; configured: number } | undefined;
   /** Called after each committed batch (cluster workers tell worker 0 to publish a checkpoint). */
@@ -366,7 +368,7 @@ export async function startPaylog(config: Config, opts: StartOptions = {}): Prom
           (r) => logger.info({ periods: r.periods.length, epochs: r.epochs.length, v1Records: r.v1Records, logIndex: r.logIndex }, 'retention run'),
           (e: unknown) => logger.error({ code: (e as { code?: string }).code }, 'retention run failed'),
         );
-      const first = setTimeout(() => void runRetention(), RETENTION_FIRST_RUN_MS);
+      const first = setTimeout(() => void runRetention(), opts.retentionFirstRunMs ?? RETENTION_FIRST_RUN_MS);
       const daily = setInterval(() => void runRetention(), RETENTION_INTERVAL_MS);
       first.unref();
       daily.unref();

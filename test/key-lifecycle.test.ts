@@ -295,3 +295,28 @@ describe('retention by crypto-shredding, and a backup taken before the shred', (
     }
   });
 });
+
+describe('the scheduled retention run', () => {
+  it('runs in the service without an operator: a system retention_run, and the expired epoch is shredded', { timeout: 120_000 }, async () => {
+    let now = new Date(Date.UTC(2026, 11, 1, 10, 30, 0, 0));
+    const t = await startTestPaylog({ env: { PAYLOG_KEY_EPOCH: 'hour', PAYLOG_RETENTION: 'PT2H' }, clock: () => now, retentionFirstRunMs: 3000 });
+    try {
+      const id = await submit(t);
+      now = new Date(Date.UTC(2026, 11, 1, 14, 0, 0, 0)); // the 10:00 epoch ended more than 2 h ago
+      const find = async () => (await leaves(t.databaseUrl)).find((l) => l.type === 'key_event' && l.event === 'retention_run');
+      let run = await find();
+      for (let i = 0; i < 150 && !run; i++) {
+        await new Promise((r) => setTimeout(r, 200));
+        run = await find();
+      }
+      expect(run, 'no retention_run within 30 s of start').toBeDefined();
+      expect(run.actor).toEqual({ role: 'system', name: 'paylog' });
+      const ls = await leaves(t.databaseUrl);
+      expect(ls.some((l) => l.type === 'key_event' && l.event === 'epoch_shredded' && l.epochId === 'acme/2026-12-01T10/0')).toBe(true);
+      const r = await release(t, id);
+      expect(r.status, r.text).toBe(410);
+    } finally {
+      await t.stop();
+    }
+  });
+});

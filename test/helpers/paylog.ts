@@ -55,7 +55,7 @@ export async function newTestDatabase(): Promise<string> {
 }
 
 export async function startTestPaylog(
-  opts: { env?: Record<string, string>; databaseUrl?: string; dataDir?: string; clock?: () => Date; /** Own embedded PostgreSQL under dataDir/pg (no DATABASE_URL). */ embedded?: boolean } = {},
+  opts: { env?: Record<string, string>; databaseUrl?: string; dataDir?: string; clock?: () => Date; /** Own embedded PostgreSQL under dataDir/pg (no DATABASE_URL). */ embedded?: boolean; /** Run the scheduled retention job, first after this many ms (default: not scheduled). */ retentionFirstRunMs?: number } = {},
 ): Promise<TestPaylog> {
   const databaseUrl = opts.embedded ? '' : (opts.databaseUrl ?? (await newTestDatabase()));
   const dataDir = opts.dataDir ?? mkdtempSync(join(tmpdir(), 'paylog-test-'));
@@ -75,7 +75,7 @@ export async function startTestPaylog(
   const { stream, lines } = logCapture();
   // No scheduled retention run: its entry would land mid-test (a minute after start) in tests
   // that count entries; retention tests run it explicitly.
-  const paylog = await startPaylog(config, { logDestination: stream, retentionSchedule: false, ...(opts.clock ? { clock: opts.clock } : {}) });
+  const paylog = await startPaylog(config, { logDestination: stream, ...(opts.retentionFirstRunMs !== undefined ? { retentionFirstRunMs: opts.retentionFirstRunMs } : { retentionSchedule: false }), ...(opts.clock ? { clock: opts.clock } : {}) });
   const pki = paylog.devPki!;
   const ca = pki.caCertPem;
   const agents = new Map<string, Agent>();

@@ -47,6 +47,7 @@ import {
   freshRandom,
   integrityFailure,
   type EnvelopeBinding,
+  type SealedFields,
 } from './envelope.js';
 import { AEAD_AES_256_GCM, HPKE_ENC_BYTES, HPKE_TAG_BYTES, HpkeError, openBase, sealBase, type X25519PrivateKey, type X25519PublicKey } from './hpke.js';
 import { PaylogError } from '../errors.js';
@@ -66,14 +67,8 @@ export interface EpochBinding extends EnvelopeBinding {
   epochId: string;
 }
 
-export interface SealedEnvelopeV2 {
+export interface SealedEnvelopeV2 extends SealedFields {
   version: 2;
-  salt: Buffer;
-  iv: Buffer;
-  ciphertext: Buffer;
-  tag: Buffer;
-  keyCommitment: Buffer;
-  wrappedKey: Buffer;
   epochId: string;
 }
 

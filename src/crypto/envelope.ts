@@ -113,14 +113,19 @@ export interface DataKeySource {
   ): Promise<Buffer>;
 }
 
-export interface SealedEnvelope {
-  version: 1;
+/** The fields every envelope format seals a record into (lengths: checkEnvelopeFields). */
+export interface SealedFields {
   salt: Buffer;
   iv: Buffer;
   ciphertext: Buffer;
   tag: Buffer;
   keyCommitment: Buffer;
+  /** The data key, wrapped (by KMS in v1, by HPKE under the epoch public key in v2). */
   wrappedKey: Buffer;
+}
+
+export interface SealedEnvelope extends SealedFields {
+  version: 1;
   kmsKeyId: string;
 }
 

@@ -106,6 +106,11 @@ export interface EpochRow {
   shredded_at: Date | null;
 }
 
+/** What every key event about one epoch names: the epoch, its processor and its period. */
+export function epochEventSubject(e: EpochRow): { epochId: string; processor: string; periodStart: Date; periodEnd: Date } {
+  return { epochId: e.epoch_id, processor: e.processor, periodStart: e.period_start, periodEnd: e.period_end };
+}
+
 export interface EpochKeyringOptions {
   database: AppDatabase;
   kms: PaylogKms;
@@ -339,10 +344,7 @@ export class EpochKeyring {
             event: 'epoch_retired',
             time: now,
             actor,
-            epochId: e.epoch_id,
-            processor,
-            periodStart: e.period_start,
-            periodEnd: e.period_end,
+            ...epochEventSubject(e),
             reason: opts.rotate && e.epoch_id === current?.epoch_id ? (opts.reason ?? 'rotation') : 'period ended',
           });
           await client.query('UPDATE key_epochs SET retired_at = $2 WHERE epoch_id = $1 AND retired_at IS NULL', [e.epoch_id, now]);

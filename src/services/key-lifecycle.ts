@@ -17,7 +17,7 @@ import { authorize } from '../auth/policy.js';
 import type { Principal } from '../auth/principal.js';
 import type { AppDatabase } from '../db/connection.js';
 import type { PaylogKms } from '../kms/client.js';
-import { epochKmsContext, type EpochKeyring, type EpochRow } from '../kms/epoch-keys.js';
+import { epochEventSubject, epochKmsContext, type EpochKeyring, type EpochRow } from '../kms/epoch-keys.js';
 import { kmsEncryptionContext } from '../crypto/envelope.js';
 import { actorOf, SYSTEM_ACTOR, type KeyEventActor, type KeyEventLog } from './key-events.js';
 import { createHash } from 'node:crypto';
@@ -176,10 +176,7 @@ export class KeyLifecycleService {
           event: 'epoch_rewrapped',
           time: this.d.clock(),
           actor,
-          epochId: e.epoch_id,
-          processor: e.processor,
-          periodStart: e.period_start,
-          periodEnd: e.period_end,
+          ...epochEventSubject(e),
           kmsKeyId: to,
           wrappedKey: fresh,
           ...(e.kms_key_id ? { previousKmsKeyId: e.kms_key_id } : {}),
@@ -297,10 +294,7 @@ export class KeyLifecycleService {
           event: 'epoch_shredded',
           time: this.d.clock(),
           actor,
-          epochId: e.epoch_id,
-          processor: e.processor,
-          periodStart: e.period_start,
-          periodEnd: e.period_end,
+          ...epochEventSubject(e),
           ...(e.kms_key_id ? { kmsKeyId: e.kms_key_id } : {}),
           policy,
           asOf,

@@ -19,7 +19,7 @@ import { startLocalKms, type LocalKmsEndpoint } from './kms/local-endpoint.js';
 import { createKmsClient, PaylogKms } from './kms/client.js';
 import { ensureDevPki, type DevPki } from './pki/dev-pki.js';
 import { principalUri } from './pki/identity.js';
-import { LogAppender, readTreeHead } from './log/appender.js';
+import { LogAppender, readTreeHead, type Appender } from './log/appender.js';
 import { treeHeadKey } from './log/tree-head.js';
 import { TransactionService } from './services/transactions.js';
 import { ProcessorRegistry } from './auth/processors.js';
@@ -69,7 +69,7 @@ export interface Paylog {
   readonly logKeys: PublishedKey[];
   /** Witness submissions and quorum (only with PAYLOG_WITNESSES). */
   readonly witnesses?: WitnessCosigning;
-  readonly appender: LogAppender;
+  readonly appender: Appender;
   readonly processors: ProcessorRegistry;
   readonly revocations: RevocationList;
   /** Client-side encryption keys (browser JWE). */
@@ -327,6 +327,7 @@ export async function startPaylog(config: Config, opts: StartOptions = {}): Prom
       dataKeys,
       macKey,
       processors: processorRegistry,
+      revocations,
       ...(config.keys.mode === 'hierarchical' ? { epochs } : {}),
       ...(opts.clock ? { clock: opts.clock } : {}),
       cse,

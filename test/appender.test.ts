@@ -134,4 +134,37 @@ describe('LogAppender preconditions (checked at commit, under the append lock)',
       await appender.close();
     }
   });
+
+  it('a revoked submitter is refused, by fingerprint or by serial, even for an identical replay (checked before replays)', async () => {
+    const appender = new LogAppender(db);
+    const submitter = (n: number) => ({ certificateFingerprint: `sha256:${String(n).padStart(64, '0')}`, serialHex: `5e${n}` });
+    const byPrincipal = (id: string, principal: { certificateFingerprint: string; serialHex: string }): AppendRequest => ({
+      kind: 'transaction',
+      leaf: Buffer.from(`leaf ${id} ${m++}`),
+      createdAt: new Date(),
+      transaction: { transactionId: id, requestMac: Buffer.alloc(32, 3) },
+      dataKey: { transactionId: id, wrappedKey: Buffer.alloc(80, 2), kmsKeyId: 'arn:aws:kms:us-east-1:000000000000:key/test', epochId: null },
+      requires: { principal, processor: 'pre-on' },
+    });
+    try {
+      const first = byPrincipal('pre-revoked-replay', submitter(1));
+      expect((await appender.append(first)).status).toBe('appended');
+      const size0 = (await readTreeHead(db.db))!.size;
+      await db.pool.query(
+        `INSERT INTO revoked_certificates (fingerprint, serial, revoked_by) VALUES ($1, NULL, 'test'), ('serial:5e2', '5e2', 'test')`,
+        [submitter(1).certificateFingerprint],
+      );
+      const [replay, bySerial, other] = await Promise.all([
+        appender.append({ ...first, leaf: Buffer.from('a fresh seal of the same body') }),
+        appender.append(byPrincipal('pre-revoked-serial', submitter(2))),
+        appender.append(byPrincipal('pre-not-revoked', submitter(3))),
+      ]);
+      expect(replay).toEqual({ status: 'refused', reason: 'principal_revoked' });
+      expect(bySerial).toEqual({ status: 'refused', reason: 'principal_revoked' });
+      expect(other.status).toBe('appended');
+      expect((await readTreeHead(db.db))!.size).toBe(size0 + 1);
+    } finally {
+      await appender.close();
+    }
+  });
 });

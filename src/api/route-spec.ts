@@ -55,10 +55,22 @@ export interface RouteSpec {
    * kind can answer (no/revoked certificate, malformed/too large/non-JSON body, INTERNAL).
    */
   errors: readonly ErrorCode[];
+  /**
+   * `at-commit`: authentication does not query the revocation list for this route; its handler
+   * MUST pass the decision to its service (see `deferredRevocation` in server.ts), which checks
+   * it at commit, under the append lock, or by a query for any answer that commits nothing.
+   * Errors raised before the handler runs are checked by the error handler.
+   */
+  revocation?: 'at-commit';
 }
 
 /** Key under Fastify's route `config` where the spec travels (read back by the onRoute hook). */
 export const ROUTE_SPEC_CONFIG_KEY = 'paylogRouteSpec';
+
+/** The spec a route was defined with (its Fastify `config`), if it was defined by defineRoute. */
+export function routeSpecOf(config: unknown): RouteSpec | undefined {
+  return (config as Record<string, unknown> | undefined)?.[ROUTE_SPEC_CONFIG_KEY] as RouteSpec | undefined;
+}
 
 type Handler = (req: FastifyRequest<any>, reply: FastifyReply) => unknown;
 
@@ -87,7 +99,7 @@ export interface RegisteredRoute {
 export function collectRoutes(app: FastifyInstance): RegisteredRoute[] {
   const routes: RegisteredRoute[] = [];
   app.addHook('onRoute', (r) => {
-    const spec = (r.config as Record<string, unknown> | undefined)?.[ROUTE_SPEC_CONFIG_KEY] as RouteSpec | undefined;
+    const spec = routeSpecOf(r.config);
     for (const method of Array.isArray(r.method) ? r.method : [r.method]) {
       routes.push({ method: String(method).toUpperCase(), url: r.url, ...(spec ? { spec } : {}) });
     }

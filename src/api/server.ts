@@ -9,6 +9,7 @@ import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, t
 import type { Logger } from 'pino';
 import { PaylogError } from '../errors.js';
 import { principalFromSocket, type Principal } from '../auth/principal.js';
+import { assertNotRevoked, certificateRevokedError, type RevocationCheck } from '../auth/revocations.js';
 import type { Metrics } from '../metrics.js';
 import { errorResponse, toPaylogError } from './errors.js';
 import { registerTransactionRoutes } from './routes/transactions.js';
@@ -17,7 +18,7 @@ import type { TransactionService } from '../services/transactions.js';
 import { DEFAULT_BODY_LIMIT_BYTES } from '../config.js';
 import { errorForLog } from '../logging.js';
 import { RETRY_AFTER_SECONDS } from './errors.js';
-import { collectRoutes, type RegisteredRoute } from './route-spec.js';
+import { collectRoutes, routeSpecOf, type RegisteredRoute } from './route-spec.js';
 import { assertStorableRequestTarget, assertStorableStrings, decodeUtf8Strict } from '../validation/encoding.js';
 
 declare module 'fastify' {
@@ -25,6 +26,11 @@ declare module 'fastify' {
     principal: Principal | null;
     /** performance.now() by which the request must be answered (request budget). */
     deadline: number;
+    /**
+     * The principal's revocation is not decided yet (a route with `revocation: 'at-commit'`):
+     * its handler hands it to the service, and until then the error handler checks it.
+     */
+    revocationPending: boolean;
   }
   interface FastifyInstance {
     /** Every route Fastify registered, with its spec (the OpenAPI document is built from these). */
@@ -66,10 +72,6 @@ class RedactingLogController extends LogController {
   override writeHeadError(error: Error, _request: FastifyRequest, reply: FastifyReply): void {
     reply.log.warn({ err: { type: error?.name } }, 'response header write failed');
   }
-}
-
-export interface RevocationCheck {
-  isRevoked(certificateFingerprint: string, serialHex?: string): Promise<boolean>;
 }
 
 export interface ServerDeps {
@@ -136,6 +138,7 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
   app.decorate('paylogRoutes', routes);
   app.decorateRequest('principal', null);
   app.decorateRequest('deadline', Infinity);
+  app.decorateRequest('revocationPending', false);
   // Per-route limits (`config.rateLimit`), keyed by the client certificate, checked after
   // authentication (preHandler) so the key is the verified certificate's fingerprint.
   await app.register(rateLimit, {
@@ -199,10 +202,12 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
     if (!req.url.startsWith('/v1/') && req.url !== '/v1') return;
     const principal = principalFromSocket(req.raw.socket as TLSSocket);
     if (!principal) throw new PaylogError('CLIENT_CERTIFICATE_REQUIRED', 'a valid paylog client certificate is required');
-    if (await deps.revocations.isRevoked(principal.certificateFingerprint, principal.serialHex)) {
-      throw new PaylogError('CERTIFICATE_REVOKED', 'this client certificate has been revoked');
-    }
     req.principal = principal;
+    const spec = routeSpecOf(req.routeOptions.config);
+    // A submission's revocation is decided where its entry commits (one read per batch, not one
+    // query per request): see RouteSpec.revocation.
+    if (spec?.revocation === 'at-commit') req.revocationPending = true;
+    else await assertNotRevoked(deps.revocations, principal);
   });
 
   // Input PostgreSQL would refuse (NUL, bytes that are not UTF-8, lone surrogates) is refused
@@ -248,6 +253,16 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
 
   app.setErrorHandler(async (err, req, reply) => {
     let pe = toPaylogError(err);
+    // An error before the handler took over the revocation decision: a revoked certificate is
+    // told only that (and if the list cannot be read, the request fails as unavailable).
+    if (req.revocationPending && req.principal && pe.code !== 'CERTIFICATE_REVOKED') {
+      req.revocationPending = false;
+      try {
+        await assertNotRevoked(deps.revocations, req.principal);
+      } catch (e) {
+        pe = toPaylogError(e);
+      }
+    }
     // The operator finds an INTERNAL error's cause by its request id (also in the answer).
     if (pe.code === 'INTERNAL') {
       req.log.error({ reqId: req.id, route: req.routeOptions.url ?? 'unmatched', error: errorForLog(err) }, 'internal error');
@@ -267,6 +282,20 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
   registerTransactionRoutes(app, { transactions: deps.transactions });
   for (const r of deps.extraRoutes ?? []) r(app);
   return app;
+}
+
+/**
+ * For a route with `revocation: 'at-commit'`: runs `f` with how the service must treat the
+ * principal's revocation — `at-commit` when authentication left it open — and marks it decided
+ * once `f` has answered or thrown (the service has then checked it either way).
+ */
+export async function deferredRevocation<T>(req: FastifyRequest, f: (revocation: 'at-commit' | 'checked') => Promise<T>): Promise<T> {
+  const mode = req.revocationPending ? 'at-commit' : 'checked';
+  try {
+    return await f(mode);
+  } finally {
+    req.revocationPending = false;
+  }
 }
 
 /** The reply as a handler sees it: once `expired`, every method call is a no-op (`then` excepted). */

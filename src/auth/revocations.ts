@@ -4,8 +4,24 @@
  */
 import type { AppDatabase } from '../db/connection.js';
 import { revokedCertificates } from '../db/schema.js';
+import { PaylogError } from '../errors.js';
+import type { Principal } from './principal.js';
 
-export class RevocationList {
+/** What authentication needs of the revocation list. */
+export interface RevocationCheck {
+  isRevoked(certificateFingerprint: string, serialHex?: string): Promise<boolean>;
+}
+
+export function certificateRevokedError(): PaylogError {
+  return new PaylogError('CERTIFICATE_REVOKED', 'this client certificate has been revoked');
+}
+
+/** Throws CERTIFICATE_REVOKED when the principal's certificate is revoked (one query). */
+export async function assertNotRevoked(check: RevocationCheck, principal: Principal): Promise<void> {
+  if (await check.isRevoked(principal.certificateFingerprint, principal.serialHex)) throw certificateRevokedError();
+}
+
+export class RevocationList implements RevocationCheck {
   constructor(private readonly database: AppDatabase) {}
 
   /** One indexed lookup per request (prepared statement), so a revocation applies at once. */

@@ -15,7 +15,7 @@ import { PROCESSOR_STATUSES, type ProcessorRegistry } from '../auth/processors.j
 import type { RevocationList } from '../auth/revocations.js';
 import { normalizeSerialHex } from '../pki/identity.js';
 import { isProcessorName } from '../validation/identifiers.js';
-import type { LogAppender } from '../log/appender.js';
+import type { Appender } from '../log/appender.js';
 import { adminEventLeaf, encodeLeaf, type AdminEventInput } from '../log/leaf.js';
 
 export const revocationRequestSchema = z
@@ -38,7 +38,7 @@ export class AdminService {
   constructor(
     private readonly processors: ProcessorRegistry,
     private readonly revocations: RevocationList,
-    private readonly appender?: LogAppender,
+    private readonly appender?: Appender,
   ) {}
 
   /** Appends one admin event and resolves after its batch committed. */

@@ -4,12 +4,12 @@ import { PaylogError } from '../errors.js';
  * epoch created, retired, rewrapped, shredded, a transaction shredded early, a rotation, a
  * retention run — calls {@link KeyEventLog.record} and waits for it BEFORE the change takes
  * effect: `record()` resolves only after the batch holding the `key_event` leaf has committed
- * (LogAppender contract). If the leaf cannot be made durable, the caller MUST NOT make the change.
+ * (Appender contract). If the leaf cannot be made durable, the caller MUST NOT make the change.
  *
  * Leaf encoding lives only in {@link keyEventLeafOf} (leaf format v2 `key_event`).
  */
 import { createHash } from 'node:crypto';
-import type { LogAppender } from '../log/appender.js';
+import type { Appender } from '../log/appender.js';
 import { encodeLeaf, keyEventLeaf, SYSTEM_ACTOR as SYSTEM, type KeyEventLeafV2 } from '../log/leaf.js';
 import type { Principal } from '../auth/principal.js';
 
@@ -83,7 +83,7 @@ export function keyEventLeafOf(e: KeyEvent): KeyEventLeafV2 {
 }
 
 export class KeyEventLog {
-  constructor(private readonly appender: LogAppender) {}
+  constructor(private readonly appender: Appender) {}
 
   /** Appends the key event; resolves with its log index only after it is committed. */
   async record(e: KeyEvent): Promise<number> {

@@ -21,7 +21,7 @@ import { openEnvelope, type DataKeySource } from '../crypto/envelope.js';
 import { accessLeafV2, accessViewFromLeaf, decodeLeaf, encodeLeaf, type AccessServedView } from '../log/leaf.js';
 import { openEnvelopeV2 } from '../crypto/envelope-v2.js';
 import type { EpochKeyring } from '../kms/epoch-keys.js';
-import type { LogAppender } from '../log/appender.js';
+import type { Appender } from '../log/appender.js';
 import type { TransactionService } from './transactions.js';
 import { containsIban } from '../validation/transaction.js';
 import { containsPanLikeNumber, isTransactionId } from '../validation/identifiers.js';
@@ -65,7 +65,7 @@ export type AccessView = AccessServedView & { logIndex: number };
 
 export interface ReleaseDeps {
   database: AppDatabase;
-  appender: LogAppender;
+  appender: Appender;
   dataKeys: DataKeySource;
   transactions: TransactionService;
   processors: ProcessorRegistry;

@@ -12,6 +12,7 @@ import type { AppDatabase } from '../db/connection.js';
 import { PaylogError, isPaylogError } from '../errors.js';
 import { authorize, authorizeOnTransaction } from '../auth/policy.js';
 import type { Principal } from '../auth/principal.js';
+import { assertNotRevoked, certificateRevokedError, type RevocationCheck } from '../auth/revocations.js';
 import type { ProcessorRegistry } from '../auth/processors.js';
 import { validateTransactionRequest, type TransactionRequest } from '../validation/transaction.js';
 import { isTransactionId } from '../validation/identifiers.js';
@@ -32,7 +33,7 @@ import {
   type TransactionServedView,
 } from '../log/leaf.js';
 import { hashLeaf } from '../log/merkle.js';
-import type { LogAppender } from '../log/appender.js';
+import type { Appender } from '../log/appender.js';
 import type { ClientSideDecryption, CseMarker } from '../cse/jwe.js';
 
 export interface TransactionReceipt {
@@ -70,11 +71,13 @@ export interface TransactionView extends TransactionReceipt {
 
 export interface TransactionDeps {
   database: AppDatabase;
-  appender: LogAppender;
+  appender: Appender;
   dataKeys: DataKeySource;
   /** HMAC key for fingerprints and request MACs (held in memory, wrapped under KMS at rest). */
   macKey: Buffer;
   processors: ProcessorRegistry;
+  /** The revocation list, for submissions whose revocation is decided here (`at-commit`). */
+  revocations: RevocationCheck;
   /** Hierarchical key mode (envelope v2): the epoch keyring; absent → per-transaction (v1). */
   epochs?: EpochKeyring;
   /** Injectable clock (epoch rollover tests); default the system clock. */
@@ -201,8 +204,36 @@ export class TransactionService {
   /**
    * Submits one transaction. Resolves only after its log entry is committed:
    * `created` (first time), `replayed` (identical body), or throws IDEMPOTENCY_CONFLICT.
+   *
+   * Revocation: every entry requires, at commit, that the submitter's certificate is not
+   * revoked (CERTIFICATE_REVOKED otherwise, replays included). With `revocation: 'at-commit'`
+   * the caller has not checked it, and this method MUST decide it for every answer: by that
+   * commit-time check when the answer comes from the append, by one query for any other answer
+   * (a replay found before the append, or an error).
    */
-  async submit(principal: Principal, raw: unknown, now = this.deps.clock?.() ?? new Date()): Promise<{ created: boolean; receipt: TransactionReceipt }> {
+  async submit(
+    principal: Principal,
+    raw: unknown,
+    opts: { now?: Date; revocation?: 'at-commit' | 'checked' } = {},
+  ): Promise<{ created: boolean; receipt: TransactionReceipt }> {
+    const now = opts.now ?? this.deps.clock?.() ?? new Date();
+    if (opts.revocation !== 'at-commit') return await this.submitUnchecked(principal, raw, now);
+    let r: { created: boolean; receipt: TransactionReceipt; checkedAtCommit?: boolean };
+    try {
+      r = await this.submitUnchecked(principal, raw, now);
+    } catch (e) {
+      if (!(isPaylogError(e) && e.code === 'CERTIFICATE_REVOKED')) await assertNotRevoked(this.deps.revocations, principal);
+      throw e;
+    }
+    if (!r.checkedAtCommit) await assertNotRevoked(this.deps.revocations, principal);
+    return { created: r.created, receipt: r.receipt };
+  }
+
+  private async submitUnchecked(
+    principal: Principal,
+    raw: unknown,
+    now: Date,
+  ): Promise<{ created: boolean; receipt: TransactionReceipt; checkedAtCommit?: boolean }> {
     authorize(principal, 'transaction:create');
     // A client-side encrypted payment method is decrypted first; from here on the body is
     // validated, MACed (idempotency over the decrypted content) and sealed like a plaintext one.
@@ -220,7 +251,7 @@ export class TransactionService {
       return { created: false, receipt: await this.replayOrConflict(prior, requestMac(this.deps.macKey, canonicalJson(original))) };
     }
     const mac = requestMac(this.deps.macKey, canonicalJson(req));
-    return await this.submitValidated(req, mac, cse, now, MAX_EPOCH_RETRIES);
+    return await this.submitValidated(principal, req, mac, cse, now, MAX_EPOCH_RETRIES);
   }
 
   /**
@@ -232,12 +263,13 @@ export class TransactionService {
    * fresh pre-check (at most `retries` times).
    */
   private async submitValidated(
+    principal: Principal,
     req: TransactionRequest,
     mac: Buffer,
     cse: CseMarker | null,
     now: Date,
     retries: number,
-  ): Promise<{ created: boolean; receipt: TransactionReceipt }> {
+  ): Promise<{ created: boolean; receipt: TransactionReceipt; checkedAtCommit?: boolean }> {
     const epochs = this.deps.epochs;
     const known = epochs?.knownCurrent(req.processor, now) ?? null;
     let epoch = known;
@@ -301,23 +333,29 @@ export class TransactionService {
       createdAt,
       transaction: { transactionId: req.transactionId, requestMac: mac },
       dataKey: { transactionId: req.transactionId, wrappedKey: envelope.wrappedKey, kmsKeyId: keyRef.kmsKeyId ?? null, epochId: keyRef.epochId ?? null },
-      requires: { processor: req.processor, ...(keyRef.epochId ? { epochId: keyRef.epochId } : {}) },
+      requires: {
+        principal: { certificateFingerprint: principal.certificateFingerprint, serialHex: principal.serialHex },
+        processor: req.processor,
+        ...(keyRef.epochId ? { epochId: keyRef.epochId } : {}),
+      },
     });
     if (outcome.status === 'conflict') throw conflictError();
     if (outcome.status === 'replayed') {
       const row = await this.findRow(req.transactionId);
       if (!row) throw new PaylogError('INTERNAL', 'replayed transaction not found');
-      return { created: false, receipt: await this.replayOrConflict(row, mac) };
+      return { created: false, receipt: await this.replayOrConflict(row, mac), checkedAtCommit: true };
     }
     if (outcome.status === 'refused') {
+      if (outcome.reason === 'principal_revoked') throw certificateRevokedError();
       epochs?.forgetCurrent(req.processor);
       if (outcome.reason === 'processor_inactive') throw unknownProcessor();
       if (keyRef.epochId) epochs?.forget(keyRef.epochId);
-      if (retries > 0) return await this.submitValidated(req, mac, cse, now, retries - 1);
+      if (retries > 0) return await this.submitValidated(principal, req, mac, cse, now, retries - 1);
       throw new PaylogError('LOG_UNAVAILABLE', 'the key epoch changed while this submission was sealed; retry later', { retryAfterSeconds: 1 });
     }
     return {
       created: true,
+      checkedAtCommit: true,
       receipt: {
         transactionId: req.transactionId,
         logIndex: outcome.logIndex,

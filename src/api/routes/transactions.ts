@@ -1,7 +1,7 @@
 /** Routes: POST /v1/transactions, GET /v1/transactions/{transactionId}. */
 import type { FastifyInstance } from 'fastify';
 import type { TransactionService } from '../../services/transactions.js';
-import { requirePrincipal } from '../server.js';
+import { deferredRevocation, requirePrincipal } from '../server.js';
 import { defineRoute } from '../route-spec.js';
 import { z } from 'zod';
 import { encryptedTransactionRequestSchema, transactionRequestSchema } from '../../validation/transaction.js';
@@ -39,9 +39,11 @@ export function registerTransactionRoutes(app: FastifyInstance, deps: { transact
         'INVALID_IBAN', 'UNSUPPORTED_CURRENCY', 'UNKNOWN_PROCESSOR', 'CSE_KEY_UNKNOWN', 'CSE_DECRYPT_FAILED', 'CSE_BINDING_MISMATCH', 'CSE_EXPIRED',
         'IDEMPOTENCY_CONFLICT', 'FORBIDDEN', 'LOG_UNAVAILABLE', 'KMS_UNAVAILABLE',
       ],
+      revocation: 'at-commit',
     },
     async (req, reply) => {
-      const { created, receipt } = await deps.transactions.submit(requirePrincipal(req), req.body);
+      const principal = requirePrincipal(req);
+      const { created, receipt } = await deferredRevocation(req, (revocation) => deps.transactions.submit(principal, req.body, { revocation }));
       return reply.status(created ? 201 : 200).send(receipt);
     },
   );

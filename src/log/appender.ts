@@ -248,7 +248,6 @@ SELECT 'f', fingerprint, NULL, NULL, NULL, NULL, NULL, NULL FROM revoked_certifi
 UNION ALL
 SELECT 's', serial, NULL, NULL, NULL, NULL, NULL, NULL FROM revoked_certificates WHERE serial IS NOT NULL AND serial = ANY($5::text[])`;
 
-export const SELECT_BATCH_STATE_FOR_TEST = SELECT_BATCH_STATE;
 interface BatchState {
   head: TreeHead;
   /** The head's frontier, in rangeNodes(0, size) order. */

@@ -84,6 +84,10 @@ export function openAppDatabase(
     connectionString: url,
     max: opts.max ?? DEFAULT_POOL_SIZE,
     keepAlive: true,
+    // node-postgres pipeline mode: statements queued on one client are written at once, not one
+    // per answer. The appender queues the statements of a batch that need no decision in Node
+    // (src/log/appender.ts commitBatch); every other caller awaits each statement anyway.
+    pipeline: true,
     ...(t
       ? {
           connectionTimeoutMillis: t.connectTimeoutMs,

@@ -56,6 +56,18 @@ describe('deterministic CBOR subset (RFC 8949 §4.2.1)', () => {
     expect(encodeCbor(Buffer.from([1, 2])).toString('hex')).toBe('420102');
     expect(encodeCbor('é').toString('hex')).toBe('62c3a9');
   });
+  it('encodes values larger than its first buffer, multi-byte keys in encoded order, and returns independent buffers', () => {
+    const big = 'x'.repeat(70_000);
+    const bytes = Buffer.alloc(5_000, 7);
+    const v = { [big.slice(0, 30)]: bytes, 'é': 'ü'.repeat(3_000), z: [1, 2, 3], a: big };
+    const enc = encodeCbor(v);
+    // 'z' (0x617a) < 'é' (0x62c3a9) < the 30-byte key (0x781e…) < … : encoded bytes, not JS order.
+    expect(Object.keys(decodeCbor(enc) as object)).toEqual(['a', 'z', 'é', big.slice(0, 30)]);
+    expect(decodeCbor(enc)).toEqual(v);
+    const first = encodeCbor({ k: 'first' });
+    encodeCbor({ k: 'other' });
+    expect(decodeCbor(first)).toEqual({ k: 'first' });
+  });
   it('refuses non-deterministic and out-of-subset encodings', () => {
     for (const hex of [
       '1817', // non-shortest

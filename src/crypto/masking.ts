@@ -20,7 +20,7 @@
  */
 import { electronicFormatIBAN } from 'ibantools';
 import { PaylogError } from '../errors.js';
-import { detectCardBrand, type PaymentMethod } from '../validation/transaction.js';
+import { cardBrandOf, type PaymentMethod } from '../validation/transaction.js';
 
 export const MASK_CHAR = '*';
 /** PANs at least this long use an 8-digit BIN. */
@@ -107,7 +107,7 @@ export function maskedView(pm: PaymentMethod): MaskedPaymentMethod {
       const { bin, last4 } = maskPan(pm.pan);
       return {
         type: 'card',
-        brand: detectCardBrand(pm.pan)?.id ?? 'unknown',
+        brand: cardBrandOf(pm)?.id ?? 'unknown',
         bin,
         last4,
         expiryMonth: pm.expiryMonth,

@@ -217,14 +217,31 @@ export interface CardBrand {
 /** The one brand card-validator attributes to `pan` (digits only), or null if none/ambiguous. */
 export function detectCardBrand(pan: string): CardBrand | null {
   if (!/^\d+$/.test(pan)) return null;
-  const card = cardValidator.number(pan).card;
+  return brandOf(cardValidator.number(pan).card);
+}
+
+function brandOf(card: { type: string; niceType: string } | null): CardBrand | null {
   return card === null ? null : { id: card.type, name: card.niceType };
 }
 
+/**
+ * The brand of a validated card, found by validation itself (one card-validator pass per
+ * request instead of two). Keyed by the payment-method object: nothing outlives the request's
+ * own objects, and no PAN is kept anywhere else.
+ */
+const validatedBrands = new WeakMap<object, CardBrand | null>();
+
+/** The brand of a card payment method: the one validation found for this object, else detected now. */
+export function cardBrandOf(pm: { pan: string }): CardBrand | null {
+  const known = validatedBrands.get(pm);
+  return known !== undefined ? known : detectCardBrand(pm.pan);
+}
+
+const PAN_SHAPE = /^\d{12,19}$/;
+
 /** PAN check: ASCII digits only (no spaces), 12..19 long, one known brand, its length and Luhn. */
 export function isValidPan(pan: string): boolean {
-  if (!/^\d{12,19}$/.test(pan)) return false;
-  return cardValidator.number(pan).isValid;
+  return PAN_SHAPE.test(pan) && cardValidator.number(pan).isValid;
 }
 
 /** A card is valid through the last instant of its expiry month (UTC). */
@@ -331,12 +348,15 @@ function checkCurrency(req: Pick<TransactionRequest, 'amount'>): void {
 // Step 6: payment-method specific checks; returns the normalised payment method.
 function checkPaymentMethod(pm: PaymentMethod, now: Date): PaymentMethod {
   switch (pm.type) {
-    case 'card':
-      if (!isValidPan(pm.pan)) {
+    case 'card': {
+      // The isValidPan rule, with card-validator's verdict kept for the brand.
+      const verdict = PAN_SHAPE.test(pm.pan) ? cardValidator.number(pm.pan) : null;
+      if (!verdict?.isValid) {
         throw new PaylogError('INVALID_CARD_NUMBER', CHECK_MESSAGES.INVALID_CARD_NUMBER, {
           path: 'paymentMethod.pan',
         });
       }
+      validatedBrands.set(pm, brandOf(verdict.card));
       if (isCardExpired(pm.expiryMonth, pm.expiryYear, now)) {
         // The field at fault: the year when it is past, else the month of this year.
         const yearPast = pm.expiryYear < now.getUTCFullYear();
@@ -345,6 +365,7 @@ function checkPaymentMethod(pm: PaymentMethod, now: Date): PaymentMethod {
         });
       }
       return pm;
+    }
     case 'us_bank_account':
       if (!isValidRoutingNumber(pm.routingNumber)) {
         throw new PaylogError('INVALID_ROUTING_NUMBER', CHECK_MESSAGES.INVALID_ROUTING_NUMBER, {

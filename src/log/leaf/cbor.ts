@@ -31,64 +31,121 @@ const MT_MAP = 5;
 
 // RFC 8949 §3: initial byte = major type (3 bits) ‖ additional information (5 bits); arguments
 // 24/25/26/27 = 1/2/4/8 following bytes, big-endian. §4.2.1: the shortest form is required.
-function head(major: number, n: number): Buffer {
-  if (!Number.isSafeInteger(n) || n < 0) throw new PaylogError('INTERNAL', 'CBOR argument out of range');
-  const mt = major << 5;
-  if (n < 24) return Buffer.from([mt | n]);
-  if (n < 0x100) return Buffer.from([mt | 24, n]);
-  if (n < 0x10000) {
-    const b = Buffer.allocUnsafe(3);
-    b[0] = mt | 25;
-    b.writeUInt16BE(n, 1);
-    return b;
+const ARG_MAX_HEAD_BYTES = 9;
+/** The encoder writes into one growing buffer (no per-item allocations); this is its first size. */
+const ENCODER_INITIAL_BYTES = 4096;
+const ENCODER_KEEP_MAX_BYTES = 64 * 1024;
+/** Map keys whose encodings are kept (leaf field names; metadata keys beyond this are encoded each time). */
+const KEY_CACHE_MAX = 1024;
+const keyCache = new Map<string, Buffer>();
+
+class Writer {
+  at = 0;
+  constructor(public buf: Buffer) {}
+
+  private reserve(n: number): void {
+    if (this.at + n <= this.buf.length) return;
+    const grown = Buffer.allocUnsafe(Math.max(this.buf.length * 2, this.at + n));
+    this.buf.copy(grown, 0, 0, this.at);
+    this.buf = grown;
   }
-  if (n < 0x100000000) {
-    const b = Buffer.allocUnsafe(5);
-    b[0] = mt | 26;
-    b.writeUInt32BE(n, 1);
-    return b;
+
+  head(major: number, n: number): void {
+    if (!Number.isSafeInteger(n) || n < 0) throw new PaylogError('INTERNAL', 'CBOR argument out of range');
+    this.reserve(ARG_MAX_HEAD_BYTES);
+    const mt = major << 5;
+    const b = this.buf;
+    if (n < 24) b[this.at++] = mt | n;
+    else if (n < 0x100) {
+      b[this.at++] = mt | 24;
+      b[this.at++] = n;
+    } else if (n < 0x10000) {
+      b[this.at++] = mt | 25;
+      b.writeUInt16BE(n, this.at);
+      this.at += 2;
+    } else if (n < 0x100000000) {
+      b[this.at++] = mt | 26;
+      b.writeUInt32BE(n, this.at);
+      this.at += 4;
+    } else {
+      b[this.at++] = mt | 27;
+      b.writeBigUInt64BE(BigInt(n), this.at);
+      this.at += 8;
+    }
   }
-  const b = Buffer.allocUnsafe(9);
-  b[0] = mt | 27;
-  b.writeBigUInt64BE(BigInt(n), 1);
-  return b;
+
+  bytes(v: Uint8Array): void {
+    this.reserve(v.length);
+    this.buf.set(v, this.at);
+    this.at += v.length;
+  }
+
+  text(v: string): void {
+    const n = Buffer.byteLength(v, 'utf8');
+    this.head(MT_TEXT, n);
+    this.reserve(n);
+    this.at += this.buf.write(v, this.at, n, 'utf8');
+  }
 }
 
-function encodeInto(v: CborValue, out: Buffer[], depth: number): void {
+/** A map key's whole encoding (head ‖ UTF-8), the unit §4.2.1 sorts by. */
+function encodedKey(k: string): Buffer {
+  const hit = keyCache.get(k);
+  if (hit) return hit;
+  const w = new Writer(Buffer.allocUnsafe(ARG_MAX_HEAD_BYTES + Buffer.byteLength(k, 'utf8')));
+  w.text(k);
+  const enc = w.buf.subarray(0, w.at);
+  if (keyCache.size < KEY_CACHE_MAX) keyCache.set(k, enc);
+  return enc;
+}
+
+function encodeInto(v: CborValue, w: Writer, depth: number): void {
   if (depth > MAX_CBOR_DEPTH) throw new PaylogError('INTERNAL', 'CBOR value nested too deeply');
   if (typeof v === 'number') {
-    out.push(head(MT_UINT, v));
+    w.head(MT_UINT, v);
   } else if (typeof v === 'string') {
-    const b = Buffer.from(v, 'utf8');
-    out.push(head(MT_TEXT, b.length), b);
+    w.text(v);
   } else if (v instanceof Uint8Array) {
-    out.push(head(MT_BYTES, v.length), Buffer.from(v.buffer, v.byteOffset, v.byteLength));
+    w.head(MT_BYTES, v.length);
+    w.bytes(v);
   } else if (Array.isArray(v)) {
-    out.push(head(MT_ARRAY, v.length));
-    for (const x of v) encodeInto(x, out, depth + 1);
+    w.head(MT_ARRAY, v.length);
+    for (const x of v) encodeInto(x, w, depth + 1);
   } else if (v !== null && typeof v === 'object') {
     // Absent optional fields are `undefined` in JS objects: they are not encoded.
-    const entries = Object.entries(v).filter(([, x]) => x !== undefined);
-    const keyed = entries.map(([k, x]) => {
-      const kb = Buffer.from(k, 'utf8');
-      return { key: Buffer.concat([head(MT_TEXT, kb.length), kb]), value: x };
-    });
+    const keyed: { key: Buffer; value: CborValue }[] = [];
+    for (const k of Object.keys(v)) {
+      const x = v[k];
+      if (x !== undefined) keyed.push({ key: encodedKey(k), value: x });
+    }
     keyed.sort((a, b) => Buffer.compare(a.key, b.key)); // §4.2.1: bytewise order of encoded keys
-    out.push(head(MT_MAP, keyed.length));
+    w.head(MT_MAP, keyed.length);
     for (const e of keyed) {
-      out.push(e.key);
-      encodeInto(e.value, out, depth + 1);
+      w.bytes(e.key);
+      encodeInto(e.value, w, depth + 1);
     }
   } else {
     throw new PaylogError('INTERNAL', 'value not representable in the leaf CBOR subset');
   }
 }
 
+/**
+ * One writer for every top-level encode: encoding is synchronous and never re-entered, so its
+ * buffer is reused (it holds only leaf bytes, which are not secret) and each result is copied
+ * out at its exact size.
+ */
+const scratch = new Writer(Buffer.allocUnsafe(ENCODER_INITIAL_BYTES));
+
 /** Deterministic encoding (RFC 8949 §4.2.1) of a value of the subset. */
 export function encodeCbor(v: CborValue): Buffer {
-  const out: Buffer[] = [];
-  encodeInto(v, out, 0);
-  return Buffer.concat(out);
+  scratch.at = 0;
+  try {
+    encodeInto(v, scratch, 0);
+    return Buffer.from(scratch.buf.subarray(0, scratch.at));
+  } finally {
+    // A value far larger than a leaf must not keep its buffer alive.
+    if (scratch.buf.length > ENCODER_KEEP_MAX_BYTES) scratch.buf = Buffer.allocUnsafe(ENCODER_INITIAL_BYTES);
+  }
 }
 
 class Reader {

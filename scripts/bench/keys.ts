@@ -12,7 +12,8 @@
  * Each configuration is loaded at every concurrency of the profile (same set for all), and
  * its throughput is the best of them: one concurrency does not saturate every configuration
  * (at 32 connections, 2 workers are bound by the append lock's latency, not by CPU). Every
- * concurrency's row is printed, with its latencies.
+ * concurrency's row is printed, with its latencies. The full profile runs two rounds, the
+ * configuration order reversed in the second, each with a fresh paylog.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
@@ -26,8 +27,8 @@ import { EMBEDDED_DATABASE } from '../../src/app.js';
 import { loadRun, type LoadRun } from './throughput.js';
 
 export const KEYS_PROFILES = {
-  quick: { seconds: 4, warmupSeconds: 2, concurrencies: [32, 128], reps: 1, rawMs: 1000 },
-  full: { seconds: 8, warmupSeconds: 3, concurrencies: [32, 128], reps: 2, rawMs: 2000 },
+  quick: { seconds: 4, warmupSeconds: 2, concurrencies: [32, 128], rounds: 1, reps: 1, rawMs: 1000 },
+  full: { seconds: 8, warmupSeconds: 3, concurrencies: [32, 128], rounds: 2, reps: 1, rawMs: 2000 },
 } as const;
 
 const TABLE = 'paylog_bench_keys_raw';
@@ -93,79 +94,86 @@ async function runKeys(ctx: BenchContext): Promise<SectionResult> {
   const keyKms = () => KEY_OPS.reduce((a, op) => a + (kms.requestCounts.get(op) ?? 0), 0);
   type AtConcurrency = { concurrency: number; rps: number; p50: number; p99: number; svcCpu: number | null; pgCpu: number | null; benchCpu: number };
   const results: Record<string, { rps: number; best: AtConcurrency; at: AtConcurrency[]; kmsPer10k: number; keyKmsPer10k: number; ok: number; non2xx: number; raw1: number; raw8: number }> = {};
+  /** Everything measured for one configuration, over all its rounds. */
+  type Acc = { runs: LoadRun[]; kmsCalls: number; keyCalls: number; records: number; ok: number; raw1: number[]; raw8: number[] };
+  const acc = new Map<string, Acc>(configs.map((c) => [c.id, { runs: [], kmsCalls: 0, keyCalls: 0, records: 0, ok: 0, raw1: [], raw8: [] }]));
   try {
-    for (const c of configs) {
-      ctx.progress(`keys: ${c.mode}, ${c.workers} worker(s): starting paylog`);
-      const service = await startService({
-        env: { PAYLOG_KEY_MODE: c.mode, PAYLOG_WORKERS: String(c.workers), PAYLOG_INTERNAL_LOCAL_KMS_URL: kms.url },
-        progress: ctx.progress,
-      });
-      try {
-        await loadRun(service, 8, p.warmupSeconds, -1);
-        const runs: LoadRun[] = [];
-        let kmsCalls = 0;
-        let keyCalls = 0;
-        let ok = 0;
-        let records = 0;
-        const countRecords = async () => {
-          const c = new pg.Client({ connectionString: service.pgAdminUrl().replace(/\/postgres$/, `/${EMBEDDED_DATABASE}`) });
-          await c.connect();
-          try {
-            return Number((await c.query('SELECT count(*) AS n FROM data_keys')).rows[0].n);
-          } finally {
-            await c.end();
-          }
-        };
-        // Repetitions interleave the concurrencies (rep-major), so machine noise spreads over all.
-        for (let rep = 0; rep < p.reps; rep++) for (const concurrency of p.concurrencies) {
-          ctx.progress(`keys: ${c.id} load, concurrency ${concurrency}, ${p.seconds} s`);
-          const k0 = totalKms();
-          const kk0 = keyKms();
-          const n0 = await countRecords();
-          const r = await loadRun(service, concurrency, p.seconds, rep);
-          // Requests still in flight when the load generator stopped also make records and KMS
-          // calls: let them finish, then count records in the database, not 2xx responses.
-          await new Promise((res) => setTimeout(res, SETTLE_MS));
-          kmsCalls += totalKms() - k0;
-          keyCalls += keyKms() - kk0;
-          records += (await countRecords()) - n0;
-          ok += r.ok2xx;
-          runs.push(r);
-        }
-        ctx.progress(`keys: ${c.id} raw INSERT rate (1 and 8 clients) on the same server`);
-        const raw1 = await rawInsertRate(service.pgAdminUrl(), 1, p.rawMs);
-        const raw8 = await rawInsertRate(service.pgAdminUrl(), 8, p.rawMs);
-        const at: AtConcurrency[] = p.concurrencies.map((concurrency) => {
-          const rs = runs.filter((r) => r.concurrency === concurrency);
-          return {
-            concurrency,
-            rps: median(rs.map((r) => r.rps)),
-            p50: median(rs.map((r) => r.p50ms)),
-            p99: median(rs.map((r) => r.p99ms)),
-            svcCpu: medianOrNull(rs.map((r) => r.serviceCpuPct)),
-            pgCpu: medianOrNull(rs.map((r) => r.postgresCpuPct)),
-            benchCpu: median(rs.map((r) => r.loadGenCpuPct)),
-          };
+    // Rounds: each configuration gets a fresh paylog in every round, and the order reverses from
+    // one round to the next, so a drift of the machine (this VM's speed varies by tens of per
+    // cent over minutes) does not favour the configurations measured first or last.
+    for (let round = 0; round < p.rounds; round++) {
+      for (const c of round % 2 === 0 ? configs : [...configs].reverse()) {
+        const a = acc.get(c.id)!;
+        ctx.progress(`keys: round ${round + 1}/${p.rounds}, ${c.mode}, ${c.workers} worker(s): starting paylog`);
+        const service = await startService({
+          env: { PAYLOG_KEY_MODE: c.mode, PAYLOG_WORKERS: String(c.workers), PAYLOG_INTERNAL_LOCAL_KMS_URL: kms.url },
+          progress: ctx.progress,
         });
-        const best = at.reduce((a, b) => (b.rps > a.rps ? b : a));
-        results[c.id] = {
-          rps: best.rps,
-          best,
-          at,
-          kmsPer10k: records > 0 ? (kmsCalls / records) * 10_000 : NaN,
-          keyKmsPer10k: records > 0 ? (keyCalls / records) * 10_000 : NaN,
-          ok,
-          non2xx: runs.reduce((a, r) => a + r.non2xx + r.errors + r.timeouts, 0),
-          raw1,
-          raw8,
-        };
-      } finally {
-        await service.stop();
+        try {
+          await loadRun(service, 8, p.warmupSeconds, -1);
+          const countRecords = async () => {
+            const c = new pg.Client({ connectionString: service.pgAdminUrl().replace(/\/postgres$/, `/${EMBEDDED_DATABASE}`) });
+            await c.connect();
+            try {
+              return Number((await c.query('SELECT count(*) AS n FROM data_keys')).rows[0].n);
+            } finally {
+              await c.end();
+            }
+          };
+          // Repetitions interleave the concurrencies (rep-major), so machine noise spreads over all.
+          for (let rep = 0; rep < p.reps; rep++) for (const concurrency of p.concurrencies) {
+            ctx.progress(`keys: ${c.id} load, concurrency ${concurrency}, ${p.seconds} s`);
+            const k0 = totalKms();
+            const kk0 = keyKms();
+            const n0 = await countRecords();
+            const r = await loadRun(service, concurrency, p.seconds, rep);
+            // Requests still in flight when the load generator stopped also make records and KMS
+            // calls: let them finish, then count records in the database, not 2xx responses.
+            await new Promise((res) => setTimeout(res, SETTLE_MS));
+            a.kmsCalls += totalKms() - k0;
+            a.keyCalls += keyKms() - kk0;
+            a.records += (await countRecords()) - n0;
+            a.ok += r.ok2xx;
+            a.runs.push(r);
+          }
+          ctx.progress(`keys: ${c.id} raw INSERT rate (1 and 8 clients) on the same server`);
+          a.raw1.push(await rawInsertRate(service.pgAdminUrl(), 1, p.rawMs));
+          a.raw8.push(await rawInsertRate(service.pgAdminUrl(), 8, p.rawMs));
+        } finally {
+          await service.stop();
+        }
       }
     }
   } finally {
     await kms.close();
     rmSync(kmsDir, { recursive: true, force: true });
+  }
+  for (const c of configs) {
+    const a = acc.get(c.id)!;
+    const at: AtConcurrency[] = p.concurrencies.map((concurrency) => {
+      const rs = a.runs.filter((r) => r.concurrency === concurrency);
+      return {
+        concurrency,
+        rps: median(rs.map((r) => r.rps)),
+        p50: median(rs.map((r) => r.p50ms)),
+        p99: median(rs.map((r) => r.p99ms)),
+        svcCpu: medianOrNull(rs.map((r) => r.serviceCpuPct)),
+        pgCpu: medianOrNull(rs.map((r) => r.postgresCpuPct)),
+        benchCpu: median(rs.map((r) => r.loadGenCpuPct)),
+      };
+    });
+    const best = at.reduce((x, y) => (y.rps > x.rps ? y : x));
+    results[c.id] = {
+      rps: best.rps,
+      best,
+      at,
+      kmsPer10k: a.records > 0 ? (a.kmsCalls / a.records) * 10_000 : NaN,
+      keyKmsPer10k: a.records > 0 ? (a.keyCalls / a.records) * 10_000 : NaN,
+      ok: a.ok,
+      non2xx: a.runs.reduce((n, r) => n + r.non2xx + r.errors + r.timeouts, 0),
+      raw1: median(a.raw1),
+      raw8: median(a.raw8),
+    };
   }
   const table: Cell[][] = [['key mode', 'workers', 'connections', 'req/s', 'p50 ms', 'p99 ms', 'KMS key ops /10k tx', 'all KMS calls /10k tx', 'raw INSERT 1 client', 'raw INSERT 8 clients', '÷ raw 8', 'non-2xx', 'svc CPU %', 'pg CPU %', 'bench CPU %']];
   const figures: Record<string, number | null> = {};
@@ -203,7 +211,7 @@ async function runKeys(ctx: BenchContext): Promise<SectionResult> {
     notes: [
       `hierarchical ÷ per-transaction: ${figures.ratio_hier_vs_pertx_w1!.toFixed(2)}× on 1 worker, ${figures.ratio_hier_vs_pertx_wall!.toFixed(2)}× on ${all} workers; hierarchical ${all} workers ÷ per-transaction 1 worker ${figures.ratio_hier_wall_vs_pertx_w1!.toFixed(2)}×`,
       `hierarchical ${all} workers ÷ 1 worker: ${figures.ratio_workers_hier!.toFixed(2)}×; at ${p.concurrencies[0]} connections only: ${(hn.at[0]!.rps / h1.at[0]!.rps).toFixed(2)}× (hierarchical ${all} workers ÷ per-transaction 1 worker ${(hn.at[0]!.rps / p1.at[0]!.rps).toFixed(2)}×)`,
-      `each configuration at ${p.concurrencies.join(' and ')} connections, ${p.reps} × ${p.seconds} s each (median); req/s of a configuration = its best connection count (marked); KMS calls counted at the local endpoint during the measured runs, per record written (rows counted in the database): "key ops" = GenerateDataKey + Encrypt + Decrypt + ReEncrypt (per-record cost); "all" adds DescribeKey readiness probes and Sign for checkpoints`,
+      `${p.rounds} round(s), configuration order reversed each round, a fresh paylog per configuration per round; each configuration at ${p.concurrencies.join(' and ')} connections, ${p.rounds * p.reps} × ${p.seconds} s each (median); req/s of a configuration = its best connection count (marked); KMS calls counted at the local endpoint during the measured runs, per record written (rows counted in the database): "key ops" = GenerateDataKey + Encrypt + Decrypt + ReEncrypt (per-record cost); "all" adds DescribeKey readiness probes and Sign for checkpoints`,
       'CPU % = CPU-seconds / wall-second (100 % = one core; the box has ' + cpus().length + '): "svc" = paylog and its workers, "pg" = PostgreSQL, "bench" = this process (load generator + the counting local KMS endpoint, so per-transaction KMS work lands here)',
     ],
     details: results,

@@ -2,6 +2,7 @@
  * src/kms through the REAL @aws-sdk/client-kms KMSClient against the local endpoint (no mocks).
  */
 import {
+  CancelKeyDeletionCommand,
   DecryptCommand,
   DescribeKeyCommand,
   DisableKeyCommand,
@@ -10,6 +11,7 @@ import {
   GetPublicKeyCommand,
   ListAliasesCommand,
   ListKeysCommand,
+  ScheduleKeyDeletionCommand,
   SignCommand,
   VerifyCommand,
   type KMSClient,
@@ -22,6 +24,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PaylogError } from '../src/errors.js';
 import { PaylogKms, createKmsClient } from '../src/kms/client.js';
 import { startLocalKms, type LocalKmsEndpoint } from '../src/kms/local-endpoint.js';
+import { KEYSTORE_FILE_NAME } from '../src/kms/keystore.js';
 
 const REGION = 'eu-west-1';
 const CONTEXT = { purpose: 'payment-method', transactionId: 'ord-2026-000123' };
@@ -363,6 +366,49 @@ describe('persistence across restarts of the endpoint', () => {
       expect((e as PaylogError).code).toBe('KMS_UNAVAILABLE');
       expect((e as PaylogError).cause).toBeDefined();
     } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('key deletion as KMS does it: unusable while pending, cancel leaves it Disabled, deleted with its alias when the waiting period ends', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'paylog-kms-deletion-'));
+    let now = new Date('2026-12-01T00:00:00Z');
+    const ep = await startLocalKms({ keyStoreDir: dir, clock: () => now });
+    const c = createKmsClient({ endpoint: ep.url, region: REGION, local: true });
+    try {
+      const k = new PaylogKms(c);
+      const arn = await k.ensureKey('paylog-period-test', 'SYMMETRIC_DEFAULT');
+      const { wrappedKey: ciphertext, plaintext } = await k.generateDataKey(arn, CONTEXT);
+      plaintext.fill(0);
+      // The waiting period is 7 to 30 days.
+      for (const days of [6, 31]) {
+        expect((await rejection(c.send(new ScheduleKeyDeletionCommand({ KeyId: arn, PendingWindowInDays: days })))) as Error).toHaveProperty('name', 'ValidationException');
+      }
+      const scheduled = await c.send(new ScheduleKeyDeletionCommand({ KeyId: arn, PendingWindowInDays: 7 }));
+      expect(scheduled.KeyState).toBe('PendingDeletion');
+      expect(scheduled.DeletionDate?.toISOString()).toBe('2026-12-08T00:00:00.000Z');
+      expectPaylogError(await rejection(k.decryptDataKey(ciphertext, CONTEXT, arn)), 'KMS_UNAVAILABLE', 'KMSInvalidStateException');
+      // Cancelled, it is Disabled (not Enabled) until someone enables it, as in KMS.
+      await c.send(new CancelKeyDeletionCommand({ KeyId: arn }));
+      expect((await c.send(new DescribeKeyCommand({ KeyId: arn }))).KeyMetadata?.KeyState).toBe('Disabled');
+      await c.send(new EnableKeyCommand({ KeyId: arn }));
+      expect((await k.decryptDataKey(ciphertext, CONTEXT, arn)).length).toBe(32);
+
+      await c.send(new ScheduleKeyDeletionCommand({ KeyId: arn, PendingWindowInDays: 7 }));
+      now = new Date('2026-12-07T23:59:59Z'); // one second before the end: still pending
+      expect((await c.send(new DescribeKeyCommand({ KeyId: 'alias/paylog-period-test' }))).KeyMetadata?.KeyState).toBe('PendingDeletion');
+      now = new Date('2026-12-08T00:00:00Z');
+      expect((await rejection(c.send(new DescribeKeyCommand({ KeyId: arn })))) as Error).toHaveProperty('name', 'NotFoundException');
+      expect((await rejection(c.send(new DescribeKeyCommand({ KeyId: 'alias/paylog-period-test' })))) as Error).toHaveProperty('name', 'NotFoundException');
+      expect((await c.send(new ListAliasesCommand({}))).Aliases?.map((a) => a.AliasName)).not.toContain('alias/paylog-period-test');
+      // paylog always names the key it decrypts under: a deleted key is NotFoundException.
+      const gone = (await rejection(k.decryptDataKey(ciphertext, CONTEXT, arn))) as PaylogError;
+      expect((gone.cause as { name?: string }).name).toBe('NotFoundException');
+      // The key material is gone from the store file too.
+      expect(await readFile(join(dir, KEYSTORE_FILE_NAME), 'utf8')).not.toContain(arn.split('/').pop()!);
+    } finally {
+      c.destroy();
+      await ep.close();
       await rm(dir, { recursive: true, force: true });
     }
   });

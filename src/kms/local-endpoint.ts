@@ -22,6 +22,10 @@
  * (signing algorithm ED25519_SHA_512 with MessageType RAW = plain Ed25519 over the message;
  * ED25519_PH_SHA_512 is not offered).
  *
+ * Key deletion as in KMS: ScheduleKeyDeletion (7–30 days) makes the key unusable at once
+ * (KMSInvalidStateException) and CancelKeyDeletion leaves it Disabled; when the waiting period
+ * ends, the key, its material and its aliases are deleted (NotFoundException from then on).
+ *
  * Key ids resolve like AWS: key id, key ARN `arn:aws:kms:<region>:111122223333:key/<uuid>`,
  * alias name `alias/<name>`, alias ARN `arn:aws:kms:<region>:111122223333:alias/<name>`.
  * Responses carry `KeyId` as the key ARN.
@@ -125,13 +129,17 @@ export async function startLocalKms(opts: {
   keyStoreDir: string;
   host?: string;
   port?: number;
+  /** The endpoint's clock (tests: a waiting period that has ended); default the system clock. */
+  clock?: () => Date;
 }): Promise<LocalKmsEndpoint> {
   const host = opts.host ?? LOCAL_KMS_DEFAULT_HOST;
   if (!isLoopbackHost(host)) {
     throw new Error('the local KMS endpoint is dev-only and listens on loopback only');
   }
   const store = await KeyStore.open(opts.keyStoreDir);
-  const operations = buildOperations(store);
+  const clock = opts.clock ?? (() => new Date());
+  const nowSeconds = () => Math.floor(clock().getTime() / 1000);
+  const operations = buildOperations(store, nowSeconds);
   const inFlight = new Set<Promise<void>>();
   const requestCounts = new Map<string, number>();
 
@@ -139,7 +147,10 @@ export async function startLocalKms(opts: {
     const target = req.headers['x-amz-target'];
     const name = typeof target === 'string' && target.startsWith(TARGET_PREFIX) ? target.slice(TARGET_PREFIX.length) : '?';
     requestCounts.set(name, (requestCounts.get(name) ?? 0) + 1);
-    const p = handleRequest(operations, req, res, () => store.refresh());
+    const p = handleRequest(operations, req, res, async () => {
+      store.refresh();
+      await completeDueDeletions(store, nowSeconds());
+    });
     inFlight.add(p);
     void p.finally(() => inFlight.delete(p));
   });
@@ -179,13 +190,13 @@ async function handleRequest(
   operations: ReadonlyMap<string, Operation>,
   req: IncomingMessage,
   res: ServerResponse,
-  beforeOperation: () => void,
+  beforeOperation: () => Promise<void>,
 ): Promise<void> {
   const requestId = randomUUID();
   try {
     const body = await readBody(req);
     const { op, ctx } = routeRequest(operations, req);
-    beforeOperation();
+    await beforeOperation();
     const input = parseJsonInput(body);
     const output = await op(input, ctx);
     sendJson(res, 200, output, requestId);
@@ -425,7 +436,20 @@ function keyMetadata(key: StoredKey): Json {
   return md;
 }
 
-const nowSeconds = (): number => Math.floor(Date.now() / 1000);
+/**
+ * As KMS does when a key's waiting period ends: the key, its material and every alias that
+ * names it are deleted (then any use of it is NotFoundException, and the alias name is free).
+ * Run before every operation, so a deletion is complete by the first request after its date.
+ */
+async function completeDueDeletions(store: KeyStore, now: number): Promise<void> {
+  const due = [...store.keys.values()].filter((k) => k.state === 'PendingDeletion' && k.deletionDate !== undefined && k.deletionDate <= now);
+  if (due.length === 0) return;
+  for (const k of due) {
+    store.keys.delete(k.keyId);
+    for (let i = store.aliases.length - 1; i >= 0; i--) if (store.aliases[i]!.targetKeyId === k.keyId) store.aliases.splice(i, 1);
+  }
+  await store.persist();
+}
 
 // ---------------------------------------------------------------------------------------------
 // Ciphertext blob (format in the module comment)
@@ -561,7 +585,7 @@ function checkSigningRequest(input: Json): { message: Buffer; algorithm: string 
   return { message, algorithm };
 }
 
-function buildOperations(store: KeyStore): Map<string, Operation> {
+function buildOperations(store: KeyStore, nowSeconds: () => number): Map<string, Operation> {
   const ops = new Map<string, Operation>();
 
   ops.set('CreateKey', async (input, { region }) => {

@@ -121,6 +121,42 @@ describe('start-up KMS errors', () => {
     }
   });
 
+  it('the key lifecycle policy in docs/operations.md allows exactly what rotation, rewrap and retention call beyond the first policy', { timeout: 180_000 }, async () => {
+    const kms = new PaylogKms(createKmsClient({ endpoint: kmsEndpoint.url, region: 'us-east-1' }));
+    await kms.ensureKey('paylog-checkpoint', 'ECC_NIST_EDWARDS25519');
+    await kms.ensureKey('paylog-data', 'SYMMETRIC_DEFAULT');
+    const target = await kms.ensureKey('paylog-rewrap-target-ops', 'SYMMETRIC_DEFAULT');
+    // Real-KMS mode (AWS_ENDPOINT_URL_KMS), hour epochs, a 2-hour retention; the clock moves.
+    let now = new Date(Date.UTC(2026, 0, 1, 10, 30));
+    const aws = await startTestPaylog({ env: { AWS_ENDPOINT_URL_KMS: kmsEndpoint.url, PAYLOG_KEY_EPOCH: 'hour', PAYLOG_RETENTION: 'PT2H' }, clock: () => now });
+    try {
+      const opsCalled = async () => {
+        const text = (await aws.call(null, 'GET', '/metrics')).text;
+        return new Set([...text.matchAll(/^paylog_kms_request_duration_seconds_count\{operation="(\w+)"\} [1-9]/gm)].map((m) => m[1]!));
+      };
+      expect((await aws.call('checkout', 'POST', '/v1/transactions', cardTransaction())).status).toBe(201);
+      await aws.paylog.checkpoints.publish();
+      const hotPath = await opsCalled();
+      expect((await aws.call('admin', 'POST', '/v1/admin/keys/rotate', { reason: 'ops test' })).status).toBe(200);
+      for (let i = 0; i < 10; i++) {
+        const r = await aws.call('admin', 'POST', '/v1/admin/keys/rewrap', { to: target });
+        expect(r.status, r.text).toBe(200);
+        if (r.json.done) break;
+      }
+      now = new Date(Date.UTC(2026, 0, 1, 13, 5)); // the 10:00–11:00 period has expired
+      const run = await aws.call('admin', 'POST', '/v1/admin/retention/apply', {});
+      expect(run.status, run.text).toBe(200);
+      expect(run.json.periods.length).toBeGreaterThan(0);
+      const lifecycle = [...(await opsCalled())].filter((op) => !hotPath.has(op)).sort();
+      // IAM actions of the lifecycle policy, as operations (kms:ReEncryptFrom/To authorise ReEncrypt).
+      const policy = jsonBlocks()[3] as { Statement: Array<{ Effect: string; Action: string[] }> };
+      const allowed = new Set(policy.Statement.filter((st) => st.Effect === 'Allow').flatMap((st) => st.Action).map((a) => a.replace(/^kms:/, '').replace(/^ReEncrypt(From|To)$/, 'ReEncrypt')));
+      expect(lifecycle).toEqual([...allowed].sort());
+    } finally {
+      await aws.stop();
+    }
+  });
+
   it('access denied names the permissions the key needs', () => {
     const denied = new PaylogError('KMS_UNAVAILABLE', 'KMS DescribeKey failed: AccessDeniedException', {
       kmsOperation: 'DescribeKey',

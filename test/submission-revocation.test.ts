@@ -3,8 +3,8 @@
  * `revoked_certificates` under the append lock), not by a query per request — and every other
  * answer a revoked certificate could get from POST /v1/transactions (a replay found before the
  * append, a validation error, a body that does not parse, a wrong role) is still
- * 401 CERTIFICATE_REVOKED. Both key modes: hierarchical decides most replays in the batch,
- * per-transaction before it. Real HTTPS with client certificates, real PostgreSQL.
+ * 401 CERTIFICATE_REVOKED. Both key modes: hierarchical decides most replays in the batch;
+ * per-transaction mode checks by a query before sealing (sealing costs a KMS call there). Real HTTPS with client certificates, real PostgreSQL.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readFileSync } from 'node:fs';
@@ -51,6 +51,11 @@ describe.each(['hierarchical', 'per-transaction'] as const)('revoked checkout ce
     expect((await t.call('admin', 'POST', '/v1/admin/revocations', { fingerprint: fp, reason: 'key compromise' })).status).toBe(201);
     expect((await t.call('admin', 'POST', '/v1/admin/revocations', { serial: second.serialHex, reason: 'retired shop' })).status).toBe(201);
     const size0 = await treeSize();
+    const dataKeyCalls = async () => {
+      const text = (await t.call(null, 'GET', '/metrics')).text;
+      return [...text.matchAll(/^paylog_kms_requests_total\{[^}]*operation="GenerateDataKey"[^}]*\} (\d+)/gm)].reduce((n, m) => n + Number(m[1]), 0);
+    };
+    const kms0 = await dataKeyCalls();
 
     const answers = {
       fresh: await t.call('checkout', 'POST', '/v1/transactions', cardTransaction()),
@@ -69,6 +74,8 @@ describe.each(['hierarchical', 'per-transaction'] as const)('revoked checkout ce
     };
     for (const [what, r] of Object.entries(bySerial)) expect([what, r.status, r.code]).toEqual([what, 401, 'CERTIFICATE_REVOKED']);
     expect(await treeSize()).toBe(size0);
+    // Per-transaction mode checks before sealing: a revoked certificate spends no KMS call.
+    expect(await dataKeyCalls()).toBe(kms0);
   });
 
   it('a certificate that is not revoked keeps its own answers (wrong role 403, bad body 400)', async () => {

@@ -209,7 +209,8 @@ export class TransactionService {
    * revoked (CERTIFICATE_REVOKED otherwise, replays included). With `revocation: 'at-commit'`
    * the caller has not checked it, and this method MUST decide it for every answer: by that
    * commit-time check when the answer comes from the append, by one query for any other answer
-   * (a replay found before the append, or an error).
+   * (a replay found before the append, or an error). In per-transaction key mode the query runs
+   * first instead (sealing there costs a KMS call).
    */
   async submit(
     principal: Principal,
@@ -217,6 +218,12 @@ export class TransactionService {
     opts: { now?: Date; revocation?: 'at-commit' | 'checked' } = {},
   ): Promise<{ created: boolean; receipt: TransactionReceipt }> {
     const now = opts.now ?? this.deps.clock?.() ?? new Date();
+    if (opts.revocation === 'at-commit' && !this.deps.epochs) {
+      // Per-transaction keys: a submission costs a KMS call before it reaches the append, so a
+      // revoked certificate is refused first (it must not spend the account's KMS quota).
+      await assertNotRevoked(this.deps.revocations, principal);
+      return await this.submitUnchecked(principal, raw, now);
+    }
     if (opts.revocation !== 'at-commit') return await this.submitUnchecked(principal, raw, now);
     let r: { created: boolean; receipt: TransactionReceipt; checkedAtCommit?: boolean };
     try {

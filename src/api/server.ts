@@ -9,7 +9,7 @@ import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, t
 import type { Logger } from 'pino';
 import { PaylogError } from '../errors.js';
 import { principalFromSocket, type Principal } from '../auth/principal.js';
-import { assertNotRevoked, certificateRevokedError, type RevocationCheck } from '../auth/revocations.js';
+import { assertNotRevoked, type RevocationCheck } from '../auth/revocations.js';
 import type { Metrics } from '../metrics.js';
 import { errorResponse, toPaylogError } from './errors.js';
 import { registerTransactionRoutes } from './routes/transactions.js';

@@ -218,13 +218,14 @@ export class TransactionService {
     opts: { now?: Date; revocation?: 'at-commit' | 'checked' } = {},
   ): Promise<{ created: boolean; receipt: TransactionReceipt }> {
     const now = opts.now ?? this.deps.clock?.() ?? new Date();
+    const answer = ({ created, receipt }: { created: boolean; receipt: TransactionReceipt }) => ({ created, receipt });
     if (opts.revocation === 'at-commit' && !this.deps.epochs) {
       // Per-transaction keys: a submission costs a KMS call before it reaches the append, so a
       // revoked certificate is refused first (it must not spend the account's KMS quota).
       await assertNotRevoked(this.deps.revocations, principal);
-      return await this.submitUnchecked(principal, raw, now);
+      return answer(await this.submitUnchecked(principal, raw, now));
     }
-    if (opts.revocation !== 'at-commit') return await this.submitUnchecked(principal, raw, now);
+    if (opts.revocation !== 'at-commit') return answer(await this.submitUnchecked(principal, raw, now));
     let r: { created: boolean; receipt: TransactionReceipt; checkedAtCommit?: boolean };
     try {
       r = await this.submitUnchecked(principal, raw, now);
@@ -233,7 +234,7 @@ export class TransactionService {
       throw e;
     }
     if (!r.checkedAtCommit) await assertNotRevoked(this.deps.revocations, principal);
-    return { created: r.created, receipt: r.receipt };
+    return answer(r);
   }
 
   private async submitUnchecked(

@@ -76,6 +76,11 @@ describe.each(['hierarchical', 'per-transaction'] as const)('revoked checkout ce
     expect(await treeSize()).toBe(size0);
     // Per-transaction mode checks before sealing: a revoked certificate spends no KMS call.
     expect(await dataKeyCalls()).toBe(kms0);
+    // The refusals (including those decided in the error handler) log codes, never card data.
+    const logs = t.logLines.join('\n');
+    expect(logs).toContain('CERTIFICATE_REVOKED');
+    expect(logs).not.toContain('4111111111111');
+    expect(logs).not.toContain('Jane Q Customer');
   });
 
   it('a certificate that is not revoked keeps its own answers (wrong role 403, bad body 400)', async () => {

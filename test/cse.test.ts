@@ -201,7 +201,7 @@ describe('the log records client-side encryption', () => {
       return decodeLeaf(Buffer.from(r.json.entries[0].leaf, 'base64')) as any;
     };
     const le = await entry(rEnc.json.logIndex);
-    expect(le).toMatchObject({ v: 2, type: 'transaction', id: enc.transactionId, cse: { kid: key.kid } });
+    expect(le).toMatchObject({ v: 3, type: 'transaction', id: enc.transactionId, cse: { kid: key.kid } });
     const lp = await entry(rPlain.json.logIndex);
     expect(lp.cse).toBeUndefined();
     expect(Buffer.from(JSON.stringify(le)).includes('4111111111111111')).toBe(false);

@@ -14,7 +14,8 @@ import {
   encodeLeaf,
   envelopeFromLeaf,
   keyEventLeaf,
-  transactionLeafV2,
+  transactionLeaf,
+  type TransactionLeafV2,
   transactionViewFromLeaf,
   type Leaf,
 } from '../src/log/leaf.js';
@@ -23,14 +24,21 @@ import { checkLeaf } from '../src/log/verifier.js';
 const principal = { role: 'admin', name: 'ops', certificateFingerprint: `sha256:${'ab'.repeat(32)}` };
 const time = new Date('2026-12-01T10:00:00.123Z');
 
-function txLeaf(over: Partial<Parameters<typeof transactionLeafV2>[0]> = {}) {
-  return transactionLeafV2({
+/** A leaf format v2 transaction leaf, as paylog wrote them before v3 (BIN in `pm`, a fingerprint). */
+function txLeaf(over: Partial<Parameters<typeof transactionLeaf>[0]> = {}): TransactionLeafV2 {
+  const withEpk = over.envelope && 'epochId' in over.envelope.key ? { ...over, envelope: { ...over.envelope, epochPublicKeySha256: randomBytes(32) } } : over;
+  const v3 = txLeafV3(withEpk);
+  const { epk: _epk, ...env } = v3.env;
+  return { ...v3, v: 2, pm: { type: 'card', brand: 'visa', bin: '41111111', last4: '1111', expiryMonth: 12, expiryYear: 2029 }, fp: 'fp_AAAAAAAAAAAAAAAAAAAAAA', env } as TransactionLeafV2;
+}
+
+function txLeafV3(over: Partial<Parameters<typeof transactionLeaf>[0]> = {}) {
+  return transactionLeaf({
     time,
     transactionId: 'ord-2026-000123',
     processor: 'acme',
     amount: { value: 12345, currency: 'USD' },
     paymentMethod: { type: 'card', brand: 'visa', bin: '41111111', last4: '1111', expiryMonth: 12, expiryYear: 2029 },
-    fingerprint: 'fp_AAAAAAAAAAAAAAAAAAAAAA',
     metadata: { invoice: 'INV-77' },
     envelope: {
       version: 1,
@@ -122,6 +130,29 @@ describe('leaf format v2', () => {
     expect(back.env.salt).toBeUndefined();
   });
 
+  it('leaf format v3 transaction: no BIN, no fingerprint; an epoch reference commits to the epoch public key (epk)', () => {
+    const epk = createHash('sha256').update('epoch public key').digest();
+    const leaf = txLeafV3({
+      envelope: { version: 2, key: { epochId: 'acme/2026-12' }, iv: randomBytes(12), ciphertext: randomBytes(90), tag: randomBytes(16), keyCommitment: randomBytes(32), wrappedKeySha256: randomBytes(32), epochPublicKeySha256: epk },
+    });
+    const bytes = encodeLeaf(leaf);
+    const back = decodeLeaf(bytes);
+    if (back.v !== 3 || back.type !== 'transaction') throw new Error('wrong kind');
+    expect(back.pm).toEqual({ type: 'card', brand: 'visa', last4: '1111', expiryMonth: 12, expiryYear: 2029 });
+    expect(back).not.toHaveProperty('fp');
+    expect(envelopeFromLeaf(back).epochPublicKeySha256).toEqual(epk);
+    expect(transactionViewFromLeaf(back)).not.toHaveProperty('fingerprint');
+    expect(checkLeaf(0, bytes)).toHaveProperty('leaf');
+    // A BIN, a fingerprint, or an epoch reference without epk is not leaf format v3.
+    for (const bad of [
+      { ...back, pm: { ...back.pm, bin: '41111111' } },
+      { ...back, fp: 'fp_AAAAAAAAAAAAAAAAAAAAAA' },
+      { ...back, env: { ...back.env, epk: undefined } },
+    ]) {
+      expect(() => encodeLeaf(JSON.parse(JSON.stringify(bad), (_k, v) => (v && v.type === 'Buffer' ? Buffer.from(v.data) : v)))).toThrow(/leaf format v3/);
+    }
+  });
+
   it('a card transaction leaf is compact (≤ 600 bytes with a 110-byte ciphertext and a full KMS ARN)', () => {
     expect(encodeLeaf(txLeaf()).length).toBeLessThanOrEqual(600);
   });
@@ -142,7 +173,7 @@ describe('leaf format v2', () => {
       expect(checkLeaf(1, bytes)).toHaveProperty('leaf');
     }
     const a = decodeLeaf(encodeLeaf(leaves[0]!));
-    if (a.v !== 2 || a.type !== 'access') throw new Error('wrong kind');
+    if (a.v === 1 || a.type !== 'access') throw new Error('wrong kind');
     expect(accessViewFromLeaf(a).principal).toEqual({ role: 'processor', name: 'acme', certificateFingerprint: principal.certificateFingerprint });
   });
 

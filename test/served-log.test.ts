@@ -45,7 +45,7 @@ describe('GET /v1/transactions/{id} can be checked alone', () => {
     const r = await t.call('checkout', 'GET', `/v1/transactions/${body.transactionId}`);
     expect(r.status).toBe(200);
     const v = r.json;
-    expect(v.leafFormat).toBe(2);
+    expect(v.leafFormat).toBe(3);
     const leafBytes = Buffer.from(v.leaf, 'base64');
     const cp = verifyCheckpoint(v.proof.checkpoint, toNoteVerifiers(vkeys));
     expect(cp.size).toBe(v.proof.treeSize);
@@ -53,7 +53,7 @@ describe('GET /v1/transactions/{id} can be checked alone', () => {
     expect(verifyInclusion(hashLeaf(leafBytes), v.logIndex, cp.size, hashes, cp.rootHash)).toBe(true);
     expect(hashLeaf(leafBytes).toString('base64')).toBe(v.leafHash);
     const leaf = decodeLeaf(leafBytes);
-    if (leaf.v !== 2 || leaf.type !== 'transaction') throw new Error('expected a v2 transaction leaf');
+    if (leaf.v !== 3 || leaf.type !== 'transaction') throw new Error('expected a v3 transaction leaf');
     // `shredded` is key-material state (issue 9), outside the tree by design.
     const { logIndex: _i, leafHash: _h, leaf: _l, proof: _p, leafFormat: _f, shredded, ...served } = v;
     expect(shredded).toBe(false);
@@ -75,8 +75,8 @@ describe('admin actions are log entries (who, what, when, from where, outcome)',
       const r = await t.call('admin', method, path, body);
       expect(r.status, r.text).toBeLessThan(300);
       const leaf = await lastLeaf();
-      expect(leaf).toMatchObject({ v: 2, type: 'admin_event', action, outcome: 'granted', source: expect.stringMatching(/127\.0\.0\.1/) });
-      if (leaf.v === 2 && leaf.type === 'admin_event') {
+      expect(leaf).toMatchObject({ v: 3, type: 'admin_event', action, outcome: 'granted', source: expect.stringMatching(/127\.0\.0\.1/) });
+      if (leaf.v !== 1 && leaf.type === 'admin_event') {
         expect(leaf.actor.role).toBe('admin');
         expect(`sha256:${Buffer.from(leaf.actor.cert).toString('hex')}`).toBe(admin.fingerprint);
         if (action === 'certificate_revoked') expect(Buffer.from(leaf.cert!).toString('hex')).toBe('ef'.repeat(32));

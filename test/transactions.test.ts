@@ -52,7 +52,7 @@ describe('POST /v1/transactions', () => {
       [body.transactionId],
     );
     const leaf = decodeLeaf(stored.leaf);
-    if (leaf.v !== 2 || leaf.type !== 'transaction') throw new Error('expected a v2 transaction leaf');
+    if (leaf.v !== 3 || leaf.type !== 'transaction') throw new Error('expected a v3 transaction leaf');
     const sealed = envelopeFromLeaf(leaf);
     expect(sealed.wrappedKeySha256).toEqual(createHash('sha256').update(stored.wrapped_key).digest());
     expect(Buffer.concat([sealed.ciphertext, sealed.iv, sealed.tag]).toString('latin1')).not.toContain('4111111111111111');

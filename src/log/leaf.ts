@@ -11,7 +11,7 @@
  * transaction, access, admin-event, key-event, codec (encodeLeaf / decodeLeaf).
  * Leaves never hold plaintext card or account data; the verifier checks that (verifier.ts).
  */
-export { MAX_LEAF_BYTES, encodeLeaf, decodeLeaf, leafToJson, leafTransactionId, leafV2Schema, type Leaf, type LeafV2, type LeafType } from './leaf/codec.js';
+export { MAX_LEAF_BYTES, encodeLeaf, decodeLeaf, leafToJson, leafTransactionId, parseCborLeaf, type Leaf, type LeafV2, type LeafType } from './leaf/codec.js';
 export {
   LEAF_FORMAT_V1,
   leafV1Schema,
@@ -26,7 +26,13 @@ export {
 export {
   LEAF_FORMAT_V2,
   MAX_LEAF_CIPHERTEXT_BYTES,
-  transactionLeafV2,
+  transactionLeaf,
+  transactionLeafV3Schema,
+  maskedForLeaf,
+  LEAF_FORMAT_V3,
+  LEAF_FORMAT_CURRENT,
+  type TransactionLeafV3,
+  type TransactionLeafCbor,
   transactionLeafV2Schema,
   transactionViewFromLeaf,
   envelopeFromLeaf,

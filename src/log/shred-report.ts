@@ -135,7 +135,7 @@ export class ShredLedger {
   /** Feeds one verified leaf (in index order). */
   observe(index: number, leaf: Leaf): void {
     if (leaf.type === 'transaction') {
-      if (leaf.v === 2) this.addTransaction(index, leaf.id, leaf.time, leaf.env.ep !== undefined ? { ep: leaf.env.ep } : { kms: leaf.env.kms! });
+      if (leaf.v !== 1) this.addTransaction(index, leaf.id, leaf.time, leaf.env.ep !== undefined ? { ep: leaf.env.ep } : { kms: leaf.env.kms! });
       else {
         const env = leaf.envelope;
         this.addTransaction(index, leaf.transactionId, Date.parse(leaf.time), env.epochId !== undefined ? { ep: env.epochId } : { kms: env.kmsKeyId! });

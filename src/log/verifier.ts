@@ -304,7 +304,7 @@ const sha256b64 = (s: string) => createHash('sha256').update(s, 'utf8').digest('
 /** The transaction a leaf's lookup rows must name. */
 function leafTransactionId(leaf: Leaf): string | undefined {
   if (leaf.type !== 'transaction') return undefined;
-  return leaf.v === 2 ? leaf.id : leaf.transactionId;
+  return leaf.v === 1 ? leaf.transactionId : leaf.id;
 }
 
 /**

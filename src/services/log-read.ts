@@ -47,7 +47,7 @@ export function completedNodes(start: number, end: number): { index: number; ids
 function transactionOfLeaf(bytes: Buffer): { transactionId: string; processor?: string } | null {
   try {
     const l = decodeLeaf(bytes);
-    if (l.type === 'transaction') return l.v === 2 ? { transactionId: l.id, processor: l.p } : { transactionId: l.transactionId, processor: l.processor };
+    if (l.type === 'transaction') return l.v === 1 ? { transactionId: l.transactionId, processor: l.processor } : { transactionId: l.id, processor: l.p };
     if (l.type === 'access') return { transactionId: l.transactionId };
   } catch {
     // not decodable: nothing to authorize against

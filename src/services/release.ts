@@ -240,7 +240,7 @@ export function accessViewFromStoredLeaf(leafBytes: Buffer | null, transactionId
   if (!leafBytes) throw bad();
   const leaf = decodeLeaf(leafBytes);
   if (leaf.type !== 'access' || leaf.transactionId !== transactionId) throw bad();
-  if (leaf.v === 2) return accessViewFromLeaf(leaf);
+  if (leaf.v !== 1) return accessViewFromLeaf(leaf);
   return {
     transactionId: leaf.transactionId,
     action: leaf.action,

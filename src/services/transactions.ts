@@ -26,7 +26,7 @@ import {
   decodeLeaf,
   encodeLeaf,
   envelopeFromLeaf,
-  transactionLeafV2,
+  transactionLeaf,
   transactionViewFromLeaf,
   type KeyReference,
   type LeafEnvelope,
@@ -56,7 +56,8 @@ export interface ServedProof {
 export interface TransactionView extends TransactionReceipt {
   processor: string;
   amount: { value: number; currency: string };
-  fingerprint: string;
+  /** Records in leaf format v1/v2 only; v3 leaves carry none. */
+  fingerprint?: string;
   metadata: Record<string, string> | null;
   /** True once the record's key material was crypto-shredded (retention or an admin shred). */
   shredded: boolean;
@@ -157,7 +158,7 @@ export function recordFromRow(r: TransactionRow): TransactionRecord {
   const leaf = decodeLeaf(r.leaf);
   if (leaf.type !== 'transaction') throw recordMismatch();
   const base = { transactionId: r.transaction_id, logIndex: Number(r.log_index), requestMac: r.request_mac, leaf: r.leaf, leafFormat: leaf.v };
-  if (leaf.v === 2) {
+  if (leaf.v !== 1) {
     if (leaf.id !== r.transaction_id) throw recordMismatch();
     const { wrappedKeySha256: _wk, ...envelope } = envelopeFromLeaf(leaf);
     return { ...base, view: transactionViewFromLeaf(leaf), createdAt: new Date(leaf.time), envelope };
@@ -297,12 +298,14 @@ export class TransactionService {
     const plaintext = Buffer.from(canonicalJson(req.paymentMethod), 'utf8');
     let envelope: { version: number; salt: Buffer; iv: Buffer; ciphertext: Buffer; tag: Buffer; keyCommitment: Buffer; wrappedKey: Buffer };
     let keyRef: { kmsKeyId: string; epochId?: undefined } | { epochId: string; kmsKeyId?: undefined };
+    let epochPublicKeySha256: Buffer | undefined;
     try {
       if (epoch) {
         // Envelope v2: wrapped locally under the epoch public key; no KMS call.
         const v2 = sealEnvelopeV2(epoch.publicKey, { ...binding, epochId: epoch.epochId }, plaintext);
         envelope = v2;
         keyRef = { epochId: v2.epochId };
+        epochPublicKeySha256 = createHash('sha256').update(epoch.publicKey.raw).digest();
       } else {
         const v1 = await sealEnvelope(this.deps.dataKeys, binding, plaintext);
         envelope = v1;
@@ -314,13 +317,12 @@ export class TransactionService {
     const createdAt = now;
     const masked = maskedView(req.paymentMethod);
     const leaf = encodeLeaf(
-      transactionLeafV2({
+      transactionLeaf({
         time: createdAt,
         transactionId: req.transactionId,
         processor: req.processor,
         amount: { value: req.amount.value, currency: req.amount.currency },
         paymentMethod: masked,
-        fingerprint: fingerprint(this.deps.macKey, req.paymentMethod),
         metadata: req.metadata ?? null,
         ...(cse ? { cse: { kid: cse.kid } } : {}),
         envelope: {
@@ -332,6 +334,7 @@ export class TransactionService {
           tag: envelope.tag,
           keyCommitment: envelope.keyCommitment,
           wrappedKey: envelope.wrappedKey,
+          ...(epochPublicKeySha256 ? { epochPublicKeySha256 } : {}),
         },
       }),
     );

@@ -1,10 +1,10 @@
 /** Access leaf, format v2: one release (or read) attempt and its outcome (PCI DSS 10.2.1.1, 10.2.2). */
 import { z } from 'zod';
 import { freeText, id, msOf, msTime, principalField, principalV2, principalView, sourceAddress } from './fields.js';
-import { LEAF_FORMAT_V2 } from './transaction.js';
+import { LEAF_FORMAT_CURRENT, cborLeafVersion } from './transaction.js';
 
 export const accessLeafV2Schema = z.strictObject({
-  v: z.literal(LEAF_FORMAT_V2),
+  v: cborLeafVersion,
   type: z.literal('access'),
   time: msTime,
   transactionId: id,
@@ -33,7 +33,7 @@ export interface AccessLeafInput {
 
 export function accessLeafV2(i: AccessLeafInput): AccessLeafV2 {
   return {
-    v: LEAF_FORMAT_V2,
+    v: LEAF_FORMAT_CURRENT,
     type: 'access',
     time: msOf(i.time),
     transactionId: i.transactionId,

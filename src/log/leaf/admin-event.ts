@@ -6,14 +6,14 @@
  */
 import { z } from 'zod';
 import { digest32, freeText, msOf, msTime, principalField, principalV2, sourceAddress, certFingerprintBytes } from './fields.js';
-import { LEAF_FORMAT_V2 } from './transaction.js';
+import { LEAF_FORMAT_CURRENT, cborLeafVersion } from './transaction.js';
 
 export const ADMIN_ACTIONS = ['processor_registered', 'processor_disabled', 'processor_enabled', 'certificate_revoked'] as const;
 export type AdminAction = (typeof ADMIN_ACTIONS)[number];
 export const ADMIN_OUTCOMES = ['granted', 'denied', 'failed'] as const;
 
 export const adminEventLeafSchema = z.strictObject({
-  v: z.literal(LEAF_FORMAT_V2),
+  v: cborLeafVersion,
   type: z.literal('admin_event'),
   time: msTime,
   action: z.enum(ADMIN_ACTIONS),
@@ -48,7 +48,7 @@ export interface AdminEventInput {
 
 export function adminEventLeaf(i: AdminEventInput): AdminEventLeaf {
   return {
-    v: LEAF_FORMAT_V2,
+    v: LEAF_FORMAT_CURRENT,
     type: 'admin_event',
     time: msOf(i.time),
     action: i.action,

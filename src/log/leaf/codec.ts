@@ -1,14 +1,15 @@
 /**
- * Leaf bytes ↔ typed leaves, both formats. The first byte tells them apart: `{` (0x7B) is a v1
- * leaf (RFC 8785 canonical JSON); a CBOR map head (major type 5, 0xA0–0xBB) is a v2 leaf
- * (deterministic CBOR, see ./cbor.ts) whose `v` must be 2.
+ * Leaf bytes ↔ typed leaves, every format. The first byte tells JSON from CBOR: `{` (0x7B) is a
+ * v1 leaf (RFC 8785 canonical JSON); a CBOR map head (major type 5, 0xA0–0xBB) is a v2 or v3
+ * leaf (deterministic CBOR, see ./cbor.ts) whose `v` must be 2 or 3. v3 differs from v2 only in
+ * the transaction kind (./transaction.ts `LEAF_FORMAT_V3`); new leaves are always v3.
  */
 import { z } from 'zod';
 import { canonicalJson, isCanonicalJsonText } from '../../crypto/canonical-json.js';
 import { PaylogError } from '../../errors.js';
 import { decodeCbor, encodeCbor, type CborValue } from './cbor.js';
 import { leafV1Schema, type LeafV1 } from './v1.js';
-import { LEAF_FORMAT_V2, transactionLeafV2Schema, type TransactionLeafV2 } from './transaction.js';
+import { LEAF_FORMAT_V2, LEAF_FORMAT_V3, transactionLeafV2Schema, transactionLeafV3Schema, type TransactionLeafV2, type TransactionLeafV3 } from './transaction.js';
 import { accessLeafV2Schema, type AccessLeafV2 } from './access.js';
 import { adminEventLeafSchema, type AdminEventLeaf } from './admin-event.js';
 import { keyEventLeafV2Schema, type KeyEventLeafV2 } from './key-event.js';
@@ -16,8 +17,25 @@ import { keyEventLeafV2Schema, type KeyEventLeafV2 } from './key-event.js';
 /** Upper bound on one leaf's size; larger input is refused before it reaches the log. */
 export const MAX_LEAF_BYTES = 16 * 1024;
 
-export const leafV2Schema = z.discriminatedUnion('type', [transactionLeafV2Schema, accessLeafV2Schema, adminEventLeafSchema, keyEventLeafV2Schema]);
-export type LeafV2 = TransactionLeafV2 | AccessLeafV2 | AdminEventLeaf | KeyEventLeafV2;
+/** Schema of a CBOR leaf (v2 or v3), chosen by kind and, for transactions, by version. */
+const nonTransactionSchemas = { access: accessLeafV2Schema, admin_event: adminEventLeafSchema, key_event: keyEventLeafV2Schema } as const;
+function cborLeafSchema(value: { v?: unknown; type?: unknown }): z.ZodType | undefined {
+  if (value.type === 'transaction') return value.v === LEAF_FORMAT_V3 ? transactionLeafV3Schema : transactionLeafV2Schema;
+  return typeof value.type === 'string' && Object.hasOwn(nonTransactionSchemas, value.type)
+    ? nonTransactionSchemas[value.type as keyof typeof nonTransactionSchemas]
+    : undefined;
+}
+/** Checks a decoded CBOR value (or a builder's output) against its leaf schema. */
+export function parseCborLeaf(value: unknown): { success: true; data: LeafV2 } | { success: false; issues: { path: string; code: string }[] } {
+  const schema = value !== null && typeof value === 'object' ? cborLeafSchema(value as { v?: unknown; type?: unknown }) : undefined;
+  if (!schema) return { success: false, issues: [{ path: 'type', code: 'invalid_union' }] };
+  const r = schema.safeParse(value);
+  return r.success
+    ? { success: true, data: r.data as LeafV2 }
+    : { success: false, issues: r.error.issues.slice(0, 5).map((i) => ({ path: i.path.map(String).join('.'), code: i.code })) };
+}
+/** A CBOR leaf: format v2 (existing logs) or v3 (every new entry). */
+export type LeafV2 = TransactionLeafV2 | TransactionLeafV3 | AccessLeafV2 | AdminEventLeaf | KeyEventLeafV2;
 /** Every leaf a log can hold: discriminate on `v`, then `type`. */
 export type Leaf = LeafV1 | LeafV2;
 export type LeafType = Leaf['type'];
@@ -39,11 +57,9 @@ export function encodeLeaf(leaf: Leaf): Buffer {
   if (leaf.v === 1) {
     bytes = Buffer.from(canonicalJson(leaf), 'utf8');
   } else {
-    const r = leafV2Schema.safeParse(leaf);
+    const r = parseCborLeaf(leaf);
     if (!r.success) {
-      throw new PaylogError('INTERNAL', `leaf does not match leaf format v2 (${leaf.type})`, {
-        issues: r.error.issues.slice(0, 5).map((i) => ({ path: i.path.map(String).join('.'), code: i.code })),
-      });
+      throw new PaylogError('INTERNAL', `leaf does not match leaf format v${leaf.v} (${leaf.type})`, { issues: r.issues });
     }
     bytes = encodeCbor(r.data as unknown as CborValue);
   }
@@ -68,11 +84,11 @@ function decodeV1(bytes: Uint8Array): LeafV1 {
 
 function decodeV2(bytes: Uint8Array): LeafV2 {
   const value = decodeCbor(bytes); // strict: deterministic encoding, nothing trailing
-  if (value === null || typeof value !== 'object' || Array.isArray(value) || Buffer.isBuffer(value) || (value as { v?: unknown }).v !== LEAF_FORMAT_V2) {
-    throw new PaylogError('INTEGRITY_FAILURE', 'leaf is not a leaf format v2 map');
+  if (value === null || typeof value !== 'object' || Array.isArray(value) || Buffer.isBuffer(value) || ((value as { v?: unknown }).v !== LEAF_FORMAT_V2 && (value as { v?: unknown }).v !== LEAF_FORMAT_V3)) {
+    throw new PaylogError('INTEGRITY_FAILURE', 'leaf is not a leaf format v2 or v3 map');
   }
-  const result = leafV2Schema.safeParse(value);
-  if (!result.success) throw new PaylogError('INTEGRITY_FAILURE', 'leaf does not match leaf format v2');
+  const result = parseCborLeaf(value);
+  if (!result.success) throw new PaylogError('INTEGRITY_FAILURE', `leaf does not match leaf format v${String((value as { v?: unknown }).v)}`);
   // Belt and braces: the strict decoder admits one encoding per value; re-encoding proves it.
   if (!encodeCbor(result.data as unknown as CborValue).equals(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength))) {
     throw new PaylogError('INTEGRITY_FAILURE', 'leaf is not in canonical form');
@@ -114,7 +130,7 @@ export function leafToJson(leaf: Leaf): Record<string, unknown> {
 
 /** The transaction a leaf is about (transaction and access leaves, either format). */
 export function leafTransactionId(leaf: Leaf): string | undefined {
-  if (leaf.type === 'transaction') return leaf.v === 2 ? leaf.id : leaf.transactionId;
+  if (leaf.type === 'transaction') return leaf.v === 1 ? leaf.transactionId : leaf.id;
   if (leaf.type === 'access') return leaf.transactionId;
   if (leaf.type === 'key_event') return leaf.transactionId;
   return undefined;

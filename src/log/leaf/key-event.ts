@@ -5,7 +5,7 @@
  */
 import { z } from 'zod';
 import { digest32, epochId, freeText, id, kmsKeyId, msOf, msTime, principalField, principalV2 } from './fields.js';
-import { LEAF_FORMAT_V2 } from './transaction.js';
+import { LEAF_FORMAT_CURRENT, cborLeafVersion } from './transaction.js';
 
 export const KEY_EVENT_KINDS = [
   'epoch_created',
@@ -23,8 +23,9 @@ export type KeyEventKind = (typeof KEY_EVENT_KINDS)[number];
 
 export const SYSTEM_ACTOR = 'system';
 
-export const keyEventLeafV2Schema = z.strictObject({
-  v: z.literal(LEAF_FORMAT_V2),
+export const keyEventLeafV2Schema = z
+  .strictObject({
+  v: cborLeafVersion,
   type: z.literal('key_event'),
   time: msTime,
   event: z.enum(KEY_EVENT_KINDS),
@@ -46,7 +47,10 @@ export const keyEventLeafV2Schema = z.strictObject({
   policy: z.strictObject({ retention: z.string().regex(/^P[0-9YMWDTHS.]{1,32}$/).optional(), asOf: msTime.optional(), epoch: z.enum(['month', 'day', 'hour']).optional() }).optional(),
   /** Counts where relevant (records rewrapped, epochs shredded, transactions affected, ...). */
   counts: z.record(z.string().regex(/^[a-zA-Z][a-zA-Z0-9_]{0,31}$/), z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER)).optional(),
-});
+  // v3: SHA-256 of the epoch public key (epoch_created), matched by verify-log with `env.epk`.
+  publicKeySha256: digest32.optional(),
+  })
+  .refine((l) => l.v !== 2 || l.publicKeySha256 === undefined, { message: 'publicKeySha256 is a leaf format v3 field' });
 export type KeyEventLeafV2 = z.infer<typeof keyEventLeafV2Schema>;
 
 export interface KeyEventInput {
@@ -67,12 +71,13 @@ export interface KeyEventInput {
   reason?: string;
   policy?: { retention?: string; asOf?: Date; epoch?: 'month' | 'day' | 'hour' };
   counts?: Record<string, number>;
+  publicKeySha256?: Buffer;
 }
 
 export function keyEventLeaf(i: KeyEventInput): KeyEventLeafV2 {
   const opt = <K extends string, T>(k: K, v: T | undefined) => (v === undefined ? {} : ({ [k]: v } as { [P in K]: T }));
   return {
-    v: LEAF_FORMAT_V2,
+    v: LEAF_FORMAT_CURRENT,
     type: 'key_event',
     time: msOf(i.time),
     event: i.event,
@@ -98,5 +103,6 @@ export function keyEventLeaf(i: KeyEventInput): KeyEventLeafV2 {
         }
       : {}),
     ...opt('counts', i.counts),
+    ...opt('publicKeySha256', i.publicKeySha256),
   };
 }

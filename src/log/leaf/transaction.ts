@@ -13,6 +13,19 @@ import { z } from 'zod';
 import { bytesUpTo, digest32, epochId, id, kmsKeyId, msOf, msTime } from './fields.js';
 
 export const LEAF_FORMAT_V2 = 2;
+/**
+ * Leaf format v3 (issue 17): every leaf written from now on carries `v` = 3. Only the
+ * transaction kind changes shape: its masked payment method has no BIN and it carries no
+ * fingerprint (served fields can no longer be correlated to reconstruct a PAN, PCI DSS 3.5.1),
+ * and an envelope-v2 record commits to the SHA-256 of the epoch public key it was sealed to
+ * (`env.epk`), which verify-log matches with the epoch's `epoch_created` leaf. The other kinds
+ * keep their v2 fields; v3-only optional fields are marked in their schemas.
+ */
+export const LEAF_FORMAT_V3 = 3;
+/** The version every new leaf is written with. */
+export const LEAF_FORMAT_CURRENT = LEAF_FORMAT_V3;
+/** `v` of a CBOR leaf kind whose shape is the same in v2 and v3. */
+export const cborLeafVersion = z.union([z.literal(LEAF_FORMAT_V2), z.literal(LEAF_FORMAT_V3)]);
 /** Upper bound on ciphertext carried in a leaf (the leaf as a whole is bounded by MAX_LEAF_BYTES). */
 export const MAX_LEAF_CIPHERTEXT_BYTES = 8 * 1024;
 
@@ -42,13 +55,26 @@ export const maskedPaymentMethodSchema = z.discriminatedUnion('type', [
 ]);
 export type MaskedPaymentMethodV2 = z.infer<typeof maskedPaymentMethodSchema>;
 
+/** Leaf format v3: the masked payment method without the BIN (brand, last four, expiry). */
+export const maskedPaymentMethodV3Schema = z.discriminatedUnion('type', [
+  z.strictObject({
+    type: z.literal('card'),
+    brand: z.string().min(1).max(32),
+    last4,
+    expiryMonth: z.number().int().min(1).max(12),
+    expiryYear: z.number().int().min(1000).max(9999),
+  }),
+  maskedPaymentMethodSchema.options[1],
+  maskedPaymentMethodSchema.options[2],
+]);
+export type MaskedPaymentMethodV3 = z.infer<typeof maskedPaymentMethodV3Schema>;
+
 /**
  * `env`: the sealed record. Key reference: exactly one of `kms` (envelope v1, per-transaction
  * mode: the KMS key that wrapped the data key) or `ep` (envelope v2, hierarchical mode: the
  * epoch whose key wrapped it, e.g. `acme/2026-12`).
  */
-export const sealedEnvelopeSchema = z
-  .strictObject({
+const sealedEnvelopeFields = {
     v: z.number().int().min(1).max(255),
     kms: kmsKeyId.optional(),
     ep: epochId.optional(),
@@ -58,8 +84,14 @@ export const sealedEnvelopeSchema = z
     tag: bytesUpTo(32),
     kc: digest32,
     wk: digest32,
-  })
-  .refine((e) => (e.kms === undefined) !== (e.ep === undefined), { message: 'exactly one key reference (kms or ep)' });
+};
+const oneKeyReference = (e: { kms?: unknown; ep?: unknown }) => (e.kms === undefined) !== (e.ep === undefined);
+export const sealedEnvelopeSchema = z.strictObject(sealedEnvelopeFields).refine(oneKeyReference, { message: 'exactly one key reference (kms or ep)' });
+/** v3: an epoch reference (`ep`) comes with `epk`, the SHA-256 of the epoch public key sealed to. */
+export const sealedEnvelopeV3Schema = z
+  .strictObject({ ...sealedEnvelopeFields, epk: digest32.optional() })
+  .refine(oneKeyReference, { message: 'exactly one key reference (kms or ep)' })
+  .refine((e) => (e.ep === undefined) === (e.epk === undefined), { message: 'epk exactly when ep' });
 
 export const transactionLeafV2Schema = z.strictObject({
   v: z.literal(LEAF_FORMAT_V2),
@@ -77,6 +109,24 @@ export const transactionLeafV2Schema = z.strictObject({
 });
 export type TransactionLeafV2 = z.infer<typeof transactionLeafV2Schema>;
 
+/** Leaf format v3 transaction: no BIN, no fingerprint; `env.epk` with an epoch reference. */
+export const transactionLeafV3Schema = z.strictObject({
+  v: z.literal(LEAF_FORMAT_V3),
+  type: z.literal('transaction'),
+  time: msTime,
+  id,
+  p: id,
+  amt: z.number().int().positive().max(Number.MAX_SAFE_INTEGER),
+  cur: z.string().regex(/^[A-Z]{3}$/),
+  pm: maskedPaymentMethodV3Schema,
+  md: z.record(z.string().min(1).max(64), z.string().max(1024)).optional(),
+  env: sealedEnvelopeV3Schema,
+  cse: z.strictObject({ kid: z.string().min(1).max(256) }).optional(),
+});
+export type TransactionLeafV3 = z.infer<typeof transactionLeafV3Schema>;
+/** A transaction leaf in CBOR (format v2 or v3). */
+export type TransactionLeafCbor = TransactionLeafV2 | TransactionLeafV3;
+
 /** Key reference of a sealed record. */
 export type KeyReference = { kmsKeyId: string } | { epochId: string };
 
@@ -85,9 +135,8 @@ export interface TransactionLeafInput {
   transactionId: string;
   processor: string;
   amount: { value: number; currency: string };
-  /** The masked view (`maskedView(paymentMethod)`), served as is. */
-  paymentMethod: MaskedPaymentMethodV2;
-  fingerprint: string;
+  /** The masked view (`maskedView(paymentMethod)`); a BIN in it is never written (v3). */
+  paymentMethod: MaskedPaymentMethodV3 | MaskedPaymentMethodV2;
   metadata?: Record<string, string> | null;
   envelope: {
     version: number;
@@ -102,26 +151,36 @@ export interface TransactionLeafInput {
     wrappedKey?: Buffer;
     /** ... or its SHA-256 directly. */
     wrappedKeySha256?: Buffer;
+    /** With an epoch key reference: SHA-256 of the epoch public key the record was sealed to. */
+    epochPublicKeySha256?: Buffer;
   };
   /** Present when the payment data arrived client-side encrypted: the key id it was encrypted to. */
   cse?: { kid: string };
 }
 
-/** Builds a v2 transaction leaf (validated again by `encodeLeaf`). */
-export function transactionLeafV2(input: TransactionLeafInput): TransactionLeafV2 {
+/** The masked payment method as leaf format v3 holds it: the BIN is dropped. */
+export function maskedForLeaf(pm: MaskedPaymentMethodV3 | MaskedPaymentMethodV2): MaskedPaymentMethodV3 {
+  if (pm.type !== 'card') return pm;
+  const { bin: _bin, ...rest } = pm as MaskedPaymentMethodV2 & { type: 'card' };
+  return rest;
+}
+
+/** Builds a transaction leaf in the current format, v3 (validated again by `encodeLeaf`). */
+export function transactionLeaf(input: TransactionLeafInput): TransactionLeafV3 {
   const e = input.envelope;
   const wk = e.wrappedKeySha256 ?? (e.wrappedKey ? createHash('sha256').update(e.wrappedKey).digest() : undefined);
-  if (wk === undefined) throw new Error('transactionLeafV2: wrappedKey or wrappedKeySha256 required');
+  if (wk === undefined) throw new Error('transactionLeaf: wrappedKey or wrappedKeySha256 required');
+  const epochRef = 'epochId' in e.key;
+  if (epochRef && e.epochPublicKeySha256 === undefined) throw new Error('transactionLeaf: an epoch reference needs epochPublicKeySha256');
   return {
-    v: LEAF_FORMAT_V2,
+    v: LEAF_FORMAT_V3,
     type: 'transaction',
     time: msOf(input.time),
     id: input.transactionId,
     p: input.processor,
     amt: input.amount.value,
     cur: input.amount.currency,
-    pm: input.paymentMethod,
-    fp: input.fingerprint,
+    pm: maskedForLeaf(input.paymentMethod),
     ...(input.metadata && Object.keys(input.metadata).length > 0 ? { md: input.metadata } : {}),
     env: {
       v: e.version,
@@ -132,6 +191,7 @@ export function transactionLeafV2(input: TransactionLeafInput): TransactionLeafV
       tag: e.tag,
       kc: e.keyCommitment,
       wk,
+      ...(epochRef ? { epk: e.epochPublicKeySha256! } : {}),
     },
     ...(input.cse ? { cse: { kid: input.cse.kid } } : {}),
   };
@@ -143,21 +203,22 @@ export interface TransactionServedView {
   processor: string;
   amount: { value: number; currency: string };
   paymentMethod: Record<string, unknown>;
-  fingerprint: string;
+  /** v2 leaves only (v3 leaves carry no fingerprint). */
+  fingerprint?: string;
   metadata: Record<string, string> | null;
   createdAt: string;
   /** Present when the payment data arrived client-side encrypted. */
   clientSideEncryption?: { kid: string };
 }
 
-/** The served view, decoded from a v2 transaction leaf (the only source the service uses for v2). */
-export function transactionViewFromLeaf(l: TransactionLeafV2): TransactionServedView {
+/** The served view, decoded from a v2 or v3 transaction leaf (the only source the service uses for them). */
+export function transactionViewFromLeaf(l: TransactionLeafCbor): TransactionServedView {
   return {
     transactionId: l.id,
     processor: l.p,
     amount: { value: l.amt, currency: l.cur },
     paymentMethod: { ...l.pm },
-    fingerprint: l.fp,
+    ...(l.v === LEAF_FORMAT_V2 ? { fingerprint: l.fp } : {}),
     metadata: l.md ? { ...l.md } : null,
     createdAt: new Date(l.time).toISOString(),
     ...(l.cse ? { clientSideEncryption: { kid: l.cse.kid } } : {}),
@@ -174,10 +235,12 @@ export interface LeafEnvelope {
   tag: Buffer;
   keyCommitment: Buffer;
   wrappedKeySha256: Buffer;
+  /** v3 with an epoch reference: SHA-256 of the epoch public key sealed to. */
+  epochPublicKeySha256?: Buffer;
 }
 
-/** The sealed record a v2 leaf carries, in the shape `src/crypto/envelope.ts` opens. */
-export function envelopeFromLeaf(l: TransactionLeafV2): LeafEnvelope {
+/** The sealed record a v2 or v3 leaf carries, in the shape `src/crypto/envelope.ts` opens. */
+export function envelopeFromLeaf(l: TransactionLeafCbor): LeafEnvelope {
   const b = (x: Uint8Array) => Buffer.from(x.buffer, x.byteOffset, x.byteLength);
   return {
     version: l.env.v,
@@ -188,6 +251,7 @@ export function envelopeFromLeaf(l: TransactionLeafV2): LeafEnvelope {
     tag: b(l.env.tag),
     keyCommitment: b(l.env.kc),
     wrappedKeySha256: b(l.env.wk),
+    ...('epk' in l.env && l.env.epk ? { epochPublicKeySha256: b(l.env.epk) } : {}),
   };
 }
 

@@ -16,7 +16,7 @@ export async function logLeaves(databaseUrl: string): Promise<any[]> {
   const rows = await query<{ idx: string; leaf: Buffer }>(databaseUrl, 'SELECT idx, leaf FROM log_entries ORDER BY idx');
   return rows.map((r) => {
     const l = decodeLeaf(r.leaf) as any;
-    if (l.v === 2 && l.type === 'key_event') {
+    if (l.v !== 1 && l.type === 'key_event') {
       return {
         index: Number(r.idx),
         ...l,
@@ -26,7 +26,7 @@ export async function logLeaves(databaseUrl: string): Promise<any[]> {
         ...(l.policy ? { policy: `PAYLOG_RETENTION=${l.policy.retention}` } : {}),
       };
     }
-    if (l.v === 2 && l.type === 'transaction') {
+    if (l.v !== 1 && l.type === 'transaction') {
       return { index: Number(r.idx), ...l, transactionId: l.id, envelope: { epochId: l.env.ep, kmsKeyId: l.env.kms } };
     }
     return { index: Number(r.idx), ...l };

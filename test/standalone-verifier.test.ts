@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runScript, type CliResult } from './helpers/cli.js';
 import { cardTransaction, startTestPaylog, type TestPaylog } from './helpers/paylog.js';
+import { V2_LOG_FIXTURE, V2_LOG_FIXTURE_VKEY } from './helpers/log-fixtures.js';
 
 let t: TestPaylog;
 let dir: string;
@@ -67,5 +68,13 @@ describe('standalone verifier', () => {
     expect(JSON.parse(offline.stdout)).toMatchObject({ ok: true });
     expect((await runBundled(['verify-log', '--bogus'])).code).toBe(2);
     expect((await runBundled(['nonsense'])).code).toBe(2);
+  });
+
+  it('verifies a log written before leaf format v3 (export of a v2 log; test/log-compat.test.ts)', async () => {
+    copyFileSync(V2_LOG_FIXTURE, join(dir, 'v2.ndjson'));
+    const r = await runBundled(['verify-log', '--file', 'v2.ndjson', '--log-key', V2_LOG_FIXTURE_VKEY, '--json']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(JSON.parse(r.stdout)).toMatchObject({ ok: true, entriesVerified: 13 });
+    rmSync(join(dir, 'v2.ndjson'));
   });
 });

@@ -14,7 +14,7 @@ import { createLogger, errorForLog, type Logger } from './logging.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import { startEmbeddedPostgres, type EmbeddedServer } from './db/embedded.js';
 import { APP_ROLE, applyMigrations, ensureKeysLogin, ensureServiceLogin, KEYS_ROLE, openAppDatabase, type AppDatabase } from './db/connection.js';
-import { KeyNoticeListener } from './kms/key-notifications.js';
+import { KeyNoticeListener, registerEpochKeyGauges } from './kms/key-notifications.js';
 import { processors } from './db/schema.js';
 import { startLocalKms, type LocalKmsEndpoint } from './kms/local-endpoint.js';
 import { createKmsClient, PaylogKms } from './kms/client.js';
@@ -332,6 +332,7 @@ export async function startPaylog(config: Config, opts: StartOptions = {}): Prom
     });
     keyNotices.start();
     cleanups.push(() => keyNotices.close());
+    registerEpochKeyGauges(metrics.registry, { cachedKeys: () => epochs.cachedPrivateKeys, listening: () => keyNotices.listening });
     const cseKeys = new CseKeyStore(
       { database, kms, kmsKeyId: dataKeyId },
       { period: config.cse.keyPeriod, overlapS: config.cse.keyOverlapS, cacheTtlS: config.cse.keyCacheTtlS },

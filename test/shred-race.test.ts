@@ -48,6 +48,7 @@ describe('the race at the appender: "key material not shredded" is a commit-time
   let appender: LogAppender;
   let listener: KeyNoticeListener;
   const notices: KeyNotice[] = [];
+  let subscriptions = 0;
   let n = 0;
 
   const epoch = async (epochId: string) =>
@@ -103,7 +104,13 @@ describe('the race at the appender: "key material not shredded" is a commit-time
     app = openAppDatabase(url); // paylog_app, pipeline mode: the runtime pool
     keys = openAppDatabase(url, { role: KEYS_ROLE }); // the key-destruction connection
     appender = new LogAppender(app);
-    listener = new KeyNoticeListener({ url, role: 'paylog_app', onNotice: (x) => notices.push(x) });
+    listener = new KeyNoticeListener({
+      url,
+      role: 'paylog_app',
+      onNotice: (x) => notices.push(x),
+      onSubscribed: async () => void subscriptions++,
+      reconnectMinMs: 50,
+    });
     listener.start();
     for (let i = 0; i < 100 && !listener.listening; i++) await sleep(50);
     expect(listener.listening).toBe(true);
@@ -179,6 +186,40 @@ describe('the race at the appender: "key material not shredded" is a commit-time
     expect(a2).toMatchObject({ status: 'denied', reason: 'data_key_shredded' });
     expect(a1).toMatchObject({ status: 'denied', reason: 'data_key_shredded' });
     expect(s.status).toBe('appended');
+  });
+});
+
+describe('the key notice listener (hygiene: every process zeroes a shredded epoch key promptly)', () => {
+  it('its connection killed (as by a database restart), it reopens, re-checks what it caches, and receives the next notice; no unhandled error', async () => {
+    const url = await newTestDatabase();
+    await applyMigrations(url);
+    const keys = openAppDatabase(url, { role: KEYS_ROLE });
+    const got: KeyNotice[] = [];
+    const errors: Error[] = [];
+    let subscribed = 0;
+    const l = new KeyNoticeListener({ url, role: 'paylog_app', onNotice: (x) => got.push(x), onSubscribed: async () => void subscribed++, onError: (e) => errors.push(e), reconnectMinMs: 50 });
+    const until = async (ok: () => boolean, what: string) => {
+      for (let i = 0; i < 200 && !ok(); i++) await sleep(25);
+      expect(ok(), what).toBe(true);
+    };
+    try {
+      l.start();
+      await until(() => l.listening && subscribed === 1, 'not listening');
+      const killed = await query(url, "SELECT pg_terminate_backend(pid) AS k FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'LISTEN paylog_key_events%'");
+      expect(killed).toEqual([{ k: true }]);
+      await until(() => subscribed === 2 && l.listening, 'did not reopen and re-check');
+      expect(errors.length).toBeGreaterThanOrEqual(1);
+      await commitShred(keys, { text: 'SELECT 1', values: [] }, { event: 'epoch_shredded', epochId: 'after/reconnect' });
+      await until(() => got.some((x) => x.epochId === 'after/reconnect'), 'no notice after reconnecting');
+      // A rolled-back shred notifies nobody.
+      await expect(commitShred(keys, { text: 'SELECT 1/0', values: [] }, { event: 'epoch_shredded', epochId: 'rolled/back' })).rejects.toThrow();
+      await sleep(200);
+      expect(got.some((x) => x.epochId === 'rolled/back')).toBe(false);
+    } finally {
+      await l.close();
+      await keys.close();
+    }
+    expect(l.listening).toBe(false);
   });
 });
 
@@ -321,6 +362,17 @@ describe('PAYLOG_WORKERS=2: a processor certificate over mTLS cannot release a s
     expect(run.code, run.stderr).toBe(0);
     const [{ epoch_id: epochId }] = await query(ownerUrl, 'SELECT epoch_id FROM data_keys WHERE transaction_id = $1', [id]);
     expect(JSON.parse(run.stdout).epochs.map((e: { epochId: string }) => e.epochId)).toContain(epochId);
+    // Hygiene (the notice): before any further release, no worker holds an epoch key any more.
+    const gauges = async () => Promise.all(kept['processor-acme']!.map(async (a) => (await send(a, 'GET', '/metrics')).text));
+    let texts = await gauges();
+    for (let i = 0; i < 50 && !texts.every((t) => /^paylog_epoch_keys_cached 0$/m.test(t)); i++) {
+      await sleep(100);
+      texts = await gauges();
+    }
+    for (const t of texts) {
+      expect(t).toMatch(/^paylog_epoch_keys_cached 0$/m);
+      expect(t).toMatch(/^paylog_key_notices_listening 1$/m);
+    }
     await expectShreddedEverywhere('processor-acme', id);
   });
 });

@@ -17,6 +17,7 @@
  *   is reopened with capped exponential back-off, and no connection error is ever unhandled.
  */
 import pg from 'pg';
+import { Gauge, type Registry } from 'prom-client';
 import { z } from 'zod';
 
 /** The NOTIFY channel of key events (stable: other instances of other versions listen on it). */
@@ -168,4 +169,24 @@ async function bounded(p: Promise<unknown>, ms: number): Promise<void> {
   let timer: NodeJS.Timeout | undefined;
   await Promise.race([p.catch(() => {}), new Promise<void>((r) => (timer = setTimeout(r, ms)))]);
   clearTimeout(timer);
+}
+
+/** Per-process gauges: cached epoch private keys, and whether key notices are being received. */
+export function registerEpochKeyGauges(registry: Registry, read: { cachedKeys: () => number; listening: () => boolean }): void {
+  new Gauge({
+    name: 'paylog_epoch_keys_cached',
+    help: 'Unwrapped epoch private keys held in memory by this process (zeroed on expiry, exhaustion, and a shred notice)',
+    registers: [registry],
+    collect() {
+      this.set(read.cachedKeys());
+    },
+  });
+  new Gauge({
+    name: 'paylog_key_notices_listening',
+    help: '1 while this process listens for shred notices on its dedicated database connection, 0 while it reconnects',
+    registers: [registry],
+    collect() {
+      this.set(read.listening() ? 1 : 0);
+    },
+  });
 }

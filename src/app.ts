@@ -13,7 +13,8 @@ import { checkConfiguredKeys, kmsStartupStep, type KeyRef, type KmsWhere } from 
 import { createLogger, errorForLog, type Logger } from './logging.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import { startEmbeddedPostgres, type EmbeddedServer } from './db/embedded.js';
-import { applyMigrations, ensureKeysLogin, ensureServiceLogin, KEYS_ROLE, openAppDatabase, type AppDatabase } from './db/connection.js';
+import { APP_ROLE, applyMigrations, ensureKeysLogin, ensureServiceLogin, KEYS_ROLE, openAppDatabase, type AppDatabase } from './db/connection.js';
+import { KeyNoticeListener, registerEpochKeyGauges } from './kms/key-notifications.js';
 import { processors } from './db/schema.js';
 import { startLocalKms, type LocalKmsEndpoint } from './kms/local-endpoint.js';
 import { createKmsClient, PaylogKms } from './kms/client.js';
@@ -161,6 +162,8 @@ export async function startPaylog(config: Config, opts: StartOptions = {}): Prom
     let database = config.appDatabaseUrl
       ? openAppDatabase(config.appDatabaseUrl, { ...poolOptions, role: null })
       : openAppDatabase(ownerUrl, poolOptions);
+    // Where the runtime pool connects, and as what (the key notification listener does the same).
+    let runtimeLogin: { url: string; role: string | null } = config.appDatabaseUrl ? { url: config.appDatabaseUrl, role: null } : { url: ownerUrl, role: APP_ROLE };
     const closeDatabase = async () => database.close();
     cleanups.push(closeDatabase);
 
@@ -222,6 +225,7 @@ export async function startPaylog(config: Config, opts: StartOptions = {}): Prom
       if (serviceUrl) {
         const bootstrap = database;
         database = openAppDatabase(serviceUrl, { ...poolOptions, role: null });
+        runtimeLogin = { url: serviceUrl, role: null };
         await bootstrap.close();
       } else {
         logger.warn('the database owner may not create roles: running as the owner with role paylog_app; set PAYLOG_APP_DATABASE_URL in production');
@@ -314,6 +318,21 @@ export async function startPaylog(config: Config, opts: StartOptions = {}): Prom
       onCacheMiss: () => metrics.epochCacheMisses.inc(),
     });
     cleanups.push(async () => epochs.close());
+    // Every process zeroes a shredded epoch's cached key when the shred commits (hygiene: the
+    // release's commit-time precondition is what guarantees nothing is released after it).
+    const keyNotices = new KeyNoticeListener({
+      ...runtimeLogin,
+      timeoutMs: config.budgets.dbConnectTimeoutMs,
+      onNotice: (n) => epochs.forget(n.epochId),
+      onSubscribed: async () => {
+        const gone = await epochs.forgetShredded();
+        if (gone.length > 0) logger.info({ epochs: gone }, 'cached keys of shredded epochs zeroed');
+      },
+      onError: (e) => logger.warn({ error: errorForLog(e) }, 'key notification listener: connection lost; it will be reopened'),
+    });
+    keyNotices.start();
+    cleanups.push(() => keyNotices.close());
+    registerEpochKeyGauges(metrics.registry, { cachedKeys: () => epochs.cachedPrivateKeys, listening: () => keyNotices.listening });
     const cseKeys = new CseKeyStore(
       { database, kms, kmsKeyId: dataKeyId },
       { period: config.cse.keyPeriod, overlapS: config.cse.keyOverlapS, cacheTtlS: config.cse.keyCacheTtlS },

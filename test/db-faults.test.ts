@@ -9,7 +9,7 @@
  * submissions are acknowledged (201) again soon after the database is back, and afterwards every
  * acknowledged transaction is stored at its log index, the indexes are dense, the tree head's
  * root is the RFC 9162 root of the leaves, the auditor verifier accepts the log and releases
- * return what was sent.
+ * return what was sent, and the shred-notice listener has reopened its connection.
  */
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -189,6 +189,14 @@ describe('PostgreSQL restarts under load', () => {
     const report = await verifyRemoteLog(client, { verifiers: toNoteVerifiers(t.paylog.logKeys.map((k) => k.vkey)) });
     expect(report.ok, JSON.stringify(report.failures)).toBe(true);
     expect(report.entriesVerified).toBe(leaves.length);
+
+    // The shred-notice listener (a connection of its own) is back too (reopened with back-off).
+    let listening = '';
+    for (let i = 0; i < 200 && !/^paylog_key_notices_listening 1$/m.test(listening); i++) {
+      listening = await t.paylog.metrics.registry.getSingleMetricAsString('paylog_key_notices_listening');
+      await sleep(100);
+    }
+    expect(listening).toMatch(/^paylog_key_notices_listening 1$/m);
 
     const sample = [...acknowledged.entries()].filter((_, i) => i % Math.max(1, Math.floor(acknowledged.size / 5)) === 0).slice(0, 5);
     for (const [id, a] of sample) {

@@ -19,7 +19,12 @@
  * - Release path ({@link EpochKeyring.withPrivateKey}): the private key is unwrapped by KMS
  *   Decrypt, kept in a material object for at most `cacheTtlMs` and `cacheMaxUses` uses, then
  *   zeroed (eviction, exhaustion, shred or close). Misses are single-flight per epoch: any number
- *   of concurrent first uses make exactly one KMS call.
+ *   of concurrent first uses make exactly one KMS call. A cached key is used WITHOUT re-reading
+ *   its epoch's state: what keeps a shredded epoch's data from being released is the release's
+ *   commit-time precondition (src/log/appender.ts `AccessPrecondition`; no plaintext leaves
+ *   unless the granted access entry committed while the epoch was not shredded). Every process
+ *   zeroes the key on the shred's notice (src/kms/key-notifications.ts), and a process whose
+ *   release was denied for it forgets it at once.
  * - A period whose KMS key is pending deletion (shredded) answers DATA_SHREDDED.
  */
 import { createHash } from 'node:crypto';
@@ -248,11 +253,28 @@ export class EpochKeyring {
     }
   }
 
-  /** Forgets everything cached about `epochId` (after a shred or rewrap). */
+  /**
+   * Forgets everything cached about `epochId` (after a shred or rewrap; on a key notification;
+   * when a release's access entry was denied because the epoch is shredded).
+   */
   forget(epochId: string): void {
     this.evict(epochId);
     this.publicKeys.delete(epochId);
     for (const [processor, e] of this.currentByProcessor) if (e.epochId === epochId) this.currentByProcessor.delete(processor);
+  }
+
+  /**
+   * Forgets every epoch this process caches anything of that has been shredded since (after
+   * key notifications may have been missed: src/kms/key-notifications.ts). Resolves with the
+   * epochs forgotten.
+   */
+  async forgetShredded(): Promise<string[]> {
+    const ids = [...new Set([...this.privateKeys.keys(), ...this.publicKeys.keys(), ...[...this.currentByProcessor.values()].map((e) => e.epochId)])];
+    if (ids.length === 0) return [];
+    const r = await this.o.database.pool.query('SELECT epoch_id FROM key_epochs WHERE epoch_id = ANY($1::text[]) AND (shredded_at IS NOT NULL OR wrapped_private_key IS NULL)', [ids]);
+    const gone = (r.rows as { epoch_id: string }[]).map((x) => x.epoch_id);
+    for (const id of gone) this.forget(id);
+    return gone;
   }
 
   /** How many unwrapped private keys are cached now (status). */

@@ -20,6 +20,15 @@
  * precondition fails is not appended and resolves `refused` with the reason. A revoked
  * submitter is refused first, even for a replay (a revoked certificate learns nothing); then
  * replays are decided (an identical replay stays a replay whatever else happened since).
+ *
+ * An access entry MAY likewise require that its record's key material is not shredded
+ * (`requires.keyMaterial`, a granted release). Checked the same way, under the append lock: the
+ * epoch row is read FOR SHARE, and every shred takes the append lock in the transaction of its
+ * UPDATE (src/services/key-lifecycle.ts `commitShred`: the runtime role cannot lock data_keys
+ * rows), so a shred commits either before the batch reads its state (the entry is refused) or
+ * after the batch has committed. When it fails, the entry's `requires.otherwise` leaf (the
+ * denied access) is appended IN ITS PLACE, in the same batch, and the entry resolves `denied`
+ * with the reason: the attempt is logged exactly once, and the granted leaf never commits.
  */
 import type pg from 'pg';
 import type { AppDatabase, Db } from '../db/connection.js';
@@ -52,7 +61,7 @@ export type AppendRequest =
       dataKey: Omit<DataKeyInsert, 'createdAt'>;
       requires?: AppendPrecondition;
     }
-  | { kind: 'access'; leaf: Buffer; createdAt: Date; access: { transactionId: string } }
+  | { kind: 'access'; leaf: Buffer; createdAt: Date; access: { transactionId: string }; requires?: AccessPrecondition }
   | { kind: 'key_event'; leaf: Buffer; createdAt: Date; transactionId?: string }
   | { kind: 'admin_event'; leaf: Buffer; createdAt: Date };
 
@@ -70,13 +79,35 @@ export interface AppendPrecondition {
   epochId?: string;
 }
 
+/**
+ * What must still hold when a (granted) access entry commits, and what is logged instead when it
+ * does not (see the module contract).
+ */
+export interface AccessPrecondition {
+  /**
+   * The record's key material is not shredded: its data_keys row has `wrapped_key IS NOT NULL
+   * AND shredded_at IS NULL`, and, for an envelope v2 record (`epochId`), its key_epochs row has
+   * `shredded_at IS NULL AND wrapped_private_key IS NOT NULL`.
+   */
+  keyMaterial: { transactionId: string; epochId?: string };
+  /**
+   * The leaf appended in place of the entry's own when the precondition fails: the denied
+   * access entry of the same attempt (same transaction). MUST NOT be the granted leaf.
+   */
+  otherwise: Buffer;
+}
+
 export type RefusalReason = 'principal_revoked' | 'processor_inactive' | 'epoch_unusable';
+/** Why an access entry's key-material precondition failed. */
+export type DenialReason = 'epoch_shredded' | 'data_key_shredded';
 
 export type AppendOutcome =
   | { status: 'appended'; logIndex: number; leafHash: Buffer; createdAt: Date; treeSize: number }
   | { status: 'replayed'; logIndex: number; leafHash: Buffer; createdAt: Date }
   | { status: 'conflict'; logIndex: number }
-  | { status: 'refused'; reason: RefusalReason };
+  | { status: 'refused'; reason: RefusalReason }
+  /** The precondition of an access entry failed: its `requires.otherwise` leaf was appended instead. */
+  | { status: 'denied'; reason: DenialReason; logIndex: number; leafHash: Buffer; createdAt: Date; treeSize: number };
 
 export interface TreeHead {
   size: number;
@@ -217,9 +248,12 @@ const SELECT_NODES =
  *   level at 3,000 entries, growing with the log; materialized, each is one primary-key lookup),
  * - 't': the transaction ids of the batch that already exist,
  * - 'p' / 'e': required processors that are not active / required epochs that cannot encrypt,
- * - 'f' / 's': required principals' certificate fingerprints / serials that are revoked.
+ * - 'f' / 's': required principals' certificate fingerprints / serials that are revoked,
+ * - 'x' / 'k': access entries' required epochs whose private key is shredded / required
+ *   transactions whose data key is shredded (or missing).
  * The rows a precondition holds on are locked FOR SHARE until the batch commits (a disable,
- * retirement or shred of them waits for it). Lock wait and round trips under the append lock
+ * retirement or shred of them waits for it); data_keys rows cannot be locked by the runtime
+ * role, and shreds take the append lock instead (module contract). Lock wait and round trips under the append lock
  * are what bounds throughput across processes, so this is one round trip, not four.
  */
 const SELECT_BATCH_STATE = `
@@ -233,6 +267,8 @@ WITH head AS (
   SELECT name FROM processors WHERE name = ANY($2::text[]) AND status = 'active' FOR SHARE
 ), usable_epochs AS (
   SELECT epoch_id FROM key_epochs WHERE epoch_id = ANY($3::text[]) AND retired_at IS NULL AND shredded_at IS NULL FOR SHARE
+), unshredded_epochs AS (
+  SELECT epoch_id FROM key_epochs WHERE epoch_id = ANY($6::text[]) AND shredded_at IS NULL AND wrapped_private_key IS NOT NULL FOR SHARE
 )
 SELECT 'h' AS kind, NULL::text AS id, h.size AS n, NULL::smallint AS level, h.root_hash AS hash, h.mac AS mac, h.legacy, NULL::timestamptz AS created_at FROM head h
 UNION ALL
@@ -246,7 +282,12 @@ SELECT 'e', g.id, NULL, NULL, NULL, NULL, NULL, NULL FROM unnest($3::text[]) AS 
 UNION ALL
 SELECT 'f', fingerprint, NULL, NULL, NULL, NULL, NULL, NULL FROM revoked_certificates WHERE fingerprint = ANY($4::text[])
 UNION ALL
-SELECT 's', serial, NULL, NULL, NULL, NULL, NULL, NULL FROM revoked_certificates WHERE serial IS NOT NULL AND serial = ANY($5::text[])`;
+SELECT 's', serial, NULL, NULL, NULL, NULL, NULL, NULL FROM revoked_certificates WHERE serial IS NOT NULL AND serial = ANY($5::text[])
+UNION ALL
+SELECT 'x', g.id, NULL, NULL, NULL, NULL, NULL, NULL FROM unnest($6::text[]) AS g(id) WHERE g.id NOT IN (SELECT epoch_id FROM unshredded_epochs)
+UNION ALL
+SELECT 'k', g.id, NULL, NULL, NULL, NULL, NULL, NULL FROM unnest($7::text[]) AS g(id)
+  WHERE NOT EXISTS (SELECT 1 FROM data_keys d WHERE d.transaction_id = g.id AND d.wrapped_key IS NOT NULL AND d.shredded_at IS NULL)`;
 
 interface BatchState {
   head: TreeHead;
@@ -257,6 +298,8 @@ interface BatchState {
   unusableEpochs: Set<string>;
   revokedFingerprints: Set<string>;
   revokedSerials: Set<string>;
+  shreddedEpochs: Set<string>;
+  shreddedDataKeys: Set<string>;
 }
 
 async function readBatchState(client: pg.PoolClient, reqs: AppendRequest[], headKey: Buffer | undefined): Promise<BatchState> {
@@ -264,6 +307,7 @@ async function readBatchState(client: pg.PoolClient, reqs: AppendRequest[], head
   const processors = [...new Set(txs.flatMap((r) => (r.requires ? [r.requires.processor] : [])))];
   const epochIds = [...new Set(txs.flatMap((r) => (r.requires?.epochId ? [r.requires.epochId] : [])))];
   const principals = txs.flatMap((r) => (r.requires?.principal ? [r.requires.principal] : []));
+  const keyMaterial = reqs.flatMap((r) => (r.kind === 'access' && r.requires ? [r.requires.keyMaterial] : []));
   const r = await client.query({
     name: 'paylog_batch_state',
     text: SELECT_BATCH_STATE,
@@ -273,9 +317,11 @@ async function readBatchState(client: pg.PoolClient, reqs: AppendRequest[], head
       epochIds,
       [...new Set(principals.map((p) => p.certificateFingerprint))],
       [...new Set(principals.map((p) => p.serialHex))],
+      [...new Set(keyMaterial.flatMap((k) => (k.epochId !== undefined ? [k.epochId] : [])))],
+      [...new Set(keyMaterial.map((k) => k.transactionId))],
     ],
   });
-  type Row = { kind: 'h' | 'n' | 't' | 'p' | 'e' | 'f' | 's'; id: string | null; n: string | null; level: number | null; hash: Buffer | null; mac: Buffer | null; legacy: boolean | null; created_at: Date | null };
+  type Row = { kind: 'h' | 'n' | 't' | 'p' | 'e' | 'f' | 's' | 'x' | 'k'; id: string | null; n: string | null; level: number | null; hash: Buffer | null; mac: Buffer | null; legacy: boolean | null; created_at: Date | null };
   const state: BatchState = {
     head: { size: 0, rootHash: EMPTY_ROOT },
     frontier: [],
@@ -284,6 +330,8 @@ async function readBatchState(client: pg.PoolClient, reqs: AppendRequest[], head
     unusableEpochs: new Set(),
     revokedFingerprints: new Set(),
     revokedSerials: new Set(),
+    shreddedEpochs: new Set(),
+    shreddedDataKeys: new Set(),
   };
   const nodes = new Map<string, Buffer>();
   let top: Row | undefined;
@@ -294,7 +342,9 @@ async function readBatchState(client: pg.PoolClient, reqs: AppendRequest[], head
     else if (row.kind === 'p') state.inactiveProcessors.add(row.id!);
     else if (row.kind === 'e') state.unusableEpochs.add(row.id!);
     else if (row.kind === 'f') state.revokedFingerprints.add(row.id!);
-    else state.revokedSerials.add(row.id!);
+    else if (row.kind === 's') state.revokedSerials.add(row.id!);
+    else if (row.kind === 'x') state.shreddedEpochs.add(row.id!);
+    else state.shreddedDataKeys.add(row.id!);
   }
   let head: TreeHead | null = null;
   if (top) {
@@ -411,6 +461,15 @@ function refusalOf(requires: AppendPrecondition | undefined, state: BatchState):
 }
 type AccessReq = Extract<AppendRequest, { kind: 'access' }>;
 
+/** Why an access entry's key material may no longer be used (null: it may). */
+function denialOf(requires: AccessPrecondition | undefined, state: BatchState): DenialReason | null {
+  if (!requires) return null;
+  const { epochId, transactionId } = requires.keyMaterial;
+  if (epochId !== undefined && state.shreddedEpochs.has(epochId)) return 'epoch_shredded';
+  if (state.shreddedDataKeys.has(transactionId)) return 'data_key_shredded';
+  return null;
+}
+
 function batchValues(
   accepted: { req: AppendRequest; index: number }[],
   nodes: Array<NodeId & { hash: Buffer }>,
@@ -521,7 +580,8 @@ async function commitOrUnknown(commit: Promise<pg.QueryResult>): Promise<void> {
 
 interface BatchPlan {
   outcomes: (AppendOutcome | undefined)[];
-  accepted: { i: number; req: AppendRequest; index: number; leafHash: Buffer }[];
+  /** `req.leaf` is the leaf appended (an access entry's `otherwise` leaf when it was denied). */
+  accepted: { i: number; req: AppendRequest; index: number; leafHash: Buffer; denied?: DenialReason }[];
   newNodes: Array<NodeId & { hash: Buffer }>;
   head: TreeHead;
   replayIndexes: number[];
@@ -529,7 +589,8 @@ interface BatchPlan {
 
 /**
  * Decides every entry of a batch from the state read under the lock (pure): replays and
- * conflicts first, then refused preconditions, then the rest appended densely after the head
+ * conflicts first, then refused preconditions (an access entry whose key material is shredded
+ * is appended as its `otherwise` leaf instead), then the rest appended densely after the head
  * (RFC 9162 §2.1.4: the new nodes and root follow from the frontier and the new leaf hashes).
  */
 function planBatch(state: BatchState, reqs: AppendRequest[]): BatchPlan {
@@ -561,6 +622,12 @@ function planBatch(state: BatchState, reqs: AppendRequest[]): BatchPlan {
       }
     }
     const index = head.size + accepted.length;
+    const denied = req.kind === 'access' ? denialOf(req.requires, state) : null;
+    if (denied && req.kind === 'access') {
+      const leaf = req.requires!.otherwise;
+      accepted.push({ i, req: { ...req, leaf }, index, leafHash: hashLeaf(leaf), denied });
+      continue;
+    }
     accepted.push({ i, req, index, leafHash: hashLeaf(req.leaf) });
     if (req.kind === 'transaction') {
       existing.set(req.transaction.transactionId, { mac: req.transaction.requestMac, logIndex: index, createdAt: req.createdAt });
@@ -570,7 +637,8 @@ function planBatch(state: BatchState, reqs: AppendRequest[]): BatchPlan {
   const { newNodes, root } = appendLeaves(head.size, frontier, accepted.map((a) => a.leafHash));
   const newHead = { size: head.size + accepted.length, rootHash: root };
   for (const a of accepted) {
-    outcomes[a.i] = { status: 'appended', logIndex: a.index, leafHash: a.leafHash, createdAt: a.req.createdAt, treeSize: newHead.size };
+    const at = { logIndex: a.index, leafHash: a.leafHash, createdAt: a.req.createdAt, treeSize: newHead.size };
+    outcomes[a.i] = a.denied ? { status: 'denied', reason: a.denied, ...at } : { status: 'appended', ...at };
   }
   return { outcomes, accepted, newNodes, head: newHead, replayIndexes };
 }

@@ -9,6 +9,10 @@
  *   leaves the change undone and a rerun repeats it (at most one batch is redone).
  * - Key material is replaced or destroyed only through the `paylog_keys` connection
  *   (`keysDatabase`): the runtime role cannot UPDATE wrapped keys.
+ * - Every shred commits through {@link commitShred}: between two log batches (append lock), so
+ *   no release whose access entry commits after the shred returns plaintext
+ *   (src/log/appender.ts `AccessPrecondition`), and with a notice to every paylog process
+ *   (src/kms/key-notifications.ts) to zero cached epoch keys.
  * - Access entries (no card data) and log leaves are never touched.
  */
 import { z } from 'zod';
@@ -24,6 +28,8 @@ import { createHash } from 'node:crypto';
 import { decodeLeaf } from '../log/leaf.js';
 import { PRINCIPAL_NAME_PATTERN } from '../validation/identifiers.js';
 import { retentionCutoff, subtractIsoDuration } from '../log/retention-policy.js';
+import { APPEND_LOCK_KEY } from '../log/appender.js';
+import { encodeKeyNotice, KEY_EVENTS_CHANNEL, type KeyNotice } from '../kms/key-notifications.js';
 
 export const DEFAULT_REWRAP_BATCH = 100;
 export const MAX_REWRAP_BATCH = 1000;
@@ -31,6 +37,38 @@ export const MAX_REWRAP_BATCH = 1000;
 export const SHRED_PENDING_WINDOW_DAYS = 7;
 
 const sha256 = (b: Buffer) => createHash('sha256').update(b).digest();
+
+/** How long a shred waits for the append lock (a log batch in flight) before failing; a rerun repeats it. */
+export const SHRED_LOCK_TIMEOUT_MS = 10_000;
+
+/**
+ * Commits one shred (an UPDATE destroying key material) in a transaction of its own that:
+ * 1. takes the log's append lock (src/log/appender.ts): the shred commits between two batches,
+ *    never while a batch that has read its key-material preconditions is still open. A batch
+ *    reading after this commit sees the shred and appends the release as denied. (The runtime
+ *    role cannot lock data_keys rows FOR SHARE, so the append lock is what orders a data-key
+ *    shred against the batch; epoch rows are also locked FOR SHARE by the batch.)
+ * 2. sends `notice` on the key events channel, delivered to every paylog process only if the
+ *    transaction commits.
+ * Resolves only after COMMIT. MUST NOT be called while holding an append (it would wait for it).
+ */
+export async function commitShred(keysDatabase: AppDatabase, update: { text: string; values: unknown[] }, notice: KeyNotice | null): Promise<void> {
+  const client = await keysDatabase.pool.connect();
+  let broken = false;
+  try {
+    await client.query(`BEGIN; SET LOCAL lock_timeout = ${SHRED_LOCK_TIMEOUT_MS}; SELECT pg_advisory_xact_lock(${APPEND_LOCK_KEY.toString()})`);
+    await client.query(update.text, update.values);
+    if (notice) await client.query('SELECT pg_notify($1, $2)', [KEY_EVENTS_CHANNEL, encodeKeyNotice(notice)]);
+    await client.query('COMMIT');
+  } catch (e) {
+    await client.query('ROLLBACK').catch(() => {
+      broken = true;
+    });
+    throw e;
+  } finally {
+    client.release(broken);
+  }
+}
 
 /** The processor of a transaction, from its leaf (format v2 lookup rows hold no processor column). */
 function processorOfLeaf(leaf: Buffer): string {
@@ -252,7 +290,7 @@ export class KeyLifecycleService {
       ...(row.kms_key_id ? { kmsKeyId: row.kms_key_id } : {}),
       reason: req.reason,
     });
-    await this.d.keysDatabase.pool.query('UPDATE data_keys SET wrapped_key = NULL, shredded_at = $2 WHERE transaction_id = $1', [transactionId, this.d.clock()]);
+    await commitShred(this.d.keysDatabase, { text: 'UPDATE data_keys SET wrapped_key = NULL, shredded_at = $2 WHERE transaction_id = $1', values: [transactionId, this.d.clock()] }, null);
     return { transactionId, shredded: true, logIndex };
   }
 
@@ -300,9 +338,13 @@ export class KeyLifecycleService {
           asOf,
           counts: { records: e.records },
         });
-        await this.d.keysDatabase.pool.query(
-          'UPDATE key_epochs SET wrapped_private_key = NULL, wrapped_key_sha256 = NULL, shredded_at = $2, retired_at = coalesce(retired_at, $2) WHERE epoch_id = $1',
-          [e.epoch_id, this.d.clock()],
+        await commitShred(
+          this.d.keysDatabase,
+          {
+            text: 'UPDATE key_epochs SET wrapped_private_key = NULL, wrapped_key_sha256 = NULL, shredded_at = $2, retired_at = coalesce(retired_at, $2) WHERE epoch_id = $1',
+            values: [e.epoch_id, this.d.clock()],
+          },
+          { event: 'epoch_shredded', epochId: e.epoch_id },
         );
         this.d.epochs.forget(e.epoch_id);
       }
@@ -340,7 +382,11 @@ export class KeyLifecycleService {
         counts: { periods: report.periods.length, epochs: report.epochs.length, v1Records: v1.length, records: report.epochs.reduce((a, e) => a + e.records, 0) },
       });
       if (v1.length > 0) {
-        await this.d.keysDatabase.pool.query('UPDATE data_keys SET wrapped_key = NULL, shredded_at = $2 WHERE transaction_id = ANY($1)', [v1.map((r) => r.transaction_id), this.d.clock()]);
+        await commitShred(
+          this.d.keysDatabase,
+          { text: 'UPDATE data_keys SET wrapped_key = NULL, shredded_at = $2 WHERE transaction_id = ANY($1)', values: [v1.map((r) => r.transaction_id), this.d.clock()] },
+          null,
+        );
       }
     }
     return report;

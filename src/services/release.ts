@@ -2,9 +2,15 @@
  * Release of plaintext payment data to the processor assigned to the transaction
  * (PCI DSS 7.2.2 need-to-know; 10.2.1.1 every access to cardholder data logged).
  *
- * Contract: every release and every refused release attempt appends an access entry to the
+ * Contract: every release and every refused release attempt appends ONE access entry to the
  * Merkle log, and `release()` returns plaintext only after that entry's batch has committed.
  * If the entry cannot be made durable, nothing is released (LOG_UNAVAILABLE → 503).
+ * A granted entry commits only while the record's key material is not shredded (a commit-time
+ * precondition, src/log/appender.ts `AccessPrecondition`): when a shred committed first, the
+ * appender logs the attempt as denied (DATA_SHREDDED) in its place, the plaintext decrypted in
+ * memory is zeroed unreturned, and the answer is 410. So no release whose access entry commits
+ * after a shred returns plaintext, in any worker or instance, whatever it caches; one whose
+ * entry committed before the shred may still return it.
  * Rate-limited attempts are refused by the route (@fastify/rate-limit, per certificate) before
  * this service runs, and are not logged (a flood must not be able to grow the log); they are
  * counted in metrics as 429s.
@@ -58,6 +64,14 @@ export interface ReleaseResult {
   amount: { value: number; currency: string };
   paymentMethod: Record<string, unknown>;
   accessLogIndex: number;
+}
+
+/** The refusal of a release whose key material was shredded before its access entry committed. */
+const shreddedAtCommit = () => new PaylogError('DATA_SHREDDED', 'the card data of this transaction has been shredded');
+
+/** What a granted release's access entry requires not to be shredded when it commits. */
+function keyMaterialOf(transactionId: string, key: { epochId: string } | object): { transactionId: string; epochId?: string } {
+  return 'epochId' in key ? { transactionId, epochId: key.epochId } : { transactionId };
 }
 
 /** One access entry as served: the view decoded from its leaf, and where it is in the log. */
@@ -169,21 +183,35 @@ export class ReleaseService {
     const loggedId = row ? transactionId : unknownTransactionRef(this.deps.macKey, transactionId);
     try {
       const now = new Date();
+      const accessLeaf = (outcome: 'granted' | 'denied', reason: string | undefined) =>
+        encodeLeaf(
+          accessLeafV2({
+            time: now,
+            transactionId: loggedId,
+            action: 'release',
+            principal,
+            purpose: body?.purpose,
+            reference: body?.reference,
+            outcome,
+            reason,
+            sourceAddress,
+          }),
+        );
+      const granting = !refusal && plaintext !== undefined && row !== null;
+      const appended = await this.deps.appender.append({
+        kind: 'access',
+        leaf: granting ? accessLeaf('granted', undefined) : accessLeaf('denied', refusal?.code),
+        createdAt: now,
+        access: { transactionId: loggedId },
+        // Granted only if the key material is still there when the entry commits.
+        ...(granting ? { requires: { keyMaterial: keyMaterialOf(transactionId, row.envelope.key), otherwise: accessLeaf('denied', 'DATA_SHREDDED') } } : {}),
+      });
+      if (appended.status === 'denied') {
+        // A shred committed between the key checks above and this entry: nothing is released.
+        if (appended.reason === 'epoch_shredded' && 'epochId' in row!.envelope.key) this.deps.epochs?.forget(row!.envelope.key.epochId);
+        refusal = shreddedAtCommit();
+      }
       const outcome = refusal ? 'denied' : 'granted';
-      const leaf = encodeLeaf(
-        accessLeafV2({
-          time: now,
-          transactionId: loggedId,
-          action: 'release',
-          principal,
-          purpose: body?.purpose,
-          reference: body?.reference,
-          outcome,
-          reason: refusal?.code,
-          sourceAddress,
-        }),
-      );
-      const appended = await this.deps.appender.append({ kind: 'access', leaf, createdAt: now, access: { transactionId: loggedId } });
       this.deps.metrics?.releases.inc({ outcome });
       if (refusal || !plaintext || !row || appended.status !== 'appended') {
         throw refusal ?? new PaylogError('INTERNAL', 'release failed');

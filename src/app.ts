@@ -315,7 +315,7 @@ export async function startPaylog(config: Config, opts: StartOptions = {}): Prom
     });
     cleanups.push(async () => epochs.close());
     const cseKeys = new CseKeyStore(
-      { database, kms, kmsKeyId: dataKeyId },
+      { database, kms, recordKeyEvent: (e) => keyEvents.record(e), legacyKmsKeyId: dataKeyId, ...(opts.clock ? { clock: opts.clock } : {}) },
       { period: config.cse.keyPeriod, overlapS: config.cse.keyOverlapS, cacheTtlS: config.cse.keyCacheTtlS },
     );
     cleanups.push(async () => cseKeys.close());
@@ -352,6 +352,7 @@ export async function startPaylog(config: Config, opts: StartOptions = {}): Prom
       epochs,
       keyEvents,
       retention: config.keys.retention,
+      cseKeys,
       devKms: config.kms.mode === 'local',
       clock,
       kmsCounts: async () => {

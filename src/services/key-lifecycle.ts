@@ -19,11 +19,13 @@ import type { AppDatabase } from '../db/connection.js';
 import type { PaylogKms } from '../kms/client.js';
 import { epochEventSubject, epochKmsContext, type EpochKeyring, type EpochRow } from '../kms/epoch-keys.js';
 import { kmsEncryptionContext } from '../crypto/envelope.js';
-import { actorOf, SYSTEM_ACTOR, type KeyEventActor, type KeyEventLog } from './key-events.js';
+import { actorOf, SYSTEM_ACTOR, type KeyEvent, type KeyEventActor, type KeyEventLog } from './key-events.js';
 import { createHash } from 'node:crypto';
 import { decodeLeaf } from '../log/leaf.js';
 import { PRINCIPAL_NAME_PATTERN } from '../validation/identifiers.js';
 import { retentionCutoff, subtractIsoDuration } from '../log/retention-policy.js';
+import type { CseKeyStore } from '../cse/keys.js';
+import { destroyExpiredCseKeys, type CseKeyDestruction } from '../cse/retention.js';
 
 export const DEFAULT_REWRAP_BATCH = 100;
 export const MAX_REWRAP_BATCH = 1000;
@@ -56,6 +58,8 @@ export interface KeyLifecycleDeps {
   clock: () => Date;
   /** KMS requests so far by operation (status). */
   kmsCounts?: () => Promise<Record<string, number>>;
+  /** Client-side encryption keys, destroyed by retention after their period plus overlap. */
+  cseKeys?: CseKeyStore;
 }
 
 export const rewrapRequestSchema = z.strictObject({
@@ -89,6 +93,8 @@ export interface RetentionReport {
   epochs: { epochId: string; processor: string; periodStart: string; periodEnd: string; records: number }[];
   v1Records: number;
   logIndex: number | null;
+  /** Client-side encryption keys destroyed (or, in a dry run, due): src/cse/retention.ts. */
+  cseKeys?: CseKeyDestruction[];
 }
 
 export class KeyLifecycleService {
@@ -329,6 +335,7 @@ export class KeyLifecycleService {
       )
     ).rows as { transaction_id: string }[];
     report.v1Records = v1.length;
+    report.cseKeys = await this.destroyExpiredCseKeys(asOf, actor, dryRun);
     if (!dryRun) {
       report.logIndex = await this.d.keyEvents.record({
         event: 'retention_run',
@@ -345,6 +352,14 @@ export class KeyLifecycleService {
     }
     return report;
   }
+
+  // ---- client-side encryption keys (issue 17): their own step of retention, src/cse/retention.ts
+  private async destroyExpiredCseKeys(asOf: Date, actor: KeyEventActor, dryRun: boolean): Promise<CseKeyDestruction[]> {
+    if (!this.d.cseKeys) return [];
+    const deps = { keysDatabase: this.d.keysDatabase, kms: this.d.kms, keys: this.d.cseKeys, recordKeyEvent: (e: KeyEvent) => this.d.keyEvents.record(e), clock: this.d.clock };
+    return await destroyExpiredCseKeys(deps, { asOf, actor, dryRun });
+  }
+  // ---- end client-side encryption keys
 
   private async resolveKeyArn(keyId: string): Promise<string> {
     // DescribeKey: the destination must exist and be enabled; its ARN is what rows record.

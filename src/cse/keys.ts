@@ -271,7 +271,7 @@ export class CseKeyStore {
   /** The kid's row, then a legacy keyring row, then (current kid only) a new key. */
   private async load(kid: string, opts: { create: boolean }): Promise<LoadedKey> {
     const row = await this.readRow(kid);
-    if (row) return await this.openRow(row);
+    if (row) return await this.openRow(row, opts);
     const legacy = await this.openLegacy(kid);
     if (legacy) return legacy;
     if (!opts.create) throw unknownKey();
@@ -288,11 +288,15 @@ export class CseKeyStore {
     )[0];
   }
 
-  /** Authenticates the row (module doc), then unwraps its seed under the kid's own KMS key. */
-  private async openRow(row: CseKeyRow): Promise<LoadedKey> {
+  /**
+   * Authenticates the row (module doc), then unwraps its seed under the kid's own KMS key. For
+   * the current kid (`create`) the kid's KMS key is created if missing, so a planted row is
+   * reported as such (INTEGRITY_FAILURE) rather than as an unknown key.
+   */
+  private async openRow(row: CseKeyRow, opts: { create: boolean }): Promise<LoadedKey> {
     if (row.wrappedSeed === null || row.destroyedAt !== null) throw unknownKey();
-    const expected = await resolveCseKmsKey(this.deps.kms, row.kid, false);
-    if (expected === null) throw unknownKey(); // its KMS key is gone: destroyed
+    const expected = await resolveCseKmsKey(this.deps.kms, row.kid, opts.create);
+    if (expected === null) throw unknownKey(); // no such KMS key (never created, or deleted by KMS)
     if (row.kmsKeyId !== expected) {
       throw new PaylogError('INTEGRITY_FAILURE', 'the stored client-side encryption key is not wrapped under its own KMS key; it was not created by paylog and is not used');
     }
@@ -355,7 +359,7 @@ export class CseKeyStore {
       await client.query('SELECT pg_advisory_lock($1, hashtext($2))', [CSE_LOCK_CLASS, kid]);
       try {
         const existing = await this.readRow(kid);
-        if (existing) return await this.openRow(existing);
+        if (existing) return await this.openRow(existing, { create: true });
         const kmsKeyId = await resolveCseKmsKey(this.deps.kms, kid, true);
         if (kmsKeyId === null) throw new PaylogError('INTERNAL', 'CSE KMS key could not be created');
         this.stats.loads++;

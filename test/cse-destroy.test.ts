@@ -177,17 +177,22 @@ describe('a CSE key is destroyed after its period plus overlap, in backups too',
     now = new Date(Date.UTC(2026, 2, 5, 10, 25));
     const t = await startTestPaylog({ databaseUrl: backupUrl, dataDir: backupDir, env, clock: () => now });
     try {
-      // The copy still holds the wrapped seed and calls the key live ...
-      const [row] = await query(backupUrl, 'SELECT * FROM cse_keys WHERE kid = $1', [kid]);
-      expect(row).toMatchObject({ kms_key_id: arn, destroyed_at: null });
-      expect(row.wrapped_seed).not.toBeNull();
-      // ... but KMS refuses to unwrap it, whoever asks.
-      await expect(t.paylog.kms.decryptDataKey(row.wrapped_seed, cseSeedContext(kid), arn)).rejects.toMatchObject({ code: 'KMS_UNAVAILABLE', details: { kmsError: 'KMSInvalidStateException' } });
+      // The captured JWEs, submitted to a paylog serving the copy: refused, never decrypted.
       for (const body of [captured, submitted]) {
         const r = await t.call('checkout', 'POST', '/v1/transactions', body);
         expect([r.status, code(r)], r.text).toEqual([422, 'CSE_KEY_UNKNOWN']);
         expect(r.text).not.toContain(PAN);
       }
+      // The copy still holds the wrapped seed and calls the key live ...
+      const [row] = await query(backupUrl, 'SELECT * FROM cse_keys WHERE kid = $1', [kid]);
+      expect(row.destroyed_at).toBeNull();
+      expect(row.wrapped_seed).not.toBeNull();
+      // ... but KMS refuses to unwrap it, whoever asks: the KMS key it names is pending deletion.
+      await expect(t.paylog.kms.decryptDataKey(row.wrapped_seed, cseSeedContext(kid), row.kms_key_id)).rejects.toMatchObject({
+        code: 'KMS_UNAVAILABLE',
+        details: { kmsError: 'KMSInvalidStateException' },
+      });
+      expect(row.kms_key_id).toBe(arn);
     } finally {
       await t.stop();
     }

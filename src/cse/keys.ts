@@ -429,8 +429,8 @@ function unknownKey(): PaylogError {
 }
 
 /**
- * `paylog_cse_key_loads_total` (each one KMS Decrypt of a CSE key seed; the first use of a key
- * adds one GenerateDataKey) and `paylog_cse_key_cache_hits_total`, read from `store.stats`.
+ * `paylog_cse_key_loads_total` (each one KMS Decrypt of a CSE key seed, or, when the key is
+ * created, one GenerateDataKey under its new KMS key) and `paylog_cse_key_cache_hits_total`, read from `store.stats`.
  */
 export function registerCseKeyMetrics(registry: Registry, store: CseKeyStore): void {
   const fromStats = (name: string, help: string, read: () => number) =>
@@ -443,6 +443,6 @@ export function registerCseKeyMetrics(registry: Registry, store: CseKeyStore): v
         this.inc(read());
       },
     });
-  fromStats('paylog_cse_key_loads_total', 'Client-side encryption keys loaded from the keyring (one KMS Decrypt each)', () => store.stats.loads);
+  fromStats('paylog_cse_key_loads_total', 'Client-side encryption keys loaded (one KMS Decrypt each, or one GenerateDataKey at creation)', () => store.stats.loads);
   fromStats('paylog_cse_key_cache_hits_total', 'Client-side encryption key lookups answered from memory', () => store.stats.hits);
 }

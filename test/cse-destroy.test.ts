@@ -291,3 +291,46 @@ describe('CSE key rows the runtime role can write are authenticated before use',
     expect(row.wrapped_seed).toBeNull();
   });
 });
+
+describe('keys created before per-key KMS keys, and the daily run', () => {
+  it('a legacy keyring key (under the data key) still serves its period, so an upgrade mid-period breaks no published key', { timeout: 120_000 }, async () => {
+    const now = new Date(Date.UTC(2026, 4, 2, 14, 10));
+    const kid = 'paylog-cse-2026-05-02T14';
+    const t = await startTestPaylog({ env, clock: () => now });
+    try {
+      // What the code before this change wrote: the seed under the long-lived data key.
+      const name = `cse/${kid}`;
+      const fresh = await t.paylog.kms.generateDataKey(t.paylog.dataKeyId, { 'paylog:keyring': name });
+      const { publicJwk } = await importCseKey(kid, fresh.plaintext);
+      await query(t.databaseUrl, 'INSERT INTO keyring (name, kms_key_id, wrapped_key) VALUES ($1, $2, $3)', [name, fresh.keyId, fresh.wrappedKey]);
+      const jwks = await t.call('checkout', 'GET', '/v1/cse/jwks.json');
+      expect(jwks.json.keys[0]).toMatchObject({ kid, x: publicJwk.x, y: publicJwk.y });
+      const r = await t.call('checkout', 'POST', '/v1/transactions', await encryptedBody(await importPaylogKey(jwks.json), now));
+      expect(r.status, r.text).toBe(201);
+      expect(await query(t.databaseUrl, 'SELECT kid FROM cse_keys')).toEqual([]);
+    } finally {
+      await t.stop();
+    }
+  });
+
+  it('the scheduled retention run (worker 0) destroys an expired CSE key as the system actor', { timeout: 120_000 }, async () => {
+    let now = new Date(Date.UTC(2026, 4, 3, 9, 10));
+    const kid = 'paylog-cse-2026-05-03T09';
+    const t = await startTestPaylog({ env, clock: () => now, retentionFirstRunMs: 3000 });
+    try {
+      expect((await t.call('checkout', 'GET', '/v1/cse/jwks.json')).json.keys[0].kid).toBe(kid);
+      const arn = await t.paylog.kms.keyArn(`alias/${kid}`);
+      now = new Date(Date.UTC(2026, 4, 3, 10, 30));
+      let ev: any;
+      for (let i = 0; i < 150 && !ev; i++) {
+        await new Promise((r) => setTimeout(r, 200));
+        ev = (await keyEvents(t.databaseUrl)).find((l) => l.event === 'cse_key_destroyed');
+      }
+      expect(ev, 'no cse_key_destroyed within 30 s of start').toBeDefined();
+      expect(ev).toMatchObject({ keyName: kid, kmsKeyId: arn, actor: 'system' });
+      expect(await t.paylog.kms.keyState(arn)).toBe('PendingDeletion');
+    } finally {
+      await t.stop();
+    }
+  });
+});

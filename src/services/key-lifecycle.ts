@@ -267,7 +267,8 @@ export class KeyLifecycleService {
    * shredded — each of its epochs' wrapped private keys destroyed (epoch_shredded event first),
    * then its KMS key scheduled for deletion, so copies of the database taken earlier cannot
    * be opened either. Envelope-v1 data keys of transactions older than the cutoff are
-   * destroyed in the live database. One `retention_run` event closes the run.
+   * destroyed in the live database. Client-side encryption keys past their period plus
+   * overlap are destroyed too (src/cse/retention.ts). One `retention_run` event closes the run.
    */
   async applyRetention(principal: Principal | null, raw: unknown): Promise<RetentionReport> {
     if (principal) authorize(principal, 'admin:keys');

@@ -51,7 +51,7 @@ import { eq } from 'drizzle-orm';
 import type { AppDatabase } from '../db/connection.js';
 import { cseKeys, keyring } from '../db/schema.js';
 import type { PaylogKms } from '../kms/client.js';
-import { periodOf, type EpochGranularity } from '../kms/epoch-keys.js';
+import { KMS_CONTEXT_KEY_PURPOSE, periodOf, type EpochGranularity } from '../kms/epoch-keys.js';
 import { PaylogError, isPaylogError } from '../errors.js';
 import { SYSTEM_ACTOR, type KeyEvent } from '../services/key-events.js';
 import { Counter, type Registry } from 'prom-client';
@@ -67,7 +67,6 @@ export const CSE_KEYRING_PREFIX = 'cse/';
 export const CSE_KMS_ALIAS_PREFIX = 'alias/';
 /** KMS encryption-context keys of a wrapped CSE seed (stable). */
 export const KMS_CONTEXT_CSE_KEY = 'paylog:cse-key';
-export const KMS_CONTEXT_KEY_PURPOSE = 'paylog:key-purpose';
 export const CSE_SEED_PURPOSE = 'cse-seed/p256';
 /** Advisory lock class for CSE key creation ("pycs"), second key = hashtext(kid). */
 export const CSE_LOCK_CLASS = 0x70796373;
@@ -425,7 +424,7 @@ export function publicPoint(jwk: CsePublicJwk): Buffer {
 }
 
 function unknownKey(): PaylogError {
-  return new PaylogError('CSE_KEY_UNKNOWN', 'the JWE names a key id that paylog does not accept (unknown, retired or not yet valid); fetch /v1/cse/jwks.json again');
+  return new PaylogError('CSE_KEY_UNKNOWN', 'the JWE names a key id that paylog does not accept (unknown, retired, destroyed or not yet valid); fetch /v1/cse/jwks.json again');
 }
 
 /**

@@ -334,7 +334,7 @@ export async function startPaylog(config: Config, opts: StartOptions = {}): Prom
     cleanups.push(() => keyNotices.close());
     registerEpochKeyGauges(metrics.registry, { cachedKeys: () => epochs.cachedPrivateKeys, listening: () => keyNotices.listening });
     const cseKeys = new CseKeyStore(
-      { database, kms, kmsKeyId: dataKeyId },
+      { database, kms, recordKeyEvent: (e) => keyEvents.record(e), legacyKmsKeyId: dataKeyId, ...(opts.clock ? { clock: opts.clock } : {}) },
       { period: config.cse.keyPeriod, overlapS: config.cse.keyOverlapS, cacheTtlS: config.cse.keyCacheTtlS },
     );
     cleanups.push(async () => cseKeys.close());
@@ -371,6 +371,7 @@ export async function startPaylog(config: Config, opts: StartOptions = {}): Prom
       epochs,
       keyEvents,
       retention: config.keys.retention,
+      cseKeys,
       devKms: config.kms.mode === 'local',
       clock,
       kmsCounts: async () => {

@@ -215,7 +215,7 @@ describe('the log records client-side encryption', () => {
 describe('CSE keys: rotation with overlap, single-flight cache, derivation', () => {
   const hour = 3600_000;
   const t0 = new Date(Date.UTC(2031, 4, 6, 10, 30));
-  const store = (ttl = 300) => new CseKeyStore({ database: t.paylog.database, kms: t.paylog.kms, kmsKeyId: t.paylog.dataKeyId }, { period: 'hour', overlapS: 1800, cacheTtlS: ttl });
+  const store = (ttl = 300) => new CseKeyStore({ database: t.paylog.database, kms: t.paylog.kms, recordKeyEvent: (e) => t.paylog.keyEvents.record(e), legacyKmsKeyId: t.paylog.dataKeyId }, { period: 'hour', overlapS: 1800, cacheTtlS: ttl });
 
   it('a new key each period; the old one decrypts for the stated overlap, then is unknown', async () => {
     const s = store();

@@ -179,5 +179,5 @@ export const rewrapResultSchema = z.object({
   done: z.boolean(),
   to: z.string(),
 });
-export const retentionReportSchema = z.record(z.string(), z.unknown()).describe('policy, asOf, cutoff, dryRun, periods, epochs, v1Records, logIndex');
+export const retentionReportSchema = z.record(z.string(), z.unknown()).describe('policy, asOf, cutoff, dryRun, periods, epochs, v1Records, logIndex, cseKeys (client-side encryption keys destroyed: kid, periodStart, periodEnd, kmsKeyId, scheduledDeletion)');
 export const shredResultSchema = z.object({ transactionId: z.string(), shredded: z.literal(true), logIndex: z.int().min(0) });

@@ -7,7 +7,8 @@
  *   log_entries, merkle_nodes, tree_heads, transactions, access_entries, checkpoints,
  *   witness_cosignatures.
  * Mutable tables beside the log: data_keys (wrapped data keys — rewrap and crypto-shredding
- * replace or delete them without touching any leaf), keyring, processors, revoked_certificates.
+ * replace or delete them without touching any leaf), keyring, cse_keys (client-side encryption
+ * keys; retention destroys them), processors, revoked_certificates.
  */
 import { sql } from 'drizzle-orm';
 import {
@@ -210,6 +211,21 @@ export const keyring = pgTable('keyring', {
   name: text('name').primaryKey(),
   kmsKeyId: text('kms_key_id').notNull(),
   wrappedKey: bytea('wrapped_key').notNull(),
+  createdAt: createdAt(),
+});
+
+/**
+ * Client-side encryption keys (drizzle/0006): the seed of each key, wrapped under the KMS key of
+ * its own period (src/cse/keys.ts). `wrapped_seed` is NULL once retention destroyed the key.
+ */
+export const cseKeys = pgTable('cse_keys', {
+  kid: text('kid').primaryKey(),
+  periodStart: timestamp('period_start', { withTimezone: true, mode: 'date' }).notNull(),
+  periodEnd: timestamp('period_end', { withTimezone: true, mode: 'date' }).notNull(),
+  kmsKeyId: text('kms_key_id').notNull(),
+  wrappedSeed: bytea('wrapped_seed'),
+  destroyedAt: timestamp('destroyed_at', { withTimezone: true, mode: 'date' }),
+  deletionDate: timestamp('deletion_date', { withTimezone: true, mode: 'date' }),
   createdAt: createdAt(),
 });
 

@@ -21,7 +21,9 @@ export type KeyEventKind =
   | 'epoch_shredded'
   | 'transaction_shredded'
   | 'rotation'
-  | 'retention_run';
+  | 'retention_run'
+  | 'cse_key_created'
+  | 'cse_key_destroyed';
 
 /** Who caused the step: an admin certificate, or paylog itself (epoch creation, daily retention). */
 export interface KeyEventActor {
@@ -54,6 +56,10 @@ export interface KeyEvent {
   asOf?: Date;
   previousKmsKeyId?: string;
   counts?: Record<string, number>;
+  /** cse_key_* events: the CSE key id (leaf `keyName`). */
+  keyName?: string;
+  /** The public key this event concerns (SHA-256 in the leaf, format v3 `publicKeySha256`). */
+  publicKey?: Buffer;
 }
 
 const sha256 = (b: Uint8Array): Buffer => createHash('sha256').update(b).digest();
@@ -76,9 +82,11 @@ export function keyEventLeafOf(e: KeyEvent): KeyEventLeafV2 {
     ...(e.previousKmsKeyId !== undefined ? { previousKmsKeyId: e.previousKmsKeyId } : {}),
     ...(e.wrappedKey !== undefined ? { wrappedKeySha256: sha256(e.wrappedKey) } : {}),
     ...(e.transactionId !== undefined ? { transactionId: e.transactionId } : {}),
+    ...(e.keyName !== undefined ? { keyName: e.keyName } : {}),
     ...(e.reason !== undefined ? { reason: e.reason } : {}),
     ...(retention !== undefined || e.asOf !== undefined ? { policy: { ...(retention ? { retention } : {}), ...(e.asOf ? { asOf: e.asOf } : {}) } } : {}),
     ...(e.counts !== undefined ? { counts: e.counts } : {}),
+    ...(e.publicKey !== undefined ? { publicKeySha256: sha256(e.publicKey) } : {}),
   });
 }
 

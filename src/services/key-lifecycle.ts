@@ -23,13 +23,15 @@ import type { AppDatabase } from '../db/connection.js';
 import type { PaylogKms } from '../kms/client.js';
 import { epochEventSubject, epochKmsContext, type EpochKeyring, type EpochRow } from '../kms/epoch-keys.js';
 import { kmsEncryptionContext } from '../crypto/envelope.js';
-import { actorOf, SYSTEM_ACTOR, type KeyEventActor, type KeyEventLog } from './key-events.js';
+import { actorOf, SYSTEM_ACTOR, type KeyEvent, type KeyEventActor, type KeyEventLog } from './key-events.js';
 import { createHash } from 'node:crypto';
 import { decodeLeaf } from '../log/leaf.js';
 import { PRINCIPAL_NAME_PATTERN } from '../validation/identifiers.js';
 import { retentionCutoff, subtractIsoDuration } from '../log/retention-policy.js';
 import { APPEND_LOCK_KEY } from '../log/appender.js';
 import { encodeKeyNotice, KEY_EVENTS_CHANNEL, type KeyNotice } from '../kms/key-notifications.js';
+import type { CseKeyStore } from '../cse/keys.js';
+import { destroyExpiredCseKeys, type CseKeyDestruction } from '../cse/retention.js';
 
 export const DEFAULT_REWRAP_BATCH = 100;
 export const MAX_REWRAP_BATCH = 1000;
@@ -94,6 +96,8 @@ export interface KeyLifecycleDeps {
   clock: () => Date;
   /** KMS requests so far by operation (status). */
   kmsCounts?: () => Promise<Record<string, number>>;
+  /** Client-side encryption keys, destroyed by retention after their period plus overlap. */
+  cseKeys?: CseKeyStore;
 }
 
 export const rewrapRequestSchema = z.strictObject({
@@ -127,6 +131,8 @@ export interface RetentionReport {
   epochs: { epochId: string; processor: string; periodStart: string; periodEnd: string; records: number }[];
   v1Records: number;
   logIndex: number | null;
+  /** Client-side encryption keys destroyed (or, in a dry run, due): src/cse/retention.ts. */
+  cseKeys?: CseKeyDestruction[];
 }
 
 export class KeyLifecycleService {
@@ -299,7 +305,8 @@ export class KeyLifecycleService {
    * shredded — each of its epochs' wrapped private keys destroyed (epoch_shredded event first),
    * then its KMS key scheduled for deletion, so copies of the database taken earlier cannot
    * be opened either. Envelope-v1 data keys of transactions older than the cutoff are
-   * destroyed in the live database. One `retention_run` event closes the run.
+   * destroyed in the live database. Client-side encryption keys past their period plus
+   * overlap are destroyed too (src/cse/retention.ts). One `retention_run` event closes the run.
    */
   async applyRetention(principal: Principal | null, raw: unknown): Promise<RetentionReport> {
     if (principal) authorize(principal, 'admin:keys');
@@ -371,6 +378,7 @@ export class KeyLifecycleService {
       )
     ).rows as { transaction_id: string }[];
     report.v1Records = v1.length;
+    report.cseKeys = await this.destroyExpiredCseKeys(asOf, actor, dryRun);
     if (!dryRun) {
       report.logIndex = await this.d.keyEvents.record({
         event: 'retention_run',
@@ -391,6 +399,14 @@ export class KeyLifecycleService {
     }
     return report;
   }
+
+  // ---- client-side encryption keys (issue 17): their own step of retention, src/cse/retention.ts
+  private async destroyExpiredCseKeys(asOf: Date, actor: KeyEventActor, dryRun: boolean): Promise<CseKeyDestruction[]> {
+    if (!this.d.cseKeys) return [];
+    const deps = { keysDatabase: this.d.keysDatabase, kms: this.d.kms, keys: this.d.cseKeys, recordKeyEvent: (e: KeyEvent) => this.d.keyEvents.record(e), clock: this.d.clock };
+    return await destroyExpiredCseKeys(deps, { asOf, actor, dryRun });
+  }
+  // ---- end client-side encryption keys
 
   private async resolveKeyArn(keyId: string): Promise<string> {
     // DescribeKey: the destination must exist and be enabled; its ARN is what rows record.

@@ -18,6 +18,11 @@ export const KEY_EVENT_KINDS = [
   'retention_run',
   'signing_key_added',
   'signing_key_retired',
+  // v3: client-side encryption keys (issue 17): created (seed wrapped under its period's KMS
+  // key), destroyed (that KMS key scheduled for deletion, the wrapped seed removed). `keyName`
+  // is the CSE key id, `kmsKeyId` its period KMS key.
+  'cse_key_created',
+  'cse_key_destroyed',
 ] as const;
 export type KeyEventKind = (typeof KEY_EVENT_KINDS)[number];
 
@@ -40,7 +45,7 @@ export const keyEventLeafV2Schema = z
   wrappedKeySha256: digest32.optional(),
   previousWrappedKeySha256: digest32.optional(),
   transactionId: id.optional(),
-  /** Signing key name / KMS alias for signing_key_* events. */
+  /** Signing key name / KMS alias for signing_key_* events; the CSE key id for cse_key_* events. */
   keyName: z.string().min(1).max(256).optional(),
   reason: freeText(256).optional(),
   /** The policy applied, e.g. `{ "retention": "P13M", "asOf": <ms> }`. */

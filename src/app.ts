@@ -354,6 +354,8 @@ export async function startPaylog(config: Config, opts: StartOptions = {}): Prom
       retention: config.keys.retention,
       devKms: config.kms.mode === 'local',
       clock,
+      serviceKeyIds: [dataKeyId, ...signingKeyIds],
+      logger,
       kmsCounts: async () => {
         const out: Record<string, number> = {};
         for (const v of (await metrics.kmsRequests.get()).values) {

@@ -54,6 +54,8 @@ export interface KeyEvent {
   asOf?: Date;
   previousKmsKeyId?: string;
   counts?: Record<string, number>;
+  /** Shreds (v3 leaves): every KMS key the shred destroys (see key-event.ts `kmsKeyIds`). */
+  kmsKeyIds?: string[];
 }
 
 const sha256 = (b: Uint8Array): Buffer => createHash('sha256').update(b).digest();
@@ -79,6 +81,7 @@ export function keyEventLeafOf(e: KeyEvent): KeyEventLeafV2 {
     ...(e.reason !== undefined ? { reason: e.reason } : {}),
     ...(retention !== undefined || e.asOf !== undefined ? { policy: { ...(retention ? { retention } : {}), ...(e.asOf ? { asOf: e.asOf } : {}) } } : {}),
     ...(e.counts !== undefined ? { counts: e.counts } : {}),
+    ...(e.kmsKeyIds !== undefined && e.kmsKeyIds.length > 0 ? { kmsKeyIds: e.kmsKeyIds } : {}),
   });
 }
 

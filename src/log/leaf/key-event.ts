@@ -22,6 +22,8 @@ export const KEY_EVENT_KINDS = [
 export type KeyEventKind = (typeof KEY_EVENT_KINDS)[number];
 
 export const SYSTEM_ACTOR = 'system';
+/** Most KMS keys one key_event names (`kmsKeyIds`); a longer list is split over several leaves. */
+export const MAX_SHRED_KMS_KEY_IDS = 64;
 
 export const keyEventLeafV2Schema = z
   .strictObject({
@@ -49,8 +51,12 @@ export const keyEventLeafV2Schema = z
   counts: z.record(z.string().regex(/^[a-zA-Z][a-zA-Z0-9_]{0,31}$/), z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER)).optional(),
   // v3: SHA-256 of the epoch public key (epoch_created), matched by verify-log with `env.epk`.
   publicKeySha256: digest32.optional(),
+  // v3: every KMS key a shred destroys: on `epoch_shredded`, each KMS key that has ever wrapped
+  // the epoch's key period (the period's own key and each rewrap's); on `retention_run`, each
+  // KMS key the run schedules for deletion. Committed before ScheduleKeyDeletion (issue 17).
+  kmsKeyIds: z.array(kmsKeyId).min(1).max(MAX_SHRED_KMS_KEY_IDS).optional(),
   })
-  .refine((l) => l.v !== 2 || l.publicKeySha256 === undefined, { message: 'publicKeySha256 is a leaf format v3 field' });
+  .refine((l) => l.v !== 2 || (l.publicKeySha256 === undefined && l.kmsKeyIds === undefined), { message: 'publicKeySha256 and kmsKeyIds are leaf format v3 fields' });
 export type KeyEventLeafV2 = z.infer<typeof keyEventLeafV2Schema>;
 
 export interface KeyEventInput {
@@ -72,6 +78,7 @@ export interface KeyEventInput {
   policy?: { retention?: string; asOf?: Date; epoch?: 'month' | 'day' | 'hour' };
   counts?: Record<string, number>;
   publicKeySha256?: Buffer;
+  kmsKeyIds?: string[];
 }
 
 export function keyEventLeaf(i: KeyEventInput): KeyEventLeafV2 {
@@ -104,5 +111,6 @@ export function keyEventLeaf(i: KeyEventInput): KeyEventLeafV2 {
       : {}),
     ...opt('counts', i.counts),
     ...opt('publicKeySha256', i.publicKeySha256),
+    ...opt('kmsKeyIds', i.kmsKeyIds && i.kmsKeyIds.length > 0 ? [...i.kmsKeyIds] : undefined),
   };
 }

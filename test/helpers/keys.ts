@@ -8,15 +8,15 @@ import { cardTransaction, type TestPaylog } from './paylog.js';
 import { query } from './db.js';
 
 /**
- * Every leaf of the log at `databaseUrl`, decoded, with its `index`. Leaf format v2 key events
+ * Every leaf of the log at `databaseUrl`, decoded, with its `index`. Leaf format v2 and v3 key events
  * are given v1-style names (epoch → epochId, actor.cert → certificateFingerprint, digests in
- * base64); v2 transaction leaves get `transactionId` and `envelope {epochId, kmsKeyId}`.
+ * base64); v2 and v3 transaction leaves get `transactionId` and `envelope {epochId, kmsKeyId}`.
  */
 export async function logLeaves(databaseUrl: string): Promise<any[]> {
   const rows = await query<{ idx: string; leaf: Buffer }>(databaseUrl, 'SELECT idx, leaf FROM log_entries ORDER BY idx');
   return rows.map((r) => {
     const l = decodeLeaf(r.leaf) as any;
-    if (l.v === 2 && l.type === 'key_event') {
+    if (l.v !== 1 && l.type === 'key_event') {
       return {
         index: Number(r.idx),
         ...l,
@@ -26,7 +26,7 @@ export async function logLeaves(databaseUrl: string): Promise<any[]> {
         ...(l.policy ? { policy: `PAYLOG_RETENTION=${l.policy.retention}` } : {}),
       };
     }
-    if (l.v === 2 && l.type === 'transaction') {
+    if (l.v !== 1 && l.type === 'transaction') {
       return { index: Number(r.idx), ...l, transactionId: l.id, envelope: { epochId: l.env.ep, kmsKeyId: l.env.kms } };
     }
     return { index: Number(r.idx), ...l };

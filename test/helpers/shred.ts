@@ -25,7 +25,7 @@ export async function transactionLeaves(databaseUrl: string): Promise<TxLeaf[]> 
     for (const r of rows) {
       const l = decodeLeaf(r.leaf) as any;
       if (l.type !== 'transaction') continue;
-      if (l.v === 2) out.push({ index: Number(r.idx), id: l.id, ...(l.env.ep ? { epoch: l.env.ep } : { kms: l.env.kms }), time: l.time });
+      if (l.v !== 1) out.push({ index: Number(r.idx), id: l.id, ...(l.env.ep ? { epoch: l.env.ep } : { kms: l.env.kms }), time: l.time });
       else out.push({ index: Number(r.idx), id: l.transactionId, ...(l.envelope.epochId ? { epoch: l.envelope.epochId } : { kms: l.envelope.kmsKeyId }), time: Date.parse(l.time) });
     }
     return out;

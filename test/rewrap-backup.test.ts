@@ -242,3 +242,13 @@ describe('backups stay shredded after a rewrap; a bad key_epochs row does not st
     }
   });
 });
+
+describe('key_event kmsKeyIds (leaf format v3 only)', () => {
+  it('a v3 key_event may name the KMS keys a shred destroys; a v2 leaf may not', async () => {
+    const { keyEventLeafV2Schema } = await import('../src/log/leaf/key-event.js');
+    const base = { type: 'key_event', time: Date.UTC(2026, 0, 1), event: 'retention_run', actor: 'system', kmsKeyIds: ['arn:aws:kms:us-east-1:111122223333:key/k1'] };
+    expect(keyEventLeafV2Schema.safeParse({ ...base, v: 3 }).success).toBe(true);
+    expect(keyEventLeafV2Schema.safeParse({ ...base, v: 2 }).success).toBe(false);
+    expect(keyEventLeafV2Schema.safeParse({ ...base, v: 3, kmsKeyIds: [] }).success).toBe(false);
+  });
+});

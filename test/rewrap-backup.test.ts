@@ -252,3 +252,28 @@ describe('key_event kmsKeyIds (leaf format v3 only)', () => {
     expect(keyEventLeafV2Schema.safeParse({ ...base, v: 3, kmsKeyIds: [] }).success).toBe(false);
   });
 });
+
+describe("a key period's KMS key as the runtime role may plant it", () => {
+  it('a key_periods row planted by paylog_app for a coming period does not pick the key new epoch keys are wrapped under', { timeout: 120_000 }, async () => {
+    let now = new Date(Date.UTC(2026, 0, 1, 10, 30));
+    const t = await startTestPaylog({ env, clock: () => now });
+    try {
+      await submit(t);
+      // Another KMS key the service can use (here: a key the attacker arranged to be usable).
+      const other = await t.paylog.kms.ensureKey('not-a-period-key', 'SYMMETRIC_DEFAULT');
+      await withClient(t.databaseUrl, async (c) => {
+        await c.query('SET ROLE paylog_app');
+        await c.query("INSERT INTO key_periods (granularity, period_start, period_end, kms_key_id) VALUES ('hour', '2026-01-01T11:00:00Z', '2026-01-01T12:00:00Z', $1)", [other]);
+      });
+      now = new Date(Date.UTC(2026, 0, 1, 11, 30));
+      const r = await t.call('checkout', 'POST', '/v1/transactions', (await import('./helpers/paylog.js')).cardTransaction());
+      expect(r.status, r.text).toBe(422);
+      expect(r.json.error.code).toBe('INTEGRITY_FAILURE');
+      expect(r.text).not.toContain(PAN);
+      const wrapped = await query(t.databaseUrl, 'SELECT epoch_id FROM key_epochs WHERE kms_key_id = $1', [other]);
+      expect(wrapped).toEqual([]);
+    } finally {
+      await t.stop();
+    }
+  });
+});

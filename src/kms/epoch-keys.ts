@@ -331,7 +331,13 @@ export class EpochKeyring {
         [period.granularity, period.start],
       )
     ).rows[0] as { kms_key_id: string } | undefined;
-    return newest?.kms_key_id ?? row.kms_key_id;
+    if (newest) return newest.kms_key_id;
+    // key_periods rows may be INSERTed by the runtime role: its key is used only if it is the
+    // key the period's alias names in KMS (else a planted row would pick the wrapping key).
+    if ((await this.o.kms.ensureKey(periodKeyAlias(period), 'SYMMETRIC_DEFAULT')) !== row.kms_key_id) {
+      throw new PaylogError('INTEGRITY_FAILURE', "this key period's recorded KMS key is not the key its alias names");
+    }
+    return row.kms_key_id;
   }
 
   /**

@@ -316,7 +316,8 @@ export class KeyLifecycleService {
     const req = parse(rewrapRequestSchema, raw, REWRAP_REQUEST_EXPECTED);
     const batch = req.batchSize ?? DEFAULT_REWRAP_BATCH;
     const run = req.run ?? randomUUID();
-    const after = parseRewrapCursor(req.after);
+    const cursorIn = parseRewrapCursor(req.after);
+    const after = cursorIn?.kind === 'epoch' && req.periodKeys !== 'new' ? null : cursorIn; // an epoch cursor means nothing to a v1-only run
     const to = req.to === undefined ? null : await this.resolveV1Target(req.to);
     const actor = actorOf(principal);
     const skipped: RewrapResult['skipped'] = { count: 0, epochIds: [], transactionIds: [] };

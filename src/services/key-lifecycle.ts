@@ -10,9 +10,13 @@
  * - Key material is replaced or destroyed only through the `paylog_keys` connection
  *   (`keysDatabase`): the runtime role cannot UPDATE wrapped keys.
  * - Access entries (no card data) and log leaves are never touched.
+ * - A key period's epoch keys are only ever wrapped under KMS keys of THAT period (its own key,
+ *   and the `-r<n>` keys its rewraps create, each recorded in key_period_kms_keys before use);
+ *   retention schedules the deletion of every one of them, so backups are shredded too.
+ * - One row that cannot be rewrapped never stops a rewrap: it is skipped and reported.
  */
 import { z } from 'zod';
-import { PaylogError } from '../errors.js';
+import { PaylogError, isPaylogError } from '../errors.js';
 import { authorize } from '../auth/policy.js';
 import type { Principal } from '../auth/principal.js';
 import type { AppDatabase } from '../db/connection.js';
@@ -33,7 +37,6 @@ import { createHash, randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import { decodeLeaf } from '../log/leaf.js';
 import { MAX_SHRED_KMS_KEY_IDS } from '../log/leaf/key-event.js';
-import { isPaylogError } from '../errors.js';
 import { EPOCH_ID_PATTERN, PRINCIPAL_NAME_PATTERN, TRANSACTION_ID_PATTERN } from '../validation/identifiers.js';
 import { retentionCutoff, subtractIsoDuration } from '../log/retention-policy.js';
 

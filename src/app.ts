@@ -374,6 +374,8 @@ export async function startPaylog(config: Config, opts: StartOptions = {}): Prom
       cseKeys,
       devKms: config.kms.mode === 'local',
       clock,
+      serviceKeyIds: [dataKeyId, ...signingKeyIds],
+      logger,
       kmsCounts: async () => {
         const out: Record<string, number> = {};
         for (const v of (await metrics.kmsRequests.get()).values) {

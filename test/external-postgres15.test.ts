@@ -52,7 +52,7 @@ describe('external PostgreSQL 15: rotate, rewrap and retention through the comma
     rmSync(dir, { recursive: true, force: true });
   });
 
-  it('keys rotate, keys rewrap --to, retention apply, then verify-log passes and names the shredded ranges', { timeout: 180_000 }, async () => {
+  it('keys rotate, keys rewrap --new-period-keys --to, retention apply, then verify-log passes and names the shredded ranges', { timeout: 180_000 }, async () => {
     if (!existsSync(join(PG15, 'bin', 'postgres'))) throw new Error(INSTALL_HINT);
     server = await startEmbeddedPostgres({ dataDir: join(dir, 'pg15'), ownedRoot: dir, binaries: PG15 });
     const [{ server_version: version }] = await query(server.adminUrl, 'SHOW server_version');
@@ -80,14 +80,21 @@ describe('external PostgreSQL 15: rotate, rewrap and retention through the comma
     now = new Date(Date.UTC(2026, 0, 1, 11, 30));
     const newIds = [await submit(), await submit('globex')];
 
-    // npm run keys -- rewrap --to <KMS key id>: every epoch key and the v1 data key under the new key.
+    // npm run keys -- rewrap --new-period-keys --to <KMS key id>: every epoch key under a new KMS
+    // key of its own period (alias ...-r1), the v1 data key under the named key.
     const target = await t.paylog.kms.ensureKey('paylog-pg15-rewrap', 'SYMMETRIC_DEFAULT');
-    const rw = await runScript('keys', ['rewrap', '--to', target, ...argsOf('admin')]);
+    const rw = await runScript('keys', ['rewrap', '--new-period-keys', '--to', target, ...argsOf('admin')]);
     expect(rw.code, rw.stderr).toBe(0);
-    expect(JSON.parse(rw.stdout)).toMatchObject({ done: true, to: target, rewrapped: 6 + 1 });
-    const wrapped = await query(databaseUrl, 'SELECT kms_key_id FROM key_epochs UNION ALL SELECT kms_key_id FROM data_keys WHERE kms_key_id IS NOT NULL');
-    expect(wrapped).toHaveLength(7);
-    expect(wrapped.every((r) => r.kms_key_id === target)).toBe(true);
+    expect(JSON.parse(rw.stdout)).toMatchObject({ done: true, to: target, rewrapped: 6 + 1, skipped: { count: 0 } });
+    const epochKeys = await query(
+      databaseUrl,
+      "SELECT e.kms_key_id, k.kms_key_id AS period_key FROM key_epochs e LEFT JOIN key_period_kms_keys k ON k.granularity = e.granularity AND k.period_start = e.period_start AND k.round = 1",
+    );
+    expect(epochKeys).toHaveLength(6);
+    expect(epochKeys.every((r) => r.kms_key_id === r.period_key)).toBe(true);
+    expect(new Set(epochKeys.map((r) => r.kms_key_id)).size).toBe(2); // two periods, one new key each
+    const v1Keys = await query(databaseUrl, 'SELECT kms_key_id FROM data_keys WHERE kms_key_id IS NOT NULL');
+    expect(v1Keys).toEqual([{ kms_key_id: target }]);
     for (const id of [v1Id, oldIds[0]!, oldIds[2]!, newIds[0]!]) expect((await release(id)).status).toBe(200);
 
     // npm run retention -- apply, two hours later (cutoff 11:05): the 10:00–11:00 epochs and the 10:30 v1 record.
@@ -98,6 +105,10 @@ describe('external PostgreSQL 15: rotate, rewrap and retention through the comma
     expect(rep).toMatchObject({ policy: 'PAYLOG_RETENTION=PT2H', cutoff: '2026-01-01T11:05:00.000Z', dryRun: false, v1Records: 1 });
     const gone = ['acme/2026-01-01T10/0', 'acme/2026-01-01T10/1', 'globex/2026-01-01T10/0', 'globex/2026-01-01T10/1'];
     expect(rep.epochs.map((e: { epochId: string }) => e.epochId).sort()).toEqual(gone);
+    // Both KMS keys of the 10:00 period (its own and the rewrap's) are scheduled for deletion.
+    expect(rep.periods).toHaveLength(1);
+    expect(rep.periods[0].kmsKeys.map((k: { action: string }) => k.action)).toEqual(['schedule', 'schedule']);
+    for (const k of rep.periods[0].kmsKeys) expect(await t.paylog.kms.keyState(k.kmsKeyId)).toBe('PendingDeletion');
     for (const id of [v1Id, oldIds[0]!, oldIds[2]!]) expect((await release(id)).json?.error?.code).toBe('DATA_SHREDDED');
     expect((await release(oldIds[1]!, 'processor-globex')).status).toBe(410);
     expect((await release(newIds[0]!)).status).toBe(200);

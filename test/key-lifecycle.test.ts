@@ -101,12 +101,24 @@ describe('early shred of one transaction and the key-destruction role', () => {
   it('the runtime role cannot replace or destroy key material; paylog_keys can, and cannot touch the log', async () => {
     await withClient(t.databaseUrl, async (c) => {
       await c.query('SET ROLE paylog_app');
-      for (const sql of ['UPDATE data_keys SET wrapped_key = NULL', 'UPDATE key_epochs SET wrapped_private_key = NULL', 'DELETE FROM data_keys', 'DELETE FROM key_epochs']) {
-        await expect(c.query(sql)).rejects.toMatchObject({ code: '42501' });
+      for (const sql of [
+        'UPDATE data_keys SET wrapped_key = NULL',
+        'UPDATE key_epochs SET wrapped_private_key = NULL',
+        'DELETE FROM data_keys',
+        'DELETE FROM key_epochs',
+        // The KMS keys of each key period (retention destroys each): the runtime role can neither add, change nor remove one.
+        "INSERT INTO key_period_kms_keys (granularity, period_start, kms_key_id, role) VALUES ('month', now(), 'arn:attacker', 'rewrap_source')",
+        "UPDATE key_period_kms_keys SET kms_key_id = 'arn:attacker'",
+        'DELETE FROM key_period_kms_keys',
+      ]) {
+        await expect(c.query(sql), sql).rejects.toMatchObject({ code: '42501' });
       }
       await c.query('RESET ROLE');
       await c.query('SET ROLE paylog_keys');
       await expect(c.query('DELETE FROM data_keys')).rejects.toMatchObject({ code: '42501' });
+      // paylog_keys adds a period's KMS keys (rewrap) and can never change or remove one.
+      await expect(c.query("UPDATE key_period_kms_keys SET kms_key_id = 'x'")).rejects.toMatchObject({ code: '42501' });
+      await expect(c.query('DELETE FROM key_period_kms_keys')).rejects.toMatchObject({ code: '42501' });
       await expect(c.query("INSERT INTO log_entries (idx, entry_type, leaf) VALUES (999999, 'x', '\\x00')")).rejects.toMatchObject({ code: '42501' });
       await c.query('BEGIN');
       await c.query('UPDATE data_keys SET shredded_at = shredded_at'); // allowed (column grant)
@@ -116,7 +128,7 @@ describe('early shred of one transaction and the key-destruction role', () => {
 });
 
 describe('rewrap: batched, killed halfway, resumed', () => {
-  it('npm run keys -- rewrap, killed after its first batch and rerun, leaves every key under the new KMS key, once', { timeout: 240_000 }, async () => {
+  it('npm run keys -- rewrap --new-period-keys --to, killed after its first batch and resumed with --run, leaves every epoch key under a new key of its period and every v1 key under --to, once', { timeout: 240_000 }, async () => {
     const databaseUrl = await newTestDatabase();
     const dataDir = mkdtempSync(join(tmpdir(), 'paylog-rewrap-'));
     const v1 = await startTestPaylog({ databaseUrl, dataDir, env: { PAYLOG_KEY_MODE: 'per-transaction' } });
@@ -130,55 +142,80 @@ describe('rewrap: batched, killed halfway, resumed', () => {
       const target = await t.paylog.kms.ensureKey('paylog-rewrap-target', 'SYMMETRIC_DEFAULT');
       const [{ n: keysTotal }] = await query(databaseUrl, 'SELECT (SELECT count(*) FROM key_epochs) + (SELECT count(*) FROM data_keys WHERE kms_key_id IS NOT NULL) AS n');
       expect(Number(keysTotal)).toBe(5 + 2);
+      // An epoch key never moves to --to: a key period's own key is refused as the v1 target too.
+      const [period] = await query(databaseUrl, 'SELECT granularity, period_start, kms_key_id FROM key_periods');
+      const refused = await t.call('admin', 'POST', '/v1/admin/keys/rewrap', { to: period.kms_key_id });
+      expect(refused.status).toBe(422);
+      expect(refused.json.error.message).toMatch(/not a key period's key/);
+      const periodTarget = async () =>
+        (await query(databaseUrl, 'SELECT kms_key_id FROM key_period_kms_keys WHERE granularity = $1 AND period_start = $2 AND round = 1', [period.granularity, period.period_start]))[0]?.kms_key_id as string | undefined;
 
       // First run: its second batch is held up by a row lock on the third epoch (in batch 2),
       // and the command is killed (SIGKILL) as soon as it has reported its first batch.
+      let stderr = '';
       await withClient(databaseUrl, async (lock) => {
         await lock.query('BEGIN');
         await lock.query("SELECT 1 FROM key_epochs WHERE epoch_id = 'acme/2026-12/2' FOR UPDATE");
         await new Promise<void>((resolve, reject) => {
           // One process (node --import tsx), so SIGKILL really ends the command.
-          const p = spawn(process.execPath, ['--import', 'tsx', 'scripts/keys.ts', 'rewrap', '--to', target, '--batch', '2', ...adminArgs(t)], { stdio: ['ignore', 'pipe', 'pipe'] });
+          const p = spawn(process.execPath, ['--import', 'tsx', 'scripts/keys.ts', 'rewrap', '--new-period-keys', '--to', target, '--batch', '2', ...adminArgs(t)], { stdio: ['ignore', 'pipe', 'pipe'] });
           p.stderr.on('data', (d) => {
-            if (String(d).includes('rewrap:')) p.kill('SIGKILL');
+            stderr += String(d);
+            if (stderr.includes('rewrap (run')) p.kill('SIGKILL');
           });
           p.on('error', reject);
           p.on('exit', () => resolve());
         });
         await lock.query('ROLLBACK');
       });
+      const run = /rewrap \(run ([0-9a-f-]{36})\)/.exec(stderr)?.[1];
+      expect(run, stderr).toBeDefined();
+      expect(stderr).toContain(`rerun with --run ${run}`);
+      const newKey = await periodTarget();
+      expect(newKey).toBeDefined();
+      expect(newKey).not.toBe(period.kms_key_id);
+      expect(await t.paylog.kms.keyArn(`alias/paylog-epoch-month-2026-12-r1`)).toBe(newKey);
       // The batch that was in flight in the service finishes on its own.
       for (let i = 0; i < 100; i++) {
-        const [{ n }] = await query(databaseUrl, 'SELECT count(*)::int AS n FROM key_epochs WHERE kms_key_id = $1', [target]);
+        const [{ n }] = await query(databaseUrl, 'SELECT count(*)::int AS n FROM key_epochs WHERE kms_key_id = $1', [newKey]);
         if (n >= 4) break;
         await new Promise((r) => setTimeout(r, 100));
       }
-      const [{ n: left }] = await query(databaseUrl, 'SELECT (SELECT count(*) FROM key_epochs WHERE kms_key_id <> $1) + (SELECT count(*) FROM data_keys WHERE kms_key_id <> $1) AS n', [target]);
+      const [{ n: left }] = await query(databaseUrl, 'SELECT (SELECT count(*) FROM key_epochs WHERE kms_key_id <> $1) + (SELECT count(*) FROM data_keys WHERE kms_key_id <> $2) AS n', [newKey, target]);
       expect(Number(left)).toBeGreaterThan(0);
       expect(Number(left)).toBeLessThan(7);
 
-      const second = await runScript('keys', ['rewrap', '--to', target, '--batch', '2', ...adminArgs(t)]);
+      const second = await runScript('keys', ['rewrap', '--new-period-keys', '--to', target, '--run', run!, '--batch', '2', ...adminArgs(t)]);
       expect(second.code, second.stderr).toBe(0);
-      expect(JSON.parse(second.stdout)).toMatchObject({ done: true, to: target });
-      const rows = await query(databaseUrl, 'SELECT kms_key_id FROM key_epochs UNION ALL SELECT kms_key_id FROM data_keys WHERE kms_key_id IS NOT NULL');
-      expect(rows.every((r) => r.kms_key_id === target)).toBe(true);
+      expect(JSON.parse(second.stdout)).toMatchObject({ done: true, to: target, run, skipped: { count: 0 } });
+      expect(await periodTarget()).toBe(newKey); // the resumed run kept its key: no second round
+      const epochKeys = await query(databaseUrl, 'SELECT kms_key_id FROM key_epochs');
+      expect(epochKeys.every((r) => r.kms_key_id === newKey)).toBe(true);
+      const v1Keys = await query(databaseUrl, 'SELECT kms_key_id FROM data_keys WHERE kms_key_id IS NOT NULL');
+      expect(v1Keys.every((r) => r.kms_key_id === target)).toBe(true);
       // One key event per epoch rewrapped (+ one per v1 batch), at most one batch redone.
       const ls = await leaves(databaseUrl);
       const events = ls.filter((l) => l.type === 'key_event' && l.event === 'epoch_rewrapped');
       const epochEvents = events.filter((l) => l.epochId);
       expect(new Set(epochEvents.map((e) => e.epochId)).size).toBe(5);
       expect(epochEvents.length).toBeLessThanOrEqual(5 + 2);
+      expect(epochEvents.every((e) => e.kmsKeyId === newKey && e.previousKmsKeyId === period.kms_key_id)).toBe(true);
       // The rows hold what the last event for each epoch committed to.
       const epochRows = await query(databaseUrl, "SELECT epoch_id, encode(wrapped_key_sha256, 'base64') AS h FROM key_epochs");
       for (const r of epochRows) expect(epochEvents.filter((e) => e.epochId === r.epoch_id).at(-1).wrappedKeySha256).toBe(r.h);
-      // Everything still opens, through the new KMS key.
+      // Everything still opens, through the new KMS keys.
       for (const id of [...v1Ids, ids[0]!, ids[2]!]) expect((await release(t, id)).status).toBe(200);
       expect((await release(t, ids[1]!, 'processor-globex')).status).toBe(200);
+      // A rotation after the rewrap wraps the new epoch under the period's newest key.
+      expect((await t.call('admin', 'POST', '/v1/admin/keys/rotate', { processor: 'acme' })).status).toBe(200);
+      const [{ kms_key_id: rotated }] = await query(databaseUrl, "SELECT kms_key_id FROM key_epochs WHERE epoch_id = 'acme/2026-12/4'");
+      expect(rotated).toBe(newKey);
       const status = await runScript('keys', ['status', ...adminArgs(t)]);
       expect(status.code).toBe(0);
       const st = JSON.parse(status.stdout);
       expect(st.epochs.filter((e: any) => e.state === 'active').length).toBe(2);
-      expect(st.epochs.every((e: any) => e.kmsKeyId === target)).toBe(true);
+      expect(st.epochs.every((e: any) => e.kmsKeyId === newKey)).toBe(true);
+      expect(st.keyPeriods[0].kmsKeyIds).toEqual([period.kms_key_id, newKey]);
     } finally {
       await t.stop();
       rmSync(dataDir, { recursive: true, force: true });

@@ -125,7 +125,6 @@ describe('start-up KMS errors', () => {
     const kms = new PaylogKms(createKmsClient({ endpoint: kmsEndpoint.url, region: 'us-east-1' }));
     await kms.ensureKey('paylog-checkpoint', 'ECC_NIST_EDWARDS25519');
     await kms.ensureKey('paylog-data', 'SYMMETRIC_DEFAULT');
-    const target = await kms.ensureKey('paylog-rewrap-target-ops', 'SYMMETRIC_DEFAULT');
     // Real-KMS mode (AWS_ENDPOINT_URL_KMS), hour epochs, a 2-hour retention; the clock moves.
     let now = new Date(Date.UTC(2026, 0, 1, 10, 30));
     const aws = await startTestPaylog({ env: { AWS_ENDPOINT_URL_KMS: kmsEndpoint.url, PAYLOG_KEY_EPOCH: 'hour', PAYLOG_RETENTION: 'PT2H' }, clock: () => now });
@@ -139,7 +138,7 @@ describe('start-up KMS errors', () => {
       const hotPath = await opsCalled();
       expect((await aws.call('admin', 'POST', '/v1/admin/keys/rotate', { reason: 'ops test' })).status).toBe(200);
       for (let i = 0; i < 10; i++) {
-        const r = await aws.call('admin', 'POST', '/v1/admin/keys/rewrap', { to: target });
+        const r = await aws.call('admin', 'POST', '/v1/admin/keys/rewrap', { periodKeys: 'new' });
         expect(r.status, r.text).toBe(200);
         if (r.json.done) break;
       }

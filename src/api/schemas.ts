@@ -177,7 +177,13 @@ export const rewrapResultSchema = z.object({
   kind: z.enum(['epoch', 'v1']).nullable(),
   remaining: z.int().min(0),
   done: z.boolean(),
-  to: z.string(),
+  run: z.string().describe('the rewrap run: send it back with `after` for the next batch, or alone to resume a killed run'),
+  periodKeys: z.literal('new').optional(),
+  to: z.string().nullable().describe('envelope-v1 target key (ARN), or null'),
+  after: z.string().nullable().describe('cursor of this pass, for the next batch'),
+  skipped: z
+    .object({ count: z.int().min(0), epochIds: z.array(z.string()), transactionIds: z.array(z.string()) })
+    .describe('rows left as they were because they cannot be rewrapped (e.g. a garbage wrapped key, or a KMS context that does not match); each is also an error log line'),
 });
 export const retentionReportSchema = z.record(z.string(), z.unknown()).describe('policy, asOf, cutoff, dryRun, periods, epochs, v1Records, logIndex, cseKeys (client-side encryption keys destroyed: kid, periodStart, periodEnd, kmsKeyId, scheduledDeletion)');
 export const shredResultSchema = z.object({ transactionId: z.string(), shredded: z.literal(true), logIndex: z.int().min(0) });

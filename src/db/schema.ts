@@ -22,6 +22,7 @@ import {
   smallint,
   text,
   timestamp,
+  unique,
 } from 'drizzle-orm/pg-core';
 
 /** PostgreSQL `bytea` as a Node Buffer. */
@@ -146,6 +147,25 @@ export const keyPeriods = pgTable(
     createdAt: createdAt(),
   },
   (t) => [primaryKey({ columns: [t.granularity, t.periodStart] })],
+);
+
+/**
+ * Every KMS key besides key_periods.kms_key_id that has wrapped a key period's epoch private
+ * keys (migration 0006): rewrap targets (round >= 1, alias `...-r<round>`) and KMS-reported
+ * sources of a rewrap. Written only by paylog_keys; retention schedules each for deletion.
+ */
+export const keyPeriodKmsKeys = pgTable(
+  'key_period_kms_keys',
+  {
+    granularity: text('granularity').notNull(),
+    periodStart: timestamp('period_start', { withTimezone: true, mode: 'date' }).notNull(),
+    kmsKeyId: text('kms_key_id').notNull(),
+    role: text('role').notNull(),
+    round: integer('round'),
+    rewrapRun: text('rewrap_run'),
+    addedAt: timestamp('added_at', { withTimezone: true, mode: 'date' }).notNull().defaultNow(),
+  },
+  (t) => [primaryKey({ columns: [t.granularity, t.periodStart, t.kmsKeyId] }), unique().on(t.granularity, t.periodStart, t.round), index('key_period_kms_keys_key_idx').on(t.kmsKeyId)],
 );
 
 /**

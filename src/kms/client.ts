@@ -295,6 +295,32 @@ export class PaylogKms {
     return Buffer.from(out.CiphertextBlob);
   }
 
+  /**
+   * ReEncrypt from a NAMED source key (KMS refuses a blob of any other key: IncorrectKeyException)
+   * to `destKeyId`, same context. Returns the new blob and the source and destination key ARNs
+   * as KMS reports them (evidence of which key wrapped the blob before).
+   */
+  async reEncryptFrom(
+    blob: Buffer,
+    context: Record<string, string>,
+    sourceKeyId: string,
+    destKeyId: string,
+  ): Promise<{ blob: Buffer; sourceKeyId: string; keyId: string }> {
+    const out = await this.call('ReEncrypt', () =>
+      this.client.send(
+        new ReEncryptCommand({
+          CiphertextBlob: blob,
+          SourceEncryptionContext: context,
+          SourceKeyId: sourceKeyId,
+          DestinationKeyId: destKeyId,
+          DestinationEncryptionContext: context,
+        }),
+      ),
+    );
+    if (out.CiphertextBlob === undefined || out.SourceKeyId === undefined || out.KeyId === undefined) throw integrity('ReEncrypt', 'an incomplete response');
+    return { blob: Buffer.from(out.CiphertextBlob), sourceKeyId: out.SourceKeyId, keyId: out.KeyId };
+  }
+
   /** Ed25519 (ED25519_SHA_512, MessageType RAW) signature over `message`: 64 bytes. */
   async sign(keyId: string, message: Buffer): Promise<Buffer> {
     const out = await this.call('Sign', () =>

@@ -1,7 +1,8 @@
 /**
  * Key epochs: the middle layer of the key hierarchy (envelope v2).
  *
- *   KMS key of one key period  (SYMMETRIC_DEFAULT, alias/paylog-epoch-<granularity>-<label>)
+ *   KMS key of one key period  (SYMMETRIC_DEFAULT, alias/paylog-epoch-<granularity>-<label>,
+ *                               after a rewrap also ...-<label>-r<round>: keys of THAT period only)
  *    └─ epoch private key (X25519), stored only as a KMS Encrypt blob in key_epochs
  *        └─ per-transaction data key, wrapped locally with HPKE to the epoch PUBLIC key
  *
@@ -85,6 +86,14 @@ export function epochIdOf(processor: string, period: KeyPeriod, generation: numb
 
 export function periodKeyAlias(period: KeyPeriod): string {
   return `${PERIOD_KEY_ALIAS_PREFIX}${period.granularity}-${period.label}`;
+}
+
+/**
+ * Alias of the KMS key that rewrap round `round` (1, 2, ...) creates for `period`, e.g.
+ * `alias/paylog-epoch-month-2026-12-r1`: a key of that period only (issue 17).
+ */
+export function periodRewrapKeyAlias(period: KeyPeriod, round: number): string {
+  return `${periodKeyAlias(period)}-r${round}`;
 }
 
 /** KMS encryption context binding a wrapped epoch private key to its epoch and public key. */
@@ -316,7 +325,10 @@ export class EpochKeyring {
     return this.rememberPublic(row);
   }
 
-  /** The KMS key of `period`: recorded in key_periods, created (alias) on first use. */
+  /**
+   * The KMS key new epochs of `period` are wrapped under: the newest rewrap target of the
+   * period if any, else the period's own key (key_periods, created with its alias on first use).
+   */
   async periodKey(period: KeyPeriod): Promise<string> {
     const read = async () =>
       (await this.o.database.pool.query('SELECT kms_key_id, state FROM key_periods WHERE granularity = $1 AND period_start = $2', [period.granularity, period.start])).rows[0] as
@@ -333,6 +345,20 @@ export class EpochKeyring {
     }
     if (!row) throw new PaylogError('INTERNAL', 'key period could not be recorded');
     if (row.state !== 'active') throw new PaylogError('DATA_SHREDDED', 'this key period has been shredded; no new epoch can be created in it');
+    // After a rewrap, new epochs of the period are wrapped under the period's newest key
+    // (key_period_kms_keys: written only by paylog_keys, so the runtime role cannot redirect it).
+    const newest = (
+      await this.o.database.pool.query(
+        "SELECT kms_key_id FROM key_period_kms_keys WHERE granularity = $1 AND period_start = $2 AND role = 'rewrap_target' ORDER BY round DESC LIMIT 1",
+        [period.granularity, period.start],
+      )
+    ).rows[0] as { kms_key_id: string } | undefined;
+    if (newest) return newest.kms_key_id;
+    // key_periods rows may be INSERTed by the runtime role: its key is used only if it is the
+    // key the period's alias names in KMS (else a planted row would pick the wrapping key).
+    if ((await this.o.kms.ensureKey(periodKeyAlias(period), 'SYMMETRIC_DEFAULT')) !== row.kms_key_id) {
+      throw new PaylogError('INTEGRITY_FAILURE', "this key period's recorded KMS key is not the key its alias names");
+    }
     return row.kms_key_id;
   }
 

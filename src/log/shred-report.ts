@@ -45,6 +45,8 @@ export interface ShredEvent {
   reason?: string;
   /** Counts the leaf itself records (e.g. `records`, `epochs`, `v1Records`). */
   counts?: Record<string, number>;
+  /** KMS keys the shred destroys, as its leaf names them (leaf format v3: every key of the epoch's period; a run's scheduled keys). */
+  kmsKeyIds?: string[];
   /** Transaction leaves this event's rule names. */
   transactions: number;
   ranges: IndexRange[];
@@ -174,6 +176,7 @@ export class ShredLedger {
       ...(leaf.transactionId !== undefined ? { transactionId: leaf.transactionId } : {}),
       ...(leaf.reason !== undefined ? { reason: leaf.reason } : {}),
       ...(leaf.counts !== undefined ? { counts: { ...leaf.counts } } : {}),
+      ...('kmsKeyIds' in leaf && leaf.kmsKeyIds !== undefined ? { kmsKeyIds: [...leaf.kmsKeyIds] } : {}),
       transactions: 0,
       ranges: [],
     };
@@ -239,7 +242,8 @@ export function formatShredReport(r: ShredReport): string[] {
     const what = e.transactionId !== undefined ? `${e.transactionId}${e.epoch !== undefined ? ` (epoch ${e.epoch})` : ''}` : (e.epoch ?? '');
     const policy = e.policy?.retention !== undefined ? ` policy PAYLOG_RETENTION=${e.policy.retention}${e.policy.asOf ? ` as of ${e.policy.asOf}` : ''}${e.policy.cutoff ? ` (cutoff ${e.policy.cutoff})` : ''}` : '';
     const reason = e.reason !== undefined && e.event !== 'retention_run' ? ` reason "${e.reason}"` : '';
-    lines.push(`    - index ${e.index} ${e.event}${what ? ` ${what}` : ''} at ${e.time}${e.actor ? ` by ${e.actor}` : ''}${policy}${reason}: ${e.transactions} transaction${e.transactions === 1 ? '' : 's'} ${formatRanges(e.ranges)}`);
+    const keys = e.kmsKeyIds !== undefined ? ` KMS keys scheduled for deletion [${e.kmsKeyIds.join(', ')}]` : '';
+    lines.push(`    - index ${e.index} ${e.event}${what ? ` ${what}` : ''} at ${e.time}${e.actor ? ` by ${e.actor}` : ''}${policy}${reason}${keys}: ${e.transactions} transaction${e.transactions === 1 ? '' : 's'} ${formatRanges(e.ranges)}`);
   }
   return lines;
 }

@@ -60,6 +60,8 @@ export interface KeyEvent {
   keyName?: string;
   /** The public key this event concerns (SHA-256 in the leaf, format v3 `publicKeySha256`). */
   publicKey?: Buffer;
+  /** Shreds (v3 leaves): every KMS key the shred destroys (see key-event.ts `kmsKeyIds`). */
+  kmsKeyIds?: string[];
 }
 
 const sha256 = (b: Uint8Array): Buffer => createHash('sha256').update(b).digest();
@@ -87,6 +89,7 @@ export function keyEventLeafOf(e: KeyEvent): KeyEventLeafV2 {
     ...(retention !== undefined || e.asOf !== undefined ? { policy: { ...(retention ? { retention } : {}), ...(e.asOf ? { asOf: e.asOf } : {}) } } : {}),
     ...(e.counts !== undefined ? { counts: e.counts } : {}),
     ...(e.publicKey !== undefined ? { publicKeySha256: sha256(e.publicKey) } : {}),
+    ...(e.kmsKeyIds !== undefined && e.kmsKeyIds.length > 0 ? { kmsKeyIds: e.kmsKeyIds } : {}),
   });
 }
 

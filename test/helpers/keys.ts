@@ -8,9 +8,9 @@ import { cardTransaction, type TestPaylog } from './paylog.js';
 import { query } from './db.js';
 
 /**
- * Every leaf of the log at `databaseUrl`, decoded, with its `index`. Leaf format v2 key events
+ * Every leaf of the log at `databaseUrl`, decoded, with its `index`. Leaf format v2 and v3 key events
  * are given v1-style names (epoch → epochId, actor.cert → certificateFingerprint, digests in
- * base64); v2 transaction leaves get `transactionId` and `envelope {epochId, kmsKeyId}`.
+ * base64); v2 and v3 transaction leaves get `transactionId` and `envelope {epochId, kmsKeyId}`.
  */
 export async function logLeaves(databaseUrl: string): Promise<any[]> {
   const rows = await query<{ idx: string; leaf: Buffer }>(databaseUrl, 'SELECT idx, leaf FROM log_entries ORDER BY idx');

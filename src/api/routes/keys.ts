@@ -52,7 +52,7 @@ export function registerKeyRoutes(app: FastifyInstance, deps: { keys: KeyLifecyc
       tag: 'keys',
       access: 'mtls',
       who: 'admin',
-      summary: 'Rewrap one batch of wrapped keys under KMS key `to` (ReEncrypt inside KMS); call again until done',
+      summary: 'Rewrap one batch of wrapped keys (ReEncrypt inside KMS): with `periodKeys: "new"` each live epoch key under a new KMS key of its own key period; with `to` envelope-v1 data keys under that key. Call again with `run` and `after` until done; rows that cannot be rewrapped are skipped and listed',
       body: { schema: rewrapRequestSchema, name: 'RewrapRequest' },
       responses: { 200: { description: 'One batch rewrapped', schema: rewrapResultSchema, name: 'RewrapResult' } },
       errors: ['VALIDATION_FAILED', 'FORBIDDEN', 'INTEGRITY_FAILURE', 'LOG_UNAVAILABLE', 'KMS_UNAVAILABLE'],

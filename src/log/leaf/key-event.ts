@@ -1,5 +1,5 @@
 /**
- * Key event leaf, format v2: the key lifecycle (PCI DSS 3.6/3.7), each committed before the
+ * Key event leaf, formats v2 and v3 (v3-only fields and kinds marked `v3:`): the key lifecycle (PCI DSS 3.6/3.7), each committed before the
  * change takes effect. `actor` is the admin principal that asked, or `system` for scheduled
  * jobs (daily retention, start-up epoch creation).
  */
@@ -25,8 +25,12 @@ export const KEY_EVENT_KINDS = [
   'cse_key_destroyed',
 ] as const;
 export type KeyEventKind = (typeof KEY_EVENT_KINDS)[number];
+/** Event kinds that exist only in leaf format v3. */
+const V3_KEY_EVENT_KINDS: ReadonlySet<KeyEventKind> = new Set(['cse_key_created', 'cse_key_destroyed']);
 
 export const SYSTEM_ACTOR = 'system';
+/** Most KMS keys one key_event names (`kmsKeyIds`); a longer list is split over several leaves. */
+export const MAX_SHRED_KMS_KEY_IDS = 64;
 
 export const keyEventLeafV2Schema = z
   .strictObject({
@@ -54,8 +58,14 @@ export const keyEventLeafV2Schema = z
   counts: z.record(z.string().regex(/^[a-zA-Z][a-zA-Z0-9_]{0,31}$/), z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER)).optional(),
   // v3: SHA-256 of the epoch public key (epoch_created), matched by verify-log with `env.epk`.
   publicKeySha256: digest32.optional(),
+  // v3: every KMS key a shred destroys: on `epoch_shredded`, each KMS key that has ever wrapped
+  // the epoch's key period (the period's own key and each rewrap's); on `retention_run`, each
+  // KMS key the run schedules for deletion. Committed before ScheduleKeyDeletion (issue 17).
+  kmsKeyIds: z.array(kmsKeyId).min(1).max(MAX_SHRED_KMS_KEY_IDS).optional(),
   })
-  .refine((l) => l.v !== 2 || l.publicKeySha256 === undefined, { message: 'publicKeySha256 is a leaf format v3 field' });
+  .refine((l) => l.v !== 2 || (l.publicKeySha256 === undefined && l.kmsKeyIds === undefined && !V3_KEY_EVENT_KINDS.has(l.event)), {
+    message: 'publicKeySha256, kmsKeyIds and the cse_key_* events are leaf format v3',
+  });
 export type KeyEventLeafV2 = z.infer<typeof keyEventLeafV2Schema>;
 
 export interface KeyEventInput {
@@ -77,6 +87,7 @@ export interface KeyEventInput {
   policy?: { retention?: string; asOf?: Date; epoch?: 'month' | 'day' | 'hour' };
   counts?: Record<string, number>;
   publicKeySha256?: Buffer;
+  kmsKeyIds?: string[];
 }
 
 export function keyEventLeaf(i: KeyEventInput): KeyEventLeafV2 {
@@ -109,5 +120,6 @@ export function keyEventLeaf(i: KeyEventInput): KeyEventLeafV2 {
       : {}),
     ...opt('counts', i.counts),
     ...opt('publicKeySha256', i.publicKeySha256),
+    ...opt('kmsKeyIds', i.kmsKeyIds && i.kmsKeyIds.length > 0 ? [...i.kmsKeyIds] : undefined),
   };
 }

@@ -7,7 +7,8 @@
  *   log_entries, merkle_nodes, tree_heads, transactions, access_entries, checkpoints,
  *   witness_cosignatures.
  * Mutable tables beside the log: data_keys (wrapped data keys — rewrap and crypto-shredding
- * replace or delete them without touching any leaf), keyring, processors, revoked_certificates.
+ * replace or delete them without touching any leaf), keyring, processors, revoked_certificates,
+ * submission_probes (the probe limit; expired rows deleted).
  */
 import { sql } from 'drizzle-orm';
 import {
@@ -21,6 +22,7 @@ import {
   smallint,
   text,
   timestamp,
+  unique,
 } from 'drizzle-orm/pg-core';
 
 /** PostgreSQL `bytea` as a Node Buffer. */
@@ -73,7 +75,8 @@ export const treeHeads = pgTable('tree_heads', {
 
 /**
  * Lookup row of one transaction: id → log index, and the idempotency MAC (outside the tree, see
- * SECURITY.md). With leaf format v2 the record itself (served view and ciphertext) is the leaf;
+ * SECURITY.md). From issue 17 on, rows also carry `processor` (authorization before the leaf is
+ * decoded) and `fingerprint` (v2, `fp2_…`: never in a leaf, served only to the processor). With leaf format v2 the record itself (served view and ciphertext) is the leaf;
  * the other columns are filled only by rows written before v2 (format v1 records).
  */
 export const transactions = pgTable('transactions', {
@@ -212,6 +215,28 @@ export const keyring = pgTable('keyring', {
   wrappedKey: bytea('wrapped_key').notNull(),
   createdAt: createdAt(),
 });
+
+/**
+ * The probe limit (issue 17, migration 0006; src/services/probe-limit.ts): one row per
+ * distinct payment method a principal submitted this hour, grouped by the keyed MAC of its
+ * served payment fields. Not a log table: the runtime role inserts and deletes (expired hours).
+ */
+export const submissionProbes = pgTable(
+  'submission_probes',
+  {
+    principal: text('principal').notNull(),
+    servedMac: bytea('served_mac').notNull(),
+    identifierMac: bytea('identifier_mac').notNull(),
+    windowStart: timestamp('window_start', { withTimezone: true, mode: 'date' }).notNull(),
+    slot: integer('slot').notNull(),
+    createdAt: createdAt(),
+  },
+  (t) => [
+    primaryKey({ columns: [t.principal, t.servedMac, t.windowStart, t.identifierMac] }),
+    unique().on(t.principal, t.servedMac, t.windowStart, t.slot),
+    index('submission_probes_window_idx').on(t.windowStart),
+  ],
+);
 
 /** Registered payment processors (PCI DSS 7.2: need-to-know). */
 export const processors = pgTable('processors', {

@@ -1,14 +1,14 @@
--- paylog: the probe limit (issue 17). Hand-written. Not a log table: rows are counters of
--- distinct payment methods per principal × served payment fields × hour, deleted once their
--- hour has passed. Holds only keyed MACs (src/crypto/fingerprint.ts `probeMacs`).
+-- paylog: the probe limit (issue 17; src/services/probe-limit.ts). Hand-written. Not a log
+-- table: one row per new transaction per principal × served payment fields (a keyed MAC,
+-- src/crypto/fingerprint.ts `probeMacs`) × hour, deleted once its hour has passed.
 CREATE TABLE IF NOT EXISTS "submission_probes" (
 	"principal" text NOT NULL,
 	"served_mac" bytea NOT NULL,
-	"identifier_mac" bytea NOT NULL,
+	"transaction_id" text NOT NULL,
 	"window_start" timestamp with time zone NOT NULL,
 	"slot" integer NOT NULL,
 	"created_at" timestamp with time zone DEFAULT now() NOT NULL,
-	PRIMARY KEY ("principal", "served_mac", "window_start", "identifier_mac"),
+	PRIMARY KEY ("principal", "served_mac", "window_start", "transaction_id"),
 	UNIQUE ("principal", "served_mac", "window_start", "slot")
 );
 --> statement-breakpoint

@@ -44,7 +44,7 @@ export function createMetrics(): Metrics {
     checkpointSignedAt,
     probeRefusals: new Counter({
       name: 'paylog_probe_limit_refusals_total',
-      help: 'Submissions refused (429 PROBE_LIMIT_EXCEEDED): more distinct payment methods with the same served details from one principal in an hour than the probe limit allows',
+      help: 'Submissions refused (429 PROBE_LIMIT_EXCEEDED): more new transactions with the same served payment details from one principal in an hour than the probe limit allows',
       registers: [registry],
     }),
     idempotencyConflicts: new Counter({

@@ -32,7 +32,7 @@ export const ERROR_DESCRIPTIONS: Partial<Record<ErrorCode, string>> = {
   NOT_FOUND: 'no such resource, or not one this principal may see (the two look the same)',
   RATE_LIMITED: 'too many requests from this certificate; retry after Retry-After seconds',
   PROBE_LIMIT_EXCEEDED:
-    'more distinct payment methods with the same served details (brand, last four, expiry; or routing number, last four, account type; or country, last four, BIC) from this principal this hour than the probe limit allows; retry after Retry-After seconds (the end of the hour)',
+    'more new transactions with the same served payment details (brand, last four, expiry; or routing number, last four, account type; or country, last four, BIC) from this principal this clock hour than the probe limit allows; retry after Retry-After seconds (the end of the hour)',
   LOG_UNAVAILABLE: 'the log database is unavailable; nothing was acknowledged; retry later',
   KMS_UNAVAILABLE: 'KMS is unavailable; nothing was acknowledged; retry later',
   INTEGRITY_FAILURE: 'a stored record failed its integrity checks; nothing is returned',

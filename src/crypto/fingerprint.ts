@@ -22,8 +22,8 @@
  * - `servedRequestMac`: HMAC(key, "paylog/request-mac/v2" ‖ 0x00 ‖ canonical served projection):
  *   the idempotency MAC covers only what the submitter is served, so replay-vs-conflict cannot
  *   depend on a hidden digit.
- * - `probeMacs`: the served payment fields and the full identifier, each under its own label
- *   (fpKey), for the probe limit; never comparable with a fingerprint.
+ * - `probeServedMac`: the served payment fields under its own label (fpKey), the probe limit's
+ *   group key; never comparable with a fingerprint.
  *
  * Deterministic for a given key: the same account always gives the same fingerprint (that is
  * the point — duplicate detection), so fingerprints link transactions of one account; rotating
@@ -42,7 +42,6 @@ export const FINGERPRINT_V2_PREFIX = 'fp2_';
 const LABEL_FINGERPRINT_V2 = 'paylog/fingerprint/v2';
 const LABEL_REQUEST_MAC_V2 = 'paylog/request-mac/v2';
 const LABEL_PROBE_SERVED = 'paylog/probe/served/v1';
-const LABEL_PROBE_IDENTIFIER = 'paylog/probe/identifier/v1';
 /** Minimum HMAC key length accepted (RFC 2104 §3: at least the hash output length). */
 export const MIN_MAC_KEY_BYTES = 32;
 
@@ -100,16 +99,12 @@ export function servedRequestMac(key: Buffer, canonicalProjection: string): Buff
 }
 
 /**
- * The probe limit's two keys for one payment method: `served` (HMAC of the canonical masked
- * view: what a submitter is served) and `identifier` (HMAC of the full identifier: which
- * payment method it is). Under the fingerprint key, with labels of their own: neither equals
- * nor links to a fingerprint.
+ * The probe limit's group key of a payment method: HMAC of its canonical masked view (what a
+ * submitter is served), under the fingerprint key with a label of its own. Deliberately nothing
+ * of the hidden digits (src/services/probe-limit.ts says why).
  */
-export function probeMacs(fpKey: Buffer, canonicalMaskedView: string, pm: PaymentMethod): { served: Buffer; identifier: Buffer } {
-  return {
-    served: labelledHmac(fpKey, LABEL_PROBE_SERVED, canonicalMaskedView),
-    identifier: labelledHmac(fpKey, LABEL_PROBE_IDENTIFIER, paymentIdentifier(pm)),
-  };
+export function probeServedMac(fpKey: Buffer, canonicalMaskedView: string): Buffer {
+  return labelledHmac(fpKey, LABEL_PROBE_SERVED, canonicalMaskedView);
 }
 
 /** 32-byte labelled HMAC of a canonical request body (v1: records written before issue 17). */

@@ -217,22 +217,22 @@ export const keyring = pgTable('keyring', {
 });
 
 /**
- * The probe limit (issue 17, migration 0006; src/services/probe-limit.ts): one row per
- * distinct payment method a principal submitted this hour, grouped by the keyed MAC of its
- * served payment fields. Not a log table: the runtime role inserts and deletes (expired hours).
+ * The probe limit (issue 17, migration 0006; src/services/probe-limit.ts): one row per new
+ * transaction a principal submitted this hour, grouped by the keyed MAC of its served payment
+ * fields. Not a log table: the runtime role inserts and deletes (expired hours).
  */
 export const submissionProbes = pgTable(
   'submission_probes',
   {
     principal: text('principal').notNull(),
     servedMac: bytea('served_mac').notNull(),
-    identifierMac: bytea('identifier_mac').notNull(),
+    transactionId: text('transaction_id').notNull(),
     windowStart: timestamp('window_start', { withTimezone: true, mode: 'date' }).notNull(),
     slot: integer('slot').notNull(),
     createdAt: createdAt(),
   },
   (t) => [
-    primaryKey({ columns: [t.principal, t.servedMac, t.windowStart, t.identifierMac] }),
+    primaryKey({ columns: [t.principal, t.servedMac, t.windowStart, t.transactionId] }),
     unique().on(t.principal, t.servedMac, t.windowStart, t.slot),
     index('submission_probes_window_idx').on(t.windowStart),
   ],

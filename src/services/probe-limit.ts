@@ -1,30 +1,37 @@
 /**
- * The probe limit (issue 17): per principal, per hour, at most `PROBE_LIMIT_DISTINCT` distinct
- * payment methods that agree on every served payment field (the masked view: brand + last four
- * + expiry; routing number + last four + account type; country + last four + BIC). A checkout
- * that enumerates candidates for a victim's hidden digits submits exactly such payment methods;
- * a genuine checkout meets two distinct cards with the same brand, last four and expiry in an
- * hour rarely, and its retries (the same card) never count twice.
+ * The probe limit (issue 17): per principal, per clock hour, at most `PROBE_LIMIT_PER_HOUR` NEW
+ * transactions whose payment methods agree on every served payment field (the masked view:
+ * brand + last four + expiry; routing number + last four + account type; country + last four +
+ * BIC). A checkout enumerating candidates for a victim's hidden digits must submit each one, and
+ * every candidate agrees with the victim on the served fields: after the limit, 429.
  *
- * State lives in PostgreSQL (`submission_probes`), so the limit holds across workers and
- * instances. One row per (principal, served MAC, hour, identifier MAC); the MACs are keyed
- * (`probeMacs`, fingerprint key v2), so the table holds nothing a database reader can test a
- * candidate against without the key. Rows of past hours are deleted (once per hour per process).
+ * Why new transactions are counted and not distinct cards: the refusal MUST NOT depend on which
+ * card a submission holds. A count of distinct cards would: the victim's own card is already in
+ * its group (the genuine checkout submitted it, as the same principal), so a candidate equal to
+ * it would not grow the count and the 429 would arrive one submission later — a membership
+ * oracle. Counting transactions makes every answer of the limiter a function of what the caller
+ * already knows (how many transactions with these served fields it submitted this hour, and
+ * whether a transactionId exists). Replays (a transactionId already committed) are never
+ * refused or counted, so a genuine checkout's retries always get their receipt; a retried new
+ * submission (same transactionId, not yet committed) keeps the slot it took.
  *
- * Strict across processes: each admitted identifier takes the next free `slot` of its
- * (principal, served, hour) group under a unique constraint, so two concurrent submissions can
- * never both take the last slot; the one that loses the race re-reads the group.
+ * State lives in PostgreSQL (`submission_probes`, migration 0006), so the limit holds across
+ * workers and instances; strictly: each admitted transaction takes the next free `slot` of its
+ * group under a unique constraint, so two concurrent submissions can never both take the last
+ * slot (the loser re-reads its group). The served fields are stored only as a keyed MAC
+ * (`probeMacs`, fingerprint key v2). Rows of past hours are deleted (once per hour per process).
  *
- * Cost: one statement per submission (and, once an hour, one DELETE).
+ * Cost: one statement per submission (three index lookups and, for a new transaction, one
+ * insert), and once an hour one DELETE.
  */
 import type { AppDatabase } from '../db/connection.js';
 import { PaylogError } from '../errors.js';
 
-/** Distinct payment methods per principal × served payment fields × hour. */
-export const PROBE_LIMIT_DISTINCT = 5;
+/** New transactions per principal × served payment fields × clock hour. */
+export const PROBE_LIMIT_PER_HOUR = 10;
 /** The window: a clock hour (UTC). */
 export const PROBE_WINDOW_MS = 60 * 60 * 1000;
-/** A lost slot race is re-read at most this often (a race needs concurrent distinct cards). */
+/** A lost slot race is re-read at most this often (a race needs concurrent submissions of one group). */
 const SLOT_RACE_RETRIES = 3;
 
 /** Start of the window `now` falls in. */
@@ -40,31 +47,35 @@ export function probeRetryAfterSeconds(now: Date): number {
 export function probeLimitError(now: Date): PaylogError {
   return new PaylogError(
     'PROBE_LIMIT_EXCEEDED',
-    `more than ${PROBE_LIMIT_DISTINCT} different payment methods with the same served details (brand, last four and expiry, or the bank equivalents) from this principal in one hour; retry after Retry-After seconds`,
-    { retryAfterSeconds: probeRetryAfterSeconds(now), limit: PROBE_LIMIT_DISTINCT },
+    `more than ${PROBE_LIMIT_PER_HOUR} new transactions with the same served payment details (brand, last four and expiry, or the bank equivalents) from this principal in one hour; retry after Retry-After seconds`,
+    { retryAfterSeconds: probeRetryAfterSeconds(now), limit: PROBE_LIMIT_PER_HOUR },
   );
 }
 
 /**
- * One statement: reads the group, and takes the next slot for this identifier when it is new
- * and the group is below the limit. `known`: the identifier already has a slot this hour.
+ * One statement: is the transactionId committed (a replay: admitted, not counted)? Has it a slot
+ * in its group this hour (a retry: admitted)? Else take the next slot if the group is below the
+ * limit.
  */
 const ADMIT = `
 WITH g AS (
-  SELECT count(*)::int AS n, coalesce(bool_or(identifier_mac = $3), false) AS known
+  SELECT count(*)::int AS n, coalesce(bool_or(transaction_id = $3), false) AS known
   FROM submission_probes WHERE principal = $1 AND served_mac = $2 AND window_start = $4
+), c AS (
+  SELECT EXISTS (SELECT 1 FROM transactions WHERE transaction_id = $3) AS committed
 ), ins AS (
-  INSERT INTO submission_probes (principal, served_mac, identifier_mac, window_start, slot)
-  SELECT $1, $2, $3, $4, g.n FROM g WHERE NOT g.known AND g.n < $5
+  INSERT INTO submission_probes (principal, served_mac, transaction_id, window_start, slot)
+  SELECT $1, $2, $3, $4, g.n FROM g, c WHERE NOT c.committed AND NOT g.known AND g.n < $5
   ON CONFLICT DO NOTHING RETURNING 1
 )
-SELECT g.n, g.known, (SELECT count(*)::int FROM ins) AS inserted FROM g`;
+SELECT g.n, g.known, c.committed, (SELECT count(*)::int FROM ins) AS inserted FROM g, c`;
 
 export interface ProbeKey {
-  /** Who submits: the principal URI-like `role/name`. */
+  /** Who submits: `role:name` of the principal. */
   principal: string;
+  /** Keyed MAC of the served payment fields (`probeMacs(...).served`). */
   served: Buffer;
-  identifier: Buffer;
+  transactionId: string;
 }
 
 export class ProbeLimiter {
@@ -77,8 +88,9 @@ export class ProbeLimiter {
 
   /**
    * Resolves when the submission may proceed; throws PROBE_LIMIT_EXCEEDED (429, Retry-After =
-   * end of the hour) when `key.identifier` would be the (limit + 1)-th distinct payment method
-   * of its group this hour. An identifier admitted once stays admitted for the hour (retries).
+   * end of the hour) when it would be the (limit + 1)-th new transaction of its group this hour.
+   * MUST be called before anything of the submission is sealed or appended. The decision depends
+   * only on `key` (never on the payment method beyond its served fields).
    */
   async admit(key: ProbeKey, now: Date): Promise<void> {
     const window = probeWindowStart(now);
@@ -87,15 +99,15 @@ export class ProbeLimiter {
       const r = await this.database.pool.query({
         name: 'paylog_probe_admit',
         text: ADMIT,
-        values: [key.principal, key.served, key.identifier, window, PROBE_LIMIT_DISTINCT],
+        values: [key.principal, key.served, key.transactionId, window, PROBE_LIMIT_PER_HOUR],
       });
-      const row = r.rows[0] as { n: number; known: boolean; inserted: number };
-      if (row.known || row.inserted === 1) return;
-      if (row.n >= PROBE_LIMIT_DISTINCT || attempt >= SLOT_RACE_RETRIES) {
+      const row = r.rows[0] as { n: number; known: boolean; committed: boolean; inserted: number };
+      if (row.committed || row.known || row.inserted === 1) return;
+      if (row.n >= PROBE_LIMIT_PER_HOUR || attempt >= SLOT_RACE_RETRIES) {
         this.onRefused();
         throw probeLimitError(now);
       }
-      // Lost the slot (or the identifier) to a concurrent submission: read the group again.
+      // Lost the slot (or the transactionId) to a concurrent submission: read the group again.
     }
   }
 

@@ -32,7 +32,7 @@ import { validateTransactionRequest, type TransactionRequest } from '../validati
 import { isTransactionId } from '../validation/identifiers.js';
 import { canonicalJson } from '../crypto/canonical-json.js';
 import { maskedView, servedMaskedView, type MaskedPaymentMethod } from '../crypto/masking.js';
-import { FINGERPRINT_V2_PREFIX, fingerprintV2, macEqual, probeMacs, servedRequestMac } from '../crypto/fingerprint.js';
+import { FINGERPRINT_V2_PREFIX, fingerprintV2, macEqual, probeServedMac, servedRequestMac } from '../crypto/fingerprint.js';
 import type { Logger } from 'pino';
 import type { Metrics } from '../metrics.js';
 import type { ProbeLimiter } from './probe-limit.js';
@@ -300,7 +300,7 @@ export class TransactionService {
       if (!prior) throw e;
       const original = validateTransactionRequest(raw, prior.createdAt);
       const masked = maskedView(original.paymentMethod);
-      await this.admitProbe(principal, original, masked, now);
+      // A replay: never counted or refused by the probe limit.
       return { created: false, receipt: this.replayOrConflict(principal, prior, this.servedMac(original, masked)) };
     }
     const masked = maskedView(req.paymentMethod);
@@ -314,15 +314,16 @@ export class TransactionService {
   }
 
   /**
-   * The probe limit (src/services/probe-limit.ts): every validated submission, new or replay,
-   * counts its payment method in its principal's group of payment methods with the same served
-   * fields this hour. Throws PROBE_LIMIT_EXCEEDED beyond the limit.
+   * The probe limit (src/services/probe-limit.ts): a validated submission of a new transactionId
+   * takes a slot in its principal's group of transactions with the same served payment fields
+   * this hour; a replay passes. Throws PROBE_LIMIT_EXCEEDED beyond the limit. Decided on the
+   * served fields and the transactionId only, never on a hidden digit.
    */
   private async admitProbe(principal: Principal, req: TransactionRequest, masked: MaskedPaymentMethod, now: Date): Promise<void> {
     const { probes, fingerprintKey } = this.deps;
     if (!probes || !fingerprintKey) return;
-    const { served, identifier } = probeMacs(fingerprintKey, canonicalJson(masked), req.paymentMethod);
-    await probes.admit({ principal: `${principal.role}:${principal.name}`, served, identifier }, now);
+    const served = probeServedMac(fingerprintKey, canonicalJson(masked));
+    await probes.admit({ principal: `${principal.role}:${principal.name}`, served, transactionId: req.transactionId }, now);
   }
 
   /**

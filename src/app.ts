@@ -331,7 +331,7 @@ export async function startPaylog(config: Config, opts: StartOptions = {}): Prom
       dataKeys,
       macKey,
       fingerprintKey,
-      probes: new ProbeLimiter(database, () => metrics.probeRefusals.inc()),
+      probes: new ProbeLimiter(database, { limit: config.probeLimitPerHour, onRefused: () => metrics.probeRefusals.inc() }),
       logger,
       metrics,
       processors: processorRegistry,

@@ -7,7 +7,7 @@
  * that agree with everything checkout is served, the true value among them, and submits each as
  * a new transaction and as a replay of the victim's id. Nothing it receives (status, body,
  * headers, receipts, GET views, leaf bytes) depends on which candidate is true; the probe limit
- * refuses new transactions beyond PROBE_LIMIT_PER_HOUR per served payment fields per hour, and
+ * refuses new transactions beyond PAYLOG_PROBE_LIMIT_PER_HOUR (the default) per served payment fields per hour, and
  * that is counted in metrics. Also: a processor's 404 for "not yours" equals "does not exist"
  * and comes before the leaf is decoded; refused submissions' log lines name the principal.
  * Real PostgreSQL, the real KMS client against the local endpoint.
@@ -19,9 +19,11 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestPaylog, type HttpResult, type TestPaylog } from './helpers/paylog.js';
 import { decodeLeaf, encodeLeaf, transactionLeaf } from '../src/log/leaf.js';
-import { PROBE_LIMIT_PER_HOUR } from '../src/services/probe-limit.js';
+import { DEFAULT_PROBE_LIMIT_PER_HOUR } from '../src/services/probe-limit.js';
 import { issuePrincipalCertificate } from '../src/pki/ca.js';
 
+/** The production default of PAYLOG_PROBE_LIMIT_PER_HOUR. */
+const LIMIT = DEFAULT_PROBE_LIMIT_PER_HOUR;
 let t: TestPaylog;
 /** The service clock (advanced by the window test). */
 let clockOffsetMs = 0;
@@ -31,7 +33,7 @@ const HOLDER = 'Jane Q Customer';
 const ATTACKER_HOLDER = 'Anybody';
 
 beforeAll(async () => {
-  t = await startTestPaylog({ clock: () => new Date(Date.now() + clockOffsetMs) });
+  t = await startTestPaylog({ env: { PAYLOG_PROBE_LIMIT_PER_HOUR: String(LIMIT) }, clock: () => new Date(Date.now() + clockOffsetMs) });
 }, 120_000);
 afterAll(async () => {
   await t?.stop();
@@ -222,10 +224,10 @@ function withTruth<T>(truth: T, wrong: T[], truthIndex: number): T[] {
 }
 
 // The victim took one slot of its served group this hour (the genuine checkout is the same
-// principal); the attacker's candidates take the rest, and PROBE_LIMIT_PER_HOUR + 2 candidates
+// principal); the attacker's candidates take the rest, and LIMIT + 2 candidates
 // always run into the limit.
-const CANDIDATES = PROBE_LIMIT_PER_HOUR + 2;
-const expectedStatuses = (n: number) => Array.from({ length: n }, (_, i) => (i < PROBE_LIMIT_PER_HOUR - 1 ? 201 : 429));
+const CANDIDATES = LIMIT + 2;
+const expectedStatuses = (n: number) => Array.from({ length: n }, (_, i) => (i < LIMIT - 1 ? 201 : 429));
 
 describe('no oracle: a checkout certificate that knows a transactionId learns nothing of the card (issue 17)', () => {
   const cardCases = [
@@ -373,16 +375,16 @@ describe('no oracle: a checkout certificate that knows a transactionId learns no
   it('the probe limit: other principals and genuine retries are unaffected; it holds in PostgreSQL and resets with the hour', async () => {
     const truth = cardPm('2223003122003222', 8);
     const v = await victim(truth);
-    const others = cardCandidates(truth.pan, PROBE_LIMIT_PER_HOUR).map((pan) => cardPm(pan, 8));
+    const others = cardCandidates(truth.pan, LIMIT).map((pan) => cardPm(pan, 8));
     const statuses = [];
     for (const pm of others) statuses.push((await t.call('checkout', 'POST', '/v1/transactions', { ...v, transactionId: newId('prb'), paymentMethod: pm })).status);
-    expect(statuses).toEqual(expectedStatuses(PROBE_LIMIT_PER_HOUR));
+    expect(statuses).toEqual(expectedStatuses(LIMIT));
     // The state is in PostgreSQL (what every worker and instance reads).
     const owner = new pg.Client({ connectionString: t.databaseUrl });
     await owner.connect();
     try {
       const rows = await owner.query(`SELECT count(*)::int AS n FROM submission_probes WHERE principal LIKE 'checkout:%'`);
-      expect(rows.rows[0].n).toBeGreaterThanOrEqual(PROBE_LIMIT_PER_HOUR);
+      expect(rows.rows[0].n).toBeGreaterThanOrEqual(LIMIT);
       // Genuine retry of the victim: its receipt.
       expect((await t.call('checkout', 'POST', '/v1/transactions', v)).status).toBe(200);
       // Another checkout principal is not limited by this one's probes.

@@ -1,5 +1,6 @@
 /**
- * The probe limit (issue 17): per principal, per clock hour, at most `PROBE_LIMIT_PER_HOUR` NEW
+ * The probe limit (issue 17): per principal, per clock hour, at most `limit` (setting
+ * PAYLOG_PROBE_LIMIT_PER_HOUR, default DEFAULT_PROBE_LIMIT_PER_HOUR) NEW
  * transactions whose payment methods agree on every served payment field (the masked view:
  * brand + last four + expiry; routing number + last four + account type; country + last four +
  * BIC). A checkout enumerating candidates for a victim's hidden digits must submit each one, and
@@ -26,9 +27,9 @@
  */
 import type { AppDatabase } from '../db/connection.js';
 import { PaylogError } from '../errors.js';
+import { DEFAULT_PROBE_LIMIT_PER_HOUR } from '../config.js';
 
-/** New transactions per principal × served payment fields × clock hour. */
-export const PROBE_LIMIT_PER_HOUR = 10;
+export { DEFAULT_PROBE_LIMIT_PER_HOUR };
 /** The window: a clock hour (UTC). */
 export const PROBE_WINDOW_MS = 60 * 60 * 1000;
 /** A lost slot race is re-read at most this often (a race needs concurrent submissions of one group). */
@@ -44,11 +45,11 @@ export function probeRetryAfterSeconds(now: Date): number {
   return Math.max(1, Math.ceil((probeWindowStart(now).getTime() + PROBE_WINDOW_MS - now.getTime()) / 1000));
 }
 
-export function probeLimitError(now: Date): PaylogError {
+export function probeLimitError(now: Date, limit: number): PaylogError {
   return new PaylogError(
     'PROBE_LIMIT_EXCEEDED',
-    `more than ${PROBE_LIMIT_PER_HOUR} new transactions with the same served payment details (brand, last four and expiry, or the bank equivalents) from this principal in one hour; retry after Retry-After seconds`,
-    { retryAfterSeconds: probeRetryAfterSeconds(now), limit: PROBE_LIMIT_PER_HOUR },
+    `more than ${limit} new transactions with the same served payment details (brand, last four and expiry, or the bank equivalents) from this principal in one hour; retry after Retry-After seconds`,
+    { retryAfterSeconds: probeRetryAfterSeconds(now), limit },
   );
 }
 
@@ -83,8 +84,12 @@ export class ProbeLimiter {
 
   constructor(
     private readonly database: AppDatabase,
-    private readonly onRefused: () => void = () => {},
+    private readonly opts: { limit?: number; onRefused?: () => void } = {},
   ) {}
+
+  get limit(): number {
+    return this.opts.limit ?? DEFAULT_PROBE_LIMIT_PER_HOUR;
+  }
 
   /**
    * Resolves when the submission may proceed; throws PROBE_LIMIT_EXCEEDED (429, Retry-After =
@@ -99,13 +104,13 @@ export class ProbeLimiter {
       const r = await this.database.pool.query({
         name: 'paylog_probe_admit',
         text: ADMIT,
-        values: [key.principal, key.served, key.transactionId, window, PROBE_LIMIT_PER_HOUR],
+        values: [key.principal, key.served, key.transactionId, window, this.limit],
       });
       const row = r.rows[0] as { n: number; known: boolean; committed: boolean; inserted: number };
       if (row.committed || row.known || row.inserted === 1) return;
-      if (row.n >= PROBE_LIMIT_PER_HOUR || attempt >= SLOT_RACE_RETRIES) {
-        this.onRefused();
-        throw probeLimitError(now);
+      if (row.n >= this.limit || attempt >= SLOT_RACE_RETRIES) {
+        this.opts.onRefused?.();
+        throw probeLimitError(now, this.limit);
       }
       // Lost the slot (or the transactionId) to a concurrent submission: read the group again.
     }

@@ -6,7 +6,7 @@ import { defineRoute } from '../route-spec.js';
 import { z } from 'zod';
 import { encryptedTransactionRequestSchema, transactionRequestSchema } from '../../validation/transaction.js';
 import { FIELD_EXPECTATIONS } from '../../validation/messages.js';
-import { PROBE_LIMIT_PER_HOUR } from '../../services/probe-limit.js';
+import { DEFAULT_PROBE_LIMIT_PER_HOUR } from '../../services/probe-limit.js';
 import { receiptSchema, transactionIdParams, transactionViewSchema } from '../schemas.js';
 
 export function registerTransactionRoutes(app: FastifyInstance, deps: { transactions: TransactionService }): void {
@@ -23,7 +23,7 @@ export function registerTransactionRoutes(app: FastifyInstance, deps: { transact
       description:
         'Validated (card data, expiry, currency, processor), encrypted under a fresh data key and committed to the log before the answer. ' +
         'Idempotency: a replay of a transactionId whose served fields (processor, amount, masked payment method — brand, last four, expiry, or the bank equivalents — and metadata) equal the original\'s answers 200 with the original receipt, whatever the hidden digits or holder name (the answer never depends on anything the caller is not served); a replay that differs in a served field is 409 IDEMPOTENCY_CONFLICT. ' +
-        `Probe limit: more than ${PROBE_LIMIT_PER_HOUR} new transactions whose payment methods have the same served details from one principal in one clock hour are refused with 429 PROBE_LIMIT_EXCEEDED and Retry-After (the end of the hour); replays are never refused by it.`,
+        `Probe limit: more than PAYLOG_PROBE_LIMIT_PER_HOUR (default ${DEFAULT_PROBE_LIMIT_PER_HOUR}) new transactions whose payment methods have the same served details from one principal in one clock hour are refused with 429 PROBE_LIMIT_EXCEEDED and Retry-After (the end of the hour); replays are never refused by it.`,
       body: {
         // Plain, or with paymentMethod { type: "encrypted", jwe } from the browser (client-side encryption).
         schema: z.union([transactionRequestSchema, encryptedTransactionRequestSchema]),

@@ -22,7 +22,6 @@ import {
   smallint,
   text,
   timestamp,
-  unique,
 } from 'drizzle-orm/pg-core';
 
 /** PostgreSQL `bytea` as a Node Buffer. */
@@ -228,12 +227,10 @@ export const submissionProbes = pgTable(
     servedMac: bytea('served_mac').notNull(),
     transactionId: text('transaction_id').notNull(),
     windowStart: timestamp('window_start', { withTimezone: true, mode: 'date' }).notNull(),
-    slot: integer('slot').notNull(),
     createdAt: createdAt(),
   },
   (t) => [
     primaryKey({ columns: [t.principal, t.servedMac, t.windowStart, t.transactionId] }),
-    unique().on(t.principal, t.servedMac, t.windowStart, t.slot),
     index('submission_probes_window_idx').on(t.windowStart),
   ],
 );

@@ -16,14 +16,16 @@
  * refused or counted, so a genuine checkout's retries always get their receipt; a retried new
  * submission (same transactionId, not yet committed) keeps the slot it took.
  *
- * State lives in PostgreSQL (`submission_probes`, migration 0006), so the limit holds across
- * workers and instances; strictly: each admitted transaction takes the next free `slot` of its
- * group under a unique constraint, so two concurrent submissions can never both take the last
- * slot (the loser re-reads its group). The served fields are stored only as a keyed MAC
- * (`probeMacs`, fingerprint key v2). Rows of past hours are deleted (once per hour per process).
+ * State lives in PostgreSQL (`submission_probes` and the function `paylog_probe_admit`,
+ * migration 0006), so the limit holds across workers and instances, strictly: the function
+ * takes a transaction-scoped advisory lock of the group before it counts and inserts, so two
+ * concurrent submissions of one group can never both take its last place (and other groups
+ * never wait). The served fields are stored only as a keyed MAC (`probeServedMac`, fingerprint
+ * key v2). Rows of past hours are deleted (once per hour per process).
  *
- * Cost: one statement per submission (three index lookups and, for a new transaction, one
- * insert), and once an hour one DELETE.
+ * Cost: one statement per submission (a primary-key lookup of the transactionId; for a new one,
+ * the group lock, a count of at most `limit` index entries and one insert), and once an hour
+ * one DELETE.
  */
 import type { AppDatabase } from '../db/connection.js';
 import { PaylogError } from '../errors.js';
@@ -32,8 +34,6 @@ import { DEFAULT_PROBE_LIMIT_PER_HOUR } from '../config.js';
 export { DEFAULT_PROBE_LIMIT_PER_HOUR };
 /** The window: a clock hour (UTC). */
 export const PROBE_WINDOW_MS = 60 * 60 * 1000;
-/** A lost slot race is re-read at most this often (a race needs concurrent submissions of one group). */
-const SLOT_RACE_RETRIES = 3;
 
 /** Start of the window `now` falls in. */
 export function probeWindowStart(now: Date): Date {
@@ -53,28 +53,10 @@ export function probeLimitError(now: Date, limit: number): PaylogError {
   );
 }
 
-/**
- * One statement: is the transactionId committed (a replay: admitted, not counted)? Has it a slot
- * in its group this hour (a retry: admitted)? Else take the next slot if the group is below the
- * limit.
- */
-const ADMIT = `
-WITH g AS (
-  SELECT count(*)::int AS n, coalesce(bool_or(transaction_id = $3), false) AS known
-  FROM submission_probes WHERE principal = $1 AND served_mac = $2 AND window_start = $4
-), c AS (
-  SELECT EXISTS (SELECT 1 FROM transactions WHERE transaction_id = $3) AS committed
-), ins AS (
-  INSERT INTO submission_probes (principal, served_mac, transaction_id, window_start, slot)
-  SELECT $1, $2, $3, $4, g.n FROM g, c WHERE NOT c.committed AND NOT g.known AND g.n < $5
-  ON CONFLICT DO NOTHING RETURNING 1
-)
-SELECT g.n, g.known, c.committed, (SELECT count(*)::int FROM ins) AS inserted FROM g, c`;
-
 export interface ProbeKey {
   /** Who submits: `role:name` of the principal. */
   principal: string;
-  /** Keyed MAC of the served payment fields (`probeMacs(...).served`). */
+  /** Keyed MAC of the served payment fields (`probeServedMac`). */
   served: Buffer;
   transactionId: string;
 }
@@ -100,20 +82,14 @@ export class ProbeLimiter {
   async admit(key: ProbeKey, now: Date): Promise<void> {
     const window = probeWindowStart(now);
     this.purgeOld(window);
-    for (let attempt = 0; ; attempt++) {
-      const r = await this.database.pool.query({
-        name: 'paylog_probe_admit',
-        text: ADMIT,
-        values: [key.principal, key.served, key.transactionId, window, this.limit],
-      });
-      const row = r.rows[0] as { n: number; known: boolean; committed: boolean; inserted: number };
-      if (row.committed || row.known || row.inserted === 1) return;
-      if (row.n >= this.limit || attempt >= SLOT_RACE_RETRIES) {
-        this.opts.onRefused?.();
-        throw probeLimitError(now, this.limit);
-      }
-      // Lost the slot (or the transactionId) to a concurrent submission: read the group again.
-    }
+    const r = await this.database.pool.query({
+      name: 'paylog_probe_admit',
+      text: 'SELECT paylog_probe_admit($1, $2, $3, $4, $5) AS admitted',
+      values: [key.principal, key.served, key.transactionId, window, this.limit],
+    });
+    if ((r.rows[0] as { admitted: boolean }).admitted) return;
+    this.opts.onRefused?.();
+    throw probeLimitError(now, this.limit);
   }
 
   /** Deletes rows of windows before `window`, at most once per window per process (best effort). */

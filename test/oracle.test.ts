@@ -412,6 +412,21 @@ describe('no oracle: a checkout certificate that knows a transactionId learns no
     }
   });
 
+  it('the probe limit is exact across instances: concurrent new transactions of one group on two instances sharing the database', async () => {
+    const t2 = await startTestPaylog({ databaseUrl: t.databaseUrl, dataDir: t.dataDir, env: { PAYLOG_PROBE_LIMIT_PER_HOUR: String(LIMIT) }, clock: () => new Date(Date.now() + clockOffsetMs) });
+    try {
+      const truth = cardPm('4000056655665556', 11);
+      const cands = cardCandidates(truth.pan, 2 * LIMIT).map((pan) => cardPm(pan, 11));
+      const body = (pm: any) => ({ transactionId: newId('par'), processor: 'acme', amount: { value: 1, currency: 'EUR' }, paymentMethod: pm });
+      const results = await Promise.all(cands.map((pm, i) => (i % 2 === 0 ? t : t2).call('checkout', 'POST', '/v1/transactions', body(pm))));
+      const statuses = results.map((r) => r.status);
+      expect(statuses.filter((s) => s === 201)).toHaveLength(LIMIT);
+      expect(statuses.filter((s) => s === 429)).toHaveLength(LIMIT);
+    } finally {
+      await t2.stop();
+    }
+  });
+
   it('the assigned processor gets a v2 fingerprint (fp2_, the same for the same card); checkout and auditor never do', async () => {
     const a = await victim(cardPm('4000056655665556', 9));
     const b = await victim(cardPm('4000056655665556', 9));

@@ -474,5 +474,11 @@ describe('a processor learns nothing about another processor\'s transactions (is
     const own = await t.call('processor-acme', 'GET', `/v1/transactions/${id}`);
     expect(own.status, own.text).toBe(422);
     expect(own.json.error.code).toBe('INTEGRITY_FAILURE');
+    // The access list is authorized the same way.
+    const accNotYours = await t.call('processor-globex', 'GET', `/v1/transactions/${id}/accesses`);
+    const accMissing = await t.call('processor-globex', 'GET', `/v1/transactions/${newId('bad')}/accesses`);
+    expect(accNotYours.status, accNotYours.text).toBe(404);
+    expect(accNotYours.bytes.equals(accMissing.bytes)).toBe(true);
+    expect((await t.call('processor-acme', 'GET', `/v1/transactions/${id}/accesses`)).status).toBe(422);
   });
 });

@@ -479,12 +479,12 @@ export class TransactionService {
    * inclusion proof and the signed checkpoint so the caller can check it alone.
    *
    * Unknown and not-yours MUST look the same to a processor, in body, headers and time: the read
-   * is authorized first (`authorizeRead`: one small query, no leaf decoded), and both refusals
+   * is authorized first (`authorizeFor`: one small query, no leaf decoded), and both refusals
    * are the one NOT_FOUND thrown there, before the record is read, its leaf decoded, a proof
    * built or its shred state queried.
    */
   async get(principal: Principal, transactionId: string): Promise<TransactionView> {
-    const assigned = await this.authorizeRead(principal, transactionId);
+    const assigned = await this.authorizeFor(principal, 'transaction:read', transactionId);
     const record = await this.findRow(transactionId);
     if (!record) throw notFound();
     // The row's processor column only chose whom to ask; the leaf is what counts.
@@ -494,22 +494,23 @@ export class TransactionService {
   }
 
   /**
-   * Authorizes `principal` to read `transactionId` before anything of the record is read or
-   * decoded. Checkout and auditor may read every transaction (the role decides). A processor
-   * may read only those assigned to it while it is in good standing: its processor name and
+   * Authorizes `principal` for a per-transaction `action` (read, accesses, release) on
+   * `transactionId` before anything of the record is read or decoded. Roles whose rule does not
+   * depend on the record (checkout, auditor, admin) are decided by the role. A processor may act
+   * only on transactions assigned to it while it is in good standing: its processor name and
    * standing and the row's processor come from ONE query of two small rows (no leaf, except
    * for a record stored in leaf format 2 in per-transaction key mode before issue 17, whose row
    * names no processor: then that leaf is decoded for its processor, still before any other
    * work). Unknown, invalid and not-yours ids all throw the same NOT_FOUND from here.
    * Returns the processor the record must name (processor principals), else null.
    */
-  private async authorizeRead(principal: Principal, transactionId: string): Promise<string | null> {
+  async authorizeFor(principal: Principal, action: 'transaction:read' | 'transaction:accesses' | 'transaction:release', transactionId: string): Promise<string | null> {
     if (principal.role !== 'processor') {
-      authorizeOnTransaction(principal, 'transaction:read', {});
+      authorizeOnTransaction(principal, action, {});
       return null;
     }
     const owner = isTransactionId(transactionId) ? await this.assignedProcessor(principal, transactionId) : null;
-    authorizeOnTransaction(principal, 'transaction:read', owner !== null ? { assignedProcessor: owner } : {});
+    authorizeOnTransaction(principal, action, owner !== null ? { assignedProcessor: owner } : {});
     return owner;
   }
 

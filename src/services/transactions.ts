@@ -16,8 +16,8 @@
  * - Idempotency: replay (200) vs conflict (409) compares the SERVED projection of the request
  *   (`servedProjection`), so a candidate card that agrees on every served field answers like the
  *   true one; a conflict is logged (warn) with the principal and nothing of the card.
- * - Probing: distinct payment methods per principal × served payment fields × hour are limited
- *   (src/services/probe-limit.ts), across processes.
+ * - Probing: new transactions per principal × served payment fields × hour are limited
+ *   (src/services/probe-limit.ts), across processes; replays never are.
  * - A processor's read is authorized from the row's processor column BEFORE the leaf is decoded,
  *   a proof built or the shred state read: "not yours" and "does not exist" are one code path.
  */

@@ -33,6 +33,10 @@ const HOLDER = 'Jane Q Customer';
 const ATTACKER_HOLDER = 'Anybody';
 
 beforeAll(async () => {
+  // The probe limit counts per clock hour: start at least ten minutes before the next hour
+  // (moving the service clock forward only), so no window ends in the middle of a scenario.
+  const intoHour = Date.now() % 3_600_000;
+  if (intoHour > 50 * 60_000) clockOffsetMs = 3_600_000 - intoHour + 60_000;
   t = await startTestPaylog({ env: { PAYLOG_PROBE_LIMIT_PER_HOUR: String(LIMIT) }, clock: () => new Date(Date.now() + clockOffsetMs) });
 }, 120_000);
 afterAll(async () => {

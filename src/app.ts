@@ -25,7 +25,8 @@ import { treeHeadKey } from './log/tree-head.js';
 import { TransactionService } from './services/transactions.js';
 import { ProcessorRegistry } from './auth/processors.js';
 import { RevocationList } from './auth/revocations.js';
-import { keysDatabasePassword, loadOrCreateServiceKey, MAC_KEY_NAME, serviceDatabasePassword } from './keyring.js';
+import { FINGERPRINT_KEY_V2_NAME, keysDatabasePassword, loadOrCreateServiceKey, MAC_KEY_NAME, serviceDatabasePassword } from './keyring.js';
+import { ProbeLimiter } from './services/probe-limit.js';
 import { KeyLifecycleService } from './services/key-lifecycle.js';
 import { registerKeyRoutes } from './api/routes/keys.js';
 import { buildServer } from './api/server.js';
@@ -218,6 +219,9 @@ export async function startPaylog(config: Config, opts: StartOptions = {}): Prom
     };
     const macKey = await kmsStartupStep(dataKeyRef, 'GenerateDataKey', kmsWhere, () => loadOrCreateServiceKey(database, kms, dataKeyId, MAC_KEY_NAME));
     cleanups.push(async () => void macKey.fill(0));
+    // Fingerprints v2 and probe MACs (issue 17): a key of their own, never the v1 fingerprint key.
+    const fingerprintKey = await kmsStartupStep(dataKeyRef, 'GenerateDataKey', kmsWhere, () => loadOrCreateServiceKey(database, kms, dataKeyId, FINGERPRINT_KEY_V2_NAME));
+    cleanups.push(async () => void fingerprintKey.fill(0));
 
     // Run as a login role that is only a member of paylog_app (no way back to the owner).
     if (!config.appDatabaseUrl) {
@@ -345,6 +349,10 @@ export async function startPaylog(config: Config, opts: StartOptions = {}): Prom
       appender,
       dataKeys,
       macKey,
+      fingerprintKey,
+      probes: new ProbeLimiter(database, { limit: config.probeLimitPerHour, onRefused: () => metrics.probeRefusals.inc() }),
+      logger,
+      metrics,
       processors: processorRegistry,
       revocations,
       ...(config.keys.mode === 'hierarchical' ? { epochs } : {}),

@@ -23,6 +23,11 @@ export const DEFAULT_KEY_EPOCH = 'month';
 export const DEFAULT_EPOCH_KEY_CACHE_TTL_S = 300;
 /** Releases one unwrapped epoch private key may serve before it is evicted and unwrapped again. */
 export const DEFAULT_EPOCH_KEY_CACHE_MAX_USES = 10_000;
+/**
+ * The probe limit (issue 17, src/services/probe-limit.ts): new transactions per principal ×
+ * served payment fields (brand + last four + expiry, or the bank equivalents) × clock hour.
+ */
+export const DEFAULT_PROBE_LIMIT_PER_HOUR = 20;
 /** ISO 8601 duration: card data older than this (by key period end) is crypto-shredded. */
 export const DEFAULT_RETENTION = 'P13M';
 /** Client-side encryption (src/cse): JWE maximum age on paylog's clock, from its `iat`. */
@@ -97,6 +102,7 @@ const envSchema = z.object({
   PAYLOG_KEY_EPOCH: z.enum(['month', 'day', 'hour']).default(DEFAULT_KEY_EPOCH),
   PAYLOG_EPOCH_KEY_CACHE_TTL_S: intFromEnv(1, 86_400).default(DEFAULT_EPOCH_KEY_CACHE_TTL_S),
   PAYLOG_EPOCH_KEY_CACHE_MAX_USES: intFromEnv(1, 100_000_000).default(DEFAULT_EPOCH_KEY_CACHE_MAX_USES),
+  PAYLOG_PROBE_LIMIT_PER_HOUR: intFromEnv(1, 100_000_000).default(DEFAULT_PROBE_LIMIT_PER_HOUR),
   PAYLOG_RETENTION: z
     .string()
     .regex(/^P(?!$)(\d+Y)?(\d+M)?(\d+W)?(\d+D)?(T(?=\d)(\d+H)?(\d+M)?(\d+S)?)?$/, 'must be an ISO 8601 duration such as P13M, P400D or PT2H')
@@ -130,6 +136,8 @@ export interface Config {
   batchMax: number;
   batchLingerMs: number;
   releaseRatePerMinute: number;
+  /** PAYLOG_PROBE_LIMIT_PER_HOUR (issue 17). */
+  probeLimitPerHour: number;
   logLevel: z.infer<typeof envSchema>['PAYLOG_LOG_LEVEL'];
   /** Time budgets (PAYLOG_DB_*_TIMEOUT_MS, PAYLOG_KMS_*, PAYLOG_REQUEST_TIMEOUT_MS). */
   budgets: TimeBudgets;
@@ -230,6 +238,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     batchMax: e.PAYLOG_BATCH_MAX,
     batchLingerMs: e.PAYLOG_BATCH_LINGER_MS,
     releaseRatePerMinute: e.PAYLOG_RELEASE_RATE_PER_MINUTE,
+    probeLimitPerHour: e.PAYLOG_PROBE_LIMIT_PER_HOUR,
     logLevel: e.PAYLOG_LOG_LEVEL,
     keys: {
       mode: e.PAYLOG_KEY_MODE,

@@ -22,6 +22,8 @@ export const ERROR_CODES = [
   'FORBIDDEN',
   'NOT_FOUND',
   'RATE_LIMITED',
+  // Issue 17: too many distinct payment methods agreeing on every served field (a probe).
+  'PROBE_LIMIT_EXCEEDED',
   'LOG_UNAVAILABLE',
   'KMS_UNAVAILABLE',
   'INTEGRITY_FAILURE',

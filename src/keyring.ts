@@ -9,6 +9,13 @@ import { keyring } from './db/schema.js';
 import type { PaylogKms } from './kms/client.js';
 
 export const MAC_KEY_NAME = 'fingerprint-hmac';
+/**
+ * The key of fingerprints v2 and of the probe limit's MACs (issue 17): a key of its own, so
+ * nothing computed with it can be compared with the v1 fingerprints that leaves written before
+ * leaf format v3 carry (those used `MAC_KEY_NAME`, which still derives request MACs, tree-head
+ * MACs and database passwords).
+ */
+export const FINGERPRINT_KEY_V2_NAME = 'fingerprint-hmac-v2';
 
 const contextFor = (name: string) => ({ 'paylog:keyring': name });
 

@@ -16,6 +16,10 @@ export interface Metrics {
   epochCacheMisses: Counter;
   kmsDuration: Histogram<'operation'>;
   checkpointSize: Gauge;
+  /** Submissions refused by the probe limit (issue 17; src/services/probe-limit.ts). */
+  probeRefusals: Counter;
+  /** Replays of a transactionId whose served fields differ (409 IDEMPOTENCY_CONFLICT). */
+  idempotencyConflicts: Counter;
   /** When this instance last signed (or found current) the checkpoint covering the log; ms epoch. */
   checkpointSignedAt: { value: number | undefined };
 }
@@ -38,6 +42,16 @@ export function createMetrics(): Metrics {
   });
   return {
     checkpointSignedAt,
+    probeRefusals: new Counter({
+      name: 'paylog_probe_limit_refusals_total',
+      help: 'Submissions refused (429 PROBE_LIMIT_EXCEEDED): more new transactions with the same served payment details from one principal in an hour than the probe limit allows',
+      registers: [registry],
+    }),
+    idempotencyConflicts: new Counter({
+      name: 'paylog_idempotency_conflicts_total',
+      help: 'Replays of a transactionId that differ in a served field (409 IDEMPOTENCY_CONFLICT)',
+      registers: [registry],
+    }),
     checkpointSize: new Gauge({ name: 'paylog_checkpoint_size', help: 'Tree size of the latest checkpoint this instance signed or found current', registers: [registry] }),
     kmsDuration: new Histogram({
       name: 'paylog_kms_request_duration_seconds',

@@ -2,8 +2,8 @@ import { readFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { describe, it, expect } from 'vitest';
 import { PaylogError } from '../src/errors.js';
-import { maskAccountNumber, maskIban, maskPan, maskedView } from '../src/crypto/masking.js';
-import { fingerprint, requestMac } from '../src/crypto/fingerprint.js';
+import { maskAccountNumber, maskIban, maskPan, maskedView, servedMaskedView } from '../src/crypto/masking.js';
+import { fingerprint, fingerprintV2, probeServedMac, requestMac, servedRequestMac } from '../src/crypto/fingerprint.js';
 import { canonicalJson } from '../src/crypto/canonical-json.js';
 import type { PaymentMethod } from '../src/validation/transaction.js';
 
@@ -77,14 +77,26 @@ describe('bank masking', () => {
   });
 });
 
-describe('maskedView', () => {
-  it('card: brand, BIN, last 4, expiry — no PAN, no holder name', () => {
+describe('maskedView (what every principal is served; issue 17: no BIN)', () => {
+  it('card: brand, last 4, expiry — no BIN, no PAN, no holder name', () => {
     const pm: PaymentMethod = { type: 'card', pan: '5555555555554444', expiryMonth: 3, expiryYear: 2030, holderName: 'Jane Q Customer' };
     const view = maskedView(pm);
-    expect(view).toEqual({ type: 'card', brand: 'mastercard', bin: '55555555', last4: '4444', expiryMonth: 3, expiryYear: 2030 });
+    expect(view).toEqual({ type: 'card', brand: 'mastercard', last4: '4444', expiryMonth: 3, expiryYear: 2030 });
     const json = JSON.stringify(view);
     expect(json).not.toContain('Jane');
     expect(json).not.toContain(pm.pan);
+    expect(json).not.toContain('555555');
+  });
+
+  it.each(fixtures.cards)('$brand $pan: only the brand and the last four digits come from the PAN', ({ pan, brand }) => {
+    const view = maskedView({ type: 'card', pan, expiryMonth: 1, expiryYear: 2030, holderName: 'A' });
+    expect(view).toEqual({ type: 'card', brand, last4: pan.slice(-4), expiryMonth: 1, expiryYear: 2030 });
+  });
+
+  it('servedMaskedView drops the BIN a record stored before issue 17 holds; identity for a record stored now', () => {
+    expect(servedMaskedView({ type: 'card', brand: 'visa', bin: '41111111', last4: '1111', expiryMonth: 1, expiryYear: 2030 })).toEqual({ type: 'card', brand: 'visa', last4: '1111', expiryMonth: 1, expiryYear: 2030 });
+    const now = maskedView({ type: 'iban', iban: 'GB82WEST12345698765432', bic: 'NWBKGB2L', holderName: 'Jane' }) as unknown as Record<string, unknown>;
+    expect(servedMaskedView(now)).toEqual(now);
   });
 
   it('us_bank_account: routing number, last 4, account type', () => {
@@ -146,6 +158,26 @@ describe('fingerprint and requestMac', () => {
   it('refuses short keys', () => {
     expect(() => fingerprint(Buffer.alloc(16), card)).toThrow(PaylogError);
     expect(() => requestMac(Buffer.alloc(0), '{}')).toThrow(PaylogError);
+  });
+});
+
+describe('fingerprint v2, served request MAC, probe MAC (issue 17)', () => {
+  const key = randomBytes(32);
+  const card: PaymentMethod = { type: 'card', pan: '4111111111111111', expiryMonth: 12, expiryYear: 2029, holderName: 'A' };
+
+  it('fingerprintV2: fp2_, stable per processor and card, different per processor, never equal to a v1 fingerprint', () => {
+    const fp = fingerprintV2(key, 'acme', card);
+    expect(fp).toMatch(/^fp2_[A-Za-z0-9_-]{22}$/);
+    expect(fingerprintV2(key, 'acme', { ...card, holderName: 'B', expiryYear: 2031 })).toBe(fp);
+    expect(fingerprintV2(key, 'globex', card)).not.toBe(fp);
+    expect(fp.slice(4)).not.toBe(fingerprint(key, card).slice(3));
+  });
+
+  it('servedRequestMac and probeServedMac are domain-separated from each other and from v1', () => {
+    const body = canonicalJson({ a: 1 });
+    expect(servedRequestMac(key, body).equals(requestMac(key, body))).toBe(false);
+    expect(probeServedMac(key, body).equals(servedRequestMac(key, body))).toBe(false);
+    expect(servedRequestMac(key, body)).toHaveLength(32);
   });
 });
 

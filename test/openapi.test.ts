@@ -81,7 +81,9 @@ describe('OpenAPI document', () => {
       ['end', 'query', true],
     ]);
     const submit = doc.paths['/v1/transactions'].post;
-    expect(Object.keys(submit.responses).sort()).toEqual(['200', '201', '400', '401', '403', '409', '413', '415', '422', '500', '503']);
+    expect(Object.keys(submit.responses).sort()).toEqual(['200', '201', '400', '401', '403', '409', '413', '415', '422', '429', '500', '503']);
+    // Issue 17: the probe limit answers 429 with Retry-After; the served card has no BIN.
+    expect(submit.responses['429'].headers['Retry-After']).toBeDefined();
     expect(submit.responses['201'].content['application/json'].schema).toEqual({ $ref: '#/components/schemas/TransactionReceipt' });
     expect(submit.requestBody.content['application/json'].schema.oneOf).toEqual([
       { $ref: '#/components/schemas/TransactionRequest' },

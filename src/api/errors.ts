@@ -33,6 +33,8 @@ export const HTTP_STATUS: Readonly<Record<ErrorCode, number>> = {
   FORBIDDEN: 403,
   NOT_FOUND: 404,
   RATE_LIMITED: 429,
+  // Carries Retry-After: the end of the hour the limit counts (src/services/probe-limit.ts).
+  PROBE_LIMIT_EXCEEDED: 429,
   LOG_UNAVAILABLE: 503,
   KMS_UNAVAILABLE: 503,
   // A stored record failing its integrity checks is refused without a 5xx and without data.

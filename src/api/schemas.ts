@@ -26,8 +26,7 @@ export const processorNameParams = z.object({
 export const maskedPaymentMethodSchema = z.discriminatedUnion('type', [
   z.object({
     type: z.literal('card'),
-    brand: z.string().describe('card brand id (visa, mastercard, american-express, …) or unknown'),
-    bin: z.string().regex(/^\d{6}(\d{2})?$/).describe('first 6 (PAN < 16 digits) or 8 digits'),
+    brand: z.string().describe('card brand id (visa, mastercard, american-express, …) or unknown; derived from the BIN, which is never served'),
     last4: z.string().regex(/^\d{4}$/),
     expiryMonth: z.int().min(1).max(12),
     expiryYear: z.int(),
@@ -44,7 +43,9 @@ export const maskedPaymentMethodSchema = z.discriminatedUnion('type', [
     last4: z.string(),
     bic: z.string().optional(),
   }),
-]).describe('The payment method masked: never the full card or account number, never the holder name');
+]).describe(
+  'The payment method masked, the same for every principal: a card is brand, last four and expiry (no BIN); never the full card or account number, never the holder name',
+);
 
 export const receiptSchema = z.object({
   transactionId: z.string(),
@@ -57,9 +58,14 @@ export const receiptSchema = z.object({
 export const transactionViewSchema = receiptSchema.extend({
   processor: z.string(),
   amount: z.object({ value: z.int().positive(), currency: z.string() }),
-  fingerprint: z.string().describe('keyed fingerprint of the payment method (same card → same value)'),
+  fingerprint: z
+    .string()
+    .optional()
+    .describe('served to the assigned processor only (never to checkout): keyed fingerprint `fp2_…` of the payment method, the same for the same card among this processor\'s transactions; absent for records stored before it existed'),
   metadata: z.record(z.string(), z.string()).nullable(),
-  leaf: base64('the transaction\'s log leaf bytes: every value above is decoded from it').optional(),
+  leaf: base64('the transaction\'s log leaf bytes: every value above is decoded from it')
+    .optional()
+    .describe('the transaction\'s log leaf bytes (base64): every value above is decoded from it; not served to checkout for leafFormat 2 (those leaves hold the BIN)'),
   clientSideEncryption: z.object({ kid: z.string() }).optional().describe('present when the browser encrypted the payment method (JWE key id)'),
   leafFormat: z.int().optional().describe('leaf format of `leaf`'),
   proof: z

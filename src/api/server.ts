@@ -45,7 +45,9 @@ export const REQUEST_ID_HEADER = 'x-request-id';
  * Request log lines name the route pattern, never the URL: a path or query string can carry
  * whatever a client typed, including a card number (PCI DSS 3.5.1 / 10.3). Every line of a
  * request carries its `reqId` (a random UUID, also sent back as `x-request-id`); the completion
- * line carries method, route pattern, status and duration.
+ * line carries method, route pattern, status and duration, and — once the client certificate is
+ * verified — the principal (role, name, certificate fingerprint; PCI DSS 10.2.1 / 10.2.2), so a
+ * refused submission names who sent it (issue 17). Never a body.
  */
 class RedactingLogController extends LogController {
   /**
@@ -53,7 +55,7 @@ class RedactingLogController extends LogController {
    * an object under `req` with its own view (which has the URL).
    */
   private static fields(request: FastifyRequest) {
-    return { method: request.method, route: request.routeOptions.url ?? 'unmatched' };
+    return { method: request.method, route: request.routeOptions.url ?? 'unmatched', ...principalLogFields(request) };
   }
   override incomingRequest(request: FastifyRequest): void {
     request.log.info({ ...RedactingLogController.fields(request), remoteAddress: request.ip }, 'incoming request');
@@ -89,6 +91,12 @@ export interface ServerDeps {
   requestTimeoutMs?: number;
   /** Extra route modules (release, log, admin), registered after authentication. */
   extraRoutes?: Array<(app: FastifyInstance) => void>;
+}
+
+/** `principal` (role, name, certificate fingerprint) for a request's log lines, once authenticated. */
+export function principalLogFields(req: FastifyRequest): { principal?: { role: string; name: string; certificateFingerprint: string } } {
+  const p = req.principal;
+  return p ? { principal: { role: p.role, name: p.name, certificateFingerprint: p.certificateFingerprint } } : {};
 }
 
 /** The authenticated principal of a `/v1` request (set by the onRequest hook). */
@@ -264,12 +272,16 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
       }
     }
     // The operator finds an INTERNAL error's cause by its request id (also in the answer).
+    const who = principalLogFields(req);
     if (pe.code === 'INTERNAL') {
-      req.log.error({ reqId: req.id, route: req.routeOptions.url ?? 'unmatched', error: errorForLog(err) }, 'internal error');
+      req.log.error({ reqId: req.id, route: req.routeOptions.url ?? 'unmatched', ...who, error: errorForLog(err) }, 'internal error');
       pe = new PaylogError('INTERNAL', pe.message, { ...pe.details, requestId: req.id }, { cause: err });
     } else if (pe.code === 'LOG_UNAVAILABLE' || pe.code === 'KMS_UNAVAILABLE') {
-      req.log.warn({ code: pe.code, error: errorForLog(pe.cause ?? err) }, 'request refused: dependency unavailable');
-    } else req.log.info({ code: pe.code }, 'request refused');
+      req.log.warn({ code: pe.code, route: req.routeOptions.url ?? 'unmatched', ...who, error: errorForLog(pe.cause ?? err) }, 'request refused: dependency unavailable');
+    } else if (pe.code === 'PROBE_LIMIT_EXCEEDED' || pe.code === 'IDEMPOTENCY_CONFLICT') {
+      // Possible probing (issue 17): named, at warn, with nothing of the body.
+      req.log.warn({ code: pe.code, route: req.routeOptions.url ?? 'unmatched', ...who }, 'request refused');
+    } else req.log.info({ code: pe.code, route: req.routeOptions.url ?? 'unmatched', ...who }, 'request refused');
     const { status, body, headers } = errorResponse(pe);
     return reply.status(status).headers(headers).header('cache-control', 'no-store').send(body);
   });

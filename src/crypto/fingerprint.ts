@@ -12,6 +12,19 @@
  *   result `fp_` + base64url(first 16 bytes) (128 bits: collision-safe for our volumes).
  * - `requestMac`: HMAC(key, "paylog/request-mac/v1" ‖ 0x00 ‖ UTF-8 canonical body), full 32 bytes.
  *
+ * Issue 17 (no oracle): fingerprints and MACs computed from now on are v2, each under its own
+ * label, and fingerprints under a NEW key (keyring `fingerprint-hmac-v2`), so nothing computed
+ * now can be compared with a v1 fingerprint that old leaves carry forever:
+ * - `fingerprintV2`: HMAC(fpKey, "paylog/fingerprint/v2" ‖ 0x00 ‖ processor ‖ 0x00 ‖ identifier),
+ *   `fp2_` + base64url(first 16 bytes). Scoped to one processor: it links a processor's own
+ *   transactions only (which that processor can release anyway). Stored OUTSIDE the log
+ *   (`transactions.fingerprint`) and served only to the assigned processor, which cannot submit.
+ * - `servedRequestMac`: HMAC(key, "paylog/request-mac/v2" ‖ 0x00 ‖ canonical served projection):
+ *   the idempotency MAC covers only what the submitter is served, so replay-vs-conflict cannot
+ *   depend on a hidden digit.
+ * - `probeServedMac`: the served payment fields under its own label (fpKey), the probe limit's
+ *   group key; never comparable with a fingerprint.
+ *
  * Deterministic for a given key: the same account always gives the same fingerprint (that is
  * the point — duplicate detection), so fingerprints link transactions of one account; rotating
  * the key changes every fingerprint.
@@ -25,6 +38,10 @@ export const FINGERPRINT_PREFIX = 'fp_';
 export const FINGERPRINT_BYTES = 16;
 const LABEL_FINGERPRINT = 'paylog/fingerprint/v1';
 const LABEL_REQUEST_MAC = 'paylog/request-mac/v1';
+export const FINGERPRINT_V2_PREFIX = 'fp2_';
+const LABEL_FINGERPRINT_V2 = 'paylog/fingerprint/v2';
+const LABEL_REQUEST_MAC_V2 = 'paylog/request-mac/v2';
+const LABEL_PROBE_SERVED = 'paylog/probe/served/v1';
 /** Minimum HMAC key length accepted (RFC 2104 §3: at least the hash output length). */
 export const MIN_MAC_KEY_BYTES = 32;
 
@@ -62,7 +79,35 @@ export function fingerprint(key: Buffer, pm: PaymentMethod): string {
   return FINGERPRINT_PREFIX + mac.subarray(0, FINGERPRINT_BYTES).toString('base64url');
 }
 
-/** 32-byte labelled HMAC of a canonical request body (compare with {@link macEqual}). */
+/**
+ * Fingerprint v2 (issue 17): `fp2_` + base64url of the first 16 bytes of the labelled HMAC of
+ * `processor ‖ 0x00 ‖ identifier` under the v2 fingerprint key. MUST NOT be served to a
+ * principal that can submit (checkout): it would let the submitter test candidates.
+ */
+export function fingerprintV2(fpKey: Buffer, processor: string, pm: PaymentMethod): string {
+  const mac = labelledHmac(fpKey, LABEL_FINGERPRINT_V2, `${processor}\u0000${paymentIdentifier(pm)}`);
+  return FINGERPRINT_V2_PREFIX + mac.subarray(0, FINGERPRINT_BYTES).toString('base64url');
+}
+
+/**
+ * 32-byte labelled HMAC of the canonical SERVED projection of a request (issue 17): the value
+ * the idempotency decision compares. Its input MUST contain only fields the submitter is
+ * served (see `servedProjection` in src/services/transactions.ts).
+ */
+export function servedRequestMac(key: Buffer, canonicalProjection: string): Buffer {
+  return labelledHmac(key, LABEL_REQUEST_MAC_V2, canonicalProjection);
+}
+
+/**
+ * The probe limit's group key of a payment method: HMAC of its canonical masked view (what a
+ * submitter is served), under the fingerprint key with a label of its own. Deliberately nothing
+ * of the hidden digits (src/services/probe-limit.ts says why).
+ */
+export function probeServedMac(fpKey: Buffer, canonicalMaskedView: string): Buffer {
+  return labelledHmac(fpKey, LABEL_PROBE_SERVED, canonicalMaskedView);
+}
+
+/** 32-byte labelled HMAC of a canonical request body (v1: records written before issue 17). */
 export function requestMac(key: Buffer, canonicalBody: string): Buffer {
   return labelledHmac(key, LABEL_REQUEST_MAC, canonicalBody);
 }

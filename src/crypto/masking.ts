@@ -1,6 +1,20 @@
 /**
- * Masking of payment identifiers for display and API responses.
+ * Masking of payment identifiers for display and API responses: the one place the masking
+ * rules live.
  *
+ * What paylog SERVES (`maskedView`, `servedMaskedView`; issue 17): a card is brand, last four
+ * and expiry — never the BIN — to every principal; a US bank account is routing number, last
+ * four and account type; an IBAN is country, last four and the BIC. The brand is still derived
+ * from the BIN (never served). PCI DSS v4.0.1 3.4.1 allows displaying up to the BIN and last
+ * four, but 3.5.1 requires that truncated and hashed versions of a PAN cannot be correlated to
+ * reconstruct it: BIN + last four + a keyed fingerprint that a submitter can compute for any
+ * candidate left 10^3 (16 digits) to 10^4 (13/15 digits) candidates, probed in minutes. Without
+ * the BIN a card keeps every digit but its brand prefix and last four unknown (a 16-digit Visa:
+ * 11 digits, 10^10 Luhn-valid candidates; a 13-digit Visa: 10^7), and nothing served depends on
+ * the hidden digits (SECURITY.md "What each principal is served, and why it cannot be
+ * correlated").
+ *
+ * `maskPan` (BIN + last four) is the PCI DSS 3.4.1 display maximum and is used for nothing served:
  * PAN rule (PCI DSS v4.0.1 Req. 3.4.1: "at most the BIN and last four digits are displayed"):
  * - PAN of 16 digits or more: first 8 (8-digit BIN) + last 4;
  * - shorter PAN (15-digit Amex, 14-digit Diners, ...): first 6 + last 4.
@@ -79,9 +93,8 @@ export function maskIban(iban: string): { country: string; last4: string; masked
 
 export interface MaskedCard {
   type: 'card';
-  /** credit-card-type id (`visa`, `mastercard`, `american-express`, ...) or `unknown`. */
+  /** credit-card-type id (`visa`, `mastercard`, `american-express`, ...) or `unknown`; derived from the BIN, which is never served. */
   brand: string;
-  bin: string;
   last4: string;
   expiryMonth: number;
   expiryYear: number;
@@ -100,15 +113,18 @@ export interface MaskedIban {
 }
 export type MaskedPaymentMethod = MaskedCard | MaskedUsBankAccount | MaskedIban;
 
-/** The payment method as the API shows it: masked, no holder name. */
+/**
+ * The payment method as the API shows it to every principal: masked, no BIN, no holder name.
+ * Everything a principal is served about a payment method is this (or `servedMaskedView` of a
+ * record stored before it): the idempotency decision and the probe limit are keyed on it.
+ */
 export function maskedView(pm: PaymentMethod): MaskedPaymentMethod {
   switch (pm.type) {
     case 'card': {
-      const { bin, last4 } = maskPan(pm.pan);
+      const { last4 } = maskPan(pm.pan);
       return {
         type: 'card',
         brand: cardBrandOf(pm)?.id ?? 'unknown',
-        bin,
         last4,
         expiryMonth: pm.expiryMonth,
         expiryYear: pm.expiryYear,
@@ -126,4 +142,18 @@ export function maskedView(pm: PaymentMethod): MaskedPaymentMethod {
       return { type: 'iban', country, last4, ...(pm.bic !== undefined ? { bic: pm.bic } : {}) };
     }
   }
+}
+
+/** Fields of a stored masked view that are never served (records written before issue 17 hold a BIN). */
+const NEVER_SERVED_FIELDS: readonly string[] = ['bin'];
+
+/**
+ * A stored masked view (from a leaf or a v1 record's columns) as it is served now: the fields
+ * `maskedView` no longer produces (the BIN of records stored before leaf format v3) removed.
+ * For a record written now this is the identity.
+ */
+export function servedMaskedView(stored: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(stored)) if (!NEVER_SERVED_FIELDS.includes(k)) out[k] = v;
+  return out;
 }

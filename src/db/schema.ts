@@ -8,7 +8,8 @@
  *   witness_cosignatures.
  * Mutable tables beside the log: data_keys (wrapped data keys — rewrap and crypto-shredding
  * replace or delete them without touching any leaf), keyring, cse_keys (client-side encryption
- * keys; retention destroys them), processors, revoked_certificates.
+ * keys; retention destroys them), processors, revoked_certificates, submission_probes (the probe
+ * limit; expired rows deleted).
  */
 import { sql } from 'drizzle-orm';
 import {
@@ -75,7 +76,8 @@ export const treeHeads = pgTable('tree_heads', {
 
 /**
  * Lookup row of one transaction: id → log index, and the idempotency MAC (outside the tree, see
- * SECURITY.md). With leaf format v2 the record itself (served view and ciphertext) is the leaf;
+ * SECURITY.md). From issue 17 on, rows also carry `processor` (authorization before the leaf is
+ * decoded) and `fingerprint` (v2, `fp2_…`: never in a leaf, served only to the processor). With leaf format v2 the record itself (served view and ciphertext) is the leaf;
  * the other columns are filled only by rows written before v2 (format v1 records).
  */
 export const transactions = pgTable('transactions', {
@@ -151,7 +153,7 @@ export const keyPeriods = pgTable(
 
 /**
  * Every KMS key besides key_periods.kms_key_id that has wrapped a key period's epoch private
- * keys (migration 0006): rewrap targets (round >= 1, alias `...-r<round>`) and KMS-reported
+ * keys (migration 0007): rewrap targets (round >= 1, alias `...-r<round>`) and KMS-reported
  * sources of a rewrap. Written only by paylog_keys; retention schedules each for deletion.
  */
 export const keyPeriodKmsKeys = pgTable(
@@ -248,6 +250,26 @@ export const cseKeys = pgTable('cse_keys', {
   deletionDate: timestamp('deletion_date', { withTimezone: true, mode: 'date' }),
   createdAt: createdAt(),
 });
+
+/**
+ * The probe limit (issue 17, migration 0008; src/services/probe-limit.ts): one row per new
+ * transaction a principal submitted this hour, grouped by the keyed MAC of its served payment
+ * fields. Not a log table: the runtime role inserts and deletes (expired hours).
+ */
+export const submissionProbes = pgTable(
+  'submission_probes',
+  {
+    principal: text('principal').notNull(),
+    servedMac: bytea('served_mac').notNull(),
+    transactionId: text('transaction_id').notNull(),
+    windowStart: timestamp('window_start', { withTimezone: true, mode: 'date' }).notNull(),
+    createdAt: createdAt(),
+  },
+  (t) => [
+    primaryKey({ columns: [t.principal, t.servedMac, t.windowStart, t.transactionId] }),
+    index('submission_probes_window_idx').on(t.windowStart),
+  ],
+);
 
 /** Registered payment processors (PCI DSS 7.2: need-to-know). */
 export const processors = pgTable('processors', {

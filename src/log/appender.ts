@@ -57,7 +57,12 @@ export type AppendRequest =
       kind: 'transaction';
       leaf: Buffer;
       createdAt: Date;
-      transaction: { transactionId: string; requestMac: Buffer };
+      /**
+       * Lookup columns of the `transactions` row. `processor` and `fingerprint` are opaque to
+       * the log (stored as given, never in a leaf): they let a read authorize before decoding
+       * the leaf, and keep the fingerprint out of the log (issue 17).
+       */
+      transaction: { transactionId: string; requestMac: Buffer; processor?: string; fingerprint?: string };
       dataKey: Omit<DataKeyInsert, 'createdAt'>;
       requires?: AppendPrecondition;
     }
@@ -423,8 +428,8 @@ WITH le AS (
   INSERT INTO merkle_nodes (level, idx, hash)
   SELECT * FROM unnest($4::smallint[], $5::bigint[], $6::bytea[])
 ), tx AS (
-  INSERT INTO transactions (transaction_id, log_index, request_mac, created_at)
-  SELECT * FROM unnest($7::text[], $8::bigint[], $9::bytea[], $10::timestamptz[])
+  INSERT INTO transactions (transaction_id, log_index, request_mac, created_at, processor, fingerprint)
+  SELECT * FROM unnest($7::text[], $8::bigint[], $9::bytea[], $10::timestamptz[], $22::text[], $23::text[])
 ), dk AS (
   INSERT INTO data_keys (transaction_id, kms_key_id, wrapped_key, created_at, epoch_id)
   SELECT * FROM unnest($11::text[], $12::text[], $13::bytea[], $14::timestamptz[], $21::text[])
@@ -501,6 +506,8 @@ function batchValues(
     head.rootHash,
     headKey ? treeHeadMac(headKey, head.size, head.rootHash) : null,
     col(txs, (a) => a.req.dataKey.epochId ?? null),
+    col(txs, (a) => a.req.transaction.processor ?? null),
+    col(txs, (a) => a.req.transaction.fingerprint ?? null),
   ];
 }
 

@@ -239,10 +239,11 @@ export class ReleaseService {
    * order, at most `limit` (≤ MAX_ACCESSES_PAGE) after log index `after`.
    */
   async accesses(principal: Principal, transactionId: string, page: { after?: number; limit?: number } = {}): Promise<{ accesses: AccessView[]; next?: number }> {
-    const row = isTransactionId(transactionId) ? await this.deps.transactions.findRow(transactionId) : null;
-    const active = await this.standing(principal);
-    authorizeOnTransaction(principal, 'transaction:accesses', row && active ? { assignedProcessor: row.view.processor } : {});
+    // Authorized before the record is decoded (issue 17): "not yours" = "does not exist".
+    const assigned = await this.deps.transactions.authorizeFor(principal, 'transaction:accesses', transactionId);
+    const row = await this.deps.transactions.findRow(transactionId);
     if (!row) throw new PaylogError('NOT_FOUND', 'no such transaction');
+    if (assigned !== null && row.view.processor !== assigned) throw new PaylogError('INTEGRITY_FAILURE', 'the stored record does not match its log entry');
     const limit = Math.min(page.limit ?? MAX_ACCESSES_PAGE, MAX_ACCESSES_PAGE);
     // Served from the leaves: the access_entries row only says where to look.
     const r = await this.deps.database.pool.query({

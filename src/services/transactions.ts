@@ -2,10 +2,24 @@
  * Transactions: submit (validate → policy → envelope → appender) and read masked metadata.
  * Knows nothing about HTTP; routes call these functions with the authenticated principal.
  *
- * Leaf format v2: the record IS the log entry. Submission writes a v2 transaction leaf carrying
- * the served view and the sealed ciphertext; the `transactions` row is a lookup (id → index,
- * idempotency MAC). Reads decode the leaf; records written before v2 are served from their
- * columns after checking them against what their v1 leaf commits to.
+ * Leaf format v2/v3: the record IS the log entry. Submission writes a transaction leaf carrying
+ * the masked view and the sealed ciphertext; the `transactions` row is a lookup (id → index,
+ * idempotency MAC, and from issue 17 the assigned processor and the v2 fingerprint). Reads
+ * decode the leaf; records written before v2 are served from their columns after checking them
+ * against what their v1 leaf commits to.
+ *
+ * No oracle (issue 17; SECURITY.md "What each principal is served, and why it cannot be
+ * correlated"): nothing a submitter receives depends on a digit it is not served.
+ * - Served payment method: `maskedView` / `servedMaskedView` (no BIN), to every principal.
+ * - Fingerprint (v2 key, per processor, outside the log): served to the assigned processor only.
+ * - Leaf bytes of format v2 (BIN + v1 fingerprint, forever): never served to checkout.
+ * - Idempotency: replay (200) vs conflict (409) compares the SERVED projection of the request
+ *   (`servedProjection`), so a candidate card that agrees on every served field answers like the
+ *   true one; a conflict is logged (warn) with the principal and nothing of the card.
+ * - Probing: new transactions per principal × served payment fields × hour are limited
+ *   (src/services/probe-limit.ts), across processes; replays never are.
+ * - A processor's read is authorized from the row's processor column BEFORE the leaf is decoded,
+ *   a proof built or the shred state read: "not yours" and "does not exist" are one code path.
  */
 import { createHash } from 'node:crypto';
 import type { AppDatabase } from '../db/connection.js';
@@ -17,12 +31,16 @@ import type { ProcessorRegistry } from '../auth/processors.js';
 import { validateTransactionRequest, type TransactionRequest } from '../validation/transaction.js';
 import { isTransactionId } from '../validation/identifiers.js';
 import { canonicalJson } from '../crypto/canonical-json.js';
-import { maskedView } from '../crypto/masking.js';
-import { fingerprint, macEqual, requestMac } from '../crypto/fingerprint.js';
+import { maskedView, servedMaskedView, type MaskedPaymentMethod } from '../crypto/masking.js';
+import { FINGERPRINT_V2_PREFIX, fingerprintV2, macEqual, probeServedMac, servedRequestMac } from '../crypto/fingerprint.js';
+import type { Logger } from 'pino';
+import type { Metrics } from '../metrics.js';
+import type { ProbeLimiter } from './probe-limit.js';
 import { sealEnvelope, type DataKeySource } from '../crypto/envelope.js';
 import { sealEnvelopeV2 } from '../crypto/envelope-v2.js';
 import type { EpochKeyring } from '../kms/epoch-keys.js';
 import {
+  LEAF_FORMAT_V2,
   decodeLeaf,
   encodeLeaf,
   envelopeFromLeaf,
@@ -56,7 +74,10 @@ export interface ServedProof {
 export interface TransactionView extends TransactionReceipt {
   processor: string;
   amount: { value: number; currency: string };
-  /** Records in leaf format v1/v2 only; v3 leaves carry none. */
+  /**
+   * The v2 fingerprint (`fp2_…`, issue 17), served to the assigned processor only, for records
+   * written since. Never the v1 fingerprint of older records (their leaves carry it).
+   */
   fingerprint?: string;
   metadata: Record<string, string> | null;
   /** True once the record's key material was crypto-shredded (retention or an admin shred). */
@@ -64,8 +85,11 @@ export interface TransactionView extends TransactionReceipt {
   clientSideEncryption?: { kid: string };
   /** Leaf format of the record's log entry. */
   leafFormat: number;
-  /** base64 of the exact leaf bytes; for format 2 every value above is decoded from it. */
-  leaf: string;
+  /**
+   * base64 of the exact leaf bytes (every value above is decoded from it). Absent for checkout
+   * when the leaf is format 2: those bytes carry the BIN and a v1 fingerprint forever.
+   */
+  leaf?: string;
   /** Absent until a signed checkpoint covers the entry (published within a second). */
   proof?: ServedProof;
 }
@@ -74,8 +98,17 @@ export interface TransactionDeps {
   database: AppDatabase;
   appender: Appender;
   dataKeys: DataKeySource;
-  /** HMAC key for fingerprints and request MACs (held in memory, wrapped under KMS at rest). */
+  /** HMAC key for request MACs (held in memory, wrapped under KMS at rest). */
   macKey: Buffer;
+  /**
+   * Key of v2 fingerprints and probe MACs (keyring `fingerprint-hmac-v2`, issue 17). Absent →
+   * no fingerprint is stored and no probe limit applies (unit tests only).
+   */
+  fingerprintKey?: Buffer;
+  /** The probe limit (required in the service; see src/services/probe-limit.ts). */
+  probes?: ProbeLimiter;
+  logger?: Logger;
+  metrics?: Pick<Metrics, 'idempotencyConflicts'>;
   processors: ProcessorRegistry;
   /** The revocation list, for submissions whose revocation is decided here (`at-commit`). */
   revocations: RevocationCheck;
@@ -96,6 +129,8 @@ export interface TransactionRecord {
   requestMac: Buffer;
   leaf: Buffer;
   leafFormat: number;
+  /** The v2 fingerprint from the lookup row (records written since issue 17), never from a leaf. */
+  fingerprintV2?: string;
   view: TransactionServedView;
   createdAt: Date;
   envelope: Omit<LeafEnvelope, 'wrappedKeySha256'>;
@@ -157,7 +192,14 @@ export function recordFromRow(r: TransactionRow): TransactionRecord {
   if (!r.leaf) throw recordMismatch();
   const leaf = decodeLeaf(r.leaf);
   if (leaf.type !== 'transaction') throw recordMismatch();
-  const base = { transactionId: r.transaction_id, logIndex: Number(r.log_index), requestMac: r.request_mac, leaf: r.leaf, leafFormat: leaf.v };
+  const base = {
+    transactionId: r.transaction_id,
+    logIndex: Number(r.log_index),
+    requestMac: r.request_mac,
+    leaf: r.leaf,
+    leafFormat: leaf.v,
+    ...(r.fingerprint?.startsWith(FINGERPRINT_V2_PREFIX) ? { fingerprintV2: r.fingerprint } : {}),
+  };
   if (leaf.v !== 1) {
     if (leaf.id !== r.transaction_id) throw recordMismatch();
     const { wrappedKeySha256: _wk, ...envelope } = envelopeFromLeaf(leaf);
@@ -252,15 +294,36 @@ export class TransactionService {
     try {
       req = validateTransactionRequest(raw, now);
     } catch (e) {
-      // An identical replay of a submission accepted earlier stays a replay after the card has
-      // expired: validate it as of the original submission.
+      // A replay of a submission accepted earlier stays a replay after the card has expired:
+      // validate it as of the original submission.
       const prior = isPaylogError(e) && e.code === 'CARD_EXPIRED' ? await this.findRow(rawTransactionId(raw)) : null;
       if (!prior) throw e;
       const original = validateTransactionRequest(raw, prior.createdAt);
-      return { created: false, receipt: await this.replayOrConflict(prior, requestMac(this.deps.macKey, canonicalJson(original))) };
+      const masked = maskedView(original.paymentMethod);
+      // A replay: never counted or refused by the probe limit.
+      return { created: false, receipt: this.replayOrConflict(principal, prior, this.servedMac(original, masked)) };
     }
-    const mac = requestMac(this.deps.macKey, canonicalJson(req));
-    return await this.submitValidated(principal, req, mac, cse, now, MAX_EPOCH_RETRIES);
+    const masked = maskedView(req.paymentMethod);
+    await this.admitProbe(principal, req, masked, now);
+    return await this.submitValidated(principal, req, masked, this.servedMac(req, masked), cse, now, MAX_EPOCH_RETRIES);
+  }
+
+  /** The idempotency MAC of a request: over its served projection only (issue 17). */
+  private servedMac(req: TransactionRequest, masked: MaskedPaymentMethod): Buffer {
+    return servedRequestMac(this.deps.macKey, servedProjection({ ...req, paymentMethod: masked as unknown as Record<string, unknown> }));
+  }
+
+  /**
+   * The probe limit (src/services/probe-limit.ts): a validated submission of a new transactionId
+   * takes a slot in its principal's group of transactions with the same served payment fields
+   * this hour; a replay passes. Throws PROBE_LIMIT_EXCEEDED beyond the limit. Decided on the
+   * served fields and the transactionId only, never on a hidden digit.
+   */
+  private async admitProbe(principal: Principal, req: TransactionRequest, masked: MaskedPaymentMethod, now: Date): Promise<void> {
+    const { probes, fingerprintKey } = this.deps;
+    if (!probes || !fingerprintKey) return;
+    const served = probeServedMac(fingerprintKey, canonicalJson(masked));
+    await probes.admit({ principal: `${principal.role}:${principal.name}`, served, transactionId: req.transactionId }, now);
   }
 
   /**
@@ -274,6 +337,7 @@ export class TransactionService {
   private async submitValidated(
     principal: Principal,
     req: TransactionRequest,
+    masked: MaskedPaymentMethod,
     mac: Buffer,
     cse: CseMarker | null,
     now: Date,
@@ -288,7 +352,7 @@ export class TransactionService {
       // has been disabled since.
       if (check.transaction_id !== null) {
         const prior = await this.findRow(req.transactionId);
-        if (prior) return { created: false, receipt: await this.replayOrConflict(prior, mac) };
+        if (prior) return { created: false, receipt: this.replayOrConflict(principal, prior, mac) };
       }
       if (check.processor_status !== 'active') throw unknownProcessor();
       if (epochs) epoch = await epochs.currentEpoch(req.processor, now, check.epoch_id ?? null);
@@ -315,7 +379,6 @@ export class TransactionService {
       plaintext.fill(0);
     }
     const createdAt = now;
-    const masked = maskedView(req.paymentMethod);
     const leaf = encodeLeaf(
       transactionLeaf({
         time: createdAt,
@@ -342,7 +405,12 @@ export class TransactionService {
       kind: 'transaction',
       leaf,
       createdAt,
-      transaction: { transactionId: req.transactionId, requestMac: mac },
+      transaction: {
+        transactionId: req.transactionId,
+        requestMac: mac,
+        processor: req.processor,
+        ...(this.deps.fingerprintKey ? { fingerprint: fingerprintV2(this.deps.fingerprintKey, req.processor, req.paymentMethod) } : {}),
+      },
       dataKey: { transactionId: req.transactionId, wrappedKey: envelope.wrappedKey, kmsKeyId: keyRef.kmsKeyId ?? null, epochId: keyRef.epochId ?? null },
       requires: {
         principal: { certificateFingerprint: principal.certificateFingerprint, serialHex: principal.serialHex },
@@ -350,18 +418,19 @@ export class TransactionService {
         ...(keyRef.epochId ? { epochId: keyRef.epochId } : {}),
       },
     });
-    if (outcome.status === 'conflict') throw conflictError();
-    if (outcome.status === 'replayed') {
+    if (outcome.status === 'conflict' || outcome.status === 'replayed') {
+      // The append compared the stored MAC; the record decides (a record stored before issue 17
+      // holds a v1 MAC over the whole body, and its replays are judged on the served projection).
       const row = await this.findRow(req.transactionId);
       if (!row) throw new PaylogError('INTERNAL', 'replayed transaction not found');
-      return { created: false, receipt: await this.replayOrConflict(row, mac), checkedAtCommit: true };
+      return { created: false, receipt: this.replayOrConflict(principal, row, mac), checkedAtCommit: true };
     }
     if (outcome.status === 'refused') {
       if (outcome.reason === 'principal_revoked') throw certificateRevokedError();
       epochs?.forgetCurrent(req.processor);
       if (outcome.reason === 'processor_inactive') throw unknownProcessor();
       if (keyRef.epochId) epochs?.forget(keyRef.epochId);
-      if (retries > 0) return await this.submitValidated(principal, req, mac, cse, now, retries - 1);
+      if (retries > 0) return await this.submitValidated(principal, req, masked, mac, cse, now, retries - 1);
       throw new PaylogError('LOG_UNAVAILABLE', 'the key epoch changed while this submission was sealed; retry later', { retryAfterSeconds: 1 });
     }
     return {
@@ -405,27 +474,69 @@ export class TransactionService {
   }
 
   /**
-   * Masked metadata + log position; never plaintext. Unknown and not-yours look the same.
-   * For format-2 records every value is decoded from the leaf, which is served with its
+   * Masked metadata + log position; never plaintext. For leaf format 2+ every value is decoded
+   * from the leaf, which is served (where `principal` may see it, `leafServedTo`) with its
    * inclusion proof and the signed checkpoint so the caller can check it alone.
+   *
+   * Unknown and not-yours MUST look the same to a processor, in body, headers and time: the read
+   * is authorized first (`authorizeFor`: one small query, no leaf decoded), and both refusals
+   * are the one NOT_FOUND thrown there, before the record is read, its leaf decoded, a proof
+   * built or its shred state queried.
    */
   async get(principal: Principal, transactionId: string): Promise<TransactionView> {
+    const assigned = await this.authorizeFor(principal, 'transaction:read', transactionId);
     const record = await this.findRow(transactionId);
-    const active = await this.deps.processors.inGoodStanding(principal);
-    authorizeOnTransaction(principal, 'transaction:read', record && active ? { assignedProcessor: record.view.processor } : {});
-    if (!record) throw new PaylogError('NOT_FOUND', 'no such transaction');
+    if (!record) throw notFound();
+    // The row's processor column only chose whom to ask; the leaf is what counts.
+    if (assigned !== null && record.view.processor !== assigned) throw recordMismatch();
     const proof = (await this.deps.proofs?.(record.logIndex)) ?? null;
-    const { createdAt: _c, ...view } = record.view;
-    return {
-      ...view,
-      logIndex: record.logIndex,
-      leafHash: hashLeaf(record.leaf).toString('base64'),
-      createdAt: record.view.createdAt,
-      leafFormat: record.leafFormat,
-      leaf: record.leaf.toString('base64'),
-      ...(proof ? { proof } : {}),
-      shredded: await this.isShredded(record.transactionId),
-    };
+    return servedTransactionView(principal, record, proof, await this.isShredded(record.transactionId));
+  }
+
+  /**
+   * Authorizes `principal` for a per-transaction `action` (read, accesses, release) on
+   * `transactionId` before anything of the record is read or decoded. Roles whose rule does not
+   * depend on the record (checkout, auditor, admin) are decided by the role. A processor may act
+   * only on transactions assigned to it while it is in good standing: its processor name and
+   * standing and the row's processor come from ONE query of two small rows (no leaf, except
+   * for a record stored in leaf format 2 in per-transaction key mode before issue 17, whose row
+   * names no processor: then that leaf is decoded for its processor, still before any other
+   * work). Unknown, invalid and not-yours ids all throw the same NOT_FOUND from here.
+   * Returns the processor the record must name (processor principals), else null.
+   */
+  async authorizeFor(principal: Principal, action: 'transaction:read' | 'transaction:accesses' | 'transaction:release', transactionId: string): Promise<string | null> {
+    if (principal.role !== 'processor') {
+      authorizeOnTransaction(principal, action, {});
+      return null;
+    }
+    const owner = isTransactionId(transactionId) ? await this.assignedProcessor(principal, transactionId) : null;
+    authorizeOnTransaction(principal, action, owner !== null ? { assignedProcessor: owner } : {});
+    return owner;
+  }
+
+  /**
+   * The processor a transaction is assigned to, if the processor principal asking is in good
+   * standing (else null, like an unknown id). From the lookup row's `processor` column (rows
+   * since issue 17, and v1 rows), else the key epoch's processor (hierarchical mode), else the
+   * leaf (per-transaction v2 rows only).
+   */
+  private async assignedProcessor(principal: Principal, transactionId: string): Promise<string | null> {
+    const r = await this.deps.database.pool.query({
+      name: 'paylog_tx_assigned_processor',
+      text: `SELECT (SELECT status FROM processors WHERE name = $2) AS standing, coalesce(t.processor, ke.processor) AS processor,
+               (SELECT e.leaf FROM log_entries e WHERE e.idx = t.log_index AND t.processor IS NULL AND ke.processor IS NULL) AS leaf
+             FROM (SELECT 1) AS one
+             LEFT JOIN transactions t ON t.transaction_id = $1
+             LEFT JOIN data_keys dk ON dk.transaction_id = t.transaction_id
+             LEFT JOIN key_epochs ke ON ke.epoch_id = dk.epoch_id`,
+      values: [transactionId, principal.name],
+    });
+    const row = r.rows[0] as { standing: string | null; processor: string | null; leaf: Buffer | null } | undefined;
+    if (!row || row.standing !== 'active') return null;
+    if (row.processor !== null) return row.processor;
+    if (row.leaf === null) return null;
+    const l = decodeLeaf(row.leaf);
+    return l.type !== 'transaction' ? null : l.v === 1 ? l.processor : l.p;
   }
 
   /** Whether the record's data key, or its epoch's private key, has been destroyed. */
@@ -447,16 +558,69 @@ export class TransactionService {
     return row ? recordFromRow(row) : null;
   }
 
-  private async replayOrConflict(record: TransactionRecord, mac: Buffer): Promise<TransactionReceipt> {
-    if (!macEqual(record.requestMac, mac)) throw conflictError();
+  /**
+   * Replay (the original receipt) or IDEMPOTENCY_CONFLICT, decided ONLY on the served projection
+   * (issue 17): `mac` is the served MAC of the new request, compared with the served MAC of the
+   * stored record's view (for every leaf format, so records stored before issue 17, whose stored
+   * MAC covered the whole body, are judged the same way). A replay with another payment method
+   * that agrees on every served field is a replay (documented). A conflict is logged (warn) with
+   * the principal and the transaction id, nothing of the payment method.
+   */
+  private replayOrConflict(principal: Principal, record: TransactionRecord, mac: Buffer): TransactionReceipt {
+    const stored = servedRequestMac(this.deps.macKey, servedProjection(record.view));
+    if (!macEqual(stored, mac)) {
+      this.deps.metrics?.idempotencyConflicts.inc();
+      this.deps.logger?.warn(
+        { event: 'idempotency_conflict', transactionId: record.transactionId, principal: principalForLog(principal) },
+        'replay of a transactionId with different served fields refused (409)',
+      );
+      throw conflictError();
+    }
     return {
       transactionId: record.transactionId,
       logIndex: record.logIndex,
       leafHash: hashLeaf(record.leaf).toString('base64'),
-      paymentMethod: record.view.paymentMethod,
+      paymentMethod: servedMaskedView(record.view.paymentMethod),
       createdAt: record.view.createdAt,
     };
   }
+}
+
+function notFound(): PaylogError {
+  return new PaylogError('NOT_FOUND', 'no such transaction');
+}
+
+/**
+ * Whether `principal` is served the leaf bytes of a record in `leafFormat`. Format-2 leaves
+ * carry the BIN and a v1 fingerprint (written before issue 17, kept forever): never served to
+ * checkout, the role that can submit candidates. Auditors verify the log and get every leaf; the
+ * assigned processor can release the plaintext anyway. v1 leaves (no card-derived field) and v3
+ * leaves (brand, last four, expiry) are served to all who may read the record.
+ */
+export function leafServedTo(principal: Principal, leafFormat: number): boolean {
+  return !(leafFormat === LEAF_FORMAT_V2 && principal.role === 'checkout');
+}
+
+/**
+ * What `principal` is served of a record (issue 17): the masked view without a BIN for
+ * everyone; the v2 fingerprint only to the assigned processor (the caller has authorized it);
+ * the leaf where `leafServedTo`; never a v1 fingerprint. The proof is served to all readers:
+ * its hashes are over leaves whose ciphertext is fresh randomness, so they say nothing of a card.
+ */
+export function servedTransactionView(principal: Principal, record: TransactionRecord, proof: ServedProof | null, shredded: boolean): TransactionView {
+  const { createdAt: _c, fingerprint: _v1, paymentMethod, ...view } = record.view;
+  return {
+    ...view,
+    paymentMethod: servedMaskedView(paymentMethod),
+    ...(principal.role === 'processor' && record.fingerprintV2 ? { fingerprint: record.fingerprintV2 } : {}),
+    logIndex: record.logIndex,
+    leafHash: hashLeaf(record.leaf).toString('base64'),
+    createdAt: record.view.createdAt,
+    leafFormat: record.leafFormat,
+    ...(leafServedTo(principal, record.leafFormat) ? { leaf: record.leaf.toString('base64') } : {}),
+    ...(proof ? { proof } : {}),
+    shredded,
+  };
 }
 
 /**
@@ -475,8 +639,36 @@ function rawTransactionId(raw: unknown): string {
 function conflictError(): PaylogError {
   return new PaylogError(
     'IDEMPOTENCY_CONFLICT',
-    'a transaction with this transactionId was already submitted with a different body',
+    'a transaction with this transactionId was already submitted with different processor, amount, masked payment method or metadata',
   );
+}
+
+/** How a principal is named in log lines: role, name, certificate fingerprint (PCI DSS 10.2.1). */
+export function principalForLog(p: Principal): { role: string; name: string; certificateFingerprint: string } {
+  return { role: p.role, name: p.name, certificateFingerprint: p.certificateFingerprint };
+}
+
+/**
+ * The served projection of a submission or a stored record (issue 17): exactly the fields the
+ * submitter is served back — transactionId, processor, amount, the masked payment method (no
+ * BIN, no holder name) and metadata (empty = absent) — as canonical JSON. The idempotency
+ * decision compares nothing else, so it cannot depend on a hidden digit.
+ */
+export function servedProjection(v: {
+  transactionId: string;
+  processor: string;
+  amount: { value: number; currency: string };
+  paymentMethod: Record<string, unknown>;
+  metadata?: Record<string, string> | null | undefined;
+}): string {
+  const metadata = v.metadata && Object.keys(v.metadata).length > 0 ? v.metadata : null;
+  return canonicalJson({
+    transactionId: v.transactionId,
+    processor: v.processor,
+    amount: { value: v.amount.value, currency: v.amount.currency },
+    paymentMethod: servedMaskedView(v.paymentMethod),
+    metadata,
+  });
 }
 
 export type { TransactionRequest };

@@ -70,6 +70,10 @@ export async function startTestPaylog(
     PAYLOG_REQUEST_TIMEOUT_MS: '60000',
     PAYLOG_DB_LOCK_TIMEOUT_MS: '30000',
     PAYLOG_DB_STATEMENT_TIMEOUT_MS: '60000',
+    // Tests submit the same public test card (same brand, last four, expiry) hundreds of times an
+    // hour, which is what the probe limit refuses in production (issue 17): off unless a test
+    // sets it (test/oracle.test.ts runs with the production default).
+    PAYLOG_PROBE_LIMIT_PER_HOUR: '100000000',
     ...opts.env,
   });
   const { stream, lines } = logCapture();

@@ -6,6 +6,7 @@ import { defineRoute } from '../route-spec.js';
 import { z } from 'zod';
 import { encryptedTransactionRequestSchema, transactionRequestSchema } from '../../validation/transaction.js';
 import { FIELD_EXPECTATIONS } from '../../validation/messages.js';
+import { DEFAULT_PROBE_LIMIT_PER_HOUR } from '../../services/probe-limit.js';
 import { receiptSchema, transactionIdParams, transactionViewSchema } from '../schemas.js';
 
 export function registerTransactionRoutes(app: FastifyInstance, deps: { transactions: TransactionService }): void {
@@ -20,7 +21,9 @@ export function registerTransactionRoutes(app: FastifyInstance, deps: { transact
       who: 'checkout',
       summary: 'Submit one transaction; transactionId is the idempotency key',
       description:
-        'Validated (card data, expiry, currency, processor), encrypted under a fresh data key and committed to the log before the answer. An identical replay answers 200 with the same receipt.',
+        'Validated (card data, expiry, currency, processor), encrypted under a fresh data key and committed to the log before the answer. ' +
+        'Idempotency: a replay of a transactionId whose served fields (processor, amount, masked payment method — brand, last four, expiry, or the bank equivalents — and metadata) equal the original\'s answers 200 with the original receipt, whatever the hidden digits or holder name (the answer never depends on anything the caller is not served); a replay that differs in a served field is 409 IDEMPOTENCY_CONFLICT. ' +
+        `Probe limit: more than PAYLOG_PROBE_LIMIT_PER_HOUR (default ${DEFAULT_PROBE_LIMIT_PER_HOUR}) new transactions whose payment methods have the same served details from one principal in one clock hour are refused with 429 PROBE_LIMIT_EXCEEDED and Retry-After (the end of the hour); replays are never refused by it.`,
       body: {
         // Plain, or with paymentMethod { type: "encrypted", jwe } from the browser (client-side encryption).
         schema: z.union([transactionRequestSchema, encryptedTransactionRequestSchema]),
@@ -32,12 +35,12 @@ export function registerTransactionRoutes(app: FastifyInstance, deps: { transact
       },
       responses: {
         201: { description: 'Committed to the log', schema: receiptSchema, name: 'TransactionReceipt' },
-        200: { description: 'Identical replay of an earlier submission', schema: receiptSchema, name: 'TransactionReceipt' },
+        200: { description: 'Replay of an earlier submission (same served fields): the original receipt', schema: receiptSchema, name: 'TransactionReceipt' },
       },
       errors: [
         'VALIDATION_FAILED', 'SENSITIVE_AUTHENTICATION_DATA', 'INVALID_CARD_NUMBER', 'CARD_EXPIRED', 'INVALID_ROUTING_NUMBER',
         'INVALID_IBAN', 'UNSUPPORTED_CURRENCY', 'UNKNOWN_PROCESSOR', 'CSE_KEY_UNKNOWN', 'CSE_DECRYPT_FAILED', 'CSE_BINDING_MISMATCH', 'CSE_EXPIRED',
-        'IDEMPOTENCY_CONFLICT', 'FORBIDDEN', 'LOG_UNAVAILABLE', 'KMS_UNAVAILABLE',
+        'IDEMPOTENCY_CONFLICT', 'PROBE_LIMIT_EXCEEDED', 'FORBIDDEN', 'LOG_UNAVAILABLE', 'KMS_UNAVAILABLE',
       ],
       revocation: 'at-commit',
     },

@@ -1,0 +1,105 @@
+/**
+ * The probe limit (issue 17): per principal, per clock hour, at most `limit` (setting
+ * PAYLOG_PROBE_LIMIT_PER_HOUR, default DEFAULT_PROBE_LIMIT_PER_HOUR) NEW
+ * transactions whose payment methods agree on every served payment field (the masked view:
+ * brand + last four + expiry; routing number + last four + account type; country + last four +
+ * BIC). A checkout enumerating candidates for a victim's hidden digits must submit each one, and
+ * every candidate agrees with the victim on the served fields: after the limit, 429.
+ *
+ * Why new transactions are counted and not distinct cards: the refusal MUST NOT depend on which
+ * card a submission holds. A count of distinct cards would: the victim's own card is already in
+ * its group (the genuine checkout submitted it, as the same principal), so a candidate equal to
+ * it would not grow the count and the 429 would arrive one submission later — a membership
+ * oracle. Counting transactions makes every answer of the limiter a function of what the caller
+ * already knows (how many transactions with these served fields it submitted this hour, and
+ * whether a transactionId exists). Replays (a transactionId already committed) are never
+ * refused or counted, so a genuine checkout's retries always get their receipt; a retried new
+ * submission (same transactionId, not yet committed) keeps the slot it took.
+ *
+ * State lives in PostgreSQL (`submission_probes` and the function `paylog_probe_admit`,
+ * migration 0008), so the limit holds across workers and instances, strictly: the function
+ * takes a transaction-scoped advisory lock of the group before it counts and inserts, so two
+ * concurrent submissions of one group can never both take its last place (and other groups
+ * never wait). The served fields are stored only as a keyed MAC (`probeServedMac`, fingerprint
+ * key v2). Rows of past hours are deleted (once per hour per process).
+ *
+ * Cost: one statement per submission (a primary-key lookup of the transactionId; for a new one,
+ * the group lock, a count of at most `limit` index entries and one insert), and once an hour
+ * one DELETE.
+ */
+import type { AppDatabase } from '../db/connection.js';
+import { PaylogError } from '../errors.js';
+import { DEFAULT_PROBE_LIMIT_PER_HOUR } from '../config.js';
+
+export { DEFAULT_PROBE_LIMIT_PER_HOUR };
+/** The window: a clock hour (UTC). */
+export const PROBE_WINDOW_MS = 60 * 60 * 1000;
+
+/** Start of the window `now` falls in. */
+export function probeWindowStart(now: Date): Date {
+  return new Date(Math.floor(now.getTime() / PROBE_WINDOW_MS) * PROBE_WINDOW_MS);
+}
+
+/** Seconds until the window of `now` ends (≥ 1): the Retry-After of a refusal. */
+export function probeRetryAfterSeconds(now: Date): number {
+  return Math.max(1, Math.ceil((probeWindowStart(now).getTime() + PROBE_WINDOW_MS - now.getTime()) / 1000));
+}
+
+export function probeLimitError(now: Date, limit: number): PaylogError {
+  return new PaylogError(
+    'PROBE_LIMIT_EXCEEDED',
+    `more than ${limit} new transactions with the same served payment details (brand, last four and expiry, or the bank equivalents) from this principal in one hour; retry after Retry-After seconds`,
+    { retryAfterSeconds: probeRetryAfterSeconds(now), limit },
+  );
+}
+
+export interface ProbeKey {
+  /** Who submits: `role:name` of the principal. */
+  principal: string;
+  /** Keyed MAC of the served payment fields (`probeServedMac`). */
+  served: Buffer;
+  transactionId: string;
+}
+
+export class ProbeLimiter {
+  private purgedWindow = 0;
+
+  constructor(
+    private readonly database: AppDatabase,
+    private readonly opts: { limit?: number; onRefused?: () => void } = {},
+  ) {}
+
+  get limit(): number {
+    return this.opts.limit ?? DEFAULT_PROBE_LIMIT_PER_HOUR;
+  }
+
+  /**
+   * Resolves when the submission may proceed; throws PROBE_LIMIT_EXCEEDED (429, Retry-After =
+   * end of the hour) when it would be the (limit + 1)-th new transaction of its group this hour.
+   * MUST be called before anything of the submission is sealed or appended. The decision depends
+   * only on `key` (never on the payment method beyond its served fields).
+   */
+  async admit(key: ProbeKey, now: Date): Promise<void> {
+    const window = probeWindowStart(now);
+    this.purgeOld(window);
+    const r = await this.database.pool.query({
+      name: 'paylog_probe_admit',
+      text: 'SELECT paylog_probe_admit($1, $2, $3, $4, $5) AS admitted',
+      values: [key.principal, key.served, key.transactionId, window, this.limit],
+    });
+    if ((r.rows[0] as { admitted: boolean }).admitted) return;
+    this.opts.onRefused?.();
+    throw probeLimitError(now, this.limit);
+  }
+
+  /** Deletes rows of windows before `window`, at most once per window per process (best effort). */
+  private purgeOld(window: Date): void {
+    if (this.purgedWindow === window.getTime()) return;
+    this.purgedWindow = window.getTime();
+    void this.database.pool
+      .query({ name: 'paylog_probe_purge', text: 'DELETE FROM submission_probes WHERE window_start < $1', values: [window] })
+      .catch(() => {
+        this.purgedWindow = 0; // try again with the next submission
+      });
+  }
+}

@@ -19,13 +19,15 @@
  *   meanwhile (every paylog instance on the database MUST be stopped), and an entry that lands
  *   on another index stops the restore.
  * - A database that already extends the signer's checkpoint needs nothing: zero entries.
- * - What it does not bring back: the lookup rows of the lost tail (transaction id → index,
- *   access entries, data-key rows). Those records cannot be released any more (effectively
- *   shredded) and a retried submission of one of their transaction ids is a new entry.
+ * - The lookup rows of the lost entries are re-created from the leaves (`restoredEntry`), but
+ *   not what only the lost rows held: the wrapped data keys (those records read as shredded:
+ *   410, never openable again) and the request MACs (a retry of such a transaction id answers
+ *   409, not a replay).
  */
 import type { Db } from '../db/connection.js';
 import { PaylogError } from '../errors.js';
-import { readNodes, readTreeHead, type Appender } from './appender.js';
+import { readNodes, readTreeHead, type Appender, type AppendRequest } from './appender.js';
+import { decodeLeaf, type Leaf } from './leaf.js';
 import { verifyCheckpoint } from './checkpoint.js';
 import { checkExtends, refusal } from './checkpoints.js';
 import { openExport } from './export.js';
@@ -50,6 +52,38 @@ export interface RestoreDeps {
   state: SignerStateFile;
   origin: string;
   verifiers: readonly NoteVerifier[];
+}
+
+/**
+ * `transactions.request_mac` of a restored transaction: the request is lost, so no resubmission
+ * matches it (a retry of that transaction id answers 409, never a replay of unknown content).
+ */
+export const RESTORED_REQUEST_MAC = Buffer.alloc(32);
+/** `data_keys.kms_key_id` of a restored format-1 record whose key reference was only in the lost row. */
+export const RESTORED_UNKNOWN_KEY = 'restored:unknown';
+
+/**
+ * The append request that re-creates one lost entry with its lookup rows (what GET, the access
+ * list and verify-log's served-view check find records through): a transaction gets its
+ * `transactions` row and a `data_keys` row WITHOUT a wrapped key (the key was only in the lost
+ * rows: the record reads as shredded), an access entry its `access_entries` row. The leaf bytes
+ * are appended unchanged whatever they decode to.
+ */
+export function restoredEntry(leaf: Buffer, createdAt: Date): AppendRequest {
+  let decoded: Leaf;
+  try {
+    decoded = decodeLeaf(leaf);
+  } catch {
+    return { kind: 'admin_event', leaf, createdAt };
+  }
+  if (decoded.type === 'transaction') {
+    const transactionId = decoded.v === 2 ? decoded.id : decoded.transactionId;
+    const key = decoded.v === 2 && decoded.env.ep !== undefined ? { epochId: decoded.env.ep } : { kmsKeyId: decoded.v === 2 && decoded.env.kms !== undefined ? decoded.env.kms : RESTORED_UNKNOWN_KEY };
+    return { kind: 'transaction', leaf, createdAt, transaction: { transactionId, requestMac: RESTORED_REQUEST_MAC }, dataKey: { transactionId, wrappedKey: null, ...key } };
+  }
+  if (decoded.type === 'access') return { kind: 'access', leaf, createdAt, access: { transactionId: decoded.transactionId } };
+  if (decoded.type === 'key_event') return { kind: 'key_event', leaf, createdAt };
+  return { kind: 'admin_event', leaf, createdAt };
 }
 
 /** Re-appends the lost tail from `exportPath` (see the module contract). */
@@ -102,7 +136,7 @@ export async function restoreLostTail(deps: RestoreDeps, exportPath: string): Pr
   }
   // Proven: append exactly these bytes at exactly these indexes.
   const createdAt = new Date();
-  const outcomes = await Promise.all(tail.map((leaf) => deps.appender.append({ kind: 'admin_event', leaf, createdAt })));
+  const outcomes = await Promise.all(tail.map((leaf) => deps.appender.append(restoredEntry(leaf, createdAt))));
   outcomes.forEach((o, i) => {
     if (o.status !== 'appended' || o.logIndex !== head.size + i) {
       throw new PaylogError('INCONSISTENT_TREE', `restored entry ${head.size + i} landed ${o.status === 'appended' ? `at index ${o.logIndex}` : `as ${o.status}`}: another process appended meanwhile; stop every instance and run the restore again`);

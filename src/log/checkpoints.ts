@@ -2,10 +2,15 @@
  * Signed checkpoints (C2SP tlog-checkpoint in a C2SP signed-note, Ed25519 signed in KMS).
  *
  * Contract:
- * - `publish()` signs the current tree head only after checking it against the latest stored
- *   checkpoint: the head's root must equal the root recomputed from stored nodes, and a
- *   consistency proof (RFC 9162 §2.1.4) from the checkpoint's tree to the head must verify.
- *   A tree that fails is never signed (INCONSISTENT_TREE).
+ * - `publish()` signs the current tree head only after checking it against the last checkpoint
+ *   this signer signed (its state file, src/log/signer-state.ts, which the database cannot roll
+ *   back) AND the latest stored checkpoint that verifies: the head's root must equal the root
+ *   recomputed from stored nodes, and a consistency proof (RFC 9162 §2.1.4) from each
+ *   checkpoint's tree to the head must verify. A tree that fails is never signed
+ *   (INCONSISTENT_TREE with details {reason: behind | inconsistent | witness | state_file,
+ *   signedSize, headSize}); `refusal()` reports it until a publication succeeds again.
+ * - Order after signing: witnesses are asked (a conflict refuses: never stored, never served),
+ *   then the state file is written durably, then the checkpoint row is stored and announced.
  * - After each batch commit `schedule()` publishes within PUBLISH_MIN_INTERVAL_MS (coalesced:
  *   one publication in flight at a time); a timer re-checks every IDLE_REPUBLISH_MS so a
  *   failed publication (e.g. KMS briefly down) is retried while idle.

@@ -9,7 +9,9 @@
  * Real PostgreSQL (superuser behind the service's back), the real KMS client against the local
  * endpoint, real HTTPS with the dev certificates, the real witness.
  */
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
+import { Agent, request } from 'undici';
+import { startService, embeddedAdminUrl, type ServiceHandle } from '../scripts/bench/service.js';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -368,6 +370,68 @@ describe('production without witnesses', () => {
       else process.env.AWS_ACCESS_KEY_ID = saved.id;
       if (saved.secret === undefined) delete process.env.AWS_SECRET_ACCESS_KEY;
       else process.env.AWS_SECRET_ACCESS_KEY = saved.secret;
+    }
+  });
+});
+
+/** Pids holding established connections on the service port (Linux `ss`), as in test/workers.test.ts. */
+function connectionOwners(port: number): Set<string> {
+  const out = execFileSync('ss', ['-tnpH', 'state', 'established', `( sport = :${port} )`]).toString();
+  return new Set([...out.matchAll(/pid=(\d+)/g)].map((m) => m[1]!));
+}
+
+describe('PAYLOG_WORKERS=2 (the service as started: node:cluster, embedded PostgreSQL)', () => {
+  let svc: ServiceHandle | undefined;
+  afterAll(async () => {
+    await svc?.stop();
+  });
+
+  it('worker 0 refuses to sign the rolled-back database, and /readyz is 503 with the reason in every worker', async () => {
+    svc = await startService({ env: { PAYLOG_WORKERS: '2', PAYLOG_LOG_LEVEL: 'warn' } });
+    const s = svc;
+    const databaseUrl = embeddedAdminUrl(s.dataDir).replace(/\/postgres$/, '/paylog');
+    const agents = Array.from({ length: 8 }, () => new Agent({ connect: { ...s.checkoutTls }, connections: 1 }));
+    try {
+      const post = async (a: Agent) => {
+        const r = await request(`${s.url}/v1/transactions`, { method: 'POST', dispatcher: a, headers: { 'content-type': 'application/json' }, body: JSON.stringify(cardTransaction()) });
+        await r.body.text();
+        expect(r.statusCode).toBe(201);
+      };
+      const signedAll = async () => {
+        for (let i = 0; i < 400; i++) {
+          const [row] = await withClient(databaseUrl, async (c) => (await c.query('SELECT (SELECT count(*) FROM log_entries) AS n, (SELECT max(size) FROM checkpoints) AS s')).rows as Array<{ n: string; s: string | null }>);
+          if (row && row.s !== null && Number(row.s) === Number(row.n)) return Number(row.n);
+          await new Promise((r) => setTimeout(r, 50));
+        }
+        throw new Error('the log was not signed');
+      };
+      await Promise.all(agents.map(post));
+      const c1 = await signedAll();
+      await Promise.all(agents.map(post));
+      const c2 = await signedAll();
+      expect(c2).toBeGreaterThan(c1);
+      expect(connectionOwners(s.port).size).toBe(2);
+      await rollBackTo(databaseUrl, c1);
+      await post(agents[1]!); // appended by either worker; worker 0 is told and tries to sign
+      const readyz = async (a: Agent) => {
+        const r = await request(`${s.url}/readyz`, { dispatcher: a });
+        return { status: r.statusCode, retryAfter: r.headers['retry-after'], json: (await r.body.json()) as { details?: { signing?: Record<string, unknown> } } };
+      };
+      let answers: Awaited<ReturnType<typeof readyz>>[] = [];
+      for (let i = 0; i < 200; i++) {
+        answers = await Promise.all(agents.map(readyz));
+        if (answers.every((a) => a.status === 503)) break;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      for (const a of answers) {
+        expect(a.status).toBe(503);
+        expect(a.retryAfter).toBeDefined();
+        expect(a.json.details?.signing).toMatchObject({ refused: true, reason: 'behind', signedSize: c2, headSize: c1 + 1 });
+      }
+      expect(connectionOwners(s.port).size).toBe(2); // both workers answered
+      expect(await checkpointRowsAbove(databaseUrl, c1)).toBe(0);
+    } finally {
+      await Promise.all(agents.map((a) => a.close()));
     }
   });
 });

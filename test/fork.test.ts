@@ -128,6 +128,17 @@ async function metric(t: TestPaylog, line: RegExp): Promise<number> {
   return m ? Number(m[1]) : 0;
 }
 
+/** The captured log lines as JSON objects (a line that is not JSON is skipped). */
+function logObjects(t: TestPaylog): Array<Record<string, any>> {
+  return t.logLines.flatMap((l) => {
+    try {
+      return [JSON.parse(l) as Record<string, any>];
+    } catch {
+      return [];
+    }
+  });
+}
+
 function stateFile(t: TestPaylog): string {
   return t.paylog.config.signerStatePath;
 }
@@ -167,7 +178,7 @@ describe('a superuser deletes every row above an older genuine tree head and let
     expect(await metric(t, /^paylog_checkpoint_refused_total\{reason="behind"\} (\d+)/m)).toBeGreaterThanOrEqual(1);
     expect(await metric(t, /^paylog_checkpoint_refused_total\{reason="inconsistent"\} (\d+)/m)).toBeGreaterThanOrEqual(1);
     expect(await metric(t, /^paylog_checkpoint_refusing (\d+)/m)).toBe(1);
-    const logged = t.logLines.map((l) => JSON.parse(l)).filter((l) => l.msg?.startsWith('checkpoint refused'));
+    const logged = logObjects(t).filter((l) => l.msg?.startsWith('checkpoint refused'));
     expect(logged.some((l) => l.level === 50 && l.signedSize === c2.size && l.headSize > c1.size && l.reason === 'behind')).toBe(true);
 
     // A restart does not forget: the state file is read again.
@@ -357,9 +368,9 @@ describe('production without witnesses', () => {
       await kms.ensureKey('paylog-checkpoint', 'ECC_NIST_EDWARDS25519');
       await kms.ensureKey('paylog-data', 'SYMMETRIC_DEFAULT');
       const aws = await start({ env: { AWS_ENDPOINT_URL_KMS: endpoint.url } });
-      const warns = aws.logLines.map((l) => JSON.parse(l)).filter((l) => l.level === 40 && l.setting === 'PAYLOG_WITNESSES');
+      const warns = logObjects(aws).filter((l) => l.level === 40 && l.setting === 'PAYLOG_WITNESSES');
       expect(warns).toHaveLength(1);
-      expect(warns[0].msg).toMatch(/no witnesses configured/);
+      expect(warns[0]!.msg).toMatch(/no witnesses configured/);
       await stop(aws);
       const local = await start({});
       expect(local.logLines.some((l) => l.includes('no witnesses configured'))).toBe(false);

@@ -37,7 +37,9 @@ import { registerLogRoutes, registerTileRoutes } from './api/routes/log.js';
 import { TilesService } from './services/tiles.js';
 import { registerWitnessMetrics, WitnessCosigning } from './log/witness/submitter.js';
 import type { StoredCheckpoint } from './log/checkpoints.js';
-import { CheckpointPublisher, kmsNoteSigners, type PublishedKey } from './log/checkpoints.js';
+import { CheckpointPublisher, kmsNoteSigners, type PublishedKey, type Refusal } from './log/checkpoints.js';
+import { SignerStateFile } from './log/signer-state.js';
+import { restoreLostTail, type RestoreReport } from './log/restore.js';
 import { AdminService } from './services/admin.js';
 import type { DataKeySource } from './crypto/envelope.js';
 import { EpochKeyring } from './kms/epoch-keys.js';
@@ -85,6 +87,8 @@ export interface Paylog {
   readonly keyEvents: KeyEventLog;
   readonly transactions: TransactionService;
   readonly keyLifecycle: KeyLifecycleService;
+  /** What `restoreLog` re-appended. */
+  readonly restored?: RestoreReport;
   close(): Promise<void>;
 }
 
@@ -112,7 +116,19 @@ export interface StartOptions {
   workers?: () => { listening: number; configured: number } | undefined;
   /** Called after each committed batch (cluster workers tell worker 0 to publish a checkpoint). */
   onBatchCommitted?: () => void;
+  /** Signing process (worker 0): signing was refused, or resumed (null); the primary tells the other workers. */
+  onSigningRefusal?: (r: SigningRefusal | null) => void;
+  /**
+   * `npm run restore-log`: before the first checkpoint, re-append the lost tail from this auditor
+   * export (src/log/restore.ts); start-up fails if it does not prove to be the signed history.
+   */
+  restoreLog?: string;
+  /** Other workers: the signer's refusal as worker 0 last reported it (their /readyz answers 503 too). */
+  signingRefusal?: () => SigningRefusal | null | undefined;
 }
+
+/** What /readyz reports (`details.signing`) while the signer refuses to sign the stored tree. */
+export type SigningRefusal = Refusal & { since: string };
 
 export async function ensureEmbeddedDatabase(adminUrl: string): Promise<string> {
   const client = new pg.Client({ connectionString: adminUrl });
@@ -268,19 +284,6 @@ export async function startPaylog(config: Config, opts: StartOptions = {}): Prom
     const head = await readTreeHead(database.db, headKey);
     metrics.logSize.set(head?.size ?? 0);
     const { signers, keys: publishedKeys } = await kmsStartupStep(signingKeyRefs[0]!, 'GetPublicKey', kmsWhere, () => kmsNoteSigners(kms, config.logOrigin, signingKeyIds));
-    // Listeners of each newly signed checkpoint (tiles' signed size, witness submissions).
-    const published: Array<(c: StoredCheckpoint) => void> = [];
-    const checkpointPublisher = new CheckpointPublisher(database.db, {
-      origin: config.logOrigin,
-      signers,
-      logger,
-      headKey,
-      onPublished: (c) => {
-        for (const f of published) f(c);
-        metrics.checkpointSignedAt.value = Date.now();
-        metrics.checkpointSize.set(c.size);
-      },
-    });
     const logVerifiers = signers.map((s) => ({ name: s.name, publicKey: s.publicKey }));
     let witnessing: WitnessCosigning | undefined;
     if (config.witnesses) {
@@ -293,9 +296,38 @@ export async function startPaylog(config: Config, opts: StartOptions = {}): Prom
         metrics: registerWitnessMetrics(metrics.registry),
       });
       witnessing = w;
-      published.push((c) => w.submit(c));
       cleanups.push(() => w.close());
+    } else if (config.kms.mode === 'aws' && singletons) {
+      logger.warn(
+        { setting: 'PAYLOG_WITNESSES' },
+        'no witnesses configured: only the signer state file (PAYLOG_SIGNER_STATE) stands between a rolled-back database and a signed fork; configure witnesses in production (SECURITY.md "Never a signed fork")',
+      );
     }
+    // The signer's memory outside the database: a file that does not verify stops the start.
+    const signerState = singletons ? new SignerStateFile(config.signerStatePath, { origin: config.logOrigin, verifiers: logVerifiers }) : undefined;
+    const lastSigned = await signerState?.load();
+    if (lastSigned) logger.info({ size: lastSigned.size, path: config.signerStatePath }, 'signer state: last signed checkpoint');
+    // Listeners of each newly signed checkpoint (tiles' signed size).
+    const published: Array<(c: StoredCheckpoint) => void> = [];
+    const checkpointPublisher = new CheckpointPublisher(database.db, {
+      origin: config.logOrigin,
+      signers,
+      logger,
+      headKey,
+      ...(signerState ? { state: signerState } : {}),
+      ...(witnessing ? { witnesses: witnessing } : {}),
+      onPublished: (c) => {
+        for (const f of published) f(c);
+        metrics.checkpointSignedAt.value = Date.now();
+        metrics.checkpointSize.set(c.size);
+      },
+      onRefused: (r) => metrics.checkpointRefused.inc({ reason: r.reason }),
+      onRefusalChanged: (r) => {
+        metrics.checkpointRefusing.set(r ? 1 : 0);
+        opts.onSigningRefusal?.(r);
+      },
+    });
+    metrics.checkpointRefusing.set(0);
     const appender = new LogAppender(database, {
       headKey,
       maxBatch: config.batchMax,
@@ -418,6 +450,12 @@ export async function startPaylog(config: Config, opts: StartOptions = {}): Prom
     });
     const tiles = new TilesService(database.db, { verifiers: logVerifiers, checkpoint: (p) => logRead.checkpoint(p), logger });
     published.push((c) => tiles.noteSigned(c.size));
+    let restored: RestoreReport | undefined;
+    if (opts.restoreLog !== undefined) {
+      if (!signerState) throw new Error('the log is restored by the signing process only');
+      restored = await restoreLostTail({ db: database.db, appender, headKey, state: signerState, origin: config.logOrigin, verifiers: logVerifiers }, opts.restoreLog);
+      logger.info({ ...restored }, 'log restored from the export: the stored tree extends the last signed checkpoint again');
+    }
     if (singletons) {
       try {
         const current = await checkpointPublisher.publish();
@@ -428,6 +466,7 @@ export async function startPaylog(config: Config, opts: StartOptions = {}): Prom
       } catch (e) {
         logger.error({ code: (e as { code?: string }).code }, 'initial checkpoint not signed');
       }
+      opts.onSigningRefusal?.(checkpointPublisher.refusal());
       checkpointPublisher.start();
       cleanups.push(() => checkpointPublisher.close());
     }
@@ -438,11 +477,15 @@ export async function startPaylog(config: Config, opts: StartOptions = {}): Prom
       kms: (signal) => kms.ping(dataKeyId, signal),
     });
     // Witnessing is reported, not required: third parties being slow must not stop appends.
+    // A signer that refuses to sign the stored tree (a rolled-back or rewritten database, a
+    // witness that saw another history) makes every worker not ready, with the reason.
     const readiness = async () => {
       const report = await checkReadiness();
       const workers = opts.workers?.();
-      const details = { ...(witnessing ? { witnesses: witnessing.status() } : {}), ...(workers ? { workers } : {}) };
-      return Object.keys(details).length > 0 ? { ...report, details } : report;
+      const signing = singletons ? checkpointPublisher.refusal() : (opts.signingRefusal?.() ?? null);
+      const details = { ...(witnessing ? { witnesses: witnessing.status() } : {}), ...(workers ? { workers } : {}), ...(signing ? { signing: { refused: true, ...signing } } : {}) };
+      const r = signing ? { ...report, ok: false } : report;
+      return Object.keys(details).length > 0 ? { ...r, details } : r;
     };
     const server = await buildServer({
       tls,
@@ -491,6 +534,7 @@ export async function startPaylog(config: Config, opts: StartOptions = {}): Prom
       keyEvents,
       transactions: transactionsService,
       keyLifecycle,
+      ...(restored ? { restored } : {}),
       close: () =>
         (closing ??= (async () => {
           await server.close(); // stops accepting; waits for in-flight requests

@@ -2,7 +2,8 @@
  * Settings, read once from the environment and validated at start with clear messages.
  * Names are part of the external contract (../shared/contract.md "Running it").
  */
-import { resolve } from 'node:path';
+import { join, resolve } from 'node:path';
+import { SIGNER_STATE_RELATIVE_PATH } from './log/signer-state.js';
 import { z } from 'zod';
 import { parseWitnessList, type WitnessEndpoint } from './log/witness/submitter.js';
 
@@ -67,6 +68,12 @@ const intFromEnv = (min: number, max: number) => z.coerce.number().int().min(min
 
 const envSchema = z.object({
   PAYLOG_DATA_DIR: z.string().min(1).default(DEFAULT_DATA_DIR),
+  /**
+   * The signer's memory of the last checkpoint it signed (src/log/signer-state.ts); default
+   * `<PAYLOG_DATA_DIR>/signer/last-checkpoint`. Put it on storage the database's administrators
+   * cannot roll back (SECURITY.md "Never a signed fork").
+   */
+  PAYLOG_SIGNER_STATE: z.string().min(1).optional(),
   PAYLOG_HOST: z.string().min(1).default(DEFAULT_HOST),
   PAYLOG_PORT: intFromEnv(0, 65535).default(DEFAULT_PORT),
   DATABASE_URL: z.string().regex(/^postgres(ql)?:\/\//, 'must be a postgres:// URL').optional(),
@@ -123,6 +130,8 @@ const envSchema = z.object({
 
 export interface Config {
   dataDir: string;
+  /** Signer state file (PAYLOG_SIGNER_STATE; default under dataDir). */
+  signerStatePath: string;
   host: string;
   port: number;
   /** Owner URL (migrations); undefined → embedded PostgreSQL under dataDir/pg. */
@@ -214,6 +223,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   return {
     ...(witnesses ? { witnesses } : {}),
     dataDir: resolve(e.PAYLOG_DATA_DIR),
+    signerStatePath: resolve(e.PAYLOG_SIGNER_STATE ?? join(e.PAYLOG_DATA_DIR, SIGNER_STATE_RELATIVE_PATH)),
     host: e.PAYLOG_HOST,
     port: e.PAYLOG_PORT,
     ...(e.DATABASE_URL ? { databaseUrl: e.DATABASE_URL } : {}),

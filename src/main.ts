@@ -12,7 +12,7 @@ import cluster, { type Worker } from 'node:cluster';
 import { availableParallelism } from 'node:os';
 import { mkdirSync } from 'node:fs';
 import { ConfigError, loadConfig, type Config } from './config.js';
-import { ensureEmbeddedDatabase, startPaylog } from './app.js';
+import { ensureEmbeddedDatabase, startPaylog, type SigningRefusal } from './app.js';
 import { join } from 'node:path';
 import { devWalkthrough, writeExampleTransaction } from './pki/walkthrough.js';
 import { startEmbeddedPostgres, type EmbeddedServer } from './db/embedded.js';
@@ -38,6 +38,12 @@ function loadOrExit(): Config {
   }
 }
 
+/** Worker 0 → primary → every worker: the signer refuses to sign (or resumed: null). */
+interface SigningMessage {
+  paylog: 'signing';
+  refusal: SigningRefusal | null;
+}
+
 /** What the primary tells every worker whenever a worker starts or stops listening. */
 interface WorkersMessage {
   paylog: 'workers';
@@ -48,11 +54,13 @@ interface WorkersMessage {
 async function runOne(config: Config, worker?: { index: number; localKmsUrl?: string }): Promise<void> {
   // Registered before start-up: the primary's first message follows this worker's `listening`.
   let workersStatus: { listening: number; configured: number } | undefined;
+  let signingRefusal: SigningRefusal | null = null;
   if (worker) {
-    process.on('message', (m: Partial<WorkersMessage>) => {
-      if (m?.paylog === 'workers' && typeof m.listening === 'number' && typeof m.configured === 'number') {
+    process.on('message', (m: Partial<WorkersMessage> | Partial<SigningMessage>) => {
+      if (m?.paylog === 'workers' && 'listening' in m && typeof m.listening === 'number' && typeof m.configured === 'number') {
         workersStatus = { listening: m.listening, configured: m.configured };
       }
+      if (m?.paylog === 'signing' && 'refusal' in m) signingRefusal = m.refusal ?? null;
     });
   }
   let lastNotice = 0;
@@ -71,6 +79,8 @@ async function runOne(config: Config, worker?: { index: number; localKmsUrl?: st
     singletons: !worker || worker.index === 0,
     ...(notify ? { onBatchCommitted: notify } : {}),
     ...(worker ? { workers: () => workersStatus } : {}),
+    ...(worker && worker.index === 0 ? { onSigningRefusal: (refusal: SigningRefusal | null) => process.send?.({ paylog: 'signing', refusal } satisfies SigningMessage) } : {}),
+    ...(worker && worker.index !== 0 ? { signingRefusal: () => signingRefusal } : {}),
   });
   if (worker?.index === 0) process.on('message', (m: { paylog?: string }) => m?.paylog === 'committed' && paylog.checkpoints.schedule());
   if (!worker || worker.index === 0) {
@@ -120,9 +130,14 @@ async function runPrimary(config: Config, workers: number, externalLocalKms?: st
   let stopping = false;
   // /readyz in every worker reports how many workers listen (connections are spread only over
   // workers already listening, so a client that connects earlier stays on the first ones).
+  // Worker 0's signer refusal, relayed to every worker (and to workers started later).
+  let signing: SigningMessage = { paylog: 'signing', refusal: null };
   const broadcastWorkers = () => {
     const m: WorkersMessage = { paylog: 'workers', listening: listening.size, configured: workers };
     for (const w of byIndex.values()) if (w.isConnected()) w.send(m, () => {});
+  };
+  const broadcastSigning = () => {
+    for (const w of byIndex.values()) if (w.isConnected()) w.send(signing, () => {});
   };
   const fork = (index: number) => {
     const w = cluster.fork({ ...env, [ENV_WORKER_INDEX]: String(index) });
@@ -130,9 +145,14 @@ async function runPrimary(config: Config, workers: number, externalLocalKms?: st
     w.on('listening', () => {
       listening.add(index);
       broadcastWorkers();
+      if (w.isConnected()) w.send(signing, () => {});
     });
-    w.on('message', (m: { paylog?: string }) => {
+    w.on('message', (m: { paylog?: string; refusal?: SigningRefusal | null }) => {
       if (m?.paylog === 'committed') byIndex.get(0)?.send({ paylog: 'committed' });
+      if (m?.paylog === 'signing' && index === 0) {
+        signing = { paylog: 'signing', refusal: m.refusal ?? null };
+        broadcastSigning();
+      }
     });
     w.on('exit', (code, signal) => {
       if (byIndex.get(index) === w) {

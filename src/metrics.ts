@@ -22,6 +22,10 @@ export interface Metrics {
   idempotencyConflicts: Counter;
   /** When this instance last signed (or found current) the checkpoint covering the log; ms epoch. */
   checkpointSignedAt: { value: number | undefined };
+  /** Publications refused because the stored tree does not extend the last signed checkpoint. */
+  checkpointRefused: Counter<'reason'>;
+  /** 1 while this instance refuses to sign (until a publication succeeds again), else 0. */
+  checkpointRefusing: Gauge;
 }
 
 /** Prefix of Node's default process metrics (`paylog_process_cpu_seconds_total`, `paylog_nodejs_…`). */
@@ -52,6 +56,13 @@ export function createMetrics(): Metrics {
       help: 'Replays of a transactionId that differ in a served field (409 IDEMPOTENCY_CONFLICT)',
       registers: [registry],
     }),
+    checkpointRefused: new Counter({
+      name: 'paylog_checkpoint_refused_total',
+      help: 'Checkpoint publications refused by reason: behind (tree smaller than the last signed checkpoint), inconsistent (no consistency proof), witness (a witness has cosigned a different history), state_file (the signer state file does not verify)',
+      labelNames: ['reason'],
+      registers: [registry],
+    }),
+    checkpointRefusing: new Gauge({ name: 'paylog_checkpoint_refusing', help: '1 while the signer refuses to sign the stored tree (see paylog_checkpoint_refused_total), else 0', registers: [registry] }),
     checkpointSize: new Gauge({ name: 'paylog_checkpoint_size', help: 'Tree size of the latest checkpoint this instance signed or found current', registers: [registry] }),
     kmsDuration: new Histogram({
       name: 'paylog_kms_request_duration_seconds',

@@ -169,7 +169,9 @@ export const readinessSchema = z.object({
   checks: z.record(z.string(), z.boolean()),
   /**
    * Reported, not required: with witnesses configured, how far witnessing lags; with
-   * PAYLOG_WORKERS > 1, `workers {listening, configured}`.
+   * PAYLOG_WORKERS > 1, `workers {listening, configured}`. Required: while the checkpoint signer
+   * refuses to sign the stored tree, `signing {refused, reason, signedSize, headSize, message,
+   * since}` and the answer is 503 (SECURITY.md "Never a signed fork").
    */
   details: z.record(z.string(), z.unknown()).optional(),
 });

@@ -2,10 +2,15 @@
  * Signed checkpoints (C2SP tlog-checkpoint in a C2SP signed-note, Ed25519 signed in KMS).
  *
  * Contract:
- * - `publish()` signs the current tree head only after checking it against the latest stored
- *   checkpoint: the head's root must equal the root recomputed from stored nodes, and a
- *   consistency proof (RFC 9162 §2.1.4) from the checkpoint's tree to the head must verify.
- *   A tree that fails is never signed (INCONSISTENT_TREE).
+ * - `publish()` signs the current tree head only after checking it against the last checkpoint
+ *   this signer signed (its state file, src/log/signer-state.ts, which the database cannot roll
+ *   back) AND the latest stored checkpoint that verifies: the head's root must equal the root
+ *   recomputed from stored nodes, and a consistency proof (RFC 9162 §2.1.4) from each
+ *   checkpoint's tree to the head must verify. A tree that fails is never signed
+ *   (INCONSISTENT_TREE with details {reason: behind | inconsistent | witness | state_file,
+ *   signedSize, headSize}); `refusal()` reports it until a publication succeeds again.
+ * - Order after signing: witnesses are asked (a conflict refuses: never stored, never served),
+ *   then the state file is written durably, then the checkpoint row is stored and announced.
  * - After each batch commit `schedule()` publishes within PUBLISH_MIN_INTERVAL_MS (coalesced:
  *   one publication in flight at a time); a timer re-checks every IDLE_REPUBLISH_MS so a
  *   failed publication (e.g. KMS briefly down) is retried while idle.
@@ -26,6 +31,7 @@ import { readNodes, readTreeHead } from './appender.js';
 import { formatCheckpointBody, verifyCheckpoint } from './checkpoint.js';
 import { EMPTY_ROOT, consistencyProof, consistencyProofNodes, rangeNodes, rootFromNodes, verifyConsistency } from './merkle.js';
 import { formatVerifierKey, keyId, signNote, type NoteSigner, type NoteVerifier } from './note.js';
+import type { SignerStateFile } from './signer-state.js';
 
 export const PUBLISH_MIN_INTERVAL_MS = 250;
 export const IDLE_REPUBLISH_MS = 30_000;
@@ -117,13 +123,39 @@ export async function readCheckpoint(
   }
 }
 
+/** Why a checkpoint was refused (the `reason` label of paylog_checkpoint_refused_total). */
+export type RefusalReason = 'behind' | 'inconsistent' | 'witness' | 'state_file';
+
+/** Details of an INCONSISTENT_TREE refusal (PaylogError.details; served in /readyz). */
+export interface Refusal {
+  reason: RefusalReason;
+  /** The checkpoint the head was checked against (or the witness's size for `witness`). */
+  signedSize: number;
+  headSize: number;
+  message: string;
+}
+
+export function refusal(reason: RefusalReason, signedSize: number, headSize: number, why: string): PaylogError {
+  return new PaylogError('INCONSISTENT_TREE', `refusing to sign: ${why}`, { reason, signedSize, headSize });
+}
+
+/** The refusal an INCONSISTENT_TREE error carries, if it is one. */
+export function refusalOf(e: unknown): Refusal | null {
+  if (!(e instanceof PaylogError) || e.code !== 'INCONSISTENT_TREE') return null;
+  const d = e.details ?? {};
+  const reason = d.reason === 'behind' || d.reason === 'witness' || d.reason === 'state_file' ? d.reason : 'inconsistent';
+  return { reason, signedSize: Number(d.signedSize ?? 0), headSize: Number(d.headSize ?? 0), message: e.message };
+}
+
 /**
  * Checks that the stored tree of `size` with root `root` extends the checkpointed tree
- * (RFC 9162 §2.1.4.2) and that `root` is what the stored nodes say. Throws INCONSISTENT_TREE.
+ * (RFC 9162 §2.1.4.2) and that `root` is what the stored nodes say. Throws INCONSISTENT_TREE
+ * with details {reason: 'behind' | 'inconsistent', signedSize, headSize}.
  */
 export async function checkExtends(db: Db, prior: { size: number; rootHash: Buffer } | null, head: { size: number; rootHash: Buffer }): Promise<void> {
-  const fail = (why: string) => new PaylogError('INCONSISTENT_TREE', `refusing to sign: ${why}`);
-  if (prior && prior.size > head.size) throw fail(`tree size ${head.size} is smaller than signed size ${prior.size}`);
+  const signedSize = prior?.size ?? 0;
+  const fail = (why: string) => refusal('inconsistent', signedSize, head.size, why);
+  if (prior && prior.size > head.size) throw refusal('behind', prior.size, head.size, `tree size ${head.size} is smaller than signed size ${prior.size}`);
   const ids = [...rangeNodes(0, head.size), ...(prior ? consistencyProofNodes(prior.size, head.size) : [])];
   const nodes = await readNodes(db, ids);
   let recomputed: Buffer;
@@ -146,6 +178,21 @@ export async function checkExtends(db: Db, prior: { size: number; rootHash: Buff
   }
 }
 
+/**
+ * Witnesses asked before a checkpoint is stored (src/log/witness/submitter.ts). `vet` MUST
+ * throw INCONSISTENT_TREE (reason `witness`) when a witness answers that the checkpoint
+ * conflicts with what it has cosigned, and MUST NOT throw because a witness is unreachable or
+ * slow (witnessing is reported, not required). `recorded` runs after the checkpoint is stored.
+ */
+export interface CheckpointWitnesses {
+  vet(c: StoredCheckpoint): Promise<{ recorded(): Promise<void> }>;
+}
+
+/** At most one "checkpoint refused" error line per this interval while the reason stays the same. */
+export const REFUSAL_LOG_INTERVAL_MS = 10_000;
+
+const sameTree = (a: { size: number; rootHash: Buffer }, b: { size: number; rootHash: Buffer }) => a.size === b.size && a.rootHash.equals(b.rootHash);
+
 export class CheckpointPublisher {
   private inFlight: Promise<StoredCheckpoint | null> | null = null;
   private pending = false;
@@ -157,6 +204,10 @@ export class CheckpointPublisher {
   /** The publication running now, and the one queued behind it (shared by its callers). */
   private publishing: Promise<StoredCheckpoint | null> | null = null;
   private queued: Promise<StoredCheckpoint | null> | null = null;
+  /** The largest checkpoint this process signed (or loaded from the state file). */
+  private lastSigned: StoredCheckpoint | null = null;
+  private refused: (Refusal & { since: string }) | null = null;
+  private lastRefusalLog: { reason: RefusalReason; at: number } | null = null;
 
   constructor(
     private readonly db: Db,
@@ -165,12 +216,24 @@ export class CheckpointPublisher {
       signers: NoteSigner[];
       logger?: Logger;
       onPublished?: (c: StoredCheckpoint) => void;
-      onRefused?: (e: PaylogError) => void;
+      /** Each refused publication (metric). */
+      onRefused?: (r: Refusal) => void;
+      /** Signing turned refused, or accepted again (readiness of the other workers). */
+      onRefusalChanged?: (r: (Refusal & { since: string }) | null) => void;
       /** Tree-head MAC key (src/log/tree-head.ts): forged `tree_heads` rows are never signed. */
       headKey?: Buffer;
+      /** The signer's memory outside the database (src/log/signer-state.ts). */
+      state?: SignerStateFile;
+      /** Witnesses asked before a checkpoint is stored (PAYLOG_WITNESSES). */
+      witnesses?: CheckpointWitnesses;
     },
   ) {
     this.verifiers = opts.signers.map((s) => ({ name: s.name, publicKey: s.publicKey }));
+  }
+
+  /** Signing is refused right now (the last publication was refused, none has succeeded since). */
+  refusal(): (Refusal & { since: string }) | null {
+    return this.refused;
   }
 
   /**
@@ -190,24 +253,76 @@ export class CheckpointPublisher {
   }
 
   private startPublication(): Promise<StoredCheckpoint | null> {
-    const run = this.publishOnce().finally(() => {
+    const run = this.publishOnce().then(
+      (c) => {
+        if (this.refused) {
+          this.opts.logger?.info({ size: c?.size }, 'checkpoint signing resumed: the stored tree extends the last signed checkpoint again');
+          this.refused = null;
+          this.lastRefusalLog = null;
+          this.opts.onRefusalChanged?.(null);
+        }
+        return c;
+      },
+      (e: unknown) => {
+        const r = refusalOf(e);
+        if (r) this.noteRefusal(r);
+        throw e;
+      },
+    ).finally(() => {
       if (this.publishing === run) this.publishing = null;
     });
     this.publishing = run;
     return run;
   }
 
+  private noteRefusal(r: Refusal): void {
+    const changed = this.refused?.reason !== r.reason || this.refused.signedSize !== r.signedSize;
+    this.refused = { ...r, since: this.refused?.reason === r.reason ? this.refused.since : new Date().toISOString() };
+    this.opts.onRefused?.(r);
+    if (changed) this.opts.onRefusalChanged?.(this.refused);
+    const now = Date.now();
+    if (this.lastRefusalLog?.reason === r.reason && now - this.lastRefusalLog.at < REFUSAL_LOG_INTERVAL_MS) return;
+    this.lastRefusalLog = { reason: r.reason, at: now };
+    this.opts.logger?.error({ code: 'INCONSISTENT_TREE', reason: r.reason, signedSize: r.signedSize, headSize: r.headSize, message: r.message }, 'checkpoint refused: the stored tree does not extend the last signed checkpoint');
+  }
+
+  /** The newest checkpoint this signer has signed: its own memory or the state file, the larger. */
+  private async remembered(): Promise<StoredCheckpoint | null> {
+    let fromFile: StoredCheckpoint | null = null;
+    try {
+      fromFile = this.opts.state ? await this.opts.state.load() : null;
+    } catch (e) {
+      // A state file that no longer verifies is a refusal, not a reason to forget what was signed.
+      throw refusal('state_file', this.lastSigned?.size ?? 0, 0, (e as Error).message);
+    }
+    if (fromFile && (!this.lastSigned || fromFile.size > this.lastSigned.size)) this.lastSigned = fromFile;
+    return this.lastSigned;
+  }
+
   private async publishOnce(): Promise<StoredCheckpoint | null> {
-    const head = (await readTreeHead(this.db, this.opts.headKey)) ?? { size: 0, rootHash: EMPTY_ROOT };
+    // The signer's own memory first, then the database's newest checkpoint, then the head: a
+    // checkpoint (ours or another instance's) is never newer than a head read after it.
+    const remembered = await this.remembered();
     const prior = await readCheckpoint(this.db, this.verifiers, undefined, (row) =>
       this.opts.logger?.error({ checkpointRow: row.id, size: row.size }, 'stored checkpoint does not verify under our keys: ignored'),
     );
-    if (prior && prior.size === head.size && prior.rootHash.equals(head.rootHash) && this.signedByAll(prior.note)) return prior;
-    await checkExtends(this.db, prior, head);
+    const head = (await readTreeHead(this.db, this.opts.headKey)) ?? { size: 0, rootHash: EMPTY_ROOT };
+    // 1. The head MUST extend what this signer signed (the database cannot roll that back).
+    if (remembered && !sameTree(remembered, head)) await checkExtends(this.db, remembered, head);
+    // 2. Nothing new: the stored checkpoint already covers the head.
+    if (prior && sameTree(prior, head) && this.signedByAll(prior.note)) return prior;
+    // 3. The head MUST extend the newest verified checkpoint in the database (another instance's).
+    if (!(prior && remembered && sameTree(prior, remembered))) await checkExtends(this.db, prior, head);
     const note = await signNote(formatCheckpointBody({ origin: this.opts.origin, size: head.size, rootHash: head.rootHash }), this.opts.signers);
-    await this.db.insert(checkpoints).values({ size: head.size, rootHash: head.rootHash, note });
     const c = { size: head.size, rootHash: head.rootHash, note };
+    // 4. Witnesses that saw a different history refuse it: then it is never stored or served.
+    const witnessed = this.opts.witnesses ? await this.opts.witnesses.vet(c) : null;
+    // 5. Remembered durably before anyone can see it.
+    await this.opts.state?.save(c);
+    if (!this.lastSigned || c.size >= this.lastSigned.size) this.lastSigned = c;
+    await this.db.insert(checkpoints).values({ size: head.size, rootHash: head.rootHash, note });
     this.opts.onPublished?.(c);
+    if (witnessed) await witnessed.recorded();
     return c;
   }
 
@@ -239,12 +354,8 @@ export class CheckpointPublisher {
     this.lastPublishAt = Date.now();
     this.inFlight = this.publish()
       .catch((e: unknown) => {
-        if (e instanceof PaylogError && e.code === 'INCONSISTENT_TREE') {
-          this.opts.logger?.error({ code: e.code, reason: e.message }, 'checkpoint refused');
-          this.opts.onRefused?.(e);
-        } else {
-          this.opts.logger?.warn({ err: { type: (e as Error)?.name, code: (e as PaylogError)?.code } }, 'checkpoint publication failed; will retry');
-        }
+        // Refusals are logged (rate-limited) and counted where they happen (noteRefusal).
+        if (!refusalOf(e)) this.opts.logger?.warn({ err: { type: (e as Error)?.name, code: (e as PaylogError)?.code } }, 'checkpoint publication failed; will retry');
         return null;
       })
       .finally(() => {

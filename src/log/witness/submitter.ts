@@ -6,11 +6,15 @@
  * `checkpoint`).
  *
  * Contract:
- * - Submissions never block appends or signing: each witness has one request in flight and a
- *   slot for the newest checkpoint waiting (older waiting ones are skipped — cosigning the newest
- *   covers them). Every request is bounded by WITNESS_REQUEST_TIMEOUT_MS.
+ * - The signer asks every witness (`vet`) after signing a checkpoint and BEFORE storing it; a
+ *   witness that answers the checkpoint conflicts with what it has cosigned (409 with a larger
+ *   size, or 409 again at the size proved from; 422) makes the signer refuse it: it is never
+ *   stored or served. Appends never wait for witnesses; a witness that is unreachable or slow
+ *   delays that checkpoint's storing by at most WITNESS_REQUEST_TIMEOUT_MS and is otherwise
+ *   only reported. `submit` (asynchronous, one request in flight per witness and a slot for the
+ *   newest checkpoint) remains for callers that only want cosignatures.
  * - 409 (`text/x.tlog.size`): the witness's size is adopted and the request retried once with a
- *   proof from that size, if it is not beyond the checkpoint; 422/403/404/400 are logged and
+ *   proof from that size, if it is not beyond the checkpoint; 403/404/400 are logged and
  *   counted, never retried for that checkpoint.
  * - A cosignature is stored only after it verifies under the witness's configured key; rows are
  *   re-verified when read, so a row inserted behind the service's back is ignored.
@@ -25,7 +29,7 @@ import type { Db } from '../../db/connection.js';
 import { witnessCosignatures } from '../../db/schema.js';
 import { PaylogError } from '../../errors.js';
 import { readNodes } from '../appender.js';
-import { readCheckpoint, type StoredCheckpoint } from '../checkpoints.js';
+import { readCheckpoint, refusal, type StoredCheckpoint } from '../checkpoints.js';
 import { consistencyProof, consistencyProofNodes } from '../merkle.js';
 import type { NoteVerifier } from '../note.js';
 import { formatAddCheckpoint, TLOG_SIZE_CONTENT_TYPE } from './add-checkpoint.js';
@@ -102,6 +106,9 @@ export function registerWitnessMetrics(registry: Registry): WitnessMetrics {
   };
 }
 
+/** What one witness answered about one checkpoint. */
+type AskResult = { kind: 'cosigned'; body: string } | { kind: 'known' } | { kind: 'conflict'; witnessSize: number; why: string } | { kind: 'failed' };
+
 type Outcome = 'cosigned' | 'conflict' | 'inconsistent' | 'forbidden' | 'unknown_log' | 'bad_request' | 'error';
 
 const OUTCOME_BY_STATUS: Record<number, Outcome> = { 409: 'conflict', 422: 'inconsistent', 403: 'forbidden', 404: 'unknown_log', 400: 'bad_request' };
@@ -158,17 +165,60 @@ export class WitnessCosigning {
   /** Hands a newly signed checkpoint to every witness (returns at once). */
   submit(c: StoredCheckpoint): void {
     if (this.#closed) return;
-    if (c.size >= this.#signedSize) {
-      if (!this.#publishedAt.has(c.size)) this.#publishedAt.set(c.size, performance.now());
-      while (this.#publishedAt.size > 64) this.#publishedAt.delete(this.#publishedAt.keys().next().value as number);
-      this.#signedSize = c.size;
-      if (this.#pendingSince === null && (this.#witnessed === null || this.#witnessed.size < c.size)) this.#pendingSince = Date.now();
-    }
+    this.#noteSigned(c);
     for (const lane of this.#lanes) {
       lane.waiting = c;
       if (!lane.running) this.#run(lane);
     }
     this.#updateLag();
+  }
+
+  /**
+   * Asks every witness about a signed checkpoint BEFORE it is stored (CheckpointWitnesses in
+   * src/log/checkpoints.ts). Throws INCONSISTENT_TREE (reason `witness`) when any witness says
+   * the checkpoint does not extend what it has cosigned: it has cosigned a larger tree (409 with
+   * a size beyond this checkpoint), a different root at the same size (409 with the same size
+   * again), or the consistency proof from its size does not verify (422). A witness that is
+   * unreachable, slow (WITNESS_REQUEST_TIMEOUT_MS) or refuses for another reason is logged and
+   * counted only: witnessing is reported, not required. `recorded()` stores the cosignatures,
+   * to be called once the checkpoint row is stored.
+   */
+  async vet(c: StoredCheckpoint): Promise<{ recorded(): Promise<void> }> {
+    const answers = await Promise.all(
+      this.#lanes.map((lane) =>
+        this.#ask(lane, c).catch((e: unknown): AskResult => {
+          this.opts.metrics?.submissions.inc({ witness: lane.w.key, outcome: 'error' });
+          this.opts.logger?.warn({ witness: lane.w.key, size: c.size, err: { type: (e as Error)?.name, message: (e as Error)?.message } }, 'witness submission failed');
+          return { kind: 'failed' };
+        }),
+      ),
+    );
+    const conflict = answers.findIndex((r) => r.kind === 'conflict');
+    if (conflict >= 0) {
+      const r = answers[conflict] as Extract<AskResult, { kind: 'conflict' }>;
+      throw refusal('witness', r.witnessSize, c.size, `witness ${this.#lanes[conflict]!.w.key} ${r.why} (its size ${r.witnessSize}, this checkpoint's size ${c.size})`);
+    }
+    this.#noteSigned(c);
+    this.#updateLag();
+    return {
+      recorded: async () => {
+        for (const [i, r] of answers.entries()) {
+          if (r.kind !== 'cosigned') continue;
+          const lane = this.#lanes[i]!;
+          await this.#store(lane, c, r.body).catch((e: unknown) =>
+            this.opts.logger?.warn({ witness: lane.w.key, size: c.size, err: { type: (e as Error)?.name, message: (e as Error)?.message } }, 'witness cosignature not stored'),
+          );
+        }
+      },
+    };
+  }
+
+  #noteSigned(c: StoredCheckpoint): void {
+    if (c.size < this.#signedSize) return;
+    if (!this.#publishedAt.has(c.size)) this.#publishedAt.set(c.size, performance.now());
+    while (this.#publishedAt.size > 64) this.#publishedAt.delete(this.#publishedAt.keys().next().value as number);
+    this.#signedSize = c.size;
+    if (this.#pendingSince === null && (this.#witnessed === null || this.#witnessed.size < c.size)) this.#pendingSince = Date.now();
   }
 
   #run(lane: WitnessLane): void {
@@ -205,16 +255,29 @@ export class WitnessCosigning {
     return consistencyProof(from, to, await readNodes(this.db, consistencyProofNodes(from, to)));
   }
 
-  // tlog-witness §add-checkpoint, client side.
+  // tlog-witness §add-checkpoint, client side: ask, then store the cosignature.
   async #submitOne(lane: WitnessLane, c: StoredCheckpoint): Promise<void> {
+    const r = await this.#ask(lane, c);
+    if (r.kind === 'cosigned') await this.#store(lane, c, r.body);
+  }
+
+  // tlog-witness §add-checkpoint, client side. A size the witness has cosigned counts as a
+  // conflict only when the witness itself answered it (the cosignatures table is writable by
+  // the runtime role: a planted row is a reason to ask, not to refuse).
+  async #ask(lane: WitnessLane, c: StoredCheckpoint): Promise<AskResult> {
     // Already cosigned (two publications of the same tree head): nothing to ask.
-    if (lane.knownSize === c.size && lane.knownRoot?.equals(c.rootHash)) return;
+    if (lane.knownSize === c.size && lane.knownRoot?.equals(c.rootHash)) return { kind: 'known' };
     let old = await this.#knownSize(lane);
+    let fromWitness = false;
     for (let attempt = 0; attempt <= MAX_CONFLICT_RETRIES; attempt++) {
       if (old > c.size) {
-        this.opts.metrics?.submissions.inc({ witness: lane.w.key, outcome: 'conflict' });
-        this.opts.logger?.error({ witness: lane.w.key, witnessSize: old, size: c.size }, 'witness has cosigned a larger tree than this checkpoint: not submitted');
-        return;
+        if (!fromWitness) {
+          old = 0; // ask the witness for its size
+        } else {
+          this.opts.metrics?.submissions.inc({ witness: lane.w.key, outcome: 'conflict' });
+          this.opts.logger?.error({ witness: lane.w.key, witnessSize: old, size: c.size }, 'witness has cosigned a larger tree than this checkpoint: not submitted');
+          return { kind: 'conflict', witnessSize: old, why: 'has cosigned a larger tree than this checkpoint' };
+        }
       }
       const body = formatAddCheckpoint({ oldSize: old, proof: await this.#proof(old, c.size), checkpoint: c.note });
       const res = await fetch(`${lane.w.url}/add-checkpoint`, {
@@ -225,26 +288,30 @@ export class WitnessCosigning {
         dispatcher: this.#dispatcher,
       });
       const text = await res.text();
-      if (res.status === 200) {
-        await this.#store(lane, c, text);
-        lane.knownSize = c.size;
-        lane.knownRoot = c.rootHash;
-        return;
-      }
+      if (res.status === 200) return { kind: 'cosigned', body: text };
       const outcome = OUTCOME_BY_STATUS[res.status] ?? 'error';
       this.opts.metrics?.submissions.inc({ witness: lane.w.key, outcome });
       if (res.status === 409 && (res.headers.get('content-type') ?? '').startsWith(TLOG_SIZE_CONTENT_TYPE) && /^(0|[1-9][0-9]*)\n$/.test(text)) {
         const theirs = Number(text.trim());
+        fromWitness = true;
         if (theirs !== old) {
           old = theirs;
           lane.knownSize = theirs;
           delete lane.knownRoot;
           continue;
         }
+        // Its size is the one we proved from, and it still conflicts: a different root there.
+        this.opts.logger?.error({ witness: lane.w.key, status: res.status, size: c.size, oldSize: old }, 'witness refused the checkpoint: it conflicts with what it has cosigned');
+        return { kind: 'conflict', witnessSize: theirs, why: 'has cosigned a different tree' };
+      }
+      if (res.status === 422) {
+        this.opts.logger?.error({ witness: lane.w.key, status: res.status, size: c.size, oldSize: old }, 'witness refused the checkpoint: not consistent with what it has cosigned');
+        return { kind: 'conflict', witnessSize: old, why: 'found the checkpoint inconsistent with the tree it has cosigned' };
       }
       this.opts.logger?.error({ witness: lane.w.key, status: res.status, size: c.size, oldSize: old }, 'witness refused the checkpoint');
-      return;
+      return { kind: 'failed' };
     }
+    return { kind: 'failed' };
   }
 
   async #store(lane: WitnessLane, c: StoredCheckpoint, body: string): Promise<void> {
@@ -257,6 +324,8 @@ export class WitnessCosigning {
     await this.db.insert(witnessCosignatures).values(
       valid.map((v) => ({ checkpointSize: c.size, rootHash: c.rootHash, witnessKey: v.key, cosignedAt: v.timestamp, signatureLine: v.line })),
     );
+    lane.knownSize = c.size;
+    lane.knownRoot = c.rootHash;
     this.opts.metrics?.submissions.inc({ witness: lane.w.key, outcome: 'cosigned' });
     this.#witnessed = null; // re-read
     const latest = await this.latestWitnessed();

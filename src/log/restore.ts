@@ -77,9 +77,10 @@ export function restoredEntry(leaf: Buffer, createdAt: Date): AppendRequest {
     return { kind: 'admin_event', leaf, createdAt };
   }
   if (decoded.type === 'transaction') {
-    const transactionId = decoded.v === 2 ? decoded.id : decoded.transactionId;
-    const key = decoded.v === 2 && decoded.env.ep !== undefined ? { epochId: decoded.env.ep } : { kmsKeyId: decoded.v === 2 && decoded.env.kms !== undefined ? decoded.env.kms : RESTORED_UNKNOWN_KEY };
-    return { kind: 'transaction', leaf, createdAt, transaction: { transactionId, requestMac: RESTORED_REQUEST_MAC }, dataKey: { transactionId, wrappedKey: null, ...key } };
+    const transactionId = decoded.v === 1 ? decoded.transactionId : decoded.id;
+    const processor = decoded.v === 1 ? decoded.processor : decoded.p;
+    const key = decoded.v !== 1 && decoded.env.ep !== undefined ? { epochId: decoded.env.ep } : { kmsKeyId: decoded.v !== 1 && decoded.env.kms !== undefined ? decoded.env.kms : RESTORED_UNKNOWN_KEY };
+    return { kind: 'transaction', leaf, createdAt, transaction: { transactionId, requestMac: RESTORED_REQUEST_MAC, processor }, dataKey: { transactionId, wrappedKey: null, ...key } };
   }
   if (decoded.type === 'access') return { kind: 'access', leaf, createdAt, access: { transactionId: decoded.transactionId } };
   if (decoded.type === 'key_event') return { kind: 'key_event', leaf, createdAt };

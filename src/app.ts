@@ -21,6 +21,7 @@ import { ensureDevPki, type DevPki } from './pki/dev-pki.js';
 import { principalUri } from './pki/identity.js';
 import { LogAppender, readTreeHead, type Appender } from './log/appender.js';
 import { treeHeadKey } from './log/tree-head.js';
+import { epochRowKey } from './kms/epoch-rows.js';
 import { TransactionService } from './services/transactions.js';
 import { ProcessorRegistry } from './auth/processors.js';
 import { RevocationList } from './auth/revocations.js';
@@ -257,6 +258,8 @@ export async function startPaylog(config: Config, opts: StartOptions = {}): Prom
     const singletons = opts.singletons ?? true;
     const headKey = treeHeadKey(macKey);
     cleanups.push(async () => void headKey.fill(0));
+    const epochKey = epochRowKey(macKey);
+    cleanups.push(async () => void epochKey.fill(0));
     const head = await readTreeHead(database.db, headKey);
     metrics.logSize.set(head?.size ?? 0);
     const { signers, keys: publishedKeys } = await kmsStartupStep(signingKeyRefs[0]!, 'GetPublicKey', kmsWhere, () => kmsNoteSigners(kms, config.logOrigin, signingKeyIds));
@@ -310,6 +313,11 @@ export async function startPaylog(config: Config, opts: StartOptions = {}): Prom
       cacheTtlMs: config.keys.cacheTtlSeconds * 1000,
       cacheMaxUses: config.keys.cacheMaxUses,
       recordKeyEvent: (e) => keyEvents.record(e),
+      rowKey: epochKey,
+      onUntrustedRow: ({ table, id }) => {
+        metrics.untrustedRows.inc({ table });
+        logger.error({ table, row: id }, 'a key row was not created by paylog (planted in the database?): ignored');
+      },
       onCacheHit: () => metrics.epochCacheHits.inc(),
       onCacheMiss: () => metrics.epochCacheMisses.inc(),
     });

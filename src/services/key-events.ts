@@ -54,6 +54,8 @@ export interface KeyEvent {
   asOf?: Date;
   previousKmsKeyId?: string;
   counts?: Record<string, number>;
+  /** `epoch_created`: SHA-256 of the epoch public key (leaf v3), which transaction leaves sealed to it name as `env.epk`. */
+  publicKeySha256?: Buffer;
 }
 
 const sha256 = (b: Uint8Array): Buffer => createHash('sha256').update(b).digest();
@@ -79,6 +81,7 @@ export function keyEventLeafOf(e: KeyEvent): KeyEventLeafV2 {
     ...(e.reason !== undefined ? { reason: e.reason } : {}),
     ...(retention !== undefined || e.asOf !== undefined ? { policy: { ...(retention ? { retention } : {}), ...(e.asOf ? { asOf: e.asOf } : {}) } } : {}),
     ...(e.counts !== undefined ? { counts: e.counts } : {}),
+    ...(e.publicKeySha256 !== undefined ? { publicKeySha256: e.publicKeySha256 } : {}),
   });
 }
 

@@ -27,7 +27,7 @@
  *   it); every candidate row is checked before one is chosen, and an untrusted row is skipped,
  *   reported once per process through `onUntrustedRow` and never retired, logged or sealed to.
  *   A period's KMS key is the key its alias names, never a `key_periods.kms_key_id` that
- *   differs from it (such a row is reported and creation refused with INTEGRITY_FAILURE).
+ *   differs from it (such a row is reported and creation refused: INTERNAL, an operator must look).
  *   Retirement (`retired_at`) needs no MAC: an epoch retired behind the service's back only
  *   makes the service create a new epoch itself (and record it in the log).
  */
@@ -351,7 +351,7 @@ export class EpochKeyring {
    * The KMS key of `period`: the key its alias names (created on first use), recorded in
    * key_periods. The runtime role may INSERT key_periods rows, so a row's `kms_key_id` is never
    * trusted on its own: a row naming another key (e.g. one planted for a future period, naming a
-   * key its planter can decrypt with) is reported and creation refused (INTEGRITY_FAILURE);
+   * key its planter can decrypt with) is reported and creation refused (INTERNAL, 500);
    * nothing is wrapped under it.
    */
   async periodKey(period: KeyPeriod): Promise<string> {
@@ -371,7 +371,7 @@ export class EpochKeyring {
     if (!row) throw new PaylogError('INTERNAL', 'key period could not be recorded');
     if (row.kms_key_id !== arn) {
       this.reportUntrusted('key_periods', `${period.granularity}/${period.label}`);
-      throw new PaylogError('INTEGRITY_FAILURE', `the key_periods row of ${period.granularity} ${period.label} names a KMS key other than ${periodKeyAlias(period)}: refusing to wrap an epoch key under it`);
+      throw new PaylogError('INTERNAL', `the key_periods row of ${period.granularity} ${period.label} names a KMS key other than ${periodKeyAlias(period)}: refusing to wrap an epoch key under it`);
     }
     if (row.state !== 'active') throw new PaylogError('DATA_SHREDDED', 'this key period has been shredded; no new epoch can be created in it');
     return arn;

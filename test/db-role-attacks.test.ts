@@ -1,0 +1,205 @@
+/**
+ * Issue 17: "everything the runtime roles can write is authenticated before use, or harmless".
+ * Every attack here uses exactly the runtime role's access: the service's own pool
+ * (`t.paylog.database.pool`), which logs in as `paylog_svc_<db>`, a member of `paylog_app`
+ * only (src/app.ts) — the same connection the service runs on. Real mTLS (dev certificates),
+ * the real KMS client against the local endpoint, real PostgreSQL. SECURITY.md "What the
+ * database roles can write" lists each table and column and names the test here.
+ */
+import { createHash, generateKeyPairSync, randomBytes } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { cardTransaction, startTestPaylog, type TestPaylog } from './helpers/paylog.js';
+import { query, withClient } from './helpers/db.js';
+import { decodeLeaf, encodeLeaf, envelopeFromLeaf, keyEventLeaf, transactionLeaf, type Leaf } from '../src/log/leaf.js';
+import { X25519PrivateKey } from '../src/crypto/hpke.js';
+import { openEnvelopeV2 } from '../src/crypto/envelope-v2.js';
+import { epochIdOf, epochKmsContext, periodOf, type KeyPeriod } from '../src/kms/epoch-keys.js';
+import { LogClient, verifyRemoteLog } from '../src/log/export.js';
+import { toNoteVerifiers } from '../src/log/verifier.js';
+import { loadOrCreateServiceKey } from '../src/keyring.js';
+
+const sha256 = (b: Buffer) => createHash('sha256').update(b).digest();
+
+/** An X25519 key pair the attacker holds: raw public key and a private key paylog's HPKE code opens with. */
+function attackerKeyPair(): { publicKey: Buffer; privateKey: () => X25519PrivateKey; rawPrivate: () => Buffer } {
+  const { publicKey, privateKey } = generateKeyPairSync('x25519');
+  const raw = Buffer.from(publicKey.export({ format: 'jwk' }).x!, 'base64url');
+  return { publicKey: raw, privateKey: () => new X25519PrivateKey(privateKey), rawPrivate: () => Buffer.from(privateKey.export({ format: 'jwk' }).d!, 'base64url') };
+}
+
+const runtime = (t: TestPaylog) => t.paylog.database.pool;
+
+async function leafOf(t: TestPaylog, transactionId: string): Promise<Leaf & { type: 'transaction' }> {
+  const r = await query<{ leaf: Buffer }>(t.databaseUrl, 'SELECT l.leaf FROM transactions x JOIN log_entries l ON l.idx = x.log_index WHERE x.transaction_id = $1', [transactionId]);
+  return decodeLeaf(r[0]!.leaf) as Leaf & { type: 'transaction' };
+}
+
+/** Tries to open a stored record with `sk` as the attacker would (leaf + data_keys row). Returns the plaintext or null. */
+async function openWith(t: TestPaylog, transactionId: string, sk: X25519PrivateKey, epochId: string): Promise<string | null> {
+  const leaf = await leafOf(t, transactionId);
+  if (leaf.v === 1) throw new Error('unexpected v1 leaf');
+  const env = envelopeFromLeaf(leaf);
+  const [dk] = await query<{ wrapped_key: Buffer }>(t.databaseUrl, 'SELECT wrapped_key FROM data_keys WHERE transaction_id = $1', [transactionId]);
+  try {
+    return openEnvelopeV2(
+      sk,
+      { transactionId, processor: leaf.p, epochId },
+      { version: 2, epochId, salt: env.salt, iv: env.iv, ciphertext: env.ciphertext, tag: env.tag, keyCommitment: env.keyCommitment, wrappedKey: dk!.wrapped_key },
+    ).toString('utf8');
+  } catch {
+    return null;
+  }
+}
+
+async function submit(t: TestPaylog, overrides: Record<string, unknown> = {}): Promise<string> {
+  const body = cardTransaction(overrides);
+  const r = await t.call('checkout', 'POST', '/v1/transactions', body);
+  expect(r.status, r.text).toBe(201);
+  return body.transactionId as string;
+}
+
+async function untrustedCount(t: TestPaylog, table: string): Promise<number> {
+  const m = await t.paylog.metrics.untrustedRows.get();
+  return m.values.find((v) => v.labels.table === table)?.value ?? 0;
+}
+
+/** Plants a key_epochs row as the runtime role (the attacker's whole move). */
+async function plantEpoch(
+  t: TestPaylog,
+  o: { processor: string; period: KeyPeriod; generation: number; publicKey: Buffer; mac?: Buffer | null; wrap?: { kmsKeyId: string; privateKey: Buffer } },
+): Promise<string> {
+  const epochId = epochIdOf(o.processor, o.period, o.generation);
+  const [cur] = (await runtime(t).query('SELECT kms_key_id FROM key_epochs WHERE processor = $1 ORDER BY generation LIMIT 1', [o.processor])).rows;
+  // With `wrap`: the private key wrapped under a KMS key the attacker controls (one that lets
+  // paylog Decrypt), as a real attacker with their own AWS account would prepare it.
+  const wrapped = o.wrap ? await t.paylog.kms.encrypt(o.wrap.kmsKeyId, o.wrap.privateKey, epochKmsContext(epochId, o.publicKey)) : randomBytes(184);
+  await runtime(t).query(
+    `INSERT INTO key_epochs (epoch_id, processor, granularity, period_start, period_end, generation, public_key, kms_key_id, wrapped_private_key, wrapped_key_sha256, mac)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
+    [epochId, o.processor, o.period.granularity, o.period.start, o.period.end, o.generation, o.publicKey, o.wrap?.kmsKeyId ?? cur?.kms_key_id ?? 'x', wrapped, sha256(wrapped), o.mac ?? null],
+  );
+  return epochId;
+}
+
+describe('key_epochs: the runtime role cannot redirect new card data to its own key (issue 17 item 3)', () => {
+  let t: TestPaylog;
+  beforeAll(async () => {
+    t = await startTestPaylog();
+  });
+  afterAll(async () => t?.stop());
+
+  it('retire the current epoch + plant a higher generation with the attacker key: the next submission is sealed to a key paylog created, not the attacker\'s; the planted row is logged and counted', async () => {
+    const first = await submit(t);
+    const firstLeaf = await leafOf(t, first);
+    const genuineEpoch = (firstLeaf as any).env.ep as string;
+    const period = periodOf(new Date(), t.paylog.epochs.granularity);
+    const attacker = attackerKeyPair();
+    const before = await untrustedCount(t, 'key_epochs');
+
+    // The attack, as the runtime role only.
+    const who = (await runtime(t).query('SELECT session_user AS u, current_user AS c')).rows[0];
+    expect(who.u).toMatch(/^paylog_svc_/);
+    await runtime(t).query("UPDATE key_epochs SET retired_at = now() WHERE processor = 'acme' AND retired_at IS NULL");
+    const forged = await plantEpoch(t, { processor: 'acme', period, generation: 7, publicKey: attacker.publicKey });
+
+    const id = await submit(t);
+    const leaf = (await leafOf(t, id)) as any;
+    expect(leaf.v).toBe(3);
+    expect(leaf.env.ep).not.toBe(forged);
+    expect(leaf.env.ep).not.toBe(genuineEpoch); // retired behind our back: a new epoch, created by paylog
+    expect(Buffer.from(leaf.env.epk).equals(sha256(attacker.publicKey))).toBe(false);
+    // The attacker's private key opens neither under the epoch the record names nor under the planted one.
+    expect(await openWith(t, id, attacker.privateKey(), leaf.env.ep)).toBeNull();
+    expect(await openWith(t, id, attacker.privateKey(), forged)).toBeNull();
+    // The genuine processor still gets it.
+    const rel = await t.call('processor-acme', 'POST', `/v1/transactions/${id}/release`, { purpose: 'capture' });
+    expect(rel.status, rel.text).toBe(200);
+    expect(rel.json.paymentMethod.pan).toBe('4111111111111111');
+
+    // The new epoch's creation entry names the key the record was sealed to; the planted epoch is in no entry.
+    const leaves = (await query<{ leaf: Buffer }>(t.databaseUrl, 'SELECT leaf FROM log_entries ORDER BY idx')).map((r) => decodeLeaf(r.leaf) as any);
+    const created = leaves.filter((l) => l.type === 'key_event' && l.event === 'epoch_created' && l.epoch === leaf.env.ep);
+    expect(created).toHaveLength(1);
+    expect(Buffer.from(created[0].publicKeySha256).equals(Buffer.from(leaf.env.epk))).toBe(true);
+    expect(leaves.some((l) => l.epoch === forged)).toBe(false);
+
+    // Detected: one error line naming the row (never key material), and the counter.
+    const lines = t.logLines.filter((l) => l.includes('a key row was not created by paylog') && l.includes(forged));
+    expect(lines.length).toBe(1);
+    expect(lines[0]).not.toContain(attacker.publicKey.toString('base64'));
+    expect(await untrustedCount(t, 'key_epochs')).toBe(before + 1);
+
+    // Later submissions keep using paylog's epoch; the row is still reported only once.
+    const again = (await leafOf(t, await submit(t))) as any;
+    expect(again.env.ep).toBe(leaf.env.ep);
+    expect(t.logLines.filter((l) => l.includes('a key row was not created by paylog') && l.includes(forged)).length).toBe(1);
+  });
+
+  it('a planted legacy-looking row (no MAC), or one carrying a MAC copied from a genuine row, is refused too', async () => {
+    const period = periodOf(new Date(), t.paylog.epochs.granularity);
+    await submit(t, { processor: 'globex' });
+    const [g] = (await runtime(t).query("SELECT mac FROM key_epochs WHERE processor = 'globex' AND mac IS NOT NULL LIMIT 1")).rows;
+    expect(g.mac).toHaveLength(32);
+    for (const [i, mac] of [null, g.mac as Buffer].entries()) {
+      const attacker = attackerKeyPair();
+      await runtime(t).query("UPDATE key_epochs SET retired_at = now() WHERE processor = 'globex' AND retired_at IS NULL");
+      const forged = await plantEpoch(t, { processor: 'globex', period, generation: 50 + i * 50, publicKey: attacker.publicKey, mac });
+      const id = await submit(t, { processor: 'globex' });
+      const leaf = (await leafOf(t, id)) as any;
+      expect(leaf.env.ep).not.toBe(forged);
+      expect(Buffer.from(leaf.env.epk).equals(sha256(attacker.publicKey))).toBe(false);
+      expect(await openWith(t, id, attacker.privateKey(), forged)).toBeNull();
+      expect(t.logLines.some((l) => l.includes('a key row was not created by paylog') && l.includes(forged))).toBe(true);
+    }
+  });
+
+  it('the release path does not unwrap through a planted row either, even one wrapped under a KMS key paylog may use', async () => {
+    const period = periodOf(new Date(), t.paylog.epochs.granularity);
+    const attacker = attackerKeyPair();
+    const attackerKms = await t.paylog.kms.ensureKey('attacker-owned-key', 'SYMMETRIC_DEFAULT');
+    const forged = await plantEpoch(t, { processor: 'acme', period, generation: 900, publicKey: attacker.publicKey, wrap: { kmsKeyId: attackerKms, privateKey: attacker.rawPrivate() } });
+    await expect(t.paylog.epochs.withPrivateKey(forged, () => 'unwrapped')).rejects.toMatchObject({ code: 'INTEGRITY_FAILURE' });
+  });
+});
+
+describe('key_periods and keyring: a planted row cannot make paylog wrap keys under the attacker\'s KMS key', () => {
+  let t: TestPaylog;
+  let now = new Date();
+  beforeAll(async () => {
+    t = await startTestPaylog({ clock: () => now });
+  });
+  afterAll(async () => t?.stop());
+
+  it('key_periods: a row planted for the next period naming a KMS key that lets paylog Encrypt is refused (no epoch key is wrapped under it), logged and counted', async () => {
+    await submit(t);
+    const g = t.paylog.epochs.granularity;
+    const cur = periodOf(now, g);
+    const next = periodOf(new Date(cur.end.getTime() + 60_000), g);
+    const attackerKms = await t.paylog.kms.ensureKey('attacker-period-key', 'SYMMETRIC_DEFAULT');
+    await runtime(t).query('INSERT INTO key_periods (granularity, period_start, period_end, kms_key_id) VALUES ($1, $2, $3, $4)', [g, next.start, next.end, attackerKms]);
+    const before = await untrustedCount(t, 'key_periods');
+    now = new Date(next.start.getTime() + 60_000);
+    const r = await t.call('checkout', 'POST', '/v1/transactions', cardTransaction());
+    expect(r.status, r.text).toBe(500);
+    expect(r.text).not.toContain('4111111111111111');
+    const wrappedUnderAttacker = await query(t.databaseUrl, 'SELECT epoch_id FROM key_epochs WHERE kms_key_id = $1', [attackerKms]);
+    expect(wrappedUnderAttacker).toEqual([]);
+    const leaves = (await query<{ leaf: Buffer }>(t.databaseUrl, 'SELECT leaf FROM log_entries ORDER BY idx')).map((x) => decodeLeaf(x.leaf) as any);
+    expect(leaves.some((l) => l.type === 'key_event' && l.kmsKeyId === attackerKms)).toBe(false);
+    expect(t.logLines.some((l) => l.includes('a key row was not created by paylog') && l.includes(`${g}/${next.label}`))).toBe(true);
+    expect(await untrustedCount(t, 'key_periods')).toBe(before + 1);
+  });
+
+  it('keyring: a row planted for a service key not created yet (a seed the attacker chose, wrapped under the attacker\'s KMS key) is refused', async () => {
+    const name = `cse/${randomBytes(8).toString('hex')}`;
+    const attackerKms = await t.paylog.kms.ensureKey('attacker-keyring-key', 'SYMMETRIC_DEFAULT');
+    const seed = await t.paylog.kms.generateDataKey(attackerKms, { 'paylog:keyring': name });
+    await runtime(t).query('INSERT INTO keyring (name, kms_key_id, wrapped_key) VALUES ($1, $2, $3)', [name, seed.keyId, seed.wrappedKey]);
+    const got = loadOrCreateServiceKey(t.paylog.database, t.paylog.kms, t.paylog.dataKeyId, name);
+    await expect(got).rejects.toMatchObject({ code: 'INTEGRITY_FAILURE' });
+    // A key the service creates itself still loads.
+    const own = await loadOrCreateServiceKey(t.paylog.database, t.paylog.kms, t.paylog.dataKeyId, `cse/${randomBytes(8).toString('hex')}`);
+    expect(own).toHaveLength(32);
+    expect(own.equals(seed.plaintext)).toBe(false);
+  });
+});

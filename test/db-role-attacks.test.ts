@@ -11,8 +11,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cardTransaction, startTestPaylog, type TestPaylog } from './helpers/paylog.js';
 import { query, withClient } from './helpers/db.js';
 import { decodeLeaf, encodeLeaf, envelopeFromLeaf, keyEventLeaf, transactionLeaf, type Leaf } from '../src/log/leaf.js';
-import { X25519PrivateKey } from '../src/crypto/hpke.js';
-import { openEnvelopeV2 } from '../src/crypto/envelope-v2.js';
+import { X25519PrivateKey, X25519PublicKey } from '../src/crypto/hpke.js';
+import { openEnvelopeV2, sealEnvelopeV2 } from '../src/crypto/envelope-v2.js';
+import { runScript } from './helpers/cli.js';
 import { epochIdOf, epochKmsContext, periodOf, type KeyPeriod } from '../src/kms/epoch-keys.js';
 import { LogClient, verifyRemoteLog } from '../src/log/export.js';
 import { toNoteVerifiers } from '../src/log/verifier.js';
@@ -201,5 +202,91 @@ describe('key_periods and keyring: a planted row cannot make paylog wrap keys un
     const own = await loadOrCreateServiceKey(t.paylog.database, t.paylog.kms, t.paylog.dataKeyId, `cse/${randomBytes(8).toString('hex')}`);
     expect(own).toHaveLength(32);
     expect(own.equals(seed.plaintext)).toBe(false);
+  });
+});
+
+describe('verify-log: every transaction sealed to an epoch names the key its epoch_created entry names', () => {
+  let t: TestPaylog;
+  let client: LogClient;
+  beforeAll(async () => {
+    t = await startTestPaylog();
+    const a = t.paylog.devPki!.principals['auditor']!;
+    client = LogClient.fromFiles(t.paylog.url, t.paylog.devPki!.caPath, a.certPath, a.keyPath);
+  });
+  afterAll(async () => {
+    client?.close();
+    await t?.stop();
+  });
+
+  /** Appends, through the service's appender, a transaction sealed to `publicKey` under `epochId` (what a service fooled by a planted row would have written). */
+  async function appendSealedTo(epochId: string, publicKey: Buffer): Promise<number> {
+    const transactionId = `ord-${randomBytes(6).toString('hex')}`;
+    const sealed = sealEnvelopeV2(new X25519PublicKey(publicKey), { transactionId, processor: 'acme', epochId }, Buffer.from('{"type":"card"}'));
+    const leaf = encodeLeaf(
+      transactionLeaf({
+        time: new Date(),
+        transactionId,
+        processor: 'acme',
+        amount: { value: 100, currency: 'USD' },
+        paymentMethod: { type: 'card', brand: 'visa', last4: '1111', expiryMonth: 12, expiryYear: 2030 },
+        envelope: { ...sealed, key: { epochId }, epochPublicKeySha256: sha256(publicKey) },
+      }),
+    );
+    const out = await t.paylog.appender.append({
+      kind: 'transaction',
+      leaf,
+      createdAt: new Date(),
+      transaction: { transactionId, requestMac: randomBytes(32) },
+      dataKey: { transactionId, wrappedKey: sealed.wrappedKey, kmsKeyId: null, epochId },
+    });
+    if (out.status !== 'appended') throw new Error(`append ${out.status}`);
+    return out.logIndex;
+  }
+
+  it('a genuine log verifies and reports its epochs checked; a key mismatch and a missing creation entry fail naming the first bad index; a keyless (pre-v3) creation entry is reported, not failed', async () => {
+    const genuine = (await leafOf(t, await submit(t))) as any;
+    const period = periodOf(new Date(), t.paylog.epochs.granularity);
+    await t.paylog.checkpoints.publish();
+    const verifiers = toNoteVerifiers((await client.keys()).vkeys);
+    const ok = await verifyRemoteLog(client, { verifiers });
+    expect(ok.failures).toEqual([]);
+    expect(ok.epochKeys).toMatchObject({ transactionsChecked: 1, epochsCreated: 1, legacyEpochs: { count: 0, ids: [] }, legacyTransactions: 0 });
+
+    // 1. Sealed to an attacker key under a genuine epoch id (the creation entry names another key).
+    const attacker = attackerKeyPair();
+    const mismatch = await appendSealedTo(genuine.env.ep, attacker.publicKey);
+    // 2. Sealed to a planted epoch (a row the runtime role inserted; no creation entry at all).
+    const planted = await plantEpoch(t, { processor: 'acme', period, generation: 77, publicKey: attacker.publicKey });
+    const unknown = await appendSealedTo(planted, attacker.publicKey);
+    // 3. An epoch whose creation entry carries no key (as every epoch created before leaf format v3).
+    const legacyPeriod = periodOf(new Date(Date.UTC(2020, 0, 15)), period.granularity);
+    const legacy = await plantEpoch(t, { processor: 'acme', period: legacyPeriod, generation: 0, publicKey: attacker.publicKey });
+    await t.paylog.keyEvents.record({ event: 'epoch_created', time: new Date(), actor: { role: 'system', name: 'paylog' }, epochId: legacy, processor: 'acme', periodStart: legacyPeriod.start, periodEnd: legacyPeriod.end });
+    const legacyTx = await appendSealedTo(legacy, attacker.publicKey);
+    await t.paylog.checkpoints.publish();
+
+    const r = await verifyRemoteLog(client, { verifiers });
+    expect(r.ok).toBe(false);
+    expect(r.failures.map((f) => [f.code, f.index])).toEqual([
+      ['EPOCH_KEY_MISMATCH', mismatch],
+      ['EPOCH_NOT_CREATED', unknown],
+    ]);
+    expect(r.firstBadIndex).toBe(mismatch);
+    expect(r.failures.some((f) => f.index === legacyTx)).toBe(false);
+    expect(r.epochKeys).toMatchObject({ transactionsChecked: 1, legacyEpochs: { count: 1, ids: [legacy] }, legacyTransactions: 1 });
+
+    // The CLI says the same (--json and the human summary).
+    const a = t.paylog.devPki!.principals['auditor']!;
+    const args = ['--url', t.paylog.url, '--cacert', t.paylog.devPki!.caPath, '--cert', a.certPath, '--key', a.keyPath, '--trust-server-key'];
+    const json = await runScript('verify-log', [...args, '--json']);
+    expect(json.code, json.stderr).toBe(1);
+    const report = JSON.parse(json.stdout);
+    expect(report.firstBadIndex).toBe(mismatch);
+    expect(report.epochKeys.legacyEpochs.ids).toEqual([legacy]);
+    const human = await runScript('verify-log', args);
+    expect(human.code).toBe(1);
+    expect(human.stdout).toContain(`[EPOCH_KEY_MISMATCH] index ${mismatch}:`);
+    expect(human.stdout).toContain(`[EPOCH_NOT_CREATED] index ${unknown}:`);
+    expect(human.stdout).toContain(`legacy epochs: ${legacy}`);
   });
 });

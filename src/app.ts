@@ -13,7 +13,7 @@ import { checkConfiguredKeys, kmsStartupStep, type KeyRef, type KmsWhere } from 
 import { createLogger, errorForLog, type Logger } from './logging.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import { startEmbeddedPostgres, type EmbeddedServer } from './db/embedded.js';
-import { applyMigrations, ensureKeysLogin, ensureServiceLogin, KEYS_ROLE, openAppDatabase, type AppDatabase } from './db/connection.js';
+import { ADMIN_ROLE, applyMigrations, ensureAdminLogin, ensureKeysLogin, ensureServiceLogin, KEYS_ROLE, openAppDatabase, type AppDatabase } from './db/connection.js';
 import { processors } from './db/schema.js';
 import { startLocalKms, type LocalKmsEndpoint } from './kms/local-endpoint.js';
 import { createKmsClient, PaylogKms } from './kms/client.js';
@@ -25,7 +25,7 @@ import { epochRowKey } from './kms/epoch-rows.js';
 import { TransactionService } from './services/transactions.js';
 import { ProcessorRegistry } from './auth/processors.js';
 import { RevocationList } from './auth/revocations.js';
-import { keysDatabasePassword, loadOrCreateServiceKey, MAC_KEY_NAME, serviceDatabasePassword } from './keyring.js';
+import { adminDatabasePassword, keysDatabasePassword, loadOrCreateServiceKey, MAC_KEY_NAME, serviceDatabasePassword } from './keyring.js';
 import { KeyLifecycleService } from './services/key-lifecycle.js';
 import { registerKeyRoutes } from './api/routes/keys.js';
 import { buildServer } from './api/server.js';
@@ -53,6 +53,8 @@ export const RETENTION_FIRST_RUN_MS = 60_000;
 export const RETENTION_INTERVAL_MS = 24 * 60 * 60 * 1000;
 /** Connections of the key-destruction pool (paylog_keys). */
 export const KEYS_POOL_SIZE = 2;
+/** Connections of the processor-registration pool (paylog_admin). */
+export const ADMIN_POOL_SIZE = 1;
 
 export interface Paylog {
   readonly url: string;
@@ -233,6 +235,11 @@ export async function startPaylog(config: Config, opts: StartOptions = {}): Prom
     const keysUrl = await ensureKeysLogin(ownerUrl, keysDatabasePassword(macKey)).catch(() => null);
     const keysDatabase = keysUrl ? openAppDatabase(keysUrl, { role: null, max: KEYS_POOL_SIZE }) : openAppDatabase(ownerUrl, { role: KEYS_ROLE, max: KEYS_POOL_SIZE });
     cleanups.push(() => keysDatabase.close());
+    // Processor registrations (admin decisions) are written on a connection of their own as a
+    // member of paylog_admin only: the runtime role can read processors, not change them.
+    const adminUrl = await ensureAdminLogin(ownerUrl, adminDatabasePassword(macKey)).catch(() => null);
+    const adminDatabase = adminUrl ? openAppDatabase(adminUrl, { role: null, max: ADMIN_POOL_SIZE }) : openAppDatabase(ownerUrl, { role: ADMIN_ROLE, max: ADMIN_POOL_SIZE });
+    cleanups.push(() => adminDatabase.close());
     const who = (await database.pool.query('SELECT r.rolsuper AS s FROM pg_roles r WHERE r.rolname = session_user')).rows[0] as { s: boolean } | undefined;
     if (who?.s && config.appDatabaseUrl) throw new Error('PAYLOG_APP_DATABASE_URL must not log in as a superuser');
 
@@ -249,7 +256,7 @@ export async function startPaylog(config: Config, opts: StartOptions = {}): Prom
       devPki = await ensureDevPki(join(config.dataDir, 'pki'), { hostnames: ['localhost', '127.0.0.1', '::1', config.host] });
       tls = { key: devPki.server.keyPem, cert: devPki.server.certPem, ca: devPki.caCertPem };
       // Dev processors matching the dev certificates; never re-activates a disabled one.
-      await database.db
+      await adminDatabase.db
         .insert(processors)
         .values(DEV_PROCESSORS.map((name) => ({ name, principalUri: principalUri({ role: 'processor', name }) })))
         .onConflictDoNothing();
@@ -303,7 +310,7 @@ export async function startPaylog(config: Config, opts: StartOptions = {}): Prom
         opts.onBatchCommitted?.();
       },
     });
-    const processorRegistry = new ProcessorRegistry(database);
+    const processorRegistry = new ProcessorRegistry(database, adminDatabase);
     const revocations = new RevocationList(database);
     const keyEvents = new KeyEventLog(appender);
     const epochs = new EpochKeyring({

@@ -64,3 +64,8 @@ export function serviceDatabasePassword(macKey: Buffer): string {
 export function keysDatabasePassword(macKey: Buffer): string {
   return createHmac('sha256', macKey).update('paylog/db-keys-login-password/v1').digest('base64url');
 }
+
+/** The processor-registration login role's password (paylog_admin member), derived like the service one. */
+export function adminDatabasePassword(macKey: Buffer): string {
+  return createHmac('sha256', macKey).update('paylog/db-admin-login-password/v1').digest('base64url');
+}

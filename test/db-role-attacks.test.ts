@@ -290,3 +290,27 @@ describe('verify-log: every transaction sealed to an epoch names the key its epo
     expect(human.stdout).toContain(`legacy epochs: ${legacy}`);
   });
 });
+
+describe('processors: the runtime role cannot re-enable a processor an admin disabled, nor register one', () => {
+  let t: TestPaylog;
+  beforeAll(async () => {
+    t = await startTestPaylog();
+  });
+  afterAll(async () => t?.stop());
+
+  it('UPDATE processors.status and INSERT INTO processors as the runtime role are refused (42501); the admin route still disables and re-enables', async () => {
+    const d = await t.call('admin', 'PUT', '/v1/admin/processors/globex', { status: 'disabled' });
+    expect(d.status, d.text).toBe(200);
+    await expect(runtime(t).query("UPDATE processors SET status = 'active' WHERE name = 'globex'")).rejects.toMatchObject({ code: '42501' });
+    await expect(runtime(t).query("UPDATE processors SET principal_uri = 'urn:x' WHERE name = 'acme'")).rejects.toMatchObject({ code: '42501' });
+    await expect(runtime(t).query("INSERT INTO processors (name, principal_uri, status) VALUES ('evil', 'urn:paylog:principal:processor:evil', 'active')")).rejects.toMatchObject({ code: '42501' });
+    // The one column it may UPDATE (needed for FOR SHARE row locks at commit) decides nothing.
+    await runtime(t).query("UPDATE processors SET created_at = now() - interval '1 year' WHERE name = 'globex'");
+    const r = await t.call('checkout', 'POST', '/v1/transactions', cardTransaction({ processor: 'globex' }));
+    expect(r.status).toBe(422);
+    expect(r.json.error.code).toBe('UNKNOWN_PROCESSOR');
+    // The admin's own connection (paylog_admin) still writes.
+    expect((await t.call('admin', 'PUT', '/v1/admin/processors/globex', { status: 'active' })).status).toBe(200);
+    await submit(t, { processor: 'globex' });
+  });
+});

@@ -154,6 +154,20 @@ describe('key_epochs: the runtime role cannot redirect new card data to its own 
     }
   });
 
+  it('retired_at: un-retiring an epoch rotated out (and retiring the current one) as the runtime role never makes the old key encrypt again', async () => {
+    const rotated = (await leafOf(t, await submit(t))) as any;
+    const rot = await t.call('admin', 'POST', '/v1/admin/keys/rotate', { processor: 'acme', reason: 'suspected compromise' });
+    expect(rot.status, rot.text).toBe(200);
+    const current = (await leafOf(t, await submit(t))) as any;
+    expect(current.env.ep).not.toBe(rotated.env.ep);
+    await runtime(t).query('UPDATE key_epochs SET retired_at = now() WHERE epoch_id = $1', [current.env.ep]);
+    await runtime(t).query('UPDATE key_epochs SET retired_at = NULL WHERE epoch_id = $1', [rotated.env.ep]);
+    const next = (await leafOf(t, await submit(t))) as any;
+    expect(next.env.ep).not.toBe(rotated.env.ep);
+    expect(next.env.ep).not.toBe(current.env.ep);
+    expect(Buffer.from(next.env.epk).equals(Buffer.from(rotated.env.epk))).toBe(false);
+  });
+
   it('the release path does not unwrap through a planted row either, even one wrapped under a KMS key paylog may use', async () => {
     const period = periodOf(new Date(), t.paylog.epochs.granularity);
     const attacker = attackerKeyPair();

@@ -157,12 +157,15 @@ interface PrivateEntry {
 const sha256 = (b: Buffer) => createHash('sha256').update(b).digest();
 
 /**
- * Every candidate for the current epoch, newest generation first, with what authenticates it.
- * No LIMIT: each row is checked before one is chosen, so planted rows cannot push the genuine
- * one out of view.
+ * Every epoch of one processor × period, newest generation first, retired ones included, with
+ * what authenticates it. The current epoch is the newest TRUSTED generation, and only if it is
+ * neither retired nor shredded: `retired_at` is writable by the runtime role, so an older
+ * generation "un-retired" behind the service's back (e.g. one rotated out as compromised) never
+ * becomes current again. No LIMIT: each row is checked before one is chosen, so planted rows
+ * cannot push the genuine one out of view.
  */
-const SELECT_CURRENT = `SELECT e.*, ${TRUST_COLUMNS} FROM key_epochs e
-  WHERE e.processor = $1 AND e.granularity = $2 AND e.period_start = $3 AND e.retired_at IS NULL AND e.shredded_at IS NULL
+const SELECT_PERIOD = `SELECT e.*, ${TRUST_COLUMNS} FROM key_epochs e
+  WHERE e.processor = $1 AND e.granularity = $2 AND e.period_start = $3
   ORDER BY e.generation DESC`;
 const SELECT_ONE = `SELECT e.*, ${TRUST_COLUMNS} FROM key_epochs e WHERE e.epoch_id = $1`;
 /** Untrusted rows remembered per process (each is reported once); bounded. */
@@ -199,6 +202,12 @@ export class EpochKeyring {
     let chosen: TrustedEpochRow | undefined;
     for (const r of rows) if (this.trusted(r) && chosen === undefined) chosen = r;
     return chosen;
+  }
+
+  /** The current epoch among one period's rows (SELECT_PERIOD): the newest trusted one, if it still encrypts. */
+  private currentOf(rows: TrustedEpochRow[]): TrustedEpochRow | undefined {
+    const newest = this.newestTrusted(rows);
+    return newest && newest.retired_at === null && newest.shredded_at === null ? newest : undefined;
   }
 
   get granularity(): EpochGranularity {
@@ -245,7 +254,7 @@ export class EpochKeyring {
     }
     const period = periodOf(now, this.o.granularity);
     if (currentId === undefined) {
-      const row = this.newestTrusted((await this.o.database.pool.query(SELECT_CURRENT, [processor, period.granularity, period.start])).rows as TrustedEpochRow[]);
+      const row = this.currentOf((await this.o.database.pool.query(SELECT_PERIOD, [processor, period.granularity, period.start])).rows as TrustedEpochRow[]);
       if (row) return this.rememberPublic(row);
     }
     const created = await this.singleFlight(this.loadingPublic, `new:${processor}:${period.label}`, () => this.create(processor, period, now, { rotate: false }));
@@ -338,12 +347,16 @@ export class EpochKeyring {
     return entry;
   }
 
-  /** The epoch `epochId` if its row is trusted (null when it is not: a planted row). */
+  /**
+   * The epoch `epochId` as the current one of its period: null when its row is not trusted (a
+   * planted row) or it is not its period's current epoch (see SELECT_PERIOD).
+   */
   private async loadPublic(epochId: string): Promise<PublicEntry | null> {
     const row = (await this.o.database.pool.query(SELECT_ONE, [epochId])).rows[0] as TrustedEpochRow | undefined;
     if (!row) throw new PaylogError('INTERNAL', 'key epoch not found');
     if (!this.trusted(row)) return null;
-    if (row.retired_at !== null || row.shredded_at !== null) throw new PaylogError('INTERNAL', 'key epoch is retired');
+    const current = this.currentOf((await this.o.database.pool.query(SELECT_PERIOD, [row.processor, row.granularity, row.period_start])).rows as TrustedEpochRow[]);
+    if (current?.epoch_id !== row.epoch_id) return null;
     return this.rememberPublic(row);
   }
 
@@ -396,7 +409,7 @@ export class EpochKeyring {
     try {
       await client.query('SELECT pg_advisory_lock($1, hashtext($2))', [EPOCH_LOCK_CLASS, processor]);
       try {
-        const current = this.newestTrusted((await client.query(SELECT_CURRENT, [processor, period.granularity, period.start])).rows as TrustedEpochRow[]);
+        const current = this.currentOf((await client.query(SELECT_PERIOD, [processor, period.granularity, period.start])).rows as TrustedEpochRow[]);
         if (current && !opts.rotate) return this.rememberPublic(current);
         const actor = opts.actor ?? { role: 'system', name: 'paylog' };
         // Retire every other still-encrypting epoch of this processor (period ended, another

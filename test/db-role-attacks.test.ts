@@ -328,3 +328,139 @@ describe('processors: the runtime role cannot re-enable a processor an admin dis
     await submit(t, { processor: 'globex' });
   });
 });
+
+describe('the other tables the runtime role can INSERT into: refused, detected or harmless', () => {
+  let t: TestPaylog;
+  let client: LogClient;
+  beforeAll(async () => {
+    t = await startTestPaylog();
+    const a = t.paylog.devPki!.principals['auditor']!;
+    client = LogClient.fromFiles(t.paylog.url, t.paylog.devPki!.caPath, a.certPath, a.keyPath);
+  });
+  afterAll(async () => {
+    client?.close();
+    await t?.stop();
+  });
+
+  const verifiers = async () => toNoteVerifiers((await client.keys()).vkeys);
+
+  it('transactions / access_entries / data_keys lookup rows: a planted record is never served or released (its leaf does not match), the id it takes answers 409, and verify-log names the entry it points at', async () => {
+    const g = await submit(t);
+    expect((await t.call('processor-acme', 'POST', `/v1/transactions/${g}/release`, { purpose: 'capture' })).status).toBe(200);
+    const all = await query<{ idx: string; leaf: Buffer }>(t.databaseUrl, 'SELECT idx, leaf FROM log_entries ORDER BY idx');
+    const keyEventIdx = all.find((r) => decodeLeaf(r.leaf).type === 'key_event')!.idx;
+    const epochId = (await query<{ epoch_id: string }>(t.databaseUrl, 'SELECT epoch_id FROM data_keys WHERE transaction_id = $1', [g]))[0]!.epoch_id;
+    const x = `ord-${randomBytes(6).toString('hex')}`;
+    await runtime(t).query('INSERT INTO transactions (transaction_id, log_index, request_mac) VALUES ($1, $2, $3)', [x, keyEventIdx, randomBytes(32)]);
+    await runtime(t).query('INSERT INTO data_keys (transaction_id, wrapped_key, epoch_id) VALUES ($1, $2, $3)', [x, randomBytes(80), epochId]);
+    await runtime(t).query(
+      "INSERT INTO access_entries (log_index, transaction_id, principal_role, principal_name, certificate_fingerprint, action, outcome, source_address) VALUES ($1, $2, 'processor', 'acme', 'sha256:00', 'release', 'granted', '127.0.0.1')",
+      [keyEventIdx, g],
+    );
+    const get = await t.call('checkout', 'GET', `/v1/transactions/${x}`);
+    expect(get.status).not.toBe(200);
+    const rel = await t.call('processor-acme', 'POST', `/v1/transactions/${x}/release`, { purpose: 'capture' });
+    expect(rel.status).not.toBe(200);
+    expect(rel.text).not.toContain('4111111111111111');
+    // The genuine record and its release history are unaffected.
+    expect((await t.call('processor-acme', 'POST', `/v1/transactions/${g}/release`, { purpose: 'capture' })).status).toBe(200);
+    // Harm: the planted id is taken (a genuine submission with it answers 409), as with any id already used.
+    expect((await t.call('checkout', 'POST', '/v1/transactions', cardTransaction({ transactionId: x }))).status).toBe(409);
+    await t.paylog.checkpoints.publish();
+    const r = await verifyRemoteLog(client, { verifiers: await verifiers() });
+    expect(r.ok).toBe(false);
+    expect(r.failures.every((f) => f.code === 'SERVED_VIEW_MISMATCH' && f.index === Number(keyEventIdx))).toBe(true);
+    expect(r.firstBadIndex).toBe(Number(keyEventIdx));
+  });
+
+  it('revoked_certificates: a planted revocation fails closed (the certificate is refused); it cannot un-revoke', async () => {
+    const fp = t.paylog.devPki!.principals['processor-globex']!.fingerprint;
+    await expect(runtime(t).query('DELETE FROM revoked_certificates')).rejects.toMatchObject({ code: '42501' });
+    await expect(runtime(t).query('UPDATE revoked_certificates SET fingerprint = fingerprint')).rejects.toMatchObject({ code: '42501' });
+    await runtime(t).query("INSERT INTO revoked_certificates (fingerprint, revoked_by) VALUES ($1, 'planted')", [fp]);
+    const r = await t.call('processor-globex', 'POST', `/v1/transactions/${await submit(t, { processor: 'globex' })}/release`, { purpose: 'capture' });
+    expect(r.status).toBe(401);
+    expect(r.json.error.code).toBe('CERTIFICATE_REVOKED');
+  });
+
+  it('sequences: drawing checkpoint / cosignature ids only leaves gaps', async () => {
+    await runtime(t).query("SELECT nextval('checkpoints_id_seq'), nextval('witness_cosignatures_id_seq')");
+    await submit(t);
+    expect(await t.paylog.checkpoints.publish()).not.toBeNull();
+  });
+
+  it('log_entries / merkle_nodes: a planted entry or node at the next position is never signed or served; appends stop (503) until the owner removes it (availability, not integrity)', async () => {
+    await submit(t);
+    const before = await t.paylog.checkpoints.publish();
+    const size = before!.size;
+    for (const [table, plant, remove] of [
+      ['log_entries', ["INSERT INTO log_entries (idx, entry_type, leaf) VALUES ($1, 'transaction', '\\x00')", [size]], ['DELETE FROM log_entries WHERE idx = $1', [size]]],
+      ['merkle_nodes', ['INSERT INTO merkle_nodes (level, idx, hash) VALUES (0, $1, $2)', [size, randomBytes(32)]], ['DELETE FROM merkle_nodes WHERE level = 0 AND idx = $1', [size]]],
+    ] as const) {
+      await runtime(t).query(plant[0], [...plant[1]]);
+      const r = await t.call('checkout', 'POST', '/v1/transactions', cardTransaction());
+      expect(r.status, table).toBe(503);
+      const cp = await t.paylog.checkpoints.publish();
+      expect(cp!.size, table).toBe(size);
+      const v = await verifyRemoteLog(client, { verifiers: await verifiers() });
+      expect(v.ok, JSON.stringify(v.failures)).toBe(true);
+      expect(v.treeSize).toBe(size);
+      // Recovery: the owner removes the planted row (triggers refuse even the owner, so they are disabled for it).
+      await withClient(t.databaseUrl, async (c) => {
+        await c.query(`ALTER TABLE ${table} DISABLE TRIGGER ${table}_no_update_delete`);
+        try {
+          await c.query(remove[0], [...remove[1]]);
+        } finally {
+          await c.query(`ALTER TABLE ${table} ENABLE ALWAYS TRIGGER ${table}_no_update_delete`);
+        }
+      });
+    }
+    await submit(t);
+    expect((await verifyRemoteLog(client, { verifiers: await verifiers() })).ok).toBe(true);
+  });
+});
+
+describe('paylog_keys (the key-destruction connection): what it can replace is checked before use', () => {
+  let t: TestPaylog;
+  beforeAll(async () => {
+    t = await startTestPaylog();
+  });
+  afterAll(async () => t?.stop());
+
+  it('a wrapped epoch key, KMS key id or record data key swapped for another one opens nothing (release refuses, no card data)', async () => {
+    const a = await submit(t);
+    const b = await submit(t, { processor: 'globex' });
+    const c = await submit(t);
+    const epochOf = async (id: string) => (await query<{ epoch_id: string }>(t.databaseUrl, 'SELECT epoch_id FROM data_keys WHERE transaction_id = $1', [id]))[0]!.epoch_id;
+    const [ea, eb] = [await epochOf(a), await epochOf(b)];
+    await withClient(t.databaseUrl, async (db) => {
+      await db.query('SET ROLE paylog_keys');
+      // The acme epoch's wrapped private key replaced by globex's (a genuine KMS blob of another epoch).
+      await db.query(
+        'UPDATE key_epochs SET wrapped_private_key = o.wrapped_private_key, wrapped_key_sha256 = o.wrapped_key_sha256 FROM key_epochs o WHERE key_epochs.epoch_id = $1 AND o.epoch_id = $2',
+        [ea, eb],
+      );
+    });
+    t.paylog.epochs.forget(ea);
+    const r1 = await t.call('processor-acme', 'POST', `/v1/transactions/${a}/release`, { purpose: 'capture' });
+    expect(r1.status).not.toBe(200);
+    expect(r1.text).not.toContain('4111111111111111');
+    await withClient(t.databaseUrl, async (db) => {
+      await db.query('SET ROLE paylog_keys');
+      // One record's data key replaced by another record's (same epoch).
+      await db.query('UPDATE data_keys SET wrapped_key = o.wrapped_key FROM data_keys o WHERE data_keys.transaction_id = $1 AND o.transaction_id = $2', [c, a]);
+    });
+    const r2 = await t.call('processor-acme', 'POST', `/v1/transactions/${c}/release`, { purpose: 'capture' });
+    expect(r2.status).not.toBe(200);
+    expect(r2.text).not.toContain('4111111111111111');
+    await withClient(t.databaseUrl, async (db) => {
+      await db.query('SET ROLE paylog_keys');
+      // The globex epoch's KMS key id pointed at another KMS key (the data key).
+      await db.query('UPDATE key_epochs SET kms_key_id = $2 WHERE epoch_id = $1', [eb, t.paylog.dataKeyId]);
+    });
+    t.paylog.epochs.forget(eb);
+    const r3 = await t.call('processor-globex', 'POST', `/v1/transactions/${b}/release`, { purpose: 'capture' });
+    expect(r3.status).not.toBe(200);
+    expect(r3.text).not.toContain('4111111111111111');
+  });
+});

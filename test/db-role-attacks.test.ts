@@ -168,6 +168,30 @@ describe('key_epochs: the runtime role cannot redirect new card data to its own 
     expect(Buffer.from(next.env.epk).equals(Buffer.from(rotated.env.epk))).toBe(false);
   });
 
+  it('rewrap (issue 17 item 8): planted key_epochs rows neither stop the batches nor get rewrapped under a paylog key', async () => {
+    const createdIds = async () =>
+      new Set((await query<{ leaf: Buffer }>(t.databaseUrl, 'SELECT leaf FROM log_entries ORDER BY idx')).map((x) => decodeLeaf(x.leaf) as any).filter((l) => l.type === 'key_event' && l.event === 'epoch_created').map((l) => l.epoch as string));
+    const ours = await createdIds();
+    const before = (await runtime(t).query('SELECT epoch_id, kms_key_id FROM key_epochs WHERE shredded_at IS NULL')).rows as { epoch_id: string; kms_key_id: string }[];
+    const planted = before.filter((r) => !ours.has(r.epoch_id));
+    expect(planted.length).toBeGreaterThan(2); // from the tests above, one of them wrapped under a KMS key paylog may use
+    const to = await t.paylog.kms.ensureKey('paylog-rewrap-target-17', 'SYMMETRIC_DEFAULT');
+    let last: any;
+    for (let i = 0; i < 20; i++) {
+      const r = await t.call('admin', 'POST', '/v1/admin/keys/rewrap', { to, batchSize: 2 });
+      expect(r.status, r.text).toBe(200);
+      last = r.json;
+      if (last.done) break;
+    }
+    expect(last.done).toBe(true);
+    const after = new Map(((await runtime(t).query('SELECT epoch_id, kms_key_id FROM key_epochs WHERE shredded_at IS NULL')).rows as { epoch_id: string; kms_key_id: string }[]).map((r) => [r.epoch_id, r.kms_key_id]));
+    for (const id of ours) expect(after.get(id), id).toBe(to);
+    for (const p of planted) expect(after.get(p.epoch_id), p.epoch_id).toBe(p.kms_key_id);
+    const afterIds = await createdIds();
+    const leaves = (await query<{ leaf: Buffer }>(t.databaseUrl, 'SELECT leaf FROM log_entries ORDER BY idx')).map((x) => decodeLeaf(x.leaf) as any);
+    for (const p of planted) expect(afterIds.has(p.epoch_id) || leaves.some((l) => l.type === 'key_event' && l.epoch === p.epoch_id)).toBe(false);
+  });
+
   it('the release path does not unwrap through a planted row either, even one wrapped under a KMS key paylog may use', async () => {
     const period = periodOf(new Date(), t.paylog.epochs.granularity);
     const attacker = attackerKeyPair();

@@ -204,6 +204,15 @@ export class EpochKeyring {
     return chosen;
   }
 
+  /**
+   * The rows (read with `TRUST_COLUMNS`, src/kms/epoch-rows.ts) the service may use; every other
+   * row is reported once through `onUntrustedRow` and left out (key lifecycle batches: a planted
+   * row must neither stop them nor be rewrapped under a paylog key).
+   */
+  trustedOnly<T extends TrustedEpochRow>(rows: T[]): T[] {
+    return rows.filter((r) => this.trusted(r));
+  }
+
   /** The current epoch among one period's rows (SELECT_PERIOD): the newest trusted one, if it still encrypts. */
   private currentOf(rows: TrustedEpochRow[]): TrustedEpochRow | undefined {
     const newest = this.newestTrusted(rows);

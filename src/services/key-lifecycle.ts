@@ -17,7 +17,8 @@ import { authorize } from '../auth/policy.js';
 import type { Principal } from '../auth/principal.js';
 import type { AppDatabase } from '../db/connection.js';
 import type { PaylogKms } from '../kms/client.js';
-import { epochEventSubject, epochKmsContext, type EpochKeyring, type EpochRow } from '../kms/epoch-keys.js';
+import { epochEventSubject, epochKmsContext, type EpochKeyring, type EpochRow, type TrustedEpochRow } from '../kms/epoch-keys.js';
+import { TRUST_COLUMNS } from '../kms/epoch-rows.js';
 import { kmsEncryptionContext } from '../crypto/envelope.js';
 import { actorOf, SYSTEM_ACTOR, type KeyEventActor, type KeyEventLog } from './key-events.js';
 import { createHash } from 'node:crypto';
@@ -159,12 +160,12 @@ export class KeyLifecycleService {
     const batch = req.batchSize ?? DEFAULT_REWRAP_BATCH;
     const to = await this.resolveKeyArn(req.to);
     const actor = actorOf(principal);
-    const epochs = (
-      await this.d.keysDatabase.pool.query(
-        'SELECT * FROM key_epochs WHERE shredded_at IS NULL AND kms_key_id IS DISTINCT FROM $1 ORDER BY epoch_id LIMIT $2',
-        [to, batch],
-      )
-    ).rows as EpochRow[];
+    // Only rows paylog created (issue 17): a row planted by the runtime role is skipped and
+    // reported, so it neither stops every batch nor gets rewrapped under a paylog key.
+    const candidates = this.d.epochs.trustedOnly(
+      (await this.d.keysDatabase.pool.query(`SELECT e.*, ${TRUST_COLUMNS} FROM key_epochs e WHERE e.shredded_at IS NULL AND e.kms_key_id IS DISTINCT FROM $1 ORDER BY e.epoch_id`, [to])).rows as TrustedEpochRow[],
+    );
+    const epochs = candidates.slice(0, batch);
     let kind: 'epoch' | 'v1' | null = null;
     let n = 0;
     if (epochs.length > 0) {
@@ -222,12 +223,11 @@ export class KeyLifecycleService {
     const remaining = Number(
       (
         await this.d.keysDatabase.pool.query(
-          `SELECT (SELECT count(*) FROM key_epochs WHERE shredded_at IS NULL AND kms_key_id IS DISTINCT FROM $1)
-                + (SELECT count(*) FROM data_keys WHERE kms_key_id IS NOT NULL AND kms_key_id <> $1 AND wrapped_key IS NOT NULL) AS n`,
+          `SELECT count(*) AS n FROM data_keys WHERE kms_key_id IS NOT NULL AND kms_key_id <> $1 AND wrapped_key IS NOT NULL`,
           [to],
         )
       ).rows[0].n,
-    );
+    ) + (candidates.length - (kind === 'epoch' ? n : 0));
     return { rewrapped: n, kind, remaining, done: remaining === 0, to };
   }
 

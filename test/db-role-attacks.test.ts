@@ -241,6 +241,18 @@ describe('key_periods and keyring: a planted row cannot make paylog wrap keys un
     expect(own).toHaveLength(32);
     expect(own.equals(seed.plaintext)).toBe(false);
   });
+  it('key_periods: a row planted for an expired period naming another KMS key (here the data key) is never scheduled for deletion by retention', async () => {
+    const g = t.paylog.epochs.granularity;
+    const old = periodOf(new Date(Date.UTC(2020, 0, 15)), g);
+    await runtime(t).query('INSERT INTO key_periods (granularity, period_start, period_end, kms_key_id) VALUES ($1, $2, $3, $4)', [g, old.start, old.end, t.paylog.dataKeyId]);
+    const r = await t.call('admin', 'POST', '/v1/admin/retention/apply', {});
+    expect(r.status, r.text).toBe(200);
+    expect(r.json.periods.map((p: any) => p.kmsKeyId)).not.toContain(t.paylog.dataKeyId);
+    expect(await t.paylog.kms.keyState(t.paylog.dataKeyId)).toBe('Enabled');
+    const [row] = await query(t.databaseUrl, 'SELECT state FROM key_periods WHERE granularity = $1 AND period_start = $2', [g, old.start]);
+    expect(row.state).toBe('active');
+    expect(t.logLines.some((l) => l.includes('a key row was not created by paylog') && l.includes(`${g}/${old.label}`))).toBe(true);
+  });
 });
 
 describe('verify-log: every transaction sealed to an epoch names the key its epoch_created entry names', () => {

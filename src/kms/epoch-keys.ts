@@ -213,6 +213,22 @@ export class EpochKeyring {
     return rows.filter((r) => this.trusted(r));
   }
 
+  /**
+   * Whether a `key_periods` row names the KMS key its period's alias names (DescribeKey, no
+   * creation). The runtime role can INSERT key_periods rows, so a row is acted on (e.g. its key
+   * scheduled for deletion by retention) only when this holds; otherwise it is reported once.
+   */
+  async isPeriodKeyRow(row: { granularity: string; period_start: Date; kms_key_id: string }): Promise<boolean> {
+    const period = periodOf(new Date(row.period_start), row.granularity as EpochGranularity);
+    const arn = await this.o.kms.keyArn(periodKeyAlias(period)).catch((e: unknown) => {
+      if (isPaylogError(e) && e.details?.kmsError === 'NotFoundException') return undefined;
+      throw e;
+    });
+    if (arn !== undefined && arn === row.kms_key_id && period.start.getTime() === new Date(row.period_start).getTime()) return true;
+    this.reportUntrusted('key_periods', `${period.granularity}/${period.label}`);
+    return false;
+  }
+
   /** The current epoch among one period's rows (SELECT_PERIOD): the newest trusted one, if it still encrypts. */
   private currentOf(rows: TrustedEpochRow[]): TrustedEpochRow | undefined {
     const newest = this.newestTrusted(rows);

@@ -280,6 +280,9 @@ export class KeyLifecycleService {
     }[];
     const report: RetentionReport = { policy, asOf: asOf.toISOString(), cutoff: cutoff.toISOString(), dryRun, periods: [], epochs: [], v1Records: 0, logIndex: null };
     for (const p of periods) {
+      // Issue 17: the runtime role can INSERT key_periods rows; one naming a key other than its
+      // period's alias (any KMS key paylog may schedule for deletion) is reported and never acted on.
+      if (!(await this.d.epochs.isPeriodKeyRow(p))) continue;
       const epochs = (
         await this.d.keysDatabase.pool.query(
           `SELECT e.*, (SELECT count(*)::int FROM data_keys d WHERE d.epoch_id = e.epoch_id) AS records FROM key_epochs e

@@ -29,7 +29,9 @@
  *   A period's KMS key is the key its alias names, never a `key_periods.kms_key_id` that
  *   differs from it (such a row is reported and creation refused: INTERNAL, an operator must look).
  *   Retirement (`retired_at`) needs no MAC: an epoch retired behind the service's back only
- *   makes the service create a new epoch itself (and record it in the log).
+ *   makes the service create a new epoch itself (and record it in the log), and the current
+ *   epoch is the newest trusted generation of its period, so an older generation "un-retired"
+ *   behind its back never encrypts again.
  */
 import { createHash } from 'node:crypto';
 import { PaylogError, isPaylogError } from '../errors.js';
@@ -414,7 +416,6 @@ export class EpochKeyring {
     if (row.state !== 'active') throw new PaylogError('DATA_SHREDDED', 'this key period has been shredded; no new epoch can be created in it');
     return arn;
   }
-
 
   /**
    * Creates the next epoch of `processor` in `period` under a cross-process advisory lock.

@@ -425,6 +425,23 @@ describe('the other tables the runtime role can INSERT into: refused, detected o
     expect(await t.paylog.checkpoints.publish()).not.toBeNull();
   });
 
+});
+
+describe('log_entries / merkle_nodes planted by the runtime role', () => {
+  let t: TestPaylog;
+  let client: LogClient;
+  beforeAll(async () => {
+    t = await startTestPaylog();
+    const a = t.paylog.devPki!.principals['auditor']!;
+    client = LogClient.fromFiles(t.paylog.url, t.paylog.devPki!.caPath, a.certPath, a.keyPath);
+  });
+  afterAll(async () => {
+    client?.close();
+    await t?.stop();
+  });
+
+  const verifiers = async () => toNoteVerifiers((await client.keys()).vkeys);
+
   it('log_entries / merkle_nodes: a planted entry or node at the next position is never signed or served; appends stop (503) until the owner removes it (availability, not integrity)', async () => {
     await submit(t);
     const before = await t.paylog.checkpoints.publish();

@@ -517,3 +517,28 @@ describe('paylog_keys (the key-destruction connection): what it can replace is c
     expect(r3.text).not.toContain('4111111111111111');
   });
 });
+
+describe('epochs from before migration 0006 (no MAC) keep working when the migration listed them', () => {
+  let t: TestPaylog;
+  beforeAll(async () => {
+    t = await startTestPaylog();
+  });
+  afterAll(async () => t?.stop());
+
+  it('a MAC-less row listed in paylog_legacy_key_epochs (what migration 0006 records) still seals and releases; nothing is reported', async () => {
+    const first = await submit(t);
+    const epoch = ((await leafOf(t, first)) as any).env.ep as string;
+    // Recreate the state right after migration 0006 on an older database (as the owner).
+    await withClient(t.databaseUrl, async (c) => {
+      await c.query('UPDATE key_epochs SET mac = NULL WHERE epoch_id = $1', [epoch]);
+      await c.query('INSERT INTO paylog_legacy_key_epochs (epoch_id, public_key) SELECT epoch_id, public_key FROM key_epochs WHERE epoch_id = $1', [epoch]);
+    });
+    t.paylog.epochs.forget(epoch);
+    t.paylog.epochs.forgetCurrent('acme');
+    const second = (await leafOf(t, await submit(t))) as any;
+    expect(second.env.ep).toBe(epoch);
+    const r = await t.call('processor-acme', 'POST', `/v1/transactions/${first}/release`, { purpose: 'capture' });
+    expect(r.status, r.text).toBe(200);
+    expect(await untrustedCount(t, 'key_epochs')).toBe(0);
+  });
+});

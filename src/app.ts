@@ -13,7 +13,7 @@ import { checkConfiguredKeys, kmsStartupStep, type KeyRef, type KmsWhere } from 
 import { createLogger, errorForLog, type Logger } from './logging.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import { startEmbeddedPostgres, type EmbeddedServer } from './db/embedded.js';
-import { APP_ROLE, applyMigrations, ensureKeysLogin, ensureServiceLogin, KEYS_ROLE, openAppDatabase, type AppDatabase } from './db/connection.js';
+import { ADMIN_ROLE, APP_ROLE, applyMigrations, ensureAdminLogin, ensureKeysLogin, ensureServiceLogin, KEYS_ROLE, openAppDatabase, type AppDatabase } from './db/connection.js';
 import { KeyNoticeListener, registerEpochKeyGauges } from './kms/key-notifications.js';
 import { processors } from './db/schema.js';
 import { startLocalKms, type LocalKmsEndpoint } from './kms/local-endpoint.js';
@@ -22,10 +22,11 @@ import { ensureDevPki, type DevPki } from './pki/dev-pki.js';
 import { principalUri } from './pki/identity.js';
 import { LogAppender, readTreeHead, type Appender } from './log/appender.js';
 import { treeHeadKey } from './log/tree-head.js';
+import { epochRowKey } from './kms/epoch-rows.js';
 import { TransactionService } from './services/transactions.js';
 import { ProcessorRegistry } from './auth/processors.js';
 import { RevocationList } from './auth/revocations.js';
-import { FINGERPRINT_KEY_V2_NAME, keysDatabasePassword, loadOrCreateServiceKey, MAC_KEY_NAME, serviceDatabasePassword } from './keyring.js';
+import { adminDatabasePassword, FINGERPRINT_KEY_V2_NAME, keysDatabasePassword, loadOrCreateServiceKey, MAC_KEY_NAME, serviceDatabasePassword } from './keyring.js';
 import { ProbeLimiter } from './services/probe-limit.js';
 import { KeyLifecycleService } from './services/key-lifecycle.js';
 import { registerKeyRoutes } from './api/routes/keys.js';
@@ -56,6 +57,8 @@ export const RETENTION_FIRST_RUN_MS = 60_000;
 export const RETENTION_INTERVAL_MS = 24 * 60 * 60 * 1000;
 /** Connections of the key-destruction pool (paylog_keys). */
 export const KEYS_POOL_SIZE = 2;
+/** Connections of the processor-registration pool (paylog_admin). */
+export const ADMIN_POOL_SIZE = 1;
 
 export interface Paylog {
   readonly url: string;
@@ -256,6 +259,11 @@ export async function startPaylog(config: Config, opts: StartOptions = {}): Prom
     const keysUrl = await ensureKeysLogin(ownerUrl, keysDatabasePassword(macKey)).catch(() => null);
     const keysDatabase = keysUrl ? openAppDatabase(keysUrl, { role: null, max: KEYS_POOL_SIZE }) : openAppDatabase(ownerUrl, { role: KEYS_ROLE, max: KEYS_POOL_SIZE });
     cleanups.push(() => keysDatabase.close());
+    // Processor registrations (admin decisions) are written on a connection of their own as a
+    // member of paylog_admin only: the runtime role can read processors, not change them.
+    const adminUrl = await ensureAdminLogin(ownerUrl, adminDatabasePassword(macKey)).catch(() => null);
+    const adminDatabase = adminUrl ? openAppDatabase(adminUrl, { role: null, max: ADMIN_POOL_SIZE }) : openAppDatabase(ownerUrl, { role: ADMIN_ROLE, max: ADMIN_POOL_SIZE });
+    cleanups.push(() => adminDatabase.close());
     const who = (await database.pool.query('SELECT r.rolsuper AS s FROM pg_roles r WHERE r.rolname = session_user')).rows[0] as { s: boolean } | undefined;
     if (who?.s && config.appDatabaseUrl) throw new Error('PAYLOG_APP_DATABASE_URL must not log in as a superuser');
 
@@ -272,7 +280,7 @@ export async function startPaylog(config: Config, opts: StartOptions = {}): Prom
       devPki = await ensureDevPki(join(config.dataDir, 'pki'), { hostnames: ['localhost', '127.0.0.1', '::1', config.host] });
       tls = { key: devPki.server.keyPem, cert: devPki.server.certPem, ca: devPki.caCertPem };
       // Dev processors matching the dev certificates; never re-activates a disabled one.
-      await database.db
+      await adminDatabase.db
         .insert(processors)
         .values(DEV_PROCESSORS.map((name) => ({ name, principalUri: principalUri({ role: 'processor', name }) })))
         .onConflictDoNothing();
@@ -281,6 +289,8 @@ export async function startPaylog(config: Config, opts: StartOptions = {}): Prom
     const singletons = opts.singletons ?? true;
     const headKey = treeHeadKey(macKey);
     cleanups.push(async () => void headKey.fill(0));
+    const epochKey = epochRowKey(macKey);
+    cleanups.push(async () => void epochKey.fill(0));
     const head = await readTreeHead(database.db, headKey);
     metrics.logSize.set(head?.size ?? 0);
     const { signers, keys: publishedKeys } = await kmsStartupStep(signingKeyRefs[0]!, 'GetPublicKey', kmsWhere, () => kmsNoteSigners(kms, config.logOrigin, signingKeyIds));
@@ -340,7 +350,7 @@ export async function startPaylog(config: Config, opts: StartOptions = {}): Prom
         opts.onBatchCommitted?.();
       },
     });
-    const processorRegistry = new ProcessorRegistry(database);
+    const processorRegistry = new ProcessorRegistry(database, adminDatabase);
     const revocations = new RevocationList(database);
     const keyEvents = new KeyEventLog(appender);
     const epochs = new EpochKeyring({
@@ -350,6 +360,11 @@ export async function startPaylog(config: Config, opts: StartOptions = {}): Prom
       cacheTtlMs: config.keys.cacheTtlSeconds * 1000,
       cacheMaxUses: config.keys.cacheMaxUses,
       recordKeyEvent: (e) => keyEvents.record(e),
+      rowKey: epochKey,
+      onUntrustedRow: ({ table, id }) => {
+        metrics.untrustedRows.inc({ table });
+        logger.error({ table, row: id }, 'a key row was not created by paylog (planted in the database?): ignored');
+      },
       onCacheHit: () => metrics.epochCacheHits.inc(),
       onCacheMiss: () => metrics.epochCacheMisses.inc(),
     });

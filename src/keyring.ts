@@ -7,6 +7,7 @@ import { eq } from 'drizzle-orm';
 import type { AppDatabase } from './db/connection.js';
 import { keyring } from './db/schema.js';
 import type { PaylogKms } from './kms/client.js';
+import { PaylogError, isPaylogError } from './errors.js';
 
 export const MAC_KEY_NAME = 'fingerprint-hmac';
 /**
@@ -22,6 +23,12 @@ const contextFor = (name: string) => ({ 'paylog:keyring': name });
 /**
  * Returns the plaintext of keyring key `name`, creating it (KMS GenerateDataKey) on first use.
  * Safe with several instances starting at once: the first insert wins, everyone decrypts it.
+ *
+ * The runtime role may INSERT keyring rows, so a row's `kms_key_id` is not trusted: the row is
+ * decrypted with KMS Decrypt's KeyId set to `kmsKeyId` (the configured key), so a row planted
+ * before the service created it (a seed the planter chose, wrapped under a KMS key the planter
+ * controls) is refused by KMS (IncorrectKeyException) instead of becoming a service key. The
+ * error names the row, never its content.
  */
 export async function loadOrCreateServiceKey(
   database: AppDatabase,
@@ -42,7 +49,14 @@ export async function loadOrCreateServiceKey(
     row = await read();
   }
   if (!row) throw new Error(`keyring entry ${name} could not be created`);
-  return await kms.decryptDataKey(row.wrappedKey, contextFor(name), row.kmsKeyId);
+  try {
+    return await kms.decryptDataKey(row.wrappedKey, contextFor(name), kmsKeyId);
+  } catch (e) {
+    if (isPaylogError(e) && e.details?.kmsError === 'IncorrectKeyException') {
+      throw new PaylogError('INTEGRITY_FAILURE', `keyring entry ${name} is not wrapped under the configured KMS key: refusing to use it`, undefined, { cause: e });
+    }
+    throw e;
+  }
 }
 
 /**
@@ -56,4 +70,9 @@ export function serviceDatabasePassword(macKey: Buffer): string {
 /** The key-destruction login role's password (paylog_keys member), derived like the service one. */
 export function keysDatabasePassword(macKey: Buffer): string {
   return createHmac('sha256', macKey).update('paylog/db-keys-login-password/v1').digest('base64url');
+}
+
+/** The processor-registration login role's password (paylog_admin member), derived like the service one. */
+export function adminDatabasePassword(macKey: Buffer): string {
+  return createHmac('sha256', macKey).update('paylog/db-admin-login-password/v1').digest('base64url');
 }

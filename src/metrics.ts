@@ -14,6 +14,8 @@ export interface Metrics {
   /** Epoch private-key cache lookups on the release path. */
   epochCacheHits: Counter;
   epochCacheMisses: Counter;
+  /** Database rows the service refused to use because they fail authentication (planted behind its back), by table. */
+  untrustedRows: Counter<'table'>;
   kmsDuration: Histogram<'operation'>;
   checkpointSize: Gauge;
   /** Submissions refused by the probe limit (issue 17; src/services/probe-limit.ts). */
@@ -118,6 +120,12 @@ export function createMetrics(): Metrics {
     epochCacheMisses: new Counter({
       name: 'paylog_epoch_key_cache_misses_total',
       help: 'Epoch private-key cache misses (single-flight: one KMS Decrypt per miss, however many waiters)',
+      registers: [registry],
+    }),
+    untrustedRows: new Counter({
+      name: 'paylog_untrusted_rows_total',
+      help: 'Rows the runtime role could have planted that failed authentication and were not used (counted once per row per process), by table',
+      labelNames: ['table'],
       registers: [registry],
     }),
   };

@@ -8,10 +8,13 @@ import { LogAppender, readTreeHead, type AppendRequest } from '../src/log/append
 import { hashLeaf, rootFromLeafHashes } from '../src/log/merkle.js';
 import { encodeLeaf } from '../src/log/leaf.js';
 import { newTestDatabase } from './helpers/paylog.js';
+import { query } from './helpers/db.js';
 
 let db: AppDatabase;
+let databaseUrl: string;
 beforeAll(async () => {
   const url = await newTestDatabase();
+  databaseUrl = url;
   await applyMigrations(url);
   db = openAppDatabase(url);
 });
@@ -91,7 +94,8 @@ describe('LogAppender preconditions (checked at commit, under the append lock)',
   });
 
   beforeAll(async () => {
-    await db.pool.query(`INSERT INTO processors (name, principal_uri, status) VALUES ('pre-on', 'urn:x:on', 'active'), ('pre-off', 'urn:x:off', 'disabled')`);
+    // As the owner: the runtime role may not register processors (migration 0009).
+    await query(databaseUrl, `INSERT INTO processors (name, principal_uri, status) VALUES ('pre-on', 'urn:x:on', 'active'), ('pre-off', 'urn:x:off', 'disabled')`);
     await epochRow('pre-on/2026-12/0', 'pre-on', false);
     await epochRow('pre-on/2026-12/1', 'pre-on', true);
     await epochRow('pre-off/2026-12/0', 'pre-off', false);

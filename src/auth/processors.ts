@@ -11,7 +11,15 @@ export const PROCESSOR_STATUSES = ['active', 'disabled'] as const;
 export type ProcessorStatus = (typeof PROCESSOR_STATUSES)[number];
 
 export class ProcessorRegistry {
-  constructor(private readonly database: AppDatabase) {}
+  /**
+   * `database`: the runtime pool (reads only: `paylog_app` may not write processors). `admin`:
+   * the pool that runs as a member of `paylog_admin`, the only role that may INSERT or UPDATE
+   * processors (issue 17); defaults to `database` for tests that build a registry alone.
+   */
+  constructor(
+    private readonly database: AppDatabase,
+    private readonly admin: AppDatabase = database,
+  ) {}
 
   /** True when `name` is registered with status `active`. Read through on every call. */
   async isActive(name: string): Promise<boolean> {
@@ -40,7 +48,7 @@ export class ProcessorRegistry {
 
   /** Registers (or re-activates / disables) a processor. */
   async upsert(name: string, status: ProcessorStatus = 'active'): Promise<void> {
-    await this.database.db
+    await this.admin.db
       .insert(processors)
       .values({ name, principalUri: principalUri({ role: 'processor', name }), status })
       .onConflictDoUpdate({ target: processors.name, set: { status } });

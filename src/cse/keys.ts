@@ -46,7 +46,7 @@
  *   a timer and the next use loads it again. A failed load is not cached.
  * - `forget(kid)` evicts one key (destruction); `close()` evicts everything.
  */
-import { createPrivateKey, createPublicKey, hkdfSync, webcrypto } from 'node:crypto';
+import { createHash, createPrivateKey, createPublicKey, hkdfSync, webcrypto } from 'node:crypto';
 import { eq } from 'drizzle-orm';
 import type { AppDatabase } from '../db/connection.js';
 import { cseKeys, keyring } from '../db/schema.js';
@@ -378,7 +378,7 @@ export class CseKeyStore {
           periodStart: new Date(period.start),
           periodEnd: new Date(period.end),
           wrappedKey: fresh.wrappedKey,
-          publicKey: publicPoint(key.publicJwk),
+          publicKeySha256: createHash('sha256').update(publicPoint(key.publicJwk)).digest(),
         });
         await this.deps.database.db.insert(cseKeys).values({
           kid,

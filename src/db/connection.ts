@@ -158,6 +158,16 @@ export async function ensureKeysLogin(ownerUrl: string, password: string): Promi
   return await ensureLoginRole(ownerUrl, password, { prefix: KEYS_LOGIN_PREFIX, member: KEYS_ROLE });
 }
 
+/** Group role of the processor-registration connection (admin decisions only; migration 0009). */
+export const ADMIN_ROLE = 'paylog_admin';
+/** Prefix of the per-database login role of the processor-registration connection. */
+export const ADMIN_LOGIN_PREFIX = 'paylog_adm_';
+
+/** Like {@link ensureServiceLogin}, for the login role that is a member of `paylog_admin` only. */
+export async function ensureAdminLogin(ownerUrl: string, password: string): Promise<string | null> {
+  return await ensureLoginRole(ownerUrl, password, { prefix: ADMIN_LOGIN_PREFIX, member: ADMIN_ROLE });
+}
+
 /** Creates (or re-keys) `<prefix><database>` LOGIN, member of `member` only; null without CREATEROLE. */
 async function ensureLoginRole(ownerUrl: string, password: string, o: { prefix: string; member: string }): Promise<string | null> {
   const client = new pg.Client({ connectionString: ownerUrl });

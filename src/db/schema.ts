@@ -133,7 +133,19 @@ export const keyEpochs = pgTable('key_epochs', {
   wrappedKeySha256: bytea('wrapped_key_sha256'),
   retiredAt: timestamp('retired_at', { withTimezone: true, mode: 'date' }),
   shreddedAt: timestamp('shredded_at', { withTimezone: true, mode: 'date' }),
+  /** HMAC over the epoch's immutable identity under a key only the service holds (src/kms/epoch-rows.ts); NULL on rows from before migration 0009. */
+  mac: bytea('mac'),
   createdAt: createdAt(),
+});
+
+/**
+ * Epochs that existed when migration 0009 added `key_epochs.mac` (written only by that
+ * migration; the runtime role reads it): a row without a MAC is trusted only if listed here
+ * with the same public key.
+ */
+export const legacyKeyEpochs = pgTable('paylog_legacy_key_epochs', {
+  epochId: text('epoch_id').primaryKey(),
+  publicKey: bytea('public_key').notNull(),
 });
 
 /** One KMS key per key period (granularity × period start); shredding schedules its deletion. */
@@ -237,7 +249,7 @@ export const keyring = pgTable('keyring', {
 });
 
 /**
- * Client-side encryption keys (drizzle/0006): the seed of each key, wrapped under the KMS key of
+ * Client-side encryption keys (drizzle/0006_cse_key_destruction): the seed of each key, wrapped under the KMS key of
  * its own period (src/cse/keys.ts). `wrapped_seed` is NULL once retention destroyed the key.
  */
 export const cseKeys = pgTable('cse_keys', {

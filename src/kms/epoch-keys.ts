@@ -27,6 +27,17 @@
  *   zeroes the key on the shred's notice (src/kms/key-notifications.ts), and a process whose
  *   release was denied for it forgets it at once.
  * - A period whose KMS key is pending deletion (shredded) answers DATA_SHREDDED.
+ * - Authenticated rows only (issue 17): the runtime role can INSERT `key_epochs` and
+ *   `key_periods` rows and UPDATE `retired_at`. An epoch row is used (to seal, or to unwrap)
+ *   only when it is trusted (src/kms/epoch-rows.ts: its MAC verifies, or migration 0009 listed
+ *   it); every candidate row is checked before one is chosen, and an untrusted row is skipped,
+ *   reported once per process through `onUntrustedRow` and never retired, logged or sealed to.
+ *   A period's KMS key is the key its alias names, never a `key_periods.kms_key_id` that
+ *   differs from it (such a row is reported and creation refused: INTERNAL, an operator must look).
+ *   Retirement (`retired_at`) needs no MAC: an epoch retired behind the service's back only
+ *   makes the service create a new epoch itself (and record it in the log), and the current
+ *   epoch is the newest trusted generation of its period, so an older generation "un-retired"
+ *   behind its back never encrypts again.
  */
 import { createHash } from 'node:crypto';
 import { PaylogError, isPaylogError } from '../errors.js';
@@ -34,6 +45,7 @@ import type { AppDatabase } from '../db/connection.js';
 import { X25519PrivateKey, X25519PublicKey } from '../crypto/hpke.js';
 import type { PaylogKms } from './client.js';
 import type { KeyEvent } from '../services/key-events.js';
+import { TRUST_COLUMNS, epochRowMac, epochRowTrusted, type EpochRowTrust } from './epoch-rows.js';
 
 export type EpochGranularity = 'month' | 'day' | 'hour';
 export type ClockFn = () => Date;
@@ -120,6 +132,9 @@ export interface EpochRow {
   shredded_at: Date | null;
 }
 
+/** A row as read for use: with its MAC and whether migration 0009 listed it (src/kms/epoch-rows.ts). */
+export type TrustedEpochRow = EpochRow & EpochRowTrust;
+
 /** What every key event about one epoch names: the epoch, its processor and its period. */
 export function epochEventSubject(e: EpochRow): { epochId: string; processor: string; periodStart: Date; periodEnd: Date } {
   return { epochId: e.epoch_id, processor: e.processor, periodStart: e.period_start, periodEnd: e.period_end };
@@ -133,6 +148,10 @@ export interface EpochKeyringOptions {
   cacheMaxUses: number;
   /** Commits a key event to the log (src/services/key-events.ts); resolves after commit. */
   recordKeyEvent: (e: KeyEvent) => Promise<number>;
+  /** Epoch-row MAC key (`epochRowKey(service key)`, src/kms/epoch-rows.ts). */
+  rowKey: Buffer;
+  /** A row that failed authentication (forged or damaged): called once per row per process. */
+  onUntrustedRow?: (row: { table: 'key_epochs' | 'key_periods'; id: string }) => void;
   onCacheHit?: () => void;
   onCacheMiss?: () => void;
 }
@@ -153,20 +172,84 @@ interface PrivateEntry {
 
 const sha256 = (b: Buffer) => createHash('sha256').update(b).digest();
 
-const SELECT_CURRENT = `SELECT * FROM key_epochs
-  WHERE processor = $1 AND granularity = $2 AND period_start = $3 AND retired_at IS NULL AND shredded_at IS NULL
-  ORDER BY generation DESC LIMIT 1`;
+/**
+ * Every epoch of one processor × period, newest generation first, retired ones included, with
+ * what authenticates it. The current epoch is the newest TRUSTED generation, and only if it is
+ * neither retired nor shredded: `retired_at` is writable by the runtime role, so an older
+ * generation "un-retired" behind the service's back (e.g. one rotated out as compromised) never
+ * becomes current again. No LIMIT: each row is checked before one is chosen, so planted rows
+ * cannot push the genuine one out of view.
+ */
+const SELECT_PERIOD = `SELECT e.*, ${TRUST_COLUMNS} FROM key_epochs e
+  WHERE e.processor = $1 AND e.granularity = $2 AND e.period_start = $3
+  ORDER BY e.generation DESC`;
+const SELECT_ONE = `SELECT e.*, ${TRUST_COLUMNS} FROM key_epochs e WHERE e.epoch_id = $1`;
+/** Untrusted rows remembered per process (each is reported once); bounded. */
+const MAX_REMEMBERED_UNTRUSTED = 100_000;
 
 export class EpochKeyring {
   private readonly publicKeys = new Map<string, PublicEntry>();
   /** processor → the epoch this process last saw encrypting for it (a hint: see knownCurrent). */
   private readonly currentByProcessor = new Map<string, PublicEntry>();
-  private readonly loadingPublic = new Map<string, Promise<PublicEntry>>();
+  private readonly loadingPublic = new Map<string, Promise<PublicEntry | null>>();
   private readonly privateKeys = new Map<string, PrivateEntry>();
   private readonly loadingPrivate = new Map<string, Promise<PrivateEntry>>();
   private closed = false;
+  private readonly untrusted = new Set<string>();
 
   constructor(private readonly o: EpochKeyringOptions) {}
+
+  /** Whether the service created this row (or migration 0009 listed it); reports it once if not. */
+  private trusted(row: TrustedEpochRow): boolean {
+    if (epochRowTrusted(this.o.rowKey, row)) return true;
+    this.reportUntrusted('key_epochs', row.epoch_id);
+    return false;
+  }
+
+  private reportUntrusted(table: 'key_epochs' | 'key_periods', id: string): void {
+    const k = `${table}:${id}`;
+    if (this.untrusted.has(k)) return;
+    if (this.untrusted.size < MAX_REMEMBERED_UNTRUSTED) this.untrusted.add(k);
+    this.o.onUntrustedRow?.({ table, id });
+  }
+
+  /** The newest trusted row among `rows` (every row checked, untrusted ones reported). */
+  private newestTrusted(rows: TrustedEpochRow[]): TrustedEpochRow | undefined {
+    let chosen: TrustedEpochRow | undefined;
+    for (const r of rows) if (this.trusted(r) && chosen === undefined) chosen = r;
+    return chosen;
+  }
+
+  /**
+   * The rows (read with `TRUST_COLUMNS`, src/kms/epoch-rows.ts) the service may use; every other
+   * row is reported once through `onUntrustedRow` and left out (key lifecycle batches: a planted
+   * row must neither stop them nor be rewrapped under a paylog key).
+   */
+  trustedOnly<T extends TrustedEpochRow>(rows: T[]): T[] {
+    return rows.filter((r) => this.trusted(r));
+  }
+
+  /**
+   * Whether a `key_periods` row names the KMS key its period's alias names (DescribeKey, no
+   * creation). The runtime role can INSERT key_periods rows, so a row is acted on (e.g. its key
+   * scheduled for deletion by retention) only when this holds; otherwise it is reported once.
+   */
+  async isPeriodKeyRow(row: { granularity: string; period_start: Date; kms_key_id: string }): Promise<boolean> {
+    const period = periodOf(new Date(row.period_start), row.granularity as EpochGranularity);
+    const arn = await this.o.kms.keyArn(periodKeyAlias(period)).catch((e: unknown) => {
+      if (isPaylogError(e) && e.details?.kmsError === 'NotFoundException') return undefined;
+      throw e;
+    });
+    if (arn !== undefined && arn === row.kms_key_id && period.start.getTime() === new Date(row.period_start).getTime()) return true;
+    this.reportUntrusted('key_periods', `${period.granularity}/${period.label}`);
+    return false;
+  }
+
+  /** The current epoch among one period's rows (SELECT_PERIOD): the newest trusted one, if it still encrypts. */
+  private currentOf(rows: TrustedEpochRow[]): TrustedEpochRow | undefined {
+    const newest = this.newestTrusted(rows);
+    return newest && newest.retired_at === null && newest.shredded_at === null ? newest : undefined;
+  }
 
   get granularity(): EpochGranularity {
     return this.o.granularity;
@@ -205,15 +288,19 @@ export class EpochKeyring {
     if (currentId) {
       const cached = this.publicKeys.get(currentId);
       if (cached && cached.periodStart <= t && t < cached.periodEnd) return cached;
+      // null: the row the database calls current is not one the service created (planted):
+      // fall through to creation, which picks the newest trusted row under the lock.
       const loaded = await this.singleFlight(this.loadingPublic, `id:${currentId}`, () => this.loadPublic(currentId));
-      if (loaded.periodStart <= t && t < loaded.periodEnd) return loaded;
+      if (loaded && loaded.periodStart <= t && t < loaded.periodEnd) return loaded;
     }
     const period = periodOf(now, this.o.granularity);
     if (currentId === undefined) {
-      const row = (await this.o.database.pool.query(SELECT_CURRENT, [processor, period.granularity, period.start])).rows[0] as EpochRow | undefined;
+      const row = this.currentOf((await this.o.database.pool.query(SELECT_PERIOD, [processor, period.granularity, period.start])).rows as TrustedEpochRow[]);
       if (row) return this.rememberPublic(row);
     }
-    return await this.singleFlight(this.loadingPublic, `new:${processor}:${period.label}`, () => this.create(processor, period, now, { rotate: false }));
+    const created = await this.singleFlight(this.loadingPublic, `new:${processor}:${period.label}`, () => this.create(processor, period, now, { rotate: false }));
+    if (!created) throw new PaylogError('INTERNAL', 'key epoch could not be created');
+    return created;
   }
 
   /**
@@ -318,25 +405,35 @@ export class EpochKeyring {
     return entry;
   }
 
-  private async loadPublic(epochId: string): Promise<PublicEntry> {
-    const row = (await this.o.database.pool.query('SELECT * FROM key_epochs WHERE epoch_id = $1', [epochId])).rows[0] as EpochRow | undefined;
+  /**
+   * The epoch `epochId` as the current one of its period: null when its row is not trusted (a
+   * planted row) or it is not its period's current epoch (see SELECT_PERIOD).
+   */
+  private async loadPublic(epochId: string): Promise<PublicEntry | null> {
+    const row = (await this.o.database.pool.query(SELECT_ONE, [epochId])).rows[0] as TrustedEpochRow | undefined;
     if (!row) throw new PaylogError('INTERNAL', 'key epoch not found');
-    if (row.retired_at !== null || row.shredded_at !== null) throw new PaylogError('INTERNAL', 'key epoch is retired');
+    if (!this.trusted(row)) return null;
+    const current = this.currentOf((await this.o.database.pool.query(SELECT_PERIOD, [row.processor, row.granularity, row.period_start])).rows as TrustedEpochRow[]);
+    if (current?.epoch_id !== row.epoch_id) return null;
     return this.rememberPublic(row);
   }
 
   /**
    * The KMS key new epochs of `period` are wrapped under: the newest rewrap target of the
-   * period if any, else the period's own key (key_periods, created with its alias on first use).
+   * period if any (key_period_kms_keys, written only by paylog_keys), else the key the period's
+   * alias names (created on first use), recorded in key_periods. The runtime role may INSERT
+   * key_periods rows, so a row's `kms_key_id` is never trusted on its own: a row naming another
+   * key (e.g. one planted for a future period, naming a key its planter can decrypt with) is
+   * reported and creation refused (INTERNAL, 500); nothing is wrapped under it.
    */
   async periodKey(period: KeyPeriod): Promise<string> {
     const read = async () =>
       (await this.o.database.pool.query('SELECT kms_key_id, state FROM key_periods WHERE granularity = $1 AND period_start = $2', [period.granularity, period.start])).rows[0] as
         | { kms_key_id: string; state: string }
         | undefined;
+    const arn = await this.o.kms.ensureKey(periodKeyAlias(period), 'SYMMETRIC_DEFAULT');
     let row = await read();
     if (!row) {
-      const arn = await this.o.kms.ensureKey(periodKeyAlias(period), 'SYMMETRIC_DEFAULT');
       await this.o.database.pool.query(
         'INSERT INTO key_periods (granularity, period_start, period_end, kms_key_id) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING',
         [period.granularity, period.start, period.end, arn],
@@ -344,6 +441,10 @@ export class EpochKeyring {
       row = await read();
     }
     if (!row) throw new PaylogError('INTERNAL', 'key period could not be recorded');
+    if (row.kms_key_id !== arn) {
+      this.reportUntrusted('key_periods', `${period.granularity}/${period.label}`);
+      throw new PaylogError('INTERNAL', `the key_periods row of ${period.granularity} ${period.label} names a KMS key other than ${periodKeyAlias(period)}: refusing to wrap an epoch key under it`);
+    }
     if (row.state !== 'active') throw new PaylogError('DATA_SHREDDED', 'this key period has been shredded; no new epoch can be created in it');
     // After a rewrap, new epochs of the period are wrapped under the period's newest key
     // (key_period_kms_keys: written only by paylog_keys, so the runtime role cannot redirect it).
@@ -354,12 +455,7 @@ export class EpochKeyring {
       )
     ).rows[0] as { kms_key_id: string } | undefined;
     if (newest) return newest.kms_key_id;
-    // key_periods rows may be INSERTed by the runtime role: its key is used only if it is the
-    // key the period's alias names in KMS (else a planted row would pick the wrapping key).
-    if ((await this.o.kms.ensureKey(periodKeyAlias(period), 'SYMMETRIC_DEFAULT')) !== row.kms_key_id) {
-      throw new PaylogError('INTEGRITY_FAILURE', "this key period's recorded KMS key is not the key its alias names");
-    }
-    return row.kms_key_id;
+    return arn;
   }
 
   /**
@@ -380,14 +476,19 @@ export class EpochKeyring {
     try {
       await client.query('SELECT pg_advisory_lock($1, hashtext($2))', [EPOCH_LOCK_CLASS, processor]);
       try {
-        const current = (await client.query(SELECT_CURRENT, [processor, period.granularity, period.start])).rows[0] as EpochRow | undefined;
+        const current = this.currentOf((await client.query(SELECT_PERIOD, [processor, period.granularity, period.start])).rows as TrustedEpochRow[]);
         if (current && !opts.rotate) return this.rememberPublic(current);
         const actor = opts.actor ?? { role: 'system', name: 'paylog' };
         // Retire every other still-encrypting epoch of this processor (period ended, another
         // granularity, or the one being rotated out): decrypt-only from now on.
-        const open = (await client.query('SELECT * FROM key_epochs WHERE processor = $1 AND retired_at IS NULL AND shredded_at IS NULL ORDER BY period_start, generation', [processor]))
-          .rows as EpochRow[];
-        for (const e of open) {
+        // Planted rows are skipped: no key event names them and the service never retires them
+        // (they are never sealed to; the new generation below is above theirs).
+        const open = (
+          await client.query(`SELECT e.*, ${TRUST_COLUMNS} FROM key_epochs e WHERE e.processor = $1 AND e.retired_at IS NULL AND e.shredded_at IS NULL ORDER BY e.period_start, e.generation`, [
+            processor,
+          ])
+        ).rows as TrustedEpochRow[];
+        for (const e of open.filter((r) => this.trusted(r))) {
           await this.o.recordKeyEvent({
             event: 'epoch_retired',
             time: now,
@@ -428,12 +529,22 @@ export class EpochKeyring {
           periodEnd: period.end,
           kmsKeyId,
           wrappedKey: wrapped,
+          publicKeySha256: sha256(publicKey),
+        });
+        const mac = epochRowMac(this.o.rowKey, {
+          epoch_id: epochId,
+          processor,
+          granularity: period.granularity,
+          period_start: period.start,
+          period_end: period.end,
+          generation,
+          public_key: publicKey,
         });
         const row = (
           await client.query(
-            `INSERT INTO key_epochs (epoch_id, processor, granularity, period_start, period_end, generation, public_key, kms_key_id, wrapped_private_key, wrapped_key_sha256)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING *`,
-            [epochId, processor, period.granularity, period.start, period.end, generation, publicKey, kmsKeyId, wrapped, sha256(wrapped)],
+            `INSERT INTO key_epochs (epoch_id, processor, granularity, period_start, period_end, generation, public_key, kms_key_id, wrapped_private_key, wrapped_key_sha256, mac)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING *`,
+            [epochId, processor, period.granularity, period.start, period.end, generation, publicKey, kmsKeyId, wrapped, sha256(wrapped), mac],
           )
         ).rows[0] as EpochRow;
         return this.rememberPublic(row);
@@ -452,8 +563,9 @@ export class EpochKeyring {
 
   private async unwrapPrivate(epochId: string): Promise<PrivateEntry> {
     this.o.onCacheMiss?.();
-    const row = (await this.o.database.pool.query('SELECT * FROM key_epochs WHERE epoch_id = $1', [epochId])).rows[0] as EpochRow | undefined;
+    const row = (await this.o.database.pool.query(SELECT_ONE, [epochId])).rows[0] as TrustedEpochRow | undefined;
     if (!row) throw new PaylogError('INTEGRITY_FAILURE', 'the key epoch of this record does not exist');
+    if (!this.trusted(row)) throw new PaylogError('INTEGRITY_FAILURE', 'the key epoch row of this record was not created by paylog');
     if (row.shredded_at !== null || row.wrapped_private_key === null || row.kms_key_id === null) {
       throw new PaylogError('DATA_SHREDDED', 'the key epoch of this record has been shredded');
     }

@@ -14,6 +14,9 @@
  *      leaf format v1, no string that looks like a primary account number;
  *   4. the RFC 9162 §2.1.1 root rebuilt from all leaves equals the signed root; when it does not,
  *      {@link locateFirstBadIndex} names the first entry that differs from the signed tree.
+ *   5. every leaf format v3 transaction sealed to a key epoch names (`env.epk`) the public key of
+ *      an `epoch_created` entry earlier in the log for that epoch (./epoch-key-check.ts);
+ *      epochs and transactions from before leaf format v3 are reported (`epochKeys`), not failed.
  * It also reports (never fails on) which log indices hold transactions whose key material was
  * shredded, from the leaves alone (`shredded`, see ./shred-report.ts).
  */
@@ -28,6 +31,7 @@ import { parseVerifierKey, type NoteVerifier } from './note.js';
 import { checkWitnessPolicy, type WitnessPolicy } from './witness/policy.js';
 import { containsPanLikeIdentifier, containsPanLikeNumber, mayHoldPan } from '../validation/identifiers.js';
 import { formatShredReport, ShredLedger, type ShredReport } from './shred-report.js';
+import { EpochKeyLedger, formatEpochKeyReport, type EpochKeyReport } from './epoch-key-check.js';
 
 // The PAN detector is the one validation uses (src/validation/identifiers.ts): same NFKC folding,
 // same separators, same lengths. Re-exported for the scripts and tests that import it from here.
@@ -90,6 +94,10 @@ export type FailureCode =
   /** A stored Merkle node (which proofs are built from) differs from the tree rebuilt from the leaves. */
   | 'NODE_MISMATCH'
   | 'ROOT_MISMATCH'
+  /** A v3 transaction names a key epoch that no earlier `epoch_created` entry creates. */
+  | 'EPOCH_NOT_CREATED'
+  /** A v3 transaction was sealed to a public key its epoch's `epoch_created` entry does not name. */
+  | 'EPOCH_KEY_MISMATCH'
   | 'PROOF_INCONSISTENT'
   /** Fewer valid, fresh witness cosignatures than the required quorum (C2SP tlog-cosignature). */
   | 'WITNESS_QUORUM'
@@ -114,7 +122,7 @@ export const TRANSPORT_FAILURE_CODES: ReadonlySet<FailureCode> = new Set<Failure
 const FAILURE_CODES: ReadonlySet<string> = new Set<FailureCode>([
   'CHECKPOINT_INVALID', 'ORIGIN_MISMATCH', 'ROLLBACK', 'FORK', 'CONSISTENCY_PROOF_INVALID', 'INDEX_OUT_OF_ORDER',
   'MISSING_ENTRY', 'EXTRA_ENTRY', 'LEAF_INVALID', 'CARD_DATA_IN_LEAF', 'CIPHERTEXT_MISMATCH', 'SERVED_VIEW_MISMATCH', 'NODE_MISMATCH', 'ROOT_MISMATCH',
-  'PROOF_INCONSISTENT', 'WITNESS_QUORUM', 'BAD_RESPONSE', 'REQUEST_REFUSED', 'PROOF_REFUSED', 'EXPORT_MALFORMED', 'FETCH_FAILED',
+  'EPOCH_NOT_CREATED', 'EPOCH_KEY_MISMATCH', 'PROOF_INCONSISTENT', 'WITNESS_QUORUM', 'BAD_RESPONSE', 'REQUEST_REFUSED', 'PROOF_REFUSED', 'EXPORT_MALFORMED', 'FETCH_FAILED',
 ]);
 
 /**
@@ -178,6 +186,12 @@ export interface VerifyReport {
    * whenever every entry was streamed.
    */
   shredded?: ShredReport;
+  /**
+   * Which transactions sealed to key epochs were checked against their epoch's creation entry,
+   * and which could not be (epochs and transactions from before leaf format v3). Present
+   * whenever every entry was streamed.
+   */
+  epochKeys?: EpochKeyReport;
 }
 
 /** Fetches an RFC 9162 §2.1.3 audit path (leaf to root) for `index` in the tree of `treeSize`. */
@@ -638,6 +652,7 @@ export async function verifyLog(input: VerifyLogInput): Promise<VerifyReport> {
   // differs, the leaves are wrong and the bad entry is located from proofs instead.
   const nodeFailures = new NodeFailures();
   const shreds = new ShredLedger();
+  const epochKeys = new EpochKeyLedger();
   const checkPrefix = (): void => {
     const t = prefixes.get(builder.size);
     if (t !== undefined && !builder.root().equals(t.root)) {
@@ -667,6 +682,8 @@ export async function verifyLog(input: VerifyLogInput): Promise<VerifyReport> {
       else {
         leafTypes[checked.leaf.type] = (leafTypes[checked.leaf.type] ?? 0) + 1;
         shreds.observe(e.index, checked.leaf);
+        const epochFailure = epochKeys.observe(e.index, checked.leaf);
+        if (epochFailure) rb.fail(epochFailure);
         const stored = e.storedCiphertextSha256;
         if (stored !== undefined && checked.leaf.type === 'transaction' && checked.leaf.v === 1 && stored !== checked.leaf.envelope.ciphertextSha256) {
           rb.fail({ code: 'CIPHERTEXT_MISMATCH', index: e.index, message: `entry ${e.index}: stored ciphertext does not match the digest its leaf commits to` });
@@ -720,7 +737,7 @@ export async function verifyLog(input: VerifyLogInput): Promise<VerifyReport> {
     });
   }
 
-  const final = report({ ...head, entriesVerified: builder.size, previous, ...(structuralFailure ? {} : { shredded: shreds.report() }) });
+  const final = report({ ...head, entriesVerified: builder.size, previous, ...(structuralFailure ? {} : { shredded: shreds.report(), epochKeys: epochKeys.report() }) });
   if (final.ok) {
     final.newState = {
       version: STATE_VERSION,
@@ -746,6 +763,7 @@ export function formatReport(r: VerifyReport): string {
   lines.push(`  entries:    ${r.entriesVerified} verified (${Object.entries(r.leafTypes).map(([k, v]) => `${k} ${v}`).join(', ') || 'none'})`);
   if (r.previous !== undefined) lines.push(`  previous:   size ${r.previous.size}, consistency ${r.previous.consistency}`);
   if (r.shredded !== undefined) lines.push(...formatShredReport(r.shredded));
+  if (r.epochKeys !== undefined) lines.push(...formatEpochKeyReport(r.epochKeys));
   if (r.firstBadIndex !== undefined) lines.push(`  first bad index: ${r.firstBadIndex}`);
   for (const f of r.failures) lines.push(`  - [${f.code}]${f.index !== undefined ? ` index ${f.index}:` : ''} ${f.message}`);
   return `${lines.join('\n')}\n`;

@@ -58,10 +58,10 @@ export interface KeyEvent {
   counts?: Record<string, number>;
   /** cse_key_* events: the CSE key id (leaf `keyName`). */
   keyName?: string;
-  /** The public key this event concerns (SHA-256 in the leaf, format v3 `publicKeySha256`). */
-  publicKey?: Buffer;
   /** Shreds (v3 leaves): every KMS key the shred destroys (see key-event.ts `kmsKeyIds`). */
   kmsKeyIds?: string[];
+  /** `epoch_created`: SHA-256 of the epoch public key (leaf v3), which transaction leaves sealed to it name as `env.epk`; `cse_key_created`: of the CSE key's public point. */
+  publicKeySha256?: Buffer;
 }
 
 const sha256 = (b: Uint8Array): Buffer => createHash('sha256').update(b).digest();
@@ -88,7 +88,7 @@ export function keyEventLeafOf(e: KeyEvent): KeyEventLeafV2 {
     ...(e.reason !== undefined ? { reason: e.reason } : {}),
     ...(retention !== undefined || e.asOf !== undefined ? { policy: { ...(retention ? { retention } : {}), ...(e.asOf ? { asOf: e.asOf } : {}) } } : {}),
     ...(e.counts !== undefined ? { counts: e.counts } : {}),
-    ...(e.publicKey !== undefined ? { publicKeySha256: sha256(e.publicKey) } : {}),
+    ...(e.publicKeySha256 !== undefined ? { publicKeySha256: e.publicKeySha256 } : {}),
     ...(e.kmsKeyIds !== undefined && e.kmsKeyIds.length > 0 ? { kmsKeyIds: e.kmsKeyIds } : {}),
   });
 }

@@ -34,7 +34,9 @@ import {
   type EpochGranularity,
   type EpochKeyring,
   type EpochRow,
+  type TrustedEpochRow,
 } from '../kms/epoch-keys.js';
+import { TRUST_COLUMNS } from '../kms/epoch-rows.js';
 import { kmsEncryptionContext } from '../crypto/envelope.js';
 import { actorOf, SYSTEM_ACTOR, type KeyEvent, type KeyEventActor, type KeyEventLog } from './key-events.js';
 import { createHash, randomUUID } from 'node:crypto';
@@ -373,18 +375,23 @@ export class KeyLifecycleService {
     let cursor: RewrapCursor | null = after;
     if (req.periodKeys === 'new' && (after === null || after.kind === 'epoch')) {
       const rows = (
-        await this.d.keysDatabase.pool.query(`SELECT e.*, p.state AS period_state FROM key_epochs e LEFT JOIN key_periods p USING (granularity, period_start) WHERE ${EPOCHS_TO_REWRAP} ORDER BY e.epoch_id LIMIT $3`, [
+        await this.d.keysDatabase.pool.query(`SELECT e.*, ${TRUST_COLUMNS}, p.state AS period_state FROM key_epochs e LEFT JOIN key_periods p USING (granularity, period_start) WHERE ${EPOCHS_TO_REWRAP} ORDER BY e.epoch_id LIMIT $3`, [
           run,
           after?.id ?? null,
           batch,
         ])
-      ).rows as (EpochRow & { period_state: string | null })[];
+      ).rows as (TrustedEpochRow & { period_state: string | null })[];
       if (rows.length > 0) {
         kind = 'epoch';
         const targets = new Map<string, string>();
         for (const e of rows) {
           cursor = { kind: 'epoch', id: e.epoch_id };
-          const problem = epochRowProblem(e) ?? (e.period_state !== 'active' ? 'its key period is shredded or unknown' : null);
+          // Only rows paylog created (issue 17): a row planted by the runtime role (no valid MAC) is
+          // skipped and reported, never rewrapped under a paylog key.
+          const problem =
+            (this.d.epochs.trustedOnly([e]).length === 0 ? 'it was not created by paylog (its MAC does not verify)' : null) ??
+            epochRowProblem(e) ??
+            (e.period_state !== 'active' ? 'its key period is shredded or unknown' : null);
           if (problem !== null) {
             this.skipEpoch(skipped, e.epoch_id, problem);
             continue;
@@ -634,6 +641,9 @@ export class KeyLifecycleService {
     const report: RetentionReport = { policy, asOf: asOf.toISOString(), cutoff: cutoff.toISOString(), dryRun, periods: [], epochs: [], v1Records: 0, logIndex: null };
     const plans: { p: KeyPeriodRow; keys: PeriodKeyPlan[] }[] = [];
     for (const p of periods) {
+      // Issue 17: the runtime role can INSERT key_periods rows; one naming a key other than its
+      // period's alias (any KMS key paylog may schedule for deletion) is reported and never acted on.
+      if (!(await this.d.epochs.isPeriodKeyRow(p))) continue;
       const kmsKeyIds = await this.periodKmsKeys(p);
       const keys: PeriodKeyPlan[] = [];
       for (const k of kmsKeyIds) keys.push(await this.planKeyDeletion(k, p));

@@ -175,17 +175,25 @@ describe('key_epochs: the runtime role cannot redirect new card data to its own 
     const before = (await runtime(t).query('SELECT epoch_id, kms_key_id FROM key_epochs WHERE shredded_at IS NULL')).rows as { epoch_id: string; kms_key_id: string }[];
     const planted = before.filter((r) => !ours.has(r.epoch_id));
     expect(planted.length).toBeGreaterThan(2); // from the tests above, one of them wrapped under a KMS key paylog may use
-    const to = await t.paylog.kms.ensureKey('paylog-rewrap-target-17', 'SYMMETRIC_DEFAULT');
     let last: any;
+    let req: Record<string, unknown> = { periodKeys: 'new', batchSize: 2 };
     for (let i = 0; i < 20; i++) {
-      const r = await t.call('admin', 'POST', '/v1/admin/keys/rewrap', { to, batchSize: 2 });
+      const r = await t.call('admin', 'POST', '/v1/admin/keys/rewrap', req);
       expect(r.status, r.text).toBe(200);
       last = r.json;
       if (last.done) break;
+      req = { periodKeys: 'new', batchSize: 2, run: last.run, ...(last.after ? { after: last.after } : {}) };
     }
     expect(last.done).toBe(true);
     const after = new Map(((await runtime(t).query('SELECT epoch_id, kms_key_id FROM key_epochs WHERE shredded_at IS NULL')).rows as { epoch_id: string; kms_key_id: string }[]).map((r) => [r.epoch_id, r.kms_key_id]));
-    for (const id of ours) expect(after.get(id), id).toBe(to);
+    // Every epoch paylog created moved to a new KMS key of its own period (rewrap --new-period-keys).
+    const targets = new Set((await query<{ kms_key_id: string }>(t.databaseUrl, "SELECT kms_key_id FROM key_period_kms_keys WHERE role = 'rewrap_target'")).map((r) => r.kms_key_id));
+    for (const id of ours) {
+      const was = before.find((r) => r.epoch_id === id);
+      if (!was) continue; // shredded meanwhile
+      expect(after.get(id), id).not.toBe(was.kms_key_id);
+      expect(targets.has(after.get(id)!), id).toBe(true);
+    }
     for (const p of planted) expect(after.get(p.epoch_id), p.epoch_id).toBe(p.kms_key_id);
     const afterIds = await createdIds();
     const leaves = (await query<{ leaf: Buffer }>(t.databaseUrl, 'SELECT leaf FROM log_entries ORDER BY idx')).map((x) => decodeLeaf(x.leaf) as any);
@@ -380,7 +388,7 @@ describe('the other tables the runtime role can INSERT into: refused, detected o
 
   const verifiers = async () => toNoteVerifiers((await client.keys()).vkeys);
 
-  it('transactions / access_entries / data_keys lookup rows: a planted record is never served or released (its leaf does not match), the id it takes answers 409, and verify-log names the entry it points at', async () => {
+  it('transactions / access_entries / data_keys lookup rows: a planted record is never served or released (its leaf does not match), the id it takes is refused to its genuine submission (422 INTEGRITY_FAILURE), and verify-log names the entry it points at', async () => {
     const g = await submit(t);
     expect((await t.call('processor-acme', 'POST', `/v1/transactions/${g}/release`, { purpose: 'capture' })).status).toBe(200);
     const all = await query<{ idx: string; leaf: Buffer }>(t.databaseUrl, 'SELECT idx, leaf FROM log_entries ORDER BY idx');
@@ -400,8 +408,11 @@ describe('the other tables the runtime role can INSERT into: refused, detected o
     expect(rel.text).not.toContain('4111111111111111');
     // The genuine record and its release history are unaffected.
     expect((await t.call('processor-acme', 'POST', `/v1/transactions/${g}/release`, { purpose: 'capture' })).status).toBe(200);
-    // Harm: the planted id is taken (a genuine submission with it answers 409), as with any id already used.
-    expect((await t.call('checkout', 'POST', '/v1/transactions', cardTransaction({ transactionId: x }))).status).toBe(409);
+    // Harm: the planted id is taken: a genuine submission with it is refused (the replay check
+    // reads the planted row's leaf, which does not match: 422 INTEGRITY_FAILURE), never stored.
+    const taken = await t.call('checkout', 'POST', '/v1/transactions', cardTransaction({ transactionId: x }));
+    expect(taken.status).toBe(422);
+    expect(taken.json.error.code).toBe('INTEGRITY_FAILURE');
     await t.paylog.checkpoints.publish();
     const r = await verifyRemoteLog(client, { verifiers: await verifiers() });
     expect(r.ok).toBe(false);

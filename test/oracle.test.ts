@@ -180,6 +180,7 @@ async function attack(victimBody: any, candidates: any[], truthIndex: number): P
   const created: HttpResult[] = [];
   for (const pm of candidates) created.push(await t.call('checkout', 'POST', '/v1/transactions', { ...base, transactionId: newId('prb'), paymentMethod: pm }));
   const statuses = created.map((r) => r.status);
+  expect(created.filter((r) => r.status !== 201 && r.status !== 429).map((r) => `${r.status} ${r.text}`)).toEqual([]);
   const admitted = created.filter((r) => r.status === 201);
   const refused = created.filter((r) => r.status === 429);
   expect(admitted.length + refused.length, statuses.join(',')).toBe(created.length);
@@ -424,6 +425,7 @@ describe('no oracle: a checkout certificate that knows a transactionId learns no
       const body = (pm: any) => ({ transactionId: newId('par'), processor: 'acme', amount: { value: 1, currency: 'EUR' }, paymentMethod: pm });
       const results = await Promise.all(cands.map((pm, i) => (i % 2 === 0 ? t : t2).call('checkout', 'POST', '/v1/transactions', body(pm))));
       const statuses = results.map((r) => r.status);
+      expect(results.filter((r) => r.status !== 201 && r.status !== 429).map((r) => `${r.status} ${r.text}`)).toEqual([]);
       expect(statuses.filter((s) => s === 201)).toHaveLength(LIMIT);
       expect(statuses.filter((s) => s === 429)).toHaveLength(LIMIT);
     } finally {

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { runScript } from './helpers/cli.js';
 import { decodeLeaf } from '../src/log/leaf.js';
-import { V2_LOG_FIXTURE as FIXTURE, V2_LOG_FIXTURE_VKEY as FIXTURE_VKEY } from './helpers/log-fixtures.js';
+import { MIXED_LOG_FIXTURE, V2_LOG_FIXTURE as FIXTURE, V2_LOG_FIXTURE_VKEY as FIXTURE_VKEY } from './helpers/log-fixtures.js';
 const dir = mkdtempSync(join(tmpdir(), 'paylog-compat-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
@@ -37,5 +37,16 @@ describe('a log written in leaf format v2, verified by this verifier', () => {
     const r = await runScript('verify-log', ['--file', bad, '--log-key', FIXTURE_VKEY, '--json']);
     expect(r.code).toBe(1);
     expect(JSON.parse(r.stdout).failures[0].index).toBe(4);
+  });
+
+  it('the same log continued by this release (v2 entries, then v3 ones) verifies; its v3 transaction sealed to a pre-v3 epoch is reported as not checkable, not failed', async () => {
+    const entries = readFileSync(MIXED_LOG_FIXTURE, 'utf8').trim().split('\n').map((l) => JSON.parse(l)).filter((o) => o.type === 'entry');
+    const versions = entries.map((e) => decodeLeaf(Buffer.from(e.leaf, 'base64')).v);
+    expect(versions).toEqual([...Array(13).fill(2), 3, 3, 3]);
+    const r = await runScript('verify-log', ['--file', MIXED_LOG_FIXTURE, '--log-key', FIXTURE_VKEY, '--json']);
+    expect(r.code, r.stderr).toBe(0);
+    const report = JSON.parse(r.stdout);
+    expect(report).toMatchObject({ ok: true, entriesVerified: 16, treeSize: 16, leafTypes: { key_event: 9, transaction: 4, access: 3 } });
+    expect(report.epochKeys.legacyTransactions).toBe(4);
   });
 });

@@ -29,12 +29,10 @@ import { RevocationList } from './auth/revocations.js';
 import { adminDatabasePassword, FINGERPRINT_KEY_V2_NAME, keysDatabasePassword, loadOrCreateServiceKey, MAC_KEY_NAME, serviceDatabasePassword } from './keyring.js';
 import { ProbeLimiter } from './services/probe-limit.js';
 import { KeyLifecycleService } from './services/key-lifecycle.js';
-import { registerKeyRoutes } from './api/routes/keys.js';
 import { buildServer } from './api/server.js';
-import { registerAdminRoutes, registerReleaseRoutes } from './api/routes/release.js';
+import { registerRoutes } from './api/routes/index.js';
 import { ReleaseService } from './services/release.js';
 import { LogReadService } from './services/log-read.js';
-import { registerLogRoutes, registerTileRoutes } from './api/routes/log.js';
 import { TilesService } from './services/tiles.js';
 import { registerWitnessMetrics, WitnessCosigning } from './log/witness/submitter.js';
 import type { StoredCheckpoint } from './log/checkpoints.js';
@@ -48,7 +46,6 @@ import { KeyEventLog } from './services/key-events.js';
 import { createReadiness } from './readiness.js';
 import { CseKeyStore, registerCseKeyMetrics } from './cse/keys.js';
 import { ClientSideDecryption } from './cse/jwe.js';
-import { registerCseRoutes } from './api/routes/cse.js';
 
 export const EMBEDDED_DATABASE = 'paylog';
 export const DEV_PROCESSORS = ['acme', 'globex'] as const;
@@ -506,18 +503,21 @@ export async function startPaylog(config: Config, opts: StartOptions = {}): Prom
       tls,
       logger,
       metrics,
-      transactions: transactionsService,
       revocations,
-      readiness,
       requestTimeoutMs: config.budgets.requestTimeoutMs,
-      extraRoutes: [
-        (app) => registerReleaseRoutes(app, { release, releaseRatePerMinute: config.releaseRatePerMinute }),
-        (app) => registerAdminRoutes(app, { admin }),
-        (app) => registerKeyRoutes(app, { keys: keyLifecycle }),
-        (app) => registerLogRoutes(app, { log: logRead }),
-        (app) => registerTileRoutes(app, { tiles }),
-        (app) => registerCseRoutes(app, { cseKeys }),
-      ],
+      routes: (app) =>
+        registerRoutes(app, {
+          metrics,
+          readiness,
+          transactions: transactionsService,
+          release,
+          releaseRatePerMinute: config.releaseRatePerMinute,
+          admin,
+          keys: keyLifecycle,
+          log: logRead,
+          tiles,
+          cseKeys,
+        }),
     });
     await server.listen({ host: config.host, port: config.port });
     const addr = server.server.address();

@@ -14,7 +14,7 @@ import type { Config } from './config.js';
 import { createLogger, type Logger } from './logging.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import type { AppDatabase } from './db/connection.js';
-import type { LocalKmsEndpoint } from './kms/local-endpoint.js';
+import type { LocalKmsEndpoint } from './kms/local/server.js';
 import type { PaylogKms } from './kms/client.js';
 import type { DevPki } from './pki/dev-pki.js';
 import type { Appender } from './log/appender.js';

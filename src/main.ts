@@ -16,7 +16,7 @@ import { startPaylog, type SigningRefusal } from './app.js';
 import { join } from 'node:path';
 import { devWalkthrough, writeExampleTransaction } from './pki/walkthrough.js';
 import type { EmbeddedServer } from './db/embedded.js';
-import type { LocalKmsEndpoint } from './kms/local-endpoint.js';
+import type { LocalKmsEndpoint } from './kms/local/server.js';
 import { startEmbeddedDatabase } from './bootstrap/database.js';
 import { ensureDevPkiOf, startDevLocalKms } from './bootstrap/dev.js';
 

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import type { Config } from '../config.js';
 import type { AppDatabase } from '../db/connection.js';
 import { processors } from '../db/schema.js';
-import { startLocalKms, type LocalKmsEndpoint } from '../kms/local-endpoint.js';
+import { startLocalKms, type LocalKmsEndpoint } from '../kms/local/server.js';
 import { ensureDevPki, type DevPki } from '../pki/dev-pki.js';
 import { principalUri } from '../pki/identity.js';
 

@@ -10,7 +10,7 @@ import { DEFAULT_AWS_REGION, type Config } from '../config.js';
 import type { Logger } from '../logging.js';
 import type { Metrics } from '../metrics.js';
 import { createKmsClient, PaylogKms } from '../kms/client.js';
-import type { LocalKmsEndpoint } from '../kms/local-endpoint.js';
+import type { LocalKmsEndpoint } from '../kms/local/server.js';
 import { checkConfiguredKeys, type KeyRef, type KmsWhere } from '../kms/startup.js';
 import type { DataKeySource } from '../crypto/envelope.js';
 import type { Cleanups } from './cleanups.js';

@@ -1,5 +1,5 @@
 /**
- * Transaction leaf, format v2: the entry IS the record. It carries the served view (masked
+ * Transaction leaf, formats v2 and v3: the entry IS the record. It carries the served view (masked
  * payment method, fingerprint, amount, processor, metadata) and the sealed ciphertext, so what
  * `GET /v1/transactions/{id}` serves and what release decrypts are decoded from the leaf bytes
  * the signed tree commits to. The wrapped data key stays beside the log (`data_keys`: rewrap

@@ -18,7 +18,7 @@ import type { LocalKmsEndpoint } from './kms/local/server.js';
 import type { PaylogKms } from './kms/client.js';
 import type { DevPki } from './pki/dev-pki.js';
 import type { Appender } from './log/appender.js';
-import type { CheckpointPublisher, PublishedKey, Refusal } from './log/checkpoints.js';
+import type { CheckpointPublisher, PublishedKey, Refusal } from './log/checkpoint-publisher.js';
 import type { WitnessCosigning } from './log/witness/submitter.js';
 import type { RestoreReport } from './log/restore.js';
 import type { TransactionService } from './services/transactions.js';

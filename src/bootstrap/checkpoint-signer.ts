@@ -13,7 +13,7 @@ import type { Logger } from '../logging.js';
 import type { Metrics } from '../metrics.js';
 import type { Db } from '../db/connection.js';
 import { kmsStartupStep } from '../kms/startup.js';
-import { CheckpointPublisher, kmsNoteSigners, type PublishedKey, type Refusal, type StoredCheckpoint } from '../log/checkpoints.js';
+import { CheckpointPublisher, kmsNoteSigners, type PublishedKey, type Refusal, type StoredCheckpoint } from '../log/checkpoint-publisher.js';
 import type { NoteVerifier } from '../log/note.js';
 import { SignerStateFile } from '../log/signer-state.js';
 import { registerWitnessMetrics, WitnessCosigning } from '../log/witness/submitter.js';

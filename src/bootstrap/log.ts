@@ -12,7 +12,7 @@ import type { Logger } from '../logging.js';
 import type { Metrics } from '../metrics.js';
 import type { AppDatabase } from '../db/connection.js';
 import { LogAppender, readTreeHead } from '../log/appender.js';
-import type { CheckpointPublisher } from '../log/checkpoints.js';
+import type { CheckpointPublisher } from '../log/checkpoint-publisher.js';
 import { restoreLostTail, type RestoreReport } from '../log/restore.js';
 import type { CheckpointSigning } from './checkpoint-signer.js';
 

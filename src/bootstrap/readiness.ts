@@ -7,7 +7,7 @@
  */
 import type { AppDatabase } from '../db/connection.js';
 import type { PaylogKms } from '../kms/client.js';
-import type { Refusal } from '../log/checkpoints.js';
+import type { Refusal } from '../log/checkpoint-publisher.js';
 import type { WitnessCosigning } from '../log/witness/submitter.js';
 import { createReadiness, type ReadinessReport } from '../readiness.js';
 

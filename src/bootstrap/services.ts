@@ -12,7 +12,7 @@ import type { AppDatabase } from '../db/connection.js';
 import type { PaylogKms } from '../kms/client.js';
 import type { DataKeySource } from '../crypto/envelope.js';
 import type { Appender } from '../log/appender.js';
-import type { PublishedKey } from '../log/checkpoints.js';
+import type { PublishedKey } from '../log/checkpoint-publisher.js';
 import type { NoteVerifier } from '../log/note.js';
 import type { WitnessCosigning } from '../log/witness/submitter.js';
 import { ProcessorRegistry } from '../auth/processors.js';

@@ -30,7 +30,7 @@ export const cborLeafVersion = z.union([z.literal(LEAF_FORMAT_V2), z.literal(LEA
 export const MAX_LEAF_CIPHERTEXT_BYTES = 8 * 1024;
 
 const last4 = z.string().regex(/^\d{0,4}$/);
-/** The masked payment method exactly as served (src/crypto/masking.ts `maskedView`). */
+/** The masked payment method exactly as served (src/validation/masking.ts `maskedView`). */
 export const maskedPaymentMethodSchema = z.discriminatedUnion('type', [
   z.strictObject({
     type: z.literal('card'),

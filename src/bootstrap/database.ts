@@ -37,7 +37,7 @@ export interface DatabaseStep {
 }
 
 /** Creates the `paylog` database on an embedded server if missing; returns its URL. */
-export async function ensureEmbeddedDatabase(adminUrl: string): Promise<string> {
+async function ensureEmbeddedDatabase(adminUrl: string): Promise<string> {
   const client = new pg.Client({ connectionString: adminUrl });
   client.on('error', () => {}); // a lost server fails the query in flight; no unhandled 'error'
   await client.connect();
@@ -67,7 +67,7 @@ export async function startEmbeddedDatabase(dataDir: string): Promise<{ server: 
  * Every pool connection is time-bounded and survives losing its server (a restart is a 503
  * with Retry-After while it lasts, then the pool reconnects).
  */
-export function poolOptionsOf(config: Config, logger: Logger): PoolOptions {
+function poolOptionsOf(config: Config, logger: Logger): PoolOptions {
   return {
     timeouts: {
       connectTimeoutMs: config.budgets.dbConnectTimeoutMs,

@@ -14,7 +14,7 @@ import { startLocalKms, type LocalKmsEndpoint } from '../kms/local/server.js';
 import { ensureDevPki, type DevPki } from '../pki/dev-pki.js';
 import { principalUri } from '../pki/identity.js';
 
-export const DEV_PROCESSORS = ['acme', 'globex'] as const;
+const DEV_PROCESSORS = ['acme', 'globex'] as const;
 
 /** The dev-only local KMS endpoint, its key store under dataDir/kms. */
 export function startDevLocalKms(config: Config): Promise<LocalKmsEndpoint> {

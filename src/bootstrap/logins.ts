@@ -14,9 +14,9 @@ import type { Cleanups } from './cleanups.js';
 import type { DatabaseStep } from './database.js';
 
 /** Connections of the key-destruction pool (paylog_keys). */
-export const KEYS_POOL_SIZE = 2;
+const KEYS_POOL_SIZE = 2;
 /** Connections of the processor-registration pool (paylog_admin). */
-export const ADMIN_POOL_SIZE = 1;
+const ADMIN_POOL_SIZE = 1;
 
 export interface Logins {
   keysDatabase: AppDatabase;

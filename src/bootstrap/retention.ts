@@ -10,8 +10,8 @@ import type { KeyLifecycleService } from '../services/key-lifecycle.js';
 import type { Cleanups } from './cleanups.js';
 
 /** The retention job runs this long after start, then once a day (singletons only). */
-export const RETENTION_FIRST_RUN_MS = 60_000;
-export const RETENTION_INTERVAL_MS = 24 * 60 * 60 * 1000;
+const RETENTION_FIRST_RUN_MS = 60_000;
+const RETENTION_INTERVAL_MS = 24 * 60 * 60 * 1000;
 
 /** Schedules retention runs of `keyLifecycle`; `firstRunMs` defaults to RETENTION_FIRST_RUN_MS. */
 export function scheduleRetention(keyLifecycle: KeyLifecycleService, firstRunMs: number | undefined, logger: Logger, cleanups: Cleanups): void {

@@ -24,7 +24,7 @@ export interface LocalKmsEndpoint {
   close(): Promise<void>;
 }
 
-export const LOCAL_KMS_DEFAULT_HOST = '127.0.0.1';
+const LOCAL_KMS_DEFAULT_HOST = '127.0.0.1';
 
 /** Starts the endpoint on loopback (port 0 = any free port) backed by `<keyStoreDir>/keystore.json`. */
 export async function startLocalKms(opts: {

@@ -12,12 +12,13 @@ import cluster, { type Worker } from 'node:cluster';
 import { availableParallelism } from 'node:os';
 import { mkdirSync } from 'node:fs';
 import { ConfigError, loadConfig, type Config } from './config.js';
-import { ensureEmbeddedDatabase, startPaylog, type SigningRefusal } from './app.js';
+import { startPaylog, type SigningRefusal } from './app.js';
 import { join } from 'node:path';
 import { devWalkthrough, writeExampleTransaction } from './pki/walkthrough.js';
-import { startEmbeddedPostgres, type EmbeddedServer } from './db/embedded.js';
-import { startLocalKms, type LocalKmsEndpoint } from './kms/local-endpoint.js';
-import { ensureDevPki } from './pki/dev-pki.js';
+import type { EmbeddedServer } from './db/embedded.js';
+import type { LocalKmsEndpoint } from './kms/local/server.js';
+import { startEmbeddedDatabase } from './bootstrap/database.js';
+import { ensureDevPkiOf, startDevLocalKms } from './bootstrap/dev.js';
 
 /** Environment the primary hands its workers (internal, not settings). */
 const ENV_WORKER_INDEX = 'PAYLOG_INTERNAL_WORKER_INDEX';
@@ -112,18 +113,20 @@ async function runPrimary(config: Config, workers: number, externalLocalKms?: st
   let embedded: EmbeddedServer | undefined;
   let local: LocalKmsEndpoint | undefined;
   const env: Record<string, string> = {};
+  // The dev bootstrap of src/bootstrap/ (the same steps a single process takes), done once here.
   if (!config.databaseUrl) {
-    embedded = await startEmbeddedPostgres({ dataDir: join(config.dataDir, 'pg'), ownedRoot: config.dataDir });
-    env.DATABASE_URL = await ensureEmbeddedDatabase(embedded.adminUrl);
+    const started = await startEmbeddedDatabase(config.dataDir);
+    embedded = started.server;
+    env.DATABASE_URL = started.ownerUrl;
   }
   if (externalLocalKms) {
     env[ENV_LOCAL_KMS_URL] = externalLocalKms;
   } else if (config.kms.mode === 'local') {
-    local = await startLocalKms({ keyStoreDir: join(config.dataDir, 'kms') });
+    local = await startDevLocalKms(config);
     env[ENV_LOCAL_KMS_URL] = local.url;
   }
   // Written once here, read by every worker.
-  if (!config.tls) await ensureDevPki(join(config.dataDir, 'pki'), { hostnames: ['localhost', '127.0.0.1', '::1', config.host] });
+  if (!config.tls) await ensureDevPkiOf(config);
 
   const byIndex = new Map<number, Worker>();
   const listening = new Set<number>();

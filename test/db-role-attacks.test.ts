@@ -2,7 +2,7 @@
  * Issue 17: "everything the runtime roles can write is authenticated before use, or harmless".
  * Every attack here uses exactly the runtime role's access: the service's own pool
  * (`t.paylog.database.pool`), which logs in as `paylog_svc_<db>`, a member of `paylog_app`
- * only (src/app.ts) — the same connection the service runs on. Real mTLS (dev certificates),
+ * only (src/bootstrap/logins.ts) — the same connection the service runs on. Real mTLS (dev certificates),
  * the real KMS client against the local endpoint, real PostgreSQL. SECURITY.md "What the
  * database roles can write" lists each table and column and names the test here.
  */

@@ -22,9 +22,9 @@ import { withClient } from './helpers/db.js';
 import { runScript, type CliResult } from './helpers/cli.js';
 import { verifyCheckpoint } from '../src/log/checkpoint.js';
 import { toNoteVerifiers } from '../src/log/verifier.js';
-import type { StoredCheckpoint } from '../src/log/checkpoints.js';
+import type { StoredCheckpoint } from '../src/log/checkpoint-publisher.js';
 import { startWitness, type RunningWitness } from '../src/log/witness/witness.js';
-import { startLocalKms } from '../src/kms/local-endpoint.js';
+import { startLocalKms } from '../src/kms/local/server.js';
 import { createKmsClient, PaylogKms } from '../src/kms/client.js';
 
 /** Every table the appender and the signer read, and the lookup rows written beside leaves. */

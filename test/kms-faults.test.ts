@@ -15,7 +15,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createKmsClient, LOCAL_DEV_ONLY_ACCESS_KEY_ID, LOCAL_DEV_ONLY_SECRET_ACCESS_KEY, PaylogKms } from '../src/kms/client.js';
-import { startLocalKms, type LocalKmsEndpoint } from '../src/kms/local-endpoint.js';
+import { startLocalKms, type LocalKmsEndpoint } from '../src/kms/local/server.js';
 import { READINESS_CACHE_MS, READINESS_CHECK_TIMEOUT_MS } from '../src/readiness.js';
 import { startKmsFaultFront, type KmsFaultFront, type KmsFaultMode } from './helpers/kms-fault.js';
 import { query } from './helpers/db.js';

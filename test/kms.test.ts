@@ -23,8 +23,8 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PaylogError } from '../src/errors.js';
 import { PaylogKms, createKmsClient } from '../src/kms/client.js';
-import { startLocalKms, type LocalKmsEndpoint } from '../src/kms/local-endpoint.js';
-import { KEYSTORE_FILE_NAME } from '../src/kms/keystore.js';
+import { startLocalKms, type LocalKmsEndpoint } from '../src/kms/local/server.js';
+import { KEYSTORE_FILE_NAME } from '../src/kms/local/keystore.js';
 
 const REGION = 'eu-west-1';
 const CONTEXT = { purpose: 'payment-method', transactionId: 'ord-2026-000123' };

@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { describe, it, expect } from 'vitest';
 import { PaylogError } from '../src/errors.js';
-import { maskAccountNumber, maskIban, maskPan, maskedView, servedMaskedView } from '../src/crypto/masking.js';
+import { maskAccountNumber, maskIban, maskPan, maskedView, servedMaskedView } from '../src/validation/masking.js';
 import { fingerprint, fingerprintV2, probeServedMac, requestMac, servedRequestMac } from '../src/crypto/fingerprint.js';
 import { canonicalJson } from '../src/crypto/canonical-json.js';
 import type { PaymentMethod } from '../src/validation/transaction.js';

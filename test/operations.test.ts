@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cardTransaction, startTestPaylog, type TestPaylog } from './helpers/paylog.js';
-import { startLocalKms, type LocalKmsEndpoint } from '../src/kms/local-endpoint.js';
+import { startLocalKms, type LocalKmsEndpoint } from '../src/kms/local/server.js';
 import { createKmsClient, PaylogKms } from '../src/kms/client.js';
 import { describeKmsStartupFailure, KMS_PERMISSIONS } from '../src/kms/startup.js';
 import { PaylogError } from '../src/errors.js';

@@ -15,7 +15,7 @@ import { newTestDatabase, startTestPaylog, type TestPaylog } from './helpers/pay
 import { ConfigError, loadConfig } from '../src/config.js';
 import { encodeLeaf } from '../src/log/leaf.js';
 import { checkpointSize } from '../src/log/export.js';
-import { readCheckpoint } from '../src/log/checkpoints.js';
+import { readCheckpoint } from '../src/log/checkpoint-publisher.js';
 import { formatVerifierKey } from '../src/log/note.js';
 import { toNoteVerifiers } from '../src/log/verifier.js';
 import { createCa, issueServerCertificate } from '../src/pki/ca.js';

@@ -14,7 +14,7 @@ import { runScript } from './helpers/cli.js';
 import { startTestPaylog, newTestDatabase, type TestPaylog } from './helpers/paylog.js';
 import { formatCheckpointBody } from '../src/log/checkpoint.js';
 import { encodeLeaf } from '../src/log/leaf.js';
-import { kmsNoteSigners } from '../src/log/checkpoints.js';
+import { kmsNoteSigners } from '../src/log/checkpoint-publisher.js';
 import { LogClient, checkpointSize } from '../src/log/export.js';
 import { signNote, formatVerifierKey, type NoteSigner } from '../src/log/note.js';
 import { toNoteVerifiers, verifyLog } from '../src/log/verifier.js';

@@ -16,7 +16,7 @@
 import { createHash, generateKeyPairSync, sign as cryptoSign } from 'node:crypto';
 import { isCanonicalJsonText } from '../../src/crypto/canonical-json.js';
 import { formatCheckpointBody } from '../../src/log/checkpoint.js';
-import { encodeLeaf, leafSchema, type Leaf } from '../../src/log/leaf.js';
+import { encodeLeaf, leafV1Schema, type Leaf } from '../../src/log/leaf.js';
 import { hashLeaf, StreamingTreeBuilder } from '../../src/log/merkle.js';
 import { signNote, type NoteSigner, type NoteVerifier } from '../../src/log/note.js';
 import { checkLeaf, containsPanLikeNumber, verifyLog, type LogEntryInput } from '../../src/log/verifier.js';
@@ -179,7 +179,7 @@ function leafCheckBreakdown(leaves: readonly Buffer[]): { key: string; step: str
   const parsed = texts.map((s) => JSON.parse(s) as unknown);
   const parseUs = us(t);
   t = performance.now();
-  const validated = parsed.map((p) => leafSchema.parse(p));
+  const validated = parsed.map((p) => leafV1Schema.parse(p));
   const zodUs = us(t);
   t = performance.now();
   let mismatch = 0;

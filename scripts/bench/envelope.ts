@@ -31,7 +31,7 @@ import {
   type DataKeySource,
   type EnvelopeBinding,
 } from '../../src/crypto/envelope.js';
-import { startLocalKms } from '../../src/kms/local-endpoint.js';
+import { startLocalKms } from '../../src/kms/local/server.js';
 import { createKmsClient, PaylogKms } from '../../src/kms/client.js';
 import { median, ratio, timedRounds, type BenchContext, type BenchSection, type SectionResult } from './core.js';
 import { BENCH_TEST_PAN } from './throughput.js';

@@ -20,7 +20,7 @@ import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
-import { startLocalKms } from '../../src/kms/local-endpoint.js';
+import { startLocalKms } from '../../src/kms/local/server.js';
 import { median, type BenchContext, type BenchSection, type Cell, type SectionResult } from './core.js';
 import { startService } from './service.js';
 import { EMBEDDED_DATABASE } from '../../src/app.js';

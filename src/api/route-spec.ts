@@ -57,7 +57,7 @@ export interface RouteSpec {
   errors: readonly ErrorCode[];
   /**
    * `at-commit`: authentication does not query the revocation list for this route; its handler
-   * MUST pass the decision to its service (see `deferredRevocation` in server.ts), which checks
+   * MUST pass the decision to its service (see `deferredRevocation` in request-context.ts), which checks
    * it at commit, under the append lock, or by a query for any answer that commits nothing.
    * Errors raised before the handler runs are checked by the error handler.
    */

@@ -1,6 +1,11 @@
 /**
  * The HTTPS server (Fastify) with client-certificate authentication on every `/v1` route.
  * Routes only translate HTTP to service calls; errors are mapped in `./errors.ts`.
+ *
+ * Contract: this file owns the cross-cutting hooks (authentication, revocation, request budget,
+ * encoding checks, headers, metrics, the error handler). It MUST NOT import a route module: the
+ * routes are registered by the caller's route table (`deps.routes`, src/api/routes/index.ts),
+ * and routes take their request helpers from ./request-context.ts (no import circle).
  */
 import { randomUUID } from 'node:crypto';
 import type { TLSSocket } from 'node:tls';
@@ -8,35 +13,16 @@ import rateLimit from '@fastify/rate-limit';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import { PaylogError } from '../errors.js';
-import { principalFromSocket, type Principal } from '../auth/principal.js';
+import { principalFromSocket } from '../auth/principal.js';
 import { assertNotRevoked, type RevocationCheck } from '../auth/revocations.js';
 import type { Metrics } from '../metrics.js';
 import { errorResponse, toPaylogError } from './errors.js';
-import { registerTransactionRoutes } from './routes/transactions.js';
-import { registerOpsRoutes } from './routes/ops.js';
-import type { TransactionService } from '../services/transactions.js';
 import { DEFAULT_BODY_LIMIT_BYTES } from '../config.js';
 import { errorForLog } from '../logging.js';
 import { RETRY_AFTER_SECONDS } from './errors.js';
-import { collectRoutes, routeSpecOf, type RegisteredRoute } from './route-spec.js';
+import { collectRoutes, routeSpecOf } from './route-spec.js';
+import { principalLogFields } from './request-context.js';
 import { assertStorableRequestTarget, assertStorableStrings, decodeUtf8Strict } from '../validation/encoding.js';
-
-declare module 'fastify' {
-  interface FastifyRequest {
-    principal: Principal | null;
-    /** performance.now() by which the request must be answered (request budget). */
-    deadline: number;
-    /**
-     * The principal's revocation is not decided yet (a route with `revocation: 'at-commit'`):
-     * its handler hands it to the service, and until then the error handler checks it.
-     */
-    revocationPending: boolean;
-  }
-  interface FastifyInstance {
-    /** Every route Fastify registered, with its spec (the OpenAPI document is built from these). */
-    paylogRoutes: RegisteredRoute[];
-  }
-}
 
 /** Response header carrying the request id that every log line of the request names (`reqId`). */
 export const REQUEST_ID_HEADER = 'x-request-id';
@@ -80,29 +66,18 @@ export interface ServerDeps {
   tls: { key: string; cert: string; ca: string };
   logger: Logger;
   metrics: Metrics;
-  transactions: TransactionService;
   revocations: RevocationCheck;
-  readiness: () => Promise<{ ok: boolean; checks: Record<string, boolean>; details?: Record<string, unknown> }>;
   bodyLimit?: number;
   /**
    * Whole-request time budget (PAYLOG_REQUEST_TIMEOUT_MS), counted from the request's arrival:
    * a request not answered within it is answered 503 LOG_UNAVAILABLE with Retry-After.
    */
   requestTimeoutMs?: number;
-  /** Extra route modules (release, log, admin), registered after authentication. */
-  extraRoutes?: Array<(app: FastifyInstance) => void>;
-}
-
-/** `principal` (role, name, certificate fingerprint) for a request's log lines, once authenticated. */
-export function principalLogFields(req: FastifyRequest): { principal?: { role: string; name: string; certificateFingerprint: string } } {
-  const p = req.principal;
-  return p ? { principal: { role: p.role, name: p.name, certificateFingerprint: p.certificateFingerprint } } : {};
-}
-
-/** The authenticated principal of a `/v1` request (set by the onRequest hook). */
-export function requirePrincipal(req: FastifyRequest): Principal {
-  if (!req.principal) throw new PaylogError('CLIENT_CERTIFICATE_REQUIRED', 'a client certificate is required');
-  return req.principal;
+  /**
+   * Registers every route (the route table, src/api/routes/index.ts), after the hooks above:
+   * authentication, encoding checks, budgets and the error handler apply to each of them.
+   */
+  routes: (app: FastifyInstance) => void;
 }
 
 export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
@@ -290,24 +265,8 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
     return reply.status(status).send(body);
   });
 
-  registerOpsRoutes(app, { metrics: deps.metrics, readiness: deps.readiness, routes });
-  registerTransactionRoutes(app, { transactions: deps.transactions });
-  for (const r of deps.extraRoutes ?? []) r(app);
+  deps.routes(app);
   return app;
-}
-
-/**
- * For a route with `revocation: 'at-commit'`: runs `f` with how the service must treat the
- * principal's revocation — `at-commit` when authentication left it open — and marks it decided
- * once `f` has answered or thrown (the service has then checked it either way).
- */
-export async function deferredRevocation<T>(req: FastifyRequest, f: (revocation: 'at-commit' | 'checked') => Promise<T>): Promise<T> {
-  const mode = req.revocationPending ? 'at-commit' : 'checked';
-  try {
-    return await f(mode);
-  } finally {
-    req.revocationPending = false;
-  }
 }
 
 /** The reply as a handler sees it: once `expired`, every method call is a no-op (`then` excepted). */

@@ -183,8 +183,3 @@ export function ciphertextDigestV2(env: Omit<SealedEnvelopeV2, 'wrappedKey' | 'e
     .update(encodeFields(LABEL_DIGEST, ENVELOPE_V2, [env.salt, env.iv, env.ciphertext, env.tag, env.keyCommitment]))
     .digest();
 }
-
-/** The log commitment of a stored record of either format version (v1 or v2). */
-export function ciphertextDigestOf(version: number, f: { salt: Buffer; iv: Buffer; ciphertext: Buffer; tag: Buffer; keyCommitment: Buffer }): Buffer {
-  return version === ENVELOPE_V2 ? ciphertextDigestV2({ version: ENVELOPE_V2, ...f }) : ciphertextDigest({ version: 1, ...f });
-}

@@ -132,11 +132,6 @@ export async function createDatabase(adminUrl: string, name: string): Promise<st
 /** Prefix of the per-database login role the service runs as (a member of paylog_app only). */
 export const SERVICE_LOGIN_PREFIX = 'paylog_svc_';
 
-/** The service login role's name for one database (roles are cluster-wide). */
-export function serviceLoginRole(database: string): string {
-  return (SERVICE_LOGIN_PREFIX + database.toLowerCase().replace(/[^a-z0-9_]/g, '_')).slice(0, 63);
-}
-
 /**
  * Creates (or re-keys) the login role the service's pool uses: LOGIN, no superuser, no
  * CREATEROLE/CREATEDB, member of `paylog_app` only — so a runtime session cannot `SET ROLE`

@@ -1,6 +1,6 @@
 /**
  * paylog's only door to key operations: a thin wrapper over the real `@aws-sdk/client-kms`
- * `KMSClient`, pointed either at AWS KMS or at the local dev endpoint (`local-endpoint.ts`).
+ * `KMSClient`, pointed either at AWS KMS or at the local dev endpoint (`local/server.ts`).
  *
  * Contracts:
  * - Buffers in, Buffers out. Plaintext returned by the SDK is copied into a fresh Buffer and the

@@ -1,11 +1,14 @@
 /**
  * Log leaves: the exact bytes hashed into the RFC 9162 tree (leaf hash = SHA-256(0x00 ‖ leaf),
- * RFC 9162 §2.1.1). Byte-for-byte format: SECURITY.md "Leaf format v2" and "Leaf format v1".
+ * RFC 9162 §2.1.1). Byte-for-byte format: SECURITY.md "Leaf format v3", "Leaf format v2" and
+ * "Leaf format v1".
  *
- * - v1 (existing logs): UTF-8 RFC 8785 canonical JSON; `v` = 1. Still decoded and verified.
- * - v2 (every new entry): deterministic CBOR (RFC 8949 §4.2.1) map; `v` = 2. Kinds:
+ * - v3 (every new entry): the bytes rules of v2; `v` = 3. Only the `transaction` kind (no BIN,
+ *   no fingerprint, the epoch public key's digest) and `key_event` (`publicKeySha256`) differ.
+ * - v2 (existing logs): deterministic CBOR (RFC 8949 §4.2.1) map; `v` = 2. Kinds:
  *   `transaction` (carries the served view and the sealed ciphertext), `access`,
- *   `admin_event`, `key_event`.
+ *   `admin_event`, `key_event`. Still decoded and verified.
+ * - v1 (existing logs): UTF-8 RFC 8785 canonical JSON; `v` = 1. Still decoded and verified.
  *
  * One concern per file under ./leaf/: cbor (the byte rules), fields (shared field rules), v1,
  * transaction, access, admin-event, key-event, codec (encodeLeaf / decodeLeaf).
@@ -49,17 +52,3 @@ export { adminEventLeaf, adminEventLeafSchema, ADMIN_ACTIONS, ADMIN_OUTCOMES, ty
 export { keyEventLeaf, keyEventLeafV2Schema, KEY_EVENT_KINDS, SYSTEM_ACTOR, type KeyEventLeafV2, type KeyEventInput, type KeyEventKind } from './leaf/key-event.js';
 export { principalField, principalView, certFingerprintBytes, certFingerprintText } from './leaf/fields.js';
 export { encodeCbor, decodeCbor, type CborValue } from './leaf/cbor.js';
-
-// Names kept from the v1-only module (other code and branches import them).
-import { LEAF_FORMAT_V1 } from './leaf/v1.js';
-import { leafV1Schema } from './leaf/v1.js';
-/** @deprecated leaf format v1 version number; new entries are v2 (`LEAF_FORMAT_V2`). */
-export const LEAF_FORMAT_VERSION = LEAF_FORMAT_V1;
-/** @deprecated the v1 schema union; use `decodeLeaf`. */
-export const leafSchema = leafV1Schema;
-export type { TransactionLeafV1 as TransactionLeaf, AccessLeafV1 as AccessLeaf, KeyEventLeafV1 as KeyEventLeaf } from './leaf/v1.js';
-
-/** RFC 3339 UTC timestamp with milliseconds, as used in v1 leaves. */
-export function leafTime(d: Date): string {
-  return d.toISOString();
-}

@@ -29,7 +29,7 @@ import { PaylogError } from '../errors.js';
 import { readNodes, readTreeHead, type Appender, type AppendRequest } from './appender.js';
 import { decodeLeaf, type Leaf } from './leaf.js';
 import { verifyCheckpoint } from './checkpoint.js';
-import { checkExtends, refusal } from './checkpoints.js';
+import { checkExtends, refusal } from './checkpoint-publisher.js';
 import { openExport } from './export.js';
 import { EMPTY_ROOT, appendLeaves, hashLeaf, nodeKey, rangeNodes } from './merkle.js';
 import type { NoteVerifier } from './note.js';

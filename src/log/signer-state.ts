@@ -14,7 +14,7 @@
  *   the signer's memory to "nothing signed".
  * - `save(c)` resolves only after the note is durable: written to a temporary file in the same
  *   directory, fsynced, renamed over the file, and the directory fsynced. The signer calls it
- *   AFTER signing and BEFORE the checkpoint is stored or served (src/log/checkpoints.ts).
+ *   AFTER signing and BEFORE the checkpoint is stored or served (src/log/checkpoint-publisher.ts).
  * - `save` never moves the file backwards: a checkpoint smaller than the one on disk is not
  *   written (the caller has already proven it consistent with the larger one).
  * - What it protects, and what not (SECURITY.md "Never a signed fork"): a rollback of the

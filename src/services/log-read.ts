@@ -12,7 +12,7 @@ import { authorize, authorizeOnTransaction } from '../auth/policy.js';
 import type { Principal } from '../auth/principal.js';
 import type { ProcessorRegistry } from '../auth/processors.js';
 import { readNodes, readTreeHead } from '../log/appender.js';
-import { readCheckpoint, type PublishedKey } from '../log/checkpoints.js';
+import { readCheckpoint, type PublishedKey } from '../log/checkpoint-publisher.js';
 import { ciphertextDigest } from '../crypto/envelope.js';
 import { parseVerifierKey, type NoteVerifier } from '../log/note.js';
 import { consistencyProof, consistencyProofNodes, inclusionProof, inclusionProofNodes, nodeKey, type NodeId } from '../log/merkle.js';

@@ -17,7 +17,7 @@ import type { Logger } from 'pino';
 import { PaylogError } from '../errors.js';
 import { authorize } from '../auth/policy.js';
 import type { Principal } from '../auth/principal.js';
-import { readCheckpoint } from '../log/checkpoints.js';
+import { readCheckpoint } from '../log/checkpoint-publisher.js';
 import type { NoteVerifier } from '../log/note.js';
 import { encodeEntryBundle, encodeHashTile } from '../log/tiles/encoding.js';
 import { sizeNeeded, tileNodeRange } from '../log/tiles/geometry.js';

@@ -31,7 +31,7 @@ import type { ProcessorRegistry } from '../auth/processors.js';
 import { validateTransactionRequest, type TransactionRequest } from '../validation/transaction.js';
 import { isTransactionId } from '../validation/identifiers.js';
 import { canonicalJson } from '../crypto/canonical-json.js';
-import { maskedView, servedMaskedView, type MaskedPaymentMethod } from '../crypto/masking.js';
+import { maskedView, servedMaskedView, type MaskedPaymentMethod } from '../validation/masking.js';
 import { FINGERPRINT_V2_PREFIX, fingerprintV2, macEqual, probeServedMac, servedRequestMac } from '../crypto/fingerprint.js';
 import type { Logger } from 'pino';
 import type { Metrics } from '../metrics.js';

@@ -185,8 +185,3 @@ export type CurrencyCode = keyof typeof ISO_4217_MINOR_UNITS;
 export function isSupportedCurrency(code: string): code is CurrencyCode {
   return Object.prototype.hasOwnProperty.call(ISO_4217_MINOR_UNITS, code);
 }
-
-/** Minor units (decimal exponent) of a supported currency. */
-export function minorUnits(code: CurrencyCode): 0 | 2 | 3 | 4 {
-  return ISO_4217_MINOR_UNITS[code];
-}

@@ -24,11 +24,6 @@ function invalidEncoding(where: string): PaylogError {
   return new PaylogError('INVALID_ENCODING', `${where} must be UTF-8 text without NUL characters or lone surrogates`, { where });
 }
 
-/** True when `s` holds U+0000 or a lone surrogate. */
-export function hasUnstorableChar(s: string): boolean {
-  return UNSTORABLE_CHAR.test(s);
-}
-
 /** RFC 3629 strict decoding; throws INVALID_ENCODING naming `where` (e.g. "request body"). */
 export function decodeUtf8Strict(bytes: Uint8Array, where: string): string {
   try {

@@ -2,7 +2,7 @@
 import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import type { CseKeyStore } from '../../cse/keys.js';
-import { requirePrincipal } from '../server.js';
+import { requirePrincipal } from '../request-context.js';
 import { defineRoute } from '../route-spec.js';
 
 /** RFC 7517 JWK Set of the client-side encryption public keys (ECDH-ES on P-256, A256GCM). */

@@ -7,7 +7,7 @@ import {
   shredRequestSchema,
   type KeyLifecycleService,
 } from '../../services/key-lifecycle.js';
-import { requirePrincipal } from '../server.js';
+import { requirePrincipal } from '../request-context.js';
 import { defineRoute } from '../route-spec.js';
 import { keyRotateResultSchema, keyStatusSchema, retentionReportSchema, rewrapResultSchema, shredResultSchema, transactionIdParams } from '../schemas.js';
 

@@ -1,7 +1,7 @@
 /** Routes: /v1/log/* (contract: checkpoint, key, entries, inclusion and consistency proofs). */
 import type { FastifyInstance } from 'fastify';
 import { parseIndexParam, type LogReadService } from '../../services/log-read.js';
-import { requirePrincipal } from '../server.js';
+import { requirePrincipal } from '../request-context.js';
 import { PaylogError } from '../../errors.js';
 import type { TilesService } from '../../services/tiles.js';
 import { z } from 'zod';

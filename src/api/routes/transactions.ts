@@ -1,7 +1,7 @@
 /** Routes: POST /v1/transactions, GET /v1/transactions/{transactionId}. */
 import type { FastifyInstance } from 'fastify';
 import type { TransactionService } from '../../services/transactions.js';
-import { deferredRevocation, requirePrincipal } from '../server.js';
+import { deferredRevocation, requirePrincipal } from '../request-context.js';
 import { defineRoute } from '../route-spec.js';
 import { z } from 'zod';
 import { encryptedTransactionRequestSchema, transactionRequestSchema } from '../../validation/transaction.js';

@@ -1,4 +1,4 @@
-/** Access leaf, format v2: one release (or read) attempt and its outcome (PCI DSS 10.2.1.1, 10.2.2). */
+/** Access leaf, formats v2 and v3 (same shape): one release (or read) attempt and its outcome (PCI DSS 10.2.1.1, 10.2.2). */
 import { z } from 'zod';
 import { freeText, id, msOf, msTime, principalField, principalV2, principalView, sourceAddress } from './fields.js';
 import { LEAF_FORMAT_CURRENT, cborLeafVersion } from './transaction.js';

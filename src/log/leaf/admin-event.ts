@@ -1,5 +1,5 @@
 /**
- * Admin event leaf, format v2 (PCI DSS 10.2.1.2 actions by administrators, 10.2.2 fields):
+ * Admin event leaf, formats v2 and v3 (same shape) (PCI DSS 10.2.1.2 actions by administrators, 10.2.2 fields):
  * who (principal role, name, certificate fingerprint), what (action and its target), when
  * (`time`), from where (`source`), outcome. Appended and committed BEFORE the change takes
  * effect; a change that then fails is followed by a second entry with outcome `failed`.

@@ -1,5 +1,5 @@
 /**
- * The CBOR subset leaf format v2 is written in: RFC 8949 with the Core Deterministic Encoding
+ * The CBOR subset leaf formats v2 and v3 are written in: RFC 8949 with the Core Deterministic Encoding
  * Requirements of §4.2.1, so one value has exactly one encoding and any CBOR library in
  * deterministic mode (e.g. Go fxamacker/cbor CoreDetEncOptions, Python cbor2 canonical=True)
  * reproduces the leaf bytes.

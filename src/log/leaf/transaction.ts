@@ -1,5 +1,5 @@
 /**
- * Transaction leaf, format v2: the entry IS the record. It carries the served view (masked
+ * Transaction leaf, formats v2 and v3: the entry IS the record. It carries the served view (masked
  * payment method, fingerprint, amount, processor, metadata) and the sealed ciphertext, so what
  * `GET /v1/transactions/{id}` serves and what release decrypts are decoded from the leaf bytes
  * the signed tree commits to. The wrapped data key stays beside the log (`data_keys`: rewrap
@@ -30,7 +30,7 @@ export const cborLeafVersion = z.union([z.literal(LEAF_FORMAT_V2), z.literal(LEA
 export const MAX_LEAF_CIPHERTEXT_BYTES = 8 * 1024;
 
 const last4 = z.string().regex(/^\d{0,4}$/);
-/** The masked payment method exactly as served (src/crypto/masking.ts `maskedView`). */
+/** The masked payment method exactly as served (src/validation/masking.ts `maskedView`). */
 export const maskedPaymentMethodSchema = z.discriminatedUnion('type', [
   z.strictObject({
     type: z.literal('card'),

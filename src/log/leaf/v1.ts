@@ -1,5 +1,5 @@
 /**
- * Leaf format v1 (kept for verification of existing logs; new entries are v2):
+ * Leaf format v1 (kept for verification of existing logs; new entries are v3):
  * UTF-8 RFC 8785 canonical JSON, `v` = 1, `type`, `time` (RFC 3339 UTC, ms).
  */
 import { z } from 'zod';

@@ -29,7 +29,7 @@ import type { Db } from '../../db/connection.js';
 import { witnessCosignatures } from '../../db/schema.js';
 import { PaylogError } from '../../errors.js';
 import { readNodes } from '../appender.js';
-import { readCheckpoint, refusal, type StoredCheckpoint } from '../checkpoints.js';
+import { readCheckpoint, refusal, type StoredCheckpoint } from '../checkpoint-publisher.js';
 import { consistencyProof, consistencyProofNodes } from '../merkle.js';
 import type { NoteVerifier } from '../note.js';
 import { formatAddCheckpoint, TLOG_SIZE_CONTENT_TYPE } from './add-checkpoint.js';
@@ -175,7 +175,7 @@ export class WitnessCosigning {
 
   /**
    * Asks every witness about a signed checkpoint BEFORE it is stored (CheckpointWitnesses in
-   * src/log/checkpoints.ts). Throws INCONSISTENT_TREE (reason `witness`) when any witness says
+   * src/log/checkpoint-publisher.ts). Throws INCONSISTENT_TREE (reason `witness`) when any witness says
    * the checkpoint does not extend what it has cosigned: it has cosigned a larger tree (409 with
    * a size beyond this checkpoint), a different root at the same size (409 with the same size
    * again), or the consistency proof from its size does not verify (422). A witness that is

@@ -34,7 +34,7 @@
  */
 import { electronicFormatIBAN } from 'ibantools';
 import { PaylogError } from '../errors.js';
-import { cardBrandOf, type PaymentMethod } from '../validation/transaction.js';
+import { cardBrandOf, type PaymentMethod } from './transaction.js';
 
 export const MASK_CHAR = '*';
 /** PANs at least this long use an 8-digit BIN. */

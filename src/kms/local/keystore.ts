@@ -1,5 +1,5 @@
 /**
- * DEV-ONLY key store behind the local KMS-compatible endpoint (`local-endpoint.ts`).
+ * DEV-ONLY key store behind the local KMS-compatible endpoint (`local/server.ts`).
  *
  * Contract:
  * - One JSON file, `<keyStoreDir>/keystore.json` (paylog passes `<PAYLOG_DATA_DIR>/kms`), holding

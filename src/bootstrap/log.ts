@@ -1,0 +1,53 @@
+/**
+ * Start-up step "appender": the one append path of this process (batches committed under the
+ * database's advisory lock), with its metrics and what each committed batch triggers; and, for
+ * `npm run restore-log`, re-appending the lost tail from an auditor export.
+ *
+ * Contract: a committed batch schedules a checkpoint in the singleton process only (other
+ * workers tell it through `onBatchCommitted`). A restore MUST NOT start anywhere but in the
+ * signing process, and start-up fails if the export does not prove to be the signed history.
+ */
+import type { Config } from '../config.js';
+import type { Logger } from '../logging.js';
+import type { Metrics } from '../metrics.js';
+import type { AppDatabase } from '../db/connection.js';
+import { LogAppender, readTreeHead } from '../log/appender.js';
+import type { CheckpointPublisher } from '../log/checkpoint-publisher.js';
+import { restoreLostTail, type RestoreReport } from '../log/restore.js';
+import type { CheckpointSigning } from './checkpoint-signer.js';
+
+export interface AppenderOptions {
+  singletons: boolean;
+  headKey: Buffer;
+  onBatchCommitted?: () => void;
+}
+
+/** The log-size metric starts at the stored tree head (whose MAC must verify). */
+export async function measureStoredLog(database: AppDatabase, headKey: Buffer, metrics: Metrics): Promise<void> {
+  const head = await readTreeHead(database.db, headKey);
+  metrics.logSize.set(head?.size ?? 0);
+}
+
+/** The appender of this process. */
+export function createAppender(config: Config, database: AppDatabase, publisher: CheckpointPublisher, opts: AppenderOptions, metrics: Metrics): LogAppender {
+  return new LogAppender(database, {
+    headKey: opts.headKey,
+    maxBatch: config.batchMax,
+    lingerMs: config.batchLingerMs,
+    onCommit: ({ batchSize, head: h, durationMs }) => {
+      metrics.batchSize.observe(batchSize);
+      metrics.batchDuration.observe(durationMs / 1000);
+      metrics.logSize.set(h.size);
+      if (opts.singletons) publisher.schedule();
+      opts.onBatchCommitted?.();
+    },
+  });
+}
+
+/** Re-appends the lost tail from the auditor export at `exportPath` before the first checkpoint. */
+export async function restoreLog(config: Config, database: AppDatabase, appender: LogAppender, signing: CheckpointSigning, headKey: Buffer, exportPath: string, logger: Logger): Promise<RestoreReport> {
+  if (!signing.signerState) throw new Error('the log is restored by the signing process only');
+  const restored = await restoreLostTail({ db: database.db, appender, headKey, state: signing.signerState, origin: config.logOrigin, verifiers: signing.logVerifiers }, exportPath);
+  logger.info({ ...restored }, 'log restored from the export: the stored tree extends the last signed checkpoint again');
+  return restored;
+}

@@ -8,9 +8,9 @@ import { readFile } from 'node:fs/promises';
 import { Agent, request as httpsRequest } from 'node:https';
 import { join } from 'node:path';
 import { gunzip } from 'node:zlib';
-import { LogClientError, REQUEST_TIMEOUT_MS, type ClientOptions } from '../export.js';
-import { MAX_BUNDLE_ENTRY_BYTES } from './encoding.js';
-import { TILE_WIDTH } from './path.js';
+import { LogClientError, REQUEST_TIMEOUT_MS, type ClientOptions } from './log-client.js';
+import { MAX_BUNDLE_ENTRY_BYTES } from '../log/tiles/encoding.js';
+import { TILE_WIDTH } from '../log/tiles/path.js';
 
 /** URL path under which paylog serves its tiles (contract v1.1). */
 export const TILES_PREFIX = '/v1/log/tiles';

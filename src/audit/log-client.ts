@@ -7,17 +7,34 @@
  * answer arrived. MUST NOT import anything of the service.
  */
 import { readFileSync } from 'node:fs';
-import { Agent, request } from 'undici';
 import { PaylogError } from '../errors.js';
 import { ExportFormatError } from '../log/export-format.js';
 import { decodeBase64Strict } from '../log/note.js';
 import type { FailureCode } from './failures.js';
 import type { LogEntryInput } from './inputs.js';
+import { httpClient, ResponseTooLargeError, type EgressPolicy, type HttpClient } from '../net/http.js';
 
 /** Page size asked of `/v1/log/entries` (the server caps pages at 1000 and may return fewer). */
 export const ENTRIES_PAGE_SIZE = 1000;
 /** Per-request timeout. */
 export const REQUEST_TIMEOUT_MS = 30_000;
+/**
+ * Largest answer read from a read route: a full entries page is 1000 entries of at most
+ * MAX_LEAF_BYTES (16 KiB, base64 in JSON) plus served values and node hashes, well under this.
+ */
+export const LOG_READ_MAX_RESPONSE_BYTES = 64 * 1024 * 1024;
+/** Concurrent connections to the service. */
+const LOG_READ_CONNECTIONS = 4;
+
+/** The egress policy of the auditor's read routes client (mTLS, src/net/http.ts). */
+export function logReadPolicy(opts: ClientOptions): EgressPolicy {
+  return {
+    timeoutMs: REQUEST_TIMEOUT_MS,
+    maxResponseBytes: LOG_READ_MAX_RESPONSE_BYTES,
+    tls: { ca: opts.ca, cert: opts.cert, key: opts.key },
+    connections: LOG_READ_CONNECTIONS,
+  };
+}
 
 export interface ClientOptions {
   /** Base URL, e.g. https://127.0.0.1:8443 */
@@ -73,12 +90,12 @@ export interface ServerKeys {
 
 /** Minimal client for the auditor read routes over mTLS. */
 export class LogClient {
-  readonly #agent: Agent;
+  readonly #http: HttpClient;
   readonly #base: string;
 
   constructor(opts: ClientOptions) {
     this.#base = opts.url.replace(/\/+$/, '');
-    this.#agent = new Agent({ connect: { ca: opts.ca, cert: opts.cert, key: opts.key }, connections: 4 });
+    this.#http = httpClient(logReadPolicy(opts));
   }
 
   static fromFiles(url: string, caPath: string, certPath: string, keyPath: string): LogClient {
@@ -86,20 +103,17 @@ export class LogClient {
   }
 
   close(): void {
-    void this.#agent.destroy();
+    void this.#http.destroy();
   }
 
-  /** One GET (undici); any failure before a full answer is a `transport` error. */
+  /** One GET; any failure before a full answer is a `transport` error, an oversized answer is `malformed`. */
   async #get(path: string): Promise<{ status: number; body: string }> {
     try {
-      const res = await request(`${this.#base}${path}`, {
-        method: 'GET',
-        dispatcher: this.#agent,
-        headersTimeout: REQUEST_TIMEOUT_MS,
-        bodyTimeout: REQUEST_TIMEOUT_MS,
-      });
-      return { status: res.statusCode, body: await res.body.text() };
+      const res = await this.#http.request(`${this.#base}${path}`);
+      // Decoded as undici's body.text() does (UTF-8, a leading BOM dropped).
+      return { status: res.status, body: new TextDecoder().decode(res.body) };
     } catch (e) {
+      if (e instanceof ResponseTooLargeError) throw new LogClientError(`GET ${path.split('?')[0]}: ${e.message}`, undefined, 'malformed');
       throw new LogClientError(`GET ${path}: ${(e as Error)?.message ?? 'request failed'}`, undefined, 'transport');
     }
   }

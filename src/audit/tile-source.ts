@@ -62,6 +62,8 @@ const TIMEOUT_CODES = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT'
 export function tileReadPolicy(opts: ClientOptions): EgressPolicy {
   return {
     timeoutMs: REQUEST_TIMEOUT_MS,
+    // The socket timeout of the former node:https source bounded the connection too.
+    connectTimeoutMs: REQUEST_TIMEOUT_MS,
     maxResponseBytes: MAX_TILE_RESPONSE_BYTES,
     tls: { ca: opts.ca, cert: opts.cert, key: opts.key },
     connections: TILE_CONNECTIONS,

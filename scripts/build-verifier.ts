@@ -1,6 +1,6 @@
 /**
  * `npm run build:verifier`: bundles the auditor CLIs (scripts/verify-log.ts, verify-proof.ts and
- * the src/log code they share with the tests) into one dependency-free ES module,
+ * the auditor side, src/audit/, with the shared log format code) into one dependency-free ES module,
  * dist/paylog-verify.mjs, for Node 20 or newer. An auditor needs only that file, the CA
  * certificate, an auditor certificate and key, and the log's verifier key.
  * `--outfile <path>` writes the bundle elsewhere (tests build their own copy side by side);

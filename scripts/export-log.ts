@@ -3,7 +3,7 @@
  *
  *   npm run export-log -- --url <base URL> --cacert <ca> --cert <cert> --key <client key> --out FILE
  *
- * Writes NDJSON (format in `src/log/export.ts`): header, the latest signed checkpoint, the
+ * Writes NDJSON (format in `src/log/export-format.ts`): header, the latest signed checkpoint, the
  * server's verifier keys (informational; never trusted by `verify-log --file` unless asked),
  * then every entry of that checkpoint's tree. Refuses to overwrite FILE. Nothing is verified
  * here: run `npm run verify-log -- --file FILE --log-key <vkey>`.
@@ -14,7 +14,7 @@ import { rmSync } from 'node:fs';
 import { Command } from 'commander';
 import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, parseOptions, withAuditorTls, type TlsClientOpts } from './cli.js';
 import cliProgress from 'cli-progress';
-import { exportLog, LogClient, LogClientError } from '../src/log/export.js';
+import { exportLog, LogClient, LogClientError } from '../src/audit/index.js';
 
 interface Opts extends TlsClientOpts {
   out: string;

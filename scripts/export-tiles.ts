@@ -13,9 +13,9 @@
 import { readFileSync } from 'node:fs';
 import { Command } from 'commander';
 import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, parseOptions, withAuditorTls, type TlsClientOpts } from './cli.js';
-import { isAnsweredFailure, LogClientError } from '../src/log/export.js';
-import { exportTiles } from '../src/log/tiles/export.js';
-import { httpsTileSource } from '../src/log/tiles/source.js';
+import { isAnsweredFailure, LogClientError } from '../src/audit/index.js';
+import { exportTiles } from '../src/audit/index.js';
+import { httpsTileSource } from '../src/audit/index.js';
 
 interface Opts extends TlsClientOpts {
   out: string;

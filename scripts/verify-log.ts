@@ -35,12 +35,12 @@ import {
   TRANSPORT_FAILURE_CODES,
   type VerifierState,
   type VerifyReport,
-} from '../src/log/verifier.js';
+} from '../src/audit/index.js';
 import type { NoteVerifier } from '../src/log/note.js';
-import { exportKeys, isAnsweredFailure, LogClient, LogClientError, verifyExportFile, verifyRemoteLog } from '../src/log/export.js';
-import { directoryTileSource, httpsTileSource } from '../src/log/tiles/source.js';
-import { verifyTiledLog } from '../src/log/tiles/verify.js';
-import { DEFAULT_MAX_AGE_SECONDS, parseDuration, witnessPolicy, type WitnessPolicy } from '../src/log/witness/policy.js';
+import { exportKeys, isAnsweredFailure, LogClient, LogClientError, verifyExportFile, verifyRemoteLog } from '../src/audit/index.js';
+import { directoryTileSource, httpsTileSource } from '../src/audit/index.js';
+import { verifyTiledLog } from '../src/audit/index.js';
+import { DEFAULT_MAX_AGE_SECONDS, parseDuration, witnessPolicy, type WitnessPolicy } from '../src/audit/index.js';
 
 const EXIT_OK = 0;
 const EXIT_FAILURE = 1;

@@ -14,9 +14,9 @@
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import { Command, CommanderError, Option } from 'commander';
-import { checkpointSize, LogClient, LogClientError } from '../src/log/export.js';
-import { formatProofBundle, parseProofBundle, verifyProofBundle, type ProofBundle, type ProofVerification } from '../src/log/proof-bundle.js';
-import { loadVerifierKeys, toNoteVerifiers } from '../src/log/verifier.js';
+import { checkpointSize, LogClient, LogClientError } from '../src/audit/index.js';
+import { formatProofBundle, parseProofBundle, verifyProofBundle, type ProofBundle, type ProofVerification } from '../src/audit/index.js';
+import { loadVerifierKeys, toNoteVerifiers } from '../src/audit/index.js';
 
 const EXIT_OK = 0;
 const EXIT_FAILURE = 1;

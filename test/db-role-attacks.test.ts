@@ -15,8 +15,8 @@ import { X25519PrivateKey, X25519PublicKey } from '../src/crypto/hpke.js';
 import { openEnvelopeV2, sealEnvelopeV2 } from '../src/crypto/envelope-v2.js';
 import { runScript } from './helpers/cli.js';
 import { epochIdOf, epochKmsContext, periodOf, type KeyPeriod } from '../src/kms/epoch-keys.js';
-import { LogClient, verifyRemoteLog } from '../src/log/export.js';
-import { toNoteVerifiers } from '../src/log/verifier.js';
+import { LogClient, verifyRemoteLog } from '../src/audit/index.js';
+import { toNoteVerifiers } from '../src/audit/index.js';
 import { loadOrCreateServiceKey } from '../src/keyring.js';
 
 const sha256 = (b: Buffer) => createHash('sha256').update(b).digest();

@@ -21,7 +21,7 @@ import { cardTransaction, newTestDatabase, startTestPaylog, type TestPaylog } fr
 import { withClient } from './helpers/db.js';
 import { runScript, type CliResult } from './helpers/cli.js';
 import { verifyCheckpoint } from '../src/log/checkpoint.js';
-import { toNoteVerifiers } from '../src/log/verifier.js';
+import { toNoteVerifiers } from '../src/audit/index.js';
 import type { StoredCheckpoint } from '../src/log/checkpoint-publisher.js';
 import { startWitness, type RunningWitness } from '../src/log/witness/witness.js';
 import { startLocalKms } from '../src/kms/local/server.js';

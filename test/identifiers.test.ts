@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import * as ids from '../src/validation/identifiers.js';
 import * as validation from '../src/validation/transaction.js';
-import * as verifier from '../src/log/verifier.js';
+import * as verifier from '../src/audit/index.js';
 import { PRINCIPAL_NAME_PATTERN as PKI_NAME_PATTERN, parsePrincipalUri } from '../src/pki/identity.js';
 import { encodeLeaf, type Leaf } from '../src/log/leaf.js';
 import { macEqual } from '../src/crypto/fingerprint.js';

@@ -19,7 +19,7 @@ import {
   transactionViewFromLeaf,
   type Leaf,
 } from '../src/log/leaf.js';
-import { checkLeaf } from '../src/log/verifier.js';
+import { checkLeaf } from '../src/audit/index.js';
 
 const principal = { role: 'admin', name: 'ops', certificateFingerprint: `sha256:${'ab'.repeat(32)}` };
 const time = new Date('2026-12-01T10:00:00.123Z');

@@ -7,11 +7,11 @@ import { createHash } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cardTransaction, startTestPaylog, type TestPaylog } from './helpers/paylog.js';
 import { withClient } from './helpers/db.js';
-import { LogClient, verifyRemoteLog } from '../src/log/export.js';
+import { LogClient, verifyRemoteLog } from '../src/audit/index.js';
 import { decodeLeaf, encodeLeaf, transactionViewFromLeaf, type Leaf } from '../src/log/leaf.js';
 import { hashLeaf, verifyInclusion } from '../src/log/merkle.js';
 import { verifyCheckpoint } from '../src/log/checkpoint.js';
-import { toNoteVerifiers } from '../src/log/verifier.js';
+import { toNoteVerifiers } from '../src/audit/index.js';
 import { ciphertextDigest, sealEnvelope } from '../src/crypto/envelope.js';
 import { canonicalJson } from '../src/crypto/canonical-json.js';
 

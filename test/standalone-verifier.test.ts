@@ -4,7 +4,7 @@
  * certificate and key, and the log's verifier key.
  */
 import { spawn } from 'node:child_process';
-import { copyFileSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -27,6 +27,27 @@ function runBundled(args: string[]): Promise<CliResult> {
     p.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
   });
 }
+
+/**
+ * The shared log format code the auditor may bundle besides src/audit/ and src/net/ (Merkle math,
+ * notes, checkpoint format, leaf codec, tiles path/encoding, export format, the PAN detector).
+ */
+const SHARED_FORMAT_MODULES = [
+  'src/errors.ts',
+  'src/crypto/canonical-json.ts',
+  'src/validation/identifiers.ts',
+  'src/log/checkpoint.ts',
+  'src/log/export-format.ts',
+  'src/log/leaf.ts',
+  'src/log/merkle.ts',
+  'src/log/note.ts',
+  'src/log/retention-policy.ts',
+  'src/log/witness/cosignature.ts',
+];
+const SHARED_FORMAT_FOLDERS = ['src/log/leaf/', 'src/log/tiles/'];
+const AUDITOR_FOLDERS = ['src/audit/', 'src/net/'];
+/** Auditor modules that declare types only (esbuild drops them: nothing to bundle). */
+const TYPE_ONLY_AUDITOR_MODULES = ['src/audit/inputs.ts'];
 
 beforeAll(async () => {
   const built = await runScript('build-verifier', []);
@@ -76,5 +97,27 @@ describe('standalone verifier', () => {
     expect(r.code, r.stderr).toBe(0);
     expect(JSON.parse(r.stdout)).toMatchObject({ ok: true, entriesVerified: 13 });
     rmSync(join(dir, 'v2.ndjson'));
+  });
+
+  it('bundles exactly the auditor folder and the shared format code, no service module (esbuild metafile)', async () => {
+    const out = mkdtempSync(join(tmpdir(), 'paylog-verifier-meta-'));
+    try {
+      const built = await runScript('build-verifier', ['--outfile', join(out, 'v.mjs'), '--metafile', join(out, 'meta.json')]);
+      expect(built.code, built.stderr).toBe(0);
+      const inputs = Object.keys((JSON.parse(readFileSync(join(out, 'meta.json'), 'utf8')) as { inputs: Record<string, unknown> }).inputs);
+      const ours = inputs.filter((p) => p.startsWith('src/'));
+      const foreign = ours.filter(
+        (p) => !AUDITOR_FOLDERS.some((f) => p.startsWith(f)) && !SHARED_FORMAT_FOLDERS.some((f) => p.startsWith(f)) && !SHARED_FORMAT_MODULES.includes(p),
+      );
+      expect(foreign).toEqual([]);
+      for (const service of ['src/api/', 'src/services/', 'src/db/', 'src/kms/', 'src/cse/', 'src/app.ts', 'src/log/appender.ts', 'src/log/checkpoints.ts']) {
+        expect(ours.filter((p) => p.startsWith(service))).toEqual([]);
+      }
+      // Every module of the auditor folder is bundled, except those holding only types (erased).
+      const auditor = readdirSync('src/audit').filter((f) => f.endsWith('.ts')).map((f) => `src/audit/${f}`).filter((p) => !TYPE_ONLY_AUDITOR_MODULES.includes(p));
+      expect(ours.filter((p) => p.startsWith('src/audit/')).sort()).toEqual(auditor.sort());
+    } finally {
+      rmSync(out, { recursive: true, force: true });
+    }
   });
 });

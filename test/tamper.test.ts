@@ -13,10 +13,10 @@ import { join } from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cardTransaction, startTestPaylog, type TestPaylog } from './helpers/paylog.js';
-import { LogClient, checkpointSize, verifyRemoteLog } from '../src/log/export.js';
+import { LogClient, checkpointSize, verifyRemoteLog } from '../src/audit/index.js';
 import { decodeLeaf, encodeLeaf, type Leaf } from '../src/log/leaf.js';
 import { appendLeaves, hashLeaf, rootFromLeafHashes } from '../src/log/merkle.js';
-import { formatState, parseState, toNoteVerifiers, type VerifierState } from '../src/log/verifier.js';
+import { formatState, parseState, toNoteVerifiers, type VerifierState } from '../src/audit/index.js';
 import { formatCheckpointBody } from '../src/log/checkpoint.js';
 import { signNote, type NoteSigner } from '../src/log/note.js';
 import { generateKeyPairSync, sign as edSign } from 'node:crypto';
@@ -28,8 +28,8 @@ function ed25519Signer(name: string): NoteSigner {
   return { name, publicKey: Buffer.from(raw), sign: async (m: Buffer) => edSign(null, m, privateKey) };
 }
 import { readFileSync } from 'node:fs';
-import { httpsTileSource } from '../src/log/tiles/source.js';
-import { verifyTiledLog } from '../src/log/tiles/verify.js';
+import { httpsTileSource } from '../src/audit/index.js';
+import { verifyTiledLog } from '../src/audit/index.js';
 
 const LOG_TABLES = ['log_entries', 'merkle_nodes', 'tree_heads', 'transactions', 'access_entries', 'checkpoints'];
 const TRANSACTIONS = 26;

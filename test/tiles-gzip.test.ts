@@ -19,11 +19,11 @@ import { runScript } from './helpers/cli.js';
 import { startTestPaylog, type TestPaylog } from './helpers/paylog.js';
 import { acceptsGzip, GzipCache } from '../src/api/content-coding.js';
 import { encodeLeaf } from '../src/log/leaf.js';
-import { toNoteVerifiers } from '../src/log/verifier.js';
+import { toNoteVerifiers } from '../src/audit/index.js';
 import { decodeEntryBundle } from '../src/log/tiles/encoding.js';
-import { exportTiles } from '../src/log/tiles/export.js';
-import { decodeContentEncoding, httpsTileSource, MAX_TILE_RESOURCE_BYTES, TILES_ACCEPT_ENCODING, TILES_PREFIX } from '../src/log/tiles/source.js';
-import { verifyTiledLog } from '../src/log/tiles/verify.js';
+import { exportTiles } from '../src/audit/index.js';
+import { decodeContentEncoding, httpsTileSource, MAX_TILE_RESOURCE_BYTES, TILES_ACCEPT_ENCODING, TILES_PREFIX } from '../src/audit/index.js';
+import { verifyTiledLog } from '../src/audit/index.js';
 
 describe('Accept-Encoding (RFC 9110 §12.5.3)', () => {
   it('gzip is chosen only when listed or covered by * with q > 0', () => {

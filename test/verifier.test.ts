@@ -26,8 +26,9 @@ import {
   verifyLog,
   type LogEntryInput,
   type VerifierState,
-} from '../src/log/verifier.js';
-import { ExportFormatError, LogClientError, openExport, verifyExportFile } from '../src/log/export.js';
+} from '../src/audit/index.js';
+import { LogClientError, verifyExportFile } from '../src/audit/index.js';
+import { ExportFormatError, openExport } from '../src/log/export-format.js';
 import { fixtures } from './helpers/paylog.js';
 
 const ORIGIN = 'paylog.test/log';

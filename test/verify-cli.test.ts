@@ -17,8 +17,8 @@ import { encodeLeaf, type Leaf } from '../src/log/leaf.js';
 import { appendLeaves, consistencyProof, hashLeaf, inclusionProof, nodeKey, rootFromLeafHashes } from '../src/log/merkle.js';
 import { createCa, issuePrincipalCertificate, issueServerCertificate } from '../src/pki/ca.js';
 import { formatVerifierKey, signNote, type NoteSigner } from '../src/log/note.js';
-import { formatProofBundle, parseProofBundle, verifyProofBundle, TLOG_PROOF_HEADER } from '../src/log/proof-bundle.js';
-import { toNoteVerifiers } from '../src/log/verifier.js';
+import { formatProofBundle, parseProofBundle, verifyProofBundle, TLOG_PROOF_HEADER } from '../src/audit/index.js';
+import { toNoteVerifiers } from '../src/audit/index.js';
 
 const ORIGIN = 'paylog.test/cli';
 let dir: string;

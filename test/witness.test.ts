@@ -15,12 +15,12 @@ import { startTestPaylog, newTestDatabase, type TestPaylog } from './helpers/pay
 import { formatCheckpointBody } from '../src/log/checkpoint.js';
 import { encodeLeaf } from '../src/log/leaf.js';
 import { kmsNoteSigners } from '../src/log/checkpoint-publisher.js';
-import { LogClient, checkpointSize } from '../src/log/export.js';
+import { LogClient, checkpointSize } from '../src/audit/index.js';
 import { signNote, formatVerifierKey, type NoteSigner } from '../src/log/note.js';
-import { toNoteVerifiers, verifyLog } from '../src/log/verifier.js';
+import { toNoteVerifiers, verifyLog } from '../src/audit/index.js';
 import { formatAddCheckpoint, parseAddCheckpoint } from '../src/log/witness/add-checkpoint.js';
 import { cosignatureKeyId, formatCosignerVkey, parseCosignerVkey, signCosignature, splitNote, verifyCosignatures } from '../src/log/witness/cosignature.js';
-import { witnessPolicy } from '../src/log/witness/policy.js';
+import { witnessPolicy } from '../src/audit/index.js';
 import { loadConfig } from '../src/config.js';
 import { startWitness, type RunningWitness } from '../src/log/witness/witness.js';
 

@@ -19,7 +19,7 @@ import { formatCheckpointBody } from '../../src/log/checkpoint.js';
 import { encodeLeaf, leafV1Schema, type Leaf } from '../../src/log/leaf.js';
 import { hashLeaf, StreamingTreeBuilder } from '../../src/log/merkle.js';
 import { signNote, type NoteSigner, type NoteVerifier } from '../../src/log/note.js';
-import { checkLeaf, containsPanLikeNumber, verifyLog, type LogEntryInput } from '../../src/log/verifier.js';
+import { checkLeaf, containsPanLikeNumber, verifyLog, type LogEntryInput } from '../../src/audit/index.js';
 import { mayHoldPan } from '../../src/validation/identifiers.js';
 import { median, ratio, type BenchContext, type BenchSection, type Cell, type SectionResult } from './core.js';
 

@@ -12,7 +12,7 @@
  *
  * One concern per file under ./leaf/: cbor (the byte rules), fields (shared field rules), v1,
  * transaction, access, admin-event, key-event, codec (encodeLeaf / decodeLeaf).
- * Leaves never hold plaintext card or account data; the verifier checks that (verifier.ts).
+ * Leaves never hold plaintext card or account data; the auditor checks that (src/audit/leaf-check.ts).
  */
 export { MAX_LEAF_BYTES, encodeLeaf, decodeLeaf, leafToJson, leafTransactionId, parseCborLeaf, type Leaf, type LeafV2, type LeafType } from './leaf/codec.js';
 export {

@@ -66,8 +66,11 @@ function isPowerOfTwo(n: number): boolean {
   return n === 1;
 }
 
-// RFC 9162 §2.1.1: k is the largest power of two smaller than n (requires n > 1).
-function largestPowerOfTwoBelow(n: number): number {
+/**
+ * RFC 9162 §2.1.1 split point: k is the largest power of two smaller than n (requires n > 1).
+ * The one definition; the auditor's bad-entry search (src/audit/locate-bad-entry.ts) imports it.
+ */
+export function largestPowerOfTwoBelow(n: number): number {
   let k = 1;
   while (k * 2 < n) k *= 2;
   return k;

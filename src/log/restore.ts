@@ -30,7 +30,7 @@ import { readNodes, readTreeHead, type Appender, type AppendRequest } from './ap
 import { decodeLeaf, type Leaf } from './leaf.js';
 import { verifyCheckpoint } from './checkpoint.js';
 import { checkExtends, refusal } from './checkpoint-publisher.js';
-import { openExport } from './export.js';
+import { openExport } from './export-format.js';
 import { EMPTY_ROOT, appendLeaves, hashLeaf, nodeKey, rangeNodes } from './merkle.js';
 import type { NoteVerifier } from './note.js';
 import type { SignerStateFile } from './signer-state.js';

@@ -1,7 +1,7 @@
 /**
  * The one place for paylog's identifier patterns and its primary-account-number (PAN)
  * detector. Validation (`./transaction.ts`), the services, the PKI identity rules, the
- * auditor's verifier (`src/log/verifier.ts`) and the OpenAPI document (`src/api/openapi.ts`)
+ * auditor's verifier (`src/audit/`) and the OpenAPI document (`src/api/openapi.ts`)
  * import these; none of them writes its own copy (SECURITY.md: "the same rules").
  *
  * Dependency-free on purpose: the auditor's verifier imports it and must stay small and fast.

@@ -1,5 +1,5 @@
 /**
- * Test oracle for verify-log's shred report, written independently of src/log/shred-report.ts:
+ * Test oracle for verify-log's shred report, written independently of src/audit/shred-report.ts:
  * given every leaf of the log (decoded, in index order) and which transactions are shredded,
  * the expected `[first, last]` ranges — a range holds only shredded transactions; other entry
  * kinds inside it do not split it.

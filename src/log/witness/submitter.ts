@@ -20,9 +20,11 @@
  *   re-verified when read, so a row inserted behind the service's back is ignored.
  * - https witness URLs are checked against `ca` (PAYLOG_WITNESS_CA) when given, else against
  *   Node's built-in roots; the certificate must name the URL's host.
+ * - Requests go through the one outbound HTTP module (src/net/http.ts) with
+ *   {@link witnessEgressPolicy}: a redirect is never followed (a 3xx is a refusal like any other
+ *   status) and an answer larger than WITNESS_MAX_RESPONSE_BYTES is not read (a failed request).
  */
 import { desc, eq, inArray } from 'drizzle-orm';
-import { Agent, fetch } from 'undici';
 import type { Logger } from 'pino';
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import type { Db } from '../../db/connection.js';
@@ -34,9 +36,23 @@ import { consistencyProof, consistencyProofNodes } from '../merkle.js';
 import type { NoteVerifier } from '../note.js';
 import { formatAddCheckpoint, TLOG_SIZE_CONTENT_TYPE } from './add-checkpoint.js';
 import { cosignatureKeyId, parseCosignerVkey, verifyCosignatures, type Cosigner } from './cosignature.js';
+import { httpClient, type EgressPolicy, type HttpClient } from '../../net/http.js';
 
 /** Per-request bound on an add-checkpoint call. */
 export const WITNESS_REQUEST_TIMEOUT_MS = 10_000;
+/** Largest add-checkpoint answer read: a few cosignature lines of ~100 bytes each. */
+export const WITNESS_MAX_RESPONSE_BYTES = 64 * 1024;
+
+/** The egress policy of add-checkpoint calls: connect and whole request each bounded by WITNESS_REQUEST_TIMEOUT_MS. */
+export function witnessEgressPolicy(ca: string | undefined): EgressPolicy {
+  return {
+    timeoutMs: WITNESS_REQUEST_TIMEOUT_MS,
+    connectTimeoutMs: WITNESS_REQUEST_TIMEOUT_MS,
+    deadlineMs: WITNESS_REQUEST_TIMEOUT_MS,
+    maxResponseBytes: WITNESS_MAX_RESPONSE_BYTES,
+    ...(ca !== undefined ? { tls: { ca } } : {}),
+  };
+}
 /** 409 answers followed (with the witness's size) per checkpoint. */
 export const MAX_CONFLICT_RETRIES = 1;
 /** Cosignature rows looked through for the newest quorum checkpoint. */
@@ -143,7 +159,7 @@ export class WitnessCosigning {
   readonly #inFlight = new Set<Promise<void>>();
   readonly #quorumListeners: Array<(size: number, latencyMs: number) => void> = [];
   /** One keep-alive pool for all witnesses; TLS trust from `ca` when set. */
-  readonly #dispatcher: Agent;
+  readonly #http: HttpClient;
 
   constructor(
     private readonly db: Db,
@@ -159,7 +175,7 @@ export class WitnessCosigning {
   ) {
     if (opts.quorum < 1 || opts.quorum > opts.witnesses.length) throw new PaylogError('BAD_REQUEST', 'witness quorum must be between 1 and the number of witnesses');
     this.#lanes = opts.witnesses.map((w) => ({ w, running: false }));
-    this.#dispatcher = new Agent({ connect: { timeout: WITNESS_REQUEST_TIMEOUT_MS, ...(opts.ca !== undefined ? { ca: opts.ca } : {}) } });
+    this.#http = httpClient(witnessEgressPolicy(opts.ca));
   }
 
   /** Hands a newly signed checkpoint to every witness (returns at once). */
@@ -280,18 +296,16 @@ export class WitnessCosigning {
         }
       }
       const body = formatAddCheckpoint({ oldSize: old, proof: await this.#proof(old, c.size), checkpoint: c.note });
-      const res = await fetch(`${lane.w.url}/add-checkpoint`, {
+      const res = await this.#http.request(`${lane.w.url}/add-checkpoint`, {
         method: 'POST',
         body,
         headers: { 'content-type': 'text/plain; charset=utf-8' },
-        signal: AbortSignal.timeout(WITNESS_REQUEST_TIMEOUT_MS),
-        dispatcher: this.#dispatcher,
       });
-      const text = await res.text();
+      const text = new TextDecoder().decode(res.body);
       if (res.status === 200) return { kind: 'cosigned', body: text };
       const outcome = OUTCOME_BY_STATUS[res.status] ?? 'error';
       this.opts.metrics?.submissions.inc({ witness: lane.w.key, outcome });
-      if (res.status === 409 && (res.headers.get('content-type') ?? '').startsWith(TLOG_SIZE_CONTENT_TYPE) && /^(0|[1-9][0-9]*)\n$/.test(text)) {
+      if (res.status === 409 && (res.header('content-type') ?? '').startsWith(TLOG_SIZE_CONTENT_TYPE) && /^(0|[1-9][0-9]*)\n$/.test(text)) {
         const theirs = Number(text.trim());
         fromWitness = true;
         if (theirs !== old) {
@@ -399,6 +413,6 @@ export class WitnessCosigning {
   async close(): Promise<void> {
     this.#closed = true;
     await Promise.allSettled([...this.#inFlight]);
-    await this.#dispatcher.close();
+    await this.#http.close();
   }
 }

@@ -12,10 +12,10 @@
 import { existsSync } from 'node:fs';
 import { mkdir, rename, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { checkpointSize } from '../export.js';
-import { bundlesForSize, tilesForSize } from './geometry.js';
-import { tilePath } from './path.js';
-import type { TileSource } from './source.js';
+import { checkpointSize } from './verify-sources.js';
+import { bundlesForSize, tilesForSize } from '../log/tiles/geometry.js';
+import { tilePath } from '../log/tiles/path.js';
+import type { TileSource } from './tile-source.js';
 
 /** Tiles fetched concurrently. */
 export const EXPORT_CONCURRENCY = 8;

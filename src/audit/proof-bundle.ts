@@ -15,11 +15,11 @@
  * Files SHOULD use the extension `.tlog-proof`.
  */
 import { PaylogError } from '../errors.js';
-import { verifyCheckpoint } from './checkpoint.js';
-import { leafToJson, leafTransactionId } from './leaf.js';
-import { HASH_SIZE, hashLeaf, verifyInclusion } from './merkle.js';
-import { decodeBase64Strict, type NoteVerifier } from './note.js';
-import { checkLeaf } from './verifier.js';
+import { verifyCheckpoint } from '../log/checkpoint.js';
+import { leafToJson, leafTransactionId } from '../log/leaf.js';
+import { HASH_SIZE, hashLeaf, verifyInclusion } from '../log/merkle.js';
+import { decodeBase64Strict, type NoteVerifier } from '../log/note.js';
+import { checkLeaf } from './leaf-check.js';
 
 /** tlog-proof §Format: first line. */
 export const TLOG_PROOF_HEADER = 'c2sp.org/tlog-proof@v1';

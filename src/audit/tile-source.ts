@@ -2,15 +2,17 @@
  * Where an auditor reads a tiled log from (C2SP tlog-tiles §APIs): a live paylog over mTLS
  * (`<url>/v1/log/tiles/...`) or a static copy on disk written by `npm run export-tiles`.
  * Nothing read here is trusted; failures carry the verifier's failure codes through
- * `LogClientError` (transport → exit 2, refused or malformed → exit 1).
+ * `LogClientError` (transport → exit 2, refused or malformed → exit 1). Live reads go through
+ * the one outbound HTTP module (src/net/http.ts) with {@link tileReadPolicy}: redirects are never
+ * followed, an answer beyond MAX_TILE_RESPONSE_BYTES is not read (malformed).
  */
 import { readFile } from 'node:fs/promises';
-import { Agent, request as httpsRequest } from 'node:https';
 import { join } from 'node:path';
 import { gunzip } from 'node:zlib';
-import { LogClientError, REQUEST_TIMEOUT_MS, type ClientOptions } from '../export.js';
-import { MAX_BUNDLE_ENTRY_BYTES } from './encoding.js';
-import { TILE_WIDTH } from './path.js';
+import { httpClient, HttpTransportError, ResponseTooLargeError, type EgressPolicy } from '../net/http.js';
+import { LogClientError, REQUEST_TIMEOUT_MS, type ClientOptions } from './log-client.js';
+import { MAX_BUNDLE_ENTRY_BYTES } from '../log/tiles/encoding.js';
+import { TILE_WIDTH } from '../log/tiles/path.js';
 
 /** URL path under which paylog serves its tiles (contract v1.1). */
 export const TILES_PREFIX = '/v1/log/tiles';
@@ -45,30 +47,55 @@ export function decodeContentEncoding(body: Buffer, encoding: string | undefined
   );
 }
 
+/**
+ * Largest tile answer read off the wire: a resource's bound plus slack for gzip's framing (a
+ * gzip of incompressible data is slightly larger than the data; the decoded size is bounded
+ * separately by {@link MAX_TILE_RESOURCE_BYTES}).
+ */
+export const MAX_TILE_RESPONSE_BYTES = 2 * MAX_TILE_RESOURCE_BYTES;
+/** Concurrent connections to the service for tiles. */
+const TILE_CONNECTIONS = 8;
+/** undici's codes for a headers or body timeout (reported as `timeout on GET …`). */
+const TIMEOUT_CODES = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT']);
+
+/** The egress policy of the auditor's tile reads (mTLS, src/net/http.ts). */
+export function tileReadPolicy(opts: ClientOptions): EgressPolicy {
+  return {
+    timeoutMs: REQUEST_TIMEOUT_MS,
+    // The socket timeout of the former node:https source bounded the connection too.
+    connectTimeoutMs: REQUEST_TIMEOUT_MS,
+    maxResponseBytes: MAX_TILE_RESPONSE_BYTES,
+    tls: { ca: opts.ca, cert: opts.cert, key: opts.key },
+    connections: TILE_CONNECTIONS,
+  };
+}
+
+/** A transport error's message as the tile source reports it. */
+function transportMessage(path: string, e: unknown): string {
+  const cause = e instanceof HttpTransportError ? (e.cause as { code?: unknown } | undefined) : undefined;
+  if (typeof cause?.code === 'string' && TIMEOUT_CODES.has(cause.code)) return `timeout on GET ${path}`;
+  return `GET ${path}: ${(e as Error)?.message ?? 'request failed'}`;
+}
+
 /** A live paylog's tiles over mTLS (gzip-encoded bundles are accepted and decoded). */
 export function httpsTileSource(opts: ClientOptions): TileSource {
   const base = `${opts.url.replace(/\/+$/, '')}${TILES_PREFIX}`;
-  const agent = new Agent({ ca: opts.ca, cert: opts.cert, key: opts.key, keepAlive: true, maxSockets: 8 });
-  const get = (path: string): Promise<Buffer> =>
-    new Promise((resolve, reject) => {
-      const req = httpsRequest(`${base}/${path}`, { method: 'GET', agent, timeout: REQUEST_TIMEOUT_MS, headers: { 'accept-encoding': TILES_ACCEPT_ENCODING } }, (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () => {
-          const status = res.statusCode ?? 0;
-          if (status < 200 || status > 299) reject(new LogClientError(`GET ${TILES_PREFIX}/${path} answered ${status}`, status, 'refused'));
-          else decodeContentEncoding(Buffer.concat(chunks), res.headers['content-encoding'], `GET ${TILES_PREFIX}/${path}`).then(resolve, reject);
-        });
-        res.on('error', (e) => reject(new LogClientError(`GET ${path}: ${e.message}`, undefined, 'transport')));
-      });
-      req.on('timeout', () => req.destroy(new LogClientError(`timeout on GET ${path}`, undefined, 'transport')));
-      req.on('error', (e) => reject(e instanceof LogClientError ? e : new LogClientError(`GET ${path}: ${e.message}`, undefined, 'transport')));
-      req.end();
-    });
+  const http = httpClient(tileReadPolicy(opts));
+  const get = async (path: string): Promise<Buffer> => {
+    let res;
+    try {
+      res = await http.request(`${base}/${path}`, { headers: { 'accept-encoding': TILES_ACCEPT_ENCODING } });
+    } catch (e) {
+      if (e instanceof ResponseTooLargeError) throw new LogClientError(`GET ${TILES_PREFIX}/${path}: ${e.message}`, undefined, 'malformed');
+      throw new LogClientError(transportMessage(path, e), undefined, 'transport');
+    }
+    if (res.status < 200 || res.status > 299) throw new LogClientError(`GET ${TILES_PREFIX}/${path} answered ${res.status}`, res.status, 'refused');
+    return await decodeContentEncoding(res.body, res.header('content-encoding'), `GET ${TILES_PREFIX}/${path}`);
+  };
   return {
     checkpoint: async () => (await get('checkpoint')).toString('utf8'),
     read: get,
-    close: () => agent.destroy(),
+    close: () => void http.destroy(),
   };
 }
 

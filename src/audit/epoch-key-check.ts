@@ -15,7 +15,7 @@
  * An epoch may have more than one creation leaf (a creation whose row insert failed is retried
  * under the same id); a transaction matches any of them. Memory: one entry per epoch.
  */
-import type { Leaf } from './leaf.js';
+import type { Leaf } from '../log/leaf.js';
 
 /** At most this many legacy epoch ids are listed (all are counted). */
 export const MAX_LISTED_LEGACY_EPOCHS = 1000;

@@ -4,8 +4,8 @@
  * trusted witnesses, each no older than the maximum age, so a log can neither show this auditor
  * a view no witness has checked nor freeze it on an old one. Pure.
  */
-import type { Failure } from '../verifier.js';
-import { parseCosignerVkey, verifyCosignatures, type Cosigner } from './cosignature.js';
+import type { Failure } from './failures.js';
+import { parseCosignerVkey, verifyCosignatures, type Cosigner } from '../log/witness/cosignature.js';
 
 /** Default `--max-age`: 24 hours. */
 export const DEFAULT_MAX_AGE_SECONDS = 24 * 60 * 60;

@@ -23,8 +23,8 @@
  * its id); the other verifier checks stay O(log n).
  */
 import { createHash } from 'node:crypto';
-import type { Leaf } from './leaf.js';
-import { retentionCutoff } from './retention-policy.js';
+import type { Leaf } from '../log/leaf.js';
+import { retentionCutoff } from '../log/retention-policy.js';
 
 /** `[first, last]` log indices, inclusive. */
 export type IndexRange = [number, number];

@@ -5,15 +5,19 @@
  * first bad entry) are computed from hash tiles (§Merkle Tree) and checked against the signed
  * root like the API's.
  */
-import { PaylogError } from '../../errors.js';
-import { LogClientError, checkpointSize, isAnsweredFailure, type RemoteVerifyOptions } from '../export.js';
-import { hashLeaf } from '../merkle.js';
-import { errorMessage, failureReport, verifyLog, type FailureCode, type LogEntryInput, type VerifyReport } from '../verifier.js';
-import { decodeEntryBundle, decodeHashTile } from './encoding.js';
-import { tileWidthAt } from './geometry.js';
-import { consistencyProofFromTiles, inclusionProofFromTiles, type HashTileReader } from './nodes.js';
-import { TILE_WIDTH, tilePath, type TileId } from './path.js';
-import type { TileSource } from './source.js';
+import { PaylogError } from '../errors.js';
+import { LogClientError, isAnsweredFailure } from './log-client.js';
+import { checkpointSize, type RemoteVerifyOptions } from './verify-sources.js';
+import { hashLeaf } from '../log/merkle.js';
+import { errorMessage, type FailureCode } from './failures.js';
+import type { LogEntryInput } from './inputs.js';
+import { failureReport, type VerifyReport } from './report.js';
+import { verifyLog } from './run.js';
+import { decodeEntryBundle, decodeHashTile } from '../log/tiles/encoding.js';
+import { tileWidthAt } from '../log/tiles/geometry.js';
+import { consistencyProofFromTiles, inclusionProofFromTiles, type HashTileReader } from '../log/tiles/nodes.js';
+import { TILE_WIDTH, tilePath, type TileId } from '../log/tiles/path.js';
+import type { TileSource } from './tile-source.js';
 
 /** Entry bundles fetched ahead of the one being verified. */
 export const BUNDLE_READ_AHEAD = 8;

@@ -18,6 +18,7 @@ import { KeyNoticeListener, registerEpochKeyGauges } from './kms/key-notificatio
 import { processors } from './db/schema.js';
 import { startLocalKms, type LocalKmsEndpoint } from './kms/local-endpoint.js';
 import { createKmsClient, PaylogKms } from './kms/client.js';
+import type { KmsBackend } from './kms/backend.js';
 import { ensureDevPki, type DevPki } from './pki/dev-pki.js';
 import { principalUri } from './pki/identity.js';
 import { LogAppender, readTreeHead, type Appender } from './log/appender.js';
@@ -68,7 +69,7 @@ export interface Paylog {
   readonly metrics: Metrics;
   readonly database: AppDatabase;
   readonly ownerDatabaseUrl: string;
-  readonly kms: PaylogKms;
+  readonly kms: KmsBackend;
   readonly dataKeyId: string;
   readonly signingKeyIds: string[];
   readonly checkpoints: CheckpointPublisher;
@@ -211,7 +212,7 @@ export async function startPaylog(config: Config, opts: StartOptions = {}): Prom
       maxAttempts: config.budgets.kmsMaxAttempts,
     });
     cleanups.push(async () => kmsClient.destroy());
-    const kms = new PaylogKms(
+    const kms: KmsBackend = new PaylogKms(
       kmsClient,
       (operation, outcome) => metrics.kmsRequests.inc({ operation, outcome }),
       (operation, seconds) => metrics.kmsDuration.observe({ operation }, seconds),

@@ -50,7 +50,7 @@ import { createHash, createPrivateKey, createPublicKey, hkdfSync, webcrypto } fr
 import { eq } from 'drizzle-orm';
 import type { AppDatabase } from '../db/connection.js';
 import { cseKeys, keyring } from '../db/schema.js';
-import type { PaylogKms } from '../kms/client.js';
+import type { KmsBackend } from '../kms/backend.js';
 import { KMS_CONTEXT_KEY_PURPOSE, periodOf, type EpochGranularity } from '../kms/epoch-keys.js';
 import { PaylogError, isPaylogError } from '../errors.js';
 import { SYSTEM_ACTOR, type KeyEvent } from '../services/key-events.js';
@@ -138,7 +138,7 @@ export function cseSeedContext(kid: string): Record<string, string> {
  * when `create`, else null when the alias does not exist (never created, or deleted by KMS).
  * This — not any database column — is what a `cse_keys` row must name to be used.
  */
-export async function resolveCseKmsKey(kms: PaylogKms, kid: string, create: boolean): Promise<string | null> {
+export async function resolveCseKmsKey(kms: KmsBackend, kid: string, create: boolean): Promise<string | null> {
   if (create) return await kms.ensureKey(cseKeyAlias(kid), 'SYMMETRIC_DEFAULT');
   try {
     return await kms.keyArn(cseKeyAlias(kid));
@@ -188,7 +188,7 @@ export async function importCseKey(kid: string, seed: Buffer): Promise<LoadedKey
 
 export interface CseKeyStoreDeps {
   database: AppDatabase;
-  kms: PaylogKms;
+  kms: KmsBackend;
   /** Commits a key event to the log (src/services/key-events.ts); resolves after commit. */
   recordKeyEvent: (e: KeyEvent) => Promise<number>;
   /**

@@ -43,7 +43,7 @@ import { createHash } from 'node:crypto';
 import { PaylogError, isPaylogError } from '../errors.js';
 import type { AppDatabase } from '../db/connection.js';
 import { X25519PrivateKey, X25519PublicKey } from '../crypto/hpke.js';
-import type { PaylogKms } from './client.js';
+import type { KmsBackend } from './backend.js';
 import type { KeyEvent } from '../services/key-events.js';
 import { TRUST_COLUMNS, epochRowMac, epochRowTrusted, type EpochRowTrust } from './epoch-rows.js';
 
@@ -142,7 +142,7 @@ export function epochEventSubject(e: EpochRow): { epochId: string; processor: st
 
 export interface EpochKeyringOptions {
   database: AppDatabase;
-  kms: PaylogKms;
+  kms: KmsBackend;
   granularity: EpochGranularity;
   cacheTtlMs: number;
   cacheMaxUses: number;

@@ -40,10 +40,10 @@
  *   The imported key lives inside OpenSSL and cannot be wiped from JavaScript: eviction drops
  *   the last reference and the garbage collector frees it.
  *
- * ## Cache (same pattern as the epoch data keys)
+ * ## Cache (src/keys/material-cache.ts, shared with the epoch private keys)
  * - Single flight: concurrent misses for one kid share one load (one KMS `Decrypt`).
  * - TTL `PAYLOG_CSE_KEY_CACHE_TTL_S` (default 300 s) from load; an expired entry is evicted by
- *   a timer and the next use loads it again. A failed load is not cached.
+ *   a timer and the next use loads it again. A failed load is not cached. No use limit.
  * - `forget(kid)` evicts one key (destruction); `close()` evicts everything.
  */
 import { createHash, createPrivateKey, createPublicKey, hkdfSync, webcrypto } from 'node:crypto';
@@ -53,6 +53,7 @@ import { cseKeys, keyring } from '../db/schema.js';
 import type { KmsBackend } from '../kms/backend.js';
 import { KMS_CONTEXT_KEY_PURPOSE, periodOf, type EpochGranularity } from '../kms/epoch-keys.js';
 import { PaylogError, isPaylogError } from '../errors.js';
+import { MaterialCache } from '../keys/material-cache.js';
 import { SYSTEM_ACTOR, type KeyEvent } from '../services/key-events.js';
 import { Counter, type Registry } from 'prom-client';
 
@@ -217,14 +218,24 @@ interface CseKeyRow {
 }
 
 export class CseKeyStore {
-  private readonly cache = new Map<string, { value: Promise<LoadedKey>; timer?: NodeJS.Timeout }>();
   readonly stats: CseKeyStats = { loads: 0, hits: 0, evictions: 0 };
-  private closed = false;
+  /**
+   * Loaded keys (src/keys/material-cache.ts). A non-extractable CryptoKey cannot be wiped from
+   * JavaScript: eviction drops the last reference (module doc).
+   */
+  private readonly cache: MaterialCache<LoadedKey>;
 
   constructor(
     private readonly deps: CseKeyStoreDeps,
     readonly settings: CseKeySettings,
-  ) {}
+  ) {
+    this.cache = new MaterialCache<LoadedKey>({
+      ttlMs: settings.cacheTtlS * 1000,
+      onEvict: () => void this.stats.evictions++,
+      onHit: () => void this.stats.hits++,
+      closedError: () => new PaylogError('INTERNAL', 'CSE key store is closed'),
+    });
+  }
 
   private now(): Date {
     return this.deps.clock?.() ?? new Date();
@@ -246,25 +257,7 @@ export class CseKeyStore {
   }
 
   private get(kid: string, opts: { create: boolean }): Promise<LoadedKey> {
-    if (this.closed) return Promise.reject(new PaylogError('INTERNAL', 'CSE key store is closed'));
-    const hit = this.cache.get(kid);
-    if (hit !== undefined) {
-      this.stats.hits++;
-      return hit.value;
-    }
-    const entry: { value: Promise<LoadedKey>; timer?: NodeJS.Timeout } = { value: this.load(kid, opts) };
-    this.cache.set(kid, entry);
-    entry.value.then(
-      () => {
-        if (this.cache.get(kid) !== entry) return;
-        entry.timer = setTimeout(() => this.evict(kid, entry), this.settings.cacheTtlS * 1000);
-        entry.timer.unref();
-      },
-      () => {
-        if (this.cache.get(kid) === entry) this.cache.delete(kid); // failures are not cached
-      },
-    );
-    return entry.value;
+    return this.cache.get(kid, () => this.load(kid, opts));
   }
 
   /** The kid's row, then a legacy keyring row, then (current kid only) a new key. */
@@ -398,23 +391,14 @@ export class CseKeyStore {
     }
   }
 
-  private evict(kid: string, entry: { timer?: NodeJS.Timeout }): void {
-    if (this.cache.get(kid) !== entry) return;
-    if (entry.timer) clearTimeout(entry.timer);
-    this.cache.delete(kid);
-    this.stats.evictions++;
-  }
-
   /** Drops the cached key of `kid` (after its destruction). */
   forget(kid: string): void {
-    const entry = this.cache.get(kid);
-    if (entry) this.evict(kid, entry);
+    this.cache.forget(kid);
   }
 
   /** Evicts every cached key; later calls fail. */
   close(): void {
-    this.closed = true;
-    for (const [kid, entry] of [...this.cache]) this.evict(kid, entry);
+    this.cache.close();
   }
 }
 

@@ -45,6 +45,7 @@ import type { AppDatabase } from '../db/connection.js';
 import { X25519PrivateKey, X25519PublicKey } from '../crypto/hpke.js';
 import type { KmsBackend } from './backend.js';
 import type { KeyEvent } from '../services/key-events.js';
+import { MaterialCache } from '../keys/material-cache.js';
 import { TRUST_COLUMNS, epochRowMac, epochRowTrusted, type EpochRowTrust } from './epoch-rows.js';
 
 export type EpochGranularity = 'month' | 'day' | 'hour';
@@ -163,13 +164,6 @@ interface PublicEntry {
   periodEnd: number;
 }
 
-interface PrivateEntry {
-  key: X25519PrivateKey;
-  expiresAt: number;
-  usesLeft: number;
-  timer: NodeJS.Timeout;
-}
-
 const sha256 = (b: Buffer) => createHash('sha256').update(b).digest();
 
 /**
@@ -192,12 +186,22 @@ export class EpochKeyring {
   /** processor → the epoch this process last saw encrypting for it (a hint: see knownCurrent). */
   private readonly currentByProcessor = new Map<string, PublicEntry>();
   private readonly loadingPublic = new Map<string, Promise<PublicEntry | null>>();
-  private readonly privateKeys = new Map<string, PrivateEntry>();
-  private readonly loadingPrivate = new Map<string, Promise<PrivateEntry>>();
+  /** Unwrapped private keys (src/keys/material-cache.ts): zeroed when they leave it. */
+  private readonly privateKeys: MaterialCache<X25519PrivateKey>;
   private closed = false;
   private readonly untrusted = new Set<string>();
 
-  constructor(private readonly o: EpochKeyringOptions) {}
+  constructor(private readonly o: EpochKeyringOptions) {
+    this.privateKeys = new MaterialCache<X25519PrivateKey>({
+      ttlMs: o.cacheTtlMs,
+      maxUses: o.cacheMaxUses,
+      onEvict: (key) => key.destroy(),
+      isUsable: (key) => !key.isDestroyed,
+      ...(o.onCacheHit ? { onHit: o.onCacheHit } : {}),
+      ...(o.onCacheMiss ? { onMiss: o.onCacheMiss } : {}),
+      closedError: () => new PaylogError('LOG_UNAVAILABLE', 'shutting down'),
+    });
+  }
 
   /** Whether the service created this row (or migration 0009 listed it); reports it once if not. */
   private trusted(row: TrustedEpochRow): boolean {
@@ -318,35 +322,12 @@ export class EpochKeyring {
    * or its key period has been shredded.
    */
   async withPrivateKey<T>(epochId: string, fn: (key: X25519PrivateKey) => T): Promise<T> {
-    for (let attempt = 0; attempt < 3; attempt++) {
-      let entry = this.privateKeys.get(epochId);
-      if (entry && entry.expiresAt > Date.now() && entry.usesLeft > 0 && !entry.key.isDestroyed) {
-        this.o.onCacheHit?.();
-      } else {
-        if (entry) this.evict(epochId);
-        const pending = this.loadingPrivate.get(epochId);
-        if (pending) this.o.onCacheHit?.();
-        entry = await this.singleFlight(this.loadingPrivate, epochId, () => this.unwrapPrivate(epochId));
-      }
-      if (entry.usesLeft <= 0 || entry.key.isDestroyed) continue; // exhausted by concurrent users: load again
-      entry.usesLeft--;
-      try {
-        return fn(entry.key);
-      } finally {
-        if (entry.usesLeft <= 0) this.evict(epochId);
-      }
-    }
-    throw new PaylogError('KMS_UNAVAILABLE', 'epoch key could not be kept long enough to use');
+    return await this.privateKeys.use(epochId, () => this.unwrapPrivate(epochId), fn);
   }
 
   /** Drops (and zeroes) any cached private key of `epochId`. */
   evict(epochId: string): void {
-    const e = this.privateKeys.get(epochId);
-    if (e) {
-      clearTimeout(e.timer);
-      e.key.destroy();
-      this.privateKeys.delete(epochId);
-    }
+    this.privateKeys.forget(epochId);
   }
 
   /**
@@ -365,7 +346,7 @@ export class EpochKeyring {
    * epochs forgotten.
    */
   async forgetShredded(): Promise<string[]> {
-    const ids = [...new Set([...this.privateKeys.keys(), ...this.publicKeys.keys(), ...[...this.currentByProcessor.values()].map((e) => e.epochId)])];
+    const ids = [...new Set([...this.privateKeys.loadedKeys(), ...this.publicKeys.keys(), ...[...this.currentByProcessor.values()].map((e) => e.epochId)])];
     if (ids.length === 0) return [];
     const r = await this.o.database.pool.query('SELECT epoch_id FROM key_epochs WHERE epoch_id = ANY($1::text[]) AND (shredded_at IS NOT NULL OR wrapped_private_key IS NULL)', [ids]);
     const gone = (r.rows as { epoch_id: string }[]).map((x) => x.epoch_id);
@@ -381,7 +362,7 @@ export class EpochKeyring {
   /** Zeroes every cached private key; later calls fail. */
   close(): void {
     this.closed = true;
-    for (const id of [...this.privateKeys.keys()]) this.evict(id);
+    this.privateKeys.close();
   }
 
   // ------------------------------------------------------------------ internals
@@ -561,8 +542,7 @@ export class EpochKeyring {
     }
   }
 
-  private async unwrapPrivate(epochId: string): Promise<PrivateEntry> {
-    this.o.onCacheMiss?.();
+  private async unwrapPrivate(epochId: string): Promise<X25519PrivateKey> {
     const row = (await this.o.database.pool.query(SELECT_ONE, [epochId])).rows[0] as TrustedEpochRow | undefined;
     if (!row) throw new PaylogError('INTEGRITY_FAILURE', 'the key epoch of this record does not exist');
     if (!this.trusted(row)) throw new PaylogError('INTEGRITY_FAILURE', 'the key epoch row of this record was not created by paylog');
@@ -589,23 +569,6 @@ export class EpochKeyring {
       key.destroy();
       throw new PaylogError('INTEGRITY_FAILURE', 'the unwrapped epoch key does not match its public key');
     }
-    if (this.closed) {
-      key.destroy();
-      throw new PaylogError('LOG_UNAVAILABLE', 'shutting down');
-    }
-    const entry: PrivateEntry = {
-      key,
-      expiresAt: Date.now() + this.o.cacheTtlMs,
-      usesLeft: this.o.cacheMaxUses,
-      timer: setTimeout(() => {
-        if (this.privateKeys.get(epochId) === entry) this.evict(epochId);
-        else key.destroy();
-      }, this.o.cacheTtlMs),
-    };
-    entry.timer.unref();
-    const old = this.privateKeys.get(epochId);
-    if (old && old !== entry) this.evict(epochId);
-    this.privateKeys.set(epochId, entry);
-    return entry;
+    return key;
   }
 }

@@ -4,7 +4,7 @@
  *
  * ## Keys, names and rotation
  * - One key per calendar period (UTC; `PAYLOG_CSE_KEY_PERIOD` = `month` default, `day`, `hour`;
- *   the period arithmetic is the epoch keys' `periodOf`). Its key id names the period:
+ *   the period arithmetic is src/keys/periods.ts, shared with the epoch keys). Its key id names the period:
  *   `paylog-cse-2026-12`, `paylog-cse-2026-12-01`, `paylog-cse-2026-12-01T10`. The JWK Set lists
  *   exactly the current period's key.
  * - A key decrypts from its period's start (less `CSE_KEY_CLOCK_SKEW_MS`, for instances whose
@@ -51,13 +51,14 @@ import { eq } from 'drizzle-orm';
 import type { AppDatabase } from '../db/connection.js';
 import { cseKeys, keyring } from '../db/schema.js';
 import type { KmsBackend } from '../kms/backend.js';
-import { KMS_CONTEXT_KEY_PURPOSE, periodOf, type EpochGranularity } from '../kms/epoch-keys.js';
+import { KMS_CONTEXT_KEY_PURPOSE } from '../kms/epoch-keys.js';
+import { periodOf, periodOfLabel, type PeriodGranularity } from '../keys/periods.js';
 import { PaylogError, isPaylogError } from '../errors.js';
 import { MaterialCache } from '../keys/material-cache.js';
 import { SYSTEM_ACTOR, type KeyEvent } from '../services/key-events.js';
 import { Counter, type Registry } from 'prom-client';
 
-export type CseKeyPeriod = EpochGranularity;
+export type CseKeyPeriod = PeriodGranularity;
 
 /** JWE algorithms paylog accepts, and the only ones the JWK Set advertises. */
 export const CSE_KEY_MANAGEMENT_ALGORITHM = 'ECDH-ES';
@@ -81,8 +82,6 @@ const SCALAR_SOURCE_BYTES = 40;
 const P256_N = 0xffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551n;
 /** PKCS#8 PrivateKeyInfo prefix for id-ecPublicKey / prime256v1 with a bare ECPrivateKey (RFC 5915). */
 const P256_PKCS8_PREFIX = Buffer.from('3041020100301306072a8648ce3d020106082a8648ce3d030107042730250201010420', 'hex');
-
-const KID_RE = /^paylog-cse-(\d{4})-(\d{2})(?:-(\d{2})(?:T(\d{2}))?)?$/;
 
 export interface CsePublicJwk {
   kty: 'EC';
@@ -115,13 +114,8 @@ export function kidForTime(at: Date, period: CseKeyPeriod): string {
 
 /** The period a key id names, or null when it is not a well-formed paylog CSE key id. */
 export function periodOfKid(kid: string): { start: number; end: number; period: CseKeyPeriod } | null {
-  const m = KID_RE.exec(kid);
-  if (m === null) return null;
-  const [y, mo, d, h] = [Number(m[1]), Number(m[2]) - 1, Number(m[3] ?? 1), Number(m[4] ?? 0)];
-  const period: CseKeyPeriod = m[3] === undefined ? 'month' : m[4] === undefined ? 'day' : 'hour';
-  const p = periodOf(new Date(Date.UTC(y, mo, d, h)), period);
-  // Reject out-of-range fields (2026-13, 02-30, T24) that Date.UTC would roll over.
-  return kidForTime(p.start, period) === kid ? { start: p.start.getTime(), end: p.end.getTime(), period } : null;
+  const p = kid.startsWith(KID_PREFIX) ? periodOfLabel(kid.slice(KID_PREFIX.length)) : null;
+  return p === null ? null : { start: p.start.getTime(), end: p.end.getTime(), period: p.granularity };
 }
 
 /** The KMS alias of the kid's own KMS key. */

@@ -46,9 +46,12 @@ import { X25519PrivateKey, X25519PublicKey } from '../crypto/hpke.js';
 import type { KmsBackend } from './backend.js';
 import type { KeyEvent } from '../services/key-events.js';
 import { MaterialCache } from '../keys/material-cache.js';
+import { periodOf, type KeyPeriod, type PeriodGranularity } from '../keys/periods.js';
 import { TRUST_COLUMNS, epochRowMac, epochRowTrusted, type EpochRowTrust } from './epoch-rows.js';
 
-export type EpochGranularity = 'month' | 'day' | 'hour';
+/** Key-period arithmetic lives in src/keys/periods.ts (shared with the CSE keys). */
+export type EpochGranularity = PeriodGranularity;
+export { periodOf, type KeyPeriod };
 export type ClockFn = () => Date;
 
 /** KMS encryption-context keys of a wrapped epoch private key (stable). */
@@ -60,37 +63,6 @@ export const EPOCH_KEY_PURPOSE = 'epoch-private-key/x25519';
 export const PERIOD_KEY_ALIAS_PREFIX = 'alias/paylog-epoch-';
 /** Advisory lock class for epoch creation ("pyke"), second key = hashtext(processor). */
 export const EPOCH_LOCK_CLASS = 0x70796b65;
-
-export interface KeyPeriod {
-  granularity: EpochGranularity;
-  start: Date;
-  end: Date;
-  /** `2026-12`, `2026-12-01`, `2026-12-01T10` (UTC). */
-  label: string;
-}
-
-/** The UTC period of `granularity` containing `t`. */
-export function periodOf(t: Date, granularity: EpochGranularity): KeyPeriod {
-  const y = t.getUTCFullYear();
-  const m = t.getUTCMonth();
-  const d = t.getUTCDate();
-  const h = t.getUTCHours();
-  let start: Date;
-  let end: Date;
-  if (granularity === 'month') {
-    start = new Date(Date.UTC(y, m, 1));
-    end = new Date(Date.UTC(y, m + 1, 1));
-  } else if (granularity === 'day') {
-    start = new Date(Date.UTC(y, m, d));
-    end = new Date(Date.UTC(y, m, d + 1));
-  } else {
-    start = new Date(Date.UTC(y, m, d, h));
-    end = new Date(Date.UTC(y, m, d, h + 1));
-  }
-  const iso = start.toISOString();
-  const label = granularity === 'month' ? iso.slice(0, 7) : granularity === 'day' ? iso.slice(0, 10) : iso.slice(0, 13);
-  return { granularity, start, end, label };
-}
 
 /** `<processor>/<period label>/<generation>`, e.g. `acme/2026-12/0`. */
 export function epochIdOf(processor: string, period: KeyPeriod, generation: number): string {

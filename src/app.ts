@@ -45,6 +45,7 @@ import { restoreLostTail, type RestoreReport } from './log/restore.js';
 import { AdminService } from './services/admin.js';
 import type { DataKeySource } from './crypto/envelope.js';
 import { EpochKeyring } from './kms/epoch-keys.js';
+import { recordKeyringFor } from './keys/compose.js';
 import { KeyEventLog } from './services/key-events.js';
 import { createReadiness } from './readiness.js';
 import { CseKeyStore, registerCseKeyMetrics } from './cse/keys.js';
@@ -392,10 +393,11 @@ export async function startPaylog(config: Config, opts: StartOptions = {}): Prom
     cleanups.push(async () => cseKeys.close());
     registerCseKeyMetrics(metrics.registry, cseKeys);
     const cse = new ClientSideDecryption(cseKeys, { maxAgeS: config.cse.maxAgeS });
+    const recordKeys = recordKeyringFor({ sealWith: config.keys.mode === 'hierarchical' ? 'epoch' : 'per-transaction', dataKeys, epochs });
     const transactionsService = new TransactionService({
       database,
       appender,
-      dataKeys,
+      recordKeys,
       macKey,
       fingerprintKey,
       probes: new ProbeLimiter(database, { limit: config.probeLimitPerHour, onRefused: () => metrics.probeRefusals.inc() }),
@@ -412,12 +414,11 @@ export async function startPaylog(config: Config, opts: StartOptions = {}): Prom
     const release = new ReleaseService({
       database,
       appender,
-      dataKeys,
+      recordKeys,
       transactions: transactionsService,
       processors: processorRegistry,
       macKey,
       metrics,
-      epochs,
     });
     const clock = opts.clock ?? (() => new Date());
     const keyLifecycle = new KeyLifecycleService({

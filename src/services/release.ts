@@ -23,10 +23,8 @@ import { PaylogError, isPaylogError } from '../errors.js';
 import { authorizeOnTransaction } from '../auth/policy.js';
 import type { Principal } from '../auth/principal.js';
 import type { ProcessorRegistry } from '../auth/processors.js';
-import { openEnvelope, type DataKeySource } from '../crypto/envelope.js';
+import type { RecordKeyring } from '../keys/record-keys.js';
 import { accessLeafV2, accessViewFromLeaf, decodeLeaf, encodeLeaf, type AccessServedView } from '../log/leaf.js';
-import { openEnvelopeV2 } from '../crypto/envelope-v2.js';
-import type { EpochKeyring } from '../kms/epoch-keys.js';
 import type { Appender } from '../log/appender.js';
 import type { TransactionService } from './transactions.js';
 import { containsIban } from '../validation/transaction.js';
@@ -80,14 +78,13 @@ export type AccessView = AccessServedView & { logIndex: number };
 export interface ReleaseDeps {
   database: AppDatabase;
   appender: Appender;
-  dataKeys: DataKeySource;
+  /** Opens records of every envelope version (src/keys/record-keys.ts). */
+  recordKeys: RecordKeyring;
   transactions: TransactionService;
   processors: ProcessorRegistry;
   /** Keyed digests of unknown transaction ids (never logged in the clear). */
   macKey: Buffer;
   metrics?: Metrics;
-  /** Opens envelope v2 records (epoch private keys, cached); needed whenever v2 records exist. */
-  epochs?: EpochKeyring;
 }
 
 /**
@@ -153,23 +150,20 @@ export class ReleaseService {
         if (!key) throw new PaylogError('INTEGRITY_FAILURE', 'the data key of this record is no longer available');
         if (key.wrappedKey === null || key.shreddedAt !== null) throw new PaylogError('DATA_SHREDDED', 'the card data of this transaction has been shredded');
         const env = row.envelope;
-        const stored = { salt: env.salt, iv: env.iv, ciphertext: env.ciphertext, tag: env.tag, keyCommitment: env.keyCommitment };
-        if ('epochId' in env.key) {
-          // Envelope v2: the leaf names the epoch; the stored data key row must agree.
-          const epochs = this.deps.epochs;
-          if (!epochs) throw new PaylogError('INTERNAL', 'envelope v2 record but no epoch keyring');
-          if (env.version !== 2 || key.epochId !== env.key.epochId) throw new PaylogError('INTEGRITY_FAILURE', 'the key reference of this record does not match its leaf');
-          const binding = { transactionId, processor: row.view.processor, epochId: env.key.epochId };
-          const wrappedKey = key.wrappedKey;
-          plaintext = await epochs.withPrivateKey(binding.epochId, (sk) => openEnvelopeV2(sk, binding, { version: 2, ...stored, wrappedKey, epochId: binding.epochId }));
-        } else {
-          if (key.kmsKeyId === null) throw new PaylogError('INTEGRITY_FAILURE', 'the data key of this record has no key reference');
-          plaintext = await openEnvelope(
-            this.deps.dataKeys,
-            { transactionId, processor: row.view.processor },
-            { version: 1, ...stored, wrappedKey: key.wrappedKey, kmsKeyId: key.kmsKeyId },
-          );
-        }
+        plaintext = await this.deps.recordKeys.open(
+          {
+            version: env.version,
+            keyRef: env.key,
+            salt: env.salt,
+            iv: env.iv,
+            ciphertext: env.ciphertext,
+            tag: env.tag,
+            keyCommitment: env.keyCommitment,
+            wrappedKey: key.wrappedKey,
+            stored: { kmsKeyId: key.kmsKeyId, epochId: key.epochId },
+          },
+          { transactionId, processor: row.view.processor },
+        );
       } catch (e) {
         if (isPaylogError(e) && (e.code === 'KMS_UNAVAILABLE' || e.code === 'DATA_SHREDDED')) refusal = e;
         // The database failing to answer says nothing about the record: 503, not 422.
@@ -208,7 +202,7 @@ export class ReleaseService {
       });
       if (appended.status === 'denied') {
         // A shred committed between the key checks above and this entry: nothing is released.
-        if (appended.reason === 'epoch_shredded' && 'epochId' in row!.envelope.key) this.deps.epochs?.forget(row!.envelope.key.epochId);
+        if (appended.reason === 'epoch_shredded') this.deps.recordKeys.keyShredded(row!.envelope.key);
         refusal = shreddedAtCommit();
       }
       const outcome = refusal ? 'denied' : 'granted';

@@ -20,13 +20,12 @@ import { z } from 'zod';
 import type { AppDatabase } from '../db/connection.js';
 import { dataKeys } from '../db/schema.js';
 import { PaylogError, isPaylogError } from '../errors.js';
-import { authorizeOnTransaction } from '../auth/policy.js';
 import type { Principal } from '../auth/principal.js';
 import type { ProcessorRegistry } from '../auth/processors.js';
 import type { RecordKeyring } from '../keys/record-keys.js';
 import { accessLeafV2, accessViewFromLeaf, decodeLeaf, encodeLeaf, type AccessServedView } from '../log/leaf.js';
 import type { Appender } from '../log/appender.js';
-import type { TransactionService } from './transactions.js';
+import type { TransactionRecord, TransactionService } from './transactions.js';
 import { containsIban } from '../validation/transaction.js';
 import { containsPanLikeNumber, isTransactionId } from '../validation/identifiers.js';
 import { unknownTransactionRef } from '../crypto/fingerprint.js';
@@ -117,8 +116,10 @@ function parseReleaseRequest(raw: unknown): ReleaseRequest {
 export class ReleaseService {
   constructor(private readonly deps: ReleaseDeps) {}
 
-  private standing(p: Principal): Promise<boolean> {
-    return this.deps.processors.inGoodStanding(p);
+  /** Whether a transaction row exists (no leaf read): decides how a refused attempt names it in the log. */
+  private async recordExists(transactionId: string): Promise<boolean> {
+    const r = await this.deps.database.pool.query({ name: 'paylog_release_exists', text: 'SELECT 1 FROM transactions WHERE transaction_id = $1', values: [transactionId] });
+    return r.rows.length > 0;
   }
 
   /**
@@ -128,15 +129,26 @@ export class ReleaseService {
   async release(principal: Principal, transactionId: string, raw: unknown, sourceAddress: string): Promise<ReleaseResult> {
     // Ids that cannot exist (submission's rule) are 404 at once, unlogged.
     if (!isTransactionId(transactionId)) throw new PaylogError('NOT_FOUND', 'no such transaction');
-    const row = await this.deps.transactions.findRow(transactionId);
-    const active = await this.standing(principal);
-    const resource = row && active ? { assignedProcessor: row.view.processor } : {};
-
-    let body: ReleaseRequest | undefined;
+    // Authorized before the record is read or its leaf decoded (issue 19): "not yours" and
+    // "does not exist" do the same work (authorizeFor's query, then recordExists, no leaf) and
+    // are refused alike; both are logged as denied attempts.
+    let assigned: string | null = null;
     let refusal: PaylogError | undefined;
     try {
-      authorizeOnTransaction(principal, 'transaction:release', resource);
+      assigned = await this.deps.transactions.authorizeFor(principal, 'transaction:release', transactionId);
+    } catch (e) {
+      if (!isPaylogError(e)) throw e;
+      refusal = e;
+    }
+    const row = refusal ? null : await this.deps.transactions.findRow(transactionId);
+    const exists = row !== null || (refusal !== undefined && (await this.recordExists(transactionId)));
+
+    let body: ReleaseRequest | undefined;
+    try {
+      if (refusal) throw refusal;
       if (!row) throw new PaylogError('NOT_FOUND', 'no such transaction');
+      // The lookup row only chose whom to ask; the leaf is what counts.
+      if (assigned !== null && row.view.processor !== assigned) throw new PaylogError('INTEGRITY_FAILURE', 'the stored record does not match its log entry');
       body = parseReleaseRequest(raw);
     } catch (e) {
       refusal = isPaylogError(e) ? e : new PaylogError('INTERNAL', 'release refused');
@@ -174,7 +186,7 @@ export class ReleaseService {
 
     // The log names an existing transaction by its id (validated at submission); an id that
     // does not exist is recorded only as a keyed digest.
-    const loggedId = row ? transactionId : unknownTransactionRef(this.deps.macKey, transactionId);
+    const loggedId = exists ? transactionId : unknownTransactionRef(this.deps.macKey, transactionId);
     try {
       const now = new Date();
       const accessLeaf = (outcome: 'granted' | 'denied', reason: string | undefined) =>

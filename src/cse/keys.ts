@@ -51,7 +51,7 @@ import { eq } from 'drizzle-orm';
 import type { AppDatabase } from '../db/connection.js';
 import { cseKeys, keyring } from '../db/schema.js';
 import type { KmsBackend } from '../kms/backend.js';
-import { KMS_CONTEXT_KEY_PURPOSE } from '../kms/epoch-keys.js';
+import { KMS_CONTEXT_KEY_PURPOSE } from '../kms/epoch-names.js';
 import { periodOf, periodOfLabel, type PeriodGranularity } from '../keys/periods.js';
 import { PaylogError, isPaylogError } from '../errors.js';
 import { MaterialCache } from '../keys/material-cache.js';

@@ -15,7 +15,7 @@ import { createLogger, type Logger } from './logging.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import type { AppDatabase } from './db/connection.js';
 import type { LocalKmsEndpoint } from './kms/local/server.js';
-import type { PaylogKms } from './kms/client.js';
+import type { KmsBackend } from './kms/backend.js';
 import type { DevPki } from './pki/dev-pki.js';
 import type { Appender } from './log/appender.js';
 import type { CheckpointPublisher, PublishedKey, Refusal } from './log/checkpoint-publisher.js';
@@ -53,7 +53,7 @@ export interface Paylog {
   readonly metrics: Metrics;
   readonly database: AppDatabase;
   readonly ownerDatabaseUrl: string;
-  readonly kms: PaylogKms;
+  readonly kms: KmsBackend;
   readonly dataKeyId: string;
   readonly signingKeyIds: string[];
   readonly checkpoints: CheckpointPublisher;

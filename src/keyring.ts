@@ -6,7 +6,7 @@ import { createHmac } from 'node:crypto';
 import { eq } from 'drizzle-orm';
 import type { AppDatabase } from './db/connection.js';
 import { keyring } from './db/schema.js';
-import type { PaylogKms } from './kms/client.js';
+import type { KmsBackend } from './kms/backend.js';
 import { PaylogError, isPaylogError } from './errors.js';
 
 export const MAC_KEY_NAME = 'fingerprint-hmac';
@@ -32,7 +32,7 @@ const contextFor = (name: string) => ({ 'paylog:keyring': name });
  */
 export async function loadOrCreateServiceKey(
   database: AppDatabase,
-  kms: PaylogKms,
+  kms: KmsBackend,
   kmsKeyId: string,
   name: string,
 ): Promise<Buffer> {

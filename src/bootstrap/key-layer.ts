@@ -10,7 +10,7 @@ import type { Config } from '../config.js';
 import { errorForLog, type Logger } from '../logging.js';
 import type { Metrics } from '../metrics.js';
 import type { AppDatabase } from '../db/connection.js';
-import type { PaylogKms } from '../kms/client.js';
+import type { KmsBackend } from '../kms/backend.js';
 import { EpochKeyring } from '../kms/epoch-keys.js';
 import { KeyNoticeListener, registerEpochKeyGauges } from '../kms/key-notifications.js';
 import { CseKeyStore, registerCseKeyMetrics } from '../cse/keys.js';
@@ -29,7 +29,7 @@ export interface KeyLayerDeps {
   database: AppDatabase;
   /** Where the key notification listener connects (the runtime login). */
   runtimeLogin: RuntimeLogin;
-  kms: PaylogKms;
+  kms: KmsBackend;
   keyEvents: KeyEventLog;
   /** MAC of key-epoch rows. */
   epochKey: Buffer;

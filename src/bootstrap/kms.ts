@@ -10,6 +10,7 @@ import { DEFAULT_AWS_REGION, type Config } from '../config.js';
 import type { Logger } from '../logging.js';
 import type { Metrics } from '../metrics.js';
 import { createKmsClient, PaylogKms } from '../kms/client.js';
+import type { KmsBackend } from '../kms/backend.js';
 import type { LocalKmsEndpoint } from '../kms/local/server.js';
 import { checkConfiguredKeys, type KeyRef, type KmsWhere } from '../kms/startup.js';
 import type { DataKeySource } from '../crypto/envelope.js';
@@ -17,7 +18,7 @@ import type { Cleanups } from './cleanups.js';
 import { startDevLocalKms } from './dev.js';
 
 export interface KmsStep {
-  kms: PaylogKms;
+  kms: KmsBackend;
   /** The local endpoint this process started (not a cluster primary's). */
   local?: LocalKmsEndpoint;
   where: KmsWhere;

@@ -6,7 +6,7 @@
  * appends); a signer that refuses to sign the stored tree MUST make every worker not ready.
  */
 import type { AppDatabase } from '../db/connection.js';
-import type { PaylogKms } from '../kms/client.js';
+import type { KmsBackend } from '../kms/backend.js';
 import type { Refusal } from '../log/checkpoint-publisher.js';
 import type { WitnessCosigning } from '../log/witness/submitter.js';
 import { createReadiness, type ReadinessReport } from '../readiness.js';
@@ -14,7 +14,7 @@ import { createReadiness, type ReadinessReport } from '../readiness.js';
 export interface ReadinessDeps {
   /** The runtime pool. */
   database: AppDatabase;
-  kms: PaylogKms;
+  kms: KmsBackend;
   dataKeyId: string;
   witnessing?: WitnessCosigning;
   workers?: () => { listening: number; configured: number } | undefined;

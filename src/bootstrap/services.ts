@@ -5,11 +5,12 @@
  * Contract: constructs only (no I/O); the services themselves own their rules. It MUST NOT
  * register a route (src/api/routes/index.ts does).
  */
+import { recordKeyringFor } from '../keys/compose.js';
 import type { Config } from '../config.js';
 import type { Logger } from '../logging.js';
 import type { Metrics } from '../metrics.js';
 import type { AppDatabase } from '../db/connection.js';
-import type { PaylogKms } from '../kms/client.js';
+import type { KmsBackend } from '../kms/backend.js';
 import type { DataKeySource } from '../crypto/envelope.js';
 import type { Appender } from '../log/appender.js';
 import type { PublishedKey } from '../log/checkpoint-publisher.js';
@@ -43,7 +44,7 @@ export interface ServicesDeps {
   keysDatabase: AppDatabase;
   adminDatabase: AppDatabase;
   appender: Appender;
-  kms: PaylogKms;
+  kms: KmsBackend;
   dataKeyId: string;
   signingKeyIds: string[];
   dataKeys: DataKeySource;
@@ -73,10 +74,11 @@ export function createServices(config: Config, d: ServicesDeps, logger: Logger, 
   const { database, appender, keyLayer } = d;
   const processors = new ProcessorRegistry(database, d.adminDatabase);
   const revocations = new RevocationList(database);
+  const recordKeys = recordKeyringFor({ sealWith: config.keys.mode === 'hierarchical' ? 'epoch' : 'per-transaction', dataKeys: d.dataKeys, epochs: keyLayer.epochs });
   const transactions = new TransactionService({
     database,
     appender,
-    dataKeys: d.dataKeys,
+    recordKeys,
     macKey: d.macKey,
     fingerprintKey: d.fingerprintKey,
     probes: new ProbeLimiter(database, { limit: config.probeLimitPerHour, onRefused: () => metrics.probeRefusals.inc() }),
@@ -92,12 +94,11 @@ export function createServices(config: Config, d: ServicesDeps, logger: Logger, 
   const release = new ReleaseService({
     database,
     appender,
-    dataKeys: d.dataKeys,
+    recordKeys,
     transactions,
     processors,
     macKey: d.macKey,
     metrics,
-    epochs: keyLayer.epochs,
   });
   const keyLifecycle = new KeyLifecycleService({
     database,

@@ -4,7 +4,7 @@
  *
  * ## Keys, names and rotation
  * - One key per calendar period (UTC; `PAYLOG_CSE_KEY_PERIOD` = `month` default, `day`, `hour`;
- *   the period arithmetic is the epoch keys' `periodOf`). Its key id names the period:
+ *   the period arithmetic is src/keys/periods.ts, shared with the epoch keys). Its key id names the period:
  *   `paylog-cse-2026-12`, `paylog-cse-2026-12-01`, `paylog-cse-2026-12-01T10`. The JWK Set lists
  *   exactly the current period's key.
  * - A key decrypts from its period's start (less `CSE_KEY_CLOCK_SKEW_MS`, for instances whose
@@ -40,23 +40,25 @@
  *   The imported key lives inside OpenSSL and cannot be wiped from JavaScript: eviction drops
  *   the last reference and the garbage collector frees it.
  *
- * ## Cache (same pattern as the epoch data keys)
+ * ## Cache (src/keys/material-cache.ts, shared with the epoch private keys)
  * - Single flight: concurrent misses for one kid share one load (one KMS `Decrypt`).
  * - TTL `PAYLOG_CSE_KEY_CACHE_TTL_S` (default 300 s) from load; an expired entry is evicted by
- *   a timer and the next use loads it again. A failed load is not cached.
+ *   a timer and the next use loads it again. A failed load is not cached. No use limit.
  * - `forget(kid)` evicts one key (destruction); `close()` evicts everything.
  */
 import { createHash, createPrivateKey, createPublicKey, hkdfSync, webcrypto } from 'node:crypto';
 import { eq } from 'drizzle-orm';
 import type { AppDatabase } from '../db/connection.js';
 import { cseKeys, keyring } from '../db/schema.js';
-import type { PaylogKms } from '../kms/client.js';
-import { KMS_CONTEXT_KEY_PURPOSE, periodOf, type EpochGranularity } from '../kms/epoch-keys.js';
+import type { KmsBackend } from '../kms/backend.js';
+import { KMS_CONTEXT_KEY_PURPOSE } from '../kms/epoch-names.js';
+import { periodOf, periodOfLabel, type PeriodGranularity } from '../keys/periods.js';
 import { PaylogError, isPaylogError } from '../errors.js';
+import { MaterialCache } from '../keys/material-cache.js';
 import { SYSTEM_ACTOR, type KeyEvent } from '../services/key-events.js';
 import { Counter, type Registry } from 'prom-client';
 
-export type CseKeyPeriod = EpochGranularity;
+export type CseKeyPeriod = PeriodGranularity;
 
 /** JWE algorithms paylog accepts, and the only ones the JWK Set advertises. */
 export const CSE_KEY_MANAGEMENT_ALGORITHM = 'ECDH-ES';
@@ -80,8 +82,6 @@ const SCALAR_SOURCE_BYTES = 40;
 const P256_N = 0xffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551n;
 /** PKCS#8 PrivateKeyInfo prefix for id-ecPublicKey / prime256v1 with a bare ECPrivateKey (RFC 5915). */
 const P256_PKCS8_PREFIX = Buffer.from('3041020100301306072a8648ce3d020106082a8648ce3d030107042730250201010420', 'hex');
-
-const KID_RE = /^paylog-cse-(\d{4})-(\d{2})(?:-(\d{2})(?:T(\d{2}))?)?$/;
 
 export interface CsePublicJwk {
   kty: 'EC';
@@ -114,13 +114,8 @@ export function kidForTime(at: Date, period: CseKeyPeriod): string {
 
 /** The period a key id names, or null when it is not a well-formed paylog CSE key id. */
 export function periodOfKid(kid: string): { start: number; end: number; period: CseKeyPeriod } | null {
-  const m = KID_RE.exec(kid);
-  if (m === null) return null;
-  const [y, mo, d, h] = [Number(m[1]), Number(m[2]) - 1, Number(m[3] ?? 1), Number(m[4] ?? 0)];
-  const period: CseKeyPeriod = m[3] === undefined ? 'month' : m[4] === undefined ? 'day' : 'hour';
-  const p = periodOf(new Date(Date.UTC(y, mo, d, h)), period);
-  // Reject out-of-range fields (2026-13, 02-30, T24) that Date.UTC would roll over.
-  return kidForTime(p.start, period) === kid ? { start: p.start.getTime(), end: p.end.getTime(), period } : null;
+  const p = kid.startsWith(KID_PREFIX) ? periodOfLabel(kid.slice(KID_PREFIX.length)) : null;
+  return p === null ? null : { start: p.start.getTime(), end: p.end.getTime(), period: p.granularity };
 }
 
 /** The KMS alias of the kid's own KMS key. */
@@ -138,7 +133,7 @@ export function cseSeedContext(kid: string): Record<string, string> {
  * when `create`, else null when the alias does not exist (never created, or deleted by KMS).
  * This — not any database column — is what a `cse_keys` row must name to be used.
  */
-export async function resolveCseKmsKey(kms: PaylogKms, kid: string, create: boolean): Promise<string | null> {
+export async function resolveCseKmsKey(kms: KmsBackend, kid: string, create: boolean): Promise<string | null> {
   if (create) return await kms.ensureKey(cseKeyAlias(kid), 'SYMMETRIC_DEFAULT');
   try {
     return await kms.keyArn(cseKeyAlias(kid));
@@ -188,7 +183,7 @@ export async function importCseKey(kid: string, seed: Buffer): Promise<LoadedKey
 
 export interface CseKeyStoreDeps {
   database: AppDatabase;
-  kms: PaylogKms;
+  kms: KmsBackend;
   /** Commits a key event to the log (src/services/key-events.ts); resolves after commit. */
   recordKeyEvent: (e: KeyEvent) => Promise<number>;
   /**
@@ -217,14 +212,24 @@ interface CseKeyRow {
 }
 
 export class CseKeyStore {
-  private readonly cache = new Map<string, { value: Promise<LoadedKey>; timer?: NodeJS.Timeout }>();
   readonly stats: CseKeyStats = { loads: 0, hits: 0, evictions: 0 };
-  private closed = false;
+  /**
+   * Loaded keys (src/keys/material-cache.ts). A non-extractable CryptoKey cannot be wiped from
+   * JavaScript: eviction drops the last reference (module doc).
+   */
+  private readonly cache: MaterialCache<LoadedKey>;
 
   constructor(
     private readonly deps: CseKeyStoreDeps,
     readonly settings: CseKeySettings,
-  ) {}
+  ) {
+    this.cache = new MaterialCache<LoadedKey>({
+      ttlMs: settings.cacheTtlS * 1000,
+      onEvict: () => void this.stats.evictions++,
+      onHit: () => void this.stats.hits++,
+      closedError: () => new PaylogError('INTERNAL', 'CSE key store is closed'),
+    });
+  }
 
   private now(): Date {
     return this.deps.clock?.() ?? new Date();
@@ -246,25 +251,7 @@ export class CseKeyStore {
   }
 
   private get(kid: string, opts: { create: boolean }): Promise<LoadedKey> {
-    if (this.closed) return Promise.reject(new PaylogError('INTERNAL', 'CSE key store is closed'));
-    const hit = this.cache.get(kid);
-    if (hit !== undefined) {
-      this.stats.hits++;
-      return hit.value;
-    }
-    const entry: { value: Promise<LoadedKey>; timer?: NodeJS.Timeout } = { value: this.load(kid, opts) };
-    this.cache.set(kid, entry);
-    entry.value.then(
-      () => {
-        if (this.cache.get(kid) !== entry) return;
-        entry.timer = setTimeout(() => this.evict(kid, entry), this.settings.cacheTtlS * 1000);
-        entry.timer.unref();
-      },
-      () => {
-        if (this.cache.get(kid) === entry) this.cache.delete(kid); // failures are not cached
-      },
-    );
-    return entry.value;
+    return this.cache.get(kid, () => this.load(kid, opts));
   }
 
   /** The kid's row, then a legacy keyring row, then (current kid only) a new key. */
@@ -398,23 +385,14 @@ export class CseKeyStore {
     }
   }
 
-  private evict(kid: string, entry: { timer?: NodeJS.Timeout }): void {
-    if (this.cache.get(kid) !== entry) return;
-    if (entry.timer) clearTimeout(entry.timer);
-    this.cache.delete(kid);
-    this.stats.evictions++;
-  }
-
   /** Drops the cached key of `kid` (after its destruction). */
   forget(kid: string): void {
-    const entry = this.cache.get(kid);
-    if (entry) this.evict(kid, entry);
+    this.cache.forget(kid);
   }
 
   /** Evicts every cached key; later calls fail. */
   close(): void {
-    this.closed = true;
-    for (const [kid, entry] of [...this.cache]) this.evict(kid, entry);
+    this.cache.close();
   }
 }
 

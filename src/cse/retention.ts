@@ -18,7 +18,7 @@
  * `applyRetention`: the daily run in worker 0, and `npm run retention -- apply`).
  */
 import type { AppDatabase } from '../db/connection.js';
-import type { PaylogKms } from '../kms/client.js';
+import type { KmsBackend } from '../kms/backend.js';
 import { isPaylogError } from '../errors.js';
 import type { KeyEvent, KeyEventActor } from '../services/key-events.js';
 import { periodOfKid, resolveCseKmsKey, type CseKeyStore } from './keys.js';
@@ -39,7 +39,7 @@ export interface CseKeyDestruction {
 export interface CseDestructionDeps {
   /** The paylog_keys connection. */
   keysDatabase: AppDatabase;
-  kms: PaylogKms;
+  kms: KmsBackend;
   keys: CseKeyStore;
   recordKeyEvent: (e: KeyEvent) => Promise<number>;
   clock: () => Date;
@@ -96,7 +96,7 @@ export async function destroyExpiredCseKeys(
 }
 
 /** ScheduleKeyDeletion; a key already pending deletion (a rerun) is left as it is (null). */
-async function scheduleDeletion(kms: PaylogKms, keyId: string): Promise<Date | null> {
+async function scheduleDeletion(kms: KmsBackend, keyId: string): Promise<Date | null> {
   try {
     return await kms.scheduleKeyDeletion(keyId, CSE_KEY_PENDING_WINDOW_DAYS);
   } catch (e) {

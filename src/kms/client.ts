@@ -1,5 +1,5 @@
 /**
- * paylog's only door to key operations: a thin wrapper over the real `@aws-sdk/client-kms`
+ * The AWS KMS backend (src/kms/backend.ts `KmsBackend`): a thin wrapper over the real `@aws-sdk/client-kms`
  * `KMSClient`, pointed either at AWS KMS or at the local dev endpoint (`local/server.ts`).
  *
  * Contracts:
@@ -29,6 +29,7 @@ import {
 } from '@aws-sdk/client-kms';
 import { createPublicKey } from 'node:crypto';
 import { isPaylogError, PaylogError, type ErrorCode } from '../errors.js';
+import type { KmsBackend, KmsKeyDescription, KmsKeySpec } from './backend.js';
 
 export interface KmsSettings {
   /** Endpoint URL (the local endpoint's `url`, or `AWS_ENDPOINT_URL_KMS`). */
@@ -172,7 +173,8 @@ export type KmsRequestObserver = (operation: string, outcome: string) => void;
 /** Told the duration of every KMS request paylog makes (metrics: paylog_kms_request_duration_seconds). */
 export type KmsDurationObserver = (operation: string, seconds: number) => void;
 
-export class PaylogKms {
+/** The AWS KMS backend (`@aws-sdk/client-kms`): the only file that knows the AWS SDK's key API. */
+export class PaylogKms implements KmsBackend {
   constructor(
     private readonly client: KMSClient,
     private readonly observe: KmsRequestObserver = () => {},
@@ -215,7 +217,7 @@ export class PaylogKms {
   }
 
   /** DescribeKey: the key's ARN, spec, usage and state (start-up checks; readiness uses `ping`). */
-  async describe(keyId: string): Promise<{ arn?: string; keySpec?: string; keyUsage?: string; enabled: boolean; keyState?: string }> {
+  async describe(keyId: string): Promise<KmsKeyDescription> {
     const out = await this.call('DescribeKey', () => this.client.send(new DescribeKeyCommand({ KeyId: keyId })));
     const m = out.KeyMetadata;
     return {
@@ -357,7 +359,7 @@ export class PaylogKms {
    * Dev setup: the ARN of the key behind `alias/<alias>`, creating key + alias when missing.
    * Idempotent. Production configures key ids and never calls this.
    */
-  async ensureKey(alias: string, spec: 'SYMMETRIC_DEFAULT' | 'ECC_NIST_EDWARDS25519'): Promise<string> {
+  async ensureKey(alias: string, spec: KmsKeySpec): Promise<string> {
     const aliasName = alias.startsWith('alias/') ? alias : `alias/${alias}`;
     const existing = await this.describeArnOrUndefined(aliasName);
     if (existing !== undefined) return existing;

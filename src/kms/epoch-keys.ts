@@ -43,106 +43,28 @@ import { createHash } from 'node:crypto';
 import { PaylogError, isPaylogError } from '../errors.js';
 import type { AppDatabase } from '../db/connection.js';
 import { X25519PrivateKey, X25519PublicKey } from '../crypto/hpke.js';
-import type { PaylogKms } from './client.js';
+import type { KmsBackend } from './backend.js';
 import type { KeyEvent } from '../services/key-events.js';
-import { TRUST_COLUMNS, epochRowMac, epochRowTrusted, type EpochRowTrust } from './epoch-rows.js';
+import { MaterialCache } from '../keys/material-cache.js';
+import { periodOf, type KeyPeriod } from '../keys/periods.js';
+import { TRUST_COLUMNS, epochRowMac, epochRowTrusted } from './epoch-rows.js';
+import {
+  EPOCH_LOCK_CLASS,
+  epochEventSubject,
+  epochIdOf,
+  epochKmsContext,
+  periodKeyAlias,
+  type EpochGranularity,
+  type EpochRow,
+  type TrustedEpochRow,
+} from './epoch-names.js';
 
-export type EpochGranularity = 'month' | 'day' | 'hour';
-export type ClockFn = () => Date;
-
-/** KMS encryption-context keys of a wrapped epoch private key (stable). */
-export const KMS_CONTEXT_EPOCH = 'paylog:epoch';
-export const KMS_CONTEXT_EPOCH_PUBLIC_KEY = 'paylog:epoch-public-key';
-export const KMS_CONTEXT_KEY_PURPOSE = 'paylog:key-purpose';
-export const EPOCH_KEY_PURPOSE = 'epoch-private-key/x25519';
-/** Alias prefix of the per-period KMS keys (operator-created ahead, or by paylog with kms:CreateKey). */
-export const PERIOD_KEY_ALIAS_PREFIX = 'alias/paylog-epoch-';
-/** Advisory lock class for epoch creation ("pyke"), second key = hashtext(processor). */
-export const EPOCH_LOCK_CLASS = 0x70796b65;
-
-export interface KeyPeriod {
-  granularity: EpochGranularity;
-  start: Date;
-  end: Date;
-  /** `2026-12`, `2026-12-01`, `2026-12-01T10` (UTC). */
-  label: string;
-}
-
-/** The UTC period of `granularity` containing `t`. */
-export function periodOf(t: Date, granularity: EpochGranularity): KeyPeriod {
-  const y = t.getUTCFullYear();
-  const m = t.getUTCMonth();
-  const d = t.getUTCDate();
-  const h = t.getUTCHours();
-  let start: Date;
-  let end: Date;
-  if (granularity === 'month') {
-    start = new Date(Date.UTC(y, m, 1));
-    end = new Date(Date.UTC(y, m + 1, 1));
-  } else if (granularity === 'day') {
-    start = new Date(Date.UTC(y, m, d));
-    end = new Date(Date.UTC(y, m, d + 1));
-  } else {
-    start = new Date(Date.UTC(y, m, d, h));
-    end = new Date(Date.UTC(y, m, d, h + 1));
-  }
-  const iso = start.toISOString();
-  const label = granularity === 'month' ? iso.slice(0, 7) : granularity === 'day' ? iso.slice(0, 10) : iso.slice(0, 13);
-  return { granularity, start, end, label };
-}
-
-/** `<processor>/<period label>/<generation>`, e.g. `acme/2026-12/0`. */
-export function epochIdOf(processor: string, period: KeyPeriod, generation: number): string {
-  return `${processor}/${period.label}/${generation}`;
-}
-
-export function periodKeyAlias(period: KeyPeriod): string {
-  return `${PERIOD_KEY_ALIAS_PREFIX}${period.granularity}-${period.label}`;
-}
-
-/**
- * Alias of the KMS key that rewrap round `round` (1, 2, ...) creates for `period`, e.g.
- * `alias/paylog-epoch-month-2026-12-r1`: a key of that period only (issue 17).
- */
-export function periodRewrapKeyAlias(period: KeyPeriod, round: number): string {
-  return `${periodKeyAlias(period)}-r${round}`;
-}
-
-/** KMS encryption context binding a wrapped epoch private key to its epoch and public key. */
-export function epochKmsContext(epochId: string, publicKey: Buffer): Record<string, string> {
-  return {
-    [KMS_CONTEXT_EPOCH]: epochId,
-    [KMS_CONTEXT_EPOCH_PUBLIC_KEY]: publicKey.toString('base64'),
-    [KMS_CONTEXT_KEY_PURPOSE]: EPOCH_KEY_PURPOSE,
-  };
-}
-
-export interface EpochRow {
-  epoch_id: string;
-  processor: string;
-  granularity: string;
-  period_start: Date;
-  period_end: Date;
-  generation: number;
-  public_key: Buffer;
-  kms_key_id: string | null;
-  wrapped_private_key: Buffer | null;
-  wrapped_key_sha256: Buffer | null;
-  retired_at: Date | null;
-  shredded_at: Date | null;
-}
-
-/** A row as read for use: with its MAC and whether migration 0009 listed it (src/kms/epoch-rows.ts). */
-export type TrustedEpochRow = EpochRow & EpochRowTrust;
-
-/** What every key event about one epoch names: the epoch, its processor and its period. */
-export function epochEventSubject(e: EpochRow): { epochId: string; processor: string; periodStart: Date; periodEnd: Date } {
-  return { epochId: e.epoch_id, processor: e.processor, periodStart: e.period_start, periodEnd: e.period_end };
-}
+// Names, encryption contexts and row shapes of epochs (pure): src/kms/epoch-names.ts.
+export * from './epoch-names.js';
 
 export interface EpochKeyringOptions {
   database: AppDatabase;
-  kms: PaylogKms;
+  kms: KmsBackend;
   granularity: EpochGranularity;
   cacheTtlMs: number;
   cacheMaxUses: number;
@@ -161,13 +83,6 @@ interface PublicEntry {
   publicKey: X25519PublicKey;
   periodStart: number;
   periodEnd: number;
-}
-
-interface PrivateEntry {
-  key: X25519PrivateKey;
-  expiresAt: number;
-  usesLeft: number;
-  timer: NodeJS.Timeout;
 }
 
 const sha256 = (b: Buffer) => createHash('sha256').update(b).digest();
@@ -192,12 +107,22 @@ export class EpochKeyring {
   /** processor → the epoch this process last saw encrypting for it (a hint: see knownCurrent). */
   private readonly currentByProcessor = new Map<string, PublicEntry>();
   private readonly loadingPublic = new Map<string, Promise<PublicEntry | null>>();
-  private readonly privateKeys = new Map<string, PrivateEntry>();
-  private readonly loadingPrivate = new Map<string, Promise<PrivateEntry>>();
+  /** Unwrapped private keys (src/keys/material-cache.ts): zeroed when they leave it. */
+  private readonly privateKeys: MaterialCache<X25519PrivateKey>;
   private closed = false;
   private readonly untrusted = new Set<string>();
 
-  constructor(private readonly o: EpochKeyringOptions) {}
+  constructor(private readonly o: EpochKeyringOptions) {
+    this.privateKeys = new MaterialCache<X25519PrivateKey>({
+      ttlMs: o.cacheTtlMs,
+      maxUses: o.cacheMaxUses,
+      onEvict: (key) => key.destroy(),
+      isUsable: (key) => !key.isDestroyed,
+      ...(o.onCacheHit ? { onHit: o.onCacheHit } : {}),
+      ...(o.onCacheMiss ? { onMiss: o.onCacheMiss } : {}),
+      closedError: () => new PaylogError('LOG_UNAVAILABLE', 'shutting down'),
+    });
+  }
 
   /** Whether the service created this row (or migration 0009 listed it); reports it once if not. */
   private trusted(row: TrustedEpochRow): boolean {
@@ -318,35 +243,12 @@ export class EpochKeyring {
    * or its key period has been shredded.
    */
   async withPrivateKey<T>(epochId: string, fn: (key: X25519PrivateKey) => T): Promise<T> {
-    for (let attempt = 0; attempt < 3; attempt++) {
-      let entry = this.privateKeys.get(epochId);
-      if (entry && entry.expiresAt > Date.now() && entry.usesLeft > 0 && !entry.key.isDestroyed) {
-        this.o.onCacheHit?.();
-      } else {
-        if (entry) this.evict(epochId);
-        const pending = this.loadingPrivate.get(epochId);
-        if (pending) this.o.onCacheHit?.();
-        entry = await this.singleFlight(this.loadingPrivate, epochId, () => this.unwrapPrivate(epochId));
-      }
-      if (entry.usesLeft <= 0 || entry.key.isDestroyed) continue; // exhausted by concurrent users: load again
-      entry.usesLeft--;
-      try {
-        return fn(entry.key);
-      } finally {
-        if (entry.usesLeft <= 0) this.evict(epochId);
-      }
-    }
-    throw new PaylogError('KMS_UNAVAILABLE', 'epoch key could not be kept long enough to use');
+    return await this.privateKeys.use(epochId, () => this.unwrapPrivate(epochId), fn);
   }
 
   /** Drops (and zeroes) any cached private key of `epochId`. */
   evict(epochId: string): void {
-    const e = this.privateKeys.get(epochId);
-    if (e) {
-      clearTimeout(e.timer);
-      e.key.destroy();
-      this.privateKeys.delete(epochId);
-    }
+    this.privateKeys.forget(epochId);
   }
 
   /**
@@ -365,7 +267,7 @@ export class EpochKeyring {
    * epochs forgotten.
    */
   async forgetShredded(): Promise<string[]> {
-    const ids = [...new Set([...this.privateKeys.keys(), ...this.publicKeys.keys(), ...[...this.currentByProcessor.values()].map((e) => e.epochId)])];
+    const ids = [...new Set([...this.privateKeys.loadedKeys(), ...this.publicKeys.keys(), ...[...this.currentByProcessor.values()].map((e) => e.epochId)])];
     if (ids.length === 0) return [];
     const r = await this.o.database.pool.query('SELECT epoch_id FROM key_epochs WHERE epoch_id = ANY($1::text[]) AND (shredded_at IS NOT NULL OR wrapped_private_key IS NULL)', [ids]);
     const gone = (r.rows as { epoch_id: string }[]).map((x) => x.epoch_id);
@@ -381,7 +283,7 @@ export class EpochKeyring {
   /** Zeroes every cached private key; later calls fail. */
   close(): void {
     this.closed = true;
-    for (const id of [...this.privateKeys.keys()]) this.evict(id);
+    this.privateKeys.close();
   }
 
   // ------------------------------------------------------------------ internals
@@ -561,8 +463,7 @@ export class EpochKeyring {
     }
   }
 
-  private async unwrapPrivate(epochId: string): Promise<PrivateEntry> {
-    this.o.onCacheMiss?.();
+  private async unwrapPrivate(epochId: string): Promise<X25519PrivateKey> {
     const row = (await this.o.database.pool.query(SELECT_ONE, [epochId])).rows[0] as TrustedEpochRow | undefined;
     if (!row) throw new PaylogError('INTEGRITY_FAILURE', 'the key epoch of this record does not exist');
     if (!this.trusted(row)) throw new PaylogError('INTEGRITY_FAILURE', 'the key epoch row of this record was not created by paylog');
@@ -589,23 +490,6 @@ export class EpochKeyring {
       key.destroy();
       throw new PaylogError('INTEGRITY_FAILURE', 'the unwrapped epoch key does not match its public key');
     }
-    if (this.closed) {
-      key.destroy();
-      throw new PaylogError('LOG_UNAVAILABLE', 'shutting down');
-    }
-    const entry: PrivateEntry = {
-      key,
-      expiresAt: Date.now() + this.o.cacheTtlMs,
-      usesLeft: this.o.cacheMaxUses,
-      timer: setTimeout(() => {
-        if (this.privateKeys.get(epochId) === entry) this.evict(epochId);
-        else key.destroy();
-      }, this.o.cacheTtlMs),
-    };
-    entry.timer.unref();
-    const old = this.privateKeys.get(epochId);
-    if (old && old !== entry) this.evict(epochId);
-    this.privateKeys.set(epochId, entry);
-    return entry;
+    return key;
   }
 }

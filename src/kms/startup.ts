@@ -4,7 +4,7 @@
  * policies). Runs only against AWS KMS; the dev endpoint creates its own keys.
  */
 import { isPaylogError } from '../errors.js';
-import type { PaylogKms } from './client.js';
+import type { KmsBackend } from './backend.js';
 
 /** The KMS actions paylog calls on each kind of key (exactly; see docs/operations.md). */
 export const KMS_PERMISSIONS = {
@@ -65,7 +65,7 @@ export function describeKmsStartupFailure(e: unknown, key: KeyRef, operation: st
 }
 
 /** DescribeKey on every configured key: it exists, is enabled, and has the spec paylog needs. */
-export async function checkConfiguredKeys(kms: PaylogKms, keys: readonly KeyRef[], where: KmsWhere): Promise<void> {
+export async function checkConfiguredKeys(kms: KmsBackend, keys: readonly KeyRef[], where: KmsWhere): Promise<void> {
   for (const key of keys) {
     let meta;
     try {

@@ -26,7 +26,7 @@ import type { Logger } from 'pino';
 import type { Db } from '../db/connection.js';
 import { checkpoints } from '../db/schema.js';
 import { PaylogError } from '../errors.js';
-import type { PaylogKms } from '../kms/client.js';
+import type { KmsBackend } from '../kms/backend.js';
 import { readNodes, readTreeHead } from './appender.js';
 import { formatCheckpointBody, verifyCheckpoint } from './checkpoint.js';
 import { EMPTY_ROOT, consistencyProof, consistencyProofNodes, rangeNodes, rootFromNodes, verifyConsistency } from './merkle.js';
@@ -51,7 +51,7 @@ export interface PublishedKey {
 
 /** One note signer per KMS key; the private key never leaves KMS. */
 export async function kmsNoteSigners(
-  kms: PaylogKms,
+  kms: KmsBackend,
   origin: string,
   kmsKeyIds: string[],
 ): Promise<{ signers: NoteSigner[]; keys: PublishedKey[] }> {

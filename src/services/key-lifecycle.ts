@@ -24,7 +24,7 @@ import { PaylogError, isPaylogError } from '../errors.js';
 import { authorize } from '../auth/policy.js';
 import type { Principal } from '../auth/principal.js';
 import type { AppDatabase } from '../db/connection.js';
-import type { PaylogKms } from '../kms/client.js';
+import type { KmsBackend } from '../kms/backend.js';
 import {
   epochEventSubject,
   epochIdOf,
@@ -191,7 +191,7 @@ export interface KeyLifecycleDeps {
   database: AppDatabase;
   /** The paylog_keys connection (the only one that may replace or destroy key material). */
   keysDatabase: AppDatabase;
-  kms: PaylogKms;
+  kms: KmsBackend;
   epochs: EpochKeyring;
   keyEvents: KeyEventLog;
   retention: string;

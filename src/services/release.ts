@@ -20,15 +20,12 @@ import { z } from 'zod';
 import type { AppDatabase } from '../db/connection.js';
 import { dataKeys } from '../db/schema.js';
 import { PaylogError, isPaylogError } from '../errors.js';
-import { authorizeOnTransaction } from '../auth/policy.js';
 import type { Principal } from '../auth/principal.js';
 import type { ProcessorRegistry } from '../auth/processors.js';
-import { openEnvelope, type DataKeySource } from '../crypto/envelope.js';
+import type { RecordKeyring } from '../keys/record-keys.js';
 import { accessLeafV2, accessViewFromLeaf, decodeLeaf, encodeLeaf, type AccessServedView } from '../log/leaf.js';
-import { openEnvelopeV2 } from '../crypto/envelope-v2.js';
-import type { EpochKeyring } from '../kms/epoch-keys.js';
 import type { Appender } from '../log/appender.js';
-import type { TransactionService } from './transactions.js';
+import type { TransactionRecord, TransactionService } from './transactions.js';
 import { containsIban } from '../validation/transaction.js';
 import { containsPanLikeNumber, isTransactionId } from '../validation/identifiers.js';
 import { unknownTransactionRef } from '../crypto/fingerprint.js';
@@ -80,14 +77,13 @@ export type AccessView = AccessServedView & { logIndex: number };
 export interface ReleaseDeps {
   database: AppDatabase;
   appender: Appender;
-  dataKeys: DataKeySource;
+  /** Opens records of every envelope version (src/keys/record-keys.ts). */
+  recordKeys: RecordKeyring;
   transactions: TransactionService;
   processors: ProcessorRegistry;
   /** Keyed digests of unknown transaction ids (never logged in the clear). */
   macKey: Buffer;
   metrics?: Metrics;
-  /** Opens envelope v2 records (epoch private keys, cached); needed whenever v2 records exist. */
-  epochs?: EpochKeyring;
 }
 
 /**
@@ -120,8 +116,10 @@ function parseReleaseRequest(raw: unknown): ReleaseRequest {
 export class ReleaseService {
   constructor(private readonly deps: ReleaseDeps) {}
 
-  private standing(p: Principal): Promise<boolean> {
-    return this.deps.processors.inGoodStanding(p);
+  /** Whether a transaction row exists (no leaf read): decides how a refused attempt names it in the log. */
+  private async recordExists(transactionId: string): Promise<boolean> {
+    const r = await this.deps.database.pool.query({ name: 'paylog_release_exists', text: 'SELECT 1 FROM transactions WHERE transaction_id = $1', values: [transactionId] });
+    return r.rows.length > 0;
   }
 
   /**
@@ -131,15 +129,26 @@ export class ReleaseService {
   async release(principal: Principal, transactionId: string, raw: unknown, sourceAddress: string): Promise<ReleaseResult> {
     // Ids that cannot exist (submission's rule) are 404 at once, unlogged.
     if (!isTransactionId(transactionId)) throw new PaylogError('NOT_FOUND', 'no such transaction');
-    const row = await this.deps.transactions.findRow(transactionId);
-    const active = await this.standing(principal);
-    const resource = row && active ? { assignedProcessor: row.view.processor } : {};
-
-    let body: ReleaseRequest | undefined;
+    // Authorized before the record is read or its leaf decoded (issue 19): "not yours" and
+    // "does not exist" do the same work (authorizeFor's query, then recordExists, no leaf) and
+    // are refused alike; both are logged as denied attempts.
+    let assigned: string | null = null;
     let refusal: PaylogError | undefined;
     try {
-      authorizeOnTransaction(principal, 'transaction:release', resource);
+      assigned = await this.deps.transactions.authorizeFor(principal, 'transaction:release', transactionId);
+    } catch (e) {
+      if (!isPaylogError(e)) throw e;
+      refusal = e;
+    }
+    const row = refusal ? null : await this.deps.transactions.findRow(transactionId);
+    const exists = row !== null || (refusal !== undefined && (await this.recordExists(transactionId)));
+
+    let body: ReleaseRequest | undefined;
+    try {
+      if (refusal) throw refusal;
       if (!row) throw new PaylogError('NOT_FOUND', 'no such transaction');
+      // The lookup row only chose whom to ask; the leaf is what counts.
+      if (assigned !== null && row.view.processor !== assigned) throw new PaylogError('INTEGRITY_FAILURE', 'the stored record does not match its log entry');
       body = parseReleaseRequest(raw);
     } catch (e) {
       refusal = isPaylogError(e) ? e : new PaylogError('INTERNAL', 'release refused');
@@ -153,23 +162,20 @@ export class ReleaseService {
         if (!key) throw new PaylogError('INTEGRITY_FAILURE', 'the data key of this record is no longer available');
         if (key.wrappedKey === null || key.shreddedAt !== null) throw new PaylogError('DATA_SHREDDED', 'the card data of this transaction has been shredded');
         const env = row.envelope;
-        const stored = { salt: env.salt, iv: env.iv, ciphertext: env.ciphertext, tag: env.tag, keyCommitment: env.keyCommitment };
-        if ('epochId' in env.key) {
-          // Envelope v2: the leaf names the epoch; the stored data key row must agree.
-          const epochs = this.deps.epochs;
-          if (!epochs) throw new PaylogError('INTERNAL', 'envelope v2 record but no epoch keyring');
-          if (env.version !== 2 || key.epochId !== env.key.epochId) throw new PaylogError('INTEGRITY_FAILURE', 'the key reference of this record does not match its leaf');
-          const binding = { transactionId, processor: row.view.processor, epochId: env.key.epochId };
-          const wrappedKey = key.wrappedKey;
-          plaintext = await epochs.withPrivateKey(binding.epochId, (sk) => openEnvelopeV2(sk, binding, { version: 2, ...stored, wrappedKey, epochId: binding.epochId }));
-        } else {
-          if (key.kmsKeyId === null) throw new PaylogError('INTEGRITY_FAILURE', 'the data key of this record has no key reference');
-          plaintext = await openEnvelope(
-            this.deps.dataKeys,
-            { transactionId, processor: row.view.processor },
-            { version: 1, ...stored, wrappedKey: key.wrappedKey, kmsKeyId: key.kmsKeyId },
-          );
-        }
+        plaintext = await this.deps.recordKeys.open(
+          {
+            version: env.version,
+            keyRef: env.key,
+            salt: env.salt,
+            iv: env.iv,
+            ciphertext: env.ciphertext,
+            tag: env.tag,
+            keyCommitment: env.keyCommitment,
+            wrappedKey: key.wrappedKey,
+            stored: { kmsKeyId: key.kmsKeyId, epochId: key.epochId },
+          },
+          { transactionId, processor: row.view.processor },
+        );
       } catch (e) {
         if (isPaylogError(e) && (e.code === 'KMS_UNAVAILABLE' || e.code === 'DATA_SHREDDED')) refusal = e;
         // The database failing to answer says nothing about the record: 503, not 422.
@@ -180,7 +186,7 @@ export class ReleaseService {
 
     // The log names an existing transaction by its id (validated at submission); an id that
     // does not exist is recorded only as a keyed digest.
-    const loggedId = row ? transactionId : unknownTransactionRef(this.deps.macKey, transactionId);
+    const loggedId = exists ? transactionId : unknownTransactionRef(this.deps.macKey, transactionId);
     try {
       const now = new Date();
       const accessLeaf = (outcome: 'granted' | 'denied', reason: string | undefined) =>
@@ -208,7 +214,7 @@ export class ReleaseService {
       });
       if (appended.status === 'denied') {
         // A shred committed between the key checks above and this entry: nothing is released.
-        if (appended.reason === 'epoch_shredded' && 'epochId' in row!.envelope.key) this.deps.epochs?.forget(row!.envelope.key.epochId);
+        if (appended.reason === 'epoch_shredded') this.deps.recordKeys.keyShredded(row!.envelope.key);
         refusal = shreddedAtCommit();
       }
       const outcome = refusal ? 'denied' : 'granted';

@@ -36,8 +36,7 @@ import { FINGERPRINT_V2_PREFIX, fingerprintV2, macEqual, probeServedMac, servedR
 import type { Logger } from 'pino';
 import type { Metrics } from '../metrics.js';
 import type { ProbeLimiter } from './probe-limit.js';
-import { sealEnvelope, type DataKeySource } from '../crypto/envelope.js';
-import { sealEnvelopeV2 } from '../crypto/envelope-v2.js';
+import type { RecordKeyring, SealedRecord } from '../keys/record-keys.js';
 import type { EpochKeyring } from '../kms/epoch-keys.js';
 import {
   LEAF_FORMAT_V2,
@@ -97,7 +96,8 @@ export interface TransactionView extends TransactionReceipt {
 export interface TransactionDeps {
   database: AppDatabase;
   appender: Appender;
-  dataKeys: DataKeySource;
+  /** Seals records (src/keys/record-keys.ts); the service never chooses an envelope version. */
+  recordKeys: RecordKeyring;
   /** HMAC key for request MACs (held in memory, wrapped under KMS at rest). */
   macKey: Buffer;
   /**
@@ -112,7 +112,10 @@ export interface TransactionDeps {
   processors: ProcessorRegistry;
   /** The revocation list, for submissions whose revocation is decided here (`at-commit`). */
   revocations: RevocationCheck;
-  /** Hierarchical key mode (envelope v2): the epoch keyring; absent → per-transaction (v1). */
+  /**
+   * Hierarchical key mode: the epoch keyring, read by the submission pre-check (the current
+   * epoch id in the same round trip); MUST be given exactly when `recordKeys` seals to epochs.
+   */
   epochs?: EpochKeyring;
   /** Injectable clock (epoch rollover tests); default the system clock. */
   clock?: () => Date;
@@ -343,10 +346,9 @@ export class TransactionService {
     now: Date,
     retries: number,
   ): Promise<{ created: boolean; receipt: TransactionReceipt; checkedAtCommit?: boolean }> {
-    const epochs = this.deps.epochs;
-    const known = epochs?.knownCurrent(req.processor, now) ?? null;
-    let epoch = known;
-    if (!known) {
+    const keys = this.deps.recordKeys;
+    let currentKeyId: string | null | undefined;
+    if (!keys.knowsSealingKey(req.processor, now)) {
       const check = await this.precheck(req, now);
       // Replays first (no KMS call, no append): an identical replay is 200 even if the processor
       // has been disabled since.
@@ -355,29 +357,18 @@ export class TransactionService {
         if (prior) return { created: false, receipt: this.replayOrConflict(principal, prior, mac) };
       }
       if (check.processor_status !== 'active') throw unknownProcessor();
-      if (epochs) epoch = await epochs.currentEpoch(req.processor, now, check.epoch_id ?? null);
+      if (this.deps.epochs) currentKeyId = check.epoch_id ?? null;
     }
 
     const binding = { transactionId: req.transactionId, processor: req.processor };
     const plaintext = Buffer.from(canonicalJson(req.paymentMethod), 'utf8');
-    let envelope: { version: number; salt: Buffer; iv: Buffer; ciphertext: Buffer; tag: Buffer; keyCommitment: Buffer; wrappedKey: Buffer };
-    let keyRef: { kmsKeyId: string; epochId?: undefined } | { epochId: string; kmsKeyId?: undefined };
-    let epochPublicKeySha256: Buffer | undefined;
+    let envelope: SealedRecord;
     try {
-      if (epoch) {
-        // Envelope v2: wrapped locally under the epoch public key; no KMS call.
-        const v2 = sealEnvelopeV2(epoch.publicKey, { ...binding, epochId: epoch.epochId }, plaintext);
-        envelope = v2;
-        keyRef = { epochId: v2.epochId };
-        epochPublicKeySha256 = createHash('sha256').update(epoch.publicKey.raw).digest();
-      } else {
-        const v1 = await sealEnvelope(this.deps.dataKeys, binding, plaintext);
-        envelope = v1;
-        keyRef = { kmsKeyId: v1.kmsKeyId };
-      }
+      envelope = await keys.seal(binding, plaintext, { now, ...(currentKeyId !== undefined ? { currentKeyId } : {}) });
     } finally {
       plaintext.fill(0);
     }
+    const keyRef = envelope.keyRef;
     const createdAt = now;
     const leaf = encodeLeaf(
       transactionLeaf({
@@ -397,7 +388,7 @@ export class TransactionService {
           tag: envelope.tag,
           keyCommitment: envelope.keyCommitment,
           wrappedKey: envelope.wrappedKey,
-          ...(epochPublicKeySha256 ? { epochPublicKeySha256 } : {}),
+          ...(envelope.epochPublicKeySha256 ? { epochPublicKeySha256: envelope.epochPublicKeySha256 } : {}),
         },
       }),
     );
@@ -427,9 +418,8 @@ export class TransactionService {
     }
     if (outcome.status === 'refused') {
       if (outcome.reason === 'principal_revoked') throw certificateRevokedError();
-      epochs?.forgetCurrent(req.processor);
+      keys.sealingKeyRefused(req.processor, keyRef, outcome.reason !== 'processor_inactive');
       if (outcome.reason === 'processor_inactive') throw unknownProcessor();
-      if (keyRef.epochId) epochs?.forget(keyRef.epochId);
       if (retries > 0) return await this.submitValidated(principal, req, masked, mac, cse, now, retries - 1);
       throw new PaylogError('LOG_UNAVAILABLE', 'the key epoch changed while this submission was sealed; retry later', { retryAfterSeconds: 1 });
     }

@@ -20,10 +20,12 @@ import { startLocalKms, type LocalKmsEndpoint } from './kms/local-endpoint.js';
 import { createKmsClient, PaylogKms } from './kms/client.js';
 import { ensureDevPki, type DevPki } from './pki/dev-pki.js';
 import { principalUri } from './pki/identity.js';
-import { LogAppender, readTreeHead, type Appender } from './log/appender.js';
+import { LogAppender, type Appender } from './log/appender.js';
+import { readTreeHead } from './log/store.js';
 import { treeHeadKey } from './log/tree-head.js';
 import { epochRowKey } from './kms/epoch-rows.js';
 import { TransactionService } from './services/transactions.js';
+import { APPEND_PRECONDITIONS } from './services/append-preconditions.js';
 import { ProcessorRegistry } from './auth/processors.js';
 import { RevocationList } from './auth/revocations.js';
 import { adminDatabasePassword, FINGERPRINT_KEY_V2_NAME, keysDatabasePassword, loadOrCreateServiceKey, MAC_KEY_NAME, serviceDatabasePassword } from './keyring.js';
@@ -340,6 +342,7 @@ export async function startPaylog(config: Config, opts: StartOptions = {}): Prom
     metrics.checkpointRefusing.set(0);
     const appender = new LogAppender(database, {
       headKey,
+      preconditions: APPEND_PRECONDITIONS,
       maxBatch: config.batchMax,
       lingerMs: config.batchLingerMs,
       onCommit: ({ batchSize, head: h, durationMs }) => {

@@ -11,7 +11,7 @@
  *   (`keysDatabase`): the runtime role cannot UPDATE wrapped keys.
  * - Every shred commits through {@link commitShred}: between two log batches (append lock), so
  *   no release whose access entry commits after the shred returns plaintext
- *   (src/log/appender.ts `AccessPrecondition`), and with a notice to every paylog process
+ *   (src/services/append-preconditions.ts `keyMaterialRequires`), and with a notice to every paylog process
  *   (src/kms/key-notifications.ts) to zero cached epoch keys.
  * - Access entries (no card data) and log leaves are never touched.
  * - A key period's epoch keys are only ever wrapped under KMS keys of THAT period (its own key,

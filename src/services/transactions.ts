@@ -52,6 +52,7 @@ import {
 } from '../log/leaf.js';
 import { hashLeaf } from '../log/merkle.js';
 import type { Appender } from '../log/appender.js';
+import { REFUSAL, submissionRequires } from './append-preconditions.js';
 import type { ClientSideDecryption, CseMarker } from '../cse/jwe.js';
 
 export interface TransactionReceipt {
@@ -412,11 +413,11 @@ export class TransactionService {
         ...(this.deps.fingerprintKey ? { fingerprint: fingerprintV2(this.deps.fingerprintKey, req.processor, req.paymentMethod) } : {}),
       },
       dataKey: { transactionId: req.transactionId, wrappedKey: envelope.wrappedKey, kmsKeyId: keyRef.kmsKeyId ?? null, epochId: keyRef.epochId ?? null },
-      requires: {
+      requires: submissionRequires({
         principal: { certificateFingerprint: principal.certificateFingerprint, serialHex: principal.serialHex },
         processor: req.processor,
         ...(keyRef.epochId ? { epochId: keyRef.epochId } : {}),
-      },
+      }),
     });
     if (outcome.status === 'conflict' || outcome.status === 'replayed') {
       // The append compared the stored MAC; the record decides (a record stored before issue 17
@@ -426,9 +427,9 @@ export class TransactionService {
       return { created: false, receipt: this.replayOrConflict(principal, row, mac), checkedAtCommit: true };
     }
     if (outcome.status === 'refused') {
-      if (outcome.reason === 'principal_revoked') throw certificateRevokedError();
+      if (outcome.reason === REFUSAL.principalRevoked) throw certificateRevokedError();
       epochs?.forgetCurrent(req.processor);
-      if (outcome.reason === 'processor_inactive') throw unknownProcessor();
+      if (outcome.reason === REFUSAL.processorInactive) throw unknownProcessor();
       if (keyRef.epochId) epochs?.forget(keyRef.epochId);
       if (retries > 0) return await this.submitValidated(principal, req, masked, mac, cse, now, retries - 1);
       throw new PaylogError('LOG_UNAVAILABLE', 'the key epoch changed while this submission was sealed; retry later', { retryAfterSeconds: 1 });

@@ -38,6 +38,8 @@ export function checkTable(checks: readonly PreconditionCheck[]): CheckTable {
     if (!CHECK_ID.test(c.id)) throw new Error(`precondition check id ${JSON.stringify(c.id)} is not [a-z][a-z0-9_]*`);
     if (table.has(c.id)) throw new Error(`precondition check ${c.id} is registered twice`);
     if (c.held === undefined && c.failing.includes('{held}')) throw new Error(`precondition check ${c.id} references {held} without one`);
+    // An unreferenced CTE is never evaluated, and its rows never locked.
+    if (c.held !== undefined && !c.failing.includes('{held}')) throw new Error(`precondition check ${c.id} never reads its {held} rows`);
     table.set(c.id, { reason: c.reason, ...(c.beforeReplay ? { beforeReplay: true } : {}) });
   }
   return table;

@@ -33,7 +33,7 @@ import type { AppendOutcome, AppendRequest, Appender } from './append/types.js';
 
 export { APPEND_LOCK_KEY } from './append/pg-driver.js';
 export type { PreconditionCheck } from './append/preconditions.js';
-export type { AppendOutcome, AppendRequest, Appender, CommitInfo, Precondition, TreeHead } from './append/types.js';
+export type { AppendOutcome, AppendRequest, Appender, Precondition } from './append/types.js';
 
 export interface AppenderOptions extends QueueOptions {
   /** Key for tree-head MACs (`treeHeadKey(service key)`); without it heads are neither MAC'd nor checked. */

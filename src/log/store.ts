@@ -22,7 +22,7 @@ export interface TreeHead {
 }
 
 /** A pool or a checked-out client (the append driver reads under its lock, on its client). */
-export type Queryable = Pick<pg.Pool | pg.PoolClient, 'query'>;
+type Queryable = Pick<pg.Pool | pg.PoolClient, 'query'>;
 
 /** The "legacy" column: a NULL-MAC row written before the column existed, at or below the mark. */
 export const LEGACY_HEAD_COLUMN = `(mac IS NULL AND size <= coalesce((SELECT value FROM paylog_marks WHERE name = 'legacy_tree_head_max'), 0)) AS legacy`;

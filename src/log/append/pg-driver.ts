@@ -27,34 +27,13 @@ import { treeHeadMac } from '../tree-head.js';
 import { LEGACY_HEAD_COLUMN, headTrusted, selectHead, selectNodes, type TreeHead } from '../store.js';
 import { batchKeys, planBatch, withReplayLeafHashes, type AcceptedEntry, type BatchState, type StoredTransaction } from './plan.js';
 import { checkRowKind, checkSql, checkTable, type CheckTable, type PreconditionCheck } from './preconditions.js';
-import type { AccessRequest, AppendOutcome, AppendRequest, TransactionRequest } from './types.js';
+import type { AccessRequest, AppendDriver, AppendRequest, BatchResult, TransactionRequest } from './types.js';
 
 /** Advisory lock key serialising appends across instances ("paylogap"). */
 export const APPEND_LOCK_KEY = 0x7061796c6f676170n;
 
-/** What one committed batch produced. */
-export interface BatchResult {
-  outcomes: AppendOutcome[];
-  head: TreeHead;
-  appended: number;
-}
-
-/** The storage side of the append path as the queue sees it. */
-export interface AppendDriver {
-  /** Commits one batch (see the module contract of the implementation). */
-  commitBatch(reqs: AppendRequest[]): Promise<BatchResult>;
-  /**
-   * Whether a failed batch may be retried entry by entry (one bad entry must not fail its
-   * neighbours). MUST be false when the outcome is unknown or the database itself is
-   * unavailable (one retry each would multiply the wait by the batch).
-   */
-  mayRetryAlone(e: unknown): boolean;
-  /** Whether an entry only names registered checks (an entry naming another is rejected). */
-  knows(check: string): boolean;
-}
-
 /** COMMIT itself failed: the batch may or may not be durable. */
-export class CommitOutcomeUnknown extends Error {
+class CommitOutcomeUnknown extends Error {
   constructor(cause: unknown) {
     super('commit outcome unknown', { cause });
   }

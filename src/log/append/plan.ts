@@ -109,7 +109,7 @@ export function firstFailure(
 }
 
 /** Idempotency: a stored (or earlier in the batch) transaction id is a replay when its MAC matches. */
-export function replayOf(prior: StoredTransaction, requestMac: Buffer): AppendOutcome {
+function replayOf(prior: StoredTransaction, requestMac: Buffer): AppendOutcome {
   return macEqual(prior.mac, requestMac)
     ? { status: 'replayed', logIndex: prior.logIndex, leafHash: Buffer.alloc(0), createdAt: prior.createdAt }
     : { status: 'conflict', logIndex: prior.logIndex };

@@ -8,21 +8,22 @@
  * - Concurrent appends share one batch of up to `maxBatch` entries; one batch is in flight at a
  *   time per queue. Batches start on the next turn of the event loop (or after `lingerMs`).
  * - Bounded: beyond MAX_QUEUED_ENTRIES waiting entries, `append()` rejects at once (503) rather
- *   than queue without bound; after `close()`, at once. Every wait is the driver's, which is
- *   bounded by the pool's connection and statement timeouts (src/db/connection.ts).
+ *   than queue without bound; after `close()`, at once. The queue adds no wait of its own
+ *   beyond `lingerMs`: every other wait is the driver's (pool connect, lock, statements),
+ *   bounded by the pool's connect, lock and statement timeouts when the pool is opened with
+ *   them (src/db/connection.ts `PoolTimeouts`; the service always is).
  * - One bad entry MUST NOT fail its neighbours: a failed batch is retried entry by entry, unless
  *   the driver says it may not be (outcome unknown, database unavailable).
  * - A commit listener's failure MUST NOT look like a failed (and retried) batch.
  * - It knows nothing about SQL or payments.
  */
 import { PaylogError, isPaylogError } from '../../errors.js';
-import type { AppendDriver, BatchResult } from './pg-driver.js';
-import type { AppendOutcome, AppendRequest, CommitInfo } from './types.js';
+import type { AppendDriver, AppendOutcome, AppendRequest, BatchResult, CommitInfo } from './types.js';
 
-export const DEFAULT_MAX_BATCH = 256;
-export const DEFAULT_LINGER_MS = 0;
+const DEFAULT_MAX_BATCH = 256;
+const DEFAULT_LINGER_MS = 0;
 /** Entries waiting beyond this are refused at once (503) rather than queued without bound. */
-export const MAX_QUEUED_ENTRIES = 10_000;
+const MAX_QUEUED_ENTRIES = 10_000;
 
 export interface QueueOptions {
   maxBatch?: number;
@@ -38,7 +39,7 @@ interface Pending {
   reject: (e: unknown) => void;
 }
 
-export function asLogError(e: unknown): PaylogError {
+function asLogError(e: unknown): PaylogError {
   return isPaylogError(e) ? e : new PaylogError('LOG_UNAVAILABLE', 'the log could not make the entry durable', undefined, { cause: e });
 }
 

@@ -97,3 +97,24 @@ export interface Appender {
   append(req: AppendRequest): Promise<AppendOutcome>;
   close(): Promise<void>;
 }
+
+/** What one committed batch produced. */
+export interface BatchResult {
+  outcomes: AppendOutcome[];
+  head: TreeHead;
+  appended: number;
+}
+
+/** The storage side of the append path as the queue sees it. */
+export interface AppendDriver {
+  /** Commits one batch (src/log/append/pg-driver.ts: one database transaction). */
+  commitBatch(reqs: AppendRequest[]): Promise<BatchResult>;
+  /**
+   * Whether a failed batch may be retried entry by entry (one bad entry must not fail its
+   * neighbours). MUST be false when the outcome is unknown or the database itself is
+   * unavailable (one retry each would multiply the wait by the batch).
+   */
+  mayRetryAlone(e: unknown): boolean;
+  /** Whether an entry only names registered checks (an entry naming another is rejected). */
+  knows(check: string): boolean;
+}

@@ -17,7 +17,7 @@
  *   root follow from the frontier and the new leaf hashes (RFC 9162 §2.1.4, src/log/merkle.ts).
  */
 import { PaylogError } from '../../errors.js';
-import { macEqual } from '../../crypto/fingerprint.js';
+import { timingSafeEqual } from 'node:crypto';
 import { appendLeaves, hashLeaf, nodeKey, type NodeId } from '../merkle.js';
 import type { CheckTable } from './preconditions.js';
 import type { AppendOutcome, AppendRequest, Precondition, TreeHead } from './types.js';
@@ -110,7 +110,8 @@ export function firstFailure(
 
 /** Idempotency: a stored (or earlier in the batch) transaction id is a replay when its MAC matches. */
 function replayOf(prior: StoredTransaction, requestMac: Buffer): AppendOutcome {
-  return macEqual(prior.mac, requestMac)
+  // Constant time (as every MAC comparison here): the log imports no payment-domain module.
+  return prior.mac.length === requestMac.length && timingSafeEqual(prior.mac, requestMac)
     ? { status: 'replayed', logIndex: prior.logIndex, leafHash: Buffer.alloc(0), createdAt: prior.createdAt }
     : { status: 'conflict', logIndex: prior.logIndex };
 }

@@ -11,12 +11,9 @@
  * - The lookup rows written beside a leaf (`transaction`, `dataKey`, `access`) are opaque
  *   columns to the log: stored as given, never put in a leaf by the log.
  */
-import type { dataKeys } from '../../db/schema.js';
 import type { TreeHead } from '../store.js';
 
 export type { TreeHead } from '../store.js';
-
-type DataKeyInsert = typeof dataKeys.$inferInsert;
 
 /**
  * One precondition of an entry: the check registered under `check` MUST hold for `key` when the
@@ -42,7 +39,8 @@ export type AppendRequest =
        * the leaf, and keep the fingerprint out of the log (issue 17).
        */
       transaction: { transactionId: string; requestMac: Buffer; processor?: string; fingerprint?: string };
-      dataKey: Omit<DataKeyInsert, 'createdAt'>;
+      /** The `data_keys` row (opaque to the log): exactly one of `kmsKeyId` / `epochId`. */
+      dataKey: { transactionId: string; wrappedKey?: Buffer | null; kmsKeyId?: string | null; epochId?: string | null };
       /**
        * What must still hold when the entry commits; the first that fails refuses it (checks
        * registered as `beforeReplay` are decided before idempotency, the rest after).

@@ -4,7 +4,9 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { applyMigrations, openAppDatabase, type AppDatabase } from '../src/db/connection.js';
-import { LogAppender, readTreeHead, type AppendRequest } from '../src/log/appender.js';
+import { LogAppender, type AppendRequest } from '../src/log/appender.js';
+import { readTreeHead } from '../src/log/store.js';
+import { APPEND_PRECONDITIONS, submissionRequires } from '../src/services/append-preconditions.js';
 import { hashLeaf, rootFromLeafHashes } from '../src/log/merkle.js';
 import { encodeLeaf } from '../src/log/leaf.js';
 import { newTestDatabase } from './helpers/paylog.js';
@@ -43,7 +45,7 @@ describe('LogAppender', () => {
   });
 
   it('one failing entry does not fail the rest of its batch', async () => {
-    const appender = new LogAppender(db);
+    const appender = new LogAppender(db, { preconditions: APPEND_PRECONDITIONS });
     const bad: AppendRequest = {
       kind: 'access',
       leaf: encodeLeaf({ v: 1, type: 'key_event', time: '2026-01-01T00:00:00.000Z', event: 'shred' }),
@@ -90,7 +92,7 @@ describe('LogAppender preconditions (checked at commit, under the append lock)',
     createdAt: new Date(),
     transaction: { transactionId: id, requestMac: mac },
     dataKey: { transactionId: id, wrappedKey: Buffer.alloc(80, 2), kmsKeyId: null, epochId },
-    requires: { processor, epochId },
+    requires: submissionRequires({ processor, epochId }),
   });
 
   beforeAll(async () => {
@@ -102,7 +104,7 @@ describe('LogAppender preconditions (checked at commit, under the append lock)',
   });
 
   it('appends an entry whose processor is active and whose epoch still encrypts; refuses the others, each alone', async () => {
-    const appender = new LogAppender(db);
+    const appender = new LogAppender(db, { preconditions: APPEND_PRECONDITIONS });
     try {
       const size0 = (await readTreeHead(db.db))?.size ?? 0;
       const [ok, retired, disabled, missing] = await Promise.all([
@@ -125,7 +127,7 @@ describe('LogAppender preconditions (checked at commit, under the append lock)',
   });
 
   it('an identical replay stays a replay after its epoch was retired (replays are decided first)', async () => {
-    const appender = new LogAppender(db);
+    const appender = new LogAppender(db, { preconditions: APPEND_PRECONDITIONS });
     try {
       const first = tx('pre-on', 'pre-on/2026-12/0', 'pre-replay');
       expect((await appender.append(first)).status).toBe('appended');
@@ -140,7 +142,7 @@ describe('LogAppender preconditions (checked at commit, under the append lock)',
   });
 
   it('a revoked submitter is refused, by fingerprint or by serial, even for an identical replay (checked before replays)', async () => {
-    const appender = new LogAppender(db);
+    const appender = new LogAppender(db, { preconditions: APPEND_PRECONDITIONS });
     const submitter = (n: number) => ({ certificateFingerprint: `sha256:${String(n).padStart(64, '0')}`, serialHex: `5e${n}` });
     const byPrincipal = (id: string, principal: { certificateFingerprint: string; serialHex: string }): AppendRequest => ({
       kind: 'transaction',
@@ -148,7 +150,7 @@ describe('LogAppender preconditions (checked at commit, under the append lock)',
       createdAt: new Date(),
       transaction: { transactionId: id, requestMac: Buffer.alloc(32, 3) },
       dataKey: { transactionId: id, wrappedKey: Buffer.alloc(80, 2), kmsKeyId: 'arn:aws:kms:us-east-1:000000000000:key/test', epochId: null },
-      requires: { principal, processor: 'pre-on' },
+      requires: submissionRequires({ principal, processor: 'pre-on' }),
     });
     try {
       const first = byPrincipal('pre-revoked-replay', submitter(1));

@@ -19,6 +19,7 @@ import pg from 'pg';
 import { Agent, request } from 'undici';
 import { applyMigrations, KEYS_ROLE, openAppDatabase, type AppDatabase } from '../src/db/connection.js';
 import { APPEND_LOCK_KEY, LogAppender, type AppendOutcome, type AppendRequest } from '../src/log/appender.js';
+import { APPEND_PRECONDITIONS, keyMaterialRequires } from '../src/services/append-preconditions.js';
 import { commitShred } from '../src/services/key-lifecycle.js';
 import { KeyNoticeListener, type KeyNotice } from '../src/kms/key-notifications.js';
 import { EMBEDDED_DATABASE } from '../src/app.js';
@@ -76,7 +77,7 @@ describe('the race at the appender: "key material not shredded" is a commit-time
     leaf: Buffer.from(`granted ${transactionId} ${n++}`),
     createdAt: new Date(),
     access: { transactionId },
-    requires: { keyMaterial: { transactionId, ...(epochId ? { epochId } : {}) }, otherwise: Buffer.from(`denied ${transactionId} ${n++}`) },
+    requires: keyMaterialRequires({ transactionId, ...(epochId ? { epochId } : {}) }, Buffer.from(`denied ${transactionId} ${n++}`)),
   });
   const leafAt = async (index: number) => ((await query(url, 'SELECT leaf FROM log_entries WHERE idx = $1', [index]))[0]?.leaf as Buffer).toString();
   const shredEpoch = (epochId: string) =>
@@ -103,7 +104,7 @@ describe('the race at the appender: "key material not shredded" is a commit-time
     await applyMigrations(url);
     app = openAppDatabase(url); // paylog_app, pipeline mode: the runtime pool
     keys = openAppDatabase(url, { role: KEYS_ROLE }); // the key-destruction connection
-    appender = new LogAppender(app);
+    appender = new LogAppender(app, { preconditions: APPEND_PRECONDITIONS });
     listener = new KeyNoticeListener({
       url,
       role: 'paylog_app',

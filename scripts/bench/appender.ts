@@ -7,6 +7,7 @@
 import { randomBytes } from 'node:crypto';
 import { applyMigrations, createDatabase, dropDatabase, openAppDatabase } from '../../src/db/connection.js';
 import { LogAppender } from '../../src/log/appender.js';
+import { APPEND_PRECONDITIONS } from '../../src/services/append-preconditions.js';
 import { median, type BenchContext, type BenchSection, type Cell, type SectionResult } from './core.js';
 
 export const APPENDER_PROFILES = {
@@ -45,6 +46,7 @@ async function runAppender(ctx: BenchContext): Promise<SectionResult> {
     let batches = 0;
     let entries = 0;
     const appender = new LogAppender(database, {
+      preconditions: APPEND_PRECONDITIONS,
       onCommit: ({ batchSize }) => {
         batches++;
         entries += batchSize;

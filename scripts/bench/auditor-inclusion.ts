@@ -26,7 +26,7 @@ import pg from 'pg';
 import { applyMigrations, createDatabase, dropDatabase, openAppDatabase } from '../../src/db/connection.js';
 import { ProcessorRegistry } from '../../src/auth/processors.js';
 import type { Principal } from '../../src/auth/principal.js';
-import { readNodes } from '../../src/log/appender.js';
+import { readNodes } from '../../src/log/store.js';
 import { encodeLeaf } from '../../src/log/leaf.js';
 import { hashLeaf, inclusionProof, inclusionProofNodes, rangeNodes, rootFromNodes, StreamingTreeBuilder, verifyInclusion } from '../../src/log/merkle.js';
 import { LogReadService } from '../../src/services/log-read.js';

@@ -2,7 +2,7 @@
  * Revoked principal certificates. Checked on every request against the database, so a
  * revocation takes effect at once, on every instance, across restarts: by a query before the
  * route runs, or — for a submission (RouteSpec.revocation 'at-commit') — by the append batch
- * that commits its entry (src/log/appender.ts) and by a query for any other answer.
+ * that commits its entry (src/services/append-preconditions.ts) and by a query for any other answer.
  */
 import type { AppDatabase } from '../db/connection.js';
 import { revokedCertificates } from '../db/schema.js';

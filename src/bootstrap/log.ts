@@ -11,7 +11,9 @@ import type { Config } from '../config.js';
 import type { Logger } from '../logging.js';
 import type { Metrics } from '../metrics.js';
 import type { AppDatabase } from '../db/connection.js';
-import { LogAppender, readTreeHead } from '../log/appender.js';
+import { LogAppender } from '../log/appender.js';
+import { readTreeHead } from '../log/store.js';
+import { APPEND_PRECONDITIONS } from '../services/append-preconditions.js';
 import type { CheckpointPublisher } from '../log/checkpoint-publisher.js';
 import { restoreLostTail, type RestoreReport } from '../log/restore.js';
 import type { CheckpointSigning } from './checkpoint-signer.js';
@@ -32,6 +34,7 @@ export async function measureStoredLog(database: AppDatabase, headKey: Buffer, m
 export function createAppender(config: Config, database: AppDatabase, publisher: CheckpointPublisher, opts: AppenderOptions, metrics: Metrics): LogAppender {
   return new LogAppender(database, {
     headKey: opts.headKey,
+    preconditions: APPEND_PRECONDITIONS,
     maxBatch: config.batchMax,
     lingerMs: config.batchLingerMs,
     onCommit: ({ batchSize, head: h, durationMs }) => {

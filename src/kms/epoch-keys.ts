@@ -22,7 +22,7 @@
  *   zeroed (eviction, exhaustion, shred or close). Misses are single-flight per epoch: any number
  *   of concurrent first uses make exactly one KMS call. A cached key is used WITHOUT re-reading
  *   its epoch's state: what keeps a shredded epoch's data from being released is the release's
- *   commit-time precondition (src/log/appender.ts `AccessPrecondition`; no plaintext leaves
+ *   commit-time precondition (src/services/append-preconditions.ts `keyMaterialRequires`; no plaintext leaves
  *   unless the granted access entry committed while the epoch was not shredded). Every process
  *   zeroes the key on the shred's notice (src/kms/key-notifications.ts), and a process whose
  *   release was denied for it forgets it at once.
@@ -195,7 +195,7 @@ export class EpochKeyring {
    * The epoch this process last saw encrypting for `processor`, if its period covers `now` —
    * with no database read. It is a HINT: another process may have rotated or retired it since,
    * so a record sealed under it MUST be appended with the epoch as a commit-time precondition
-   * (src/log/appender.ts `requires`), and on refusal the caller calls {@link forgetCurrent}.
+   * (src/services/append-preconditions.ts `submissionRequires`), and on refusal the caller calls {@link forgetCurrent}.
    */
   knownCurrent(processor: string, now: Date): { epochId: string; publicKey: X25519PublicKey } | null {
     const e = this.currentByProcessor.get(processor);

@@ -8,7 +8,7 @@
  *   after, that transaction commits.
  * - Notices are hygiene, not the guarantee: they make every process zero a shredded epoch's
  *   cached private key promptly. What stops a release after a shred is the commit-time
- *   precondition of its access entry (src/log/appender.ts `AccessPrecondition`). A notice can be
+ *   precondition of its access entry (src/services/append-preconditions.ts `keyMaterialRequires`). A notice can be
  *   missed (the listening connection was down); so after every (re)connection the listener
  *   calls `onSubscribed`, which re-checks what the process still caches.
  * - {@link KeyNoticeListener} runs on its own dedicated connection (the runtime pool is in

@@ -27,7 +27,7 @@ import type { Db } from '../db/connection.js';
 import { checkpoints } from '../db/schema.js';
 import { PaylogError } from '../errors.js';
 import type { KmsBackend } from '../kms/backend.js';
-import { readNodes, readTreeHead } from './appender.js';
+import { readNodes, readTreeHead } from './store.js';
 import { formatCheckpointBody, verifyCheckpoint } from './checkpoint.js';
 import { EMPTY_ROOT, consistencyProof, consistencyProofNodes, rangeNodes, rootFromNodes, verifyConsistency } from './merkle.js';
 import { formatVerifierKey, keyId, signNote, type NoteSigner, type NoteVerifier } from './note.js';

@@ -26,7 +26,8 @@
  */
 import type { Db } from '../db/connection.js';
 import { PaylogError } from '../errors.js';
-import { readNodes, readTreeHead, type Appender, type AppendRequest } from './appender.js';
+import type { Appender, AppendRequest } from './appender.js';
+import { readNodes, readTreeHead } from './store.js';
 import { decodeLeaf, type Leaf } from './leaf.js';
 import { verifyCheckpoint } from './checkpoint.js';
 import { checkExtends, refusal } from './checkpoint-publisher.js';

@@ -11,7 +11,7 @@
  *   (`keysDatabase`): the runtime role cannot UPDATE wrapped keys.
  * - Every shred commits through {@link commitShred}: between two log batches (append lock), so
  *   no release whose access entry commits after the shred returns plaintext
- *   (src/log/appender.ts `AccessPrecondition`), and with a notice to every paylog process
+ *   (src/services/append-preconditions.ts `keyMaterialRequires`), and with a notice to every paylog process
  *   (src/kms/key-notifications.ts) to zero cached epoch keys.
  * - Access entries (no card data) and log leaves are never touched.
  * - A key period's epoch keys are only ever wrapped under KMS keys of THAT period (its own key,
@@ -66,7 +66,7 @@ export const SHRED_LOCK_TIMEOUT_MS = 10_000;
 
 /**
  * Commits one shred (an UPDATE destroying key material) in a transaction of its own that:
- * 1. takes the log's append lock (src/log/appender.ts): the shred commits between two batches,
+ * 1. takes the log's append lock (src/log/append/pg-driver.ts `APPEND_LOCK_KEY`): the shred commits between two batches,
  *    never while a batch that has read its key-material preconditions is still open. A batch
  *    reading after this commit sees the shred and appends the release as denied. (The runtime
  *    role cannot lock data_keys rows FOR SHARE, so the append lock is what orders a data-key

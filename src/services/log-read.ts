@@ -11,7 +11,7 @@ import { PaylogError } from '../errors.js';
 import { authorize, authorizeOnTransaction } from '../auth/policy.js';
 import type { Principal } from '../auth/principal.js';
 import type { ProcessorRegistry } from '../auth/processors.js';
-import { readNodes, readTreeHead } from '../log/appender.js';
+import { readNodes, readTreeHead } from '../log/store.js';
 import { readCheckpoint, type PublishedKey } from '../log/checkpoint-publisher.js';
 import { ciphertextDigest } from '../crypto/envelope.js';
 import { parseVerifierKey, type NoteVerifier } from '../log/note.js';

@@ -6,7 +6,7 @@
  * Merkle log, and `release()` returns plaintext only after that entry's batch has committed.
  * If the entry cannot be made durable, nothing is released (LOG_UNAVAILABLE → 503).
  * A granted entry commits only while the record's key material is not shredded (a commit-time
- * precondition, src/log/appender.ts `AccessPrecondition`): when a shred committed first, the
+ * precondition, src/services/append-preconditions.ts `keyMaterialRequires`): when a shred committed first, the
  * appender logs the attempt as denied (DATA_SHREDDED) in its place, the plaintext decrypted in
  * memory is zeroed unreturned, and the answer is 410. So no release whose access entry commits
  * after a shred returns plaintext, in any worker or instance, whatever it caches; one whose
@@ -25,6 +25,7 @@ import type { ProcessorRegistry } from '../auth/processors.js';
 import type { RecordKeyring } from '../keys/record-keys.js';
 import { accessLeafV2, accessViewFromLeaf, decodeLeaf, encodeLeaf, type AccessServedView } from '../log/leaf.js';
 import type { Appender } from '../log/appender.js';
+import { DENIAL, keyMaterialRequires } from './append-preconditions.js';
 import type { TransactionRecord, TransactionService } from './transactions.js';
 import { containsIban } from '../validation/transaction.js';
 import { containsPanLikeNumber, isTransactionId } from '../validation/identifiers.js';
@@ -210,11 +211,11 @@ export class ReleaseService {
         createdAt: now,
         access: { transactionId: loggedId },
         // Granted only if the key material is still there when the entry commits.
-        ...(granting ? { requires: { keyMaterial: keyMaterialOf(transactionId, row.envelope.key), otherwise: accessLeaf('denied', 'DATA_SHREDDED') } } : {}),
+        ...(granting ? { requires: keyMaterialRequires(keyMaterialOf(transactionId, row.envelope.key), accessLeaf('denied', 'DATA_SHREDDED')) } : {}),
       });
       if (appended.status === 'denied') {
         // A shred committed between the key checks above and this entry: nothing is released.
-        if (appended.reason === 'epoch_shredded') this.deps.recordKeys.keyShredded(row!.envelope.key);
+        if (appended.reason === DENIAL.epochShredded) this.deps.recordKeys.keyShredded(row!.envelope.key);
         refusal = shreddedAtCommit();
       }
       const outcome = refusal ? 'denied' : 'granted';

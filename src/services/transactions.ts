@@ -15,7 +15,14 @@
  * - Leaf bytes of format v2 (BIN + v1 fingerprint, forever): never served to checkout.
  * - Idempotency: replay (200) vs conflict (409) compares the SERVED projection of the request
  *   (`servedProjection`), so a candidate card that agrees on every served field answers like the
- *   true one; a conflict is logged (warn) with the principal and nothing of the card.
+ *   true one; a conflict is logged (warn) with the principal and nothing of the card. Decided
+ *   ONCE per submission, in `replayOrConflict`, whichever way the stored id is found: the
+ *   expired-card replay, the pre-check (`answerStored`), or the append (`answerStored`). The
+ *   appender's own replayed/conflict verdict (stored MAC equality, src/log/append/plan.ts) only
+ *   keeps the duplicate out of the log; this service MUST NOT answer from it.
+ * - Revocation at commit: the submitter's certificate is checked by the append precondition
+ *   (src/services/append-preconditions.ts, under the append lock, before idempotency), and by
+ *   ONE query in `submit` only for answers the append did not give (see `submit`).
  * - Probing: new transactions per principal × served payment fields × hour are limited
  *   (src/services/probe-limit.ts), across processes; replays never are.
  * - A processor's read is authorized from the row's processor column BEFORE the leaf is decoded,
@@ -51,6 +58,7 @@ import {
 } from '../log/leaf.js';
 import { hashLeaf } from '../log/merkle.js';
 import type { Appender } from '../log/appender.js';
+import { REFUSAL, submissionRequires } from './append-preconditions.js';
 import type { ClientSideDecryption, CseMarker } from '../cse/jwe.js';
 
 export interface TransactionReceipt {
@@ -353,8 +361,8 @@ export class TransactionService {
       // Replays first (no KMS call, no append): an identical replay is 200 even if the processor
       // has been disabled since.
       if (check.transaction_id !== null) {
-        const prior = await this.findRow(req.transactionId);
-        if (prior) return { created: false, receipt: this.replayOrConflict(principal, prior, mac) };
+        const receipt = await this.answerStored(principal, req.transactionId, mac);
+        if (receipt) return { created: false, receipt };
       }
       if (check.processor_status !== 'active') throw unknownProcessor();
       if (this.deps.epochs) currentKeyId = check.epoch_id ?? null;
@@ -403,23 +411,24 @@ export class TransactionService {
         ...(this.deps.fingerprintKey ? { fingerprint: fingerprintV2(this.deps.fingerprintKey, req.processor, req.paymentMethod) } : {}),
       },
       dataKey: { transactionId: req.transactionId, wrappedKey: envelope.wrappedKey, kmsKeyId: keyRef.kmsKeyId ?? null, epochId: keyRef.epochId ?? null },
-      requires: {
+      requires: submissionRequires({
         principal: { certificateFingerprint: principal.certificateFingerprint, serialHex: principal.serialHex },
         processor: req.processor,
         ...(keyRef.epochId ? { epochId: keyRef.epochId } : {}),
-      },
+      }),
     });
     if (outcome.status === 'conflict' || outcome.status === 'replayed') {
-      // The append compared the stored MAC; the record decides (a record stored before issue 17
-      // holds a v1 MAC over the whole body, and its replays are judged on the served projection).
-      const row = await this.findRow(req.transactionId);
-      if (!row) throw new PaylogError('INTERNAL', 'replayed transaction not found');
-      return { created: false, receipt: this.replayOrConflict(principal, row, mac), checkedAtCommit: true };
+      // The append found the id stored (and kept the duplicate out of the log); its MAC verdict
+      // is not this service's rule: the record decides (a record stored before issue 17 holds a
+      // v1 MAC over the whole body, and its replays are judged on the served projection).
+      const receipt = await this.answerStored(principal, req.transactionId, mac);
+      if (!receipt) throw new PaylogError('INTERNAL', 'replayed transaction not found');
+      return { created: false, receipt, checkedAtCommit: true };
     }
     if (outcome.status === 'refused') {
-      if (outcome.reason === 'principal_revoked') throw certificateRevokedError();
-      keys.sealingKeyRefused(req.processor, keyRef, outcome.reason !== 'processor_inactive');
-      if (outcome.reason === 'processor_inactive') throw unknownProcessor();
+      if (outcome.reason === REFUSAL.principalRevoked) throw certificateRevokedError();
+      keys.sealingKeyRefused(req.processor, keyRef, outcome.reason !== REFUSAL.processorInactive);
+      if (outcome.reason === REFUSAL.processorInactive) throw unknownProcessor();
       if (retries > 0) return await this.submitValidated(principal, req, masked, mac, cse, now, retries - 1);
       throw new PaylogError('LOG_UNAVAILABLE', 'the key epoch changed while this submission was sealed; retry later', { retryAfterSeconds: 1 });
     }
@@ -546,6 +555,16 @@ export class TransactionService {
     const r = await this.deps.database.pool.query({ name: 'paylog_tx_record', text: SELECT_RECORD, values: [transactionId] });
     const row = r.rows[0] as TransactionRow | undefined;
     return row ? recordFromRow(row) : null;
+  }
+
+  /**
+   * The answer to a submission whose transaction id is stored (null: it is not): its record,
+   * read and checked against its leaf, judged by `replayOrConflict`. The pre-check and the
+   * append both end here, so a submission is judged once, on one rule.
+   */
+  private async answerStored(principal: Principal, transactionId: string, mac: Buffer): Promise<TransactionReceipt | null> {
+    const prior = await this.findRow(transactionId);
+    return prior ? this.replayOrConflict(principal, prior, mac) : null;
   }
 
   /**

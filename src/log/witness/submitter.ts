@@ -30,7 +30,7 @@ import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import type { Db } from '../../db/connection.js';
 import { witnessCosignatures } from '../../db/schema.js';
 import { PaylogError } from '../../errors.js';
-import { readNodes } from '../appender.js';
+import { readNodes } from '../store.js';
 import { readCheckpoint, refusal, type StoredCheckpoint } from '../checkpoint-publisher.js';
 import { consistencyProof, consistencyProofNodes } from '../merkle.js';
 import type { NoteVerifier } from '../note.js';

@@ -94,7 +94,8 @@ describe('time budgets on a real service', () => {
   it('a transient database error while releasing is 503 LOG_UNAVAILABLE (was 422 INTEGRITY_FAILURE), and the attempt is logged as such', async () => {
     const body = cardTransaction();
     expect((await a.call('checkout', 'POST', '/v1/transactions', body)).status).toBe(201);
-    // An owner session locks data_keys so the release's key lookup waits; that one backend is
+    // An owner session locks data_keys so the release's first read of it (authorization or the key
+    // lookup) waits; that one backend is
     // then terminated (57P01, as in a failover) and the lock let go, so the access entry commits.
     const r = await withClient(a.databaseUrl, async (c) => {
       await c.query('BEGIN');
@@ -104,7 +105,7 @@ describe('time budgets on a real service', () => {
         for (let i = 0; i < 100; i++) {
           const waiting = await query<{ pid: number }>(
             a.databaseUrl,
-            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND query ILIKE '%from \"data_keys\"%'",
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND query ILIKE '%data_keys%'",
           );
           if (waiting.length > 0) {
             await query(a.databaseUrl, 'SELECT pg_terminate_backend($1)', [waiting[0]!.pid]);

@@ -46,19 +46,15 @@ export interface SealContext {
   currentKeyId?: string | null;
 }
 
-/** A stored record as the caller reads it: from its leaf and its data_keys row. */
-export interface StoredRecord {
+/**
+ * A stored record as the caller reads it: the sealed fields from its leaf, `wrappedKey` from its
+ * data_keys row (present: the caller refuses a shredded row first).
+ */
+export interface StoredRecord extends SealedFields {
   /** Envelope version, from the leaf. */
   version: number;
   /** The key reference the leaf names. */
   keyRef: { kmsKeyId: string } | { epochId: string };
-  salt: Buffer;
-  iv: Buffer;
-  ciphertext: Buffer;
-  tag: Buffer;
-  keyCommitment: Buffer;
-  /** From the data_keys row (present: the caller refuses a shredded row first). */
-  wrappedKey: Buffer;
   /** The key reference the data_keys row names; MUST agree with the leaf's where both exist. */
   stored: { kmsKeyId: string | null; epochId: string | null };
 }

@@ -6,7 +6,7 @@
  * Contracts: every name and context key here is STABLE (they name KMS aliases, epoch ids in
  * leaves, and the encryption context KMS authenticates); MUST NOT change. No I/O.
  */
-import type { EpochRowTrust } from './epoch-rows.js';
+import type { EpochIdentity, EpochRowTrust } from './epoch-rows.js';
 import { periodOf, type KeyPeriod, type PeriodGranularity } from '../keys/periods.js';
 
 /** Key-period arithmetic lives in src/keys/periods.ts (shared with the CSE keys). */
@@ -50,14 +50,8 @@ export function epochKmsContext(epochId: string, publicKey: Buffer): Record<stri
   };
 }
 
-export interface EpochRow {
-  epoch_id: string;
-  processor: string;
-  granularity: string;
-  period_start: Date;
-  period_end: Date;
-  generation: number;
-  public_key: Buffer;
+/** A `key_epochs` row: its MAC'd identity (./epoch-rows.ts) and the columns rewrap and shred change. */
+export interface EpochRow extends EpochIdentity {
   kms_key_id: string | null;
   wrapped_private_key: Buffer | null;
   wrapped_key_sha256: Buffer | null;

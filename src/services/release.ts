@@ -138,8 +138,10 @@ export class ReleaseService {
     try {
       assigned = await this.deps.transactions.authorizeFor(principal, 'transaction:release', transactionId);
     } catch (e) {
-      if (!isPaylogError(e)) throw e;
-      refusal = e;
+      if (isPaylogError(e)) refusal = e;
+      // The database failing to answer says nothing about the record: 503, and still a logged attempt.
+      else if (isTransientDatabaseError(e)) refusal = new PaylogError('LOG_UNAVAILABLE', 'the log database is unavailable; nothing was released', undefined, { cause: e });
+      else throw e;
     }
     const row = refusal ? null : await this.deps.transactions.findRow(transactionId);
     const exists = row !== null || (refusal !== undefined && (await this.recordExists(transactionId)));

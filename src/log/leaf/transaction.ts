@@ -93,35 +93,33 @@ export const sealedEnvelopeV3Schema = z
   .refine(oneKeyReference, { message: 'exactly one key reference (kms or ep)' })
   .refine((e) => (e.ep === undefined) === (e.epk === undefined), { message: 'epk exactly when ep' });
 
-export const transactionLeafV2Schema = z.strictObject({
-  v: z.literal(LEAF_FORMAT_V2),
+/** The transaction fields every CBOR format shares. */
+const transactionFields = {
   type: z.literal('transaction'),
   time: msTime,
   id,
   p: id,
   amt: z.number().int().positive().max(Number.MAX_SAFE_INTEGER),
   cur: z.string().regex(/^[A-Z]{3}$/),
+  md: z.record(z.string().min(1).max(64), z.string().max(1024)).optional(),
+  cse: z.strictObject({ kid: z.string().min(1).max(256) }).optional(),
+};
+
+export const transactionLeafV2Schema = z.strictObject({
+  ...transactionFields,
+  v: z.literal(LEAF_FORMAT_V2),
   pm: maskedPaymentMethodSchema,
   fp: z.string().min(1).max(128),
-  md: z.record(z.string().min(1).max(64), z.string().max(1024)).optional(),
   env: sealedEnvelopeSchema,
-  cse: z.strictObject({ kid: z.string().min(1).max(256) }).optional(),
 });
 export type TransactionLeafV2 = z.infer<typeof transactionLeafV2Schema>;
 
 /** Leaf format v3 transaction: no BIN, no fingerprint; `env.epk` with an epoch reference. */
 export const transactionLeafV3Schema = z.strictObject({
+  ...transactionFields,
   v: z.literal(LEAF_FORMAT_V3),
-  type: z.literal('transaction'),
-  time: msTime,
-  id,
-  p: id,
-  amt: z.number().int().positive().max(Number.MAX_SAFE_INTEGER),
-  cur: z.string().regex(/^[A-Z]{3}$/),
   pm: maskedPaymentMethodV3Schema,
-  md: z.record(z.string().min(1).max(64), z.string().max(1024)).optional(),
   env: sealedEnvelopeV3Schema,
-  cse: z.strictObject({ kid: z.string().min(1).max(256) }).optional(),
 });
 export type TransactionLeafV3 = z.infer<typeof transactionLeafV3Schema>;
 /** A transaction leaf in CBOR (format v2 or v3). */

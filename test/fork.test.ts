@@ -9,7 +9,7 @@
  * Real PostgreSQL (superuser behind the service's back), the real KMS client against the local
  * endpoint, real HTTPS with the dev certificates, the real witness.
  */
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { Agent, request } from 'undici';
 import { startService, embeddedAdminUrl, type ServiceHandle } from '../scripts/bench/service.js';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -204,15 +204,7 @@ describe('a superuser deletes every row above an older genuine tree head and let
 
 /** Runs `npm run restore-log` as an operator would, with the service's settings in the environment. */
 function restoreLog(env: Record<string, string>, args: string[]): Promise<CliResult> {
-  return new Promise((resolve, reject) => {
-    const p = spawn('node_modules/.bin/tsx', ['scripts/restore-log.ts', ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    p.stdout.on('data', (d) => (stdout += d));
-    p.stderr.on('data', (d) => (stderr += d));
-    p.on('error', reject);
-    p.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
-  });
+  return runScript('restore-log', args, { env: { ...process.env, ...env } });
 }
 
 function dbName(url: string): string {

@@ -8,11 +8,12 @@ export interface CliResult {
 }
 
 /** `opts.script` runs that file instead of `scripts/<name>.ts` (e.g. the bundled verifier: `node <bundle> <name> ...`). */
-export function runScript(script: string, args: string[], opts: { cwd?: string; bin?: string; script?: string } = {}): Promise<CliResult> {
+export function runScript(script: string, args: string[], opts: { cwd?: string; bin?: string; script?: string; env?: NodeJS.ProcessEnv } = {}): Promise<CliResult> {
   return new Promise((resolve, reject) => {
     const p = spawn(opts.bin ?? 'node_modules/.bin/tsx', opts.script !== undefined ? [opts.script, script, ...args] : [`scripts/${script}.ts`, ...args], {
       cwd: opts.cwd ?? process.cwd(),
       stdio: ['ignore', 'pipe', 'pipe'],
+      ...(opts.env ? { env: opts.env } : {}),
     });
     let stdout = '';
     let stderr = '';

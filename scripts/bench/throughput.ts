@@ -10,6 +10,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import autocannon from 'autocannon';
+import { luhnValid } from '../../src/validation/identifiers.js';
 import { median, type BenchContext, type BenchSection, type Cell, type SectionResult } from './core.js';
 import { describeBuckets, diffHistogram, parseHistogram, type HistogramSnapshot, type ServiceHandle } from './service.js';
 
@@ -23,19 +24,36 @@ export const BENCH_TEST_PAN = '4111111111111111';
 const BATCH_METRIC = 'paylog_log_batch_size';
 const REQUEST_TIMEOUT_S = 30;
 
-/** Returns a generator of distinct transaction bodies (`bench-<run>-<n>`). */
+/**
+ * The n-th synthetic Visa-range number of the bench (`4000` + 11 digits of n + a Luhn check
+ * digit): a different card, so a different last four, on every request, as a real checkout's
+ * customers have. Made up for load only; never a real card.
+ */
+export function benchCardNumber(n: number): string {
+  const body = '4000' + String(n % 1e11).padStart(11, '0');
+  for (let d = 0; d < 10; d++) if (luhnValid(body + d)) return body + d;
+  throw new Error('unreachable: one check digit always fits');
+}
+
+/**
+ * Returns a generator of distinct transaction bodies (`bench-<run>-<n>`), each with its own card
+ * number: one card thousands of times from one checkout certificate is exactly what the probe
+ * limit refuses (issue 17), and it would funnel every submission through one probe group.
+ */
 export function transactionBodies(): () => string {
   const run = randomBytes(4).toString('hex');
   const expiryYear = new Date().getUTCFullYear() + 3;
   let n = 0;
-  return () =>
-    JSON.stringify({
-      transactionId: `bench-${run}-${(n++).toString(36)}`,
+  return () => {
+    const i = n++;
+    return JSON.stringify({
+      transactionId: `bench-${run}-${i.toString(36)}`,
       processor: 'acme',
       amount: { value: 1299, currency: 'USD' },
-      paymentMethod: { type: 'card', pan: BENCH_TEST_PAN, expiryMonth: 12, expiryYear, holderName: 'Bench Tester' },
+      paymentMethod: { type: 'card', pan: benchCardNumber(i), expiryMonth: 12, expiryYear, holderName: 'Bench Tester' },
       metadata: { invoice: 'BENCH' },
     });
+  };
 }
 
 export interface LoadRun {

@@ -178,6 +178,38 @@ describe('two witnesses and the service', () => {
     expect(metrics.text).toMatch(/paylog_witness_submissions_total\{witness="witness.test\/w1[^"]*",outcome="cosigned"\} [1-9]/);
   });
 
+  it('cosignature rows planted by the runtime role (forged lines, at the served size and at a size never signed) are never served', async () => {
+    const witnesses = [parseCosignerVkey(w1.witness.vkey), parseCosignerVkey(w2.witness.vkey)];
+    const size = await appendAndPublish(2);
+    await witnessedAt(size);
+    const runtime = t.paylog.database.pool; // the service's own login: a member of paylog_app
+    const genuine = (await runtime.query('SELECT witness_key, root_hash, signature_line FROM witness_cosignatures WHERE checkpoint_size = $1', [size])).rows as {
+      witness_key: string;
+      root_hash: Buffer;
+      signature_line: string;
+    }[];
+    expect(genuine.length).toBeGreaterThanOrEqual(2);
+    // A forged line: a genuine line's name and key id with another signature.
+    const forge = (line: string) => line.replace(/ (\S+)$/, (_m, b64: string) => ` ${Buffer.from(Buffer.from(b64, 'base64').map((x, i) => (i > 4 ? x ^ 0x5a : x))).toString('base64')}`);
+    for (const g of genuine) {
+      for (const at of [size, size + 1_000]) {
+        await runtime.query('INSERT INTO witness_cosignatures (checkpoint_size, root_hash, witness_key, cosigned_at, signature_line) VALUES ($1, $2, $3, $4, $5)', [
+          at,
+          g.root_hash,
+          g.witness_key,
+          Math.floor(Date.now() / 1000),
+          forge(g.signature_line),
+        ]);
+      }
+    }
+    await new Promise((res) => setTimeout(res, 1_100)); // past the witnessed-checkpoint cache
+    const served = (await t.call('auditor', 'GET', '/v1/log/checkpoint')).text;
+    expect(checkpointSize(served)).toBe(size);
+    const { valid } = verifyCosignatures(served, witnesses);
+    expect(valid).toHaveLength(2);
+    for (const g of genuine) expect(served).not.toContain(forge(g.signature_line));
+  });
+
   it('verify-log --witness (entries API and tiles) accepts the quorum and refuses a missing or stale one', async () => {
     const a = t.paylog.devPki!.principals['auditor']!;
     const tls = ['--url', t.paylog.url, '--cacert', t.paylog.devPki!.caPath, '--cert', a.certPath, '--key', a.keyPath, '--log-key', logVkey];

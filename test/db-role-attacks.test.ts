@@ -28,6 +28,26 @@ function attackerKeyPair(): { publicKey: Buffer; privateKey: () => X25519Private
   return { publicKey: raw, privateKey: () => new X25519PrivateKey(privateKey), rawPrivate: () => Buffer.from(privateKey.export({ format: 'jwk' }).d!, 'base64url') };
 }
 
+/**
+ * For one describe block: a paylog of its own (handed to `set`) and an auditor's log client to
+ * it; `verifiers` are the log keys that client reads from the service.
+ */
+function paylogWithAuditorClient(set: (t: TestPaylog) => void): { client: () => LogClient; verifiers: () => Promise<ReturnType<typeof toNoteVerifiers>> } {
+  let t: TestPaylog | undefined;
+  let client: LogClient | undefined;
+  beforeAll(async () => {
+    t = await startTestPaylog();
+    const a = t.paylog.devPki!.principals['auditor']!;
+    client = LogClient.fromFiles(t.paylog.url, t.paylog.devPki!.caPath, a.certPath, a.keyPath);
+    set(t);
+  });
+  afterAll(async () => {
+    client?.close();
+    await t?.stop();
+  });
+  return { client: () => client!, verifiers: async () => toNoteVerifiers((await client!.keys()).vkeys) };
+}
+
 const runtime = (t: TestPaylog) => t.paylog.database.pool;
 
 async function leafOf(t: TestPaylog, transactionId: string): Promise<Leaf & { type: 'transaction' }> {
@@ -265,16 +285,7 @@ describe('key_periods and keyring: a planted row cannot make paylog wrap keys un
 
 describe('verify-log: every transaction sealed to an epoch names the key its epoch_created entry names', () => {
   let t: TestPaylog;
-  let client: LogClient;
-  beforeAll(async () => {
-    t = await startTestPaylog();
-    const a = t.paylog.devPki!.principals['auditor']!;
-    client = LogClient.fromFiles(t.paylog.url, t.paylog.devPki!.caPath, a.certPath, a.keyPath);
-  });
-  afterAll(async () => {
-    client?.close();
-    await t?.stop();
-  });
+  const { verifiers: logVerifiers, client } = paylogWithAuditorClient((x) => (t = x));
 
   /** Appends, through the service's appender, a transaction sealed to `publicKey` under `epochId` (what a service fooled by a planted row would have written). */
   async function appendSealedTo(epochId: string, publicKey: Buffer): Promise<number> {
@@ -305,8 +316,8 @@ describe('verify-log: every transaction sealed to an epoch names the key its epo
     const genuine = (await leafOf(t, await submit(t))) as any;
     const period = periodOf(new Date(), t.paylog.epochs.granularity);
     await t.paylog.checkpoints.publish();
-    const verifiers = toNoteVerifiers((await client.keys()).vkeys);
-    const ok = await verifyRemoteLog(client, { verifiers });
+    const verifiers = await logVerifiers();
+    const ok = await verifyRemoteLog(client(), { verifiers });
     expect(ok.failures).toEqual([]);
     expect(ok.epochKeys).toMatchObject({ transactionsChecked: 1, epochsCreated: 1, legacyEpochs: { count: 0, ids: [] }, legacyTransactions: 0 });
 
@@ -323,7 +334,7 @@ describe('verify-log: every transaction sealed to an epoch names the key its epo
     const legacyTx = await appendSealedTo(legacy, attacker.publicKey);
     await t.paylog.checkpoints.publish();
 
-    const r = await verifyRemoteLog(client, { verifiers });
+    const r = await verifyRemoteLog(client(), { verifiers });
     expect(r.ok).toBe(false);
     expect(r.failures.map((f) => [f.code, f.index])).toEqual([
       ['EPOCH_KEY_MISMATCH', mismatch],
@@ -375,18 +386,7 @@ describe('processors: the runtime role cannot re-enable a processor an admin dis
 
 describe('the other tables the runtime role can INSERT into: refused, detected or harmless', () => {
   let t: TestPaylog;
-  let client: LogClient;
-  beforeAll(async () => {
-    t = await startTestPaylog();
-    const a = t.paylog.devPki!.principals['auditor']!;
-    client = LogClient.fromFiles(t.paylog.url, t.paylog.devPki!.caPath, a.certPath, a.keyPath);
-  });
-  afterAll(async () => {
-    client?.close();
-    await t?.stop();
-  });
-
-  const verifiers = async () => toNoteVerifiers((await client.keys()).vkeys);
+  const { verifiers, client } = paylogWithAuditorClient((x) => (t = x));
 
   it('transactions / access_entries / data_keys lookup rows: a planted record is never served or released (its leaf does not match), the id it takes is refused to its genuine submission (422 INTEGRITY_FAILURE), and verify-log names the entry it points at', async () => {
     const g = await submit(t);
@@ -414,7 +414,7 @@ describe('the other tables the runtime role can INSERT into: refused, detected o
     expect(taken.status).toBe(422);
     expect(taken.json.error.code).toBe('INTEGRITY_FAILURE');
     await t.paylog.checkpoints.publish();
-    const r = await verifyRemoteLog(client, { verifiers: await verifiers() });
+    const r = await verifyRemoteLog(client(), { verifiers: await verifiers() });
     expect(r.ok).toBe(false);
     expect(r.failures.every((f) => f.code === 'SERVED_VIEW_MISMATCH' && f.index === Number(keyEventIdx))).toBe(true);
     expect(r.firstBadIndex).toBe(Number(keyEventIdx));
@@ -440,18 +440,7 @@ describe('the other tables the runtime role can INSERT into: refused, detected o
 
 describe('log_entries / merkle_nodes planted by the runtime role', () => {
   let t: TestPaylog;
-  let client: LogClient;
-  beforeAll(async () => {
-    t = await startTestPaylog();
-    const a = t.paylog.devPki!.principals['auditor']!;
-    client = LogClient.fromFiles(t.paylog.url, t.paylog.devPki!.caPath, a.certPath, a.keyPath);
-  });
-  afterAll(async () => {
-    client?.close();
-    await t?.stop();
-  });
-
-  const verifiers = async () => toNoteVerifiers((await client.keys()).vkeys);
+  const { verifiers, client } = paylogWithAuditorClient((x) => (t = x));
 
   it('log_entries / merkle_nodes: a planted entry or node at the next position is never signed or served; appends stop (503) until the owner removes it (availability, not integrity)', async () => {
     await submit(t);
@@ -466,7 +455,7 @@ describe('log_entries / merkle_nodes planted by the runtime role', () => {
       expect(r.status, table).toBe(503);
       const cp = await t.paylog.checkpoints.publish();
       expect(cp!.size, table).toBe(size);
-      const v = await verifyRemoteLog(client, { verifiers: await verifiers() });
+      const v = await verifyRemoteLog(client(), { verifiers: await verifiers() });
       expect(v.ok, JSON.stringify(v.failures)).toBe(true);
       expect(v.treeSize).toBe(size);
       // Recovery: the owner removes the planted row (triggers refuse even the owner, so they are disabled for it).
@@ -480,7 +469,7 @@ describe('log_entries / merkle_nodes planted by the runtime role', () => {
       });
     }
     await submit(t);
-    expect((await verifyRemoteLog(client, { verifiers: await verifiers() })).ok).toBe(true);
+    expect((await verifyRemoteLog(client(), { verifiers: await verifiers() })).ok).toBe(true);
   });
 });
 

@@ -27,6 +27,7 @@ import { AdminService } from '../services/admin.js';
 import { LogReadService } from '../services/log-read.js';
 import { TilesService } from '../services/tiles.js';
 import type { KeyLayer } from './key-layer.js';
+import type { CardSecurityCodes } from '../cvc/codes.js';
 
 export interface Services {
   processors: ProcessorRegistry;
@@ -37,6 +38,8 @@ export interface Services {
   admin: AdminService;
   logRead: LogReadService;
   tiles: TilesService;
+  /** Held card security codes (src/cvc/): taken by an authorizing release and by a forward. */
+  cardSecurityCodes: CardSecurityCodes;
 }
 
 export interface ServicesDeps {
@@ -56,6 +59,7 @@ export interface ServicesDeps {
   publishedKeys: PublishedKey[];
   logVerifiers: NoteVerifier[];
   witnessing?: WitnessCosigning;
+  cardSecurityCodes: CardSecurityCodes;
   clock?: () => Date;
 }
 
@@ -99,6 +103,7 @@ export function createServices(config: Config, d: ServicesDeps, logger: Logger, 
     processors,
     macKey: d.macKey,
     metrics,
+    takeCardSecurityCode: (id) => d.cardSecurityCodes.take(id),
   });
   const keyLifecycle = new KeyLifecycleService({
     database,
@@ -124,5 +129,5 @@ export function createServices(config: Config, d: ServicesDeps, logger: Logger, 
     ...(witnessing ? { witnessed: () => witnessing.latestWitnessed() } : {}),
   });
   const tiles = new TilesService(database.db, { verifiers: d.logVerifiers, checkpoint: (p) => logRead.checkpoint(p), logger });
-  return { processors, revocations, transactions, release, keyLifecycle, admin, logRead, tiles };
+  return { processors, revocations, transactions, release, keyLifecycle, admin, logRead, tiles, cardSecurityCodes: d.cardSecurityCodes };
 }

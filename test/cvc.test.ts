@@ -130,10 +130,8 @@ describe('a database copy cannot recover a held CVC (the key never reaches the d
   it('a copy of the sealed row taken BEFORE its use, restored by the superuser into a restarted paylog (same database, same KMS, same data directory) opens nothing', { timeout: 180_000 }, async () => {
     const first = await startTestPaylog({ databaseUrl });
     const body = withCvc('2468');
-    let copy: { transaction_id: string; sealed: unknown; expires_at: Date };
-    let dataDir: string;
+    let copy: { transaction_id: string; sealed: unknown; expires_at: Date } | undefined;
     try {
-      dataDir = first.dataDir;
       expect((await first.call('checkout', 'POST', '/v1/transactions', body)).status).toBe(201);
       [copy] = await query(databaseUrl, 'SELECT transaction_id, sealed, expires_at FROM card_security_codes WHERE transaction_id = $1', [body.transactionId]);
       expect(copy).toBeDefined();
@@ -157,7 +155,6 @@ describe('a database copy cannot recover a held CVC (the key never reaches the d
     } finally {
       await second.stop();
     }
-    void dataDir!;
   });
 
   it('a holder key row planted by the runtime role (its own public key) is never sealed to', { timeout: 120_000 }, async () => {

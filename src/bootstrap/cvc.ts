@@ -52,6 +52,7 @@ export async function startCardSecurityCodes(d: CvcDeps, logger: Logger, cleanup
     () =>
       void (async () => {
         const n = await codes.sweep();
+        await holders.destroySpent();
         if (n > 0) logger.info({ expired: n }, 'expired card security codes destroyed');
         if (d.singletons) {
           const logged = await logCvcDestructions({ database: d.database, recordKeyEvent: (e) => d.keyEvents.record(e), clock });

@@ -12,8 +12,10 @@
  * - A private key MUST NOT leave process memory: never written to the database, a file, KMS or
  *   a log line. Nothing that reaches the database or KMS can therefore open a sealed CVC.
  * - A key is current for `rotateMs` (= the CVC TTL, at least MIN_ROTATE_MS): no CVC is sealed to
- *   it after its `not_after`, and its private half is zeroed `ttlMs` after that (every CVC sealed
- *   to it has expired by then). So a private key lives at most rotateMs + NOT_AFTER_SLACK_MS + ttlMs.
+ *   it after its `not_after` (= creation + rotateMs + NOT_AFTER_SLACK_MS), and its private half
+ *   is zeroed at the first sweep after `not_after + ttlMs` (every CVC sealed to it has expired by
+ *   then). So a private key lives at most rotateMs + NOT_AFTER_SLACK_MS + ttlMs + one sweep
+ *   interval (src/bootstrap/cvc.ts).
  * - A process started after a CVC was sealed holds none of its keys and cannot open it (it
  *   leaves it to the processes that can, or to the TTL).
  * - `close()` zeroes every private key and deletes this process's rows.
@@ -98,10 +100,19 @@ export class CvcHolderKeys {
       values: [keyId, key.publicKey, notAfter, holderRowMac(this.o.rowKey, keyId, key.publicKey, notAfter)],
     });
     this.own.push({ keyId, key, notAfter });
-    const spentBefore = now.getTime() - this.o.ttlMs;
+    this.others = null;
+    await this.destroySpent();
+  }
+
+  /**
+   * Zeroes own private keys whose last CVC has expired (`not_after + ttl` passed) and deletes
+   * every such row (any process's). Called on rotation and on every sweep, so a key outlives
+   * its last CVC by at most one sweep interval.
+   */
+  async destroySpent(): Promise<void> {
+    const spentBefore = this.o.clock().getTime() - this.o.ttlMs;
     for (const k of this.own.filter((k) => k.notAfter.getTime() < spentBefore)) this.destroy(k);
     await this.o.database.pool.query({ name: 'paylog_cvc_holder_purge', text: 'DELETE FROM cvc_holder_keys WHERE not_after < $1', values: [new Date(spentBefore)] });
-    this.others = null;
   }
 
   /** The private keys this process holds, by key id (to open a sealed CVC). */

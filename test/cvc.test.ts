@@ -6,6 +6,9 @@
  * service's own pool) and the superuser (the test database URL), with the same KMS.
  */
 import { createHash } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cardTransaction, newTestDatabase, startTestPaylog, type TestPaylog } from './helpers/paylog.js';
 import { query } from './helpers/db.js';
@@ -122,12 +125,15 @@ describe('a CVC is accepted only as paymentMethod.cvc of a card, used once, then
 
 describe('a database copy cannot recover a held CVC (the key never reaches the database or KMS)', () => {
   let databaseUrl: string;
+  let dataDir: string;
   beforeAll(async () => {
     databaseUrl = await newTestDatabase();
+    dataDir = mkdtempSync(join(tmpdir(), 'paylog-cvc-copy-'));
   });
+  afterAll(() => rmSync(dataDir, { recursive: true, force: true }));
 
   it('a copy of the sealed row taken BEFORE its use, restored by the superuser into a restarted paylog (same database, same KMS, same data directory) opens nothing', { timeout: 180_000 }, async () => {
-    const first = await startTestPaylog({ databaseUrl });
+    const first = await startTestPaylog({ databaseUrl, dataDir });
     const body = withCvc('2468');
     let copy: { transaction_id: string; sealed: unknown; expires_at: Date } | undefined;
     try {
@@ -140,7 +146,7 @@ describe('a database copy cannot recover a held CVC (the key never reaches the d
     // The whole database as the superuser sees it, after the only process that held the key stopped.
     const keys = await query(databaseUrl, 'SELECT key_id, public_key FROM cvc_holder_keys');
     expect(keys.map((k) => k.key_id)).not.toContain(Object.keys(copy!.sealed as object)[0]);
-    const second = await startTestPaylog({ databaseUrl });
+    const second = await startTestPaylog({ databaseUrl, dataDir });
     try {
       await query(databaseUrl, 'INSERT INTO card_security_codes (transaction_id, sealed, expires_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING', [copy!.transaction_id, copy!.sealed, copy!.expires_at]);
       const r = await release(second, body.transactionId);

@@ -21,7 +21,8 @@ GRANT SELECT, INSERT, UPDATE, DELETE ON forward_destinations TO paylog_admin;
 --> statement-breakpoint
 -- forward_requests: one row per (transaction, Idempotency-Key): the keyed MAC of the request,
 -- where its entries are, and the MASKED answer a retry gets. Written by the runtime role before
--- the access entry (pending), after it (sent) and after the result entry (done); never deleted.
+-- the access entry (pending), after it (sent) and after the result entry (done); a pending row is
+-- deleted only when its access entry could not be appended (nothing was sent).
 CREATE TABLE IF NOT EXISTS "forward_requests" (
 	"transaction_id" text NOT NULL,
 	"idempotency_key" text NOT NULL,
@@ -37,6 +38,6 @@ CREATE TABLE IF NOT EXISTS "forward_requests" (
 --> statement-breakpoint
 REVOKE ALL ON forward_requests FROM PUBLIC;
 --> statement-breakpoint
-GRANT SELECT, INSERT, UPDATE ON forward_requests TO paylog_app;
+GRANT SELECT, INSERT, UPDATE, DELETE ON forward_requests TO paylog_app;
 --> statement-breakpoint
 GRANT SELECT ON forward_requests TO paylog_auditor;

@@ -33,8 +33,10 @@ export const accessLeafV2Schema = z
   source: sourceAddress,
   fwd: forwardTargetSchema.optional(),
   })
-  // `fwd` exactly on forward entries, and forwards only in leaf format v3.
-  .refine((l) => (l.action === 'forward') === (l.fwd !== undefined) && (l.action !== 'forward' || l.v === LEAF_FORMAT_V3), { message: 'fwd is present exactly on v3 forward entries' });
+  // `fwd` only on forward entries (always on granted ones), and forwards only in leaf format v3.
+  .refine((l) => (l.fwd === undefined || l.action === 'forward') && (l.action !== 'forward' || (l.v === LEAF_FORMAT_V3 && (l.outcome === 'denied' || l.fwd !== undefined))), {
+    message: 'fwd only on v3 forward entries, and on every granted one',
+  });
 export type AccessLeafV2 = z.infer<typeof accessLeafV2Schema>;
 
 export interface AccessLeafInput {

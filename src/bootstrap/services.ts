@@ -28,6 +28,9 @@ import { LogReadService } from '../services/log-read.js';
 import { TilesService } from '../services/tiles.js';
 import type { KeyLayer } from './key-layer.js';
 import type { CardSecurityCodes } from '../cvc/codes.js';
+import { DestinationService } from '../services/forward/destinations.js';
+import { ForwardService } from '../services/forward/forward.js';
+import { ForwardHistory } from '../services/forward/history.js';
 
 export interface Services {
   processors: ProcessorRegistry;
@@ -40,6 +43,9 @@ export interface Services {
   tiles: TilesService;
   /** Held card security codes (src/cvc/): taken by an authorizing release and by a forward. */
   cardSecurityCodes: CardSecurityCodes;
+  destinations: DestinationService;
+  forward: ForwardService;
+  forwardHistory: ForwardHistory;
 }
 
 export interface ServicesDeps {
@@ -59,6 +65,7 @@ export interface ServicesDeps {
   publishedKeys: PublishedKey[];
   logVerifiers: NoteVerifier[];
   witnessing?: WitnessCosigning;
+  /** Held card security codes (src/cvc/); its `take` is the forward's and the release's seam (src/services/forward/cvc-seam.ts). */
   cardSecurityCodes: CardSecurityCodes;
   clock?: () => Date;
 }
@@ -129,5 +136,16 @@ export function createServices(config: Config, d: ServicesDeps, logger: Logger, 
     ...(witnessing ? { witnessed: () => witnessing.latestWitnessed() } : {}),
   });
   const tiles = new TilesService(database.db, { verifiers: d.logVerifiers, checkpoint: (p) => logRead.checkpoint(p), logger });
-  return { processors, revocations, transactions, release, keyLifecycle, admin, logRead, tiles, cardSecurityCodes: d.cardSecurityCodes };
+  const destinations = new DestinationService({ database, adminDatabase: d.adminDatabase, kms: d.kms, kmsKeyId: d.dataKeyId, admin });
+  const forward = new ForwardService({
+    database,
+    appender,
+    recordKeys,
+    transactions,
+    destinations,
+    takeCardSecurityCode: (id) => d.cardSecurityCodes.take(id),
+    macKey: d.macKey,
+  });
+  const forwardHistory = new ForwardHistory({ database, transactions });
+  return { processors, revocations, transactions, release, keyLifecycle, admin, logRead, tiles, cardSecurityCodes: d.cardSecurityCodes, destinations, forward, forwardHistory };
 }

@@ -10,7 +10,7 @@
  * replace or delete them without touching any leaf), keyring, cse_keys (client-side encryption
  * keys; retention destroys them), processors, revoked_certificates, submission_probes (the probe
  * limit; expired rows deleted), card_security_codes / cvc_holder_keys / cvc_destructions (held
- * CVCs sealed to in-memory keys, their public keys, destruction counts: src/cvc/, migration 0010).
+ * CVCs sealed to in-memory keys, their public keys, destruction counts: src/cvc/, migration 0011).
  */
 import { sql } from 'drizzle-orm';
 import {
@@ -285,7 +285,7 @@ export const submissionProbes = pgTable(
 );
 
 /**
- * Card security codes held until authorization (issue 18, migration 0010; src/cvc/codes.ts):
+ * Card security codes held until authorization (issue 18, migration 0011; src/cvc/codes.ts):
  * `sealed` = {holder key id: base64(HPKE enc ‖ ciphertext)}, sealed to in-memory keys only.
  * The runtime role inserts, takes (DELETE … RETURNING) and expires rows; never updates them.
  */
@@ -337,6 +337,43 @@ export const revokedCertificates = pgTable('revoked_certificates', {
   revokedBy: text('revoked_by').notNull(),
   createdAt: createdAt(),
 });
+
+/**
+ * A processor's forward destinations (issue 18; migration 0010). Written only on the admin
+ * connection (paylog_admin); used only while `config` (with the wrapped key's digest) hashes to
+ * the `cfg` of the admin_event entry at `admin_log_index`.
+ */
+export const forwardDestinations = pgTable(
+  'forward_destinations',
+  {
+    processor: text('processor').notNull(),
+    name: text('name').notNull(),
+    config: jsonb('config').notNull(),
+    wrappedClientKey: bytea('wrapped_client_key'),
+    adminLogIndex: bigint('admin_log_index', { mode: 'number' }).notNull(),
+    createdAt: createdAt(),
+  },
+  (t) => [primaryKey({ columns: [t.processor, t.name] })],
+);
+
+/**
+ * One forward per (transaction, Idempotency-Key): its request MAC, state (pending → sent →
+ * done), the log indexes of its entries and the masked answer a retry receives (migration 0010).
+ */
+export const forwardRequests = pgTable(
+  'forward_requests',
+  {
+    transactionId: text('transaction_id').notNull(),
+    idempotencyKey: text('idempotency_key').notNull(),
+    requestMac: bytea('request_mac').notNull(),
+    state: text('state').notNull(),
+    accessLogIndex: bigint('access_log_index', { mode: 'number' }),
+    resultLogIndex: bigint('result_log_index', { mode: 'number' }),
+    answer: jsonb('answer'),
+    startedAt: timestamp('started_at', { withTimezone: true, mode: 'date' }).notNull().default(sql`now()`),
+  },
+  (t) => [primaryKey({ columns: [t.transactionId, t.idempotencyKey] })],
+);
 
 export const LOG_TABLES = [
   'log_entries',

@@ -1,0 +1,98 @@
+/**
+ * The forward ledger (issue 18 item 5): one `forward_requests` row per (transaction,
+ * Idempotency-Key), so that a forward is sent at most once.
+ *
+ * Contract:
+ * - A row is claimed (`pending`) BEFORE the access entry is appended; it becomes `sent` (with
+ *   the access entry's index) after that entry committed and BEFORE any byte leaves; `done`
+ *   with the masked answer after the result. Nothing is sent unless this process moved the row
+ *   from pending to sent.
+ * - A row that is not `done` after its stale time belongs to a forward whose process stopped
+ *   (crash, kill): its outcome is unknown and it is never sent again.
+ * - The stored answer is the MASKED answer (what the caller got); header values of the request
+ *   are never stored (only the request's keyed MAC).
+ */
+import type { AppDatabase } from '../../db/connection.js';
+
+/** What a retry receives: the answer as first returned, or the error. */
+export type StoredAnswer =
+  | { kind: 'answer'; answer: ForwardAnswer }
+  | { kind: 'error'; code: string; message: string };
+
+export interface ForwardAnswer {
+  status: number;
+  headers: Record<string, string>;
+  body: string;
+  masked: number;
+  accessLogIndex: number;
+  resultLogIndex: number | null;
+  durationMs: number;
+}
+
+export interface LedgerRow {
+  requestMac: Buffer;
+  state: 'pending' | 'sent' | 'done';
+  accessLogIndex: number | null;
+  answer: StoredAnswer | null;
+  ageMs: number;
+}
+
+type DbRow = { request_mac: Buffer; state: LedgerRow['state']; access_log_index: string | null; answer: StoredAnswer | null; age_ms: string | number };
+
+export class ForwardLedger {
+  constructor(private readonly database: AppDatabase) {}
+
+  /** Claims the key (true), or reports the row that holds it. */
+  async claim(transactionId: string, key: string, mac: Buffer): Promise<{ claimed: true } | { claimed: false; row: LedgerRow }> {
+    const r = await this.database.pool.query({
+      name: 'paylog_forward_claim',
+      text: `INSERT INTO forward_requests (transaction_id, idempotency_key, request_mac, state) VALUES ($1, $2, $3, 'pending') ON CONFLICT DO NOTHING RETURNING 1`,
+      values: [transactionId, key, mac],
+    });
+    if (r.rows.length > 0) return { claimed: true };
+    const row = await this.read(transactionId, key);
+    if (!row) return await this.claim(transactionId, key, mac);
+    return { claimed: false, row };
+  }
+
+  async read(transactionId: string, key: string): Promise<LedgerRow | null> {
+    const r = await this.database.pool.query({
+      name: 'paylog_forward_read',
+      text: `SELECT request_mac, state, access_log_index, answer, (extract(epoch FROM now() - started_at) * 1000)::bigint AS age_ms
+             FROM forward_requests WHERE transaction_id = $1 AND idempotency_key = $2`,
+      values: [transactionId, key],
+    });
+    const row = r.rows[0] as DbRow | undefined;
+    if (!row) return null;
+    return { requestMac: row.request_mac, state: row.state, accessLogIndex: row.access_log_index === null ? null : Number(row.access_log_index), answer: row.answer, ageMs: Number(row.age_ms) };
+  }
+
+  /** pending → sent; true only for the one caller that made the move. */
+  async markSent(transactionId: string, key: string, accessLogIndex: number): Promise<boolean> {
+    const r = await this.database.pool.query({
+      name: 'paylog_forward_sent',
+      text: `UPDATE forward_requests SET state = 'sent', access_log_index = $3 WHERE transaction_id = $1 AND idempotency_key = $2 AND state = 'pending' RETURNING 1`,
+      values: [transactionId, key, accessLogIndex],
+    });
+    return r.rows.length > 0;
+  }
+
+  /** → done with the answer; true only for the one caller that made the move from `from`. */
+  async finish(transactionId: string, key: string, from: 'pending' | 'sent', answer: StoredAnswer, resultLogIndex: number | null): Promise<boolean> {
+    const r = await this.database.pool.query({
+      name: 'paylog_forward_done',
+      text: `UPDATE forward_requests SET state = 'done', answer = $4, result_log_index = $5 WHERE transaction_id = $1 AND idempotency_key = $2 AND state = $3 RETURNING 1`,
+      values: [transactionId, key, from, JSON.stringify(answer), resultLogIndex],
+    });
+    return r.rows.length > 0;
+  }
+
+  /** Gives a pending key back (its access entry could not be appended: nothing was sent). */
+  async abandon(transactionId: string, key: string): Promise<void> {
+    await this.database.pool.query({
+      name: 'paylog_forward_abandon',
+      text: `DELETE FROM forward_requests WHERE transaction_id = $1 AND idempotency_key = $2 AND state = 'pending'`,
+      values: [transactionId, key],
+    });
+  }
+}

@@ -20,7 +20,7 @@
  * Checks: Luhn (paylog's one PAN detector's `luhnValid`), expiry (end of month, UTC) not passed,
  * CVC present (3–4 digits).
  */
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, realpathSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:https';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { randomBytes } from 'node:crypto';
@@ -173,7 +173,8 @@ export async function startDemoProcessor(opts: { port: number; dir?: string; env
   };
 }
 
-if (process.argv[1] !== undefined && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+// Run as a script (also through a symlinked checkout: compared as real paths).
+if (process.argv[1] !== undefined && realpathSync(resolve(process.argv[1])) === realpathSync(fileURLToPath(import.meta.url))) {
   const { values } = parseArgs({ options: { port: { type: 'string' }, dir: { type: 'string' } } });
   const port = Number(values.port);
   if (values.port === undefined || !Number.isInteger(port) || port < 0 || port > 65535) {

@@ -5,7 +5,7 @@
  * Contracts:
  * - Buffers in, Buffers out. Plaintext returned by the SDK is copied into a fresh Buffer and the
  *   SDK's Uint8Array is zeroed (the SDK's transient base64 JSON string cannot be wiped).
- * - Every failure is a `PaylogError` with the SDK error as `cause`:
+ * - Every failure is a `PaylogError` with the SDK error as `cause` (mapping in ./aws-errors.ts):
  *   InvalidCiphertextException / IncorrectKeyException / KMSInvalidSignatureException →
  *   `INTEGRITY_FAILURE`; no HTTP response (network, timeout, credentials), 5xx, throttling,
  *   and key/permission states that make the configured key unusable (NotFound, Disabled,
@@ -28,7 +28,8 @@ import {
   SignCommand,
 } from '@aws-sdk/client-kms';
 import { createPublicKey } from 'node:crypto';
-import { isPaylogError, PaylogError, type ErrorCode } from '../errors.js';
+import { isPaylogError, PaylogError } from '../errors.js';
+import { kmsErrorName, toPaylogError } from './aws-errors.js';
 import type { KmsBackend, KmsKeyDescription, KmsKeySpec } from './backend.js';
 
 export interface KmsSettings {
@@ -89,54 +90,6 @@ export function createKmsClient(s: KmsSettings): KMSClient {
     maxAttempts: s.maxAttempts ?? AWS_KMS_MAX_ATTEMPTS,
     requestHandler,
   });
-}
-
-const INTEGRITY_ERRORS = new Set(['InvalidCiphertextException', 'IncorrectKeyException', 'KMSInvalidSignatureException']);
-const UNAVAILABLE_ERRORS = new Set([
-  'ThrottlingException',
-  'ThrottledException',
-  'TooManyRequestsException',
-  'RequestLimitExceeded',
-  'LimitExceededException',
-  'KMSInternalException',
-  'DependencyTimeoutException',
-  'KeyUnavailableException',
-  'NotFoundException',
-  'DisabledException',
-  'KMSInvalidStateException',
-  'AccessDeniedException',
-  'UnrecognizedClientException',
-  'InvalidSignatureException',
-  'ExpiredTokenException',
-  'TimeoutError',
-  'RequestTimeout',
-]);
-
-/** Decide the PaylogError code for a failed KMS call (module contract). */
-export function classifyKmsError(e: unknown): ErrorCode {
-  const err = (e ?? {}) as { name?: unknown; $fault?: unknown; $metadata?: { httpStatusCode?: number } };
-  const name = typeof err.name === 'string' ? err.name : '';
-  if (INTEGRITY_ERRORS.has(name)) return 'INTEGRITY_FAILURE';
-  if (UNAVAILABLE_ERRORS.has(name)) return 'KMS_UNAVAILABLE';
-  const status = err.$metadata?.httpStatusCode;
-  if (status === undefined || status >= 500 || status === 429 || err.$fault === 'server') return 'KMS_UNAVAILABLE';
-  return 'INTERNAL';
-}
-
-function kmsErrorName(e: unknown): string {
-  const n = (e as { name?: unknown } | null)?.name;
-  return typeof n === 'string' && /^[A-Za-z0-9_.]{1,100}$/.test(n) ? n : 'Error';
-}
-
-function toPaylogError(operation: string, e: unknown): PaylogError {
-  const name = kmsErrorName(e);
-  const status = (e as { $metadata?: { httpStatusCode?: number } } | null)?.$metadata?.httpStatusCode;
-  return new PaylogError(
-    classifyKmsError(e),
-    `KMS ${operation} failed: ${name}`,
-    { kmsOperation: operation, kmsError: name, ...(status !== undefined ? { httpStatus: status } : {}) },
-    { cause: e },
-  );
 }
 
 /** Copy SDK-owned secret bytes into a paylog Buffer and wipe the SDK's array. */

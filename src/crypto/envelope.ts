@@ -74,9 +74,9 @@ const INFO_ENCRYPTION_KEY = Buffer.from(LABEL_ENCRYPTION_KEY, 'ascii');
 const INFO_KEY_COMMITMENT = Buffer.from(LABEL_KEY_COMMITMENT, 'ascii');
 
 /** KMS encryption-context keys (stable: changing them makes existing wrapped keys unopenable). */
-export const KMS_CONTEXT_TRANSACTION_ID = 'paylog:transaction-id';
-export const KMS_CONTEXT_PROCESSOR = 'paylog:processor';
-export const KMS_CONTEXT_ENVELOPE = 'paylog:envelope';
+const KMS_CONTEXT_TRANSACTION_ID = 'paylog:transaction-id';
+const KMS_CONTEXT_PROCESSOR = 'paylog:processor';
+const KMS_CONTEXT_ENVELOPE = 'paylog:envelope';
 
 /** Values of `details.reason` on an INTEGRITY_FAILURE (no secret is revealed by them). */
 export const ENVELOPE_REASONS = {

@@ -32,7 +32,7 @@ import { isPaylogError, PaylogError } from '../errors.js';
 import { kmsErrorName, toPaylogError } from './aws-errors.js';
 import type { KmsBackend, KmsKeyDescription, KmsKeySpec } from './backend.js';
 
-export interface KmsSettings {
+interface KmsSettings {
   /** Endpoint URL (the local endpoint's `url`, or `AWS_ENDPOINT_URL_KMS`). */
   endpoint?: string;
   region: string;
@@ -54,12 +54,12 @@ const localDevOnlyCredentials = async (): Promise<{ accessKeyId: string; secretA
   secretAccessKey: LOCAL_DEV_ONLY_SECRET_ACCESS_KEY,
 });
 /** Attempts (1 + retries) against the local endpoint: it is on loopback, retries only hide bugs. */
-export const LOCAL_KMS_MAX_ATTEMPTS = 2;
+const LOCAL_KMS_MAX_ATTEMPTS = 2;
 /** Attempts against AWS KMS (SDK standard retry mode, with backoff). */
-export const AWS_KMS_MAX_ATTEMPTS = 3;
-export const KMS_CONNECTION_TIMEOUT_MS = 1_000;
+const AWS_KMS_MAX_ATTEMPTS = 3;
+const KMS_CONNECTION_TIMEOUT_MS = 1_000;
 /** No answer within this on an open connection: the attempt fails (TimeoutError). */
-export const KMS_REQUEST_TIMEOUT_MS = 2_000;
+const KMS_REQUEST_TIMEOUT_MS = 2_000;
 
 const DATA_KEY_SPEC = 'AES_256';
 const DATA_KEY_BYTES = 32;
@@ -122,9 +122,9 @@ export function ed25519RawFromSpki(spki: Buffer): Buffer {
 }
 
 /** Observer of every KMS request (metrics): operation and `ok` or the KMS error name. */
-export type KmsRequestObserver = (operation: string, outcome: string) => void;
+type KmsRequestObserver = (operation: string, outcome: string) => void;
 /** Told the duration of every KMS request paylog makes (metrics: paylog_kms_request_duration_seconds). */
-export type KmsDurationObserver = (operation: string, seconds: number) => void;
+type KmsDurationObserver = (operation: string, seconds: number) => void;
 
 /** The AWS KMS backend (`@aws-sdk/client-kms`): the only file that knows the AWS SDK's key API. */
 export class PaylogKms implements KmsBackend {

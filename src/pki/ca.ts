@@ -50,12 +50,12 @@ export {
 
 const { pki, md } = forge;
 
-export interface KeyAndCertificate {
+interface KeyAndCertificate {
   certPem: string;
   keyPem: string;
 }
 
-export interface CertificateInfo {
+interface CertificateInfo {
   serialHex: string;
   fingerprint: string;
   notBefore: Date;
@@ -64,7 +64,7 @@ export interface CertificateInfo {
 }
 
 export const DEFAULT_CA_COMMON_NAME = 'paylog DEV-ONLY CA - not for production';
-export const DEFAULT_CA_VALIDITY_DAYS = 3650;
+const DEFAULT_CA_VALIDITY_DAYS = 3650;
 
 /** A new self-signed RSA-2048 CA. The default CN says plainly that it is a development CA. */
 export function createCa(opts?: { commonName?: string; validityDays?: number; now?: Date }): CaMaterial {

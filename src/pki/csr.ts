@@ -27,7 +27,7 @@ import {
 
 const { pki, asn1, md } = forge;
 
-export const MIN_CSR_RSA_BITS = 2048;
+const MIN_CSR_RSA_BITS = 2048;
 
 /** Signature algorithms accepted on CSRs (PKCS#1 v1.5 with SHA-2; no SHA-1/MD5). */
 const ACCEPTED_CSR_SIGNATURES: ReadonlyMap<string, string> = new Map([

@@ -43,11 +43,11 @@ export interface IssueOptions {
 /** CA/Browser Forum maximum for TLS leaves; also used for client certificates. */
 export const DEFAULT_LEAF_VALIDITY_DAYS = 397;
 export const MAX_VALIDITY_DAYS = 3650;
-export const RSA_MODULUS_BITS = 2048;
+const RSA_MODULUS_BITS = 2048;
 /** notBefore is backdated by this much so slightly slow peer clocks accept a fresh cert. */
 export const CLOCK_SKEW_ALLOWANCE_MS = 5 * 60 * 1000;
 /** 128-bit random serial numbers (CA/B BR §7.1 asks for ≥ 64 bits of CSPRNG output). */
-export const SERIAL_NUMBER_BYTES = 16;
+const SERIAL_NUMBER_BYTES = 16;
 export const DAY_MS = 24 * 60 * 60 * 1000;
 
 // Keys and serials
@@ -115,7 +115,7 @@ export function paylogSubject(p: PrincipalIdentity): forge.pki.CertificateField[
   ];
 }
 
-export interface LoadedCa {
+interface LoadedCa {
   cert: forge.pki.Certificate;
   key: forge.pki.rsa.PrivateKey;
   keyIdentifier: string;

@@ -17,7 +17,7 @@ import type { PaymentMethod } from './transaction-schema.js';
 // Card numbers
 
 /** Brand as detected by card-validator (credit-card-type ids, e.g. `visa`, `american-express`). */
-export interface CardBrand {
+interface CardBrand {
   /** credit-card-type id, e.g. `visa`, `mastercard`, `american-express`, `diners-club`. */
   id: string;
   /** Display name, e.g. `Visa`, `American Express`. */
@@ -47,15 +47,11 @@ export function cardBrandOf(pm: { pan: string }): CardBrand | null {
   return known !== undefined ? known : detectCardBrand(pm.pan);
 }
 
+/** PAN rule (step 6): ASCII digits only (no spaces), 12..19 long, then one known brand, its length and Luhn. */
 const PAN_SHAPE = /^\d{12,19}$/;
 
-/** PAN check: ASCII digits only (no spaces), 12..19 long, one known brand, its length and Luhn. */
-export function isValidPan(pan: string): boolean {
-  return PAN_SHAPE.test(pan) && cardValidator.number(pan).isValid;
-}
-
 /** A card is valid through the last instant of its expiry month (UTC). */
-export function isCardExpired(expiryMonth: number, expiryYear: number, now: Date): boolean {
+function isCardExpired(expiryMonth: number, expiryYear: number, now: Date): boolean {
   return now.getTime() >= Date.UTC(expiryYear, expiryMonth, 1); // month index = next month
 }
 
@@ -85,7 +81,7 @@ export function isValidRoutingNumber(routingNumber: string): boolean {
 }
 
 /** Electronic-format IBAN if valid (ISO 13616 structure + mod 97-10 checksum), else null. */
-export function normalizeIban(iban: string): string | null {
+function normalizeIban(iban: string): string | null {
   const electronic = electronicFormatIBAN(iban);
   if (electronic === null || !/^[A-Z]{2}\d{2}[A-Z0-9]{1,30}$/.test(electronic)) return null;
   return isValidIBAN(electronic) ? electronic : null;
@@ -95,7 +91,7 @@ export function normalizeIban(iban: string): string | null {
 export function checkPaymentMethod(pm: PaymentMethod, now: Date): PaymentMethod {
   switch (pm.type) {
     case 'card': {
-      // The isValidPan rule, with card-validator's verdict kept for the brand.
+      // The PAN rule (PAN_SHAPE, then card-validator), with its verdict kept for the brand.
       const verdict = PAN_SHAPE.test(pm.pan) ? cardValidator.number(pm.pan) : null;
       if (!verdict?.isValid) {
         throw new PaylogError('INVALID_CARD_NUMBER', CHECK_MESSAGES.INVALID_CARD_NUMBER, {

@@ -16,7 +16,7 @@ import { verifyCosignatures } from './cosignature.js';
 import type { WitnessEndpoint } from './endpoints.js';
 
 /** Cosignature rows looked through for the newest quorum checkpoint. */
-export const QUORUM_SCAN_ROWS = 512;
+const QUORUM_SCAN_ROWS = 512;
 
 /** Newest size with at least `quorum` verifying cosignatures, as a note with those lines; null if none. */
 export async function newestQuorumCheckpoint(

@@ -41,12 +41,12 @@ import { newestQuorumCheckpoint } from './quorum.js';
 import { httpClient, type EgressPolicy, type HttpClient } from '../../net/http.js';
 
 /** Per-request bound on an add-checkpoint call. */
-export const WITNESS_REQUEST_TIMEOUT_MS = 10_000;
+const WITNESS_REQUEST_TIMEOUT_MS = 10_000;
 /** Largest add-checkpoint answer read: a few cosignature lines of ~100 bytes each. */
-export const WITNESS_MAX_RESPONSE_BYTES = 64 * 1024;
+const WITNESS_MAX_RESPONSE_BYTES = 64 * 1024;
 
 /** The egress policy of add-checkpoint calls: connect and whole request each bounded by WITNESS_REQUEST_TIMEOUT_MS. */
-export function witnessEgressPolicy(ca: string | undefined): EgressPolicy {
+function witnessEgressPolicy(ca: string | undefined): EgressPolicy {
   return {
     timeoutMs: WITNESS_REQUEST_TIMEOUT_MS,
     connectTimeoutMs: WITNESS_REQUEST_TIMEOUT_MS,
@@ -56,9 +56,9 @@ export function witnessEgressPolicy(ca: string | undefined): EgressPolicy {
   };
 }
 /** 409 answers followed (with the witness's size) per checkpoint. */
-export const MAX_CONFLICT_RETRIES = 1;
+const MAX_CONFLICT_RETRIES = 1;
 /** How long the newest witnessed checkpoint is reused on another instance's publications. */
-export const WITNESSED_TTL_MS = 1_000;
+const WITNESSED_TTL_MS = 1_000;
 
 /** What one witness answered about one checkpoint. */
 type AskResult = { kind: 'cosigned'; body: string } | { kind: 'known' } | { kind: 'conflict'; witnessSize: number; why: string } | { kind: 'failed' };
@@ -77,7 +77,7 @@ interface WitnessLane {
   waiting?: StoredCheckpoint;
 }
 
-export interface WitnessStatus {
+interface WitnessStatus {
   quorum: number;
   witnesses: number;
   signedSize: number;

@@ -100,6 +100,7 @@ export function createServices(config: Config, d: ServicesDeps, logger: Logger, 
     ...(config.keys.mode === 'hierarchical' ? { epochs: keyLayer.epochs } : {}),
     ...(d.clock ? { clock: d.clock } : {}),
     cse: keyLayer.cse,
+    cardSecurityCodes: d.cardSecurityCodes,
     proofs: (index) => logRead.servedProof(index),
   });
   const release = new ReleaseService({

@@ -23,6 +23,7 @@
 import type { AppDatabase } from '../db/connection.js';
 import { AEAD_AES_256_GCM, HPKE_ENC_BYTES, HpkeError, openBase, sealBase } from '../crypto/hpke.js';
 import type { CvcHolderKeys } from './holder-keys.js';
+import { CVC_PATTERN } from '../validation/card-security-code.js';
 
 /** HPKE info of a sealed CVC. */
 const SEAL_INFO = Buffer.from('paylog cvc v1', 'utf8');
@@ -30,8 +31,6 @@ const SEAL_INFO = Buffer.from('paylog cvc v1', 'utf8');
 const PADDED_BYTES = 8;
 /** Destructions are counted, and logged, per clock hour (UTC). */
 export const CVC_DESTRUCTION_PERIOD_MS = 60 * 60 * 1000;
-/** The 3–4 digits of a card security code (the validation accepts exactly these). */
-export const CVC_PATTERN = /^[0-9]{3,4}$/;
 
 export function destructionPeriodStart(t: Date): Date {
   return new Date(Math.floor(t.getTime() / CVC_DESTRUCTION_PERIOD_MS) * CVC_DESTRUCTION_PERIOD_MS);

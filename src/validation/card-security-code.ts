@@ -13,7 +13,8 @@ import { PaylogError } from '../errors.js';
 
 /** The accepted member name. */
 export const CVC_FIELD = 'cvc';
-const CVC_DIGITS = /^[0-9]{3,4}$/;
+/** The 3–4 ASCII digits of a card security code (the one definition). */
+export const CVC_PATTERN = /^[0-9]{3,4}$/;
 
 const isPlainObject = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === 'object' && !Array.isArray(v);
 
@@ -27,7 +28,7 @@ export function takeCardSecurityCode(raw: unknown): { body: unknown; cvc?: strin
   const pm = raw.paymentMethod;
   if (pm.type !== 'card' || !Object.hasOwn(pm, CVC_FIELD)) return { body: raw };
   const { [CVC_FIELD]: cvc, ...rest } = pm;
-  if (typeof cvc !== 'string' || !CVC_DIGITS.test(cvc)) {
+  if (typeof cvc !== 'string' || !CVC_PATTERN.test(cvc)) {
     throw new PaylogError('VALIDATION_FAILED', 'Request body failed validation', {
       issues: [{ path: 'paymentMethod.cvc', code: 'invalid_card_security_code', message: 'paymentMethod.cvc must be a string of 3 or 4 digits (0-9)' }],
     });

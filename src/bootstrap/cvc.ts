@@ -17,7 +17,7 @@ import { logCvcDestructions } from '../cvc/destruction-log.js';
 import type { Cleanups } from './cleanups.js';
 
 /** Expired codes are swept at least this often (the TTL itself if shorter). */
-export const SWEEP_INTERVAL_MS = 60_000;
+const SWEEP_INTERVAL_MS = 60_000;
 
 export interface CvcDeps {
   database: AppDatabase;

@@ -24,16 +24,16 @@ import type { AppDatabase } from '../db/connection.js';
 import { AEAD_AES_256_GCM, HPKE_ENC_BYTES, HpkeError, openBase, sealBase } from '../crypto/hpke.js';
 import type { CvcHolderKeys } from './holder-keys.js';
 import { CVC_PATTERN } from '../validation/card-security-code.js';
+import { CVC_DESTROYED_PERIOD_MS } from '../log/leaf.js';
 
 /** HPKE info of a sealed CVC. */
 const SEAL_INFO = Buffer.from('paylog cvc v1', 'utf8');
 /** A CVC is padded to this many bytes before sealing (length byte + digits + zeros): 3 and 4 digits seal alike. */
 const PADDED_BYTES = 8;
-/** Destructions are counted, and logged, per clock hour (UTC). */
-export const CVC_DESTRUCTION_PERIOD_MS = 60 * 60 * 1000;
 
-export function destructionPeriodStart(t: Date): Date {
-  return new Date(Math.floor(t.getTime() / CVC_DESTRUCTION_PERIOD_MS) * CVC_DESTRUCTION_PERIOD_MS);
+/** Destructions are counted, and logged, per clock hour (UTC): the period a `cvc_destroyed` leaf counts. */
+function destructionPeriodStart(t: Date): Date {
+  return new Date(Math.floor(t.getTime() / CVC_DESTROYED_PERIOD_MS) * CVC_DESTROYED_PERIOD_MS);
 }
 
 function aadOf(transactionId: string, keyId: string): Buffer {
@@ -53,9 +53,6 @@ function unpad(b: Buffer): string | undefined {
   b.fill(0);
   return CVC_PATTERN.test(s) ? s : undefined;
 }
-
-/** Destruction cause, as counted and logged. */
-export type CvcDestructionCause = 'used' | 'expired';
 
 export class CardSecurityCodes {
   constructor(

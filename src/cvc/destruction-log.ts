@@ -12,10 +12,10 @@
 import type { AppDatabase } from '../db/connection.js';
 import type { KeyEvent } from '../services/key-events.js';
 import { SYSTEM_ACTOR } from '../services/key-events.js';
-import { CVC_DESTRUCTION_PERIOD_MS } from './codes.js';
+import { CVC_DESTROYED_PERIOD_MS } from '../log/leaf.js';
 
 /** A period is logged this long after it ended. */
-export const LOG_GRACE_MS = 60_000;
+const LOG_GRACE_MS = 60_000;
 
 export interface LoggedCvcPeriod {
   periodStart: Date;
@@ -31,7 +31,7 @@ export async function logCvcDestructions(d: { database: AppDatabase; recordKeyEv
     name: 'paylog_cvc_unlogged_periods',
     text: `SELECT period_start, sum(count) FILTER (WHERE cause = 'used') AS used, sum(count) FILTER (WHERE cause = 'expired') AS expired
            FROM cvc_destructions WHERE logged_at IS NULL AND period_start <= $1 GROUP BY period_start ORDER BY period_start`,
-    values: [new Date(now.getTime() - CVC_DESTRUCTION_PERIOD_MS - LOG_GRACE_MS)],
+    values: [new Date(now.getTime() - CVC_DESTROYED_PERIOD_MS - LOG_GRACE_MS)],
   });
   const out: LoggedCvcPeriod[] = [];
   for (const row of r.rows as { period_start: Date; used: string | null; expired: string | null }[]) {
@@ -42,7 +42,7 @@ export async function logCvcDestructions(d: { database: AppDatabase; recordKeyEv
       time: d.clock(),
       actor: SYSTEM_ACTOR,
       periodStart,
-      periodEnd: new Date(periodStart.getTime() + CVC_DESTRUCTION_PERIOD_MS),
+      periodEnd: new Date(periodStart.getTime() + CVC_DESTROYED_PERIOD_MS),
       counts,
     });
     await d.database.pool.query({ name: 'paylog_cvc_period_logged', text: 'UPDATE cvc_destructions SET logged_at = $2 WHERE period_start = $1', values: [periodStart, d.clock()] });

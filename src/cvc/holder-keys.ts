@@ -25,11 +25,11 @@ import type { AppDatabase } from '../db/connection.js';
 import { X25519PrivateKey, X25519PublicKey } from '../crypto/hpke.js';
 
 /** Shortest rotation period (a test TTL of seconds must not make a key per second). */
-export const MIN_ROTATE_MS = 10_000;
+const MIN_ROTATE_MS = 10_000;
 /** A key's `not_after` is this much after its successor is due: a rotation late by a timer tick is no gap. */
-export const NOT_AFTER_SLACK_MS = 30_000;
+const NOT_AFTER_SLACK_MS = 30_000;
 /** How long the list of other processes' keys is reused (a new process is sealed to after at most this). */
-export const HOLDER_LIST_CACHE_MS = 5_000;
+const HOLDER_LIST_CACHE_MS = 5_000;
 const ROW_MAC_LABEL = 'paylog/cvc-holder-rows/v1';
 const KEY_ID_PREFIX = 'cvk_';
 
@@ -39,7 +39,7 @@ export function holderRowKey(serviceKey: Buffer): Buffer {
 }
 
 /** MAC of a holder row: key id, public key and not_after, length-prefixed. */
-export function holderRowMac(rowKey: Buffer, keyId: string, publicKey: Buffer, notAfter: Date): Buffer {
+function holderRowMac(rowKey: Buffer, keyId: string, publicKey: Buffer, notAfter: Date): Buffer {
   const id = Buffer.from(keyId, 'utf8');
   const head = Buffer.alloc(4);
   head.writeUInt32BE(id.length);
@@ -49,7 +49,7 @@ export function holderRowMac(rowKey: Buffer, keyId: string, publicKey: Buffer, n
 }
 
 /** A public key CVCs are sealed to. */
-export interface HolderPublicKey {
+interface HolderPublicKey {
   keyId: string;
   publicKey: X25519PublicKey;
 }

@@ -89,7 +89,7 @@ export interface ReleaseDeps {
 }
 
 /** The one release purpose that takes the held card security code (PCI DSS 3.3.1: until authorization). */
-export const CVC_RELEASE_PURPOSE = 'authorize';
+const CVC_RELEASE_PURPOSE = 'authorize';
 
 /**
  * The release route hands over the raw body text (so that even an unparseable body is a logged,

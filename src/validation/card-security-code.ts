@@ -12,7 +12,7 @@
 import { PaylogError } from '../errors.js';
 
 /** The accepted member name. */
-export const CVC_FIELD = 'cvc';
+const CVC_FIELD = 'cvc';
 /** The 3–4 ASCII digits of a card security code (the one definition). */
 export const CVC_PATTERN = /^[0-9]{3,4}$/;
 

@@ -31,7 +31,7 @@ export const KEY_EVENT_KINDS = [
 export type KeyEventKind = (typeof KEY_EVENT_KINDS)[number];
 /** Event kinds that exist only in leaf format v3. */
 const V3_KEY_EVENT_KINDS: ReadonlySet<KeyEventKind> = new Set(['cse_key_created', 'cse_key_destroyed', 'cvc_destroyed']);
-/** The period a `cvc_destroyed` leaf counts (src/cvc/codes.ts CVC_DESTRUCTION_PERIOD_MS). */
+/** The period a `cvc_destroyed` leaf counts: one UTC clock hour (src/cvc/ counts and logs per this period). */
 export const CVC_DESTROYED_PERIOD_MS = 60 * 60 * 1000;
 const CVC_DESTROYED_FIELDS = new Set(['v', 'type', 'time', 'event', 'actor', 'periodStart', 'periodEnd', 'counts']);
 

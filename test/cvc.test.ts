@@ -14,6 +14,9 @@ import { cardTransaction, newTestDatabase, startTestPaylog, type TestPaylog } fr
 import { query } from './helpers/db.js';
 import { decodeLeaf } from '../src/log/leaf.js';
 import { checkLeaf } from '../src/audit/leaf-check.js';
+import { encodeLeaf } from '../src/log/leaf.js';
+import { startDemoProcessor, type DemoProcessor } from '../scripts/demo-processor.js';
+import { DEMO_AUTHORIZATION_PATH, DEMO_AUTHORIZATION_TEMPLATE } from '../scripts/demo-checkout.js';
 
 const code = (r: { json: any }) => r.json?.error?.code;
 /** A CVC unlikely to appear by chance anywhere (leaf bytes, log lines, MACs). */
@@ -120,6 +123,73 @@ describe('a CVC is accepted only as paymentMethod.cvc of a card, used once, then
     const digest = createHash('sha256').update(CVC).digest();
     for (const l of all) expect(l.bytes.includes(digest)).toBe(false);
     for (const line of t.logLines) expect(line).not.toMatch(new RegExp(`(?<![0-9])${CVC}(?![0-9])`));
+  });
+});
+
+describe('the forward takes the CVC once (issue 18: `{{card.cvc}}`), against the demo processor over real HTTPS', () => {
+  let t: TestPaylog;
+  let processor: DemoProcessor;
+  let dir: string;
+  beforeAll(async () => {
+    t = await startTestPaylog();
+    dir = mkdtempSync(join(tmpdir(), 'paylog-cvc-processor-'));
+    processor = await startDemoProcessor({ port: 0, dir });
+    const put = await t.call('admin', 'PUT', '/v1/admin/processors/acme/destinations/demo', { url: processor.url, paths: [DEMO_AUTHORIZATION_PATH], methods: ['POST'], caPem: processor.caPem, allowPrivateNetwork: true });
+    expect(put.status, put.text).toBeLessThan(300);
+  }, 120_000);
+  afterAll(async () => {
+    await processor?.close();
+    await t?.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  const forward = (id: string, key: string) =>
+    t.call('checkout', 'POST', `/v1/transactions/${id}/forward`, { destination: 'demo', method: 'POST', path: DEMO_AUTHORIZATION_PATH, headers: { 'content-type': 'application/json' }, body: DEMO_AUTHORIZATION_TEMPLATE, purpose: 'authorize' }, { headers: { 'idempotency-key': key } });
+
+  it('the first forward sends it (authorized, card number masked in the answer); a second forward that needs it is refused CVC_NOT_AVAILABLE and sends nothing', async () => {
+    const body = withCvc('5308');
+    expect((await t.call('checkout', 'POST', '/v1/transactions', body)).status).toBe(201);
+    const first = await forward(body.transactionId, 'k1');
+    expect(first.status, first.text).toBe(200);
+    expect(first.json.status).toBe(200);
+    expect(JSON.parse(first.json.body)).toMatchObject({ status: 'authorized' });
+    expect(first.json.masked).toBeGreaterThanOrEqual(1);
+    expect(first.text).not.toContain('4111111111111111');
+    expect(await query(t.databaseUrl, 'SELECT 1 FROM card_security_codes WHERE transaction_id = $1', [body.transactionId])).toHaveLength(0);
+    const second = await forward(body.transactionId, 'k2');
+    expect([second.status, code(second)], second.text).toEqual([422, 'CVC_NOT_AVAILABLE']);
+    // The retry of the first key answers the recorded outcome, and takes nothing.
+    const retry = await forward(body.transactionId, 'k1');
+    expect(retry.status, retry.text).toBe(200);
+    expect(JSON.parse(retry.json.body)).toMatchObject({ status: 'authorized' });
+    // An authorizing release after the forward gets no CVC either.
+    expect((await release(t, body.transactionId)).json.paymentMethod.cvc).toBeUndefined();
+    for (const line of t.logLines) expect(line).not.toMatch(/(?<![0-9])5308(?![0-9])/);
+  });
+});
+
+describe('the cvc_destroyed leaf holds one hour and two counts, nothing else (the verifier decodes it strictly)', () => {
+  const hour = Date.UTC(2026, 5, 1, 10);
+  const good = { v: 3, type: 'key_event', time: hour + 3_700_000, event: 'cvc_destroyed', actor: 'system', periodStart: hour, periodEnd: hour + 3_600_000, counts: { used: 2, expired: 1 } };
+  it('accepts the well-formed leaf and refuses any other shape', () => {
+    expect('leaf' in checkLeaf(0, encodeLeaf(good as any))).toBe(true);
+    const bad: Record<string, unknown>[] = [
+      { ...good, transactionId: 'ord-1' },
+      { ...good, keyName: 'x' },
+      { ...good, periodEnd: hour + 7_200_000 },
+      { ...good, periodStart: hour + 1, periodEnd: hour + 3_600_001 },
+      { ...good, counts: { used: 1 } },
+      { ...good, counts: { used: 1, expired: 0, other: 1 } },
+      { ...good, v: 2 },
+    ];
+    for (const leaf of bad) {
+      let refused = false;
+      try {
+        refused = 'failure' in checkLeaf(0, encodeLeaf(leaf as any));
+      } catch {
+        refused = true; // the encoder refuses it already
+      }
+      expect(refused, JSON.stringify(leaf)).toBe(true);
+    }
   });
 });
 

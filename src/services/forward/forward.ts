@@ -16,7 +16,8 @@
  *   request gets the recorded masked answer and nothing is sent; another request → 409
  *   IDEMPOTENCY_CONFLICT; while the first is in flight, the retry waits up to
  *   FORWARD_RETRY_WAIT_MS, then 409 FORWARD_IN_PROGRESS; a forward whose process stopped between
- *   its access entry and its result is `unknown` (FORWARD_OUTCOME_UNKNOWN), never re-sent.
+ *   marking it sent and its result is `unknown` (FORWARD_OUTCOME_UNKNOWN), never re-sent; one that
+ *   stopped before (nothing sent) is taken over by the next retry after FORWARD_STALE_GRACE_MS.
  * - The CVC is taken (consumed) only after the access entry committed, right before egress,
  *   and only when the template uses `{{card.cvc}}`; none held → result `refused`,
  *   CVC_NOT_AVAILABLE, nothing sent.
@@ -118,7 +119,10 @@ export class ForwardService {
     }
     const mac = forwardRequestMac(this.deps.macKey, transactionId, req);
     const claim = await this.ledger.claim(transactionId, key, mac);
-    if (!claim.claimed) return await this.retry(transactionId, key, mac, dest);
+    if (!claim.claimed) {
+      const earlier = await this.retry(transactionId, key, mac, dest);
+      if (earlier !== 'taken-over') return earlier;
+    }
     return await this.firstAttempt(principal, row!, key, req, dest, template, sourceAddress);
   }
 
@@ -256,8 +260,11 @@ export class ForwardService {
     return answer;
   }
 
-  /** A retry of a claimed key: the recorded answer, a conflict, a bounded wait, or `unknown`. */
-  private async retry(transactionId: string, key: string, mac: Buffer, dest: Destination): Promise<ForwardAnswer> {
+  /**
+   * A retry of a claimed key: the recorded answer, a conflict, a bounded wait, `unknown` (a stale
+   * `sent` row), or 'taken-over' (a stale `pending` row: nothing was sent; this attempt goes on).
+   */
+  private async retry(transactionId: string, key: string, mac: Buffer, dest: Destination): Promise<ForwardAnswer | 'taken-over'> {
     const deadline = Date.now() + FORWARD_RETRY_WAIT_MS;
     for (;;) {
       const row = await this.ledger.read(transactionId, key);
@@ -267,14 +274,16 @@ export class ForwardService {
         if (row.answer.kind === 'answer') return row.answer.answer;
         throw new PaylogError(row.answer.code as ErrorCode, row.answer.message);
       }
-      if (row.ageMs > dest.config.timeoutMs + FORWARD_STALE_GRACE_MS) {
+      if (row.ageMs > (row.state === 'pending' ? FORWARD_STALE_GRACE_MS : dest.config.timeoutMs + FORWARD_STALE_GRACE_MS)) {
         // The process that held it stopped between claiming and finishing: never sent again.
         const unknown = new PaylogError('FORWARD_OUTCOME_UNKNOWN', 'the first attempt with this Idempotency-Key stopped before its outcome was recorded; it is never sent again');
-        if (row.state === 'sent' && row.accessLogIndex !== null) {
+        if (row.state === 'pending') {
+          if (await this.ledger.takeOver(transactionId, key, mac, FORWARD_STALE_GRACE_MS)) return 'taken-over';
+          continue;
+        }
+        if (row.accessLogIndex !== null) {
           const resultLogIndex = await this.appendResult(transactionId, row.accessLogIndex, 'unknown', { durationMs: row.ageMs, masked: 0, error: unknown.code });
           await this.ledger.finish(transactionId, key, 'sent', errorAnswer(unknown), resultLogIndex);
-        } else {
-          await this.ledger.finish(transactionId, key, 'pending', errorAnswer(unknown), null);
         }
         continue;
       }

@@ -336,7 +336,7 @@ describe('forward: refused destinations, requests and failures', () => {
     const now = new Date();
     const access = await t.paylog.appender.append({
       kind: 'access',
-      leaf: encodeLeaf(accessLeafV2({ time: now, transactionId: id, action: 'forward', principal: { role: 'checkout', name: 'checkout', certificateFingerprint: t.paylog.devPki!.principals['checkout']!.fingerprint }, purpose: 'authorize', outcome: 'granted', sourceAddress: '127.0.0.1', forward: { destination: 'payments', method: 'POST', path: '/v1/payments', templateSha256: Buffer.alloc(32) } })),
+      leaf: encodeLeaf(accessLeafV2({ time: now, transactionId: id, action: 'forward', principal: { role: 'checkout', name: 'checkout', certificateFingerprint: t.paylog.devPki!.principals['checkout']!.fingerprint }, purpose: 'authorize', outcome: 'granted', sourceAddress: '127.0.0.1', forward: { destination: 'payments', method: 'POST', path: '/v1/payments', templateSha256: Buffer.alloc(32), keyMac: Buffer.alloc(32) } })),
       createdAt: now,
       access: { transactionId: id },
     });
@@ -355,6 +355,25 @@ describe('forward: refused destinations, requests and failures', () => {
     expect(dest.hits.length).toBe(before);
     const list = await t.call('checkout', 'GET', `/v1/transactions/${id}/forwards`);
     expect(list.json.forwards.find((f: { accessLogIndex: number }) => f.accessLogIndex === accessIndex)).toMatchObject({ result: { outcome: 'unknown', error: 'FORWARD_OUTCOME_UNKNOWN' } });
+  });
+});
+
+describe('forward_requests: what the runtime role can do to the ledger', () => {
+  it('a ledger row deleted, or reset to pending, by the runtime role: the retry is never sent again (the log shows the key was granted)', async () => {
+    const id = await submit();
+    const body = { destination: 'payments', path: '/v1/payments', headers: { 'content-type': 'application/json' }, body: '{"n":"{{card.number}}"}' };
+    expect((await forward(id, body, 'attacked-1')).status).toBe(200);
+    expect((await forward(id, body, 'attacked-2')).status).toBe(200);
+    const before = dest.hits.length;
+    const runtime = t.paylog.database.pool;
+    await runtime.query("DELETE FROM forward_requests WHERE transaction_id = $1 AND idempotency_key = 'attacked-1'", [id]);
+    await runtime.query("UPDATE forward_requests SET state = 'pending', answer = NULL, access_log_index = NULL, started_at = now() - interval '1 hour' WHERE transaction_id = $1 AND idempotency_key = 'attacked-2'", [id]);
+    for (const key of ['attacked-1', 'attacked-2']) {
+      const r = await forward(id, body, key);
+      expect(r.status, r.text).toBe(502);
+      expect(r.json.error.code).toBe('FORWARD_OUTCOME_UNKNOWN');
+    }
+    expect(dest.hits.length).toBe(before);
   });
 });
 
@@ -419,7 +438,7 @@ describe('destinations: admin events first, rows checked against them', () => {
       const now = new Date();
       const open = await t.paylog.appender.append({
         kind: 'access',
-        leaf: encodeLeaf(accessLeafV2({ time: now, transactionId: id, action: 'forward', principal: { role: 'checkout', name: 'checkout', certificateFingerprint: t.paylog.devPki!.principals['checkout']!.fingerprint }, purpose: 'authorize', outcome: 'granted', sourceAddress: '127.0.0.1', forward: { destination: 'payments', method: 'POST', path: '/v1/payments', templateSha256: Buffer.alloc(32) } })),
+        leaf: encodeLeaf(accessLeafV2({ time: now, transactionId: id, action: 'forward', principal: { role: 'checkout', name: 'checkout', certificateFingerprint: t.paylog.devPki!.principals['checkout']!.fingerprint }, purpose: 'authorize', outcome: 'granted', sourceAddress: '127.0.0.1', forward: { destination: 'payments', method: 'POST', path: '/v1/payments', templateSha256: Buffer.alloc(32), keyMac: Buffer.alloc(32) } })),
         createdAt: now,
         access: { transactionId: id },
       });

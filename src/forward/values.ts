@@ -4,8 +4,11 @@
  */
 import type { PlaceholderName } from './template.js';
 
-/** Placeholders whose substituted value is masked wherever it appears in the answer. */
-export const MASKED_EXACT: ReadonlySet<PlaceholderName> = new Set(['card.number', 'card.cvc', 'bank.accountNumber', 'iban.iban']);
+/**
+ * Placeholders whose substituted value is masked wherever it appears in the answer (the card
+ * number is found by the PAN detector, in any spelling, and keeps its last four).
+ */
+export const MASKED_EXACT: ReadonlySet<PlaceholderName> = new Set(['card.cvc', 'bank.accountNumber', 'iban.iban']);
 
 const str = (v: unknown): string | undefined => (typeof v === 'string' && v !== '' ? v : typeof v === 'number' ? String(v) : undefined);
 

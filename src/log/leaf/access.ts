@@ -15,6 +15,11 @@ export const forwardTargetSchema = z.strictObject({
   path: freeText(512),
   /** SHA-256 of the template exactly as the caller sent it (placeholders, not values). */
   tpl: digest32,
+  /**
+   * Keyed MAC (service key) of the transaction id and Idempotency-Key: lets the service see in
+   * the log that a key was already granted, whatever the runtime-writable ledger row says.
+   */
+  key: digest32,
 });
 export type ForwardTarget = z.infer<typeof forwardTargetSchema>;
 
@@ -51,7 +56,7 @@ export interface AccessLeafInput {
   reason?: string | undefined;
   sourceAddress: string;
   /** Action `forward` only. */
-  forward?: { destination: string; method: string; path: string; templateSha256: Buffer } | undefined;
+  forward?: { destination: string; method: string; path: string; templateSha256: Buffer; keyMac: Buffer } | undefined;
 }
 
 export function accessLeafV2(i: AccessLeafInput): AccessLeafV2 {
@@ -67,7 +72,7 @@ export function accessLeafV2(i: AccessLeafInput): AccessLeafV2 {
     outcome: i.outcome,
     ...(i.reason ? { reason: i.reason } : {}),
     source: i.sourceAddress,
-    ...(i.forward ? { fwd: { dest: i.forward.destination, method: i.forward.method, path: i.forward.path, tpl: i.forward.templateSha256 } } : {}),
+    ...(i.forward ? { fwd: { dest: i.forward.destination, method: i.forward.method, path: i.forward.path, tpl: i.forward.templateSha256, key: i.forward.keyMac } } : {}),
   };
 }
 

@@ -12,12 +12,12 @@ import { PaylogError } from '../../errors.js';
 import { canonicalJson } from '../../crypto/canonical-json.js';
 import { IV_BYTES, TAG_BYTES } from '../../crypto/envelope.js';
 
-/** KMS encryption context purpose of a destination client key. */
-const CLIENT_KEY_CONTEXT_PURPOSE = 'paylog:forward-client-key';
+/** KMS encryption context key of a destination client key (docs/operations.md IAM policy). */
+export const CLIENT_KEY_CONTEXT_KEY = 'paylog:forward-client-key';
 
-/** The encryption context binding a client key to its destination. */
+/** The encryption context binding a client key to its destination: `<processor>/<destination>`. */
 export function clientKeyContext(processor: string, destination: string): Record<string, string> {
-  return { purpose: CLIENT_KEY_CONTEXT_PURPOSE, 'paylog:processor': processor, 'paylog:destination': destination };
+  return { [CLIENT_KEY_CONTEXT_KEY]: `${processor}/${destination}` };
 }
 
 export async function sealClientKey(kms: KmsBackend, kmsKeyId: string, pem: Buffer, context: Record<string, string>): Promise<Buffer> {

@@ -16,7 +16,8 @@
  *   request gets the recorded masked answer and nothing is sent; another request → 409
  *   IDEMPOTENCY_CONFLICT; while the first is in flight, the retry waits up to
  *   FORWARD_RETRY_WAIT_MS, then 409 FORWARD_IN_PROGRESS; a forward whose process stopped between
- *   its access entry and its result is `unknown` (FORWARD_OUTCOME_UNKNOWN), never re-sent.
+ *   marking it sent and its result is `unknown` (FORWARD_OUTCOME_UNKNOWN), never re-sent; one that
+ *   stopped before (nothing sent) is taken over by the next retry after FORWARD_STALE_GRACE_MS.
  * - The CVC is taken (consumed) only after the access entry committed, right before egress,
  *   and only when the template uses `{{card.cvc}}`; none held → result `refused`,
  *   CVC_NOT_AVAILABLE, nothing sent.
@@ -30,7 +31,7 @@ import type { Principal } from '../../auth/principal.js';
 import type { AppDatabase } from '../../db/connection.js';
 import type { RecordKeyring } from '../../keys/record-keys.js';
 import type { Appender } from '../../log/appender.js';
-import { accessLeafV2, encodeLeaf, forwardResultLeaf, type ForwardOutcome } from '../../log/leaf.js';
+import { accessLeafV2, decodeLeaf, encodeLeaf, forwardResultLeaf, type ForwardOutcome } from '../../log/leaf.js';
 import { isTransactionId } from '../../validation/identifiers.js';
 import { unknownTransactionRef } from '../../crypto/fingerprint.js';
 import { isTransientDatabaseError } from '../../db/errors.js';
@@ -45,7 +46,7 @@ import type { TakeCardSecurityCode } from './cvc-seam.js';
 import type { Destination, DestinationService } from './destinations.js';
 import { ForwardLedger, type ForwardAnswer, type StoredAnswer } from './ledger.js';
 import { ForwardPools } from './pools.js';
-import { forwardRequestMac, idempotencyKeyOf, parseForwardRequest, pathAllowed, type ForwardRequest } from './request.js';
+import { forwardRequestMac, idempotencyKeyMac, idempotencyKeyOf, parseForwardRequest, pathAllowed, type ForwardRequest } from './request.js';
 
 /** How long a retry waits for the first attempt with its key to finish. */
 export const FORWARD_RETRY_WAIT_MS = 5_000;
@@ -114,26 +115,29 @@ export class ForwardService {
       }
       template = req.template !== undefined ? parseTemplate(req.template, req.kind!) : undefined;
     } catch (e) {
-      throw await this.denied(principal, transactionId, row !== null, req, refusalOf(e), sourceAddress);
+      throw await this.denied(principal, transactionId, row !== null, req, refusalOf(e), sourceAddress, key);
     }
     const mac = forwardRequestMac(this.deps.macKey, transactionId, req);
     const claim = await this.ledger.claim(transactionId, key, mac);
-    if (!claim.claimed) return await this.retry(transactionId, key, mac, dest);
+    if (!claim.claimed) {
+      const earlier = await this.retry(transactionId, key, mac, dest);
+      if (earlier !== 'taken-over') return earlier;
+    }
     return await this.firstAttempt(principal, row!, key, req, dest, template, sourceAddress);
   }
 
   /** Logs a refused attempt (denied access entry) and returns the refusal to throw. */
-  private async denied(principal: Principal, transactionId: string, exists: boolean, req: ForwardRequest | undefined, refusal: PaylogError, sourceAddress: string): Promise<PaylogError> {
+  private async denied(principal: Principal, transactionId: string, exists: boolean, req: ForwardRequest | undefined, refusal: PaylogError, sourceAddress: string, key: string): Promise<PaylogError> {
     const loggedId = exists ? transactionId : unknownTransactionRef(this.deps.macKey, transactionId);
     try {
-      await this.appendAccess(principal, loggedId, req, 'denied', refusal.code, sourceAddress);
+      await this.appendAccess(principal, loggedId, req, 'denied', refusal.code, sourceAddress, key);
     } catch (e) {
       return new PaylogError('LOG_UNAVAILABLE', 'the attempt could not be logged durably; nothing was sent', undefined, { cause: e });
     }
     return refusal;
   }
 
-  private accessLeaf(principal: Principal, loggedId: string, req: ForwardRequest | undefined, outcome: 'granted' | 'denied', reason: string | undefined, sourceAddress: string, now: Date): Buffer {
+  private accessLeaf(principal: Principal, loggedId: string, req: ForwardRequest | undefined, outcome: 'granted' | 'denied', reason: string | undefined, sourceAddress: string, now: Date, key?: string): Buffer {
     return encodeLeaf(
       accessLeafV2({
         time: now,
@@ -145,14 +149,14 @@ export class ForwardService {
         outcome,
         reason,
         sourceAddress,
-        ...(req ? { forward: { destination: req.destination, method: req.method, path: req.path, templateSha256: sha256(req.template ?? '') } } : {}),
+        ...(req && key !== undefined ? { forward: { destination: req.destination, method: req.method, path: req.path, templateSha256: sha256(req.template ?? ''), keyMac: idempotencyKeyMac(this.deps.macKey, loggedId, key) } } : {}),
       }),
     );
   }
 
-  private async appendAccess(principal: Principal, loggedId: string, req: ForwardRequest | undefined, outcome: 'granted' | 'denied', reason: string | undefined, sourceAddress: string) {
+  private async appendAccess(principal: Principal, loggedId: string, req: ForwardRequest | undefined, outcome: 'granted' | 'denied', reason: string | undefined, sourceAddress: string, key: string) {
     const now = new Date();
-    return await this.deps.appender.append({ kind: 'access', leaf: this.accessLeaf(principal, loggedId, req, outcome, reason, sourceAddress, now), createdAt: now, access: { transactionId: loggedId } });
+    return await this.deps.appender.append({ kind: 'access', leaf: this.accessLeaf(principal, loggedId, req, outcome, reason, sourceAddress, now, key), createdAt: now, access: { transactionId: loggedId } });
   }
 
   /** Appends the result entry; resolves its log index, or null when it could not be made durable. */
@@ -180,11 +184,19 @@ export class ForwardService {
     } catch (e) {
       plaintext?.fill(0);
       const refusal = isPaylogError(e) && e.code !== 'INTERNAL' ? e : new PaylogError('INTEGRITY_FAILURE', 'the stored record failed its integrity checks; nothing was sent');
-      const logged = await this.denied(principal, transactionId, true, req, refusal, sourceAddress);
+      const logged = await this.denied(principal, transactionId, true, req, refusal, sourceAddress, key);
       await (logged === refusal ? this.ledger.finish(transactionId, key, 'pending', errorAnswer(refusal), null) : this.ledger.abandon(transactionId, key)).catch(() => undefined);
       throw logged;
     }
     plaintext.fill(0);
+
+    // The ledger row is writable by the runtime role; the log is not. A key the log shows was
+    // granted before is never sent again, whatever happened to its row.
+    if (await this.keyGrantedInLog(transactionId, key)) {
+      const unknown = new PaylogError('FORWARD_OUTCOME_UNKNOWN', 'the log shows a forward with this Idempotency-Key already granted; it is never sent again');
+      await this.ledger.finish(transactionId, key, 'pending', errorAnswer(unknown), null).catch(() => undefined);
+      throw unknown;
+    }
 
     // The access entry: committed before any byte leaves.
     const now = new Date();
@@ -192,10 +204,10 @@ export class ForwardService {
     try {
       const appended = await this.deps.appender.append({
         kind: 'access',
-        leaf: this.accessLeaf(principal, transactionId, req, 'granted', undefined, sourceAddress, now),
+        leaf: this.accessLeaf(principal, transactionId, req, 'granted', undefined, sourceAddress, now, key),
         createdAt: now,
         access: { transactionId },
-        requires: keyMaterialRequires(keyMaterialOf(transactionId, row.envelope.key), this.accessLeaf(principal, transactionId, req, 'denied', 'DATA_SHREDDED', sourceAddress, now)),
+        requires: keyMaterialRequires(keyMaterialOf(transactionId, row.envelope.key), this.accessLeaf(principal, transactionId, req, 'denied', 'DATA_SHREDDED', sourceAddress, now, key)),
       });
       if (appended.status !== 'appended') {
         const shredded = new PaylogError('DATA_SHREDDED', 'the card data of this transaction has been shredded');
@@ -211,6 +223,24 @@ export class ForwardService {
     // Only the attempt that moves the ledger row to `sent` may send.
     if (!(await this.ledger.markSent(transactionId, key, accessLogIndex))) throw new PaylogError('FORWARD_IN_PROGRESS', 'another attempt holds this Idempotency-Key');
     return await this.send(transactionId, key, req, dest, template, values, accessLogIndex);
+  }
+
+  /** Whether a granted forward access entry of `transactionId` carries this key's MAC. */
+  private async keyGrantedInLog(transactionId: string, key: string): Promise<boolean> {
+    const mac = idempotencyKeyMac(this.deps.macKey, transactionId, key);
+    const r = await this.deps.database.pool.query({
+      name: 'paylog_forward_key_granted',
+      text: 'SELECT e.leaf FROM access_entries a JOIN log_entries e ON e.idx = a.log_index WHERE a.transaction_id = $1',
+      values: [transactionId],
+    });
+    return (r.rows as { leaf: Buffer }[]).some(({ leaf }) => {
+      try {
+        const l = decodeLeaf(leaf);
+        return l.type === 'access' && l.v !== 1 && l.action === 'forward' && l.outcome === 'granted' && l.transactionId === transactionId && l.fwd?.key.equals(mac) === true;
+      } catch {
+        return false;
+      }
+    });
   }
 
   /** After the access entry: CVC, fill, egress, mask, result entry, ledger. */
@@ -256,8 +286,11 @@ export class ForwardService {
     return answer;
   }
 
-  /** A retry of a claimed key: the recorded answer, a conflict, a bounded wait, or `unknown`. */
-  private async retry(transactionId: string, key: string, mac: Buffer, dest: Destination): Promise<ForwardAnswer> {
+  /**
+   * A retry of a claimed key: the recorded answer, a conflict, a bounded wait, `unknown` (a stale
+   * `sent` row), or 'taken-over' (a stale `pending` row: nothing was sent; this attempt goes on).
+   */
+  private async retry(transactionId: string, key: string, mac: Buffer, dest: Destination): Promise<ForwardAnswer | 'taken-over'> {
     const deadline = Date.now() + FORWARD_RETRY_WAIT_MS;
     for (;;) {
       const row = await this.ledger.read(transactionId, key);
@@ -267,14 +300,16 @@ export class ForwardService {
         if (row.answer.kind === 'answer') return row.answer.answer;
         throw new PaylogError(row.answer.code as ErrorCode, row.answer.message);
       }
-      if (row.ageMs > dest.config.timeoutMs + FORWARD_STALE_GRACE_MS) {
+      if (row.ageMs > (row.state === 'pending' ? FORWARD_STALE_GRACE_MS : dest.config.timeoutMs + FORWARD_STALE_GRACE_MS)) {
         // The process that held it stopped between claiming and finishing: never sent again.
         const unknown = new PaylogError('FORWARD_OUTCOME_UNKNOWN', 'the first attempt with this Idempotency-Key stopped before its outcome was recorded; it is never sent again');
-        if (row.state === 'sent' && row.accessLogIndex !== null) {
+        if (row.state === 'pending') {
+          if (await this.ledger.takeOver(transactionId, key, mac, FORWARD_STALE_GRACE_MS)) return 'taken-over';
+          continue;
+        }
+        if (row.accessLogIndex !== null) {
           const resultLogIndex = await this.appendResult(transactionId, row.accessLogIndex, 'unknown', { durationMs: row.ageMs, masked: 0, error: unknown.code });
           await this.ledger.finish(transactionId, key, 'sent', errorAnswer(unknown), resultLogIndex);
-        } else {
-          await this.ledger.finish(transactionId, key, 'pending', errorAnswer(unknown), null);
         }
         continue;
       }

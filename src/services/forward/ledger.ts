@@ -7,8 +7,9 @@
  *   the access entry's index) after that entry committed and BEFORE any byte leaves; `done`
  *   with the masked answer after the result. Nothing is sent unless this process moved the row
  *   from pending to sent.
- * - A row that is not `done` after its stale time belongs to a forward whose process stopped
- *   (crash, kill): its outcome is unknown and it is never sent again.
+ * - A `sent` row that is not `done` after its stale time belongs to a forward whose process
+ *   stopped (crash, kill) after it may have sent: its outcome is unknown, it is never sent again.
+ *   A stale `pending` row never sent anything: a retry with the same request takes it over.
  * - The stored answer is the MASKED answer (what the caller got); header values of the request
  *   are never stored (only the request's keyed MAC).
  */
@@ -94,5 +95,19 @@ export class ForwardLedger {
       text: `DELETE FROM forward_requests WHERE transaction_id = $1 AND idempotency_key = $2 AND state = 'pending'`,
       values: [transactionId, key],
     });
+  }
+
+  /**
+   * Takes over a `pending` row older than `staleMs` (its attempt stopped before its access entry
+   * was known to commit: nothing was sent, since sending needs `sent`); true for the one taker.
+   */
+  async takeOver(transactionId: string, key: string, mac: Buffer, staleMs: number): Promise<boolean> {
+    const r = await this.database.pool.query({
+      name: 'paylog_forward_take_over',
+      text: `UPDATE forward_requests SET started_at = now() WHERE transaction_id = $1 AND idempotency_key = $2 AND request_mac = $3 AND state = 'pending'
+               AND started_at < now() - make_interval(secs => $4::double precision / 1000) RETURNING 1`,
+      values: [transactionId, key, mac, staleMs],
+    });
+    return r.rows.length > 0;
   }
 }

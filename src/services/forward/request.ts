@@ -149,3 +149,8 @@ export function forwardRequestMac(macKey: Buffer, transactionId: string, f: Forw
     .update(canonicalJson({ transactionId, destination: f.destination, method: f.method, path: f.path, headers, body: f.template ?? null, purpose: f.purpose, reference: f.reference ?? null }))
     .digest();
 }
+
+/** Keyed MAC of (transaction, Idempotency-Key) as the access entry carries it (never the key itself). */
+export function idempotencyKeyMac(macKey: Buffer, transactionId: string, key: string): Buffer {
+  return createHmac('sha256', macKey).update('paylog:forward-key\n').update(transactionId).update('\n').update(key).digest();
+}

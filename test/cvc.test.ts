@@ -167,6 +167,31 @@ describe('the forward takes the CVC once (issue 18: `{{card.cvc}}`), against the
   });
 });
 
+describe('across instances: two paylogs on one database', () => {
+  it('a CVC submitted to one instance is taken by the other; raced from both, exactly one gets it', { timeout: 180_000 }, async () => {
+    const databaseUrl = await newTestDatabase();
+    const dataDir = mkdtempSync(join(tmpdir(), 'paylog-cvc-two-'));
+    const a = await startTestPaylog({ databaseUrl, dataDir });
+    const b = await startTestPaylog({ databaseUrl, dataDir });
+    try {
+      const one = withCvc('246');
+      expect((await a.call('checkout', 'POST', '/v1/transactions', one)).status).toBe(201);
+      expect((await release(b, one.transactionId)).json.paymentMethod.cvc).toBe('246');
+      expect((await release(a, one.transactionId)).json.paymentMethod.cvc).toBeUndefined();
+      for (let i = 0; i < 3; i++) {
+        const two = withCvc('975');
+        expect((await b.call('checkout', 'POST', '/v1/transactions', two)).status).toBe(201);
+        const answers = await Promise.all([release(a, two.transactionId), release(b, two.transactionId), release(a, two.transactionId), release(b, two.transactionId)]);
+        expect(answers.filter((r) => r.json.paymentMethod.cvc === '975')).toHaveLength(1);
+      }
+    } finally {
+      await b.stop();
+      await a.stop();
+      rmSync(dataDir, { recursive: true, force: true });
+    }
+  });
+});
+
 describe('the cvc_destroyed leaf holds one hour and two counts, nothing else (the verifier decodes it strictly)', () => {
   const hour = Date.UTC(2026, 5, 1, 10);
   const good = { v: 3, type: 'key_event', time: hour + 3_700_000, event: 'cvc_destroyed', actor: 'system', periodStart: hour, periodEnd: hour + 3_600_000, counts: { used: 2, expired: 1 } };

@@ -6,7 +6,7 @@
  * shredded.
  */
 import { createHash } from 'node:crypto';
-import { describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   KeyWrapWindowV2,
   WRAPPED_KEY_V2_SINGLE_SHOT_BYTES,
@@ -22,6 +22,10 @@ import { AEAD_AES_256_GCM, X25519PrivateKey, X25519PublicKey, sealBase } from '.
 import { EpochRecordKeys } from '../src/keys/epoch-record-keys.js';
 import type { EpochKeyring } from '../src/kms/epoch-keys.js';
 import type { SealedRecord, StoredRecord } from '../src/keys/record-keys.js';
+import { decodeLeaf, envelopeFromLeaf } from '../src/log/leaf.js';
+import { query } from './helpers/db.js';
+import { releaseTo, submitCard } from './helpers/keys.js';
+import { startTestPaylog, type TestPaylog } from './helpers/paylog.js';
 
 const sk = X25519PrivateKey.generate();
 const pk = new X25519PublicKey(sk.publicKey);
@@ -150,5 +154,44 @@ describe('EpochRecordKeys: key-wrap windows in the key layer', () => {
     expect(epochs.forgotten).toEqual(['acme/2031-03-14/1']);
     const c = await seal(k, 'c');
     expect(enc(c)).not.toBe(enc(b));
+  });
+});
+
+describe('early shred of one record of a shared window (real service, PostgreSQL, KMS)', () => {
+  let t: TestPaylog;
+  beforeAll(async () => {
+    t = await startTestPaylog();
+  });
+  afterAll(async () => t?.stop());
+
+  it("deletes that record's wrapped key only: it answers 410, its window neighbour still releases, and the neighbour's wrapped key with the epoch private key does not open it", async () => {
+    const ids = await Promise.all(Array.from({ length: 6 }, () => submitCard(t)));
+    const rows = (await query(t.databaseUrl, 'SELECT transaction_id, epoch_id, wrapped_key FROM data_keys WHERE transaction_id = ANY($1)', [ids])) as { transaction_id: string; epoch_id: string; wrapped_key: Buffer }[];
+    expect(rows.every((r) => r.wrapped_key.length === 84)).toBe(true);
+    const byEnc = new Map<string, typeof rows>();
+    for (const r of rows) byEnc.set(r.wrapped_key.subarray(0, 32).toString('hex'), [...(byEnc.get(r.wrapped_key.subarray(0, 32).toString('hex')) ?? []), r]);
+    const shared = [...byEnc.values()].find((g) => g.length >= 2);
+    expect(shared, 'six concurrent submissions share a window').toBeDefined();
+    const [victim, neighbour] = shared! as [(typeof rows)[0], (typeof rows)[0]];
+
+    expect((await t.call('admin', 'POST', `/v1/admin/transactions/${victim.transaction_id}/shred`, { reason: 'customer request' })).status).toBe(200);
+    const [dk] = await query(t.databaseUrl, 'SELECT wrapped_key FROM data_keys WHERE transaction_id = $1', [victim.transaction_id]);
+    expect(dk.wrapped_key).toBeNull();
+    expect((await releaseTo(t, victim.transaction_id)).status).toBe(410);
+    expect((await releaseTo(t, neighbour.transaction_id)).status).toBe(200);
+
+    // An attacker with a database copy taken after the shred AND the epoch private key: the
+    // window's shared encapsulation (in the neighbour's row) opens no data key but the neighbour's.
+    const leaf = decodeLeaf((await query(t.databaseUrl, 'SELECT e.leaf FROM transactions t JOIN log_entries e ON e.idx = t.log_index WHERE t.transaction_id = $1', [victim.transaction_id]))[0].leaf);
+    if (leaf.v !== 3 || leaf.type !== 'transaction') throw new Error('expected a v3 transaction leaf');
+    const env = envelopeFromLeaf(leaf);
+    const epochId = victim.epoch_id;
+    const b = { transactionId: victim.transaction_id, processor: 'acme', epochId };
+    const sealed = { version: 2 as const, salt: env.salt!, iv: env.iv, ciphertext: env.ciphertext, tag: env.tag, keyCommitment: env.keyCommitment, epochId };
+    const reseq = Buffer.from(neighbour.wrapped_key);
+    reseq.writeUInt32BE(victim.wrapped_key.readUInt32BE(32), 32); // the victim's own sequence number
+    for (const candidate of [neighbour.wrapped_key, reseq]) {
+      await expect(t.paylog.epochs.withPrivateKey(epochId, (k) => openEnvelopeV2(k, b, { ...sealed, wrappedKey: candidate }))).rejects.toMatchObject({ code: 'INTEGRITY_FAILURE' });
+    }
   });
 });

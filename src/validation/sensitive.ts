@@ -48,9 +48,29 @@ export function keyWords(key: string): string[] {
 }
 
 /**
+ * Verdicts of {@link classifySensitiveKey} for recently seen short keys: a request's keys are
+ * nearly always the same few names, and the verdict is a pure function of the key. Bounded (the
+ * map is cleared when full) and only for keys up to {@link MEMO_MAX_KEY_LENGTH} characters, so
+ * attacker-chosen keys cannot grow it; values are never seen here, only keys.
+ */
+const verdicts = new Map<string, string | null>();
+const MEMO_MAX_ENTRIES = 1024;
+const MEMO_MAX_KEY_LENGTH = 64;
+
+/**
  * The SAD name a key matches (one of our own constant strings, safe to report), or null.
  */
 export function classifySensitiveKey(key: string): string | null {
+  if (key.length > MEMO_MAX_KEY_LENGTH) return classifyWords(key);
+  const known = verdicts.get(key);
+  if (known !== undefined) return known;
+  const verdict = classifyWords(key);
+  if (verdicts.size >= MEMO_MAX_ENTRIES) verdicts.clear();
+  verdicts.set(key, verdict);
+  return verdict;
+}
+
+function classifyWords(key: string): string | null {
   const words = keyWords(key);
   const joined = words.join('');
   if (SAD_EXACT.has(joined)) return joined;

@@ -4,8 +4,8 @@
  * or AES-256-GCM (0x0002). Built on node:crypto (X25519 `diffieHellman`, HMAC, AES-GCM) and
  * checked against the RFC 9180 Appendix A / CFRG test vectors (test/hpke.test.ts).
  *
- * paylog uses it to wrap each transaction's 32-byte data key under an epoch public key
- * (envelope v2, src/crypto/envelope.ts): suite (0x0020, 0x0001, 0x0002).
+ * paylog wraps each transaction's 32-byte data key under an epoch public key with it (envelope
+ * v2, src/crypto/envelope-v2.ts, suite (0x0020, 0x0001, 0x0002)), one sender context per window.
  *
  * Contracts:
  * - `seal` needs only the recipient's PUBLIC key; it never sees a private key.
@@ -309,17 +309,12 @@ export function aeadOpen(aead: HpkeAead, key: Buffer, nonce: Buffer, aad: Buffer
 }
 
 /**
- * RFC 9180 §5.2 encryption context of a sender in base mode (SetupBaseS): ONE encapsulation to
- * `pkR`, then any number of messages, message `seq` sealed with nonce `base_nonce XOR seq`
- * (§5.2 ComputeNonce). `seal` is ContextS.Seal; a receiver opens message `seq` with
- * {@link openAtSequence}.
- *
- * Contracts:
- * - The AEAD key and base nonce live only inside the object; {@link destroy} zeroes them and
- *   every later `seal` throws. `enc` is public.
- * - Sequence numbers are used once each, in order, and never past `maxMessages` (at most
- *   2^32 - 1 here: a sequence number is carried as a u32); then `seal` throws
- *   (§5.2 MessageLimitReachedError) and the caller sets up a new context.
+ * RFC 9180 §5.2 sender context, base mode (SetupBaseS): ONE encapsulation to `pkR`, then message
+ * `seq` sealed with nonce `base_nonce XOR seq` (ContextS.Seal); opened by {@link openAtSequence}.
+ * Contracts: the AEAD key and base nonce live only inside the object, {@link destroy} zeroes them
+ * and every later `seal` throws (`enc` is public); sequence numbers are used once each, in order,
+ * never past `maxMessages` (≤ 2^32 - 1: carried as a u32), then `seal` throws (§5.2
+ * MessageLimitReachedError).
  */
 export class HpkeSenderContext {
   static readonly MAX_MESSAGES = 0xffff_ffff;
@@ -354,7 +349,6 @@ export class HpkeSenderContext {
   get sealed(): number {
     return this.seq;
   }
-
   get isDestroyed(): boolean {
     return this.key === null;
   }
@@ -377,14 +371,7 @@ export class HpkeSenderContext {
 }
 
 /** RFC 9180 §6.1 single-shot Seal in base mode: SetupBaseS + ContextS.Seal (seq 0). */
-export function sealBase(
-  aead: HpkeAead,
-  pkR: X25519PublicKey,
-  info: Buffer,
-  aad: Buffer,
-  plaintext: Buffer,
-  ephemeral?: X25519PrivateKey,
-): { enc: Buffer; ciphertext: Buffer } {
+export function sealBase(aead: HpkeAead, pkR: X25519PublicKey, info: Buffer, aad: Buffer, plaintext: Buffer, ephemeral?: X25519PrivateKey): { enc: Buffer; ciphertext: Buffer } {
   const ctx = HpkeSenderContext.setup(aead, pkR, info, { maxMessages: 1, ...(ephemeral ? { ephemeral } : {}) });
   try {
     return { enc: ctx.enc, ciphertext: ctx.seal(aad, plaintext).ciphertext };
@@ -393,10 +380,7 @@ export function sealBase(
   }
 }
 
-/**
- * RFC 9180 §5.2 receiver side, message `seq` of a context: SetupBaseR(enc, skR, info), then
- * ContextR.Open(aad, ct) with nonce `base_nonce XOR seq`.
- */
+/** RFC 9180 §5.2 receiver, message `seq`: SetupBaseR(enc, skR, info), ContextR.Open with nonce `base_nonce XOR seq`. */
 export function openAtSequence(aead: HpkeAead, enc: Buffer, skR: X25519PrivateKey, info: Buffer, seq: number, aad: Buffer, ciphertext: Buffer): Buffer {
   if (!Number.isInteger(seq) || seq < 0 || seq > HpkeSenderContext.MAX_MESSAGES) throw new HpkeError('HPKE sequence number out of range');
   const sharedSecret = decap(enc, skR);

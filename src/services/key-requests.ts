@@ -14,7 +14,7 @@ import { PaylogError } from '../errors.js';
 import { PRINCIPAL_NAME_PATTERN } from '../validation/identifiers.js';
 
 export const DEFAULT_REWRAP_BATCH = 100;
-export const MAX_REWRAP_BATCH = 1000;
+const MAX_REWRAP_BATCH = 1000;
 
 export const REWRAP_REQUEST_EXPECTED =
   '{ "periodKeys": "new" (every live epoch key under a new KMS key of its own period) and/or "to": KMS key id (envelope-v1 data keys only), "run"?: uuid, "after"?: cursor from the previous batch, "batchSize"?: 1..1000 }';

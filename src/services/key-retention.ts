@@ -75,7 +75,7 @@ export interface RetentionReport {
 }
 
 /** What retention reads and writes (a subset of the key lifecycle's dependencies). */
-export interface RetentionDeps {
+interface RetentionDeps {
   /** The paylog_keys connection (the only one that may destroy key material). */
   keysDatabase: AppDatabase;
   kms: KmsBackend;

@@ -78,7 +78,7 @@ export interface RewrapResult {
 }
 
 /** What a rewrap reads and writes (a subset of the key lifecycle's dependencies). */
-export interface RewrapDeps {
+interface RewrapDeps {
   /** The paylog_keys connection (the only one that may replace key material). */
   keysDatabase: AppDatabase;
   kms: KmsBackend;

@@ -21,7 +21,8 @@ import type { AppDatabase } from '../db/connection.js';
 import type { KmsBackend } from '../kms/backend.js';
 import { isPaylogError } from '../errors.js';
 import type { KeyEvent, KeyEventActor } from '../services/key-events.js';
-import { periodOfKid, resolveCseKmsKey, type CseKeyStore } from './keys.js';
+import type { CseKeyStore } from './keys.js';
+import { periodOfKid, resolveCseKmsKey } from './key-names.js';
 
 /** KMS ScheduleKeyDeletion waiting period for a CSE key's KMS key: the minimum KMS allows (7–30). */
 export const CSE_KEY_PENDING_WINDOW_DAYS = 7;

@@ -27,7 +27,6 @@ import { accessLeafV2, accessViewFromLeaf, decodeLeaf, encodeLeaf, type AccessSe
 import type { Appender } from '../log/appender.js';
 import { DENIAL, keyMaterialRequires } from './append-preconditions.js';
 import type { TransactionService } from './transactions.js';
-import type { TransactionRecord } from './transaction-record.js';
 import { containsIban } from '../validation/transaction.js';
 import { containsPanLikeNumber, isTransactionId } from '../validation/identifiers.js';
 import { unknownTransactionRef } from '../crypto/fingerprint.js';

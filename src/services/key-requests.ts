@@ -5,8 +5,7 @@
  * Contracts:
  * - Every body is a strict object: an unknown field, a wrong type or an out-of-range value is
  *   VALIDATION_FAILED with a message saying what was expected; the body itself is never echoed.
- * - Free text (reasons) is limited to letters, digits and a few punctuation marks, so nothing a
- *   key event records can carry card data in an unexpected shape.
+ * - Free text (reasons) is at most 200 characters of letters, digits, spaces and `._:,()-`.
  * - Pure: no I/O.
  */
 import { z } from 'zod';

@@ -7,8 +7,9 @@
  *   and the `-r<n>` keys its rewraps create, each recorded in key_period_kms_keys (paylog_keys
  *   only) BEFORE its first use. Envelope-v1 data keys move only to a `to` that is not a key
  *   period's key nor a service key.
- * - Every row's key event is committed (KeyEventLog.record resolves after commit) before its row
- *   is written, through the `paylog_keys` connection only. A rerun redoes at most one batch.
+ * - The key event (one per epoch; one per batch of envelope-v1 data keys) is committed
+ *   (KeyEventLog.record resolves after commit) before the rows are written, through the
+ *   `paylog_keys` connection only. A rerun redoes at most one batch.
  * - One row that cannot be rewrapped (planted, damaged, refused by KMS) never stops a rewrap:
  *   it is skipped, reported (by a safe reference, src/services/key-row-checks.ts) and never
  *   retried in the pass. A KMS failure that is not about the row stops the batch.

@@ -14,7 +14,7 @@
  *    the seed (KMSInvalidStateException), and after the window the key is gone for good.
  * 3. The wrapped seed is removed from the row (`paylog_keys` connection: the runtime role
  *    cannot UPDATE `cse_keys`) and this process's cached key is dropped.
- * A dry run only reports. Runs inside retention (src/services/key-lifecycle.ts
+ * A dry run only reports. Runs inside retention (src/services/key-retention.ts
  * `applyRetention`: the daily run in worker 0, and `npm run retention -- apply`).
  */
 import type { AppDatabase } from '../db/connection.js';

@@ -3,7 +3,35 @@
  * then reserved keys) exactly as two walks did: same verdict, same path, same term.
  */
 import { describe, expect, it } from 'vitest';
-import { classifySensitiveKey, findKeyDeep, findKeysDeep } from '../src/validation/sensitive.js';
+import { classifySensitiveKey, findKeysDeep, type SensitiveKeyMatch } from '../src/validation/sensitive.js';
+
+/** The walk validation ran twice before issue 20 (src/validation/sensitive.ts at the base commit), kept as the reference. */
+function findKeyDeep(value: unknown, classify: (key: string) => string | null): SensitiveKeyMatch | null {
+  type PathNode = { parent: PathNode | null; segment: string | number };
+  const pathOf = (node: PathNode | null) => {
+    const out: Array<string | number> = [];
+    for (let n = node; n !== null; n = n.parent) out.push(n.segment);
+    return out.reverse();
+  };
+  const stack: Array<{ node: unknown; at: PathNode | null }> = [{ node: value, at: null }];
+  const seen = new Set<object>();
+  while (stack.length > 0) {
+    const { node, at } = stack.pop()!;
+    if (node === null || typeof node !== 'object' || seen.has(node)) continue;
+    seen.add(node);
+    if (Array.isArray(node)) {
+      for (let i = node.length - 1; i >= 0; i--) stack.push({ node: node[i] as unknown, at: { parent: at, segment: i } });
+      continue;
+    }
+    const keys = Object.keys(node);
+    for (const key of keys) {
+      const term = classify(key);
+      if (term !== null) return { path: pathOf({ parent: at, segment: key }), term };
+    }
+    for (let i = keys.length - 1; i >= 0; i--) stack.push({ node: (node as Record<string, unknown>)[keys[i]!], at: { parent: at, segment: keys[i]! } });
+  }
+  return null;
+}
 
 const RESERVED = new Set(['__proto__', 'constructor', 'prototype']);
 const reserved = (k: string) => (RESERVED.has(k) ? k : null);

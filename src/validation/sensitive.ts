@@ -144,11 +144,6 @@ export function findKeysDeep(
   return { primary: null, secondary: second };
 }
 
-/** First key, at any depth, for which `classify` returns a term ({@link findKeysDeep}, one question). */
-export function findKeyDeep(value: unknown, classify: (key: string) => string | null): SensitiveKeyMatch | null {
-  return findKeysDeep(value, classify).primary;
-}
-
 /** First key, at any depth, that looks like sensitive authentication data (module doc). */
 export function findSensitiveAuthenticationData(value: unknown): SensitiveKeyMatch | null {
   return findKeysDeep(value, classifySensitiveKey).primary;

@@ -10,7 +10,8 @@
  *    also go into the KMS encryption context; metadata keys and values)
  *                                                  → VALIDATION_FAILED (`card_number_in_free_text`)
  * 5. currency not in the ISO 4217 table            → UNSUPPORTED_CURRENCY
- * 6. card: digits only, length/brand/Luhn via card-validator → INVALID_CARD_NUMBER;
+ * (1 and 2 are answered by one walk over the body, with the verdict of two walks in that order.)
+ * 6. card: digits only, length/brand/Luhn (card-validator's verdict) → INVALID_CARD_NUMBER;
  *    expiry month ended (UTC)                      → CARD_EXPIRED
  *    us_bank_account: 9 digits + ABA 3-7-1 check   → INVALID_ROUTING_NUMBER
  *    iban: ibantools (electronic format, BBAN format, ISO 7064 mod 97-10) → INVALID_IBAN

@@ -28,9 +28,9 @@ import type { EpochKeyring } from '../kms/epoch-keys.js';
 import type { RecordKeyRef, RecordKeyring, SealContext, SealedRecord, StoredRecord } from './record-keys.js';
 
 /** Longest life of a key-wrap window (ms, from its first record). */
-export const KEY_WRAP_WINDOW_MS = 200;
+const KEY_WRAP_WINDOW_MS = 200;
 /** Most records one key-wrap window wraps. */
-export const KEY_WRAP_WINDOW_RECORDS = 1000;
+const KEY_WRAP_WINDOW_RECORDS = 1000;
 
 interface OpenWindow {
   window: KeyWrapWindowV2;

@@ -51,14 +51,12 @@ function assertKey(key: Buffer): void {
   }
 }
 
+const SEPARATOR = Buffer.from([0]);
+
 // RFC 2104 HMAC-SHA-256 over label ‖ 0x00 ‖ message (labels contain no 0x00).
 function labelledHmac(key: Buffer, label: string, message: string): Buffer {
   assertKey(key);
-  return createHmac('sha256', key)
-    .update(label, 'ascii')
-    .update(Buffer.from([0]))
-    .update(message, 'utf8')
-    .digest();
+  return createHmac('sha256', key).update(label, 'ascii').update(SEPARATOR).update(message, 'utf8').digest();
 }
 
 /** Normalised, type-prefixed identifier of a payment method (the fingerprint's input). */
@@ -92,7 +90,7 @@ export function fingerprintV2(fpKey: Buffer, processor: string, pm: PaymentMetho
 /**
  * 32-byte labelled HMAC of the canonical SERVED projection of a request (issue 17): the value
  * the idempotency decision compares. Its input MUST contain only fields the submitter is
- * served (see `servedProjection` in src/services/transactions.ts).
+ * served (see `servedProjection` in src/services/transaction-view.ts).
  */
 export function servedRequestMac(key: Buffer, canonicalProjection: string): Buffer {
   return labelledHmac(key, LABEL_REQUEST_MAC_V2, canonicalProjection);

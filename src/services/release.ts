@@ -29,6 +29,7 @@ import { accessLeafV2, accessViewFromLeaf, decodeLeaf, encodeLeaf, type AccessSe
 import type { Appender } from '../log/appender.js';
 import { DENIAL, keyMaterialRequires } from './append-preconditions.js';
 import type { TransactionService } from './transactions.js';
+import type { TakeCardSecurityCode } from './forward/cvc-seam.js';
 import { containsIban } from '../validation/transaction.js';
 import { containsPanLikeNumber, isTransactionId } from '../validation/identifiers.js';
 import { unknownTransactionRef } from '../crypto/fingerprint.js';
@@ -85,7 +86,7 @@ export interface ReleaseDeps {
   macKey: Buffer;
   metrics?: Metrics;
   /** Takes the held card security code of a transaction (src/cvc/codes.ts `take`); absent → never answered. */
-  takeCardSecurityCode?: (transactionId: string) => Promise<string | undefined>;
+  takeCardSecurityCode?: TakeCardSecurityCode;
 }
 
 /** The one release purpose that takes the held card security code (PCI DSS 3.3.1: until authorization). */

@@ -192,9 +192,11 @@ export class ForwardService {
 
     // The ledger row is writable by the runtime role; the log is not. A key the log shows was
     // granted before is never sent again, whatever happened to its row.
-    if (await this.keyGrantedInLog(transactionId, key)) {
+    const granted = await this.grantedInLog(transactionId, key);
+    if (granted) {
       const unknown = new PaylogError('FORWARD_OUTCOME_UNKNOWN', 'the log shows a forward with this Idempotency-Key already granted; it is never sent again');
-      await this.ledger.finish(transactionId, key, 'pending', errorAnswer(unknown), null).catch(() => undefined);
+      const resultLogIndex = granted.hasResult ? null : await this.appendResult(transactionId, granted.accessLogIndex, 'unknown', { durationMs: 0, masked: 0, error: unknown.code });
+      await this.ledger.finish(transactionId, key, 'pending', errorAnswer(unknown), resultLogIndex).catch(() => undefined);
       throw unknown;
     }
 
@@ -225,22 +227,32 @@ export class ForwardService {
     return await this.send(transactionId, key, req, dest, template, values, accessLogIndex);
   }
 
-  /** Whether a granted forward access entry of `transactionId` carries this key's MAC. */
-  private async keyGrantedInLog(transactionId: string, key: string): Promise<boolean> {
+  /**
+   * The granted forward access entry of `transactionId` that carries this key's MAC, if any, and
+   * whether a result entry closes it.
+   */
+  private async grantedInLog(transactionId: string, key: string): Promise<{ accessLogIndex: number; hasResult: boolean } | null> {
     const mac = idempotencyKeyMac(this.deps.macKey, transactionId, key);
     const r = await this.deps.database.pool.query({
       name: 'paylog_forward_key_granted',
-      text: 'SELECT e.leaf FROM access_entries a JOIN log_entries e ON e.idx = a.log_index WHERE a.transaction_id = $1',
+      text: 'SELECT a.log_index, e.leaf FROM access_entries a JOIN log_entries e ON e.idx = a.log_index WHERE a.transaction_id = $1 ORDER BY a.log_index',
       values: [transactionId],
     });
-    return (r.rows as { leaf: Buffer }[]).some(({ leaf }) => {
+    let found: { accessLogIndex: number; hasResult: boolean } | null = null;
+    for (const { log_index, leaf } of r.rows as { log_index: string; leaf: Buffer }[]) {
+      let l;
       try {
-        const l = decodeLeaf(leaf);
-        return l.type === 'access' && l.v !== 1 && l.action === 'forward' && l.outcome === 'granted' && l.transactionId === transactionId && l.fwd?.key.equals(mac) === true;
+        l = decodeLeaf(leaf);
       } catch {
-        return false;
+        continue;
       }
-    });
+      if (!found && l.type === 'access' && l.v !== 1 && l.action === 'forward' && l.outcome === 'granted' && l.transactionId === transactionId && l.fwd?.key.equals(mac) === true) {
+        found = { accessLogIndex: Number(log_index), hasResult: false };
+      } else if (found && l.type === 'forward_result' && l.access === found.accessLogIndex) {
+        found.hasResult = true;
+      }
+    }
+    return found;
   }
 
   /** After the access entry: CVC, fill, egress, mask, result entry, ledger. */

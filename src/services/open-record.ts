@@ -8,7 +8,7 @@ import type { AppDatabase } from '../db/connection.js';
 import { dataKeys } from '../db/schema.js';
 import { PaylogError } from '../errors.js';
 import type { RecordKeyring } from '../keys/record-keys.js';
-import type { TransactionRecord } from './transactions.js';
+import type { TransactionRecord } from './transaction-record.js';
 
 /**
  * The plaintext payment method JSON of `row` (the caller zeroes it). DATA_SHREDDED when its key

@@ -51,8 +51,7 @@ export class ForwardLedger {
   private async write(q: { name: string; text: string; values: unknown[] }): Promise<{ rows: unknown[] }> {
     const c = await this.database.pool.connect();
     try {
-      await c.query('BEGIN');
-      await c.query('SET LOCAL synchronous_commit = off');
+      await c.query('BEGIN; SET LOCAL synchronous_commit = off'); // one round trip (simple protocol)
       const r = await c.query(q);
       await c.query('COMMIT');
       return r;

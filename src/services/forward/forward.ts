@@ -298,7 +298,9 @@ export class ForwardService {
     const durationMs = elapsed();
     const resultLogIndex = await this.appendResult(transactionId, accessLogIndex, 'completed', { status: res.status, durationMs, masked: masked.count });
     const answer: ForwardAnswer = { status: res.status, headers: masked.headers, body: masked.body, masked: masked.count, accessLogIndex, resultLogIndex, durationMs };
-    await this.ledger.finish(transactionId, key, 'sent', { kind: 'answer', answer }, resultLogIndex).catch(() => undefined);
+    // Not awaited: the answer does not wait for the ledger (a retry meanwhile waits for `done`;
+    // a lost write leaves a `sent` row, which a retry after its stale time answers `unknown`).
+    void this.ledger.finish(transactionId, key, 'sent', { kind: 'answer', answer }, resultLogIndex).catch(() => undefined);
     return answer;
   }
 

@@ -50,14 +50,14 @@ import { ForwardPools } from './pools.js';
 import { forwardRequestMac, idempotencyKeyMac, idempotencyKeyOf, parseForwardRequest, pathAllowed, type ForwardRequest } from './request.js';
 
 /** How long a retry waits for the first attempt with its key to finish. */
-export const FORWARD_RETRY_WAIT_MS = 5_000;
+const FORWARD_RETRY_WAIT_MS = 5_000;
 const RETRY_POLL_MS = 100;
 /** Beyond its destination's timeout, how long an unfinished forward may take before it is `unknown`. */
-export const FORWARD_STALE_GRACE_MS = 30_000;
+const FORWARD_STALE_GRACE_MS = 30_000;
 /** Response headers passed on to the caller (values masked too). */
-export const PASSED_RESPONSE_HEADERS = ['content-type', 'content-language', 'date', 'etag', 'last-modified', 'location', 'retry-after', 'request-id', 'x-request-id', 'idempotency-key'] as const;
+const PASSED_RESPONSE_HEADERS = ['content-type', 'content-language', 'date', 'etag', 'last-modified', 'location', 'retry-after', 'request-id', 'x-request-id', 'idempotency-key'] as const;
 
-export interface ForwardDeps {
+interface ForwardDeps {
   database: AppDatabase;
   appender: Appender;
   recordKeys: RecordKeyring;

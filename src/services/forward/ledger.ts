@@ -34,7 +34,7 @@ export interface ForwardAnswer {
   durationMs: number;
 }
 
-export interface LedgerRow {
+interface LedgerRow {
   requestMac: Buffer;
   state: 'pending' | 'sent' | 'done';
   accessLogIndex: number | null;

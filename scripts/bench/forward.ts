@@ -52,7 +52,7 @@ async function cannon(o: { url: string; connections: number; bodies: string[]; p
   const r = await autocannon({
     url: o.url,
     connections: o.connections,
-    amount: o.bodies.length,
+    amount: o.paths?.length ?? o.bodies.length,
     timeout: TIMEOUT_S,
     method: 'POST',
     headers: o.headers,

@@ -76,7 +76,7 @@ export const forwardAnswerSchema = z
     ],
   });
 
-export const forwardViewSchema = z.object({
+const forwardViewSchema = z.object({
   accessLogIndex: logIndex,
   time: z.iso.datetime(),
   principal: z.object({ role: z.string(), name: z.string(), certificateFingerprint: z.string() }),

@@ -20,7 +20,7 @@ import { containsPanLikeNumber, panLikeRanges } from '../validation/identifiers.
 import { LAST_DIGITS, MASK_CHAR } from '../validation/masking.js';
 
 /** Exact values shorter than this are not masked on their own (they would match everywhere). */
-export const MIN_EXACT_VALUE_CHARS = 3;
+const MIN_EXACT_VALUE_CHARS = 3;
 
 function unreadable(why: string): PaylogError {
   return new PaylogError('DESTINATION_RESPONSE_UNREADABLE', `the destination's answer could not be inspected (${why}); nothing of it was passed on`);

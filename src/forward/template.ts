@@ -20,7 +20,7 @@ import { PaylogError } from '../errors.js';
 import { containsPanLikeNumber } from '../validation/identifiers.js';
 
 /** Every placeholder name (contract v1.2). */
-export const PLACEHOLDERS = [
+const PLACEHOLDERS = [
   'card.number',
   'card.cvc',
   'card.expiryMonth',

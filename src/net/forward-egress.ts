@@ -25,12 +25,12 @@ import { HttpTransportError, ResponseTooLargeError, httpClient, type HttpClient 
 /** Largest answer read from a destination (before and after decompression), bytes. */
 export const FORWARD_MAX_RESPONSE_BYTES = 1024 * 1024;
 /** Longest connect (TCP + TLS), ms (never more than the destination's own timeout). */
-export const FORWARD_CONNECT_TIMEOUT_MS = 5_000;
+const FORWARD_CONNECT_TIMEOUT_MS = 5_000;
 /** Keep-alive connections per destination. */
-export const FORWARD_CONNECTIONS_PER_DESTINATION = 64;
+const FORWARD_CONNECTIONS_PER_DESTINATION = 64;
 
 /** What the egress needs of a destination (the service verified it against its admin event). */
-export interface EgressDestination {
+interface EgressDestination {
   /** `https://host[:port][/base]`. */
   url: string;
   caPem?: string | undefined;
@@ -102,7 +102,7 @@ function notAllowed(what: string): EgressError {
 }
 
 /** A `lookup` that resolves, refuses private answers (unless allowed) and returns a checked address. */
-export function checkedLookup(allowPrivateNetwork: boolean): LookupFunction {
+function checkedLookup(allowPrivateNetwork: boolean): LookupFunction {
   return (hostname, options, callback) => {
     dnsLookup(hostname, { all: true, ...(options.family ? { family: options.family } : {}) }, (err, addresses: LookupAddress[]) => {
       if (err) return (callback as (e: Error | null, a: string, f: number) => void)(err, '', 0);
@@ -134,7 +134,7 @@ function pinnedIdentity(pins: readonly string[] | undefined): ((host: string, ce
 }
 
 /** Refuses a URL that is not https, or an address literal in a private range (when not allowed). */
-export function checkForwardUrl(url: URL, allowPrivateNetwork: boolean): void {
+function checkForwardUrl(url: URL, allowPrivateNetwork: boolean): void {
   if (url.protocol !== 'https:') throw new EgressError('DESTINATION_NOT_ALLOWED', 'forwards go over https only');
   const host = url.hostname.replace(/^\[|\]$/g, '');
   if (isIP(host) !== 0 && !allowPrivateNetwork && isPrivateAddress(host)) throw notAllowed(`address ${host}`);

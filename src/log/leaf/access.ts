@@ -9,7 +9,7 @@ import { digest32, freeText, id, msOf, msTime, principalField, principalV2, prin
 import { LEAF_FORMAT_CURRENT, LEAF_FORMAT_V3, cborLeafVersion } from './transaction.js';
 
 /** What a forward's access entry names (v3): where to, which request, which template. */
-export const forwardTargetSchema = z.strictObject({
+const forwardTargetSchema = z.strictObject({
   dest: z.string().min(1).max(64),
   method: z.string().min(1).max(10),
   path: freeText(512),
@@ -21,7 +21,7 @@ export const forwardTargetSchema = z.strictObject({
    */
   key: digest32,
 });
-export type ForwardTarget = z.infer<typeof forwardTargetSchema>;
+
 
 export const accessLeafV2Schema = z
   .strictObject({

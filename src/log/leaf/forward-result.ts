@@ -33,7 +33,7 @@ export const forwardResultLeafSchema = z.strictObject({
 });
 export type ForwardResultLeaf = z.infer<typeof forwardResultLeafSchema>;
 
-export interface ForwardResultInput {
+interface ForwardResultInput {
   time: Date;
   transactionId: string;
   accessLogIndex: number;

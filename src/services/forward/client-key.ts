@@ -13,7 +13,7 @@ import { canonicalJson } from '../../crypto/canonical-json.js';
 import { IV_BYTES, TAG_BYTES } from '../../crypto/envelope.js';
 
 /** KMS encryption context key of a destination client key (docs/operations.md IAM policy). */
-export const CLIENT_KEY_CONTEXT_KEY = 'paylog:forward-client-key';
+const CLIENT_KEY_CONTEXT_KEY = 'paylog:forward-client-key';
 
 /** The encryption context binding a client key to its destination: `<processor>/<destination>`. */
 export function clientKeyContext(processor: string, destination: string): Record<string, string> {

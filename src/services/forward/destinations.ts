@@ -27,8 +27,8 @@ import { clientKeyContext, openClientKey, sealClientKey } from './client-key.js'
 
 export const FORWARD_METHODS = ['POST', 'PUT', 'PATCH', 'GET', 'DELETE'] as const;
 export type ForwardMethod = (typeof FORWARD_METHODS)[number];
-export const DEFAULT_DESTINATION_TIMEOUT_MS = 10_000;
-export const MAX_DESTINATION_TIMEOUT_MS = 60_000;
+const DEFAULT_DESTINATION_TIMEOUT_MS = 10_000;
+const MAX_DESTINATION_TIMEOUT_MS = 60_000;
 /** A path segment of a destination pattern: literal characters, or `*` for any one segment. */
 const PATH_PATTERN = /^(?:\/(?:[A-Za-z0-9._~-]+|\*))+\/?$/;
 const PIN_PATTERN = /^sha256\/[A-Za-z0-9+/]{43}=$/;
@@ -46,7 +46,7 @@ export const destinationRequestSchema = z.strictObject({
 });
 
 /** What each field must be, in words (the errors and the OpenAPI document use the same texts). */
-export const DESTINATION_FIELD_EXPECTATIONS: Readonly<Record<string, string>> = {
+const DESTINATION_FIELD_EXPECTATIONS: Readonly<Record<string, string>> = {
   url: 'url must be https://host[:port][/base], without credentials, query or fragment',
   paths: 'paths must be 1-64 paths like /v1/payments (a segment may be * for any one segment)',
   methods: `methods must be a non-empty subset of ${FORWARD_METHODS.join(', ')} (default POST)`,
@@ -60,7 +60,7 @@ export const DESTINATION_FIELD_EXPECTATIONS: Readonly<Record<string, string>> = 
 };
 
 /** The stored, hashed configuration (no key material). */
-export interface DestinationConfig {
+interface DestinationConfig {
   url: string;
   paths: string[];
   methods: ForwardMethod[];
@@ -82,7 +82,7 @@ export interface Destination {
 }
 
 /** What GET serves for one destination (no key material). */
-export interface DestinationView extends DestinationConfig {
+interface DestinationView extends DestinationConfig {
   name: string;
   hasClientKey: boolean;
   adminLogIndex: number;
@@ -120,7 +120,7 @@ function checkPems(caPem: string | undefined, certPem: string | undefined, keyPe
 }
 
 /** SHA-256 of what a registration commits to: name, processor, configuration, wrapped key's digest. */
-export function destinationDigest(processor: string, name: string, config: DestinationConfig, wrappedClientKey: Buffer | null): Buffer {
+function destinationDigest(processor: string, name: string, config: DestinationConfig, wrappedClientKey: Buffer | null): Buffer {
   const wrapped = wrappedClientKey ? createHash('sha256').update(wrappedClientKey).digest('hex') : null;
   return createHash('sha256').update(canonicalJson({ processor, name, config: config as unknown as Record<string, unknown>, wrappedClientKeySha256: wrapped })).digest();
 }
@@ -155,7 +155,7 @@ function checkNames(processor: string, name: string): void {
 
 type Row = { processor: string; name: string; config: DestinationConfig; wrapped_client_key: Buffer | null; admin_log_index: string };
 
-export interface DestinationDeps {
+interface DestinationDeps {
   /** Runtime pool: reads rows and leaves. */
   database: AppDatabase;
   /** Admin pool (paylog_admin): the only writer of the table. */

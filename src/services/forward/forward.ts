@@ -50,14 +50,14 @@ import { ForwardPools } from './pools.js';
 import { forwardRequestMac, idempotencyKeyMac, idempotencyKeyOf, parseForwardRequest, pathAllowed, type ForwardRequest } from './request.js';
 
 /** How long a retry waits for the first attempt with its key to finish. */
-export const FORWARD_RETRY_WAIT_MS = 5_000;
+const FORWARD_RETRY_WAIT_MS = 5_000;
 const RETRY_POLL_MS = 100;
 /** Beyond its destination's timeout, how long an unfinished forward may take before it is `unknown`. */
-export const FORWARD_STALE_GRACE_MS = 30_000;
+const FORWARD_STALE_GRACE_MS = 30_000;
 /** Response headers passed on to the caller (values masked too). */
-export const PASSED_RESPONSE_HEADERS = ['content-type', 'content-language', 'date', 'etag', 'last-modified', 'location', 'retry-after', 'request-id', 'x-request-id', 'idempotency-key'] as const;
+const PASSED_RESPONSE_HEADERS = ['content-type', 'content-language', 'date', 'etag', 'last-modified', 'location', 'retry-after', 'request-id', 'x-request-id', 'idempotency-key'] as const;
 
-export interface ForwardDeps {
+interface ForwardDeps {
   database: AppDatabase;
   appender: Appender;
   recordKeys: RecordKeyring;
@@ -176,6 +176,9 @@ export class ForwardService {
     const transactionId = row.transactionId;
     let plaintext: Buffer | undefined;
     let values: Partial<Record<PlaceholderName, string>>;
+    // Read beside the record's opening (one round trip less); decided on below, before the access entry.
+    const grantedBefore = this.grantedInLog(transactionId, key);
+    grantedBefore.catch(() => undefined);
     try {
       plaintext = await openRecord(this.deps.database, this.deps.recordKeys, row);
       values = placeholderValues(JSON.parse(plaintext.toString('utf8')) as Record<string, unknown>, { transactionId, amount: row.view.amount });
@@ -193,9 +196,11 @@ export class ForwardService {
 
     // The ledger row is writable by the runtime role; the log is not. A key the log shows was
     // granted before is never sent again, whatever happened to its row.
-    if (await this.keyGrantedInLog(transactionId, key)) {
+    const granted = await grantedBefore;
+    if (granted) {
       const unknown = new PaylogError('FORWARD_OUTCOME_UNKNOWN', 'the log shows a forward with this Idempotency-Key already granted; it is never sent again');
-      await this.ledger.finish(transactionId, key, 'pending', errorAnswer(unknown), null).catch(() => undefined);
+      const resultLogIndex = granted.hasResult ? null : await this.appendResult(transactionId, granted.accessLogIndex, 'unknown', { durationMs: 0, masked: 0, error: unknown.code });
+      await this.ledger.finish(transactionId, key, 'pending', errorAnswer(unknown), resultLogIndex).catch(() => undefined);
       throw unknown;
     }
 
@@ -226,22 +231,32 @@ export class ForwardService {
     return await this.send(transactionId, key, req, dest, template, values, accessLogIndex);
   }
 
-  /** Whether a granted forward access entry of `transactionId` carries this key's MAC. */
-  private async keyGrantedInLog(transactionId: string, key: string): Promise<boolean> {
+  /**
+   * The granted forward access entry of `transactionId` that carries this key's MAC, if any, and
+   * whether a result entry closes it.
+   */
+  private async grantedInLog(transactionId: string, key: string): Promise<{ accessLogIndex: number; hasResult: boolean } | null> {
     const mac = idempotencyKeyMac(this.deps.macKey, transactionId, key);
     const r = await this.deps.database.pool.query({
       name: 'paylog_forward_key_granted',
-      text: 'SELECT e.leaf FROM access_entries a JOIN log_entries e ON e.idx = a.log_index WHERE a.transaction_id = $1',
+      text: 'SELECT a.log_index, e.leaf FROM access_entries a JOIN log_entries e ON e.idx = a.log_index WHERE a.transaction_id = $1 ORDER BY a.log_index',
       values: [transactionId],
     });
-    return (r.rows as { leaf: Buffer }[]).some(({ leaf }) => {
+    let found: { accessLogIndex: number; hasResult: boolean } | null = null;
+    for (const { log_index, leaf } of r.rows as { log_index: string; leaf: Buffer }[]) {
+      let l;
       try {
-        const l = decodeLeaf(leaf);
-        return l.type === 'access' && l.v !== 1 && l.action === 'forward' && l.outcome === 'granted' && l.transactionId === transactionId && l.fwd?.key.equals(mac) === true;
+        l = decodeLeaf(leaf);
       } catch {
-        return false;
+        continue;
       }
-    });
+      if (!found && l.type === 'access' && l.v !== 1 && l.action === 'forward' && l.outcome === 'granted' && l.transactionId === transactionId && l.fwd?.key.equals(mac) === true) {
+        found = { accessLogIndex: Number(log_index), hasResult: false };
+      } else if (found && l.type === 'forward_result' && l.access === found.accessLogIndex) {
+        found.hasResult = true;
+      }
+    }
+    return found;
   }
 
   /** After the access entry: CVC, fill, egress, mask, result entry, ledger. */
@@ -283,7 +298,9 @@ export class ForwardService {
     const durationMs = elapsed();
     const resultLogIndex = await this.appendResult(transactionId, accessLogIndex, 'completed', { status: res.status, durationMs, masked: masked.count });
     const answer: ForwardAnswer = { status: res.status, headers: masked.headers, body: masked.body, masked: masked.count, accessLogIndex, resultLogIndex, durationMs };
-    await this.ledger.finish(transactionId, key, 'sent', { kind: 'answer', answer }, resultLogIndex).catch(() => undefined);
+    // Not awaited: the answer does not wait for the ledger (a retry meanwhile waits for `done`;
+    // a lost write leaves a `sent` row, which a retry after its stale time answers `unknown`).
+    void this.ledger.finish(transactionId, key, 'sent', { kind: 'answer', answer }, resultLogIndex).catch(() => undefined);
     return answer;
   }
 

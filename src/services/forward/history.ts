@@ -11,9 +11,9 @@ import { decodeLeaf, principalView } from '../../log/leaf.js';
 import type { TransactionService } from '../transactions.js';
 
 /** Most forwards listed for one transaction. */
-export const MAX_FORWARDS_LISTED = 1000;
+const MAX_FORWARDS_LISTED = 1000;
 
-export interface ForwardView {
+interface ForwardView {
   accessLogIndex: number;
   time: string;
   principal: { role: string; name: string; certificateFingerprint: string };

@@ -10,6 +10,10 @@
  * - A `sent` row that is not `done` after its stale time belongs to a forward whose process
  *   stopped (crash, kill) after it may have sent: its outcome is unknown, it is never sent again.
  *   A stale `pending` row never sent anything: a retry with the same request takes it over.
+ * - Rows are written with asynchronous commit (`synchronous_commit = off`: no fsync wait): the
+ *   LOG, not this table, is what keeps a forward from being sent twice (the granted access entry
+ *   carries a keyed MAC of the key, checked before every first attempt), so a row lost in a crash
+ *   costs at most a retry answered `unknown` instead of the recorded answer.
  * - The stored answer is the MASKED answer (what the caller got); header values of the request
  *   are never stored (only the request's keyed MAC).
  */
@@ -30,7 +34,7 @@ export interface ForwardAnswer {
   durationMs: number;
 }
 
-export interface LedgerRow {
+interface LedgerRow {
   requestMac: Buffer;
   state: 'pending' | 'sent' | 'done';
   accessLogIndex: number | null;
@@ -43,9 +47,25 @@ type DbRow = { request_mac: Buffer; state: LedgerRow['state']; access_log_index:
 export class ForwardLedger {
   constructor(private readonly database: AppDatabase) {}
 
+  /** One statement in its own transaction with asynchronous commit. */
+  private async write(q: { name: string; text: string; values: unknown[] }): Promise<{ rows: unknown[] }> {
+    const c = await this.database.pool.connect();
+    try {
+      await c.query('BEGIN; SET LOCAL synchronous_commit = off'); // one round trip (simple protocol)
+      const r = await c.query(q);
+      await c.query('COMMIT');
+      return r;
+    } catch (e) {
+      await c.query('ROLLBACK').catch(() => undefined);
+      throw e;
+    } finally {
+      c.release();
+    }
+  }
+
   /** Claims the key (true), or reports the row that holds it. */
   async claim(transactionId: string, key: string, mac: Buffer): Promise<{ claimed: true } | { claimed: false; row: LedgerRow }> {
-    const r = await this.database.pool.query({
+    const r = await this.write({
       name: 'paylog_forward_claim',
       text: `INSERT INTO forward_requests (transaction_id, idempotency_key, request_mac, state) VALUES ($1, $2, $3, 'pending') ON CONFLICT DO NOTHING RETURNING 1`,
       values: [transactionId, key, mac],
@@ -70,7 +90,7 @@ export class ForwardLedger {
 
   /** pending → sent; true only for the one caller that made the move. */
   async markSent(transactionId: string, key: string, accessLogIndex: number): Promise<boolean> {
-    const r = await this.database.pool.query({
+    const r = await this.write({
       name: 'paylog_forward_sent',
       text: `UPDATE forward_requests SET state = 'sent', access_log_index = $3 WHERE transaction_id = $1 AND idempotency_key = $2 AND state = 'pending' RETURNING 1`,
       values: [transactionId, key, accessLogIndex],
@@ -80,7 +100,7 @@ export class ForwardLedger {
 
   /** → done with the answer; true only for the one caller that made the move from `from`. */
   async finish(transactionId: string, key: string, from: 'pending' | 'sent', answer: StoredAnswer, resultLogIndex: number | null): Promise<boolean> {
-    const r = await this.database.pool.query({
+    const r = await this.write({
       name: 'paylog_forward_done',
       text: `UPDATE forward_requests SET state = 'done', answer = $4, result_log_index = $5 WHERE transaction_id = $1 AND idempotency_key = $2 AND state = $3 RETURNING 1`,
       values: [transactionId, key, from, JSON.stringify(answer), resultLogIndex],
@@ -90,7 +110,7 @@ export class ForwardLedger {
 
   /** Gives a pending key back (its access entry could not be appended: nothing was sent). */
   async abandon(transactionId: string, key: string): Promise<void> {
-    await this.database.pool.query({
+    await this.write({
       name: 'paylog_forward_abandon',
       text: `DELETE FROM forward_requests WHERE transaction_id = $1 AND idempotency_key = $2 AND state = 'pending'`,
       values: [transactionId, key],
@@ -102,7 +122,7 @@ export class ForwardLedger {
    * was known to commit: nothing was sent, since sending needs `sent`); true for the one taker.
    */
   async takeOver(transactionId: string, key: string, mac: Buffer, staleMs: number): Promise<boolean> {
-    const r = await this.database.pool.query({
+    const r = await this.write({
       name: 'paylog_forward_take_over',
       text: `UPDATE forward_requests SET started_at = now() WHERE transaction_id = $1 AND idempotency_key = $2 AND request_mac = $3 AND state = 'pending'
                AND started_at < now() - make_interval(secs => $4::double precision / 1000) RETURNING 1`,

@@ -19,7 +19,7 @@ import { REFERENCE_MAX, RELEASE_PURPOSES } from '../release.js';
 import { FORWARD_METHODS, type ForwardMethod } from './destinations.js';
 
 /** Headers a forward may not set: hop-by-hop (RFC 9110 §7.6.1), Host and framing (paylog's own). */
-export const REFUSED_HEADERS: ReadonlySet<string> = new Set([
+const REFUSED_HEADERS: ReadonlySet<string> = new Set([
   'connection',
   'keep-alive',
   'proxy-authenticate',
@@ -34,7 +34,7 @@ export const REFUSED_HEADERS: ReadonlySet<string> = new Set([
   'content-length',
   'expect',
 ]);
-export const MAX_FORWARD_HEADERS = 64;
+const MAX_FORWARD_HEADERS = 64;
 const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,128}$/;
 const HEADER_VALUE = /^[\t\x20-\x7e\x80-\xff]{0,8192}$/;
 /** Path characters: unreserved, `/`, and a query of unreserved, `=`, `&`, `%`. */
@@ -58,7 +58,7 @@ export const forwardRequestSchema = z.strictObject({
 });
 
 /** What each field must be, in words (errors and OpenAPI). */
-export const FORWARD_FIELD_EXPECTATIONS: Readonly<Record<string, string>> = {
+const FORWARD_FIELD_EXPECTATIONS: Readonly<Record<string, string>> = {
   destination: 'destination must name one of the transaction processor\'s registered destinations',
   method: `method must be one of ${FORWARD_METHODS.join(', ')}`,
   path: 'path must be a literal path like /v1/payments (letters, digits, . _ ~ -, an optional query), allowed by the destination',

@@ -38,6 +38,8 @@ import { keysSection } from './bench/keys.js';
 import { auditorTilesSection, witnessQuorumSection } from './bench/tiles-witness.js';
 import { cseSection } from './bench/cse.js';
 import { baseCompareSection } from './bench/base-compare.js';
+import { storageSection } from './bench/storage.js';
+import { auditorScaleSection } from './bench/auditor-scale.js';
 import { profileTable, summariseCpuProfiles, type ProfileSummary } from './bench/cpu-profile.js';
 
 /**
@@ -55,6 +57,8 @@ export const SECTIONS: BenchSection[] = [
   keysSection,
   auditorTilesSection,
   witnessQuorumSection,
+  auditorScaleSection,
+  storageSection,
   baseCompareSection,
 ];
 
@@ -88,6 +92,7 @@ export const TARGETS: RatioTarget[] = [
     denominator: 'auditor_rebuild.raw_sha256_per_s',
     min: 0.5,
   },
+  { label: 'auditor at scale: verify-log --tiles ÷ raw SHA-256, largest size', numerator: 'auditor_scale.tiles_per_s_largest', denominator: 'auditor_scale.raw_sha256_per_s_largest', min: 0.5 },
   {
     label: 'auditor: verify-log from tiles ÷ from the entries API (entries/s)',
     numerator: 'auditor_tiles.tiles_per_s',

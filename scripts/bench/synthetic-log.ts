@@ -104,17 +104,24 @@ function epochCreatedLeaf(): Buffer {
   );
 }
 
-/** Deterministic filler (xorshift32 seeded by the index): envelope bytes differ per entry. */
-function fill(buf: Buffer, at: number, len: number, seed: number): void {
-  let x = (seed * 2654435761) >>> 0 || 1;
-  for (let k = 0; k < len; k++) {
+/** Deterministic filler bytes (xorshift32); envelope fields are copied from it at an offset that depends on the index. */
+const POOL_BYTES = 1 << 16;
+const POOL = (() => {
+  const b = Buffer.alloc(POOL_BYTES + 1024);
+  let x = 2463534242;
+  for (let k = 0; k < b.length; k++) {
     x ^= x << 13;
     x >>>= 0;
     x ^= x >>> 17;
     x ^= x << 5;
     x >>>= 0;
-    buf[at + k] = x & 0xff;
+    b[k] = x & 0xff;
   }
+  return b;
+})();
+function fill(buf: Buffer, at: number, len: number, seed: number): void {
+  const from = (Math.imul(seed, 2654435761) >>> 0) % POOL_BYTES;
+  POOL.copy(buf, at, from, from + len);
 }
 
 /** A generator of leaf i of the synthetic log (i = 0 is the epoch's creation). */

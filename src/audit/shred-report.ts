@@ -22,7 +22,7 @@
  * Memory: 40 bytes per transaction leaf (index, time, key reference, 128-bit SHA-256 prefix of
  * its id); the other verifier checks stay O(log n).
  */
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import type { Leaf } from '../log/leaf.js';
 import { retentionCutoff } from '../log/retention-policy.js';
 
@@ -76,7 +76,7 @@ class GrowableF64 {
   }
 }
 
-const idHash = (id: string): Buffer => createHash('sha256').update(id, 'utf8').digest().subarray(0, ID_HASH_BYTES);
+const idHash = (id: string): Buffer => (hash('sha256', id, 'buffer') as unknown as Buffer).subarray(0, ID_HASH_BYTES);
 
 /** Ordinals (sorted) → ranges of log indices; a gap in ordinals (a live transaction between) splits a range. */
 function rangesOf(ordinals: readonly number[], indexOf: (o: number) => number): IndexRange[] {

@@ -17,6 +17,9 @@
  * a text string begins with U+FEFF, which the UTF-8 decoder drops: those leaves go to the
  * reference path, whose re-encoding refuses them.
  *
+ * Byte strings of the returned leaf are views into `bytes` (decodeLeaf returns copies): callers
+ * MUST NOT write to `bytes` while they hold the leaf.
+ *
  * `textMayHoldPan` is false only when no text string of the leaf (keys included) has a byte ≥ 0x80
  * or 13 ASCII digits: then no string can pass `mayHoldPan` (src/validation/identifiers.ts), and the
  * verifier's PAN walk can be skipped with the same verdict.
@@ -138,10 +141,11 @@ class FastReader {
         return n;
       case 2: {
         if (n > b.length - this.at) notFast();
-        const copy = Buffer.allocUnsafe(n); // a copy, as decodeCbor: the leaf buffer is never aliased
-        b.copy(copy, 0, this.at, this.at + n);
+        // A view into the leaf bytes, not a copy (decodeCbor copies): same content, and the
+        // auditor never keeps a decoded leaf or writes to the bytes it verified.
+        const view = b.subarray(this.at, this.at + n);
         this.at += n;
-        return copy;
+        return view;
       }
       case 3:
         if (n > b.length - this.at) notFast();

@@ -29,7 +29,9 @@ function frameName(n: ProfileNode): string {
 export interface ProfileSummary {
   files: number;
   totalSeconds: number;
-  top: { frame: string; seconds: number; share: number }[];
+  /** Samples outside `(idle)`. */
+  busySeconds: number;
+  top: { frame: string; seconds: number; share: number; busyShare: number | null }[];
 }
 
 /** Self time per frame over every `.cpuprofile` in `dir` modified at or after `sinceMs`. */
@@ -59,14 +61,17 @@ export function summariseCpuProfiles(dir: string, sinceMs: number, top = 15): Pr
     });
   }
   const sorted = [...self].sort((a, b) => b[1] - a[1]).slice(0, top);
+  const busyUs = totalUs - (self.get('(idle)') ?? 0);
   return {
     files,
     totalSeconds: totalUs / 1e6,
-    top: sorted.map(([frame, us]) => ({ frame, seconds: us / 1e6, share: totalUs > 0 ? us / totalUs : 0 })),
+    busySeconds: busyUs / 1e6,
+    top: sorted.map(([frame, us]) => ({ frame, seconds: us / 1e6, share: totalUs > 0 ? us / totalUs : 0, busyShare: frame === '(idle)' || busyUs <= 0 ? null : us / busyUs })),
   };
 }
 
 /** The summary as a bench table (self time, share of all samples). */
 export function profileTable(s: ProfileSummary): Cell[][] {
-  return [['self time (all processes)', 's', 'share'], ...s.top.map((t) => [t.frame, t.seconds, `${(t.share * 100).toFixed(1)} %`] as Cell[])];
+  const pct = (x: number | null) => (x === null ? '—' : `${(x * 100).toFixed(1)} %`);
+  return [['self time (all processes)', 's', 'share', 'share of non-idle'], ...s.top.map((t) => [t.frame, t.seconds, pct(t.share), pct(t.busyShare)] as Cell[])];
 }

@@ -39,7 +39,7 @@ async function submit(service: ServiceHandle, amount: number): Promise<{ ok: num
   const next = transactionBodies();
   const r = await autocannon({
     url: `${service.url}/v1/transactions`,
-    connections: CONNECTIONS,
+    connections: Math.min(CONNECTIONS, amount),
     amount,
     timeout: 30,
     method: 'POST',

@@ -27,7 +27,8 @@ type Side = 'base' | 'head';
 function checkoutBase(ref: string): { root: string; commit: string; remove(): void } {
   const git = (...a: string[]) => execFileSync('git', a, { cwd: REPO_ROOT, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim();
   const commit = git('rev-parse', '--verify', `${ref}^{commit}`);
-  const root = join(mkdtempSync(join(tmpdir(), 'paylog-bench-base-')), 'tree');
+  const parent = mkdtempSync(join(tmpdir(), 'paylog-bench-base-'));
+  const root = join(parent, 'tree');
   git('worktree', 'add', '--detach', root, commit);
   symlinkSync(realpathSync(join(REPO_ROOT, 'node_modules')), join(root, 'node_modules'));
   return {
@@ -40,6 +41,7 @@ function checkoutBase(ref: string): { root: string; commit: string; remove(): vo
         rmSync(root, { recursive: true, force: true });
         git('worktree', 'prune');
       }
+      rmSync(parent, { recursive: true, force: true });
     },
   };
 }

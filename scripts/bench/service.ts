@@ -111,7 +111,7 @@ export async function startService(opts: { env?: Record<string, string>; progres
   const url = `https://${host}:${port}`;
   const get = (path: string) => httpsGet(url + path, caOrUndefined(dataDir));
   try {
-    await waitReady(get, () => exited, () => stderrTail, opts.progress);
+    await waitReady(get, () => exited, () => stderrTail, opts.progress, external ? 'external PostgreSQL' : 'embedded PostgreSQL');
   } catch (e) {
     await stop();
     throw e;
@@ -157,9 +157,10 @@ async function waitReady(
   exited: () => { code: number | null; signal: string | null } | undefined,
   stderrTail: () => string,
   progress?: (m: string) => void,
+  database = 'embedded PostgreSQL',
 ): Promise<void> {
   const t0 = Date.now();
-  progress?.('starting paylog child process (embedded PostgreSQL + local KMS)…');
+  progress?.(`starting paylog child process (${database} + local KMS)…`);
   while (Date.now() - t0 < READY_TIMEOUT_MS) {
     const x = exited();
     if (x) throw new Error(`paylog exited during start-up (code ${x.code}, signal ${x.signal}):\n${stderrTail()}`);

@@ -5,7 +5,7 @@
 import { join, resolve } from 'node:path';
 import { SIGNER_STATE_RELATIVE_PATH } from './log/signer-state.js';
 import { z } from 'zod';
-import { parseWitnessList, type WitnessEndpoint } from './log/witness/submitter.js';
+import { parseWitnessList, type WitnessEndpoint } from './log/witness/endpoints.js';
 
 export const DEFAULT_DATA_DIR = './data';
 export const DEFAULT_HOST = '127.0.0.1';

@@ -18,7 +18,8 @@ import { cardTransaction, newTestDatabase, startTestPaylog, type TestPaylog } fr
 import { query, withClient } from './helpers/db.js';
 import { runScript } from './helpers/cli.js';
 import { encryptPaymentMethod, importPaylogKey, type PaylogKey, type PaymentMethod } from '../src/cse/browser/paylog-encrypt.js';
-import { cseSeedContext, importCseKey, publicPoint } from '../src/cse/keys.js';
+import { cseSeedContext } from '../src/cse/key-names.js';
+import { importCseKey, publicPoint } from '../src/cse/p256-key.js';
 import { decodeLeaf } from '../src/log/leaf.js';
 
 const PAN = '4111111111111111';

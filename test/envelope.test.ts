@@ -264,7 +264,7 @@ describe('envelope format v1', () => {
 describe('HKDF (RFC 5869)', () => {
   it('the shared-Extract implementation equals node:crypto hkdfSync for both v1 labels', async () => {
     const { hkdfSync } = await import('node:crypto');
-    const { hkdf32 } = await import('../src/crypto/envelope.js');
+    const { hkdf32 } = await import('../src/crypto/hkdf.js');
     for (let i = 0; i < 50; i++) {
       const ikm = randomBytes(32);
       const salt = randomBytes(32);
@@ -276,7 +276,7 @@ describe('HKDF (RFC 5869)', () => {
   });
 
   it('RFC 5869 test case 1 (first 32 bytes of OKM)', async () => {
-    const { hkdf32 } = await import('../src/crypto/envelope.js');
+    const { hkdf32 } = await import('../src/crypto/hkdf.js');
     const ikm = Buffer.from('0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b', 'hex');
     const salt = Buffer.from('000102030405060708090a0b0c', 'hex');
     const info = Buffer.from('f0f1f2f3f4f5f6f7f8f9', 'hex').toString('latin1');

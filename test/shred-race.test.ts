@@ -20,7 +20,7 @@ import { Agent, request } from 'undici';
 import { applyMigrations, KEYS_ROLE, openAppDatabase, type AppDatabase } from '../src/db/connection.js';
 import { APPEND_LOCK_KEY, LogAppender, type AppendOutcome, type AppendRequest } from '../src/log/appender.js';
 import { APPEND_PRECONDITIONS, keyMaterialRequires } from '../src/services/append-preconditions.js';
-import { commitShred } from '../src/services/key-lifecycle.js';
+import { commitShred } from '../src/services/key-shred.js';
 import { KeyNoticeListener, type KeyNotice } from '../src/kms/key-notifications.js';
 import { EMBEDDED_DATABASE } from '../src/app.js';
 import { startService, type ServiceHandle } from '../scripts/bench/service.js';

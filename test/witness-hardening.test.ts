@@ -21,7 +21,8 @@ import { toNoteVerifiers } from '../src/audit/index.js';
 import { createCa, issueServerCertificate } from '../src/pki/ca.js';
 import { parseCosignerVkey, verifyCosignatures } from '../src/log/witness/cosignature.js';
 import { DataDirLockedError, lockDataDir, WITNESS_LOCK_FILE, WITNESS_TAKEOVER_FILE } from '../src/log/witness/data-lock.js';
-import { registerWitnessMetrics, WitnessCosigning } from '../src/log/witness/submitter.js';
+import { registerWitnessMetrics } from '../src/log/witness/metrics.js';
+import { WitnessCosigning } from '../src/log/witness/submitter.js';
 import { startWitness, type RunningWitness } from '../src/log/witness/witness.js';
 
 const dirs: string[] = [];

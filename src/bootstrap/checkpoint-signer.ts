@@ -16,7 +16,8 @@ import { kmsStartupStep } from '../kms/startup.js';
 import { CheckpointPublisher, kmsNoteSigners, type PublishedKey, type Refusal, type StoredCheckpoint } from '../log/checkpoint-publisher.js';
 import type { NoteVerifier } from '../log/note.js';
 import { SignerStateFile } from '../log/signer-state.js';
-import { registerWitnessMetrics, WitnessCosigning } from '../log/witness/submitter.js';
+import { registerWitnessMetrics } from '../log/witness/metrics.js';
+import { WitnessCosigning } from '../log/witness/submitter.js';
 import type { Cleanups } from './cleanups.js';
 import type { KmsStep } from './kms.js';
 

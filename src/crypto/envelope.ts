@@ -50,11 +50,11 @@ import {
   createCipheriv,
   createDecipheriv,
   createHash,
-  createHmac,
   randomBytes,
   timingSafeEqual,
 } from 'node:crypto';
 import { PaylogError, isPaylogError } from '../errors.js';
+import { hkdf32, hkdfExpand32, hkdfExtract } from './hkdf.js';
 
 export const ENVELOPE_FORMAT_VERSION = 1;
 
@@ -66,19 +66,17 @@ export const TAG_BYTES = 16;
 export const KEY_COMMITMENT_BYTES = 32;
 
 const CIPHER = 'aes-256-gcm';
-const HKDF_HASH = 'sha256';
 const LABEL_ENCRYPTION_KEY = 'paylog/envelope/v1/encryption-key';
 const LABEL_KEY_COMMITMENT = 'paylog/envelope/v1/key-commitment';
 const LABEL_AAD = 'paylog/envelope/v1/aad';
 const LABEL_DIGEST = 'paylog/envelope/v1/digest';
 const INFO_ENCRYPTION_KEY = Buffer.from(LABEL_ENCRYPTION_KEY, 'ascii');
 const INFO_KEY_COMMITMENT = Buffer.from(LABEL_KEY_COMMITMENT, 'ascii');
-const HKDF_BLOCK_1 = Buffer.from([0x01]);
 
 /** KMS encryption-context keys (stable: changing them makes existing wrapped keys unopenable). */
-export const KMS_CONTEXT_TRANSACTION_ID = 'paylog:transaction-id';
-export const KMS_CONTEXT_PROCESSOR = 'paylog:processor';
-export const KMS_CONTEXT_ENVELOPE = 'paylog:envelope';
+const KMS_CONTEXT_TRANSACTION_ID = 'paylog:transaction-id';
+const KMS_CONTEXT_PROCESSOR = 'paylog:processor';
+const KMS_CONTEXT_ENVELOPE = 'paylog:envelope';
 
 /** Values of `details.reason` on an INTEGRITY_FAILURE (no secret is revealed by them). */
 export const ENVELOPE_REASONS = {
@@ -201,28 +199,6 @@ function additionalData(b: EnvelopeBinding): Buffer {
     Buffer.from(b.transactionId, 'utf8'),
     Buffer.from(b.processor, 'utf8'),
   ]);
-}
-
-// RFC 5869 §2.2 HKDF-Extract: PRK = HMAC-Hash(salt, IKM). The caller zeroes the result.
-function hkdfExtract(salt: Buffer, ikm: Buffer): Buffer {
-  return createHmac(HKDF_HASH, salt).update(ikm).digest();
-}
-
-// RFC 5869 §2.3 HKDF-Expand for L = 32 ≤ HashLen: OKM = T(1) = HMAC-Hash(PRK, info ‖ 0x01).
-// Byte-for-byte what hkdfSync(HKDF_HASH, ikm, salt, info, 32) returns (tested), with one Extract
-// shared by both labels instead of one per label.
-function hkdfExpand32(prk: Buffer, info: Buffer): Buffer {
-  return createHmac(HKDF_HASH, prk).update(info).update(HKDF_BLOCK_1).digest();
-}
-
-/** HKDF-SHA256(dataKey, salt, info, 32) for format-v1 labels; the caller zeroes the result. */
-export function hkdf32(dataKey: Buffer, salt: Buffer, info: string): Buffer {
-  const prk = hkdfExtract(salt, dataKey);
-  try {
-    return hkdfExpand32(prk, Buffer.from(info, 'ascii'));
-  } finally {
-    prk.fill(0);
-  }
 }
 
 function assertDataKey(dataKey: Buffer): void {

@@ -92,7 +92,7 @@ export function fingerprintV2(fpKey: Buffer, processor: string, pm: PaymentMetho
 /**
  * 32-byte labelled HMAC of the canonical SERVED projection of a request (issue 17): the value
  * the idempotency decision compares. Its input MUST contain only fields the submitter is
- * served (see `servedProjection` in src/services/transactions.ts).
+ * served (see `servedProjection` in src/services/transaction-view.ts).
  */
 export function servedRequestMac(key: Buffer, canonicalProjection: string): Buffer {
   return labelledHmac(key, LABEL_REQUEST_MAC_V2, canonicalProjection);

@@ -37,7 +37,8 @@ import { compactDecrypt } from 'jose';
 import { PaylogError, isPaylogError } from '../errors.js';
 import { assertStorableStrings } from '../validation/encoding.js';
 import { isEncryptedSubmission, validateEncryptedTransactionRequest } from '../validation/transaction.js';
-import { CSE_CONTENT_ENCRYPTION_ALGORITHM, CSE_KEY_MANAGEMENT_ALGORITHM, type CseKeyStore } from './keys.js';
+import type { CseKeyStore } from './keys.js';
+import { CSE_CONTENT_ENCRYPTION_ALGORITHM, CSE_KEY_MANAGEMENT_ALGORITHM } from './p256-key.js';
 
 /** How far ahead of paylog's clock an `iat` may be (browser clocks are a little off). */
 export const CSE_MAX_FUTURE_IAT_S = 5 * 60;

@@ -2,7 +2,7 @@
  * Client-side encryption (CSE) keys: the P-256 ECDH keys browsers encrypt card data to
  * (JWE `ECDH-ES` + `A256GCM`, RFC 7518 §4.6 / §5.3), published as a JWK Set (RFC 7517 §5).
  *
- * ## Keys, names and rotation
+ * ## Keys, names and rotation (the names: src/cse/key-names.ts)
  * - One key per calendar period (UTC; `PAYLOG_CSE_KEY_PERIOD` = `month` default, `day`, `hour`;
  *   the period arithmetic is src/keys/periods.ts, shared with the epoch keys). Its key id names the period:
  *   `paylog-cse-2026-12`, `paylog-cse-2026-12-01`, `paylog-cse-2026-12-01T10`. The JWK Set lists
@@ -34,7 +34,7 @@
  * - Keys created before per-period keys (keyring rows `cse/<kid>`, wrapped under the service's
  *   data key) still open while their window lasts, only through KMS `Decrypt` with the data key
  *   id (a row under any other key is ignored). They cannot be destroyed in backups.
- * - The private scalar is derived from the seed (`deriveP256Scalar`, FIPS 186-5 §A.2.1 with
+ * - The private scalar is derived from the seed (src/cse/p256-key.ts `deriveP256Scalar`, FIPS 186-5 §A.2.1 with
  *   HKDF-SHA256 as the source of the extra bits), imported as a NON-EXTRACTABLE WebCrypto
  *   `CryptoKey`; the seed, the scalar and the PKCS#8 bytes are zeroed right after the import.
  *   The imported key lives inside OpenSSL and cannot be wiped from JavaScript: eviction drops
@@ -46,139 +46,27 @@
  *   a timer and the next use loads it again. A failed load is not cached. No use limit.
  * - `forget(kid)` evicts one key (destruction); `close()` evicts everything.
  */
-import { createHash, createPrivateKey, createPublicKey, hkdfSync, webcrypto } from 'node:crypto';
+import { createHash, type webcrypto } from 'node:crypto';
 import { eq } from 'drizzle-orm';
 import type { AppDatabase } from '../db/connection.js';
 import { cseKeys, keyring } from '../db/schema.js';
 import type { KmsBackend } from '../kms/backend.js';
-import { KMS_CONTEXT_KEY_PURPOSE } from '../kms/epoch-names.js';
-import { periodOf, periodOfLabel, type PeriodGranularity } from '../keys/periods.js';
 import { PaylogError, isPaylogError } from '../errors.js';
 import { MaterialCache } from '../keys/material-cache.js';
 import { SYSTEM_ACTOR, type KeyEvent } from '../services/key-events.js';
 import { Counter, type Registry } from 'prom-client';
+import { cseSeedContext, kidAcceptedAt, kidForTime, periodOfKid, resolveCseKmsKey, type CseKeyPeriod } from './key-names.js';
+import { importCseKey, publicPoint, type CsePublicJwk, type LoadedKey } from './p256-key.js';
 
-export type CseKeyPeriod = PeriodGranularity;
-
-/** JWE algorithms paylog accepts, and the only ones the JWK Set advertises. */
-export const CSE_KEY_MANAGEMENT_ALGORITHM = 'ECDH-ES';
-export const CSE_CONTENT_ENCRYPTION_ALGORITHM = 'A256GCM';
 /** Keyring name prefix of CSE keys created before per-period KMS keys (read-only, legacy). */
-export const CSE_KEYRING_PREFIX = 'cse/';
-/** KMS alias prefix of the per-key KMS keys: `alias/<kid>`. */
-export const CSE_KMS_ALIAS_PREFIX = 'alias/';
-/** KMS encryption-context keys of a wrapped CSE seed (stable). */
-export const KMS_CONTEXT_CSE_KEY = 'paylog:cse-key';
-export const CSE_SEED_PURPOSE = 'cse-seed/p256';
+const CSE_KEYRING_PREFIX = 'cse/';
 /** Advisory lock class for CSE key creation ("pycs"), second key = hashtext(kid). */
-export const CSE_LOCK_CLASS = 0x70796373;
-/** How early a key may be used before its period starts (instances' clocks disagree a little). */
-export const CSE_KEY_CLOCK_SKEW_MS = 5 * 60 * 1000;
-/** HKDF info label for the P-256 scalar (domain separation from every other use of the seed). */
-const SCALAR_INFO = Buffer.from('paylog/cse/p256-scalar/v1', 'ascii');
-/** FIPS 186-5 §A.2.1: len(n) + 64 bits of randomness for a negligibly biased scalar. */
-const SCALAR_SOURCE_BYTES = 40;
-/** Order of the P-256 base point (SEC 2 §2.4.2). */
-const P256_N = 0xffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551n;
-/** PKCS#8 PrivateKeyInfo prefix for id-ecPublicKey / prime256v1 with a bare ECPrivateKey (RFC 5915). */
-const P256_PKCS8_PREFIX = Buffer.from('3041020100301306072a8648ce3d020106082a8648ce3d030107042730250201010420', 'hex');
-
-export interface CsePublicJwk {
-  kty: 'EC';
-  crv: 'P-256';
-  x: string;
-  y: string;
-  kid: string;
-  use: 'enc';
-  alg: typeof CSE_KEY_MANAGEMENT_ALGORITHM;
-}
+const CSE_LOCK_CLASS = 0x70796373;
 
 export interface CseKeySettings {
   period: CseKeyPeriod;
   overlapS: number;
   cacheTtlS: number;
-}
-
-interface LoadedKey {
-  readonly kid: string;
-  readonly privateKey: webcrypto.CryptoKey;
-  readonly publicJwk: CsePublicJwk;
-}
-
-const KID_PREFIX = 'paylog-cse-';
-
-/** The key id of the period containing `at` (UTC): `paylog-cse-<period label>`. */
-export function kidForTime(at: Date, period: CseKeyPeriod): string {
-  return `${KID_PREFIX}${periodOf(at, period).label}`;
-}
-
-/** The period a key id names, or null when it is not a well-formed paylog CSE key id. */
-export function periodOfKid(kid: string): { start: number; end: number; period: CseKeyPeriod } | null {
-  const p = kid.startsWith(KID_PREFIX) ? periodOfLabel(kid.slice(KID_PREFIX.length)) : null;
-  return p === null ? null : { start: p.start.getTime(), end: p.end.getTime(), period: p.granularity };
-}
-
-/** The KMS alias of the kid's own KMS key. */
-export function cseKeyAlias(kid: string): string {
-  return `${CSE_KMS_ALIAS_PREFIX}${kid}`;
-}
-
-/** KMS encryption context binding a wrapped seed to its kid. */
-export function cseSeedContext(kid: string): Record<string, string> {
-  return { [KMS_CONTEXT_CSE_KEY]: kid, [KMS_CONTEXT_KEY_PURPOSE]: CSE_SEED_PURPOSE };
-}
-
-/**
- * The ARN of the kid's KMS key as paylog's own KMS resolves `alias/<kid>`: created on first use
- * when `create`, else null when the alias does not exist (never created, or deleted by KMS).
- * This — not any database column — is what a `cse_keys` row must name to be used.
- */
-export async function resolveCseKmsKey(kms: KmsBackend, kid: string, create: boolean): Promise<string | null> {
-  if (create) return await kms.ensureKey(cseKeyAlias(kid), 'SYMMETRIC_DEFAULT');
-  try {
-    return await kms.keyArn(cseKeyAlias(kid));
-  } catch (e) {
-    if (isPaylogError(e) && e.details?.kmsError === 'NotFoundException') return null;
-    throw e;
-  }
-}
-
-/** True while `kid` may decrypt at `now` (module doc: period start − skew .. end + overlap). */
-export function kidAcceptedAt(kid: string, now: Date, overlapS: number): boolean {
-  const p = periodOfKid(kid);
-  if (p === null) return false;
-  const t = now.getTime();
-  return t >= p.start - CSE_KEY_CLOCK_SKEW_MS && t < p.end + overlapS * 1000;
-}
-
-/**
- * FIPS 186-5 §A.2.1 (ECDSA/ECDH key pair generation using extra random bits): c = 40 bytes from
- * HKDF-SHA256(seed), d = (c mod (n − 1)) + 1. Returns d as 32 big-endian bytes (caller zeroes).
- */
-export function deriveP256Scalar(seed: Buffer): Buffer {
-  const c = Buffer.from(hkdfSync('sha256', seed, Buffer.alloc(0), SCALAR_INFO, SCALAR_SOURCE_BYTES));
-  const d = (BigInt(`0x${c.toString('hex')}`) % (P256_N - 1n)) + 1n;
-  c.fill(0);
-  return Buffer.from(d.toString(16).padStart(64, '0'), 'hex');
-}
-
-/** Seed → non-extractable ECDH private key + public JWK; every intermediate buffer is zeroed. */
-export async function importCseKey(kid: string, seed: Buffer): Promise<LoadedKey> {
-  const d = deriveP256Scalar(seed);
-  const pkcs8 = Buffer.concat([P256_PKCS8_PREFIX, d]);
-  d.fill(0);
-  try {
-    const jwk = createPublicKey(createPrivateKey({ key: pkcs8, format: 'der', type: 'pkcs8' })).export({ format: 'jwk' });
-    const privateKey = await webcrypto.subtle.importKey('pkcs8', pkcs8, { name: 'ECDH', namedCurve: 'P-256' }, false, ['deriveBits']);
-    if (typeof jwk.x !== 'string' || typeof jwk.y !== 'string') throw new PaylogError('INTERNAL', 'CSE public key could not be computed');
-    return {
-      kid,
-      privateKey,
-      publicJwk: { kty: 'EC', crv: 'P-256', x: jwk.x, y: jwk.y, kid, use: 'enc', alg: CSE_KEY_MANAGEMENT_ALGORITHM },
-    };
-  } finally {
-    pkcs8.fill(0);
-  }
 }
 
 export interface CseKeyStoreDeps {
@@ -394,11 +282,6 @@ export class CseKeyStore {
   close(): void {
     this.cache.close();
   }
-}
-
-/** The uncompressed P-256 point (SEC 1 §2.3.3) of a public JWK: what `cse_key_created` hashes. */
-export function publicPoint(jwk: CsePublicJwk): Buffer {
-  return Buffer.concat([Buffer.from([0x04]), Buffer.from(jwk.x, 'base64url'), Buffer.from(jwk.y, 'base64url')]);
 }
 
 function unknownKey(): PaylogError {

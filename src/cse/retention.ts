@@ -14,14 +14,15 @@
  *    the seed (KMSInvalidStateException), and after the window the key is gone for good.
  * 3. The wrapped seed is removed from the row (`paylog_keys` connection: the runtime role
  *    cannot UPDATE `cse_keys`) and this process's cached key is dropped.
- * A dry run only reports. Runs inside retention (src/services/key-lifecycle.ts
+ * A dry run only reports. Runs inside retention (src/services/key-retention.ts
  * `applyRetention`: the daily run in worker 0, and `npm run retention -- apply`).
  */
 import type { AppDatabase } from '../db/connection.js';
 import type { KmsBackend } from '../kms/backend.js';
 import { isPaylogError } from '../errors.js';
 import type { KeyEvent, KeyEventActor } from '../services/key-events.js';
-import { periodOfKid, resolveCseKmsKey, type CseKeyStore } from './keys.js';
+import type { CseKeyStore } from './keys.js';
+import { periodOfKid, resolveCseKmsKey } from './key-names.js';
 
 /** KMS ScheduleKeyDeletion waiting period for a CSE key's KMS key: the minimum KMS allows (7–30). */
 export const CSE_KEY_PENDING_WINDOW_DAYS = 7;

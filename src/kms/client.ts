@@ -5,7 +5,7 @@
  * Contracts:
  * - Buffers in, Buffers out. Plaintext returned by the SDK is copied into a fresh Buffer and the
  *   SDK's Uint8Array is zeroed (the SDK's transient base64 JSON string cannot be wiped).
- * - Every failure is a `PaylogError` with the SDK error as `cause`:
+ * - Every failure is a `PaylogError` with the SDK error as `cause` (mapping in ./aws-errors.ts):
  *   InvalidCiphertextException / IncorrectKeyException / KMSInvalidSignatureException →
  *   `INTEGRITY_FAILURE`; no HTTP response (network, timeout, credentials), 5xx, throttling,
  *   and key/permission states that make the configured key unusable (NotFound, Disabled,
@@ -28,10 +28,11 @@ import {
   SignCommand,
 } from '@aws-sdk/client-kms';
 import { createPublicKey } from 'node:crypto';
-import { isPaylogError, PaylogError, type ErrorCode } from '../errors.js';
+import { isPaylogError, PaylogError } from '../errors.js';
+import { kmsErrorName, toPaylogError } from './aws-errors.js';
 import type { KmsBackend, KmsKeyDescription, KmsKeySpec } from './backend.js';
 
-export interface KmsSettings {
+interface KmsSettings {
   /** Endpoint URL (the local endpoint's `url`, or `AWS_ENDPOINT_URL_KMS`). */
   endpoint?: string;
   region: string;
@@ -53,12 +54,12 @@ const localDevOnlyCredentials = async (): Promise<{ accessKeyId: string; secretA
   secretAccessKey: LOCAL_DEV_ONLY_SECRET_ACCESS_KEY,
 });
 /** Attempts (1 + retries) against the local endpoint: it is on loopback, retries only hide bugs. */
-export const LOCAL_KMS_MAX_ATTEMPTS = 2;
+const LOCAL_KMS_MAX_ATTEMPTS = 2;
 /** Attempts against AWS KMS (SDK standard retry mode, with backoff). */
-export const AWS_KMS_MAX_ATTEMPTS = 3;
-export const KMS_CONNECTION_TIMEOUT_MS = 1_000;
+const AWS_KMS_MAX_ATTEMPTS = 3;
+const KMS_CONNECTION_TIMEOUT_MS = 1_000;
 /** No answer within this on an open connection: the attempt fails (TimeoutError). */
-export const KMS_REQUEST_TIMEOUT_MS = 2_000;
+const KMS_REQUEST_TIMEOUT_MS = 2_000;
 
 const DATA_KEY_SPEC = 'AES_256';
 const DATA_KEY_BYTES = 32;
@@ -91,54 +92,6 @@ export function createKmsClient(s: KmsSettings): KMSClient {
   });
 }
 
-const INTEGRITY_ERRORS = new Set(['InvalidCiphertextException', 'IncorrectKeyException', 'KMSInvalidSignatureException']);
-const UNAVAILABLE_ERRORS = new Set([
-  'ThrottlingException',
-  'ThrottledException',
-  'TooManyRequestsException',
-  'RequestLimitExceeded',
-  'LimitExceededException',
-  'KMSInternalException',
-  'DependencyTimeoutException',
-  'KeyUnavailableException',
-  'NotFoundException',
-  'DisabledException',
-  'KMSInvalidStateException',
-  'AccessDeniedException',
-  'UnrecognizedClientException',
-  'InvalidSignatureException',
-  'ExpiredTokenException',
-  'TimeoutError',
-  'RequestTimeout',
-]);
-
-/** Decide the PaylogError code for a failed KMS call (module contract). */
-export function classifyKmsError(e: unknown): ErrorCode {
-  const err = (e ?? {}) as { name?: unknown; $fault?: unknown; $metadata?: { httpStatusCode?: number } };
-  const name = typeof err.name === 'string' ? err.name : '';
-  if (INTEGRITY_ERRORS.has(name)) return 'INTEGRITY_FAILURE';
-  if (UNAVAILABLE_ERRORS.has(name)) return 'KMS_UNAVAILABLE';
-  const status = err.$metadata?.httpStatusCode;
-  if (status === undefined || status >= 500 || status === 429 || err.$fault === 'server') return 'KMS_UNAVAILABLE';
-  return 'INTERNAL';
-}
-
-function kmsErrorName(e: unknown): string {
-  const n = (e as { name?: unknown } | null)?.name;
-  return typeof n === 'string' && /^[A-Za-z0-9_.]{1,100}$/.test(n) ? n : 'Error';
-}
-
-function toPaylogError(operation: string, e: unknown): PaylogError {
-  const name = kmsErrorName(e);
-  const status = (e as { $metadata?: { httpStatusCode?: number } } | null)?.$metadata?.httpStatusCode;
-  return new PaylogError(
-    classifyKmsError(e),
-    `KMS ${operation} failed: ${name}`,
-    { kmsOperation: operation, kmsError: name, ...(status !== undefined ? { httpStatus: status } : {}) },
-    { cause: e },
-  );
-}
-
 /** Copy SDK-owned secret bytes into a paylog Buffer and wipe the SDK's array. */
 function takeSecret(bytes: Uint8Array): Buffer {
   const out = Buffer.alloc(bytes.length); // not from the shared allocation pool
@@ -169,9 +122,9 @@ export function ed25519RawFromSpki(spki: Buffer): Buffer {
 }
 
 /** Observer of every KMS request (metrics): operation and `ok` or the KMS error name. */
-export type KmsRequestObserver = (operation: string, outcome: string) => void;
+type KmsRequestObserver = (operation: string, outcome: string) => void;
 /** Told the duration of every KMS request paylog makes (metrics: paylog_kms_request_duration_seconds). */
-export type KmsDurationObserver = (operation: string, seconds: number) => void;
+type KmsDurationObserver = (operation: string, seconds: number) => void;
 
 /** The AWS KMS backend (`@aws-sdk/client-kms`): the only file that knows the AWS SDK's key API. */
 export class PaylogKms implements KmsBackend {

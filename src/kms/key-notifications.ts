@@ -4,7 +4,7 @@
  *
  * Contracts:
  * - A shred sends its notice with `pg_notify` INSIDE the transaction of its UPDATE
- *   (src/services/key-lifecycle.ts `commitShred`): PostgreSQL delivers it only if, and only
+ *   (src/services/key-shred.ts `commitShred`): PostgreSQL delivers it only if, and only
  *   after, that transaction commits.
  * - Notices are hygiene, not the guarantee: they make every process zero a shredded epoch's
  *   cached private key promptly. What stops a release after a shred is the commit-time

@@ -1,5 +1,5 @@
 /**
- * The retention rule shared by the retention job (src/services/key-lifecycle.ts) and the
+ * The retention rule shared by the retention job (src/services/key-retention.ts) and the
  * auditor's shred report (./shred-report.ts): which records a policy such as `P13M`, applied
  * as of a time, has expired. Pure; no database, no KMS, so the standalone verifier bundles it.
  */

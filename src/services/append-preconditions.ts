@@ -9,7 +9,7 @@
  * - Every check reads the rows it holds on FOR SHARE (its `held` CTE), so a disable,
  *   retirement, revocation or shred of them waits for the batch — except data_keys, which the
  *   runtime role cannot lock: every shred takes the append lock in the transaction of its UPDATE
- *   instead (src/services/key-lifecycle.ts `commitShred`), so it commits either before the batch
+ *   instead (src/services/key-shred.ts `commitShred`), so it commits either before the batch
  *   reads its state or after the batch has committed.
  * - Revocation at commit is decided HERE and only here for the log (`submitter_*`, decided before
  *   idempotency: a revoked certificate learns nothing, not even that its replay matched).

@@ -6,7 +6,7 @@ import { eq } from 'drizzle-orm';
 import type { Db } from '../db/connection.js';
 import { logEntries } from '../db/schema.js';
 import { decodeLeaf } from '../log/leaf.js';
-import { legacyTransactionView, type TransactionRow } from './transactions.js';
+import { legacyTransactionView, type TransactionRow } from './transaction-record.js';
 import { PaylogError } from '../errors.js';
 import { authorize, authorizeOnTransaction } from '../auth/policy.js';
 import type { Principal } from '../auth/principal.js';

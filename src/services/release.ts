@@ -26,7 +26,7 @@ import type { RecordKeyring } from '../keys/record-keys.js';
 import { accessLeafV2, accessViewFromLeaf, decodeLeaf, encodeLeaf, type AccessServedView } from '../log/leaf.js';
 import type { Appender } from '../log/appender.js';
 import { DENIAL, keyMaterialRequires } from './append-preconditions.js';
-import type { TransactionRecord, TransactionService } from './transactions.js';
+import type { TransactionService } from './transactions.js';
 import { containsIban } from '../validation/transaction.js';
 import { containsPanLikeNumber, isTransactionId } from '../validation/identifiers.js';
 import { unknownTransactionRef } from '../crypto/fingerprint.js';

@@ -28,7 +28,6 @@
  * - A processor's read is authorized from the row's processor column BEFORE the leaf is decoded,
  *   a proof built or the shred state read: "not yours" and "does not exist" are one code path.
  */
-import { createHash } from 'node:crypto';
 import type { AppDatabase } from '../db/connection.js';
 import { PaylogError, isPaylogError } from '../errors.js';
 import { authorize, authorizeOnTransaction } from '../auth/policy.js';
@@ -39,67 +38,22 @@ import { validateTransactionRequest, type TransactionRequest } from '../validati
 import { isTransactionId } from '../validation/identifiers.js';
 import { canonicalJson } from '../crypto/canonical-json.js';
 import { maskedView, servedMaskedView, type MaskedPaymentMethod } from '../validation/masking.js';
-import { FINGERPRINT_V2_PREFIX, fingerprintV2, macEqual, probeServedMac, servedRequestMac } from '../crypto/fingerprint.js';
+import { macEqual, probeServedMac, servedRequestMac } from '../crypto/fingerprint.js';
 import type { Logger } from 'pino';
 import type { Metrics } from '../metrics.js';
 import type { ProbeLimiter } from './probe-limit.js';
-import type { RecordKeyring, SealedRecord } from '../keys/record-keys.js';
+import type { RecordKeyring } from '../keys/record-keys.js';
 import type { EpochKeyring } from '../kms/epoch-keys.js';
-import {
-  LEAF_FORMAT_V2,
-  decodeLeaf,
-  encodeLeaf,
-  envelopeFromLeaf,
-  transactionLeaf,
-  transactionViewFromLeaf,
-  type KeyReference,
-  type LeafEnvelope,
-  type TransactionServedView,
-} from '../log/leaf.js';
+import { decodeLeaf } from '../log/leaf.js';
 import { hashLeaf } from '../log/merkle.js';
 import type { Appender } from '../log/appender.js';
-import { REFUSAL, submissionRequires } from './append-preconditions.js';
+import { REFUSAL } from './append-preconditions.js';
 import type { ClientSideDecryption, CseMarker } from '../cse/jwe.js';
+import { recordFromRow, recordMismatch, type TransactionRecord } from './transaction-record.js';
+import { readAssignment, readShredded, readSubmissionPrecheck, readTransactionRow } from './transaction-queries.js';
+import { sealAndAppend } from './transaction-seal.js';
+import { principalForLog, servedProjection, servedTransactionView, type ServedProof, type TransactionReceipt, type TransactionView } from './transaction-view.js';
 
-export interface TransactionReceipt {
-  transactionId: string;
-  logIndex: number;
-  leafHash: string;
-  paymentMethod: Record<string, unknown>;
-  createdAt: string;
-}
-
-/** What a caller needs to check a served view alone: the leaf, its inclusion proof, the checkpoint. */
-export interface ServedProof {
-  /** RFC 9162 §2.1.3 audit path of `logIndex` in the tree of `treeSize` (base64, leaf to root). */
-  treeSize: number;
-  hashes: string[];
-  /** The signed checkpoint (C2SP signed note) for `treeSize`. */
-  checkpoint: string;
-}
-
-export interface TransactionView extends TransactionReceipt {
-  processor: string;
-  amount: { value: number; currency: string };
-  /**
-   * The v2 fingerprint (`fp2_…`, issue 17), served to the assigned processor only, for records
-   * written since. Never the v1 fingerprint of older records (their leaves carry it).
-   */
-  fingerprint?: string;
-  metadata: Record<string, string> | null;
-  /** True once the record's key material was crypto-shredded (retention or an admin shred). */
-  shredded: boolean;
-  clientSideEncryption?: { kid: string };
-  /** Leaf format of the record's log entry. */
-  leafFormat: number;
-  /**
-   * base64 of the exact leaf bytes (every value above is decoded from it). Absent for checkout
-   * when the leaf is format 2: those bytes carry the BIN and a v1 fingerprint forever.
-   */
-  leaf?: string;
-  /** Absent until a signed checkpoint covers the entry (published within a second). */
-  proof?: ServedProof;
-}
 
 export interface TransactionDeps {
   database: AppDatabase;
@@ -133,121 +87,9 @@ export interface TransactionDeps {
   proofs?: (logIndex: number) => Promise<ServedProof | null>;
 }
 
-/** A stored transaction as the service serves and opens it. */
-export interface TransactionRecord {
-  transactionId: string;
-  logIndex: number;
-  requestMac: Buffer;
-  leaf: Buffer;
-  leafFormat: number;
-  /** The v2 fingerprint from the lookup row (records written since issue 17), never from a leaf. */
-  fingerprintV2?: string;
-  view: TransactionServedView;
-  createdAt: Date;
-  envelope: Omit<LeafEnvelope, 'wrappedKeySha256'>;
-}
-
-const sha256b64 = (b: Uint8Array) => createHash('sha256').update(b).digest('base64');
-
-const SELECT_RECORD = `SELECT t.transaction_id, t.log_index, t.request_mac, t.processor, t.payment_method_type, t.masked,
-    t.fingerprint, t.amount_value, t.currency, t.metadata, t.envelope_version, t.iv, t.ciphertext, t.tag,
-    t.key_commitment, t.salt, t.created_at, e.leaf
-  FROM transactions t LEFT JOIN log_entries e ON e.idx = t.log_index WHERE t.transaction_id = $1`;
-
-/** A `transactions` row (with its leaf) as read by {@link SELECT_RECORD}. */
-export interface TransactionRow {
-  transaction_id: string;
-  log_index: string | number;
-  request_mac: Buffer;
-  processor: string | null;
-  payment_method_type: string | null;
-  masked: Record<string, unknown> | null;
-  fingerprint: string | null;
-  amount_value: string | number | null;
-  currency: string | null;
-  metadata: Record<string, string> | null;
-  envelope_version: number | null;
-  iv: Buffer | null;
-  ciphertext: Buffer | null;
-  tag: Buffer | null;
-  key_commitment: Buffer | null;
-  salt: Buffer | null;
-  created_at: Date;
-  leaf: Buffer | null;
-}
-
-/** The view a v1 record's columns serve (format v1 records only; unchecked). */
-export function legacyTransactionView(r: TransactionRow): TransactionServedView {
-  return {
-    transactionId: r.transaction_id,
-    processor: r.processor ?? '',
-    amount: { value: Number(r.amount_value), currency: r.currency ?? '' },
-    paymentMethod: (r.masked ?? {}) as Record<string, unknown>,
-    fingerprint: r.fingerprint ?? '',
-    metadata: r.metadata ?? null,
-    createdAt: r.created_at.toISOString(),
-  };
-}
-
-function recordMismatch(): PaylogError {
-  return new PaylogError('INTEGRITY_FAILURE', 'the stored record does not match its log entry');
-}
-
-/**
- * Builds the record from a row and its leaf, trusting only the leaf: the leaf must be a
- * transaction leaf for this id; v2 values come from the leaf; v1 columns must equal what the
- * v1 leaf commits to (processor, amount, payment method type, metadata digest, ciphertext
- * digest is checked by the envelope's key commitment and tag at release). Throws INTEGRITY_FAILURE.
- */
-export function recordFromRow(r: TransactionRow): TransactionRecord {
-  if (!r.leaf) throw recordMismatch();
-  const leaf = decodeLeaf(r.leaf);
-  if (leaf.type !== 'transaction') throw recordMismatch();
-  const base = {
-    transactionId: r.transaction_id,
-    logIndex: Number(r.log_index),
-    requestMac: r.request_mac,
-    leaf: r.leaf,
-    leafFormat: leaf.v,
-    ...(r.fingerprint?.startsWith(FINGERPRINT_V2_PREFIX) ? { fingerprintV2: r.fingerprint } : {}),
-  };
-  if (leaf.v !== 1) {
-    if (leaf.id !== r.transaction_id) throw recordMismatch();
-    const { wrappedKeySha256: _wk, ...envelope } = envelopeFromLeaf(leaf);
-    return { ...base, view: transactionViewFromLeaf(leaf), createdAt: new Date(leaf.time), envelope };
-  }
-  const view = legacyTransactionView(r);
-  const metadataSha256 = r.metadata ? sha256b64(Buffer.from(canonicalJson(r.metadata), 'utf8')) : undefined;
-  if (
-    leaf.transactionId !== r.transaction_id ||
-    leaf.processor !== view.processor ||
-    leaf.amount.value !== view.amount.value ||
-    leaf.amount.currency !== view.amount.currency ||
-    leaf.paymentMethodType !== r.payment_method_type ||
-    (r.masked as { type?: unknown } | null)?.type !== leaf.paymentMethodType ||
-    leaf.metadataSha256 !== metadataSha256 ||
-    !r.iv || !r.ciphertext || !r.tag || !r.key_commitment
-  ) {
-    throw recordMismatch();
-  }
-  return {
-    ...base,
-    view,
-    createdAt: r.created_at,
-    envelope: {
-      version: r.envelope_version ?? 1,
-      key: transactionKeyRef(leaf.envelope),
-      salt: r.salt ?? Buffer.alloc(0),
-      iv: r.iv,
-      ciphertext: r.ciphertext,
-      tag: r.tag,
-      keyCommitment: r.key_commitment,
-    },
-  };
-}
 
 /** How often a submission is sealed again when its key epoch was retired while it was sealed. */
-export const MAX_EPOCH_RETRIES = 2;
+const MAX_EPOCH_RETRIES = 2;
 
 const unknownProcessor = () =>
   new PaylogError('UNKNOWN_PROCESSOR', 'processor must name a registered, active processor (an admin registers one with PUT /v1/admin/processors/{name})', { path: 'processor' });
@@ -357,7 +199,7 @@ export class TransactionService {
     const keys = this.deps.recordKeys;
     let currentKeyId: string | null | undefined;
     if (!keys.knowsSealingKey(req.processor, now)) {
-      const check = await this.precheck(req, now);
+      const check = await readSubmissionPrecheck(this.deps.database.pool, { processor: req.processor, transactionId: req.transactionId, epochGranularity: this.deps.epochs?.granularity, now });
       // Replays first (no KMS call, no append): an identical replay is 200 even if the processor
       // has been disabled since.
       if (check.transaction_id !== null) {
@@ -368,55 +210,7 @@ export class TransactionService {
       if (this.deps.epochs) currentKeyId = check.epoch_id ?? null;
     }
 
-    const binding = { transactionId: req.transactionId, processor: req.processor };
-    const plaintext = Buffer.from(canonicalJson(req.paymentMethod), 'utf8');
-    let envelope: SealedRecord;
-    try {
-      envelope = await keys.seal(binding, plaintext, { now, ...(currentKeyId !== undefined ? { currentKeyId } : {}) });
-    } finally {
-      plaintext.fill(0);
-    }
-    const keyRef = envelope.keyRef;
-    const createdAt = now;
-    const leaf = encodeLeaf(
-      transactionLeaf({
-        time: createdAt,
-        transactionId: req.transactionId,
-        processor: req.processor,
-        amount: { value: req.amount.value, currency: req.amount.currency },
-        paymentMethod: masked,
-        metadata: req.metadata ?? null,
-        ...(cse ? { cse: { kid: cse.kid } } : {}),
-        envelope: {
-          version: envelope.version,
-          key: transactionKeyRef(keyRef),
-          salt: envelope.salt,
-          iv: envelope.iv,
-          ciphertext: envelope.ciphertext,
-          tag: envelope.tag,
-          keyCommitment: envelope.keyCommitment,
-          wrappedKey: envelope.wrappedKey,
-          ...(envelope.epochPublicKeySha256 ? { epochPublicKeySha256: envelope.epochPublicKeySha256 } : {}),
-        },
-      }),
-    );
-    const outcome = await this.deps.appender.append({
-      kind: 'transaction',
-      leaf,
-      createdAt,
-      transaction: {
-        transactionId: req.transactionId,
-        requestMac: mac,
-        processor: req.processor,
-        ...(this.deps.fingerprintKey ? { fingerprint: fingerprintV2(this.deps.fingerprintKey, req.processor, req.paymentMethod) } : {}),
-      },
-      dataKey: { transactionId: req.transactionId, wrappedKey: envelope.wrappedKey, kmsKeyId: keyRef.kmsKeyId ?? null, epochId: keyRef.epochId ?? null },
-      requires: submissionRequires({
-        principal: { certificateFingerprint: principal.certificateFingerprint, serialHex: principal.serialHex },
-        processor: req.processor,
-        ...(keyRef.epochId ? { epochId: keyRef.epochId } : {}),
-      }),
-    });
+    const { outcome, keyRef } = await sealAndAppend(this.deps, principal, { req, masked, mac, cse }, now, currentKeyId);
     if (outcome.status === 'conflict' || outcome.status === 'replayed') {
       // The append found the id stored (and kept the duplicate out of the log); its MAC verdict
       // is not this service's rule: the record decides (a record stored before issue 17 holds a
@@ -440,36 +234,9 @@ export class TransactionService {
         logIndex: outcome.logIndex,
         leafHash: outcome.leafHash.toString('base64'),
         paymentMethod: masked as unknown as Record<string, unknown>,
-        createdAt: createdAt.toISOString(),
+        createdAt: now.toISOString(),
       },
     };
-  }
-
-  /**
-   * One round trip: is the processor active, and was this id submitted before? In hierarchical
-   * mode the same round trip reads the processor's current epoch id, so a rotation or
-   * retirement by another process is seen by the very next submission that reads it.
-   */
-  private async precheck(req: TransactionRequest, now: Date): Promise<{ processor_status: string | null; transaction_id: string | null; epoch_id?: string | null }> {
-    const epochs = this.deps.epochs;
-    const pre = await this.deps.database.pool.query(
-      epochs
-        ? {
-            name: 'paylog_submit_precheck_epoch',
-            text: `SELECT (SELECT status FROM processors WHERE name = $1) AS processor_status, t.transaction_id,
-                     (SELECT e.epoch_id FROM key_epochs e WHERE e.processor = $1 AND e.granularity = $3 AND e.period_start <= $4
-                        AND e.period_end > $4 AND e.retired_at IS NULL AND e.shredded_at IS NULL ORDER BY e.generation DESC LIMIT 1) AS epoch_id
-                   FROM (SELECT 1) AS one LEFT JOIN transactions t ON t.transaction_id = $2`,
-            values: [req.processor, req.transactionId, epochs.granularity, now],
-          }
-        : {
-            name: 'paylog_submit_precheck',
-            text: `SELECT (SELECT status FROM processors WHERE name = $1) AS processor_status, t.transaction_id
-                   FROM (SELECT 1) AS one LEFT JOIN transactions t ON t.transaction_id = $2`,
-            values: [req.processor, req.transactionId],
-          },
-    );
-    return pre.rows[0] as { processor_status: string | null; transaction_id: string | null; epoch_id?: string | null };
   }
 
   /**
@@ -520,17 +287,7 @@ export class TransactionService {
    * leaf (per-transaction v2 rows only).
    */
   private async assignedProcessor(principal: Principal, transactionId: string): Promise<string | null> {
-    const r = await this.deps.database.pool.query({
-      name: 'paylog_tx_assigned_processor',
-      text: `SELECT (SELECT status FROM processors WHERE name = $2) AS standing, coalesce(t.processor, ke.processor) AS processor,
-               (SELECT e.leaf FROM log_entries e WHERE e.idx = t.log_index AND t.processor IS NULL AND ke.processor IS NULL) AS leaf
-             FROM (SELECT 1) AS one
-             LEFT JOIN transactions t ON t.transaction_id = $1
-             LEFT JOIN data_keys dk ON dk.transaction_id = t.transaction_id
-             LEFT JOIN key_epochs ke ON ke.epoch_id = dk.epoch_id`,
-      values: [transactionId, principal.name],
-    });
-    const row = r.rows[0] as { standing: string | null; processor: string | null; leaf: Buffer | null } | undefined;
+    const row = await readAssignment(this.deps.database.pool, transactionId, principal.name);
     if (!row || row.standing !== 'active') return null;
     if (row.processor !== null) return row.processor;
     if (row.leaf === null) return null;
@@ -540,20 +297,13 @@ export class TransactionService {
 
   /** Whether the record's data key, or its epoch's private key, has been destroyed. */
   async isShredded(transactionId: string): Promise<boolean> {
-    const r = await this.deps.database.pool.query({
-      name: 'paylog_is_shredded',
-      text: `SELECT (dk.wrapped_key IS NULL OR dk.shredded_at IS NOT NULL OR e.shredded_at IS NOT NULL) AS shredded
-             FROM data_keys dk LEFT JOIN key_epochs e ON e.epoch_id = dk.epoch_id WHERE dk.transaction_id = $1`,
-      values: [transactionId],
-    });
-    return (r.rows[0] as { shredded: boolean } | undefined)?.shredded ?? true;
+    return await readShredded(this.deps.database.pool, transactionId);
   }
 
   /** The stored record for a transaction id (checked against its leaf), or null. Throws INTEGRITY_FAILURE. */
   async findRow(transactionId: string): Promise<TransactionRecord | null> {
     if (!isTransactionId(transactionId)) return null; // cannot exist: no query
-    const r = await this.deps.database.pool.query({ name: 'paylog_tx_record', text: SELECT_RECORD, values: [transactionId] });
-    const row = r.rows[0] as TransactionRow | undefined;
+    const row = await readTransactionRow(this.deps.database.pool, transactionId);
     return row ? recordFromRow(row) : null;
   }
 
@@ -599,46 +349,6 @@ function notFound(): PaylogError {
   return new PaylogError('NOT_FOUND', 'no such transaction');
 }
 
-/**
- * Whether `principal` is served the leaf bytes of a record in `leafFormat`. Format-2 leaves
- * carry the BIN and a v1 fingerprint (written before issue 17, kept forever): never served to
- * checkout, the role that can submit candidates. Auditors verify the log and get every leaf; the
- * assigned processor can release the plaintext anyway. v1 leaves (no card-derived field) and v3
- * leaves (brand, last four, expiry) are served to all who may read the record.
- */
-export function leafServedTo(principal: Principal, leafFormat: number): boolean {
-  return !(leafFormat === LEAF_FORMAT_V2 && principal.role === 'checkout');
-}
-
-/**
- * What `principal` is served of a record (issue 17): the masked view without a BIN for
- * everyone; the v2 fingerprint only to the assigned processor (the caller has authorized it);
- * the leaf where `leafServedTo`; never a v1 fingerprint. The proof is served to all readers:
- * its hashes are over leaves whose ciphertext is fresh randomness, so they say nothing of a card.
- */
-export function servedTransactionView(principal: Principal, record: TransactionRecord, proof: ServedProof | null, shredded: boolean): TransactionView {
-  const { createdAt: _c, fingerprint: _v1, paymentMethod, ...view } = record.view;
-  return {
-    ...view,
-    paymentMethod: servedMaskedView(paymentMethod),
-    ...(principal.role === 'processor' && record.fingerprintV2 ? { fingerprint: record.fingerprintV2 } : {}),
-    logIndex: record.logIndex,
-    leafHash: hashLeaf(record.leaf).toString('base64'),
-    createdAt: record.view.createdAt,
-    leafFormat: record.leafFormat,
-    ...(leafServedTo(principal, record.leafFormat) ? { leaf: record.leaf.toString('base64') } : {}),
-    ...(proof ? { proof } : {}),
-    shredded,
-  };
-}
-
-/**
- * The transaction leaf's key reference: a KMS key id (envelope v1) or a key epoch id (envelope
- * v2). The one place to change when leaf format v2 defines the reference.
- */
-export function transactionKeyRef(ref: { kmsKeyId?: string | undefined; epochId?: string | undefined }): { kmsKeyId: string } | { epochId: string } {
-  return ref.epochId !== undefined ? { epochId: ref.epochId } : { kmsKeyId: ref.kmsKeyId! };
-}
 
 function rawTransactionId(raw: unknown): string {
   const id = (raw as { transactionId?: unknown } | null)?.transactionId;
@@ -652,32 +362,3 @@ function conflictError(): PaylogError {
   );
 }
 
-/** How a principal is named in log lines: role, name, certificate fingerprint (PCI DSS 10.2.1). */
-export function principalForLog(p: Principal): { role: string; name: string; certificateFingerprint: string } {
-  return { role: p.role, name: p.name, certificateFingerprint: p.certificateFingerprint };
-}
-
-/**
- * The served projection of a submission or a stored record (issue 17): exactly the fields the
- * submitter is served back — transactionId, processor, amount, the masked payment method (no
- * BIN, no holder name) and metadata (empty = absent) — as canonical JSON. The idempotency
- * decision compares nothing else, so it cannot depend on a hidden digit.
- */
-export function servedProjection(v: {
-  transactionId: string;
-  processor: string;
-  amount: { value: number; currency: string };
-  paymentMethod: Record<string, unknown>;
-  metadata?: Record<string, string> | null | undefined;
-}): string {
-  const metadata = v.metadata && Object.keys(v.metadata).length > 0 ? v.metadata : null;
-  return canonicalJson({
-    transactionId: v.transactionId,
-    processor: v.processor,
-    amount: { value: v.amount.value, currency: v.amount.currency },
-    paymentMethod: servedMaskedView(v.paymentMethod),
-    metadata,
-  });
-}
-
-export type { TransactionRequest };

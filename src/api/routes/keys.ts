@@ -1,12 +1,7 @@
 /** Admin routes of the key lifecycle (issue 9): status, rotate, rewrap, retention, shred. */
 import type { FastifyInstance } from 'fastify';
-import {
-  retentionRequestSchema,
-  rewrapRequestSchema,
-  rotateRequestSchema,
-  shredRequestSchema,
-  type KeyLifecycleService,
-} from '../../services/key-lifecycle.js';
+import type { KeyLifecycleService } from '../../services/key-lifecycle.js';
+import { retentionRequestSchema, rewrapRequestSchema, rotateRequestSchema, shredRequestSchema } from '../../services/key-requests.js';
 import { requirePrincipal } from '../request-context.js';
 import { defineRoute } from '../route-spec.js';
 import { keyRotateResultSchema, keyStatusSchema, retentionReportSchema, rewrapResultSchema, shredResultSchema, transactionIdParams } from '../schemas.js';

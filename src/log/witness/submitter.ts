@@ -24,27 +24,29 @@
  *   {@link witnessEgressPolicy}: a redirect is never followed (a 3xx is a refusal like any other
  *   status) and an answer larger than WITNESS_MAX_RESPONSE_BYTES is not read (a failed request).
  */
-import { desc, eq, inArray } from 'drizzle-orm';
+import { desc, eq } from 'drizzle-orm';
 import type { Logger } from 'pino';
-import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import type { Db } from '../../db/connection.js';
 import { witnessCosignatures } from '../../db/schema.js';
 import { PaylogError } from '../../errors.js';
 import { readNodes } from '../store.js';
-import { readCheckpoint, refusal, type StoredCheckpoint } from '../checkpoint-publisher.js';
+import { refusal, type StoredCheckpoint } from '../checkpoint-publisher.js';
 import { consistencyProof, consistencyProofNodes } from '../merkle.js';
 import type { NoteVerifier } from '../note.js';
 import { formatAddCheckpoint, TLOG_SIZE_CONTENT_TYPE } from './add-checkpoint.js';
-import { cosignatureKeyId, parseCosignerVkey, verifyCosignatures, type Cosigner } from './cosignature.js';
+import { verifyCosignatures } from './cosignature.js';
+import type { WitnessEndpoint } from './endpoints.js';
+import type { WitnessMetrics } from './metrics.js';
+import { newestQuorumCheckpoint } from './quorum.js';
 import { httpClient, type EgressPolicy, type HttpClient } from '../../net/http.js';
 
 /** Per-request bound on an add-checkpoint call. */
-export const WITNESS_REQUEST_TIMEOUT_MS = 10_000;
+const WITNESS_REQUEST_TIMEOUT_MS = 10_000;
 /** Largest add-checkpoint answer read: a few cosignature lines of ~100 bytes each. */
-export const WITNESS_MAX_RESPONSE_BYTES = 64 * 1024;
+const WITNESS_MAX_RESPONSE_BYTES = 64 * 1024;
 
 /** The egress policy of add-checkpoint calls: connect and whole request each bounded by WITNESS_REQUEST_TIMEOUT_MS. */
-export function witnessEgressPolicy(ca: string | undefined): EgressPolicy {
+function witnessEgressPolicy(ca: string | undefined): EgressPolicy {
   return {
     timeoutMs: WITNESS_REQUEST_TIMEOUT_MS,
     connectTimeoutMs: WITNESS_REQUEST_TIMEOUT_MS,
@@ -54,73 +56,9 @@ export function witnessEgressPolicy(ca: string | undefined): EgressPolicy {
   };
 }
 /** 409 answers followed (with the witness's size) per checkpoint. */
-export const MAX_CONFLICT_RETRIES = 1;
-/** Cosignature rows looked through for the newest quorum checkpoint. */
-export const QUORUM_SCAN_ROWS = 512;
+const MAX_CONFLICT_RETRIES = 1;
 /** How long the newest witnessed checkpoint is reused on another instance's publications. */
-export const WITNESSED_TTL_MS = 1_000;
-
-export interface WitnessEndpoint {
-  /** URL prefix; requests go to `<prefix>/add-checkpoint`. */
-  url: string;
-  vkey: string;
-  cosigner: Cosigner;
-  /** `<name>+<hex key ID>`. */
-  key: string;
-}
-
-/** Parses PAYLOG_WITNESSES: comma-separated `<url prefix> <vkey>` pairs. Throws Error naming what is wrong. */
-export function parseWitnessList(value: string): WitnessEndpoint[] {
-  const out: WitnessEndpoint[] = [];
-  for (const item of value.split(',')) {
-    const parts = item.trim().split(' ');
-    if (parts.length !== 2) throw new Error('each witness must be "<url prefix> <vkey>" (one space), separated by commas');
-    const [url, vkey] = parts as [string, string];
-    let u: URL;
-    try {
-      u = new URL(url);
-    } catch {
-      throw new Error(`witness URL is not a URL: ${url}`);
-    }
-    if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new Error(`witness URL must be http(s): ${url}`);
-    let cosigner: Cosigner;
-    try {
-      cosigner = parseCosignerVkey(vkey);
-    } catch (e) {
-      throw new Error(`witness key for ${url}: ${(e as Error).message}`);
-    }
-    const key = `${cosigner.name}+${cosignatureKeyId(cosigner.name, cosigner.publicKey).toString('hex')}`;
-    if (out.some((w) => w.key === key)) throw new Error(`witness key listed twice: ${key}`);
-    out.push({ url: url.replace(/\/+$/, ''), vkey, cosigner, key });
-  }
-  return out;
-}
-
-export interface WitnessMetrics {
-  submissions: Counter<'witness' | 'outcome'>;
-  lagEntries: Gauge;
-  lagSeconds: Gauge;
-  quorumSeconds: Histogram;
-}
-
-export function registerWitnessMetrics(registry: Registry): WitnessMetrics {
-  return {
-    submissions: new Counter({
-      name: 'paylog_witness_submissions_total',
-      help: 'add-checkpoint requests by witness key and outcome (cosigned, conflict, inconsistent, forbidden, unknown_log, bad_request, error)',
-      labelNames: ['witness', 'outcome'],
-      registers: [registry],
-    }),
-    lagEntries: new Gauge({ name: 'paylog_witness_lag_entries', help: 'Latest signed tree size minus the newest size that reached the witness quorum', registers: [registry] }),
-    lagSeconds: new Gauge({ name: 'paylog_witness_lag_seconds', help: 'Seconds since the oldest signed checkpoint newer than the newest witnessed one was published (0 when caught up)', registers: [registry] }),
-    quorumSeconds: new Histogram({
-      name: 'paylog_witness_quorum_seconds',
-      help: 'Time from signing a checkpoint to it reaching the witness quorum',
-      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10],
-      registers: [registry],
-    }),
-  };
-}
+const WITNESSED_TTL_MS = 1_000;
 
 /** What one witness answered about one checkpoint. */
 type AskResult = { kind: 'cosigned'; body: string } | { kind: 'known' } | { kind: 'conflict'; witnessSize: number; why: string } | { kind: 'failed' };
@@ -139,7 +77,7 @@ interface WitnessLane {
   waiting?: StoredCheckpoint;
 }
 
-export interface WitnessStatus {
+interface WitnessStatus {
   quorum: number;
   witnesses: number;
   signedSize: number;
@@ -361,26 +299,10 @@ export class WitnessCosigning {
    */
   async latestWitnessed(): Promise<{ size: number; note: string } | null> {
     if (this.#witnessed !== null && Date.now() - this.#witnessed.at < WITNESSED_TTL_MS) return this.#witnessed;
-    const rows = await this.db
-      .select()
-      .from(witnessCosignatures)
-      .where(inArray(witnessCosignatures.witnessKey, this.opts.witnesses.map((w) => w.key)))
-      .orderBy(desc(witnessCosignatures.checkpointSize), desc(witnessCosignatures.id))
-      .limit(QUORUM_SCAN_ROWS);
-    const bySize = new Map<number, typeof rows>();
-    for (const r of rows) bySize.set(r.checkpointSize, [...(bySize.get(r.checkpointSize) ?? []), r]);
-    for (const [size, group] of bySize) {
-      if (new Set(group.map((g) => g.witnessKey)).size < this.opts.quorum) continue;
-      const cp = await readCheckpoint(this.db, this.opts.logVerifiers, size);
-      if (cp === null) continue;
-      const lines = [...new Set(group.map((g) => g.signatureLine))];
-      const { valid } = verifyCosignatures(`${cp.note}${lines.join('\n')}\n`, this.opts.witnesses.map((w) => w.cosigner));
-      if (valid.length < this.opts.quorum) continue;
-      const note = `${cp.note}${valid.map((v) => `${v.line}\n`).join('')}`;
-      this.#witnessed = { size, note, at: Date.now() };
-      return this.#witnessed;
-    }
-    return null;
+    const found = await newestQuorumCheckpoint(this.db, this.opts);
+    if (found === null) return null;
+    this.#witnessed = { ...found, at: Date.now() };
+    return this.#witnessed;
   }
 
   #updateLag(): void {

@@ -1,0 +1,105 @@
+/**
+ * Appending leaves to the tree (RFC 9162 §2.1.1 built incrementally): the writer's frontier
+ * update and the auditor's streaming builder.
+ *
+ * MUST: return every complete node that comes into existence, children before parents, so the
+ *       writer stores exactly the `merkle_nodes` rows of the new leaves.
+ * MUST: refuse a frontier that does not fit the tree size and sizes beyond 2^53 − 1.
+ * MUST NOT: do I/O; memory is the O(log n) frontier plus the new nodes.
+ */
+import { PaylogError } from '../../errors.js';
+import { EMPTY_ROOT, foldRight, hashChildren, requireHash } from './hash.js';
+import { rangeNodes, type NodeId } from './nodes.js';
+import { requireSize, shr } from './size.js';
+
+// Appending.
+
+interface FrontierEntry {
+  level: number;
+  index: number;
+  hash: Buffer;
+}
+
+/**
+ * Appends `leafHashes` to a tree of `size` leaves whose frontier (hashes of
+ * `rangeNodes(0, size)`, in order) is `frontier`. Returns every complete node that comes into
+ * existence (level-0 leaves included, children before parents), the new root and the new
+ * frontier. Throws `BAD_REQUEST` if the frontier does not fit `size` or a hash is not 32 bytes.
+ */
+export function appendLeaves(
+  size: number,
+  frontier: readonly Buffer[],
+  leafHashes: readonly Buffer[],
+): { newNodes: Array<NodeId & { hash: Buffer }>; root: Buffer; frontier: Buffer[] } {
+  requireSize('size', size);
+  const ids = rangeNodes(0, size);
+  if (ids.length !== frontier.length) {
+    throw new PaylogError('BAD_REQUEST', 'frontier does not match tree size', {
+      size,
+      expected: ids.length,
+      got: frontier.length,
+    });
+  }
+  if (!Number.isSafeInteger(size + leafHashes.length)) {
+    throw new PaylogError('BAD_REQUEST', 'tree size would exceed 2^53 - 1', { size });
+  }
+  const stack: FrontierEntry[] = ids.map((id, i) => ({ ...id, hash: requireHash(frontier[i]) }));
+  const newNodes: Array<NodeId & { hash: Buffer }> = [];
+  let next = size;
+  for (const leafHash of leafHashes) {
+    let node: FrontierEntry = { level: 0, index: next, hash: requireHash(leafHash) };
+    newNodes.push({ ...node });
+    let top = stack[stack.length - 1];
+    while (top !== undefined && top.level === node.level) {
+      stack.pop();
+      node = { level: node.level + 1, index: shr(node.index), hash: hashChildren(top.hash, node.hash) };
+      newNodes.push({ ...node });
+      top = stack[stack.length - 1];
+    }
+    stack.push(node);
+    next += 1;
+  }
+  const hashes = stack.map((e) => e.hash);
+  return { newNodes, root: hashes.length === 0 ? EMPTY_ROOT : foldRight(hashes), frontier: hashes };
+}
+
+/**
+ * Streaming MTH for auditors: push leaf hashes in index order, read the root at any time.
+ * Memory is the O(log n) frontier only.
+ */
+export class StreamingTreeBuilder {
+  /** Frontier hashes, largest subtree first; levels are implied by the bits of `count`. */
+  readonly #frontier: Buffer[] = [];
+  readonly #levels: number[] = [];
+  #count = 0;
+
+  /**
+   * Adds one leaf hash. Returns the hashes of the complete subtrees this leaf completes, by level
+   * from 0 (the leaf hash itself): node (l, (size)/2^l − 1) for every l with 2^l dividing the new
+   * size — exactly the `merkle_nodes` rows written for this leaf.
+   */
+  push(leafHash: Buffer): Buffer[] {
+    let hash = requireHash(leafHash);
+    const completed = [hash];
+    let level = 0;
+    while (this.#levels.length > 0 && this.#levels[this.#levels.length - 1] === level) {
+      this.#levels.pop();
+      hash = hashChildren(this.#frontier.pop() as Buffer, hash);
+      completed.push(hash);
+      level += 1;
+    }
+    this.#frontier.push(hash);
+    this.#levels.push(level);
+    this.#count += 1;
+    return completed;
+  }
+
+  get size(): number {
+    return this.#count;
+  }
+
+  /** Current root (EMPTY_ROOT before the first push). */
+  root(): Buffer {
+    return this.#frontier.length === 0 ? EMPTY_ROOT : foldRight(this.#frontier);
+  }
+}

@@ -1,0 +1,96 @@
+/**
+ * The SQL of the transaction service: the reads of the `transactions` lookup rows (and the
+ * `processors`, `key_epochs`, `data_keys` and `log_entries` rows they join) that submission and
+ * reads need. The append path (src/log/append/pg-driver.ts) is the only writer of these rows.
+ *
+ * Contracts:
+ * - Read-only: these functions MUST NOT write. Each is ONE round trip, a named prepared statement.
+ * - They return rows as stored: nothing here is trusted or decoded (a record is checked against
+ *   its leaf by src/services/transaction-record.ts; the caller decides on the answers).
+ */
+import type { AppDatabase } from '../db/connection.js';
+import type { EpochGranularity } from '../kms/epoch-names.js';
+import type { TransactionRow } from './transaction-record.js';
+
+type Pool = AppDatabase['pool'];
+
+const SELECT_RECORD = `SELECT t.transaction_id, t.log_index, t.request_mac, t.processor, t.payment_method_type, t.masked,
+    t.fingerprint, t.amount_value, t.currency, t.metadata, t.envelope_version, t.iv, t.ciphertext, t.tag,
+    t.key_commitment, t.salt, t.created_at, e.leaf
+  FROM transactions t LEFT JOIN log_entries e ON e.idx = t.log_index WHERE t.transaction_id = $1`;
+
+/** The lookup row of `transactionId` with its leaf, or undefined. */
+export async function readTransactionRow(pool: Pool, transactionId: string): Promise<TransactionRow | undefined> {
+  const r = await pool.query({ name: 'paylog_tx_record', text: SELECT_RECORD, values: [transactionId] });
+  return r.rows[0] as TransactionRow | undefined;
+}
+
+/** The submission pre-check's answer (see {@link readSubmissionPrecheck}). */
+interface SubmissionPrecheck {
+  processor_status: string | null;
+  transaction_id: string | null;
+  epoch_id?: string | null;
+}
+
+/**
+ * One round trip: is the processor active, and was this id submitted before? With
+ * `epochGranularity` (hierarchical mode) the same round trip reads the processor's current epoch
+ * id at `now`.
+ */
+export async function readSubmissionPrecheck(
+  pool: Pool,
+  q: { processor: string; transactionId: string; epochGranularity?: EpochGranularity | undefined; now: Date },
+): Promise<SubmissionPrecheck> {
+  const pre = await pool.query(
+    q.epochGranularity !== undefined
+      ? {
+          name: 'paylog_submit_precheck_epoch',
+          text: `SELECT (SELECT status FROM processors WHERE name = $1) AS processor_status, t.transaction_id,
+                   (SELECT e.epoch_id FROM key_epochs e WHERE e.processor = $1 AND e.granularity = $3 AND e.period_start <= $4
+                      AND e.period_end > $4 AND e.retired_at IS NULL AND e.shredded_at IS NULL ORDER BY e.generation DESC LIMIT 1) AS epoch_id
+                 FROM (SELECT 1) AS one LEFT JOIN transactions t ON t.transaction_id = $2`,
+          values: [q.processor, q.transactionId, q.epochGranularity, q.now],
+        }
+      : {
+          name: 'paylog_submit_precheck',
+          text: `SELECT (SELECT status FROM processors WHERE name = $1) AS processor_status, t.transaction_id
+                 FROM (SELECT 1) AS one LEFT JOIN transactions t ON t.transaction_id = $2`,
+          values: [q.processor, q.transactionId],
+        },
+  );
+  return pre.rows[0] as SubmissionPrecheck;
+}
+
+/**
+ * In one query of two small rows: the standing of processor `principalName`, and the processor
+ * `transactionId` is assigned to (the row's column, else its key epoch's processor), with the
+ * leaf only when neither names one (per-transaction v2 rows). Undefined: no answer row.
+ */
+export async function readAssignment(
+  pool: Pool,
+  transactionId: string,
+  principalName: string,
+): Promise<{ standing: string | null; processor: string | null; leaf: Buffer | null } | undefined> {
+  const r = await pool.query({
+    name: 'paylog_tx_assigned_processor',
+    text: `SELECT (SELECT status FROM processors WHERE name = $2) AS standing, coalesce(t.processor, ke.processor) AS processor,
+             (SELECT e.leaf FROM log_entries e WHERE e.idx = t.log_index AND t.processor IS NULL AND ke.processor IS NULL) AS leaf
+           FROM (SELECT 1) AS one
+           LEFT JOIN transactions t ON t.transaction_id = $1
+           LEFT JOIN data_keys dk ON dk.transaction_id = t.transaction_id
+           LEFT JOIN key_epochs ke ON ke.epoch_id = dk.epoch_id`,
+    values: [transactionId, principalName],
+  });
+  return r.rows[0] as { standing: string | null; processor: string | null; leaf: Buffer | null } | undefined;
+}
+
+/** Whether the record's data key, or its epoch's private key, has been destroyed (no data key row: true). */
+export async function readShredded(pool: Pool, transactionId: string): Promise<boolean> {
+  const r = await pool.query({
+    name: 'paylog_is_shredded',
+    text: `SELECT (dk.wrapped_key IS NULL OR dk.shredded_at IS NOT NULL OR e.shredded_at IS NOT NULL) AS shredded
+           FROM data_keys dk LEFT JOIN key_epochs e ON e.epoch_id = dk.epoch_id WHERE dk.transaction_id = $1`,
+    values: [transactionId],
+  });
+  return (r.rows[0] as { shredded: boolean } | undefined)?.shredded ?? true;
+}

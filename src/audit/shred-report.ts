@@ -111,7 +111,18 @@ export class ShredLedger {
   private readonly refCodes = new Map<string, number>();
   private readonly pending: PendingEvent[] = [];
 
+  /** The last reference looked up (consecutive transactions usually share their epoch). */
+  private last: { kind: 'ep' | 'kms'; ref: string; code: number } | undefined;
+
   private refCode(kind: 'ep' | 'kms', ref: string): number {
+    const last = this.last;
+    if (last !== undefined && last.kind === kind && last.ref === ref) return last.code;
+    const code = this.lookupRefCode(kind, ref);
+    this.last = { kind, ref, code };
+    return code;
+  }
+
+  private lookupRefCode(kind: 'ep' | 'kms', ref: string): number {
     const k = `${kind}:${ref}`;
     let c = this.refCodes.get(k);
     if (c === undefined) {

@@ -217,7 +217,15 @@ const optStr = (x: unknown, min: number, max: number): boolean => x === undefine
 const bytes = (x: unknown, min: number, max: number): boolean => Buffer.isBuffer(x) && x.length >= min && x.length <= max;
 const optBytes = (x: unknown, min: number, max: number): boolean => x === undefined || bytes(x, min, max);
 const uint = (x: unknown): boolean => typeof x === 'number'; // CBOR major type 0: a safe non-negative integer
-const match = (x: unknown, re: RegExp): boolean => typeof x === 'string' && re.test(x);
+/** The last string each pattern accepted: consecutive leaves repeat them (currency, epoch, last four), and a pattern test is pure. */
+const lastMatch = new Map<RegExp, string>();
+function match(x: unknown, re: RegExp): boolean {
+  if (typeof x !== 'string') return false;
+  if (lastMatch.get(re) === x) return true;
+  if (!re.test(x)) return false;
+  lastMatch.set(re, x);
+  return true;
+}
 const oneOf = (x: unknown, set: ReadonlySet<string>): boolean => typeof x === 'string' && set.has(x);
 /** Every key of `o` is in `allowed` (z.strictObject). */
 function onlyKeys(o: Obj, allowed: ReadonlySet<string>): boolean {

@@ -31,8 +31,6 @@ export const REBUILD_PROFILES = {
 /** Target: full rebuild entries/s ≥ 50% of raw SHA-256 over the same bytes. */
 export const REBUILD_TARGET = 0.5;
 const ORIGIN = 'paylog.bench/log';
-/** Share of `access` leaves in the synthetic log (the rest are `transaction` leaves). */
-const ACCESS_SHARE = 0.3;
 /** RFC 9162 §2.1.1 leaf prefix. */
 const LEAF_PREFIX = Buffer.from([0x00]);
 

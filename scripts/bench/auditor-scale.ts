@@ -27,7 +27,7 @@ interface ChildResult {
 }
 
 /** Sizes from PAYLOG_BENCH_SCALE_SIZES or the profile. */
-export function scaleSizes(profile: readonly number[], env: NodeJS.ProcessEnv = process.env): number[] {
+function scaleSizes(profile: readonly number[], env: NodeJS.ProcessEnv = process.env): number[] {
   const v = env.PAYLOG_BENCH_SCALE_SIZES;
   if (v === undefined || v === '') return [...profile];
   const sizes = v.split(',').map((x) => x.trim());

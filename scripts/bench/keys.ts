@@ -18,7 +18,6 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { startLocalKms } from '../../src/kms/local/server.js';
 import { median, type BenchContext, type BenchSection, type Cell, type SectionResult } from './core.js';

@@ -226,7 +226,7 @@ export function processCpuSeconds(pid: number): number | null {
  * (`cutime`/`cstime`) — leaving out the subtree of `exclude` (the embedded PostgreSQL server,
  * itself a child of the service). Null without /proc.
  */
-export function treeCpuSeconds(root: number, exclude: number | null): number | null {
+function treeCpuSeconds(root: number, exclude: number | null): number | null {
   const rootFields = statFields(root);
   if (!rootFields) return null;
   const children = new Map<number, number[]>();

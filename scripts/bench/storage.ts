@@ -19,7 +19,7 @@ const EXCLUDED_TABLE = /forward|cvc/i;
 const SETTLE_MS = 1500;
 
 /** N from PAYLOG_BENCH_STORAGE_TX or the profile. */
-export function storageTransactions(profileN: number, env: NodeJS.ProcessEnv = process.env): number {
+function storageTransactions(profileN: number, env: NodeJS.ProcessEnv = process.env): number {
   const v = env.PAYLOG_BENCH_STORAGE_TX;
   if (v === undefined || v === '') return profileN;
   if (!/^[1-9][0-9]{0,7}$/.test(v)) throw new Error(`PAYLOG_BENCH_STORAGE_TX must be a positive integer, got ${JSON.stringify(v)}`);

@@ -12,7 +12,7 @@
 import { createHash } from 'node:crypto';
 import { accessLeafV2, encodeLeaf, keyEventLeaf, transactionLeaf } from '../../src/log/leaf.js';
 
-export const SYNTH_EPOCH = 'acme/2026-12';
+const SYNTH_EPOCH = 'acme/2026-12';
 const PROCESSOR = 'acme';
 const EPOCH_PUBLIC_KEY_SHA256 = createHash('sha256').update('bench epoch public key').digest();
 /** Fixed-width id field of synthetic transactions: `ord_` + 12 base-36 digits (never 13 digits in a row). */

@@ -7,8 +7,19 @@
  * Printed per configuration and side: req/s, p50/p99 and µs of service CPU per submission (all
  * its processes, scripts/bench/service.ts), medians over rounds, and head ÷ base ratios —
  * the "base vs new" figures of issue 20.
+ *
+ * Then the auditor: base's `verifyLog` (imported from the worktree) and this tree's, in this
+ * process, over the same synthetic leaf format v3 leaves (./synthetic-log.ts) with raw SHA-256
+ * over the same bytes, rounds interleaved (raw, base, head); both reports must be ok and agree.
  */
 import { execFileSync } from 'node:child_process';
+import { createHash, generateKeyPairSync, sign as cryptoSign } from 'node:crypto';
+import { pathToFileURL } from 'node:url';
+import { verifyLog as verifyLogHead, type VerifyLogInput, type VerifyReport } from '../../src/audit/index.js';
+import { formatCheckpointBody } from '../../src/log/checkpoint.js';
+import { hashLeaf, StreamingTreeBuilder } from '../../src/log/merkle.js';
+import { signNote } from '../../src/log/note.js';
+import { syntheticLeafSource } from './synthetic-log.js';
 import { mkdtempSync, realpathSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -20,6 +31,44 @@ export const BASE_PROFILES = {
   quick: { rounds: 1, seconds: 4, warmupSeconds: 2, concurrencies: [32], workers: [1, 2] },
   full: { rounds: 3, seconds: 8, warmupSeconds: 3, concurrencies: [32, 128], workers: [1, 2] },
 } as const;
+export const BASE_AUDITOR_PROFILES = { quick: { leaves: 50_000, rounds: 3 }, full: { leaves: 200_000, rounds: 5 } } as const;
+
+type VerifyLogFn = (input: VerifyLogInput) => Promise<VerifyReport>;
+
+/** Entries/s of raw SHA-256, base verifyLog and head verifyLog over the same v3 leaves (medians of interleaved rounds). */
+async function auditorAB(baseRoot: string, p: { leaves: number; rounds: number }): Promise<{ raw: number; base: number; head: number }> {
+  const mod = (await import(pathToFileURL(`${baseRoot}/src/audit/run.ts`).href)) as { verifyLog: VerifyLogFn };
+  const leafAt = syntheticLeafSource();
+  const leaves = Array.from({ length: p.leaves }, (_, i) => leafAt(i));
+  const prefixed = leaves.map((l) => Buffer.concat([Buffer.from([0]), l]));
+  const tree = new StreamingTreeBuilder();
+  for (const l of leaves) tree.push(hashLeaf(l));
+  const { publicKey, privateKey } = generateKeyPairSync('ed25519');
+  const raw = Buffer.from(publicKey.export({ format: 'jwk' }).x as string, 'base64url');
+  const origin = 'paylog.bench/ab';
+  const checkpoint = await signNote(formatCheckpointBody({ origin, size: leaves.length, rootHash: tree.root() }), [{ name: origin, publicKey: raw, sign: async (m) => cryptoSign(null, m, privateKey) }]);
+  async function* entries() {
+    for (let i = 0; i < leaves.length; i++) yield { index: i, leaf: leaves[i]! };
+  }
+  const rates = { raw: [] as number[], base: [] as number[], head: [] as number[] };
+  const timeVerify = async (f: VerifyLogFn) => {
+    const t = performance.now();
+    const r = await f({ checkpoint, verifiers: [{ name: origin, publicKey: raw }], entries: entries() });
+    if (!r.ok) throw new Error(`verifyLog did not verify the synthetic log: ${r.failures.slice(0, 2).map((x) => x.code).join(', ')}`);
+    return { rate: leaves.length / ((performance.now() - t) / 1000), r };
+  };
+  for (let round = 0; round < p.rounds; round++) {
+    const t = performance.now();
+    for (const b of prefixed) createHash('sha256').update(b).digest();
+    rates.raw.push(leaves.length / ((performance.now() - t) / 1000));
+    const b = await timeVerify(mod.verifyLog);
+    const h = await timeVerify(verifyLogHead);
+    if (JSON.stringify([b.r.leafTypes, b.r.shredded, b.r.epochKeys]) !== JSON.stringify([h.r.leafTypes, h.r.shredded, h.r.epochKeys])) throw new Error('base and head verifyLog reports differ');
+    rates.base.push(b.rate);
+    rates.head.push(h.rate);
+  }
+  return { raw: median(rates.raw), base: median(rates.base), head: median(rates.head) };
+}
 
 type Side = 'base' | 'head';
 
@@ -53,6 +102,8 @@ async function runBase(ctx: BenchContext): Promise<SectionResult> {
   const p = BASE_PROFILES[ctx.profile];
   const base = checkoutBase(ctx.baseRef);
   const runs: { side: Side; workers: number; run: LoadRun }[] = [];
+  const auditor: { raw?: number; base?: number; head?: number } = {};
+  let auditorError: string | undefined;
   try {
     for (let round = 0; round < p.rounds; round++) {
       for (const workers of p.workers) {
@@ -71,6 +122,13 @@ async function runBase(ctx: BenchContext): Promise<SectionResult> {
           }
         }
       }
+    }
+    ctx.progress('base: auditor verifyLog, base vs head, in this process');
+    try {
+      const ab = await auditorAB(base.root, BASE_AUDITOR_PROFILES[ctx.profile]);
+      Object.assign(auditor, ab);
+    } catch (e) {
+      auditorError = (e as Error).message;
     }
   } finally {
     base.remove();
@@ -108,6 +166,13 @@ async function runBase(ctx: BenchContext): Promise<SectionResult> {
     figures[`${side}_w2_over_w1_rps_c${c0}`] = rps2;
     notes.push(`${side}: 2 workers ÷ 1 worker at ${c0} connections: CPU µs/tx ${cpu2?.toFixed(2) ?? '—'}× (issue 20: ≤ 1.1×), req/s ${rps2?.toFixed(2) ?? '—'}× (≥ 1×)`);
   }
+  if (auditor.raw !== undefined && auditor.base !== undefined && auditor.head !== undefined) {
+    Object.assign(figures, { auditor_raw_per_s: auditor.raw, auditor_base_per_s: auditor.base, auditor_head_per_s: auditor.head, auditor_head_over_base: auditor.head / auditor.base });
+    table.push(['auditor', '', `verifyLog, ${BASE_AUDITOR_PROFILES[ctx.profile].leaves.toLocaleString('en-US')} v3 leaves (entries/s)`, '', '', '', '', '', '']);
+    table.push(['', '', 'raw SHA-256', auditor.raw, '', '', '', '', '']);
+    table.push(['', '', `base ${base.commit}`, auditor.base, `${(auditor.base / auditor.raw).toFixed(2)}× raw`, '', '', '', '']);
+    table.push(['', '', 'head', auditor.head, `${(auditor.head / auditor.raw).toFixed(2)}× raw`, `${(auditor.head / auditor.base).toFixed(2)}× base`, '', '', '']);
+  } else notes.push(`auditor comparison not run: ${auditorError ?? 'unknown'}`);
   notes.unshift(
     `base = ${ctx.baseRef} (${base.commit}) in a temporary git worktree, head = this tree; same driver; hierarchical keys; ${p.rounds} round(s) of base then head per configuration, a fresh service each, ${p.seconds} s per connection count after ${p.warmupSeconds} s warm-up; medians`,
     `issue 20 targets: 1 worker CPU µs/tx head ÷ base ≤ 0.4× (now ${figures[`w1_c${c0}_cpu_head_over_base`]?.toFixed(2) ?? '—'}×), p99 at ${c0} connections head ÷ base ≤ 1× (now ${figures[`w1_c${c0}_p99_head_over_base`]?.toFixed(2) ?? '—'}×)`,

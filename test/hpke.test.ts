@@ -10,7 +10,9 @@ import {
   decap,
   encap,
   keyScheduleBase,
+  openAtSequence,
   openBase,
+  HpkeSenderContext,
   sealBase,
   AEAD_AES_256_GCM,
   type HpkeAead,
@@ -73,6 +75,37 @@ describe.each(vectors)('HPKE $name', (v) => {
     expect(sealed.enc.toString('hex')).toBe(v.enc);
     expect(sealed.ciphertext.toString('hex')).toBe(e.ciphertext);
     expect(openBase(v.aead_id, h(v.enc), skR, h(v.info), h(e.aad), h(e.ciphertext)).toString('hex')).toBe(e.plaintext);
+  });
+});
+
+describe.each(vectors)('HPKE sender context $name (RFC 9180 §5.2, key-wrap windows)', (v) => {
+  it('one context seals messages 0..256 in order; those of the vector match it, and each opens at its sequence number', () => {
+    const ctx = HpkeSenderContext.setup(v.aead_id, new X25519PublicKey(h(v.pkRm)), h(v.info), { ephemeral: new X25519PrivateKey(h(v.skEm)) });
+    expect(ctx.enc.toString('hex')).toBe(v.enc);
+    const skR = new X25519PrivateKey(h(v.skRm));
+    const last = Math.max(...v.encryptions.map((e) => e.seq));
+    for (let seq = 0; seq <= last; seq++) {
+      const e = v.encryptions.find((x) => x.seq === seq);
+      const out = ctx.seal(e ? h(e.aad) : Buffer.from(`filler ${seq}`), e ? h(e.plaintext) : Buffer.alloc(1));
+      expect(out.seq).toBe(seq);
+      if (!e) continue;
+      expect(out.ciphertext.toString('hex')).toBe(e.ciphertext);
+      expect(openAtSequence(v.aead_id, h(v.enc), skR, h(v.info), seq, h(e.aad), h(e.ciphertext)).toString('hex')).toBe(e.plaintext);
+      // the same ciphertext at any other sequence number does not open
+      expect(() => openAtSequence(v.aead_id, h(v.enc), skR, h(v.info), seq + 1, h(e.aad), h(e.ciphertext))).toThrow(HpkeError);
+    }
+  });
+
+  it('refuses a message past its limit and any message after destroy', () => {
+    const ctx = HpkeSenderContext.setup(v.aead_id, new X25519PublicKey(h(v.pkRm)), h(v.info), { maxMessages: 2 });
+    ctx.seal(Buffer.alloc(0), Buffer.alloc(1));
+    ctx.seal(Buffer.alloc(0), Buffer.alloc(1));
+    expect(() => ctx.seal(Buffer.alloc(0), Buffer.alloc(1))).toThrow(/message limit/);
+    const other = HpkeSenderContext.setup(v.aead_id, new X25519PublicKey(h(v.pkRm)), h(v.info));
+    other.destroy();
+    expect(other.isDestroyed).toBe(true);
+    expect(() => other.seal(Buffer.alloc(0), Buffer.alloc(1))).toThrow(/destroyed/);
+    expect(() => HpkeSenderContext.setup(v.aead_id, new X25519PublicKey(h(v.pkRm)), h(v.info), { maxMessages: 2 ** 32 })).toThrow(HpkeError);
   });
 });
 

@@ -33,7 +33,7 @@ describe('hierarchical key mode (default): envelope v2 under epoch keys', () => 
     const txLeaves = (await leaves(t)).filter((l) => l.type === 'transaction' && ids.includes(l.transactionId));
     expect(txLeaves.map((l) => l.env?.v ?? l.envelope?.version)).toEqual([2, 2, 2, 2, 2]);
     expect(new Set(rows.map((r) => r.epoch_id))).toEqual(new Set(['acme/2026-12-01T10/0']));
-    expect(rows.every((r) => r.kms_key_id === null && r.n === 80)).toBe(true);
+    expect(rows.every((r) => r.kms_key_id === null && r.n === 84)).toBe(true); // window form (enc ‖ seq ‖ ct)
     const ls = await leaves(t);
     const created = ls.find((l) => l.type === 'key_event' && l.event === 'epoch_created' && l.epochId === 'acme/2026-12-01T10/0');
     const firstTx = ls.find((l) => l.type === 'transaction' && l.transactionId === ids[0]);

@@ -30,7 +30,8 @@ export type CanonicalJsonValue =
 /** Nesting limit: far above anything paylog builds, low enough to never overflow the stack. */
 export const CANONICAL_JSON_MAX_DEPTH = 64;
 
-const LONE_SURROGATE = /\p{Cs}/u;
+/** ES2024 String.prototype.isWellFormed (present in Node 20; not in this project's TS lib): no lone surrogate. */
+const isWellFormed = (s: string): boolean => (s as unknown as { isWellFormed(): boolean }).isWellFormed();
 
 function reject(reason: string): never {
   throw new PaylogError('INTERNAL', `canonical JSON: ${reason}`);
@@ -38,7 +39,7 @@ function reject(reason: string): never {
 
 // RFC 8785 §3.2.2.2 + RFC 7493 §2.1: strings are well-formed Unicode, serialised like JSON.stringify.
 function serializeString(s: string): string {
-  if (LONE_SURROGATE.test(s)) reject('string contains a lone surrogate');
+  if (!isWellFormed(s)) reject('string contains a lone surrogate');
   return JSON.stringify(s);
 }
 
@@ -115,9 +116,6 @@ export function canonicalJsonBytes(value: unknown): Buffer {
 export function isCanonicalJsonText(text: string, parsed: unknown): boolean {
   return JSON.stringify(parsed) === text && sortedAndWellFormed(parsed, 0);
 }
-
-/** ES2024 String.prototype.isWellFormed (present in Node 20; not in this project's TS lib). */
-const isWellFormed = (s: string): boolean => (s as unknown as { isWellFormed(): boolean }).isWellFormed();
 
 function sortedAndWellFormed(value: unknown, depth: number): boolean {
   if (typeof value === 'string') return isWellFormed(value);

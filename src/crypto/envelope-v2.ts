@@ -12,7 +12,7 @@
  * | `ciphertext`    | len(pt)   | AES-256-GCM ciphertext of the plaintext                        |
  * | `tag`           | 16 bytes  | AES-GCM tag                                                    |
  * | `keyCommitment` | 32 bytes  | key commitment                                                 |
- * | `wrappedKey`    | 80 bytes  | HPKE `enc` (32) ‖ HPKE ciphertext of the 32-byte data key (48) |
+ * | `wrappedKey`    | 84 bytes  | window form: HPKE `enc` (32) ‖ u32be(seq) ‖ ciphertext of the data key (48) |
  * | `epochId`       | string    | the key epoch whose public key wrapped the data key            |
  *
  * Data key: 32 fresh CSPRNG bytes per record (never reused, never leaves this process unwrapped).
@@ -20,14 +20,26 @@
  * - `C     = HKDF-SHA256(IKM = data key, salt, "paylog/envelope/v2/key-commitment", 32)`
  * - `binding(label) = LP(label) ‖ u8(2) ‖ LP(utf8 transactionId) ‖ LP(utf8 processor) ‖ LP(utf8 epochId)`
  * - content: `ciphertext ‖ tag = AES-256-GCM(K_enc, iv, plaintext, AAD = binding("paylog/envelope/v2/aad"))`
- * - key wrap: RFC 9180 §6.1 single-shot base mode, suite KEM 0x0020 DHKEM(X25519, HKDF-SHA256),
- *   KDF 0x0001 HKDF-SHA256, AEAD 0x0002 AES-256-GCM; `pkR` = epoch public key (raw 32 bytes),
- *   `info = binding("paylog/envelope/v2/hpke-info")`, `aad` = empty, `pt` = data key;
- *   `wrappedKey = enc ‖ ct`.
+ * - key wrap, window form (written since leaf format v3): a {@link KeyWrapWindowV2} is ONE
+ *   RFC 9180 §5.2 base-mode sender context, suite KEM 0x0020 DHKEM(X25519, HKDF-SHA256), KDF
+ *   0x0001 HKDF-SHA256, AEAD 0x0002 AES-256-GCM, `pkR` = epoch public key (raw 32 bytes),
+ *   `info = windowInfo = LP("paylog/envelope/v2/window-info") ‖ u8(2) ‖ LP(utf8 processor) ‖
+ *   LP(utf8 epochId)`; the data key of the window's `seq`-th record is ContextS.Seal with
+ *   `aad = binding("paylog/envelope/v2/window-aad")`, `pt` = data key (nonce
+ *   `base_nonce XOR seq`); `wrappedKey = enc ‖ u32be(seq) ‖ ct`. Records of one window share
+ *   `enc` (and so the HPKE key); each has its own data key, sequence number and ciphertext, so
+ *   deleting a record's `wrappedKey` (per-transaction shred) deletes the only copy of ITS data
+ *   key. The keys layer (src/keys/epoch-record-keys.ts) bounds a window in time and records.
+ * - key wrap, single-shot form (records written before; opened, never written): RFC 9180 §6.1
+ *   single-shot base mode, same suite and `pkR`, `info = binding("paylog/envelope/v2/hpke-info")`,
+ *   `aad` = empty, `pt` = data key; `wrappedKey = enc ‖ ct` (80 bytes). The two forms differ in
+ *   length and in their HPKE labels, so one never opens as the other.
  * - log commitment: `ciphertextDigest = SHA-256(LP("paylog/envelope/v2/digest") ‖ u8(2) ‖ LP(salt)
  *   ‖ LP(iv) ‖ LP(ciphertext) ‖ LP(tag) ‖ LP(keyCommitment))`.
  *
- * Sealing needs only the epoch PUBLIC key: the submit path holds no decryption capability.
+ * Sealing needs only the epoch PUBLIC key: the submit path holds no epoch private key; its only
+ * decryption capability is the HPKE key of its live window, which opens the data keys of the
+ * records that window wrapped and nothing else (SECURITY.md "Key-wrap windows").
  * Opening needs the epoch private key (unwrapped by KMS, see src/kms/epoch-keys.ts): HPKE-open
  * the data key (binding checked by the key schedule), check the commitment in constant time,
  * then GCM-decrypt. Every failure is `INTEGRITY_FAILURE` with a `details.reason` of
@@ -49,15 +61,31 @@ import {
   type EnvelopeBinding,
   type SealedFields,
 } from './envelope.js';
-import { AEAD_AES_256_GCM, HPKE_ENC_BYTES, HPKE_TAG_BYTES, HpkeError, openBase, sealBase, type X25519PrivateKey, type X25519PublicKey } from './hpke.js';
+import {
+  AEAD_AES_256_GCM,
+  HPKE_ENC_BYTES,
+  HPKE_TAG_BYTES,
+  HpkeError,
+  HpkeSenderContext,
+  openAtSequence,
+  openBase,
+  X25519PublicKey,
+  type X25519PrivateKey,
+} from './hpke.js';
 import { PaylogError } from '../errors.js';
 
 export const ENVELOPE_V2 = 2;
-export const WRAPPED_KEY_V2_BYTES = HPKE_ENC_BYTES + DATA_KEY_BYTES + HPKE_TAG_BYTES;
+/** Single-shot form (opened only): enc ‖ ct. */
+export const WRAPPED_KEY_V2_SINGLE_SHOT_BYTES = HPKE_ENC_BYTES + DATA_KEY_BYTES + HPKE_TAG_BYTES;
+const WINDOW_SEQ_BYTES = 4;
+/** Window form (written): enc ‖ u32be(seq) ‖ ct. */
+export const WRAPPED_KEY_V2_WINDOW_BYTES = HPKE_ENC_BYTES + WINDOW_SEQ_BYTES + DATA_KEY_BYTES + HPKE_TAG_BYTES;
 const LABEL_ENCRYPTION_KEY = Buffer.from('paylog/envelope/v2/encryption-key', 'ascii');
 const LABEL_KEY_COMMITMENT = Buffer.from('paylog/envelope/v2/key-commitment', 'ascii');
 const LABEL_AAD = 'paylog/envelope/v2/aad';
 const LABEL_HPKE_INFO = 'paylog/envelope/v2/hpke-info';
+const LABEL_WINDOW_INFO = 'paylog/envelope/v2/window-info';
+const LABEL_WINDOW_AAD = 'paylog/envelope/v2/window-aad';
 const LABEL_DIGEST = 'paylog/envelope/v2/digest';
 const EMPTY = Buffer.alloc(0);
 const ONE = Buffer.from([0x01]);
@@ -96,12 +124,69 @@ function deriveKeys(dataKey: Buffer, salt: Buffer): { encKey: Buffer; commitment
   }
 }
 
+/** windowInfo = LP(label) ‖ u8(2) ‖ LP(processor) ‖ LP(epochId): the HPKE info of a wrap window. */
+function windowInfo(processor: string, epochId: string): Buffer {
+  return encodeFields(LABEL_WINDOW_INFO, ENVELOPE_V2, [Buffer.from(processor, 'utf8'), Buffer.from(epochId, 'utf8')]);
+}
+
 /**
- * Seals `plaintext` for `b` under a fresh data key wrapped to `epochPublicKey` (no KMS call).
- * The data key and derived keys are zeroed before this returns.
+ * A key-wrap window: one HPKE encapsulation to an epoch public key for one processor, wrapping
+ * the data keys of several records (format doc above).
+ *
+ * Contracts:
+ * - Needs only the epoch PUBLIC key. While alive it holds the window's HPKE AEAD key, which
+ *   opens exactly the data keys wrapped by THIS window (records this process sealed itself);
+ *   {@link destroy} zeroes it, after which `wrap` throws.
+ * - Wraps at most `maxRecords` data keys, each under its own sequence number, then throws
+ *   (the caller opens a new window); refuses a binding of another processor or epoch.
  */
-export function sealEnvelopeV2(epochPublicKey: X25519PublicKey, b: EpochBinding, plaintext: Buffer): SealedEnvelopeV2 {
+export class KeyWrapWindowV2 {
+  private readonly context: HpkeSenderContext;
+
+  constructor(
+    readonly publicKey: X25519PublicKey,
+    readonly processor: string,
+    readonly epochId: string,
+    maxRecords: number = HpkeSenderContext.MAX_MESSAGES,
+  ) {
+    assertBinding({ transactionId: '-', processor, epochId });
+    this.context = HpkeSenderContext.setup(AEAD_AES_256_GCM, publicKey, windowInfo(processor, epochId), { maxMessages: maxRecords });
+  }
+
+  /** Data keys wrapped so far. */
+  get wrapped(): number {
+    return this.context.sealed;
+  }
+
+  get isDestroyed(): boolean {
+    return this.context.isDestroyed;
+  }
+
+  /** `wrappedKey = enc ‖ u32be(seq) ‖ ContextS.Seal(binding("…/window-aad"), dataKey)`. */
+  wrap(b: EpochBinding, dataKey: Buffer): Buffer {
+    if (b.processor !== this.processor || b.epochId !== this.epochId) throw new PaylogError('INTERNAL', 'a key-wrap window wraps only records of its own processor and epoch');
+    const { seq, ciphertext } = this.context.seal(bindingV2(LABEL_WINDOW_AAD, b), dataKey);
+    const out = Buffer.allocUnsafe(WRAPPED_KEY_V2_WINDOW_BYTES);
+    let at = this.context.enc.copy(out, 0);
+    at = out.writeUInt32BE(seq, at);
+    ciphertext.copy(out, at);
+    return out;
+  }
+
+  /** Zeroes the window's HPKE key. Idempotent. */
+  destroy(): void {
+    this.context.destroy();
+  }
+}
+
+/**
+ * Seals `plaintext` for `b` under a fresh data key wrapped by `wrapper` (no KMS call): a window
+ * of the caller's, or an epoch public key (a window of one record, destroyed at once). The data
+ * key and derived keys are zeroed before this returns.
+ */
+export function sealEnvelopeV2(wrapper: KeyWrapWindowV2 | X25519PublicKey, b: EpochBinding, plaintext: Buffer): SealedEnvelopeV2 {
   assertBinding(b);
+  const window = wrapper instanceof X25519PublicKey ? new KeyWrapWindowV2(wrapper, b.processor, b.epochId, 1) : wrapper;
   const dataKey = Buffer.alloc(DATA_KEY_BYTES);
   randomFillSync(dataKey);
   const random = freshRandom(SALT_BYTES + IV_BYTES);
@@ -109,35 +194,38 @@ export function sealEnvelopeV2(epochPublicKey: X25519PublicKey, b: EpochBinding,
   const iv = random.subarray(SALT_BYTES);
   const { encKey, commitment } = deriveKeys(dataKey, salt);
   try {
+    const wrappedKey = window.wrap(b, dataKey);
     const cipher = createCipheriv('aes-256-gcm', encKey, iv, { authTagLength: TAG_BYTES });
     cipher.setAAD(bindingV2(LABEL_AAD, b));
     const ciphertext = Buffer.concat([cipher.update(plaintext), cipher.final()]);
     const tag = cipher.getAuthTag();
-    const wrapped = sealBase(AEAD_AES_256_GCM, epochPublicKey, bindingV2(LABEL_HPKE_INFO, b), EMPTY, dataKey);
-    return {
-      version: ENVELOPE_V2,
-      salt,
-      iv,
-      ciphertext,
-      tag,
-      keyCommitment: commitment,
-      wrappedKey: Buffer.concat([wrapped.enc, wrapped.ciphertext]),
-      epochId: b.epochId,
-    };
+    return { version: ENVELOPE_V2, salt, iv, ciphertext, tag, keyCommitment: commitment, wrappedKey, epochId: b.epochId };
   } finally {
     dataKey.fill(0);
     encKey.fill(0);
+    if (window !== wrapper) window.destroy();
   }
 }
 
 const checkShapeV2 = (env: SealedEnvelopeV2): void => checkEnvelopeFields(env, ENVELOPE_V2);
 
+/** HPKE-open of the wrapped data key in either form (by its length); the caller zeroes the key. */
+function openWrappedKey(sk: X25519PrivateKey, b: EpochBinding, wrappedKey: Buffer): Buffer {
+  const enc = wrappedKey.subarray(0, HPKE_ENC_BYTES);
+  if (wrappedKey.length === WRAPPED_KEY_V2_SINGLE_SHOT_BYTES) return openBase(AEAD_AES_256_GCM, enc, sk, bindingV2(LABEL_HPKE_INFO, b), EMPTY, wrappedKey.subarray(HPKE_ENC_BYTES));
+  const seq = wrappedKey.readUInt32BE(HPKE_ENC_BYTES);
+  const ct = wrappedKey.subarray(HPKE_ENC_BYTES + WINDOW_SEQ_BYTES);
+  return openAtSequence(AEAD_AES_256_GCM, enc, sk, windowInfo(b.processor, b.epochId), seq, bindingV2(LABEL_WINDOW_AAD, b), ct);
+}
+
 /** RFC 9180 open of the wrapped data key; INTEGRITY_FAILURE (DATA_KEY_UNWRAP_FAILED) on any mismatch. */
 export function unwrapDataKeyV2(epochPrivateKey: X25519PrivateKey, b: EpochBinding, wrappedKey: Buffer): Buffer {
   assertBinding(b);
-  if (!Buffer.isBuffer(wrappedKey) || wrappedKey.length !== WRAPPED_KEY_V2_BYTES) throw integrityFailure(ENVELOPE_REASONS.malformed);
+  if (!Buffer.isBuffer(wrappedKey) || (wrappedKey.length !== WRAPPED_KEY_V2_SINGLE_SHOT_BYTES && wrappedKey.length !== WRAPPED_KEY_V2_WINDOW_BYTES)) {
+    throw integrityFailure(ENVELOPE_REASONS.malformed);
+  }
   try {
-    const key = openBase(AEAD_AES_256_GCM, wrappedKey.subarray(0, HPKE_ENC_BYTES), epochPrivateKey, bindingV2(LABEL_HPKE_INFO, b), EMPTY, wrappedKey.subarray(HPKE_ENC_BYTES));
+    const key = openWrappedKey(epochPrivateKey, b, wrappedKey);
     if (key.length !== DATA_KEY_BYTES) {
       key.fill(0);
       throw new HpkeError('wrong data key length');

@@ -51,14 +51,12 @@ function assertKey(key: Buffer): void {
   }
 }
 
+const SEPARATOR = Buffer.from([0]);
+
 // RFC 2104 HMAC-SHA-256 over label ‖ 0x00 ‖ message (labels contain no 0x00).
 function labelledHmac(key: Buffer, label: string, message: string): Buffer {
   assertKey(key);
-  return createHmac('sha256', key)
-    .update(label, 'ascii')
-    .update(Buffer.from([0]))
-    .update(message, 'utf8')
-    .digest();
+  return createHmac('sha256', key).update(label, 'ascii').update(SEPARATOR).update(message, 'utf8').digest();
 }
 
 /** Normalised, type-prefixed identifier of a payment method (the fingerprint's input). */

@@ -4,8 +4,8 @@
  * or AES-256-GCM (0x0002). Built on node:crypto (X25519 `diffieHellman`, HMAC, AES-GCM) and
  * checked against the RFC 9180 Appendix A / CFRG test vectors (test/hpke.test.ts).
  *
- * paylog uses it to wrap each transaction's 32-byte data key under an epoch public key
- * (envelope v2, src/crypto/envelope.ts): suite (0x0020, 0x0001, 0x0002).
+ * paylog wraps each transaction's 32-byte data key under an epoch public key with it (envelope
+ * v2, src/crypto/envelope-v2.ts, suite (0x0020, 0x0001, 0x0002)), one sender context per window.
  *
  * Contracts:
  * - `seal` needs only the recipient's PUBLIC key; it never sees a private key.
@@ -308,35 +308,94 @@ export function aeadOpen(aead: HpkeAead, key: Buffer, nonce: Buffer, aad: Buffer
   }
 }
 
+/**
+ * RFC 9180 §5.2 sender context, base mode (SetupBaseS): ONE encapsulation to `pkR`, then message
+ * `seq` sealed with nonce `base_nonce XOR seq` (ContextS.Seal); opened by {@link openAtSequence}.
+ * Contracts: the AEAD key and base nonce live only inside the object, {@link destroy} zeroes them
+ * and every later `seal` throws (`enc` is public); sequence numbers are used once each, in order,
+ * never past `maxMessages` (≤ 2^32 - 1: carried as a u32), then `seal` throws (§5.2
+ * MessageLimitReachedError).
+ */
+export class HpkeSenderContext {
+  static readonly MAX_MESSAGES = 0xffff_ffff;
+  private key: Buffer | null;
+  private baseNonce: Buffer | null;
+  private seq = 0;
+
+  private constructor(
+    private readonly aead: HpkeAead,
+    readonly enc: Buffer,
+    schedule: KeyScheduleOutput,
+    private readonly maxMessages: number,
+  ) {
+    this.key = schedule.key;
+    this.baseNonce = schedule.baseNonce;
+    schedule.secret.fill(0);
+  }
+
+  /** SetupBaseS(pkR, info); `ephemeral` only for test vectors (default: a fresh key pair). */
+  static setup(aead: HpkeAead, pkR: X25519PublicKey, info: Buffer, o: { maxMessages?: number; ephemeral?: X25519PrivateKey } = {}): HpkeSenderContext {
+    const maxMessages = o.maxMessages ?? HpkeSenderContext.MAX_MESSAGES;
+    if (!Number.isInteger(maxMessages) || maxMessages < 1 || maxMessages > HpkeSenderContext.MAX_MESSAGES) throw new HpkeError('maxMessages out of range');
+    const { sharedSecret, enc } = encap(pkR, o.ephemeral);
+    try {
+      return new HpkeSenderContext(aead, enc, keyScheduleBase(aead, sharedSecret, info), maxMessages);
+    } finally {
+      sharedSecret.fill(0);
+    }
+  }
+
+  /** Messages sealed so far (= the next sequence number). */
+  get sealed(): number {
+    return this.seq;
+  }
+  get isDestroyed(): boolean {
+    return this.key === null;
+  }
+
+  /** ContextS.Seal(aad, pt): the message's sequence number and ct ‖ tag. */
+  seal(aad: Buffer, plaintext: Buffer): { seq: number; ciphertext: Buffer } {
+    if (this.key === null || this.baseNonce === null) throw new HpkeError('HPKE context has been destroyed');
+    if (this.seq >= this.maxMessages) throw new HpkeError('HPKE context message limit reached');
+    const seq = this.seq++;
+    return { seq, ciphertext: aeadSeal(this.aead, this.key, computeNonce(this.baseNonce, seq), aad, plaintext) };
+  }
+
+  /** Zeroes the AEAD key and base nonce. Idempotent. */
+  destroy(): void {
+    this.key?.fill(0);
+    this.baseNonce?.fill(0);
+    this.key = null;
+    this.baseNonce = null;
+  }
+}
+
 /** RFC 9180 §6.1 single-shot Seal in base mode: SetupBaseS + ContextS.Seal (seq 0). */
-export function sealBase(
-  aead: HpkeAead,
-  pkR: X25519PublicKey,
-  info: Buffer,
-  aad: Buffer,
-  plaintext: Buffer,
-  ephemeral?: X25519PrivateKey,
-): { enc: Buffer; ciphertext: Buffer } {
-  const { sharedSecret, enc } = encap(pkR, ephemeral);
+export function sealBase(aead: HpkeAead, pkR: X25519PublicKey, info: Buffer, aad: Buffer, plaintext: Buffer, ephemeral?: X25519PrivateKey): { enc: Buffer; ciphertext: Buffer } {
+  const ctx = HpkeSenderContext.setup(aead, pkR, info, { maxMessages: 1, ...(ephemeral ? { ephemeral } : {}) });
+  try {
+    return { enc: ctx.enc, ciphertext: ctx.seal(aad, plaintext).ciphertext };
+  } finally {
+    ctx.destroy();
+  }
+}
+
+/** RFC 9180 §5.2 receiver, message `seq`: SetupBaseR(enc, skR, info), ContextR.Open with nonce `base_nonce XOR seq`. */
+export function openAtSequence(aead: HpkeAead, enc: Buffer, skR: X25519PrivateKey, info: Buffer, seq: number, aad: Buffer, ciphertext: Buffer): Buffer {
+  if (!Number.isInteger(seq) || seq < 0 || seq > HpkeSenderContext.MAX_MESSAGES) throw new HpkeError('HPKE sequence number out of range');
+  const sharedSecret = decap(enc, skR);
   const ks = keyScheduleBase(aead, sharedSecret, info);
   sharedSecret.fill(0);
   try {
-    return { enc, ciphertext: aeadSeal(aead, ks.key, ks.baseNonce, aad, plaintext) };
+    return aeadOpen(aead, ks.key, computeNonce(ks.baseNonce, seq), aad, ciphertext);
   } finally {
     ks.secret.fill(0);
     ks.key.fill(0);
+    ks.baseNonce.fill(0);
   }
 }
 
 /** RFC 9180 §6.1 single-shot Open in base mode: SetupBaseR + ContextR.Open (seq 0). */
 export function openBase(aead: HpkeAead, enc: Buffer, skR: X25519PrivateKey, info: Buffer, aad: Buffer, ciphertext: Buffer): Buffer {
-  const sharedSecret = decap(enc, skR);
-  const ks = keyScheduleBase(aead, sharedSecret, info);
-  sharedSecret.fill(0);
-  try {
-    return aeadOpen(aead, ks.key, ks.baseNonce, aad, ciphertext);
-  } finally {
-    ks.secret.fill(0);
-    ks.key.fill(0);
-  }
+  return openAtSequence(aead, enc, skR, info, 0, aad, ciphertext);
 }

@@ -3,22 +3,55 @@
  * processor's current epoch PUBLIC key (no KMS call to seal); opened with the epoch private key,
  * which src/kms/epoch-keys.ts unwraps by KMS and caches (src/keys/material-cache.ts).
  *
+ * Data keys are wrapped through key-wrap windows (src/crypto/envelope-v2.ts `KeyWrapWindowV2`):
+ * one HPKE encapsulation per epoch serves the records sealed in the next `windowMs` (at most
+ * `windowRecords` of them) instead of one X25519 key generation and agreement per record.
+ *
  * Contracts: see src/keys/record-keys.ts. Also:
  * - Seals only to an epoch `EpochKeyring.currentEpoch` or `knownCurrent` returns; a record
  *   sealed to the `knownCurrent` hint MUST be appended with its epoch as a commit-time
  *   precondition (the caller's append does), and on refusal `sealingKeyRefused` drops the hint.
+ * - A window serves one epoch (id AND public key) of one processor, in this process only; it is
+ *   destroyed (its HPKE key zeroed) when its time or record budget is spent, even with no
+ *   further traffic, and at once when its epoch is refused, forgotten or shredded. So the only
+ *   decryption capability the submit path holds is, for at most `windowMs`, the key of data
+ *   keys it wrapped itself for records it received in plaintext.
  * - Opens only when the leaf is envelope v2 and names the same epoch as the data_keys row
  *   (INTEGRITY_FAILURE otherwise). Owns every record whose key reference is an epoch.
  */
 import { createHash } from 'node:crypto';
-import { openEnvelopeV2, sealEnvelopeV2, ENVELOPE_V2 } from '../crypto/envelope-v2.js';
+import { KeyWrapWindowV2, openEnvelopeV2, sealEnvelopeV2, ENVELOPE_V2 } from '../crypto/envelope-v2.js';
+import type { X25519PublicKey } from '../crypto/hpke.js';
 import type { EnvelopeBinding } from '../crypto/envelope.js';
 import { PaylogError } from '../errors.js';
 import type { EpochKeyring } from '../kms/epoch-keys.js';
 import type { RecordKeyRef, RecordKeyring, SealContext, SealedRecord, StoredRecord } from './record-keys.js';
 
+/** Longest life of a key-wrap window (ms, from its first record). */
+const KEY_WRAP_WINDOW_MS = 200;
+/** Most records one key-wrap window wraps. */
+const KEY_WRAP_WINDOW_RECORDS = 1000;
+
+interface OpenWindow {
+  window: KeyWrapWindowV2;
+  /** SHA-256 of the window's epoch public key (the leaf's `epochPublicKeySha256`). */
+  publicKeySha256: Buffer;
+  timer: NodeJS.Timeout;
+}
+
 export class EpochRecordKeys implements RecordKeyring {
-  constructor(private readonly epochs: EpochKeyring) {}
+  /** epochId → the live key-wrap window of that epoch. */
+  private readonly windows = new Map<string, OpenWindow>();
+  private readonly windowMs: number;
+  private readonly windowRecords: number;
+
+  constructor(
+    private readonly epochs: EpochKeyring,
+    o: { windowMs?: number; windowRecords?: number } = {},
+  ) {
+    this.windowMs = o.windowMs ?? KEY_WRAP_WINDOW_MS;
+    this.windowRecords = o.windowRecords ?? KEY_WRAP_WINDOW_RECORDS;
+  }
 
   knowsSealingKey(processor: string, now: Date): boolean {
     return this.epochs.knownCurrent(processor, now) !== null;
@@ -32,8 +65,33 @@ export class EpochRecordKeys implements RecordKeyring {
 
   async seal(binding: EnvelopeBinding, plaintext: Buffer, at: SealContext): Promise<SealedRecord> {
     const epoch = await this.sealingEpoch(binding.processor, at);
-    const { epochId, ...sealed } = sealEnvelopeV2(epoch.publicKey, { ...binding, epochId: epoch.epochId }, plaintext);
-    return { ...sealed, keyRef: { epochId }, epochPublicKeySha256: createHash('sha256').update(epoch.publicKey.raw).digest() };
+    const w = this.windowFor(binding.processor, epoch.epochId, epoch.publicKey);
+    const { epochId, ...sealed } = sealEnvelopeV2(w.window, { ...binding, epochId: epoch.epochId }, plaintext);
+    if (w.window.wrapped >= this.windowRecords) this.closeWindow(epochId);
+    return { ...sealed, keyRef: { epochId }, epochPublicKeySha256: w.publicKeySha256 };
+  }
+
+  /** The live window of `epochId` for this public key and processor, or a new one. */
+  private windowFor(processor: string, epochId: string, publicKey: X25519PublicKey): OpenWindow {
+    const open = this.windows.get(epochId);
+    if (open && !open.window.isDestroyed && open.window.processor === processor && open.window.publicKey.raw.equals(publicKey.raw)) return open;
+    if (open) this.closeWindow(epochId);
+    const window = new KeyWrapWindowV2(publicKey, processor, epochId, this.windowRecords);
+    const timer = setTimeout(() => this.closeWindow(epochId, window), this.windowMs);
+    timer.unref();
+    const w: OpenWindow = { window, publicKeySha256: createHash('sha256').update(publicKey.raw).digest(), timer };
+    this.windows.set(epochId, w);
+    return w;
+  }
+
+  /** Destroys the window of `epochId` (only `which`, when given: a timer of an older window). */
+  private closeWindow(epochId: string, which?: KeyWrapWindowV2): void {
+    const open = this.windows.get(epochId);
+    if (which) which.destroy();
+    if (!open || (which && open.window !== which)) return;
+    clearTimeout(open.timer);
+    open.window.destroy();
+    this.windows.delete(epochId);
   }
 
   owns(ref: StoredRecord['keyRef']): boolean {
@@ -51,10 +109,13 @@ export class EpochRecordKeys implements RecordKeyring {
 
   sealingKeyRefused(processor: string, ref: RecordKeyRef, forgetKey: boolean): void {
     this.epochs.forgetCurrent(processor);
+    if (ref.epochId !== undefined) this.closeWindow(ref.epochId);
     if (forgetKey && ref.epochId !== undefined) this.epochs.forget(ref.epochId);
   }
 
   keyShredded(ref: StoredRecord['keyRef']): void {
-    if ('epochId' in ref) this.epochs.forget(ref.epochId);
+    if (!('epochId' in ref)) return;
+    this.closeWindow(ref.epochId);
+    this.epochs.forget(ref.epochId);
   }
 }

@@ -142,12 +142,27 @@ export function parseVerifierKey(vkey: string): { name: string; keyId: Buffer; p
   return { name, keyId: id, publicKey };
 }
 
+/**
+ * Parsed Ed25519 public keys by their raw bytes: a checkpoint is signed and verified several
+ * times a second with the same few keys, and OpenSSL's SPKI decoder is slow. Public values only;
+ * bounded (cleared when full).
+ */
+const publicKeyObjects = new Map<string, KeyObject>();
+const MAX_CACHED_PUBLIC_KEYS = 64;
+
 function toKeyObject(publicKey: Buffer): KeyObject {
+  const id = publicKey.toString('hex');
+  const known = publicKeyObjects.get(id);
+  if (known !== undefined) return known;
+  let key: KeyObject;
   try {
-    return createPublicKey({ key: Buffer.concat([ED25519_SPKI_PREFIX, publicKey]), format: 'der', type: 'spki' });
+    key = createPublicKey({ key: Buffer.concat([ED25519_SPKI_PREFIX, publicKey]), format: 'der', type: 'spki' });
   } catch (cause) {
     throw new PaylogError('BAD_REQUEST', 'invalid Ed25519 public key', undefined, { cause });
   }
+  if (publicKeyObjects.size >= MAX_CACHED_PUBLIC_KEYS) publicKeyObjects.clear();
+  publicKeyObjects.set(id, key);
+  return key;
 }
 
 // RFC 8032 §5.1.7 Ed25519 verification; false on any malformed input.

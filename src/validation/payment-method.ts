@@ -1,5 +1,6 @@
 /**
- * Payment-method checks: card numbers (brand, length, Luhn via card-validator), card expiry,
+ * Payment-method checks: card numbers (brand, length, Luhn: card-validator's verdict, computed
+ * by ./card-number.ts without its per-call table copies), card expiry,
  * ABA routing numbers, IBANs (ISO 13616 / ISO 7064 mod 97-10 via ibantools), and step 6 of
  * `validateTransactionRequest`, which applies them to a parsed payment method.
  *
@@ -8,9 +9,9 @@
  * MUST: keep a card's brand only in a WeakMap keyed by the request's own payment-method object.
  * MUST NOT: detect PANs in free text (one PAN detector: ./identifiers.ts).
  */
-import cardValidator from 'card-validator';
 import { electronicFormatIBAN, isValidIBAN } from 'ibantools';
 import { PaylogError } from '../errors.js';
+import { cardNumberVerdict } from './card-number.js';
 import { CHECK_MESSAGES } from './messages.js';
 import type { PaymentMethod } from './transaction-schema.js';
 
@@ -27,7 +28,7 @@ interface CardBrand {
 /** The one brand card-validator attributes to `pan` (digits only), or null if none/ambiguous. */
 export function detectCardBrand(pan: string): CardBrand | null {
   if (!/^\d+$/.test(pan)) return null;
-  return brandOf(cardValidator.number(pan).card);
+  return brandOf(cardNumberVerdict(pan).card);
 }
 
 function brandOf(card: { type: string; niceType: string } | null): CardBrand | null {
@@ -92,7 +93,7 @@ export function checkPaymentMethod(pm: PaymentMethod, now: Date): PaymentMethod 
   switch (pm.type) {
     case 'card': {
       // The PAN rule (PAN_SHAPE, then card-validator), with its verdict kept for the brand.
-      const verdict = PAN_SHAPE.test(pm.pan) ? cardValidator.number(pm.pan) : null;
+      const verdict = PAN_SHAPE.test(pm.pan) ? cardNumberVerdict(pm.pan) : null;
       if (!verdict?.isValid) {
         throw new PaylogError('INVALID_CARD_NUMBER', CHECK_MESSAGES.INVALID_CARD_NUMBER, {
           path: 'paymentMethod.pan',

@@ -48,9 +48,29 @@ export function keyWords(key: string): string[] {
 }
 
 /**
+ * Verdicts of {@link classifySensitiveKey} for recently seen short keys: a request's keys are
+ * nearly always the same few names, and the verdict is a pure function of the key. Bounded (the
+ * map is cleared when full) and only for keys up to {@link MEMO_MAX_KEY_LENGTH} characters, so
+ * attacker-chosen keys cannot grow it; values are never seen here, only keys.
+ */
+const verdicts = new Map<string, string | null>();
+const MEMO_MAX_ENTRIES = 1024;
+const MEMO_MAX_KEY_LENGTH = 64;
+
+/**
  * The SAD name a key matches (one of our own constant strings, safe to report), or null.
  */
 export function classifySensitiveKey(key: string): string | null {
+  if (key.length > MEMO_MAX_KEY_LENGTH) return classifyWords(key);
+  const known = verdicts.get(key);
+  if (known !== undefined) return known;
+  const verdict = classifyWords(key);
+  if (verdicts.size >= MEMO_MAX_ENTRIES) verdicts.clear();
+  verdicts.set(key, verdict);
+  return verdict;
+}
+
+function classifyWords(key: string): string | null {
   const words = keyWords(key);
   const joined = words.join('');
   if (SAD_EXACT.has(joined)) return joined;
@@ -78,16 +98,22 @@ function pathOf(node: PathNode | null): Array<string | number> {
 }
 
 /**
- * First own enumerable key, at any depth of `value` (objects and arrays, depth-first), for
- * which `classify` returns a term. Iterative with parent links (linear time and memory however
- * deep the nesting; no stack overflow); objects reachable twice (cycles) are visited once.
+ * One depth-first walk over every own enumerable key of `value` (objects and arrays), asking
+ * two questions at once: the first key for which `primary` returns a term (the walk stops
+ * there), and, when there is none, the first key for which `secondary` does. Both answers are
+ * exactly those of two separate walks (same order, same path), so a caller whose checks run in
+ * that order gets the same verdict from one pass over the body. Iterative with parent links
+ * (linear time and memory however deep the nesting; no stack overflow); objects reachable twice
+ * (cycles) are visited once.
  */
-export function findKeyDeep(
+export function findKeysDeep(
   value: unknown,
-  classify: (key: string) => string | null,
-): SensitiveKeyMatch | null {
+  primary: (key: string) => string | null,
+  secondary: (key: string) => string | null = () => null,
+): { primary: SensitiveKeyMatch | null; secondary: SensitiveKeyMatch | null } {
   const stack: Array<{ node: unknown; at: PathNode | null }> = [{ node: value, at: null }];
   const seen = new Set<object>();
+  let second: SensitiveKeyMatch | null = null;
   while (stack.length > 0) {
     const { node, at } = stack.pop()!;
     if (node === null || typeof node !== 'object' || seen.has(node)) continue;
@@ -100,8 +126,12 @@ export function findKeyDeep(
     }
     const keys = Object.keys(node);
     for (const key of keys) {
-      const term = classify(key);
-      if (term !== null) return { path: pathOf({ parent: at, segment: key }), term };
+      const term = primary(key);
+      if (term !== null) return { primary: { path: pathOf({ parent: at, segment: key }), term }, secondary: null };
+      if (second === null) {
+        const other = secondary(key);
+        if (other !== null) second = { path: pathOf({ parent: at, segment: key }), term: other };
+      }
     }
     for (let i = keys.length - 1; i >= 0; i--) {
       const key = keys[i]!;
@@ -111,10 +141,10 @@ export function findKeyDeep(
       });
     }
   }
-  return null;
+  return { primary: null, secondary: second };
 }
 
 /** First key, at any depth, that looks like sensitive authentication data (module doc). */
 export function findSensitiveAuthenticationData(value: unknown): SensitiveKeyMatch | null {
-  return findKeyDeep(value, classifySensitiveKey);
+  return findKeysDeep(value, classifySensitiveKey).primary;
 }

@@ -10,7 +10,8 @@
  *    also go into the KMS encryption context; metadata keys and values)
  *                                                  → VALIDATION_FAILED (`card_number_in_free_text`)
  * 5. currency not in the ISO 4217 table            → UNSUPPORTED_CURRENCY
- * 6. card: digits only, length/brand/Luhn via card-validator → INVALID_CARD_NUMBER;
+ * (1 and 2 are answered by one walk over the body, with the verdict of two walks in that order.)
+ * 6. card: digits only, length/brand/Luhn (card-validator's verdict) → INVALID_CARD_NUMBER;
  *    expiry month ended (UTC)                      → CARD_EXPIRED
  *    us_bank_account: 9 digits + ABA 3-7-1 check   → INVALID_ROUTING_NUMBER
  *    iban: ibantools (electronic format, BBAN format, ISO 7064 mod 97-10) → INVALID_IBAN
@@ -34,7 +35,7 @@ import { isSupportedCurrency } from './currencies.js';
 import { containsPanLikeIdentifier, containsPanLikeNumber } from './identifiers.js';
 import { CHECK_MESSAGES, issueMessage, summaryMessage } from './messages.js';
 import { checkPaymentMethod, containsIban } from './payment-method.js';
-import { findKeyDeep, findSensitiveAuthenticationData } from './sensitive.js';
+import { classifySensitiveKey, findKeysDeep } from './sensitive.js';
 import {
   encryptedTransactionRequestSchema,
   ENCRYPTED_PAYMENT_METHOD_TYPE,
@@ -83,23 +84,23 @@ function isAbsent(raw: unknown, path: ReadonlyArray<PropertyKey>): boolean {
 // ---------------------------------------------------------------------------------------------
 // Steps of validateTransactionRequest (module doc order)
 
+const reservedKey = (k: string): string | null => (RESERVED_KEYS.has(k) ? k : null);
+
+// Steps 1 and 2, in one walk over the body (findKeysDeep: the verdict of step 1, else of step 2,
+// exactly as two walks in that order).
 // Step 1: PCI DSS 3.3.1 — refuse SAD before anything else looks at the body.
-function rejectSensitiveAuthenticationData(raw: unknown): void {
-  const hit = findSensitiveAuthenticationData(raw);
-  if (hit !== null) {
+// Step 2: keys that could alter prototypes in naive consumers are refused outright.
+function rejectSensitiveAndReservedKeys(raw: unknown): void {
+  const hit = findKeysDeep(raw, classifySensitiveKey, reservedKey);
+  if (hit.primary !== null) {
     throw new PaylogError(
       'SENSITIVE_AUTHENTICATION_DATA',
       'Sensitive authentication data (card verification code, track data or PIN) is not accepted',
-      { path: sanitizePath(hit.path), field: hit.term },
+      { path: sanitizePath(hit.primary.path), field: hit.primary.term },
     );
   }
-}
-
-// Step 2: keys that could alter prototypes in naive consumers are refused outright.
-function rejectReservedKeys(raw: unknown): void {
-  const hit = findKeyDeep(raw, (k) => (RESERVED_KEYS.has(k) ? k : null));
-  if (hit !== null) {
-    throw validationFailed([{ path: sanitizePath(hit.path), code: ISSUE.reservedKey }]);
+  if (hit.secondary !== null) {
+    throw validationFailed([{ path: sanitizePath(hit.secondary.path), code: ISSUE.reservedKey }]);
   }
 }
 
@@ -150,8 +151,7 @@ function checkCurrency(req: Pick<TransactionRequest, 'amount'>): void {
  */
 export function validateTransactionRequest(raw: unknown, now: Date = new Date()): TransactionRequest {
   try {
-    rejectSensitiveAuthenticationData(raw);
-    rejectReservedKeys(raw);
+    rejectSensitiveAndReservedKeys(raw);
     const req = parseSchema(raw, transactionRequestSchema);
     rejectPanInFreeText(req);
     checkCurrency(req);
@@ -181,8 +181,7 @@ export function isEncryptedSubmission(raw: unknown): boolean {
  */
 export function validateEncryptedTransactionRequest(raw: unknown): EncryptedTransactionRequest {
   try {
-    rejectSensitiveAuthenticationData(raw);
-    rejectReservedKeys(raw);
+    rejectSensitiveAndReservedKeys(raw);
     const req = parseSchema(raw, encryptedTransactionRequestSchema);
     rejectPanInFreeText(req);
     checkCurrency(req);

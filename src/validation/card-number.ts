@@ -1,0 +1,97 @@
+/**
+ * The card-number verdict of card-validator (`cardValidator.number(value)`: one brand, its
+ * lengths, Luhn), for strings of ASCII digits, without credit-card-type's per-call deep copies:
+ * its lookup clones (a JSON round trip) every brand table a number matches, on every call.
+ * Here the tables are read ONCE, through credit-card-type's public API as card-validator
+ * re-exports it, and the same matching rules are applied to them.
+ *
+ * Contracts:
+ * - For every string of ASCII digits, {@link cardNumberVerdict} gives the same `isValid` and
+ *   the same brand (`type`, `niceType`) as `cardValidator.number` with default options
+ *   (test/card-number.test.ts compares them over every brand's pattern boundaries and random
+ *   numbers of every length 0..20); anything else is refused here (null brand, invalid).
+ * - Pure: keeps nothing of the numbers it is given.
+ */
+import cardValidator from 'card-validator';
+
+type Pattern = number | [number, number];
+interface BrandTable {
+  readonly type: string;
+  readonly niceType: string;
+  readonly patterns: readonly Pattern[];
+  readonly lengths: readonly number[];
+}
+
+export interface CardNumberVerdict {
+  /** The one brand the number belongs to (credit-card-type id and display name), or null. */
+  card: { type: string; niceType: string } | null;
+  /** One brand, one of its lengths, and Luhn (UnionPay: no Luhn, as card-validator). */
+  isValid: boolean;
+}
+
+const creditCardType = cardValidator.creditCardType;
+/** Brand tables in credit-card-type's test order (its default order; paylog never changes it). */
+const BRANDS: readonly BrandTable[] = Object.freeze(
+  Object.values(creditCardType.types).map((id) => {
+    const t = creditCardType.getTypeInfo(id);
+    return Object.freeze({ type: t.type, niceType: t.niceType, patterns: t.patterns as Pattern[], lengths: t.lengths });
+  }),
+);
+const UNIONPAY = creditCardType.types.UNIONPAY;
+const DIGITS = /^\d*$/;
+
+// credit-card-type lib/matches.js: a prefix range, compared on the digits the number has.
+function matchesRange(n: string, min: number, max: number): boolean {
+  const width = String(min).length;
+  const head = parseInt(n.substr(0, width), 10);
+  const lo = parseInt(String(min).substr(0, Math.min(width, n.length)), 10);
+  const hi = parseInt(String(max).substr(0, Math.min(width, n.length)), 10);
+  return head >= lo && head <= hi;
+}
+function matchesPattern(n: string, pattern: number): boolean {
+  const p = String(pattern);
+  return p.substring(0, n.length) === n.substring(0, p.length);
+}
+
+/** credit-card-type's lookup for a non-empty number: the best match if it is certain, else every candidate. */
+function candidates(n: string): Array<{ brand: BrandTable; strength: number | undefined }> {
+  const results: Array<{ brand: BrandTable; strength: number | undefined }> = [];
+  for (const brand of BRANDS) {
+    for (const pattern of brand.patterns) {
+      if (!(Array.isArray(pattern) ? matchesRange(n, pattern[0], pattern[1]) : matchesPattern(n, pattern))) continue;
+      const width = String(Array.isArray(pattern) ? pattern[0] : pattern).length;
+      results.push({ brand, strength: n.length >= width ? width : undefined });
+      break;
+    }
+  }
+  // lib/find-best-match.js: only when every candidate has a strength, the strongest (first on ties).
+  if (results.length === 0 || results.some((r) => !r.strength)) return results;
+  return [results.reduce((best, r) => (Number(best.strength) < Number(r.strength) ? r : best))];
+}
+
+/** card-validator's Luhn (mod 10) check. */
+function luhn(n: string): boolean {
+  let sum = 0;
+  let alt = false;
+  for (let i = n.length - 1; i >= 0; i--) {
+    let d = n.charCodeAt(i) - 48;
+    if (alt) {
+      d *= 2;
+      if (d > 9) d -= 9;
+    }
+    alt = !alt;
+    sum += d;
+  }
+  return sum % 10 === 0;
+}
+
+/** `cardValidator.number(digits)`'s brand and validity (module contract). */
+export function cardNumberVerdict(digits: string): CardNumberVerdict {
+  if (typeof digits !== 'string' || !DIGITS.test(digits) || digits.length === 0) return { card: null, isValid: false };
+  const found = candidates(digits);
+  if (found.length !== 1) return { card: null, isValid: false };
+  const brand = found[0]!.brand;
+  const card = { type: brand.type, niceType: brand.niceType };
+  const checksum = brand.type === UNIONPAY || luhn(digits);
+  return { card, isValid: checksum && brand.lengths.includes(digits.length) };
+}

@@ -30,13 +30,13 @@ export const KEY_EVENT_KINDS = [
 ] as const;
 export type KeyEventKind = (typeof KEY_EVENT_KINDS)[number];
 /** Event kinds that exist only in leaf format v3. */
-const V3_KEY_EVENT_KINDS: ReadonlySet<KeyEventKind> = new Set(['cse_key_created', 'cse_key_destroyed', 'cvc_destroyed']);
+export const V3_KEY_EVENT_KINDS: ReadonlySet<KeyEventKind> = new Set(['cse_key_created', 'cse_key_destroyed', 'cvc_destroyed']);
 /** The period a `cvc_destroyed` leaf counts: one UTC clock hour (src/cvc/ counts and logs per this period). */
 export const CVC_DESTROYED_PERIOD_MS = 60 * 60 * 1000;
 const CVC_DESTROYED_FIELDS = new Set(['v', 'type', 'time', 'event', 'actor', 'periodStart', 'periodEnd', 'counts']);
 
 /** A `cvc_destroyed` leaf holds exactly one hour and the two counts, nothing else. */
-function cvcDestroyedWellFormed(l: { event: string; periodStart?: number | undefined; periodEnd?: number | undefined; counts?: Record<string, number> | undefined }): boolean {
+export function cvcDestroyedWellFormed(l: { event: string; periodStart?: number | undefined; periodEnd?: number | undefined; counts?: Record<string, number> | undefined }): boolean {
   if (l.event !== 'cvc_destroyed') return true;
   const counts = l.counts ?? {};
   return (

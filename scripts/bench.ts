@@ -38,6 +38,10 @@ import { keysSection } from './bench/keys.js';
 import { auditorTilesSection, witnessQuorumSection } from './bench/tiles-witness.js';
 import { cseSection } from './bench/cse.js';
 import { forwardSection } from './bench/forward.js';
+import { baseCompareSection } from './bench/base-compare.js';
+import { storageSection } from './bench/storage.js';
+import { auditorScaleSection } from './bench/auditor-scale.js';
+import { profileTable, summariseCpuProfiles, type ProfileSummary } from './bench/cpu-profile.js';
 
 /**
  * Every section, in print order. Sections with `needs: 'service'` run first, while the paylog
@@ -55,6 +59,9 @@ export const SECTIONS: BenchSection[] = [
   keysSection,
   auditorTilesSection,
   witnessQuorumSection,
+  auditorScaleSection,
+  storageSection,
+  baseCompareSection,
 ];
 
 /** Targets checked at the end (figure keys are `<section id>.<figure>`). */
@@ -65,6 +72,7 @@ export const TARGETS: RatioTarget[] = [
   { label: 'keys: hierarchical all workers ÷ per-transaction 1 worker req/s', numerator: 'keys.hier_w2_rps', denominator: 'keys.pertx_w1_rps', min: 2.5 },
   { label: 'keys: hierarchical 1 worker ÷ raw INSERT, 8 clients', numerator: 'keys.hier_w1_rps', denominator: 'keys.hier_w1_raw8_rows_per_s', min: 1.0 },
   { label: 'keys: hierarchical all workers ÷ raw INSERT, 8 clients', numerator: 'keys.hier_w2_rps', denominator: 'keys.hier_w2_raw8_rows_per_s', min: 1.0 },
+  { label: 'service (all workers) best req/s ÷ raw INSERT, 8 clients, same server', numerator: 'service.best_rps', denominator: 'service.raw8_rows_per_s' },
   {
     label: 'group commit: service best req/s ÷ raw single-row INSERT rows/s',
     numerator: 'service.best_rps',
@@ -88,6 +96,7 @@ export const TARGETS: RatioTarget[] = [
     denominator: 'auditor_rebuild.raw_sha256_per_s',
     min: 0.5,
   },
+  { label: 'auditor at scale: verify-log --tiles ÷ raw SHA-256, largest size', numerator: 'auditor_scale.tiles_per_s_largest', denominator: 'auditor_scale.raw_sha256_per_s_largest', min: 0.5 },
   {
     label: 'auditor: verify-log from tiles ÷ from the entries API (entries/s)',
     numerator: 'auditor_tiles.tiles_per_s',
@@ -111,13 +120,19 @@ interface Args {
   only?: string[];
   json?: string;
   env: Record<string, string>;
+  base?: string;
 }
 
-const USAGE = `usage: npm run bench -- [--quick] [--json <file>] [--env KEY=VALUE ...] [--only ids]
+const USAGE = `usage: npm run bench -- [--quick] [--json <file>] [--env KEY=VALUE ...] [--only ids] [--base <git-ref>]
   --quick         ~30 s run (1 repetition, short rounds); default is the full ~2-3 min run
   --json <file>   also write every figure (and per-repetition details) as JSON
   --env K=V       extra environment for the paylog child (e.g. PAYLOG_BATCH_LINGER_MS=2)
-  --only a,b      run only these section ids (service, raw_insert, appender, envelope, ...)`;
+  --only a,b      run only these section ids (service, raw_insert, appender, envelope, ...)
+  --base <ref>    section "base": the service of <ref> (a temporary git worktree) vs this tree,
+                  same driver, interleaved (base, head, base, head, …; medians)
+environment: DATABASE_URL=<superuser URL> runs every service on that (external) server, a fresh
+  database each, instead of embedded PostgreSQL; BENCH_CPU_PROF_DIR=<dir> profiles every paylog
+  process and prints the top self-time entries`;
 
 function parseCli(argv: string[]): Args {
   const { values } = parseArgs({
@@ -127,6 +142,7 @@ function parseCli(argv: string[]): Args {
       json: { type: 'string' },
       env: { type: 'string', multiple: true, default: [] },
       only: { type: 'string' },
+      base: { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
     },
     strict: true,
@@ -145,7 +161,7 @@ function parseCli(argv: string[]): Args {
   const only = values.only?.split(',').map((x) => x.trim()).filter(Boolean);
   const unknown = only?.filter((id) => !SECTIONS.some((s) => s.id === id)) ?? [];
   if (unknown.length) throw new Error(`unknown section id(s) ${unknown.join(', ')}; known: ${SECTIONS.map((s) => s.id).join(', ')}`);
-  return { profile: values.quick ? 'quick' : 'full', ...(values.json ? { json: values.json } : {}), ...(only ? { only } : {}), env };
+  return { profile: values.quick ? 'quick' : 'full', ...(values.json ? { json: values.json } : {}), ...(only ? { only } : {}), ...(values.base ? { base: values.base } : {}), env };
 }
 
 function environment(): Record<string, string | number> {
@@ -164,6 +180,7 @@ function environment(): Record<string, string | number> {
     memoryGiB: Math.round((totalmem() / 2 ** 30) * 10) / 10,
     loadAvg1mAtStart: Math.round(loadavg()[0]! * 100) / 100,
     commit,
+    database: process.env.DATABASE_URL ? 'external PostgreSQL (DATABASE_URL)' : 'embedded PostgreSQL',
   };
 }
 
@@ -189,10 +206,10 @@ async function runSection(section: BenchSection, ctx: BenchContext, figures: Rec
   }
 }
 
-function report(env: Record<string, string | number>, args: Args, records: SectionRecord[], figures: Record<string, number | null>, totalS: number): string {
+function report(env: Record<string, string | number>, args: Args, records: SectionRecord[], figures: Record<string, number | null>, totalS: number, profile?: ProfileSummary): string {
   const out: string[] = [];
   out.push(`paylog benchmark — profile ${args.profile}${Object.keys(args.env).length ? `, service env ${JSON.stringify(args.env)}` : ''}`);
-  out.push(`environment: node ${env.node}, ${env.platform}, CPU ${env.cpu} × ${env.cores} cores, ${env.memoryGiB} GiB, load avg ${env.loadAvg1mAtStart} at start, commit ${env.commit}`);
+  out.push(`environment: node ${env.node}, ${env.platform}, CPU ${env.cpu} × ${env.cores} cores, ${env.memoryGiB} GiB, load avg ${env.loadAvg1mAtStart} at start, commit ${env.commit}, ${env.database}`);
   for (const r of records) {
     out.push('', `== ${r.section.title}  [${r.seconds.toFixed(1)} s]`);
     if (r.error) {
@@ -210,6 +227,10 @@ function report(env: Record<string, string | number>, args: Args, records: Secti
     rows.push([t.label, fmt(figures[t.numerator]), fmt(figures[t.denominator]), fmtRatio(v), t.min === undefined ? '—' : `≥ ${t.min}×`, verdict]);
   }
   out.push(renderTable(rows));
+  if (profile) {
+    out.push('', `== CPU profile: top self time, ${profile.files} profile(s) in BENCH_CPU_PROF_DIR from this run (every paylog process, start-up included), ${profile.totalSeconds.toFixed(1)} s sampled`);
+    out.push(renderTable(profileTable(profile)));
+  }
   out.push('', `total ${totalS.toFixed(1)} s`);
   return out.join('\n') + '\n';
 }
@@ -217,6 +238,7 @@ function report(env: Record<string, string | number>, args: Args, records: Secti
 async function main(): Promise<number> {
   const args = parseCli(process.argv.slice(2));
   const env = environment();
+  const startedAt = Date.now();
   const t0 = performance.now();
   const figures: Record<string, number | null> = {};
   const progress = (m: string) => process.stderr.write(`[bench ${((performance.now() - t0) / 1000).toFixed(0).padStart(3)} s] ${m}\n`);
@@ -237,7 +259,7 @@ async function main(): Promise<number> {
   if (withService.length > 0) {
     try {
       service = await startService({ env: args.env, progress });
-      const ctx: BenchContext = { profile: args.profile, service, figures, progress };
+      const ctx: BenchContext = { profile: args.profile, service, figures, progress, serviceEnv: args.env, ...(args.base ? { baseRef: args.base } : {}) };
       for (const s of withService) records.push(await runSection(s, ctx, figures));
     } catch (e) {
       startError = (e as Error)?.message ?? String(e);
@@ -249,13 +271,22 @@ async function main(): Promise<number> {
       service = undefined;
     }
   }
-  const ctx: BenchContext = { profile: args.profile, figures, progress };
+  const ctx: BenchContext = { profile: args.profile, figures, progress, serviceEnv: args.env, ...(args.base ? { baseRef: args.base } : {}) };
   for (const s of without) records.push(await runSection(s, ctx, figures));
 
   // Print in SECTIONS order regardless of run order.
   records.sort((a, b) => SECTIONS.indexOf(a.section) - SECTIONS.indexOf(b.section));
   const totalS = (performance.now() - t0) / 1000;
-  process.stdout.write(report(env, args, records, figures, totalS));
+  const profDir = process.env.BENCH_CPU_PROF_DIR;
+  let profile: ProfileSummary | undefined;
+  if (profDir) {
+    try {
+      profile = summariseCpuProfiles(profDir, startedAt);
+    } catch (e) {
+      progress(`cannot read the CPU profiles in ${profDir}: ${(e as Error).message}`);
+    }
+  }
+  process.stdout.write(report(env, args, records, figures, totalS, profile));
 
   if (args.json) {
     const json = {
@@ -264,6 +295,7 @@ async function main(): Promise<number> {
       environment: env,
       totalSeconds: totalS,
       figures,
+      ...(profile ? { cpuProfile: profile } : {}),
       targets: TARGETS.map((t) => {
         const value = ratio(figures[t.numerator], figures[t.denominator]);
         return { ...t, value, met: t.min === undefined || value == null ? null : value >= t.min };

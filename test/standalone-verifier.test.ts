@@ -44,7 +44,7 @@ const SHARED_FORMAT_MODULES = [
   'src/log/retention-policy.ts',
   'src/log/witness/cosignature.ts',
 ];
-const SHARED_FORMAT_FOLDERS = ['src/log/leaf/', 'src/log/tiles/'];
+const SHARED_FORMAT_FOLDERS = ['src/log/leaf/', 'src/log/merkle/', 'src/log/tiles/'];
 const AUDITOR_FOLDERS = ['src/audit/', 'src/net/'];
 /** Auditor modules that declare types only (esbuild drops them: nothing to bundle). */
 const TYPE_ONLY_AUDITOR_MODULES = ['src/audit/inputs.ts'];

@@ -16,6 +16,10 @@ export interface BenchContext {
   readonly service?: ServiceHandle;
   /** Figures published by sections that already ran (keyed `<sectionId>.<figure>`). */
   readonly figures: Readonly<Record<string, number | null>>;
+  /** `--base <git-ref>`: the commit whose service the `base` section compares with this tree's. */
+  readonly baseRef?: string;
+  /** `--env K=V` settings, for sections that start their own services. */
+  readonly serviceEnv?: Readonly<Record<string, string>>;
   /** Progress line on stderr (stdout is kept for the final report). */
   progress(message: string): void;
 }

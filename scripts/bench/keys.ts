@@ -18,20 +18,18 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { startLocalKms } from '../../src/kms/local/server.js';
 import { median, type BenchContext, type BenchSection, type Cell, type SectionResult } from './core.js';
 import { startService } from './service.js';
-import { EMBEDDED_DATABASE } from '../../src/app.js';
 import { loadRun, type LoadRun } from './throughput.js';
+import { rawInsertRate } from './raw-insert.js';
 
 export const KEYS_PROFILES = {
   quick: { seconds: 4, warmupSeconds: 2, concurrencies: [32, 128], rounds: 1, reps: 1, rawMs: 1000 },
   full: { seconds: 8, warmupSeconds: 3, concurrencies: [32, 128], rounds: 2, reps: 1, rawMs: 2000 },
 } as const;
 
-const TABLE = 'paylog_bench_keys_raw';
 /** Wait after a load run before counting, so requests in flight at its end have finished. */
 const SETTLE_MS = 1500;
 
@@ -39,37 +37,6 @@ const medianOrNull = (xs: (number | null)[]): number | null => {
   const v = xs.filter((x): x is number => x !== null);
   return v.length ? median(v) : null;
 };
-
-/** Durable single-row INSERTs, autocommit, synchronous_commit=on, from `clients` connections at once. */
-export async function rawInsertRate(adminUrl: string, clients: number, ms: number): Promise<number> {
-  const setup = new pg.Client({ connectionString: adminUrl });
-  await setup.connect();
-  await setup.query(`CREATE TABLE IF NOT EXISTS ${TABLE} (id bigserial PRIMARY KEY, payload bytea NOT NULL)`);
-  const conns = await Promise.all(
-    Array.from({ length: clients }, async () => {
-      const c = new pg.Client({ connectionString: adminUrl });
-      await c.connect();
-      await c.query('SET synchronous_commit = on');
-      return c;
-    }),
-  );
-  const payload = randomBytes(256);
-  let n = 0;
-  const t0 = performance.now();
-  await Promise.all(
-    conns.map(async (c) => {
-      while (performance.now() - t0 < ms) {
-        await c.query({ name: 'bench_keys_raw', text: `INSERT INTO ${TABLE} (payload) VALUES ($1)`, values: [payload] });
-        n++;
-      }
-    }),
-  );
-  const rate = n / ((performance.now() - t0) / 1000);
-  await Promise.all(conns.map((c) => c.end()));
-  await setup.query(`DROP TABLE ${TABLE}`);
-  await setup.end();
-  return rate;
-}
 
 interface Config {
   id: string;
@@ -92,7 +59,7 @@ async function runKeys(ctx: BenchContext): Promise<SectionResult> {
   /** KMS calls that wrap or unwrap key material (the per-record cost); the rest are probes and checkpoint signatures. */
   const KEY_OPS = ['GenerateDataKey', 'Encrypt', 'Decrypt', 'ReEncrypt'];
   const keyKms = () => KEY_OPS.reduce((a, op) => a + (kms.requestCounts.get(op) ?? 0), 0);
-  type AtConcurrency = { concurrency: number; rps: number; p50: number; p99: number; svcCpu: number | null; pgCpu: number | null; benchCpu: number };
+  type AtConcurrency = { concurrency: number; rps: number; p50: number; p99: number; cpuUsPerTx: number | null; svcCpu: number | null; pgCpu: number | null; benchCpu: number };
   const results: Record<string, { rps: number; best: AtConcurrency; at: AtConcurrency[]; kmsPer10k: number; keyKmsPer10k: number; ok: number; non2xx: number; raw1: number; raw8: number }> = {};
   /** Everything measured for one configuration, over all its rounds. */
   type Acc = { runs: LoadRun[]; kmsCalls: number; keyCalls: number; records: number; ok: number; raw1: number[]; raw8: number[] };
@@ -112,7 +79,7 @@ async function runKeys(ctx: BenchContext): Promise<SectionResult> {
         try {
           await loadRun(service, 8, p.warmupSeconds, -1);
           const countRecords = async () => {
-            const c = new pg.Client({ connectionString: service.pgAdminUrl().replace(/\/postgres$/, `/${EMBEDDED_DATABASE}`) });
+            const c = new pg.Client({ connectionString: service.serviceDbUrl() });
             await c.connect();
             try {
               return Number((await c.query('SELECT count(*) AS n FROM data_keys')).rows[0].n);
@@ -157,6 +124,7 @@ async function runKeys(ctx: BenchContext): Promise<SectionResult> {
         rps: median(rs.map((r) => r.rps)),
         p50: median(rs.map((r) => r.p50ms)),
         p99: median(rs.map((r) => r.p99ms)),
+        cpuUsPerTx: medianOrNull(rs.map((r) => r.serviceCpuUsPerTx)),
         svcCpu: medianOrNull(rs.map((r) => r.serviceCpuPct)),
         pgCpu: medianOrNull(rs.map((r) => r.postgresCpuPct)),
         benchCpu: median(rs.map((r) => r.loadGenCpuPct)),
@@ -175,16 +143,18 @@ async function runKeys(ctx: BenchContext): Promise<SectionResult> {
       raw8: median(a.raw8),
     };
   }
-  const table: Cell[][] = [['key mode', 'workers', 'connections', 'req/s', 'p50 ms', 'p99 ms', 'KMS key ops /10k tx', 'all KMS calls /10k tx', 'raw INSERT 1 client', 'raw INSERT 8 clients', '÷ raw 8', 'non-2xx', 'svc CPU %', 'pg CPU %', 'bench CPU %']];
+  const table: Cell[][] = [['key mode', 'workers', 'connections', 'req/s', 'p50 ms', 'p99 ms', 'KMS key ops /10k tx', 'all KMS calls /10k tx', 'raw INSERT 1 client', 'raw INSERT 8 clients', '÷ raw 8', 'non-2xx', 'svc CPU µs/tx', 'svc CPU %', 'pg CPU %', 'bench CPU %']];
   const figures: Record<string, number | null> = {};
   for (const c of configs) {
     const r = results[c.id]!;
     for (const a of r.at) {
       // KMS counts, raw rates and errors are per configuration (all its runs): on its best row.
       const isBest = a === r.best;
-      table.push([c.mode, c.workers, `${a.concurrency}${isBest ? ' (best)' : ''}`, a.rps, a.p50, a.p99, isBest ? r.keyKmsPer10k : '', isBest ? r.kmsPer10k : '', isBest ? r.raw1 : '', isBest ? r.raw8 : '', `${(a.rps / r.raw8).toFixed(2)}×`, isBest ? r.non2xx : '', a.svcCpu ?? '—', a.pgCpu ?? '—', a.benchCpu]);
+      table.push([c.mode, c.workers, `${a.concurrency}${isBest ? ' (best)' : ''}`, a.rps, a.p50, a.p99, isBest ? r.keyKmsPer10k : '', isBest ? r.kmsPer10k : '', isBest ? r.raw1 : '', isBest ? r.raw8 : '', `${(a.rps / r.raw8).toFixed(2)}×`, isBest ? r.non2xx : '', a.cpuUsPerTx ?? '—', a.svcCpu ?? '—', a.pgCpu ?? '—', a.benchCpu]);
       figures[`${c.id}_c${a.concurrency}_rps`] = a.rps;
       figures[`${c.id}_c${a.concurrency}_p99_ms`] = a.p99;
+      figures[`${c.id}_c${a.concurrency}_p50_ms`] = a.p50;
+      figures[`${c.id}_c${a.concurrency}_cpu_us_per_tx`] = a.cpuUsPerTx;
     }
     Object.assign(figures, {
       [`${c.id}_rps`]: r.rps,
@@ -212,7 +182,7 @@ async function runKeys(ctx: BenchContext): Promise<SectionResult> {
       `hierarchical ÷ per-transaction: ${figures.ratio_hier_vs_pertx_w1!.toFixed(2)}× on 1 worker, ${figures.ratio_hier_vs_pertx_wall!.toFixed(2)}× on ${all} workers; hierarchical ${all} workers ÷ per-transaction 1 worker ${figures.ratio_hier_wall_vs_pertx_w1!.toFixed(2)}×`,
       `hierarchical ${all} workers ÷ 1 worker: ${figures.ratio_workers_hier!.toFixed(2)}×; at ${p.concurrencies[0]} connections only: ${(hn.at[0]!.rps / h1.at[0]!.rps).toFixed(2)}× (hierarchical ${all} workers ÷ per-transaction 1 worker ${(hn.at[0]!.rps / p1.at[0]!.rps).toFixed(2)}×)`,
       `${p.rounds} round(s), configuration order reversed each round, a fresh paylog per configuration per round; each configuration at ${p.concurrencies.join(' and ')} connections, ${p.rounds * p.reps} × ${p.seconds} s each (median); req/s of a configuration = its best connection count (marked); KMS calls counted at the local endpoint during the measured runs, per record written (rows counted in the database): "key ops" = GenerateDataKey + Encrypt + Decrypt + ReEncrypt (per-record cost); "all" adds DescribeKey readiness probes and Sign for checkpoints`,
-      'CPU % = CPU-seconds / wall-second (100 % = one core; the box has ' + cpus().length + '): "svc" = paylog and its workers, "pg" = PostgreSQL, "bench" = this process (load generator + the counting local KMS endpoint, so per-transaction KMS work lands here)',
+      'svc CPU µs/tx = CPU of every process of the service (primary, workers; not PostgreSQL) over the run ÷ 2xx responses. CPU % = CPU-seconds / wall-second (100 % = one core; the box has ' + cpus().length + '): "svc" = paylog and its workers, "pg" = PostgreSQL, "bench" = this process (load generator + the counting local KMS endpoint, so per-transaction KMS work lands here)',
     ],
     details: results,
   };

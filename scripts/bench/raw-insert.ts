@@ -16,6 +16,7 @@ export const RAW_INSERT_PROFILES = {
 /** Roughly the size of one service entry's ciphertext + leaf. */
 export const RAW_PAYLOAD_BYTES = 256;
 const TABLE = 'paylog_bench_raw_insert';
+const TABLE_N = 'paylog_bench_raw_insert_n';
 const SERVER_SETTINGS = ['fsync', 'synchronous_commit', 'wal_sync_method', 'full_page_writes', 'commit_delay', 'server_version'];
 
 async function runRawInsert(ctx: BenchContext): Promise<SectionResult> {
@@ -64,3 +65,34 @@ export const rawInsertSection: BenchSection = {
   needs: 'service',
   run: runRawInsert,
 };
+
+/** Durable single-row INSERTs, autocommit, synchronous_commit=on, from `clients` connections at once. */
+export async function rawInsertRate(adminUrl: string, clients: number, ms: number): Promise<number> {
+  const setup = new pg.Client({ connectionString: adminUrl });
+  await setup.connect();
+  await setup.query(`CREATE TABLE IF NOT EXISTS ${TABLE_N} (id bigserial PRIMARY KEY, payload bytea NOT NULL)`);
+  const conns = await Promise.all(
+    Array.from({ length: clients }, async () => {
+      const c = new pg.Client({ connectionString: adminUrl });
+      await c.connect();
+      await c.query('SET synchronous_commit = on');
+      return c;
+    }),
+  );
+  const payload = randomBytes(256);
+  let n = 0;
+  const t0 = performance.now();
+  await Promise.all(
+    conns.map(async (c) => {
+      while (performance.now() - t0 < ms) {
+        await c.query({ name: 'bench_raw_n', text: `INSERT INTO ${TABLE_N} (payload) VALUES ($1)`, values: [payload] });
+        n++;
+      }
+    }),
+  );
+  const rate = n / ((performance.now() - t0) / 1000);
+  await Promise.all(conns.map((c) => c.end()));
+  await setup.query(`DROP TABLE ${TABLE_N}`);
+  await setup.end();
+  return rate;
+}

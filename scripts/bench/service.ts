@@ -1,7 +1,11 @@
 /**
  * The paylog service under test, run as a CHILD PROCESS (`node --import tsx src/main.ts`, the
  * same as `tsx src/main.ts`) so the load generator never shares the service's event loop.
- * Defaults: embedded PostgreSQL + local KMS under a fresh temp data dir, dev PKI.
+ * Defaults: embedded PostgreSQL + local KMS under a fresh temp data dir, dev PKI. With
+ * `DATABASE_URL` set in the bench's environment (a superuser URL of an external server, e.g.
+ * PostgreSQL 15), every service gets a fresh database `paylog_bench_<hex>` on that server instead
+ * (created before start, dropped after stop) and no embedded PostgreSQL runs.
+ * `opts.root` runs the service of another checkout (the `--base` comparison) with this driver.
  *
  * Contract: `startService()` resolves once `/readyz` answers 200; `stop()` sends SIGTERM (the
  * service finishes in-flight batches and stops PostgreSQL), escalates to SIGKILL after a grace
@@ -9,11 +13,15 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import pg from 'pg';
 import { Agent, request } from 'undici';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { freePort } from '../../src/db/embedded.js';
+import { createDatabase, dropDatabase } from '../../src/db/connection.js';
+import { EMBEDDED_DATABASE } from '../../src/app.js';
 
 export const REPO_ROOT = resolve(fileURLToPath(new URL('../..', import.meta.url)));
 export const READY_TIMEOUT_MS = 120_000;
@@ -35,8 +43,12 @@ export interface ServiceHandle {
   readonly env: Readonly<Record<string, string>>;
   /** The dev `checkout` principal's client certificate + the dev CA. */
   readonly checkoutTls: ServiceTls;
-  /** Superuser URL of the embedded PostgreSQL server the service runs on (database `postgres`). */
+  /** Superuser URL of the PostgreSQL server the service runs on (embedded: database `postgres`; external: DATABASE_URL). */
   pgAdminUrl(): string;
+  /** Superuser URL of the service's own database on that server. */
+  serviceDbUrl(): string;
+  /** `embedded PostgreSQL` or `external PostgreSQL (DATABASE_URL)`. */
+  readonly database: string;
   /** CPU seconds used so far by the service process and by its PostgreSQL server (null: no /proc). */
   cpuSeconds(): { service: number | null; postgres: number | null };
   /** Null while running; otherwise how the child exited and the tail of its stderr. */
@@ -47,7 +59,11 @@ export interface ServiceHandle {
 }
 
 /** `opts.env` adds service settings (e.g. PAYLOG_BATCH_LINGER_MS, from `npm run bench -- --env K=V`). */
-export async function startService(opts: { env?: Record<string, string>; progress?: (m: string) => void } = {}): Promise<ServiceHandle> {
+export async function startService(opts: { env?: Record<string, string>; progress?: (m: string) => void; root?: string } = {}): Promise<ServiceHandle> {
+  const root = opts.root ?? REPO_ROOT;
+  const external = process.env.DATABASE_URL || undefined;
+  const dbName = `paylog_bench_${randomBytes(4).toString('hex')}`;
+  const externalDbUrl = external ? await createDatabase(external, dbName) : undefined;
   const dataDir = mkdtempSync(join(tmpdir(), 'paylog-bench-'));
   const host = '127.0.0.1';
   const port = await freePort(host);
@@ -66,13 +82,14 @@ export async function startService(opts: { env?: Record<string, string>; progres
   // Never let an outer DATABASE_URL / AWS setting redirect the benchmark to real infrastructure.
   const childEnv: NodeJS.ProcessEnv = { ...process.env, ...env };
   for (const k of ['DATABASE_URL', 'PAYLOG_APP_DATABASE_URL', 'AWS_ENDPOINT_URL_KMS', 'AWS_REGION']) delete childEnv[k];
+  if (externalDbUrl) childEnv.DATABASE_URL = externalDbUrl;
 
   // BENCH_CPU_PROF_DIR=<dir>: the child (and its cluster workers, which inherit execArgv) write V8
   // CPU profiles there on exit — the way the issue's "CPU profile at concurrency 32" was taken.
   const profDir = process.env.BENCH_CPU_PROF_DIR;
   const profArgs = profDir ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`] : [];
   const child = spawn(process.execPath, [...profArgs, '--import', 'tsx', 'src/main.ts'], {
-    cwd: REPO_ROOT,
+    cwd: root,
     env: childEnv,
     stdio: ['ignore', 'ignore', 'pipe'],
   });
@@ -88,12 +105,13 @@ export async function startService(opts: { env?: Record<string, string>; progres
     (stopped ??= (async () => {
       await terminate(child, exitPromise, () => exited !== undefined);
       rmSync(dataDir, { recursive: true, force: true });
+      if (external) await dropDatabase(external, dbName).catch(() => {});
     })());
 
   const url = `https://${host}:${port}`;
   const get = (path: string) => httpsGet(url + path, caOrUndefined(dataDir));
   try {
-    await waitReady(get, () => exited, () => stderrTail, opts.progress);
+    await waitReady(get, () => exited, () => stderrTail, opts.progress, external ? 'external PostgreSQL' : 'embedded PostgreSQL');
   } catch (e) {
     await stop();
     throw e;
@@ -104,12 +122,17 @@ export async function startService(opts: { env?: Record<string, string>; progres
     cert: readFileSync(join(pki, 'checkout.pem')),
     key: readFileSync(join(pki, 'checkout-key.pem')),
   };
+  const adminUrl = external ?? embeddedAdminUrl(dataDir);
+  const serviceDbUrl = externalDbUrl ?? adminUrl.replace(/\/postgres$/, `/${EMBEDDED_DATABASE}`);
+  // The server's postmaster: the embedded one's pid file, or (external) its data directory's, when this user can read it.
+  const postmaster = external ? await externalPostmasterPid(external) : postmasterPid(dataDir);
   const cpuSeconds = () => ({
-    service: child.pid === undefined ? null : serviceCpuSeconds(child.pid, dataDir),
-    postgres: postgresCpuSeconds(dataDir),
+    service: child.pid === undefined ? null : serviceCpuSeconds(child.pid, postmaster),
+    postgres: postmaster === null ? null : treeCpuSeconds(postmaster, null),
   });
   const exitInfo = () => (exited ? `paylog child exited (code ${exited.code}, signal ${exited.signal}); stderr tail:\n${stderrTail}` : null);
-  return { url, host, port, dataDir, env, checkoutTls, pgAdminUrl: () => embeddedAdminUrl(dataDir), cpuSeconds, exitInfo, get, stop };
+  const database = external ? 'external PostgreSQL (DATABASE_URL)' : 'embedded PostgreSQL';
+  return { url, host, port, dataDir, env, checkoutTls, database, pgAdminUrl: () => adminUrl, serviceDbUrl: () => serviceDbUrl, cpuSeconds, exitInfo, get, stop };
 }
 
 function caOrUndefined(dataDir: string): Buffer | undefined {
@@ -134,9 +157,10 @@ async function waitReady(
   exited: () => { code: number | null; signal: string | null } | undefined,
   stderrTail: () => string,
   progress?: (m: string) => void,
+  database = 'embedded PostgreSQL',
 ): Promise<void> {
   const t0 = Date.now();
-  progress?.('starting paylog child process (embedded PostgreSQL + local KMS)…');
+  progress?.(`starting paylog child process (${database} + local KMS)…`);
   while (Date.now() - t0 < READY_TIMEOUT_MS) {
     const x = exited();
     if (x) throw new Error(`paylog exited during start-up (code ${x.code}, signal ${x.signal}):\n${stderrTail()}`);
@@ -179,7 +203,7 @@ export function embeddedAdminUrl(dataDir: string): string {
 /** Linux USER_HZ; 100 on every mainstream kernel build. */
 const CLOCK_TICKS_PER_SECOND = 100;
 
-/** Fields after the `(comm)` of /proc/<pid>/stat: [0]=state, [1]=ppid, ..., [11]=utime, [12]=stime. */
+/** Fields after the `(comm)` of /proc/<pid>/stat: [0]=state, [1]=ppid, ..., [11]=utime, [12]=stime, [13]=cutime, [14]=cstime. */
 function statFields(pid: number): string[] | null {
   try {
     const s = readFileSync(`/proc/${pid}/stat`, 'utf8');
@@ -197,19 +221,41 @@ export function processCpuSeconds(pid: number): number | null {
 }
 
 /**
- * CPU seconds of the paylog child and its worker processes (PAYLOG_WORKERS forks them as direct
- * children), not counting the embedded PostgreSQL server, which is also its child.
+ * CPU seconds of the process tree under `root` — every descendant (the service's cluster workers,
+ * anything they start), plus the CPU of descendants that already exited and were reaped
+ * (`cutime`/`cstime`) — leaving out the subtree of `exclude` (the embedded PostgreSQL server,
+ * itself a child of the service). Null without /proc.
  */
-export function serviceCpuSeconds(pid: number, dataDir: string): number | null {
-  let total = processCpuSeconds(pid);
-  if (total === null) return null;
-  const postmaster = postmasterPid(dataDir);
+function treeCpuSeconds(root: number, exclude: number | null): number | null {
+  const rootFields = statFields(root);
+  if (!rootFields) return null;
+  const children = new Map<number, number[]>();
+  const fields = new Map<number, string[]>();
   for (const name of readdirSync('/proc')) {
-    if (!/^\d+$/.test(name) || Number(name) === postmaster) continue;
-    const f = statFields(Number(name));
-    if (f && Number(f[1]) === pid) total += (Number(f[11]) + Number(f[12])) / CLOCK_TICKS_PER_SECOND;
+    if (!/^\d+$/.test(name)) continue;
+    const pid = Number(name);
+    const f = statFields(pid);
+    if (!f) continue;
+    fields.set(pid, f);
+    const ppid = Number(f[1]);
+    (children.get(ppid) ?? children.set(ppid, []).get(ppid)!).push(pid);
   }
-  return total;
+  const ticks = (f: string[], reaped: boolean) => Number(f[11]) + Number(f[12]) + (reaped ? Number(f[13]) + Number(f[14]) : 0);
+  // The excluded server's own reaped children are counted in its cutime, never in ours (it is never reaped while measured).
+  let total = ticks(rootFields, true);
+  const queue = [...(children.get(root) ?? [])];
+  while (queue.length > 0) {
+    const pid = queue.pop()!;
+    if (pid === exclude) continue;
+    total += ticks(fields.get(pid)!, true);
+    queue.push(...(children.get(pid) ?? []));
+  }
+  return total / CLOCK_TICKS_PER_SECOND;
+}
+
+/** CPU seconds of the paylog child and all its descendants (workers), not counting the embedded PostgreSQL server. */
+export function serviceCpuSeconds(pid: number, postmaster: number | null): number | null {
+  return treeCpuSeconds(pid, postmaster);
 }
 
 function postmasterPid(dataDir: string): number | null {
@@ -220,18 +266,20 @@ function postmasterPid(dataDir: string): number | null {
   }
 }
 
-/** CPU seconds of the embedded postmaster and its direct children (backends, walwriter, ...). */
-export function postgresCpuSeconds(dataDir: string): number | null {
-  const postmaster = postmasterPid(dataDir);
-  if (postmaster === null) return null;
-  let total = processCpuSeconds(postmaster);
-  if (total === null) return null;
-  for (const name of readdirSync('/proc')) {
-    if (!/^\d+$/.test(name)) continue;
-    const f = statFields(Number(name));
-    if (f && Number(f[1]) === postmaster) total += (Number(f[11]) + Number(f[12])) / CLOCK_TICKS_PER_SECOND;
+/** The postmaster of an external server on this machine (its data directory's postmaster.pid), or null. */
+async function externalPostmasterPid(adminUrl: string): Promise<number | null> {
+  const c = new pg.Client({ connectionString: adminUrl });
+  try {
+    await c.connect();
+    const dir = (await c.query<{ d: string }>('SELECT current_setting($1) AS d', ['data_directory'])).rows[0]?.d;
+    if (!dir) return null;
+    const pid = Number(readFileSync(join(dir, 'postmaster.pid'), 'utf8').split('\n')[0]);
+    return Number.isInteger(pid) && pid > 0 && statFields(pid) ? pid : null;
+  } catch {
+    return null; // another machine, or not readable: PostgreSQL CPU is then not reported
+  } finally {
+    await c.end().catch(() => {});
   }
-  return total;
 }
 
 async function httpsGet(url: string, ca: Buffer | undefined): Promise<{ status: number; text: string }> {

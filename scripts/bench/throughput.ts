@@ -12,11 +12,12 @@ import { randomBytes } from 'node:crypto';
 import autocannon from 'autocannon';
 import { luhnValid } from '../../src/validation/identifiers.js';
 import { median, type BenchContext, type BenchSection, type Cell, type SectionResult } from './core.js';
+import { rawInsertRate } from './raw-insert.js';
 import { describeBuckets, diffHistogram, parseHistogram, type HistogramSnapshot, type ServiceHandle } from './service.js';
 
 export const THROUGHPUT_PROFILES = {
-  quick: { concurrencies: [1, 8, 32, 64], reps: 1, seconds: 3, warmupSeconds: 1 },
-  full: { concurrencies: [1, 8, 32, 64], reps: 3, seconds: 7, warmupSeconds: 3 },
+  quick: { concurrencies: [1, 8, 32, 64], reps: 1, seconds: 3, warmupSeconds: 1, rawMs: 1000 },
+  full: { concurrencies: [1, 8, 32, 64], reps: 3, seconds: 7, warmupSeconds: 3, rawMs: 2000 },
 } as const;
 
 /** Public test card (Visa test number); never a real card. */
@@ -71,6 +72,8 @@ export interface LoadRun {
   batchEntries: number;
   batchHistogram: string;
   serviceCpuPct: number | null;
+  /** µs of service CPU (all its processes) per 2xx submission over the run. */
+  serviceCpuUsPerTx: number | null;
   postgresCpuPct: number | null;
   loadGenCpuPct: number;
 }
@@ -119,6 +122,7 @@ export async function loadRun(service: ServiceHandle, concurrency: number, secon
     batchEntries: batches.sum,
     batchHistogram: describeBuckets(batches),
     serviceCpuPct: pct(cpu0.service, cpu1.service),
+    serviceCpuUsPerTx: cpu0.service === null || cpu1.service === null || result['2xx'] === 0 ? null : ((cpu1.service - cpu0.service) * 1e6) / result['2xx'],
     postgresCpuPct: pct(cpu0.postgres, cpu1.postgres),
     loadGenCpuPct: ((self1.user + self1.system) / 1e6 / wallS) * 100,
   };
@@ -146,7 +150,7 @@ async function runThroughput(ctx: BenchContext): Promise<SectionResult> {
 
   const figures: Record<string, number | null> = {};
   const table: Cell[][] = [
-    ['conc', 'req/s (2xx)', 'p50 ms', 'p99 ms', 'non-2xx', 'errors', 'mean batch', 'svc CPU %', 'pg CPU %', 'loadgen CPU %'],
+    ['conc', 'req/s (2xx)', 'p50 ms', 'p99 ms', 'non-2xx', 'errors', 'mean batch', 'svc CPU µs/tx', 'svc CPU %', 'pg CPU %', 'loadgen CPU %'],
   ];
   let best = { c: 0, rps: -1 };
   for (const c of p.concurrencies) {
@@ -159,6 +163,7 @@ async function runThroughput(ctx: BenchContext): Promise<SectionResult> {
     const nBatches = rs.reduce((a, r) => a + r.batches, 0);
     const meanBatch = nBatches > 0 ? rs.reduce((a, r) => a + r.batchEntries, 0) / nBatches : null;
     const svcCpu = medianOrNull(rs.map((r) => r.serviceCpuPct));
+    const cpuPerTx = medianOrNull(rs.map((r) => r.serviceCpuUsPerTx));
     const pgCpu = medianOrNull(rs.map((r) => r.postgresCpuPct));
     const lgCpu = median(rs.map((r) => r.loadGenCpuPct));
     Object.assign(figures, {
@@ -169,19 +174,26 @@ async function runThroughput(ctx: BenchContext): Promise<SectionResult> {
       [`errors_c${c}`]: errors,
       [`mean_batch_c${c}`]: meanBatch,
       [`service_cpu_pct_c${c}`]: svcCpu,
+      [`cpu_us_per_tx_c${c}`]: cpuPerTx,
       [`postgres_cpu_pct_c${c}`]: pgCpu,
     });
-    table.push([c, rps, p50, p99, non2xx, errors, meanBatch, svcCpu, pgCpu, lgCpu]);
+    table.push([c, rps, p50, p99, non2xx, errors, meanBatch, cpuPerTx, svcCpu, pgCpu, lgCpu]);
     if (rps > best.rps) best = { c, rps };
   }
   figures.best_rps = best.rps;
   figures.best_concurrency = best.c;
+  // The yardstick of the issue: pgbench-like 8-client single-row durable INSERTs on the same server.
+  ctx.progress(`service: raw INSERT rate, 8 clients, ${p.rawMs} ms`);
+  const raw8 = await rawInsertRate(service.pgAdminUrl(), 8, p.rawMs);
+  figures.raw8_rows_per_s = raw8;
+  figures.best_over_raw8 = best.rps / raw8;
 
   const bestRuns = runs.filter((r) => r.concurrency === best.c);
   const notes = [
-    `best: ${Math.round(best.rps)} req/s at concurrency ${best.c} (median of ${p.reps} × ${p.seconds} s; reps interleaved across concurrencies)`,
+    `best: ${Math.round(best.rps)} req/s at concurrency ${best.c} (median of ${p.reps} × ${p.seconds} s; reps interleaved across concurrencies); ${service.database}, workers ${service.env.PAYLOG_WORKERS ?? 'default'}`,
+    `service (all workers) ÷ 8-client single-row INSERT rate of the same server: ${Math.round(best.rps)} ÷ ${Math.round(raw8)} = ${(best.rps / raw8).toFixed(2)}× (long-run goal 1.0×)`,
     `batch sizes at concurrency ${best.c} (paylog_log_batch_size, per-bucket counts): ${bestRuns.map((r) => r.batchHistogram || 'none').join(' | ')}`,
-    'CPU % = CPU-seconds / wall-second (100 % = one full core; the box has 2). The load generator shares those cores.',
+    'CPU % = CPU-seconds / wall-second (100 % = one full core; the box has 2). The load generator shares those cores. svc CPU µs/tx = CPU of every process of the service (primary, workers, their children; not PostgreSQL) over the run ÷ 2xx responses',
   ];
   return { table, figures, notes, details: { profile: p, runs } };
 }

@@ -6,7 +6,7 @@
  * reports). The PAN detector is the one validation uses (src/validation/identifiers.ts).
  */
 import { PaylogError } from '../errors.js';
-import { decodeLeaf, type Leaf } from '../log/leaf.js';
+import { decodeLeaf, decodeLeafFast, type Leaf } from '../log/leaf.js';
 import { containsPanLikeIdentifier, containsPanLikeNumber, mayHoldPan } from '../validation/identifiers.js';
 import type { Failure } from './failures.js';
 
@@ -51,6 +51,19 @@ function leafHoldsPanLikeNumber(value: unknown, key = '', freeText = false): boo
  * Returns the decoded leaf or a failure (never includes the offending string).
  */
 export function checkLeaf(index: number, bytes: Uint8Array): { leaf: Leaf } | { failure: Failure } {
+  // Hot path (issue 20): a CBOR leaf the fast decoder vouches for is exactly what decodeLeaf
+  // returns; the PAN walk then runs only when one of its text strings could pass `mayHoldPan`.
+  const fast = decodeLeafFast(bytes);
+  if (fast !== undefined) return fast.textMayHoldPan && leafHoldsPanLikeNumber(fast.leaf) ? cardDataFailure(index) : { leaf: fast.leaf };
+  return checkLeafReference(index, bytes);
+}
+
+/**
+ * The reference leaf check (`decodeLeaf` with its zod schemas, then the PAN pre-filter and walk):
+ * what {@link checkLeaf} does for every leaf the fast path does not vouch for, and what
+ * test/leaf-fast-decode.test.ts holds the fast path to.
+ */
+export function checkLeafReference(index: number, bytes: Uint8Array): { leaf: Leaf } | { failure: Failure } {
   let leaf: Leaf;
   try {
     leaf = decodeLeaf(bytes);
@@ -63,7 +76,11 @@ export function checkLeaf(index: number, bytes: Uint8Array): { leaf: Leaf } | { 
   // fold a non-ASCII character into a digit) cannot hold a PAN-like string. A v2 (CBOR) leaf
   // always has such bytes; the walk then tests each text string with the same cheap check first.
   if (mayHoldPan(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('latin1')) && leafHoldsPanLikeNumber(leaf)) {
-    return { failure: { code: 'CARD_DATA_IN_LEAF', index, message: `entry ${index}: leaf holds a Luhn-valid 13-19 digit number (possible card data)` } };
+    return cardDataFailure(index);
   }
   return { leaf };
+}
+
+function cardDataFailure(index: number): { failure: Failure } {
+  return { failure: { code: 'CARD_DATA_IN_LEAF', index, message: `entry ${index}: leaf holds a Luhn-valid 13-19 digit number (possible card data)` } };
 }

@@ -22,7 +22,7 @@
  * Memory: 40 bytes per transaction leaf (index, time, key reference, 128-bit SHA-256 prefix of
  * its id); the other verifier checks stay O(log n).
  */
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import type { Leaf } from '../log/leaf.js';
 import { retentionCutoff } from '../log/retention-policy.js';
 
@@ -76,7 +76,7 @@ class GrowableF64 {
   }
 }
 
-const idHash = (id: string): Buffer => createHash('sha256').update(id, 'utf8').digest().subarray(0, ID_HASH_BYTES);
+const idHash = (id: string): Buffer => (hash('sha256', id, 'buffer') as unknown as Buffer).subarray(0, ID_HASH_BYTES);
 
 /** Ordinals (sorted) → ranges of log indices; a gap in ordinals (a live transaction between) splits a range. */
 function rangesOf(ordinals: readonly number[], indexOf: (o: number) => number): IndexRange[] {
@@ -111,7 +111,18 @@ export class ShredLedger {
   private readonly refCodes = new Map<string, number>();
   private readonly pending: PendingEvent[] = [];
 
+  /** The last reference looked up (consecutive transactions usually share their epoch). */
+  private last: { kind: 'ep' | 'kms'; ref: string; code: number } | undefined;
+
   private refCode(kind: 'ep' | 'kms', ref: string): number {
+    const last = this.last;
+    if (last !== undefined && last.kind === kind && last.ref === ref) return last.code;
+    const code = this.lookupRefCode(kind, ref);
+    this.last = { kind, ref, code };
+    return code;
+  }
+
+  private lookupRefCode(kind: 'ep' | 'kms', ref: string): number {
     const k = `${kind}:${ref}`;
     let c = this.refCodes.get(k);
     if (c === undefined) {

@@ -12,7 +12,8 @@
  * - v1 (existing logs): UTF-8 RFC 8785 canonical JSON; `v` = 1. Still decoded and verified.
  *
  * One concern per file under ./leaf/: cbor (the byte rules), fields (shared field rules), v1,
- * transaction, access, admin-event, key-event, codec (encodeLeaf / decodeLeaf).
+ * transaction, access, admin-event, key-event, codec (encodeLeaf / decodeLeaf), fast-decode
+ * (the auditor's hot path: the same acceptance as decodeLeaf for CBOR leaves, without zod).
  * Leaves never hold plaintext card or account data; the auditor checks that (src/audit/leaf-check.ts).
  */
 export { MAX_LEAF_BYTES, encodeLeaf, decodeLeaf, leafToJson, leafTransactionId, parseCborLeaf, type Leaf, type LeafV2, type LeafType } from './leaf/codec.js';
@@ -54,3 +55,4 @@ export { adminEventLeaf, adminEventLeafSchema, ADMIN_ACTIONS, ADMIN_OUTCOMES, ty
 export { keyEventLeaf, keyEventLeafV2Schema, KEY_EVENT_KINDS, SYSTEM_ACTOR, type KeyEventLeafV2, type KeyEventInput, type KeyEventKind } from './leaf/key-event.js';
 export { principalField, principalView, certFingerprintBytes, certFingerprintText } from './leaf/fields.js';
 export { encodeCbor, decodeCbor, type CborValue } from './leaf/cbor.js';
+export { decodeLeafFast } from './leaf/fast-decode.js';

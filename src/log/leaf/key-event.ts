@@ -26,7 +26,7 @@ export const KEY_EVENT_KINDS = [
 ] as const;
 export type KeyEventKind = (typeof KEY_EVENT_KINDS)[number];
 /** Event kinds that exist only in leaf format v3. */
-const V3_KEY_EVENT_KINDS: ReadonlySet<KeyEventKind> = new Set(['cse_key_created', 'cse_key_destroyed']);
+export const V3_KEY_EVENT_KINDS: ReadonlySet<KeyEventKind> = new Set(['cse_key_created', 'cse_key_destroyed']);
 
 export const SYSTEM_ACTOR = 'system';
 /** Most KMS keys one key_event names (`kmsKeyIds`); a longer list is split over several leaves. */

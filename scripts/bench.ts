@@ -37,6 +37,7 @@ import { auditorInclusionSection, auditorRebuildSection } from './bench/auditor.
 import { keysSection } from './bench/keys.js';
 import { auditorTilesSection, witnessQuorumSection } from './bench/tiles-witness.js';
 import { cseSection } from './bench/cse.js';
+import { forwardSection } from './bench/forward.js';
 import { baseCompareSection } from './bench/base-compare.js';
 import { storageSection } from './bench/storage.js';
 import { auditorScaleSection } from './bench/auditor-scale.js';
@@ -49,6 +50,7 @@ import { profileTable, summariseCpuProfiles, type ProfileSummary } from './bench
 export const SECTIONS: BenchSection[] = [
   serviceThroughputSection,
   cseSection,
+  forwardSection,
   rawInsertSection,
   appenderSection,
   envelopeSection,
@@ -64,6 +66,8 @@ export const SECTIONS: BenchSection[] = [
 
 /** Targets checked at the end (figure keys are `<section id>.<figure>`). */
 export const TARGETS: RatioTarget[] = [
+  { label: 'forward: forward ÷ submission req/s, 32 connections (issue 18)', numerator: 'forward.forward_rps_c32', denominator: 'service.rps_c32', min: 0.5 },
+  { label: 'forward: p50 overhead budget (two single-entry appends + 2 ms) ÷ p50 overhead, 1 connection (issue 18)', numerator: 'forward.overhead_budget_ms_c1', denominator: 'forward.overhead_p50_ms_c1', min: 1.0 },
   { label: 'keys: hierarchical ÷ per-transaction req/s, 1 worker', numerator: 'keys.hier_w1_rps', denominator: 'keys.pertx_w1_rps', min: 1.5 },
   { label: 'keys: hierarchical all workers ÷ per-transaction 1 worker req/s', numerator: 'keys.hier_w2_rps', denominator: 'keys.pertx_w1_rps', min: 2.5 },
   { label: 'keys: hierarchical 1 worker ÷ raw INSERT, 8 clients', numerator: 'keys.hier_w1_rps', denominator: 'keys.hier_w1_raw8_rows_per_s', min: 1.0 },

@@ -174,6 +174,7 @@ export async function startPaylog(config: Config, opts: StartOptions = {}): Prom
       logger,
       metrics,
     );
+    cleanups.push(() => services.forward.close());
     if (singletons && opts.retentionSchedule !== false) scheduleRetention(services.keyLifecycle, opts.retentionFirstRunMs, logger, cleanups);
     signing.onPublished((c) => services.tiles.noteSigned(c.size));
     const restored = opts.restoreLog !== undefined ? await restoreLog(config, database, appender, signing, headKey, opts.restoreLog, logger) : undefined;
@@ -204,6 +205,9 @@ export async function startPaylog(config: Config, opts: StartOptions = {}): Prom
           log: services.logRead,
           tiles: services.tiles,
           cseKeys: keyLayer.cseKeys,
+          forward: services.forward,
+          forwardHistory: services.forwardHistory,
+          destinations: services.destinations,
         }),
     });
     const { url, port } = await listen(server, config);

@@ -35,6 +35,17 @@ export const ERROR_CODES = [
   'CSE_DECRYPT_FAILED',
   'CSE_BINDING_MISMATCH',
   'CSE_EXPIRED',
+  // Forwards (issue 18): refused before anything left, or what the destination did.
+  'TEMPLATE_INVALID',
+  'DESTINATION_NOT_ALLOWED',
+  'CVC_NOT_AVAILABLE',
+  'FORWARD_IN_PROGRESS',
+  'FORWARD_OUTCOME_UNKNOWN',
+  'DESTINATION_UNREACHABLE',
+  'DESTINATION_TIMEOUT',
+  'DESTINATION_TLS_FAILED',
+  'DESTINATION_RESPONSE_TOO_LARGE',
+  'DESTINATION_RESPONSE_UNREADABLE',
 ] as const;
 
 export type ErrorCode = (typeof ERROR_CODES)[number];

@@ -384,6 +384,32 @@ describe('processors: the runtime role cannot re-enable a processor an admin dis
   });
 });
 
+describe('forward_destinations: the runtime role cannot register, change or remove a destination (issue 18)', () => {
+  let t: TestPaylog;
+  beforeAll(async () => {
+    t = await startTestPaylog();
+  });
+  afterAll(async () => t?.stop());
+
+  it('INSERT / UPDATE / DELETE on forward_destinations as the runtime role are refused (42501); a row changed on the admin role\'s connection without its admin_event entry is refused at use', async () => {
+    const put = await t.call('admin', 'PUT', '/v1/admin/processors/acme/destinations/payments', { url: 'https://api.acme.example', paths: ['/v1/payments'] });
+    expect(put.status, put.text).toBe(200);
+    await expect(runtime(t).query("INSERT INTO forward_destinations (processor, name, config, admin_log_index) VALUES ('acme', 'evil', '{\"url\":\"https://evil.example\"}', $1)", [put.json.adminLogIndex])).rejects.toMatchObject({ code: '42501' });
+    await expect(runtime(t).query("UPDATE forward_destinations SET config = jsonb_set(config, '{url}', '\"https://evil.example\"')")).rejects.toMatchObject({ code: '42501' });
+    await expect(runtime(t).query('DELETE FROM forward_destinations')).rejects.toMatchObject({ code: '42501' });
+    // The same change made on the paylog_admin role (not by the admin route): no admin_event
+    // entry records it, so the row is never used.
+    await withClient(t.databaseUrl, async (c) => {
+      await c.query('SET ROLE paylog_admin');
+      await c.query("UPDATE forward_destinations SET config = jsonb_set(config, '{url}', '\"https://evil.example\"') WHERE name = 'payments'");
+    });
+    const tx = await submit(t);
+    const r = await t.call('checkout', 'POST', `/v1/transactions/${tx}/forward`, { destination: 'payments', method: 'POST', path: '/v1/payments', headers: { 'content-type': 'application/json' }, body: '{"n":"{{card.number}}"}', purpose: 'authorize' }, { headers: { 'idempotency-key': 'k1' } });
+    expect(r.status, r.text).toBe(403);
+    expect(r.json.error.code).toBe('DESTINATION_NOT_ALLOWED');
+  });
+});
+
 describe('the other tables the runtime role can INSERT into: refused, detected or harmless', () => {
   let t: TestPaylog;
   const { verifiers, client } = paylogWithAuditorClient((x) => (t = x));

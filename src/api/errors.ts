@@ -48,6 +48,19 @@ export const HTTP_STATUS: Readonly<Record<ErrorCode, number>> = {
   CSE_DECRYPT_FAILED: 422,
   CSE_BINDING_MISMATCH: 422,
   CSE_EXPIRED: 422,
+  // Forwards: the request is refused before egress (4xx), or the destination failed (502/504:
+  // paylog is a gateway here). FORWARD_OUTCOME_UNKNOWN: a crash between egress and the result
+  // entry; never re-sent.
+  TEMPLATE_INVALID: 422,
+  DESTINATION_NOT_ALLOWED: 403,
+  CVC_NOT_AVAILABLE: 422,
+  FORWARD_IN_PROGRESS: 409,
+  FORWARD_OUTCOME_UNKNOWN: 502,
+  DESTINATION_UNREACHABLE: 502,
+  DESTINATION_TIMEOUT: 504,
+  DESTINATION_TLS_FAILED: 502,
+  DESTINATION_RESPONSE_TOO_LARGE: 502,
+  DESTINATION_RESPONSE_UNREADABLE: 502,
 };
 
 export interface ErrorBody {

@@ -29,6 +29,8 @@ export type FailureCode =
   /** A v3 transaction was sealed to a public key its epoch's `epoch_created` entry does not name. */
   | 'EPOCH_KEY_MISMATCH'
   | 'PROOF_INCONSISTENT'
+  /** A forward_result entry names no open granted forward access entry of its transaction (issue 18). */
+  | 'FORWARD_RESULT_UNMATCHED'
   /** Fewer valid, fresh witness cosignatures than the required quorum (C2SP tlog-cosignature). */
   | 'WITNESS_QUORUM'
   /** The source answered, but with something unusable (not JSON, malformed entry or hash, no key). */
@@ -52,7 +54,7 @@ export const TRANSPORT_FAILURE_CODES: ReadonlySet<FailureCode> = new Set<Failure
 const FAILURE_CODES: ReadonlySet<string> = new Set<FailureCode>([
   'CHECKPOINT_INVALID', 'ORIGIN_MISMATCH', 'ROLLBACK', 'FORK', 'CONSISTENCY_PROOF_INVALID', 'INDEX_OUT_OF_ORDER',
   'MISSING_ENTRY', 'EXTRA_ENTRY', 'LEAF_INVALID', 'CARD_DATA_IN_LEAF', 'CIPHERTEXT_MISMATCH', 'SERVED_VIEW_MISMATCH', 'NODE_MISMATCH', 'ROOT_MISMATCH',
-  'EPOCH_NOT_CREATED', 'EPOCH_KEY_MISMATCH', 'PROOF_INCONSISTENT', 'WITNESS_QUORUM', 'BAD_RESPONSE', 'REQUEST_REFUSED', 'PROOF_REFUSED', 'EXPORT_MALFORMED', 'FETCH_FAILED',
+  'EPOCH_NOT_CREATED', 'EPOCH_KEY_MISMATCH', 'PROOF_INCONSISTENT', 'FORWARD_RESULT_UNMATCHED', 'WITNESS_QUORUM', 'BAD_RESPONSE', 'REQUEST_REFUSED', 'PROOF_REFUSED', 'EXPORT_MALFORMED', 'FETCH_FAILED',
 ]);
 
 /**

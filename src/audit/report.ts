@@ -6,6 +6,7 @@
  */
 import { formatEpochKeyReport, type EpochKeyReport } from './epoch-key-check.js';
 import type { Failure } from './failures.js';
+import { formatForwardReport, type ForwardReport } from './forward-check.js';
 import { formatShredReport, type ShredReport } from './shred-report.js';
 import type { VerifierState } from './state.js';
 
@@ -51,6 +52,12 @@ export interface VerifyReport {
    * whenever every entry was streamed.
    */
   epochKeys?: EpochKeyReport;
+  /**
+   * Forwards (issue 18): granted forward access entries, result entries, and the forwards with
+   * no result entry (in flight, or stopped between egress and result). Present whenever every
+   * entry was streamed.
+   */
+  forwards?: ForwardReport;
 }
 
 /** One human-readable summary of a report (no card data can appear: leaves are never printed). */
@@ -65,6 +72,7 @@ export function formatReport(r: VerifyReport): string {
   if (r.previous !== undefined) lines.push(`  previous:   size ${r.previous.size}, consistency ${r.previous.consistency}`);
   if (r.shredded !== undefined) lines.push(...formatShredReport(r.shredded));
   if (r.epochKeys !== undefined) lines.push(...formatEpochKeyReport(r.epochKeys));
+  if (r.forwards !== undefined) lines.push(...formatForwardReport(r.forwards));
   if (r.firstBadIndex !== undefined) lines.push(`  first bad index: ${r.firstBadIndex}`);
   for (const f of r.failures) lines.push(`  - [${f.code}]${f.index !== undefined ? ` index ${f.index}:` : ''} ${f.message}`);
   return `${lines.join('\n')}\n`;

@@ -24,6 +24,7 @@
  * report) and MUST NOT return `newState` unless every check passed. Each step lives in its own
  * file (./leaf-check.ts, ./served-check.ts, ./locate-bad-entry.ts, ./state.ts, ./report.ts).
  */
+import { ForwardLedger } from './forward-check.js';
 import { PaylogError } from '../errors.js';
 import { verifyCheckpoint, type VerifiedCheckpoint } from '../log/checkpoint.js';
 import { hashLeaf, StreamingTreeBuilder, verifyConsistency } from '../log/merkle.js';
@@ -195,6 +196,7 @@ export async function verifyLog(input: VerifyLogInput): Promise<VerifyReport> {
   const nodeFailures = new NodeFailures();
   const shreds = new ShredLedger();
   const epochKeys = new EpochKeyLedger();
+  const forwards = new ForwardLedger();
   const checkPrefix = (): void => {
     const t = prefixes.get(builder.size);
     if (t !== undefined && !builder.root().equals(t.root)) {
@@ -226,6 +228,8 @@ export async function verifyLog(input: VerifyLogInput): Promise<VerifyReport> {
         shreds.observe(e.index, checked.leaf);
         const epochFailure = epochKeys.observe(e.index, checked.leaf);
         if (epochFailure) rb.fail(epochFailure);
+        const forwardFailure = forwards.observe(e.index, checked.leaf);
+        if (forwardFailure) rb.fail(forwardFailure);
         const stored = e.storedCiphertextSha256;
         if (stored !== undefined && checked.leaf.type === 'transaction' && checked.leaf.v === 1 && stored !== checked.leaf.envelope.ciphertextSha256) {
           rb.fail({ code: 'CIPHERTEXT_MISMATCH', index: e.index, message: `entry ${e.index}: stored ciphertext does not match the digest its leaf commits to` });
@@ -279,7 +283,7 @@ export async function verifyLog(input: VerifyLogInput): Promise<VerifyReport> {
     });
   }
 
-  const final = report({ ...head, entriesVerified: builder.size, previous, ...(structuralFailure ? {} : { shredded: shreds.report(), epochKeys: epochKeys.report() }) });
+  const final = report({ ...head, entriesVerified: builder.size, previous, ...(structuralFailure ? {} : { shredded: shreds.report(), epochKeys: epochKeys.report(), forwards: forwards.report() }) });
   if (final.ok) {
     final.newState = {
       version: STATE_VERSION,

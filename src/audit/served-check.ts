@@ -32,7 +32,7 @@ export function checkServed(e: LogEntryInput, leaf: Leaf, rb: { fail(f: Failure)
     if (e.lookup.transaction !== tx) {
       at(tx === undefined ? 'a transactions row points at this entry, which is not a transaction' : e.lookup.transaction === undefined ? 'no transactions row points at this transaction entry' : 'the transactions row for this entry names another transaction');
     }
-    const acc = leaf.type === 'access' ? leaf.transactionId : undefined;
+    const acc = leaf.type === 'access' || leaf.type === 'forward_result' ? leaf.transactionId : undefined;
     if (e.lookup.access !== acc) {
       at(acc === undefined ? 'an access_entries row points at this entry, which is not an access entry' : e.lookup.access === undefined ? 'no access_entries row points at this access entry' : 'the access_entries row for this entry names another transaction');
     }

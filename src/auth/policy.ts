@@ -20,7 +20,11 @@ export type Action =
   | 'admin:revoke'
   | 'admin:processors'
   | 'admin:keys'
-  | 'admin:shred';
+  | 'admin:shred'
+  // Issue 18: forwards to a processor's registered destinations.
+  | 'transaction:forward'
+  | 'transaction:forwards'
+  | 'admin:destinations';
 
 /** What a decision may depend on besides the principal: the processor a transaction is assigned to. */
 export interface ResourceContext {
@@ -36,6 +40,8 @@ export const POLICY: Readonly<Record<Principal['role'], Partial<Record<Action, R
   checkout: {
     'transaction:create': anyone,
     'transaction:read': anyone,
+    'transaction:forward': anyone,
+    'transaction:forwards': anyone,
     'log:checkpoint': anyone,
     'log:key': anyone,
   },
@@ -50,6 +56,7 @@ export const POLICY: Readonly<Record<Principal['role'], Partial<Record<Action, R
   auditor: {
     'transaction:read': anyone,
     'transaction:accesses': anyone,
+    'transaction:forwards': anyone,
     'log:checkpoint': anyone,
     'log:key': anyone,
     'log:entries': anyone,
@@ -64,6 +71,7 @@ export const POLICY: Readonly<Record<Principal['role'], Partial<Record<Action, R
     'admin:processors': anyone,
     'admin:keys': anyone,
     'admin:shred': anyone,
+    'admin:destinations': anyone,
   },
 };
 

@@ -27,6 +27,10 @@ import { AdminService } from '../services/admin.js';
 import { LogReadService } from '../services/log-read.js';
 import { TilesService } from '../services/tiles.js';
 import type { KeyLayer } from './key-layer.js';
+import { DestinationService } from '../services/forward/destinations.js';
+import { ForwardService } from '../services/forward/forward.js';
+import { ForwardHistory } from '../services/forward/history.js';
+import { noCardSecurityCodes, type TakeCardSecurityCode } from '../services/forward/cvc-seam.js';
 
 export interface Services {
   processors: ProcessorRegistry;
@@ -37,6 +41,9 @@ export interface Services {
   admin: AdminService;
   logRead: LogReadService;
   tiles: TilesService;
+  destinations: DestinationService;
+  forward: ForwardService;
+  forwardHistory: ForwardHistory;
 }
 
 export interface ServicesDeps {
@@ -57,6 +64,8 @@ export interface ServicesDeps {
   logVerifiers: NoteVerifier[];
   witnessing?: WitnessCosigning;
   clock?: () => Date;
+  /** The card security code store's consume function (issue 18 item 4); none held until composed. */
+  takeCardSecurityCode?: TakeCardSecurityCode;
 }
 
 /** KMS requests so far by operation (the dev key-status report shows them). */
@@ -124,5 +133,16 @@ export function createServices(config: Config, d: ServicesDeps, logger: Logger, 
     ...(witnessing ? { witnessed: () => witnessing.latestWitnessed() } : {}),
   });
   const tiles = new TilesService(database.db, { verifiers: d.logVerifiers, checkpoint: (p) => logRead.checkpoint(p), logger });
-  return { processors, revocations, transactions, release, keyLifecycle, admin, logRead, tiles };
+  const destinations = new DestinationService({ database, adminDatabase: d.adminDatabase, kms: d.kms, kmsKeyId: d.dataKeyId, admin });
+  const forward = new ForwardService({
+    database,
+    appender,
+    recordKeys,
+    transactions,
+    destinations,
+    takeCardSecurityCode: d.takeCardSecurityCode ?? noCardSecurityCodes,
+    macKey: d.macKey,
+  });
+  const forwardHistory = new ForwardHistory({ database, transactions });
+  return { processors, revocations, transactions, release, keyLifecycle, admin, logRead, tiles, destinations, forward, forwardHistory };
 }

@@ -300,6 +300,43 @@ export const revokedCertificates = pgTable('revoked_certificates', {
   createdAt: createdAt(),
 });
 
+/**
+ * A processor's forward destinations (issue 18; migration 0010). Written only on the admin
+ * connection (paylog_admin); used only while `config` (with the wrapped key's digest) hashes to
+ * the `cfg` of the admin_event entry at `admin_log_index`.
+ */
+export const forwardDestinations = pgTable(
+  'forward_destinations',
+  {
+    processor: text('processor').notNull(),
+    name: text('name').notNull(),
+    config: jsonb('config').notNull(),
+    wrappedClientKey: bytea('wrapped_client_key'),
+    adminLogIndex: bigint('admin_log_index', { mode: 'number' }).notNull(),
+    createdAt: createdAt(),
+  },
+  (t) => [primaryKey({ columns: [t.processor, t.name] })],
+);
+
+/**
+ * One forward per (transaction, Idempotency-Key): its request MAC, state (pending → sent →
+ * done), the log indexes of its entries and the masked answer a retry receives (migration 0010).
+ */
+export const forwardRequests = pgTable(
+  'forward_requests',
+  {
+    transactionId: text('transaction_id').notNull(),
+    idempotencyKey: text('idempotency_key').notNull(),
+    requestMac: bytea('request_mac').notNull(),
+    state: text('state').notNull(),
+    accessLogIndex: bigint('access_log_index', { mode: 'number' }),
+    resultLogIndex: bigint('result_log_index', { mode: 'number' }),
+    answer: jsonb('answer'),
+    startedAt: timestamp('started_at', { withTimezone: true, mode: 'date' }).notNull().default(sql`now()`),
+  },
+  (t) => [primaryKey({ columns: [t.transactionId, t.idempotencyKey] })],
+);
+
 export const LOG_TABLES = [
   'log_entries',
   'merkle_nodes',

@@ -7,7 +7,8 @@
  *   no fingerprint, the epoch public key's digest) and `key_event` (`publicKeySha256`) differ.
  * - v2 (existing logs): deterministic CBOR (RFC 8949 §4.2.1) map; `v` = 2. Kinds:
  *   `transaction` (carries the served view and the sealed ciphertext), `access`,
- *   `admin_event`, `key_event`. Still decoded and verified.
+ *   `admin_event`, `key_event`. Still decoded and verified. v3 adds the `forward_result` kind and
+ *   the access action `forward` (issue 18).
  * - v1 (existing logs): UTF-8 RFC 8785 canonical JSON; `v` = 1. Still decoded and verified.
  *
  * One concern per file under ./leaf/: cbor (the byte rules), fields (shared field rules), v1,
@@ -49,6 +50,7 @@ export {
   type MaskedPaymentMethodV2,
 } from './leaf/transaction.js';
 export { accessLeafV2, accessLeafV2Schema, accessViewFromLeaf, type AccessLeafV2, type AccessLeafInput, type AccessServedView } from './leaf/access.js';
+export { forwardResultLeaf, FORWARD_OUTCOMES, type ForwardResultLeaf, type ForwardOutcome } from './leaf/forward-result.js';
 export { adminEventLeaf, adminEventLeafSchema, ADMIN_ACTIONS, ADMIN_OUTCOMES, type AdminEventLeaf, type AdminEventInput, type AdminAction } from './leaf/admin-event.js';
 export { keyEventLeaf, keyEventLeafV2Schema, KEY_EVENT_KINDS, SYSTEM_ACTOR, type KeyEventLeafV2, type KeyEventInput, type KeyEventKind } from './leaf/key-event.js';
 export { principalField, principalView, certFingerprintBytes, certFingerprintText } from './leaf/fields.js';

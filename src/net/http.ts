@@ -16,6 +16,8 @@
  * This file MUST stay free of service code (no src/api, src/services, src/db, src/kms, src/app.ts):
  * it ships in the standalone verifier (dist/paylog-verify.mjs).
  */
+import type { LookupFunction } from 'node:net';
+import type { PeerCertificate } from 'node:tls';
 import { Agent, request } from 'undici';
 
 /** TLS material for one use (PEM contents, not paths). */
@@ -43,6 +45,13 @@ export interface EgressPolicy {
    * through unchanged). The seam for an egress allowlist (forwards, issue 18).
    */
   checkDestination?: (url: URL) => void;
+  /**
+   * Name resolution for every new connection: the socket connects to the address this returns,
+   * so a policy that checks addresses here checks the very address used (no DNS rebinding).
+   */
+  lookup?: LookupFunction;
+  /** Extra server certificate check after Node's own (chain and host name): SPKI pins. */
+  checkServerIdentity?: (host: string, cert: PeerCertificate) => Error | undefined;
 }
 
 /** A full answer: status, lower-case headers, the whole body. */
@@ -51,6 +60,8 @@ export interface HttpResponse {
   /** One header's value (the first, if repeated), or undefined. */
   header(name: string): string | undefined;
   body: Buffer;
+  /** Every response header, lower-case names. */
+  headers: Record<string, string | string[] | undefined>;
 }
 
 /** No full answer arrived (connection refused/reset, TLS, DNS, timeout, deadline). */
@@ -70,7 +81,7 @@ export class ResponseTooLargeError extends Error {
 }
 
 export interface HttpRequest {
-  method?: 'GET' | 'POST';
+  method?: 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
   headers?: Record<string, string>;
   body?: string | Buffer;
 }
@@ -117,6 +128,8 @@ export function httpClient(policy: EgressPolicy): HttpClient {
       ...(tls.ca !== undefined ? { ca: tls.ca } : {}),
       ...(tls.cert !== undefined ? { cert: tls.cert } : {}),
       ...(tls.key !== undefined ? { key: tls.key } : {}),
+      ...(policy.lookup !== undefined ? { lookup: policy.lookup } : {}),
+      ...(policy.checkServerIdentity !== undefined ? { checkServerIdentity: policy.checkServerIdentity } : {}),
     },
     ...(policy.connections !== undefined ? { connections: policy.connections } : {}),
   });
@@ -136,7 +149,7 @@ export function httpClient(policy: EgressPolicy): HttpClient {
         });
         const headers = res.headers;
         const body = await readBounded(res.body, policy.maxResponseBytes, firstValue(headers['content-length']));
-        return { status: res.statusCode, header: (name) => firstValue(headers[name.toLowerCase()]), body };
+        return { status: res.statusCode, header: (name) => firstValue(headers[name.toLowerCase()]), body, headers };
       } catch (e) {
         if (e instanceof ResponseTooLargeError) throw e;
         throw new HttpTransportError((e as Error)?.message ?? 'request failed', { cause: e });

@@ -41,25 +41,29 @@ export class AdminService {
     private readonly appender?: Appender,
   ) {}
 
-  /** Appends one admin event and resolves after its batch committed. */
-  private async record(principal: Principal, sourceAddress: string, target: AdminTarget, outcome: AdminEventInput['outcome'], reason?: string): Promise<void> {
-    if (!this.appender) return;
+  /** Appends one admin event and resolves, with its log index, after its batch committed (-1: no log). */
+  private async record(principal: Principal, sourceAddress: string, target: AdminTarget, outcome: AdminEventInput['outcome'], reason?: string): Promise<number> {
+    if (!this.appender) return -1;
     const now = new Date();
     const leaf = encodeLeaf(adminEventLeaf({ ...target, time: now, principal, sourceAddress, outcome, reason }));
-    await this.appender.append({ kind: 'admin_event', leaf, createdAt: now });
+    const r = await this.appender.append({ kind: 'admin_event', leaf, createdAt: now });
+    return 'logIndex' in r ? r.logIndex : -1;
   }
 
-  /** Authorizes, logs (denied or granted, committed first), applies, logs a failure. */
-  private async logged<T>(principal: Principal, sourceAddress: string, permission: Parameters<typeof authorize>[1], target: AdminTarget, apply: () => Promise<T>): Promise<T> {
+  /**
+   * Authorizes, logs (denied or granted, committed first), applies, logs a failure. `apply` gets
+   * the granted entry's log index (forward destinations record it beside the row).
+   */
+  async logged<T>(principal: Principal, sourceAddress: string, permission: Parameters<typeof authorize>[1], target: AdminTarget, apply: (grantedLogIndex: number) => Promise<T>): Promise<T> {
     try {
       authorize(principal, permission);
     } catch (e) {
       await this.record(principal, sourceAddress, target, 'denied', e instanceof PaylogError ? e.code : 'FORBIDDEN');
       throw e;
     }
-    await this.record(principal, sourceAddress, target, 'granted');
+    const granted = await this.record(principal, sourceAddress, target, 'granted');
     try {
-      return await apply();
+      return await apply(granted);
     } catch (e) {
       await this.record(principal, sourceAddress, target, 'failed', e instanceof PaylogError ? e.code : 'INTERNAL').catch(() => undefined);
       throw e;

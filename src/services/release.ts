@@ -15,10 +15,8 @@
  * this service runs, and are not logged (a flood must not be able to grow the log); they are
  * counted in metrics as 429s.
  */
-import { eq } from 'drizzle-orm';
 import { z } from 'zod';
 import type { AppDatabase } from '../db/connection.js';
-import { dataKeys } from '../db/schema.js';
 import { PaylogError, isPaylogError } from '../errors.js';
 import type { Principal } from '../auth/principal.js';
 import type { ProcessorRegistry } from '../auth/processors.js';
@@ -32,6 +30,7 @@ import { containsPanLikeNumber, isTransactionId } from '../validation/identifier
 import { unknownTransactionRef } from '../crypto/fingerprint.js';
 import type { Metrics } from '../metrics.js';
 import { isTransientDatabaseError } from '../db/errors.js';
+import { keyMaterialOf, openRecord } from './open-record.js';
 
 export const RELEASE_PURPOSES = ['authorize', 'capture', 'refund', 'chargeback', 'settlement'] as const;
 export const REFERENCE_MAX = 128;
@@ -67,10 +66,6 @@ export interface ReleaseResult {
 /** The refusal of a release whose key material was shredded before its access entry committed. */
 const shreddedAtCommit = () => new PaylogError('DATA_SHREDDED', 'the card data of this transaction has been shredded');
 
-/** What a granted release's access entry requires not to be shredded when it commits. */
-function keyMaterialOf(transactionId: string, key: { epochId: string } | object): { transactionId: string; epochId?: string } {
-  return 'epochId' in key ? { transactionId, epochId: key.epochId } : { transactionId };
-}
 
 /** One access entry as served: the view decoded from its leaf, and where it is in the log. */
 export type AccessView = AccessServedView & { logIndex: number };
@@ -161,24 +156,7 @@ export class ReleaseService {
     let plaintext: Buffer | undefined;
     if (!refusal && row && body) {
       try {
-        const key = (await this.deps.database.db.select().from(dataKeys).where(eq(dataKeys.transactionId, transactionId)).limit(1))[0];
-        if (!key) throw new PaylogError('INTEGRITY_FAILURE', 'the data key of this record is no longer available');
-        if (key.wrappedKey === null || key.shreddedAt !== null) throw new PaylogError('DATA_SHREDDED', 'the card data of this transaction has been shredded');
-        const env = row.envelope;
-        plaintext = await this.deps.recordKeys.open(
-          {
-            version: env.version,
-            keyRef: env.key,
-            salt: env.salt,
-            iv: env.iv,
-            ciphertext: env.ciphertext,
-            tag: env.tag,
-            keyCommitment: env.keyCommitment,
-            wrappedKey: key.wrappedKey,
-            stored: { kmsKeyId: key.kmsKeyId, epochId: key.epochId },
-          },
-          { transactionId, processor: row.view.processor },
-        );
+        plaintext = await openRecord(this.deps.database, this.deps.recordKeys, row);
       } catch (e) {
         if (isPaylogError(e) && (e.code === 'KMS_UNAVAILABLE' || e.code === 'DATA_SHREDDED')) refusal = e;
         // The database failing to answer says nothing about the record: 503, not 422.
@@ -263,9 +241,22 @@ export class ReleaseService {
     });
     const rows = r.rows as { log_index: string; leaf: Buffer | null }[];
     const more = rows.length > limit;
-    const accesses = rows.slice(0, limit).map((a) => ({ logIndex: Number(a.log_index), ...accessViewFromStoredLeaf(a.leaf, transactionId) }));
-    const last = accesses[accesses.length - 1];
-    return { accesses, ...(more && last ? { next: last.logIndex } : {}) };
+    const pageRows = rows.slice(0, limit);
+    // A forward's result entry (issue 18) is listed under its transaction too; it is served by
+    // GET /v1/transactions/{id}/forwards, not here.
+    const accesses = pageRows.filter((a) => !isForwardResult(a.leaf)).map((a) => ({ logIndex: Number(a.log_index), ...accessViewFromStoredLeaf(a.leaf, transactionId) }));
+    const last = pageRows[pageRows.length - 1];
+    return { accesses, ...(more && last ? { next: Number(last.log_index) } : {}) };
+  }
+}
+
+/** True for a forward_result leaf (undecodable bytes are left to accessViewFromStoredLeaf to refuse). */
+function isForwardResult(leafBytes: Buffer | null): boolean {
+  if (!leafBytes) return false;
+  try {
+    return decodeLeaf(leafBytes).type === 'forward_result';
+  } catch {
+    return false;
   }
 }
 

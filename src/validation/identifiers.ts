@@ -99,6 +99,23 @@ export function containsPanLikeNumber(text: string): boolean {
   return false;
 }
 
+/** Like GROUPED_DIGIT_RUN over the text as written: any decimal digit (NFKC folds each to ASCII). */
+const GROUPED_UNICODE_DIGIT_RUN = /\p{Nd}(?:[ .-]?\p{Nd})*/gu;
+
+/**
+ * The free-text rule of {@link containsPanLikeNumber}, located: the [start, end) ranges (UTF-16
+ * offsets into `text` as written) of each maximal digit run that is PAN-like. For masking
+ * (forward responses); a caller MUST still check its result with containsPanLikeNumber.
+ */
+export function panLikeRanges(text: string): Array<[number, number]> {
+  const out: Array<[number, number]> = [];
+  for (const m of text.matchAll(GROUPED_UNICODE_DIGIT_RUN)) {
+    const digits = m[0].normalize('NFKC').replace(GROUP_SEPARATORS, '');
+    if (isPanLength(digits.length) && luhnValid(digits)) out.push([m.index, m.index + m[0].length]);
+  }
+  return out;
+}
+
 /**
  * Identifier rule: true when `text`, after NFKC, holds 13–19 CONTIGUOUS digits passing Luhn.
  * Separators are not bridged: a UUID or grouped hex id would otherwise look like a PAN often

@@ -15,6 +15,9 @@ import type { KeyLifecycleService } from '../../services/key-lifecycle.js';
 import type { LogReadService } from '../../services/log-read.js';
 import type { TilesService } from '../../services/tiles.js';
 import type { CseKeyStore } from '../../cse/keys.js';
+import type { ForwardService } from '../../services/forward/forward.js';
+import type { ForwardHistory } from '../../services/forward/history.js';
+import type { DestinationService } from '../../services/forward/destinations.js';
 import { registerOpsRoutes } from './ops.js';
 import { registerTransactionRoutes } from './transactions.js';
 import { registerReleaseRoutes } from './release.js';
@@ -22,6 +25,7 @@ import { registerAdminRoutes } from './admin.js';
 import { registerKeyRoutes } from './keys.js';
 import { registerLogRoutes, registerTileRoutes } from './log.js';
 import { registerCseRoutes } from './cse.js';
+import { registerForwardRoutes } from './forward.js';
 
 /** What the routes need: one service per route module, plus the operational checks. */
 export interface RouteDeps {
@@ -35,6 +39,9 @@ export interface RouteDeps {
   log: LogReadService;
   tiles: TilesService;
   cseKeys: CseKeyStore;
+  forward: ForwardService;
+  forwardHistory: ForwardHistory;
+  destinations: DestinationService;
 }
 
 /** Every route module, in registration order. */
@@ -47,6 +54,7 @@ const ROUTE_TABLE: ReadonlyArray<(app: FastifyInstance, deps: RouteDeps) => void
   (app, d) => registerLogRoutes(app, { log: d.log }),
   (app, d) => registerTileRoutes(app, { tiles: d.tiles }),
   (app, d) => registerCseRoutes(app, { cseKeys: d.cseKeys }),
+  (app, d) => registerForwardRoutes(app, { forward: d.forward, history: d.forwardHistory, destinations: d.destinations }),
 ];
 
 /** Registers every route of ROUTE_TABLE on `app` (pass as `routes` to buildServer). */

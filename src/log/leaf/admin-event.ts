@@ -8,7 +8,15 @@ import { z } from 'zod';
 import { digest32, freeText, msOf, msTime, principalField, principalV2, sourceAddress, certFingerprintBytes } from './fields.js';
 import { LEAF_FORMAT_CURRENT, cborLeafVersion } from './transaction.js';
 
-export const ADMIN_ACTIONS = ['processor_registered', 'processor_disabled', 'processor_enabled', 'certificate_revoked'] as const;
+export const ADMIN_ACTIONS = [
+  'processor_registered',
+  'processor_disabled',
+  'processor_enabled',
+  'certificate_revoked',
+  // Issue 18 (v3): a processor's forward destinations.
+  'destination_registered',
+  'destination_removed',
+] as const;
 export type AdminAction = (typeof ADMIN_ACTIONS)[number];
 export const ADMIN_OUTCOMES = ['granted', 'denied', 'failed'] as const;
 
@@ -29,6 +37,14 @@ export const adminEventLeafSchema = z.strictObject({
   serial: z.string().regex(/^[0-9a-f]{1,64}$/).optional(),
   /** Operator's free-text note (e.g. the revocation reason). */
   note: freeText(200).optional(),
+  /** Target forward destination (destination_* actions, with `processor`). */
+  dest: z.string().min(1).max(64).optional(),
+  /**
+   * destination_registered: SHA-256 of the destination's canonical configuration (URL, paths,
+   * methods, CA, pins, client certificate, digest of the KMS-wrapped client key, private-network
+   * flag, timeout). A destination row is used only while it hashes to this.
+   */
+  cfg: digest32.optional(),
 });
 export type AdminEventLeaf = z.infer<typeof adminEventLeafSchema>;
 
@@ -44,6 +60,8 @@ export interface AdminEventInput {
   certificateFingerprint?: string | undefined;
   serial?: string | undefined;
   note?: string | undefined;
+  destination?: string | undefined;
+  configSha256?: Buffer | undefined;
 }
 
 export function adminEventLeaf(i: AdminEventInput): AdminEventLeaf {
@@ -60,5 +78,7 @@ export function adminEventLeaf(i: AdminEventInput): AdminEventLeaf {
     ...(i.certificateFingerprint ? { cert: certFingerprintBytes(i.certificateFingerprint) } : {}),
     ...(i.serial ? { serial: i.serial } : {}),
     ...(i.note ? { note: i.note } : {}),
+    ...(i.destination ? { dest: i.destination } : {}),
+    ...(i.configSha256 ? { cfg: i.configSha256 } : {}),
   };
 }

@@ -13,12 +13,13 @@ import { LEAF_FORMAT_V2, LEAF_FORMAT_V3, transactionLeafV2Schema, transactionLea
 import { accessLeafV2Schema, type AccessLeafV2 } from './access.js';
 import { adminEventLeafSchema, type AdminEventLeaf } from './admin-event.js';
 import { keyEventLeafV2Schema, type KeyEventLeafV2 } from './key-event.js';
+import { forwardResultLeafSchema, type ForwardResultLeaf } from './forward-result.js';
 
 /** Upper bound on one leaf's size; larger input is refused before it reaches the log. */
 export const MAX_LEAF_BYTES = 16 * 1024;
 
 /** Schema of a CBOR leaf (v2 or v3), chosen by kind and, for transactions, by version. */
-const nonTransactionSchemas = { access: accessLeafV2Schema, admin_event: adminEventLeafSchema, key_event: keyEventLeafV2Schema } as const;
+const nonTransactionSchemas = { access: accessLeafV2Schema, admin_event: adminEventLeafSchema, key_event: keyEventLeafV2Schema, forward_result: forwardResultLeafSchema } as const;
 function cborLeafSchema(value: { v?: unknown; type?: unknown }): z.ZodType | undefined {
   if (value.type === 'transaction') return value.v === LEAF_FORMAT_V3 ? transactionLeafV3Schema : transactionLeafV2Schema;
   return typeof value.type === 'string' && Object.hasOwn(nonTransactionSchemas, value.type)
@@ -35,7 +36,7 @@ export function parseCborLeaf(value: unknown): { success: true; data: LeafV2 } |
     : { success: false, issues: r.error.issues.slice(0, 5).map((i) => ({ path: i.path.map(String).join('.'), code: i.code })) };
 }
 /** A CBOR leaf: format v2 (existing logs) or v3 (every new entry). */
-export type LeafV2 = TransactionLeafV2 | TransactionLeafV3 | AccessLeafV2 | AdminEventLeaf | KeyEventLeafV2;
+export type LeafV2 = TransactionLeafV2 | TransactionLeafV3 | AccessLeafV2 | AdminEventLeaf | KeyEventLeafV2 | ForwardResultLeaf;
 /** Every leaf a log can hold: discriminate on `v`, then `type`. */
 export type Leaf = LeafV1 | LeafV2;
 export type LeafType = Leaf['type'];
@@ -131,7 +132,7 @@ export function leafToJson(leaf: Leaf): Record<string, unknown> {
 /** The transaction a leaf is about (transaction and access leaves, either format). */
 export function leafTransactionId(leaf: Leaf): string | undefined {
   if (leaf.type === 'transaction') return leaf.v === 1 ? leaf.transactionId : leaf.id;
-  if (leaf.type === 'access') return leaf.transactionId;
+  if (leaf.type === 'access' || leaf.type === 'forward_result') return leaf.transactionId;
   if (leaf.type === 'key_event') return leaf.transactionId;
   return undefined;
 }

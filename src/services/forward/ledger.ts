@@ -1,0 +1,133 @@
+/**
+ * The forward ledger (issue 18 item 5): one `forward_requests` row per (transaction,
+ * Idempotency-Key), so that a forward is sent at most once.
+ *
+ * Contract:
+ * - A row is claimed (`pending`) BEFORE the access entry is appended; it becomes `sent` (with
+ *   the access entry's index) after that entry committed and BEFORE any byte leaves; `done`
+ *   with the masked answer after the result. Nothing is sent unless this process moved the row
+ *   from pending to sent.
+ * - A `sent` row that is not `done` after its stale time belongs to a forward whose process
+ *   stopped (crash, kill) after it may have sent: its outcome is unknown, it is never sent again.
+ *   A stale `pending` row never sent anything: a retry with the same request takes it over.
+ * - Rows are written with asynchronous commit (`synchronous_commit = off`: no fsync wait): the
+ *   LOG, not this table, is what keeps a forward from being sent twice (the granted access entry
+ *   carries a keyed MAC of the key, checked before every first attempt), so a row lost in a crash
+ *   costs at most a retry answered `unknown` instead of the recorded answer.
+ * - The stored answer is the MASKED answer (what the caller got); header values of the request
+ *   are never stored (only the request's keyed MAC).
+ */
+import type { AppDatabase } from '../../db/connection.js';
+
+/** What a retry receives: the answer as first returned, or the error. */
+export type StoredAnswer =
+  | { kind: 'answer'; answer: ForwardAnswer }
+  | { kind: 'error'; code: string; message: string };
+
+export interface ForwardAnswer {
+  status: number;
+  headers: Record<string, string>;
+  body: string;
+  masked: number;
+  accessLogIndex: number;
+  resultLogIndex: number | null;
+  durationMs: number;
+}
+
+interface LedgerRow {
+  requestMac: Buffer;
+  state: 'pending' | 'sent' | 'done';
+  accessLogIndex: number | null;
+  answer: StoredAnswer | null;
+  ageMs: number;
+}
+
+type DbRow = { request_mac: Buffer; state: LedgerRow['state']; access_log_index: string | null; answer: StoredAnswer | null; age_ms: string | number };
+
+export class ForwardLedger {
+  constructor(private readonly database: AppDatabase) {}
+
+  /** One statement in its own transaction with asynchronous commit. */
+  private async write(q: { name: string; text: string; values: unknown[] }): Promise<{ rows: unknown[] }> {
+    const c = await this.database.pool.connect();
+    try {
+      await c.query('BEGIN; SET LOCAL synchronous_commit = off'); // one round trip (simple protocol)
+      const r = await c.query(q);
+      await c.query('COMMIT');
+      return r;
+    } catch (e) {
+      await c.query('ROLLBACK').catch(() => undefined);
+      throw e;
+    } finally {
+      c.release();
+    }
+  }
+
+  /** Claims the key (true), or reports the row that holds it. */
+  async claim(transactionId: string, key: string, mac: Buffer): Promise<{ claimed: true } | { claimed: false; row: LedgerRow }> {
+    const r = await this.write({
+      name: 'paylog_forward_claim',
+      text: `INSERT INTO forward_requests (transaction_id, idempotency_key, request_mac, state) VALUES ($1, $2, $3, 'pending') ON CONFLICT DO NOTHING RETURNING 1`,
+      values: [transactionId, key, mac],
+    });
+    if (r.rows.length > 0) return { claimed: true };
+    const row = await this.read(transactionId, key);
+    if (!row) return await this.claim(transactionId, key, mac);
+    return { claimed: false, row };
+  }
+
+  async read(transactionId: string, key: string): Promise<LedgerRow | null> {
+    const r = await this.database.pool.query({
+      name: 'paylog_forward_read',
+      text: `SELECT request_mac, state, access_log_index, answer, (extract(epoch FROM now() - started_at) * 1000)::bigint AS age_ms
+             FROM forward_requests WHERE transaction_id = $1 AND idempotency_key = $2`,
+      values: [transactionId, key],
+    });
+    const row = r.rows[0] as DbRow | undefined;
+    if (!row) return null;
+    return { requestMac: row.request_mac, state: row.state, accessLogIndex: row.access_log_index === null ? null : Number(row.access_log_index), answer: row.answer, ageMs: Number(row.age_ms) };
+  }
+
+  /** pending → sent; true only for the one caller that made the move. */
+  async markSent(transactionId: string, key: string, accessLogIndex: number): Promise<boolean> {
+    const r = await this.write({
+      name: 'paylog_forward_sent',
+      text: `UPDATE forward_requests SET state = 'sent', access_log_index = $3 WHERE transaction_id = $1 AND idempotency_key = $2 AND state = 'pending' RETURNING 1`,
+      values: [transactionId, key, accessLogIndex],
+    });
+    return r.rows.length > 0;
+  }
+
+  /** → done with the answer; true only for the one caller that made the move from `from`. */
+  async finish(transactionId: string, key: string, from: 'pending' | 'sent', answer: StoredAnswer, resultLogIndex: number | null): Promise<boolean> {
+    const r = await this.write({
+      name: 'paylog_forward_done',
+      text: `UPDATE forward_requests SET state = 'done', answer = $4, result_log_index = $5 WHERE transaction_id = $1 AND idempotency_key = $2 AND state = $3 RETURNING 1`,
+      values: [transactionId, key, from, JSON.stringify(answer), resultLogIndex],
+    });
+    return r.rows.length > 0;
+  }
+
+  /** Gives a pending key back (its access entry could not be appended: nothing was sent). */
+  async abandon(transactionId: string, key: string): Promise<void> {
+    await this.write({
+      name: 'paylog_forward_abandon',
+      text: `DELETE FROM forward_requests WHERE transaction_id = $1 AND idempotency_key = $2 AND state = 'pending'`,
+      values: [transactionId, key],
+    });
+  }
+
+  /**
+   * Takes over a `pending` row older than `staleMs` (its attempt stopped before its access entry
+   * was known to commit: nothing was sent, since sending needs `sent`); true for the one taker.
+   */
+  async takeOver(transactionId: string, key: string, mac: Buffer, staleMs: number): Promise<boolean> {
+    const r = await this.write({
+      name: 'paylog_forward_take_over',
+      text: `UPDATE forward_requests SET started_at = now() WHERE transaction_id = $1 AND idempotency_key = $2 AND request_mac = $3 AND state = 'pending'
+               AND started_at < now() - make_interval(secs => $4::double precision / 1000) RETURNING 1`,
+      values: [transactionId, key, mac, staleMs],
+    });
+    return r.rows.length > 0;
+  }
+}

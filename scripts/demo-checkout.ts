@@ -1,5 +1,5 @@
 /**
- * `npm run demo-checkout -- --port P [--processor acme]`
+ * `npm run demo-checkout -- --port P [--processor acme] [--forward-to DESTINATION]`
  *
  * A minimal checkout backend (what MyRackspace would run) showing client-side encryption end
  * to end. It finds paylog and the dev checkout certificate from the service's own settings
@@ -7,11 +7,18 @@
  * `pki/checkout-key.pem`) and serves, on http://127.0.0.1:P (loopback only; a secure context for
  * WebCrypto):
  *
- *   GET  /                  card form (#pan #exp-month #exp-year #holder #pay #result) with
- *                           paylog's JWK Set and a fresh transactionId rendered into the page
+ *   GET  /                  card form (#pan #exp-month #exp-year #holder #cvc #pay #result
+ *                           #authorization) with paylog's JWK Set and a fresh transactionId
+ *                           rendered into the page
  *   GET  /paylog-encrypt.js the browser module (built from src/ with esbuild at start)
- *   GET  /checkout.js       the page's own script: encrypt in the page, POST /pay
- *   POST /pay               { transactionId, jwe } → POST /v1/transactions over mTLS
+ *   GET  /checkout.js       the page's own script: encrypt in the page (the CVC too), POST /pay
+ *   POST /pay               { transactionId, jwe } → POST /v1/transactions over mTLS; with
+ *                           `--forward-to D`, then POST /v1/transactions/{id}/forward to the
+ *                           destination D (registered by an admin for the processor), path
+ *                           /v1/authorizations of the demo processor (`npm run demo-processor`),
+ *                           with a JSON template of placeholders: paylog fills in the card and
+ *                           the CVC, so neither ever reaches this server. `#authorization` shows
+ *                           the processor's authorization code (or its decline reason).
  *
  * Every request body it receives is appended, as received, to
  * `$PAYLOG_DATA_DIR/demo-checkout-bodies.log` — so anyone can check that no card number
@@ -34,6 +41,13 @@ const MAX_BODY_BYTES = 16 * 1024;
 /** The JWK Set is refetched after this long (a retired key still decrypts for a day). */
 const JWKS_CACHE_MS = 60_000;
 const PAYLOG_TIMEOUT_MS = 10_000;
+/** The demo processor's authorization path (scripts/demo-processor.ts) and the body template paylog fills in. */
+export const DEMO_AUTHORIZATION_PATH = '/v1/authorizations';
+export const DEMO_AUTHORIZATION_TEMPLATE = JSON.stringify({
+  card: { number: '{{card.number}}', cvc: '{{card.cvc}}', expiryMonth: '{{card.expiryMonth}}', expiryYear: '{{card.expiryYear}}', holderName: '{{card.holderName}}' },
+  amount: { value: '{{amount.value}}', currency: '{{amount.currency}}' },
+  reference: '{{transactionId}}',
+});
 const LOOPBACK = '127.0.0.1';
 
 export interface DemoCheckout {
@@ -45,6 +59,8 @@ export interface DemoCheckout {
 export interface DemoOptions {
   port: number;
   processor: string;
+  /** Forward each accepted transaction to this destination of the processor (the demo processor's API). */
+  forwardTo?: string;
   /** paylog's settings (defaults as the service: ./data, 127.0.0.1, 8443). */
   env?: NodeJS.ProcessEnv;
 }
@@ -62,10 +78,16 @@ pay.addEventListener('click', async (ev) => {
   try {
     const jwe = await encryptPaymentMethod(await keyPromise, cardFromForm(document), { transactionId: cfg.transactionId, processor: cfg.processor });
     document.getElementById('pan').value = '';
+    document.getElementById('cvc').value = '';
     const r = await fetch('/pay', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ transactionId: cfg.transactionId, jwe }) });
     const out = await r.json();
     result.dataset.status = out.transactionId ? 'ok' : 'error';
     result.textContent = out.transactionId ?? out.error ?? 'ERROR';
+    if (out.authorization) {
+      const auth = document.getElementById('authorization');
+      auth.dataset.status = out.authorization.status;
+      auth.textContent = out.authorization.authorizationCode ?? out.authorization.reason ?? out.authorization.status;
+    }
   } catch (e) {
     result.dataset.status = 'error';
     result.textContent = 'ENCRYPTION_FAILED';
@@ -92,9 +114,11 @@ function page(cfg: { transactionId: string; processor: string; jwks: unknown }):
 <label>Expiry month <input id="exp-month" inputmode="numeric" autocomplete="cc-exp-month"></label>
 <label>Expiry year <input id="exp-year" inputmode="numeric" autocomplete="cc-exp-year"></label>
 <label>Name on card <input id="holder" autocomplete="cc-name"></label>
+<label>Security code <input id="cvc" inputmode="numeric" autocomplete="cc-csc" maxlength="4"></label>
 <button id="pay" type="submit">Pay</button>
 </form>
 <p>Result: <output id="result"></output></p>
+<p>Authorization: <output id="authorization"></output></p>
 <p><small>The card is encrypted in this page to paylog's key; this server only ever sees the JWE.</small></p>
 </body></html>
 `;
@@ -138,12 +162,12 @@ export async function startDemoCheckout(opts: DemoOptions): Promise<DemoCheckout
   const bodiesLog = join(cfg.dataDir, BODIES_LOG_NAME);
   const bundle = await buildPaylogEncrypt();
 
-  const paylog = (method: string, path: string, body?: unknown): Promise<{ status: number; json: any }> =>
+  const paylog = (method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<{ status: number; json: any }> =>
     new Promise((resolve, reject) => {
       const payload = body === undefined ? undefined : JSON.stringify(body);
       const req = httpsRequest(
         `${paylogUrl}${path}`,
-        { method, agent, timeout: PAYLOG_TIMEOUT_MS, headers: payload ? { 'content-type': 'application/json' } : {} },
+        { method, agent, timeout: PAYLOG_TIMEOUT_MS, headers: payload ? { 'content-type': 'application/json', ...headers } : headers },
         (res) => {
           const chunks: Buffer[] = [];
           res.on('data', (c: Buffer) => chunks.push(c));
@@ -173,6 +197,23 @@ export async function startDemoCheckout(opts: DemoOptions): Promise<DemoCheckout
     return r.json;
   };
 
+  /** Forwards the authorization request through paylog; the processor's (masked) answer, or paylog's error code. */
+  const authorize = async (transactionId: string, destination: string): Promise<Record<string, unknown>> => {
+    const r = await paylog(
+      'POST',
+      `/v1/transactions/${encodeURIComponent(transactionId)}/forward`,
+      { destination, method: 'POST', path: DEMO_AUTHORIZATION_PATH, headers: { 'content-type': 'application/json' }, body: DEMO_AUTHORIZATION_TEMPLATE, purpose: 'authorize', reference: transactionId },
+      { 'idempotency-key': `authorize-${transactionId}` },
+    );
+    if (r.status !== 200) return { status: 'error', reason: r.json?.error?.code ?? `HTTP_${r.status}` };
+    try {
+      const answer = JSON.parse(String(r.json.body)) as { status?: unknown; authorizationCode?: unknown; reason?: unknown };
+      return { status: String(answer.status ?? 'error'), ...(typeof answer.authorizationCode === 'string' ? { authorizationCode: answer.authorizationCode } : {}), ...(typeof answer.reason === 'string' ? { reason: answer.reason } : {}) };
+    } catch {
+      return { status: 'error', reason: `PROCESSOR_HTTP_${r.json.status}` };
+    }
+  };
+
   const handle = async (req: IncomingMessage, res: ServerResponse) => {
     const body = await readBody(req);
     // Every body received, as received (this is what the demo exists to show).
@@ -198,7 +239,8 @@ export async function startDemoCheckout(opts: DemoOptions): Promise<DemoCheckout
         paymentMethod: { type: 'encrypted', jwe: input.jwe },
         metadata: { source: 'demo-checkout' },
       });
-      const out = r.status === 200 || r.status === 201 ? { transactionId: r.json.transactionId, logIndex: r.json.logIndex } : { error: r.json?.error?.code ?? `HTTP_${r.status}` };
+      const out: Record<string, unknown> = r.status === 200 || r.status === 201 ? { transactionId: r.json.transactionId, logIndex: r.json.logIndex } : { error: r.json?.error?.code ?? `HTTP_${r.status}` };
+      if (opts.forwardTo !== undefined && typeof out.transactionId === 'string') out.authorization = await authorize(out.transactionId, opts.forwardTo);
       return send(res, r.status, 'application/json', JSON.stringify(out));
     }
     return send(res, 404, 'text/plain', 'not found');
@@ -228,13 +270,14 @@ export async function startDemoCheckout(opts: DemoOptions): Promise<DemoCheckout
 }
 
 if (process.argv[1] !== undefined && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
-  const { values } = parseArgs({ options: { port: { type: 'string' }, processor: { type: 'string', default: 'acme' } } });
+  const { values } = parseArgs({ options: { port: { type: 'string' }, processor: { type: 'string', default: 'acme' }, 'forward-to': { type: 'string' } } });
   const port = Number(values.port);
   if (values.port === undefined || !Number.isInteger(port) || port < 0 || port > 65535) {
-    console.error('usage: npm run demo-checkout -- --port P [--processor acme]');
+    console.error('usage: npm run demo-checkout -- --port P [--processor acme] [--forward-to DESTINATION]');
     process.exit(2);
   }
-  const demo = await startDemoCheckout({ port, processor: values.processor ?? 'acme' }).catch((e: unknown) => {
+  const forwardTo = values['forward-to'];
+  const demo = await startDemoCheckout({ port, processor: values.processor ?? 'acme', ...(forwardTo !== undefined ? { forwardTo } : {}) }).catch((e: unknown) => {
     console.error(`demo checkout could not start: ${(e as Error).message}`);
     console.error('is paylog running (npm start) with the same PAYLOG_DATA_DIR / PAYLOG_HOST / PAYLOG_PORT?');
     process.exit(1);

@@ -39,6 +39,7 @@ import { loadTls } from './bootstrap/tls.js';
 import { createCheckpointSigning, publishFirstCheckpoint } from './bootstrap/checkpoint-signer.js';
 import { createAppender, measureStoredLog, restoreLog } from './bootstrap/log.js';
 import { startKeyLayer } from './bootstrap/key-layer.js';
+import { startCardSecurityCodes } from './bootstrap/cvc.js';
 import { createServices } from './bootstrap/services.js';
 import { scheduleRetention } from './bootstrap/retention.js';
 import { readinessCheck } from './bootstrap/readiness.js';
@@ -150,6 +151,11 @@ export async function startPaylog(config: Config, opts: StartOptions = {}): Prom
     const appender = createAppender(config, database, publisher, { singletons, headKey, ...(opts.onBatchCommitted ? { onBatchCommitted: opts.onBatchCommitted } : {}) }, metrics);
     const keyEvents = new KeyEventLog(appender);
     const keyLayer = startKeyLayer(config, { database, runtimeLogin, kms, keyEvents, epochKey, dataKeyId, ...(opts.clock ? { clock: opts.clock } : {}) }, logger, metrics, cleanups);
+    const cardSecurityCodes = await startCardSecurityCodes(
+      { database, macKey, keyEvents, ttlMs: config.cvcTtlMs, singletons, ...(opts.clock ? { clock: opts.clock } : {}) },
+      logger,
+      cleanups,
+    );
     const services = createServices(
       config,
       {
@@ -166,6 +172,7 @@ export async function startPaylog(config: Config, opts: StartOptions = {}): Prom
         headKey,
         keyLayer,
         keyEvents,
+        cardSecurityCodes,
         publishedKeys: signing.publishedKeys,
         logVerifiers: signing.logVerifiers,
         ...(witnessing ? { witnessing } : {}),

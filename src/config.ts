@@ -39,6 +39,20 @@ export const DEFAULT_CSE_KEY_PERIOD = 'month';
 export const DEFAULT_CSE_KEY_OVERLAP_S = 24 * 60 * 60;
 /** Client-side encryption: unwrapped private keys are kept in memory this long. */
 export const DEFAULT_CSE_KEY_CACHE_TTL_S = 300;
+/** ISO 8601 duration: a card security code not used by then is destroyed (issue 18; src/cvc/). */
+export const DEFAULT_CVC_TTL = 'PT1H';
+/** PAYLOG_CVC_TTL bounds: at least a second, at most a day (PCI DSS 3.3.1: only until authorization). */
+export const CVC_TTL_MIN_MS = 1_000;
+export const CVC_TTL_MAX_MS = 24 * 60 * 60 * 1000;
+const FIXED_DURATION = /^P(?!$)(?:(\d+)W)?(?:(\d+)D)?(?:T(?=\d)(?:(\d+)H)?(?:(\d+)M)?(?:(\d+)S)?)?$/;
+
+/** Milliseconds of an ISO 8601 duration of fixed length (weeks, days, hours, minutes, seconds), or null. */
+export function fixedDurationMs(s: string): number | null {
+  const m = FIXED_DURATION.exec(s);
+  if (!m) return null;
+  const n = (i: number) => Number(m[i] ?? 0);
+  return ((((n(1) * 7 + n(2)) * 24 + n(3)) * 60 + n(4)) * 60 + n(5)) * 1000;
+}
 
 /**
  * Time budgets (milliseconds). Every wait is bounded: a database or KMS that is down, refuses
@@ -126,6 +140,13 @@ const envSchema = z.object({
   PAYLOG_CSE_KEY_PERIOD: z.enum(['month', 'day', 'hour']).default(DEFAULT_CSE_KEY_PERIOD),
   PAYLOG_CSE_KEY_OVERLAP_S: intFromEnv(60, 90 * 86_400).default(DEFAULT_CSE_KEY_OVERLAP_S),
   PAYLOG_CSE_KEY_CACHE_TTL_S: intFromEnv(1, 86_400).default(DEFAULT_CSE_KEY_CACHE_TTL_S),
+  PAYLOG_CVC_TTL: z
+    .string()
+    .default(DEFAULT_CVC_TTL)
+    .refine((s) => {
+      const ms = fixedDurationMs(s);
+      return ms !== null && ms >= CVC_TTL_MIN_MS && ms <= CVC_TTL_MAX_MS;
+    }, 'must be an ISO 8601 duration from PT1S to P1D such as PT1H or PT15M'),
 });
 
 export interface Config {
@@ -166,6 +187,8 @@ export interface Config {
   witnesses?: { endpoints: WitnessEndpoint[]; quorum: number; caPath?: string };
   /** Client-side encryption (browser JWE): see src/cse/keys.ts and SECURITY.md. */
   cse: { maxAgeS: number; keyPeriod: 'month' | 'day' | 'hour'; keyOverlapS: number; keyCacheTtlS: number };
+  /** PAYLOG_CVC_TTL in milliseconds: how long a card security code is held unused (src/cvc/). */
+  cvcTtlMs: number;
 }
 
 export class ConfigError extends Error {
@@ -274,6 +297,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       keyOverlapS: e.PAYLOG_CSE_KEY_OVERLAP_S,
       keyCacheTtlS: e.PAYLOG_CSE_KEY_CACHE_TTL_S,
     },
+    cvcTtlMs: fixedDurationMs(e.PAYLOG_CVC_TTL)!,
     ...(tlsSet === 3
       ? { tls: { certPath: e.PAYLOG_TLS_CERT!, keyPath: e.PAYLOG_TLS_KEY!, caPath: e.PAYLOG_TLS_CA! } }
       : {}),

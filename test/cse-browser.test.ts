@@ -2,7 +2,9 @@
  * Client-side encryption in a real browser: Debian's Chromium (/usr/bin/chromium, never a
  * downloaded build) driven by playwright-core through `npm run demo-checkout`: type a card,
  * pay, then check that the checkout backend never received the card number and that processor
- * acme's release returns exactly what was typed.
+ * acme's release returns exactly what was typed. And the whole charge (issue 18 item 6): card and
+ * CVC typed in the page, encrypted there, submitted by the checkout backend, forwarded by paylog
+ * to the demo processor (`npm run demo-processor`, HTTPS on loopback), authorization code shown.
  *
  * Without Chromium this file skips and says why; under CI=true a missing Chromium fails.
  */
@@ -30,6 +32,25 @@ const DEMO_START_TIMEOUT_MS = 60_000;
 const haveChromium = existsSync(CHROMIUM);
 const inCi = process.env['CI'] === 'true';
 
+/** Resolves with the first capture of `pattern` in a child's output (its listening URL). */
+function listening(child: ChildProcess, name: string, pattern: RegExp): Promise<string> {
+  return new Promise<string>((resolve, reject) => {
+    let out = '';
+    const timer = setTimeout(() => reject(new Error(`${name} did not start: ${out}`)), DEMO_START_TIMEOUT_MS);
+    const onData = (d: Buffer) => {
+      out += d.toString('utf8');
+      const m = pattern.exec(out);
+      if (m) {
+        clearTimeout(timer);
+        resolve(m[1]!);
+      }
+    };
+    child.stdout!.on('data', onData);
+    child.stderr!.on('data', onData);
+    child.once('exit', (code) => reject(new Error(`${name} exited (${code}): ${out}`)));
+  });
+}
+
 if (!haveChromium && !inCi) {
   console.warn(`SKIPPED test/cse-browser.test.ts: ${CHROMIUM} not found (install it with: apt-get install -y chromium). Under CI=true this is a failure.`);
 }
@@ -49,6 +70,10 @@ describe('client-side encryption in Chromium', () => {
   let t: TestPaylog;
   let demo: ChildProcess | undefined;
   let demoUrl = '';
+  /** The demo processor and a second demo checkout that forwards to it. */
+  let processor: ChildProcess | undefined;
+  let forwarding: ChildProcess | undefined;
+  let forwardingUrl = '';
   let profile = '';
   let browser: BrowserContext | undefined;
 
@@ -59,31 +84,31 @@ describe('client-side encryption in Chromium', () => {
     delete env['AWS_REGION'];
     delete env['AWS_ENDPOINT_URL_KMS'];
     demo = spawn('node_modules/.bin/tsx', ['scripts/demo-checkout.ts', '--port', '0', '--processor', 'acme'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
-    demoUrl = await new Promise<string>((resolve, reject) => {
-      let out = '';
-      const timer = setTimeout(() => reject(new Error(`demo checkout did not start: ${out}`)), DEMO_START_TIMEOUT_MS);
-      const onData = (d: Buffer) => {
-        out += d.toString('utf8');
-        const m = /listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(out);
-        if (m) {
-          clearTimeout(timer);
-          resolve(m[1]!);
-        }
-      };
-      demo!.stdout!.on('data', onData);
-      demo!.stderr!.on('data', onData);
-      demo!.once('exit', (code) => reject(new Error(`demo checkout exited (${code}): ${out}`)));
+    // The demo processor, registered by the admin as acme's destination `demo` (loopback: allowPrivateNetwork).
+    processor = spawn('node_modules/.bin/tsx', ['scripts/demo-processor.ts', '--port', '0'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    forwarding = spawn('node_modules/.bin/tsx', ['scripts/demo-checkout.ts', '--port', '0', '--processor', 'acme', '--forward-to', 'demo'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    [demoUrl, forwardingUrl] = await Promise.all([listening(demo, 'demo checkout', /listening on (http:\/\/127\.0\.0\.1:\d+)/), listening(forwarding, 'forwarding demo checkout', /listening on (http:\/\/127\.0\.0\.1:\d+)/)]);
+    const processorUrl = await listening(processor, 'demo processor', /listening on (https:\/\/127\.0\.0\.1:\d+)/);
+    const put = await t.call('admin', 'PUT', '/v1/admin/processors/acme/destinations/demo', {
+      url: processorUrl,
+      paths: ['/v1/authorizations'],
+      methods: ['POST'],
+      caPem: readFileSync(join(t.dataDir, 'demo-processor', 'ca.pem'), 'utf8'),
+      allowPrivateNetwork: true,
     });
+    expect(put.status, put.text).toBeLessThan(300);
     profile = mkdtempSync(join(tmpdir(), 'paylog-chromium-'));
     browser = await chromium.launchPersistentContext(profile, { executablePath: CHROMIUM, headless: true, args: CHROMIUM_FLAGS });
   });
 
   afterAll(async () => {
     await browser?.close();
-    if (demo && demo.exitCode === null) {
-      const exited = new Promise((r) => demo!.once('exit', r));
-      demo.kill('SIGTERM');
-      await exited;
+    for (const child of [demo, processor, forwarding]) {
+      if (child && child.exitCode === null) {
+        const exited = new Promise((r) => child.once('exit', r));
+        child.kill('SIGTERM');
+        await exited;
+      }
     }
     if (profile) rmSync(profile, { recursive: true, force: true });
     await t?.stop();
@@ -119,6 +144,46 @@ describe('client-side encryption in Chromium', () => {
     const entry = await t.call('auditor', 'GET', `/v1/log/entries?start=${tx.json.logIndex}&end=${tx.json.logIndex + 1}`);
     const leaf = decodeLeaf(Buffer.from(entry.json.entries[0].leaf, 'base64')) as { cse?: { kid: string } };
     expect(leaf.cse).toEqual({ kid: jwks.json.keys[0].kid });
+    await page.close();
+  });
+
+  it('type a card and its CVC, pay: paylog forwards to the demo processor and the page shows the authorization code; neither the card nor the CVC reached the checkout backend, a leaf or a log line', async () => {
+    const typed = { pan: '5555555555554444', expiryMonth: 7, expiryYear: new Date().getUTCFullYear() + 3, holderName: 'Ada Forward', cvc: '8315' };
+    const page = await browser!.newPage();
+    await page.goto(`${forwardingUrl}/`);
+    await page.locator('#pan').pressSequentially(typed.pan);
+    await page.locator('#exp-month').fill(String(typed.expiryMonth));
+    await page.locator('#exp-year').fill(String(typed.expiryYear));
+    await page.locator('#holder').fill(typed.holderName);
+    await page.locator('#cvc').fill(typed.cvc);
+    await page.locator('#pay').click();
+    await page.waitForSelector('#authorization[data-status]', { timeout: 60_000 });
+    const transactionId = (await page.locator('#result').textContent()) ?? '';
+    const authorization = (await page.locator('#authorization').textContent()) ?? '';
+    expect(await page.locator('#authorization').getAttribute('data-status'), authorization).toBe('authorized');
+    expect(authorization).toMatch(/^[0-9A-F]{6}$/);
+    expect(transactionId).toMatch(/^demo-[0-9a-f]{16}$/);
+
+    // The checkout backend received only the JWE; the CVC was cleared from the page too.
+    const bodies = readFileSync(join(t.dataDir, 'demo-checkout-bodies.log'), 'utf8');
+    expect(bodies).toContain(transactionId);
+    expect(bodies.replace(/[\s-]/g, '')).not.toContain(typed.pan);
+    expect(await page.locator('#cvc').inputValue()).toBe('');
+
+    // The forward is in the log (access entry + result), the CVC is gone (a second authorizing release has none).
+    const forwards = await t.call('auditor', 'GET', `/v1/transactions/${transactionId}/forwards`);
+    expect(forwards.status, forwards.text).toBe(200);
+    expect(forwards.text).not.toContain(typed.pan);
+    const rel = await t.call('processor-acme', 'POST', `/v1/transactions/${transactionId}/release`, { purpose: 'authorize' });
+    expect(rel.json.paymentMethod.cvc).toBeUndefined();
+    const entries = await t.call('auditor', 'GET', `/v1/log/entries?start=0&end=${rel.json.accessLogIndex + 1}`);
+    for (const e of entries.json.entries as { leaf: string }[]) {
+      const bytes = Buffer.from(e.leaf, 'base64');
+      expect(bytes.includes(Buffer.from(typed.cvc))).toBe(false);
+      expect(bytes.includes(Buffer.from(typed.pan))).toBe(false);
+    }
+    expect(t.logLines.join('\n')).not.toContain(typed.pan);
+    expect(t.logLines.join('\n')).not.toMatch(new RegExp(`(?<![0-9])${typed.cvc}(?![0-9])`));
     await page.close();
   });
 });

@@ -568,3 +568,32 @@ describe('epochs from before migration 0009 (no MAC) keep working when the migra
     expect(await untrustedCount(t, 'key_epochs')).toBe(0);
   });
 });
+
+describe('cvc_holder_keys: the runtime role cannot have card security codes sealed to its own key (issue 18)', () => {
+  let t: TestPaylog;
+  beforeAll(async () => {
+    t = await startTestPaylog();
+  });
+  afterAll(async () => t?.stop());
+
+  it('cvc_holder_keys: a row planted by the runtime role (its own public key) is never sealed to', async () => {
+    const attacker = attackerKeyPair();
+    // Without a MAC, and with a MAC copied from a genuine row (another key id and key): both ignored.
+    const [genuine] = (await runtime(t).query('SELECT mac FROM cvc_holder_keys LIMIT 1')).rows as { mac: Buffer }[];
+    await runtime(t).query("INSERT INTO cvc_holder_keys (key_id, public_key, not_after, mac) VALUES ('cvk_attacker1', $1, now() + interval '1 day', $2), ('cvk_attacker2', $1, now() + interval '1 day', $3)", [
+      attacker.publicKey,
+      Buffer.alloc(32),
+      genuine!.mac,
+    ]);
+    const body = cardTransaction();
+    const r = await t.call('checkout', 'POST', '/v1/transactions', { ...body, paymentMethod: { ...body.paymentMethod, cvc: '8642' } });
+    expect(r.status, r.text).toBe(201);
+    const [row] = await query<{ sealed: Record<string, string> }>(t.databaseUrl, 'SELECT sealed FROM card_security_codes WHERE transaction_id = $1', [body.transactionId]);
+    expect(Object.keys(row!.sealed).length).toBeGreaterThan(0);
+    expect(Object.keys(row!.sealed).filter((k) => k.startsWith('cvk_attacker'))).toEqual([]);
+    expect(t.logLines.filter((l) => l.includes('cvk_attacker') && l.includes('planted'))).toHaveLength(2);
+    // The genuine taker still gets it.
+    const rel = await t.call('processor-acme', 'POST', `/v1/transactions/${body.transactionId}/release`, { purpose: 'authorize' });
+    expect(rel.json.paymentMethod.cvc).toBe('8642');
+  });
+});

@@ -27,10 +27,10 @@ import { AdminService } from '../services/admin.js';
 import { LogReadService } from '../services/log-read.js';
 import { TilesService } from '../services/tiles.js';
 import type { KeyLayer } from './key-layer.js';
+import type { CardSecurityCodes } from '../cvc/codes.js';
 import { DestinationService } from '../services/forward/destinations.js';
 import { ForwardService } from '../services/forward/forward.js';
 import { ForwardHistory } from '../services/forward/history.js';
-import { noCardSecurityCodes, type TakeCardSecurityCode } from '../services/forward/cvc-seam.js';
 
 export interface Services {
   processors: ProcessorRegistry;
@@ -41,6 +41,8 @@ export interface Services {
   admin: AdminService;
   logRead: LogReadService;
   tiles: TilesService;
+  /** Held card security codes (src/cvc/): taken by an authorizing release and by a forward. */
+  cardSecurityCodes: CardSecurityCodes;
   destinations: DestinationService;
   forward: ForwardService;
   forwardHistory: ForwardHistory;
@@ -63,9 +65,9 @@ export interface ServicesDeps {
   publishedKeys: PublishedKey[];
   logVerifiers: NoteVerifier[];
   witnessing?: WitnessCosigning;
+  /** Held card security codes (src/cvc/); its `take` is the forward's and the release's seam (src/services/forward/cvc-seam.ts). */
+  cardSecurityCodes: CardSecurityCodes;
   clock?: () => Date;
-  /** The card security code store's consume function (issue 18 item 4); none held until composed. */
-  takeCardSecurityCode?: TakeCardSecurityCode;
 }
 
 /** KMS requests so far by operation (the dev key-status report shows them). */
@@ -98,6 +100,7 @@ export function createServices(config: Config, d: ServicesDeps, logger: Logger, 
     ...(config.keys.mode === 'hierarchical' ? { epochs: keyLayer.epochs } : {}),
     ...(d.clock ? { clock: d.clock } : {}),
     cse: keyLayer.cse,
+    cardSecurityCodes: d.cardSecurityCodes,
     proofs: (index) => logRead.servedProof(index),
   });
   const release = new ReleaseService({
@@ -108,6 +111,7 @@ export function createServices(config: Config, d: ServicesDeps, logger: Logger, 
     processors,
     macKey: d.macKey,
     metrics,
+    takeCardSecurityCode: (id) => d.cardSecurityCodes.take(id),
   });
   const keyLifecycle = new KeyLifecycleService({
     database,
@@ -140,9 +144,9 @@ export function createServices(config: Config, d: ServicesDeps, logger: Logger, 
     recordKeys,
     transactions,
     destinations,
-    takeCardSecurityCode: d.takeCardSecurityCode ?? noCardSecurityCodes,
+    takeCardSecurityCode: (id) => d.cardSecurityCodes.take(id),
     macKey: d.macKey,
   });
   const forwardHistory = new ForwardHistory({ database, transactions });
-  return { processors, revocations, transactions, release, keyLifecycle, admin, logRead, tiles, destinations, forward, forwardHistory };
+  return { processors, revocations, transactions, release, keyLifecycle, admin, logRead, tiles, cardSecurityCodes: d.cardSecurityCodes, destinations, forward, forwardHistory };
 }

@@ -9,7 +9,8 @@
  * Mutable tables beside the log: data_keys (wrapped data keys — rewrap and crypto-shredding
  * replace or delete them without touching any leaf), keyring, cse_keys (client-side encryption
  * keys; retention destroys them), processors, revoked_certificates, submission_probes (the probe
- * limit; expired rows deleted).
+ * limit; expired rows deleted), card_security_codes / cvc_holder_keys / cvc_destructions (held
+ * CVCs sealed to in-memory keys, their public keys, destruction counts: src/cvc/, migration 0011).
  */
 import { sql } from 'drizzle-orm';
 import {
@@ -281,6 +282,43 @@ export const submissionProbes = pgTable(
     primaryKey({ columns: [t.principal, t.servedMac, t.windowStart, t.transactionId] }),
     index('submission_probes_window_idx').on(t.windowStart),
   ],
+);
+
+/**
+ * Card security codes held until authorization (issue 18, migration 0011; src/cvc/codes.ts):
+ * `sealed` = {holder key id: base64(HPKE enc ‖ ciphertext)}, sealed to in-memory keys only.
+ * The runtime role inserts, takes (DELETE … RETURNING) and expires rows; never updates them.
+ */
+export const cardSecurityCodes = pgTable(
+  'card_security_codes',
+  {
+    transactionId: text('transaction_id').primaryKey(),
+    sealed: jsonb('sealed').notNull(),
+    expiresAt: timestamp('expires_at', { withTimezone: true, mode: 'date' }).notNull(),
+    createdAt: createdAt(),
+  },
+  (t) => [index('card_security_codes_expiry_idx').on(t.expiresAt)],
+);
+
+/** Public halves of the paylog processes' CVC holder keys (src/cvc/holder-keys.ts), MACed. */
+export const cvcHolderKeys = pgTable('cvc_holder_keys', {
+  keyId: text('key_id').primaryKey(),
+  publicKey: bytea('public_key').notNull(),
+  notAfter: timestamp('not_after', { withTimezone: true, mode: 'date' }).notNull(),
+  mac: bytea('mac').notNull(),
+  createdAt: createdAt(),
+});
+
+/** CVC destructions per clock hour and cause; one `cvc_destroyed` leaf per period (src/cvc/destruction-log.ts). */
+export const cvcDestructions = pgTable(
+  'cvc_destructions',
+  {
+    periodStart: timestamp('period_start', { withTimezone: true, mode: 'date' }).notNull(),
+    cause: text('cause').notNull(),
+    count: bigint('count', { mode: 'number' }).notNull(),
+    loggedAt: timestamp('logged_at', { withTimezone: true, mode: 'date' }),
+  },
+  (t) => [primaryKey({ columns: [t.periodStart, t.cause] })],
 );
 
 /** Registered payment processors (PCI DSS 7.2: need-to-know). */

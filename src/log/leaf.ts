@@ -52,7 +52,7 @@ export {
 export { accessLeafV2, accessLeafV2Schema, accessViewFromLeaf, type AccessLeafV2, type AccessLeafInput, type AccessServedView } from './leaf/access.js';
 export { forwardResultLeaf, FORWARD_OUTCOMES, type ForwardResultLeaf, type ForwardOutcome } from './leaf/forward-result.js';
 export { adminEventLeaf, adminEventLeafSchema, ADMIN_ACTIONS, ADMIN_OUTCOMES, type AdminEventLeaf, type AdminEventInput, type AdminAction } from './leaf/admin-event.js';
-export { keyEventLeaf, keyEventLeafV2Schema, KEY_EVENT_KINDS, SYSTEM_ACTOR, type KeyEventLeafV2, type KeyEventInput, type KeyEventKind } from './leaf/key-event.js';
+export { keyEventLeaf, keyEventLeafV2Schema, KEY_EVENT_KINDS, SYSTEM_ACTOR, CVC_DESTROYED_PERIOD_MS, type KeyEventLeafV2, type KeyEventInput, type KeyEventKind } from './leaf/key-event.js';
 export { principalField, principalView, certFingerprintBytes, certFingerprintText } from './leaf/fields.js';
 export { encodeCbor, decodeCbor, type CborValue } from './leaf/cbor.js';
 export { decodeLeafFast } from './leaf/fast-decode.js';

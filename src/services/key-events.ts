@@ -23,7 +23,8 @@ export type KeyEventKind =
   | 'rotation'
   | 'retention_run'
   | 'cse_key_created'
-  | 'cse_key_destroyed';
+  | 'cse_key_destroyed'
+  | 'cvc_destroyed';
 
 /** Who caused the step: an admin certificate, or paylog itself (epoch creation, daily retention). */
 export interface KeyEventActor {

@@ -11,6 +11,10 @@
  * memory is zeroed unreturned, and the answer is 410. So no release whose access entry commits
  * after a shred returns plaintext, in any worker or instance, whatever it caches; one whose
  * entry committed before the shred may still return it.
+ * Card security code (issue 18): a granted release with purpose `authorize` of a card takes the
+ * CVC held for the transaction, if any (src/cvc/codes.ts: atomically, once, AFTER its access entry
+ * committed) and answers it as `paymentMethod.cvc`; every other purpose never touches it, and a
+ * second `authorize` release answers without it.
  * Rate-limited attempts are refused by the route (@fastify/rate-limit, per certificate) before
  * this service runs, and are not logged (a flood must not be able to grow the log); they are
  * counted in metrics as 429s.
@@ -25,6 +29,7 @@ import { accessLeafV2, accessViewFromLeaf, decodeLeaf, encodeLeaf, type AccessSe
 import type { Appender } from '../log/appender.js';
 import { DENIAL, keyMaterialRequires } from './append-preconditions.js';
 import type { TransactionService } from './transactions.js';
+import type { TakeCardSecurityCode } from './forward/cvc-seam.js';
 import { containsIban } from '../validation/transaction.js';
 import { containsPanLikeNumber, isTransactionId } from '../validation/identifiers.js';
 import { unknownTransactionRef } from '../crypto/fingerprint.js';
@@ -80,7 +85,12 @@ export interface ReleaseDeps {
   /** Keyed digests of unknown transaction ids (never logged in the clear). */
   macKey: Buffer;
   metrics?: Metrics;
+  /** Takes the held card security code of a transaction (src/cvc/codes.ts `take`); absent → never answered. */
+  takeCardSecurityCode?: TakeCardSecurityCode;
 }
+
+/** The one release purpose that takes the held card security code (PCI DSS 3.3.1: until authorization). */
+const CVC_RELEASE_PURPOSE = 'authorize';
 
 /**
  * The release route hands over the raw body text (so that even an unparseable body is a logged,
@@ -203,11 +213,14 @@ export class ReleaseService {
       if (refusal || !plaintext || !row || appended.status !== 'appended') {
         throw refusal ?? new PaylogError('INTERNAL', 'release failed');
       }
+      const paymentMethod = JSON.parse(plaintext.toString('utf8')) as Record<string, unknown>;
+      // Taken only now that the access entry is durable: a refused or unlogged release never consumes it.
+      const cvc = body?.purpose === CVC_RELEASE_PURPOSE && paymentMethod.type === 'card' ? await this.deps.takeCardSecurityCode?.(transactionId) : undefined;
       return {
         transactionId,
         processor: row.view.processor,
         amount: row.view.amount,
-        paymentMethod: JSON.parse(plaintext.toString('utf8')) as Record<string, unknown>,
+        paymentMethod: cvc !== undefined ? { ...paymentMethod, cvc } : paymentMethod,
         accessLogIndex: appended.logIndex,
       };
     } catch (e) {

@@ -25,6 +25,8 @@
  *   ONE query in `submit` only for answers the append did not give (see `submit`).
  * - Probing: new transactions per principal × served payment fields × hour are limited
  *   (src/services/probe-limit.ts), across processes; replays never are.
+ * - Card security code (issue 18): `paymentMethod.cvc` is split off before validation and held
+ *   (src/cvc/codes.ts) only after the leaf of a NEW transaction committed; replays never store it.
  * - A processor's read is authorized from the row's processor column BEFORE the leaf is decoded,
  *   a proof built or the shred state read: "not yours" and "does not exist" are one code path.
  */
@@ -49,6 +51,7 @@ import { hashLeaf } from '../log/merkle.js';
 import type { Appender } from '../log/appender.js';
 import { REFUSAL } from './append-preconditions.js';
 import type { ClientSideDecryption, CseMarker } from '../cse/jwe.js';
+import { takeCardSecurityCode } from '../validation/card-security-code.js';
 import { recordFromRow, recordMismatch, type TransactionRecord } from './transaction-record.js';
 import { readAssignment, readShredded, readSubmissionPrecheck, readTransactionRow } from './transaction-queries.js';
 import { sealAndAppend } from './transaction-seal.js';
@@ -83,6 +86,8 @@ export interface TransactionDeps {
   clock?: () => Date;
   /** Client-side encryption (JWE payment methods); absent → such bodies fail validation. */
   cse?: ClientSideDecryption;
+  /** Held card security codes (src/cvc/codes.ts); absent → a submitted CVC is dropped. */
+  cardSecurityCodes?: { hold(transactionId: string, cvc: string): Promise<void> };
   /** Inclusion proof + checkpoint for a log index, when a verified checkpoint covers it. */
   proofs?: (logIndex: number) => Promise<ServedProof | null>;
 }
@@ -143,6 +148,10 @@ export class TransactionService {
     // validated, MACed (idempotency over the decrypted content) and sealed like a plaintext one.
     let cse: CseMarker | null = null;
     if (this.deps.cse) ({ body: raw, cse } = await this.deps.cse.open(raw, now));
+    // The card security code (issue 18) leaves the body here: nothing below — validation, the
+    // sealed record, the leaf, the idempotency MAC, the probe limit — ever sees it.
+    let cvc: string | undefined;
+    ({ body: raw, cvc } = takeCardSecurityCode(raw));
     let req: TransactionRequest;
     try {
       req = validateTransactionRequest(raw, now);
@@ -158,7 +167,22 @@ export class TransactionService {
     }
     const masked = maskedView(req.paymentMethod);
     await this.admitProbe(principal, req, masked, now);
-    return await this.submitValidated(principal, req, masked, this.servedMac(req, masked), cse, now, MAX_EPOCH_RETRIES);
+    const r = await this.submitValidated(principal, req, masked, this.servedMac(req, masked), cse, now, MAX_EPOCH_RETRIES);
+    if (r.created && cvc !== undefined) await this.holdCardSecurityCode(req.transactionId, cvc);
+    return r;
+  }
+
+  /**
+   * Holds the CVC of a transaction this submission CREATED (its leaf committed): a replay never
+   * stores one again. A failure to store it does not undo the committed submission: it is
+   * logged (no value) and the authorization will go without a CVC.
+   */
+  private async holdCardSecurityCode(transactionId: string, cvc: string): Promise<void> {
+    try {
+      await this.deps.cardSecurityCodes?.hold(transactionId, cvc);
+    } catch (e) {
+      this.deps.logger?.error({ event: 'cvc_not_held', transactionId, code: isPaylogError(e) ? e.code : 'INTERNAL' }, 'the card security code could not be stored; the transaction is committed without it');
+    }
   }
 
   /** The idempotency MAC of a request: over its served projection only (issue 17). */

@@ -11,6 +11,7 @@
 import { isValidBIC } from 'ibantools';
 import { z } from 'zod';
 import { PROCESSOR_NAME_PATTERN, TRANSACTION_ID_MAX, TRANSACTION_ID_PATTERN } from './identifiers.js';
+import { CVC_PATTERN } from './card-security-code.js';
 
 export const HOLDER_NAME_MAX_CODE_POINTS = 140;
 export const METADATA_MAX_KEYS = 20;
@@ -66,6 +67,12 @@ export const cardSchema = z.strictObject({
   expiryMonth: z.int().min(1).max(12),
   expiryYear: z.int().min(1000).max(9999),
   holderName,
+  /**
+   * The card security code: split off before validation (src/validation/card-security-code.ts),
+   * so never part of a validated request, its record, leaf or MAC; described here for the
+   * submission schema in OpenAPI and for the release answer of purpose `authorize`.
+   */
+  cvc: z.string().regex(CVC_PATTERN).optional(),
 });
 
 export const usBankAccountSchema = z.strictObject({

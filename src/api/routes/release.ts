@@ -50,7 +50,7 @@ export function registerReleaseRoutes(app: FastifyInstance, deps: { release: Rel
         who: 'the processor the transaction is assigned to',
         summary: 'Release the plaintext payment method; the access entry is committed first',
         description:
-          'Every attempt, granted or refused, is an access entry in the log, committed before the answer. If it cannot be committed: 503 and no plaintext. Rate-limited per certificate (429 with Retry-After, not logged). The body is parsed by the service whatever its content type, so a malformed body is a logged refusal (422).',
+          'Every attempt, granted or refused, is an access entry in the log, committed before the answer. If it cannot be committed: 503 and no plaintext. Rate-limited per certificate (429 with Retry-After, not logged). The body is parsed by the service whatever its content type, so a malformed body is a logged refusal (422). A granted release with purpose `authorize` of a card also takes the card security code held for the transaction, if any (`paymentMethod.cvc`, once: the next one answers without it; held at most PAYLOG_CVC_TTL).',
         params: transactionIdParams,
         body: { schema: releaseRequestSchema, name: 'ReleaseRequest' },
         responses: { 200: { description: 'The plaintext payment method', schema: releaseResultSchema, name: 'ReleaseResult' } },

@@ -35,7 +35,8 @@ export interface Binding {
   processor: string;
 }
 
-export type CardPaymentMethod = { type: 'card'; pan: string; expiryMonth: number; expiryYear: number; holderName: string };
+/** `cvc` (3–4 digits) travels only inside the JWE; paylog holds it until authorization (issue 18). */
+export type CardPaymentMethod = { type: 'card'; pan: string; expiryMonth: number; expiryYear: number; holderName: string; cvc?: string };
 export type UsBankAccountPaymentMethod = {
   type: 'us_bank_account';
   accountNumber: string;
@@ -92,21 +93,30 @@ export const DEFAULT_CARD_FIELDS = {
   expiryMonth: '#exp-month',
   expiryYear: '#exp-year',
   holderName: '#holder',
+  cvc: '#cvc',
 } as const;
 
-/** Reads a card form (default ids `#pan #exp-month #exp-year #holder`). */
-export function cardFromForm(root: FormRoot, fields: { pan: string; expiryMonth: string; expiryYear: string; holderName: string } = DEFAULT_CARD_FIELDS): CardPaymentMethod {
+/**
+ * Reads a card form (default ids `#pan #exp-month #exp-year #holder`, and `#cvc` when the form
+ * has one and it is filled in: the card security code goes only into the JWE).
+ */
+export function cardFromForm(
+  root: FormRoot,
+  fields: { pan: string; expiryMonth: string; expiryYear: string; holderName: string; cvc?: string } = DEFAULT_CARD_FIELDS,
+): CardPaymentMethod {
   const value = (sel: string) => {
     const el = root.querySelector(sel);
     if (el === null) throw new Error(`card form field ${sel} not found`);
     return el.value;
   };
+  const cvc = fields.cvc !== undefined ? (root.querySelector(fields.cvc)?.value ?? '').trim() : '';
   return {
     type: 'card',
     pan: value(fields.pan).replace(/[\s-]/g, ''),
     expiryMonth: Number.parseInt(value(fields.expiryMonth), 10),
     expiryYear: Number.parseInt(value(fields.expiryYear), 10),
     holderName: value(fields.holderName).trim(),
+    ...(cvc !== '' ? { cvc } : {}),
   };
 }
 

@@ -27,7 +27,7 @@
 import { EPOCH_ID_PATTERN } from '../../validation/identifiers.js';
 import { ADMIN_ACTIONS, ADMIN_OUTCOMES } from './admin-event.js';
 import { MAX_LEAF_BYTES, type Leaf } from './codec.js';
-import { KEY_EVENT_KINDS, MAX_SHRED_KMS_KEY_IDS, SYSTEM_ACTOR, V3_KEY_EVENT_KINDS } from './key-event.js';
+import { KEY_EVENT_KINDS, MAX_SHRED_KMS_KEY_IDS, SYSTEM_ACTOR, V3_KEY_EVENT_KINDS, cvcDestroyedWellFormed } from './key-event.js';
 import { MAX_CBOR_DEPTH } from './cbor.js';
 import { LEAF_FORMAT_V2, LEAF_FORMAT_V3, MAX_LEAF_CIPHERTEXT_BYTES } from './transaction.js';
 
@@ -340,7 +340,8 @@ function keyEvent(l: Obj, v: number): boolean {
     optBytes(l.wrappedKeySha256, DIGEST_BYTES, DIGEST_BYTES) && optBytes(l.previousWrappedKeySha256, DIGEST_BYTES, DIGEST_BYTES) && optStr(l.transactionId, 1, ID_MAX) &&
     optStr(l.keyName, 1, 256) && optStr(l.reason, 0, 256) && (l.policy === undefined || policy(l.policy)) && (l.counts === undefined || counts(l.counts)) &&
     optBytes(l.publicKeySha256, DIGEST_BYTES, DIGEST_BYTES) && (l.kmsKeyIds === undefined || kmsKeyIds(l.kmsKeyIds)) &&
-    (v !== LEAF_FORMAT_V2 || (l.publicKeySha256 === undefined && l.kmsKeyIds === undefined && !V3_KEY_EVENT_KINDS.has(l.event as never)));
+    (v !== LEAF_FORMAT_V2 || (l.publicKeySha256 === undefined && l.kmsKeyIds === undefined && !V3_KEY_EVENT_KINDS.has(l.event as never))) &&
+    cvcDestroyedWellFormed(l as Parameters<typeof cvcDestroyedWellFormed>[0]);
 }
 
 function leafOk(l: Obj, v: number): boolean {

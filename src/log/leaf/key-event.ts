@@ -23,10 +23,32 @@ export const KEY_EVENT_KINDS = [
   // is the CSE key id, `kmsKeyId` its period KMS key.
   'cse_key_created',
   'cse_key_destroyed',
+  // v3: card security codes destroyed in one clock hour (issue 18): `periodStart`/`periodEnd`
+  // (one hour) and `counts` {used, expired} only. One leaf per period, never one per CVC, and
+  // nothing naming a transaction or derived from a code.
+  'cvc_destroyed',
 ] as const;
 export type KeyEventKind = (typeof KEY_EVENT_KINDS)[number];
 /** Event kinds that exist only in leaf format v3. */
-export const V3_KEY_EVENT_KINDS: ReadonlySet<KeyEventKind> = new Set(['cse_key_created', 'cse_key_destroyed']);
+export const V3_KEY_EVENT_KINDS: ReadonlySet<KeyEventKind> = new Set(['cse_key_created', 'cse_key_destroyed', 'cvc_destroyed']);
+/** The period a `cvc_destroyed` leaf counts: one UTC clock hour (src/cvc/ counts and logs per this period). */
+export const CVC_DESTROYED_PERIOD_MS = 60 * 60 * 1000;
+const CVC_DESTROYED_FIELDS = new Set(['v', 'type', 'time', 'event', 'actor', 'periodStart', 'periodEnd', 'counts']);
+
+/** A `cvc_destroyed` leaf holds exactly one hour and the two counts, nothing else. */
+export function cvcDestroyedWellFormed(l: { event: string; periodStart?: number | undefined; periodEnd?: number | undefined; counts?: Record<string, number> | undefined }): boolean {
+  if (l.event !== 'cvc_destroyed') return true;
+  const counts = l.counts ?? {};
+  return (
+    Object.keys(l).every((k) => CVC_DESTROYED_FIELDS.has(k)) &&
+    l.periodStart !== undefined &&
+    l.periodStart % CVC_DESTROYED_PERIOD_MS === 0 &&
+    l.periodEnd === l.periodStart + CVC_DESTROYED_PERIOD_MS &&
+    Object.keys(counts).length === 2 &&
+    Number.isSafeInteger(counts.used) &&
+    Number.isSafeInteger(counts.expired)
+  );
+}
 
 export const SYSTEM_ACTOR = 'system';
 /** Most KMS keys one key_event names (`kmsKeyIds`); a longer list is split over several leaves. */
@@ -64,8 +86,9 @@ export const keyEventLeafV2Schema = z
   kmsKeyIds: z.array(kmsKeyId).min(1).max(MAX_SHRED_KMS_KEY_IDS).optional(),
   })
   .refine((l) => l.v !== 2 || (l.publicKeySha256 === undefined && l.kmsKeyIds === undefined && !V3_KEY_EVENT_KINDS.has(l.event)), {
-    message: 'publicKeySha256, kmsKeyIds and the cse_key_* events are leaf format v3',
-  });
+    message: 'publicKeySha256, kmsKeyIds and the cse_key_* and cvc_destroyed events are leaf format v3',
+  })
+  .refine(cvcDestroyedWellFormed, { message: 'a cvc_destroyed event holds exactly one clock hour (periodStart, periodEnd) and counts {used, expired}' });
 export type KeyEventLeafV2 = z.infer<typeof keyEventLeafV2Schema>;
 
 export interface KeyEventInput {

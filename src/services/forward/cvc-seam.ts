@@ -7,9 +7,8 @@
  * CVC held for the transaction — across workers and instances, at most one caller ever gets it
  * — and resolves undefined when none is held (never submitted, already used, or expired). The
  * forward service calls it only after the forward's access entry has committed, right before
- * egress, and only when the template uses `{{card.cvc}}`.
+ * egress, and only when the template uses `{{card.cvc}}`. Implemented by src/cvc/codes.ts
+ * (`CardSecurityCodes.take`), composed in src/bootstrap/services.ts (also for the `authorize`
+ * release).
  */
 export type TakeCardSecurityCode = (transactionId: string) => Promise<string | undefined>;
-
-/** Until a store is composed: no CVC is ever held. */
-export const noCardSecurityCodes: TakeCardSecurityCode = async () => undefined;

@@ -33,7 +33,7 @@ import type { RecordKeyring } from '../../keys/record-keys.js';
 import type { Appender } from '../../log/appender.js';
 import { accessLeafV2, decodeLeaf, encodeLeaf, forwardResultLeaf, type ForwardOutcome } from '../../log/leaf.js';
 import { isTransactionId } from '../../validation/identifiers.js';
-import { unknownTransactionRef } from '../../crypto/fingerprint.js';
+import { macEqual, unknownTransactionRef } from '../../crypto/fingerprint.js';
 import { isTransientDatabaseError } from '../../db/errors.js';
 import { fillTemplate, parseTemplate, type ParsedTemplate, type PlaceholderName } from '../../forward/template.js';
 import { MASKED_EXACT, placeholderValues } from '../../forward/values.js';
@@ -250,7 +250,7 @@ export class ForwardService {
       } catch {
         continue;
       }
-      if (!found && l.type === 'access' && l.v !== 1 && l.action === 'forward' && l.outcome === 'granted' && l.transactionId === transactionId && l.fwd?.key.equals(mac) === true) {
+      if (!found && l.type === 'access' && l.v !== 1 && l.action === 'forward' && l.outcome === 'granted' && l.transactionId === transactionId && l.fwd !== undefined && macEqual(l.fwd.key, mac)) {
         found = { accessLogIndex: Number(log_index), hasResult: false };
       } else if (found && l.type === 'forward_result' && l.access === found.accessLogIndex) {
         found.hasResult = true;
@@ -313,7 +313,7 @@ export class ForwardService {
     for (;;) {
       const row = await this.ledger.read(transactionId, key);
       if (!row) throw new PaylogError('FORWARD_IN_PROGRESS', 'the first attempt with this Idempotency-Key was given up; retry');
-      if (!row.requestMac.equals(mac)) throw new PaylogError('IDEMPOTENCY_CONFLICT', 'this Idempotency-Key was used for a different forward request');
+      if (!macEqual(row.requestMac, mac)) throw new PaylogError('IDEMPOTENCY_CONFLICT', 'this Idempotency-Key was used for a different forward request');
       if (row.state === 'done' && row.answer) {
         if (row.answer.kind === 'answer') return row.answer.answer;
         throw new PaylogError(row.answer.code as ErrorCode, row.answer.message);

@@ -16,6 +16,7 @@ import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestPaylog, type TestPaylog } from './helpers/paylog.js';
 import { writeExampleTransaction } from '../src/pki/walkthrough.js';
+import { READINESS_CACHE_MS } from '../src/readiness.js';
 
 export interface ShellBlock {
   line: number;
@@ -105,6 +106,15 @@ describe('README', () => {
       expect(run.some((c) => c.includes(step)), `no block that is run contains ${step}`).toBe(true);
     }
     expect(blocks.find((b) => b.code.includes('demo-checkout-bodies.log'))?.skip).toBe('marked by hand');
+  });
+
+  it('the README and docs/operations.md state the /readyz cache the code has', () => {
+    const stated = `cached for ${READINESS_CACHE_MS / 1000} s`;
+    expect(readme).toContain(stated);
+    expect(readFileSync(join(repo, 'docs', 'operations.md'), 'utf8')).toContain(stated);
+    // and no other figure anywhere (operations.md once said 2 s)
+    const all = [...(readme + readFileSync(join(repo, 'docs', 'operations.md'), 'utf8')).matchAll(/cached for [\d.]+ s/g)].map((m) => m[0]);
+    expect(new Set(all)).toEqual(new Set([stated]));
   });
 
   it('every shell block works when pasted in order into one shell against the dev service, and leaves nothing behind', async () => {

@@ -16,7 +16,8 @@
  * Then the service is started (`node --import tsx src/main.ts`, a child process) with the
  * guide's settings: it migrates as the owner over verify-full TLS, serves a submission on the
  * runtime login, and every connection it holds is TLS. verify-full is shown to check the host
- * name and the CA, and a connection without TLS is refused.
+ * name and the CA, and a connection without TLS is refused. Then the role blocks again on the
+ * embedded PostgreSQL 17 (from 16 on, CREATEROLE works differently).
  */
 import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { chmodSync, chownSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -28,6 +29,7 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort, startEmbeddedPostgres, type EmbeddedServer } from '../src/db/embedded.js';
 import { startLocalKms, type LocalKmsEndpoint } from '../src/kms/local/server.js';
+import { applyMigrations, ensureAdminLogin, ensureKeysLogin } from '../src/db/connection.js';
 import { cardTransaction } from './helpers/paylog.js';
 import { query } from './helpers/db.js';
 
@@ -54,6 +56,7 @@ function exercisedBlocks(markdown: string): Map<string, { lang: string; code: st
 
 let dir: string;
 let server: EmbeddedServer | undefined;
+let pg17: EmbeddedServer | undefined;
 let kms: LocalKmsEndpoint | undefined;
 let service: ChildProcess | undefined;
 let serviceExit: Promise<number | null> | undefined;
@@ -124,8 +127,7 @@ function postgresOwner(): { uid: number; gid: number } | undefined {
 }
 
 /** RDS stand-in: TLS on with the rehearsal certificate, non-TLS refused, a non-superuser master. */
-async function makeRdsLike(s: EmbeddedServer): Promise<void> {
-  const cluster = join(dir, 'pg15', 'cluster');
+async function makeRdsLike(s: EmbeddedServer, cluster: string): Promise<void> {
   const rehearsal = join(etc(), 'rehearsal');
   copyFileSync(join(rehearsal, 'server.crt'), join(cluster, 'server.crt'));
   copyFileSync(join(rehearsal, 'server.key'), join(cluster, 'server.key'));
@@ -205,6 +207,7 @@ describe('docs/production-aws.md, rehearsed: RDS-style PostgreSQL 15 over verify
     }
     await kms?.close();
     await server?.stop();
+    await pg17?.stop();
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
@@ -238,7 +241,7 @@ describe('docs/production-aws.md, rehearsed: RDS-style PostgreSQL 15 over verify
     await mustRun('rehearsal-db-ca');
     server = await startEmbeddedPostgres({ dataDir: join(dir, 'pg15'), ownedRoot: dir, binaries: PG15 });
     pgPort = Number(new URL(server.adminUrl).port);
-    await makeRdsLike(server);
+    await makeRdsLike(server, join(dir, 'pg15', 'cluster'));
 
     // Owner and runtime login, created by a master user that is not a superuser.
     await mustRun('rds-owner');
@@ -256,7 +259,9 @@ describe('docs/production-aws.md, rehearsed: RDS-style PostgreSQL 15 over verify
     await mustRun('client-certs');
 
     // The service with the guide's settings (plus the KMS stand-in's endpoint and credentials).
-    const env = { ...process.env, ...(await settingsEnv()), ...kmsEnv(), PAYLOG_WORKERS: '1', PAYLOG_LOG_LEVEL: 'warn' };
+    const settings = await settingsEnv();
+    for (const u of [settings.DATABASE_URL, settings.PAYLOG_APP_DATABASE_URL]) expect(u).toMatch(/\?sslmode=verify-full&sslrootcert=\//);
+    const env = { ...process.env, ...settings, ...kmsEnv(), PAYLOG_WORKERS: '1', PAYLOG_LOG_LEVEL: 'warn' };
     expect((await mustRun('check-tls', env)).trim()).toBe('t|TLSv1.3');
     service = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], { cwd: REPO, env, stdio: ['ignore', 'ignore', 'pipe'] });
     service.stderr!.on('data', (c: Buffer) => (serviceStderr = (serviceStderr + c.toString('utf8')).slice(-16_000)));
@@ -325,5 +330,26 @@ describe('docs/production-aws.md, rehearsed: RDS-style PostgreSQL 15 over verify
     expect(await tryConnect(url('localhost', `sslmode=verify-full&sslrootcert=${join(etc(), 'ca', 'ca.pem')}`))).toMatch(/self[- ]signed|unable to (get|verify)/i);
     // Without TLS: refused by the server (rds.force_ssl=1 on RDS; pg_hba.conf here).
     expect(await tryConnect(url('localhost', 'sslmode=disable'))).toMatch(/no encryption|pg_hba\.conf/);
+  });
+
+  it('PostgreSQL 17 (the embedded build; from 16 on, CREATEROLE grants only roles held WITH ADMIN OPTION): the same blocks, the migrations and paylog\'s narrow logins', { timeout: 180_000 }, async () => {
+    expect(server, 'runs after the rehearsal above (its test CA)').toBeDefined();
+    pg17 = await startEmbeddedPostgres({ dataDir: join(dir, 'pg17'), ownedRoot: dir });
+    pgPort = Number(new URL(pg17.adminUrl).port);
+    await makeRdsLike(pg17, join(dir, 'pg17', 'cluster'));
+    const [{ server_version: version }] = await query(`${pg17.adminUrl}?sslmode=no-verify`, 'SHOW server_version');
+    expect(version).toMatch(/^1[6-9]\./);
+    await mustRun('rds-owner');
+    await mustRun('rds-runtime');
+    const settings = await settingsEnv();
+    expect((await mustRun('check-tls', { ...settings })).trim()).toBe('t|TLSv1.3');
+    // What the service does at start as the owner: migrate, then (re)create its narrow logins.
+    await applyMigrations(settings.DATABASE_URL!);
+    expect(await ensureKeysLogin(settings.DATABASE_URL!, randomBytes(16).toString('hex'))).not.toBeNull();
+    expect(await ensureAdminLogin(settings.DATABASE_URL!, randomBytes(16).toString('hex'))).not.toBeNull();
+    // The runtime login has paylog_app's rights and no more: it reads the log, cannot rewrite it.
+    const runtime = settings.PAYLOG_APP_DATABASE_URL!;
+    expect(await query(runtime, 'SELECT count(*)::int AS n FROM log_entries')).toEqual([{ n: 0 }]);
+    await expect(query(runtime, 'DELETE FROM log_entries')).rejects.toThrow(/permission denied/);
   });
 });

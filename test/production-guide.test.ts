@@ -181,6 +181,15 @@ function call(method: string, path: string, body?: unknown, who?: string): Promi
   });
 }
 
+/** Starts the service (`node --import tsx src/main.ts`) with `env`; resolves once /readyz is 200. */
+async function startService(env: NodeJS.ProcessEnv): Promise<void> {
+  serviceStderr = '';
+  service = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], { cwd: REPO, env, stdio: ['ignore', 'ignore', 'pipe'] });
+  service.stderr!.on('data', (c: Buffer) => (serviceStderr = (serviceStderr + c.toString('utf8')).slice(-16_000)));
+  serviceExit = new Promise((r) => service!.once('exit', (code) => r(code)));
+  await waitReady();
+}
+
 async function waitReady(): Promise<void> {
   const deadline = Date.now() + READY_TIMEOUT_MS;
   for (;;) {
@@ -212,7 +221,7 @@ describe('docs/production-aws.md, rehearsed: RDS-style PostgreSQL 15 over verify
   });
 
   it('marks the blocks it runs, and the Terraform block is well-formed', () => {
-    expect([...blocks.keys()].sort()).toEqual(['alerts', 'ca', 'check-tls', 'client-certs', 'kms-keys', 'rds-owner', 'rds-runtime', 'rehearsal-db-ca', 'rotate-client', 'server-cert', 'settings', 'terraform']);
+    expect([...blocks.keys()].sort()).toEqual(['alerts', 'ca', 'check-tls', 'client-certs', 'kms-keys', 'rds-owner', 'rds-runtime', 'rehearsal-db-ca', 'rotate-ca', 'rotate-client', 'server-cert', 'settings', 'terraform']);
     // Every metric the alert rules name is one paylog registers (histogram series: _bucket).
     const source = execFileSync('grep', ['-rhoE', "name: '(paylog_[a-z_]+)'", join(REPO, 'src')], { encoding: 'utf8' });
     const defined = new Set([...source.matchAll(/'(paylog_[a-z_]+)'/g)].map((m) => m[1]!));
@@ -263,10 +272,7 @@ describe('docs/production-aws.md, rehearsed: RDS-style PostgreSQL 15 over verify
     for (const u of [settings.DATABASE_URL, settings.PAYLOG_APP_DATABASE_URL]) expect(u).toMatch(/\?sslmode=verify-full&sslrootcert=\//);
     const env = { ...process.env, ...settings, ...kmsEnv(), PAYLOG_WORKERS: '1', PAYLOG_LOG_LEVEL: 'warn' };
     expect((await mustRun('check-tls', env)).trim()).toBe('t|TLSv1.3');
-    service = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], { cwd: REPO, env, stdio: ['ignore', 'ignore', 'pipe'] });
-    service.stderr!.on('data', (c: Buffer) => (serviceStderr = (serviceStderr + c.toString('utf8')).slice(-16_000)));
-    serviceExit = new Promise((r) => service!.once('exit', (code) => r(code)));
-    await waitReady();
+    await startService(env);
 
     // An admin registers the processor; checkout submits; the processor reads it back.
     expect((await call('PUT', '/v1/admin/processors/acme', { status: 'active' }, 'ops-admin')).status).toBe(200);
@@ -303,8 +309,16 @@ describe('docs/production-aws.md, rehearsed: RDS-style PostgreSQL 15 over verify
     );
     expect(aliases.split(/\s+/).filter((a) => a.startsWith('alias/paylog-')).sort()).toEqual(['alias/paylog-checkpoint', 'alias/paylog-data', expect.stringMatching(/^alias\/paylog-epoch-month-\d{4}-\d{2}$/)]);
 
+    // CA rotation: both CAs in PAYLOG_TLS_CA after a restart; clients of either are accepted.
+    await mustRun('rotate-ca');
+    service!.kill('SIGTERM');
+    expect(await serviceExit).toBe(0);
+    await startService(env);
+    expect((await call('GET', `/v1/transactions/${tx.transactionId}`, undefined, 'checkout-ca2')).status).toBe(200);
+    expect((await call('GET', '/v1/admin/processors', undefined, 'ops-admin')).status).toBe(200);
+
     // SIGTERM: the service stops cleanly.
-    service.kill('SIGTERM');
+    service!.kill('SIGTERM');
     expect(await serviceExit).toBe(0);
   });
 

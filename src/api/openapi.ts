@@ -41,8 +41,9 @@ export const TAGS: ReadonlyArray<{ name: string; description: string }> = [
 /** The info description: what paylog is, the error shape, and what "Try it out" needs. */
 export const INFO_DESCRIPTION = [
   'Append-only, tamper-evident, envelope-encrypted payment-data log.',
-  'Every /v1 route needs a client certificate issued by the paylog CA (mutual TLS); the role in its certificate (checkout, processor, auditor, admin) decides what it may do. Every error is `{ "error": { "code", "message", "details"? } }`; docs/errors.md lists every code.',
-  '**"Try it out" needs a client certificate in your browser.** The browser makes the request itself, so import a paylog client certificate and its key (a PKCS#12 file, e.g. `openssl pkcs12 -export -in checkout.crt -inkey checkout.key -out checkout.p12`) into the browser or the OS keychain, and trust the paylog CA for this host; the browser then asks which certificate to present. Without one, every /v1 call answers 401 CLIENT_CERTIFICATE_REQUIRED. The operations routes need none.',
+  'Every /v1 route needs a client certificate issued by the paylog CA (mutual TLS); the role in it (checkout, processor, auditor, admin) decides what it may do. Every error has one shape, `{"error": {"code", "message", "details"?}}`, and each operation below lists the codes it may answer; docs/errors.md describes them all.',
+  '**"Try it out" needs a client certificate in your browser.** The browser sends the request itself, so it must present a paylog client certificate: import one with its key, for example as PKCS#12, into the browser (or the OS keychain) and trust the paylog CA for this host; the browser then asks which certificate to present. Without one, every /v1 call answers 401 CLIENT_CERTIFICATE_REQUIRED; the operations routes need none.',
+  '```\nopenssl pkcs12 -export -in data/pki/checkout.pem -inkey data/pki/checkout-key.pem -certfile data/pki/ca.pem -out checkout.p12\n```',
 ].join('\n\n');
 
 const STATUS_TEXT: Record<number, string> = {
@@ -162,8 +163,12 @@ function mergeResponses(own: Json | undefined, error: Json): Json {
   const ownMedia = (own?.content as Record<string, Json> | undefined)?.['application/json'];
   if (!own || !ownMedia) return error;
   const errMedia = (error.content as Record<string, Json>)['application/json']!;
+  const headers = Object.fromEntries(
+    Object.entries((error.headers ?? {}) as Record<string, Json>).map(([k, h]) => [k, { ...h, description: `with an error: ${String(h.description)}` }]),
+  );
   return {
     ...error,
+    ...(Object.keys(headers).length > 0 ? { headers } : {}),
     description: `${String(own.description)}; or an error:\n${String(error.description).split('\n').slice(1).join('\n')}`,
     content: {
       'application/json': {

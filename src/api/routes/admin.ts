@@ -16,23 +16,6 @@ export function registerAdminRoutes(app: FastifyInstance, deps: { admin: AdminSe
   defineRoute(
     app,
     {
-      method: 'POST',
-      url: '/v1/admin/revocations',
-      operationId: 'revokeCertificate',
-      tag: 'admin',
-      access: 'mtls',
-      who: 'admin',
-      summary: 'Revoke a client certificate by SHA-256 fingerprint and/or serial; effective on the next request',
-      body: { schema: revocationRequestSchema, name: 'RevocationRequest', examples: REVOCATION_REQUEST_EXAMPLES },
-      responses: { 201: { description: 'Revoked', schema: revocationResultSchema, examples: REVOCATION_RESULT_EXAMPLES } },
-      errors: ['VALIDATION_FAILED', 'FORBIDDEN', 'LOG_UNAVAILABLE'],
-      errorExamples: { VALIDATION_FAILED: { message: 'invalid revocation: give "fingerprint" (sha256:<64 hex>) and/or "serial" (hex)' } },
-    },
-    async (req, reply) => reply.status(201).send({ revoked: await deps.admin.revoke(requirePrincipal(req), req.body, req.ip) }),
-  );
-  defineRoute(
-    app,
-    {
       method: 'GET',
       url: '/v1/admin/processors',
       operationId: 'listProcessors',
@@ -63,5 +46,22 @@ export function registerAdminRoutes(app: FastifyInstance, deps: { admin: AdminSe
       errorExamples: { VALIDATION_FAILED: { message: 'invalid processor update: { "status": "active" | "disabled" }' } },
     },
     async (req) => await deps.admin.setProcessor(requirePrincipal(req), (req.params as { name: string }).name, req.body, req.ip),
+  );
+  defineRoute(
+    app,
+    {
+      method: 'POST',
+      url: '/v1/admin/revocations',
+      operationId: 'revokeCertificate',
+      tag: 'admin',
+      access: 'mtls',
+      who: 'admin',
+      summary: 'Revoke a client certificate by SHA-256 fingerprint and/or serial; effective on the next request',
+      body: { schema: revocationRequestSchema, name: 'RevocationRequest', examples: REVOCATION_REQUEST_EXAMPLES },
+      responses: { 201: { description: 'Revoked', schema: revocationResultSchema, examples: REVOCATION_RESULT_EXAMPLES } },
+      errors: ['VALIDATION_FAILED', 'FORBIDDEN', 'LOG_UNAVAILABLE'],
+      errorExamples: { VALIDATION_FAILED: { message: 'invalid revocation: give "fingerprint" (sha256:<64 hex>) and/or "serial" (hex)' } },
+    },
+    async (req, reply) => reply.status(201).send({ revoked: await deps.admin.revoke(requirePrincipal(req), req.body, req.ip) }),
   );
 }

@@ -96,6 +96,22 @@ export function registerForwardRoutes(app: FastifyInstance, deps: { forward: For
   defineRoute(
     app,
     {
+      method: 'GET',
+      url: '/v1/admin/processors/:name/destinations',
+      operationId: 'listDestinations',
+      tag: 'admin',
+      access: 'mtls',
+      who: 'admin',
+      summary: "A processor's forward destinations (no key material)",
+      params: processorNameParams,
+      responses: { 200: { description: 'By name', schema: destinationsSchema, name: 'Destinations', examples: DESTINATIONS_EXAMPLES } },
+      errors: ['VALIDATION_FAILED', 'FORBIDDEN', 'LOG_UNAVAILABLE'],
+    },
+    async (req) => await deps.destinations.list(requirePrincipal(req), (req.params as { name: string }).name),
+  );
+  defineRoute(
+    app,
+    {
       method: 'PUT',
       url: '/v1/admin/processors/:name/destinations/:destination',
       operationId: 'putDestination',
@@ -121,22 +137,6 @@ export function registerForwardRoutes(app: FastifyInstance, deps: { forward: For
       const p = req.params as DestParams;
       return await deps.destinations.put(requirePrincipal(req), p.name, p.destination, req.body, req.ip);
     },
-  );
-  defineRoute(
-    app,
-    {
-      method: 'GET',
-      url: '/v1/admin/processors/:name/destinations',
-      operationId: 'listDestinations',
-      tag: 'admin',
-      access: 'mtls',
-      who: 'admin',
-      summary: "A processor's forward destinations (no key material)",
-      params: processorNameParams,
-      responses: { 200: { description: 'By name', schema: destinationsSchema, name: 'Destinations', examples: DESTINATIONS_EXAMPLES } },
-      errors: ['VALIDATION_FAILED', 'FORBIDDEN', 'LOG_UNAVAILABLE'],
-    },
-    async (req) => await deps.destinations.list(requirePrincipal(req), (req.params as { name: string }).name),
   );
   defineRoute(
     app,

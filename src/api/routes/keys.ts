@@ -48,7 +48,9 @@ export function registerKeyRoutes(app: FastifyInstance, deps: { keys: KeyLifecyc
       tag: 'keys',
       access: 'mtls',
       who: 'admin',
-      summary: 'Rewrap one batch of wrapped keys (ReEncrypt inside KMS): with `periodKeys: "new"` each live epoch key under a new KMS key of its own key period; with `to` envelope-v1 data keys under that key. Call again with `run` and `after` until done; rows that cannot be rewrapped are skipped and listed',
+      summary: 'Rewrap one batch of wrapped keys under new KMS keys (ReEncrypt inside KMS)',
+      description:
+        'With `periodKeys: "new"` each live epoch key under a new KMS key of its own key period; with `to` envelope-v1 data keys under that key. Call again with `run` and `after` until `done`; rows that cannot be rewrapped are skipped and listed.',
       body: { schema: rewrapRequestSchema, name: 'RewrapRequest', examples: ex.REWRAP_REQUEST_EXAMPLES },
       responses: { 200: { description: 'One batch rewrapped', schema: rewrapResultSchema, name: 'RewrapResult', examples: ex.REWRAP_RESULT_EXAMPLES } },
       errors: ['VALIDATION_FAILED', 'FORBIDDEN', 'INTEGRITY_FAILURE', 'LOG_UNAVAILABLE', 'KMS_UNAVAILABLE'],

@@ -171,8 +171,9 @@ export function registerTileRoutes(app: FastifyInstance, deps: { tiles: TilesSer
       method: 'GET',
       url: '/v1/log/tiles/tile/*',
       operationId: 'tile',
-      summary:
-        'C2SP tlog-tiles hash tile `<L>/<N>[.p/<W>]` or entry bundle `entries/<N>[.p/<W>]` (height 8); full tiles are immutable; entry bundles are gzip-encoded when Accept-Encoding allows gzip',
+      summary: 'C2SP tlog-tiles hash tile or entry bundle',
+      description:
+        'Hash tile `<L>/<N>[.p/<W>]` or entry bundle `entries/<N>[.p/<W>]` (height 8); full tiles are immutable; entry bundles are gzip-encoded when Accept-Encoding allows gzip.',
       params: z.object({ '*': z.string().describe('tile path after `tile/`, e.g. `0/x001/234` or `entries/000.p/7`') }),
       responses: { 200: { description: 'Tile bytes', schema: textSchema, contentType: 'application/octet-stream' } },
       errors: ['FORBIDDEN', 'NOT_FOUND', 'INTEGRITY_FAILURE', 'LOG_UNAVAILABLE'],

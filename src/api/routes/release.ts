@@ -69,30 +69,34 @@ export function registerReleaseRoutes(app: FastifyInstance, deps: { release: Rel
       { config: { rateLimit: { max: deps.releaseRatePerMinute, timeWindow: RELEASE_RATE_WINDOW_MS } } },
     );
   });
-  defineRoute(
-    app,
-    {
-      method: 'GET',
-      url: '/v1/transactions/:transactionId/accesses',
-      operationId: 'listAccesses',
-      tag: 'release',
-      access: 'mtls',
-      who: 'auditor; the assigned processor for its own transactions',
-      summary: 'Access entries of a transaction, in log order, paged',
-      params: transactionIdParams,
-      query: accessesQuery,
-      responses: { 200: { description: 'One page of access entries', schema: accessesSchema, name: 'Accesses', examples: ACCESSES_EXAMPLES } },
-      errors: ['VALIDATION_FAILED', 'FORBIDDEN', 'NOT_FOUND', 'LOG_UNAVAILABLE'],
-      errorExamples: { VALIDATION_FAILED: { message: 'query parameter limit must be a non-negative decimal integer' } },
-    },
-    async (req) => {
-      const query = req.query as Query;
-      const after = parseIndexParam('after', query.after);
-      const limit = parseIndexParam('limit', query.limit);
-      return await deps.release.accesses(requirePrincipal(req), (req.params as IdParams).transactionId, {
-        ...(after !== undefined ? { after } : {}),
-        ...(limit !== undefined ? { limit: Math.max(1, limit) } : {}),
-      });
-    },
-  );
+  // In a plugin of its own so that it registers after the release route above (plugins load in
+  // order): the OpenAPI document lists a release before the accesses that record it.
+  void app.register(async (scope) => {
+    defineRoute(
+      scope,
+      {
+        method: 'GET',
+        url: '/v1/transactions/:transactionId/accesses',
+        operationId: 'listAccesses',
+        tag: 'release',
+        access: 'mtls',
+        who: 'auditor; the assigned processor for its own transactions',
+        summary: 'Access entries of a transaction, in log order, paged',
+        params: transactionIdParams,
+        query: accessesQuery,
+        responses: { 200: { description: 'One page of access entries', schema: accessesSchema, name: 'Accesses', examples: ACCESSES_EXAMPLES } },
+        errors: ['VALIDATION_FAILED', 'FORBIDDEN', 'NOT_FOUND', 'LOG_UNAVAILABLE'],
+        errorExamples: { VALIDATION_FAILED: { message: 'query parameter limit must be a non-negative decimal integer' } },
+      },
+      async (req) => {
+        const query = req.query as Query;
+        const after = parseIndexParam('after', query.after);
+        const limit = parseIndexParam('limit', query.limit);
+        return await deps.release.accesses(requirePrincipal(req), (req.params as IdParams).transactionId, {
+          ...(after !== undefined ? { after } : {}),
+          ...(limit !== undefined ? { limit: Math.max(1, limit) } : {}),
+        });
+      },
+    );
+  });
 }

@@ -10,7 +10,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Ajv2020 } from 'ajv/dist/2020.js';
 import addFormatsModule from 'ajv-formats';
-import { startTestPaylog, type TestPaylog } from './helpers/paylog.js';
+import { cardTransaction, startTestPaylog, type TestPaylog } from './helpers/paylog.js';
 import { ERROR_CODES } from '../src/errors.js';
 import { HTTP_STATUS } from '../src/api/errors.js';
 import { TAGS } from '../src/api/openapi.js';
@@ -210,6 +210,25 @@ describe('OpenAPI examples', () => {
     expect(responses).toBeGreaterThan(100);
     // Not all BAD_REQUEST (the issue): the examples cover most of the table.
     expect(codesSeen.size).toBeGreaterThan(ERROR_CODES.length - 3);
+  });
+
+  it('real error answers match the documented error schema of their operation, details included', async () => {
+    const tx = cardTransaction();
+    expect((await t.call('checkout', 'POST', '/v1/transactions', tx)).status).toBe(201);
+    const calls: Array<[Parameters<TestPaylog['call']>, string, string]> = [
+      [['admin', 'PUT', '/v1/admin/processors/acme/destinations/payments', { url: 'http://api.acme.example/', paths: ['/v1/payments'] }], '/v1/admin/processors/{name}/destinations/{destination}', 'put'],
+      [['checkout', 'POST', `/v1/transactions/${tx.transactionId}/forward`, { destination: 'payments', method: 'POST', path: '/v1/payments', purpose: 'authorize' }], '/v1/transactions/{transactionId}/forward', 'post'],
+      [['checkout', 'POST', `/v1/transactions/${tx.transactionId}/forward`, { destination: 'payments', method: 'POST', path: '/v1/../x', purpose: 'authorize' }, { headers: { 'idempotency-key': 'k-1' } }], '/v1/transactions/{transactionId}/forward', 'post'],
+      [['processor-acme', 'POST', `/v1/transactions/${tx.transactionId}/release`, { purpose: 'authorize', reference: '4111 1111 1111 1111' }], '/v1/transactions/{transactionId}/release', 'post'],
+      [['checkout', 'POST', '/v1/transactions', { ...cardTransaction(), amount: { value: -1, currency: 'USD' } }], '/v1/transactions', 'post'],
+      [['checkout', 'POST', '/v1/transactions', { ...cardTransaction(), metadata: { cvv: '123' } }], '/v1/transactions', 'post'],
+      [['auditor', 'GET', '/v1/log/entries?start=5&end=1'], '/v1/log/entries', 'get'],
+    ];
+    for (const [args, path, method] of calls) {
+      const r = await t.call(...args);
+      expect(r.status, `${method} ${path}: ${r.text}`).toBeGreaterThanOrEqual(400);
+      expect(check(['paths', path, method, 'responses', String(r.status), 'content', 'application/json', 'schema'], r.json), `${method} ${path} ${r.text}`).toEqual([]);
+    }
   });
 
   it('tags come in the order a user meets them, each described, and every operation has one of them', () => {

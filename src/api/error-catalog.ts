@@ -10,7 +10,7 @@
 import type { ErrorCode } from '../errors.js';
 import type { ErrorBody } from './errors.js';
 
-export interface ErrorCodeEntry {
+interface ErrorCodeEntry {
   /** When a caller gets it, in words. */
   meaning: string;
   /** A message paylog answers with this code. */

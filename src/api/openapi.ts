@@ -39,7 +39,7 @@ export const TAGS: ReadonlyArray<{ name: string; description: string }> = [
 ];
 
 /** The info description: what paylog is, the error shape, and what "Try it out" needs. */
-export const INFO_DESCRIPTION = [
+const INFO_DESCRIPTION = [
   'Append-only, tamper-evident, envelope-encrypted payment-data log.',
   'Every /v1 route needs a client certificate issued by the paylog CA (mutual TLS); the role in it (checkout, processor, auditor, admin) decides what it may do. Every error has one shape, `{"error": {"code", "message", "details"?}}`, and each operation below lists the codes it may answer; docs/errors.md describes them all.',
   '**"Try it out" needs a client certificate in your browser.** The browser sends the request itself, so it must present a paylog client certificate: import one with its key, for example as PKCS#12, into the browser (or the OS keychain) and trust the paylog CA for this host; the browser then asks which certificate to present. Without one, every /v1 call answers 401 CLIENT_CERTIFICATE_REQUIRED; the operations routes need none.',

@@ -22,6 +22,7 @@ import { validateTransactionRequest } from '../src/validation/transaction.js';
 import { takeCardSecurityCode } from '../src/validation/card-security-code.js';
 import { idempotencyKeyOf, parseForwardRequest } from '../src/services/forward/request.js';
 import { parseTemplate } from '../src/forward/template.js';
+import { decodeLeaf, leafTransactionId } from '../src/log/leaf.js';
 
 const addFormats = addFormatsModule as unknown as (ajv: Ajv2020) => Ajv2020;
 const DOC_ID = 'https://paylog.invalid/openapi.json';
@@ -229,6 +230,20 @@ describe('OpenAPI examples', () => {
       expect(r.status, `${method} ${path}: ${r.text}`).toBeGreaterThanOrEqual(400);
       expect(check(['paths', path, method, 'responses', String(r.status), 'content', 'application/json', 'schema'], r.json), `${method} ${path} ${r.text}`).toEqual([]);
     }
+  });
+
+  it('the leaves in the examples are real leaf-format-v3 leaves of the transactions they belong to, without card data', () => {
+    const entries = doc.paths['/v1/log/entries'].get.responses['200'].content['application/json'].examples.example.value.entries;
+    const ids = entries.map((e: { leaf: string }) => {
+      const bytes = Buffer.from(e.leaf, 'base64');
+      expect(containsPanLikeNumber(bytes.toString('latin1'))).toBe(false);
+      const leaf = decodeLeaf(bytes);
+      expect(leaf.v).toBe(3);
+      return leafTransactionId(leaf);
+    });
+    expect(ids).toEqual(['ord-2026-004817', 'ord-2026-004818', 'ord-2026-004819']);
+    const view = doc.paths['/v1/transactions/{transactionId}'].get.responses['200'].content['application/json'].examples.processor.value;
+    expect(leafTransactionId(decodeLeaf(Buffer.from(view.leaf, 'base64')))).toBe(view.transactionId);
   });
 
   it('tags come in the order a user meets them, each described, and every operation has one of them', () => {

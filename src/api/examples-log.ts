@@ -3,7 +3,7 @@
  * operational routes, continuing the story of `examples.ts` (the log holds 1043 entries).
  */
 import { DOCS_HTML } from './docs.js';
-import { EXAMPLE, exampleBytes, exampleCheckpoint } from './examples.js';
+import { EXAMPLE, EXAMPLE_LEAVES, exampleBytes, exampleCheckpoint } from './examples.js';
 import type { Examples } from './route-spec.js';
 
 const one = (summary: string, value: unknown): Examples => ({ example: { summary, value } });
@@ -36,22 +36,18 @@ export const LOG_KEY_EXAMPLES: Examples = one('The current signing key and the p
   pem: current.pem,
 });
 
-export const ENTRIES_EXAMPLES: Examples = one('Three entries: a transaction (with its ciphertext digest), a release access, an admin event', {
+export const ENTRIES_EXAMPLES: Examples = one('Three transaction entries (card, US bank account, IBAN): leaf format v3, masked data and the envelope commitment only', {
   start: 1042,
   end: 1045,
-  treeSize: 1043 + 20,
-  entries: [
-    { index: 1042, leaf: exampleBytes('leaf 1042', 241), ciphertextSha256: exampleBytes('ciphertext 1042') },
-    { index: 1043, leaf: exampleBytes('leaf 1043', 187) },
-    { index: 1044, leaf: exampleBytes('leaf 1044', 162) },
-  ],
+  treeSize: 1063,
+  entries: [1042, 1043, 1044].map((index) => ({ index, leaf: EXAMPLE_LEAVES[index]!.toString('base64') })),
 });
 
 export const INCLUSION_EXAMPLES: Examples = one('Entry 1042 in the tree of size 1043', {
   index: EXAMPLE.logIndex,
   treeSize: EXAMPLE.treeSize,
   hashes: EXAMPLE.hashes('audit path 1042', 11),
-  leaf: exampleBytes('leaf 1042', 241),
+  leaf: EXAMPLE_LEAVES[1042]!.toString('base64'),
 });
 
 export const CONSISTENCY_EXAMPLES: Examples = one('From tree size 1000 to 1043', { from: 1000, to: 1043, hashes: EXAMPLE.hashes('consistency 1000 1043', 9) });

@@ -7,10 +7,12 @@
  * Contract: examples only. Card and account numbers are public test numbers and appear in
  * request examples and in the release answer (the plaintext by contract) only; every other
  * answer shows them masked. Each example validates against its own schema, and the request
- * examples pass the services' own validation (test/openapi-examples.test.ts). Hashes, keys and
- * signatures are deterministic bytes of the right length, not real ones.
+ * examples pass the services' own validation (test/openapi-examples.test.ts). The leaves are
+ * real leaf-format-v3 encodings (of envelopes with deterministic bytes), their leaf hashes real
+ * RFC 9162 hashes; other hashes, keys and signatures are deterministic bytes of the right length.
  */
 import { createHash } from 'node:crypto';
+import { encodeLeaf, transactionLeaf } from '../log/leaf.js';
 import type { Examples } from './route-spec.js';
 
 /** `length` deterministic bytes derived from `label`, as base64 (or base64url). */
@@ -94,11 +96,49 @@ export const TRANSACTION_REQUEST_EXAMPLES: Examples = {
   },
 };
 
-const maskedCard = { type: 'card', brand: 'visa', last4: '1111', expiryMonth: 9, expiryYear: EXAMPLE.expiryYear };
+const maskedCard = { type: 'card', brand: 'visa', last4: '1111', expiryMonth: 9, expiryYear: EXAMPLE.expiryYear } as const;
+const maskedUsBank = { type: 'us_bank_account', routingNumber: '021000021', last4: '6789', accountType: 'checking' } as const;
+const maskedIban = { type: 'iban', country: 'DE', last4: '3000', bic: 'COBADEFFXXX' } as const;
+
+/** The leaf-format-v3 transaction leaf paylog would write for this submission (envelope v2, an epoch key). */
+function exampleLeaf(transactionId: string, amount: { value: number; currency: string }, paymentMethod: typeof maskedCard | typeof maskedUsBank | typeof maskedIban, metadata: Record<string, string> | null): Buffer {
+  const bytes = (label: string, n: number) => Buffer.from(exampleBytes(`${transactionId} ${label}`, n), 'base64');
+  return encodeLeaf(
+    transactionLeaf({
+      time: new Date(EXAMPLE.createdAt),
+      transactionId,
+      processor: EXAMPLE.processor,
+      amount,
+      paymentMethod,
+      metadata,
+      envelope: {
+        version: 2,
+        key: { epochId: 'acme/2026-12' },
+        salt: bytes('salt', 32),
+        iv: bytes('iv', 12),
+        ciphertext: bytes('ciphertext', 96),
+        tag: bytes('tag', 16),
+        keyCommitment: bytes('commitment', 32),
+        wrappedKeySha256: bytes('wrapped key', 32),
+        epochPublicKeySha256: Buffer.from(exampleBytes('epoch public key acme/2026-12'), 'base64'),
+      },
+    }),
+  );
+}
+
+/** Entries 1042-1044 of the story: the card, US bank account and IBAN submissions. */
+export const EXAMPLE_LEAVES: Readonly<Record<number, Buffer>> = {
+  1042: exampleLeaf(EXAMPLE.transactionId, { value: 2599, currency: 'USD' }, maskedCard, { invoice: 'INV-2026-0042', channel: 'web' }),
+  1043: exampleLeaf('ord-2026-004818', { value: 125000, currency: 'USD' }, maskedUsBank, null),
+  1044: exampleLeaf('ord-2026-004819', { value: 14900, currency: 'EUR' }, maskedIban, { mandate: 'MNDT-2026-1187' }),
+};
+/** RFC 9162 leaf hash: SHA-256(0x00 || leaf), base64. */
+const leafHash = (index: number) => createHash('sha256').update(Buffer.from([0])).update(EXAMPLE_LEAVES[index]!).digest('base64');
+
 const receipt = (transactionId: string, logIndex: number, paymentMethod: unknown) => ({
   transactionId,
   logIndex,
-  leafHash: exampleBytes(`leaf hash ${logIndex}`),
+  leafHash: leafHash(logIndex),
   paymentMethod,
   createdAt: EXAMPLE.createdAt,
 });
@@ -107,9 +147,9 @@ export const RECEIPT_EXAMPLES: Examples = {
   card: { summary: 'Card: brand, last four and expiry only', value: receipt(EXAMPLE.transactionId, EXAMPLE.logIndex, maskedCard) },
   usBankAccount: {
     summary: 'US bank account: routing number, last four, account type',
-    value: receipt('ord-2026-004818', 1043, { type: 'us_bank_account', routingNumber: '021000021', last4: '6789', accountType: 'checking' }),
+    value: receipt('ord-2026-004818', 1043, maskedUsBank),
   },
-  iban: { summary: 'IBAN: country, last four, BIC', value: receipt('ord-2026-004819', 1044, { type: 'iban', country: 'DE', last4: '3000', bic: 'COBADEFFXXX' }) },
+  iban: { summary: 'IBAN: country, last four, BIC', value: receipt('ord-2026-004819', 1044, maskedIban) },
 };
 
 export const TRANSACTION_VIEW_EXAMPLES: Examples = {
@@ -121,7 +161,7 @@ export const TRANSACTION_VIEW_EXAMPLES: Examples = {
       amount: { value: 2599, currency: 'USD' },
       fingerprint: `fp2_${exampleBytes('fingerprint', 16, 'base64url')}`,
       metadata: { invoice: 'INV-2026-0042', channel: 'web' },
-      leaf: exampleBytes('leaf 1042', 241),
+      leaf: EXAMPLE_LEAVES[1042]!.toString('base64'),
       leafFormat: 3,
       proof: { treeSize: 1043, hashes: EXAMPLE.hashes('audit path 1042', 11), checkpoint: exampleCheckpoint(1043) },
     },
@@ -129,11 +169,11 @@ export const TRANSACTION_VIEW_EXAMPLES: Examples = {
   checkout: {
     summary: 'As checkout sees it, before a checkpoint covers the entry',
     value: {
-      ...receipt('ord-2026-004819', 1044, { type: 'iban', country: 'DE', last4: '3000', bic: 'COBADEFFXXX' }),
+      ...receipt('ord-2026-004819', 1044, maskedIban),
       processor: EXAMPLE.processor,
       amount: { value: 14900, currency: 'EUR' },
       metadata: { mandate: 'MNDT-2026-1187' },
-      leaf: exampleBytes('leaf 1044', 236),
+      leaf: EXAMPLE_LEAVES[1044]!.toString('base64'),
       leafFormat: 3,
     },
   },

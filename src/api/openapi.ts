@@ -41,7 +41,8 @@ export const TAGS: ReadonlyArray<{ name: string; description: string }> = [
 /** The info description: what paylog is, the error shape, and what "Try it out" needs. */
 const INFO_DESCRIPTION = [
   'Append-only, tamper-evident, envelope-encrypted payment-data log.',
-  'Every /v1 route needs a client certificate issued by the paylog CA (mutual TLS); the role in it (checkout, processor, auditor, admin) decides what it may do. Every error has one shape, `{"error": {"code", "message", "details"?}}`, and each operation below lists the codes it may answer; docs/errors.md describes them all.',
+  'Every /v1 route needs a client certificate issued by the paylog CA (mutual TLS); the role in it (checkout, processor, auditor, admin) decides what it may do.',
+  'Errors: `{"error": {"code", "message", "details"?}}`. Each operation below lists the codes it may answer, with an example of each; docs/errors.md describes them all.',
   '**"Try it out" needs a client certificate in your browser.** The browser sends the request itself, so it must present a paylog client certificate: import one with its key, for example as PKCS#12, into the browser (or the OS keychain) and trust the paylog CA for this host; the browser then asks which certificate to present. Without one, every /v1 call answers 401 CLIENT_CERTIFICATE_REQUIRED; the operations routes need none.',
   '```\nopenssl pkcs12 -export -in data/pki/checkout.pem -inkey data/pki/checkout-key.pem -certfile data/pki/ca.pem -out checkout.p12\n```',
 ].join('\n\n');

@@ -77,7 +77,7 @@ export interface ForwardRequest {
 }
 
 function refused(path: string, message = FORWARD_FIELD_EXPECTATIONS[path] ?? FORWARD_FIELD_EXPECTATIONS['*']!): PaylogError {
-  return new PaylogError('VALIDATION_FAILED', message, { issues: [{ path, message }] });
+  return new PaylogError('VALIDATION_FAILED', message, { issues: [{ path, code: 'invalid_value', message }] });
 }
 
 /** A literal that must not carry a placeholder or card data. */
@@ -131,7 +131,7 @@ export function pathAllowed(patterns: readonly string[], path: string): boolean 
 export function idempotencyKeyOf(header: string | string[] | undefined): string {
   const v = Array.isArray(header) ? undefined : header;
   if (v === undefined || !IDEMPOTENCY_KEY.test(v) || containsPanLikeNumber(v)) {
-    throw new PaylogError('VALIDATION_FAILED', 'a forward needs an Idempotency-Key header of 1-255 visible ASCII characters (no card number)', { issues: [{ path: 'Idempotency-Key', message: 'required' }] });
+    throw new PaylogError('VALIDATION_FAILED', 'a forward needs an Idempotency-Key header of 1-255 visible ASCII characters (no card number)', { issues: [{ path: 'Idempotency-Key', code: 'invalid_value', message: 'required' }] });
   }
   return v;
 }

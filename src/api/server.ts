@@ -37,6 +37,10 @@ export const REQUEST_ID_HEADER = 'x-request-id';
  * refused submission names who sent it (issue 17). Never a body.
  */
 class RedactingLogController extends LogController {
+  /** `logger`: the service's logger; info lines are not even built when it does not log info. */
+  constructor(private readonly logger: Logger) {
+    super();
+  }
   /**
    * Top-level fields, not under `req`/`res`: Fastify's default `req` serializer would replace
    * an object under `req` with its own view (which has the URL).
@@ -45,9 +49,11 @@ class RedactingLogController extends LogController {
     return { method: request.method, route: request.routeOptions.url ?? 'unmatched', ...principalLogFields(request) };
   }
   override incomingRequest(request: FastifyRequest): void {
+    if (!this.logger.isLevelEnabled('info')) return;
     request.log.info({ ...RedactingLogController.fields(request), remoteAddress: request.ip }, 'incoming request');
   }
   override requestCompleted(error: Error | null, request: FastifyRequest, reply: FastifyReply): void {
+    if (!error && !this.logger.isLevelEnabled('info')) return;
     const f = { ...RedactingLogController.fields(request), statusCode: reply.statusCode, responseTime: reply.elapsedTime };
     if (error) reply.log.error({ ...f, err: { type: error.name } }, 'request errored');
     else reply.log.info(f, 'request completed');
@@ -91,7 +97,7 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
     // While closing, requests still arriving are refused by our own hook below (503 with
     // Retry-After in the one error format), not by Fastify's bare 503.
     return503OnClosing: false,
-    logController: new RedactingLogController(),
+    logController: new RedactingLogController(deps.logger),
     // request.log: pino's child with the reqId, made only when the request logs (./request-logger.ts).
     childLoggerFactory: requestLoggerFactory,
     forceCloseConnections: 'idle',

@@ -16,7 +16,6 @@
  * (the auditor's hot path: the same acceptance as decodeLeaf for CBOR leaves, without zod).
  * Leaves never hold plaintext card or account data; the auditor checks that (src/audit/leaf-check.ts).
  */
-export { encodeLeafFast } from './leaf/encode-fast.js';
 export { MAX_LEAF_BYTES, encodeLeaf, decodeLeaf, leafToJson, leafTransactionId, parseCborLeaf, type Leaf, type LeafV2, type LeafType } from './leaf/codec.js';
 export {
   LEAF_FORMAT_V1,

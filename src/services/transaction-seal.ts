@@ -20,7 +20,7 @@ import type { MaskedPaymentMethod } from '../validation/masking.js';
 import { canonicalJson } from '../crypto/canonical-json.js';
 import { fingerprintV2 } from '../crypto/fingerprint.js';
 import type { RecordKeyring, SealedRecord } from '../keys/record-keys.js';
-import { encodeLeafFast, transactionLeaf } from '../log/leaf.js';
+import { encodeLeaf, transactionLeaf } from '../log/leaf.js';
 import type { Appender } from '../log/appender.js';
 import type { CseMarker } from '../cse/jwe.js';
 import { submissionRequires } from './append-preconditions.js';
@@ -62,8 +62,7 @@ export async function sealAndAppend(
   }
   const keyRef = envelope.keyRef;
   const createdAt = now;
-  // Checked by the auditor's fast decoder after encoding (same guarantee as encodeLeaf, less CPU).
-  const leaf = encodeLeafFast(
+  const leaf = encodeLeaf(
     transactionLeaf({
       time: createdAt,
       transactionId: req.transactionId,

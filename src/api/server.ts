@@ -22,6 +22,7 @@ import { errorForLog } from '../logging.js';
 import { RETRY_AFTER_SECONDS } from './errors.js';
 import { collectRoutes, routeSpecOf } from './route-spec.js';
 import { principalLogFields } from './request-context.js';
+import { requestLoggerFactory } from './request-logger.js';
 import { assertStorableRequestTarget, assertStorableStrings, decodeUtf8Strict } from '../validation/encoding.js';
 
 /** Response header carrying the request id that every log line of the request names (`reqId`). */
@@ -36,6 +37,10 @@ export const REQUEST_ID_HEADER = 'x-request-id';
  * refused submission names who sent it (issue 17). Never a body.
  */
 class RedactingLogController extends LogController {
+  /** `logger`: the service's logger; info lines are not even built when it does not log info. */
+  constructor(private readonly logger: Logger) {
+    super();
+  }
   /**
    * Top-level fields, not under `req`/`res`: Fastify's default `req` serializer would replace
    * an object under `req` with its own view (which has the URL).
@@ -44,9 +49,11 @@ class RedactingLogController extends LogController {
     return { method: request.method, route: request.routeOptions.url ?? 'unmatched', ...principalLogFields(request) };
   }
   override incomingRequest(request: FastifyRequest): void {
+    if (!this.logger.isLevelEnabled('info')) return;
     request.log.info({ ...RedactingLogController.fields(request), remoteAddress: request.ip }, 'incoming request');
   }
   override requestCompleted(error: Error | null, request: FastifyRequest, reply: FastifyReply): void {
+    if (!error && !this.logger.isLevelEnabled('info')) return;
     const f = { ...RedactingLogController.fields(request), statusCode: reply.statusCode, responseTime: reply.elapsedTime };
     if (error) reply.log.error({ ...f, err: { type: error.name } }, 'request errored');
     else reply.log.info(f, 'request completed');
@@ -90,7 +97,9 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
     // While closing, requests still arriving are refused by our own hook below (503 with
     // Retry-After in the one error format), not by Fastify's bare 503.
     return503OnClosing: false,
-    logController: new RedactingLogController(),
+    logController: new RedactingLogController(deps.logger),
+    // request.log: pino's child with the reqId, made only when the request logs (./request-logger.ts).
+    childLoggerFactory: requestLoggerFactory,
     forceCloseConnections: 'idle',
     // Our own ids: a client-supplied request-id header could carry anything, card numbers included.
     genReqId: () => randomUUID(),
@@ -141,20 +150,12 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
     closing = true;
     done();
   });
-  app.addHook('onRequest', async (_req, reply) => {
-    if (!closing) return;
-    reply.header('connection', 'close');
-    throw new PaylogError('LOG_UNAVAILABLE', 'the service is shutting down; retry later');
-  });
   // The request budget. (Not Fastify's `handlerTimeout`: on Node 20 its timer is cleared as soon
   // as a request body has been read, so it never fires for a POST.) A handler still running when
   // its budget answered 503 must not touch the reply again (Fastify would log "already sent"
   // with the URL, which can hold client input).
   const budgetMs = deps.requestTimeoutMs;
   if (budgetMs) {
-    app.addHook('onRequest', async (req) => {
-      req.deadline = performance.now() + budgetMs;
-    });
     app.addHook('onRoute', (route) => {
       const handler = route.handler;
       route.handler = async function (this: FastifyInstance, req: FastifyRequest, reply: FastifyReply) {
@@ -180,23 +181,28 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
     });
   }
 
-  // Authentication: verified client certificate for every /v1 route; revocation checked live.
-  app.addHook('onRequest', async (req) => {
-    if (!req.url.startsWith('/v1/') && req.url !== '/v1') return;
-    const principal = principalFromSocket(req.raw.socket as TLSSocket);
-    if (!principal) throw new PaylogError('CLIENT_CERTIFICATE_REQUIRED', 'a valid paylog client certificate is required');
-    req.principal = principal;
-    const spec = routeSpecOf(req.routeOptions.config);
-    // A submission's revocation is decided where its entry commits (one read per batch, not one
-    // query per request): see RouteSpec.revocation.
-    if (spec?.revocation === 'at-commit') req.revocationPending = true;
-    else await assertNotRevoked(deps.revocations, principal);
-  });
-
-  // Input PostgreSQL would refuse (NUL, bytes that are not UTF-8, lone surrogates) is refused
-  // first, on every route, with 400 INVALID_ENCODING (src/validation/encoding.ts): the raw URL
-  // here, JSON body bytes in the parser below, parsed body/params/query in preValidation.
-  app.addHook('onRequest', async (req) => {
+  // Every request, in this order, in ONE hook (each hook is a promise per request): refused while
+  // closing; its budget starts; authentication: verified client certificate for every /v1 route,
+  // revocation checked live; then input PostgreSQL would refuse (NUL, bytes that are not UTF-8,
+  // lone surrogates) is refused, on every route, with 400 INVALID_ENCODING
+  // (src/validation/encoding.ts): the raw URL here, JSON body bytes in the parser below, parsed
+  // body/params/query in preValidation.
+  app.addHook('onRequest', async (req, reply) => {
+    if (closing) {
+      reply.header('connection', 'close');
+      throw new PaylogError('LOG_UNAVAILABLE', 'the service is shutting down; retry later');
+    }
+    if (budgetMs) req.deadline = performance.now() + budgetMs;
+    if (req.url.startsWith('/v1/') || req.url === '/v1') {
+      const principal = principalFromSocket(req.raw.socket as TLSSocket);
+      if (!principal) throw new PaylogError('CLIENT_CERTIFICATE_REQUIRED', 'a valid paylog client certificate is required');
+      req.principal = principal;
+      const spec = routeSpecOf(req.routeOptions.config);
+      // A submission's revocation is decided where its entry commits (one read per batch, not one
+      // query per request): see RouteSpec.revocation.
+      if (spec?.revocation === 'at-commit') req.revocationPending = true;
+      else await assertNotRevoked(deps.revocations, principal);
+    }
     assertStorableRequestTarget(req.raw.url ?? '');
   });
   // JSON bodies: strict UTF-8 (the default parser would turn bad bytes into U+FFFD silently),

@@ -23,9 +23,13 @@
  * never wait). The served fields are stored only as a keyed MAC (`probeServedMac`, fingerprint
  * key v2). Rows of past hours are deleted (once per hour per process).
  *
- * Cost: one statement per submission (a primary-key lookup of the transactionId; for a new one,
- * the group lock, a count of at most `limit` index entries and one insert), and once an hour
- * one DELETE.
+ * Cost: one function call per submission (a primary-key lookup of the transactionId; for a new
+ * one, the group lock, a count of at most `limit` index entries and one insert), and once an
+ * hour one DELETE. Calls are coalesced (issue 20: a statement per submission cost more service
+ * CPU than the check itself): admissions waiting while MAX_ADMIT_STATEMENTS_IN_FLIGHT statements
+ * run go out together as ONE statement calling the function once per submission, in the order of
+ * (principal, served MAC) so that two such statements take their group locks in the same order
+ * (no deadlock); each call is the same function as alone, so the limit stays exact.
  */
 import type { AppDatabase } from '../db/connection.js';
 import { PaylogError } from '../errors.js';
@@ -53,6 +57,27 @@ export function probeLimitError(now: Date, limit: number): PaylogError {
   );
 }
 
+/** Statements of admissions in flight at once per limiter (one per process); the rest wait and go together. */
+const MAX_ADMIT_STATEMENTS_IN_FLIGHT = 2;
+/** Most admissions decided by one statement. */
+const MAX_ADMIT_BATCH = 256;
+
+/**
+ * One call of `paylog_probe_admit` per element of the arrays, in (principal, served MAC) order
+ * (OFFSET 0 keeps the sort below the calls), with each result's position in the arrays.
+ */
+const ADMIT_BATCH_SQL =
+  'SELECT b.ord::int AS ord, paylog_probe_admit(b.principal, b.served, b.transaction_id, $4, $5) AS admitted ' +
+  'FROM (SELECT u.principal, u.served, u.transaction_id, u.ord FROM unnest($1::text[], $2::bytea[], $3::text[]) WITH ORDINALITY AS u(principal, served, transaction_id, ord) ' +
+  'ORDER BY u.principal, u.served, u.ord OFFSET 0) AS b';
+
+interface WaitingAdmission {
+  key: ProbeKey;
+  window: Date;
+  resolve(admitted: boolean): void;
+  reject(e: unknown): void;
+}
+
 export interface ProbeKey {
   /** Who submits: `role:name` of the principal. */
   principal: string;
@@ -63,6 +88,9 @@ export interface ProbeKey {
 
 export class ProbeLimiter {
   private purgedWindow = 0;
+  private readonly waiting: WaitingAdmission[] = [];
+  private inFlight = 0;
+  private flushScheduled = false;
 
   constructor(
     private readonly database: AppDatabase,
@@ -82,14 +110,66 @@ export class ProbeLimiter {
   async admit(key: ProbeKey, now: Date): Promise<void> {
     const window = probeWindowStart(now);
     this.purgeOld(window);
-    const r = await this.database.pool.query({
-      name: 'paylog_probe_admit',
-      text: 'SELECT paylog_probe_admit($1, $2, $3, $4, $5) AS admitted',
-      values: [key.principal, key.served, key.transactionId, window, this.limit],
+    const admitted = await new Promise<boolean>((resolve, reject) => {
+      this.waiting.push({ key, window, resolve, reject });
+      this.scheduleFlush();
     });
-    if ((r.rows[0] as { admitted: boolean }).admitted) return;
+    if (admitted) return;
     this.opts.onRefused?.();
     throw probeLimitError(now, this.limit);
+  }
+
+  /** Sends what waits at the next turn of the event loop, if a statement may start. */
+  private scheduleFlush(): void {
+    if (this.flushScheduled || this.inFlight >= MAX_ADMIT_STATEMENTS_IN_FLIGHT || this.waiting.length === 0) return;
+    this.flushScheduled = true;
+    setImmediate(() => {
+      this.flushScheduled = false;
+      while (this.inFlight < MAX_ADMIT_STATEMENTS_IN_FLIGHT && this.waiting.length > 0) {
+        // One statement per window (they differ only across an hour boundary).
+        const window = this.waiting[0]!.window.getTime();
+        const batch: WaitingAdmission[] = [];
+        for (let i = 0; i < this.waiting.length && batch.length < MAX_ADMIT_BATCH; ) {
+          if (this.waiting[i]!.window.getTime() === window) batch.push(...this.waiting.splice(i, 1));
+          else i++;
+        }
+        this.inFlight++;
+        void this.decide(batch).finally(() => {
+          this.inFlight--;
+          this.scheduleFlush();
+        });
+      }
+    });
+  }
+
+  /** One statement deciding `batch` (all of one window); settles every waiter. */
+  private async decide(batch: WaitingAdmission[]): Promise<void> {
+    try {
+      const window = batch[0]!.window;
+      if (batch.length === 1) {
+        const { key } = batch[0]!;
+        const r = await this.database.pool.query({
+          name: 'paylog_probe_admit',
+          text: 'SELECT paylog_probe_admit($1, $2, $3, $4, $5) AS admitted',
+          values: [key.principal, key.served, key.transactionId, window, this.limit],
+        });
+        batch[0]!.resolve((r.rows[0] as { admitted: boolean }).admitted);
+        return;
+      }
+      const r = await this.database.pool.query({
+        name: 'paylog_probe_admit_batch',
+        text: ADMIT_BATCH_SQL,
+        values: [batch.map((w) => w.key.principal), batch.map((w) => w.key.served), batch.map((w) => w.key.transactionId), window, this.limit],
+      });
+      const verdicts = new Map((r.rows as { ord: number; admitted: boolean }[]).map((row) => [row.ord, row.admitted]));
+      batch.forEach((w, i) => {
+        const admitted = verdicts.get(i + 1);
+        if (admitted === undefined) w.reject(new PaylogError('INTERNAL', 'probe limit: a submission got no verdict'));
+        else w.resolve(admitted);
+      });
+    } catch (e) {
+      for (const w of batch) w.reject(e);
+    }
   }
 
   /** Deletes rows of windows before `window`, at most once per window per process (best effort). */

@@ -15,10 +15,21 @@
 import cardValidator from 'card-validator';
 
 type Pattern = number | [number, number];
+/** A brand pattern with its decimal forms computed once (credit-card-type converts them per call). */
+interface CompiledPattern {
+  /** Digits of the pattern, or of a range's lower end: the match's strength when the number is as long. */
+  readonly width: number;
+  readonly min: number;
+  /** parseInt of the upper end's first `width` digits (credit-card-type compares on those). */
+  readonly maxHead: number;
+  readonly minText: string;
+  readonly maxText: string;
+  readonly range: boolean;
+}
 interface BrandTable {
   readonly type: string;
   readonly niceType: string;
-  readonly patterns: readonly Pattern[];
+  readonly patterns: readonly CompiledPattern[];
   readonly lengths: readonly number[];
 }
 
@@ -30,37 +41,46 @@ export interface CardNumberVerdict {
 }
 
 const creditCardType = cardValidator.creditCardType;
+
+function compile(p: Pattern): CompiledPattern {
+  const [min, max] = Array.isArray(p) ? p : [p, p];
+  const width = String(min).length;
+  return Object.freeze({ width, min, maxHead: parseInt(String(max).substr(0, width), 10), minText: String(min), maxText: String(max), range: Array.isArray(p) });
+}
+
 /** Brand tables in credit-card-type's test order (its default order; paylog never changes it). */
 const BRANDS: readonly BrandTable[] = Object.freeze(
   Object.values(creditCardType.types).map((id) => {
     const t = creditCardType.getTypeInfo(id);
-    return Object.freeze({ type: t.type, niceType: t.niceType, patterns: t.patterns as Pattern[], lengths: t.lengths });
+    return Object.freeze({ type: t.type, niceType: t.niceType, patterns: Object.freeze((t.patterns as Pattern[]).map(compile)), lengths: t.lengths });
   }),
 );
 const UNIONPAY = creditCardType.types.UNIONPAY;
 const DIGITS = /^\d*$/;
 
 // credit-card-type lib/matches.js: a prefix range, compared on the digits the number has.
-function matchesRange(n: string, min: number, max: number): boolean {
-  const width = String(min).length;
-  const head = parseInt(n.substr(0, width), 10);
-  const lo = parseInt(String(min).substr(0, Math.min(width, n.length)), 10);
-  const hi = parseInt(String(max).substr(0, Math.min(width, n.length)), 10);
+// `head` = parseInt of the number's first `width` digits (computed once per width per call).
+function matchesRange(n: string, p: CompiledPattern, head: number): boolean {
+  if (n.length >= p.width) return head >= p.min && head <= p.maxHead;
+  const lo = parseInt(p.minText.substr(0, n.length), 10);
+  const hi = parseInt(p.maxText.substr(0, n.length), 10);
   return head >= lo && head <= hi;
 }
-function matchesPattern(n: string, pattern: number): boolean {
-  const p = String(pattern);
-  return p.substring(0, n.length) === n.substring(0, p.length);
+function matchesPattern(n: string, p: CompiledPattern): boolean {
+  return p.minText.substring(0, n.length) === n.substring(0, p.width);
 }
 
 /** credit-card-type's lookup for a non-empty number: the best match if it is certain, else every candidate. */
 function candidates(n: string): Array<{ brand: BrandTable; strength: number | undefined }> {
   const results: Array<{ brand: BrandTable; strength: number | undefined }> = [];
+  const heads: number[] = [];
   for (const brand of BRANDS) {
     for (const pattern of brand.patterns) {
-      if (!(Array.isArray(pattern) ? matchesRange(n, pattern[0], pattern[1]) : matchesPattern(n, pattern))) continue;
-      const width = String(Array.isArray(pattern) ? pattern[0] : pattern).length;
-      results.push({ brand, strength: n.length >= width ? width : undefined });
+      if (pattern.range) {
+        const head = (heads[pattern.width] ??= parseInt(n.substr(0, pattern.width), 10));
+        if (!matchesRange(n, pattern, head)) continue;
+      } else if (!matchesPattern(n, pattern)) continue;
+      results.push({ brand, strength: n.length >= pattern.width ? pattern.width : undefined });
       break;
     }
   }

@@ -22,13 +22,14 @@ export const RAW_IDENTIFIER_MAX = 64;
 /** At most this many schema issues are reported (a hostile body can produce thousands). */
 export const MAX_REPORTED_ISSUES = 20;
 
-const CURRENCY_SHAPE = /^[A-Z]{3}$/;
-const ACCOUNT_NUMBER = /^\d{4,17}$/;
-const METADATA_KEY = /^[A-Za-z0-9][A-Za-z0-9_.:-]*$/;
+// The patterns below are exported for ./transaction-fast.ts only (the same rules, not copies).
+export const CURRENCY_SHAPE = /^[A-Z]{3}$/;
+export const ACCOUNT_NUMBER = /^\d{4,17}$/;
+export const METADATA_KEY = /^[A-Za-z0-9][A-Za-z0-9_.:-]*$/;
 /** ISO 9362 BIC: 4 institution + 2 country letters, 2 location, optional 3 branch; upper case. */
-const BIC = /^[A-Z]{6}[A-Z0-9]{2}(?:[A-Z0-9]{3})?$/;
+export const BIC = /^[A-Z]{6}[A-Z0-9]{2}(?:[A-Z0-9]{3})?$/;
 /** Control characters, line/paragraph separators and lone surrogates. */
-const FORBIDDEN_TEXT_CHARS = /[\p{Cc}\p{Zl}\p{Zp}\p{Cs}]/u;
+export const FORBIDDEN_TEXT_CHARS = /[\p{Cc}\p{Zl}\p{Zp}\p{Cs}]/u;
 
 /** Custom issue codes we add to zod's own (reported in `details.issues[].code`). */
 export const ISSUE = {

@@ -6,6 +6,7 @@
  * 1. SAD keys anywhere (`sensitive.ts`)            → SENSITIVE_AUTHENTICATION_DATA
  * 2. `__proto__` / `constructor` / `prototype` keys anywhere → VALIDATION_FAILED (`reserved_key`)
  * 3. schema (`transactionRequestSchema`, strict)   → VALIDATION_FAILED
+ *    (`transaction-fast.ts` accepts the usual body without zod; it never refuses: zod does)
  * 4. a Luhn-valid 13–19 digit run in clear-text fields (transactionId and processor, which
  *    also go into the KMS encryption context; metadata keys and values)
  *                                                  → VALIDATION_FAILED (`card_number_in_free_text`)
@@ -36,6 +37,7 @@ import { containsPanLikeIdentifier, containsPanLikeNumber } from './identifiers.
 import { CHECK_MESSAGES, issueMessage, summaryMessage } from './messages.js';
 import { checkPaymentMethod, containsIban } from './payment-method.js';
 import { classifySensitiveKey, findKeysDeep } from './sensitive.js';
+import { parseTransactionRequestFast } from './transaction-fast.js';
 import {
   encryptedTransactionRequestSchema,
   ENCRYPTED_PAYMENT_METHOD_TYPE,
@@ -152,7 +154,8 @@ function checkCurrency(req: Pick<TransactionRequest, 'amount'>): void {
 export function validateTransactionRequest(raw: unknown, now: Date = new Date()): TransactionRequest {
   try {
     rejectSensitiveAndReservedKeys(raw);
-    const req = parseSchema(raw, transactionRequestSchema);
+    // The hand-written rules vouch for the usual body; anything else gets zod's verdict.
+    const req = parseTransactionRequestFast(raw) ?? parseSchema(raw, transactionRequestSchema);
     rejectPanInFreeText(req);
     checkCurrency(req);
     const { metadata, ...rest } = req; // an explicit `metadata: undefined` is dropped

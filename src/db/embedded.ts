@@ -12,6 +12,7 @@
  * Layout under `<dataDir>`:
  *   cluster/             the PostgreSQL data directory (owned by the server's OS user, mode 0700)
  *   superuser-password   generated on first start (mode 0600, dev-only)
+ *   cluster-location     only when the cluster lives elsewhere (below): its absolute path
  *
  * Running as root: PostgreSQL refuses to run as root, so the server runs as the unprivileged
  * `postgres` OS user (created if missing). That user must be able to reach both the binaries and
@@ -19,8 +20,12 @@
  *   - binaries inside a directory it cannot enter (a clone under `/root`, mode 0700) are copied
  *     once into a root-owned, world-readable cache directory paylog creates under the system
  *     temporary directory (see `reachableBinaries`);
- *   - a data directory it cannot reach is refused with an error naming the directory and the fix.
- * No permission outside the data directory is ever changed.
+ *   - when a directory above paylog's own (`ownedRoot`, e.g. `./data` of a clone under `/root`)
+ *     is closed to that user, only the cluster moves: to a directory of its own under
+ *     RELOCATED_CLUSTER_BASE (persistent storage, not the temporary directory), recorded in
+ *     `cluster-location` so every later start finds it. Everything else (the password, the
+ *     dev PKI, the signer state) stays in the data directory. See `relocatedCluster`.
+ * No permission outside directories paylog created is ever changed.
  */
 import { spawn, spawnSync, execFileSync, type ChildProcess } from 'node:child_process';
 import { randomBytes, createHash } from 'node:crypto';
@@ -48,7 +53,14 @@ export const EMBEDDED_OS_USER = 'postgres';
 /** How long start-up may take before it is abandoned (initdb excluded). */
 export const EMBEDDED_START_TIMEOUT_MS = 60_000;
 /** How long a fast shutdown may take before the server is told to shut down immediately. */
-export const EMBEDDED_STOP_TIMEOUT_MS = 30_000;
+export const EMBEDDED_STOP_TIMEOUT_MS = 5_000;
+/**
+ * Running as root with a data directory the `postgres` user cannot reach: where the cluster goes
+ * (created by paylog, root-owned, mode 0711; one directory per data directory inside it).
+ */
+export const RELOCATED_CLUSTER_BASE = '/var/lib/paylog-postgres';
+/** The file in the embedded data directory that records where a relocated cluster lives. */
+export const CLUSTER_LOCATION_FILE = 'cluster-location';
 const READY_MESSAGE = 'database system is ready to accept connections';
 
 export interface EmbeddedServer {
@@ -60,9 +72,17 @@ export interface EmbeddedServer {
    * Stops the server and resolves once its process has exited. `fast` (default, SIGINT) rolls
    * back open transactions and checkpoints; `immediate` (SIGQUIT) exits without a checkpoint, as
    * a crash would, so the next start runs crash recovery. A fast stop that takes longer than
-   * EMBEDDED_STOP_TIMEOUT_MS is escalated to immediate.
+   * EMBEDDED_STOP_TIMEOUT_MS is escalated to immediate (committed data is safe either way: the
+   * next start replays the WAL).
    */
   stop(mode?: 'fast' | 'immediate'): Promise<void>;
+  /** Where the cluster (PGDATA) is: `<dataDir>/cluster`, or a relocated one (root only). */
+  readonly clusterDir: string;
+  /**
+   * Set when the cluster lives outside the data directory: the file recording where, and (when
+   * known) the directory the server's user cannot enter that made paylog move it.
+   */
+  readonly relocated?: { record: string; blocked?: string };
 }
 
 export class EmbeddedPostgresError extends Error {
@@ -203,6 +223,48 @@ export function binaryCopyDir(build: { root: string; version: string }): string 
   return join(tmpdir(), `paylog-postgres-${build.version}-${tag}`);
 }
 
+/**
+ * Where the cluster of the embedded data directory `dataDir` is: `<dataDir>/cluster`, or the
+ * relocated one recorded in `<dataDir>/cluster-location`.
+ */
+export function embeddedClusterDir(dataDir: string): string {
+  const record = join(dataDir, CLUSTER_LOCATION_FILE);
+  if (!existsSync(record)) return join(dataDir, 'cluster');
+  const dir = readFileSync(record, 'utf8').trim();
+  if (!isAbsolute(dir) || dirname(dir) !== RELOCATED_CLUSTER_BASE) {
+    throw new EmbeddedPostgresError(`${record} must name a directory directly under ${RELOCATED_CLUSTER_BASE} (it says ${JSON.stringify(dir)})`);
+  }
+  return dir;
+}
+
+/**
+ * RELOCATED_CLUSTER_BASE, created root-owned with mode 0711 (the server's user may pass, not
+ * list) if missing; an existing one is used only if root owns it and nobody else may write to it.
+ */
+function ensureRelocationBase(): void {
+  if (!existsSync(RELOCATED_CLUSTER_BASE)) {
+    mkdirSync(RELOCATED_CLUSTER_BASE, { recursive: true, mode: 0o711 });
+    chmodSync(RELOCATED_CLUSTER_BASE, 0o711);
+  }
+  const st = lstatSync(RELOCATED_CLUSTER_BASE);
+  if (!st.isDirectory() || st.uid !== 0 || (st.mode & 0o022) !== 0) {
+    throw new EmbeddedPostgresError(`refusing to use ${RELOCATED_CLUSTER_BASE}: it must be a directory owned by root and not writable by group or others`);
+  }
+}
+
+/**
+ * First start of a relocated cluster: a new `<RELOCATED_CLUSTER_BASE>/<digest of dataDir>-<random>`,
+ * recorded in `<dataDir>/cluster-location`. The random part keeps a fresh data directory at the
+ * same path from ever reusing an old cluster.
+ */
+function relocatedCluster(dataDir: string): string {
+  const record = join(dataDir, CLUSTER_LOCATION_FILE);
+  const tag = createHash('sha256').update(dataDir).digest('hex').slice(0, 12);
+  const dir = join(RELOCATED_CLUSTER_BASE, `${tag}-${randomBytes(4).toString('hex')}`);
+  writeFileSync(record, `${dir}\n`, { mode: 0o600 });
+  return dir;
+}
+
 function readOrCreatePassword(file: string): string {
   if (existsSync(file)) return readFileSync(file, 'utf8').trim();
   const pw = randomBytes(24).toString('base64url');
@@ -257,7 +319,6 @@ export async function startEmbeddedPostgres(opts: {
 }): Promise<EmbeddedServer> {
   const dataDir = resolve(opts.dataDir);
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });
-  const clusterDir = join(dataDir, 'cluster');
   const password = readOrCreatePassword(join(dataDir, 'superuser-password'));
   const port = opts.port ?? (await freePort());
   const onLog = opts.onLog ?? (() => {});
@@ -265,23 +326,39 @@ export async function startEmbeddedPostgres(opts: {
   const shipped = shippedBinaries();
   const binRoot = reachableBinaries(user, opts.binaries ? { root: resolve(opts.binaries), version: shipped.version } : shipped);
 
+  const record = join(dataDir, CLUSTER_LOCATION_FILE);
+  // A cluster moved once stays where it was moved (whoever starts it next).
+  let clusterDir = embeddedClusterDir(dataDir);
+  let relocated: EmbeddedServer['relocated'] = existsSync(record) ? { record } : undefined;
   if (user) {
-    // The data directory is paylog's: the server's user may search it (never list or read it).
-    for (const d of ownedChain(resolve(opts.ownedRoot ?? dataDir), dataDir)) {
-      const mode = statSync(d).mode & 0o7777;
-      if ((mode & 0o001) === 0) chmodSync(d, mode | 0o001);
+    const ownedRoot = resolve(opts.ownedRoot ?? dataDir);
+    const ownedChainOf = ownedChain(ownedRoot, dataDir);
+    const above = firstUnreachableAncestor(user, ownedRoot);
+    if (relocated) {
+      if (above !== undefined) relocated = { record, blocked: above };
+    } else if (above !== undefined && !existsSync(join(clusterDir, 'PG_VERSION'))) {
+      // A directory above paylog's own is closed to the server's user: move only the cluster.
+      clusterDir = relocatedCluster(dataDir);
+      relocated = { record, blocked: above };
+    } else {
+      // The data directory is paylog's: the server's user may search it (never list or read it).
+      for (const d of ownedChainOf) {
+        const mode = statSync(d).mode & 0o7777;
+        if ((mode & 0o001) === 0) chmodSync(d, mode | 0o001);
+      }
     }
-    const blocked = firstUnreachableAncestor(user, dataDir);
+    if (relocated) ensureRelocationBase();
+    if (!existsSync(clusterDir)) mkdirSync(clusterDir, { mode: 0o700 });
+    chownSync(clusterDir, user.uid, user.gid);
+    const blocked = firstUnreachableAncestor(user, clusterDir);
     if (blocked) {
       throw new EmbeddedPostgresError(
         `embedded PostgreSQL runs as OS user "${EMBEDDED_OS_USER}" (paylog is running as root), which cannot enter ${blocked}, ` +
-          `so it cannot reach the data directory ${dataDir}. Set PAYLOG_DATA_DIR to a directory that user can reach ` +
+          `so it cannot reach the cluster ${clusterDir}. Set PAYLOG_DATA_DIR to a directory that user can reach ` +
           `(e.g. /var/lib/paylog), or set DATABASE_URL to an external PostgreSQL, or run paylog as a non-root user. ` +
-          `paylog does not change permissions outside its data directory.`,
+          `paylog does not change permissions outside directories it created.`,
       );
     }
-    if (!existsSync(clusterDir)) mkdirSync(clusterDir, { mode: 0o700 });
-    chownSync(clusterDir, user.uid, user.gid);
   }
 
   const env: NodeJS.ProcessEnv = { ...process.env, LC_ALL: 'C', LC_MESSAGES: 'C' };
@@ -305,7 +382,9 @@ export async function startEmbeddedPostgres(opts: {
   const child = spawn(
     join(binRoot, 'bin', 'postgres'),
     ['-D', clusterDir, '-p', String(port), '-c', 'listen_addresses=127.0.0.1', '-c', 'max_connections=200'],
-    { ...(user ?? {}), env, stdio: ['ignore', 'ignore', 'pipe'] },
+    // Its own process group: a terminal's Ctrl-C (SIGINT to the foreground group) must not shut
+    // the server down under paylog's final batches and checkpoint; paylog stops it itself.
+    { ...(user ?? {}), env, stdio: ['ignore', 'ignore', 'pipe'], detached: true },
   );
   running.add(child);
   installExitListener();
@@ -351,5 +430,5 @@ export async function startEmbeddedPostgres(opts: {
   };
 
   const adminUrl = `postgres://${EMBEDDED_SUPERUSER}:${encodeURIComponent(password)}@127.0.0.1:${port}/postgres`;
-  return { adminUrl, port, dataDir, stop };
+  return { adminUrl, port, dataDir, stop, clusterDir, ...(relocated ? { relocated } : {}) };
 }

@@ -40,7 +40,7 @@ export interface Metrics {
 /** Prefix of Node's default process metrics (`paylog_process_cpu_seconds_total`, `paylog_nodejs_…`). */
 export const DEFAULT_METRICS_PREFIX = 'paylog_';
 /** Label of Node's per-process metrics in a cluster worker (its index; `npm start` with PAYLOG_WORKERS > 1). */
-export const WORKER_LABEL = 'worker';
+const WORKER_LABEL = 'worker';
 
 /** Whether `name` is one of Node's per-process metrics (prom-client defaults, labelled by worker). */
 export function isProcessMetric(name: string): boolean {

@@ -35,9 +35,7 @@ export type ClusterMessage =
   /** Worker → primary: its registry for the aggregation `id`. */
   | { paylog: 'metrics-snapshot'; id: number; metrics: MetricsSnapshot };
 
-export type MessageKind = ClusterMessage['paylog'];
-
 /** Narrows an IPC message to one of paylog's kinds (shape of `paylog` only; fields are read with care). */
-export function isMessage<K extends MessageKind>(m: unknown, kind: K): m is Extract<ClusterMessage, { paylog: K }> {
+export function isMessage<K extends ClusterMessage['paylog']>(m: unknown, kind: K): m is Extract<ClusterMessage, { paylog: K }> {
   return typeof m === 'object' && m !== null && (m as { paylog?: unknown }).paylog === kind;
 }

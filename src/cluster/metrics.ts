@@ -17,17 +17,17 @@ import { isProcessMetric } from '../metrics.js';
 import { isMessage, type ClusterMessage, type MetricsSnapshot } from './messages.js';
 
 /** How long the primary waits for the workers' registries. */
-export const METRICS_COLLECT_TIMEOUT_MS = 1_500;
+const METRICS_COLLECT_TIMEOUT_MS = 1_500;
 /** How long a worker waits for the primary's aggregate (longer than the collection). */
-export const METRICS_REQUEST_TIMEOUT_MS = 3_000;
+const METRICS_REQUEST_TIMEOUT_MS = 3_000;
 
 /** The scrape could not be answered cluster-wide in time (the route answers 503). */
-export class ClusterMetricsUnavailable extends Error {
+class ClusterMetricsUnavailable extends Error {
   override readonly name = 'ClusterMetricsUnavailable';
 }
 
 /** Prometheus text of the cluster: one aggregate over the workers' snapshots. */
-export async function aggregateSnapshots(snapshots: readonly MetricsSnapshot[]): Promise<string> {
+async function aggregateSnapshots(snapshots: readonly MetricsSnapshot[]): Promise<string> {
   // Per-process metrics differ in their `worker` label, so `first` keeps each process's value
   // (prom-client's own choices for them, e.g. `omit` for the start time, would drop them).
   const kept = snapshots.map((s) => s.map((m) => (isProcessMetric(m.name) ? { ...m, aggregator: 'first' as const } : m)));

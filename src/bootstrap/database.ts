@@ -62,7 +62,8 @@ export function clusterLocationNotice(server: EmbeddedServer): string | undefine
 
 /** Dev bootstrap: the embedded PostgreSQL server under dataDir/pg and the URL of its `paylog` database. */
 export async function startEmbeddedDatabase(dataDir: string): Promise<{ server: EmbeddedServer; ownerUrl: string }> {
-  const server = await startEmbeddedPostgres({ dataDir: join(dataDir, 'pg'), ownedRoot: dataDir });
+  // Its own process group: the service stops it after its final checkpoint (src/main.ts).
+  const server = await startEmbeddedPostgres({ dataDir: join(dataDir, 'pg'), ownedRoot: dataDir, ownProcessGroup: true });
   try {
     return { server, ownerUrl: await ensureEmbeddedDatabase(server.adminUrl) };
   } catch (e) {

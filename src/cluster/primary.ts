@@ -99,6 +99,7 @@ export async function runPrimary(config: Config, workers: number, externalLocalK
   };
   const broadcastWorkers = () => broadcast({ paylog: 'workers', listening: listening.size, configured: workers });
   const fork = (index: number) => {
+    if (stopping) return; // a restart timer that fires during the stop
     const w = cluster.fork({ ...env, [ENV_WORKER_INDEX]: String(index) });
     byIndex.set(index, w);
     w.on('listening', () => {

@@ -24,7 +24,7 @@
  *     is closed to that user, only the cluster moves: to a directory of its own under
  *     RELOCATED_CLUSTER_BASE (persistent storage, not the temporary directory), recorded in
  *     `cluster-location` so every later start finds it. Everything else (the password, the
- *     dev PKI, the signer state) stays in the data directory. See `relocatedCluster`.
+ *     dev PKI, the signer state) stays in the data directory (src/db/cluster-location.ts).
  * No permission outside directories paylog created is ever changed.
  */
 import { spawn, spawnSync, execFileSync, type ChildProcess } from 'node:child_process';
@@ -46,6 +46,7 @@ import { createRequire } from 'node:module';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
+import { CLUSTER_LOCATION_FILE, embeddedClusterDir, ensureRelocationBase, relocatedCluster } from './cluster-location.js';
 
 export const EMBEDDED_SUPERUSER = 'postgres';
 /** The OS user the server runs as when paylog runs as root. */
@@ -54,13 +55,6 @@ export const EMBEDDED_OS_USER = 'postgres';
 export const EMBEDDED_START_TIMEOUT_MS = 60_000;
 /** How long a fast shutdown may take before the server is told to shut down immediately. */
 export const EMBEDDED_STOP_TIMEOUT_MS = 5_000;
-/**
- * Running as root with a data directory the `postgres` user cannot reach: where the cluster goes
- * (created by paylog, root-owned, mode 0711; one directory per data directory inside it).
- */
-export const RELOCATED_CLUSTER_BASE = '/var/lib/paylog-postgres';
-/** The file in the embedded data directory that records where a relocated cluster lives. */
-export const CLUSTER_LOCATION_FILE = 'cluster-location';
 const READY_MESSAGE = 'database system is ready to accept connections';
 
 export interface EmbeddedServer {
@@ -221,48 +215,6 @@ function ownedChain(root: string, leaf: string): string[] {
 export function binaryCopyDir(build: { root: string; version: string }): string {
   const tag = createHash('sha256').update(resolve(build.root)).digest('hex').slice(0, 12);
   return join(tmpdir(), `paylog-postgres-${build.version}-${tag}`);
-}
-
-/**
- * Where the cluster of the embedded data directory `dataDir` is: `<dataDir>/cluster`, or the
- * relocated one recorded in `<dataDir>/cluster-location`.
- */
-export function embeddedClusterDir(dataDir: string): string {
-  const record = join(dataDir, CLUSTER_LOCATION_FILE);
-  if (!existsSync(record)) return join(dataDir, 'cluster');
-  const dir = readFileSync(record, 'utf8').trim();
-  if (!isAbsolute(dir) || dirname(dir) !== RELOCATED_CLUSTER_BASE) {
-    throw new EmbeddedPostgresError(`${record} must name a directory directly under ${RELOCATED_CLUSTER_BASE} (it says ${JSON.stringify(dir)})`);
-  }
-  return dir;
-}
-
-/**
- * RELOCATED_CLUSTER_BASE, created root-owned with mode 0711 (the server's user may pass, not
- * list) if missing; an existing one is used only if root owns it and nobody else may write to it.
- */
-function ensureRelocationBase(): void {
-  if (!existsSync(RELOCATED_CLUSTER_BASE)) {
-    mkdirSync(RELOCATED_CLUSTER_BASE, { recursive: true, mode: 0o711 });
-    chmodSync(RELOCATED_CLUSTER_BASE, 0o711);
-  }
-  const st = lstatSync(RELOCATED_CLUSTER_BASE);
-  if (!st.isDirectory() || st.uid !== 0 || (st.mode & 0o022) !== 0) {
-    throw new EmbeddedPostgresError(`refusing to use ${RELOCATED_CLUSTER_BASE}: it must be a directory owned by root and not writable by group or others`);
-  }
-}
-
-/**
- * First start of a relocated cluster: a new `<RELOCATED_CLUSTER_BASE>/<digest of dataDir>-<random>`,
- * recorded in `<dataDir>/cluster-location`. The random part keeps a fresh data directory at the
- * same path from ever reusing an old cluster.
- */
-function relocatedCluster(dataDir: string): string {
-  const record = join(dataDir, CLUSTER_LOCATION_FILE);
-  const tag = createHash('sha256').update(dataDir).digest('hex').slice(0, 12);
-  const dir = join(RELOCATED_CLUSTER_BASE, `${tag}-${randomBytes(4).toString('hex')}`);
-  writeFileSync(record, `${dir}\n`, { mode: 0o600 });
-  return dir;
 }
 
 function readOrCreatePassword(file: string): string {

@@ -7,6 +7,8 @@ import { defineRoute, type RegisteredRoute } from '../route-spec.js';
 import { healthSchema, readinessSchema, textSchema } from '../schemas.js';
 import { DOCS_ASSETS, DOCS_CSP, DOCS_HTML, DOCS_INIT_JS, docsAsset } from '../docs.js';
 import { PaylogError } from '../../errors.js';
+import { READINESS_CACHE_MS } from '../../readiness.js';
+import * as ex from '../examples-log.js';
 
 export function registerOpsRoutes(
   app: FastifyInstance,
@@ -15,7 +17,7 @@ export function registerOpsRoutes(
   const ops = { tag: 'operations', access: 'public', errors: [] } as const;
   defineRoute(
     app,
-    { ...ops, method: 'GET', url: '/healthz', operationId: 'healthz', summary: 'Liveness: the process answers', responses: { 200: { description: 'Alive', schema: healthSchema } } },
+    { ...ops, method: 'GET', url: '/healthz', operationId: 'healthz', summary: 'Liveness: the process answers', responses: { 200: { description: 'Alive', schema: healthSchema, examples: ex.HEALTH_EXAMPLES } } },
     async () => ({ status: 'ok' }),
   );
   defineRoute(
@@ -25,10 +27,10 @@ export function registerOpsRoutes(
       method: 'GET',
       url: '/readyz',
       operationId: 'readyz',
-      summary: 'Readiness: the database answers and the KMS data key is enabled (cached 2 s)',
+      summary: `Readiness: the database answers and the KMS data key is enabled (the answer is cached ${READINESS_CACHE_MS / 1000} s)`,
       responses: {
-        200: { description: 'Ready', schema: readinessSchema, name: 'Readiness' },
-        503: { description: 'Not ready (checks say which part)', schema: readinessSchema, name: 'Readiness' },
+        200: { description: 'Ready', schema: readinessSchema, name: 'Readiness', examples: ex.READY_EXAMPLES },
+        503: { description: 'Not ready (checks and details say which part)', schema: readinessSchema, name: 'Readiness', examples: ex.NOT_READY_EXAMPLES },
       },
     },
     async (_req, reply) => {
@@ -45,14 +47,14 @@ export function registerOpsRoutes(
       operationId: 'metrics',
       summary: 'Prometheus metrics (text exposition format), aggregated over every worker process; see docs/operations.md',
       responses: {
-        200: { description: 'Metrics', schema: textSchema, contentType: 'text/plain' },
-        503: { description: 'The workers\' metrics could not be collected in time (retry)', schema: textSchema, contentType: 'text/plain' },
+        200: { description: 'Metrics', schema: textSchema, contentType: 'text/plain', examples: ex.METRICS_EXAMPLES },
+        503: { description: 'The workers\' metrics could not be collected in time (retry)', schema: textSchema, contentType: 'text/plain', examples: ex.METRICS_UNAVAILABLE_EXAMPLES },
       },
     },
     async (_req, reply) => {
       const text = deps.exposition ? await deps.exposition().catch(() => undefined) : await deps.metrics.registry.metrics();
       // Never one process's numbers in place of the cluster's: a scrape that fails is retried.
-      if (text === undefined) return reply.status(503).type('text/plain; charset=utf-8').send('cluster-wide metrics were not collected in time; retry\n');
+      if (text === undefined) return reply.status(503).type('text/plain; charset=utf-8').send(ex.METRICS_UNAVAILABLE_TEXT);
       return reply.type(deps.metrics.registry.contentType).send(text);
     },
   );
@@ -66,7 +68,7 @@ export function registerOpsRoutes(
       url: '/openapi.json',
       operationId: 'openapi',
       summary: 'This OpenAPI 3.1 document',
-      responses: { 200: { description: 'The document', schema: z.record(z.string(), z.unknown()) } },
+      responses: { 200: { description: 'The document', schema: z.record(z.string(), z.unknown()), examples: ex.OPENAPI_EXAMPLES } },
     },
     async () => (openapi ??= buildOpenApi(deps.routes)),
   );
@@ -78,7 +80,7 @@ export function registerOpsRoutes(
       url: '/docs',
       operationId: 'docs',
       summary: 'Interactive API reference (Swagger UI served by paylog; nothing loaded from elsewhere)',
-      responses: { 200: { description: 'HTML page', schema: textSchema, contentType: 'text/html' } },
+      responses: { 200: { description: 'HTML page', schema: textSchema, contentType: 'text/html', examples: ex.DOCS_EXAMPLES } },
     },
     async (_req, reply) => reply.type('text/html; charset=utf-8').header('content-security-policy', DOCS_CSP).send(DOCS_HTML),
   );
@@ -93,6 +95,7 @@ export function registerOpsRoutes(
       params: z.object({ asset: z.enum(['init.js', ...Object.keys(DOCS_ASSETS)]) }),
       responses: { 200: { description: 'The asset', schema: textSchema, contentType: 'application/octet-stream' } },
       errors: ['NOT_FOUND'],
+      errorExamples: { NOT_FOUND: { message: 'no such asset' } },
     },
     async (req, reply) => {
       const name = (req.params as { asset: string }).asset;

@@ -78,7 +78,15 @@ export interface Paylog {
   readonly keyLifecycle: KeyLifecycleService;
   /** What `restoreLog` re-appended. */
   readonly restored?: RestoreReport;
-  close(): Promise<void>;
+  close(opts?: CloseOptions): Promise<void>;
+}
+
+export interface CloseOptions {
+  /**
+   * Signing process of a cluster: resolves when the final tree may be signed (every other
+   * worker has finished its batches and exited); awaited after this process's own batches.
+   */
+  beforeFinalCheckpoint?: () => Promise<void>;
 }
 
 export interface StartOptions {
@@ -114,6 +122,10 @@ export interface StartOptions {
   restoreLog?: string;
   /** Other workers: the signer's refusal as worker 0 last reported it (their /readyz answers 503 too). */
   signingRefusal?: () => SigningRefusal | null | undefined;
+  /** Cluster worker: its index (Node's process metrics are labelled with it). */
+  worker?: number;
+  /** Cluster worker: the cluster-wide /metrics text (src/cluster/metrics.ts); given this process's registry. */
+  metricsExposition?: (registry: Metrics['registry']) => () => Promise<string>;
 }
 
 /** What /readyz reports (`details.signing`) while the signer refuses to sign the stored tree. */
@@ -130,7 +142,7 @@ async function listen(server: FastifyInstance, config: Config): Promise<{ url: s
 
 export async function startPaylog(config: Config, opts: StartOptions = {}): Promise<Paylog> {
   const logger = createLogger(config.logLevel, opts.logDestination);
-  const metrics = createMetrics();
+  const metrics = createMetrics(opts.worker === undefined ? {} : { worker: opts.worker });
   const cleanups = new Cleanups();
   try {
     mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
@@ -203,6 +215,7 @@ export async function startPaylog(config: Config, opts: StartOptions = {}): Prom
       routes: (app) =>
         registerRoutes(app, {
           metrics,
+          ...(opts.metricsExposition ? { metricsExposition: opts.metricsExposition(metrics.registry) } : {}),
           readiness,
           transactions: services.transactions,
           release: services.release,
@@ -245,11 +258,14 @@ export async function startPaylog(config: Config, opts: StartOptions = {}): Prom
       transactions: services.transactions,
       keyLifecycle: services.keyLifecycle,
       ...(restored ? { restored } : {}),
-      close: () =>
+      close: (closeOpts: CloseOptions = {}) =>
         (closing ??= (async () => {
           await server.close(); // stops accepting; waits for in-flight requests
           await appender.close(); // finishes queued batches
-          if (singletons) await publisher.publish().catch(() => null); // sign the final tree
+          if (singletons) {
+            await closeOpts.beforeFinalCheckpoint?.();
+            await publisher.publish().catch(() => null); // sign the final tree
+          }
           await cleanups.run();
         })()),
     };

@@ -1,31 +1,35 @@
 /**
- * `npm start`: loads settings, starts paylog (embedded PostgreSQL + local KMS by default) and
- * prints ready-to-run curl commands for the dev principals. SIGINT/SIGTERM shut down gracefully.
+ * The service's entrypoint: `npm start` runs it with tsx (`node --import tsx src/main.ts`),
+ * `node dist/main.js` runs the build (`npm run build`; what systemd and the container recipe in
+ * docs/deploy/ run). Loads settings, starts paylog (embedded PostgreSQL + local KMS by default)
+ * and prints ready-to-run curl commands for the dev principals.
  *
  * PAYLOG_WORKERS (default: the number of cores) > 1 runs paylog as a node:cluster: the primary
- * owns the embedded PostgreSQL server, the dev-only local KMS endpoint and the dev PKI, and forks
- * that many workers that share the listening port and the one log (appends serialise across
- * processes on the database's advisory lock). The checkpoint signer (and the daily jobs) run in
- * worker 0 only; other workers tell it, through the primary, when they commit a batch.
+ * (src/cluster/primary.ts) owns the embedded PostgreSQL server, the dev-only local KMS endpoint
+ * and the dev PKI, and forks that many workers that share the listening port and the one log
+ * (appends serialise across processes on the database's advisory lock). The checkpoint signer
+ * (and the daily jobs) run in worker 0 only; other workers tell it, through the primary, when
+ * they commit a batch.
+ *
+ * Stopping: SIGTERM or SIGINT to the one process started (the primary, or the single process)
+ * stops accepting, finishes in-flight requests, forwards and batches, signs the final checkpoint,
+ * stops the workers and the embedded PostgreSQL, and exits 0 — within SHUTDOWN_BUDGET_MS, past
+ * which it exits 1. Cluster workers ignore signals: they stop when the primary says so.
  */
-import cluster, { type Worker } from 'node:cluster';
+import cluster from 'node:cluster';
 import { availableParallelism } from 'node:os';
-import { mkdirSync } from 'node:fs';
-import { ConfigError, loadConfig, type Config } from './config.js';
-import { startPaylog, type SigningRefusal } from './app.js';
 import { join } from 'node:path';
+import { ConfigError, loadConfig, type Config } from './config.js';
+import { startPaylog, type Paylog, type SigningRefusal } from './app.js';
 import { devWalkthrough, writeExampleTransaction } from './pki/walkthrough.js';
-import type { EmbeddedServer } from './db/embedded.js';
-import type { LocalKmsEndpoint } from './kms/local/server.js';
-import { startEmbeddedDatabase } from './bootstrap/database.js';
-import { ensureDevPkiOf, startDevLocalKms } from './bootstrap/dev.js';
+import { ENV_LOCAL_KMS_URL, ENV_WORKER_INDEX, isMessage, type ClusterMessage } from './cluster/messages.js';
+import { clusterExposition } from './cluster/metrics.js';
+import { runPrimary, SHUTDOWN_BUDGET_MS } from './cluster/primary.js';
 
-/** Environment the primary hands its workers (internal, not settings). */
-const ENV_WORKER_INDEX = 'PAYLOG_INTERNAL_WORKER_INDEX';
-const ENV_LOCAL_KMS_URL = 'PAYLOG_INTERNAL_LOCAL_KMS_URL';
 /** A worker tells worker 0 about its commits at most this often (checkpoint freshness). */
 const COMMIT_NOTICE_MIN_MS = 50;
-const WORKER_STOP_GRACE_MS = 30_000;
+/** The signer (worker 0) waits at most this long for the primary's `sign-final` when stopping. */
+const SIGN_FINAL_WAIT_MS = 15_000;
 
 function loadOrExit(): Config {
   try {
@@ -39,29 +43,65 @@ function loadOrExit(): Config {
   }
 }
 
-/** Worker 0 → primary → every worker: the signer refuses to sign (or resumed: null). */
-interface SigningMessage {
-  paylog: 'signing';
-  refusal: SigningRefusal | null;
+/** Resolves on the first message of `kind` from the primary, on disconnect, or after `ms`. */
+function primarySays(kind: ClusterMessage['paylog'], ms: number): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      process.off('message', onMessage);
+      process.off('disconnect', done);
+      resolve();
+    };
+    const onMessage = (m: unknown) => isMessage(m, kind) && done();
+    const timer = setTimeout(done, ms);
+    process.on('message', onMessage);
+    process.once('disconnect', done);
+  });
 }
 
-/** What the primary tells every worker whenever a worker starts or stops listening. */
-interface WorkersMessage {
-  paylog: 'workers';
-  listening: number;
-  configured: number;
+/** Past SHUTDOWN_BUDGET_MS from now, the process exits 1 whatever is still running. */
+let budgetArmed = false;
+function armShutdownBudget(): void {
+  if (budgetArmed) return;
+  budgetArmed = true;
+  setTimeout(() => {
+    process.stderr.write(`paylog: not stopped within ${SHUTDOWN_BUDGET_MS} ms; exiting\n`);
+    process.exit(1);
+  }, SHUTDOWN_BUDGET_MS).unref();
 }
 
-async function runOne(config: Config, worker?: { index: number; localKmsUrl?: string }): Promise<void> {
+/** The process's stop: on the primary's `stop` (worker), or on SIGTERM/SIGINT (single process). */
+function stopOn(worker: { index: number } | undefined, stop: (reason: string) => void): void {
+  if (worker) {
+    // The primary orders the stop (a terminal's Ctrl-C reaches the whole process group).
+    process.on('SIGINT', () => {});
+    process.on('SIGTERM', () => {});
+    process.on('message', (m: unknown) => isMessage(m, 'stop') && stop('primary'));
+    return;
+  }
+  process.on('SIGINT', () => stop('SIGINT'));
+  process.on('SIGTERM', () => stop('SIGTERM'));
+}
+
+/** The single process, or one cluster worker (`worker`); `localKmsUrl`: a dev-only local KMS already running. */
+async function runOne(config: Config, localKmsUrl: string | undefined, worker?: { index: number }): Promise<void> {
+  // Stop orders are taken before start-up: one that arrives meanwhile is carried out once started.
+  // A single process bounds its own stop from the first order (the cluster primary bounds its workers).
+  let stopReason: string | undefined;
+  let stop: (reason: string) => void = (reason) => (stopReason ??= reason);
+  stopOn(worker, (reason) => {
+    if (!worker) armShutdownBudget();
+    stop(reason);
+  });
   // Registered before start-up: the primary's first message follows this worker's `listening`.
   let workersStatus: { listening: number; configured: number } | undefined;
   let signingRefusal: SigningRefusal | null = null;
   if (worker) {
-    process.on('message', (m: Partial<WorkersMessage> | Partial<SigningMessage>) => {
-      if (m?.paylog === 'workers' && 'listening' in m && typeof m.listening === 'number' && typeof m.configured === 'number') {
+    process.on('message', (m: unknown) => {
+      if (isMessage(m, 'workers') && typeof m.listening === 'number' && typeof m.configured === 'number') {
         workersStatus = { listening: m.listening, configured: m.configured };
       }
-      if (m?.paylog === 'signing' && 'refusal' in m) signingRefusal = m.refusal ?? null;
+      if (isMessage(m, 'signing')) signingRefusal = m.refusal ?? null;
     });
   }
   let lastNotice = 0;
@@ -71,19 +111,21 @@ async function runOne(config: Config, worker?: { index: number; localKmsUrl?: st
           const t = Date.now();
           if (t - lastNotice >= COMMIT_NOTICE_MIN_MS) {
             lastNotice = t;
-            process.send?.({ paylog: 'committed' });
+            process.send?.({ paylog: 'committed' } satisfies ClusterMessage);
           }
         }
       : undefined;
   const paylog = await startPaylog(config, {
-    ...(worker?.localKmsUrl ? { localKmsUrl: worker.localKmsUrl } : {}),
+    ...(localKmsUrl ? { localKmsUrl } : {}),
     singletons: !worker || worker.index === 0,
     ...(notify ? { onBatchCommitted: notify } : {}),
-    ...(worker ? { workers: () => workersStatus } : {}),
-    ...(worker && worker.index === 0 ? { onSigningRefusal: (refusal: SigningRefusal | null) => process.send?.({ paylog: 'signing', refusal } satisfies SigningMessage) } : {}),
+    ...(worker ? { workers: () => workersStatus, worker: worker.index, metricsExposition: clusterExposition } : {}),
+    ...(worker && worker.index === 0
+      ? { onSigningRefusal: (refusal: SigningRefusal | null) => process.send?.({ paylog: 'signing', refusal } satisfies ClusterMessage) }
+      : {}),
     ...(worker && worker.index !== 0 ? { signingRefusal: () => signingRefusal } : {}),
   });
-  if (worker?.index === 0) process.on('message', (m: { paylog?: string }) => m?.paylog === 'committed' && paylog.checkpoints.schedule());
+  if (worker?.index === 0) process.on('message', (m: unknown) => isMessage(m, 'committed') && paylog.checkpoints.schedule());
   if (!worker || worker.index === 0) {
     paylog.logger.info({ url: paylog.url, kms: config.kms.mode, database: config.databaseUrl ? 'external' : 'embedded', workers: config.workers ?? 1 }, 'paylog listening');
     if (paylog.devPki) {
@@ -92,115 +134,32 @@ async function runOne(config: Config, worker?: { index: number; localKmsUrl?: st
     }
   }
   let stopping = false;
-  const stop = (signal: string) => {
+  stop = (reason: string) => {
     if (stopping) return;
     stopping = true;
-    paylog.logger.info({ signal }, 'shutting down: finishing in-flight batches');
-    paylog.close().then(
-      () => {
-        if (!worker) process.stderr.write('paylog: stopped\n');
-        process.exit(0);
-      },
-      () => process.exit(1),
-    );
+    paylog.logger.info({ reason }, 'shutting down: finishing in-flight requests and batches');
+    closeAndExit(paylog, worker);
   };
-  process.on('SIGINT', () => stop('SIGINT'));
-  process.on('SIGTERM', () => stop('SIGTERM'));
+  if (stopReason) stop(stopReason);
 }
 
-async function runPrimary(config: Config, workers: number, externalLocalKms?: string): Promise<void> {
-  mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
-  let embedded: EmbeddedServer | undefined;
-  let local: LocalKmsEndpoint | undefined;
-  const env: Record<string, string> = {};
-  // The dev bootstrap of src/bootstrap/ (the same steps a single process takes), done once here.
-  if (!config.databaseUrl) {
-    const started = await startEmbeddedDatabase(config.dataDir);
-    embedded = started.server;
-    env.DATABASE_URL = started.ownerUrl;
-  }
-  if (externalLocalKms) {
-    env[ENV_LOCAL_KMS_URL] = externalLocalKms;
-  } else if (config.kms.mode === 'local') {
-    local = await startDevLocalKms(config);
-    env[ENV_LOCAL_KMS_URL] = local.url;
-  }
-  // Written once here, read by every worker.
-  if (!config.tls) await ensureDevPkiOf(config);
-
-  const byIndex = new Map<number, Worker>();
-  const listening = new Set<number>();
-  let stopping = false;
-  // /readyz in every worker reports how many workers listen (connections are spread only over
-  // workers already listening, so a client that connects earlier stays on the first ones).
-  // Worker 0's signer refusal, relayed to every worker (and to workers started later).
-  let signing: SigningMessage = { paylog: 'signing', refusal: null };
-  const broadcastWorkers = () => {
-    const m: WorkersMessage = { paylog: 'workers', listening: listening.size, configured: workers };
-    for (const w of byIndex.values()) if (w.isConnected()) w.send(m, () => {});
-  };
-  const broadcastSigning = () => {
-    for (const w of byIndex.values()) if (w.isConnected()) w.send(signing, () => {});
-  };
-  const fork = (index: number) => {
-    const w = cluster.fork({ ...env, [ENV_WORKER_INDEX]: String(index) });
-    byIndex.set(index, w);
-    w.on('listening', () => {
-      listening.add(index);
-      broadcastWorkers();
-      if (w.isConnected()) w.send(signing, () => {});
-    });
-    w.on('message', (m: { paylog?: string; refusal?: SigningRefusal | null }) => {
-      if (m?.paylog === 'committed') byIndex.get(0)?.send({ paylog: 'committed' });
-      if (m?.paylog === 'signing' && index === 0) {
-        signing = { paylog: 'signing', refusal: m.refusal ?? null };
-        broadcastSigning();
-      }
-    });
-    w.on('exit', (code, signal) => {
-      if (byIndex.get(index) === w) {
-        byIndex.delete(index);
-        listening.delete(index);
-        broadcastWorkers();
-      }
-      if (!stopping) {
-        process.stderr.write(`paylog: worker ${index} exited (code ${code}, signal ${signal}); starting it again\n`);
-        setTimeout(() => fork(index), 1000).unref();
-      } else if (byIndex.size === 0) void finish();
-    });
-  };
-  // Worker 0 first (it applies migrations and signs the first checkpoint), then the others.
-  fork(0);
-  await new Promise<void>((r) => byIndex.get(0)!.once('listening', () => r()));
-  for (let i = 1; i < workers; i++) fork(i);
-
-  let finished: Promise<void> | undefined;
-  const finish = () =>
-    (finished ??= (async () => {
-      await local?.close().catch(() => {});
-      await embedded?.stop().catch(() => {});
-      process.stderr.write('paylog: stopped\n');
+/** Closes paylog (worker 0 signs the final tree only once the primary says every other worker is gone). */
+function closeAndExit(paylog: Paylog, worker: { index: number } | undefined): void {
+  const beforeFinalCheckpoint = worker?.index === 0 ? () => primarySays('sign-final', SIGN_FINAL_WAIT_MS) : undefined;
+  paylog.close(beforeFinalCheckpoint ? { beforeFinalCheckpoint } : {}).then(
+    () => {
+      if (!worker) process.stderr.write('paylog: stopped\n');
       process.exit(0);
-    })());
-  const stop = () => {
-    if (stopping) return;
-    stopping = true;
-    for (const w of byIndex.values()) w.process.kill('SIGTERM');
-    if (byIndex.size === 0) void finish();
-    setTimeout(() => {
-      for (const w of byIndex.values()) w.process.kill('SIGKILL');
-    }, WORKER_STOP_GRACE_MS).unref();
-  };
-  process.on('SIGINT', stop);
-  process.on('SIGTERM', stop);
+    },
+    () => process.exit(1),
+  );
 }
 
 async function main(): Promise<void> {
   const config = loadOrExit();
   if (cluster.isWorker) {
     const index = Number(process.env[ENV_WORKER_INDEX] ?? '0');
-    const localKmsUrl = process.env[ENV_LOCAL_KMS_URL];
-    await runOne(config, { index, ...(localKmsUrl ? { localKmsUrl } : {}) });
+    await runOne(config, process.env[ENV_LOCAL_KMS_URL], { index });
     return;
   }
   const workers = config.workers ?? availableParallelism();
@@ -210,7 +169,7 @@ async function main(): Promise<void> {
     process.stderr.write(`paylog: ${ENV_LOCAL_KMS_URL} must be a loopback http://127.x.x.x:port URL (dev-only local KMS)\n`);
     process.exit(2);
   }
-  if (workers <= 1) await runOne(config, externalLocalKms ? { index: 0, localKmsUrl: externalLocalKms } : undefined);
+  if (workers <= 1) await runOne(config, externalLocalKms);
   else await runPrimary(config, workers, externalLocalKms);
 }
 

@@ -1,4 +1,11 @@
-/** Prometheus metrics (prom-client), one registry per service instance. No card data in labels. */
+/**
+ * Prometheus metrics (prom-client), one registry per service instance. No card data in labels.
+ *
+ * Under node:cluster (src/cluster/metrics.ts) the workers' registries are aggregated per metric
+ * by each metric's `aggregator`: counters and histograms are summed (prom-client's default);
+ * gauges say how (`max` for sizes, lags and "refusing", `min` where any process at 0 matters).
+ * Node's per-process metrics are labelled `worker` instead and kept per process.
+ */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
 export interface Metrics {
@@ -32,15 +39,25 @@ export interface Metrics {
 
 /** Prefix of Node's default process metrics (`paylog_process_cpu_seconds_total`, `paylog_nodejs_…`). */
 export const DEFAULT_METRICS_PREFIX = 'paylog_';
+/** Label of Node's per-process metrics in a cluster worker (its index; `npm start` with PAYLOG_WORKERS > 1). */
+const WORKER_LABEL = 'worker';
 
-export function createMetrics(): Metrics {
+/** Whether `name` is one of Node's per-process metrics (prom-client defaults, labelled by worker). */
+export function isProcessMetric(name: string): boolean {
+  return name.startsWith(`${DEFAULT_METRICS_PREFIX}process_`) || name.startsWith(`${DEFAULT_METRICS_PREFIX}nodejs_`);
+}
+
+/** `worker`: this process's index in the cluster (its process metrics are labelled with it). */
+export function createMetrics(opts: { worker?: number } = {}): Metrics {
   const registry = new Registry();
-  collectDefaultMetrics({ register: registry, prefix: DEFAULT_METRICS_PREFIX });
+  const labels = opts.worker === undefined ? {} : { labels: { [WORKER_LABEL]: String(opts.worker) } };
+  collectDefaultMetrics({ register: registry, prefix: DEFAULT_METRICS_PREFIX, ...labels });
   const checkpointSignedAt: { value: number | undefined } = { value: undefined };
   new Gauge({
     name: 'paylog_checkpoint_age_seconds',
     help: 'Seconds since this instance last signed, or found current, the checkpoint that covers the log (absent before the first)',
     registers: [registry],
+    aggregator: 'max', // only the signing process reports it
     collect() {
       if (checkpointSignedAt.value === undefined) this.reset();
       else this.set((Date.now() - checkpointSignedAt.value) / 1000);
@@ -64,8 +81,13 @@ export function createMetrics(): Metrics {
       labelNames: ['reason'],
       registers: [registry],
     }),
-    checkpointRefusing: new Gauge({ name: 'paylog_checkpoint_refusing', help: '1 while the signer refuses to sign the stored tree (see paylog_checkpoint_refused_total), else 0', registers: [registry] }),
-    checkpointSize: new Gauge({ name: 'paylog_checkpoint_size', help: 'Tree size of the latest checkpoint this instance signed or found current', registers: [registry] }),
+    checkpointRefusing: new Gauge({
+      name: 'paylog_checkpoint_refusing',
+      help: '1 while the signer refuses to sign the stored tree (see paylog_checkpoint_refused_total), else 0',
+      registers: [registry],
+      aggregator: 'max',
+    }),
+    checkpointSize: new Gauge({ name: 'paylog_checkpoint_size', help: 'Tree size of the latest checkpoint this instance signed or found current', registers: [registry], aggregator: 'max' }),
     kmsDuration: new Histogram({
       name: 'paylog_kms_request_duration_seconds',
       help: 'KMS request latency by operation (retries included), successful or not',
@@ -99,7 +121,8 @@ export function createMetrics(): Metrics {
       buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
       registers: [registry],
     }),
-    logSize: new Gauge({ name: 'paylog_log_size', help: 'Entries in the log (tree size)', registers: [registry] }),
+    // Every worker sees the one log; the largest size any has seen is the log's.
+    logSize: new Gauge({ name: 'paylog_log_size', help: 'Entries in the log (tree size)', registers: [registry], aggregator: 'max' }),
     releases: new Counter({
       name: 'paylog_releases_total',
       help: 'Release attempts by outcome',

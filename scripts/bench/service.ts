@@ -20,6 +20,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { freePort } from '../../src/db/embedded.js';
+import { embeddedClusterDir } from '../../src/db/cluster-location.js';
 import { createDatabase, dropDatabase } from '../../src/db/connection.js';
 import { EMBEDDED_DATABASE } from '../../src/app.js';
 
@@ -192,7 +193,7 @@ async function terminate(child: ChildProcess, exit: Promise<void>, hasExited: ()
 export function embeddedAdminUrl(dataDir: string): string {
   const pgDir = join(dataDir, 'pg');
   const password = readFileSync(join(pgDir, 'superuser-password'), 'utf8').trim();
-  const pid = readFileSync(join(pgDir, 'cluster', 'postmaster.pid'), 'utf8').split('\n');
+  const pid = readFileSync(join(embeddedClusterDir(pgDir), 'postmaster.pid'), 'utf8').split('\n');
   const port = Number(pid[3]);
   if (!Number.isInteger(port) || port <= 0) throw new Error('cannot read the PostgreSQL port from postmaster.pid');
   return `postgres://postgres:${encodeURIComponent(password)}@127.0.0.1:${port}/postgres`;
@@ -260,7 +261,7 @@ export function serviceCpuSeconds(pid: number, postmaster: number | null): numbe
 
 function postmasterPid(dataDir: string): number | null {
   try {
-    return Number(readFileSync(join(dataDir, 'pg', 'cluster', 'postmaster.pid'), 'utf8').split('\n')[0]);
+    return Number(readFileSync(join(embeddedClusterDir(join(dataDir, 'pg')), 'postmaster.pid'), 'utf8').split('\n')[0]);
   } catch {
     return null;
   }

@@ -90,9 +90,17 @@ export const METRICS_EXAMPLES: Examples = one(
     '# HELP paylog_checkpoint_age_seconds Seconds since this instance last signed, or found current, the checkpoint that covers the log (absent before the first)',
     '# TYPE paylog_checkpoint_age_seconds gauge',
     'paylog_checkpoint_age_seconds 0.8',
+    '# HELP paylog_process_resident_memory_bytes Resident memory size in bytes.',
+    '# TYPE paylog_process_resident_memory_bytes gauge',
+    'paylog_process_resident_memory_bytes{worker="0"} 131072000',
+    'paylog_process_resident_memory_bytes{worker="1"} 118489088',
     '',
   ].join('\n'),
 );
+
+/** What /metrics answers (503) when the primary has not aggregated the workers' metrics in time; also the example. */
+export const METRICS_UNAVAILABLE_TEXT = 'cluster-wide metrics were not collected in time; retry\n';
+export const METRICS_UNAVAILABLE_EXAMPLES: Examples = one('The primary did not answer within 3 s (the scrape is retried)', METRICS_UNAVAILABLE_TEXT);
 
 export const OPENAPI_EXAMPLES: Examples = one('This document (abridged)', {
   openapi: '3.1.0',

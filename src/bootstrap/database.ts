@@ -1,15 +1,16 @@
 /**
  * Start-up step "embedded database": where paylog's database lives (DATABASE_URL or embedded
- * PostgreSQL under dataDir/pg), migrated, with the bootstrap pool open.
+ * PostgreSQL under dataDir/pg — its cluster elsewhere when running as root from a directory the
+ * server's user cannot enter, said on start), migrated, with the bootstrap pool open.
  *
  * Contract: resolves only after migrations are applied. It MUST NOT create login roles (the
  * logins step does) and never reads a key.
  */
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import pg from 'pg';
 import type { Config } from '../config.js';
 import { errorForLog, type Logger } from '../logging.js';
-import { startEmbeddedPostgres, type EmbeddedServer } from '../db/embedded.js';
+import { EMBEDDED_OS_USER, startEmbeddedPostgres, type EmbeddedServer } from '../db/embedded.js';
 import { APP_ROLE, applyMigrations, openAppDatabase, type AppDatabase, type PoolTimeouts } from '../db/connection.js';
 import type { Cleanups } from './cleanups.js';
 
@@ -52,9 +53,17 @@ async function ensureEmbeddedDatabase(adminUrl: string): Promise<string> {
   return u.toString();
 }
 
+/** What start-up says when the embedded cluster lives outside the data directory (root, private directory). */
+export function clusterLocationNotice(server: EmbeddedServer): string | undefined {
+  if (!server.relocated) return undefined;
+  const why = server.relocated.blocked ? `the "${EMBEDDED_OS_USER}" OS user it runs as cannot enter ${server.relocated.blocked}` : 'it was moved there before';
+  return `embedded PostgreSQL cluster at ${server.clusterDir} (${why}; recorded in ${server.relocated.record}); everything else stays in ${dirname(server.dataDir)}`;
+}
+
 /** Dev bootstrap: the embedded PostgreSQL server under dataDir/pg and the URL of its `paylog` database. */
 export async function startEmbeddedDatabase(dataDir: string): Promise<{ server: EmbeddedServer; ownerUrl: string }> {
-  const server = await startEmbeddedPostgres({ dataDir: join(dataDir, 'pg'), ownedRoot: dataDir });
+  // Its own process group: the service stops it after its final checkpoint (src/main.ts).
+  const server = await startEmbeddedPostgres({ dataDir: join(dataDir, 'pg'), ownedRoot: dataDir, ownProcessGroup: true });
   try {
     return { server, ownerUrl: await ensureEmbeddedDatabase(server.adminUrl) };
   } catch (e) {
@@ -86,6 +95,8 @@ export async function openDatabase(config: Config, logger: Logger, cleanups: Cle
     const embedded = await startEmbeddedDatabase(config.dataDir);
     cleanups.push(() => embedded.server.stop());
     ownerUrl = embedded.ownerUrl;
+    const notice = clusterLocationNotice(embedded.server);
+    if (notice) logger.info({ cluster: embedded.server.clusterDir }, notice);
   }
   await applyMigrations(ownerUrl);
   const poolOptions = poolOptionsOf(config, logger);

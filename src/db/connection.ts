@@ -8,13 +8,15 @@
  *   on log tables even when the URL names an owner. Production may instead give a URL that logs
  *   in as a member of `paylog_app` directly (`PAYLOG_APP_DATABASE_URL`).
  */
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import pg from 'pg';
 import { drizzle, type NodePgDatabase } from 'drizzle-orm/node-postgres';
 import { migrate } from 'drizzle-orm/node-postgres/migrator';
 import * as schema from './schema.js';
+import { packageRoot } from '../package-root.js';
 
-export const MIGRATIONS_DIR = fileURLToPath(new URL('../../drizzle', import.meta.url));
+/** `drizzle/` of the package root (the same from `src/` under tsx and from the build in `dist/`). */
+export const MIGRATIONS_DIR = join(packageRoot(), 'drizzle');
 export const APP_ROLE = 'paylog_app';
 export const AUDITOR_ROLE = 'paylog_auditor';
 /** Advisory lock key that serialises migrations across service instances ("paylogmg"). */

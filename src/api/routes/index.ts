@@ -30,6 +30,8 @@ import { registerForwardRoutes } from './forward.js';
 /** What the routes need: one service per route module, plus the operational checks. */
 export interface RouteDeps {
   metrics: Metrics;
+  /** The cluster-wide /metrics text (node:cluster worker); default: this process's registry. */
+  metricsExposition?: () => Promise<string>;
   readiness: () => Promise<{ ok: boolean; checks: Record<string, boolean>; details?: Record<string, unknown> }>;
   transactions: TransactionService;
   release: ReleaseService;
@@ -46,7 +48,7 @@ export interface RouteDeps {
 
 /** Every route module, in registration order. */
 const ROUTE_TABLE: ReadonlyArray<(app: FastifyInstance, deps: RouteDeps) => void> = [
-  (app, d) => registerOpsRoutes(app, { metrics: d.metrics, readiness: d.readiness, routes: app.paylogRoutes }),
+  (app, d) => registerOpsRoutes(app, { metrics: d.metrics, ...(d.metricsExposition ? { exposition: d.metricsExposition } : {}), readiness: d.readiness, routes: app.paylogRoutes }),
   (app, d) => registerTransactionRoutes(app, { transactions: d.transactions }),
   (app, d) => registerReleaseRoutes(app, { release: d.release, releaseRatePerMinute: d.releaseRatePerMinute }),
   (app, d) => registerAdminRoutes(app, { admin: d.admin }),

@@ -12,7 +12,7 @@ import * as ex from '../examples-log.js';
 
 export function registerOpsRoutes(
   app: FastifyInstance,
-  deps: { metrics: Metrics; readiness: () => Promise<{ ok: boolean; checks: Record<string, boolean>; details?: Record<string, unknown> }>; routes: readonly RegisteredRoute[] },
+  deps: { metrics: Metrics; exposition?: () => Promise<string>; readiness: () => Promise<{ ok: boolean; checks: Record<string, boolean>; details?: Record<string, unknown> }>; routes: readonly RegisteredRoute[] },
 ): void {
   const ops = { tag: 'operations', access: 'public', errors: [] } as const;
   defineRoute(
@@ -45,10 +45,18 @@ export function registerOpsRoutes(
       method: 'GET',
       url: '/metrics',
       operationId: 'metrics',
-      summary: 'Prometheus metrics (text exposition format); see docs/operations.md',
-      responses: { 200: { description: 'Metrics', schema: textSchema, contentType: 'text/plain', examples: ex.METRICS_EXAMPLES } },
+      summary: 'Prometheus metrics (text exposition format), aggregated over every worker process; see docs/operations.md',
+      responses: {
+        200: { description: 'Metrics', schema: textSchema, contentType: 'text/plain', examples: ex.METRICS_EXAMPLES },
+        503: { description: 'The workers\' metrics could not be collected in time (retry)', schema: textSchema, contentType: 'text/plain', examples: ex.METRICS_UNAVAILABLE_EXAMPLES },
+      },
     },
-    async (_req, reply) => reply.type(deps.metrics.registry.contentType).send(await deps.metrics.registry.metrics()),
+    async (_req, reply) => {
+      const text = deps.exposition ? await deps.exposition().catch(() => undefined) : await deps.metrics.registry.metrics();
+      // Never one process's numbers in place of the cluster's: a scrape that fails is retried.
+      if (text === undefined) return reply.status(503).type('text/plain; charset=utf-8').send(ex.METRICS_UNAVAILABLE_TEXT);
+      return reply.type(deps.metrics.registry.contentType).send(text);
+    },
   );
   // Generated on first request, when every route (plugins included) has been registered.
   let openapi: Record<string, unknown> | undefined;

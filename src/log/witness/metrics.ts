@@ -21,8 +21,8 @@ export function registerWitnessMetrics(registry: Registry): WitnessMetrics {
       labelNames: ['witness', 'outcome'],
       registers: [registry],
     }),
-    lagEntries: new Gauge({ name: 'paylog_witness_lag_entries', help: 'Latest signed tree size minus the newest size that reached the witness quorum', registers: [registry] }),
-    lagSeconds: new Gauge({ name: 'paylog_witness_lag_seconds', help: 'Seconds since the oldest signed checkpoint newer than the newest witnessed one was published (0 when caught up)', registers: [registry] }),
+    lagEntries: new Gauge({ name: 'paylog_witness_lag_entries', help: 'Latest signed tree size minus the newest size that reached the witness quorum', registers: [registry], aggregator: 'max' }),
+    lagSeconds: new Gauge({ name: 'paylog_witness_lag_seconds', help: 'Seconds since the oldest signed checkpoint newer than the newest witnessed one was published (0 when caught up)', registers: [registry], aggregator: 'max' }),
     quorumSeconds: new Histogram({
       name: 'paylog_witness_quorum_seconds',
       help: 'Time from signing a checkpoint to it reaching the witness quorum',

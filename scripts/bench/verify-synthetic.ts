@@ -58,7 +58,7 @@ async function main(): Promise<void> {
     raw.objCpu += cpuSince(c);
     c = process.cpuUsage();
     t = performance.now();
-    for (const b of prefixed) hash('sha256', b, 'buffer');
+    for (const b of prefixed) hash('sha256', b, 'binary');
     raw.oneWall += performance.now() - t;
     raw.oneCpu += cpuSince(c);
     for (const l of leaves) {

@@ -105,7 +105,7 @@ interface PendingEvent {
  * Call {@link close} when done (it releases the spill file).
  */
 export class ShredLedger {
-  private readonly records = new SpillRecords();
+  private readonly records: SpillRecords;
   private transactions = 0;
   /** Key reference code per kind and reference: +k = epoch k, −k = KMS key k (k ≥ 1). */
   private readonly refCodes = new Map<string, number>();
@@ -115,6 +115,11 @@ export class ShredLedger {
   private lastKind: 'ep' | 'kms' | undefined;
   private lastRef = '';
   private lastCode = 0;
+
+  /** `store`: chunk sizes of the record store (tests force spilling with small ones). */
+  constructor(store?: ConstructorParameters<typeof SpillRecords>[0]) {
+    this.records = new SpillRecords(store);
+  }
 
   private refCode(kind: 'ep' | 'kms', ref: string): number {
     if (this.lastKind === kind && this.lastRef === ref) return this.lastCode;

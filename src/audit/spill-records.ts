@@ -19,9 +19,9 @@ import { join } from 'node:path';
 import { PaylogError } from '../errors.js';
 
 /** Bytes per chunk (larger than any leaf, so any record derived from one leaf fits). */
-export const SPILL_CHUNK_BYTES = 256 * 1024;
+const SPILL_CHUNK_BYTES = 256 * 1024;
 /** Full chunks kept in memory before the oldest is written to the spill file. */
-export const SPILL_RESIDENT_CHUNKS = 16;
+const SPILL_RESIDENT_CHUNKS = 16;
 /** Chunk header: the bytes used (u32). Record header: its length (u16). */
 const CHUNK_HEADER = 4;
 const RECORD_HEADER = 2;

@@ -102,7 +102,7 @@ export function bundleRuns(source: TileSource, size: number, readTile: HashTileR
 }
 
 /** {@link bundleRuns} one entry at a time (the leaf range reader that locates a bad entry). */
-export function bundleEntries(source: TileSource, size: number, readTile: HashTileReader) {
+function bundleEntries(source: TileSource, size: number, readTile: HashTileReader) {
   const runs = bundleRuns(source, size, readTile);
   return async function* entries(start: number, end: number): AsyncGenerator<LogEntryInput> {
     for await (const run of runs(start, end)) for (let k = 0; k < run.leaves.length; k++) yield { index: run.start + k, leaf: run.leaves[k] as Uint8Array };

@@ -20,6 +20,8 @@ export interface BenchContext {
   readonly baseRef?: string;
   /** `--env K=V` settings, for sections that start their own services. */
   readonly serviceEnv?: Readonly<Record<string, string>>;
+  /** `--auditor-entries n,…`: sizes of the synthetic logs the `auditor_scale` section verifies. */
+  readonly auditorEntries?: readonly number[];
   /** Progress line on stderr (stdout is kept for the final report). */
   progress(message: string): void;
 }

@@ -42,13 +42,13 @@ export interface EpochKeyFailure {
 }
 
 interface Created {
-  /** hex SHA-256 digests from creation leaves that carry one. */
-  keys: Set<string>;
+  /** SHA-256 digests (copies) from creation leaves that carry one; usually one. */
+  keys: Buffer[];
   /** A creation leaf without a key was seen. */
   keyless: boolean;
 }
 
-const hex = (b: Uint8Array) => Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('hex');
+const sameBytes = (a: Uint8Array, b: Uint8Array): boolean => Buffer.compare(a, b) === 0;
 
 export class EpochKeyLedger {
   private readonly created = new Map<string, Created>();
@@ -61,8 +61,9 @@ export class EpochKeyLedger {
   observe(index: number, leaf: Leaf): EpochKeyFailure | null {
     if (leaf.type === 'key_event' && leaf.v !== 1 && leaf.event === 'epoch_created' && leaf.epoch !== undefined) {
       let c = this.created.get(leaf.epoch);
-      if (!c) this.created.set(leaf.epoch, (c = { keys: new Set(), keyless: false }));
-      if (leaf.publicKeySha256 !== undefined) c.keys.add(hex(leaf.publicKeySha256));
+      if (!c) this.created.set(leaf.epoch, (c = { keys: [], keyless: false }));
+      const pk = leaf.publicKeySha256;
+      if (pk !== undefined && !c.keys.some((k) => sameBytes(k, pk))) c.keys.push(Buffer.from(pk));
       else c.keyless = true;
       return null;
     }
@@ -80,7 +81,7 @@ export class EpochKeyLedger {
     }
     const c = this.created.get(ep);
     if (!c) return { code: 'EPOCH_NOT_CREATED', index, message: `entry ${index}: transaction sealed to epoch ${ep}, which no earlier epoch_created entry creates` };
-    if (c.keys.has(hex(epk))) {
+    if (c.keys.some((k) => sameBytes(k, epk))) {
       this.checked++;
       return null;
     }

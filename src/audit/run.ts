@@ -31,7 +31,7 @@ import { hashLeaf, StreamingTreeBuilder, verifyConsistency } from '../log/merkle
 import type { NoteVerifier } from '../log/note.js';
 import { EpochKeyLedger } from './epoch-key-check.js';
 import { errorMessage, failureCodeOf, TRANSPORT_FAILURE_CODES, type Failure } from './failures.js';
-import type { ConsistencyProofFetcher, InclusionProofFetcher, LeafRangeReader, LogEntryInput } from './inputs.js';
+import type { ConsistencyProofFetcher, InclusionProofFetcher, LeafRangeReader, LeafRun, LogEntryInput } from './inputs.js';
 import { checkLeaf } from './leaf-check.js';
 import { locateFirstBadIndex } from './locate-bad-entry.js';
 import type { VerifyReport } from './report.js';
@@ -45,8 +45,8 @@ export interface VerifyLogInput {
   checkpoint: string;
   /** Trusted checkpoint keys. */
   verifiers: readonly NoteVerifier[];
-  /** Entries `[0, checkpoint size)`; extra entries beyond the size are a failure. */
-  entries: AsyncIterable<LogEntryInput>;
+  /** Entries `[0, checkpoint size)`, one by one or in runs; extra entries beyond the size are a failure. */
+  entries: AsyncIterable<LogEntryInput | LeafRun>;
   /** Required origin (else the state's origin, else any). */
   origin?: string;
   /** Last verified checkpoint. */
@@ -195,105 +195,119 @@ export async function verifyLog(input: VerifyLogInput): Promise<VerifyReport> {
   // differs, the leaves are wrong and the bad entry is located from proofs instead.
   const nodeFailures = new NodeFailures();
   const shreds = new ShredLedger();
-  const epochKeys = new EpochKeyLedger();
-  const forwards = new ForwardLedger();
-  const checkPrefix = (): void => {
-    const t = prefixes.get(builder.size);
-    if (t !== undefined && !builder.root().equals(t.root)) {
-      rb.fail({ code: 'ROOT_MISMATCH', message: `rebuilt root at size ${builder.size} differs from the ${t.what}` });
-    }
-  };
-  checkPrefix();
   try {
-    for await (const e of input.entries) {
+    const epochKeys = new EpochKeyLedger();
+    const forwards = new ForwardLedger();
+    const checkPrefix = (): void => {
+      const t = prefixes.get(builder.size);
+      if (t !== undefined && !builder.root().equals(t.root)) {
+        rb.fail({ code: 'ROOT_MISMATCH', message: `rebuilt root at size ${builder.size} differs from the ${t.what}` });
+      }
+    };
+    checkPrefix();
+    /** Verifies entry `index` (its leaf, plus what the service serves beside it); false: stop (structural failure). */
+    const step = (index: number, leaf: Uint8Array, e: LogEntryInput | undefined): boolean => {
       const expected = builder.size;
       if (expected >= cp.size) {
-        rb.fail({ code: 'EXTRA_ENTRY', index: e.index, message: `entry ${e.index} beyond the signed tree size ${cp.size}` });
-        structuralFailure = true;
-        break;
+        rb.fail({ code: 'EXTRA_ENTRY', index, message: `entry ${index} beyond the signed tree size ${cp.size}` });
+        return false;
       }
-      if (e.index !== expected) {
-        if (e.index > expected) {
-          rb.fail({ code: 'MISSING_ENTRY', index: expected, message: `entry ${expected} is missing (next entry has index ${e.index})` });
+      if (index !== expected) {
+        if (index > expected) {
+          rb.fail({ code: 'MISSING_ENTRY', index: expected, message: `entry ${expected} is missing (next entry has index ${index})` });
         } else {
-          rb.fail({ code: 'INDEX_OUT_OF_ORDER', index: expected, message: `entry ${expected} expected, got index ${e.index}` });
+          rb.fail({ code: 'INDEX_OUT_OF_ORDER', index: expected, message: `entry ${expected} expected, got index ${index}` });
         }
-        structuralFailure = true;
-        break;
+        return false;
       }
-      const checked = checkLeaf(e.index, e.leaf);
+      const checked = checkLeaf(index, leaf);
       if ('failure' in checked) rb.fail(checked.failure);
       else {
-        leafTypes[checked.leaf.type] = (leafTypes[checked.leaf.type] ?? 0) + 1;
-        shreds.observe(e.index, checked.leaf);
-        const epochFailure = epochKeys.observe(e.index, checked.leaf);
+        const l = checked.leaf;
+        leafTypes[l.type] = (leafTypes[l.type] ?? 0) + 1;
+        shreds.observe(index, l);
+        const epochFailure = epochKeys.observe(index, l);
         if (epochFailure) rb.fail(epochFailure);
-        const forwardFailure = forwards.observe(e.index, checked.leaf);
+        const forwardFailure = forwards.observe(index, l);
         if (forwardFailure) rb.fail(forwardFailure);
-        const stored = e.storedCiphertextSha256;
-        if (stored !== undefined && checked.leaf.type === 'transaction' && checked.leaf.v === 1 && stored !== checked.leaf.envelope.ciphertextSha256) {
-          rb.fail({ code: 'CIPHERTEXT_MISMATCH', index: e.index, message: `entry ${e.index}: stored ciphertext does not match the digest its leaf commits to` });
+        const stored = e?.storedCiphertextSha256;
+        if (stored !== undefined && l.type === 'transaction' && l.v === 1 && stored !== l.envelope.ciphertextSha256) {
+          rb.fail({ code: 'CIPHERTEXT_MISMATCH', index, message: `entry ${index}: stored ciphertext does not match the digest its leaf commits to` });
         }
       }
-      const completed = builder.push(hashLeaf(e.leaf));
-      if (e.storedNodes !== undefined) checkStoredNodes(e.index, e.storedNodes, completed, nodeFailures);
-      if (!('failure' in checked)) checkServed(e, checked.leaf, rb);
-      checkPrefix();
+      if (e?.storedNodes !== undefined) checkStoredNodes(index, e.storedNodes, builder.push(hashLeaf(leaf)), nodeFailures);
+      else builder.addLeaf(leaf);
+      if (e !== undefined && !('failure' in checked)) checkServed(e, checked.leaf, rb);
+      if (prefixes.size > 0) checkPrefix();
       input.onProgress?.(builder.size, cp.size);
-    }
-  } catch (e) {
-    const code = failureCodeOf(e);
-    if (TRANSPORT_FAILURE_CODES.has(code)) {
-      rb.fail({ code, message: `reading entries failed at index ${builder.size}: ${errorMessage(e)}` });
-    } else {
-      // The answer arrived and is wrong or refused: entry `builder.size` is the first not verified.
-      rb.fail({ code, index: builder.size, message: `entry ${builder.size} could not be verified: ${errorMessage(e)}` });
-    }
-    return report({ ...head, entriesVerified: builder.size, previous });
-  }
-  if (!structuralFailure && builder.size < cp.size) {
-    rb.fail({ code: 'MISSING_ENTRY', index: builder.size, message: `only ${builder.size} of ${cp.size} signed entries were returned` });
-    structuralFailure = true;
-  }
-
-  if (!structuralFailure && builder.root().equals(cp.rootHash)) for (const f of nodeFailures.list) rb.fail(f);
-
-  // Step 4: rebuilt root vs signed root; name the first bad entry.
-  if (!structuralFailure && !builder.root().equals(cp.rootHash)) {
-    let located: number | undefined;
-    let note = '';
-    if (input.inclusionProof !== undefined && input.readLeaves !== undefined) {
-      try {
-        located = await locateFirstBadIndex({ treeSize: cp.size, rootHash: cp.rootHash, inclusionProof: input.inclusionProof, readLeaves: input.readLeaves });
-      } catch (e) {
-        // Proofs that do not hash to the signed root are PROOF_INCONSISTENT; a fetch error keeps its own code.
-        const code = e instanceof PaylogError && e.code === 'INTEGRITY_FAILURE' ? 'PROOF_INCONSISTENT' : failureCodeOf(e, 'proof');
-        rb.fail({ code, message: `cannot locate the bad entry: ${errorMessage(e)}` });
-      }
-    } else {
-      note = ' (no inclusion proofs available to locate the entry)';
-    }
-    rb.fail({
-      code: 'ROOT_MISMATCH',
-      ...(located !== undefined ? { index: located } : {}),
-      message:
-        located !== undefined
-          ? `rebuilt root differs from the signed root; first entry differing from the signed tree: ${located}`
-          : `rebuilt root differs from the signed root${note}`,
-    });
-  }
-
-  const final = report({ ...head, entriesVerified: builder.size, previous, ...(structuralFailure ? {} : { shredded: shreds.report(), epochKeys: epochKeys.report(), forwards: forwards.report() }) });
-  if (final.ok) {
-    final.newState = {
-      version: STATE_VERSION,
-      origin: cp.origin,
-      size: cp.size,
-      rootHash: cp.rootHash.toString('base64'),
-      note: input.checkpoint,
-      keys: [],
-      verifiedAt: (input.now?.() ?? new Date()).toISOString(),
+      return true;
     };
+    try {
+      for await (const x of input.entries) {
+        if ('leaves' in x) {
+          const leaves = x.leaves;
+          let k = 0;
+          while (k < leaves.length && step(x.start + k, leaves[k] as Uint8Array, undefined)) k++;
+          structuralFailure = k < leaves.length;
+        } else structuralFailure = !step(x.index, x.leaf, x);
+        if (structuralFailure) break;
+      }
+    } catch (e) {
+      const code = failureCodeOf(e);
+      if (TRANSPORT_FAILURE_CODES.has(code)) {
+        rb.fail({ code, message: `reading entries failed at index ${builder.size}: ${errorMessage(e)}` });
+      } else {
+        // The answer arrived and is wrong or refused: entry `builder.size` is the first not verified.
+        rb.fail({ code, index: builder.size, message: `entry ${builder.size} could not be verified: ${errorMessage(e)}` });
+      }
+      return report({ ...head, entriesVerified: builder.size, previous });
+    }
+    if (!structuralFailure && builder.size < cp.size) {
+      rb.fail({ code: 'MISSING_ENTRY', index: builder.size, message: `only ${builder.size} of ${cp.size} signed entries were returned` });
+      structuralFailure = true;
+    }
+
+    if (!structuralFailure && builder.root().equals(cp.rootHash)) for (const f of nodeFailures.list) rb.fail(f);
+
+    // Step 4: rebuilt root vs signed root; name the first bad entry.
+    if (!structuralFailure && !builder.root().equals(cp.rootHash)) {
+      let located: number | undefined;
+      let note = '';
+      if (input.inclusionProof !== undefined && input.readLeaves !== undefined) {
+        try {
+          located = await locateFirstBadIndex({ treeSize: cp.size, rootHash: cp.rootHash, inclusionProof: input.inclusionProof, readLeaves: input.readLeaves });
+        } catch (e) {
+          // Proofs that do not hash to the signed root are PROOF_INCONSISTENT; a fetch error keeps its own code.
+          const code = e instanceof PaylogError && e.code === 'INTEGRITY_FAILURE' ? 'PROOF_INCONSISTENT' : failureCodeOf(e, 'proof');
+          rb.fail({ code, message: `cannot locate the bad entry: ${errorMessage(e)}` });
+        }
+      } else {
+        note = ' (no inclusion proofs available to locate the entry)';
+      }
+      rb.fail({
+        code: 'ROOT_MISMATCH',
+        ...(located !== undefined ? { index: located } : {}),
+        message:
+          located !== undefined
+            ? `rebuilt root differs from the signed root; first entry differing from the signed tree: ${located}`
+            : `rebuilt root differs from the signed root${note}`,
+      });
+    }
+
+    const final = report({ ...head, entriesVerified: builder.size, previous, ...(structuralFailure ? {} : { shredded: shreds.report(), epochKeys: epochKeys.report(), forwards: forwards.report() }) });
+    if (final.ok) {
+      final.newState = {
+        version: STATE_VERSION,
+        origin: cp.origin,
+        size: cp.size,
+        rootHash: cp.rootHash.toString('base64'),
+        note: input.checkpoint,
+        keys: [],
+        verifiedAt: (input.now?.() ?? new Date()).toISOString(),
+      };
+    }
+    return final;
+  } finally {
+    shreds.close(); // its spill file, if the log was large enough to need one
   }
-  return final;
 }

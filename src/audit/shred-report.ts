@@ -19,12 +19,17 @@
  * contains a transaction whose key material is live; entries of other kinds inside it (access
  * entries, key events — no card data) do not split it. E.g. `[[0,41],[57,57]]`.
  *
- * Memory: 40 bytes per transaction leaf (index, time, key reference, 128-bit SHA-256 prefix of
- * its id); the other verifier checks stay O(log n).
+ * Memory: bounded. Each transaction leaf leaves one record (index, time, key reference, its id
+ * as written), about 40 bytes, in ./spill-records.ts — a few MiB in memory, the rest in an
+ * anonymous temporary file — read back once by {@link ShredLedger.report}; in memory only the
+ * shred events, one code per key reference, and the report's own ranges. The verdicts are those
+ * of a ledger holding every record in memory: every transaction is kept until the end (an event
+ * may name transactions appended before it, and an epoch shred names the epoch's transactions
+ * wherever they are), ids are compared exactly (not by a digest prefix).
  */
-import { hash } from 'node:crypto';
 import type { Leaf } from '../log/leaf.js';
 import { retentionCutoff } from '../log/retention-policy.js';
+import { SpillRecords } from './spill-records.js';
 
 /** `[first, last]` log indices, inclusive. */
 export type IndexRange = [number, number];
@@ -61,106 +66,104 @@ export interface ShredReport {
   events: ShredEvent[];
 }
 
-const ID_HASH_BYTES = 16;
+/** Shred record of one transaction: index (f64), time (f64), key reference code (i32), id length (u16), id (UTF-8). */
+const REC_INDEX = 0;
+const REC_TIME = 8;
+const REC_REF = 16;
+const REC_ID_LEN = 20;
+const REC_ID = 22;
+/** UTF-8 bytes per UTF-16 code unit, at most. */
+const UTF8_PER_UNIT = 3;
 
-class GrowableF64 {
-  a = new Float64Array(1024);
-  n = 0;
-  push(v: number): void {
-    if (this.n === this.a.length) {
-      const b = new Float64Array(this.a.length * 2);
-      b.set(this.a);
-      this.a = b;
-    }
-    this.a[this.n++] = v;
+/**
+ * Ranges of log indices of transactions given in ordinal order (the k-th transaction leaf has
+ * ordinal k); a gap in ordinals (a live transaction between) splits a range.
+ */
+class RangeBuilder {
+  readonly ranges: IndexRange[] = [];
+  count = 0;
+  private prev = -2;
+  add(ordinal: number, index: number): void {
+    if (ordinal === this.prev + 1 && this.ranges.length > 0) this.ranges[this.ranges.length - 1]![1] = index;
+    else this.ranges.push([index, index]);
+    this.prev = ordinal;
+    this.count++;
   }
-}
-
-const idHash = (id: string): Buffer => (hash('sha256', id, 'buffer') as unknown as Buffer).subarray(0, ID_HASH_BYTES);
-
-/** Ordinals (sorted) → ranges of log indices; a gap in ordinals (a live transaction between) splits a range. */
-function rangesOf(ordinals: readonly number[], indexOf: (o: number) => number): IndexRange[] {
-  const out: IndexRange[] = [];
-  let prev = -2;
-  for (const o of ordinals) {
-    const idx = indexOf(o);
-    if (o === prev + 1 && out.length > 0) out[out.length - 1]![1] = idx;
-    else out.push([idx, idx]);
-    prev = o;
-  }
-  return out;
 }
 
 interface PendingEvent {
   e: ShredEvent;
   /** Transaction leaves seen before the event. */
   before: number;
-  rule: { epochRef: number } | { idHex: string } | { v1Before: number } | null;
+  rule: { epochRef: number } | { id: string } | { v1Before: number } | null;
+  hits: RangeBuilder;
 }
 
 /**
  * Collects transaction leaves and shred events while the verifier streams the log; {@link report}
  * resolves them once every leaf has been seen (an event may name transactions appended before it).
+ * Call {@link close} when done (it releases the spill file).
  */
 export class ShredLedger {
-  private readonly indices = new GrowableF64();
-  private readonly times = new GrowableF64();
-  /** Key reference code per transaction: +k = epoch refs[k], −k = KMS key refs[k] (k ≥ 1). */
-  private readonly keyRefs = new GrowableF64();
-  private idHashes = Buffer.alloc(1024 * ID_HASH_BYTES);
+  private readonly records: SpillRecords;
+  private transactions = 0;
+  /** Key reference code per kind and reference: +k = epoch k, −k = KMS key k (k ≥ 1). */
   private readonly refCodes = new Map<string, number>();
   private readonly pending: PendingEvent[] = [];
 
   /** The last reference looked up (consecutive transactions usually share their epoch). */
-  private last: { kind: 'ep' | 'kms'; ref: string; code: number } | undefined;
+  private lastKind: 'ep' | 'kms' | undefined;
+  private lastRef = '';
+  private lastCode = 0;
 
-  private refCode(kind: 'ep' | 'kms', ref: string): number {
-    const last = this.last;
-    if (last !== undefined && last.kind === kind && last.ref === ref) return last.code;
-    const code = this.lookupRefCode(kind, ref);
-    this.last = { kind, ref, code };
-    return code;
+  /** `store`: chunk sizes of the record store (tests force spilling with small ones). */
+  constructor(store?: ConstructorParameters<typeof SpillRecords>[0]) {
+    this.records = new SpillRecords(store);
   }
 
-  private lookupRefCode(kind: 'ep' | 'kms', ref: string): number {
+  private refCode(kind: 'ep' | 'kms', ref: string): number {
+    if (this.lastKind === kind && this.lastRef === ref) return this.lastCode;
     const k = `${kind}:${ref}`;
     let c = this.refCodes.get(k);
     if (c === undefined) {
       c = this.refCodes.size + 1;
       this.refCodes.set(k, c);
     }
-    return kind === 'ep' ? c : -c;
+    this.lastKind = kind;
+    this.lastRef = ref;
+    this.lastCode = kind === 'ep' ? c : -c;
+    return this.lastCode;
   }
 
-  private addTransaction(index: number, id: string, timeMs: number, ref: { ep: string } | { kms: string }): void {
-    const n = this.indices.n;
-    if ((n + 1) * ID_HASH_BYTES > this.idHashes.length) {
-      const b = Buffer.alloc(this.idHashes.length * 2);
-      this.idHashes.copy(b);
-      this.idHashes = b;
-    }
-    idHash(id).copy(this.idHashes, n * ID_HASH_BYTES);
-    this.indices.push(index);
-    this.times.push(timeMs);
-    this.keyRefs.push('ep' in ref ? this.refCode('ep', ref.ep) : this.refCode('kms', ref.kms));
+  private addTransaction(index: number, id: string, timeMs: number, refCode: number): void {
+    const r = this.records;
+    const at = r.begin(REC_ID + UTF8_PER_UNIT * id.length);
+    const b = r.chunk;
+    b.writeDoubleLE(index, at + REC_INDEX);
+    b.writeDoubleLE(timeMs, at + REC_TIME);
+    b.writeInt32LE(refCode, at + REC_REF);
+    const n = b.write(id, at + REC_ID, 'utf8');
+    b.writeUInt16LE(n, at + REC_ID_LEN);
+    r.end(REC_ID + n);
+    this.transactions++;
   }
 
   /** Feeds one verified leaf (in index order). */
   observe(index: number, leaf: Leaf): void {
     if (leaf.type === 'transaction') {
-      if (leaf.v !== 1) this.addTransaction(index, leaf.id, leaf.time, leaf.env.ep !== undefined ? { ep: leaf.env.ep } : { kms: leaf.env.kms! });
+      if (leaf.v !== 1) this.addTransaction(index, leaf.id, leaf.time, leaf.env.ep !== undefined ? this.refCode('ep', leaf.env.ep) : this.refCode('kms', leaf.env.kms!));
       else {
         const env = leaf.envelope;
-        this.addTransaction(index, leaf.transactionId, Date.parse(leaf.time), env.epochId !== undefined ? { ep: env.epochId } : { kms: env.kmsKeyId! });
+        this.addTransaction(index, leaf.transactionId, Date.parse(leaf.time), env.epochId !== undefined ? this.refCode('ep', env.epochId) : this.refCode('kms', env.kmsKeyId!));
       }
       return;
     }
     if (leaf.type !== 'key_event') return;
-    const before = this.indices.n;
+    const before = this.transactions;
     if (leaf.v === 1) {
       if (leaf.event !== 'shred' || leaf.transactionId === undefined) return;
       const e: ShredEvent = { index, event: 'shred', time: leaf.time, transactionId: leaf.transactionId, transactions: 0, ranges: [] };
-      this.pending.push({ e, before, rule: { idHex: idHash(leaf.transactionId).toString('hex') } });
+      this.pending.push({ e, before, rule: { id: leaf.transactionId }, hits: new RangeBuilder() });
       return;
     }
     if (leaf.event !== 'epoch_shredded' && leaf.event !== 'transaction_shredded' && leaf.event !== 'retention_run') return;
@@ -193,50 +196,69 @@ export class ShredLedger {
     };
     let rule: PendingEvent['rule'] = null;
     if (leaf.event === 'epoch_shredded' && leaf.epoch !== undefined) rule = { epochRef: this.refCode('ep', leaf.epoch) };
-    else if (leaf.event === 'transaction_shredded' && leaf.transactionId !== undefined) rule = { idHex: idHash(leaf.transactionId).toString('hex') };
+    else if (leaf.event === 'transaction_shredded' && leaf.transactionId !== undefined) rule = { id: leaf.transactionId };
     else if (leaf.event === 'retention_run' && cutoffMs !== undefined) rule = { v1Before: cutoffMs };
-    this.pending.push({ e, before, rule });
+    this.pending.push({ e, before, rule, hits: new RangeBuilder() });
   }
 
-  /** The report over every leaf observed so far. */
+  /**
+   * The report over every leaf observed so far: one pass over the transaction records, each
+   * matched against the events' rules (an epoch shred: every transaction of the epoch; a
+   * transaction shred: that id appended before it; a retention run: the envelope-v1 records
+   * appended before it and created before its cutoff, each attributed to the first such run).
+   */
   report(): ShredReport {
-    const n = this.indices.n;
-    const shredded = new Uint8Array(n);
     const byId = new Map<string, PendingEvent[]>();
     const byEpoch = new Map<number, PendingEvent[]>();
-    const runs: { p: PendingEvent; before: number; cutoff: number }[] = [];
-    const hits = new Map<PendingEvent, number[]>();
+    const runs: { p: PendingEvent; cutoff: number }[] = [];
     for (const p of this.pending) {
-      hits.set(p, []);
+      p.hits = new RangeBuilder();
       const r = p.rule;
       if (r === null) continue;
-      if ('idHex' in r) byId.set(r.idHex, [...(byId.get(r.idHex) ?? []), p]);
+      if ('id' in r) byId.set(r.id, [...(byId.get(r.id) ?? []), p]);
       else if ('epochRef' in r) byEpoch.set(r.epochRef, [...(byEpoch.get(r.epochRef) ?? []), p]);
-      else runs.push({ p, before: p.before, cutoff: r.v1Before });
+      else runs.push({ p, cutoff: r.v1Before });
     }
-    for (let o = 0; o < n; o++) {
-      const ref = this.keyRefs.a[o]!;
-      for (const p of byEpoch.get(ref) ?? []) hits.get(p)!.push(o);
-      if (ref < 0) {
-        // An envelope-v1 record: the first retention run (log order) appended after it whose cutoff it predates.
-        const t = this.times.a[o]!;
-        const run = runs.find((r) => o < r.before && t < r.cutoff);
-        if (run !== undefined) hits.get(run.p)!.push(o);
-      }
-      if (byId.size > 0) {
-        const named = byId.get(this.idHashes.subarray(o * ID_HASH_BYTES, (o + 1) * ID_HASH_BYTES).toString('hex'));
-        for (const p of named ?? []) if (o < p.before) hits.get(p)!.push(o);
-      }
+    const all = new RangeBuilder();
+    if (this.pending.length > 0) {
+      let o = 0;
+      this.records.scan((b, at) => {
+        const index = b.readDoubleLE(at + REC_INDEX);
+        const ref = b.readInt32LE(at + REC_REF);
+        let hit = false;
+        for (const p of byEpoch.get(ref) ?? []) {
+          p.hits.add(o, index);
+          hit = true;
+        }
+        if (ref < 0 && runs.length > 0) {
+          // An envelope-v1 record: the first retention run (log order) appended after it whose cutoff it predates.
+          const t = b.readDoubleLE(at + REC_TIME);
+          const run = runs.find((r) => o < r.p.before && t < r.cutoff);
+          if (run !== undefined) {
+            run.p.hits.add(o, index);
+            hit = true;
+          }
+        }
+        if (byId.size > 0) {
+          const named = byId.get(b.toString('utf8', at + REC_ID, at + REC_ID + b.readUInt16LE(at + REC_ID_LEN)));
+          for (const p of named ?? []) {
+            if (o < p.before) {
+              p.hits.add(o, index);
+              hit = true;
+            }
+          }
+        }
+        if (hit) all.add(o, index);
+        o++;
+      });
     }
-    const indexOf = (o: number) => this.indices.a[o]!;
-    const events = this.pending.map((p) => {
-      const os = hits.get(p)!;
-      for (const o of os) shredded[o] = 1;
-      return { ...p.e, transactions: os.length, ranges: rangesOf(os, indexOf) };
-    });
-    const all: number[] = [];
-    for (let o = 0; o < n; o++) if (shredded[o] === 1) all.push(o);
-    return { transactions: all.length, ranges: rangesOf(all, indexOf), events };
+    const events = this.pending.map((p) => ({ ...p.e, transactions: p.hits.count, ranges: p.hits.ranges }));
+    return { transactions: all.count, ranges: all.ranges, events };
+  }
+
+  /** Releases the spill file (the ledger cannot report after this). */
+  close(): void {
+    this.records.close();
   }
 }
 

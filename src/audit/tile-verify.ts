@@ -10,7 +10,7 @@ import { LogClientError, isAnsweredFailure } from './log-client.js';
 import { checkpointSize, type RemoteVerifyOptions } from './verify-sources.js';
 import { hashLeaf } from '../log/merkle.js';
 import { errorMessage, type FailureCode } from './failures.js';
-import type { LogEntryInput } from './inputs.js';
+import type { LeafRun, LogEntryInput } from './inputs.js';
 import { failureReport, type VerifyReport } from './report.js';
 import { verifyLog } from './run.js';
 import { decodeEntryBundle, decodeHashTile } from '../log/tiles/encoding.js';
@@ -48,13 +48,13 @@ export function hashTileReader(source: TileSource): HashTileReader {
 }
 
 /**
- * Entries `[start, end)` of the tree of `size`, bundle by bundle (tlog-tiles §Log entries).
- * A bundle must hold exactly its width's entries; when it does not, its entries are matched
- * against the level-0 tile and those that match are yielded before the failure, so the
- * verifier names the first entry that is missing or foreign.
+ * Entries `[start, end)` of the tree of `size`, bundle by bundle (tlog-tiles §Log entries), as
+ * runs of consecutive leaves. A bundle must hold exactly its width's entries; when it does not,
+ * its entries are matched against the level-0 tile and those that match are yielded before the
+ * failure, so the verifier names the first entry that is missing or foreign.
  */
-export function bundleEntries(source: TileSource, size: number, readTile: HashTileReader) {
-  return async function* entries(start: number, end: number): AsyncGenerator<LogEntryInput> {
+export function bundleRuns(source: TileSource, size: number, readTile: HashTileReader) {
+  return async function* runs(start: number, end: number): AsyncGenerator<LeafRun> {
     const last = Math.min(end, size);
     if (start >= last) return;
     const first = Math.floor(start / TILE_WIDTH);
@@ -68,6 +68,12 @@ export function bundleEntries(source: TileSource, size: number, readTile: HashTi
     const queue: Array<ReturnType<typeof fetchBundle>> = [];
     let next = first;
     while (next < stop && queue.length < BUNDLE_READ_AHEAD) queue.push(fetchBundle(next++));
+    /** The leaves `[from, to)` of a bundle starting at `base`, clipped to `[start, last)`. */
+    const clip = (leaves: Buffer[], base: number, to: number): LeafRun => {
+      const from = Math.max(0, start - base);
+      const upTo = Math.min(to, last - base);
+      return { start: base + from, leaves: from === 0 && upTo === leaves.length ? leaves : leaves.slice(from, Math.max(from, upTo)) };
+    };
     while (queue.length > 0) {
       const { id, bytes } = await (queue.shift() as ReturnType<typeof fetchBundle>);
       if (next < stop) queue.push(fetchBundle(next++));
@@ -82,14 +88,24 @@ export function bundleEntries(source: TileSource, size: number, readTile: HashTi
         const tile = await readTile({ level: 0, index: id.index, width: id.width });
         let j = 0;
         while (j < leaves.length && j < id.width && hashLeaf(leaves[j] as Buffer).equals(tile[j] as Buffer)) j++;
-        for (let i = Math.max(0, start - base); i < j && base + i < last; i++) yield { index: base + i, leaf: leaves[i] as Buffer };
+        const matched = clip(leaves, base, j);
+        if (matched.leaves.length > 0) yield matched;
         throw new BundleError(
           leaves.length < id.width ? 'MISSING_ENTRY' : 'EXTRA_ENTRY',
           `entry bundle ${tilePath(id)} holds ${leaves.length} entries, not ${id.width}; entry ${base + j} does not match the level-0 tile`,
         );
       }
-      for (let i = Math.max(0, start - base); i < leaves.length && base + i < last; i++) yield { index: base + i, leaf: leaves[i] as Buffer };
+      const run = clip(leaves, base, leaves.length);
+      if (run.leaves.length > 0) yield run;
     }
+  };
+}
+
+/** {@link bundleRuns} one entry at a time (the leaf range reader that locates a bad entry). */
+function bundleEntries(source: TileSource, size: number, readTile: HashTileReader) {
+  const runs = bundleRuns(source, size, readTile);
+  return async function* entries(start: number, end: number): AsyncGenerator<LogEntryInput> {
+    for await (const run of runs(start, end)) for (let k = 0; k < run.leaves.length; k++) yield { index: run.start + k, leaf: run.leaves[k] as Uint8Array };
   };
 }
 
@@ -112,7 +128,7 @@ export async function verifyTiledLog(source: TileSource, opts: RemoteVerifyOptio
   return await verifyLog({
     checkpoint,
     verifiers: opts.verifiers,
-    entries: entries(0, size),
+    entries: bundleRuns(source, size, readTile)(0, size),
     ...(opts.state !== undefined ? { state: opts.state } : {}),
     consistencyProof: (from, to) => consistencyProofFromTiles(from, to, readTile),
     inclusionProof: (index, treeSize) => inclusionProofFromTiles(index, treeSize, readTile),

@@ -29,6 +29,7 @@ import { ADMIN_ACTIONS, ADMIN_OUTCOMES } from './admin-event.js';
 import { MAX_LEAF_BYTES, type Leaf } from './codec.js';
 import { KEY_EVENT_KINDS, MAX_SHRED_KMS_KEY_IDS, SYSTEM_ACTOR, V3_KEY_EVENT_KINDS, cvcDestroyedWellFormed } from './key-event.js';
 import { MAX_CBOR_DEPTH } from './cbor.js';
+import { decodeHotLeaf } from './fast-shapes.js';
 import { LEAF_FORMAT_V2, LEAF_FORMAT_V3, MAX_LEAF_CIPHERTEXT_BYTES } from './transaction.js';
 
 const UTF8 = new TextDecoder('utf-8', { fatal: true });
@@ -365,7 +366,10 @@ function leafOk(l: Obj, v: number): boolean {
  */
 export function decodeLeafFast(bytes: Uint8Array): { leaf: Leaf; textMayHoldPan: boolean } | undefined {
   if (bytes.length === 0 || bytes.length > MAX_LEAF_BYTES || bytes[0] === JSON_OPEN_BRACE) return undefined;
-  const r = new FastReader(Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
+  const buf = Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const hot = decodeHotLeaf(buf);
+  if (hot !== undefined) return hot;
+  const r = new FastReader(buf);
   let value: Value;
   try {
     value = r.item(0);

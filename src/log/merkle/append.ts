@@ -8,7 +8,7 @@
  * MUST NOT: do I/O; memory is the O(log n) frontier plus the new nodes.
  */
 import { PaylogError } from '../../errors.js';
-import { EMPTY_ROOT, foldRight, hashChildren, requireHash } from './hash.js';
+import { EMPTY_ROOT, foldRight, hashChildren, hashChildrenBinary, hashLeafBinary, requireHash } from './hash.js';
 import { rangeNodes, type NodeId } from './nodes.js';
 import { requireSize, shr } from './size.js';
 
@@ -64,12 +64,13 @@ export function appendLeaves(
 }
 
 /**
- * Streaming MTH for auditors: push leaf hashes in index order, read the root at any time.
- * Memory is the O(log n) frontier only.
+ * Streaming MTH for auditors: push leaf hashes (or leaves) in index order, read the root at any
+ * time. Memory is the O(log n) frontier only, kept as binary strings (./hash.ts
+ * `hashLeafBinary`): the interior nodes are computed without a Buffer each.
  */
 export class StreamingTreeBuilder {
-  /** Frontier hashes, largest subtree first; levels are implied by the bits of `count`. */
-  readonly #frontier: Buffer[] = [];
+  /** Frontier hashes (binary strings), largest subtree first; levels are implied by the bits of `count`. */
+  readonly #frontier: string[] = [];
   readonly #levels: number[] = [];
   #count = 0;
 
@@ -79,19 +80,35 @@ export class StreamingTreeBuilder {
    * size — exactly the `merkle_nodes` rows written for this leaf.
    */
   push(leafHash: Buffer): Buffer[] {
-    let hash = requireHash(leafHash);
-    const completed = [hash];
+    const completed = [requireHash(leafHash)];
+    this.#add(leafHash.toString('latin1'), completed);
+    return completed;
+  }
+
+  /** {@link push} without the list of completed subtrees. */
+  add(leafHash: Buffer): void {
+    this.#add(requireHash(leafHash).toString('latin1'), undefined);
+  }
+
+  /** Hashes `leaf` (RFC 9162 leaf hash) and adds it: the auditor's hot path. */
+  addLeaf(leaf: Uint8Array): void {
+    this.#add(hashLeafBinary(leaf), undefined);
+  }
+
+  #add(leafHash: string, completed: Buffer[] | undefined): void {
+    let hash = leafHash;
     let level = 0;
-    while (this.#levels.length > 0 && this.#levels[this.#levels.length - 1] === level) {
-      this.#levels.pop();
-      hash = hashChildren(this.#frontier.pop() as Buffer, hash);
-      completed.push(hash);
+    const levels = this.#levels;
+    const frontier = this.#frontier;
+    while (levels.length > 0 && levels[levels.length - 1] === level) {
+      levels.pop();
+      hash = hashChildrenBinary(frontier.pop() as string, hash);
+      completed?.push(Buffer.from(hash, 'latin1'));
       level += 1;
     }
-    this.#frontier.push(hash);
-    this.#levels.push(level);
+    frontier.push(hash);
+    levels.push(level);
     this.#count += 1;
-    return completed;
   }
 
   get size(): number {
@@ -100,6 +117,10 @@ export class StreamingTreeBuilder {
 
   /** Current root (EMPTY_ROOT before the first push). */
   root(): Buffer {
-    return this.#frontier.length === 0 ? EMPTY_ROOT : foldRight(this.#frontier);
+    const f = this.#frontier;
+    if (f.length === 0) return EMPTY_ROOT;
+    let acc = f[f.length - 1] as string;
+    for (let i = f.length - 2; i >= 0; i--) acc = hashChildrenBinary(f[i] as string, acc);
+    return Buffer.from(acc, 'latin1');
   }
 }

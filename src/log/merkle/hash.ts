@@ -17,15 +17,62 @@ const NODE_PREFIX = Buffer.from([0x01]);
 // RFC 9162 §2.1.1: MTH({}) = HASH(), the hash of the empty string.
 export const EMPTY_ROOT: Buffer = createHash('sha256').digest();
 
+/**
+ * One reusable input buffer for the one-shot hashes below: `crypto.hash` is synchronous and reads
+ * its input before returning, so no call can see another's bytes, and the hot paths (auditor,
+ * appender) allocate nothing but the digest. `views[n]` is the first n bytes of it.
+ */
+const SCRATCH_BYTES = 1 + 4096;
+const scratch = Buffer.alloc(SCRATCH_BYTES);
+const views: (Buffer | undefined)[] = [];
+const view = (n: number): Buffer => (views[n] ??= scratch.subarray(0, n));
+/** Buffer's own latin1 writer, without `write`'s argument handling (falls back to it). */
+const latin1Write: (s: string, at: number) => void =
+  typeof (scratch as unknown as { latin1Write?: unknown }).latin1Write === 'function'
+    ? (s, at) => void (scratch as unknown as { latin1Write(s: string, at: number, n: number): number }).latin1Write(s, at, HASH_SIZE)
+    : (s, at) => void scratch.write(s, at, HASH_SIZE, 'binary');
+
+/** SHA-256 of `prefix ‖ a ‖ b` (b may be empty), through the scratch buffer when it fits. */
+function hashPrefixed(prefix: number, a: Uint8Array, b?: Uint8Array): Buffer {
+  const n = 1 + a.length + (b?.length ?? 0);
+  if (n > SCRATCH_BYTES) return hash('sha256', Buffer.concat([prefix === 0 ? LEAF_PREFIX : NODE_PREFIX, a, ...(b ? [b] : [])]), 'buffer');
+  scratch[0] = prefix;
+  scratch.set(a, 1);
+  if (b !== undefined) scratch.set(b, 1 + a.length);
+  return hash('sha256', view(n), 'buffer');
+}
+
+/**
+ * The same two hashes as binary strings (one character per byte, `latin1`): a digest returned as
+ * a string costs a fraction of one returned as a Buffer (no ArrayBuffer per call), which is most
+ * of the cost of an interior node. For code that keeps many hashes briefly (the auditor's
+ * streaming tree); `Buffer.from(s, 'latin1')` gives the bytes.
+ */
+export function hashLeafBinary(leaf: Uint8Array): string {
+  const n = 1 + leaf.length;
+  if (n > SCRATCH_BYTES) return hash('sha256', Buffer.concat([LEAF_PREFIX, leaf]), 'binary');
+  scratch[0] = 0x00;
+  scratch.set(leaf, 1);
+  return hash('sha256', view(n), 'binary');
+}
+
+/** {@link hashChildren} of two binary-string hashes (32 characters each), as a binary string. */
+export function hashChildrenBinary(left: string, right: string): string {
+  scratch[0] = 0x01;
+  latin1Write(left, 1);
+  latin1Write(right, 1 + HASH_SIZE);
+  return hash('sha256', view(1 + 2 * HASH_SIZE), 'binary');
+}
+
 // RFC 9162 §2.1.1: MTH({d(0)}) = HASH(0x00 || d(0)).
 export function hashLeaf(leaf: Uint8Array): Buffer {
   // One-shot crypto.hash (Node ≥ 20.12): much cheaper than a Hash object per call.
-  return hash('sha256', Buffer.concat([LEAF_PREFIX, leaf]), 'buffer');
+  return hashPrefixed(0x00, leaf);
 }
 
 // RFC 9162 §2.1.1: MTH(D[n]) = HASH(0x01 || MTH(D[0:k]) || MTH(D[k:n])).
 export function hashChildren(left: Uint8Array, right: Uint8Array): Buffer {
-  return hash('sha256', Buffer.concat([NODE_PREFIX, left, right]), 'buffer');
+  return hashPrefixed(0x01, left, right);
 }
 
 /** Rejects anything but a 32-byte Buffer (`BAD_REQUEST`). */

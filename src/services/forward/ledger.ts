@@ -47,19 +47,30 @@ type DbRow = { request_mac: Buffer; state: LedgerRow['state']; access_log_index:
 export class ForwardLedger {
   constructor(private readonly database: AppDatabase) {}
 
-  /** One statement in its own transaction with asynchronous commit. */
+  /**
+   * One statement in its own transaction with asynchronous commit, in ONE round trip: the pool
+   * runs in pipeline mode (src/db/connection.ts), so BEGIN, the statement and COMMIT are written
+   * together. A failed statement aborts the transaction, and the COMMIT behind it then rolls it
+   * back (PostgreSQL answers an aborted transaction's COMMIT with ROLLBACK).
+   */
   private async write(q: { name: string; text: string; values: unknown[] }): Promise<{ rows: unknown[] }> {
     const c = await this.database.pool.connect();
+    let broken: unknown;
     try {
-      await c.query('BEGIN; SET LOCAL synchronous_commit = off'); // one round trip (simple protocol)
-      const r = await c.query(q);
-      await c.query('COMMIT');
-      return r;
+      const begin = c.query('BEGIN; SET LOCAL synchronous_commit = off'); // simple protocol: one message
+      const statement = c.query(q);
+      const commit = c.query('COMMIT');
+      const [b, r, k] = await Promise.allSettled([begin, statement, commit]);
+      if (b.status === 'rejected') throw b.reason;
+      if (r.status === 'rejected') throw r.reason;
+      if (k.status === 'rejected') throw k.reason;
+      return r.value;
     } catch (e) {
-      await c.query('ROLLBACK').catch(() => undefined);
+      broken = e;
       throw e;
     } finally {
-      c.release();
+      // A connection whose transaction state is unknown is discarded, not pooled.
+      c.release(broken !== undefined && c.getTransactionStatus?.() !== 'I' ? (broken as Error) : undefined);
     }
   }
 

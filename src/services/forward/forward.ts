@@ -22,6 +22,8 @@
  *   and only when the template uses `{{card.cvc}}`; none held → result `refused`,
  *   CVC_NOT_AVAILABLE, nothing sent.
  * - Caller headers (an API key in Authorization) are passed on, never stored or logged.
+ * - The route defers the principal's revocation here: it is read beside the first reads and
+ *   decided before anything is logged, sent, or kept claimed, for every answer.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { createHash } from 'node:crypto';

@@ -10,7 +10,7 @@ import { createHash, generateKeyPairSync, randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cardTransaction, startTestPaylog, type TestPaylog } from './helpers/paylog.js';
 import { query, withClient } from './helpers/db.js';
-import { decodeLeaf, encodeLeaf, envelopeFromLeaf, keyEventLeaf, transactionLeaf, type Leaf } from '../src/log/leaf.js';
+import { decodeLeaf, encodeLeaf, envelopeFromLeaf, transactionLeaf, type Leaf } from '../src/log/leaf.js';
 import { X25519PrivateKey, X25519PublicKey } from '../src/crypto/hpke.js';
 import { openEnvelopeV2, sealEnvelopeV2 } from '../src/crypto/envelope-v2.js';
 import { runScript } from './helpers/cli.js';

@@ -58,7 +58,6 @@ function raw(who: PrincipalName | null, method: string, path: string, body?: Buf
   });
 }
 
-const json = (v: unknown) => ({ body: JSON.stringify(v), headers: { 'content-type': 'application/json' } });
 const errorLines = () => t.logLines.filter((l) => (JSON.parse(l) as { level: number }).level >= 50);
 
 beforeAll(async () => {

@@ -1,18 +1,22 @@
 /**
- * The README's walkthroughs work as pasted: every `sh` block, in order, in one directory,
+ * The README's walkthroughs work as pasted: every `sh` block, in order, in ONE shell (as pasted
+ * into one terminal: a walkthrough's variables carry from block to block), in one directory,
  * against a dev service this test starts (the way `npm start` runs it). Skipped, as the README
- * says: blocks marked "production" on the line above, and blocks that install, start a
- * long-running process or run the suite / bench. The only rewrite is the service's address
- * (the test's service listens on a free port, not 8443). `curl` fails on any HTTP error status,
- * so a block reaches its promised outcome or the test fails.
+ * says: blocks marked "production" or "by hand" on the line above, and blocks that install,
+ * start a long-running process or run the suite / bench. The only rewrite is the service's
+ * address (the test's service listens on a free port, not 8443). The shell runs with
+ * `set -euo pipefail` and `curl` fails on any HTTP error status, so a block reaches its promised
+ * outcome or the test fails, naming the block. Then nothing the blocks made may be left: no new
+ * file in the directory they ran in, no temporary directory (`mktemp`) left behind.
  */
-import { execFile } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestPaylog, type TestPaylog } from './helpers/paylog.js';
 import { writeExampleTransaction } from '../src/pki/walkthrough.js';
+import { READINESS_CACHE_MS } from '../src/readiness.js';
 
 export interface ShellBlock {
   line: number;
@@ -37,8 +41,8 @@ export function shellBlocks(markdown: string): ShellBlock[] {
     let above = i - 1;
     while (above >= 0 && lines[above]!.trim() === '') above--;
     const code = body.join('\n');
-    const marked = above >= 0 && /\bproduction\b/i.test(lines[above]!) && lines[above]!.trim().split(/\s+/).length <= 3;
-    const skip = marked ? 'marked production' : SKIP_COMMANDS.test(code) ? 'installs, starts a process or runs the suite' : undefined;
+    const marker = above >= 0 && lines[above]!.trim().split(/\s+/).length <= 3 ? /\b(production|by hand)\b/i.exec(lines[above]!) : null;
+    const skip = marker ? `marked ${marker[1]!.toLowerCase()}` : SKIP_COMMANDS.test(code) ? 'installs, starts a process or runs the suite' : undefined;
     out.push({ line: i + 1, code, ...(skip ? { skip } : {}) });
     i = j;
   }
@@ -62,30 +66,69 @@ afterAll(async () => {
   if (work) rmSync(work, { recursive: true, force: true });
 });
 
-function run(code: string): Promise<{ code: number; stdout: string; stderr: string }> {
-  const script = `set -euo pipefail\ncurl() { command curl --fail-with-body "$@"; }\n${code.replaceAll('https://127.0.0.1:8443', t.paylog.url)}\n`;
-  const env: NodeJS.ProcessEnv = { ...process.env, npm_config_loglevel: 'error' };
+/** Marks the start of a block on stderr, so a failure names its block. */
+const BLOCK_MARK = '::readme-block ';
+
+/** Runs `blocks` in order in one bash (its own process group, ended afterwards), from `work`. */
+function runSession(blocks: ShellBlock[], tmp: string): Promise<{ code: number; stdout: string; stderr: string }> {
+  const body = blocks.map((b) => `echo '${BLOCK_MARK}${b.line}' >&2\n${b.code.replaceAll('https://127.0.0.1:8443', t.paylog.url)}`).join('\n');
+  const script = `set -euo pipefail\ncurl() { command curl --fail-with-body "$@"; }\n${body}\n`;
+  const env: NodeJS.ProcessEnv = { ...process.env, npm_config_loglevel: 'error', TMPDIR: tmp };
   delete env.PAYLOG_DATA_DIR;
   return new Promise((res) => {
-    execFile('bash', ['-c', script], { cwd: work, env, timeout: 120_000, maxBuffer: 16 * 1024 * 1024 }, (err, stdout, stderr) =>
-      res({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
-    );
+    const p = spawn('bash', ['-c', script], { cwd: work, env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    p.stdout.on('data', (c) => (stdout += c));
+    p.stderr.on('data', (c) => (stderr += c));
+    const timer = setTimeout(() => p.kill('SIGKILL'), 540_000);
+    p.on('close', (code) => {
+      clearTimeout(timer);
+      try {
+        process.kill(-p.pid!, 'SIGKILL'); // anything a failed block left running (e.g. the demo processor)
+      } catch {
+        // the group is gone already
+      }
+      res({ code: code ?? 1, stdout, stderr });
+    });
   });
 }
 
 describe('README', () => {
-  it('marks which blocks are not run, and the extractor sees the walkthroughs', () => {
+  it('marks which blocks are not run, and the extractor sees every walkthrough', () => {
     const blocks = shellBlocks(readme);
-    expect(blocks.filter((b) => !b.skip).length).toBeGreaterThanOrEqual(6);
+    const run = blocks.filter((b) => !b.skip).map((b) => b.code);
+    expect(run.length).toBeGreaterThanOrEqual(12);
     expect(blocks[0]!.skip).toBeDefined(); // npm install && npm start
-    expect(readme).toMatch(/marked \*\*production\*\* just above them/);
+    expect(readme).toMatch(/marked \*\*production\*\* or \*\*by hand\*\* just above them/);
+    // The walkthroughs this test has always run: submission, processor, auditor, verifier, operator, forwarding.
+    for (const step of ['-d @data/examples/transaction.json', 'issue-cert -- csr', 'issue-cert -- sign', '/release', 'verify-proof -- --bundle', 'verify-log --', 'build:verifier', 'keys -- status', 'retention -- apply --dry-run', 'scripts/demo-processor.ts', '"type":"iban"', '"type":"us_bank_account"']) {
+      expect(run.some((c) => c.includes(step)), `no block that is run contains ${step}`).toBe(true);
+    }
+    expect(blocks.find((b) => b.code.includes('demo-checkout-bodies.log'))?.skip).toBe('marked by hand');
   });
 
-  it('every shell block works when pasted in order against the dev service', async () => {
-    for (const b of shellBlocks(readme)) {
-      if (b.skip) continue;
-      const r = await run(b.code);
-      expect(r.code, `README.md line ${b.line}:\n${b.code}\n--- stdout\n${r.stdout.slice(-2000)}\n--- stderr\n${r.stderr.slice(-2000)}`).toBe(0);
-    }
+  it('the README and docs/operations.md state the /readyz cache the code has', () => {
+    const stated = `cached for ${READINESS_CACHE_MS / 1000} s`;
+    expect(readme).toContain(stated);
+    expect(readFileSync(join(repo, 'docs', 'operations.md'), 'utf8')).toContain(stated);
+    // and no other figure anywhere (operations.md once said 2 s)
+    const all = [...(readme + readFileSync(join(repo, 'docs', 'operations.md'), 'utf8')).matchAll(/cached for [\d.]+ s/g)].map((m) => m[0]);
+    expect(new Set(all)).toEqual(new Set([stated]));
+  });
+
+  it('every shell block works when pasted in order into one shell against the dev service, and leaves nothing behind', async () => {
+    const tmp = join(work, 'tmp');
+    mkdirSync(tmp);
+    const before = readdirSync(work).sort();
+    const blocks = shellBlocks(readme).filter((b) => !b.skip);
+    const r = await runSession(blocks, tmp);
+    const marks = [...r.stderr.matchAll(new RegExp(`^${BLOCK_MARK}(\\d+)$`, 'gm'))];
+    const failed = blocks.find((b) => b.line === Number(marks.at(-1)?.[1]));
+    expect(r.code, `README.md line ${failed?.line}:\n${failed?.code}\n--- stdout\n${r.stdout.slice(-3000)}\n--- stderr\n${r.stderr.slice(-3000)}`).toBe(0);
+    expect(marks).toHaveLength(blocks.length);
+    // Nothing left in the directory the walkthroughs ran in, and every temporary directory removed.
+    expect(readdirSync(work).sort()).toEqual(before);
+    expect(readdirSync(tmp).filter((f) => f.startsWith('tmp.'))).toEqual([]);
   }, 600_000);
 });

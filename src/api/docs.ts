@@ -33,9 +33,12 @@ export const DOCS_HTML = `<!DOCTYPE html>
 </html>
 `;
 
-/** Swagger UI settings: our document, no external validator, nothing fetched elsewhere. */
+/**
+ * Swagger UI settings: our document, no external validator, nothing fetched elsewhere; the
+ * schema list at the bottom is hidden (each operation shows its own schemas and examples).
+ */
 export const DOCS_INIT_JS = `window.onload = function () {
-  window.ui = SwaggerUIBundle({ url: '/openapi.json', dom_id: '#swagger-ui', deepLinking: true, validatorUrl: null, presets: [SwaggerUIBundle.presets.apis] });
+  window.ui = SwaggerUIBundle({ url: '/openapi.json', dom_id: '#swagger-ui', deepLinking: true, validatorUrl: null, defaultModelsExpandDepth: -1, presets: [SwaggerUIBundle.presets.apis] });
 };
 `;
 

@@ -1,58 +1,56 @@
 /**
  * The OpenAPI 3.1 document, generated from the route specs (`route-spec.ts`): every registered
  * route, its path and query parameters, request body and responses as JSON Schema 2020-12 from
- * the same zod schemas (zod 4 `z.toJSONSchema`), and every error response with its codes. A new
- * route that is registered with `defineRoute` is documented without touching this file.
+ * the same zod schemas (zod 4 `z.toJSONSchema`), every error response with its codes, and the
+ * realistic examples of the specs (examples*.ts, error-catalog.ts). A new route that is
+ * registered with `defineRoute` is documented without touching this file.
  */
 import { z } from 'zod';
 import { ERROR_CODES, type ErrorCode } from '../errors.js';
 import { HTTP_STATUS } from './errors.js';
-import type { RegisteredRoute, RouteSpec } from './route-spec.js';
+import { ERROR_CATALOG, errorExampleBody } from './error-catalog.js';
+import { PARAMETER_EXAMPLES } from './examples.js';
+import type { Examples, RegisteredRoute, RouteSpec } from './route-spec.js';
 
 export const OPENAPI_VERSION = '3.1.0';
 
-/** What each code means, in words (shown in the document beside the codes a route may answer). */
-export const ERROR_DESCRIPTIONS: Partial<Record<ErrorCode, string>> = {
-  BAD_REQUEST: 'the body is not valid JSON, or the request is malformed',
-  INVALID_ENCODING: 'a NUL, bytes that are not UTF-8, or a lone surrogate anywhere in the URL or body',
-  PAYLOAD_TOO_LARGE: 'the body is larger than the limit (16 KiB by default)',
-  UNSUPPORTED_MEDIA_TYPE: 'the body is not application/json',
-  VALIDATION_FAILED: 'a field is missing or malformed; details.issues lists each field path with what was expected',
-  SENSITIVE_AUTHENTICATION_DATA: 'the body carries a card verification code, track data or a PIN (any depth); never accepted',
-  INVALID_CARD_NUMBER: 'the card number fails its length, brand or Luhn check',
-  CARD_EXPIRED: 'the card expiry month has ended (UTC)',
-  INVALID_ROUTING_NUMBER: 'the ABA routing number fails its check digit',
-  INVALID_IBAN: 'the IBAN fails its structure or mod 97-10 check',
-  UNSUPPORTED_CURRENCY: 'the currency is not an active ISO 4217 code with minor units',
-  UNKNOWN_PROCESSOR: 'the processor is not registered or is disabled',
-  IDEMPOTENCY_CONFLICT: 'this transactionId was already submitted with a body that differs in a served field (processor, amount, masked payment method or metadata)',
-  CLIENT_CERTIFICATE_REQUIRED: 'no client certificate issued by the paylog CA was presented',
-  CERTIFICATE_REVOKED: 'the client certificate has been revoked',
-  FORBIDDEN: 'the role of this certificate may not do this',
-  NOT_FOUND: 'no such resource, or not one this principal may see (the two look the same)',
-  RATE_LIMITED: 'too many requests from this certificate; retry after Retry-After seconds',
-  PROBE_LIMIT_EXCEEDED:
-    'more new transactions with the same served payment details (brand, last four, expiry; or routing number, last four, account type; or country, last four, BIC) from this principal this clock hour than the probe limit allows; retry after Retry-After seconds (the end of the hour)',
-  LOG_UNAVAILABLE: 'the log database is unavailable; nothing was acknowledged; retry later',
-  KMS_UNAVAILABLE: 'KMS is unavailable; nothing was acknowledged; retry later',
-  INTEGRITY_FAILURE: 'a stored record failed its integrity checks; nothing is returned',
-  INCONSISTENT_TREE: 'the stored tree failed its consistency checks; nothing is returned',
-  INTERNAL: 'an unexpected error; no detail is given',
-  CSE_KEY_UNKNOWN: 'the JWE names a key id paylog does not accept; fetch /v1/cse/jwks.json again',
-  CSE_DECRYPT_FAILED: 'the JWE could not be decrypted',
-  CSE_BINDING_MISMATCH: 'the JWE was encrypted for another transactionId or processor',
-  CSE_EXPIRED: 'the JWE is older than PAYLOG_CSE_MAX_AGE_S',
-};
-
 const COMMON_MTLS: readonly ErrorCode[] = ['CLIENT_CERTIFICATE_REQUIRED', 'CERTIFICATE_REVOKED'];
 const COMMON_BODY: readonly ErrorCode[] = ['BAD_REQUEST', 'PAYLOAD_TOO_LARGE', 'UNSUPPORTED_MEDIA_TYPE'];
-/** Every route: a URL (or body) with NUL, non-UTF-8 bytes or a lone surrogate is INVALID_ENCODING. */
-const COMMON_ALL: readonly ErrorCode[] = ['INVALID_ENCODING', 'INTERNAL'];
+/**
+ * Every route: a URL (or body) with NUL, non-UTF-8 bytes or a lone surrogate is INVALID_ENCODING;
+ * a request arriving while the service shuts down, or outliving its time budget
+ * (PAYLOG_REQUEST_TIMEOUT_MS), is LOG_UNAVAILABLE (src/api/server.ts).
+ */
+const COMMON_ALL: readonly ErrorCode[] = ['INVALID_ENCODING', 'LOG_UNAVAILABLE', 'INTERNAL'];
+
+/**
+ * Tags in the order a user meets them (the order /docs shows them): submit, read, release or
+ * forward, audit, administer, operate. A route's tag MUST be one of these.
+ */
+export const TAGS: ReadonlyArray<{ name: string; description: string }> = [
+  { name: 'transactions', description: 'Checkout submits payment methods; everyone authorized reads the masked view and its log position.' },
+  { name: 'client-side encryption', description: 'The key a payment page encrypts card data to, so that the checkout backend never sees it.' },
+  { name: 'release', description: "The assigned processor takes the plaintext payment method; every attempt is logged first." },
+  { name: 'forward', description: "Checkout has paylog fill a request template with the card data and send it to the processor's API." },
+  { name: 'log', description: 'Auditors read the Merkle log: signed checkpoints, entries, inclusion and consistency proofs, tiles.' },
+  { name: 'admin', description: 'Processors, their forward destinations, certificate revocations.' },
+  { name: 'keys', description: 'Key lifecycle: epochs, rotation, rewrap, retention by crypto-shredding.' },
+  { name: 'operations', description: 'Health, readiness, metrics and this reference; no client certificate needed.' },
+];
+
+/** The info description: what paylog is, the error shape, and what "Try it out" needs. */
+const INFO_DESCRIPTION = [
+  'Append-only, tamper-evident, envelope-encrypted payment-data log.',
+  'Every /v1 route needs a client certificate issued by the paylog CA (mutual TLS); the role in it (checkout, processor, auditor, admin) decides what it may do.',
+  'Errors: `{"error": {"code", "message", "details"?}}`. Each operation below lists the codes it may answer, with an example of each; docs/errors.md describes them all.',
+  '**"Try it out" needs a client certificate in your browser.** The browser sends the request itself, so it must present a paylog client certificate: import one with its key, for example as PKCS#12, into the browser (or the OS keychain) and trust the paylog CA for this host; the browser then asks which certificate to present. Without one, every /v1 call answers 401 CLIENT_CERTIFICATE_REQUIRED; the operations routes need none.',
+  '```\nopenssl pkcs12 -export -in data/pki/checkout.pem -inkey data/pki/checkout-key.pem -certfile data/pki/ca.pem -out checkout.p12\n```',
+].join('\n\n');
 
 const STATUS_TEXT: Record<number, string> = {
   200: 'OK', 201: 'Created', 400: 'Bad request', 401: 'Unauthenticated', 403: 'Forbidden', 404: 'Not found',
-  409: 'Conflict', 413: 'Payload too large', 415: 'Unsupported media type', 422: 'Unprocessable', 429: 'Too many requests',
-  500: 'Internal error', 503: 'Unavailable',
+  409: 'Conflict', 410: 'Gone', 413: 'Payload too large', 415: 'Unsupported media type', 422: 'Unprocessable', 429: 'Too many requests',
+  500: 'Internal error', 502: 'Bad gateway', 503: 'Unavailable', 504: 'Gateway timeout',
 };
 
 type Json = Record<string, unknown>;
@@ -127,6 +125,11 @@ const errorSchema: Json = {
 
 const retryAfter = { description: 'seconds to wait before retrying', schema: { type: 'integer', minimum: 1 } };
 
+/** OpenAPI `examples` from the spec's named examples. */
+function exampleObjects(examples: Examples | undefined): Json {
+  return examples ? { examples: Object.fromEntries(Object.entries(examples).map(([k, v]) => [k, { summary: v.summary, value: v.value }])) } : {};
+}
+
 function errorResponses(spec: RouteSpec): Record<string, Json> {
   const byStatus = new Map<number, ErrorCode[]>();
   for (const code of routeErrorCodes(spec)) {
@@ -136,13 +139,16 @@ function errorResponses(spec: RouteSpec): Record<string, Json> {
   const out: Record<string, Json> = {};
   for (const [status, codes] of [...byStatus].sort((a, b) => a[0] - b[0])) {
     out[String(status)] = {
-      description: `${STATUS_TEXT[status] ?? 'Error'}: ${codes.map((c) => `${c} (${ERROR_DESCRIPTIONS[c] ?? c})`).join('; ')}`,
+      description: [`${STATUS_TEXT[status] ?? 'Error'}:`, ...codes.map((c) => `- \`${c}\`: ${ERROR_CATALOG[c].meaning}`)].join('\n'),
       ...(status === 429 || status === 503 ? { headers: { 'Retry-After': retryAfter } } : {}),
       content: {
         'application/json': {
           schema: {
             allOf: [{ $ref: '#/components/schemas/Error' }, { properties: { error: { properties: { code: { enum: codes } } } } }],
           },
+          examples: Object.fromEntries(
+            codes.map((c) => [c, { summary: c, value: errorExampleBody(c, spec.errorExamples?.[c]) }]),
+          ),
         },
       },
     };
@@ -150,19 +156,45 @@ function errorResponses(spec: RouteSpec): Record<string, Json> {
   return out;
 }
 
+/**
+ * A status that is both a route's own answer and an error (503 of /readyz: not ready, or shutting
+ * down): one response whose body is either, with the examples of both.
+ */
+function mergeResponses(own: Json | undefined, error: Json): Json {
+  const ownMedia = (own?.content as Record<string, Json> | undefined)?.['application/json'];
+  if (!own || !ownMedia) return error;
+  const errMedia = (error.content as Record<string, Json>)['application/json']!;
+  const headers = Object.fromEntries(
+    Object.entries((error.headers ?? {}) as Record<string, Json>).map(([k, h]) => [k, { ...h, description: `with an error: ${String(h.description)}` }]),
+  );
+  return {
+    ...error,
+    ...(Object.keys(headers).length > 0 ? { headers } : {}),
+    description: `${String(own.description)}; or an error:\n${String(error.description).split('\n').slice(1).join('\n')}`,
+    content: {
+      'application/json': {
+        schema: { oneOf: [ownMedia.schema, errMedia.schema] },
+        examples: { ...(ownMedia.examples as Json | undefined), ...(errMedia.examples as Json) },
+      },
+    },
+  };
+}
+
 function parameters(spec: RouteSpec): Json[] {
   const out: Json[] = [];
-  for (const [where, obj] of [['path', spec.params], ['query', spec.query]] as const) {
+  for (const [where, obj] of [['path', spec.params], ['query', spec.query], ['header', spec.headers]] as const) {
     if (!obj) continue;
     for (const [name, field] of Object.entries(obj.shape as Record<string, z.ZodType>)) {
       const schema = jsonSchema(field, 'input');
       const { description, ...rest } = schema;
+      const example = spec.parameterExamples?.[name] ?? PARAMETER_EXAMPLES[name];
       out.push({
         name,
         in: where,
         required: where === 'path' || !field.safeParse(undefined).success,
         ...(typeof description === 'string' ? { description } : {}),
         schema: rest,
+        ...(example !== undefined ? { example } : {}),
       });
     }
   }
@@ -180,12 +212,11 @@ export function buildOpenApi(routes: readonly RegisteredRoute[]): Json {
   };
   const paths: Record<string, Record<string, Json>> = {};
   const seen = new Set<RouteSpec>();
-  const tags = new Set<string>();
   for (const r of routes) {
     const spec = r.spec;
     if (!spec || seen.has(spec)) continue;
     seen.add(spec);
-    tags.add(spec.tag);
+    if (!TAGS.some((t) => t.name === spec.tag)) throw new Error(`route ${spec.operationId}: tag ${spec.tag} is not one of TAGS`);
     const responses: Record<string, Json> = {};
     for (const [status, res] of Object.entries(spec.responses)) {
       if (!res) continue;
@@ -193,10 +224,10 @@ export function buildOpenApi(routes: readonly RegisteredRoute[]): Json {
       responses[status] = {
         description: res.description,
         ...(res.headers ? { headers: res.headers } : {}),
-        ...(res.schema ? { content: { [ct]: { schema: ref(res.name, res.schema, 'output') } } } : {}),
+        ...(res.schema ? { content: { [ct]: { schema: ref(res.name, res.schema, 'output'), ...exampleObjects(res.examples) } } } : {}),
       };
     }
-    Object.assign(responses, errorResponses(spec));
+    for (const [status, error] of Object.entries(errorResponses(spec))) responses[status] = mergeResponses(responses[status], error);
     const params = parameters(spec);
     (paths[openApiPath(spec.url)] ??= {})[spec.method.toLowerCase()] = {
       operationId: spec.operationId,
@@ -215,6 +246,7 @@ export function buildOpenApi(routes: readonly RegisteredRoute[]): Json {
                   schema: spec.body.oneOf
                     ? { oneOf: spec.body.oneOf.map((o) => ref(o.name, o.schema, 'input', spec.body!.fieldDescriptions)) }
                     : ref(spec.body.name, spec.body.schema, 'input', spec.body.fieldDescriptions),
+                  ...exampleObjects(spec.body.examples),
                 },
               },
             },
@@ -228,10 +260,9 @@ export function buildOpenApi(routes: readonly RegisteredRoute[]): Json {
     info: {
       title: 'paylog',
       version: '1',
-      description:
-        'Append-only, tamper-evident, envelope-encrypted payment-data log. Every /v1 route needs a client certificate issued by the paylog CA (mTLS). Every error is `{ "error": { "code", "message", "details"? } }`.',
+      description: INFO_DESCRIPTION,
     },
-    tags: [...tags].sort().map((name) => ({ name })),
+    tags: TAGS.map((t) => ({ ...t })),
     components: { schemas, securitySchemes: { mtls: { type: 'mutualTLS', description: 'client certificate issued by the paylog CA' } } },
     security: [{ mtls: [] }],
     paths,

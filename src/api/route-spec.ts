@@ -15,6 +15,12 @@ import type { ErrorCode } from '../errors.js';
 
 export type HttpMethod = 'GET' | 'POST' | 'PUT' | 'DELETE';
 
+/**
+ * Named examples (OpenAPI Example Objects), shown in /docs. Each MUST validate against the
+ * schema it illustrates (test/openapi-examples.test.ts checks every one).
+ */
+export type Examples = Readonly<Record<string, { summary: string; value: unknown }>>;
+
 export interface ResponseSpec {
   description: string;
   /** Body schema (JSON unless `contentType` says otherwise). */
@@ -23,6 +29,8 @@ export interface ResponseSpec {
   name?: string;
   contentType?: string;
   headers?: Record<string, { description: string; schema: Record<string, unknown> }>;
+  /** Realistic answers (required for every JSON or text body; test/openapi-examples.test.ts). */
+  examples?: Examples;
 }
 
 export interface RouteSpec {
@@ -39,6 +47,13 @@ export interface RouteSpec {
   who?: string;
   params?: z.ZodObject;
   query?: z.ZodObject;
+  /** Request headers the route reads (documented as header parameters). */
+  headers?: z.ZodObject;
+  /**
+   * Examples of path, query and header parameters by name, where the shared ones
+   * (`PARAMETER_EXAMPLES` in examples.ts) do not fit.
+   */
+  parameterExamples?: Readonly<Record<string, unknown>>;
   body?: {
     schema: z.ZodType;
     name?: string;
@@ -47,6 +62,8 @@ export interface RouteSpec {
     oneOf?: ReadonlyArray<{ name: string; schema: z.ZodType }>;
     /** Words for each field, by dotted path (`*` = any key): the same texts the errors use. */
     fieldDescriptions?: Readonly<Record<string, string>>;
+    /** Realistic request bodies (required; test/openapi-examples.test.ts). */
+    examples?: Examples;
   };
   /** Success responses by status. */
   responses: Partial<Record<number, ResponseSpec>>;
@@ -55,6 +72,11 @@ export interface RouteSpec {
    * kind can answer (no/revoked certificate, malformed/too large/non-JSON body, INTERNAL).
    */
   errors: readonly ErrorCode[];
+  /**
+   * The message (and details) this route answers a code with, where it differs from the
+   * catalog's example (`ERROR_CATALOG` in error-catalog.ts), e.g. NOT_FOUND "no such destination".
+   */
+  errorExamples?: Partial<Record<ErrorCode, { message: string; details?: Record<string, unknown> }>>;
   /**
    * `at-commit`: authentication does not query the revocation list for this route; its handler
    * MUST pass the decision to its service (see `deferredRevocation` in request-context.ts), which checks

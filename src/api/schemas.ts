@@ -142,7 +142,7 @@ export const entriesSchema = z.object({
   entries: z.array(
     z.object({
       index: logIndex,
-      leaf: base64('the leaf bytes (canonical JSON, no card data)'),
+      leaf: base64('the leaf bytes (format 1: canonical JSON; 2 and 3: deterministic CBOR); never card data'),
       ciphertextSha256: base64('digest of the stored envelope, to compare with the commitment in the leaf').optional(),
     }),
   ),

@@ -23,42 +23,26 @@
  * is src/services/key-rewrap.ts, retention src/services/key-retention.ts, the request bodies
  * src/services/key-requests.ts.
  */
-import type { Logger } from 'pino';
 import { PaylogError } from '../errors.js';
 import { authorize } from '../auth/policy.js';
 import type { Principal } from '../auth/principal.js';
 import type { AppDatabase } from '../db/connection.js';
-import type { KmsBackend } from '../kms/backend.js';
-import type { EpochKeyring } from '../kms/epoch-keys.js';
 import type { EpochRow } from '../kms/epoch-names.js';
-import type { CseKeyStore } from '../cse/keys.js';
-import { actorOf, type KeyEventLog } from './key-events.js';
+import { actorOf } from './key-events.js';
 import { parseKeyRequest, rotateRequestSchema, shredRequestSchema } from './key-requests.js';
 import { processorOfLeaf } from './key-row-checks.js';
 import { commitShred } from './key-shred.js';
 import { KeyRewrap, type RewrapResult } from './key-rewrap.js';
-import { KeyRetention, type RetentionReport } from './key-retention.js';
+import { KeyRetention, type RetentionDeps, type RetentionReport } from './key-retention.js';
 import { ServiceKeyArns } from './service-key-arns.js';
 
-export interface KeyLifecycleDeps {
+/** The retention dependencies (key-retention.ts) plus what rotation, shredding and rewrap need. */
+export interface KeyLifecycleDeps extends RetentionDeps {
   database: AppDatabase;
-  /** The paylog_keys connection (the only one that may replace or destroy key material). */
-  keysDatabase: AppDatabase;
-  kms: KmsBackend;
-  epochs: EpochKeyring;
-  keyEvents: KeyEventLog;
-  retention: string;
-  /** True with the dev-only local KMS (then `asOf` is allowed). */
-  devKms: boolean;
-  clock: () => Date;
   /** KMS requests so far by operation (status). */
   kmsCounts?: () => Promise<Record<string, number>>;
-  /** Client-side encryption keys, destroyed by retention after their period plus overlap. */
-  cseKeys?: CseKeyStore;
   /** The data and signing keys: never a rewrap target, never scheduled for deletion by retention. */
   serviceKeyIds?: string[];
-  /** Error lines for rows skipped by rewrap and KMS keys retention must keep (no key material). */
-  logger?: Pick<Logger, 'error' | 'warn'>;
 }
 
 export class KeyLifecycleService {

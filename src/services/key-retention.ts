@@ -74,8 +74,8 @@ export interface RetentionReport {
   cseKeys?: CseKeyDestruction[];
 }
 
-/** What retention reads and writes (a subset of the key lifecycle's dependencies). */
-interface RetentionDeps {
+/** What retention reads and writes (the key lifecycle's dependencies extend these). */
+export interface RetentionDeps {
   /** The paylog_keys connection (the only one that may destroy key material). */
   keysDatabase: AppDatabase;
   kms: KmsBackend;

@@ -42,21 +42,26 @@ export const REFERENCE_MAX = 128;
 /** Largest page of access entries one request returns. */
 export const MAX_ACCESSES_PAGE = 1000;
 
-export const releaseRequestSchema = z.strictObject({
-  purpose: z.enum(RELEASE_PURPOSES),
-  reference: z
-    .string()
-    .min(1)
-    .max(REFERENCE_MAX)
-    .regex(/^[\p{L}\p{N} ._:#/-]*$/u)
-    .optional(),
-});
+/** A release's or forward's `purpose` (one rule for both bodies). */
+export const purposeSchema = z.enum(RELEASE_PURPOSES);
+/** A release's or forward's optional `reference`: letters, digits, spaces and `. _ : # / -`. */
+export const referenceSchema = z
+  .string()
+  .min(1)
+  .max(REFERENCE_MAX)
+  .regex(/^[\p{L}\p{N} ._:#/-]*$/u)
+  .optional();
+/** {@link purposeSchema} and {@link referenceSchema} in words (error messages, OpenAPI). */
+export const PURPOSE_EXPECTATION = `purpose must be one of ${RELEASE_PURPOSES.join(', ')}`;
+export const REFERENCE_EXPECTATION = `reference must be 1-${REFERENCE_MAX} characters of letters, digits, spaces and . _ : # / -`;
+
+export const releaseRequestSchema = z.strictObject({ purpose: purposeSchema, reference: referenceSchema });
 export type ReleaseRequest = z.infer<typeof releaseRequestSchema>;
 
 /** What each release body field must be, in words (constants; never input). */
 const RELEASE_FIELD_EXPECTATIONS: Readonly<Record<string, string>> = {
-  purpose: `purpose must be one of ${RELEASE_PURPOSES.join(', ')}`,
-  reference: `reference must be 1-${REFERENCE_MAX} characters of letters, digits, spaces and . _ : # / -`,
+  purpose: PURPOSE_EXPECTATION,
+  reference: REFERENCE_EXPECTATION,
   '*': 'the body may have only purpose and reference',
 };
 

@@ -4,6 +4,7 @@ import { z } from 'zod';
 import type { CseKeyStore } from '../../cse/keys.js';
 import { requirePrincipal } from '../request-context.js';
 import { defineRoute } from '../route-spec.js';
+import { CSE_JWKS_EXAMPLES } from '../examples.js';
 
 /** RFC 7517 JWK Set of the client-side encryption public keys (ECDH-ES on P-256, A256GCM). */
 export const cseJwksSchema = z.object({
@@ -21,7 +22,7 @@ export function registerCseRoutes(app: FastifyInstance, deps: { cseKeys: CseKeyS
       access: 'mtls',
       who: 'any certificate (the checkout backend renders it into its payment page)',
       summary: 'The JWK Set browsers encrypt payment methods to (JWE ECDH-ES, A256GCM)',
-      responses: { 200: { description: 'JWK Set (application/jwk-set+json)', schema: cseJwksSchema, contentType: 'application/jwk-set+json', name: 'CseJwks' } },
+      responses: { 200: { description: 'JWK Set (application/jwk-set+json)', schema: cseJwksSchema, contentType: 'application/jwk-set+json', name: 'CseJwks', examples: CSE_JWKS_EXAMPLES } },
       errors: ['LOG_UNAVAILABLE', 'KMS_UNAVAILABLE'],
     },
     async (req, reply) => {

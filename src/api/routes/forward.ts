@@ -8,13 +8,19 @@ import { deferredRevocation, requirePrincipal } from '../request-context.js';
 import { defineRoute } from '../route-spec.js';
 import { processorNameParams, transactionIdParams } from '../schemas.js';
 import {
+  DESTINATION_EXAMPLES,
+  DESTINATION_REMOVED_EXAMPLES,
+  DESTINATION_REQUEST_EXAMPLES,
+  DESTINATIONS_EXAMPLES,
   destinationParams,
   destinationRemovedSchema,
-  destinationRequestExample,
   destinationsSchema,
   destinationViewSchema,
+  FORWARD_ANSWER_EXAMPLES,
+  FORWARD_REQUEST_EXAMPLES,
+  FORWARDS_EXAMPLES,
   forwardAnswerSchema,
-  forwardRequestExample,
+  forwardHeaders,
   forwardsSchema,
 } from '../forward-schemas.js';
 
@@ -37,8 +43,9 @@ export function registerForwardRoutes(app: FastifyInstance, deps: { forward: For
       description:
         'Header `Idempotency-Key` (required). The template (`body`) is JSON, form-urlencoded or XML as the `content-type` entry of `headers` says; placeholders ({{card.number}}, {{card.cvc}}, {{card.expiryMonth}}, {{card.expiryYear}}, {{card.expiryYear2}}, {{card.holderName}}, {{bank.accountNumber}}, {{bank.routingNumber}}, {{bank.accountType}}, {{iban.iban}}, {{iban.bic}}, {{amount.value}}, {{amount.currency}}, {{transactionId}}) stand only in values and are encoded for their position. Method, path and headers are literal. The access entry is committed before anything is sent; the result entry after. A retry with the same key and request returns the recorded answer and sends nothing.',
       params: transactionIdParams,
-      body: { schema: forwardRequestSchema.meta({ examples: [forwardRequestExample] }), name: 'ForwardRequest' },
-      responses: { 200: { description: "The destination's answer, masked", schema: forwardAnswerSchema, name: 'ForwardAnswer' } },
+      headers: forwardHeaders,
+      body: { schema: forwardRequestSchema, name: 'ForwardRequest', examples: FORWARD_REQUEST_EXAMPLES },
+      responses: { 200: { description: "The destination's answer, masked", schema: forwardAnswerSchema, name: 'ForwardAnswer', examples: FORWARD_ANSWER_EXAMPLES } },
       errors: [
         'VALIDATION_FAILED',
         'TEMPLATE_INVALID',
@@ -59,6 +66,16 @@ export function registerForwardRoutes(app: FastifyInstance, deps: { forward: For
         'KMS_UNAVAILABLE',
         'INTEGRITY_FAILURE',
       ],
+      errorExamples: {
+        VALIDATION_FAILED: {
+          message: 'a forward needs an Idempotency-Key header of 1-255 visible ASCII characters (no card number)',
+          details: { issues: [{ path: 'Idempotency-Key', code: 'invalid_value', message: 'required' }] },
+        },
+        NOT_FOUND: { message: 'no such transaction' },
+        IDEMPOTENCY_CONFLICT: { message: 'this Idempotency-Key was used for a different forward request' },
+        INTEGRITY_FAILURE: { message: 'the stored record failed its integrity checks; nothing was sent' },
+        LOG_UNAVAILABLE: { message: 'the forward could not be logged durably; nothing was sent' },
+      },
     },
     async (req) => {
       const principal = requirePrincipal(req);
@@ -76,10 +93,26 @@ export function registerForwardRoutes(app: FastifyInstance, deps: { forward: For
       who: 'checkout, auditor',
       summary: 'Forwards of a transaction, from the log: each access entry with its result entry',
       params: transactionIdParams,
-      responses: { 200: { description: 'The forwards, in log order', schema: forwardsSchema, name: 'Forwards' } },
+      responses: { 200: { description: 'The forwards, in log order', schema: forwardsSchema, name: 'Forwards', examples: FORWARDS_EXAMPLES } },
       errors: ['FORBIDDEN', 'NOT_FOUND', 'INTEGRITY_FAILURE', 'LOG_UNAVAILABLE'],
     },
     async (req) => await deps.history.list(requirePrincipal(req), (req.params as IdParams).transactionId),
+  );
+  defineRoute(
+    app,
+    {
+      method: 'GET',
+      url: '/v1/admin/processors/:name/destinations',
+      operationId: 'listDestinations',
+      tag: 'admin',
+      access: 'mtls',
+      who: 'admin',
+      summary: "A processor's forward destinations (no key material)",
+      params: processorNameParams,
+      responses: { 200: { description: 'By name', schema: destinationsSchema, name: 'Destinations', examples: DESTINATIONS_EXAMPLES } },
+      errors: ['VALIDATION_FAILED', 'FORBIDDEN', 'LOG_UNAVAILABLE'],
+    },
+    async (req) => await deps.destinations.list(requirePrincipal(req), (req.params as { name: string }).name),
   );
   defineRoute(
     app,
@@ -94,30 +127,21 @@ export function registerForwardRoutes(app: FastifyInstance, deps: { forward: For
       description:
         'An admin_event entry (with the SHA-256 of the configuration) is committed before the destination takes effect; a stored destination is used only while it matches that entry. The client key is stored KMS-wrapped only and never served.',
       params: destinationParams,
-      body: { schema: destinationRequestSchema.meta({ examples: [destinationRequestExample] }), name: 'DestinationRequest' },
-      responses: { 200: { description: 'Registered', schema: destinationViewSchema, name: 'Destination' } },
+      body: { schema: destinationRequestSchema, name: 'DestinationRequest', examples: DESTINATION_REQUEST_EXAMPLES },
+      responses: { 200: { description: 'Registered', schema: destinationViewSchema, name: 'Destination', examples: DESTINATION_EXAMPLES } },
       errors: ['VALIDATION_FAILED', 'UNKNOWN_PROCESSOR', 'FORBIDDEN', 'LOG_UNAVAILABLE', 'KMS_UNAVAILABLE'],
+      errorExamples: {
+        VALIDATION_FAILED: {
+          message: 'url must be https://host[:port][/base], without credentials, query or fragment',
+          details: { issues: [{ path: 'url', code: 'invalid_value', message: 'url must be https://host[:port][/base], without credentials, query or fragment' }] },
+        },
+        UNKNOWN_PROCESSOR: { message: 'no such processor: register it first (PUT /v1/admin/processors/{name})' },
+      },
     },
     async (req) => {
       const p = req.params as DestParams;
       return await deps.destinations.put(requirePrincipal(req), p.name, p.destination, req.body, req.ip);
     },
-  );
-  defineRoute(
-    app,
-    {
-      method: 'GET',
-      url: '/v1/admin/processors/:name/destinations',
-      operationId: 'listDestinations',
-      tag: 'admin',
-      access: 'mtls',
-      who: 'admin',
-      summary: "A processor's forward destinations (no key material)",
-      params: processorNameParams,
-      responses: { 200: { description: 'By name', schema: destinationsSchema, name: 'Destinations' } },
-      errors: ['VALIDATION_FAILED', 'FORBIDDEN', 'LOG_UNAVAILABLE'],
-    },
-    async (req) => await deps.destinations.list(requirePrincipal(req), (req.params as { name: string }).name),
   );
   defineRoute(
     app,
@@ -130,8 +154,9 @@ export function registerForwardRoutes(app: FastifyInstance, deps: { forward: For
       who: 'admin',
       summary: 'Remove a forward destination (its admin_event entry is committed first)',
       params: destinationParams,
-      responses: { 200: { description: 'Removed', schema: destinationRemovedSchema } },
+      responses: { 200: { description: 'Removed', schema: destinationRemovedSchema, examples: DESTINATION_REMOVED_EXAMPLES } },
       errors: ['VALIDATION_FAILED', 'NOT_FOUND', 'FORBIDDEN', 'LOG_UNAVAILABLE'],
+      errorExamples: { NOT_FOUND: { message: 'no such destination' } },
     },
     async (req) => {
       const p = req.params as DestParams;

@@ -7,6 +7,8 @@ import { defineRoute, type RegisteredRoute } from '../route-spec.js';
 import { healthSchema, readinessSchema, textSchema } from '../schemas.js';
 import { DOCS_ASSETS, DOCS_CSP, DOCS_HTML, DOCS_INIT_JS, docsAsset } from '../docs.js';
 import { PaylogError } from '../../errors.js';
+import { READINESS_CACHE_MS } from '../../readiness.js';
+import * as ex from '../examples-log.js';
 
 export function registerOpsRoutes(
   app: FastifyInstance,
@@ -15,7 +17,7 @@ export function registerOpsRoutes(
   const ops = { tag: 'operations', access: 'public', errors: [] } as const;
   defineRoute(
     app,
-    { ...ops, method: 'GET', url: '/healthz', operationId: 'healthz', summary: 'Liveness: the process answers', responses: { 200: { description: 'Alive', schema: healthSchema } } },
+    { ...ops, method: 'GET', url: '/healthz', operationId: 'healthz', summary: 'Liveness: the process answers', responses: { 200: { description: 'Alive', schema: healthSchema, examples: ex.HEALTH_EXAMPLES } } },
     async () => ({ status: 'ok' }),
   );
   defineRoute(
@@ -25,10 +27,10 @@ export function registerOpsRoutes(
       method: 'GET',
       url: '/readyz',
       operationId: 'readyz',
-      summary: 'Readiness: the database answers and the KMS data key is enabled (cached 2 s)',
+      summary: `Readiness: the database answers and the KMS data key is enabled (the answer is cached ${READINESS_CACHE_MS / 1000} s)`,
       responses: {
-        200: { description: 'Ready', schema: readinessSchema, name: 'Readiness' },
-        503: { description: 'Not ready (checks say which part)', schema: readinessSchema, name: 'Readiness' },
+        200: { description: 'Ready', schema: readinessSchema, name: 'Readiness', examples: ex.READY_EXAMPLES },
+        503: { description: 'Not ready (checks and details say which part)', schema: readinessSchema, name: 'Readiness', examples: ex.NOT_READY_EXAMPLES },
       },
     },
     async (_req, reply) => {
@@ -44,7 +46,7 @@ export function registerOpsRoutes(
       url: '/metrics',
       operationId: 'metrics',
       summary: 'Prometheus metrics (text exposition format); see docs/operations.md',
-      responses: { 200: { description: 'Metrics', schema: textSchema, contentType: 'text/plain' } },
+      responses: { 200: { description: 'Metrics', schema: textSchema, contentType: 'text/plain', examples: ex.METRICS_EXAMPLES } },
     },
     async (_req, reply) => reply.type(deps.metrics.registry.contentType).send(await deps.metrics.registry.metrics()),
   );
@@ -58,7 +60,7 @@ export function registerOpsRoutes(
       url: '/openapi.json',
       operationId: 'openapi',
       summary: 'This OpenAPI 3.1 document',
-      responses: { 200: { description: 'The document', schema: z.record(z.string(), z.unknown()) } },
+      responses: { 200: { description: 'The document', schema: z.record(z.string(), z.unknown()), examples: ex.OPENAPI_EXAMPLES } },
     },
     async () => (openapi ??= buildOpenApi(deps.routes)),
   );
@@ -70,7 +72,7 @@ export function registerOpsRoutes(
       url: '/docs',
       operationId: 'docs',
       summary: 'Interactive API reference (Swagger UI served by paylog; nothing loaded from elsewhere)',
-      responses: { 200: { description: 'HTML page', schema: textSchema, contentType: 'text/html' } },
+      responses: { 200: { description: 'HTML page', schema: textSchema, contentType: 'text/html', examples: ex.DOCS_EXAMPLES } },
     },
     async (_req, reply) => reply.type('text/html; charset=utf-8').header('content-security-policy', DOCS_CSP).send(DOCS_HTML),
   );
@@ -85,6 +87,7 @@ export function registerOpsRoutes(
       params: z.object({ asset: z.enum(['init.js', ...Object.keys(DOCS_ASSETS)]) }),
       responses: { 200: { description: 'The asset', schema: textSchema, contentType: 'application/octet-stream' } },
       errors: ['NOT_FOUND'],
+      errorExamples: { NOT_FOUND: { message: 'no such asset' } },
     },
     async (req, reply) => {
       const name = (req.params as { asset: string }).asset;

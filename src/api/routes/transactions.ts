@@ -8,6 +8,7 @@ import { encryptedTransactionRequestSchema, transactionRequestSchema } from '../
 import { FIELD_EXPECTATIONS } from '../../validation/messages.js';
 import { DEFAULT_PROBE_LIMIT_PER_HOUR } from '../../services/probe-limit.js';
 import { receiptSchema, transactionIdParams, transactionViewSchema } from '../schemas.js';
+import { RECEIPT_EXAMPLES, TRANSACTION_REQUEST_EXAMPLES, TRANSACTION_VIEW_EXAMPLES } from '../examples.js';
 
 export function registerTransactionRoutes(app: FastifyInstance, deps: { transactions: TransactionService }): void {
   defineRoute(
@@ -32,10 +33,16 @@ export function registerTransactionRoutes(app: FastifyInstance, deps: { transact
           { name: 'EncryptedTransactionRequest', schema: encryptedTransactionRequestSchema },
         ],
         fieldDescriptions: FIELD_EXPECTATIONS,
+        examples: TRANSACTION_REQUEST_EXAMPLES,
       },
       responses: {
-        201: { description: 'Committed to the log', schema: receiptSchema, name: 'TransactionReceipt' },
-        200: { description: 'Replay of an earlier submission (same served fields): the original receipt', schema: receiptSchema, name: 'TransactionReceipt' },
+        201: { description: 'Committed to the log', schema: receiptSchema, name: 'TransactionReceipt', examples: RECEIPT_EXAMPLES },
+        200: {
+          description: 'Replay of an earlier submission (same served fields): the original receipt',
+          schema: receiptSchema,
+          name: 'TransactionReceipt',
+          examples: { card: RECEIPT_EXAMPLES.card! },
+        },
       },
       errors: [
         'VALIDATION_FAILED', 'SENSITIVE_AUTHENTICATION_DATA', 'INVALID_CARD_NUMBER', 'CARD_EXPIRED', 'INVALID_ROUTING_NUMBER',
@@ -62,7 +69,7 @@ export function registerTransactionRoutes(app: FastifyInstance, deps: { transact
       who: 'checkout, the assigned processor, auditor',
       summary: 'Masked metadata and log position of a transaction (never plaintext)',
       params: transactionIdParams,
-      responses: { 200: { description: 'Masked view', schema: transactionViewSchema, name: 'TransactionView' } },
+      responses: { 200: { description: 'Masked view', schema: transactionViewSchema, name: 'TransactionView', examples: TRANSACTION_VIEW_EXAMPLES } },
       errors: ['FORBIDDEN', 'NOT_FOUND', 'INTEGRITY_FAILURE', 'LOG_UNAVAILABLE'],
     },
     async (req) => await deps.transactions.get(requirePrincipal(req), (req.params as { transactionId: string }).transactionId),

@@ -15,7 +15,7 @@
  * - Plain HTTP (loopback, or behind the operator's TLS terminator), or HTTPS with `tls`.
  */
 import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject } from 'node:crypto';
-import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import { join } from 'node:path';
@@ -95,7 +95,7 @@ export class Witness {
   readonly #stateDir: string;
   readonly #now: () => number;
 
-  constructor(private readonly opts: WitnessOptions) {
+  constructor(opts: WitnessOptions) {
     mkdirSync(opts.dataDir, { recursive: true, mode: 0o700 });
     this.#stateDir = join(opts.dataDir, WITNESS_STATE_DIR);
     mkdirSync(this.#stateDir, { recursive: true, mode: 0o700 });

@@ -89,7 +89,7 @@ interface DestinationView extends DestinationConfig {
 }
 
 function invalid(path: string, message = DESTINATION_FIELD_EXPECTATIONS[path] ?? DESTINATION_FIELD_EXPECTATIONS['*']!): PaylogError {
-  return new PaylogError('VALIDATION_FAILED', message, { issues: [{ path, message }] });
+  return new PaylogError('VALIDATION_FAILED', message, { issues: [{ path, code: 'invalid_value', message }] });
 }
 
 function checkUrl(raw: string): string {

@@ -15,7 +15,7 @@ import { canonicalJson } from '../../crypto/canonical-json.js';
 import { containsPanLikeNumber } from '../../validation/identifiers.js';
 import { containsIban } from '../../validation/transaction.js';
 import { MAX_TEMPLATE_CHARS, templateKindOf, type TemplateKind } from '../../forward/template.js';
-import { REFERENCE_MAX, RELEASE_PURPOSES } from '../release.js';
+import { PURPOSE_EXPECTATION, REFERENCE_EXPECTATION, purposeSchema, referenceSchema, type RELEASE_PURPOSES } from '../release.js';
 import { FORWARD_METHODS, type ForwardMethod } from './destinations.js';
 
 /** Headers a forward may not set: hop-by-hop (RFC 9110 §7.6.1), Host and framing (paylog's own). */
@@ -48,13 +48,8 @@ export const forwardRequestSchema = z.strictObject({
   path: z.string().min(1).max(512),
   headers: z.record(z.string(), z.string()).optional(),
   body: z.string().max(MAX_TEMPLATE_CHARS).optional(),
-  purpose: z.enum(RELEASE_PURPOSES),
-  reference: z
-    .string()
-    .min(1)
-    .max(REFERENCE_MAX)
-    .regex(/^[\p{L}\p{N} ._:#/-]*$/u)
-    .optional(),
+  purpose: purposeSchema,
+  reference: referenceSchema,
 });
 
 /** What each field must be, in words (errors and OpenAPI). */
@@ -64,8 +59,8 @@ const FORWARD_FIELD_EXPECTATIONS: Readonly<Record<string, string>> = {
   path: 'path must be a literal path like /v1/payments (letters, digits, . _ ~ -, an optional query), allowed by the destination',
   headers: `headers must be at most ${MAX_FORWARD_HEADERS} literal name/value pairs; no {{, card numbers, hop-by-hop headers, Host or Content-Length`,
   body: `body must be a template of at most ${MAX_TEMPLATE_CHARS} characters (JSON, form or XML as the content-type header says)`,
-  purpose: `purpose must be one of ${RELEASE_PURPOSES.join(', ')}`,
-  reference: `reference must be 1-${REFERENCE_MAX} characters of letters, digits, spaces and . _ : # / -`,
+  purpose: PURPOSE_EXPECTATION,
+  reference: REFERENCE_EXPECTATION,
   '*': 'the body may have only destination, method, path, headers, body, purpose and reference',
 };
 
@@ -82,7 +77,7 @@ export interface ForwardRequest {
 }
 
 function refused(path: string, message = FORWARD_FIELD_EXPECTATIONS[path] ?? FORWARD_FIELD_EXPECTATIONS['*']!): PaylogError {
-  return new PaylogError('VALIDATION_FAILED', message, { issues: [{ path, message }] });
+  return new PaylogError('VALIDATION_FAILED', message, { issues: [{ path, code: 'invalid_value', message }] });
 }
 
 /** A literal that must not carry a placeholder or card data. */
@@ -136,7 +131,7 @@ export function pathAllowed(patterns: readonly string[], path: string): boolean 
 export function idempotencyKeyOf(header: string | string[] | undefined): string {
   const v = Array.isArray(header) ? undefined : header;
   if (v === undefined || !IDEMPOTENCY_KEY.test(v) || containsPanLikeNumber(v)) {
-    throw new PaylogError('VALIDATION_FAILED', 'a forward needs an Idempotency-Key header of 1-255 visible ASCII characters (no card number)', { issues: [{ path: 'Idempotency-Key', message: 'required' }] });
+    throw new PaylogError('VALIDATION_FAILED', 'a forward needs an Idempotency-Key header of 1-255 visible ASCII characters (no card number)', { issues: [{ path: 'Idempotency-Key', code: 'invalid_value', message: 'required' }] });
   }
   return v;
 }

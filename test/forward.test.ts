@@ -10,7 +10,9 @@ import { randomBytes, X509Certificate } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cardTransaction, startTestPaylog, type TestPaylog } from './helpers/paylog.js';
 import { query } from './helpers/db.js';
-import { createCa, issueServerCertificate } from '../src/pki/ca.js';
+import { readFileSync } from 'node:fs';
+import { Agent, request } from 'undici';
+import { createCa, issuePrincipalCertificate, issueServerCertificate } from '../src/pki/ca.js';
 import { accessLeafV2, decodeLeaf, encodeLeaf } from '../src/log/leaf.js';
 import { spkiPin } from '../src/net/forward-egress.js';
 import { LogClient, formatReport, toNoteVerifiers, verifyRemoteLog } from '../src/audit/index.js';
@@ -355,6 +357,41 @@ describe('forward: refused destinations, requests and failures', () => {
     expect(dest.hits.length).toBe(before);
     const list = await t.call('checkout', 'GET', `/v1/transactions/${id}/forwards`);
     expect(list.json.forwards.find((f: { accessLogIndex: number }) => f.accessLogIndex === accessIndex)).toMatchObject({ result: { outcome: 'unknown', error: 'FORWARD_OUTCOME_UNKNOWN' } });
+  });
+});
+
+describe('forward: a revoked checkout certificate', () => {
+  it('is refused 401 CERTIFICATE_REVOKED for every answer (valid, invalid, unknown transaction, retried key): nothing sent, nothing appended, no ledger row left', async () => {
+    const pki = t.paylog.devPki!;
+    const issued = issuePrincipalCertificate({ certPem: pki.caCertPem, keyPem: readFileSync(pki.caKeyPath, 'utf8') }, { role: 'checkout', name: 'checkout-revoked' });
+    const agent = new Agent({ connect: { ca: pki.caCertPem, cert: issued.certPem, key: issued.keyPem } });
+    const post = async (id: string, body: unknown, key: string) => {
+      const r = await request(`${t.paylog.url}/v1/transactions/${id}/forward`, { method: 'POST', dispatcher: agent, headers: { 'content-type': 'application/json', 'idempotency-key': key }, body: JSON.stringify(body) });
+      const text = await r.body.text();
+      return { status: r.statusCode, code: (JSON.parse(text) as { error?: { code?: string } }).error?.code };
+    };
+    try {
+      const id = await submit();
+      const body = { destination: 'payments', method: 'POST', path: '/v1/payments', purpose: 'authorize', headers: { 'content-type': 'application/json' }, body: '{"n":"{{card.number}}"}' };
+      expect((await post(id, body, 'before-revocation')).status).toBe(200);
+      expect((await t.call('admin', 'POST', '/v1/admin/revocations', { serial: issued.serialHex, reason: 'key compromise' })).status).toBe(201);
+      const hits = dest.hits.length;
+      const size = async () => Number((await query<{ n: string }>(t.databaseUrl, 'SELECT coalesce(max(size), 0) AS n FROM tree_heads'))[0]!.n);
+      const size0 = await size();
+      const answers = {
+        valid: await post(id, body, 'after-revocation'),
+        retried: await post(id, body, 'before-revocation'),
+        invalid: await post(id, { ...body, destination: 'nowhere' }, 'invalid'),
+        unknown: await post('no-such-transaction', body, 'unknown'),
+      };
+      for (const [what, r] of Object.entries(answers)) expect([what, r.status, r.code]).toEqual([what, 401, 'CERTIFICATE_REVOKED']);
+      expect(dest.hits.length).toBe(hits);
+      expect(await size()).toBe(size0);
+      const rows = await query<{ idempotency_key: string }>(t.databaseUrl, "SELECT idempotency_key FROM forward_requests WHERE idempotency_key IN ('after-revocation', 'invalid', 'unknown')");
+      expect(rows).toEqual([]);
+    } finally {
+      await agent.destroy();
+    }
   });
 });
 

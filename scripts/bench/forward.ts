@@ -32,6 +32,8 @@ const CONNECTIONS = [1, 32] as const;
 const TIMEOUT_S = 30;
 const TEMPLATE = '{"amount":{{amount.value}},"currency":"{{amount.currency}}","card":{"number":"{{card.number}}","exp_month":"{{card.expiryMonth}}","exp_year":{{card.expiryYear}}},"reference":"{{transactionId}}"}';
 
+const fmtUs = (v: number | null | undefined) => (v == null ? '—' : `${Math.round(v).toLocaleString('en-US')} µs`);
+
 /** An HTTPS echo "processor" on loopback with its own CA. */
 async function startEcho(): Promise<{ server: Server; url: string; caPem: string }> {
   const ca = createCa({ commonName: 'bench processor CA' });
@@ -45,7 +47,7 @@ async function startEcho(): Promise<{ server: Server; url: string; caPem: string
   return { server, url: `https://localhost:${(server.address() as AddressInfo).port}`, caPem: ca.certPem };
 }
 
-type Run = { rps: number; p50: number; p99: number; ok: number; bad: number };
+type Run = { rps: number; p50: number; p99: number; ok: number; bad: number; svcCpuUs?: number | null; pgCpuUs?: number | null };
 
 async function cannon(o: { url: string; connections: number; bodies: string[]; paths?: string[]; headers: Record<string, string>; tls: Record<string, Buffer | string>; keyPrefix?: string }): Promise<Run> {
   let i = 0;
@@ -147,6 +149,7 @@ async function runForward(ctx: BenchContext): Promise<SectionResult> {
         ctx.progress(`forward: rep ${rep + 1}/${p.reps}: submitting ${n} transactions (not timed)`);
         const ids = await submitMany(n, `${rep}-${c}`);
         ctx.progress(`forward: rep ${rep + 1}/${p.reps}: through paylog, ${n} forwards at ${c} connection(s)`);
+        const cpu0 = service.cpuSeconds();
         const body = JSON.stringify({ destination: 'bench', method: 'POST', path: '/v1/payments', headers: { 'content-type': 'application/json', authorization: 'Bearer bench' }, body: TEMPLATE, purpose: 'authorize' });
         forward[c]!.push(
           await cannon({
@@ -159,11 +162,20 @@ async function runForward(ctx: BenchContext): Promise<SectionResult> {
             keyPrefix: `${runId}-${rep}-${c}`,
           }),
         );
+        const cpu1 = service.cpuSeconds();
+        const run = forward[c]!.at(-1)!;
+        // CPU per forward (the box is shared: CPU per request is steadier than req/s).
+        const per = (a: number | null, b: number | null) => (a === null || b === null || run.ok === 0 ? null : ((b - a) * 1e6) / run.ok);
+        run.svcCpuUs = per(cpu0.service, cpu1.service);
+        run.pgCpuUs = per(cpu0.postgres, cpu1.postgres);
       }
     }
     ctx.progress('forward: p50 of two sequential single-entry appends (scratch database, same PostgreSQL)');
     const appendsP50 = await twoAppendsP50(ctx);
-    const fig = (runs: Run[], k: keyof Run) => median(runs.map((r) => r[k]));
+    const fig = (runs: Run[], k: keyof Run) => {
+      const xs = runs.map((r) => r[k]).filter((x): x is number => typeof x === 'number');
+      return xs.length ? median(xs) : null;
+    };
     const figures: Record<string, number | null> = {
       direct_p50_ms_c1: fig(direct[1]!, 'p50'),
       forward_p50_ms_c1: fig(forward[1]!, 'p50'),
@@ -174,6 +186,8 @@ async function runForward(ctx: BenchContext): Promise<SectionResult> {
       direct_p50_ms_c32: fig(direct[32]!, 'p50'),
       forward_p50_ms_c32: fig(forward[32]!, 'p50'),
       two_appends_p50_ms: appendsP50,
+      forward_svc_cpu_us_c32: fig(forward[32]!, 'svcCpuUs'),
+      forward_pg_cpu_us_c32: fig(forward[32]!, 'pgCpuUs'),
       forward_non2xx: [...forward[1]!, ...forward[32]!].reduce((a, r) => a + r.bad, 0),
     };
     figures.overhead_p50_ms_c1 = figures.forward_p50_ms_c1! - figures.direct_p50_ms_c1!;
@@ -189,6 +203,7 @@ async function runForward(ctx: BenchContext): Promise<SectionResult> {
       submissionRps === null
         ? 'forward ÷ submission throughput at 32 connections: the "service" section did not run (see TARGETS when it does)'
         : `forward ÷ submission throughput at 32 connections: ${(figures.forward_rps_c32! / submissionRps).toFixed(2)} (target ≥ 0.5)`,
+      `CPU per forward at 32 connections: paylog ${fmtUs(figures.forward_svc_cpu_us_c32)}, PostgreSQL ${fmtUs(figures.forward_pg_cpu_us_c32)}${ctx.figures['service.cpu_us_per_tx_c32'] != null ? `; paylog per submission (service section): ${fmtUs(ctx.figures['service.cpu_us_per_tx_c32'])}` : ''} (CPU per request is steadier than req/s on a shared box)`,
       'each forward: one transaction of its own, its own Idempotency-Key; the echo destination answers the request body (one card number, masked in the answer)',
     ];
     return { table, figures, notes, details: { profile: p, direct, forward } };

@@ -80,7 +80,8 @@ export interface RouteSpec {
   /**
    * `at-commit`: authentication does not query the revocation list for this route; its handler
    * MUST pass the decision to its service (see `deferredRevocation` in request-context.ts), which checks
-   * it at commit, under the append lock, or by a query for any answer that commits nothing.
+   * it at commit, under the append lock, or by a query for any answer that commits nothing, or
+   * (a forward) by a query run beside its first reads and decided before anything commits or leaves.
    * Errors raised before the handler runs are checked by the error handler.
    */
   revocation?: 'at-commit';

@@ -144,6 +144,7 @@ export function createServices(config: Config, d: ServicesDeps, logger: Logger, 
     recordKeys,
     transactions,
     destinations,
+    revocations,
     takeCardSecurityCode: (id) => d.cardSecurityCodes.take(id),
     macKey: d.macKey,
   });

@@ -118,3 +118,26 @@ export function maskText(text: string, exact: readonly string[]): { text: string
   if (containsPanLikeNumber(pans.text)) throw unreadable('a card-number-like value could not be located');
   return { text: pans.text, masked: masked + pans.count };
 }
+
+/** Response headers passed on to the caller (values masked too). */
+const PASSED_RESPONSE_HEADERS = ['content-type', 'content-language', 'date', 'etag', 'last-modified', 'location', 'retry-after', 'request-id', 'x-request-id', 'idempotency-key'] as const;
+
+/**
+ * A forward's answer as the caller gets it: the body decoded (output bounded by `maxBytes`) and
+ * masked, the passed headers masked; `count` is the number of masked values in both.
+ */
+export function maskAnswer(raw: Buffer, headers: Record<string, string | string[] | undefined>, exact: string[], maxBytes: number): { body: string; headers: Record<string, string>; count: number } {
+  const first = (v: string | string[] | undefined) => (Array.isArray(v) ? v.join(', ') : v);
+  const decoded = decodeContent(raw, first(headers['content-encoding']), maxBytes);
+  const body = maskText(decoded.toString('utf8'), exact);
+  let count = body.masked;
+  const out: Record<string, string> = {};
+  for (const name of PASSED_RESPONSE_HEADERS) {
+    const v = first(headers[name]);
+    if (v === undefined) continue;
+    const m = maskText(v, exact);
+    count += m.masked;
+    out[name] = m.text;
+  }
+  return { body: body.text, headers: out, count };
+}

@@ -10,15 +10,26 @@ import { PaylogError } from '../errors.js';
 import type { RecordKeyring } from '../keys/record-keys.js';
 import type { TransactionRecord } from './transaction-record.js';
 
+/** The `data_keys` row of a record, as `openRecordWith` needs it (undefined: no row). */
+export type DataKeyRow = typeof dataKeys.$inferSelect;
+
+/** Reads the `data_keys` row of `transactionId` (one query; it needs nothing of the record, so it can run beside the record's read). */
+export async function readDataKey(database: AppDatabase, transactionId: string): Promise<DataKeyRow | undefined> {
+  return (await database.db.select().from(dataKeys).where(eq(dataKeys.transactionId, transactionId)).limit(1))[0];
+}
+
 /**
  * The plaintext payment method JSON of `row` (the caller zeroes it). DATA_SHREDDED when its key
  * material is gone; INTEGRITY_FAILURE when its data key row is missing; errors of the keyring
  * (KMS_UNAVAILABLE, INTEGRITY_FAILURE) pass through.
  */
 export async function openRecord(database: AppDatabase, recordKeys: RecordKeyring, row: TransactionRecord): Promise<Buffer> {
-  const transactionId = row.transactionId;
-  const key = (await database.db.select().from(dataKeys).where(eq(dataKeys.transactionId, transactionId)).limit(1))[0];
-  if (!key) throw new PaylogError('INTEGRITY_FAILURE', 'the data key of this record is no longer available');
+  return await openRecordWith(recordKeys, row, await readDataKey(database, row.transactionId));
+}
+
+/** `openRecord` with the record's `data_keys` row already read (`readDataKey`); same contract. */
+export async function openRecordWith(recordKeys: RecordKeyring, row: TransactionRecord, key: DataKeyRow | undefined): Promise<Buffer> {
+  if (!key || key.transactionId !== row.transactionId) throw new PaylogError('INTEGRITY_FAILURE', 'the data key of this record is no longer available');
   if (key.wrappedKey === null || key.shreddedAt !== null) throw new PaylogError('DATA_SHREDDED', 'the card data of this transaction has been shredded');
   const env = row.envelope;
   return await recordKeys.open(
@@ -33,7 +44,7 @@ export async function openRecord(database: AppDatabase, recordKeys: RecordKeyrin
       wrappedKey: key.wrappedKey,
       stored: { kmsKeyId: key.kmsKeyId, epochId: key.epochId },
     },
-    { transactionId, processor: row.view.processor },
+    { transactionId: row.transactionId, processor: row.view.processor },
   );
 }
 

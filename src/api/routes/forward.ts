@@ -4,7 +4,7 @@ import type { ForwardService } from '../../services/forward/forward.js';
 import type { ForwardHistory } from '../../services/forward/history.js';
 import { destinationRequestSchema, type DestinationService } from '../../services/forward/destinations.js';
 import { forwardRequestSchema } from '../../services/forward/request.js';
-import { requirePrincipal } from '../request-context.js';
+import { deferredRevocation, requirePrincipal } from '../request-context.js';
 import { defineRoute } from '../route-spec.js';
 import { processorNameParams, transactionIdParams } from '../schemas.js';
 import {
@@ -37,6 +37,8 @@ export function registerForwardRoutes(app: FastifyInstance, deps: { forward: For
       tag: 'forward',
       access: 'mtls',
       who: 'checkout',
+      // Decided by the service beside its first reads, before anything is logged or sent.
+      revocation: 'at-commit',
       summary: "Fill a request template with the transaction's card data and send it to a destination of its processor",
       description:
         'Header `Idempotency-Key` (required). The template (`body`) is JSON, form-urlencoded or XML as the `content-type` entry of `headers` says; placeholders ({{card.number}}, {{card.cvc}}, {{card.expiryMonth}}, {{card.expiryYear}}, {{card.expiryYear2}}, {{card.holderName}}, {{bank.accountNumber}}, {{bank.routingNumber}}, {{bank.accountType}}, {{iban.iban}}, {{iban.bic}}, {{amount.value}}, {{amount.currency}}, {{transactionId}}) stand only in values and are encoded for their position. Method, path and headers are literal. The access entry is committed before anything is sent; the result entry after. A retry with the same key and request returns the recorded answer and sends nothing.',
@@ -75,7 +77,10 @@ export function registerForwardRoutes(app: FastifyInstance, deps: { forward: For
         LOG_UNAVAILABLE: { message: 'the forward could not be logged durably; nothing was sent' },
       },
     },
-    async (req) => await deps.forward.forward(requirePrincipal(req), (req.params as IdParams).transactionId, req.body, req.headers['idempotency-key'], req.ip),
+    async (req) => {
+      const principal = requirePrincipal(req);
+      return await deferredRevocation(req, (revocation) => deps.forward.forward(principal, (req.params as IdParams).transactionId, req.body, req.headers['idempotency-key'], req.ip, revocation));
+    },
   );
   defineRoute(
     app,

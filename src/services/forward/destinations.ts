@@ -154,6 +154,8 @@ function checkNames(processor: string, name: string): void {
 }
 
 type Row = { processor: string; name: string; config: DestinationConfig; wrapped_client_key: Buffer | null; admin_log_index: string };
+/** A stored destination row with its admin event's leaf, not yet verified. */
+export type DestinationRow = Row & { leaf: Buffer | null };
 
 interface DestinationDeps {
   /** Runtime pool: reads rows and leaves. */
@@ -217,20 +219,43 @@ export class DestinationService {
   }
 
   /**
-   * The destination `name` of `processor`, only if its row hashes to what its granted
-   * `destination_registered` entry recorded. DESTINATION_NOT_ALLOWED otherwise (or when absent).
+   * The stored row of destination `name` of the processor that the `transactions` row of
+   * `transactionId` names, unverified (null: none). One query needing nothing but the request,
+   * so it runs beside the record's own read; `verified` decides whether it may be used.
    */
-  async verified(processor: string, name: string): Promise<Destination> {
-    const refused = (why: string) => new PaylogError('DESTINATION_NOT_ALLOWED', `destination ${name} is not registered for this transaction's processor${why}`);
-    if (!isProcessorName(name)) throw refused('');
+  async rowForTransaction(transactionId: string, name: string): Promise<DestinationRow | null> {
+    if (!isProcessorName(name)) return null;
     const r = await this.deps.database.pool.query({
-      name: 'paylog_forward_destination',
+      name: 'paylog_forward_destination_of_tx',
       text: `SELECT d.processor, d.name, d.config, d.wrapped_client_key, d.admin_log_index, e.leaf
              FROM forward_destinations d LEFT JOIN log_entries e ON e.idx = d.admin_log_index
-             WHERE d.processor = $1 AND d.name = $2`,
-      values: [processor, name],
+             WHERE d.name = $2 AND d.processor = (SELECT t.processor FROM transactions t WHERE t.transaction_id = $1)`,
+      values: [transactionId, name],
     });
-    const row = r.rows[0] as (Row & { leaf: Buffer | null }) | undefined;
+    return (r.rows[0] as DestinationRow | undefined) ?? null;
+  }
+
+  /**
+   * The destination `name` of `processor`, only if its row hashes to what its granted
+   * `destination_registered` entry recorded. DESTINATION_NOT_ALLOWED otherwise (or when absent).
+   * `prefetched` (`rowForTransaction`) is used only when it is the row of this very processor
+   * and name (the record's processor comes from its leaf, the prefetch from its row's column);
+   * otherwise the row is read here.
+   */
+  async verified(processor: string, name: string, prefetched?: DestinationRow | null): Promise<Destination> {
+    const refused = (why: string) => new PaylogError('DESTINATION_NOT_ALLOWED', `destination ${name} is not registered for this transaction's processor${why}`);
+    if (!isProcessorName(name)) throw refused('');
+    let row = prefetched?.processor === processor && prefetched.name === name ? prefetched : undefined;
+    if (!row) {
+      const r = await this.deps.database.pool.query({
+        name: 'paylog_forward_destination',
+        text: `SELECT d.processor, d.name, d.config, d.wrapped_client_key, d.admin_log_index, e.leaf
+               FROM forward_destinations d LEFT JOIN log_entries e ON e.idx = d.admin_log_index
+               WHERE d.processor = $1 AND d.name = $2`,
+        values: [processor, name],
+      });
+      row = r.rows[0] as DestinationRow | undefined;
+    }
     if (!row) throw refused('');
     const digest = destinationDigest(row.processor, row.name, row.config, row.wrapped_client_key);
     let ok = false;

@@ -22,29 +22,33 @@
  *   and only when the template uses `{{card.cvc}}`; none held → result `refused`,
  *   CVC_NOT_AVAILABLE, nothing sent.
  * - Caller headers (an API key in Authorization) are passed on, never stored or logged.
+ * - The route defers the principal's revocation here: it is read beside the first reads and
+ *   decided before anything is logged, sent, or kept claimed, for every answer.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { createHash } from 'node:crypto';
 import { PaylogError, isPaylogError, type ErrorCode } from '../../errors.js';
 import { authorize } from '../../auth/policy.js';
 import type { Principal } from '../../auth/principal.js';
+import { certificateRevokedError, type RevocationCheck } from '../../auth/revocations.js';
 import type { AppDatabase } from '../../db/connection.js';
 import type { RecordKeyring } from '../../keys/record-keys.js';
 import type { Appender } from '../../log/appender.js';
-import { accessLeafV2, decodeLeaf, encodeLeaf, forwardResultLeaf, type ForwardOutcome } from '../../log/leaf.js';
+import { accessLeafV2, encodeLeaf, forwardResultLeaf, type ForwardOutcome } from '../../log/leaf.js';
 import { isTransactionId } from '../../validation/identifiers.js';
 import { macEqual, unknownTransactionRef } from '../../crypto/fingerprint.js';
 import { isTransientDatabaseError } from '../../db/errors.js';
 import { fillTemplate, parseTemplate, type ParsedTemplate, type PlaceholderName } from '../../forward/template.js';
 import { MASKED_EXACT, placeholderValues } from '../../forward/values.js';
-import { decodeContent, maskText } from '../../forward/mask.js';
+import { maskAnswer } from '../../forward/mask.js';
 import { EgressError, FORWARD_MAX_RESPONSE_BYTES, egressFailure } from '../../net/forward-egress.js';
 import { keyMaterialRequires } from '../append-preconditions.js';
-import { keyMaterialOf, openRecord } from '../open-record.js';
+import { keyMaterialOf, openRecordWith, readDataKey, type DataKeyRow } from '../open-record.js';
 import type { TransactionService } from '../transactions.js';
 import type { TransactionRecord } from '../transaction-record.js';
 import type { TakeCardSecurityCode } from './cvc-seam.js';
 import type { Destination, DestinationService } from './destinations.js';
+import { grantedWithKey, type GrantedKey } from './history.js';
 import { ForwardLedger, type ForwardAnswer, type StoredAnswer } from './ledger.js';
 import { ForwardPools } from './pools.js';
 import { forwardRequestMac, idempotencyKeyMac, idempotencyKeyOf, parseForwardRequest, pathAllowed, type ForwardRequest } from './request.js';
@@ -54,8 +58,9 @@ const FORWARD_RETRY_WAIT_MS = 5_000;
 const RETRY_POLL_MS = 100;
 /** Beyond its destination's timeout, how long an unfinished forward may take before it is `unknown`. */
 const FORWARD_STALE_GRACE_MS = 30_000;
-/** Response headers passed on to the caller (values masked too). */
-const PASSED_RESPONSE_HEADERS = ['content-type', 'content-language', 'date', 'etag', 'last-modified', 'location', 'retry-after', 'request-id', 'x-request-id', 'idempotency-key'] as const;
+
+/** A promise's outcome, read later (reads started together, decided on in order). */
+type Settled<T> = { ok: true; value: T } | { ok: false; error: unknown };
 
 interface ForwardDeps {
   database: AppDatabase;
@@ -63,6 +68,8 @@ interface ForwardDeps {
   recordKeys: RecordKeyring;
   transactions: TransactionService;
   destinations: DestinationService;
+  /** The revocation list, for forwards whose revocation is decided here (`at-commit`). */
+  revocations: RevocationCheck;
   takeCardSecurityCode: TakeCardSecurityCode;
   /** MAC key: request MACs (idempotency) and keyed digests of unknown transaction ids. */
   macKey: Buffer;
@@ -98,33 +105,96 @@ export class ForwardService {
     await this.pools.close();
   }
 
-  /** One forward (see the module contract). */
-  async forward(principal: Principal, transactionId: string, raw: unknown, idempotencyHeader: string | string[] | undefined, sourceAddress: string): Promise<ForwardAnswer> {
+  /**
+   * One forward (see the module contract). With `revocation: 'at-commit'` the route has not
+   * checked the principal's revocation: it is read here, beside the first reads, and decided
+   * before anything is logged, claimed for good or sent (and for every error answer).
+   */
+  async forward(principal: Principal, transactionId: string, raw: unknown, idempotencyHeader: string | string[] | undefined, sourceAddress: string, revocation: 'at-commit' | 'checked' = 'checked'): Promise<ForwardAnswer> {
+    const revoked = revocation === 'at-commit' ? this.deps.revocations.isRevoked(principal.certificateFingerprint, principal.serialHex) : Promise.resolve(false);
+    revoked.catch(() => undefined);
+    const decideRevocation = async (): Promise<void> => {
+      let isRevoked: boolean;
+      try {
+        isRevoked = await revoked;
+      } catch (e) {
+        throw refusalOf(e);
+      }
+      if (isRevoked) throw certificateRevokedError();
+    };
+    try {
+      return await this.forwardDecided(principal, transactionId, raw, idempotencyHeader, sourceAddress, decideRevocation);
+    } catch (e) {
+      if (!(isPaylogError(e) && e.code === 'CERTIFICATE_REVOKED')) await decideRevocation();
+      throw e;
+    }
+  }
+
+  /**
+   * The first reads run together (they need nothing of each other): the revocation, the record,
+   * its data key row, the destination row of the processor the record's row names, the log's
+   * granted entries with this key, and the claim of the key in the ledger (given back when the
+   * attempt is refused). Decisions are then taken in the order of the contract.
+   */
+  private async forwardDecided(principal: Principal, transactionId: string, raw: unknown, idempotencyHeader: string | string[] | undefined, sourceAddress: string, decideRevocation: () => Promise<void>): Promise<ForwardAnswer> {
     authorize(principal, 'transaction:forward');
     if (!isTransactionId(transactionId)) throw new PaylogError('NOT_FOUND', 'no such transaction');
     const key = idempotencyKeyOf(idempotencyHeader);
-    const row = await this.deps.transactions.findRow(transactionId);
+    let parsed: ForwardRequest | undefined;
+    let parseError: unknown;
+    try {
+      parsed = parseForwardRequest(raw);
+    } catch (e) {
+      parseError = e;
+    }
+    const settle = <T>(p: Promise<T>) => p.then((value) => ({ ok: true as const, value }), (error: unknown) => ({ ok: false as const, error }));
+    const mac = parsed ? forwardRequestMac(this.deps.macKey, transactionId, parsed) : undefined;
+    const claimed = mac ? settle(this.ledger.claim(transactionId, key, mac)) : undefined;
+    const destRow = parsed ? settle(this.deps.destinations.rowForTransaction(transactionId, parsed.destination)) : undefined;
+    const dataKey = settle(readDataKey(this.deps.database, transactionId));
+    const grantedBefore = settle(grantedWithKey(this.deps.database, this.deps.macKey, transactionId, key));
+    const found = settle(this.deps.transactions.findRow(transactionId));
+    // A claim this attempt made is given back when the attempt is refused before its access entry.
+    const giveBack = async () => {
+      const c = await claimed;
+      if (c?.ok && c.value.claimed) await this.ledger.abandon(transactionId, key).catch(() => undefined);
+    };
+    try {
+      await decideRevocation();
+    } catch (e) {
+      await giveBack();
+      throw e;
+    }
+    const rowRead = await found;
+    const row = rowRead.ok ? rowRead.value : null;
     let req: ForwardRequest | undefined;
     let dest: Destination | undefined;
     let template: ParsedTemplate | undefined;
     try {
+      if (!rowRead.ok) throw rowRead.error;
       if (!row) throw new PaylogError('NOT_FOUND', 'no such transaction');
-      req = parseForwardRequest(raw);
-      dest = await this.deps.destinations.verified(row.view.processor, req.destination);
+      if (!parsed) throw parseError;
+      req = parsed;
+      const prefetched = await destRow!;
+      dest = await this.deps.destinations.verified(row.view.processor, req.destination, prefetched.ok ? prefetched.value : null);
       if (!dest.config.methods.includes(req.method) || !pathAllowed(dest.config.paths, req.path)) {
         throw new PaylogError('DESTINATION_NOT_ALLOWED', `destination ${req.destination} does not allow ${req.method} on this path`);
       }
       template = req.template !== undefined ? parseTemplate(req.template, req.kind!) : undefined;
     } catch (e) {
-      throw await this.denied(principal, transactionId, row !== null, req, refusalOf(e), sourceAddress, key);
+      const refusal = await this.denied(principal, transactionId, row !== null, req, refusalOf(e), sourceAddress, key);
+      await giveBack();
+      throw refusal;
     }
-    const mac = forwardRequestMac(this.deps.macKey, transactionId, req);
-    const claim = await this.ledger.claim(transactionId, key, mac);
-    if (!claim.claimed) {
-      const earlier = await this.retry(transactionId, key, mac, dest);
+    const claim = await claimed!;
+    if (!claim.ok) throw refusalOf(claim.error);
+    let granted = grantedBefore;
+    if (!claim.value.claimed) {
+      const earlier = await this.retry(transactionId, key, mac!, dest);
       if (earlier !== 'taken-over') return earlier;
+      granted = settle(grantedWithKey(this.deps.database, this.deps.macKey, transactionId, key)); // read again: the wait may have outlived the first read
     }
-    return await this.firstAttempt(principal, row!, key, req, dest, template, sourceAddress);
+    return await this.firstAttempt(principal, row, key, req, dest, template, sourceAddress, dataKey, granted);
   }
 
   /** Logs a refused attempt (denied access entry) and returns the refusal to throw. */
@@ -172,22 +242,31 @@ export class ForwardService {
     }
   }
 
-  private async firstAttempt(principal: Principal, row: TransactionRecord, key: string, req: ForwardRequest, dest: Destination, template: ParsedTemplate | undefined, sourceAddress: string): Promise<ForwardAnswer> {
+  private async firstAttempt(
+    principal: Principal,
+    row: TransactionRecord,
+    key: string,
+    req: ForwardRequest,
+    dest: Destination,
+    template: ParsedTemplate | undefined,
+    sourceAddress: string,
+    dataKey: Promise<Settled<DataKeyRow | undefined>>,
+    grantedBefore: Promise<Settled<GrantedKey | null>>,
+  ): Promise<ForwardAnswer> {
     const transactionId = row.transactionId;
     let plaintext: Buffer | undefined;
     let values: Partial<Record<PlaceholderName, string>>;
-    // Read beside the record's opening (one round trip less); decided on below, before the access entry.
-    const grantedBefore = this.grantedInLog(transactionId, key);
-    grantedBefore.catch(() => undefined);
     try {
-      plaintext = await openRecord(this.deps.database, this.deps.recordKeys, row);
+      const keyRow = await dataKey;
+      if (!keyRow.ok) throw keyRow.error;
+      plaintext = await openRecordWith(this.deps.recordKeys, row, keyRow.value);
       values = placeholderValues(JSON.parse(plaintext.toString('utf8')) as Record<string, unknown>, { transactionId, amount: row.view.amount });
       const missing = [...(template?.names ?? [])].find((n) => n !== 'card.cvc' && values[n] === undefined);
       if (missing) throw new PaylogError('TEMPLATE_INVALID', `{{${missing}}} has no value for this transaction's payment method`);
       if (template?.names.has('card.cvc') && values['card.number'] === undefined) throw new PaylogError('TEMPLATE_INVALID', '{{card.cvc}} is for card payment methods only');
     } catch (e) {
       plaintext?.fill(0);
-      const refusal = isPaylogError(e) && e.code !== 'INTERNAL' ? e : new PaylogError('INTEGRITY_FAILURE', 'the stored record failed its integrity checks; nothing was sent');
+      const refusal = isPaylogError(e) && e.code !== 'INTERNAL' ? e : isTransientDatabaseError(e) ? refusalOf(e) : new PaylogError('INTEGRITY_FAILURE', 'the stored record failed its integrity checks; nothing was sent');
       const logged = await this.denied(principal, transactionId, true, req, refusal, sourceAddress, key);
       await (logged === refusal ? this.ledger.finish(transactionId, key, 'pending', errorAnswer(refusal), null) : this.ledger.abandon(transactionId, key)).catch(() => undefined);
       throw logged;
@@ -196,7 +275,12 @@ export class ForwardService {
 
     // The ledger row is writable by the runtime role; the log is not. A key the log shows was
     // granted before is never sent again, whatever happened to its row.
-    const granted = await grantedBefore;
+    const grantedRead = await grantedBefore;
+    if (!grantedRead.ok) {
+      await this.ledger.abandon(transactionId, key).catch(() => undefined);
+      throw new PaylogError('LOG_UNAVAILABLE', 'the log could not be read; nothing was sent', undefined, { cause: grantedRead.error });
+    }
+    const granted = grantedRead.value;
     if (granted) {
       const unknown = new PaylogError('FORWARD_OUTCOME_UNKNOWN', 'the log shows a forward with this Idempotency-Key already granted; it is never sent again');
       const resultLogIndex = granted.hasResult ? null : await this.appendResult(transactionId, granted.accessLogIndex, 'unknown', { durationMs: 0, masked: 0, error: unknown.code });
@@ -231,34 +315,6 @@ export class ForwardService {
     return await this.send(transactionId, key, req, dest, template, values, accessLogIndex);
   }
 
-  /**
-   * The granted forward access entry of `transactionId` that carries this key's MAC, if any, and
-   * whether a result entry closes it.
-   */
-  private async grantedInLog(transactionId: string, key: string): Promise<{ accessLogIndex: number; hasResult: boolean } | null> {
-    const mac = idempotencyKeyMac(this.deps.macKey, transactionId, key);
-    const r = await this.deps.database.pool.query({
-      name: 'paylog_forward_key_granted',
-      text: 'SELECT a.log_index, e.leaf FROM access_entries a JOIN log_entries e ON e.idx = a.log_index WHERE a.transaction_id = $1 ORDER BY a.log_index',
-      values: [transactionId],
-    });
-    let found: { accessLogIndex: number; hasResult: boolean } | null = null;
-    for (const { log_index, leaf } of r.rows as { log_index: string; leaf: Buffer }[]) {
-      let l;
-      try {
-        l = decodeLeaf(leaf);
-      } catch {
-        continue;
-      }
-      if (!found && l.type === 'access' && l.v !== 1 && l.action === 'forward' && l.outcome === 'granted' && l.transactionId === transactionId && l.fwd !== undefined && macEqual(l.fwd.key, mac)) {
-        found = { accessLogIndex: Number(log_index), hasResult: false };
-      } else if (found && l.type === 'forward_result' && l.access === found.accessLogIndex) {
-        found.hasResult = true;
-      }
-    }
-    return found;
-  }
-
   /** After the access entry: CVC, fill, egress, mask, result entry, ledger. */
   private async send(transactionId: string, key: string, req: ForwardRequest, dest: Destination, template: ParsedTemplate | undefined, values: Partial<Record<PlaceholderName, string>>, accessLogIndex: number): Promise<ForwardAnswer> {
     const started = this.now();
@@ -291,7 +347,7 @@ export class ForwardService {
     const exact = [...substituted].filter(([n]) => MASKED_EXACT.has(n)).map(([, v]) => v);
     let masked: { body: string; headers: Record<string, string>; count: number };
     try {
-      masked = maskAnswer(res.body, res.headers, exact);
+      masked = maskAnswer(res.body, res.headers, exact, FORWARD_MAX_RESPONSE_BYTES);
     } catch (e) {
       return await fail(refusalOf(e), 'failed', res.status);
     }
@@ -335,21 +391,4 @@ export class ForwardService {
       await sleep(RETRY_POLL_MS);
     }
   }
-}
-
-/** The answer as the caller gets it: body decoded and masked, passed headers masked. */
-function maskAnswer(raw: Buffer, headers: Record<string, string | string[] | undefined>, exact: string[]): { body: string; headers: Record<string, string>; count: number } {
-  const first = (v: string | string[] | undefined) => (Array.isArray(v) ? v.join(', ') : v);
-  const decoded = decodeContent(raw, first(headers['content-encoding']), FORWARD_MAX_RESPONSE_BYTES);
-  const body = maskText(decoded.toString('utf8'), exact);
-  let count = body.masked;
-  const out: Record<string, string> = {};
-  for (const name of PASSED_RESPONSE_HEADERS) {
-    const v = first(headers[name]);
-    if (v === undefined) continue;
-    const m = maskText(v, exact);
-    count += m.masked;
-    out[name] = m.text;
-  }
-  return { body: body.text, headers: out, count };
 }

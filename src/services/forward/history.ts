@@ -1,14 +1,17 @@
 /**
  * `GET /v1/transactions/{id}/forwards` (checkout, auditor): a transaction's forwards, served from
  * the leaves (the lookup rows only say where to look): each forward access entry with its result
- * entry, or `result: null` while (or when) none was appended.
+ * entry, or `result: null` while (or when) none was appended. And, for the forward service, the
+ * log's answer to "was this Idempotency-Key granted before?" (`grantedWithKey`).
  */
 import { PaylogError } from '../../errors.js';
 import { authorize } from '../../auth/policy.js';
 import type { Principal } from '../../auth/principal.js';
 import type { AppDatabase } from '../../db/connection.js';
 import { decodeLeaf, principalView } from '../../log/leaf.js';
+import { macEqual } from '../../crypto/fingerprint.js';
 import type { TransactionService } from '../transactions.js';
+import { idempotencyKeyMac } from './request.js';
 
 /** Most forwards listed for one transaction. */
 const MAX_FORWARDS_LISTED = 1000;
@@ -73,4 +76,39 @@ export class ForwardHistory {
     }
     return { forwards: forwards.slice(0, MAX_FORWARDS_LISTED) };
   }
+}
+
+/** A granted forward access entry found in the log, and whether a result entry closes it. */
+export interface GrantedKey {
+  accessLogIndex: number;
+  hasResult: boolean;
+}
+
+/**
+ * The granted forward access entry of `transactionId` that carries the keyed MAC of this
+ * Idempotency-Key, if any, and whether a result entry closes it (one query; leaves that do not
+ * decode are skipped: they cannot be such an entry).
+ */
+export async function grantedWithKey(database: AppDatabase, macKey: Buffer, transactionId: string, key: string): Promise<GrantedKey | null> {
+  const mac = idempotencyKeyMac(macKey, transactionId, key);
+  const r = await database.pool.query({
+    name: 'paylog_forward_key_granted',
+    text: 'SELECT a.log_index, e.leaf FROM access_entries a JOIN log_entries e ON e.idx = a.log_index WHERE a.transaction_id = $1 ORDER BY a.log_index',
+    values: [transactionId],
+  });
+  let found: GrantedKey | null = null;
+  for (const { log_index, leaf } of r.rows as { log_index: string; leaf: Buffer }[]) {
+    let l;
+    try {
+      l = decodeLeaf(leaf);
+    } catch {
+      continue;
+    }
+    if (!found && l.type === 'access' && l.v !== 1 && l.action === 'forward' && l.outcome === 'granted' && l.transactionId === transactionId && l.fwd !== undefined && macEqual(l.fwd.key, mac)) {
+      found = { accessLogIndex: Number(log_index), hasResult: false };
+    } else if (found && l.type === 'forward_result' && l.access === found.accessLogIndex) {
+      found.hasResult = true;
+    }
+  }
+  return found;
 }

@@ -10,7 +10,8 @@
  * - A `sent` row that is not `done` after its stale time belongs to a forward whose process
  *   stopped (crash, kill) after it may have sent: its outcome is unknown, it is never sent again.
  *   A stale `pending` row never sent anything: a retry with the same request takes it over.
- * - Rows are written with asynchronous commit (`synchronous_commit = off`: no fsync wait): the
+ * - Rows are written with asynchronous commit (`synchronous_commit = off` for the writing
+ *   statement's transaction only, one statement per write: no fsync wait, one round trip): the
  *   LOG, not this table, is what keeps a forward from being sent twice (the granted access entry
  *   carries a keyed MAC of the key, checked before every first attempt), so a row lost in a crash
  *   costs at most a retry answered `unknown` instead of the recorded answer.
@@ -42,32 +43,29 @@ interface LedgerRow {
   ageMs: number;
 }
 
+/** Joined by every write: makes the statement's own transaction commit without waiting for fsync. */
+const ASYNC_COMMIT = "(SELECT set_config('synchronous_commit', 'off', true)) AS async_commit";
+
 type DbRow = { request_mac: Buffer; state: LedgerRow['state']; access_log_index: string | null; answer: StoredAnswer | null; age_ms: string | number };
 
 export class ForwardLedger {
   constructor(private readonly database: AppDatabase) {}
 
-  /** One statement in its own transaction with asynchronous commit. */
+  /**
+   * One statement, alone in its (implicit) transaction, committed asynchronously: every write
+   * statement joins ASYNC_COMMIT, whose `set_config(…, true)` sets synchronous_commit for the
+   * statement's own transaction only (the commit reads it; the session keeps its setting). One
+   * statement, one round trip: no BEGIN / SET LOCAL / COMMIT around it.
+   */
   private async write(q: { name: string; text: string; values: unknown[] }): Promise<{ rows: unknown[] }> {
-    const c = await this.database.pool.connect();
-    try {
-      await c.query('BEGIN; SET LOCAL synchronous_commit = off'); // one round trip (simple protocol)
-      const r = await c.query(q);
-      await c.query('COMMIT');
-      return r;
-    } catch (e) {
-      await c.query('ROLLBACK').catch(() => undefined);
-      throw e;
-    } finally {
-      c.release();
-    }
+    return await this.database.pool.query(q);
   }
 
   /** Claims the key (true), or reports the row that holds it. */
   async claim(transactionId: string, key: string, mac: Buffer): Promise<{ claimed: true } | { claimed: false; row: LedgerRow }> {
     const r = await this.write({
       name: 'paylog_forward_claim',
-      text: `INSERT INTO forward_requests (transaction_id, idempotency_key, request_mac, state) VALUES ($1, $2, $3, 'pending') ON CONFLICT DO NOTHING RETURNING 1`,
+      text: `INSERT INTO forward_requests (transaction_id, idempotency_key, request_mac, state) SELECT $1::text, $2::text, $3::bytea, 'pending' FROM ${ASYNC_COMMIT} ON CONFLICT DO NOTHING RETURNING 1`,
       values: [transactionId, key, mac],
     });
     if (r.rows.length > 0) return { claimed: true };
@@ -92,7 +90,7 @@ export class ForwardLedger {
   async markSent(transactionId: string, key: string, accessLogIndex: number): Promise<boolean> {
     const r = await this.write({
       name: 'paylog_forward_sent',
-      text: `UPDATE forward_requests SET state = 'sent', access_log_index = $3 WHERE transaction_id = $1 AND idempotency_key = $2 AND state = 'pending' RETURNING 1`,
+      text: `UPDATE forward_requests SET state = 'sent', access_log_index = $3 FROM ${ASYNC_COMMIT} WHERE transaction_id = $1 AND idempotency_key = $2 AND state = 'pending' RETURNING 1`,
       values: [transactionId, key, accessLogIndex],
     });
     return r.rows.length > 0;
@@ -102,7 +100,7 @@ export class ForwardLedger {
   async finish(transactionId: string, key: string, from: 'pending' | 'sent', answer: StoredAnswer, resultLogIndex: number | null): Promise<boolean> {
     const r = await this.write({
       name: 'paylog_forward_done',
-      text: `UPDATE forward_requests SET state = 'done', answer = $4, result_log_index = $5 WHERE transaction_id = $1 AND idempotency_key = $2 AND state = $3 RETURNING 1`,
+      text: `UPDATE forward_requests SET state = 'done', answer = $4, result_log_index = $5 FROM ${ASYNC_COMMIT} WHERE transaction_id = $1 AND idempotency_key = $2 AND state = $3 RETURNING 1`,
       values: [transactionId, key, from, JSON.stringify(answer), resultLogIndex],
     });
     return r.rows.length > 0;
@@ -112,7 +110,7 @@ export class ForwardLedger {
   async abandon(transactionId: string, key: string): Promise<void> {
     await this.write({
       name: 'paylog_forward_abandon',
-      text: `DELETE FROM forward_requests WHERE transaction_id = $1 AND idempotency_key = $2 AND state = 'pending'`,
+      text: `DELETE FROM forward_requests USING ${ASYNC_COMMIT} WHERE transaction_id = $1 AND idempotency_key = $2 AND state = 'pending'`,
       values: [transactionId, key],
     });
   }
@@ -124,7 +122,7 @@ export class ForwardLedger {
   async takeOver(transactionId: string, key: string, mac: Buffer, staleMs: number): Promise<boolean> {
     const r = await this.write({
       name: 'paylog_forward_take_over',
-      text: `UPDATE forward_requests SET started_at = now() WHERE transaction_id = $1 AND idempotency_key = $2 AND request_mac = $3 AND state = 'pending'
+      text: `UPDATE forward_requests SET started_at = now() FROM ${ASYNC_COMMIT} WHERE transaction_id = $1 AND idempotency_key = $2 AND request_mac = $3 AND state = 'pending'
                AND started_at < now() - make_interval(secs => $4::double precision / 1000) RETURNING 1`,
       values: [transactionId, key, mac, staleMs],
     });

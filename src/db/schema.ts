@@ -4,7 +4,8 @@
  * migration beside them.
  *
  * Log tables (append-only; UPDATE/DELETE/TRUNCATE refused by `ENABLE ALWAYS` triggers):
- *   log_entries, merkle_nodes, tree_heads, transactions, access_entries, checkpoints,
+ *   log_entries, merkle_nodes (a row is removed only once its full tile reproduces it, migration
+ *   0012), merkle_tiles, tree_heads, transactions, access_entries, checkpoints,
  *   witness_cosignatures.
  * Mutable tables beside the log: data_keys (wrapped data keys — rewrap and crypto-shredding
  * replace or delete them without touching any leaf), keyring, cse_keys (client-side encryption
@@ -59,6 +60,22 @@ export const merkleNodes = pgTable(
     level: smallint('level').notNull(),
     idx: bigint('idx', { mode: 'number' }).notNull(),
     hash: bytea('hash').notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.level, t.idx] })],
+);
+
+/**
+ * Full C2SP tlog-tiles hash tiles (migration 0012): tile (level, idx) = the 256 hashes of nodes
+ * (8·level, idx·256 …) concatenated. Written only by `paylog_compact_tile`, which then removes
+ * the merkle_nodes rows the tile reproduces (src/log/tiles/compact.ts); readers take a node from
+ * its row, else from its tile (src/log/store.ts).
+ */
+export const merkleTiles = pgTable(
+  'merkle_tiles',
+  {
+    level: smallint('level').notNull(),
+    idx: bigint('idx', { mode: 'number' }).notNull(),
+    hashes: bytea('hashes').notNull(),
   },
   (t) => [primaryKey({ columns: [t.level, t.idx] })],
 );
@@ -378,6 +395,7 @@ export const forwardRequests = pgTable(
 export const LOG_TABLES = [
   'log_entries',
   'merkle_nodes',
+  'merkle_tiles',
   'tree_heads',
   'transactions',
   'access_entries',

@@ -8,16 +8,12 @@
  *   its per-entry `nodes`, which verify-log checks against the tree it rebuilds from the leaves)
  *   and the proofs are unchanged by a further compaction run, and verify-log accepts the log.
  */
-import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import pg from 'pg';
-import { drizzle } from 'drizzle-orm/node-postgres';
-import { migrate } from 'drizzle-orm/node-postgres/migrator';
+import type pg from 'pg';
+import { migrateUpTo } from './helpers/migrate.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cardTransaction, newTestDatabase, startTestPaylog, type TestPaylog } from './helpers/paylog.js';
 import { query, withClient } from './helpers/db.js';
-import { applyMigrations, MIGRATIONS_DIR, openAppDatabase, type AppDatabase } from '../src/db/connection.js';
+import { applyMigrations, openAppDatabase, type AppDatabase } from '../src/db/connection.js';
 import { appendLeaves, hashLeaf, inclusionProof, inclusionProofNodes, nodeKey, rangeNodes, rootFromLeafHashes, verifyInclusion, type NodeId } from '../src/log/merkle.js';
 import { selectNodes } from '../src/log/store.js';
 import { compactFullTiles } from '../src/log/tiles/compact.js';
@@ -28,26 +24,6 @@ import type { Principal } from '../src/auth/principal.js';
 import { LogClient, toNoteVerifiers, verifyRemoteLog } from '../src/audit/index.js';
 
 const auditor = { role: 'auditor', name: 'auditor' } as Principal;
-
-/** Migrates `url` up to and including migration `last` (a copy of drizzle/ with a shorter journal). */
-async function migrateUpTo(url: string, last: number): Promise<void> {
-  const dir = mkdtempSync(join(tmpdir(), 'paylog-mig-'));
-  try {
-    cpSync(MIGRATIONS_DIR, dir, { recursive: true });
-    const journal = JSON.parse(readFileSync(join(dir, 'meta/_journal.json'), 'utf8')) as { entries: { idx: number }[] };
-    journal.entries = journal.entries.filter((e) => e.idx <= last);
-    writeFileSync(join(dir, 'meta/_journal.json'), JSON.stringify(journal));
-    const c = new pg.Client({ connectionString: url });
-    await c.connect();
-    try {
-      await migrate(drizzle(c), { migrationsFolder: dir });
-    } finally {
-      await c.end();
-    }
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
-}
 
 async function compactAll(pool: pg.Pool): Promise<number> {
   let total = 0;

@@ -34,10 +34,13 @@ export const SIGNED_SIZE_TTL_MS = 1_000;
 /** Full hash tiles kept in memory (8 KiB each). */
 export const FULL_TILE_CACHE_ENTRIES = 2_048;
 
-/** The tile's rows, or (idx −1) the compacted full tile (drizzle/0012): one statement, one snapshot. */
+/**
+ * The tile's rows, or (idx −1) the compacted full tile (drizzle/0012) — whose first W hashes are
+ * also the partial tile of width W of a smaller signed size: one statement, one snapshot.
+ */
 const SELECT_TILE_NODES = `SELECT idx, hash FROM merkle_nodes WHERE level = $1 AND idx >= $2 AND idx < $3
 UNION ALL
-SELECT -1, hashes FROM merkle_tiles WHERE level = $4 AND idx = $5 AND $3 - $2 = ${TILE_WIDTH}
+SELECT -1, hashes FROM merkle_tiles WHERE level = $4 AND idx = $5
 ORDER BY 1`;
 const SELECT_BUNDLE_LEAVES = 'SELECT idx, leaf FROM log_entries WHERE idx >= $1 AND idx < $2 ORDER BY idx';
 
@@ -105,7 +108,7 @@ export class TilesService {
     const compacted = rows[0]?.idx === '-1' ? rows[0].hash : undefined;
     if (compacted !== undefined) {
       if (compacted.length !== TILE_WIDTH * HASH_SIZE) throw new PaylogError('INTEGRITY_FAILURE', 'stored Merkle tile has the wrong length');
-      return Buffer.from(compacted);
+      return Buffer.from(compacted.subarray(0, id.width * HASH_SIZE));
     }
     if (rows.length !== id.width || rows.some((row, i) => Number(row.idx) !== r.start + i)) {
       throw new PaylogError('INTEGRITY_FAILURE', 'stored Merkle nodes for this tile are incomplete');

@@ -8,12 +8,12 @@
 -- append path (the frontier is always in partial tiles) and its SQL are unchanged; readers take
 -- a node from its row, else from its tile (src/log/store.ts, src/services/tiles.ts).
 --
--- Append-only still holds, as a property of the data: merkle_tiles refuses UPDATE, DELETE and
--- TRUNCATE like every log table, and the runtime role may only read it; merkle_nodes refuses
--- UPDATE and TRUNCATE, and a DELETE only of a row whose hash its stored tile reproduces (checked
--- by the trigger, for any user) — so no node can be lost, only moved into its tile. The runtime
--- role still has no DELETE on merkle_nodes: it compacts through the SECURITY DEFINER function,
--- which builds the tile from the rows themselves. Existing databases keep their rows and are
+-- Append-only still holds: merkle_tiles refuses UPDATE, DELETE and TRUNCATE like every log
+-- table, and the runtime role may only read it; merkle_nodes refuses UPDATE, DELETE and TRUNCATE
+-- as before, except for the one DELETE of the SECURITY DEFINER function below, which builds the
+-- tile from the rows themselves and first checks every node it removes against its children —
+-- so no node is lost, only moved into its tile. The runtime role still has no DELETE on
+-- merkle_nodes. Existing databases keep their rows and are
 -- compacted tile by tile, oldest first (src/log/tiles/compact.ts).
 CREATE TABLE IF NOT EXISTS "merkle_tiles" (
 	"level" smallint NOT NULL,
@@ -26,47 +26,15 @@ CREATE TABLE IF NOT EXISTS "merkle_tiles" (
 -- Hashes are random: never try to compress them (stored out of line as they are).
 ALTER TABLE "merkle_tiles" ALTER COLUMN "hashes" SET STORAGE EXTERNAL;
 --> statement-breakpoint
--- RFC 9162 §2.1.1 MTH of the 2^k hashes of `hashes` starting at hash `first` (NULL if out of range).
-CREATE OR REPLACE FUNCTION paylog_tile_subtree_hash(hashes bytea, first integer, k integer) RETURNS bytea
-LANGUAGE plpgsql IMMUTABLE STRICT SET search_path = pg_catalog AS $$
-DECLARE
-  n integer := 1 << k;
-  cur bytea[];
-BEGIN
-  IF k < 0 OR k > 7 OR first < 0 OR (first + n) * 32 > octet_length(hashes) THEN
-    RETURN NULL;
-  END IF;
-  cur := ARRAY(SELECT substring(hashes FROM (first + j) * 32 + 1 FOR 32) FROM generate_series(0, n - 1) AS j ORDER BY j);
-  WHILE n > 1 LOOP
-    n := n / 2;
-    cur := ARRAY(SELECT sha256('\x01'::bytea || cur[2 * j + 1] || cur[2 * j + 2]) FROM generate_series(0, n - 1) AS j ORDER BY j);
-  END LOOP;
-  RETURN cur[1];
-END
-$$;
---> statement-breakpoint
--- merkle_nodes: UPDATE refused; DELETE refused unless the row's stored tile reproduces its hash.
-CREATE OR REPLACE FUNCTION paylog_merkle_node_change() RETURNS trigger
-LANGUAGE plpgsql AS $$
-DECLARE
-  k integer;
-  t bytea;
-BEGIN
-  IF TG_OP = 'DELETE' THEN
-    k := OLD.level % 8;
-    SELECT hashes INTO t FROM public.merkle_tiles WHERE level = OLD.level / 8 AND idx = (OLD.idx << k) >> 8;
-    IF t IS NOT NULL AND public.paylog_tile_subtree_hash(t, ((OLD.idx << k) & 255)::integer, k) = OLD.hash THEN
-      RETURN OLD;
-    END IF;
-  END IF;
-  RAISE EXCEPTION 'paylog: % on % refused: append-only log table (only a node its stored tile reproduces may be removed)', TG_OP, TG_TABLE_NAME
-    USING ERRCODE = 'insufficient_privilege';
-END
-$$;
+-- merkle_nodes: UPDATE and DELETE refused as before, except while paylog_compact_tile deletes
+-- the rows of a tile it has just stored and checked (a transaction-local flag it sets around its
+-- one DELETE; roles without DELETE on merkle_nodes — the runtime role — cannot use it, and a
+-- role with it could disable the trigger anyway). Checked in WHEN: no per-row function call.
 --> statement-breakpoint
 DROP TRIGGER IF EXISTS "merkle_nodes_no_update_delete" ON "merkle_nodes";
 --> statement-breakpoint
-CREATE TRIGGER "merkle_nodes_no_update_delete" BEFORE UPDATE OR DELETE ON "merkle_nodes" FOR EACH ROW EXECUTE FUNCTION paylog_merkle_node_change();
+CREATE TRIGGER "merkle_nodes_no_update_delete" BEFORE UPDATE OR DELETE ON "merkle_nodes" FOR EACH ROW
+  WHEN (current_setting('paylog.compacting_tile', true) IS DISTINCT FROM 'on') EXECUTE FUNCTION paylog_refuse_change();
 --> statement-breakpoint
 ALTER TABLE "merkle_nodes" ENABLE ALWAYS TRIGGER "merkle_nodes_no_update_delete";
 --> statement-breakpoint
@@ -83,7 +51,9 @@ $$;
 --> statement-breakpoint
 -- Stores full tile (p_level, p_idx) from its level-8·p_level rows and removes the rows it
 -- reproduces (see the top of this file). Returns false, changing nothing, when the tile is not
--- full or already stored. Runs as the owner: the runtime role has no DELETE on merkle_nodes.
+-- full or already stored; raises (changing nothing) when a node above the tile's level is not
+-- the hash of its two children, so no row it deletes is anything but a hash of the tile.
+-- Runs as the owner: the runtime role has no DELETE on merkle_nodes.
 CREATE OR REPLACE FUNCTION paylog_compact_tile(p_level integer, p_idx bigint) RETURNS boolean
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $$
 DECLARE
@@ -91,6 +61,8 @@ DECLARE
   n integer;
   h bytea;
   inserted integer;
+  bad integer;
+  lv integer;
 BEGIN
   IF p_level < 0 OR p_level > 6 OR p_idx < 0 THEN
     RAISE EXCEPTION 'paylog: no tile (%, %)', p_level, p_idx USING ERRCODE = 'invalid_parameter_value';
@@ -100,14 +72,26 @@ BEGIN
   IF n <> 256 OR octet_length(h) <> 8192 THEN
     RETURN false;
   END IF;
+  FOR lv IN base + 1 .. base + 7 LOOP
+    SELECT count(*) INTO bad FROM merkle_nodes p
+      LEFT JOIN merkle_nodes l ON l.level = lv - 1 AND l.idx = p.idx * 2
+      LEFT JOIN merkle_nodes r ON r.level = lv - 1 AND r.idx = p.idx * 2 + 1
+     WHERE p.level = lv AND p.idx >= (p_idx * 256) >> (lv - base) AND p.idx < ((p_idx + 1) * 256) >> (lv - base)
+       AND (l.hash IS NULL OR r.hash IS NULL OR sha256('\x01'::bytea || l.hash || r.hash) IS DISTINCT FROM p.hash);
+    IF bad > 0 THEN
+      RAISE EXCEPTION 'paylog: tile (%, %) disagrees with its stored nodes at level %; not compacted', p_level, p_idx, lv USING ERRCODE = 'data_corrupted';
+    END IF;
+  END LOOP;
   INSERT INTO merkle_tiles (level, idx, hashes) VALUES (p_level, p_idx, h) ON CONFLICT DO NOTHING;
   GET DIAGNOSTICS inserted = ROW_COUNT;
   IF inserted = 0 THEN
     RETURN false;
   END IF;
+  PERFORM set_config('paylog.compacting_tile', 'on', true);
   DELETE FROM merkle_nodes
    WHERE level >= base AND level < base + 8
      AND idx >= (p_idx * 256) >> (level - base) AND idx < ((p_idx + 1) * 256) >> (level - base);
+  PERFORM set_config('paylog.compacting_tile', 'off', true);
   RETURN true;
 END
 $$;

@@ -2,8 +2,9 @@
  * Issue 20, storage: full Merkle tiles stored as one `merkle_tiles` row (drizzle/0012).
  * - A database written before migration 0012 (one merkle_nodes row per node) migrates and is
  *   compacted; every node, tile and proof read afterwards is byte-identical, levels 0 and 1.
- * - Append-only as a property of the data: the runtime role can neither delete nodes nor write
- *   tiles; no one (the owner included) can delete a node its stored tile does not reproduce.
+ * - Append-only holds: the runtime role can neither delete nodes nor write tiles; the owner's
+ *   UPDATE/DELETE/TRUNCATE are refused as before; the compaction function removes nothing from
+ *   a tile whose stored nodes disagree with each other.
  * - On a running service (which compacts after each checkpoint by itself): the entries API (with
  *   its per-entry `nodes`, which verify-log checks against the tree it rebuilds from the leaves)
  *   and the proofs are unchanged by a further compaction run, and verify-log accepts the log.
@@ -107,23 +108,49 @@ describe('a database from before migration 0012, compacted', () => {
     await expect(app.pool.query('UPDATE merkle_tiles SET hashes = hashes')).rejects.toMatchObject({ code: '42501' });
   });
 
-  it('no one deletes a node its stored tile does not reproduce (the owner included)', async () => {
+  it('the owner\'s UPDATE / DELETE / TRUNCATE of merkle_nodes are refused as before; the runtime role cannot use the compaction flag', async () => {
     await withClient(url, async (c) => {
-      // A node of the partial tile: no stored tile.
       await expect(c.query('DELETE FROM merkle_nodes WHERE level = 0 AND idx = $1', [SIZE - 1])).rejects.toThrow(/append-only/);
-      // A compacted node planted back with a wrong hash cannot be removed; with its true hash it can.
-      const id = { level: 3, index: 5 };
-      const wrong = Buffer.from(all.get(nodeKey(id))!);
-      wrong[0] = wrong[0]! ^ 1;
-      await c.query('INSERT INTO merkle_nodes (level, idx, hash) VALUES ($1, $2, $3)', [id.level, id.index, wrong]);
+      const id = { level: 3, index: 5 }; // compacted: planted back, it stays (not even its true hash may be removed by hand)
+      await c.query('INSERT INTO merkle_nodes (level, idx, hash) VALUES ($1, $2, $3)', [id.level, id.index, all.get(nodeKey(id))]);
       await expect(c.query('DELETE FROM merkle_nodes WHERE level = $1 AND idx = $2', [id.level, id.index])).rejects.toThrow(/append-only/);
+      await expect(c.query('UPDATE merkle_nodes SET hash = hash WHERE level = $1 AND idx = $2', [id.level, id.index])).rejects.toThrow(/append-only/);
       await expect(c.query('TRUNCATE merkle_nodes')).rejects.toThrow(/append-only/);
-      await expect(c.query('UPDATE merkle_nodes SET hash = $3 WHERE level = $1 AND idx = $2', [id.level, id.index, all.get(nodeKey(id))])).rejects.toThrow(/append-only/);
-      const level8 = { level: 8, index: 1 };
-      await c.query('INSERT INTO merkle_nodes (level, idx, hash) VALUES ($1, $2, $3)', [level8.level, level8.index, all.get(nodeKey(level8))]);
-      await c.query('DELETE FROM merkle_nodes WHERE level = $1 AND idx = $2', [level8.level, level8.index]);
       await expect(c.query('DELETE FROM merkle_tiles')).rejects.toThrow(/append-only/);
     });
+    const client = await app.pool.connect();
+    try {
+      await client.query('BEGIN');
+      await client.query("SET LOCAL paylog.compacting_tile = 'on'");
+      await expect(client.query('DELETE FROM merkle_nodes WHERE level = 0')).rejects.toMatchObject({ code: '42501' });
+    } finally {
+      await client.query('ROLLBACK');
+      client.release();
+    }
+  });
+});
+
+describe('a tile whose stored nodes disagree', () => {
+  it('is not compacted: the function raises and every row stays', async () => {
+    const url = await newTestDatabase();
+    await applyMigrations(url);
+    const hashes = Array.from({ length: 300 }, (_, i) => hashLeaf(Buffer.from(`x ${i}`)));
+    const { newNodes, root } = appendLeaves(0, [], hashes);
+    const bad = newNodes.find((n) => n.level === 3 && n.index === 7)!;
+    bad.hash = Buffer.from(bad.hash);
+    bad.hash[0] = bad.hash[0]! ^ 1;
+    await withClient(url, async (c) => {
+      await c.query('INSERT INTO merkle_nodes (level, idx, hash) SELECT * FROM unnest($1::smallint[], $2::bigint[], $3::bytea[])', [newNodes.map((n) => n.level), newNodes.map((n) => n.index), newNodes.map((n) => n.hash)]);
+      await c.query('INSERT INTO tree_heads (size, root_hash) VALUES ($1, $2)', [300, root]);
+    });
+    const app = openAppDatabase(url);
+    try {
+      await expect(compactFullTiles(app.pool)).rejects.toMatchObject({ code: 'XX001' });
+      const counts = (await query<{ nodes: number; tiles: number }>(url, 'SELECT (SELECT count(*)::int FROM merkle_nodes) AS nodes, (SELECT count(*)::int FROM merkle_tiles) AS tiles'))[0]!;
+      expect(counts).toEqual({ nodes: newNodes.length, tiles: 0 });
+    } finally {
+      await app.close();
+    }
   });
 });
 

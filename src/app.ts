@@ -37,7 +37,7 @@ import { deriveKeys, loadServiceKeys } from './bootstrap/service-keys.js';
 import { openLogins } from './bootstrap/logins.js';
 import { loadTls } from './bootstrap/tls.js';
 import { createCheckpointSigning, publishFirstCheckpoint } from './bootstrap/checkpoint-signer.js';
-import { createAppender, measureStoredLog, restoreLog } from './bootstrap/log.js';
+import { createAppender, measureStoredLog, restoreLog, startTileCompaction } from './bootstrap/log.js';
 import { startKeyLayer } from './bootstrap/key-layer.js';
 import { startCardSecurityCodes } from './bootstrap/cvc.js';
 import { createServices } from './bootstrap/services.js';
@@ -196,6 +196,7 @@ export async function startPaylog(config: Config, opts: StartOptions = {}): Prom
     cleanups.push(() => services.forward.close());
     if (singletons && opts.retentionSchedule !== false) scheduleRetention(services.keyLifecycle, opts.retentionFirstRunMs, logger, cleanups);
     signing.onPublished((c) => services.tiles.noteSigned(c.size));
+    if (singletons) startTileCompaction(database, signing, logger, cleanups);
     const restored = opts.restoreLog !== undefined ? await restoreLog(config, database, appender, signing, headKey, opts.restoreLog, logger) : undefined;
     await publishFirstCheckpoint(signing, signingOpts, logger, metrics, cleanups);
     const readiness = readinessCheck({

@@ -20,6 +20,7 @@ let t: TestPaylog;
 const COLUMN: Record<(typeof LOG_TABLES)[number], string> = {
   log_entries: 'entry_type',
   merkle_nodes: 'hash',
+  merkle_tiles: 'hashes',
   tree_heads: 'root_hash',
   transactions: 'processor',
   access_entries: 'outcome',
@@ -73,6 +74,7 @@ describe('append-only log tables', () => {
       await c.query(`INSERT INTO access_entries (log_index, transaction_id, principal_role, principal_name, certificate_fingerprint, action, outcome, source_address)
                      VALUES (999999, 'x', 'auditor', 'auditor', 'sha256:00', 'read', 'denied', '127.0.0.1')`);
       await c.query(`INSERT INTO checkpoints (size, root_hash, note) VALUES (0, '\\x00', 'x')`);
+      await c.query(`INSERT INTO merkle_tiles (level, idx, hashes) VALUES (6, 999999, decode(repeat('00', 8192), 'hex'))`);
       await c.query(`INSERT INTO witness_cosignatures (checkpoint_size, root_hash, witness_key, cosigned_at, signature_line) VALUES (0, '\\x00', 'w+00000000', 0, 'x')`);
       for (const table of LOG_TABLES) {
         const r = await c.query(`SELECT count(*)::int AS n FROM ${table}`);

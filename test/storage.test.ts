@@ -10,7 +10,7 @@ import { query } from './helpers/db.js';
 
 const N = Number(process.env['PAYLOG_STORAGE_TRANSACTIONS'] ?? 300);
 const CONCURRENCY = 32;
-const TABLES = ['log_entries', 'merkle_nodes', 'tree_heads', 'transactions', 'data_keys', 'access_entries', 'checkpoints'];
+const TABLES = ['log_entries', 'merkle_nodes', 'merkle_tiles', 'tree_heads', 'transactions', 'data_keys', 'access_entries', 'checkpoints', 'submission_probe_slots'];
 
 let t: TestPaylog;
 

@@ -35,6 +35,23 @@ async function tableSizes(c: pg.Client): Promise<Map<string, number>> {
   return new Map(r.rows.map((x) => [x.t, Number(x.bytes)]));
 }
 
+/**
+ * The parts of each table: `<table>` = heap + TOAST + free-space/visibility maps, and
+ * `<table> · <index>` per index (their sum is the table's pg_total_relation_size).
+ */
+async function partSizes(c: pg.Client): Promise<Map<string, number>> {
+  const r = await c.query<{ t: string; bytes: string }>(
+    `SELECT c.relname AS t, pg_table_size(c.oid)::text AS bytes
+       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+      WHERE c.relkind IN ('r', 'p') AND n.nspname = 'public'
+     UNION ALL
+     SELECT t.relname || ' · ' || i.relname, pg_relation_size(i.oid)::text
+       FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid JOIN pg_class t ON t.oid = x.indrelid JOIN pg_namespace n ON n.oid = t.relnamespace
+      WHERE n.nspname = 'public'`,
+  );
+  return new Map(r.rows.map((x) => [x.t, Number(x.bytes)]));
+}
+
 async function submit(service: ServiceHandle, amount: number): Promise<{ ok: number; other: number }> {
   const next = transactionBodies();
   const r = await autocannon({
@@ -62,6 +79,7 @@ async function runStorage(ctx: BenchContext): Promise<SectionResult> {
       await submit(service, 10);
       await new Promise((r) => setTimeout(r, SETTLE_MS));
       const before = await tableSizes(c);
+      const partsBefore = await partSizes(c);
       const n0 = await count();
       ctx.progress(`storage: ${n.toLocaleString('en-US')} card submissions at ${CONNECTIONS} connections`);
       const t0 = performance.now();
@@ -69,6 +87,7 @@ async function runStorage(ctx: BenchContext): Promise<SectionResult> {
       const seconds = (performance.now() - t0) / 1000;
       await new Promise((r) => setTimeout(r, SETTLE_MS));
       const after = await tableSizes(c);
+      const partsAfter = await partSizes(c);
       const records = (await count()) - n0;
       if (records <= 0) throw new Error(`no transactions recorded (${sent.ok} 2xx, ${sent.other} other)`);
       const rows: { table: string; bytes: number }[] = [];
@@ -84,12 +103,18 @@ async function runStorage(ctx: BenchContext): Promise<SectionResult> {
         if (grew !== 0) rows.push({ table: t, bytes: grew });
       }
       rows.sort((a, b) => b.bytes - a.bytes);
+      const parts = [...partsAfter]
+        .filter(([t]) => !EXCLUDED_TABLE.test(t))
+        .map(([t, size]) => ({ part: t, bytes: size - (partsBefore.get(t) ?? 0) }))
+        .filter((p) => p.bytes !== 0)
+        .sort((a, b) => b.bytes - a.bytes);
       const table: Cell[][] = [['table (pg_total_relation_size growth)', 'bytes', 'bytes / transaction'], ...rows.map((r) => [r.table, r.bytes, r.bytes / records] as Cell[]), ['= all counted tables', total, total / records]];
       return {
         table,
         figures: { transactions: records, bytes_per_tx: total / records, total_bytes: total, excluded_bytes: excluded, submit_rps: sent.ok / seconds },
         notes: [
           `${records.toLocaleString('en-US')} card transactions recorded (${sent.ok.toLocaleString('en-US')} 2xx, ${sent.other} other) in ${seconds.toFixed(0)} s; ${service.database}; forward/CVC tables not counted (${excluded} bytes)`,
+          `by part (heap + TOAST, and each index): ${parts.map((p) => `${p.part} ${(p.bytes / records).toFixed(1)}`).join(', ')}`,
           `issue 20 target: ≤ 1,000 bytes per card transaction at 100,000 transactions — now ${Math.round(total / records)} bytes${records < 100_000 ? ` (measured at ${records.toLocaleString('en-US')}; run the full profile for the 100,000 figure)` : ''}`,
         ],
       };

@@ -6,6 +6,7 @@
  * Contract: a committed batch schedules a checkpoint in the singleton process only (other
  * workers tell it through `onBatchCommitted`). A restore MUST NOT start anywhere but in the
  * signing process, and start-up fails if the export does not prove to be the signed history.
+ * The singleton compacts full Merkle tiles after each signed checkpoint (src/log/tiles/compact.ts).
  */
 import type { Config } from '../config.js';
 import type { Logger } from '../logging.js';
@@ -17,6 +18,8 @@ import { APPEND_PRECONDITIONS } from '../services/append-preconditions.js';
 import type { CheckpointPublisher } from '../log/checkpoint-publisher.js';
 import { restoreLostTail, type RestoreReport } from '../log/restore.js';
 import type { CheckpointSigning } from './checkpoint-signer.js';
+import { TileCompactor } from '../log/tiles/compact.js';
+import type { Cleanups } from './cleanups.js';
 
 export interface AppenderOptions {
   singletons: boolean;
@@ -53,4 +56,11 @@ export async function restoreLog(config: Config, database: AppDatabase, appender
   const restored = await restoreLostTail({ db: database.db, appender, headKey, state: signing.signerState, origin: config.logOrigin, verifiers: signing.logVerifiers }, exportPath);
   logger.info({ ...restored }, 'log restored from the export: the stored tree extends the last signed checkpoint again');
   return restored;
+}
+
+/** The singleton stores each full Merkle tile as one row once a checkpoint covers it (src/log/tiles/compact.ts). */
+export function startTileCompaction(database: AppDatabase, signing: CheckpointSigning, logger: Logger, cleanups: Cleanups): void {
+  const compactor = new TileCompactor(database.pool, (e) => logger.error({ code: (e as { code?: string }).code }, 'tile compaction failed'));
+  signing.onPublished(() => compactor.schedule());
+  cleanups.push(() => compactor.close());
 }

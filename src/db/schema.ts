@@ -4,12 +4,13 @@
  * migration beside them.
  *
  * Log tables (append-only; UPDATE/DELETE/TRUNCATE refused by `ENABLE ALWAYS` triggers):
- *   log_entries, merkle_nodes, tree_heads, transactions, access_entries, checkpoints,
+ *   log_entries, merkle_nodes (a row is removed only once its full tile reproduces it, migration
+ *   0012), merkle_tiles, tree_heads, transactions, access_entries, checkpoints,
  *   witness_cosignatures.
  * Mutable tables beside the log: data_keys (wrapped data keys — rewrap and crypto-shredding
  * replace or delete them without touching any leaf), keyring, cse_keys (client-side encryption
- * keys; retention destroys them), processors, revoked_certificates, submission_probes (the probe
- * limit; expired rows deleted), card_security_codes / cvc_holder_keys / cvc_destructions (held
+ * keys; retention destroys them), processors, revoked_certificates, submission_probe_slots (the
+ * probe limit; expired rows deleted), card_security_codes / cvc_holder_keys / cvc_destructions (held
  * CVCs sealed to in-memory keys, their public keys, destruction counts: src/cvc/, migration 0011).
  */
 import { sql } from 'drizzle-orm';
@@ -59,6 +60,22 @@ export const merkleNodes = pgTable(
     level: smallint('level').notNull(),
     idx: bigint('idx', { mode: 'number' }).notNull(),
     hash: bytea('hash').notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.level, t.idx] })],
+);
+
+/**
+ * Full C2SP tlog-tiles hash tiles (migration 0012): tile (level, idx) = the 256 hashes of nodes
+ * (8·level, idx·256 …) concatenated. Written only by `paylog_compact_tile`, which then removes
+ * the merkle_nodes rows the tile reproduces (src/log/tiles/compact.ts); readers take a node from
+ * its row, else from its tile (src/log/store.ts).
+ */
+export const merkleTiles = pgTable(
+  'merkle_tiles',
+  {
+    level: smallint('level').notNull(),
+    idx: bigint('idx', { mode: 'number' }).notNull(),
+    hashes: bytea('hashes').notNull(),
   },
   (t) => [primaryKey({ columns: [t.level, t.idx] })],
 );
@@ -265,23 +282,19 @@ export const cseKeys = pgTable('cse_keys', {
 });
 
 /**
- * The probe limit (issue 17, migration 0008; src/services/probe-limit.ts): one row per new
- * transaction a principal submitted this hour, grouped by the keyed MAC of its served payment
- * fields. Not a log table: the runtime role inserts and deletes (expired hours).
+ * The probe limit (issue 17, migrations 0008/0013; src/services/probe-limit.ts): one row per new
+ * transaction a principal submitted this hour: `slot` = SHA-256(principal ‖ 0 ‖ keyed MAC of its
+ * served payment fields)[:16] ‖ SHA-256(transactionId)[:16], so a group is one key range. Not a
+ * log table: the runtime role inserts and deletes (expired hours).
  */
-export const submissionProbes = pgTable(
-  'submission_probes',
+export const submissionProbeSlots = pgTable(
+  'submission_probe_slots',
   {
-    principal: text('principal').notNull(),
-    servedMac: bytea('served_mac').notNull(),
-    transactionId: text('transaction_id').notNull(),
-    windowStart: timestamp('window_start', { withTimezone: true, mode: 'date' }).notNull(),
-    createdAt: createdAt(),
+    /** Hours since the Unix epoch (UTC). */
+    hour: integer('hour').notNull(),
+    slot: bytea('slot').notNull(),
   },
-  (t) => [
-    primaryKey({ columns: [t.principal, t.servedMac, t.windowStart, t.transactionId] }),
-    index('submission_probes_window_idx').on(t.windowStart),
-  ],
+  (t) => [primaryKey({ columns: [t.hour, t.slot] })],
 );
 
 /**
@@ -378,6 +391,7 @@ export const forwardRequests = pgTable(
 export const LOG_TABLES = [
   'log_entries',
   'merkle_nodes',
+  'merkle_tiles',
   'tree_heads',
   'transactions',
   'access_entries',

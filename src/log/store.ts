@@ -9,11 +9,14 @@
  * - `readTreeHead` MUST return only a head the service can trust (src/log/tree-head.ts): with a
  *   head key, the largest row whose MAC verifies (or a legacy row at or below the migration's
  *   mark), checked row by row, page by page; without one, the largest row as is.
+ * - A node is read from its `merkle_nodes` row or, once its full tile was compacted into
+ *   `merkle_tiles` (src/log/tiles/compact.ts), computed from the tile: the same hash either way.
  * - It knows nothing about payments.
  */
 import type pg from 'pg';
 import type { Db } from '../db/connection.js';
-import { nodeKey, type NodeId } from './merkle.js';
+import { HASH_SIZE, nodeKey, rootFromLeafHashes, type NodeId } from './merkle.js';
+import { TILE_HEIGHT } from './tiles/path.js';
 import { TREE_HEAD_PAGE, treeHeadMacValid } from './tree-head.js';
 
 export interface TreeHead {
@@ -30,8 +33,17 @@ export const LEGACY_HEAD_COLUMN = `(mac IS NULL AND size <= coalesce((SELECT val
 const SELECT_HEADS = `SELECT size, root_hash, mac,
     ${LEGACY_HEAD_COLUMN}
   FROM tree_heads WHERE size < $1 ORDER BY size DESC LIMIT ${TREE_HEAD_PAGE}`;
-const SELECT_NODES =
-  'SELECT n.level, n.idx, n.hash FROM merkle_nodes n JOIN unnest($1::smallint[], $2::bigint[]) AS w(level, idx) ON n.level = w.level AND n.idx = w.idx';
+/**
+ * Each asked node from its row, or — once its tile is full and compacted (drizzle/0012) — the run
+ * of 2^(level mod 8) hashes of its tile it is the MTH of. One statement, so one snapshot: a
+ * compaction committing meanwhile is seen entirely or not at all.
+ */
+const SELECT_NODES = `WITH w AS (SELECT DISTINCT * FROM unnest($1::smallint[], $2::bigint[]) AS w(level, idx))
+SELECT w.level, w.idx, n.hash, NULL::bytea AS run FROM w JOIN merkle_nodes n ON n.level = w.level AND n.idx = w.idx
+UNION ALL
+SELECT w.level, w.idx, NULL, substring(t.hashes FROM (((w.idx << (w.level % 8)) & 255) * 32 + 1)::integer FOR 32 << (w.level % 8))
+  FROM w JOIN merkle_tiles t ON t.level = w.level / 8 AND t.idx = (w.idx << (w.level % 8)) >> 8
+ WHERE NOT EXISTS (SELECT 1 FROM merkle_nodes n WHERE n.level = w.level AND n.idx = w.idx)`;
 
 /** Whether a stored head row may be trusted (see the module contract). */
 export function headTrusted(headKey: Buffer | undefined, size: number, rootHash: Buffer, mac: Buffer | null, legacy: boolean): boolean {
@@ -61,7 +73,16 @@ export async function selectHead(q: Queryable, headKey?: Buffer): Promise<TreeHe
   }
 }
 
-/** Fetches stored Merkle nodes by id in one indexed query. */
+/** The node that is the MTH of a tile's run of 2^k hashes (undefined when the run is short: not served). */
+function nodeFromTileRun(run: Buffer, k: number): Buffer | undefined {
+  if (run.length !== HASH_SIZE << k) return undefined;
+  if (k === 0) return run;
+  const hashes: Buffer[] = [];
+  for (let at = 0; at < run.length; at += HASH_SIZE) hashes.push(run.subarray(at, at + HASH_SIZE));
+  return rootFromLeafHashes(hashes);
+}
+
+/** Fetches stored Merkle nodes by id in one indexed query (rows, or runs of compacted tiles). */
 export async function readNodes(db: Db, ids: NodeId[]): Promise<Map<string, Buffer>> {
   return await selectNodes(db.$client, ids);
 }
@@ -75,8 +96,9 @@ export async function selectNodes(q: Queryable, ids: NodeId[]): Promise<Map<stri
     text: SELECT_NODES,
     values: [ids.map((n) => n.level), ids.map((n) => n.index)],
   });
-  for (const row of r.rows as { level: number; idx: string; hash: Buffer }[]) {
-    out.set(nodeKey({ level: row.level, index: Number(row.idx) }), row.hash);
+  for (const row of r.rows as { level: number; idx: string; hash: Buffer | null; run: Buffer | null }[]) {
+    const hash = row.hash ?? nodeFromTileRun(row.run!, row.level % TILE_HEIGHT);
+    if (hash) out.set(nodeKey({ level: row.level, index: Number(row.idx) }), hash);
   }
   return out;
 }

@@ -16,8 +16,8 @@
  * refused or counted, so a genuine checkout's retries always get their receipt; a retried new
  * submission (same transactionId, not yet committed) keeps the slot it took.
  *
- * State lives in PostgreSQL (`submission_probes` and the function `paylog_probe_admit`,
- * migration 0008), so the limit holds across workers and instances, strictly: the function
+ * State lives in PostgreSQL (`submission_probe_slots` — hour, group digest ‖ transactionId
+ * digest, migration 0013 — and the function `paylog_probe_admit`, migrations 0008/0013), so the limit holds across workers and instances, strictly: the function
  * takes a transaction-scoped advisory lock of the group before it counts and inserts, so two
  * concurrent submissions of one group can never both take its last place (and other groups
  * never wait). The served fields are stored only as a keyed MAC (`probeServedMac`, fingerprint
@@ -177,7 +177,7 @@ export class ProbeLimiter {
     if (this.purgedWindow === window.getTime()) return;
     this.purgedWindow = window.getTime();
     void this.database.pool
-      .query({ name: 'paylog_probe_purge', text: 'DELETE FROM submission_probes WHERE window_start < $1', values: [window] })
+      .query({ name: 'paylog_probe_purge', text: 'DELETE FROM submission_probe_slots WHERE hour < $1', values: [window.getTime() / PROBE_WINDOW_MS] })
       .catch(() => {
         this.purgedWindow = 0; // try again with the next submission
       });

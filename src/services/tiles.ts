@@ -1,7 +1,8 @@
 /**
  * C2SP tlog-tiles for auditors (`/v1/log/tiles/...`), built from what the log already stores:
  * hash tiles from the complete-subtree hashes in `merkle_nodes` (tile level l = Merkle level 8·l,
- * one indexed range read of ≤ 256 rows), entry bundles from `log_entries`.
+ * one indexed range read of ≤ 256 rows) or, for a full tile already compacted, its one
+ * `merkle_tiles` row (src/log/tiles/compact.ts), entry bundles from `log_entries`.
  *
  * Contract:
  * - A tile is served only when the latest signed checkpoint covers it: full tiles once complete,
@@ -22,6 +23,7 @@ import type { NoteVerifier } from '../log/note.js';
 import { encodeEntryBundle, encodeHashTile } from '../log/tiles/encoding.js';
 import { sizeNeeded, tileNodeRange } from '../log/tiles/geometry.js';
 import { parseTilePath, TILE_WIDTH, type TileId } from '../log/tiles/path.js';
+import { HASH_SIZE } from '../log/merkle.js';
 
 /** Full tiles and bundles never change (tlog-tiles §Merkle Tree: "immutable ... long-lived"). */
 export const FULL_TILE_CACHE_CONTROL = 'max-age=31536000, immutable';
@@ -32,7 +34,14 @@ export const SIGNED_SIZE_TTL_MS = 1_000;
 /** Full hash tiles kept in memory (8 KiB each). */
 export const FULL_TILE_CACHE_ENTRIES = 2_048;
 
-const SELECT_TILE_NODES = 'SELECT idx, hash FROM merkle_nodes WHERE level = $1 AND idx >= $2 AND idx < $3 ORDER BY idx';
+/**
+ * The tile's rows, or (idx −1) the compacted full tile (drizzle/0012) — whose first W hashes are
+ * also the partial tile of width W of a smaller signed size: one statement, one snapshot.
+ */
+const SELECT_TILE_NODES = `SELECT idx, hash FROM merkle_nodes WHERE level = $1 AND idx >= $2 AND idx < $3
+UNION ALL
+SELECT -1, hashes FROM merkle_tiles WHERE level = $4 AND idx = $5
+ORDER BY 1`;
 const SELECT_BUNDLE_LEAVES = 'SELECT idx, leaf FROM log_entries WHERE idx >= $1 AND idx < $2 ORDER BY idx';
 
 export interface TileAnswer {
@@ -94,8 +103,13 @@ export class TilesService {
   // tlog-tiles §Merkle Tree: hash i of tile (l, n) is the stored node (8·l, n·256 + i).
   async #hashTile(id: TileId & { level: number }): Promise<Buffer> {
     const r = tileNodeRange(id);
-    const rows = (await this.db.$client.query({ name: 'paylog_tile_nodes', text: SELECT_TILE_NODES, values: [r.nodeLevel, r.start, r.end] }))
+    const rows = (await this.db.$client.query({ name: 'paylog_tile_nodes', text: SELECT_TILE_NODES, values: [r.nodeLevel, r.start, r.end, id.level, id.index] }))
       .rows as Array<{ idx: string; hash: Buffer }>;
+    const compacted = rows[0]?.idx === '-1' ? rows[0].hash : undefined;
+    if (compacted !== undefined) {
+      if (compacted.length !== TILE_WIDTH * HASH_SIZE) throw new PaylogError('INTEGRITY_FAILURE', 'stored Merkle tile has the wrong length');
+      return Buffer.from(compacted.subarray(0, id.width * HASH_SIZE));
+    }
     if (rows.length !== id.width || rows.some((row, i) => Number(row.idx) !== r.start + i)) {
       throw new PaylogError('INTEGRITY_FAILURE', 'stored Merkle nodes for this tile are incomplete');
     }

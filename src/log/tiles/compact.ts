@@ -1,0 +1,94 @@
+/**
+ * Tile compaction (issue 20, storage; drizzle/0012_merkle_tiles.sql): every full C2SP tlog-tiles
+ * hash tile is stored as one `merkle_tiles` row (256 hashes) instead of its ~511 `merkle_nodes`
+ * rows, about 32 bytes per leaf instead of about 240.
+ *
+ * Contract:
+ * - The moving is done by the database function `paylog_compact_tile` (the runtime role has no
+ *   DELETE on merkle_nodes): it builds the tile from the rows themselves, and the merkle_nodes
+ *   trigger lets a row go only when the stored tile reproduces its hash. This module only
+ *   decides WHICH tiles to ask for: the next uncompacted tile of each level, in order, while the
+ *   stored tree size says it is full. Nothing read here is trusted for anything else.
+ * - Nodes of partial tiles are never compacted, so the append path's frontier stays in rows.
+ * - Bounded work per run (`maxTiles`), single-flight per process; concurrent runs in several
+ *   processes are harmless (a tile is stored once; the loser's call returns false).
+ * - Readers see the same hashes before and after (src/log/store.ts, src/services/tiles.ts).
+ */
+import type pg from 'pg';
+import { TILE_WIDTH } from './path.js';
+
+/** Tile levels compacted: 0..6 cover trees up to 2^56 leaves (the CHECK of merkle_tiles). */
+const MAX_COMPACTED_TILE_LEVEL = 6;
+/** Tiles stored per run at most (each a few ms in PostgreSQL); the next publication continues. */
+const COMPACT_TILES_PER_RUN = 64;
+
+type Queryable = Pick<pg.Pool, 'query'>;
+
+/** Leaves a tile (level, index) needs to be full: (index + 1) · 256^(level + 1). */
+function leavesForFullTile(level: number, index: number): number {
+  return (index + 1) * TILE_WIDTH ** (level + 1);
+}
+
+/**
+ * Compacts the full tiles not yet stored, oldest first, level by level, at most `maxTiles`.
+ * Returns how many were stored.
+ */
+export async function compactFullTiles(q: Queryable, maxTiles = COMPACT_TILES_PER_RUN): Promise<number> {
+  const r = await q.query({
+    name: 'paylog_compact_state',
+    text: `SELECT (SELECT coalesce(max(size), 0) FROM tree_heads)::text AS size,
+                  coalesce((SELECT json_object_agg(level, n) FROM (SELECT level, max(idx) + 1 AS n FROM merkle_tiles GROUP BY level) x), '{}'::json) AS next`,
+  });
+  const row = r.rows[0] as { size: string; next: Record<string, number> };
+  const size = Number(row.size);
+  let stored = 0;
+  for (let level = 0; level <= MAX_COMPACTED_TILE_LEVEL && stored < maxTiles; level++) {
+    let index = Number(row.next[String(level)] ?? 0);
+    while (stored < maxTiles && leavesForFullTile(level, index) <= size) {
+      const done = await q.query({ name: 'paylog_compact_tile', text: 'SELECT paylog_compact_tile($1, $2) AS ok', values: [level, index] });
+      if (!(done.rows[0] as { ok: boolean }).ok) break; // not all rows there (yet): next run
+      stored += 1;
+      index += 1;
+    }
+  }
+  return stored;
+}
+
+/** Runs `compactFullTiles` after each signed checkpoint, one run at a time (errors go to `onError`). */
+export class TileCompactor {
+  #running: Promise<void> | null = null;
+  #again = false;
+  #closed = false;
+
+  constructor(
+    private readonly q: Queryable,
+    private readonly onError: (e: unknown) => void,
+  ) {}
+
+  /** Asks for a run (coalesced with the one in progress). */
+  schedule(): void {
+    if (this.#closed) return;
+    if (this.#running) {
+      this.#again = true;
+      return;
+    }
+    this.#running = compactFullTiles(this.q)
+      .then(
+        () => undefined,
+        (e: unknown) => this.onError(e),
+      )
+      .finally(() => {
+        this.#running = null;
+        if (this.#again) {
+          this.#again = false;
+          this.schedule();
+        }
+      });
+  }
+
+  /** Waits for the run in progress; no new run starts. */
+  async close(): Promise<void> {
+    this.#closed = true;
+    await this.#running;
+  }
+}

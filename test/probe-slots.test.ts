@@ -1,0 +1,34 @@
+/**
+ * Issue 20, storage: the probe limit's compact rows (drizzle/0013). A database with probe rows of
+ * the current hour from before the migration keeps them: the limit stays exact across it (a
+ * counted transaction is still counted, a retry still keeps its slot).
+ */
+import { describe, expect, it } from 'vitest';
+import { newTestDatabase } from './helpers/paylog.js';
+import { withClient } from './helpers/db.js';
+import { migrateUpTo } from './helpers/migrate.js';
+import { applyMigrations } from '../src/db/connection.js';
+
+describe('submission_probes → submission_probe_slots (migration 0013)', () => {
+  it('rows of the hour carry over: the count and the retries are what they were', async () => {
+    const url = await newTestDatabase();
+    await migrateUpTo(url, 12);
+    const hour = new Date(Math.floor(Date.now() / 3_600_000) * 3_600_000);
+    const served = Buffer.alloc(32, 7);
+    await withClient(url, async (c) => {
+      for (const id of ['a', 'b']) await c.query('INSERT INTO submission_probes (principal, served_mac, transaction_id, window_start) VALUES ($1, $2, $3, $4)', ['checkout:shop', served, id, hour]);
+    });
+    await applyMigrations(url);
+    await withClient(url, async (c) => {
+      const admit = async (id: string, limit: number) => (await c.query('SELECT paylog_probe_admit($1, $2, $3, $4, $5) AS ok', ['checkout:shop', served, id, hour, limit])).rows[0].ok as boolean;
+      expect(await admit('c', 2)).toBe(false); // two counted before the migration: full at 2
+      expect(await admit('a', 2)).toBe(true); // a retry keeps its slot
+      expect(await admit('c', 3)).toBe(true);
+      expect(await admit('d', 3)).toBe(false);
+      // Another principal or other served fields: another group.
+      expect((await c.query('SELECT paylog_probe_admit($1, $2, $3, $4, 1) AS ok', ['checkout:other', served, 'x', hour])).rows[0].ok).toBe(true);
+      expect((await c.query('SELECT paylog_probe_admit($1, $2, $3, $4, 1) AS ok', ['checkout:shop', Buffer.alloc(32, 8), 'x', hour])).rows[0].ok).toBe(true);
+      expect((await c.query('SELECT count(*)::int AS n FROM submission_probe_slots')).rows[0].n).toBe(5);
+    });
+  });
+});

@@ -81,7 +81,7 @@ export interface Paylog {
   close(opts?: CloseOptions): Promise<void>;
 }
 
-export interface CloseOptions {
+interface CloseOptions {
   /**
    * Signing process of a cluster: resolves when the final tree may be signed (every other
    * worker has finished its batches and exited); awaited after this process's own batches.
@@ -89,7 +89,7 @@ export interface CloseOptions {
   beforeFinalCheckpoint?: () => Promise<void>;
 }
 
-export interface StartOptions {
+interface StartOptions {
   /** Where pino writes (tests capture it); default stdout. */
   logDestination?: DestinationStream;
   /** Injected clock (epoch rollover, retention tests); default the system clock. */

@@ -7,47 +7,47 @@ import { SIGNER_STATE_RELATIVE_PATH } from './log/signer-state.js';
 import { z } from 'zod';
 import { parseWitnessList, type WitnessEndpoint } from './log/witness/endpoints.js';
 
-export const DEFAULT_DATA_DIR = './data';
-export const DEFAULT_HOST = '127.0.0.1';
+const DEFAULT_DATA_DIR = './data';
+const DEFAULT_HOST = '127.0.0.1';
 export const DEFAULT_PORT = 8443;
-export const DEFAULT_LOG_ORIGIN = 'dev.paylog.invalid/log';
-export const DEFAULT_DATA_KEY_ALIAS = 'alias/paylog-data';
-export const DEFAULT_SIGNING_KEY_ALIAS = 'alias/paylog-checkpoint';
-export const DEFAULT_LOCAL_KMS_REGION = 'us-east-1';
+const DEFAULT_LOG_ORIGIN = 'dev.paylog.invalid/log';
+const DEFAULT_DATA_KEY_ALIAS = 'alias/paylog-data';
+const DEFAULT_SIGNING_KEY_ALIAS = 'alias/paylog-checkpoint';
+const DEFAULT_LOCAL_KMS_REGION = 'us-east-1';
 /** Region of the AWS KMS client when only AWS_ENDPOINT_URL_KMS is set (documented in docs/operations.md). */
 export const DEFAULT_AWS_REGION = 'us-east-1';
-export const DEFAULT_RELEASE_RATE_PER_MINUTE = 120;
+const DEFAULT_RELEASE_RATE_PER_MINUTE = 120;
 export const DEFAULT_BODY_LIMIT_BYTES = 16 * 1024;
 /** Key hierarchy (issue 9). */
-export const DEFAULT_KEY_MODE = 'hierarchical';
-export const DEFAULT_KEY_EPOCH = 'month';
-export const DEFAULT_EPOCH_KEY_CACHE_TTL_S = 300;
+const DEFAULT_KEY_MODE = 'hierarchical';
+const DEFAULT_KEY_EPOCH = 'month';
+const DEFAULT_EPOCH_KEY_CACHE_TTL_S = 300;
 /** Releases one unwrapped epoch private key may serve before it is evicted and unwrapped again. */
-export const DEFAULT_EPOCH_KEY_CACHE_MAX_USES = 10_000;
+const DEFAULT_EPOCH_KEY_CACHE_MAX_USES = 10_000;
 /**
  * The probe limit (issue 17, src/services/probe-limit.ts): new transactions per principal ×
  * served payment fields (brand + last four + expiry, or the bank equivalents) × clock hour.
  */
 export const DEFAULT_PROBE_LIMIT_PER_HOUR = 20;
 /** ISO 8601 duration: card data older than this (by key period end) is crypto-shredded. */
-export const DEFAULT_RETENTION = 'P13M';
+const DEFAULT_RETENTION = 'P13M';
 /** Client-side encryption (src/cse): JWE maximum age on paylog's clock, from its `iat`. */
-export const DEFAULT_CSE_MAX_AGE_S = 15 * 60;
+const DEFAULT_CSE_MAX_AGE_S = 15 * 60;
 /** Client-side encryption: one browser key per calendar period (UTC). */
-export const DEFAULT_CSE_KEY_PERIOD = 'month';
+const DEFAULT_CSE_KEY_PERIOD = 'month';
 /** Client-side encryption: a retired browser key keeps decrypting this long after its period. */
-export const DEFAULT_CSE_KEY_OVERLAP_S = 24 * 60 * 60;
+const DEFAULT_CSE_KEY_OVERLAP_S = 24 * 60 * 60;
 /** Client-side encryption: unwrapped private keys are kept in memory this long. */
-export const DEFAULT_CSE_KEY_CACHE_TTL_S = 300;
+const DEFAULT_CSE_KEY_CACHE_TTL_S = 300;
 /** ISO 8601 duration: a card security code not used by then is destroyed (issue 18; src/cvc/). */
-export const DEFAULT_CVC_TTL = 'PT1H';
+const DEFAULT_CVC_TTL = 'PT1H';
 /** PAYLOG_CVC_TTL bounds: at least a second, at most a day (PCI DSS 3.3.1: only until authorization). */
-export const CVC_TTL_MIN_MS = 1_000;
-export const CVC_TTL_MAX_MS = 24 * 60 * 60 * 1000;
+const CVC_TTL_MIN_MS = 1_000;
+const CVC_TTL_MAX_MS = 24 * 60 * 60 * 1000;
 const FIXED_DURATION = /^P(?!$)(?:(\d+)W)?(?:(\d+)D)?(?:T(?=\d)(?:(\d+)H)?(?:(\d+)M)?(?:(\d+)S)?)?$/;
 
 /** Milliseconds of an ISO 8601 duration of fixed length (weeks, days, hours, minutes, seconds), or null. */
-export function fixedDurationMs(s: string): number | null {
+function fixedDurationMs(s: string): number | null {
   const m = FIXED_DURATION.exec(s);
   if (!m) return null;
   const n = (i: number) => Number(m[i] ?? 0);

@@ -5,7 +5,7 @@
  */
 import pino, { type DestinationStream, type Logger } from 'pino';
 
-export const REDACT_PATHS = [
+const REDACT_PATHS = [
   'req.headers.authorization',
   'req.headers.cookie',
   'body',
@@ -47,7 +47,7 @@ export function createLogger(level: string, destination?: DestinationStream): Lo
 }
 
 /** Longest error message kept in a log line. */
-export const LOGGED_MESSAGE_MAX = 300;
+const LOGGED_MESSAGE_MAX = 300;
 /**
  * Log scrubbing, deliberately broader than the PAN rule of src/validation/identifiers.ts (no
  * Luhn, no length window): any 6+ characters of digits and separators between two digits.
@@ -61,12 +61,12 @@ const IBAN_LIKE = /\b[A-Z]{2}\d{2}(?:[ ]?[A-Z0-9]){10,30}\b/gi;
  * text is cut at LOGGED_MESSAGE_MAX. A driver message can quote input ("invalid input syntax
  * for type bigint: \"4111…\""); this keeps the cause readable without the data.
  */
-export function scrubMessage(message: string): string {
+function scrubMessage(message: string): string {
   const cut = message.length > LOGGED_MESSAGE_MAX ? `${message.slice(0, LOGGED_MESSAGE_MAX)}…` : message;
   return cut.replace(IBAN_LIKE, '[redacted]').replace(DIGIT_RUN, '[digits]');
 }
 
-export interface LoggedError {
+interface LoggedError {
   type: string;
   code?: string;
   message: string;

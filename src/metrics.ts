@@ -38,7 +38,7 @@ export interface Metrics {
 }
 
 /** Prefix of Node's default process metrics (`paylog_process_cpu_seconds_total`, `paylog_nodejs_…`). */
-export const DEFAULT_METRICS_PREFIX = 'paylog_';
+const DEFAULT_METRICS_PREFIX = 'paylog_';
 /** Label of Node's per-process metrics in a cluster worker (its index; `npm start` with PAYLOG_WORKERS > 1). */
 const WORKER_LABEL = 'worker';
 

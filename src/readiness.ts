@@ -21,7 +21,7 @@ export interface ReadinessReport {
   checks: Record<string, boolean>;
 }
 
-export type ReadinessCheck = (signal: AbortSignal) => Promise<unknown>;
+type ReadinessCheck = (signal: AbortSignal) => Promise<unknown>;
 
 /** Runs one check to a boolean: true only if it resolves before the deadline. */
 async function runCheck(check: ReadinessCheck, timeoutMs: number): Promise<boolean> {

@@ -14,7 +14,7 @@ import { promisify } from 'node:util';
 const gzipAsync = promisify(gzip);
 
 /** Compressed full entry bundles kept in memory (they never change), bounded by total bytes. */
-export const GZIP_CACHE_MAX_BYTES = 32 * 1024 * 1024;
+const GZIP_CACHE_MAX_BYTES = 32 * 1024 * 1024;
 
 /**
  * RFC 9110 §12.5.3: true if `gzip` (or its alias `x-gzip`, §8.4.1.3) is acceptable — listed, or

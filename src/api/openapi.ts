@@ -12,7 +12,7 @@ import { ERROR_CATALOG, errorExampleBody } from './error-catalog.js';
 import { PARAMETER_EXAMPLES } from './examples.js';
 import type { Examples, RegisteredRoute, RouteSpec } from './route-spec.js';
 
-export const OPENAPI_VERSION = '3.1.0';
+const OPENAPI_VERSION = '3.1.0';
 
 const COMMON_MTLS: readonly ErrorCode[] = ['CLIENT_CERTIFICATE_REQUIRED', 'CERTIFICATE_REVOKED'];
 const COMMON_BODY: readonly ErrorCode[] = ['BAD_REQUEST', 'PAYLOAD_TOO_LARGE', 'UNSUPPORTED_MEDIA_TYPE'];
@@ -56,13 +56,13 @@ const STATUS_TEXT: Record<number, string> = {
 type Json = Record<string, unknown>;
 
 /** JSON Schema of a zod schema as the client sends it (input) or receives it (output). */
-export function jsonSchema(schema: z.ZodType, io: 'input' | 'output'): Json {
+function jsonSchema(schema: z.ZodType, io: 'input' | 'output'): Json {
   const { $schema: _drop, ...rest } = z.toJSONSchema(schema, { io, unrepresentable: 'any', target: 'draft-2020-12' }) as Json;
   return rest;
 }
 
 /** Sets `description` on each property of a JSON Schema from `words` (dotted paths; unions walked). */
-export function describeFields(schema: Json, words: Readonly<Record<string, string>>, prefix = ''): Json {
+function describeFields(schema: Json, words: Readonly<Record<string, string>>, prefix = ''): Json {
   for (const branch of [...((schema.oneOf ?? schema.anyOf ?? []) as Json[])]) describeFields(branch, words, prefix);
   const props = schema.properties as Record<string, Json> | undefined;
   for (const [key, sub] of Object.entries(props ?? {})) {

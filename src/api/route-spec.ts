@@ -13,7 +13,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest, RouteOptions } from
 import type { z } from 'zod';
 import type { ErrorCode } from '../errors.js';
 
-export type HttpMethod = 'GET' | 'POST' | 'PUT' | 'DELETE';
+type HttpMethod = 'GET' | 'POST' | 'PUT' | 'DELETE';
 
 /**
  * Named examples (OpenAPI Example Objects), shown in /docs. Each MUST validate against the
@@ -21,7 +21,7 @@ export type HttpMethod = 'GET' | 'POST' | 'PUT' | 'DELETE';
  */
 export type Examples = Readonly<Record<string, { summary: string; value: unknown }>>;
 
-export interface ResponseSpec {
+interface ResponseSpec {
   description: string;
   /** Body schema (JSON unless `contentType` says otherwise). */
   schema?: z.ZodType;
@@ -88,7 +88,7 @@ export interface RouteSpec {
 }
 
 /** Key under Fastify's route `config` where the spec travels (read back by the onRoute hook). */
-export const ROUTE_SPEC_CONFIG_KEY = 'paylogRouteSpec';
+const ROUTE_SPEC_CONFIG_KEY = 'paylogRouteSpec';
 
 /** The spec a route was defined with (its Fastify `config`), if it was defined by defineRoute. */
 export function routeSpecOf(config: unknown): RouteSpec | undefined {

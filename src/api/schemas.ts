@@ -14,7 +14,7 @@ const logIndex = z.int().min(0).describe('0-based index of an entry in the Merkl
 const isoTime = z.iso.datetime().describe('RFC 3339 UTC time');
 
 /** Query parameter holding a non-negative decimal integer (see `parseIndexParam`). */
-export const indexParam = (description: string) => z.int().min(0).max(Number.MAX_SAFE_INTEGER).describe(description);
+const indexParam = (description: string) => z.int().min(0).max(Number.MAX_SAFE_INTEGER).describe(description);
 
 export const transactionIdParams = z.object({
   transactionId: transactionRequestSchema.shape.transactionId.describe('the transactionId given at submission'),
@@ -91,7 +91,7 @@ export const accessesQuery = z.object({
   limit: indexParam('page size, 1..1000 (default 1000)').optional(),
 });
 
-export const accessViewSchema = z.object({
+const accessViewSchema = z.object({
   logIndex,
   transactionId: z.string(),
   action: z.string(),
@@ -109,7 +109,7 @@ export const accessesSchema = z.object({
   next: logIndex.optional().describe('present when there are more: pass it as ?after='),
 });
 
-export const processorSchema = z.object({ name: z.string(), status: z.enum(PROCESSOR_STATUSES), principalUri: z.string() });
+const processorSchema = z.object({ name: z.string(), status: z.enum(PROCESSOR_STATUSES), principalUri: z.string() });
 export const processorsSchema = z.object({ processors: z.array(processorSchema) });
 export const processorUpdateResultSchema = z.object({ name: z.string(), status: z.enum(PROCESSOR_STATUSES) });
 export const revocationResultSchema = z.object({

@@ -26,7 +26,7 @@ import { requestLoggerFactory } from './request-logger.js';
 import { assertStorableRequestTarget, assertStorableStrings, decodeUtf8Strict } from '../validation/encoding.js';
 
 /** Response header carrying the request id that every log line of the request names (`reqId`). */
-export const REQUEST_ID_HEADER = 'x-request-id';
+const REQUEST_ID_HEADER = 'x-request-id';
 
 /**
  * Request log lines name the route pattern, never the URL: a path or query string can carry
@@ -69,7 +69,7 @@ class RedactingLogController extends LogController {
   }
 }
 
-export interface ServerDeps {
+interface ServerDeps {
   tls: { key: string; cert: string; ca: string };
   logger: Logger;
   metrics: Metrics;

@@ -18,7 +18,7 @@
 import type { Leaf } from '../log/leaf.js';
 
 /** At most this many legacy epoch ids are listed (all are counted). */
-export const MAX_LISTED_LEGACY_EPOCHS = 1000;
+const MAX_LISTED_LEGACY_EPOCHS = 1000;
 
 export interface EpochKeyReport {
   /** Epochs with an `epoch_created` leaf in the log. */
@@ -35,7 +35,7 @@ export interface EpochKeyReport {
   legacyTransactions: number;
 }
 
-export interface EpochKeyFailure {
+interface EpochKeyFailure {
   code: 'EPOCH_NOT_CREATED' | 'EPOCH_KEY_MISMATCH';
   index: number;
   message: string;

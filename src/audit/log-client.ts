@@ -22,12 +22,12 @@ export const REQUEST_TIMEOUT_MS = 30_000;
  * Largest answer read from a read route: a full entries page is 1000 entries of at most
  * MAX_LEAF_BYTES (16 KiB, base64 in JSON) plus served values and node hashes, well under this.
  */
-export const LOG_READ_MAX_RESPONSE_BYTES = 64 * 1024 * 1024;
+const LOG_READ_MAX_RESPONSE_BYTES = 64 * 1024 * 1024;
 /** Concurrent connections to the service. */
 const LOG_READ_CONNECTIONS = 4;
 
 /** The egress policy of the auditor's read routes client (mTLS, src/net/http.ts). */
-export function logReadPolicy(opts: ClientOptions): EgressPolicy {
+function logReadPolicy(opts: ClientOptions): EgressPolicy {
   return {
     timeoutMs: REQUEST_TIMEOUT_MS,
     maxResponseBytes: LOG_READ_MAX_RESPONSE_BYTES,

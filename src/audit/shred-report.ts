@@ -32,10 +32,10 @@ import { retentionCutoff } from '../log/retention-policy.js';
 import { SpillRecords } from './spill-records.js';
 
 /** `[first, last]` log indices, inclusive. */
-export type IndexRange = [number, number];
+type IndexRange = [number, number];
 
 /** One shred event of the log, with the transactions it names. */
-export interface ShredEvent {
+interface ShredEvent {
   /** Log index of the `key_event` leaf. */
   index: number;
   event: 'epoch_shredded' | 'transaction_shredded' | 'retention_run' | 'shred';
@@ -263,7 +263,7 @@ export class ShredLedger {
 }
 
 /** `[[0,41],[57,57]]` */
-export function formatRanges(ranges: readonly IndexRange[]): string {
+function formatRanges(ranges: readonly IndexRange[]): string {
   return `[${ranges.map(([a, b]) => `[${a},${b}]`).join(',')}]`;
 }
 

@@ -18,9 +18,9 @@ import { tilePath } from '../log/tiles/path.js';
 import type { TileSource } from './tile-source.js';
 
 /** Tiles fetched concurrently. */
-export const EXPORT_CONCURRENCY = 8;
+const EXPORT_CONCURRENCY = 8;
 
-export interface TileExportResult {
+interface TileExportResult {
   size: number;
   written: number;
   skipped: number;

@@ -52,14 +52,14 @@ export function decodeContentEncoding(body: Buffer, encoding: string | undefined
  * gzip of incompressible data is slightly larger than the data; the decoded size is bounded
  * separately by {@link MAX_TILE_RESOURCE_BYTES}).
  */
-export const MAX_TILE_RESPONSE_BYTES = 2 * MAX_TILE_RESOURCE_BYTES;
+const MAX_TILE_RESPONSE_BYTES = 2 * MAX_TILE_RESOURCE_BYTES;
 /** Concurrent connections to the service for tiles. */
 const TILE_CONNECTIONS = 8;
 /** undici's codes for a headers or body timeout (reported as `timeout on GET …`). */
 const TIMEOUT_CODES = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT']);
 
 /** The egress policy of the auditor's tile reads (mTLS, src/net/http.ts). */
-export function tileReadPolicy(opts: ClientOptions): EgressPolicy {
+function tileReadPolicy(opts: ClientOptions): EgressPolicy {
   return {
     timeoutMs: REQUEST_TIMEOUT_MS,
     // The socket timeout of the former node:https source bounded the connection too.

@@ -20,7 +20,7 @@ import { TILE_WIDTH, tilePath, type TileId } from '../log/tiles/path.js';
 import type { TileSource } from './tile-source.js';
 
 /** Entry bundles fetched ahead of the one being verified. */
-export const BUNDLE_READ_AHEAD = 8;
+const BUNDLE_READ_AHEAD = 8;
 
 /** A bundle that does not hold its width's entries (carries the verifier failure code). */
 class BundleError extends PaylogError {
@@ -36,7 +36,7 @@ function malformed(e: unknown, what: string): LogClientError {
   return e instanceof LogClientError ? e : new LogClientError(`${what}: ${errorMessage(e)}`, undefined, 'malformed');
 }
 
-export function hashTileReader(source: TileSource): HashTileReader {
+function hashTileReader(source: TileSource): HashTileReader {
   return async (tile: TileId) => {
     const bytes = await source.read(tilePath(tile));
     try {
@@ -53,7 +53,7 @@ export function hashTileReader(source: TileSource): HashTileReader {
  * its entries are matched against the level-0 tile and those that match are yielded before the
  * failure, so the verifier names the first entry that is missing or foreign.
  */
-export function bundleRuns(source: TileSource, size: number, readTile: HashTileReader) {
+function bundleRuns(source: TileSource, size: number, readTile: HashTileReader) {
   return async function* runs(start: number, end: number): AsyncGenerator<LeafRun> {
     const last = Math.min(end, size);
     if (start >= last) return;

@@ -27,7 +27,7 @@ export type Action =
   | 'admin:destinations';
 
 /** What a decision may depend on besides the principal: the processor a transaction is assigned to. */
-export interface ResourceContext {
+interface ResourceContext {
   assignedProcessor?: string;
 }
 
@@ -76,7 +76,7 @@ export const POLICY: Readonly<Record<Principal['role'], Partial<Record<Action, R
 };
 
 /** True when the policy allows `action` for `principal` on the resource. */
-export function isAllowed(principal: Principal, action: Action, resource: ResourceContext = {}): boolean {
+function isAllowed(principal: Principal, action: Action, resource: ResourceContext = {}): boolean {
   const rule = POLICY[principal.role]?.[action];
   return rule !== undefined && rule(principal, resource);
 }

@@ -8,7 +8,7 @@ import { principalUri } from '../pki/identity.js';
 
 
 export const PROCESSOR_STATUSES = ['active', 'disabled'] as const;
-export type ProcessorStatus = (typeof PROCESSOR_STATUSES)[number];
+type ProcessorStatus = (typeof PROCESSOR_STATUSES)[number];
 
 export class ProcessorRegistry {
   /**

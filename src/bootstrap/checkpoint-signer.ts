@@ -33,7 +33,7 @@ export interface CheckpointSigning {
   onPublished(f: (c: StoredCheckpoint) => void): void;
 }
 
-export interface CheckpointSigningOptions {
+interface CheckpointSigningOptions {
   singletons: boolean;
   headKey: Buffer;
   signingKeyIds: string[];

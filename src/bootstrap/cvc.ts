@@ -19,7 +19,7 @@ import type { Cleanups } from './cleanups.js';
 /** Expired codes are swept at least this often (the TTL itself if shorter). */
 const SWEEP_INTERVAL_MS = 60_000;
 
-export interface CvcDeps {
+interface CvcDeps {
   database: AppDatabase;
   /** The service MAC key (the holder-row MAC key is derived from it). */
   macKey: Buffer;

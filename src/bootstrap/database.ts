@@ -17,7 +17,7 @@ import type { Cleanups } from './cleanups.js';
 export const EMBEDDED_DATABASE = 'paylog';
 
 /** How every pool of the service is opened (time budgets, lost-connection report). */
-export interface PoolOptions {
+interface PoolOptions {
   timeouts: PoolTimeouts;
   onConnectionError: (e: Error) => void;
 }

@@ -25,7 +25,7 @@ export interface KeyLayer {
   cse: ClientSideDecryption;
 }
 
-export interface KeyLayerDeps {
+interface KeyLayerDeps {
   database: AppDatabase;
   /** Where the key notification listener connects (the runtime login). */
   runtimeLogin: RuntimeLogin;

@@ -27,7 +27,7 @@ export interface KmsStep {
 }
 
 /** The service's keys as KMS names them (local mode: the key ids the aliases resolved to). */
-export interface KmsKeys {
+interface KmsKeys {
   dataKeyId: string;
   signingKeyIds: string[];
   /** Envelope v1 data keys under the data key. */

@@ -18,7 +18,7 @@ const KEYS_POOL_SIZE = 2;
 /** Connections of the processor-registration pool (paylog_admin). */
 const ADMIN_POOL_SIZE = 1;
 
-export interface Logins {
+interface Logins {
   keysDatabase: AppDatabase;
   adminDatabase: AppDatabase;
 }

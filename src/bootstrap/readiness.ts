@@ -11,7 +11,7 @@ import type { Refusal } from '../log/checkpoint-publisher.js';
 import type { WitnessCosigning } from '../log/witness/submitter.js';
 import { createReadiness, type ReadinessReport } from '../readiness.js';
 
-export interface ReadinessDeps {
+interface ReadinessDeps {
   /** The runtime pool. */
   database: AppDatabase;
   kms: KmsBackend;

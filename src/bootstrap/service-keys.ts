@@ -14,13 +14,13 @@ import { epochRowKey } from '../kms/epoch-rows.js';
 import type { Cleanups } from './cleanups.js';
 import type { KmsStep } from './kms.js';
 
-export interface ServiceKeys {
+interface ServiceKeys {
   macKey: Buffer;
   /** Fingerprints v2 and probe MACs (issue 17): a key of its own, never the v1 fingerprint key. */
   fingerprintKey: Buffer;
 }
 
-export interface DerivedKeys {
+interface DerivedKeys {
   /** MAC of the stored tree head. */
   headKey: Buffer;
   /** MAC of key-epoch rows (a planted row does not verify). */

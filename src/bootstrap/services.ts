@@ -48,7 +48,7 @@ export interface Services {
   forwardHistory: ForwardHistory;
 }
 
-export interface ServicesDeps {
+interface ServicesDeps {
   database: AppDatabase;
   keysDatabase: AppDatabase;
   adminDatabase: AppDatabase;

@@ -10,7 +10,7 @@ import type { AppDatabase } from '../db/connection.js';
 import type { DevPki } from '../pki/dev-pki.js';
 import { ensureDevPkiOf, seedDevProcessors } from './dev.js';
 
-export interface TlsMaterial {
+interface TlsMaterial {
   key: string;
   cert: string;
   ca: string;

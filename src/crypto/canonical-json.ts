@@ -18,17 +18,8 @@
  */
 import { PaylogError } from '../errors.js';
 
-/** Values `canonicalJson` accepts. */
-export type CanonicalJsonValue =
-  | null
-  | boolean
-  | string
-  | number
-  | readonly CanonicalJsonValue[]
-  | { readonly [key: string]: CanonicalJsonValue };
-
 /** Nesting limit: far above anything paylog builds, low enough to never overflow the stack. */
-export const CANONICAL_JSON_MAX_DEPTH = 64;
+const CANONICAL_JSON_MAX_DEPTH = 64;
 
 /** ES2024 String.prototype.isWellFormed (present in Node 20; not in this project's TS lib): no lone surrogate. */
 const isWellFormed = (s: string): boolean => (s as unknown as { isWellFormed(): boolean }).isWellFormed();

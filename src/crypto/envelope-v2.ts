@@ -34,8 +34,6 @@
  *   single-shot base mode, same suite and `pkR`, `info = binding("paylog/envelope/v2/hpke-info")`,
  *   `aad` = empty, `pt` = data key; `wrappedKey = enc ‖ ct` (80 bytes). The two forms differ in
  *   length and in their HPKE labels, so one never opens as the other.
- * - log commitment: `ciphertextDigest = SHA-256(LP("paylog/envelope/v2/digest") ‖ u8(2) ‖ LP(salt)
- *   ‖ LP(iv) ‖ LP(ciphertext) ‖ LP(tag) ‖ LP(keyCommitment))`.
  *
  * Sealing needs only the epoch PUBLIC key: the submit path holds no epoch private key; its only
  * decryption capability is the HPKE key of its live window, which opens the data keys of the
@@ -45,7 +43,7 @@
  * then GCM-decrypt. Every failure is `INTEGRITY_FAILURE` with a `details.reason` of
  * `ENVELOPE_REASONS`; data keys and derived keys are zeroed after use.
  */
-import { createCipheriv, createDecipheriv, createHash, createHmac, randomFillSync, timingSafeEqual } from 'node:crypto';
+import { createCipheriv, createDecipheriv, createHmac, randomFillSync, timingSafeEqual } from 'node:crypto';
 import {
   DATA_KEY_BYTES,
   ENVELOPE_REASONS,
@@ -84,7 +82,6 @@ const LABEL_AAD = 'paylog/envelope/v2/aad';
 const LABEL_HPKE_INFO = 'paylog/envelope/v2/hpke-info';
 const LABEL_WINDOW_INFO = 'paylog/envelope/v2/window-info';
 const LABEL_WINDOW_AAD = 'paylog/envelope/v2/window-aad';
-const LABEL_DIGEST = 'paylog/envelope/v2/digest';
 const EMPTY = Buffer.alloc(0);
 const ONE = Buffer.from([0x01]);
 
@@ -260,12 +257,4 @@ export function openEnvelopeV2(epochPrivateKey: X25519PrivateKey, b: EpochBindin
     encKey.fill(0);
     commitment.fill(0);
   }
-}
-
-/** SHA-256 log commitment of a v2 record (format doc above). */
-export function ciphertextDigestV2(env: Omit<SealedEnvelopeV2, 'wrappedKey' | 'epochId'>): Buffer {
-  checkShapeV2(env as SealedEnvelopeV2);
-  return createHash('sha256')
-    .update(encodeFields(LABEL_DIGEST, ENVELOPE_V2, [env.salt, env.iv, env.ciphertext, env.tag, env.keyCommitment]))
-    .digest();
 }

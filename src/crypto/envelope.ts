@@ -63,7 +63,7 @@ export const DATA_KEY_BYTES = 32;
 export const SALT_BYTES = 32;
 export const IV_BYTES = 12;
 export const TAG_BYTES = 16;
-export const KEY_COMMITMENT_BYTES = 32;
+const KEY_COMMITMENT_BYTES = 32;
 
 const CIPHER = 'aes-256-gcm';
 const LABEL_ENCRYPTION_KEY = 'paylog/envelope/v1/encryption-key';

@@ -35,7 +35,7 @@ import { PaylogError } from '../errors.js';
 import type { PaymentMethod } from '../validation/transaction.js';
 
 export const FINGERPRINT_PREFIX = 'fp_';
-export const FINGERPRINT_BYTES = 16;
+const FINGERPRINT_BYTES = 16;
 const LABEL_FINGERPRINT = 'paylog/fingerprint/v1';
 const LABEL_REQUEST_MAC = 'paylog/request-mac/v1';
 export const FINGERPRINT_V2_PREFIX = 'fp2_';
@@ -43,7 +43,7 @@ const LABEL_FINGERPRINT_V2 = 'paylog/fingerprint/v2';
 const LABEL_REQUEST_MAC_V2 = 'paylog/request-mac/v2';
 const LABEL_PROBE_SERVED = 'paylog/probe/served/v1';
 /** Minimum HMAC key length accepted (RFC 2104 §3: at least the hash output length). */
-export const MIN_MAC_KEY_BYTES = 32;
+const MIN_MAC_KEY_BYTES = 32;
 
 function assertKey(key: Buffer): void {
   if (!Buffer.isBuffer(key) || key.length < MIN_MAC_KEY_BYTES) {
@@ -60,7 +60,7 @@ function labelledHmac(key: Buffer, label: string, message: string): Buffer {
 }
 
 /** Normalised, type-prefixed identifier of a payment method (the fingerprint's input). */
-export function paymentIdentifier(pm: PaymentMethod): string {
+function paymentIdentifier(pm: PaymentMethod): string {
   switch (pm.type) {
     case 'card':
       return `card:${pm.pan}`;
@@ -119,7 +119,7 @@ export function macEqual(a: Uint8Array, b: Uint8Array): boolean {
 }
 
 const LABEL_UNKNOWN_ID = 'paylog/unknown-transaction-id/v1';
-export const UNKNOWN_ID_PREFIX = 'unknown:';
+const UNKNOWN_ID_PREFIX = 'unknown:';
 
 /**
  * What the log records for a transaction id that does not exist: a keyed digest, never the

@@ -26,17 +26,17 @@ import {
   type KeyObject,
 } from 'node:crypto';
 
-export const KEM_DHKEM_X25519_HKDF_SHA256 = 0x0020;
-export const KDF_HKDF_SHA256 = 0x0001;
-export const AEAD_AES_128_GCM = 0x0001;
+const KEM_DHKEM_X25519_HKDF_SHA256 = 0x0020;
+const KDF_HKDF_SHA256 = 0x0001;
+const AEAD_AES_128_GCM = 0x0001;
 export const AEAD_AES_256_GCM = 0x0002;
 export type HpkeAead = typeof AEAD_AES_128_GCM | typeof AEAD_AES_256_GCM;
 
 /** RFC 9180 §7.1: Nsecret, Nenc, Npk, Nsk for DHKEM(X25519, HKDF-SHA256). */
-export const X25519_KEY_BYTES = 32;
+const X25519_KEY_BYTES = 32;
 export const HPKE_ENC_BYTES = 32;
 /** RFC 9180 §7.3: Nn = 12, Nt = 16 for both AES-GCM AEADs; Nk = 16 or 32. */
-export const HPKE_NONCE_BYTES = 12;
+const HPKE_NONCE_BYTES = 12;
 export const HPKE_TAG_BYTES = 16;
 const HASH = 'sha256';
 const HASH_BYTES = 32;
@@ -82,7 +82,7 @@ function expand(prk: Buffer, info: Buffer, length: number): Buffer {
 }
 
 /** RFC 9180 §4: LabeledExtract(salt, label, ikm). The caller zeroes the result. */
-export function labeledExtract(suiteId: Buffer, salt: Buffer, label: string, ikm: Buffer): Buffer {
+function labeledExtract(suiteId: Buffer, salt: Buffer, label: string, ikm: Buffer): Buffer {
   const labeledIkm = Buffer.concat([HPKE_V1, suiteId, Buffer.from(label, 'ascii'), ikm]);
   try {
     return extract(salt, labeledIkm);
@@ -92,7 +92,7 @@ export function labeledExtract(suiteId: Buffer, salt: Buffer, label: string, ikm
 }
 
 /** RFC 9180 §4: LabeledExpand(prk, label, info, L). The caller zeroes the result. */
-export function labeledExpand(suiteId: Buffer, prk: Buffer, label: string, info: Buffer, length: number): Buffer {
+function labeledExpand(suiteId: Buffer, prk: Buffer, label: string, info: Buffer, length: number): Buffer {
   const labeledInfo = Buffer.concat([i2osp2(length), HPKE_V1, suiteId, Buffer.from(label, 'ascii'), info]);
   return expand(prk, labeledInfo, length);
 }
@@ -251,7 +251,7 @@ export function decap(enc: Buffer, skR: X25519PrivateKey): Buffer {
   }
 }
 
-export interface KeyScheduleOutput {
+interface KeyScheduleOutput {
   keyScheduleContext: Buffer;
   secret: Buffer;
   key: Buffer;
@@ -293,7 +293,7 @@ export function aeadSeal(aead: HpkeAead, key: Buffer, nonce: Buffer, aad: Buffer
 }
 
 /** AEAD Open; throws HpkeError when the tag does not verify. */
-export function aeadOpen(aead: HpkeAead, key: Buffer, nonce: Buffer, aad: Buffer, ciphertext: Buffer): Buffer {
+function aeadOpen(aead: HpkeAead, key: Buffer, nonce: Buffer, aad: Buffer, ciphertext: Buffer): Buffer {
   if (ciphertext.length < HPKE_TAG_BYTES) throw new HpkeError('HPKE ciphertext too short');
   const d = createDecipheriv(aeadCipher(aead), key, nonce, { authTagLength: HPKE_TAG_BYTES });
   d.setAAD(aad);

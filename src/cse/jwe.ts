@@ -41,7 +41,7 @@ import type { CseKeyStore } from './keys.js';
 import { CSE_CONTENT_ENCRYPTION_ALGORITHM, CSE_KEY_MANAGEMENT_ALGORITHM } from './p256-key.js';
 
 /** How far ahead of paylog's clock an `iat` may be (browser clocks are a little off). */
-export const CSE_MAX_FUTURE_IAT_S = 5 * 60;
+const CSE_MAX_FUTURE_IAT_S = 5 * 60;
 
 /** What the transaction leaf records about a client-side encrypted submission. */
 export interface CseMarker {
@@ -49,14 +49,14 @@ export interface CseMarker {
   kid: string;
 }
 
-export interface OpenedSubmission {
+interface OpenedSubmission {
   /** The body to validate: as sent, with the decrypted payment method in place of the JWE. */
   body: unknown;
   /** Null for a plaintext submission. */
   cse: CseMarker | null;
 }
 
-export interface JweBinding {
+interface JweBinding {
   transactionId: string;
   processor: string;
 }
@@ -64,7 +64,7 @@ export interface JweBinding {
 const UTF8 = new TextDecoder('utf-8', { fatal: true });
 
 /** Step 4: the binding in the authenticated protected header (module doc). */
-export function checkJweBinding(header: Record<string, unknown>, expected: JweBinding, now: Date, maxAgeS: number): void {
+function checkJweBinding(header: Record<string, unknown>, expected: JweBinding, now: Date, maxAgeS: number): void {
   if (header['transactionId'] !== expected.transactionId || header['processor'] !== expected.processor) {
     throw new PaylogError('CSE_BINDING_MISMATCH', 'the JWE was encrypted for another transaction or processor');
   }

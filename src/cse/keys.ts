@@ -63,13 +63,13 @@ const CSE_KEYRING_PREFIX = 'cse/';
 /** Advisory lock class for CSE key creation ("pycs"), second key = hashtext(kid). */
 const CSE_LOCK_CLASS = 0x70796373;
 
-export interface CseKeySettings {
+interface CseKeySettings {
   period: CseKeyPeriod;
   overlapS: number;
   cacheTtlS: number;
 }
 
-export interface CseKeyStoreDeps {
+interface CseKeyStoreDeps {
   database: AppDatabase;
   kms: KmsBackend;
   /** Commits a key event to the log (src/services/key-events.ts); resolves after commit. */
@@ -84,7 +84,7 @@ export interface CseKeyStoreDeps {
 }
 
 /** Counters for tests, metrics and the benchmark. */
-export interface CseKeyStats {
+interface CseKeyStats {
   /** Keys loaded (each is one KMS Decrypt, or one GenerateDataKey when it is created). */
   loads: number;
   hits: number;

@@ -25,7 +25,7 @@ import type { CseKeyStore } from './keys.js';
 import { periodOfKid, resolveCseKmsKey } from './key-names.js';
 
 /** KMS ScheduleKeyDeletion waiting period for a CSE key's KMS key: the minimum KMS allows (7–30). */
-export const CSE_KEY_PENDING_WINDOW_DAYS = 7;
+const CSE_KEY_PENDING_WINDOW_DAYS = 7;
 
 export interface CseKeyDestruction {
   kid: string;
@@ -37,7 +37,7 @@ export interface CseKeyDestruction {
   scheduledDeletion: string | null;
 }
 
-export interface CseDestructionDeps {
+interface CseDestructionDeps {
   /** The paylog_keys connection. */
   keysDatabase: AppDatabase;
   kms: KmsBackend;
@@ -47,7 +47,7 @@ export interface CseDestructionDeps {
 }
 
 /** True once `kid`'s period plus the overlap has passed at `asOf` (kidAcceptedAt's upper bound). */
-export function cseKeyExpired(kid: string, asOf: Date, overlapS: number): boolean {
+function cseKeyExpired(kid: string, asOf: Date, overlapS: number): boolean {
   const p = periodOfKid(kid);
   return p !== null && p.end + overlapS * 1000 <= asOf.getTime();
 }

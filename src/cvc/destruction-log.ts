@@ -17,7 +17,7 @@ import { CVC_DESTROYED_PERIOD_MS } from '../log/leaf.js';
 /** A period is logged this long after it ended. */
 const LOG_GRACE_MS = 60_000;
 
-export interface LoggedCvcPeriod {
+interface LoggedCvcPeriod {
   periodStart: Date;
   used: number;
   expired: number;

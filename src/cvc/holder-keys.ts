@@ -60,7 +60,7 @@ interface OwnKey {
   notAfter: Date;
 }
 
-export interface HolderKeysOptions {
+interface HolderKeysOptions {
   database: AppDatabase;
   /** `holderRowKey(service MAC key)`. */
   rowKey: Buffer;

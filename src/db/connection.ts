@@ -18,13 +18,12 @@ import { packageRoot } from '../package-root.js';
 /** `drizzle/` of the package root (the same from `src/` under tsx and from the build in `dist/`). */
 export const MIGRATIONS_DIR = join(packageRoot(), 'drizzle');
 export const APP_ROLE = 'paylog_app';
-export const AUDITOR_ROLE = 'paylog_auditor';
 /** Advisory lock key that serialises migrations across service instances ("paylogmg"). */
-export const MIGRATION_LOCK_KEY = 0x7061796c6f676d67n;
-export const DEFAULT_POOL_SIZE = 10;
+const MIGRATION_LOCK_KEY = 0x7061796c6f676d67n;
+const DEFAULT_POOL_SIZE = 10;
 /** The client abandons a query this long after the server's statement_timeout should have fired
  * (a server or network that stopped answering altogether). */
-export const CLIENT_QUERY_TIMEOUT_MARGIN_MS = 1_000;
+const CLIENT_QUERY_TIMEOUT_MARGIN_MS = 1_000;
 
 /** Time budgets of the runtime pool (config.ts `TimeBudgets`, database part). */
 export interface PoolTimeouts {
@@ -132,7 +131,7 @@ export async function createDatabase(adminUrl: string, name: string): Promise<st
 }
 
 /** Prefix of the per-database login role the service runs as (a member of paylog_app only). */
-export const SERVICE_LOGIN_PREFIX = 'paylog_svc_';
+const SERVICE_LOGIN_PREFIX = 'paylog_svc_';
 
 /**
  * Creates (or re-keys) the login role the service's pool uses: LOGIN, no superuser, no
@@ -148,7 +147,7 @@ export async function ensureServiceLogin(ownerUrl: string, password: string): Pr
 /** Group role of the key-destruction connection (rewrap, shred, retention only; migration 0002). */
 export const KEYS_ROLE = 'paylog_keys';
 /** Prefix of the per-database login role of the key-destruction connection. */
-export const KEYS_LOGIN_PREFIX = 'paylog_keys_';
+const KEYS_LOGIN_PREFIX = 'paylog_keys_';
 
 /** Like {@link ensureServiceLogin}, for the login role that is a member of `paylog_keys` only. */
 export async function ensureKeysLogin(ownerUrl: string, password: string): Promise<string | null> {
@@ -158,7 +157,7 @@ export async function ensureKeysLogin(ownerUrl: string, password: string): Promi
 /** Group role of the processor-registration connection (admin decisions only; migration 0009). */
 export const ADMIN_ROLE = 'paylog_admin';
 /** Prefix of the per-database login role of the processor-registration connection. */
-export const ADMIN_LOGIN_PREFIX = 'paylog_adm_';
+const ADMIN_LOGIN_PREFIX = 'paylog_adm_';
 
 /** Like {@link ensureServiceLogin}, for the login role that is a member of `paylog_admin` only. */
 export async function ensureAdminLogin(ownerUrl: string, password: string): Promise<string | null> {

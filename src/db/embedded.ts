@@ -48,13 +48,13 @@ import { tmpdir } from 'node:os';
 import { dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { CLUSTER_LOCATION_FILE, embeddedClusterDir, ensureRelocationBase, relocatedCluster } from './cluster-location.js';
 
-export const EMBEDDED_SUPERUSER = 'postgres';
+const EMBEDDED_SUPERUSER = 'postgres';
 /** The OS user the server runs as when paylog runs as root. */
 export const EMBEDDED_OS_USER = 'postgres';
 /** How long start-up may take before it is abandoned (initdb excluded). */
-export const EMBEDDED_START_TIMEOUT_MS = 60_000;
+const EMBEDDED_START_TIMEOUT_MS = 60_000;
 /** How long a fast shutdown may take before the server is told to shut down immediately. */
-export const EMBEDDED_STOP_TIMEOUT_MS = 5_000;
+const EMBEDDED_STOP_TIMEOUT_MS = 5_000;
 const READY_MESSAGE = 'database system is ready to accept connections';
 
 export interface EmbeddedServer {
@@ -79,7 +79,7 @@ export interface EmbeddedServer {
   readonly relocated?: { record: string; blocked?: string };
 }
 
-export class EmbeddedPostgresError extends Error {
+class EmbeddedPostgresError extends Error {
   override readonly name = 'EmbeddedPostgresError';
 }
 

@@ -12,7 +12,7 @@ import { EpochRecordKeys } from './epoch-record-keys.js';
 import { PerTransactionRecordKeys } from './per-transaction-keys.js';
 import { MultiRecordKeyring, type RecordKeyring } from './record-keys.js';
 
-export type SealingMode = 'per-transaction' | 'epoch';
+type SealingMode = 'per-transaction' | 'epoch';
 
 export function recordKeyringFor(o: { sealWith: SealingMode; dataKeys: DataKeySource; epochs: EpochKeyring }): RecordKeyring {
   const perTransaction = new PerTransactionRecordKeys(o.dataKeys);

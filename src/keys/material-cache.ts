@@ -19,7 +19,7 @@
  */
 import { PaylogError } from '../errors.js';
 
-export interface MaterialCacheOptions<V> {
+interface MaterialCacheOptions<V> {
   /** Lifetime of a loaded entry (ms, from its load). */
   ttlMs: number;
   /** Uses per loaded entry; default unlimited. */
@@ -37,7 +37,7 @@ export interface MaterialCacheOptions<V> {
 }
 
 /** Uses of one call that found their entry exhausted or evicted before giving up. */
-export const MAX_ATTEMPTS = 3;
+const MAX_ATTEMPTS = 3;
 
 interface Entry<V> {
   readonly promise: Promise<V>;

@@ -53,7 +53,7 @@ import { SELECT_PERIOD, createEpoch, type EpochCreationContext } from './epoch-c
 // Names, encryption contexts and row shapes of epochs (pure): src/kms/epoch-names.ts.
 export * from './epoch-names.js';
 
-export interface EpochKeyringOptions {
+interface EpochKeyringOptions {
   database: AppDatabase;
   kms: KmsBackend;
   granularity: EpochGranularity;

@@ -12,15 +12,14 @@ import { periodOf, type KeyPeriod, type PeriodGranularity } from '../keys/period
 /** Key-period arithmetic lives in src/keys/periods.ts (shared with the CSE keys). */
 export type EpochGranularity = PeriodGranularity;
 export { periodOf, type KeyPeriod };
-export type ClockFn = () => Date;
 
 /** KMS encryption-context keys of a wrapped epoch private key (stable). */
-export const KMS_CONTEXT_EPOCH = 'paylog:epoch';
-export const KMS_CONTEXT_EPOCH_PUBLIC_KEY = 'paylog:epoch-public-key';
+const KMS_CONTEXT_EPOCH = 'paylog:epoch';
+const KMS_CONTEXT_EPOCH_PUBLIC_KEY = 'paylog:epoch-public-key';
 export const KMS_CONTEXT_KEY_PURPOSE = 'paylog:key-purpose';
-export const EPOCH_KEY_PURPOSE = 'epoch-private-key/x25519';
+const EPOCH_KEY_PURPOSE = 'epoch-private-key/x25519';
 /** Alias prefix of the per-period KMS keys (operator-created ahead, or by paylog with kms:CreateKey). */
-export const PERIOD_KEY_ALIAS_PREFIX = 'alias/paylog-epoch-';
+const PERIOD_KEY_ALIAS_PREFIX = 'alias/paylog-epoch-';
 /** Advisory lock class for epoch creation ("pyke"), second key = hashtext(processor). */
 export const EPOCH_LOCK_CLASS = 0x70796b65;
 

@@ -23,7 +23,7 @@
  */
 import { createHmac, timingSafeEqual } from 'node:crypto';
 
-export const EPOCH_ROW_MAC_LABEL = 'paylog/key-epoch/v1';
+const EPOCH_ROW_MAC_LABEL = 'paylog/key-epoch/v1';
 const KEY_LABEL = 'paylog/key-epoch-key/v1';
 
 /** The columns the MAC covers (the epoch's immutable identity). */

@@ -23,12 +23,12 @@ import { z } from 'zod';
 /** The NOTIFY channel of key events (stable: other instances of other versions listen on it). */
 export const KEY_EVENTS_CHANNEL = 'paylog_key_events';
 /** First and largest delay before reopening a lost listening connection. */
-export const LISTEN_RECONNECT_MIN_MS = 250;
-export const LISTEN_RECONNECT_MAX_MS = 10_000;
+const LISTEN_RECONNECT_MIN_MS = 250;
+const LISTEN_RECONNECT_MAX_MS = 10_000;
 /** How often the listening connection is checked with a query (a half-open connection is noticed). */
-export const LISTEN_HEARTBEAT_MS = 30_000;
+const LISTEN_HEARTBEAT_MS = 30_000;
 /** Bound of the listener's connect, LISTEN and heartbeat. */
-export const LISTEN_TIMEOUT_MS = 5_000;
+const LISTEN_TIMEOUT_MS = 5_000;
 
 const keyNoticeSchema = z.object({ event: z.literal('epoch_shredded'), epochId: z.string().min(1).max(200) });
 /** One key notification: the epoch whose private key was destroyed. No key material, ever. */
@@ -39,7 +39,7 @@ export function encodeKeyNotice(n: KeyNotice): string {
 }
 
 /** The notice in a payload, or null for anything else (other events, other versions, garbage). */
-export function parseKeyNotice(payload: string | undefined): KeyNotice | null {
+function parseKeyNotice(payload: string | undefined): KeyNotice | null {
   if (payload === undefined) return null;
   try {
     const r = keyNoticeSchema.safeParse(JSON.parse(payload));
@@ -49,7 +49,7 @@ export function parseKeyNotice(payload: string | undefined): KeyNotice | null {
   }
 }
 
-export interface KeyNoticeListenerOptions {
+interface KeyNoticeListenerOptions {
   /** Database URL of the listening connection (the runtime login). */
   url: string;
   /** Role assumed at connection start (`-c role=`), or null to stay the login role. */

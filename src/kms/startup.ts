@@ -21,7 +21,7 @@ const REQUIRED = {
   signing: { keySpec: 'ECC_NIST_EDWARDS25519', keyUsage: 'SIGN_VERIFY' },
 } as const;
 
-export class KmsStartupError extends Error {
+class KmsStartupError extends Error {
   override readonly name = 'KmsStartupError';
 }
 

@@ -33,8 +33,8 @@ import { EMPTY_ROOT, consistencyProof, consistencyProofNodes, rangeNodes, rootFr
 import { formatVerifierKey, keyId, signNote, type NoteSigner, type NoteVerifier } from './note.js';
 import type { SignerStateFile } from './signer-state.js';
 
-export const PUBLISH_MIN_INTERVAL_MS = 250;
-export const IDLE_REPUBLISH_MS = 30_000;
+const PUBLISH_MIN_INTERVAL_MS = 250;
+const IDLE_REPUBLISH_MS = 30_000;
 
 export interface StoredCheckpoint {
   size: number;
@@ -72,7 +72,7 @@ export async function kmsNoteSigners(
 }
 
 /** Rows fetched per query while looking for one that verifies (a page size, never a limit on the search). */
-export const CHECKPOINT_READ_PAGE = 64;
+const CHECKPOINT_READ_PAGE = 64;
 /** Row ids already found not to verify, remembered so each forged row costs one signature check per process. */
 const MAX_REMEMBERED_FORGED = 100_000;
 /** Per database handle (row ids are per database). */
@@ -124,7 +124,7 @@ export async function readCheckpoint(
 }
 
 /** Why a checkpoint was refused (the `reason` label of paylog_checkpoint_refused_total). */
-export type RefusalReason = 'behind' | 'inconsistent' | 'witness' | 'state_file';
+type RefusalReason = 'behind' | 'inconsistent' | 'witness' | 'state_file';
 
 /** Details of an INCONSISTENT_TREE refusal (PaylogError.details; served in /readyz). */
 export interface Refusal {
@@ -189,7 +189,7 @@ export interface CheckpointWitnesses {
 }
 
 /** At most one "checkpoint refused" error line per this interval while the reason stays the same. */
-export const REFUSAL_LOG_INTERVAL_MS = 10_000;
+const REFUSAL_LOG_INTERVAL_MS = 10_000;
 
 const sameTree = (a: { size: number; rootHash: Buffer }, b: { size: number; rootHash: Buffer }) => a.size === b.size && a.rootHash.equals(b.rootHash);
 

@@ -10,7 +10,7 @@ import { PaylogError } from '../errors.js';
 import { HASH_SIZE } from './merkle.js';
 import { decodeBase64Strict, openNote, type NoteVerifier } from './note.js';
 
-export interface CheckpointBody {
+interface CheckpointBody {
   origin: string;
   size: number;
   rootHash: Buffer;

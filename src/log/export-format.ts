@@ -20,7 +20,7 @@ import { decodeBase64Strict } from './note.js';
 export const EXPORT_VERSION = 1;
 
 /** One entry line of an export (untrusted). */
-export interface ExportEntry {
+interface ExportEntry {
   index: number;
   leaf: Uint8Array;
 }

@@ -10,7 +10,7 @@ import { createHash, createPublicKey, verify as cryptoVerify, type KeyObject } f
 import { PaylogError } from '../errors.js';
 
 /** signed-note §Signature types: 0x01 = Ed25519. */
-export const SIG_TYPE_ED25519 = 0x01;
+const SIG_TYPE_ED25519 = 0x01;
 /** RFC 8032 sizes. */
 export const ED25519_PUBLIC_KEY_SIZE = 32;
 export const ED25519_SIGNATURE_SIZE = 64;
@@ -22,7 +22,7 @@ export const KEY_ID_SIZE = 4;
  */
 export const MAX_SIGNATURE_LINES = 100;
 /** Overall cap on the size of a note accepted by {@link openNote} (UTF-8 bytes). */
-export const MAX_NOTE_BYTES = 1024 * 1024;
+const MAX_NOTE_BYTES = 1024 * 1024;
 
 /** signed-note §Format: em dash (U+2014) followed by a space starts every signature line. */
 const SIG_LINE_PREFIX = '\u2014 ';
@@ -47,7 +47,7 @@ export interface NoteVerifier {
   publicKey: Buffer;
 }
 
-export interface OpenedNote {
+interface OpenedNote {
   /** The note text, including its final newline. */
   text: string;
   /** Key names whose signatures verified, in signature-line order (a name repeats if two of its keys signed). */

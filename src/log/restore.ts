@@ -46,7 +46,7 @@ export interface RestoreReport {
   appended: number;
 }
 
-export interface RestoreDeps {
+interface RestoreDeps {
   db: Db;
   appender: Appender;
   headKey: Buffer;
@@ -59,9 +59,9 @@ export interface RestoreDeps {
  * `transactions.request_mac` of a restored transaction: the request is lost, so no resubmission
  * matches it (a retry of that transaction id answers 409, never a replay of unknown content).
  */
-export const RESTORED_REQUEST_MAC = Buffer.alloc(32);
+const RESTORED_REQUEST_MAC = Buffer.alloc(32);
 /** `data_keys.kms_key_id` of a restored format-1 record whose key reference was only in the lost row. */
-export const RESTORED_UNKNOWN_KEY = 'restored:unknown';
+const RESTORED_UNKNOWN_KEY = 'restored:unknown';
 
 /**
  * The append request that re-creates one lost entry with its lookup rows (what GET, the access
@@ -70,7 +70,7 @@ export const RESTORED_UNKNOWN_KEY = 'restored:unknown';
  * rows: the record reads as shredded), an access entry its `access_entries` row. The leaf bytes
  * are appended unchanged whatever they decode to.
  */
-export function restoredEntry(leaf: Buffer, createdAt: Date): AppendRequest {
+function restoredEntry(leaf: Buffer, createdAt: Date): AppendRequest {
   let decoded: Leaf;
   try {
     decoded = decodeLeaf(leaf);

@@ -6,7 +6,7 @@
 import { PaylogError } from '../errors.js';
 
 /** ISO 8601 duration (PnYnMnWnDTnHnMnS) subtracted from `t` in UTC calendar arithmetic. */
-export function subtractIsoDuration(t: Date, duration: string): Date {
+function subtractIsoDuration(t: Date, duration: string): Date {
   const m = /^P(?:(\d+)Y)?(?:(\d+)M)?(?:(\d+)W)?(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+)S)?)?$/.exec(duration);
   if (!m || duration === 'P' || duration.endsWith('T')) throw new PaylogError('VALIDATION_FAILED', 'retention must be an ISO 8601 duration such as P13M');
   const n = (i: number) => Number(m[i] ?? 0);

@@ -37,7 +37,7 @@ export const SIGNER_STATE_RELATIVE_PATH = join('signer', 'last-checkpoint');
 const DIR_MODE = 0o700;
 const FILE_MODE = 0o600;
 
-export interface SignedCheckpoint {
+interface SignedCheckpoint {
   size: number;
   rootHash: Buffer;
   note: string;

@@ -10,7 +10,7 @@
  */
 import { createHmac, timingSafeEqual } from 'node:crypto';
 
-export const TREE_HEAD_MAC_LABEL = 'paylog/tree-head/v1';
+const TREE_HEAD_MAC_LABEL = 'paylog/tree-head/v1';
 const KEY_LABEL = 'paylog/tree-head-key/v1';
 /** Rows read per query while looking for a trusted head. */
 export const TREE_HEAD_PAGE = 64;

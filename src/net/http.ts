@@ -21,7 +21,7 @@ import type { PeerCertificate } from 'node:tls';
 import { Agent, request } from 'undici';
 
 /** TLS material for one use (PEM contents, not paths). */
-export interface EgressTls {
+interface EgressTls {
   ca?: string | Buffer;
   cert?: string | Buffer;
   key?: string | Buffer;
@@ -55,7 +55,7 @@ export interface EgressPolicy {
 }
 
 /** A full answer: status, lower-case headers, the whole body. */
-export interface HttpResponse {
+interface HttpResponse {
   status: number;
   /** One header's value (the first, if repeated), or undefined. */
   header(name: string): string | undefined;
@@ -80,7 +80,7 @@ export class ResponseTooLargeError extends Error {
   }
 }
 
-export interface HttpRequest {
+interface HttpRequest {
   method?: 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
   headers?: Record<string, string>;
   body?: string | Buffer;

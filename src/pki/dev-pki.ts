@@ -23,17 +23,17 @@ import {
 import { fingerprintOfDer, identityFromX509, type PrincipalIdentity } from './identity.js';
 
 /** Dev principals by file base name (contract). */
-export const DEV_PRINCIPALS: Readonly<Record<string, PrincipalIdentity>> = Object.freeze({
+const DEV_PRINCIPALS: Readonly<Record<string, PrincipalIdentity>> = Object.freeze({
   checkout: { role: 'checkout', name: 'checkout' },
   'processor-acme': { role: 'processor', name: 'acme' },
   'processor-globex': { role: 'processor', name: 'globex' },
   auditor: { role: 'auditor', name: 'auditor' },
   admin: { role: 'admin', name: 'admin' },
 });
-export const DEFAULT_DEV_HOSTNAMES: readonly string[] = ['localhost', '127.0.0.1', '::1'];
+const DEFAULT_DEV_HOSTNAMES: readonly string[] = ['localhost', '127.0.0.1', '::1'];
 export const DEV_PKI_README = 'README-DEV-ONLY.txt';
 /** Certificates expiring sooner than this are reissued at start. */
-export const DEV_RENEW_BEFORE_MS = 24 * 60 * 60 * 1000;
+const DEV_RENEW_BEFORE_MS = 24 * 60 * 60 * 1000;
 const DIR_MODE = 0o700;
 const KEY_MODE = 0o600;
 const CERT_MODE = 0o644;
@@ -50,7 +50,7 @@ Never trust ca.pem outside this machine, never copy these keys into a real deplo
 delete this directory to start over (all files are regenerated on the next start).
 `;
 
-export interface DevPkiFile {
+interface DevPkiFile {
   certPath: string;
   keyPath: string;
   certPem: string;
@@ -58,7 +58,7 @@ export interface DevPkiFile {
   fingerprint: string;
 }
 
-export interface DevPrincipal extends DevPkiFile {
+interface DevPrincipal extends DevPkiFile {
   identity: PrincipalIdentity;
 }
 

@@ -27,19 +27,19 @@ export { PRINCIPAL_NAME_PATTERN };
 /** Subject organisation of every paylog-issued certificate. */
 export const PAYLOG_ORGANIZATION = 'paylog';
 /** URN namespace of the SAN URI that names a principal. */
-export const PRINCIPAL_URI_PREFIX = 'urn:paylog:principal:';
+const PRINCIPAL_URI_PREFIX = 'urn:paylog:principal:';
 /** RFC 5280 §4.2.1.12 id-kp-clientAuth. */
-export const OID_KP_CLIENT_AUTH = '1.3.6.1.5.5.7.3.2';
+const OID_KP_CLIENT_AUTH = '1.3.6.1.5.5.7.3.2';
 /** Prefix of the certificate fingerprints paylog stores and compares. */
 export const FINGERPRINT_PREFIX = 'sha256:';
 
 const PRINCIPAL_URI_PATTERN = new RegExp(`^urn:paylog:principal:([a-z]+):(${unanchored(PRINCIPAL_NAME_PATTERN)})$`);
 
-export function isRole(value: unknown): value is Role {
+function isRole(value: unknown): value is Role {
   return typeof value === 'string' && (ROLES as readonly string[]).includes(value);
 }
 
-export function isValidPrincipalName(value: unknown): value is string {
+function isValidPrincipalName(value: unknown): value is string {
   return typeof value === 'string' && PRINCIPAL_NAME_PATTERN.test(value);
 }
 

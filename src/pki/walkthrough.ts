@@ -7,7 +7,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import type { DevPki } from './dev-pki.js';
 
-export const EXAMPLE_TRANSACTION_ID = 'ord-2026-000123';
+const EXAMPLE_TRANSACTION_ID = 'ord-2026-000123';
 /** Visa's public test number: not a real card. */
 const EXAMPLE_TEST_PAN = '4111111111111111';
 

@@ -71,7 +71,7 @@ const sha256 = (b: Uint8Array): Buffer => createHash('sha256').update(b).digest(
  * The leaf for one key event: leaf format v2 `key_event` (src/log/leaf/key-event.ts). Epoch
  * ids are `<processor>/<period>/<generation>`; the policy carries the retention setting.
  */
-export function keyEventLeafOf(e: KeyEvent): KeyEventLeafV2 {
+function keyEventLeafOf(e: KeyEvent): KeyEventLeafV2 {
   const retention = e.policy?.startsWith('PAYLOG_RETENTION=') ? e.policy.slice('PAYLOG_RETENTION='.length) : undefined;
   return keyEventLeaf({
     time: e.time,

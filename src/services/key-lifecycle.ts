@@ -37,7 +37,7 @@ import { KeyRetention, type RetentionDeps, type RetentionReport } from './key-re
 import { ServiceKeyArns } from './service-key-arns.js';
 
 /** The retention dependencies (key-retention.ts) plus what rotation, shredding and rewrap need. */
-export interface KeyLifecycleDeps extends RetentionDeps {
+interface KeyLifecycleDeps extends RetentionDeps {
   database: AppDatabase;
   /** KMS requests so far by operation (status). */
   kmsCounts?: () => Promise<Record<string, number>>;

@@ -18,7 +18,7 @@ import { parseVerifierKey, type NoteVerifier } from '../log/note.js';
 import { consistencyProof, consistencyProofNodes, inclusionProof, inclusionProofNodes, nodeKey, type NodeId } from '../log/merkle.js';
 
 /** Largest page of entries one request returns. */
-export const MAX_ENTRIES_PAGE = 1000;
+const MAX_ENTRIES_PAGE = 1000;
 
 const NON_NEGATIVE_INT = /^(0|[1-9]\d{0,15})$/;
 
@@ -33,7 +33,7 @@ export function parseIndexParam(name: string, v: unknown): number | undefined {
 }
 
 /** For each index in [start, end): the complete subtrees whose last leaf it is (levels 0..). */
-export function completedNodes(start: number, end: number): { index: number; ids: NodeId[] }[] {
+function completedNodes(start: number, end: number): { index: number; ids: NodeId[] }[] {
   const out: { index: number; ids: NodeId[] }[] = [];
   for (let i = start; i < end; i++) {
     const ids: NodeId[] = [];

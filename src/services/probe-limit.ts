@@ -37,19 +37,19 @@ import { DEFAULT_PROBE_LIMIT_PER_HOUR } from '../config.js';
 
 export { DEFAULT_PROBE_LIMIT_PER_HOUR };
 /** The window: a clock hour (UTC). */
-export const PROBE_WINDOW_MS = 60 * 60 * 1000;
+const PROBE_WINDOW_MS = 60 * 60 * 1000;
 
 /** Start of the window `now` falls in. */
-export function probeWindowStart(now: Date): Date {
+function probeWindowStart(now: Date): Date {
   return new Date(Math.floor(now.getTime() / PROBE_WINDOW_MS) * PROBE_WINDOW_MS);
 }
 
 /** Seconds until the window of `now` ends (≥ 1): the Retry-After of a refusal. */
-export function probeRetryAfterSeconds(now: Date): number {
+function probeRetryAfterSeconds(now: Date): number {
   return Math.max(1, Math.ceil((probeWindowStart(now).getTime() + PROBE_WINDOW_MS - now.getTime()) / 1000));
 }
 
-export function probeLimitError(now: Date, limit: number): PaylogError {
+function probeLimitError(now: Date, limit: number): PaylogError {
   return new PaylogError(
     'PROBE_LIMIT_EXCEEDED',
     `more than ${limit} new transactions with the same served payment details (brand, last four and expiry, or the bank equivalents) from this principal in one hour; retry after Retry-After seconds`,
@@ -78,7 +78,7 @@ interface WaitingAdmission {
   reject(e: unknown): void;
 }
 
-export interface ProbeKey {
+interface ProbeKey {
   /** Who submits: `role:name` of the principal. */
   principal: string;
   /** Keyed MAC of the served payment fields (`probeServedMac`). */

@@ -38,9 +38,9 @@ import { isTransientDatabaseError } from '../db/errors.js';
 import { keyMaterialOf, openRecord } from './open-record.js';
 
 export const RELEASE_PURPOSES = ['authorize', 'capture', 'refund', 'chargeback', 'settlement'] as const;
-export const REFERENCE_MAX = 128;
+const REFERENCE_MAX = 128;
 /** Largest page of access entries one request returns. */
-export const MAX_ACCESSES_PAGE = 1000;
+const MAX_ACCESSES_PAGE = 1000;
 
 /** A release's or forward's `purpose` (one rule for both bodies). */
 export const purposeSchema = z.enum(RELEASE_PURPOSES);
@@ -78,9 +78,9 @@ const shreddedAtCommit = () => new PaylogError('DATA_SHREDDED', 'the card data o
 
 
 /** One access entry as served: the view decoded from its leaf, and where it is in the log. */
-export type AccessView = AccessServedView & { logIndex: number };
+type AccessView = AccessServedView & { logIndex: number };
 
-export interface ReleaseDeps {
+interface ReleaseDeps {
   database: AppDatabase;
   appender: Appender;
   /** Opens records of every envelope version (src/keys/record-keys.ts). */
@@ -282,7 +282,7 @@ function isForwardResult(leafBytes: Buffer | null): boolean {
  * The served view of one access entry, decoded from its leaf (v1 or v2), which must be an access
  * leaf for `transactionId`. Throws INTEGRITY_FAILURE otherwise.
  */
-export function accessViewFromStoredLeaf(leafBytes: Buffer | null, transactionId: string): AccessServedView {
+function accessViewFromStoredLeaf(leafBytes: Buffer | null, transactionId: string): AccessServedView {
   const bad = () => new PaylogError('INTEGRITY_FAILURE', 'a stored access entry does not match its log entry');
   if (!leafBytes) throw bad();
   const leaf = decodeLeaf(leafBytes);

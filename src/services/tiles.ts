@@ -26,13 +26,13 @@ import { parseTilePath, TILE_WIDTH, type TileId } from '../log/tiles/path.js';
 import { HASH_SIZE } from '../log/merkle.js';
 
 /** Full tiles and bundles never change (tlog-tiles §Merkle Tree: "immutable ... long-lived"). */
-export const FULL_TILE_CACHE_CONTROL = 'max-age=31536000, immutable';
+const FULL_TILE_CACHE_CONTROL = 'max-age=31536000, immutable';
 /** Partial tiles never change either, but MAY be deleted once the full tile exists. */
-export const PARTIAL_TILE_CACHE_CONTROL = 'max-age=86400';
+const PARTIAL_TILE_CACHE_CONTROL = 'max-age=86400';
 /** How long the latest signed size is reused before re-reading it (the publisher also pushes it). */
-export const SIGNED_SIZE_TTL_MS = 1_000;
+const SIGNED_SIZE_TTL_MS = 1_000;
 /** Full hash tiles kept in memory (8 KiB each). */
-export const FULL_TILE_CACHE_ENTRIES = 2_048;
+const FULL_TILE_CACHE_ENTRIES = 2_048;
 
 /**
  * The tile's rows, or (idx −1) the compacted full tile (drizzle/0012) — whose first W hashes are
@@ -44,7 +44,7 @@ SELECT -1, hashes FROM merkle_tiles WHERE level = $4 AND idx = $5
 ORDER BY 1`;
 const SELECT_BUNDLE_LEAVES = 'SELECT idx, leaf FROM log_entries WHERE idx >= $1 AND idx < $2 ORDER BY idx';
 
-export interface TileAnswer {
+interface TileAnswer {
   bytes: Buffer;
   cacheControl: string;
   /** An entry bundle (tlog-tiles §Log entries: SHOULD be compressed at the HTTP layer). */

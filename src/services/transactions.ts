@@ -58,7 +58,7 @@ import { sealAndAppend } from './transaction-seal.js';
 import { principalForLog, servedProjection, servedTransactionView, type ServedProof, type TransactionReceipt, type TransactionView } from './transaction-view.js';
 
 
-export interface TransactionDeps {
+interface TransactionDeps {
   database: AppDatabase;
   appender: Appender;
   /** Seals records (src/keys/record-keys.ts); the service never chooses an envelope version. */

@@ -33,7 +33,7 @@ interface BrandTable {
   readonly lengths: readonly number[];
 }
 
-export interface CardNumberVerdict {
+interface CardNumberVerdict {
   /** The one brand the number belongs to (credit-card-type id and display name), or null. */
   card: { type: string; niceType: string } | null;
   /** One brand, one of its lengths, and Luhn (UnionPay: no Luhn, as card-validator). */

@@ -179,7 +179,7 @@ export const ISO_4217_MINOR_UNITS = {
   ZWG: 2, // Zimbabwe Gold
 } as const satisfies Record<string, 0 | 2 | 3 | 4>;
 
-export type CurrencyCode = keyof typeof ISO_4217_MINOR_UNITS;
+type CurrencyCode = keyof typeof ISO_4217_MINOR_UNITS;
 
 /** True when `code` is an active ISO 4217 code in the table (own property, exact case). */
 export function isSupportedCurrency(code: string): code is CurrencyCode {

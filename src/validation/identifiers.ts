@@ -24,7 +24,7 @@ export function isTransactionId(v: unknown): v is string {
 // Principal and processor names (certificate SAN `urn:paylog:principal:<role>:<name>`)
 
 /** Longest principal name (a DNS label's 63 characters). */
-export const PRINCIPAL_NAME_MAX = 63;
+const PRINCIPAL_NAME_MAX = 63;
 /** Lower-case ASCII letter or digit first, then letters, digits and `-`; 1..PRINCIPAL_NAME_MAX. */
 export const PRINCIPAL_NAME_PATTERN = new RegExp(`^[a-z0-9][a-z0-9-]{0,${PRINCIPAL_NAME_MAX - 1}}$`);
 /** A processor's name is its principal name (its certificate names it). */

@@ -38,19 +38,19 @@ import { cardBrandOf, type PaymentMethod } from './transaction.js';
 
 export const MASK_CHAR = '*';
 /** PANs at least this long use an 8-digit BIN. */
-export const EIGHT_DIGIT_BIN_MIN_PAN_LENGTH = 16;
+const EIGHT_DIGIT_BIN_MIN_PAN_LENGTH = 16;
 export const LAST_DIGITS = 4;
 /** Digits of a bank account number that always stay hidden. */
-export const ACCOUNT_MIN_HIDDEN = 4;
+const ACCOUNT_MIN_HIDDEN = 4;
 
-export interface MaskedPan {
+interface MaskedPan {
   bin: string;
   last4: string;
   masked: string;
 }
 
 // PCI DSS 3.4.1 + PCI SSC 8-digit BIN FAQ: BIN length for a PAN of this length.
-export function binLength(panLength: number): 6 | 8 {
+function binLength(panLength: number): 6 | 8 {
   return panLength >= EIGHT_DIGIT_BIN_MIN_PAN_LENGTH ? 8 : 6;
 }
 
@@ -91,7 +91,7 @@ export function maskIban(iban: string): { country: string; last4: string; masked
   };
 }
 
-export interface MaskedCard {
+interface MaskedCard {
   type: 'card';
   /** credit-card-type id (`visa`, `mastercard`, `american-express`, ...) or `unknown`; derived from the BIN, which is never served. */
   brand: string;
@@ -99,13 +99,13 @@ export interface MaskedCard {
   expiryMonth: number;
   expiryYear: number;
 }
-export interface MaskedUsBankAccount {
+interface MaskedUsBankAccount {
   type: 'us_bank_account';
   routingNumber: string;
   last4: string;
   accountType: 'checking' | 'savings';
 }
-export interface MaskedIban {
+interface MaskedIban {
   type: 'iban';
   country: string;
   last4: string;

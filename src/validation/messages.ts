@@ -52,7 +52,7 @@ const ALLOWED_KEYS: Readonly<Record<string, string>> = {
 };
 
 /** The expectation for a sanitised path: exact, else the nearest documented parent. */
-export function expectationFor(path: string): string {
+function expectationFor(path: string): string {
   for (let p = path; ; p = p.includes('.') ? p.slice(0, p.lastIndexOf('.')) : '') {
     const m = FIELD_EXPECTATIONS[p] ?? FIELD_EXPECTATIONS[p.replace(/\.[^.]+$/, '.*')];
     if (m !== undefined) return m;

@@ -37,7 +37,7 @@ const SAD_WORDS = new Set([
 ]);
 
 /** Splits a key into lower-case words (see module doc). */
-export function keyWords(key: string): string[] {
+function keyWords(key: string): string[] {
   return key
     .normalize('NFKC')
     .replace(/(\p{Ll}|\p{N})(\p{Lu})/gu, '$1 $2')

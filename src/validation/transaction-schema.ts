@@ -62,7 +62,7 @@ const holderName = z
   .refine((s) => !FORBIDDEN_TEXT_CHARS.test(s), issue(ISSUE.controlCharacter))
   .refine((s) => s.trim().length > 0, issue(ISSUE.blank));
 
-export const cardSchema = z.strictObject({
+const cardSchema = z.strictObject({
   type: z.literal('card'),
   pan: z.string().max(RAW_IDENTIFIER_MAX),
   expiryMonth: z.int().min(1).max(12),
@@ -76,7 +76,7 @@ export const cardSchema = z.strictObject({
   cvc: z.string().regex(CVC_PATTERN).optional(),
 });
 
-export const usBankAccountSchema = z.strictObject({
+const usBankAccountSchema = z.strictObject({
   type: z.literal('us_bank_account'),
   accountNumber: z.string().regex(ACCOUNT_NUMBER),
   routingNumber: z.string().max(RAW_IDENTIFIER_MAX),
@@ -84,7 +84,7 @@ export const usBankAccountSchema = z.strictObject({
   holderName,
 });
 
-export const ibanSchema = z.strictObject({
+const ibanSchema = z.strictObject({
   type: z.literal('iban'),
   iban: z.string().max(RAW_IDENTIFIER_MAX),
   bic: z
@@ -101,7 +101,7 @@ export const paymentMethodSchema = z.discriminatedUnion('type', [
   ibanSchema,
 ]);
 
-export const metadataSchema = z
+const metadataSchema = z
   .record(
     z.string().min(1).max(METADATA_KEY_MAX).regex(METADATA_KEY),
     freeText(METADATA_VALUE_MAX),
@@ -128,12 +128,12 @@ export type IbanPaymentMethod = z.infer<typeof ibanSchema>;
 // Client-side encrypted submissions (src/cse): `paymentMethod: { type: "encrypted", jwe }`
 
 /** Upper bound on a JWE compact serialisation (a card or bank account encrypts to < 1 KiB). */
-export const JWE_COMPACT_MAX = 8 * 1024;
+const JWE_COMPACT_MAX = 8 * 1024;
 /** RFC 7516 §7.1: five base64url parts; ECDH-ES (direct key agreement) leaves the key part empty. */
 const JWE_COMPACT = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
 export const ENCRYPTED_PAYMENT_METHOD_TYPE = 'encrypted';
 
-export const encryptedPaymentMethodSchema = z.strictObject({
+const encryptedPaymentMethodSchema = z.strictObject({
   type: z.literal(ENCRYPTED_PAYMENT_METHOD_TYPE),
   jwe: z.string().min(1).max(JWE_COMPACT_MAX).regex(JWE_COMPACT),
 });

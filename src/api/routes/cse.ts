@@ -7,7 +7,7 @@ import { defineRoute } from '../route-spec.js';
 import { CSE_JWKS_EXAMPLES } from '../examples.js';
 
 /** RFC 7517 JWK Set of the client-side encryption public keys (ECDH-ES on P-256, A256GCM). */
-export const cseJwksSchema = z.object({
+const cseJwksSchema = z.object({
   keys: z.array(z.looseObject({ kty: z.literal('EC'), crv: z.literal('P-256'), kid: z.string(), x: z.string(), y: z.string() })),
 });
 

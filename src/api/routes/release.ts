@@ -17,7 +17,7 @@ type Query = Record<string, string | string[] | undefined>;
 type IdParams = { transactionId: string };
 
 /** Window of the per-certificate release limit (PAYLOG_RELEASE_RATE_PER_MINUTE per window). */
-export const RELEASE_RATE_WINDOW_MS = 60_000;
+const RELEASE_RATE_WINDOW_MS = 60_000;
 
 export function registerReleaseRoutes(app: FastifyInstance, deps: { release: ReleaseService; releaseRatePerMinute: number }): void {
   // The release route takes its body as text, whatever the content type, and the service parses

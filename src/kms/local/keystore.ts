@@ -18,8 +18,8 @@ import { chmod, mkdir, open, readFile, rename, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 
 export const KEYSTORE_FILE_NAME = 'keystore.json';
-export const KEYSTORE_FORMAT_VERSION = 1;
-export const KEYSTORE_DEV_ONLY_WARNING =
+const KEYSTORE_FORMAT_VERSION = 1;
+const KEYSTORE_DEV_ONLY_WARNING =
   'DEV-ONLY paylog local KMS key store: key material is stored UNENCRYPTED. NOT FOR PRODUCTION. ' +
   'Production uses AWS KMS (set AWS_REGION / AWS_ENDPOINT_URL_KMS).';
 const FILE_MODE = 0o600;

@@ -52,7 +52,7 @@ export class KmsWireError extends Error {
 }
 
 export type Json = Record<string, unknown>;
-export interface RequestContext {
+interface RequestContext {
   readonly region: string;
 }
 export type Operation = (input: Json, ctx: RequestContext) => Promise<Json> | Json;

@@ -150,7 +150,7 @@ async function commitOrUnknown(commit: Promise<pg.QueryResult>): Promise<void> {
   if (r.command !== 'COMMIT') throw new PaylogError('LOG_UNAVAILABLE', `the batch transaction ended with ${r.command}, not COMMIT`);
 }
 
-export interface PgDriverOptions {
+interface PgDriverOptions {
   /** Key for tree-head MACs (`treeHeadKey(service key)`); without it heads are neither MAC'd nor checked. */
   headKey?: Buffer;
   /** The preconditions entries may name (registered by the service layer). */

@@ -41,7 +41,7 @@ export interface BatchState {
 }
 
 /** What the batch-state read must be asked: the batch's transaction ids and, per check, its distinct keys. */
-export interface BatchKeys {
+interface BatchKeys {
   transactionIds: string[];
   byCheck: Map<string, string[]>;
 }
@@ -56,7 +56,7 @@ export interface AcceptedEntry {
   denied?: string;
 }
 
-export interface BatchPlan {
+interface BatchPlan {
   /** One per request; a replay's `leafHash` is filled by `withReplayLeafHashes`. */
   outcomes: AppendOutcome[];
   accepted: AcceptedEntry[];

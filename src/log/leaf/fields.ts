@@ -12,7 +12,7 @@ export const kmsKeyId = z.string().min(1).max(2048);
 /** Leaf format v2: milliseconds since 1970-01-01T00:00:00Z (CBOR unsigned integer). */
 export const msTime = z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER);
 /** CBOR byte string of exactly `n` bytes (decoded as Buffer). */
-export const bytesOf = (n: number) => z.instanceof(Buffer).refine((b) => b.length === n, { message: `expected ${n} bytes` });
+const bytesOf = (n: number) => z.instanceof(Buffer).refine((b) => b.length === n, { message: `expected ${n} bytes` });
 /** CBOR byte string of 1..max bytes. */
 export const bytesUpTo = (max: number) => z.instanceof(Buffer).refine((b) => b.length >= 1 && b.length <= max, { message: `expected 1..${max} bytes` });
 export const digest32 = bytesOf(32);
@@ -25,7 +25,7 @@ export const freeText = (max: number) => z.string().max(max);
 
 /** Who did it (leaf format v2): role, name and the SHA-256 of the client certificate (DER). */
 export const principalV2 = z.strictObject({ role: z.string().min(1).max(32), name: z.string().min(1).max(128), cert: digest32 });
-export type PrincipalV2 = z.infer<typeof principalV2>;
+type PrincipalV2 = z.infer<typeof principalV2>;
 
 export const sourceAddress = z.string().max(64);
 

@@ -56,7 +56,7 @@ export const maskedPaymentMethodSchema = z.discriminatedUnion('type', [
 export type MaskedPaymentMethodV2 = z.infer<typeof maskedPaymentMethodSchema>;
 
 /** Leaf format v3: the masked payment method without the BIN (brand, last four, expiry). */
-export const maskedPaymentMethodV3Schema = z.discriminatedUnion('type', [
+const maskedPaymentMethodV3Schema = z.discriminatedUnion('type', [
   z.strictObject({
     type: z.literal('card'),
     brand: z.string().min(1).max(32),
@@ -67,7 +67,7 @@ export const maskedPaymentMethodV3Schema = z.discriminatedUnion('type', [
   maskedPaymentMethodSchema.options[1],
   maskedPaymentMethodSchema.options[2],
 ]);
-export type MaskedPaymentMethodV3 = z.infer<typeof maskedPaymentMethodV3Schema>;
+type MaskedPaymentMethodV3 = z.infer<typeof maskedPaymentMethodV3Schema>;
 
 /**
  * `env`: the sealed record. Key reference: exactly one of `kms` (envelope v1, per-transaction
@@ -86,9 +86,9 @@ const sealedEnvelopeFields = {
     wk: digest32,
 };
 const oneKeyReference = (e: { kms?: unknown; ep?: unknown }) => (e.kms === undefined) !== (e.ep === undefined);
-export const sealedEnvelopeSchema = z.strictObject(sealedEnvelopeFields).refine(oneKeyReference, { message: 'exactly one key reference (kms or ep)' });
+const sealedEnvelopeSchema = z.strictObject(sealedEnvelopeFields).refine(oneKeyReference, { message: 'exactly one key reference (kms or ep)' });
 /** v3: an epoch reference (`ep`) comes with `epk`, the SHA-256 of the epoch public key sealed to. */
-export const sealedEnvelopeV3Schema = z
+const sealedEnvelopeV3Schema = z
   .strictObject({ ...sealedEnvelopeFields, epk: digest32.optional() })
   .refine(oneKeyReference, { message: 'exactly one key reference (kms or ep)' })
   .refine((e) => (e.ep === undefined) === (e.epk === undefined), { message: 'epk exactly when ep' });

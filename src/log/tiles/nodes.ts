@@ -25,7 +25,7 @@ export type HashTileReader = (tile: TileId) => Promise<Buffer[]>;
  * MTH of its aligned run of 2^(level mod 8) hashes in the tile at level floor(level / 8).
  * Each tile is read once. Throws INTEGRITY_FAILURE for a node that is not complete at `size`.
  */
-export async function nodesFromTiles(ids: readonly NodeId[], size: number, read: HashTileReader): Promise<Map<string, Buffer>> {
+async function nodesFromTiles(ids: readonly NodeId[], size: number, read: HashTileReader): Promise<Map<string, Buffer>> {
   const located = ids.map((id) => {
     const at = locateNode(id.level, id.index, size);
     if (at === undefined) throw new PaylogError('INTEGRITY_FAILURE', 'node is not complete at this tree size', { ...id, size });

@@ -16,7 +16,7 @@ export const TILE_HEIGHT = 8;
 /** ... so a full tile holds 2^8 = 256 hashes (8,192 bytes) and a full bundle 256 entries. */
 export const TILE_WIDTH = 256;
 /** tlog-tiles §Merkle Tree: `<L>` is between 0 and 63. */
-export const MAX_TILE_LEVEL = 63;
+const MAX_TILE_LEVEL = 63;
 
 /** A hash tile (`level` ≥ 0) or entry bundle (`level` = 'entries'); `width` 256 = full. */
 export interface TileId {

@@ -11,7 +11,7 @@ import { HASH_SIZE } from '../merkle.js';
 import { decodeBase64Strict } from '../note.js';
 
 /** tlog-witness §add-checkpoint: the client MUST NOT send more than 63 proof lines. */
-export const MAX_PROOF_LINES = 63;
+const MAX_PROOF_LINES = 63;
 /** tlog-witness §add-checkpoint: the 409 answer's content type (body: decimal size + newline). */
 export const TLOG_SIZE_CONTENT_TYPE = 'text/x.tlog.size';
 /** Largest request body a witness reads. */
@@ -19,7 +19,7 @@ export const MAX_ADD_CHECKPOINT_BYTES = 64 * 1024;
 
 const DECIMAL = /^(0|[1-9][0-9]*)$/;
 
-export interface AddCheckpointRequest {
+interface AddCheckpointRequest {
   oldSize: number;
   proof: Buffer[];
   /** The signed checkpoint note, verbatim. */

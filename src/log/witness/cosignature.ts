@@ -14,15 +14,15 @@ import { PaylogError } from '../../errors.js';
 import { decodeBase64Strict, ED25519_PUBLIC_KEY_SIZE, ED25519_SIGNATURE_SIZE, isValidKeyName, KEY_ID_SIZE } from '../note.js';
 
 /** tlog-cosignature §Format: the vkey / key-ID signature type of Ed25519 cosignatures. */
-export const SIG_TYPE_COSIGNATURE_ED25519 = 0x04;
+const SIG_TYPE_COSIGNATURE_ED25519 = 0x04;
 /** tlog-cosignature §Ed25519 signed message: the header line. */
-export const COSIGNATURE_HEADER = 'cosignature/v1';
+const COSIGNATURE_HEADER = 'cosignature/v1';
 /** Bytes after the key ID: u64 timestamp + Ed25519 signature. */
-export const TIMESTAMPED_SIGNATURE_SIZE = 8 + ED25519_SIGNATURE_SIZE;
+const TIMESTAMPED_SIGNATURE_SIZE = 8 + ED25519_SIGNATURE_SIZE;
 /** tlog-cosignature §Format: timestamp MUST NOT exceed 2^63 − 1. */
 const MAX_TIMESTAMP = (1n << 63n) - 1n;
 /** Cosignatures dated further than this in the future are rejected (the spec allows rejecting any). */
-export const MAX_FUTURE_SKEW_SECONDS = 300;
+const MAX_FUTURE_SKEW_SECONDS = 300;
 
 const SIG_LINE_PREFIX = '\u2014 ';
 const ED25519_SPKI_PREFIX = Buffer.from('302a300506032b6570032100', 'hex');
@@ -81,7 +81,7 @@ function toKeyObject(publicKey: Buffer): KeyObject {
 }
 
 /** tlog-cosignature §Ed25519 signed message. `checkpointText` ends with its final newline. */
-export function cosignedMessage(checkpointText: string, timestamp: bigint): Buffer {
+function cosignedMessage(checkpointText: string, timestamp: bigint): Buffer {
   if (timestamp < 0n || timestamp > MAX_TIMESTAMP) throw bad('cosignature timestamp out of range');
   return Buffer.from(`${COSIGNATURE_HEADER}\ntime ${timestamp.toString(10)}\n${checkpointText}`, 'utf8');
 }
@@ -102,7 +102,7 @@ export function splitNote(note: string): { text: string; lines: string[] } {
   return { text: note.slice(0, split + 1), lines: note.slice(split + 2, -1).split('\n').filter((l) => l.length > 0) };
 }
 
-export interface VerifiedCosignature {
+interface VerifiedCosignature {
   name: string;
   /** `<name>+<hex key ID>`. */
   key: string;

@@ -24,10 +24,10 @@ import { join } from 'node:path';
 export const WITNESS_LOCK_FILE = 'witness.lock';
 export const WITNESS_TAKEOVER_FILE = 'witness.lock.takeover';
 /** Attempts while another process is in the middle of a takeover (each TAKEOVER_RETRY_MS apart). */
-export const TAKEOVER_ATTEMPTS = 50;
-export const TAKEOVER_RETRY_MS = 20;
+const TAKEOVER_ATTEMPTS = 50;
+const TAKEOVER_RETRY_MS = 20;
 
-export interface LockOwner {
+interface LockOwner {
   pid: number;
   host: string;
   startedAt: string;
@@ -37,7 +37,7 @@ export class DataDirLockedError extends Error {
   override readonly name = 'DataDirLockedError';
 }
 
-export interface DataDirLock {
+interface DataDirLock {
   path: string;
   owner: LockOwner;
   /** Removes the lock if it is still ours (idempotent). */
@@ -86,7 +86,7 @@ function parseOwner(raw: string): LockOwner | undefined {
 }
 
 /** kill(pid, 0): ESRCH means no such process; EPERM means it exists (another user's). */
-export function processAlive(pid: number): boolean {
+function processAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;

@@ -27,11 +27,11 @@ import { MAX_ADD_CHECKPOINT_BYTES, parseAddCheckpoint, TLOG_SIZE_CONTENT_TYPE } 
 import { formatCosignerVkey, signCosignature, splitNote, type Cosigner } from './cosignature.js';
 import { lockDataDir } from './data-lock.js';
 
-export const WITNESS_KEY_FILE = 'witness-key.pem';
-export const WITNESS_VKEY_FILE = 'vkey';
-export const WITNESS_STATE_DIR = 'state';
+const WITNESS_KEY_FILE = 'witness-key.pem';
+const WITNESS_VKEY_FILE = 'vkey';
+const WITNESS_STATE_DIR = 'state';
 
-export interface WitnessOptions {
+interface WitnessOptions {
   dataDir: string;
   name: string;
   /** Log verifier keys (signed-note vkeys, type 0x01); the key name is the log's origin. */
@@ -40,7 +40,7 @@ export interface WitnessOptions {
   now?: () => number;
 }
 
-export interface WitnessAnswer {
+interface WitnessAnswer {
   status: number;
   contentType: string;
   body: string;
@@ -201,7 +201,7 @@ function readBody(req: IncomingMessage, limit: number): Promise<string | undefin
   });
 }
 
-export interface WitnessListenOptions {
+interface WitnessListenOptions {
   host: string;
   port: number;
   /** Serve HTTPS with this certificate chain and key (PEM); absent → plain HTTP. */

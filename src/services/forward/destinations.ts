@@ -155,7 +155,7 @@ function checkNames(processor: string, name: string): void {
 
 type Row = { processor: string; name: string; config: DestinationConfig; wrapped_client_key: Buffer | null; admin_log_index: string };
 /** A stored destination row with its admin event's leaf, not yet verified. */
-export type DestinationRow = Row & { leaf: Buffer | null };
+type DestinationRow = Row & { leaf: Buffer | null };
 
 interface DestinationDeps {
   /** Runtime pool: reads rows and leaves. */

@@ -11,7 +11,7 @@
  * root is the RFC 9162 root of the leaves, the auditor verifier accepts the log and releases
  * return what was sent, and the shred-notice listener has reopened its connection.
  */
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -23,6 +23,7 @@ import { toNoteVerifiers } from '../src/audit/index.js';
 import { startLoad, type LoadRun } from '../scripts/drill/load.js';
 import { query } from './helpers/db.js';
 import { cardTransaction, startTestPaylog, type TestPaylog } from './helpers/paylog.js';
+import { alive, postmasterPid } from './helpers/postmaster.js';
 
 const CONCURRENCY = 32;
 /** Load before the fault, and after the first 201 once the database is back. */
@@ -44,26 +45,9 @@ const onUncaught = (e: unknown) => uncaught.push(`${(e as Error)?.name}: ${(e as
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/** The postmaster's pid, from postmaster.pid wherever the cluster keeps it under `pgDir`. */
-function postmasterPid(): number {
-  for (const f of [join(pgDir, 'cluster', 'postmaster.pid'), join(pgDir, 'postmaster.pid')]) {
-    if (existsSync(f)) return Number(readFileSync(f, 'utf8').split('\n')[0]);
-  }
-  throw new Error('postmaster.pid not found');
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 /** Signals the postmaster and waits (bounded) until it has exited. */
 async function shutdown(signal: 'SIGINT' | 'SIGQUIT'): Promise<void> {
-  const pid = postmasterPid();
+  const pid = postmasterPid(pgDir);
   process.kill(pid, signal);
   for (let i = 0; i < 300 && alive(pid); i++) await sleep(50);
   if (alive(pid)) throw new Error(`postmaster ${pid} still running after ${signal}`);

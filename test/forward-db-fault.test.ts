@@ -5,7 +5,7 @@
  * forward entry exists once the database is back. A dedicated embedded PostgreSQL cluster (see
  * test/db-faults.test.ts), a real HTTPS destination on loopback, real mTLS.
  */
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer, type Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -17,6 +17,7 @@ import { freePort, startEmbeddedPostgres, type EmbeddedServer } from '../src/db/
 import { APPEND_LOCK_KEY } from '../src/log/appender.js';
 import { createCa, issueServerCertificate } from '../src/pki/ca.js';
 import { cardTransaction, startTestPaylog, type TestPaylog } from './helpers/paylog.js';
+import { alive, postmasterPid } from './helpers/postmaster.js';
 
 let pgDir: string;
 let pgPort: number;
@@ -28,22 +29,6 @@ let caPem: string;
 let hits = 0;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-function postmasterPid(): number {
-  for (const f of [join(pgDir, 'cluster', 'postmaster.pid'), join(pgDir, 'postmaster.pid')]) {
-    if (existsSync(f)) return Number(readFileSync(f, 'utf8').split('\n')[0]);
-  }
-  throw new Error('postmaster.pid not found');
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 beforeAll(async () => {
   pgDir = mkdtempSync(join(tmpdir(), 'paylog-fwdfault-pg-'));
@@ -92,7 +77,7 @@ describe('forward: the access entry is committed before any byte leaves', () => 
       if (!waiting) await sleep(25);
     }
     expect(waiting, 'the access entry never reached the append lock').toBe(true);
-    const pid = postmasterPid();
+    const pid = postmasterPid(pgDir);
     process.kill(pid, 'SIGQUIT');
     for (let i = 0; i < 300 && alive(pid); i++) await sleep(50);
     const r = await pending;

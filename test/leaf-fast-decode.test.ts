@@ -16,6 +16,8 @@ import { describe, expect, it } from 'vitest';
 import { accessLeafV2, adminEventLeaf, decodeCbor, decodeLeaf, decodeLeafFast, encodeCbor, encodeLeaf, keyEventLeaf, transactionLeaf, type CborValue, type Leaf } from '../src/log/leaf.js';
 import { checkLeaf } from '../src/audit/index.js';
 import { checkLeafReference } from '../src/audit/leaf-check.js';
+import { MAX_LEAF_BYTES } from '../src/log/leaf/codec.js';
+import { decodeHotLeaf, readHotFacts } from '../src/log/leaf/fast-shapes.js';
 import { syntheticLeafSource } from '../scripts/bench/synthetic-log.js';
 
 const principal = { role: 'admin', name: 'ops', certificateFingerprint: `sha256:${'ab'.repeat(32)}` };
@@ -127,6 +129,18 @@ function reference(bytes: Buffer): { ok: true; leaf: Leaf } | { ok: false; messa
 
 const BOM = Buffer.from([0xef, 0xbb, 0xbf]);
 
+/** `readHotFacts` against `decodeHotLeaf` (same acceptance, same PAN flag) and the leaf it builds (same facts). */
+function hotFactsProblem(bytes: Buffer): string | undefined {
+  const hot = bytes.length <= MAX_LEAF_BYTES ? decodeHotLeaf(bytes) : undefined;
+  const f = readHotFacts(bytes);
+  if ((hot === undefined) !== (f === undefined)) return `facts ${f === undefined ? 'refused' : 'accepted'} what decodeHotLeaf ${hot === undefined ? 'refuses' : 'accepts'}`;
+  if (hot === undefined || f === undefined) return undefined;
+  const l = hot.leaf as Leaf & { type: string; time?: number; id?: string; env?: { ep?: string; kms?: string; epk?: Buffer } };
+  const got = { type: f.type, pan: f.textMayHoldPan, ...(f.type === 'transaction' ? { time: f.time, id: f.bytes.toString('latin1', f.idStart, f.idEnd), ep: f.ep, kms: f.kms, epk: f.epkAt < 0 ? undefined : f.bytes.subarray(f.epkAt, f.epkAt + 32).toString('hex') } : {}) };
+  const want = { type: l.type, pan: hot.textMayHoldPan, ...(l.type === 'transaction' ? { time: l.time, id: l.id, ep: l.env?.ep, kms: l.env?.kms, epk: l.env?.epk?.toString('hex') } : {}) };
+  return isDeepStrictEqual(got, want) ? undefined : `facts ${JSON.stringify(got)} ≠ leaf ${JSON.stringify(want)}`;
+}
+
 /** Compares the two paths on one input; returns what the reference said. */
 function compare(bytes: Buffer, stats: { accepted: number; refused: number }, problems: string[]): void {
   const ref = reference(bytes);
@@ -134,6 +148,9 @@ function compare(bytes: Buffer, stats: { accepted: number; refused: number }, pr
   const label = () => bytes.toString('base64').slice(0, 120);
   if (fast !== undefined && (!ref.ok || !isDeepStrictEqual(fast.leaf, ref.leaf))) problems.push(`fast path accepted what the reference ${ref.ok ? 'decodes differently' : `refuses (${ref.message})`}: ${label()}`);
   if (ref.ok && fast === undefined && bytes[0] !== 0x7b && !bytes.includes(BOM)) problems.push(`fast path did not vouch for a valid leaf: ${label()}`);
+  // The auditor's facts path (no leaf built) vouches for exactly the leaves the hot shapes build, with their facts.
+  const factsProblem = hotFactsProblem(bytes);
+  if (factsProblem !== undefined) problems.push(`hot facts: ${factsProblem}: ${label()}`);
   // Without the fast path's vouching, checkLeaf IS checkLeafReference (its fallback).
   if (fast !== undefined && !isDeepStrictEqual(checkLeaf(7, bytes), checkLeafReference(7, bytes))) problems.push(`checkLeaf verdicts differ: ${label()}`);
   if (ref.ok) stats.accepted++;

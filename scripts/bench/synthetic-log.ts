@@ -120,9 +120,27 @@ const POOL = (() => {
   }
   return b;
 })();
+/**
+ * The patched fields are written in plain loops rather than through `Buffer.copy`/`write` (a
+ * native call each): generation stands in for reading the bundles, and its cost is counted in
+ * the verifier's figure, so it is kept small (the bytes are those of the straightforward writes).
+ */
 function fill(buf: Buffer, at: number, len: number, seed: number): void {
   const from = (Math.imul(seed, 2654435761) >>> 0) % POOL_BYTES;
-  POOL.copy(buf, at, from, from + len);
+  if (len >= FILL_LOOP_MAX) buf.set(POOL.subarray(from, from + len), at);
+  else for (let k = 0; k < len; k++) buf[at + k] = POOL[from + k]!;
+}
+/** Fields this long or longer are copied natively (a view and a copy beat a loop of that many bytes). */
+const FILL_LOOP_MAX = 16;
+/** ASCII codes of the base-36 digits. */
+const DIGIT36 = Buffer.from('0123456789abcdefghijklmnopqrstuvwxyz', 'latin1');
+
+/** `n.toString(36).padStart(ID_DIGITS, '0')` written at `at` (n < 36^ID_DIGITS). */
+function writeId(out: Buffer, at: number, n: number): void {
+  for (let k = ID_DIGITS - 1; k >= 0; k--) {
+    out[at + k] = DIGIT36[n % 36]!;
+    n = Math.floor(n / 36);
+  }
 }
 
 /** Writes leaf i of the synthetic log at `at` in `out` (which has room for it); returns its length. */
@@ -130,10 +148,12 @@ function writeLeaf(out: Buffer, at: number, i: number, tx: Template, access: Tem
   if (i === 0) return first.copy(out, at);
   const isAccess = Math.floor(i * SYNTH_ACCESS_SHARE) > Math.floor((i - 1) * SYNTH_ACCESS_SHARE);
   const t = isAccess ? access : tx;
-  t.bytes.copy(out, at);
+  out.set(t.bytes, at);
   // An access names the transaction just before it.
-  out.write((isAccess ? i - 1 : i).toString(36).padStart(ID_DIGITS, '0'), at + t.id, ID_DIGITS, 'latin1');
-  out.writeBigUInt64BE(BigInt(T0 + i * 7), at + t.time);
+  writeId(out, at + t.id, isAccess ? i - 1 : i);
+  const time = T0 + i * 7; // < 2^53: the 8-byte big-endian head as two 32-bit halves
+  out.writeUInt32BE(Math.floor(time / 0x100000000), at + t.time);
+  out.writeUInt32BE(time % 0x100000000, at + t.time + 4);
   for (const p of t.patches) fill(out, at + p.at, p.len, i * 31 + p.len);
   return t.bytes.length;
 }

@@ -49,6 +49,12 @@ interface Created {
 }
 
 const sameBytes = (a: Uint8Array, b: Uint8Array): boolean => Buffer.compare(a, b) === 0;
+/** `a` equals `b[at, at + len)`. */
+function sameBytesAt(a: Uint8Array, b: Uint8Array, at: number, len: number): boolean {
+  if (a.length !== len) return false;
+  for (let k = 0; k < len; k++) if (a[k] !== b[at + k]) return false;
+  return true;
+}
 
 export class EpochKeyLedger {
   private readonly created = new Map<string, Created>();
@@ -75,13 +81,21 @@ export class EpochKeyLedger {
     const ep = leaf.env.ep;
     if (ep === undefined) return null; // envelope v1: a KMS key reference, no epoch
     const epk = 'epk' in leaf.env ? leaf.env.epk : undefined;
-    if (epk === undefined) {
+    return epk === undefined ? this.observeSealed(index, ep, undefined, 0) : this.observeSealed(index, ep, epk, 0, epk.length);
+  }
+
+  /**
+   * A v2/v3 transaction sealed to epoch `ep` ({@link observe}'s rule, for the auditor's hot path
+   * too): `env.epk` is `keyIn[keyAt, keyAt + keyLen)`, or absent (`keyIn` undefined).
+   */
+  observeSealed(index: number, ep: string, keyIn: Uint8Array | undefined, keyAt: number, keyLen = 32): EpochKeyFailure | null {
+    if (keyIn === undefined) {
       this.legacyTransactions++;
       return null;
     }
     const c = this.created.get(ep);
     if (!c) return { code: 'EPOCH_NOT_CREATED', index, message: `entry ${index}: transaction sealed to epoch ${ep}, which no earlier epoch_created entry creates` };
-    if (c.keys.some((k) => sameBytes(k, epk))) {
+    if (c.keys.some((k) => sameBytesAt(k, keyIn, keyAt, keyLen))) {
       this.checked++;
       return null;
     }

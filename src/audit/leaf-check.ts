@@ -7,6 +7,7 @@
  */
 import { PaylogError } from '../errors.js';
 import { decodeLeaf, decodeLeafFast, type Leaf } from '../log/leaf.js';
+import { readHotFacts, type HotFacts } from '../log/leaf/fast-shapes.js';
 import { containsPanLikeIdentifier, containsPanLikeNumber, mayHoldPan } from '../validation/identifiers.js';
 import type { Failure } from './failures.js';
 
@@ -56,6 +57,17 @@ export function checkLeaf(index: number, bytes: Uint8Array): { leaf: Leaf } | { 
   const fast = decodeLeafFast(bytes);
   if (fast !== undefined) return fast.textMayHoldPan && leafHoldsPanLikeNumber(fast.leaf) ? cardDataFailure(index) : { leaf: fast.leaf };
   return checkLeafReference(index, bytes);
+}
+
+/**
+ * {@link checkLeaf} of the auditor's hot path (issue 20): the facts the ledgers read of a leaf of
+ * one of the two hot shapes that passes every check of `checkLeaf` and whose text cannot hold a
+ * PAN (`textMayHoldPan` false: `checkLeaf` would accept it without the walk). `undefined`: any
+ * other leaf — `checkLeaf` gives its verdict. See `readHotFacts` (src/log/leaf/fast-shapes.ts).
+ */
+export function checkHotLeaf(bytes: Uint8Array): HotFacts | undefined {
+  const facts = readHotFacts(Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
+  return facts === undefined || facts.textMayHoldPan ? undefined : facts;
 }
 
 /**

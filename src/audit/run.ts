@@ -32,7 +32,7 @@ import type { NoteVerifier } from '../log/note.js';
 import { EpochKeyLedger } from './epoch-key-check.js';
 import { errorMessage, failureCodeOf, TRANSPORT_FAILURE_CODES, type Failure } from './failures.js';
 import type { ConsistencyProofFetcher, InclusionProofFetcher, LeafRangeReader, LeafRun, LogEntryInput } from './inputs.js';
-import { checkLeaf } from './leaf-check.js';
+import { checkHotLeaf, checkLeaf } from './leaf-check.js';
 import { locateFirstBadIndex } from './locate-bad-entry.js';
 import type { VerifyReport } from './report.js';
 import { checkServed, checkStoredNodes, NodeFailures } from './served-check.js';
@@ -219,6 +219,22 @@ export async function verifyLog(input: VerifyLogInput): Promise<VerifyReport> {
           rb.fail({ code: 'INDEX_OUT_OF_ORDER', index: expected, message: `entry ${expected} expected, got index ${index}` });
         }
         return false;
+      }
+      // Hot path (issue 20): a leaf of the two common shapes feeds the ledgers without being built.
+      const hot = e === undefined ? checkHotLeaf(leaf) : undefined;
+      if (hot !== undefined) {
+        leafTypes[hot.type] = (leafTypes[hot.type] ?? 0) + 1;
+        // The rules of `shreds.observe` and `epochKeys.observe` for a v3 transaction; the forward
+        // ledger reads no transaction, nor access entries other than forwards (not a hot shape).
+        if (hot.type === 'transaction') {
+          shreds.observeTransaction(index, hot.bytes, hot.idStart, hot.idEnd, hot.time, hot.ep, hot.kms);
+          const epochFailure = hot.ep === undefined ? null : epochKeys.observeSealed(index, hot.ep, hot.epkAt < 0 ? undefined : hot.bytes, hot.epkAt);
+          if (epochFailure) rb.fail(epochFailure);
+        }
+        builder.addLeaf(leaf);
+        if (prefixes.size > 0) checkPrefix();
+        input.onProgress?.(builder.size, cp.size);
+        return true;
       }
       const checked = checkLeaf(index, leaf);
       if ('failure' in checked) rb.fail(checked.failure);

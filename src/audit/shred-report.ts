@@ -138,14 +138,32 @@ export class ShredLedger {
   private addTransaction(index: number, id: string, timeMs: number, refCode: number): void {
     const r = this.records;
     const at = r.begin(REC_ID + UTF8_PER_UNIT * id.length);
-    const b = r.chunk;
+    this.endRecord(at, index, timeMs, refCode, r.chunk.write(id, at + REC_ID, 'utf8'));
+  }
+
+  /** Completes the record begun at `at` whose id (`n` bytes) is written. */
+  private endRecord(at: number, index: number, timeMs: number, refCode: number, n: number): void {
+    const b = this.records.chunk;
     b.writeDoubleLE(index, at + REC_INDEX);
     b.writeDoubleLE(timeMs, at + REC_TIME);
     b.writeInt32LE(refCode, at + REC_REF);
-    const n = b.write(id, at + REC_ID, 'utf8');
     b.writeUInt16LE(n, at + REC_ID_LEN);
-    r.end(REC_ID + n);
+    this.records.end(REC_ID + n);
     this.transactions++;
+  }
+
+  /**
+   * A v2/v3 transaction of the auditor's hot path ({@link observe}'s rule): its id given as the
+   * ASCII bytes `idIn[idStart, idEnd)` (ASCII: the same bytes as the id's UTF-8), its epoch `ep`
+   * or else its KMS key `kms`.
+   */
+  observeTransaction(index: number, idIn: Buffer, idStart: number, idEnd: number, timeMs: number, ep: string | undefined, kms: string | undefined): void {
+    const refCode = ep !== undefined ? this.refCode('ep', ep) : this.refCode('kms', kms!);
+    const n = idEnd - idStart;
+    const at = this.records.begin(REC_ID + n);
+    const b = this.records.chunk;
+    for (let k = 0; k < n; k++) b[at + REC_ID + k] = idIn[idStart + k]!;
+    this.endRecord(at, index, timeMs, refCode, n);
   }
 
   /** Feeds one verified leaf (in index order). */

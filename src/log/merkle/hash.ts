@@ -26,11 +26,8 @@ const SCRATCH_BYTES = 1 + 4096;
 const scratch = Buffer.alloc(SCRATCH_BYTES);
 const views: (Buffer | undefined)[] = [];
 const view = (n: number): Buffer => (views[n] ??= scratch.subarray(0, n));
-/** Buffer's own latin1 writer, without `write`'s argument handling (falls back to it). */
-const latin1Write: (s: string, at: number) => void =
-  typeof (scratch as unknown as { latin1Write?: unknown }).latin1Write === 'function'
-    ? (s, at) => void (scratch as unknown as { latin1Write(s: string, at: number, n: number): number }).latin1Write(s, at, HASH_SIZE)
-    : (s, at) => void scratch.write(s, at, HASH_SIZE, 'binary');
+/** The input of an interior node: 0x01 ‖ left ‖ right. */
+const nodeInput = view(1 + 2 * HASH_SIZE);
 
 /** SHA-256 of `prefix ‖ a ‖ b` (b may be empty), through the scratch buffer when it fits. */
 function hashPrefixed(prefix: number, a: Uint8Array, b?: Uint8Array): Buffer {
@@ -56,12 +53,19 @@ export function hashLeafBinary(leaf: Uint8Array): string {
   return hash('sha256', view(n), 'binary');
 }
 
-/** {@link hashChildren} of two binary-string hashes (32 characters each), as a binary string. */
+/**
+ * {@link hashChildren} of two binary-string hashes (32 characters each), as a binary string. The
+ * characters are copied in a loop: for 2 × 32 bytes, cheaper than two calls into the native writer.
+ */
 export function hashChildrenBinary(left: string, right: string): string {
-  scratch[0] = 0x01;
-  latin1Write(left, 1);
-  latin1Write(right, 1 + HASH_SIZE);
-  return hash('sha256', view(1 + 2 * HASH_SIZE), 'binary');
+  if (left.length !== HASH_SIZE || right.length !== HASH_SIZE) throw new PaylogError('BAD_REQUEST', 'hash must be 32 bytes');
+  const s = scratch;
+  s[0] = 0x01;
+  for (let k = 0; k < HASH_SIZE; k++) {
+    s[1 + k] = left.charCodeAt(k);
+    s[1 + HASH_SIZE + k] = right.charCodeAt(k);
+  }
+  return hash('sha256', nodeInput, 'binary');
 }
 
 // RFC 9162 §2.1.1: MTH({d(0)}) = HASH(0x00 || d(0)).

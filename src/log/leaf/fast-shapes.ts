@@ -81,11 +81,14 @@ function head(major: number): number {
 function text(min: number, max: number, cache?: TextCache, need = true): string | typeof FAIL {
   cacheHit = false;
   const n = head(3);
-  if (n < min || n > max || n > b.length - at) return FAIL;
+  // Loops read locals (`buf`, `p`): much cheaper per byte than the module's reader state.
+  const buf = b;
+  const p = at;
+  if (n < min || n > max || n > buf.length - p) return FAIL;
   if (cache !== undefined && cache.bytes !== undefined && cache.bytes.length === n) {
     const cb = cache.bytes;
     let k = 0;
-    while (k < n && b[at + k] === cb[k]) k++;
+    while (k < n && buf[p + k] === cb[k]) k++;
     if (k === n) {
       at += n;
       if (cache.pan) pan = true;
@@ -94,8 +97,8 @@ function text(min: number, max: number, cache?: TextCache, need = true): string 
     }
   }
   let digits = 0;
-  for (let k = at; k < at + n; k++) {
-    const c = b[k]!;
+  for (let k = p; k < p + n; k++) {
+    const c = buf[k]!;
     if (c >= 0x80) return FAIL;
     if (c >= 0x30 && c <= 0x39) digits++;
   }
@@ -176,10 +179,12 @@ const memoized = (read: () => unknown): Rule => rule(Kind.Nested, 0, 0, { nested
 /** {@link memoized}'s read. */
 function readMemoized(read: () => unknown, m: Memo): unknown {
   const mb = m.bytes;
-  if (mb !== undefined && mb.length <= b.length - at) {
+  const buf = b;
+  const p = at;
+  if (mb !== undefined && mb.length <= buf.length - p) {
     const n = mb.length;
     let k = 0;
-    while (k < n && b[at + k] === mb[k]) k++;
+    while (k < n && buf[p + k] === mb[k]) k++;
     if (k === n) {
       at += n;
       if (m.pan) pan = true;
@@ -196,7 +201,7 @@ function readMemoized(read: () => unknown, m: Memo): unknown {
     // Remembered in place when the length is the same (no allocation when values vary from leaf to leaf).
     const n = at - start;
     if (mb === undefined || mb.length !== n) m.bytes = Buffer.from(b.subarray(start, at));
-    else for (let k = 0; k < n; k++) mb[k] = b[start + k]!;
+    else for (let k = 0; k < n; k++) mb[k] = buf[start + k]!;
     m.pan = itemPan;
   }
   return v;
@@ -256,13 +261,20 @@ function readMap(fs: readonly Field[], out: unknown[], ends?: number[]): boolean
   const n = head(5);
   if (n < 0) return false;
   let count = 0;
+  const buf = b;
   for (let i = 0; i < fs.length; i++) {
     const f = fs[i]!;
     const enc = f.enc;
-    let hit = count < n && enc.length <= b.length - at;
-    for (let k = 0; hit && k < enc.length; k++) hit = b[at + k] === enc[k];
+    const len = enc.length; // ≥ 2: a head and a character
+    const p = at;
+    let hit = false;
+    if (count < n && len <= buf.length - p && buf[p] === enc[0] && buf[p + 1] === enc[1]) {
+      let k = 2;
+      while (k < len && buf[p + k] === enc[k]) k++;
+      hit = k === len;
+    }
     if (hit) {
-      at += enc.length;
+      at += len;
       const v = readValue(f.rule);
       if (v === FAIL) return false;
       out[i] = v;

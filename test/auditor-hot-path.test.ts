@@ -3,7 +3,8 @@
  * - leaves handed over in runs (an entry bundle) give the same report as one by one, and a run
  *   that skips, repeats or exceeds entries is the same structural failure;
  * - leaves of the hot shapes (src/log/leaf/fast-shapes.ts) are still refused for card data, a
- *   wrong epoch key, or a field whose value the previous leaf had right (the per-field cache);
+ *   wrong epoch key, or a field or nested map whose value the previous leaf had right (the
+ *   per-field cache, the per-map memo of the facts path);
  * - the streaming tree (binary-string frontier, reusable hash input) gives the RFC 9162 roots;
  * - the shred records spilled to disk (src/audit/spill-records.ts) give the same shred report as
  *   records kept in memory.
@@ -125,7 +126,9 @@ describe('hot-shape leaves are refused as before', () => {
   });
 
   it('a field the previous leaf had right is still checked (per-field cache): LEAF_INVALID', async () => {
-    const bad = [patch(tx, 'USD', 'usd'), patch(tx, 'acme/2026-12', 'acme/2026-1x'), patch(tx, Buffer.from([0x64, 0x63, 0x61, 0x72, 0x64]), 'dcarx'), patch(access, 'release', 'releasx'), patch(access, 'granted', 'grantex')];
+    const bad = [patch(tx, 'USD', 'usd'), patch(tx, 'acme/2026-12', 'acme/2026-1x'), patch(tx, Buffer.from([0x64, 0x63, 0x61, 0x72, 0x64]), 'dcarx'), patch(access, 'release', 'releasx'), patch(access, 'granted', 'grantex'),
+      // A nested map one byte away from the one the previous leaf had (the per-map memo): expiry month 13, a name that is not UTF-8.
+      patch(tx, Buffer.from('expiryMonth\x0c', 'latin1'), Buffer.from('expiryMonth\x0d', 'latin1')), patch(access, 'acme', Buffer.from('acm\xe9', 'latin1'))];
     for (const b of bad) {
       // Twice in a row: a value refused once must not be remembered as accepted.
       const log = [leaves[0]!, tx, access, b, b, tx];

@@ -37,7 +37,7 @@ import { deriveKeys, loadServiceKeys } from './bootstrap/service-keys.js';
 import { openLogins } from './bootstrap/logins.js';
 import { loadTls } from './bootstrap/tls.js';
 import { createCheckpointSigning, publishFirstCheckpoint } from './bootstrap/checkpoint-signer.js';
-import { createAppender, measureStoredLog, restoreLog, startTileCompaction } from './bootstrap/log.js';
+import { createAppender, measureStoredLog, restoreLog, startTileCompaction, type AppenderOptions } from './bootstrap/log.js';
 import { startKeyLayer } from './bootstrap/key-layer.js';
 import { startCardSecurityCodes } from './bootstrap/cvc.js';
 import { createServices } from './bootstrap/services.js';
@@ -113,6 +113,8 @@ interface StartOptions {
   workers?: () => { listening: number; configured: number } | undefined;
   /** Called after each committed batch (cluster workers tell worker 0 to publish a checkpoint). */
   onBatchCommitted?: () => void;
+  /** Cluster worker: the append path instead of an in-process appender (src/bootstrap/log.ts `appendVia`). */
+  appendVia?: AppenderOptions['appendVia'];
   /** Signing process (worker 0): signing was refused, or resumed (null); the primary tells the other workers. */
   onSigningRefusal?: (r: SigningRefusal | null) => void;
   /**
@@ -160,7 +162,13 @@ export async function startPaylog(config: Config, opts: StartOptions = {}): Prom
     const signingOpts = { singletons, headKey, signingKeyIds, ...(opts.onSigningRefusal ? { onSigningRefusal: opts.onSigningRefusal } : {}) };
     const signing = await createCheckpointSigning(config, database.db, kmsStep, signingOpts, logger, metrics, cleanups);
     const { publisher, witnessing } = signing;
-    const appender = createAppender(config, database, publisher, { singletons, headKey, ...(opts.onBatchCommitted ? { onBatchCommitted: opts.onBatchCommitted } : {}) }, metrics);
+    const appender = createAppender(
+      config,
+      database,
+      publisher,
+      { singletons, headKey, ...(opts.onBatchCommitted ? { onBatchCommitted: opts.onBatchCommitted } : {}), ...(opts.appendVia ? { appendVia: opts.appendVia } : {}) },
+      metrics,
+    );
     const keyEvents = new KeyEventLog(appender);
     const keyLayer = startKeyLayer(config, { database, runtimeLogin, kms, keyEvents, epochKey, dataKeyId, ...(opts.clock ? { clock: opts.clock } : {}) }, logger, metrics, cleanups);
     const cardSecurityCodes = await startCardSecurityCodes(

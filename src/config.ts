@@ -130,6 +130,7 @@ const envSchema = z.object({
     .default(DEFAULT_RETENTION),
   /** Worker processes sharing the port (node:cluster); unset → the number of cores. */
   PAYLOG_WORKERS: intFromEnv(1, 256).optional(),
+  PAYLOG_CLUSTER_APPENDS: z.enum(['workers', 'primary']).default('workers'),
   /** Comma-separated `<witness URL prefix> <witness vkey>` pairs (C2SP tlog-witness). */
   PAYLOG_WITNESSES: z.string().min(1).optional(),
   /** Cosignatures a checkpoint needs before it is served (default: every configured witness). */
@@ -183,6 +184,12 @@ export interface Config {
   };
   /** node:cluster worker count (src/main.ts); undefined → number of cores. */
   workers?: number;
+  /**
+   * With several workers, who batches the log entries: each worker its own ('workers', the
+   * default), or one integrator in the cluster primary fed by every worker ('primary',
+   * src/cluster/integrator.ts).
+   */
+  clusterAppends: 'workers' | 'primary';
   /** Witnesses (PAYLOG_WITNESSES) and the quorum; absent → checkpoints are served unwitnessed. */
   witnesses?: { endpoints: WitnessEndpoint[]; quorum: number; caPath?: string };
   /** Client-side encryption (browser JWE): see src/cse/keys.ts and SECURITY.md. */
@@ -281,6 +288,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       retention: e.PAYLOG_RETENTION,
     },
     ...(e.PAYLOG_WORKERS !== undefined ? { workers: e.PAYLOG_WORKERS } : {}),
+    clusterAppends: e.PAYLOG_CLUSTER_APPENDS,
     budgets: {
       dbConnectTimeoutMs: e.PAYLOG_DB_CONNECT_TIMEOUT_MS,
       dbStatementTimeoutMs: e.PAYLOG_DB_STATEMENT_TIMEOUT_MS,

@@ -6,8 +6,11 @@
  *
  * PAYLOG_WORKERS (default: the number of cores) > 1 runs paylog as a node:cluster: the primary
  * (src/cluster/primary.ts) owns the embedded PostgreSQL server, the dev-only local KMS endpoint
- * and the dev PKI, and forks that many workers that share the listening port and the one log
- * (appends serialise across processes on the database's advisory lock). The checkpoint signer
+ * and the dev PKI, and forks that many workers that share the listening port and the one log.
+ * Each worker batches its own log entries (appends serialise across processes on the
+ * database's advisory lock), or, with PAYLOG_CLUSTER_APPENDS=primary, hands them to the
+ * primary's one integrator (src/cluster/remote-appender.ts → src/cluster/integrator.ts), which
+ * batches them all; the lock then serialises only the batches of different instances. The checkpoint signer
  * (and the daily jobs) run in worker 0 only; other workers tell it, through the primary, when
  * they commit a batch.
  *
@@ -25,6 +28,8 @@ import { devWalkthrough, writeExampleTransaction } from './pki/walkthrough.js';
 import { ENV_LOCAL_KMS_URL, ENV_WORKER_INDEX, isMessage, type ClusterMessage } from './cluster/messages.js';
 import { clusterExposition } from './cluster/metrics.js';
 import { runPrimary, SHUTDOWN_BUDGET_MS } from './cluster/primary.js';
+import { RemoteAppender } from './cluster/remote-appender.js';
+import type { CommitInfo } from './log/append/types.js';
 
 /** A worker tells worker 0 about its commits at most this often (checkpoint freshness). */
 const COMMIT_NOTICE_MIN_MS = 50;
@@ -120,6 +125,7 @@ async function runOne(config: Config, localKmsUrl: string | undefined, worker?: 
     singletons: !worker || worker.index === 0,
     ...(notify ? { onBatchCommitted: notify } : {}),
     ...(worker ? { workers: () => workersStatus, worker: worker.index, metricsExposition: clusterExposition } : {}),
+    ...(worker && config.clusterAppends === 'primary' ? { appendVia: (onCommit: (info: CommitInfo) => void) => new RemoteAppender({ onCommit }) } : {}),
     ...(worker && worker.index === 0
       ? { onSigningRefusal: (refusal: SigningRefusal | null) => process.send?.({ paylog: 'signing', refusal } satisfies ClusterMessage) }
       : {}),

@@ -2,7 +2,8 @@
  * PAYLOG_WORKERS: the service as it is started (`node --import tsx src/main.ts`, a child
  * process), with two node:cluster workers sharing the port and the one log. /readyz reports how
  * many workers listen; connections made after both listen reach both; every submission lands
- * in one dense log; SIGTERM stops everything cleanly.
+ * in one dense log; SIGTERM stops everything cleanly. Both ways of appending: each worker its
+ * own batches (the default), and one integrator in the primary (PAYLOG_CLUSTER_APPENDS=primary).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { execFileSync } from 'node:child_process';
@@ -10,13 +11,6 @@ import { Agent, request } from 'undici';
 import { startService, type ServiceHandle } from '../scripts/bench/service.js';
 import { cardTransaction } from './helpers/paylog.js';
 
-let svc: ServiceHandle;
-beforeAll(async () => {
-  svc = await startService({ env: { PAYLOG_WORKERS: '2', PAYLOG_LOG_LEVEL: 'warn' } });
-}, 180_000);
-afterAll(async () => {
-  await svc?.stop();
-});
 
 /** Pids holding established connections on the service port (Linux `ss`), with counts. */
 function connectionOwners(port: number): Map<string, number> {
@@ -26,7 +20,15 @@ function connectionOwners(port: number): Map<string, number> {
   return owners;
 }
 
-describe('PAYLOG_WORKERS=2', () => {
+describe.each(['workers', 'primary'])('PAYLOG_WORKERS=2, PAYLOG_CLUSTER_APPENDS=%s', (appends) => {
+  let svc: ServiceHandle;
+  beforeAll(async () => {
+    svc = await startService({ env: { PAYLOG_WORKERS: '2', PAYLOG_LOG_LEVEL: 'warn', PAYLOG_CLUSTER_APPENDS: appends } });
+  }, 180_000);
+  afterAll(async () => {
+    await svc?.stop();
+  });
+
   it('/readyz reports both workers listening', async () => {
     const r = await svc.get('/readyz');
     expect(r.status).toBe(200);
@@ -49,6 +51,15 @@ describe('PAYLOG_WORKERS=2', () => {
       expect(more.every((r) => r.status === 201)).toBe(true);
       const indexes = [...first, ...more].map((r) => r.json.logIndex).sort((a, b) => a - b);
       expect(new Set(indexes).size).toBe(48);
+      // An identical replay, through whichever worker: the same entry (idempotency at commit).
+      const body = JSON.stringify(cardTransaction());
+      const replays = await Promise.all(
+        agents.slice(0, 4).map((a) =>
+          request(`${svc.url}/v1/transactions`, { method: 'POST', dispatcher: a, headers: { 'content-type': 'application/json' }, body }).then(async (r) => ({ status: r.statusCode, json: (await r.body.json()) as { logIndex: number } })),
+        ),
+      );
+      expect(new Set(replays.map((r) => r.json.logIndex)).size).toBe(1);
+      expect(replays.map((r) => r.status).sort()).toEqual([200, 200, 200, 201]);
     } finally {
       await Promise.all(agents.map((a) => a.close()));
     }

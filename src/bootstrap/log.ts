@@ -12,7 +12,8 @@ import type { Config } from '../config.js';
 import type { Logger } from '../logging.js';
 import type { Metrics } from '../metrics.js';
 import type { AppDatabase } from '../db/connection.js';
-import { LogAppender } from '../log/appender.js';
+import { LogAppender, type Appender } from '../log/appender.js';
+import type { CommitInfo } from '../log/append/types.js';
 import { readTreeHead } from '../log/store.js';
 import { APPEND_PRECONDITIONS } from '../services/append-preconditions.js';
 import type { CheckpointPublisher } from '../log/checkpoint-publisher.js';
@@ -25,6 +26,11 @@ export interface AppenderOptions {
   singletons: boolean;
   headKey: Buffer;
   onBatchCommitted?: () => void;
+  /**
+   * Cluster worker: the append path to use instead of an in-process one (the primary's
+   * integrator, src/cluster/remote-appender.ts), given what each committed batch triggers.
+   */
+  appendVia?: (onCommit: (info: CommitInfo) => void) => Appender;
 }
 
 /** The log-size metric starts at the stored tree head (whose MAC must verify). */
@@ -33,25 +39,27 @@ export async function measureStoredLog(database: AppDatabase, headKey: Buffer, m
   metrics.logSize.set(head?.size ?? 0);
 }
 
-/** The appender of this process. */
-export function createAppender(config: Config, database: AppDatabase, publisher: CheckpointPublisher, opts: AppenderOptions, metrics: Metrics): LogAppender {
+/** The appender of this process (in-process, or `opts.appendVia`). */
+export function createAppender(config: Config, database: AppDatabase, publisher: CheckpointPublisher, opts: AppenderOptions, metrics: Metrics): Appender {
+  const onCommit = ({ batchSize, head: h, durationMs }: CommitInfo) => {
+    metrics.batchSize.observe(batchSize);
+    metrics.batchDuration.observe(durationMs / 1000);
+    metrics.logSize.set(h.size);
+    if (opts.singletons) publisher.schedule();
+    opts.onBatchCommitted?.();
+  };
+  if (opts.appendVia) return opts.appendVia(onCommit);
   return new LogAppender(database, {
     headKey: opts.headKey,
     preconditions: APPEND_PRECONDITIONS,
     maxBatch: config.batchMax,
     lingerMs: config.batchLingerMs,
-    onCommit: ({ batchSize, head: h, durationMs }) => {
-      metrics.batchSize.observe(batchSize);
-      metrics.batchDuration.observe(durationMs / 1000);
-      metrics.logSize.set(h.size);
-      if (opts.singletons) publisher.schedule();
-      opts.onBatchCommitted?.();
-    },
+    onCommit,
   });
 }
 
 /** Re-appends the lost tail from the auditor export at `exportPath` before the first checkpoint. */
-export async function restoreLog(config: Config, database: AppDatabase, appender: LogAppender, signing: CheckpointSigning, headKey: Buffer, exportPath: string, logger: Logger): Promise<RestoreReport> {
+export async function restoreLog(config: Config, database: AppDatabase, appender: Appender, signing: CheckpointSigning, headKey: Buffer, exportPath: string, logger: Logger): Promise<RestoreReport> {
   if (!signing.signerState) throw new Error('the log is restored by the signing process only');
   const restored = await restoreLostTail({ db: database.db, appender, headKey, state: signing.signerState, origin: config.logOrigin, verifiers: signing.logVerifiers }, exportPath);
   logger.info({ ...restored }, 'log restored from the export: the stored tree extends the last signed checkpoint again');

@@ -24,7 +24,7 @@ interface Logins {
 }
 
 /** Run as a login role that is only a member of paylog_app (no way back to the owner). */
-async function switchToServiceLogin(config: Config, step: DatabaseStep, macKey: Buffer, logger: Logger): Promise<void> {
+export async function switchToServiceLogin(config: Config, step: DatabaseStep, macKey: Buffer, logger: Logger): Promise<void> {
   if (config.appDatabaseUrl) return;
   const serviceUrl = await ensureServiceLogin(step.ownerUrl, serviceDatabasePassword(macKey));
   if (!serviceUrl) {

@@ -7,6 +7,7 @@
  */
 import type { MetricObjectWithValues, MetricValue } from 'prom-client';
 import type { SigningRefusal } from '../app.js';
+import type { AppendOutcome, AppendRequest, CommitInfo } from '../log/append/types.js';
 
 /** Environment the primary hands its workers (internal, not settings). */
 export const ENV_WORKER_INDEX = 'PAYLOG_INTERNAL_WORKER_INDEX';
@@ -33,7 +34,17 @@ export type ClusterMessage =
   /** Primary → every worker: send your registry (for the aggregation `id`). */
   | { paylog: 'metrics-collect'; id: number }
   /** Worker → primary: its registry for the aggregation `id`. */
-  | { paylog: 'metrics-snapshot'; id: number; metrics: MetricsSnapshot };
+  | { paylog: 'metrics-snapshot'; id: number; metrics: MetricsSnapshot }
+  /** Worker → primary: entries for the instance's one integrator (src/cluster/integrator.ts). */
+  | { paylog: 'append'; id: number; reqs: AppendRequest[] }
+  /**
+   * Primary → worker: the outcome of each entry of its `append` message `id`, in order, once
+   * settled (committed, or failed); `commits`: batches committed since the last answer (metrics).
+   */
+  | { paylog: 'appended'; id: number; results: AppendResult[]; commits: CommitInfo[] };
+
+/** One entry's settlement over IPC: its outcome, or the PaylogError it was rejected with. */
+export type AppendResult = { ok: AppendOutcome } | { error: { code: string; message: string; details?: Record<string, unknown> } };
 
 /** Narrows an IPC message to one of paylog's kinds (shape of `paylog` only; fields are read with care). */
 export function isMessage<K extends ClusterMessage['paylog']>(m: unknown, kind: K): m is Extract<ClusterMessage, { paylog: K }> {

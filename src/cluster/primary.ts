@@ -1,8 +1,11 @@
 /**
  * The node:cluster primary (PAYLOG_WORKERS > 1): owns the embedded PostgreSQL server, the
- * dev-only local KMS endpoint and the dev PKI, forks the workers (which share the listening port
- * and the one log), relays their messages, and answers /metrics for the whole cluster
- * (src/cluster/metrics.ts).
+ * dev-only local KMS endpoint and the dev PKI, runs the instance's one integrator with
+ * PAYLOG_CLUSTER_APPENDS=primary (every worker's log entries are batched here:
+ * src/cluster/integrator.ts), forks the workers (which
+ * share the listening port and the one log), relays their messages, and answers /metrics for
+ * the whole cluster (src/cluster/metrics.ts). With the integrator, IPC uses the 'advanced'
+ * (structured clone) serialization, so entries and outcomes keep their Buffers and Dates.
  *
  * Stopping, on SIGTERM or SIGINT sent to this process alone (the workers ignore signals and
  * take the order from the primary, so a terminal's Ctrl-C to the whole group stops the same way):
@@ -11,7 +14,8 @@
  *  2. once every worker but worker 0 has exited (killed at OTHERS_STOP_MS if not), worker 0,
  *     the signer, is told `sign-final`: it signs the final tree — which now covers every batch
  *     any worker committed — and exits (killed at SIGNER_STOP_MS if not);
- *  3. the local KMS endpoint and the embedded PostgreSQL server are stopped;
+ *  3. the integrator (if any) finishes its queued batches and closes; the local KMS endpoint and the
+ *     embedded PostgreSQL server are stopped;
  *  4. the primary exits 0, or 1 if anything had to be killed; never later than SHUTDOWN_BUDGET_MS.
  */
 import cluster, { type Worker } from 'node:cluster';
@@ -24,6 +28,8 @@ import { clusterLocationNotice, startEmbeddedDatabase } from '../bootstrap/datab
 import { ensureDevPkiOf, startDevLocalKms } from '../bootstrap/dev.js';
 import { ENV_LOCAL_KMS_URL, ENV_WORKER_INDEX, isMessage, type ClusterMessage } from './messages.js';
 import { ClusterMetrics } from './metrics.js';
+import { ClusterIntegrator } from './integrator.js';
+import { openIntegratorAppender, type IntegratorAppender } from '../bootstrap/integrator.js';
 
 /** Whole stop, signal to exit; past it the primary exits 1 whatever is still running. */
 export const SHUTDOWN_BUDGET_MS = 28_000;
@@ -82,6 +88,21 @@ export async function runPrimary(config: Config, workers: number, externalLocalK
   }
   // Written once here, read by every worker.
   if (!config.tls) await ensureDevPkiOf(config);
+  // PAYLOG_CLUSTER_APPENDS=primary: the one integrator, before any worker (it migrates and
+  // creates the service keys on a first start).
+  let integrator: ClusterIntegrator | undefined;
+  let integrating: IntegratorAppender | undefined;
+  if (config.clusterAppends === 'primary') {
+    try {
+      integrating = await openIntegratorAppender(config, env.DATABASE_URL, env[ENV_LOCAL_KMS_URL], (info) => integrator?.committed(info));
+    } catch (e) {
+      await local?.close().catch(() => {});
+      await embedded?.stop().catch(() => {});
+      throw e;
+    }
+    integrator = new ClusterIntegrator(integrating.appender);
+    cluster.setupPrimary({ serialization: 'advanced' });
+  }
 
   const byIndex = new Map<number, Worker>();
   const listening = new Set<number>();
@@ -108,6 +129,7 @@ export async function runPrimary(config: Config, workers: number, externalLocalK
       send(w, signing);
     });
     w.on('message', (m: unknown) => {
+      if (isMessage(m, 'append') && Array.isArray(m.reqs)) integrator?.handle(w, m.id, m.reqs);
       if (isMessage(m, 'committed')) send(byIndex.get(0), { paylog: 'committed' });
       if (isMessage(m, 'signing') && index === 0) {
         signing = { paylog: 'signing', refusal: (m.refusal ?? null) as SigningRefusal | null };
@@ -158,6 +180,9 @@ export async function runPrimary(config: Config, workers: number, externalLocalK
         clean = false;
       }
     }
+    await integrating?.close().catch(() => {
+      clean = false;
+    });
     await local?.close().catch(() => {});
     await embedded?.stop().catch(() => {
       clean = false;

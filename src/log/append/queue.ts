@@ -5,8 +5,11 @@
  * - `append()` resolves only after the driver has committed the batch holding the entry, and
  *   rejects (PaylogError, LOG_UNAVAILABLE unless the driver said otherwise) when the entry is
  *   not known to be durable.
- * - Concurrent appends share one batch of up to `maxBatch` entries; one batch is in flight at a
- *   time per queue. Batches start on the next turn of the event loop (or after `lingerMs`).
+ * - Concurrent appends share one batch of up to `maxBatch` entries; at most `maxInFlight`
+ *   batches (default 1) are in flight at a time per queue — more let the next batch's lock wait
+ *   and state read overlap the previous one's COMMIT; the driver's lock serialises their
+ *   transactions, and a later batch reads the state its predecessors committed. Batches start
+ *   on the next turn of the event loop (or after `lingerMs`).
  * - Bounded: beyond MAX_QUEUED_ENTRIES waiting entries, `append()` rejects at once (503) rather
  *   than queue without bound; after `close()`, at once. The queue adds no wait of its own
  *   beyond `lingerMs`: every other wait is the driver's (pool connect, lock, statements),
@@ -27,6 +30,8 @@ const MAX_QUEUED_ENTRIES = 10_000;
 
 export interface QueueOptions {
   maxBatch?: number;
+  /** Batches in flight at once (default 1; see the module contract). */
+  maxInFlight?: number;
   /** Extra wait before a batch starts, to gather more entries (0 = next tick). */
   lingerMs?: number;
   /** Called after each committed batch (metrics, checkpoint publisher). */
@@ -45,9 +50,12 @@ function asLogError(e: unknown): PaylogError {
 
 export class AppendQueue {
   private queue: Pending[] = [];
-  private running: Promise<void> | null = null;
+  /** Batches in flight (and the start of the next one while it waits for its turn of the loop). */
+  private readonly running = new Set<Promise<void>>();
+  private starting = false;
   private closed = false;
   private readonly maxBatch: number;
+  private readonly maxInFlight: number;
   private readonly lingerMs: number;
 
   constructor(
@@ -55,6 +63,7 @@ export class AppendQueue {
     private readonly opts: QueueOptions = {},
   ) {
     this.maxBatch = opts.maxBatch ?? DEFAULT_MAX_BATCH;
+    this.maxInFlight = Math.max(1, opts.maxInFlight ?? 1);
     this.lingerMs = opts.lingerMs ?? DEFAULT_LINGER_MS;
   }
 
@@ -64,14 +73,14 @@ export class AppendQueue {
     if (this.queue.length >= MAX_QUEUED_ENTRIES) return Promise.reject(new PaylogError('LOG_UNAVAILABLE', 'the log is overloaded; retry later'));
     return new Promise<AppendOutcome>((resolve, reject) => {
       this.queue.push({ req, resolve, reject });
-      if (!this.running) this.running = this.drain();
+      this.startBatch();
     });
   }
 
   /** Refuses new entries and resolves when every queued batch has committed or failed. */
   async close(): Promise<void> {
     this.closed = true;
-    while (this.running) await this.running;
+    while (this.running.size > 0) await Promise.allSettled([...this.running]);
   }
 
   private async commit(batch: Pending[], started: number): Promise<void> {
@@ -84,28 +93,43 @@ export class AppendQueue {
     }
   }
 
-  private async drain(): Promise<void> {
-    try {
-      await (this.lingerMs > 0 ? new Promise((r) => setTimeout(r, this.lingerMs)) : new Promise((r) => setImmediate(r)));
-      while (this.queue.length > 0) {
-        const batch = this.queue.splice(0, this.maxBatch);
-        const started = performance.now();
-        try {
-          await this.commit(batch, started);
-        } catch (e) {
-          if (batch.length > 1 && this.driver.mayRetryAlone(e)) {
-            // One bad entry must not fail its neighbours: retry each entry in a batch of its own.
-            // Not when the database itself is unavailable (lost, restarting, timed out): that
-            // fails every entry alike, and one retry each would multiply the wait by the batch.
-            for (const p of batch) await this.commit([p], performance.now()).catch((e1: unknown) => p.reject(asLogError(e1)));
-          } else {
-            for (const p of batch) p.reject(asLogError(e));
-          }
-        }
+  /**
+   * Starts a batch if one may start: on the next turn of the loop (or after `lingerMs`), or at
+   * once (`now`) for entries that queued while the previous batch was in flight.
+   */
+  private startBatch(now = false): void {
+    if (this.starting || this.queue.length === 0 || this.running.size >= this.maxInFlight) return;
+    this.starting = true;
+    // Runs from a microtask: `run` is counted in `running` before its body can start another.
+    const run: Promise<void> = Promise.resolve().then(async () => {
+      try {
+        if (!now) await (this.lingerMs > 0 ? new Promise((r) => setTimeout(r, this.lingerMs)) : new Promise((r) => setImmediate(r)));
+      } finally {
+        this.starting = false;
       }
-    } finally {
-      this.running = null;
-      if (this.queue.length > 0 && !this.running) this.running = this.drain();
+      const batch = this.queue.splice(0, this.maxBatch);
+      this.startBatch(); // the next one may overlap this one (maxInFlight > 1)
+      await this.commitOrRetry(batch);
+    }).finally(() => {
+      this.running.delete(run);
+      this.startBatch(true);
+    });
+    this.running.add(run);
+  }
+
+  private async commitOrRetry(batch: Pending[]): Promise<void> {
+    if (batch.length === 0) return;
+    try {
+      await this.commit(batch, performance.now());
+    } catch (e) {
+      if (batch.length > 1 && this.driver.mayRetryAlone(e)) {
+        // One bad entry must not fail its neighbours: retry each entry in a batch of its own.
+        // Not when the database itself is unavailable (lost, restarting, timed out): that
+        // fails every entry alike, and one retry each would multiply the wait by the batch.
+        for (const p of batch) await this.commit([p], performance.now()).catch((e1: unknown) => p.reject(asLogError(e1)));
+      } else {
+        for (const p of batch) p.reject(asLogError(e));
+      }
     }
   }
 }

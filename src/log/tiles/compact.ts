@@ -13,6 +13,13 @@
  * - Bounded work per run (`maxTiles`), single-flight per process; concurrent runs in several
  *   processes are harmless (a tile is stored once; the loser's call returns false).
  * - Readers see the same hashes before and after (src/log/store.ts, src/services/tiles.ts).
+ * - Space: each compacted tile leaves ~511 dead merkle_nodes rows. Autovacuum visits a database
+ *   only once per `autovacuum_naptime` (default 1 min), and until then every new node row takes
+ *   new space (~200 B per leaf at 1,000 leaves/s). So after every `VACUUM_AFTER_TILES` tiles the
+ *   compactor runs `VACUUM (SKIP_LOCKED) merkle_nodes` itself (outside any transaction; it
+ *   blocks no insert), and the table stays the size of its partial tiles plus a few tiles of
+ *   dead rows. It needs the MAINTAIN privilege (PostgreSQL 17+, granted by drizzle/0015); on
+ *   older servers PostgreSQL skips it with a warning and autovacuum alone reclaims the space.
  */
 import type pg from 'pg';
 import { TILE_WIDTH } from './path.js';
@@ -21,6 +28,10 @@ import { TILE_WIDTH } from './path.js';
 const MAX_COMPACTED_TILE_LEVEL = 6;
 /** Tiles stored per run at most (each a few ms in PostgreSQL); the next publication continues. */
 const COMPACT_TILES_PER_RUN = 64;
+/** Tiles compacted (≈ 511 dead merkle_nodes rows each) before the compactor vacuums merkle_nodes. */
+const VACUUM_AFTER_TILES = 8;
+/** Reclaims the dead rows compaction left (see the module contract); a no-op with a warning without MAINTAIN. */
+const VACUUM_NODES = 'VACUUM (SKIP_LOCKED) merkle_nodes';
 
 type Queryable = Pick<pg.Pool, 'query'>;
 
@@ -57,6 +68,7 @@ export async function compactFullTiles(q: Queryable, maxTiles = COMPACT_TILES_PE
 /** Runs `compactFullTiles` after each signed checkpoint, one run at a time (errors go to `onError`). */
 export class TileCompactor {
   #running: Promise<void> | null = null;
+  #sinceVacuum = 0;
   #again = false;
   #closed = false;
 
@@ -74,7 +86,12 @@ export class TileCompactor {
     }
     this.#running = compactFullTiles(this.q)
       .then(
-        () => undefined,
+        async (stored) => {
+          this.#sinceVacuum += stored;
+          if (this.#sinceVacuum < VACUUM_AFTER_TILES) return;
+          this.#sinceVacuum = 0;
+          await this.q.query(VACUUM_NODES);
+        },
         (e: unknown) => this.onError(e),
       )
       .finally(() => {

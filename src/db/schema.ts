@@ -130,7 +130,7 @@ export const dataKeys = pgTable('data_keys', {
   /** Envelope v2: the key epoch whose public key wrapped the data key. */
   epochId: text('epoch_id'),
   shreddedAt: timestamp('shredded_at', { withTimezone: true, mode: 'date' }),
-  createdAt: createdAt(),
+  // No created_at since migration 0016: the transactions row, written with it, has the time.
 });
 
 /**

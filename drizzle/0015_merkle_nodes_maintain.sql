@@ -6,7 +6,7 @@
 -- (PostgreSQL 17+). MAINTAIN lets the role VACUUM, ANALYZE, CLUSTER, REINDEX and LOCK the table:
 -- none of them changes a row (the append-only triggers still refuse UPDATE, DELETE and TRUNCATE),
 -- and blocking the table is no more than the runtime role could do before (it can hold the
--- append lock). On older servers nothing is granted and PostgreSQL skips the VACUUM with a warning.
+-- append lock). On older servers nothing is granted and the compactor does not ask (autovacuum only).
 DO $$
 BEGIN
   IF current_setting('server_version_num')::integer >= 170000 THEN

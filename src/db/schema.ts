@@ -130,7 +130,8 @@ export const dataKeys = pgTable('data_keys', {
   /** Envelope v2: the key epoch whose public key wrapped the data key. */
   epochId: text('epoch_id'),
   shreddedAt: timestamp('shredded_at', { withTimezone: true, mode: 'date' }),
-  // No created_at since migration 0016: the transactions row, written with it, has the time.
+  /** NULL on rows since migration 0016 (the transactions row, written with it, has the time); read by nothing. */
+  createdAt: timestamp('created_at', { withTimezone: true, mode: 'date' }),
 });
 
 /**

@@ -32,3 +32,35 @@ describe('submission_probes → submission_probe_slots (migration 0013)', () => 
     });
   });
 });
+
+describe('submission_probe_slots (hour, slot) → (grp, hour, tx) (migration 0014)', () => {
+  it('rows of the hour carry over; a retry keeps its row, a new id counts, another group is apart', async () => {
+    const url = await newTestDatabase();
+    await migrateUpTo(url, 13);
+    const hour = new Date(Math.floor(Date.now() / 3_600_000) * 3_600_000);
+    const served = Buffer.alloc(32, 7);
+    const admit = (c: import('pg').Client, id: string, limit: number, principal = 'checkout:shop', s = served) =>
+      c.query('SELECT paylog_probe_admit($1, $2, $3, $4, $5) AS ok', [principal, s, id, hour, limit]).then((r) => r.rows[0].ok as boolean);
+    await withClient(url, async (c) => {
+      expect(await admit(c, 'a', 5)).toBe(true);
+      expect(await admit(c, 'b', 5)).toBe(true);
+    });
+    await applyMigrations(url);
+    await withClient(url, async (c) => {
+      expect(await admit(c, 'c', 2)).toBe(false); // two counted before the migration: full at 2
+      expect(await admit(c, 'a', 2)).toBe(true); // a retry keeps its row
+      expect(await admit(c, 'b', 2)).toBe(true);
+      expect(await admit(c, 'c', 3)).toBe(true);
+      expect(await admit(c, 'c', 3)).toBe(true); // retried: not counted again
+      expect(await admit(c, 'd', 3)).toBe(false);
+      expect(await admit(c, 'x', 1, 'checkout:other')).toBe(true);
+      expect(await admit(c, 'x', 1, 'checkout:shop', Buffer.alloc(32, 8))).toBe(true);
+      const rows = (await c.query('SELECT pg_typeof(grp)::text AS g, octet_length(tx) AS t, count(*)::int AS n FROM submission_probe_slots GROUP BY 1, 2')).rows;
+      expect(rows).toEqual([{ g: 'bigint', t: 16, n: 5 }]);
+      // The group is the first 8 bytes of the digest 0013 stored 16 of (its rows were carried over).
+      expect((await c.query("SELECT count(DISTINCT grp)::int AS n FROM submission_probe_slots WHERE grp = paylog_probe_group('checkout:shop', $1)", [served])).rows[0].n).toBe(1);
+      // One row per (hour, group, transaction): the retries above added none.
+      expect((await c.query('SELECT count(*)::int AS n FROM (SELECT DISTINCT hour, grp, tx FROM submission_probe_slots) x')).rows[0].n).toBe(5);
+    });
+  });
+});

@@ -130,7 +130,8 @@ export const dataKeys = pgTable('data_keys', {
   /** Envelope v2: the key epoch whose public key wrapped the data key. */
   epochId: text('epoch_id'),
   shreddedAt: timestamp('shredded_at', { withTimezone: true, mode: 'date' }),
-  createdAt: createdAt(),
+  /** NULL on rows since migration 0016 (the transactions row, written with it, has the time); read by nothing. */
+  createdAt: timestamp('created_at', { withTimezone: true, mode: 'date' }),
 });
 
 /**
@@ -282,19 +283,22 @@ export const cseKeys = pgTable('cse_keys', {
 });
 
 /**
- * The probe limit (issue 17, migrations 0008/0013; src/services/probe-limit.ts): one row per new
- * transaction a principal submitted this hour: `slot` = SHA-256(principal ‖ 0 ‖ keyed MAC of its
- * served payment fields)[:16] ‖ SHA-256(transactionId)[:16], so a group is one key range. Not a
- * log table: the runtime role inserts and deletes (expired hours).
+ * The probe limit (issue 17, migrations 0008/0013/0014; src/services/probe-limit.ts): one row per
+ * new transaction a principal submitted this hour: `grp` = SHA-256(principal ‖ 0 ‖ keyed MAC of
+ * its served payment fields)[:8] as a bigint, `tx` = SHA-256(transactionId)[:16]. Found by an
+ * index on `grp` alone; a row is unique by the group's advisory lock in `paylog_probe_admit` (no
+ * unique index: it cost more than the row). Not a log table: the runtime role inserts and deletes
+ * (expired hours).
  */
 export const submissionProbeSlots = pgTable(
   'submission_probe_slots',
   {
+    grp: bigint('grp', { mode: 'bigint' }).notNull(),
     /** Hours since the Unix epoch (UTC). */
     hour: integer('hour').notNull(),
-    slot: bytea('slot').notNull(),
+    tx: bytea('tx').notNull(),
   },
-  (t) => [primaryKey({ columns: [t.hour, t.slot] })],
+  (t) => [index('submission_probe_slots_grp_idx').on(t.grp)],
 );
 
 /**

@@ -84,15 +84,15 @@ WITH le AS (
   SELECT * FROM unnest($4::smallint[], $5::bigint[], $6::bytea[])
 ), tx AS (
   INSERT INTO transactions (transaction_id, log_index, request_mac, created_at, processor, fingerprint)
-  SELECT * FROM unnest($7::text[], $8::bigint[], $9::bytea[], $10::timestamptz[], $22::text[], $23::text[])
+  SELECT * FROM unnest($7::text[], $8::bigint[], $9::bytea[], $10::timestamptz[], $21::text[], $22::text[])
 ), dk AS (
-  INSERT INTO data_keys (transaction_id, kms_key_id, wrapped_key, created_at, epoch_id)
-  SELECT * FROM unnest($11::text[], $12::text[], $13::bytea[], $14::timestamptz[], $21::text[])
+  INSERT INTO data_keys (transaction_id, kms_key_id, wrapped_key, epoch_id)
+  SELECT * FROM unnest($11::text[], $12::text[], $13::bytea[], $20::text[])
 ), ae AS (
   INSERT INTO access_entries (log_index, transaction_id, created_at)
-  SELECT * FROM unnest($15::bigint[], $16::text[], $17::timestamptz[])
+  SELECT * FROM unnest($14::bigint[], $15::text[], $16::timestamptz[])
 )
-INSERT INTO tree_heads (size, root_hash, mac) VALUES ($18, $19, $20)`;
+INSERT INTO tree_heads (size, root_hash, mac) VALUES ($17, $18, $19)`;
 
 /**
  * The batch insert runs with a generic plan (for the rest of its transaction, which then only
@@ -125,7 +125,6 @@ function batchValues(accepted: AcceptedEntry[], nodes: Array<NodeId & { hash: Bu
     col(txs, (a) => a.req.dataKey.transactionId),
     col(txs, (a) => a.req.dataKey.kmsKeyId ?? null),
     col(txs, (a) => a.req.dataKey.wrappedKey),
-    col(txs, (a) => a.req.createdAt),
     col(acc, (a) => a.index),
     col(acc, (a) => a.req.access.transactionId),
     col(acc, (a) => a.req.createdAt),

@@ -13,6 +13,14 @@
  * - Bounded work per run (`maxTiles`), single-flight per process; concurrent runs in several
  *   processes are harmless (a tile is stored once; the loser's call returns false).
  * - Readers see the same hashes before and after (src/log/store.ts, src/services/tiles.ts).
+ * - Space: each compacted tile leaves ~511 dead merkle_nodes rows. Autovacuum visits a database
+ *   only once per `autovacuum_naptime` (default 1 min), and until then every new node row takes
+ *   new space (~200 B per leaf at 1,000 leaves/s). So after every `VACUUM_AFTER_TILES` tiles the
+ *   compactor runs `VACUUM (SKIP_LOCKED) merkle_nodes` itself (outside any transaction; it
+ *   blocks no insert), and the table stays the size of its partial tiles plus a few tiles of
+ *   dead rows. It needs the MAINTAIN privilege (PostgreSQL 17+, granted by drizzle/0015),
+ *   checked once per compactor: without it the compactor never asks (autovacuum alone reclaims
+ *   the space, at its naptime), so older servers log no warning every few tiles.
  */
 import type pg from 'pg';
 import { TILE_WIDTH } from './path.js';
@@ -21,6 +29,12 @@ import { TILE_WIDTH } from './path.js';
 const MAX_COMPACTED_TILE_LEVEL = 6;
 /** Tiles stored per run at most (each a few ms in PostgreSQL); the next publication continues. */
 const COMPACT_TILES_PER_RUN = 64;
+/** Tiles compacted (≈ 511 dead merkle_nodes rows each) before the compactor vacuums merkle_nodes. */
+const VACUUM_AFTER_TILES = 8;
+/** Reclaims the dead rows compaction left (see the module contract). */
+const VACUUM_NODES = 'VACUUM (SKIP_LOCKED) merkle_nodes';
+/** Whether this role may run VACUUM_NODES (MAINTAIN exists from PostgreSQL 17 on; CASE keeps older servers from parsing it). */
+const MAY_VACUUM_NODES = `SELECT CASE WHEN current_setting('server_version_num')::integer >= 170000 THEN has_table_privilege('merkle_nodes', 'MAINTAIN') ELSE false END AS ok`;
 
 type Queryable = Pick<pg.Pool, 'query'>;
 
@@ -57,6 +71,8 @@ export async function compactFullTiles(q: Queryable, maxTiles = COMPACT_TILES_PE
 /** Runs `compactFullTiles` after each signed checkpoint, one run at a time (errors go to `onError`). */
 export class TileCompactor {
   #running: Promise<void> | null = null;
+  #sinceVacuum = 0;
+  #mayVacuum: boolean | undefined;
   #again = false;
   #closed = false;
 
@@ -74,7 +90,13 @@ export class TileCompactor {
     }
     this.#running = compactFullTiles(this.q)
       .then(
-        () => undefined,
+        async (stored) => {
+          this.#sinceVacuum += stored;
+          if (this.#sinceVacuum < VACUUM_AFTER_TILES) return;
+          this.#sinceVacuum = 0;
+          this.#mayVacuum ??= ((await this.q.query(MAY_VACUUM_NODES)).rows[0] as { ok: boolean }).ok;
+          if (this.#mayVacuum) await this.q.query(VACUUM_NODES);
+        },
         (e: unknown) => this.onError(e),
       )
       .finally(() => {

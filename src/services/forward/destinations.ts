@@ -154,8 +154,11 @@ function checkNames(processor: string, name: string): void {
 }
 
 type Row = { processor: string; name: string; config: DestinationConfig; wrapped_client_key: Buffer | null; admin_log_index: string };
-/** A stored destination row with its admin event's leaf, not yet verified. */
-type DestinationRow = Row & { leaf: Buffer | null };
+/**
+ * A stored destination row with its admin event's leaf, not yet verified (read here, or beside a
+ * forward's other first reads: src/services/forward/first-reads.ts).
+ */
+export type DestinationRow = Row & { leaf: Buffer | null };
 
 interface DestinationDeps {
   /** Runtime pool: reads rows and leaves. */
@@ -219,26 +222,9 @@ export class DestinationService {
   }
 
   /**
-   * The stored row of destination `name` of the processor that the `transactions` row of
-   * `transactionId` names, unverified (null: none). One query needing nothing but the request,
-   * so it runs beside the record's own read; `verified` decides whether it may be used.
-   */
-  async rowForTransaction(transactionId: string, name: string): Promise<DestinationRow | null> {
-    if (!isProcessorName(name)) return null;
-    const r = await this.deps.database.pool.query({
-      name: 'paylog_forward_destination_of_tx',
-      text: `SELECT d.processor, d.name, d.config, d.wrapped_client_key, d.admin_log_index, e.leaf
-             FROM forward_destinations d LEFT JOIN log_entries e ON e.idx = d.admin_log_index
-             WHERE d.name = $2 AND d.processor = (SELECT t.processor FROM transactions t WHERE t.transaction_id = $1)`,
-      values: [transactionId, name],
-    });
-    return (r.rows[0] as DestinationRow | undefined) ?? null;
-  }
-
-  /**
    * The destination `name` of `processor`, only if its row hashes to what its granted
    * `destination_registered` entry recorded. DESTINATION_NOT_ALLOWED otherwise (or when absent).
-   * `prefetched` (`rowForTransaction`) is used only when it is the row of this very processor
+   * `prefetched` (the forward's first read) is used only when it is the row of this very processor
    * and name (the record's processor comes from its leaf, the prefetch from its row's column);
    * otherwise the row is read here.
    */

@@ -171,7 +171,15 @@ interface DestinationDeps {
   admin: AdminService;
 }
 
+/** Destinations whose last verified row `verified` remembers (per process). */
+const MAX_VERIFIED_REMEMBERED = 1000;
+
+const sameBytes = (a: Buffer | null, b: Buffer | null) => (a === null || b === null ? a === b : a.equals(b));
+
 export class DestinationService {
+  /** `processor/name` → the last row that verified (its leaf and configuration) and its answer. */
+  private readonly lastVerified = new Map<string, { leaf: Buffer; configJson: string; destination: Destination }>();
+
   constructor(private readonly deps: DestinationDeps) {}
 
   /** Registers or replaces `name` of `processor`; its admin event commits first. */
@@ -243,6 +251,12 @@ export class DestinationService {
       row = r.rows[0] as DestinationRow | undefined;
     }
     if (!row) throw refused('');
+    // The answer is a function of the row and its leaf: a row identical to the last one verified
+    // (same leaf bytes, configuration and wrapped key) gets the same answer without the work.
+    const id = `${processor}/${name}`;
+    const configJson = JSON.stringify(row.config);
+    const last = this.lastVerified.get(id);
+    if (last && row.leaf && last.leaf.equals(row.leaf) && last.configJson === configJson && sameBytes(last.destination.wrappedClientKey, row.wrapped_client_key)) return last.destination;
     const digest = destinationDigest(row.processor, row.name, row.config, row.wrapped_client_key);
     let ok = false;
     try {
@@ -259,7 +273,10 @@ export class DestinationService {
       ok = false;
     }
     if (!ok) throw refused(' (its stored configuration does not match its admin_event entry)');
-    return { processor, name, config: row.config, wrappedClientKey: row.wrapped_client_key, configSha256: digest };
+    const destination: Destination = { processor, name, config: row.config, wrappedClientKey: row.wrapped_client_key, configSha256: digest };
+    if (this.lastVerified.size >= MAX_VERIFIED_REMEMBERED && !this.lastVerified.has(id)) this.lastVerified.clear();
+    this.lastVerified.set(id, { leaf: Buffer.from(row.leaf!), configJson, destination });
+    return destination;
   }
 
   /** The destination's client key PEM (unwrapped; the caller zeroes it), or undefined. */

@@ -302,7 +302,8 @@ export class ForwardService {
         leaf: this.accessLeaf(principal, transactionId, req, 'granted', undefined, sourceAddress, now, key),
         createdAt: now,
         access: { transactionId },
-        requires: keyMaterialRequires(keyMaterialOf(transactionId, row.envelope.key), this.accessLeaf(principal, transactionId, req, 'denied', 'DATA_SHREDDED', sourceAddress, now, key)),
+        // The denied leaf is encoded only if a check fails.
+        requires: keyMaterialRequires(keyMaterialOf(transactionId, row.envelope.key), () => this.accessLeaf(principal, transactionId, req, 'denied', 'DATA_SHREDDED', sourceAddress, now, key)),
       });
       if (appended.status !== 'appended') {
         const shredded = new PaylogError('DATA_SHREDDED', 'the card data of this transaction has been shredded');

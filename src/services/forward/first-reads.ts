@@ -71,7 +71,7 @@ type Row = TransactionRow & {
 };
 
 /** What the first read found. */
-export interface FirstReads {
+interface FirstReads {
   /** This attempt inserted the ledger row of its key (false: another row holds it, or no MAC). */
   claimed: boolean;
   /** The principal's certificate is revoked (false when not asked). */

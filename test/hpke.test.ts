@@ -10,13 +10,12 @@ import {
   decap,
   encap,
   keyScheduleBase,
-  openAtSequence,
-  openBase,
   HpkeSenderContext,
   sealBase,
   AEAD_AES_256_GCM,
   type HpkeAead,
 } from '../src/crypto/hpke.js';
+import { HpkeReceiverContext, openAtSequence, openBase } from '../src/crypto/hpke-receiver.js';
 
 interface Vector {
   name: string;
@@ -94,6 +93,18 @@ describe.each(vectors)('HPKE sender context $name (RFC 9180 §5.2, key-wrap wind
       // the same ciphertext at any other sequence number does not open
       expect(() => openAtSequence(v.aead_id, h(v.enc), skR, h(v.info), seq + 1, h(e.aad), h(e.ciphertext))).toThrow(HpkeError);
     }
+  });
+
+  it('one receiver context opens every message of the vector in any order, refuses a wrong sequence number, and nothing after destroy', () => {
+    const rx = HpkeReceiverContext.setup(v.aead_id, h(v.enc), new X25519PrivateKey(h(v.skRm)), h(v.info));
+    for (const e of [...v.encryptions].reverse()) {
+      expect(rx.open(e.seq, h(e.aad), h(e.ciphertext)).toString('hex')).toBe(e.plaintext);
+      expect(() => rx.open(e.seq + 1, h(e.aad), h(e.ciphertext))).toThrow(HpkeError);
+    }
+    rx.destroy();
+    expect(rx.isDestroyed).toBe(true);
+    const e = v.encryptions[0]!;
+    expect(() => rx.open(e.seq, h(e.aad), h(e.ciphertext))).toThrow(/destroyed/);
   });
 
   it('refuses a message past its limit and any message after destroy', () => {

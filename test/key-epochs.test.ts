@@ -103,6 +103,30 @@ describe('hierarchical key mode (default): envelope v2 under epoch keys', () => 
     expect(kmsCount(t, 'Decrypt') - d0).toBe(1); // the release was a cache hit
   });
 
+  it('records of one key-wrap window open with one cached receiver context (no private-key use per record), evicted with its epoch', async () => {
+    // Submitted together, records share a window (200 ms): find two with the same encapsulation
+    // (the wrapped key's first 32 bytes).
+    const submitted = await Promise.all(Array.from({ length: 6 }, () => submit(t, { processor: 'globex' })));
+    const rows = await query(t.databaseUrl, 'SELECT transaction_id, epoch_id, wrapped_key FROM data_keys WHERE transaction_id = ANY($1::text[])', [submitted]);
+    const byEnc = new Map<string, string[]>();
+    for (const r of rows) byEnc.set((r.wrapped_key as Buffer).subarray(0, 32).toString('hex'), [...(byEnc.get((r.wrapped_key as Buffer).subarray(0, 32).toString('hex')) ?? []), r.transaction_id as string]);
+    const ids = [...byEnc.values()].find((g) => g.length >= 2)!;
+    expect(ids).toBeDefined();
+    const epochId = rows[0].epoch_id as string;
+    t.paylog.epochs.evict(epochId);
+    const d0 = kmsCount(t, 'Decrypt');
+    const hits = async () => Number(/\s(\d+)\s*$/.exec(await t.paylog.metrics.registry.getSingleMetricAsString('paylog_epoch_key_cache_hits_total'))![1]);
+    expect((await release(t, ids[0]!, 'processor-globex')).status).toBe(200);
+    expect(kmsCount(t, 'Decrypt') - d0).toBe(1);
+    const h0 = await hits();
+    expect((await release(t, ids[1]!, 'processor-globex')).status).toBe(200);
+    expect(await hits()).toBe(h0); // the window's context opened it: the private key was not used
+    // A shred's notice forgets the epoch: its windows' contexts go with its private key.
+    t.paylog.epochs.forget(epochId);
+    expect((await release(t, ids[1]!, 'processor-globex')).status).toBe(200);
+    expect(kmsCount(t, 'Decrypt') - d0).toBe(2);
+  });
+
   it('/metrics counts KMS requests by operation and outcome', async () => {
     const m = await t.call(null, 'GET', '/metrics');
     expect(m.text).toMatch(/paylog_kms_requests_total\{operation="Encrypt",outcome="ok"\} \d+/);

@@ -19,6 +19,7 @@ import {
   type SealedEnvelopeV2,
 } from '../src/crypto/envelope-v2.js';
 import { AEAD_AES_256_GCM, X25519PrivateKey, X25519PublicKey, sealBase } from '../src/crypto/hpke.js';
+import type { HpkeReceiverContext } from '../src/crypto/hpke-receiver.js';
 import { EpochRecordKeys } from '../src/keys/epoch-record-keys.js';
 import type { EpochKeyring } from '../src/kms/epoch-keys.js';
 import type { SealedRecord, StoredRecord } from '../src/keys/record-keys.js';
@@ -111,6 +112,14 @@ function fixedEpochs(): EpochKeyring & { forgotten: string[] } {
     knownCurrent: (p: string) => epochs.get(p) ?? null,
     currentEpoch: async (p: string) => epochs.get(p)!,
     withPrivateKey: async <T>(_id: string, fn: (k: X25519PrivateKey) => T) => fn(sk),
+    withWindowContext: async <T>(_id: string, _window: string, setup: (k: X25519PrivateKey) => HpkeReceiverContext, fn: (c: HpkeReceiverContext) => T) => {
+      const c = setup(sk);
+      try {
+        return fn(c);
+      } finally {
+        c.destroy();
+      }
+    },
     forgetCurrent: () => {},
     forget: (id: string) => void forgotten.push(id),
   } as unknown as EpochKeyring & { forgotten: string[] };

@@ -23,6 +23,15 @@ export async function assertNotRevoked(check: RevocationCheck, principal: Princi
   if (await check.isRevoked(principal.certificateFingerprint, principal.serialHex)) throw certificateRevokedError();
 }
 
+/**
+ * SQL condition: a `revoked_certificates` row names the certificate whose fingerprint and serial
+ * are the parameters `fingerprint` and `serial` (e.g. '$1', '$2'). The one definition of
+ * "revoked" for queries (also read beside a forward's first reads: src/services/forward/first-reads.ts).
+ */
+export function revokedCertificateSql(fingerprint: string, serial: string): string {
+  return `EXISTS (SELECT 1 FROM revoked_certificates WHERE fingerprint = ${fingerprint} OR (serial IS NOT NULL AND serial = ${serial}))`;
+}
+
 export class RevocationList implements RevocationCheck {
   constructor(private readonly database: AppDatabase) {}
 
@@ -30,10 +39,10 @@ export class RevocationList implements RevocationCheck {
   async isRevoked(certificateFingerprint: string, serialHex?: string): Promise<boolean> {
     const r = await this.database.pool.query({
       name: 'paylog_is_revoked',
-      text: 'SELECT 1 FROM revoked_certificates WHERE fingerprint = $1 OR (serial IS NOT NULL AND serial = $2) LIMIT 1',
+      text: `SELECT ${revokedCertificateSql('$1::text', '$2::text')} AS revoked`,
       values: [certificateFingerprint, serialHex ?? null],
     });
-    return (r.rowCount ?? 0) > 0;
+    return (r.rows[0] as { revoked: boolean } | undefined)?.revoked === true;
   }
 
   /** Records a revocation (by fingerprint and/or serial). Idempotent. */

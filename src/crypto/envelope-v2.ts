@@ -40,7 +40,9 @@
  * records that window wrapped and nothing else (SECURITY.md "Key-wrap windows").
  * Opening needs the epoch private key (unwrapped by KMS, see src/kms/epoch-keys.ts): HPKE-open
  * the data key (binding checked by the key schedule), check the commitment in constant time,
- * then GCM-decrypt. Every failure is `INTEGRITY_FAILURE` with a `details.reason` of
+ * then GCM-decrypt. A window-form data key may instead be opened with the window's receiver
+ * context ({@link keyWrapWindowOf}: one X25519 agreement per window instead of one per record;
+ * a context set up for another window or binding fails authentication). Every failure is `INTEGRITY_FAILURE` with a `details.reason` of
  * `ENVELOPE_REASONS`; data keys and derived keys are zeroed after use.
  */
 import { createCipheriv, createDecipheriv, createHmac, randomFillSync, timingSafeEqual } from 'node:crypto';
@@ -63,11 +65,10 @@ import {
   HPKE_TAG_BYTES,
   HpkeError,
   HpkeSenderContext,
-  openAtSequence,
-  openBase,
   X25519PublicKey,
   type X25519PrivateKey,
 } from './hpke.js';
+import { HpkeReceiverContext, openAtSequence, openBase } from './hpke-receiver.js';
 import { PaylogError } from '../errors.js';
 
 export const ENVELOPE_V2 = 2;
@@ -204,17 +205,36 @@ export function sealEnvelopeV2(wrapper: KeyWrapWindowV2 | X25519PublicKey, b: Ep
 
 const checkShapeV2 = (env: SealedEnvelopeV2): void => checkEnvelopeFields(env, ENVELOPE_V2);
 
-/** HPKE-open of the wrapped data key in either form (by its length); the caller zeroes the key. */
-function openWrappedKey(sk: X25519PrivateKey, b: EpochBinding, wrappedKey: Buffer): Buffer {
+/**
+ * The key-wrap window of a window-form wrapped data key, for a cache of receiver contexts: `id`
+ * names the window (processor and `enc`; the epoch is the caller's key), `setup` derives its
+ * receiver context from the epoch private key (the caller destroys it). null: single-shot form.
+ */
+export function keyWrapWindowOf(b: EpochBinding, wrappedKey: Buffer): { id: string; setup: (sk: X25519PrivateKey) => HpkeReceiverContext } | null {
+  if (!Buffer.isBuffer(wrappedKey) || wrappedKey.length !== WRAPPED_KEY_V2_WINDOW_BYTES) return null;
+  const enc = Buffer.from(wrappedKey.subarray(0, HPKE_ENC_BYTES));
+  return { id: `${b.processor}\n${enc.toString('hex')}`, setup: (sk) => HpkeReceiverContext.setup(AEAD_AES_256_GCM, enc, sk, windowInfo(b.processor, b.epochId)) };
+}
+
+/**
+ * HPKE-open of the wrapped data key in either form (by its length), with the epoch private key
+ * or (window form only) the window's receiver context; the caller zeroes the key.
+ */
+function openWrappedKey(opener: X25519PrivateKey | HpkeReceiverContext, b: EpochBinding, wrappedKey: Buffer): Buffer {
   const enc = wrappedKey.subarray(0, HPKE_ENC_BYTES);
-  if (wrappedKey.length === WRAPPED_KEY_V2_SINGLE_SHOT_BYTES) return openBase(AEAD_AES_256_GCM, enc, sk, bindingV2(LABEL_HPKE_INFO, b), EMPTY, wrappedKey.subarray(HPKE_ENC_BYTES));
+  if (wrappedKey.length === WRAPPED_KEY_V2_SINGLE_SHOT_BYTES) {
+    if (opener instanceof HpkeReceiverContext) throw new HpkeError('a single-shot data key is opened with the epoch private key');
+    return openBase(AEAD_AES_256_GCM, enc, opener, bindingV2(LABEL_HPKE_INFO, b), EMPTY, wrappedKey.subarray(HPKE_ENC_BYTES));
+  }
   const seq = wrappedKey.readUInt32BE(HPKE_ENC_BYTES);
   const ct = wrappedKey.subarray(HPKE_ENC_BYTES + WINDOW_SEQ_BYTES);
-  return openAtSequence(AEAD_AES_256_GCM, enc, sk, windowInfo(b.processor, b.epochId), seq, bindingV2(LABEL_WINDOW_AAD, b), ct);
+  const aad = bindingV2(LABEL_WINDOW_AAD, b);
+  if (opener instanceof HpkeReceiverContext) return opener.open(seq, aad, ct);
+  return openAtSequence(AEAD_AES_256_GCM, enc, opener, windowInfo(b.processor, b.epochId), seq, aad, ct);
 }
 
 /** RFC 9180 open of the wrapped data key; INTEGRITY_FAILURE (DATA_KEY_UNWRAP_FAILED) on any mismatch. */
-export function unwrapDataKeyV2(epochPrivateKey: X25519PrivateKey, b: EpochBinding, wrappedKey: Buffer): Buffer {
+export function unwrapDataKeyV2(epochPrivateKey: X25519PrivateKey | HpkeReceiverContext, b: EpochBinding, wrappedKey: Buffer): Buffer {
   assertBinding(b);
   if (!Buffer.isBuffer(wrappedKey) || (wrappedKey.length !== WRAPPED_KEY_V2_SINGLE_SHOT_BYTES && wrappedKey.length !== WRAPPED_KEY_V2_WINDOW_BYTES)) {
     throw integrityFailure(ENVELOPE_REASONS.malformed);
@@ -231,8 +251,8 @@ export function unwrapDataKeyV2(epochPrivateKey: X25519PrivateKey, b: EpochBindi
   }
 }
 
-/** Opens a v2 record with its epoch's private key. Never returns unauthenticated data. */
-export function openEnvelopeV2(epochPrivateKey: X25519PrivateKey, b: EpochBinding, env: SealedEnvelopeV2): Buffer {
+/** Opens a v2 record with its epoch's private key (or its window's receiver context). Never returns unauthenticated data. */
+export function openEnvelopeV2(epochPrivateKey: X25519PrivateKey | HpkeReceiverContext, b: EpochBinding, env: SealedEnvelopeV2): Buffer {
   checkShapeV2(env);
   if (env.epochId !== b.epochId) throw integrityFailure(ENVELOPE_REASONS.malformed);
   const dataKey = unwrapDataKeyV2(epochPrivateKey, b, env.wrappedKey);

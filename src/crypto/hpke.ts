@@ -251,7 +251,7 @@ export function decap(enc: Buffer, skR: X25519PrivateKey): Buffer {
   }
 }
 
-interface KeyScheduleOutput {
+export interface KeyScheduleOutput {
   keyScheduleContext: Buffer;
   secret: Buffer;
   key: Buffer;
@@ -293,7 +293,7 @@ export function aeadSeal(aead: HpkeAead, key: Buffer, nonce: Buffer, aad: Buffer
 }
 
 /** AEAD Open; throws HpkeError when the tag does not verify. */
-function aeadOpen(aead: HpkeAead, key: Buffer, nonce: Buffer, aad: Buffer, ciphertext: Buffer): Buffer {
+export function aeadOpen(aead: HpkeAead, key: Buffer, nonce: Buffer, aad: Buffer, ciphertext: Buffer): Buffer {
   if (ciphertext.length < HPKE_TAG_BYTES) throw new HpkeError('HPKE ciphertext too short');
   const d = createDecipheriv(aeadCipher(aead), key, nonce, { authTagLength: HPKE_TAG_BYTES });
   d.setAAD(aad);
@@ -378,24 +378,4 @@ export function sealBase(aead: HpkeAead, pkR: X25519PublicKey, info: Buffer, aad
   } finally {
     ctx.destroy();
   }
-}
-
-/** RFC 9180 §5.2 receiver, message `seq`: SetupBaseR(enc, skR, info), ContextR.Open with nonce `base_nonce XOR seq`. */
-export function openAtSequence(aead: HpkeAead, enc: Buffer, skR: X25519PrivateKey, info: Buffer, seq: number, aad: Buffer, ciphertext: Buffer): Buffer {
-  if (!Number.isInteger(seq) || seq < 0 || seq > HpkeSenderContext.MAX_MESSAGES) throw new HpkeError('HPKE sequence number out of range');
-  const sharedSecret = decap(enc, skR);
-  const ks = keyScheduleBase(aead, sharedSecret, info);
-  sharedSecret.fill(0);
-  try {
-    return aeadOpen(aead, ks.key, computeNonce(ks.baseNonce, seq), aad, ciphertext);
-  } finally {
-    ks.secret.fill(0);
-    ks.key.fill(0);
-    ks.baseNonce.fill(0);
-  }
-}
-
-/** RFC 9180 §6.1 single-shot Open in base mode: SetupBaseR + ContextR.Open (seq 0). */
-export function openBase(aead: HpkeAead, enc: Buffer, skR: X25519PrivateKey, info: Buffer, aad: Buffer, ciphertext: Buffer): Buffer {
-  return openAtSequence(aead, enc, skR, info, 0, aad, ciphertext);
 }

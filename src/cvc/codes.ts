@@ -21,7 +21,8 @@
  * Nothing here logs a CVC, a sealed CVC, or a transaction id together with a CVC.
  */
 import type { AppDatabase } from '../db/connection.js';
-import { AEAD_AES_256_GCM, HPKE_ENC_BYTES, HpkeError, openBase, sealBase } from '../crypto/hpke.js';
+import { AEAD_AES_256_GCM, HPKE_ENC_BYTES, HpkeError, sealBase } from '../crypto/hpke.js';
+import { openBase } from '../crypto/hpke-receiver.js';
 import type { CvcHolderKeys } from './holder-keys.js';
 import { CVC_PATTERN } from '../validation/card-security-code.js';
 import { CVC_DESTROYED_PERIOD_MS } from '../log/leaf.js';

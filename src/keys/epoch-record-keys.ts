@@ -1,7 +1,9 @@
 /**
  * Epoch record keys (envelope v2): a fresh data key per record, wrapped locally with HPKE to the
  * processor's current epoch PUBLIC key (no KMS call to seal); opened with the epoch private key,
- * which src/kms/epoch-keys.ts unwraps by KMS and caches (src/keys/material-cache.ts).
+ * which src/kms/epoch-keys.ts unwraps by KMS and caches (src/keys/material-cache.ts); a
+ * window-form data key with its window's HPKE receiver context, derived from that key once per
+ * window and cached beside it (`EpochKeyring.withWindowContext`).
  *
  * Data keys are wrapped through key-wrap windows (src/crypto/envelope-v2.ts `KeyWrapWindowV2`):
  * one HPKE encapsulation per epoch serves the records sealed in the next `windowMs` (at most
@@ -20,7 +22,7 @@
  *   (INTEGRITY_FAILURE otherwise). Owns every record whose key reference is an epoch.
  */
 import { createHash } from 'node:crypto';
-import { KeyWrapWindowV2, openEnvelopeV2, sealEnvelopeV2, ENVELOPE_V2 } from '../crypto/envelope-v2.js';
+import { KeyWrapWindowV2, keyWrapWindowOf, openEnvelopeV2, sealEnvelopeV2, ENVELOPE_V2 } from '../crypto/envelope-v2.js';
 import type { X25519PublicKey } from '../crypto/hpke.js';
 import type { EnvelopeBinding } from '../crypto/envelope.js';
 import { PaylogError } from '../errors.js';
@@ -104,7 +106,11 @@ export class EpochRecordKeys implements RecordKeyring {
     if (r.version !== ENVELOPE_V2 || r.stored.epochId !== epochId) throw new PaylogError('INTEGRITY_FAILURE', 'the key reference of this record does not match its leaf');
     const b = { ...binding, epochId };
     const { salt, iv, ciphertext, tag, keyCommitment, wrappedKey } = r;
-    return await this.epochs.withPrivateKey(epochId, (sk) => openEnvelopeV2(sk, b, { version: 2, salt, iv, ciphertext, tag, keyCommitment, wrappedKey, epochId }));
+    const env = { version: 2, salt, iv, ciphertext, tag, keyCommitment, wrappedKey, epochId } as const;
+    // A window-form data key opens with its window's cached receiver context (one X25519 per window).
+    const window = keyWrapWindowOf(b, wrappedKey);
+    if (window) return await this.epochs.withWindowContext(epochId, window.id, window.setup, (ctx) => openEnvelopeV2(ctx, b, env));
+    return await this.epochs.withPrivateKey(epochId, (sk) => openEnvelopeV2(sk, b, env));
   }
 
   sealingKeyRefused(processor: string, ref: RecordKeyRef, forgetKey: boolean): void {

@@ -9,7 +9,7 @@
  * - An entry serves at most `maxUses` uses and for at most `ttlMs` from the moment its load
  *   resolved; then it is evicted (a timer evicts it at the TTL even when unused).
  * - Every loaded value leaves through `onEvict` EXACTLY once (TTL, exhaustion, `forget`,
- *   `close`, or a value whose entry was forgotten or closed while it was loading), and
+ *   `forgetWhere`, `close`, or a value whose entry was forgotten or closed while it was loading), and
  *   `onEvict` MUST zero or destroy the material. The cache never copies a value.
  * - A value is handed to `fn` of {@link MaterialCache.use} synchronously after the usability
  *   check, so a synchronous `fn` cannot see it evicted; a value whose entry was evicted while
@@ -91,6 +91,11 @@ export class MaterialCache<V> {
   forget(key: string): void {
     const entry = this.entries.get(key);
     if (entry) this.evictEntry(key, entry);
+  }
+
+  /** Evicts every entry, loaded or loading, whose key `which` selects. */
+  forgetWhere(which: (key: string) => boolean): void {
+    for (const [key, entry] of [...this.entries]) if (which(key)) this.evictEntry(key, entry);
   }
 
   /** Keys with loaded material now. */

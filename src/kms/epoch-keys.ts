@@ -26,6 +26,11 @@
  *   unless the granted access entry committed while the epoch was not shredded). Every process
  *   zeroes the key on the shred's notice (src/kms/key-notifications.ts), and a process whose
  *   release was denied for it forgets it at once.
+ * - Key-wrap windows ({@link EpochKeyring.withWindowContext}): the HPKE receiver context of a
+ *   window (src/crypto/hpke-receiver.ts; it opens the data keys of that window's records only) is
+ *   derived from the cached private key once and cached beside it, under the same rules: at most
+ *   min(`cacheTtlMs`, WINDOW_CONTEXT_TTL_MS) and `cacheMaxUses` uses, zeroed on eviction, and
+ *   evicted with its epoch's private key (`evict`, `forget`, the shred's notice, `close`).
  * - A period whose KMS key is pending deletion (shredded) answers DATA_SHREDDED.
  * - Authenticated rows only (issue 17): the runtime role can INSERT `key_epochs` and
  *   `key_periods` rows and UPDATE `retired_at`. An epoch row is used (to seal, or to unwrap)
@@ -42,6 +47,7 @@
 import { PaylogError, isPaylogError } from '../errors.js';
 import type { AppDatabase } from '../db/connection.js';
 import { X25519PrivateKey, X25519PublicKey } from '../crypto/hpke.js';
+import type { HpkeReceiverContext } from '../crypto/hpke-receiver.js';
 import type { KmsBackend } from './backend.js';
 import type { KeyEvent } from '../services/key-events.js';
 import { MaterialCache } from '../keys/material-cache.js';
@@ -77,6 +83,8 @@ interface PublicEntry {
 }
 
 const SELECT_ONE = `SELECT e.*, ${TRUST_COLUMNS} FROM key_epochs e WHERE e.epoch_id = $1`;
+/** Longest life of a cached key-wrap window receiver context (ms; never beyond the private key's TTL). */
+const WINDOW_CONTEXT_TTL_MS = 60_000;
 /** Untrusted rows remembered per process (each is reported once); bounded. */
 const MAX_REMEMBERED_UNTRUSTED = 100_000;
 
@@ -87,6 +95,8 @@ export class EpochKeyring {
   private readonly loadingPublic = new Map<string, Promise<PublicEntry | null>>();
   /** Unwrapped private keys (src/keys/material-cache.ts): zeroed when they leave it. */
   private readonly privateKeys: MaterialCache<X25519PrivateKey>;
+  /** `epochId \n window id` → the window's receiver context (zeroed when it leaves). */
+  private readonly windowContexts: MaterialCache<HpkeReceiverContext>;
   private closed = false;
   private readonly untrusted = new Set<string>();
 
@@ -98,6 +108,13 @@ export class EpochKeyring {
       isUsable: (key) => !key.isDestroyed,
       ...(o.onCacheHit ? { onHit: o.onCacheHit } : {}),
       ...(o.onCacheMiss ? { onMiss: o.onCacheMiss } : {}),
+      closedError: () => new PaylogError('LOG_UNAVAILABLE', 'shutting down'),
+    });
+    this.windowContexts = new MaterialCache<HpkeReceiverContext>({
+      ttlMs: Math.min(o.cacheTtlMs, WINDOW_CONTEXT_TTL_MS),
+      maxUses: o.cacheMaxUses,
+      onEvict: (ctx) => ctx.destroy(),
+      isUsable: (ctx) => !ctx.isDestroyed,
       closedError: () => new PaylogError('LOG_UNAVAILABLE', 'shutting down'),
     });
   }
@@ -224,9 +241,19 @@ export class EpochKeyring {
     return await this.privateKeys.use(epochId, () => this.unwrapPrivate(epochId), fn);
   }
 
-  /** Drops (and zeroes) any cached private key of `epochId`. */
+  /**
+   * Runs `fn` with the receiver context of key-wrap window `windowId` of the epoch (derived by
+   * `setup` from the private key on a miss, single-flight; src/crypto/envelope-v2.ts
+   * `keyWrapWindowOf`). `fn` is synchronous, as for `withPrivateKey`.
+   */
+  async withWindowContext<T>(epochId: string, windowId: string, setup: (key: X25519PrivateKey) => HpkeReceiverContext, fn: (ctx: HpkeReceiverContext) => T): Promise<T> {
+    return await this.windowContexts.use(`${epochId}\n${windowId}`, () => this.withPrivateKey(epochId, setup), fn);
+  }
+
+  /** Drops (and zeroes) any cached private key of `epochId` and its windows' receiver contexts. */
   evict(epochId: string): void {
     this.privateKeys.forget(epochId);
+    this.windowContexts.forgetWhere((k) => k.startsWith(`${epochId}\n`));
   }
 
   /**
@@ -245,7 +272,7 @@ export class EpochKeyring {
    * epochs forgotten.
    */
   async forgetShredded(): Promise<string[]> {
-    const ids = [...new Set([...this.privateKeys.loadedKeys(), ...this.publicKeys.keys(), ...[...this.currentByProcessor.values()].map((e) => e.epochId)])];
+    const ids = [...new Set([...this.privateKeys.loadedKeys(), ...this.windowContexts.loadedKeys().map((k) => k.split('\n')[0]!), ...this.publicKeys.keys(), ...[...this.currentByProcessor.values()].map((e) => e.epochId)])];
     if (ids.length === 0) return [];
     const r = await this.o.database.pool.query('SELECT epoch_id FROM key_epochs WHERE epoch_id = ANY($1::text[]) AND (shredded_at IS NOT NULL OR wrapped_private_key IS NULL)', [ids]);
     const gone = (r.rows as { epoch_id: string }[]).map((x) => x.epoch_id);
@@ -262,6 +289,7 @@ export class EpochKeyring {
   close(): void {
     this.closed = true;
     this.privateKeys.close();
+    this.windowContexts.close();
   }
 
   // ------------------------------------------------------------------ internals

@@ -103,7 +103,7 @@ export function submissionRequires(o: {
  * record's data_keys row and, for envelope v2, its key_epochs row), and the denied leaf logged
  * in its place otherwise.
  */
-export function keyMaterialRequires(keyMaterial: { transactionId: string; epochId?: string }, otherwise: Buffer): { checks: Precondition[]; otherwise: Buffer } {
+export function keyMaterialRequires(keyMaterial: { transactionId: string; epochId?: string }, otherwise: Buffer | (() => Buffer)): { checks: Precondition[]; otherwise: Buffer | (() => Buffer) } {
   return {
     checks: [
       ...(keyMaterial.epochId !== undefined ? [{ check: CHECK.epochKeyMaterial, key: keyMaterial.epochId }] : []),

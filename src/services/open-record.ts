@@ -13,8 +13,8 @@ import type { TransactionRecord } from './transaction-record.js';
 /** The `data_keys` row of a record, as `openRecordWith` needs it (undefined: no row). */
 export type DataKeyRow = typeof dataKeys.$inferSelect;
 
-/** Reads the `data_keys` row of `transactionId` (one query; it needs nothing of the record, so it can run beside the record's read). */
-export async function readDataKey(database: AppDatabase, transactionId: string): Promise<DataKeyRow | undefined> {
+/** Reads the `data_keys` row of `transactionId` (one query; a forward reads it beside its other first reads: src/services/forward/first-reads.ts). */
+async function readDataKey(database: AppDatabase, transactionId: string): Promise<DataKeyRow | undefined> {
   return (await database.db.select().from(dataKeys).where(eq(dataKeys.transactionId, transactionId)).limit(1))[0];
 }
 

@@ -206,7 +206,7 @@ export class ReleaseService {
         createdAt: now,
         access: { transactionId: loggedId },
         // Granted only if the key material is still there when the entry commits.
-        ...(granting ? { requires: keyMaterialRequires(keyMaterialOf(transactionId, row.envelope.key), accessLeaf('denied', 'DATA_SHREDDED')) } : {}),
+        ...(granting ? { requires: keyMaterialRequires(keyMaterialOf(transactionId, row.envelope.key), () => accessLeaf('denied', 'DATA_SHREDDED')) } : {}),
       });
       if (appended.status === 'denied') {
         // A shred committed between the key checks above and this entry: nothing is released.

@@ -14,9 +14,15 @@ import type { TransactionRow } from './transaction-record.js';
 
 type Pool = AppDatabase['pool'];
 
-const SELECT_RECORD = `SELECT t.transaction_id, t.log_index, t.request_mac, t.processor, t.payment_method_type, t.masked,
+/**
+ * The columns of a {@link TransactionRow}, from `transactions t` and its leaf `log_entries e`
+ * (also read, beside other rows, by the forward's first read: src/services/forward/first-reads.ts).
+ */
+export const TRANSACTION_RECORD_COLUMNS = `t.transaction_id, t.log_index, t.request_mac, t.processor, t.payment_method_type, t.masked,
     t.fingerprint, t.amount_value, t.currency, t.metadata, t.envelope_version, t.iv, t.ciphertext, t.tag,
-    t.key_commitment, t.salt, t.created_at, e.leaf
+    t.key_commitment, t.salt, t.created_at, e.leaf`;
+
+const SELECT_RECORD = `SELECT ${TRANSACTION_RECORD_COLUMNS}
   FROM transactions t LEFT JOIN log_entries e ON e.idx = t.log_index WHERE t.transaction_id = $1`;
 
 /** The lookup row of `transactionId` with its leaf, or undefined. */

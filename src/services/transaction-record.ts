@@ -13,7 +13,7 @@ import { createHash } from 'node:crypto';
 import { PaylogError } from '../errors.js';
 import { canonicalJson } from '../crypto/canonical-json.js';
 import { FINGERPRINT_V2_PREFIX } from '../crypto/fingerprint.js';
-import { decodeLeaf, envelopeFromLeaf, transactionViewFromLeaf, type LeafEnvelope, type TransactionServedView } from '../log/leaf.js';
+import { decodeLeaf, decodeLeafFast, envelopeFromLeaf, transactionViewFromLeaf, type LeafEnvelope, type TransactionServedView } from '../log/leaf.js';
 
 /** A stored transaction as the service serves and opens it. */
 export interface TransactionRecord {
@@ -78,7 +78,9 @@ export function recordMismatch(): PaylogError {
  */
 export function recordFromRow(r: TransactionRow): TransactionRecord {
   if (!r.leaf) throw recordMismatch();
-  const leaf = decodeLeaf(r.leaf);
+  // The fast path returns what decodeLeaf returns, or nothing (then the reference path decides);
+  // its byte strings are views into r.leaf, which the record keeps and nothing writes to.
+  const leaf = decodeLeafFast(r.leaf)?.leaf ?? decodeLeaf(r.leaf);
   if (leaf.type !== 'transaction') throw recordMismatch();
   const base = {
     transactionId: r.transaction_id,

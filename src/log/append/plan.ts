@@ -149,7 +149,8 @@ export function planBatch(state: BatchState, reqs: readonly AppendRequest[], che
     if (req.kind === 'access' && req.requires) {
       const denied = firstFailure(req.requires.checks, state, checks, 'all');
       if (denied) {
-        const leaf = req.requires.otherwise;
+        const o = req.requires.otherwise;
+        const leaf = typeof o === 'function' ? o() : o;
         accepted.push({ i, req: { ...req, leaf }, index, leafHash: hashLeaf(leaf), denied });
         continue;
       }

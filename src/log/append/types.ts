@@ -54,10 +54,11 @@ export type AppendRequest =
       access: { transactionId: string };
       /**
        * What must still hold when a (granted) access entry commits, and the leaf appended IN ITS
-       * PLACE when one fails (`otherwise`: the denied access entry of the same attempt; it MUST
+       * PLACE when one fails (`otherwise`: the denied access entry of the same attempt, or a
+       * function making it, called only then, at most once per batch that plans the entry; it MUST
        * NOT be the granted leaf).
        */
-      requires?: { checks: Precondition[]; otherwise: Buffer };
+      requires?: { checks: Precondition[]; otherwise: Buffer | (() => Buffer) };
     }
   | { kind: 'key_event'; leaf: Buffer; createdAt: Date; transactionId?: string }
   | { kind: 'admin_event'; leaf: Buffer; createdAt: Date };

@@ -154,8 +154,11 @@ function checkNames(processor: string, name: string): void {
 }
 
 type Row = { processor: string; name: string; config: DestinationConfig; wrapped_client_key: Buffer | null; admin_log_index: string };
-/** A stored destination row with its admin event's leaf, not yet verified. */
-type DestinationRow = Row & { leaf: Buffer | null };
+/**
+ * A stored destination row with its admin event's leaf, not yet verified (read here, or beside a
+ * forward's other first reads: src/services/forward/first-reads.ts).
+ */
+export type DestinationRow = Row & { leaf: Buffer | null };
 
 interface DestinationDeps {
   /** Runtime pool: reads rows and leaves. */
@@ -168,7 +171,15 @@ interface DestinationDeps {
   admin: AdminService;
 }
 
+/** Destinations whose last verified row `verified` remembers (per process). */
+const MAX_VERIFIED_REMEMBERED = 1000;
+
+const sameBytes = (a: Buffer | null, b: Buffer | null) => (a === null || b === null ? a === b : a.equals(b));
+
 export class DestinationService {
+  /** `processor/name` → the last row that verified (its leaf and configuration) and its answer. */
+  private readonly lastVerified = new Map<string, { leaf: Buffer; configJson: string; destination: Destination }>();
+
   constructor(private readonly deps: DestinationDeps) {}
 
   /** Registers or replaces `name` of `processor`; its admin event commits first. */
@@ -219,26 +230,9 @@ export class DestinationService {
   }
 
   /**
-   * The stored row of destination `name` of the processor that the `transactions` row of
-   * `transactionId` names, unverified (null: none). One query needing nothing but the request,
-   * so it runs beside the record's own read; `verified` decides whether it may be used.
-   */
-  async rowForTransaction(transactionId: string, name: string): Promise<DestinationRow | null> {
-    if (!isProcessorName(name)) return null;
-    const r = await this.deps.database.pool.query({
-      name: 'paylog_forward_destination_of_tx',
-      text: `SELECT d.processor, d.name, d.config, d.wrapped_client_key, d.admin_log_index, e.leaf
-             FROM forward_destinations d LEFT JOIN log_entries e ON e.idx = d.admin_log_index
-             WHERE d.name = $2 AND d.processor = (SELECT t.processor FROM transactions t WHERE t.transaction_id = $1)`,
-      values: [transactionId, name],
-    });
-    return (r.rows[0] as DestinationRow | undefined) ?? null;
-  }
-
-  /**
    * The destination `name` of `processor`, only if its row hashes to what its granted
    * `destination_registered` entry recorded. DESTINATION_NOT_ALLOWED otherwise (or when absent).
-   * `prefetched` (`rowForTransaction`) is used only when it is the row of this very processor
+   * `prefetched` (the forward's first read) is used only when it is the row of this very processor
    * and name (the record's processor comes from its leaf, the prefetch from its row's column);
    * otherwise the row is read here.
    */
@@ -257,6 +251,12 @@ export class DestinationService {
       row = r.rows[0] as DestinationRow | undefined;
     }
     if (!row) throw refused('');
+    // The answer is a function of the row and its leaf: a row identical to the last one verified
+    // (same leaf bytes, configuration and wrapped key) gets the same answer without the work.
+    const id = `${processor}/${name}`;
+    const configJson = JSON.stringify(row.config);
+    const last = this.lastVerified.get(id);
+    if (last && row.leaf && last.leaf.equals(row.leaf) && last.configJson === configJson && sameBytes(last.destination.wrappedClientKey, row.wrapped_client_key)) return last.destination;
     const digest = destinationDigest(row.processor, row.name, row.config, row.wrapped_client_key);
     let ok = false;
     try {
@@ -273,7 +273,10 @@ export class DestinationService {
       ok = false;
     }
     if (!ok) throw refused(' (its stored configuration does not match its admin_event entry)');
-    return { processor, name, config: row.config, wrappedClientKey: row.wrapped_client_key, configSha256: digest };
+    const destination: Destination = { processor, name, config: row.config, wrappedClientKey: row.wrapped_client_key, configSha256: digest };
+    if (this.lastVerified.size >= MAX_VERIFIED_REMEMBERED && !this.lastVerified.has(id)) this.lastVerified.clear();
+    this.lastVerified.set(id, { leaf: Buffer.from(row.leaf!), configJson, destination });
+    return destination;
   }
 
   /** The destination's client key PEM (unwrapped; the caller zeroes it), or undefined. */

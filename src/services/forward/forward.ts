@@ -43,12 +43,12 @@ import { MASKED_EXACT, placeholderValues } from '../../forward/values.js';
 import { maskAnswer } from '../../forward/mask.js';
 import { EgressError, FORWARD_MAX_RESPONSE_BYTES, egressFailure } from '../../net/forward-egress.js';
 import { keyMaterialRequires } from '../append-preconditions.js';
-import { keyMaterialOf, openRecordWith, readDataKey, type DataKeyRow } from '../open-record.js';
-import type { TransactionService } from '../transactions.js';
+import { keyMaterialOf, openRecordWith, type DataKeyRow } from '../open-record.js';
 import type { TransactionRecord } from '../transaction-record.js';
 import type { TakeCardSecurityCode } from './cvc-seam.js';
 import type { Destination, DestinationService } from './destinations.js';
 import { grantedWithKey, type GrantedKey } from './history.js';
+import { readFirst } from './first-reads.js';
 import { ForwardLedger, type ForwardAnswer, type StoredAnswer } from './ledger.js';
 import { ForwardPools } from './pools.js';
 import { forwardRequestMac, idempotencyKeyMac, idempotencyKeyOf, parseForwardRequest, pathAllowed, type ForwardRequest } from './request.js';
@@ -61,12 +61,12 @@ const FORWARD_STALE_GRACE_MS = 30_000;
 
 /** A promise's outcome, read later (reads started together, decided on in order). */
 type Settled<T> = { ok: true; value: T } | { ok: false; error: unknown };
+const settle = <T>(p: Promise<T>): Promise<Settled<T>> => p.then((value) => ({ ok: true as const, value }), (error: unknown) => ({ ok: false as const, error }));
 
 interface ForwardDeps {
   database: AppDatabase;
   appender: Appender;
   recordKeys: RecordKeyring;
-  transactions: TransactionService;
   destinations: DestinationService;
   /** The revocation list, for forwards whose revocation is decided here (`at-commit`). */
   revocations: RevocationCheck;
@@ -111,19 +111,20 @@ export class ForwardService {
    * before anything is logged, claimed for good or sent (and for every error answer).
    */
   async forward(principal: Principal, transactionId: string, raw: unknown, idempotencyHeader: string | string[] | undefined, sourceAddress: string, revocation: 'at-commit' | 'checked' = 'checked'): Promise<ForwardAnswer> {
-    const revoked = revocation === 'at-commit' ? this.deps.revocations.isRevoked(principal.certificateFingerprint, principal.serialHex) : Promise.resolve(false);
-    revoked.catch(() => undefined);
+    // The revocation is read by the first reads (`revocationRead`), or alone when they never ran.
+    const revocationRead: { read?: Promise<boolean> } = {};
     const decideRevocation = async (): Promise<void> => {
+      if (revocation !== 'at-commit') return;
       let isRevoked: boolean;
       try {
-        isRevoked = await revoked;
+        isRevoked = await (revocationRead.read ??= this.deps.revocations.isRevoked(principal.certificateFingerprint, principal.serialHex));
       } catch (e) {
         throw refusalOf(e);
       }
       if (isRevoked) throw certificateRevokedError();
     };
     try {
-      return await this.forwardDecided(principal, transactionId, raw, idempotencyHeader, sourceAddress, decideRevocation);
+      return await this.forwardDecided(principal, transactionId, raw, idempotencyHeader, sourceAddress, revocation === 'at-commit' ? revocationRead : undefined, decideRevocation);
     } catch (e) {
       if (!(isPaylogError(e) && e.code === 'CERTIFICATE_REVOKED')) await decideRevocation();
       throw e;
@@ -131,12 +132,21 @@ export class ForwardService {
   }
 
   /**
-   * The first reads run together (they need nothing of each other): the revocation, the record,
-   * its data key row, the destination row of the processor the record's row names, the log's
-   * granted entries with this key, and the claim of the key in the ledger (given back when the
-   * attempt is refused). Decisions are then taken in the order of the contract.
+   * The first reads run together, in one statement (./first-reads.ts): the claim of the key in
+   * the ledger (given back when the attempt is refused), the revocation (when `revocationRead`
+   * asks for it), the record, its data key row, the destination row of the processor the
+   * record's row names, and the log's granted entries with this key. Decisions are then taken
+   * in the order of the contract.
    */
-  private async forwardDecided(principal: Principal, transactionId: string, raw: unknown, idempotencyHeader: string | string[] | undefined, sourceAddress: string, decideRevocation: () => Promise<void>): Promise<ForwardAnswer> {
+  private async forwardDecided(
+    principal: Principal,
+    transactionId: string,
+    raw: unknown,
+    idempotencyHeader: string | string[] | undefined,
+    sourceAddress: string,
+    revocationRead: { read?: Promise<boolean> } | undefined,
+    decideRevocation: () => Promise<void>,
+  ): Promise<ForwardAnswer> {
     authorize(principal, 'transaction:forward');
     if (!isTransactionId(transactionId)) throw new PaylogError('NOT_FOUND', 'no such transaction');
     const key = idempotencyKeyOf(idempotencyHeader);
@@ -147,17 +157,13 @@ export class ForwardService {
     } catch (e) {
       parseError = e;
     }
-    const settle = <T>(p: Promise<T>) => p.then((value) => ({ ok: true as const, value }), (error: unknown) => ({ ok: false as const, error }));
     const mac = parsed ? forwardRequestMac(this.deps.macKey, transactionId, parsed) : undefined;
-    const claimed = mac ? settle(this.ledger.claim(transactionId, key, mac)) : undefined;
-    const destRow = parsed ? settle(this.deps.destinations.rowForTransaction(transactionId, parsed.destination)) : undefined;
-    const dataKey = settle(readDataKey(this.deps.database, transactionId));
-    const grantedBefore = settle(grantedWithKey(this.deps.database, this.deps.macKey, transactionId, key));
-    const found = settle(this.deps.transactions.findRow(transactionId));
+    const first = settle(readFirst(this.deps.database, this.deps.macKey, { transactionId, key, mac, destination: parsed?.destination, principal: revocationRead ? principal : undefined }));
+    if (revocationRead) revocationRead.read = first.then((r) => (r.ok ? r.value.revoked : Promise.reject(r.error)));
     // A claim this attempt made is given back when the attempt is refused before its access entry.
     const giveBack = async () => {
-      const c = await claimed;
-      if (c?.ok && c.value.claimed) await this.ledger.abandon(transactionId, key).catch(() => undefined);
+      const c = await first;
+      if (c.ok && c.value.claimed) await this.ledger.abandon(transactionId, key).catch(() => undefined);
     };
     try {
       await decideRevocation();
@@ -165,7 +171,8 @@ export class ForwardService {
       await giveBack();
       throw e;
     }
-    const rowRead = await found;
+    const read = await first;
+    const rowRead = read.ok ? read.value.record : read;
     const row = rowRead.ok ? rowRead.value : null;
     let req: ForwardRequest | undefined;
     let dest: Destination | undefined;
@@ -175,8 +182,7 @@ export class ForwardService {
       if (!row) throw new PaylogError('NOT_FOUND', 'no such transaction');
       if (!parsed) throw parseError;
       req = parsed;
-      const prefetched = await destRow!;
-      dest = await this.deps.destinations.verified(row.view.processor, req.destination, prefetched.ok ? prefetched.value : null);
+      dest = await this.deps.destinations.verified(row.view.processor, req.destination, read.ok ? read.value.destination : null);
       if (!dest.config.methods.includes(req.method) || !pathAllowed(dest.config.paths, req.path)) {
         throw new PaylogError('DESTINATION_NOT_ALLOWED', `destination ${req.destination} does not allow ${req.method} on this path`);
       }
@@ -186,15 +192,16 @@ export class ForwardService {
       await giveBack();
       throw refusal;
     }
-    const claim = await claimed!;
-    if (!claim.ok) throw refusalOf(claim.error);
-    let granted = grantedBefore;
-    if (!claim.value.claimed) {
+    if (!read.ok) throw refusalOf(read.error);
+    let granted: Promise<Settled<GrantedKey | null>> = Promise.resolve({ ok: true, value: read.value.granted });
+    // Not claimed by the first read: the ledger's own claim reads the row that holds the key.
+    const claim = read.value.claimed ? { claimed: true } : await this.ledger.claim(transactionId, key, mac!).catch((e: unknown) => Promise.reject(refusalOf(e)));
+    if (!claim.claimed) {
       const earlier = await this.retry(transactionId, key, mac!, dest);
       if (earlier !== 'taken-over') return earlier;
-      granted = settle(grantedWithKey(this.deps.database, this.deps.macKey, transactionId, key)); // read again: the wait may have outlived the first read
     }
-    return await this.firstAttempt(principal, row, key, req, dest, template, sourceAddress, dataKey, granted);
+    if (!read.value.claimed) granted = settle(grantedWithKey(this.deps.database, this.deps.macKey, transactionId, key)); // read again: the wait may have outlived the first read
+    return await this.firstAttempt(principal, row, key, req, dest, template, sourceAddress, read.value.dataKey, granted);
   }
 
   /** Logs a refused attempt (denied access entry) and returns the refusal to throw. */
@@ -250,16 +257,14 @@ export class ForwardService {
     dest: Destination,
     template: ParsedTemplate | undefined,
     sourceAddress: string,
-    dataKey: Promise<Settled<DataKeyRow | undefined>>,
+    dataKey: DataKeyRow | undefined,
     grantedBefore: Promise<Settled<GrantedKey | null>>,
   ): Promise<ForwardAnswer> {
     const transactionId = row.transactionId;
     let plaintext: Buffer | undefined;
     let values: Partial<Record<PlaceholderName, string>>;
     try {
-      const keyRow = await dataKey;
-      if (!keyRow.ok) throw keyRow.error;
-      plaintext = await openRecordWith(this.deps.recordKeys, row, keyRow.value);
+      plaintext = await openRecordWith(this.deps.recordKeys, row, dataKey);
       values = placeholderValues(JSON.parse(plaintext.toString('utf8')) as Record<string, unknown>, { transactionId, amount: row.view.amount });
       const missing = [...(template?.names ?? [])].find((n) => n !== 'card.cvc' && values[n] === undefined);
       if (missing) throw new PaylogError('TEMPLATE_INVALID', `{{${missing}}} has no value for this transaction's payment method`);
@@ -297,7 +302,8 @@ export class ForwardService {
         leaf: this.accessLeaf(principal, transactionId, req, 'granted', undefined, sourceAddress, now, key),
         createdAt: now,
         access: { transactionId },
-        requires: keyMaterialRequires(keyMaterialOf(transactionId, row.envelope.key), this.accessLeaf(principal, transactionId, req, 'denied', 'DATA_SHREDDED', sourceAddress, now, key)),
+        // The denied leaf is encoded only if a check fails.
+        requires: keyMaterialRequires(keyMaterialOf(transactionId, row.envelope.key), () => this.accessLeaf(principal, transactionId, req, 'denied', 'DATA_SHREDDED', sourceAddress, now, key)),
       });
       if (appended.status !== 'appended') {
         const shredded = new PaylogError('DATA_SHREDDED', 'the card data of this transaction has been shredded');

@@ -86,18 +86,26 @@ export interface GrantedKey {
 
 /**
  * The granted forward access entry of `transactionId` that carries the keyed MAC of this
- * Idempotency-Key, if any, and whether a result entry closes it (one query; leaves that do not
- * decode are skipped: they cannot be such an entry).
+ * Idempotency-Key, if any, and whether a result entry closes it (one query; see {@link grantedIn}).
  */
 export async function grantedWithKey(database: AppDatabase, macKey: Buffer, transactionId: string, key: string): Promise<GrantedKey | null> {
-  const mac = idempotencyKeyMac(macKey, transactionId, key);
   const r = await database.pool.query({
     name: 'paylog_forward_key_granted',
     text: 'SELECT a.log_index, e.leaf FROM access_entries a JOIN log_entries e ON e.idx = a.log_index WHERE a.transaction_id = $1 ORDER BY a.log_index',
     values: [transactionId],
   });
+  return grantedIn(r.rows as { log_index: string; leaf: Buffer }[], macKey, transactionId, key);
+}
+
+/**
+ * Of the access entries of `transactionId` (log index and leaf, in log order), the granted
+ * forward access entry that carries the keyed MAC of this Idempotency-Key, if any, and whether a
+ * result entry closes it. Leaves that do not decode are skipped: they cannot be such an entry.
+ */
+export function grantedIn(rows: readonly { log_index: string | number; leaf: Buffer }[], macKey: Buffer, transactionId: string, key: string): GrantedKey | null {
+  const mac = idempotencyKeyMac(macKey, transactionId, key);
   let found: GrantedKey | null = null;
-  for (const { log_index, leaf } of r.rows as { log_index: string; leaf: Buffer }[]) {
+  for (const { log_index, leaf } of rows) {
     let l;
     try {
       l = decodeLeaf(leaf);

@@ -15,6 +15,9 @@
  *   LOG, not this table, is what keeps a forward from being sent twice (the granted access entry
  *   carries a keyed MAC of the key, checked before every first attempt), so a row lost in a crash
  *   costs at most a retry answered `unknown` instead of the recorded answer.
+ * - `markSent` and `finish` calls made in the same turn of the event loop (the forwards whose
+ *   entries one append batch committed) are written as ONE statement per kind (an UPDATE … FROM
+ *   unnest); of several calls for one (transaction, key) in a turn only the first can succeed.
  * - The stored answer is the MASKED answer (what the caller got); header values of the request
  *   are never stored (only the request's keyed MAC).
  */
@@ -48,8 +51,51 @@ const ASYNC_COMMIT = "(SELECT set_config('synchronous_commit', 'off', true)) AS 
 
 type DbRow = { request_mac: Buffer; state: LedgerRow['state']; access_log_index: string | null; answer: StoredAnswer | null; age_ms: string | number };
 
+/**
+ * Calls of one write made in the same turn of the event loop, sent together: `write` gets the
+ * distinct calls (by `id`) and resolves which of them moved their row; repeats of an id in the
+ * turn resolve false (only one call per row may win).
+ */
+class CoalescedWrite<A extends { transactionId: string; key: string }> {
+  private queue: { args: A; resolve: (moved: boolean) => void; reject: (e: unknown) => void }[] = [];
+
+  constructor(private readonly write: (calls: A[]) => Promise<Set<string>>) {}
+
+  add(args: A): Promise<boolean> {
+    return new Promise((resolve, reject) => {
+      if (this.queue.length === 0) setImmediate(() => void this.flush());
+      this.queue.push({ args, resolve, reject });
+    });
+  }
+
+  private async flush(): Promise<void> {
+    const calls = this.queue;
+    this.queue = [];
+    const first = new Map<string, (typeof calls)[number]>();
+    for (const c of calls) if (!first.has(rowId(c.args))) first.set(rowId(c.args), c);
+    try {
+      const moved = await this.write([...first.values()].map((c) => c.args));
+      for (const c of calls) c.resolve(first.get(rowId(c.args)) === c && moved.has(rowId(c.args)));
+    } catch (e) {
+      for (const c of calls) c.reject(e);
+    }
+  }
+}
+
+const rowId = (r: { transactionId: string; key: string }) => JSON.stringify([r.transactionId, r.key]);
+const movedRows = (rows: unknown[]) => new Set((rows as { transaction_id: string; idempotency_key: string }[]).map((r) => rowId({ transactionId: r.transaction_id, key: r.idempotency_key })));
+
+type SentCall = { transactionId: string; key: string; accessLogIndex: number };
+type DoneCall = { transactionId: string; key: string; from: 'pending' | 'sent'; answer: string; resultLogIndex: number | null };
+
 export class ForwardLedger {
-  constructor(private readonly database: AppDatabase) {}
+  private readonly sent: CoalescedWrite<SentCall>;
+  private readonly done: CoalescedWrite<DoneCall>;
+
+  constructor(private readonly database: AppDatabase) {
+    this.sent = new CoalescedWrite((calls) => this.writeSent(calls));
+    this.done = new CoalescedWrite((calls) => this.writeDone(calls));
+  }
 
   /**
    * One statement, alone in its (implicit) transaction, committed asynchronously: every write
@@ -87,23 +133,37 @@ export class ForwardLedger {
   }
 
   /** pending → sent; true only for the one caller that made the move. */
-  async markSent(transactionId: string, key: string, accessLogIndex: number): Promise<boolean> {
-    const r = await this.write({
-      name: 'paylog_forward_sent',
-      text: `UPDATE forward_requests SET state = 'sent', access_log_index = $3 FROM ${ASYNC_COMMIT} WHERE transaction_id = $1 AND idempotency_key = $2 AND state = 'pending' RETURNING 1`,
-      values: [transactionId, key, accessLogIndex],
-    });
-    return r.rows.length > 0;
+  markSent(transactionId: string, key: string, accessLogIndex: number): Promise<boolean> {
+    return this.sent.add({ transactionId, key, accessLogIndex });
   }
 
   /** → done with the answer; true only for the one caller that made the move from `from`. */
-  async finish(transactionId: string, key: string, from: 'pending' | 'sent', answer: StoredAnswer, resultLogIndex: number | null): Promise<boolean> {
+  finish(transactionId: string, key: string, from: 'pending' | 'sent', answer: StoredAnswer, resultLogIndex: number | null): Promise<boolean> {
+    return this.done.add({ transactionId, key, from, answer: JSON.stringify(answer), resultLogIndex });
+  }
+
+  private async writeSent(calls: SentCall[]): Promise<Set<string>> {
+    const col = <R>(f: (c: SentCall) => R) => calls.map(f);
+    const r = await this.write({
+      name: 'paylog_forward_sent',
+      text: `UPDATE forward_requests f SET state = 'sent', access_log_index = u.idx
+             FROM unnest($1::text[], $2::text[], $3::bigint[]) AS u(tx, k, idx), ${ASYNC_COMMIT}
+             WHERE f.transaction_id = u.tx AND f.idempotency_key = u.k AND f.state = 'pending' RETURNING f.transaction_id, f.idempotency_key`,
+      values: [col((c) => c.transactionId), col((c) => c.key), col((c) => c.accessLogIndex)],
+    });
+    return movedRows(r.rows);
+  }
+
+  private async writeDone(calls: DoneCall[]): Promise<Set<string>> {
+    const col = <R>(f: (c: DoneCall) => R) => calls.map(f);
     const r = await this.write({
       name: 'paylog_forward_done',
-      text: `UPDATE forward_requests SET state = 'done', answer = $4, result_log_index = $5 FROM ${ASYNC_COMMIT} WHERE transaction_id = $1 AND idempotency_key = $2 AND state = $3 RETURNING 1`,
-      values: [transactionId, key, from, JSON.stringify(answer), resultLogIndex],
+      text: `UPDATE forward_requests f SET state = 'done', answer = u.answer::jsonb, result_log_index = u.result
+             FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[]) AS u(tx, k, from_state, answer, result), ${ASYNC_COMMIT}
+             WHERE f.transaction_id = u.tx AND f.idempotency_key = u.k AND f.state = u.from_state RETURNING f.transaction_id, f.idempotency_key`,
+      values: [col((c) => c.transactionId), col((c) => c.key), col((c) => c.from), col((c) => c.answer), col((c) => c.resultLogIndex)],
     });
-    return r.rows.length > 0;
+    return movedRows(r.rows);
   }
 
   /** Gives a pending key back (its access entry could not be appended: nothing was sent). */

@@ -187,7 +187,9 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
   // lone surrogates) is refused, on every route, with 400 INVALID_ENCODING
   // (src/validation/encoding.ts): the raw URL here, JSON body bytes in the parser below, parsed
   // body/params/query in preValidation.
-  app.addHook('onRequest', async (req, reply) => {
+  // Hooks are written in Fastify's callback style (a throw is the same as `done(error)`): an async
+  // hook costs a promise and a microtask turn per request, and most requests need neither.
+  app.addHook('onRequest', (req, reply, done) => {
     if (closing) {
       reply.header('connection', 'close');
       throw new PaylogError('LOG_UNAVAILABLE', 'the service is shutting down; retry later');
@@ -201,9 +203,21 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
       // A submission's revocation is decided where its entry commits (one read per batch, not one
       // query per request): see RouteSpec.revocation.
       if (spec?.revocation === 'at-commit') req.revocationPending = true;
-      else await assertNotRevoked(deps.revocations, principal);
+      else {
+        assertNotRevoked(deps.revocations, principal).then(() => {
+          try {
+            assertStorableRequestTarget(req.raw.url ?? '');
+          } catch (e) {
+            done(e as Error);
+            return;
+          }
+          done();
+        }, done);
+        return;
+      }
     }
     assertStorableRequestTarget(req.raw.url ?? '');
+    done();
   });
   // JSON bodies: strict UTF-8 (the default parser would turn bad bytes into U+FFFD silently),
   // then Fastify's own JSON parser (prototype-poisoning protection unchanged).
@@ -219,25 +233,28 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
     }
     parseJsonText(req, text, done);
   });
-  app.addHook('preValidation', async (req) => {
+  app.addHook('preValidation', (req, _reply, done) => {
     assertStorableStrings(req.params, 'path parameter');
     assertStorableStrings(req.query, 'query parameter');
     assertStorableStrings(req.body, 'request body');
+    done();
   });
 
-  app.addHook('onSend', async (req, reply) => {
+  app.addHook('onSend', (req, reply, _payload, done) => {
     // Routes that set their own caching (immutable tlog tiles) keep it; everything else is no-store.
     if (req.url.startsWith('/v1') && !reply.hasHeader('cache-control')) reply.header('cache-control', 'no-store');
     reply.header(REQUEST_ID_HEADER, req.id);
     reply.header('x-content-type-options', 'nosniff');
     // Every 503 carries Retry-After (/readyz included); error answers set theirs in the handler.
     if (reply.statusCode === 503 && !reply.hasHeader('retry-after')) reply.header('retry-after', String(RETRY_AFTER_SECONDS));
+    done();
   });
 
-  app.addHook('onResponse', async (req, reply) => {
+  app.addHook('onResponse', (req, reply, done) => {
     const route = req.routeOptions.url ?? 'unmatched';
     deps.metrics.httpRequests.inc({ method: req.method, route, status: String(reply.statusCode) });
     deps.metrics.httpDuration.observe({ method: req.method, route }, reply.elapsedTime / 1000);
+    done();
   });
 
   app.setErrorHandler(async (err, req, reply) => {

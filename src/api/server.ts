@@ -131,6 +131,7 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
   app.decorateRequest('principal', null);
   app.decorateRequest('deadline', Infinity);
   app.decorateRequest('revocationPending', false);
+  app.decorateRequest('bodyEscapeFree', false);
   // Per-route limits (`config.rateLimit`), keyed by the client certificate, checked after
   // authentication (preHandler) so the key is the verified certificate's fingerprint.
   await app.register(rateLimit, {
@@ -243,12 +244,15 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
       done(e as Error, undefined);
       return;
     }
+    // JSON text rejects raw control characters in strings, and strict UTF-8 has no lone
+    // surrogates: without a `\u` escape no parsed string can hold what assertStorableStrings refuses.
+    req.bodyEscapeFree = !text.includes('\\u');
     parseJsonText(req, text, done);
   });
   app.addHook('preValidation', (req, _reply, done) => {
     assertStorableStrings(req.params, 'path parameter');
     assertStorableStrings(req.query, 'query parameter');
-    assertStorableStrings(req.body, 'request body');
+    if (!req.bodyEscapeFree) assertStorableStrings(req.body, 'request body');
     done();
   });
 

@@ -16,7 +16,7 @@ import { describe, expect, it } from 'vitest';
 import { accessLeafV2, adminEventLeaf, decodeCbor, decodeLeaf, decodeLeafFast, encodeCbor, encodeLeaf, keyEventLeaf, transactionLeaf, type CborValue, type Leaf } from '../src/log/leaf.js';
 import { checkLeaf } from '../src/audit/index.js';
 import { checkLeafReference } from '../src/audit/leaf-check.js';
-import { MAX_LEAF_BYTES } from '../src/log/leaf/codec.js';
+import { MAX_LEAF_BYTES, encodeLeafReference } from '../src/log/leaf/codec.js';
 import { decodeHotLeaf, readHotFacts } from '../src/log/leaf/fast-shapes.js';
 import { syntheticLeafSource } from '../scripts/bench/synthetic-log.js';
 
@@ -187,6 +187,33 @@ describe('fast leaf decoding (auditor hot path) = decodeLeaf', () => {
     expect(problems.slice(0, 10)).toEqual([]);
     expect(stats.accepted).toBeGreaterThan(1000);
     expect(stats.refused).toBeGreaterThan(10000);
+  }, SLOW);
+
+  it('encodeLeaf (builder output kept when the fast path vouches for it) = the reference encoder: same bytes or the same error, for every leaf and value-level mutation', () => {
+    const outcome = (encode: (l: Leaf) => Buffer, l: Leaf) => {
+      try {
+        return { bytes: encode(l).toString('base64') };
+      } catch (e) {
+        return { error: `${(e as { code?: string }).code} ${(e as Error).message}` };
+      }
+    };
+    const problems: string[] = [];
+    let fastKept = 0;
+    let refused = 0;
+    for (const leaf of bases) {
+      const value = decodeCbor(leaf) as { [k: string]: CborValue };
+      for (const _ of mutations(value)) {
+        const l = value as unknown as Leaf;
+        const a = outcome(encodeLeaf, l);
+        const b = outcome(encodeLeafReference, l);
+        if (!isDeepStrictEqual(a, b)) problems.push(`${JSON.stringify(a).slice(0, 80)} vs ${JSON.stringify(b).slice(0, 80)}`);
+        if ('error' in b) refused++;
+        else if (decodeLeafFast(Buffer.from(b.bytes, 'base64')) !== undefined) fastKept++;
+      }
+    }
+    expect(problems.slice(0, 10)).toEqual([]);
+    expect(fastKept).toBeGreaterThan(1000);
+    expect(refused).toBeGreaterThan(10000);
   }, SLOW);
 
   it('byte-level mutations (every byte changed, every truncation, a trailing byte): same acceptance and output', () => {

@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { describe, it, expect } from 'vitest';
 import { PaylogError } from '../src/errors.js';
 import {
+  containsPanLikeIdentifier,
   containsPanLikeNumber,
   detectCardBrand,
   isValidRoutingNumber,
@@ -390,6 +391,25 @@ describe('card numbers smuggled into free text', () => {
     expectRejected(cardBody({ metadata: { [`n${PAN}`]: 'x' } }), 'VALIDATION_FAILED');
     const e = expectRejected(cardBody({ transactionId: `ord-${PAN}` }), 'VALIDATION_FAILED');
     expect(e.details).toMatchObject({ issues: [{ path: 'transactionId', code: 'card_number_in_free_text' }] });
+  });
+
+  // The PAN and IBAN scans skip NFKC for ASCII text that cannot hold a match (issue 20): the
+  // verdict must stay the same for grouped, lower-case and full-width (non-ASCII) forms.
+  it.each([
+    'DE89370400440532013000',
+    'iban de89 3704 0044 0532 0130 00 thanks',
+    'ＤＥ８９３７０４００４４０５３２０１３０００',
+    'pay to GB82WEST12345698765432',
+  ])('refuses an IBAN in metadata value %j', (value) => {
+    const e = expectRejected(cardBody({ metadata: { note: value } }), 'VALIDATION_FAILED', [value]);
+    expect(e.details).toMatchObject({ issues: [{ path: 'metadata.*', code: 'iban_in_free_text' }] });
+  });
+
+  it('finds PAN-like numbers written with non-ASCII digits or separators, and nothing in plain ASCII text without 13 digits', () => {
+    expect(containsPanLikeNumber('card ４１１１ １１１１ １１１１ １１１１')).toBe(true);
+    expect(containsPanLikeNumber('4111\u00a01111\u00a01111\u00a01111')).toBe(true); // NO-BREAK SPACE folds to a space
+    expect(containsPanLikeIdentifier('ord-４１１１１１１１１１１１１１１１')).toBe(true);
+    for (const text of ['order 411111111111', 'INV-4111-2222', 'DE89 3704']) expect(containsPanLikeNumber(text) || containsPanLikeIdentifier(text)).toBe(false);
   });
 
   it('allows ordinary numbers', () => {

@@ -21,6 +21,12 @@ declare module 'fastify' {
      * its handler hands it to the service, and until then the error handler checks it.
      */
     revocationPending: boolean;
+    /**
+     * The JSON body text held no `\u` escape: its strings, decoded from strict UTF-8, cannot hold
+     * NUL or a lone surrogate (only an escape can put one into a parsed string), so the
+     * body's string walk is skipped. Set by the JSON parser only.
+     */
+    bodyEscapeFree: boolean;
   }
   interface FastifyInstance {
     /** Every route Fastify registered, with its spec (the OpenAPI document is built from these). */

@@ -40,17 +40,15 @@ function serializeInteger(n: number): string {
   return Object.is(n, -0) ? '0' : String(n);
 }
 
-// RFC 8785 §3.2.3: sort by UTF-16 code units (plain `<` on JS strings compares code units).
-function compareUtf16(a: string, b: string): number {
-  return a < b ? -1 : a > b ? 1 : 0;
-}
-
 function isPlainObject(v: object): v is Record<string, unknown> {
   const proto = Object.getPrototypeOf(v) as unknown;
   return proto === Object.prototype || proto === null;
 }
 
-function serialize(value: unknown, depth: number, seen: Set<object>): string {
+// `ancestors`: the objects being serialised around this one (a cycle is a value equal to one of
+// them; shared acyclic references are fine). Built with `+=` and the default sort, which orders
+// strings by UTF-16 code units exactly as RFC 8785 §3.2.3 asks, without a comparator call per pair.
+function serialize(value: unknown, depth: number, ancestors: object[]): string {
   if (value === null) return 'null';
   switch (typeof value) {
     case 'boolean':
@@ -65,31 +63,37 @@ function serialize(value: unknown, depth: number, seen: Set<object>): string {
       return reject(`unsupported type ${typeof value}`);
   }
   if (depth >= CANONICAL_JSON_MAX_DEPTH) reject('nesting too deep');
-  if (seen.has(value)) reject('cyclic structure');
-  seen.add(value);
+  if (ancestors.includes(value)) reject('cyclic structure');
+  ancestors.push(value);
   try {
     if (Array.isArray(value)) {
-      const parts: string[] = [];
+      let out = '[';
       for (let i = 0; i < value.length; i++) {
         if (!Object.prototype.hasOwnProperty.call(value, i)) reject('sparse array');
-        parts.push(serialize(value[i], depth + 1, seen));
+        if (i > 0) out += ',';
+        out += serialize(value[i], depth + 1, ancestors);
       }
-      return `[${parts.join(',')}]`;
+      return out + ']';
     }
     if (!isPlainObject(value)) reject('only plain objects are supported');
-    const keys = Object.keys(value).sort(compareUtf16);
-    const members = keys.map(
-      (k) => `${serializeString(k)}:${serialize(value[k], depth + 1, seen)}`,
-    );
-    return `{${members.join(',')}}`;
+    const keys = Object.keys(value).sort(); // RFC 8785 §3.2.3: UTF-16 code unit order
+    let out = '{';
+    for (let i = 0; i < keys.length; i++) {
+      const k = keys[i]!;
+      if (i > 0) out += ',';
+      out += serializeString(k);
+      out += ':';
+      out += serialize(value[k], depth + 1, ancestors);
+    }
+    return out + '}';
   } finally {
-    seen.delete(value);
+    ancestors.pop();
   }
 }
 
 /** RFC 8785 canonical serialisation of `value` (see the module doc for the accepted subset). */
 export function canonicalJson(value: unknown): string {
-  return serialize(value, 0, new Set());
+  return serialize(value, 0, []);
 }
 
 /** UTF-8 bytes of `canonicalJson(value)` (what gets hashed, MACed or encrypted). */

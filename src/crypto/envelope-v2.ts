@@ -45,7 +45,7 @@
  * a context set up for another window or binding fails authentication). Every failure is `INTEGRITY_FAILURE` with a `details.reason` of
  * `ENVELOPE_REASONS`; data keys and derived keys are zeroed after use.
  */
-import { createCipheriv, createDecipheriv, createHmac, randomFillSync, timingSafeEqual } from 'node:crypto';
+import { createCipheriv, createDecipheriv, createHmac, timingSafeEqual } from 'node:crypto';
 import {
   DATA_KEY_BYTES,
   ENVELOPE_REASONS,
@@ -183,8 +183,7 @@ export class KeyWrapWindowV2 {
 export function sealEnvelopeV2(wrapper: KeyWrapWindowV2 | X25519PublicKey, b: EpochBinding, plaintext: Buffer): SealedEnvelopeV2 {
   assertBinding(b);
   const window = wrapper instanceof X25519PublicKey ? new KeyWrapWindowV2(wrapper, b.processor, b.epochId, 1) : wrapper;
-  const dataKey = Buffer.alloc(DATA_KEY_BYTES);
-  randomFillSync(dataKey);
+  const dataKey = freshRandom(DATA_KEY_BYTES); // zeroed below, and in the pool as it was taken
   const random = freshRandom(SALT_BYTES + IV_BYTES);
   const salt = random.subarray(0, SALT_BYTES);
   const iv = random.subarray(SALT_BYTES);

@@ -12,11 +12,13 @@
  * - v1 (existing logs): UTF-8 RFC 8785 canonical JSON; `v` = 1. Still decoded and verified.
  *
  * One concern per file under ./leaf/: cbor (the byte rules), fields (shared field rules), v1,
- * transaction, access, admin-event, key-event, codec (encodeLeaf / decodeLeaf), fast-decode
+ * transaction, access, admin-event, key-event, codec (decodeLeaf, the reference encoder), encode
+ * (encodeLeaf: the builder's CBOR accepted by fast-decode, else the reference), fast-decode
  * (the auditor's hot path: the same acceptance as decodeLeaf for CBOR leaves, without zod).
  * Leaves never hold plaintext card or account data; the auditor checks that (src/audit/leaf-check.ts).
  */
-export { MAX_LEAF_BYTES, encodeLeaf, decodeLeaf, leafToJson, leafTransactionId, parseCborLeaf, type Leaf, type LeafV2, type LeafType } from './leaf/codec.js';
+export { encodeLeaf } from './leaf/encode.js';
+export { MAX_LEAF_BYTES, decodeLeaf, leafToJson, leafTransactionId, parseCborLeaf, type Leaf, type LeafV2, type LeafType } from './leaf/codec.js';
 export {
   LEAF_FORMAT_V1,
   leafV1Schema,

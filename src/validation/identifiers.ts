@@ -92,6 +92,7 @@ function isPanLength(n: number): boolean {
  * or `-` allowed between digits — that passes Luhn.
  */
 export function containsPanLikeNumber(text: string): boolean {
+  if (!mayHoldPan(text)) return false; // the same verdict without NFKC and the run scan
   for (const m of text.normalize('NFKC').matchAll(GROUPED_DIGIT_RUN)) {
     const digits = m[0].replace(GROUP_SEPARATORS, '');
     if (isPanLength(digits.length) && luhnValid(digits)) return true;
@@ -122,6 +123,7 @@ export function panLikeRanges(text: string): Array<[number, number]> {
  * enough (≈0.5% of random UUIDs) to refuse valid ids.
  */
 export function containsPanLikeIdentifier(text: string): boolean {
+  if (!mayHoldPan(text)) return false; // the same verdict without NFKC and the run scan
   for (const m of text.normalize('NFKC').matchAll(CONTIGUOUS_DIGIT_RUN)) {
     if (isPanLength(m[0].length) && luhnValid(m[0])) return true;
   }

@@ -59,8 +59,16 @@ function isCardExpired(expiryMonth: number, expiryYear: number, now: Date): bool
 /** Candidate IBANs in free text: country code, check digits, 11–30 alphanumerics (spaces allowed). */
 const IBAN_CANDIDATE = /[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}/g;
 
+/**
+ * Cheap necessary condition for an IBAN candidate: two adjacent ASCII digits (its check digits),
+ * or any non-ASCII character (which NFKC may fold into a digit or a letter). ASCII text without
+ * two adjacent digits cannot match IBAN_CANDIDATE: upper-casing ASCII creates no digit.
+ */
+const MAY_HOLD_IBAN = /\d\d|[^\x00-\x7f]/;
+
 /** True when `text` contains a checksum-valid IBAN (ISO 13616), grouped or not. */
 export function containsIban(text: string): boolean {
+  if (!MAY_HOLD_IBAN.test(text)) return false;
   for (const m of text.normalize('NFKC').toUpperCase().matchAll(IBAN_CANDIDATE)) {
     const compact = m[0].replace(/ /g, '');
     // Try every length from the longest: a valid IBAN may be followed by other characters.

@@ -37,7 +37,7 @@ const ENCODER_INITIAL_BYTES = 4096;
 const ENCODER_KEEP_MAX_BYTES = 64 * 1024;
 /** Map keys whose encodings are kept (leaf field names; metadata keys beyond this are encoded each time). */
 const KEY_CACHE_MAX = 1024;
-const keyCache = new Map<string, Buffer>();
+const keyCache = new Map<string, EncodedKey>();
 
 class Writer {
   at = 0;
@@ -88,15 +88,34 @@ class Writer {
   }
 }
 
-/** A map key's whole encoding (head ‖ UTF-8), the unit §4.2.1 sorts by. */
-function encodedKey(k: string): Buffer {
+/** A map key: its whole encoding (head ‖ UTF-8, the unit §4.2.1 sorts by) and whether it is ASCII. */
+interface EncodedKey {
+  readonly key: string;
+  readonly enc: Buffer;
+  readonly ascii: boolean;
+}
+
+function encodedKey(k: string): EncodedKey {
   const hit = keyCache.get(k);
   if (hit) return hit;
-  const w = new Writer(Buffer.allocUnsafe(ARG_MAX_HEAD_BYTES + Buffer.byteLength(k, 'utf8')));
+  const utf8Bytes = Buffer.byteLength(k, 'utf8');
+  const w = new Writer(Buffer.allocUnsafe(ARG_MAX_HEAD_BYTES + utf8Bytes));
   w.text(k);
-  const enc = w.buf.subarray(0, w.at);
-  if (keyCache.size < KEY_CACHE_MAX) keyCache.set(k, enc);
-  return enc;
+  // As many UTF-8 bytes as UTF-16 code units: every character is ASCII.
+  const e: EncodedKey = { key: k, enc: w.buf.subarray(0, w.at), ascii: utf8Bytes === k.length };
+  if (keyCache.size < KEY_CACHE_MAX) keyCache.set(k, e);
+  return e;
+}
+
+/**
+ * §4.2.1 order: bytewise over the encoded keys. A longer key's encoding sorts after (its head
+ * grows with its UTF-8 length); of two as long, two ASCII keys compare like their strings (their
+ * UTF-8 bytes are their UTF-16 code units), others by their bytes.
+ */
+function compareEncodedKeys(a: EncodedKey, b: EncodedKey): number {
+  if (a.enc.length !== b.enc.length) return a.enc.length - b.enc.length;
+  if (a.ascii && b.ascii) return a.key < b.key ? -1 : a.key > b.key ? 1 : 0;
+  return Buffer.compare(a.enc, b.enc);
 }
 
 function encodeInto(v: CborValue, w: Writer, depth: number): void {
@@ -113,16 +132,13 @@ function encodeInto(v: CborValue, w: Writer, depth: number): void {
     for (const x of v) encodeInto(x, w, depth + 1);
   } else if (v !== null && typeof v === 'object') {
     // Absent optional fields are `undefined` in JS objects: they are not encoded.
-    const keyed: { key: Buffer; value: CborValue }[] = [];
-    for (const k of Object.keys(v)) {
-      const x = v[k];
-      if (x !== undefined) keyed.push({ key: encodedKey(k), value: x });
-    }
-    keyed.sort((a, b) => Buffer.compare(a.key, b.key)); // §4.2.1: bytewise order of encoded keys
-    w.head(MT_MAP, keyed.length);
-    for (const e of keyed) {
-      w.bytes(e.key);
-      encodeInto(e.value, w, depth + 1);
+    const keys: EncodedKey[] = [];
+    for (const k of Object.keys(v)) if (v[k] !== undefined) keys.push(encodedKey(k));
+    keys.sort(compareEncodedKeys); // §4.2.1: bytewise order of encoded keys
+    w.head(MT_MAP, keys.length);
+    for (const e of keys) {
+      w.bytes(e.enc);
+      encodeInto(v[e.key]!, w, depth + 1);
     }
   } else {
     throw new PaylogError('INTERNAL', 'value not representable in the leaf CBOR subset');

@@ -52,8 +52,9 @@ function tooLarge(n: number): void {
  * Serialises a leaf to its exact bytes: v1 → RFC 8785 canonical JSON; v2 → checked against its
  * schema (a builder mistake can never reach the log as an undecodable leaf), then deterministic
  * CBOR. Throws VALIDATION_FAILED when too large, INTERNAL when a v2 leaf breaks its schema.
+ * The reference path of `encodeLeaf` (./encode.ts), which tries a cheaper check first.
  */
-export function encodeLeaf(leaf: Leaf): Buffer {
+export function encodeLeafReference(leaf: Leaf): Buffer {
   let bytes: Buffer;
   if (leaf.v === 1) {
     bytes = Buffer.from(canonicalJson(leaf), 'utf8');

@@ -49,8 +49,14 @@ class CommitOutcomeUnknown extends Error {
  *   by level alone and filtered on the index, reading every node of each level — 256 rows per
  *   level at 3,000 entries, growing with the log; materialized, each is one primary-key lookup),
  * - 't': the transaction ids of the batch that already exist,
- * - 'c<i>': the keys for which registered check i fails (preconditions.ts), its rows locked FOR
- *   SHARE by its `held` CTE until the batch commits.
+ * - 'c<i>': the keys for which the i-th check OF THIS READ fails (preconditions.ts), its rows
+ *   locked FOR SHARE by its `held` CTE until the batch commits. A read carries only the checks
+ *   the batch's entries name (a check with no keys can fail for none and hold no row, so leaving
+ *   it out changes nothing but the planning time: the read is planned afresh each time, see
+ *   INSERT_PLAN_MODE),
+ * - 'p': no data; its `set_config` switches the rest of the transaction (the batch insert) to
+ *   generic plans (INSERT_PLAN_MODE) without a round trip of its own. The read itself was planned
+ *   before it ran, under the connection's setting.
  * Lock wait and round trips under the append lock are what bounds throughput across processes,
  * so this is one round trip whatever the number of checks.
  */
@@ -68,7 +74,9 @@ SELECT 'h' AS kind, NULL::text AS id, h.size AS n, NULL::smallint AS level, h.ro
 UNION ALL
 SELECT 'n', NULL, f.idx, f.level, m.hash, NULL, NULL, NULL FROM frontier f JOIN merkle_nodes m ON m.level = f.level AND m.idx = f.idx
 UNION ALL
-SELECT 't', transaction_id, log_index, NULL, NULL, request_mac, NULL, created_at FROM transactions WHERE transaction_id = ANY($1::text[])${arms.map((a) => `\nUNION ALL\n${a}`).join('')}`;
+SELECT 't', transaction_id, log_index, NULL, NULL, request_mac, NULL, created_at FROM transactions WHERE transaction_id = ANY($1::text[])
+UNION ALL
+SELECT 'p', plan_mode.v, NULL, NULL, NULL, NULL, NULL, NULL FROM (SELECT ${INSERT_PLAN_MODE}) AS plan_mode(v)${arms.map((a) => `\nUNION ALL\n${a}`).join('')}`;
 }
 
 /**
@@ -102,8 +110,27 @@ INSERT INTO tree_heads (size, root_hash, mac) VALUES ($17, $18, $19)`;
  * row: re-planned per row they were half the insert's time (measured with pg_stat_statements:
  * 3.1 → 1.5 ms per batch of ~16). The insert reads no table itself, and the foreign-key checks
  * are primary-key lookups, so one plan fits every size (and ANALYZE re-plans them anyway).
+ * The batch-state read sets it (its 'p' row, transaction-local), not a statement of its own:
+ * one round trip fewer under the append lock.
  */
-const INSERT_PLAN_MODE = 'SET LOCAL plan_cache_mode = force_generic_plan';
+const INSERT_PLAN_MODE = "set_config('plan_cache_mode', 'force_generic_plan', true)";
+/** Undoes INSERT_PLAN_MODE for the rare reads after the state read (a head that is not ours). */
+const READ_PLAN_MODE = 'SET LOCAL plan_cache_mode = force_custom_plan';
+
+/** A batch-state read for one set of checks: its text, statement name, and row kind → check id. */
+interface StateRead {
+  text: string;
+  name: string;
+  checks: readonly PreconditionCheck[];
+  kindOf: ReadonlyMap<string, string>;
+}
+
+function stateRead(checks: readonly PreconditionCheck[]): StateRead {
+  const text = batchStateSql(checks);
+  // Named per text: two registries on one pool must not share a prepared statement name.
+  const name = `paylog_batch_state_${createHash('sha256').update(text).digest('hex').slice(0, 12)}`;
+  return { text, name, checks, kindOf: new Map(checks.map((c, i) => [checkRowKind(i), c.id])) };
+}
 
 type StateRow = { kind: string; id: string | null; n: string | null; level: number | null; hash: Buffer | null; mac: Buffer | null; legacy: boolean | null; created_at: Date | null };
 
@@ -159,8 +186,8 @@ interface PgDriverOptions {
 export class PgAppendDriver implements AppendDriver {
   private readonly checks: readonly PreconditionCheck[];
   private readonly table: CheckTable;
-  private readonly stateSql: string;
-  private readonly stateName: string;
+  /** State reads by the set of checks the batch names (a bit per registered check). */
+  private readonly stateReads = new Map<number, StateRead>();
 
   constructor(
     private readonly pool: pg.Pool,
@@ -168,9 +195,6 @@ export class PgAppendDriver implements AppendDriver {
   ) {
     this.checks = opts.checks ?? [];
     this.table = checkTable(this.checks);
-    this.stateSql = batchStateSql(this.checks);
-    // Named per text: two registries on one pool must not share a prepared statement name.
-    this.stateName = `paylog_batch_state_${createHash('sha256').update(this.stateSql).digest('hex').slice(0, 12)}`;
   }
 
   knows(check: string): boolean {
@@ -184,12 +208,18 @@ export class PgAppendDriver implements AppendDriver {
   /** Reads, under the lock, everything the plan needs (one round trip; see batchStateSql). */
   private async readBatchState(client: pg.PoolClient, reqs: AppendRequest[]): Promise<BatchState> {
     const keys = batchKeys(reqs);
-    const r = await client.query({
-      name: this.stateName,
-      text: this.stateSql,
-      values: [keys.transactionIds, ...this.checks.map((c) => keys.byCheck.get(c.id) ?? [])],
+    let mask = 0;
+    this.checks.forEach((c, i) => {
+      if (keys.byCheck.has(c.id)) mask |= 1 << i;
     });
-    const kindOf = new Map(this.checks.map((c, i) => [checkRowKind(i), c.id]));
+    let read = this.stateReads.get(mask);
+    if (!read) this.stateReads.set(mask, (read = stateRead(this.checks.filter((_, i) => (mask & (1 << i)) !== 0))));
+    const r = await client.query({
+      name: read.name,
+      text: read.text,
+      values: [keys.transactionIds, ...read.checks.map((c) => keys.byCheck.get(c.id)!)],
+    });
+    const kindOf = read.kindOf;
     const existing = new Map<string, StoredTransaction>();
     const failed = new Map<string, Set<string>>(this.checks.map((c) => [c.id, new Set<string>()]));
     const nodes = new Map<string, Buffer>();
@@ -198,6 +228,7 @@ export class PgAppendDriver implements AppendDriver {
       if (row.kind === 'h') top = row;
       else if (row.kind === 'n') nodes.set(nodeKey({ level: row.level!, index: Number(row.n) }), row.hash!);
       else if (row.kind === 't') existing.set(row.id!, { mac: row.mac!, logIndex: Number(row.n), createdAt: row.created_at! });
+      else if (row.kind === 'p') continue;
       else failed.get(kindOf.get(row.kind)!)!.add(row.id!);
     }
     let head: TreeHead | null = null;
@@ -207,9 +238,11 @@ export class PgAppendDriver implements AppendDriver {
     }
     if (top && !head) {
       // The largest row is not ours (forged or damaged): the paged read finds the real head.
+      await client.query(READ_PLAN_MODE);
       head = await selectHead(client, this.opts.headKey);
       nodes.clear();
       if (head) for (const [k, v] of await selectNodes(client, rangeNodes(0, head.size))) nodes.set(k, v);
+      await client.query(`SELECT ${INSERT_PLAN_MODE}`);
     }
     const state: BatchState = { head: { size: 0, rootHash: EMPTY_ROOT }, frontier: [], existing, failed };
     if (head) {
@@ -241,10 +274,7 @@ export class PgAppendDriver implements AppendDriver {
       const plan = planBatch(state, reqs, this.table);
       const insert =
         plan.accepted.length > 0
-          ? Promise.all([
-              client.query(INSERT_PLAN_MODE),
-              client.query({ name: 'paylog_insert_batch', text: INSERT_BATCH, values: batchValues(plan.accepted, plan.newNodes, plan.head, headKey) }),
-            ])
+          ? client.query({ name: 'paylog_insert_batch', text: INSERT_BATCH, values: batchValues(plan.accepted, plan.newNodes, plan.head, headKey) })
           : null;
       let outcomes = plan.outcomes;
       if (plan.replayIndexes.length > 0) {

@@ -186,8 +186,8 @@ interface PgDriverOptions {
 export class PgAppendDriver implements AppendDriver {
   private readonly checks: readonly PreconditionCheck[];
   private readonly table: CheckTable;
-  /** State reads by the set of checks the batch names (a bit per registered check). */
-  private readonly stateReads = new Map<number, StateRead>();
+  /** State reads by the set of checks the batch names (their ids, in registry order). */
+  private readonly stateReads = new Map<string, StateRead>();
 
   constructor(
     private readonly pool: pg.Pool,
@@ -208,12 +208,10 @@ export class PgAppendDriver implements AppendDriver {
   /** Reads, under the lock, everything the plan needs (one round trip; see batchStateSql). */
   private async readBatchState(client: pg.PoolClient, reqs: AppendRequest[]): Promise<BatchState> {
     const keys = batchKeys(reqs);
-    let mask = 0;
-    this.checks.forEach((c, i) => {
-      if (keys.byCheck.has(c.id)) mask |= 1 << i;
-    });
-    let read = this.stateReads.get(mask);
-    if (!read) this.stateReads.set(mask, (read = stateRead(this.checks.filter((_, i) => (mask & (1 << i)) !== 0))));
+    const named = this.checks.filter((c) => keys.byCheck.has(c.id));
+    const id = named.map((c) => c.id).join(' ');
+    let read = this.stateReads.get(id);
+    if (!read) this.stateReads.set(id, (read = stateRead(named)));
     const r = await client.query({
       name: read.name,
       text: read.text,

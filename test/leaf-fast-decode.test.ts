@@ -132,13 +132,18 @@ const BOM = Buffer.from([0xef, 0xbb, 0xbf]);
 /** `readHotFacts` against `decodeHotLeaf` (same acceptance, same PAN flag) and the leaf it builds (same facts). */
 function hotFactsProblem(bytes: Buffer): string | undefined {
   const hot = bytes.length <= MAX_LEAF_BYTES ? decodeHotLeaf(bytes) : undefined;
-  const f = readHotFacts(bytes);
-  if ((hot === undefined) !== (f === undefined)) return `facts ${f === undefined ? 'refused' : 'accepted'} what decodeHotLeaf ${hot === undefined ? 'refuses' : 'accepts'}`;
-  if (hot === undefined || f === undefined) return undefined;
-  const l = hot.leaf as Leaf & { type: string; time?: number; id?: string; env?: { ep?: string; kms?: string; epk?: Buffer } };
-  const got = { type: f.type, pan: f.textMayHoldPan, ...(f.type === 'transaction' ? { time: f.time, id: f.bytes.toString('latin1', f.idStart, f.idEnd), ep: f.ep, kms: f.kms, epk: f.epkAt < 0 ? undefined : f.bytes.subarray(f.epkAt, f.epkAt + 32).toString('hex') } : {}) };
-  const want = { type: l.type, pan: hot.textMayHoldPan, ...(l.type === 'transaction' ? { time: l.time, id: l.id, ep: l.env?.ep, kms: l.env?.kms, epk: l.env?.epk?.toString('hex') } : {}) };
-  return isDeepStrictEqual(got, want) ? undefined : `facts ${JSON.stringify(got)} ≠ leaf ${JSON.stringify(want)}`;
+  // The auditor hands the reader plain byte views of a bundle (no Buffer per leaf); a Buffer must read the same.
+  for (const input of [bytes, new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.length)]) {
+    const f = readHotFacts(input);
+    if ((hot === undefined) !== (f === undefined)) return `facts ${f === undefined ? 'refused' : 'accepted'} what decodeHotLeaf ${hot === undefined ? 'refuses' : 'accepts'}`;
+    if (hot === undefined || f === undefined) continue;
+    const fb = Buffer.from(f.bytes.buffer, f.bytes.byteOffset, f.bytes.length);
+    const l = hot.leaf as Leaf & { type: string; time?: number; id?: string; env?: { ep?: string; kms?: string; epk?: Buffer } };
+    const got = { type: f.type, pan: f.textMayHoldPan, ...(f.type === 'transaction' ? { time: f.time, id: fb.toString('latin1', f.idStart, f.idEnd), ep: f.ep, kms: f.kms, epk: f.epkAt < 0 ? undefined : fb.subarray(f.epkAt, f.epkAt + 32).toString('hex') } : {}) };
+    const want = { type: l.type, pan: hot.textMayHoldPan, ...(l.type === 'transaction' ? { time: l.time, id: l.id, ep: l.env?.ep, kms: l.env?.kms, epk: l.env?.epk?.toString('hex') } : {}) };
+    if (!isDeepStrictEqual(got, want)) return `facts ${JSON.stringify(got)} ≠ leaf ${JSON.stringify(want)}`;
+  }
+  return undefined;
 }
 
 /** Compares the two paths on one input; returns what the reference said. */

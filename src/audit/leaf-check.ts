@@ -66,7 +66,7 @@ export function checkLeaf(index: number, bytes: Uint8Array): { leaf: Leaf } | { 
  * other leaf — `checkLeaf` gives its verdict. See `readHotFacts` (src/log/leaf/fast-shapes.ts).
  */
 export function checkHotLeaf(bytes: Uint8Array): HotFacts | undefined {
-  const facts = readHotFacts(Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
+  const facts = readHotFacts(bytes);
   return facts === undefined || facts.textMayHoldPan ? undefined : facts;
 }
 

@@ -157,7 +157,7 @@ export class ShredLedger {
    * ASCII bytes `idIn[idStart, idEnd)` (ASCII: the same bytes as the id's UTF-8), its epoch `ep`
    * or else its KMS key `kms`.
    */
-  observeTransaction(index: number, idIn: Buffer, idStart: number, idEnd: number, timeMs: number, ep: string | undefined, kms: string | undefined): void {
+  observeTransaction(index: number, idIn: Uint8Array, idStart: number, idEnd: number, timeMs: number, ep: string | undefined, kms: string | undefined): void {
     const refCode = ep !== undefined ? this.refCode('ep', ep) : this.refCode('kms', kms!);
     const n = idEnd - idStart;
     const at = this.records.begin(REC_ID + n);

@@ -13,7 +13,7 @@ import { errorMessage, type FailureCode } from './failures.js';
 import type { LeafRun, LogEntryInput } from './inputs.js';
 import { failureReport, type VerifyReport } from './report.js';
 import { verifyLog } from './run.js';
-import { decodeEntryBundle, decodeHashTile } from '../log/tiles/encoding.js';
+import { decodeHashTile, entryBundleViews } from '../log/tiles/encoding.js';
 import { tileWidthAt } from '../log/tiles/geometry.js';
 import { consistencyProofFromTiles, inclusionProofFromTiles, type HashTileReader } from '../log/tiles/nodes.js';
 import { TILE_WIDTH, tilePath, type TileId } from '../log/tiles/path.js';
@@ -69,7 +69,7 @@ function bundleRuns(source: TileSource, size: number, readTile: HashTileReader) 
     let next = first;
     while (next < stop && queue.length < BUNDLE_READ_AHEAD) queue.push(fetchBundle(next++));
     /** The leaves `[from, to)` of a bundle starting at `base`, clipped to `[start, last)`. */
-    const clip = (leaves: Buffer[], base: number, to: number): LeafRun => {
+    const clip = (leaves: Uint8Array[], base: number, to: number): LeafRun => {
       const from = Math.max(0, start - base);
       const upTo = Math.min(to, last - base);
       return { start: base + from, leaves: from === 0 && upTo === leaves.length ? leaves : leaves.slice(from, Math.max(from, upTo)) };
@@ -77,9 +77,9 @@ function bundleRuns(source: TileSource, size: number, readTile: HashTileReader) 
     while (queue.length > 0) {
       const { id, bytes } = await (queue.shift() as ReturnType<typeof fetchBundle>);
       if (next < stop) queue.push(fetchBundle(next++));
-      let leaves: Buffer[];
+      let leaves: Uint8Array[];
       try {
-        leaves = decodeEntryBundle(bytes);
+        leaves = entryBundleViews(bytes);
       } catch (e) {
         throw malformed(e, tilePath(id));
       }
@@ -87,7 +87,7 @@ function bundleRuns(source: TileSource, size: number, readTile: HashTileReader) 
       if (leaves.length !== id.width) {
         const tile = await readTile({ level: 0, index: id.index, width: id.width });
         let j = 0;
-        while (j < leaves.length && j < id.width && hashLeaf(leaves[j] as Buffer).equals(tile[j] as Buffer)) j++;
+        while (j < leaves.length && j < id.width && hashLeaf(leaves[j] as Uint8Array).equals(tile[j] as Buffer)) j++;
         const matched = clip(leaves, base, j);
         if (matched.leaves.length > 0) yield matched;
         throw new BundleError(

@@ -16,7 +16,7 @@ const PAN_MIN_DIGITS = 13;
 export const FAIL: unique symbol = Symbol('fail');
 
 // Reader state: one leaf at a time (synchronous). Read elsewhere through the live bindings; set here only.
-export let b: Buffer = Buffer.alloc(0);
+export let b: Uint8Array = new Uint8Array(0);
 export let at = 0;
 export let pan = false;
 /**
@@ -25,10 +25,12 @@ export let pan = false;
  * metadata string or a byte string is not copied out (its offset is kept instead).
  */
 export let building = true;
-const EMPTY = Buffer.alloc(0);
+const EMPTY = new Uint8Array(0);
+/** Buffer's latin1 decoder, applied to the plain byte views the auditor reads (no Buffer per leaf). */
+const latin1Slice = (Buffer.prototype as unknown as { latin1Slice(this: Uint8Array, s: number, e: number): string }).latin1Slice;
 
 /** Starts reading `leafBytes` (position 0, PAN flag clear). */
-export function beginLeaf(leafBytes: Buffer): void {
+export function beginLeaf(leafBytes: Uint8Array): void {
   b = leafBytes;
   at = 0;
   pan = false;
@@ -41,6 +43,9 @@ export function endLeaf(): void {
 export function setBuilding(v: boolean): void {
   building = v;
 }
+
+/** The big-endian unsigned 32-bit integer at `p` of the leaf (in bounds). */
+const readU32 = (p: number): number => b[p]! * 0x1000000 + ((b[p + 1]! << 16) | (b[p + 2]! << 8) | b[p + 3]!);
 
 /** Initial byte of major type `major` with its argument in shortest form; −1 otherwise. */
 export function head(major: number): number {
@@ -57,20 +62,20 @@ export function head(major: number): number {
   }
   if (ai === 25) {
     if (at + 2 > b.length) return -1;
-    const n = b.readUInt16BE(at);
+    const n = (b[at]! << 8) | b[at + 1]!;
     at += 2;
     return n < 0x100 ? -1 : n;
   }
   if (ai === 26) {
     if (at + 4 > b.length) return -1;
-    const n = b.readUInt32BE(at);
+    const n = readU32(at);
     at += 4;
     return n < 0x10000 ? -1 : n;
   }
   if (ai === 27) {
     if (at + 8 > b.length) return -1;
-    const hi = b.readUInt32BE(at);
-    const lo = b.readUInt32BE(at + 4);
+    const hi = readU32(at);
+    const lo = readU32(at + 4);
     at += 8;
     return hi === 0 || hi > 0x1fffff ? -1 : hi * 0x100000000 + lo;
   }
@@ -113,7 +118,7 @@ export function text(min: number, max: number, cache?: TextCache, need = true): 
     at += n;
     return '';
   }
-  const s = (b as unknown as { latin1Slice(s: number, e: number): string }).latin1Slice(at, at + n);
+  const s = latin1Slice.call(b, at, at + n);
   at += n;
   return s;
 }

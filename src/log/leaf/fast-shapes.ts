@@ -24,6 +24,9 @@ const LAST4_DIGITS = /^\d{0,4}$/;
 
 // ---------------------------------------------------------------- transaction, leaf format v3
 
+/** Buffer's `compare`, applied to the reader's bytes (a plain byte view while reading facts). */
+const compare = Buffer.prototype.compare;
+
 /** `__proto__` as a CBOR text string (head and bytes). */
 const PROTO_KEY = Buffer.from([0x60 + 9, ...Buffer.from('__proto__', 'latin1')]);
 
@@ -37,8 +40,8 @@ function metadata(): unknown {
   for (let i = 0; i < n; i++) {
     const keyStart = at;
     const k = text(1, 64, undefined, building);
-    if (k === FAIL || (building ? k === '__proto__' : at - keyStart === PROTO_KEY.length && b.compare(PROTO_KEY, 0, PROTO_KEY.length, keyStart, at) === 0)) return FAIL;
-    if (prevStart >= 0 && b.compare(b, prevStart, prevEnd, keyStart, at) <= 0) return FAIL;
+    if (k === FAIL || (building ? k === '__proto__' : at - keyStart === PROTO_KEY.length && compare.call(b, PROTO_KEY, 0, PROTO_KEY.length, keyStart, at) === 0)) return FAIL;
+    if (prevStart >= 0 && compare.call(b, b, prevStart, prevEnd, keyStart, at) <= 0) return FAIL;
     prevStart = keyStart;
     prevEnd = at;
     const v = text(0, 1024, undefined, building);
@@ -171,7 +174,7 @@ const KEY_V = 0x76;
 const ONE_CHAR_KEY = 0x61;
 
 /** One pass over a hot-shape leaf: the leaf (or, while reading facts, `true`); `undefined` when it is not one, or not valid. */
-function readHot(leafBytes: Buffer): unknown {
+function readHot(leafBytes: Uint8Array): unknown {
   beginLeaf(leafBytes);
   if (leafBytes.length < 3 || leafBytes[1] !== ONE_CHAR_KEY) return undefined;
   const first = leafBytes[2];
@@ -199,7 +202,7 @@ export function decodeHotLeaf(leafBytes: Buffer): { leaf: Leaf; textMayHoldPan: 
 export interface HotFacts {
   type: 'transaction' | 'access';
   textMayHoldPan: boolean;
-  bytes: Buffer;
+  bytes: Uint8Array;
   time: number;
   idStart: number;
   idEnd: number;
@@ -207,7 +210,7 @@ export interface HotFacts {
   kms: string | undefined;
   epkAt: number;
 }
-const facts: HotFacts = { type: 'access', textMayHoldPan: false, bytes: Buffer.alloc(0), time: 0, idStart: 0, idEnd: 0, ep: undefined, kms: undefined, epkAt: -1 };
+const facts: HotFacts = { type: 'access', textMayHoldPan: false, bytes: new Uint8Array(0), time: 0, idStart: 0, idEnd: 0, ep: undefined, kms: undefined, epkAt: -1 };
 
 /**
  * The auditor's hot path (issue 20): {@link decodeHotLeaf}'s checks, every one of them, without
@@ -216,7 +219,7 @@ const facts: HotFacts = { type: 'access', textMayHoldPan: false, bytes: Buffer.a
  * `textMayHoldPan`; the object is reused by the next call (read it before). `bytes` MUST NOT be
  * written while the facts are in use.
  */
-export function readHotFacts(leafBytes: Buffer): HotFacts | undefined {
+export function readHotFacts(leafBytes: Uint8Array): HotFacts | undefined {
   if (leafBytes.length > MAX_LEAF_BYTES) return undefined;
   setBuilding(false);
   facts.ep = facts.kms = undefined;

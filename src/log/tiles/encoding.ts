@@ -49,14 +49,24 @@ export function encodeEntryBundle(entries: readonly Uint8Array[]): Buffer {
  * expected). Throws INTEGRITY_FAILURE on a truncated length prefix or entry.
  */
 export function decodeEntryBundle(bytes: Uint8Array): Buffer[] {
-  const b = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const out: Buffer[] = [];
+  return entryBundleViews(bytes).map((e) => Buffer.from(e.buffer, e.byteOffset, e.byteLength));
+}
+
+/**
+ * {@link decodeEntryBundle} as plain byte views of `bytes` (the auditor's hot path: a
+ * `Uint8Array` view costs about a third of a Buffer's). Same rules, same errors.
+ */
+export function entryBundleViews(bytes: Uint8Array): Uint8Array[] {
+  const ab = bytes.buffer;
+  const base = bytes.byteOffset;
+  const n = bytes.byteLength;
+  const out: Uint8Array[] = [];
   let pos = 0;
-  while (pos < b.length) {
-    if (pos + 2 > b.length) throw new PaylogError('INTEGRITY_FAILURE', 'entry bundle ends inside a length prefix');
-    const len = b.readUInt16BE(pos);
-    if (pos + 2 + len > b.length) throw new PaylogError('INTEGRITY_FAILURE', 'entry bundle ends inside an entry');
-    out.push(b.subarray(pos + 2, pos + 2 + len));
+  while (pos < n) {
+    if (pos + 2 > n) throw new PaylogError('INTEGRITY_FAILURE', 'entry bundle ends inside a length prefix');
+    const len = (bytes[pos]! << 8) | bytes[pos + 1]!;
+    if (pos + 2 + len > n) throw new PaylogError('INTEGRITY_FAILURE', 'entry bundle ends inside an entry');
+    out.push(new Uint8Array(ab, base + pos + 2, len));
     pos += 2 + len;
   }
   return out;

@@ -14,6 +14,7 @@ import { luhnValid } from '../../src/validation/identifiers.js';
 import { median, type BenchContext, type BenchSection, type Cell, type SectionResult } from './core.js';
 import { rawInsertRate } from './raw-insert.js';
 import { describeBuckets, diffHistogram, parseHistogram, type HistogramSnapshot, type ServiceHandle } from './service.js';
+import { PUBLIC_TEST_PAN } from '../../src/validation/test-card.js';
 
 export const THROUGHPUT_PROFILES = {
   quick: { concurrencies: [1, 8, 32, 64], reps: 1, seconds: 3, warmupSeconds: 1, rawMs: 1000 },
@@ -21,7 +22,7 @@ export const THROUGHPUT_PROFILES = {
 } as const;
 
 /** Public test card (Visa test number); never a real card. */
-export const BENCH_TEST_PAN = '4111111111111111';
+export const BENCH_TEST_PAN = PUBLIC_TEST_PAN;
 const BATCH_METRIC = 'paylog_log_batch_size';
 const REQUEST_TIMEOUT_S = 30;
 

@@ -14,6 +14,7 @@
 import { createHash } from 'node:crypto';
 import { encodeLeaf, transactionLeaf } from '../log/leaf.js';
 import type { Examples } from './route-spec.js';
+import { PUBLIC_TEST_PAN } from '../validation/test-card.js';
 
 /** `length` deterministic bytes derived from `label`, as base64 (or base64url). */
 export function exampleBytes(label: string, length = 32, encoding: 'base64' | 'base64url' = 'base64'): string {
@@ -47,7 +48,7 @@ export function exampleCheckpoint(size: number, cosigners: readonly string[] = [
   return `${EXAMPLE.origin}\n${size}\n${exampleBytes(`root ${size}`)}\n\n${sig(EXAMPLE.origin, 68)}${cosigners.map((w) => sig(w, 76)).join('')}`;
 }
 
-const card = { type: 'card', pan: '4111111111111111', expiryMonth: 9, expiryYear: EXAMPLE.expiryYear, holderName: 'Jane Q Customer' };
+const card = { type: 'card', pan: PUBLIC_TEST_PAN, expiryMonth: 9, expiryYear: EXAMPLE.expiryYear, holderName: 'Jane Q Customer' };
 const usBank = { type: 'us_bank_account', accountNumber: '000123456789', routingNumber: '021000021', accountType: 'checking', holderName: 'Jane Q Customer' };
 const iban = { type: 'iban', iban: 'DE89370400440532013000', bic: 'COBADEFFXXX', holderName: 'Max Mustermann' };
 

@@ -6,10 +6,9 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import type { DevPki } from './dev-pki.js';
+import { PUBLIC_TEST_PAN } from '../validation/test-card.js';
 
 const EXAMPLE_TRANSACTION_ID = 'ord-2026-000123';
-/** Visa's public test number: not a real card. */
-const EXAMPLE_TEST_PAN = '4111111111111111';
 
 /** Writes `<dir>/transaction.json`, an example checkout submission; returns its path. */
 export function writeExampleTransaction(dir: string): string {
@@ -19,7 +18,7 @@ export function writeExampleTransaction(dir: string): string {
     transactionId: EXAMPLE_TRANSACTION_ID,
     processor: 'acme',
     amount: { value: 12345, currency: 'USD' },
-    paymentMethod: { type: 'card', pan: EXAMPLE_TEST_PAN, expiryMonth: 12, expiryYear: new Date().getUTCFullYear() + 3, holderName: 'Jane Q Customer' },
+    paymentMethod: { type: 'card', pan: PUBLIC_TEST_PAN, expiryMonth: 12, expiryYear: new Date().getUTCFullYear() + 3, holderName: 'Jane Q Customer' },
     metadata: { invoice: 'INV-77' },
   };
   writeFileSync(path, JSON.stringify(body, null, 2) + '\n', { mode: 0o600 });

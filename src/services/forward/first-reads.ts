@@ -110,7 +110,7 @@ export async function readFirst(
   const dataKey: DataKeyRow | undefined =
     row.dk_transaction_id === null
       ? undefined
-      : { transactionId: row.dk_transaction_id, kmsKeyId: row.dk_kms_key_id, wrappedKey: row.dk_wrapped_key, epochId: row.dk_epoch_id, shreddedAt: row.dk_shredded_at, createdAt: row.dk_created_at! };
+      : { transactionId: row.dk_transaction_id, kmsKeyId: row.dk_kms_key_id, wrappedKey: row.dk_wrapped_key, epochId: row.dk_epoch_id, shreddedAt: row.dk_shredded_at, createdAt: row.dk_created_at };
   const destination: DestinationRow | null =
     row.d_processor === null
       ? null

@@ -10,8 +10,10 @@ import { deserialize, serialize } from 'node:v8';
 import { applyMigrations, openAppDatabase, type AppDatabase } from '../src/db/connection.js';
 import { LogAppender, type AppendRequest } from '../src/log/appender.js';
 import type { CommitInfo } from '../src/log/append/types.js';
-import { APPEND_PRECONDITIONS } from '../src/services/append-preconditions.js';
+import { APPEND_PRECONDITIONS, keyMaterialRequires } from '../src/services/append-preconditions.js';
+import { ForwardLedger, MARK_SENT, markSentWith } from '../src/services/forward/ledger.js';
 import { encodeLeaf } from '../src/log/leaf.js';
+import { hashLeaf } from '../src/log/merkle.js';
 import { isMessage } from '../src/cluster/messages.js';
 import { ClusterIntegrator, type WorkerChannel } from '../src/cluster/integrator.js';
 import { RemoteAppender, type PrimaryChannel } from '../src/cluster/remote-appender.js';
@@ -24,7 +26,7 @@ beforeAll(async () => {
   const url = await newTestDatabase();
   await applyMigrations(url);
   db = openAppDatabase(url);
-  primary = new LogAppender(db, { preconditions: APPEND_PRECONDITIONS, onCommit: (info) => integrator.committed(info) });
+  primary = new LogAppender(db, { preconditions: APPEND_PRECONDITIONS, companions: [MARK_SENT], onCommit: (info) => integrator.committed(info) });
   integrator = new ClusterIntegrator(primary);
 });
 afterAll(async () => {
@@ -52,14 +54,16 @@ function workerLink(opts: { silent?: boolean } = {}) {
     send: (m, done) => setImmediate(() => (connected ? (onMessage.forEach((f) => f(ipcCopy(m))), done(null)) : done(new Error('channel closed')))),
   };
   const channel: PrimaryChannel = {
-    send: (m, done) =>
+    send: (m, done) => {
+      // Serialised at once, as process.send does (a value it cannot clone throws here).
+      const copy = ipcCopy(m);
       setImmediate(() => {
         if (!connected) return done(new Error('channel closed'));
-        const copy = ipcCopy(m);
         if (!opts.silent && isMessage(copy, 'append')) integrator.handle(toWorker, copy.id, copy.reqs);
         done(null);
         handed();
-      }),
+      });
+    },
     onMessage: (f) => void onMessage.push(f),
     onDisconnect: (f) => void onDisconnect.push(f),
     connected: () => connected,
@@ -112,6 +116,23 @@ describe('one integrator fed by every worker', () => {
     expect(settled.map((s) => s.status)).toEqual(['fulfilled', 'rejected', 'fulfilled', 'rejected']);
     expect((settled[1] as PromiseRejectedResult).reason).toMatchObject({ name: 'PaylogError', code: 'LOG_UNAVAILABLE' });
     expect((settled[3] as PromiseRejectedResult).reason).toMatchObject({ name: 'PaylogError', code: 'INTERNAL' });
+    await w.close();
+  });
+
+  it('a granted access entry (denied leaf made on demand, a companion write) crosses the channel beside other entries; its outcome says whether the write moved its row', async () => {
+    const w = new RemoteAppender({ channel: workerLink().channel });
+    expect(await new ForwardLedger(db).claim('tx-remote', 'k', Buffer.alloc(32, 1))).toEqual({ claimed: true });
+    const deniedLeaf = keyEvent().leaf;
+    // No data key for tx-remote: the check fails at commit and the denied leaf is appended instead.
+    const { leaf, createdAt } = keyEvent();
+    const shredded: AppendRequest = { leaf, createdAt, kind: 'access', access: { transactionId: 'tx-remote' }, requires: keyMaterialRequires({ transactionId: 'tx-remote' }, () => deniedLeaf) };
+    const granted: AppendRequest = { leaf: keyEvent().leaf, createdAt, kind: 'access', access: { transactionId: 'tx-remote' }, companion: markSentWith('tx-remote', 'k') };
+    const [a, b, c] = await Promise.all([keyEvent(), shredded, granted].map((r) => w.append(r)));
+    expect(a!.status).toBe('appended');
+    expect(b).toMatchObject({ status: 'denied', leafHash: hashLeaf(deniedLeaf) });
+    expect(c).toMatchObject({ status: 'appended', companion: true });
+    const row = (await db.pool.query("SELECT state, access_log_index FROM forward_requests WHERE transaction_id = 'tx-remote'")).rows[0];
+    expect([row.state, Number(row.access_log_index)]).toEqual(['sent', c!.status === 'appended' ? c!.logIndex : -1]);
     await w.close();
   });
 

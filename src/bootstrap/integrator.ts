@@ -14,6 +14,7 @@ import { createMetrics } from '../metrics.js';
 import { LogAppender } from '../log/appender.js';
 import type { CommitInfo } from '../log/append/types.js';
 import { APPEND_PRECONDITIONS } from '../services/append-preconditions.js';
+import { MARK_SENT } from '../services/forward/ledger.js';
 import { Cleanups } from './cleanups.js';
 import { openDatabase } from './database.js';
 import { connectKms, resolveKmsKeys } from './kms.js';
@@ -52,6 +53,7 @@ export async function openIntegratorAppender(config: Config, databaseUrl: string
     const appender = new LogAppender(db.current.database, {
       headKey,
       preconditions: APPEND_PRECONDITIONS,
+      companions: [MARK_SENT],
       maxBatch: cfg.batchMax,
       maxInFlight: INTEGRATOR_BATCHES_IN_FLIGHT,
       lingerMs: cfg.batchLingerMs,

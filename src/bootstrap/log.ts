@@ -16,6 +16,7 @@ import { LogAppender, type Appender } from '../log/appender.js';
 import type { CommitInfo } from '../log/append/types.js';
 import { readTreeHead } from '../log/store.js';
 import { APPEND_PRECONDITIONS } from '../services/append-preconditions.js';
+import { MARK_SENT } from '../services/forward/ledger.js';
 import type { CheckpointPublisher } from '../log/checkpoint-publisher.js';
 import { restoreLostTail, type RestoreReport } from '../log/restore.js';
 import type { CheckpointSigning } from './checkpoint-signer.js';
@@ -52,6 +53,7 @@ export function createAppender(config: Config, database: AppDatabase, publisher:
   return new LogAppender(database, {
     headKey: opts.headKey,
     preconditions: APPEND_PRECONDITIONS,
+    companions: [MARK_SENT],
     maxBatch: config.batchMax,
     lingerMs: config.batchLingerMs,
     onCommit,

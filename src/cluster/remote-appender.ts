@@ -16,6 +16,8 @@
  *   unanswered when the channel to the primary closes, is rejected (LOG_UNAVAILABLE; it may
  *   still commit: a retry of the submission is answered by idempotency).
  * - Entries appended in one turn of the event loop travel in one message (fewer serialisations).
+ *   An entry crosses by value: a leaf it would make on demand (an access entry's `otherwise`
+ *   function) is made before it is queued, or the message could not be cloned.
  * - Bounded: beyond MAX_OUTSTANDING_ENTRIES unanswered entries `append()` rejects at once (503),
  *   like the in-process queue; after `close()`, at once.
  */
@@ -76,6 +78,13 @@ function settle(w: Waiter, r: AppendResult | undefined): void {
   else w.reject(unavailable('the integrator gave no outcome for the entry'));
 }
 
+/** `req` as it can cross the channel: an access entry's `otherwise` leaf made now if it is a function. */
+function byValue(req: AppendRequest): AppendRequest {
+  const otherwise = req.kind === 'access' ? req.requires?.otherwise : undefined;
+  if (req.kind !== 'access' || !req.requires || typeof otherwise !== 'function') return req;
+  return { ...req, requires: { ...req.requires, otherwise: otherwise() } };
+}
+
 export class RemoteAppender implements Appender {
   private readonly inFlight = new Map<number, InFlight>();
   private outbox: { reqs: AppendRequest[]; waiters: Waiter[] } | null = null;
@@ -107,7 +116,7 @@ export class RemoteAppender implements Appender {
         this.outbox = { reqs: [], waiters: [] };
         setImmediate(() => this.flush());
       }
-      this.outbox.reqs.push(req);
+      this.outbox.reqs.push(byValue(req));
       this.outbox.waiters.push({ resolve, reject });
     });
   }

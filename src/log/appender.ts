@@ -22,17 +22,24 @@
  *   batch, and resolves `denied` (the attempt is logged exactly once; the granted leaf never
  *   commits). The checks themselves — what they read and why — are registered by the service
  *   layer (src/services/append-preconditions.ts); this module MUST NOT know what they mean.
- * - An entry naming an unregistered check is rejected (INTERNAL) before it is queued.
+ * - Companion writes: an access entry MAY ask for one registered write (`companion`) made in
+ *   the transaction that commits it, with its log index (src/log/append/companions.ts); its
+ *   `appended` outcome then says whether the write changed a row. None is made for an entry
+ *   appended as its `otherwise` leaf. The writes are registered by the service layer.
+ * - An entry naming an unregistered check or companion write is rejected (INTERNAL) before it
+ *   is queued.
  */
 import type { AppDatabase } from '../db/connection.js';
 import { PaylogError } from '../errors.js';
 import { PgAppendDriver } from './append/pg-driver.js';
 import type { PreconditionCheck } from './append/preconditions.js';
+import type { CompanionWrite } from './append/companions.js';
 import { AppendQueue, type QueueOptions } from './append/queue.js';
 import type { AppendOutcome, AppendRequest, Appender } from './append/types.js';
 
 export { APPEND_LOCK_KEY } from './append/pg-driver.js';
 export type { PreconditionCheck } from './append/preconditions.js';
+export type { CompanionWrite } from './append/companions.js';
 export type { AppendOutcome, AppendRequest, Appender, Precondition } from './append/types.js';
 
 export interface AppenderOptions extends QueueOptions {
@@ -40,6 +47,8 @@ export interface AppenderOptions extends QueueOptions {
   headKey?: Buffer;
   /** The preconditions entries may name (src/services/append-preconditions.ts). */
   preconditions?: readonly PreconditionCheck[];
+  /** The companion writes access entries may ask for (e.g. src/services/forward/ledger.ts `MARK_SENT`). */
+  companions?: readonly CompanionWrite[];
 }
 
 export class LogAppender implements Appender {
@@ -50,6 +59,7 @@ export class LogAppender implements Appender {
     this.driver = new PgAppendDriver(database.pool, {
       ...(opts.headKey ? { headKey: opts.headKey } : {}),
       ...(opts.preconditions ? { checks: opts.preconditions } : {}),
+      ...(opts.companions ? { companions: opts.companions } : {}),
     });
     this.queue = new AppendQueue(this.driver, opts);
   }
@@ -59,6 +69,10 @@ export class LogAppender implements Appender {
     const named = req.kind === 'transaction' ? (req.requires ?? []) : req.kind === 'access' ? (req.requires?.checks ?? []) : [];
     const unknown = named.find((p) => !this.driver.knows(p.check));
     if (unknown) return Promise.reject(new PaylogError('INTERNAL', `append precondition ${unknown.check} is not registered`));
+    const companion = req.kind === 'access' ? req.companion : undefined;
+    if (companion && !this.driver.knowsWrite(companion.write, companion.args.length)) {
+      return Promise.reject(new PaylogError('INTERNAL', `companion write ${companion.write} with ${companion.args.length} arguments is not registered`));
+    }
     return this.queue.append(req);
   }
 

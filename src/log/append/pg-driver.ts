@@ -16,7 +16,9 @@
  * - A failed COMMIT leaves the outcome unknown: it MUST surface as `CommitOutcomeUnknown`, its
  *   connection MUST be discarded, and the batch MUST NOT be retried entry by entry.
  * - It knows nothing about payments: preconditions are registered checks (preconditions.ts)
- *   whose SQL it splices into its one state read.
+ *   whose SQL it splices into its one state read; companion writes (companions.ts) are
+ *   registered writes whose SQL it splices into its one batch insert, so they commit exactly
+ *   when the entries that asked for them do.
  */
 import { createHash } from 'node:crypto';
 import type pg from 'pg';
@@ -25,7 +27,8 @@ import { isTransientDatabaseError } from '../../db/errors.js';
 import { EMPTY_ROOT, nodeKey, rangeNodes, type NodeId } from '../merkle.js';
 import { treeHeadMac } from '../tree-head.js';
 import { LEGACY_HEAD_COLUMN, headTrusted, selectHead, selectNodes, type TreeHead } from '../store.js';
-import { batchKeys, planBatch, withReplayLeafHashes, type AcceptedEntry, type BatchState, type StoredTransaction } from './plan.js';
+import { batchKeys, companionCalls, planBatch, withCompanionResults, withReplayLeafHashes, type AcceptedEntry, type BatchState, type StoredTransaction } from './plan.js';
+import { companionSql, companionTable, type CompanionCall, type CompanionWrite } from './companions.js';
 import { checkRowKind, checkSql, checkTable, type CheckTable, type PreconditionCheck } from './preconditions.js';
 import type { AccessRequest, AppendDriver, AppendRequest, BatchResult, TransactionRequest } from './types.js';
 
@@ -81,9 +84,11 @@ SELECT 'p', plan_mode.v, NULL, NULL, NULL, NULL, NULL, NULL FROM (SELECT ${INSER
 
 /**
  * One statement inserting everything a batch writes (data-modifying CTEs; foreign keys are
- * checked at the end of the statement). Arrays are bound as parameters, one per column.
+ * checked at the end of the statement). Arrays are bound as parameters, one per column. The
+ * companion writes the batch's entries ask for (companions.ts) are more CTEs of the same
+ * statement, from parameter $INSERT_PARAMS + 1 on: no round trip of their own under the lock.
  */
-const INSERT_BATCH = `
+const INSERT_CTES = `
 WITH le AS (
   INSERT INTO log_entries (idx, leaf, created_at)
   SELECT * FROM unnest($1::bigint[], $2::bytea[], $3::timestamptz[])
@@ -99,8 +104,22 @@ WITH le AS (
 ), ae AS (
   INSERT INTO access_entries (log_index, transaction_id, created_at)
   SELECT * FROM unnest($14::bigint[], $15::text[], $16::timestamptz[])
-)
-INSERT INTO tree_heads (size, root_hash, mac) VALUES ($17, $18, $19)`;
+)`;
+const INSERT_HEAD = 'INSERT INTO tree_heads (size, root_hash, mac) VALUES ($17, $18, $19)';
+/** Parameters of the batch insert before any companion write's. */
+const INSERT_PARAMS = 22;
+
+/** The batch insert for `calls` (none: the plain insert): its name, text and extra values. */
+function insertStatement(calls: readonly CompanionCall[]): { name: string; text: string; extra: unknown[] } {
+  if (calls.length === 0) return { name: 'paylog_insert_batch', text: `${INSERT_CTES}
+${INSERT_HEAD}`, extra: [] };
+  const { ctes, select, values } = companionSql(calls, INSERT_PARAMS + 1);
+  const text = `${INSERT_CTES}, th AS (
+  ${INSERT_HEAD}
+)${ctes.map((c) => `, ${c}`).join('')}
+${select}`;
+  return { name: `paylog_insert_batch_${createHash('sha256').update(text).digest('hex').slice(0, 12)}`, text, extra: values };
+}
 
 /**
  * The batch insert runs with a generic plan (for the rest of its transaction, which then only
@@ -181,11 +200,14 @@ interface PgDriverOptions {
   headKey?: Buffer;
   /** The preconditions entries may name (registered by the service layer). */
   checks?: readonly PreconditionCheck[];
+  /** The companion writes access entries may ask for (registered by the service layer). */
+  companions?: readonly CompanionWrite[];
 }
 
 export class PgAppendDriver implements AppendDriver {
   private readonly checks: readonly PreconditionCheck[];
   private readonly table: CheckTable;
+  private readonly writes: ReadonlyMap<string, CompanionWrite>;
   /** State reads by the set of checks the batch names (their ids, in registry order). */
   private readonly stateReads = new Map<string, StateRead>();
 
@@ -195,10 +217,15 @@ export class PgAppendDriver implements AppendDriver {
   ) {
     this.checks = opts.checks ?? [];
     this.table = checkTable(this.checks);
+    this.writes = companionTable(opts.companions ?? []);
   }
 
   knows(check: string): boolean {
     return this.table.has(check);
+  }
+
+  knowsWrite(write: string, args: number): boolean {
+    return this.writes.get(write)?.args === args;
   }
 
   mayRetryAlone(e: unknown): boolean {
@@ -270,9 +297,10 @@ export class PgAppendDriver implements AppendDriver {
       const lock = client.query(`BEGIN; SET LOCAL synchronous_commit = on; SELECT pg_advisory_xact_lock(${APPEND_LOCK_KEY.toString()})`);
       const [, state] = await Promise.all([lock, this.readBatchState(client, reqs)]);
       const plan = planBatch(state, reqs, this.table);
+      const statement = insertStatement(companionCalls(plan, this.writes));
       const insert =
         plan.accepted.length > 0
-          ? client.query({ name: 'paylog_insert_batch', text: INSERT_BATCH, values: batchValues(plan.accepted, plan.newNodes, plan.head, headKey) })
+          ? client.query({ name: statement.name, text: statement.text, values: [...batchValues(plan.accepted, plan.newNodes, plan.head, headKey), ...statement.extra] })
           : null;
       let outcomes = plan.outcomes;
       if (plan.replayIndexes.length > 0) {
@@ -291,6 +319,10 @@ export class PgAppendDriver implements AppendDriver {
         if (com.status === 'rejected') throw com.reason;
       }
       finished = true;
+      if (statement.extra.length > 0) {
+        const moved = new Set(((await insert)!.rows as { idx: string }[]).map((r) => Number(r.idx)));
+        outcomes = withCompanionResults(outcomes, reqs, moved);
+      }
       return { outcomes, head: plan.head, appended: plan.accepted.length };
     } catch (e) {
       if (e instanceof CommitOutcomeUnknown) broken = true;

@@ -20,6 +20,7 @@ import { PaylogError } from '../../errors.js';
 import { timingSafeEqual } from 'node:crypto';
 import { appendLeaves, hashLeaf, nodeKey, type NodeId } from '../merkle.js';
 import type { CheckTable } from './preconditions.js';
+import type { CompanionCall, CompanionWrite } from './companions.js';
 import type { AppendOutcome, AppendRequest, Precondition, TreeHead } from './types.js';
 
 /** A transaction id already stored (or appended earlier in the batch). */
@@ -183,3 +184,30 @@ export function withReplayLeafHashes(plan: BatchPlan, leafNodes: ReadonlyMap<str
   });
 }
 
+
+/**
+ * Step 4 (before the insert): the companion writes of the entries appended as asked (an access
+ * entry appended as its `otherwise` leaf makes none), grouped by write, in registry order.
+ */
+export function companionCalls(plan: Pick<BatchPlan, 'accepted'>, writes: ReadonlyMap<string, CompanionWrite>): CompanionCall[] {
+  const calls = new Map<string, CompanionCall>();
+  for (const a of plan.accepted) {
+    if (a.req.kind !== 'access' || !a.req.companion || a.denied !== undefined) continue;
+    const write = writes.get(a.req.companion.write);
+    if (!write) throw new PaylogError('INTERNAL', `companion write ${a.req.companion.write} is not registered`);
+    let call = calls.get(write.id);
+    if (!call) calls.set(write.id, (call = { write, indexes: [], args: [] }));
+    call.indexes.push(a.index);
+    call.args.push(a.req.companion.args);
+  }
+  return [...writes.keys()].filter((id) => calls.has(id)).map((id) => calls.get(id)!);
+}
+
+/** Step 5 (after the insert): each entry that asked for a companion write learns whether it changed a row. */
+export function withCompanionResults(outcomes: AppendOutcome[], reqs: readonly AppendRequest[], moved: ReadonlySet<number>): AppendOutcome[] {
+  return outcomes.map((o, i) => {
+    const req = reqs[i]!;
+    if (o.status !== 'appended' || req.kind !== 'access' || !req.companion) return o;
+    return { ...o, companion: moved.has(o.logIndex) };
+  });
+}

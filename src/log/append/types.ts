@@ -59,6 +59,13 @@ export type AppendRequest =
        * NOT be the granted leaf).
        */
       requires?: { checks: Precondition[]; otherwise: Buffer | (() => Buffer) };
+      /**
+       * A companion write (registered by id, src/log/append/companions.ts) made in the
+       * transaction that commits THIS leaf, with its log index and `args`; not made when the
+       * `otherwise` leaf is appended instead. The outcome's `companion` says whether it changed
+       * a row.
+       */
+      companion?: { write: string; args: string[] };
     }
   | { kind: 'key_event'; leaf: Buffer; createdAt: Date; transactionId?: string }
   | { kind: 'admin_event'; leaf: Buffer; createdAt: Date };
@@ -71,7 +78,8 @@ export type AccessRequest = Extract<AppendRequest, { kind: 'access' }>;
  * entry: its `otherwise` leaf appended instead, denied).
  */
 export type AppendOutcome =
-  | { status: 'appended'; logIndex: number; leafHash: Buffer; createdAt: Date; treeSize: number }
+  /** `companion`: for an entry that asked for a companion write, whether it changed a row. */
+  | { status: 'appended'; logIndex: number; leafHash: Buffer; createdAt: Date; treeSize: number; companion?: boolean }
   | { status: 'replayed'; logIndex: number; leafHash: Buffer; createdAt: Date }
   | { status: 'conflict'; logIndex: number }
   | { status: 'refused'; reason: string }
@@ -116,4 +124,6 @@ export interface AppendDriver {
   mayRetryAlone(e: unknown): boolean;
   /** Whether an entry only names registered checks (an entry naming another is rejected). */
   knows(check: string): boolean;
+  /** Whether a companion write is registered with `args` arguments (an entry naming another is rejected). */
+  knowsWrite(write: string, args: number): boolean;
 }

@@ -15,8 +15,9 @@
  * - At most once per (transaction, Idempotency-Key) (ForwardLedger): a retry with the same
  *   request gets the recorded masked answer and nothing is sent; another request → 409
  *   IDEMPOTENCY_CONFLICT; while the first is in flight, the retry waits up to
- *   FORWARD_RETRY_WAIT_MS, then 409 FORWARD_IN_PROGRESS; a forward whose process stopped between
- *   marking it sent and its result is `unknown` (FORWARD_OUTCOME_UNKNOWN), never re-sent; one that
+ *   FORWARD_RETRY_WAIT_MS, then 409 FORWARD_IN_PROGRESS. Only the attempt whose granted entry's
+ *   commit moved the ledger row to `sent` sends. A forward whose process stopped after that
+ *   commit and before its result is `unknown` (FORWARD_OUTCOME_UNKNOWN), never re-sent; one that
  *   stopped before (nothing sent) is taken over by the next retry after FORWARD_STALE_GRACE_MS.
  * - The CVC is taken (consumed) only after the access entry committed, right before egress,
  *   and only when the template uses `{{card.cvc}}`; none held → result `refused`,
@@ -49,7 +50,7 @@ import type { TakeCardSecurityCode } from './cvc-seam.js';
 import type { Destination, DestinationService } from './destinations.js';
 import { grantedWithKey, type GrantedKey } from './history.js';
 import { readFirst } from './first-reads.js';
-import { ForwardLedger, type ForwardAnswer, type StoredAnswer } from './ledger.js';
+import { ForwardLedger, markSentWith, type ForwardAnswer, type StoredAnswer } from './ledger.js';
 import { ForwardPools } from './pools.js';
 import { forwardRequestMac, idempotencyKeyMac, idempotencyKeyOf, parseForwardRequest, pathAllowed, type ForwardRequest } from './request.js';
 
@@ -204,7 +205,7 @@ export class ForwardService {
     return await this.firstAttempt(principal, row, key, req, dest, template, sourceAddress, read.value.dataKey, granted);
   }
 
-  /** Logs a refused attempt (denied access entry) and returns the refusal to throw. */
+  /** Logs a refused attempt (denied access entry); returns the refusal to throw. */
   private async denied(principal: Principal, transactionId: string, exists: boolean, req: ForwardRequest | undefined, refusal: PaylogError, sourceAddress: string, key: string): Promise<PaylogError> {
     const loggedId = exists ? transactionId : unknownTransactionRef(this.deps.macKey, transactionId);
     try {
@@ -249,17 +250,8 @@ export class ForwardService {
     }
   }
 
-  private async firstAttempt(
-    principal: Principal,
-    row: TransactionRecord,
-    key: string,
-    req: ForwardRequest,
-    dest: Destination,
-    template: ParsedTemplate | undefined,
-    sourceAddress: string,
-    dataKey: DataKeyRow | undefined,
-    grantedBefore: Promise<Settled<GrantedKey | null>>,
-  ): Promise<ForwardAnswer> {
+  private async firstAttempt(principal: Principal, row: TransactionRecord, key: string, req: ForwardRequest, dest: Destination, template: ParsedTemplate | undefined, sourceAddress: string,
+    dataKey: DataKeyRow | undefined, grantedBefore: Promise<Settled<GrantedKey | null>>): Promise<ForwardAnswer> {
     const transactionId = row.transactionId;
     let plaintext: Buffer | undefined;
     let values: Partial<Record<PlaceholderName, string>>;
@@ -293,9 +285,9 @@ export class ForwardService {
       throw unknown;
     }
 
-    // The access entry: committed before any byte leaves.
+    // The access entry: committed before any byte leaves, with the ledger row's move to `sent`.
     const now = new Date();
-    let accessLogIndex: number;
+    let accessLogIndex: number, movedToSent: boolean;
     try {
       const appended = await this.deps.appender.append({
         kind: 'access',
@@ -304,6 +296,7 @@ export class ForwardService {
         access: { transactionId },
         // The denied leaf is encoded only if a check fails.
         requires: keyMaterialRequires(keyMaterialOf(transactionId, row.envelope.key), () => this.accessLeaf(principal, transactionId, req, 'denied', 'DATA_SHREDDED', sourceAddress, now, key)),
+        companion: markSentWith(transactionId, key),
       });
       if (appended.status !== 'appended') {
         const shredded = new PaylogError('DATA_SHREDDED', 'the card data of this transaction has been shredded');
@@ -311,13 +304,13 @@ export class ForwardService {
         throw shredded;
       }
       accessLogIndex = appended.logIndex;
+      movedToSent = appended.companion === true;
     } catch (e) {
       if (isPaylogError(e) && e.code === 'DATA_SHREDDED') throw e;
       await this.ledger.abandon(transactionId, key).catch(() => undefined);
       throw new PaylogError('LOG_UNAVAILABLE', 'the forward could not be logged durably; nothing was sent', undefined, { cause: e });
     }
-    // Only the attempt that moves the ledger row to `sent` may send.
-    if (!(await this.ledger.markSent(transactionId, key, accessLogIndex))) throw new PaylogError('FORWARD_IN_PROGRESS', 'another attempt holds this Idempotency-Key');
+    if (!movedToSent) throw new PaylogError('FORWARD_IN_PROGRESS', 'another attempt holds this Idempotency-Key');
     return await this.send(transactionId, key, req, dest, template, values, accessLogIndex);
   }
 

@@ -4,24 +4,29 @@
  *
  * Contract:
  * - A row is claimed (`pending`) BEFORE the access entry is appended; it becomes `sent` (with
- *   the access entry's index) after that entry committed and BEFORE any byte leaves; `done`
- *   with the masked answer after the result. Nothing is sent unless this process moved the row
- *   from pending to sent.
+ *   the access entry's index) IN THE TRANSACTION THAT COMMITS the granted access entry (the
+ *   companion write MARK_SENT, made by the append batch: src/log/append/companions.ts), so a
+ *   row is `sent` exactly when its granted entry is committed; `done` with the masked answer
+ *   after the result. Nothing is sent unless this attempt's access entry moved the row from
+ *   pending to sent (its outcome's `companion`).
  * - A `sent` row that is not `done` after its stale time belongs to a forward whose process
  *   stopped (crash, kill) after it may have sent: its outcome is unknown, it is never sent again.
  *   A stale `pending` row never sent anything: a retry with the same request takes it over.
  * - Rows are written with asynchronous commit (`synchronous_commit = off` for the writing
- *   statement's transaction only, one statement per write: no fsync wait, one round trip): the
+ *   statement's transaction only, one statement per write: no fsync wait, one round trip) —
+ *   except the move to `sent`, durable with the log batch that commits its access entry: the
  *   LOG, not this table, is what keeps a forward from being sent twice (the granted access entry
  *   carries a keyed MAC of the key, checked before every first attempt), so a row lost in a crash
  *   costs at most a retry answered `unknown` instead of the recorded answer.
- * - `markSent` and `finish` calls made in the same turn of the event loop (the forwards whose
- *   entries one append batch committed) are written as ONE statement per kind (an UPDATE … FROM
- *   unnest); of several calls for one (transaction, key) in a turn only the first can succeed.
+ * - `finish` calls made in the same turn of the event loop (the forwards whose entries one
+ *   append batch committed) are written as ONE statement (an UPDATE … FROM unnest); of several
+ *   calls for one (transaction, key) in a turn only the first can succeed. Likewise, of several
+ *   access entries of one batch asking MARK_SENT for one row, only one moves it.
  * - The stored answer is the MASKED answer (what the caller got); header values of the request
  *   are never stored (only the request's keyed MAC).
  */
 import type { AppDatabase } from '../../db/connection.js';
+import type { CompanionWrite } from '../../log/appender.js';
 
 /** What a retry receives: the answer as first returned, or the error. */
 export type StoredAnswer =
@@ -85,15 +90,30 @@ class CoalescedWrite<A extends { transactionId: string; key: string }> {
 const rowId = (r: { transactionId: string; key: string }) => JSON.stringify([r.transactionId, r.key]);
 const movedRows = (rows: unknown[]) => new Set((rows as { transaction_id: string; idempotency_key: string }[]).map((r) => rowId({ transactionId: r.transaction_id, key: r.idempotency_key })));
 
-type SentCall = { transactionId: string; key: string; accessLogIndex: number };
+/**
+ * The move pending → sent of the rows whose forwards' granted access entries a batch commits
+ * (registered with the appender: src/bootstrap/log.ts, src/bootstrap/integrator.ts); arguments
+ * (transaction id, Idempotency-Key), as `markSentWith` gives them.
+ */
+export const MARK_SENT: CompanionWrite = {
+  id: 'forward_mark_sent',
+  args: 2,
+  sql: `UPDATE forward_requests f SET state = 'sent', access_log_index = u.idx
+  FROM unnest({index}, {arg0}, {arg1}) AS u(idx, tx, k)
+  WHERE f.transaction_id = u.tx AND f.idempotency_key = u.k AND f.state = 'pending' RETURNING u.idx`,
+};
+
+/** The companion an access entry asks for to move (transaction, key) from pending to sent as it commits. */
+export function markSentWith(transactionId: string, key: string): { write: string; args: string[] } {
+  return { write: MARK_SENT.id, args: [transactionId, key] };
+}
+
 type DoneCall = { transactionId: string; key: string; from: 'pending' | 'sent'; answer: string; resultLogIndex: number | null };
 
 export class ForwardLedger {
-  private readonly sent: CoalescedWrite<SentCall>;
   private readonly done: CoalescedWrite<DoneCall>;
 
   constructor(private readonly database: AppDatabase) {
-    this.sent = new CoalescedWrite((calls) => this.writeSent(calls));
     this.done = new CoalescedWrite((calls) => this.writeDone(calls));
   }
 
@@ -132,26 +152,9 @@ export class ForwardLedger {
     return { requestMac: row.request_mac, state: row.state, accessLogIndex: row.access_log_index === null ? null : Number(row.access_log_index), answer: row.answer, ageMs: Number(row.age_ms) };
   }
 
-  /** pending → sent; true only for the one caller that made the move. */
-  markSent(transactionId: string, key: string, accessLogIndex: number): Promise<boolean> {
-    return this.sent.add({ transactionId, key, accessLogIndex });
-  }
-
   /** → done with the answer; true only for the one caller that made the move from `from`. */
   finish(transactionId: string, key: string, from: 'pending' | 'sent', answer: StoredAnswer, resultLogIndex: number | null): Promise<boolean> {
     return this.done.add({ transactionId, key, from, answer: JSON.stringify(answer), resultLogIndex });
-  }
-
-  private async writeSent(calls: SentCall[]): Promise<Set<string>> {
-    const col = <R>(f: (c: SentCall) => R) => calls.map(f);
-    const r = await this.write({
-      name: 'paylog_forward_sent',
-      text: `UPDATE forward_requests f SET state = 'sent', access_log_index = u.idx
-             FROM unnest($1::text[], $2::text[], $3::bigint[]) AS u(tx, k, idx), ${ASYNC_COMMIT}
-             WHERE f.transaction_id = u.tx AND f.idempotency_key = u.k AND f.state = 'pending' RETURNING f.transaction_id, f.idempotency_key`,
-      values: [col((c) => c.transactionId), col((c) => c.key), col((c) => c.accessLogIndex)],
-    });
-    return movedRows(r.rows);
   }
 
   private async writeDone(calls: DoneCall[]): Promise<Set<string>> {

@@ -22,6 +22,12 @@ beforeAll(async () => {
       res.writeHead(200);
       for (let i = 0; i < 8; i++) res.write(Buffer.alloc(1024, 2));
       res.end();
+    } else if (req.url === '/trickle') {
+      // Each chunk well within the between-chunks timeout; the whole answer takes ~10 s.
+      res.writeHead(200);
+      const t = setInterval(() => res.write('.'), 100);
+      setTimeout(() => (clearInterval(t), res.end()), 10_000);
+      res.on('close', () => clearInterval(t));
     } else {
       res.writeHead(200, { 'content-type': 'text/plain' }).end('ok');
     }
@@ -49,7 +55,16 @@ describe('outbound HTTP module', () => {
     const http = httpClient(POLICY);
     await expect(http.request(`${base}/big`)).rejects.toBeInstanceOf(ResponseTooLargeError);
     await expect(http.request(`${base}/chunked`)).rejects.toBeInstanceOf(ResponseTooLargeError);
-    expect((await http.request(`${base}/small`)).body.toString()).toBe('ok');
+    expect((await http.request(`${base}/small?q=1`)).body.toString()).toBe('ok');
+    expect(hits).toContain('/small?q=1');
+    await http.destroy();
+  });
+
+  it('bounds the whole request by its deadline, even when every chunk arrives in time', async () => {
+    const http = httpClient({ ...POLICY, deadlineMs: 300 });
+    const failure = await http.request(`${base}/trickle`).then(() => null, (e: unknown) => e);
+    expect(failure).toBeInstanceOf(HttpTransportError);
+    expect((failure as HttpTransportError).cause).toMatchObject({ name: 'TimeoutError' });
     await http.destroy();
   });
 

@@ -13,7 +13,7 @@
 import { readFileSync } from 'node:fs';
 import { isDeepStrictEqual } from 'node:util';
 import { describe, expect, it } from 'vitest';
-import { accessLeafV2, adminEventLeaf, decodeCbor, decodeLeaf, decodeLeafFast, encodeCbor, encodeLeaf, keyEventLeaf, transactionLeaf, type CborValue, type Leaf } from '../src/log/leaf.js';
+import { accessLeafV2, adminEventLeaf, forwardResultLeaf, decodeCbor, decodeLeaf, decodeLeafFast, encodeCbor, encodeLeaf, keyEventLeaf, transactionLeaf, type CborValue, type Leaf } from '../src/log/leaf.js';
 import { checkLeaf } from '../src/audit/index.js';
 import { checkLeafReference } from '../src/audit/leaf-check.js';
 import { MAX_LEAF_BYTES, encodeLeafReference } from '../src/log/leaf/codec.js';
@@ -48,6 +48,10 @@ function builderLeaves(): Buffer[] {
     transactionLeaf({ ...base, paymentMethod: { type: 'us_bank_account', routingNumber: '011000015', last4: '6789', accountType: 'savings' }, envelope: env({ epochId: 'acme/2026-12-01T10/2' }) }),
     accessLeafV2({ time, transactionId: 'ord-1', action: 'read', principal, outcome: 'denied', reason: 'not_assigned', sourceAddress: '::1' }),
     accessLeafV2({ time, transactionId: 'ord-1', action: 'release', principal, purpose: 'chargeback', reference: 'case 4111 1111 1111 1111', outcome: 'granted', sourceAddress: '10.0.0.1' }),
+    accessLeafV2({ time, transactionId: 'ord-1', action: 'forward', principal, purpose: 'authorize', reference: 'r-1', outcome: 'granted', sourceAddress: '10.0.0.3', forward: { destination: 'payments', method: 'POST', path: '/v1/payments', templateSha256: d32(8), keyMac: d32(9) } }),
+    accessLeafV2({ time, transactionId: 'ord-1', action: 'forward', principal, purpose: 'authorize', outcome: 'denied', reason: 'DESTINATION_NOT_ALLOWED', sourceAddress: '10.0.0.3' }),
+    forwardResultLeaf({ time, transactionId: 'ord-1', accessLogIndex: 7, outcome: 'completed', status: 201, durationMs: 12, masked: 1 }),
+    forwardResultLeaf({ time, transactionId: 'ord-1', accessLogIndex: 7, outcome: 'failed', durationMs: 0, masked: 0, error: 'DESTINATION_TIMEOUT' }),
     adminEventLeaf({ time, action: 'certificate_revoked', principal, sourceAddress: '10.0.0.2', outcome: 'failed', reason: 'x', certificateFingerprint: `sha256:${'cd'.repeat(32)}`, serial: '0a1b', note: 'lost laptop' }),
     adminEventLeaf({ time, action: 'processor_registered', principal, sourceAddress: '10.0.0.2', outcome: 'granted', processor: 'acme' }),
     keyEventLeaf({ time, event: 'retention_run', actor: 'system', policy: { retention: 'P13M', asOf: time, epoch: 'day' }, counts: { records: 3, epochs: 0 }, kmsKeyIds: ['k1', 'k2'] }),
@@ -62,7 +66,7 @@ function builderLeaves(): Buffer[] {
       const { epk: _epk, ...env2 } = l.env as typeof l.env & { epk?: Buffer };
       const pm = l.pm.type === 'card' ? { ...l.pm, bin: '424242' } : l.pm;
       out.push(encodeLeaf({ ...l, v: 2, pm, fp: 'fp_x', env: env2 } as Leaf));
-    } else if (!(l.type === 'key_event' && (l.event === 'cse_key_created' || l.kmsKeyIds || l.publicKeySha256))) {
+    } else if (!(l.type === 'key_event' && (l.event === 'cse_key_created' || l.kmsKeyIds || l.publicKeySha256)) && l.type !== 'forward_result' && !(l.type === 'access' && l.action === 'forward')) {
       out.push(encodeLeaf({ ...l, v: 2 } as Leaf));
     }
   }
@@ -73,8 +77,9 @@ function builderLeaves(): Buffer[] {
 
 /** Values placed into every field: both sides of each bound the schemas have, and wrong types. */
 const REPLACEMENTS: CborValue[] = [
-  0, 1, 2, 3, 4, 12, 13, 255, 256, 999, 1000, 9999, 10000, 2 ** 32, Number.MAX_SAFE_INTEGER,
-  ...[0, 1, 2, 3, 4, 5, 31, 32, 33, 63, 64, 65, 127, 128, 129, 199, 200, 201, 255, 256, 257, 1024, 1025, 2048, 2049].map((n) => 'a'.repeat(n)),
+  0, 1, 2, 3, 4, 12, 13, 99, 100, 255, 256, 599, 600, 999, 1000, 9999, 10000, 2 ** 32, Number.MAX_SAFE_INTEGER,
+  ...[0, 1, 2, 3, 4, 5, 10, 11, 31, 32, 33, 63, 64, 65, 127, 128, 129, 199, 200, 201, 255, 256, 257, 512, 513, 1024, 1025, 2048, 2049].map((n) => 'a'.repeat(n)),
+  'forward', 'completed', 'unknown', 'granted',
   'USD', 'usd', 'US', 'card', 'iban', 'us_bank_account', 'system', 'release', 'denied', 'failed', 'epoch_created', 'cse_key_created', 'month', 'savings',
   '1234', '123456', '1234567', '12345678', '123456789', 'ABCD1234', 'ABCD1234XYZ', 'ab', 'P13M', 'p13m', 'acme/2026-12', 'acme/2026-12/7', 'acme/12',
   '4111111111111111', '4111 1111 1111 1111', '４１１１１１１１１１１１１１１１', '\uFEFFx', 'é', '0a', 'G',

@@ -26,6 +26,7 @@
  */
 import { EPOCH_ID_PATTERN } from '../../validation/identifiers.js';
 import { ADMIN_ACTIONS, ADMIN_OUTCOMES } from './admin-event.js';
+import { FORWARD_OUTCOMES } from './forward-result.js';
 import { MAX_LEAF_BYTES, type Leaf } from './codec.js';
 import { KEY_EVENT_KINDS, MAX_SHRED_KMS_KEY_IDS, SYSTEM_ACTOR, V3_KEY_EVENT_KINDS, cvcDestroyedWellFormed } from './key-event.js';
 import { MAX_CBOR_DEPTH } from './cbor.js';
@@ -300,13 +301,24 @@ function transaction(l: Obj, v3: boolean): boolean {
     (v3 || str(l.fp, 1, ID_MAX)) && paymentMethod(l.pm, v3) && envelope(l.env, v3);
 }
 
-// access (./access.ts), admin_event (./admin-event.ts)
-const ACCESS_KEYS = keys('v', 'type', 'time', 'transactionId', 'action', 'actor', 'purpose', 'reference', 'outcome', 'reason', 'source');
-const ACCESS_ACTIONS = keys('release', 'read');
+// access (./access.ts), forward_result (./forward-result.ts), admin_event (./admin-event.ts)
+const ACCESS_KEYS = keys('v', 'type', 'time', 'transactionId', 'action', 'actor', 'purpose', 'reference', 'outcome', 'reason', 'source', 'fwd');
+const ACCESS_ACTIONS = keys('release', 'read', 'forward');
 const ACCESS_OUTCOMES = keys('granted', 'denied');
-const access = (l: Obj): boolean =>
+const FORWARD_TARGET_KEYS = keys('dest', 'method', 'path', 'tpl', 'key');
+const forwardTarget = (f: unknown): boolean =>
+  isMap(f) && onlyKeys(f, FORWARD_TARGET_KEYS) && str(f.dest, 1, 64) && str(f.method, 1, 10) && str(f.path, 0, 512) && bytes(f.tpl, DIGEST_BYTES, DIGEST_BYTES) &&
+  bytes(f.key, DIGEST_BYTES, DIGEST_BYTES);
+const access = (l: Obj, v: number): boolean =>
   onlyKeys(l, ACCESS_KEYS) && uint(l.time) && str(l.transactionId, 1, ID_MAX) && oneOf(l.action, ACCESS_ACTIONS) && principal(l.actor) && optStr(l.purpose, 0, 32) &&
-  optStr(l.reference, 0, 256) && oneOf(l.outcome, ACCESS_OUTCOMES) && optStr(l.reason, 0, 64) && str(l.source, 0, 64);
+  optStr(l.reference, 0, 256) && oneOf(l.outcome, ACCESS_OUTCOMES) && optStr(l.reason, 0, 64) && str(l.source, 0, 64) && (l.fwd === undefined || forwardTarget(l.fwd)) &&
+  // `fwd` only on forward entries (always on granted ones), and forwards only in leaf format v3.
+  (l.fwd === undefined || l.action === 'forward') && (l.action !== 'forward' || (v === LEAF_FORMAT_V3 && (l.outcome === 'denied' || l.fwd !== undefined)));
+const FORWARD_RESULT_KEYS = keys('v', 'type', 'time', 'transactionId', 'access', 'outcome', 'status', 'ms', 'masked', 'error');
+const FORWARD_RESULT_OUTCOMES: ReadonlySet<string> = new Set(FORWARD_OUTCOMES);
+const forwardResult = (l: Obj, v: number): boolean =>
+  v === LEAF_FORMAT_V3 && onlyKeys(l, FORWARD_RESULT_KEYS) && uint(l.time) && str(l.transactionId, 1, ID_MAX) && uint(l.access) && oneOf(l.outcome, FORWARD_RESULT_OUTCOMES) &&
+  (l.status === undefined || (uint(l.status) && (l.status as number) >= 100 && (l.status as number) <= 599)) && uint(l.ms) && uint(l.masked) && optStr(l.error, 0, 64);
 const ADMIN_KEYS = keys('v', 'type', 'time', 'action', 'actor', 'source', 'outcome', 'reason', 'processor', 'cert', 'serial', 'note');
 const ADMIN_ACTION_SET: ReadonlySet<string> = new Set(ADMIN_ACTIONS);
 const ADMIN_OUTCOME_SET: ReadonlySet<string> = new Set(ADMIN_OUTCOMES);
@@ -350,7 +362,9 @@ function leafOk(l: Obj, v: number): boolean {
     case 'transaction':
       return transaction(l, v === LEAF_FORMAT_V3);
     case 'access':
-      return access(l);
+      return access(l, v);
+    case 'forward_result':
+      return forwardResult(l, v);
     case 'admin_event':
       return adminEvent(l);
     case 'key_event':

@@ -82,6 +82,29 @@ describe('ForwardLedger: pending → sent in the transaction that commits the ac
     ]);
   });
 
+  it('the write is planned for the table as it is: a plan made while forward_requests was empty does not keep scanning it whole', async () => {
+    const url = await newTestDatabase();
+    await applyMigrations(url);
+    const one = openAppDatabase(url, { max: 1 }); // one connection: the one whose plans are cached
+    const appender1 = new LogAppender(one, { companions: [MARK_SENT] });
+    try {
+      expect(await new ForwardLedger(one).claim('tx-plan', 'first', mac)).toEqual({ claimed: true });
+      expect(await appender1.append(granted('tx-plan', 'first'))).toMatchObject({ companion: true });
+      await query(url, "INSERT INTO forward_requests (transaction_id, idempotency_key, request_mac, state) SELECT 'tx-bulk-' || g, 'k', '\\x00', 'done' FROM generate_series(1, 50000) g");
+      expect(await new ForwardLedger(one).claim('tx-plan', 'second', mac)).toEqual({ claimed: true });
+      const seqScans = async () => {
+        await one.pool.query('SELECT pg_stat_force_next_flush()');
+        return Number((await query(url, "SELECT seq_scan FROM pg_stat_user_tables WHERE relname = 'forward_requests'"))[0]!.seq_scan);
+      };
+      const before = await seqScans();
+      expect(await appender1.append(granted('tx-plan', 'second'))).toMatchObject({ companion: true });
+      expect(await seqScans()).toBe(before);
+    } finally {
+      await appender1.close();
+      await one.close();
+    }
+  });
+
   it('an entry naming an unregistered companion write is rejected before it is queued', async () => {
     const bare = new LogAppender(db, {});
     await expect(bare.append(granted('tx-ledger-4', 'k'))).rejects.toMatchObject({ code: 'INTERNAL' });

@@ -7,9 +7,14 @@
  *
  * Contract:
  * - The log core MUST NOT know what a write means: it binds, for the batch's entries naming the
- *   write, their assigned log indexes and their arguments as parallel arrays, splices the write
- *   into the batch insert as one more data-modifying CTE (no round trip of its own under the
- *   append lock), and reports per entry whether it changed a row.
+ *   write, their assigned log indexes and their arguments as parallel arrays, runs the batch's
+ *   writes as one statement in the batch transaction after its insert and before its COMMIT
+ *   (queued with them: no round trip of its own under the append lock), and reports per entry
+ *   whether it changed a row.
+ * - That statement is planned afresh (custom plan), unlike the batch insert: a write reads the
+ *   table it changes, and a generic plan made while that table was empty keeps scanning it
+ *   whole as it grows, until the next ANALYZE (measured: a hash join over a sequential scan of
+ *   100,000 forward_requests rows) — under the append lock.
  * - A write's SQL is code registered by the service layer, never input: one data-modifying
  *   statement (UPDATE / INSERT / DELETE) whose `{index}` is the bigint[] of the entries' log
  *   indexes and `{arg0}` … `{argN-1}` (N = `args`) text[]s of their arguments, aligned with it;
@@ -50,15 +55,15 @@ export interface CompanionCall {
 }
 
 /**
- * The CTEs and the final SELECT the batch insert gains for `calls`; call `i` binds its indexes
- * as parameter `$p` and its arguments as the next `args` parameters, from `firstParam` on.
- * The SELECT yields one row per entry whose write changed a row: its log index (`idx`).
+ * One statement making every call's write: a CTE per call and a SELECT of the log indexes
+ * (`idx`) of the entries whose write changed a row. Call `i` binds its indexes and then its
+ * arguments as consecutive parameters from $1 on.
  */
-export function companionSql(calls: readonly CompanionCall[], firstParam: number): { ctes: string[]; select: string; values: unknown[] } {
+export function companionStatement(calls: readonly CompanionCall[]): { text: string; values: unknown[] } {
   const ctes: string[] = [];
   const selects: string[] = [];
   const values: unknown[] = [];
-  let p = firstParam;
+  let p = 1;
   calls.forEach((c, i) => {
     let sql = c.write.sql.replaceAll('{index}', `$${p++}::bigint[]`);
     values.push(c.indexes);
@@ -69,5 +74,5 @@ export function companionSql(calls: readonly CompanionCall[], firstParam: number
     ctes.push(`cw${i} AS (\n  ${sql}\n)`);
     selects.push(`SELECT * FROM cw${i}`);
   });
-  return { ctes, select: `SELECT moved.idx::bigint AS idx FROM (${selects.join(' UNION ALL ')}) AS moved(idx)`, values };
+  return { text: `WITH ${ctes.join(', ')}\nSELECT moved.idx::bigint AS idx FROM (${selects.join(' UNION ALL ')}) AS moved(idx)`, values };
 }

@@ -17,8 +17,8 @@
  *   connection MUST be discarded, and the batch MUST NOT be retried entry by entry.
  * - It knows nothing about payments: preconditions are registered checks (preconditions.ts)
  *   whose SQL it splices into its one state read; companion writes (companions.ts) are
- *   registered writes whose SQL it splices into its one batch insert, so they commit exactly
- *   when the entries that asked for them do.
+ *   registered writes it makes in the batch transaction, queued behind its insert, so they
+ *   commit exactly when the entries that asked for them do.
  */
 import { createHash } from 'node:crypto';
 import type pg from 'pg';
@@ -28,7 +28,7 @@ import { EMPTY_ROOT, nodeKey, rangeNodes, type NodeId } from '../merkle.js';
 import { treeHeadMac } from '../tree-head.js';
 import { LEGACY_HEAD_COLUMN, headTrusted, selectHead, selectNodes, type TreeHead } from '../store.js';
 import { batchKeys, companionCalls, planBatch, withCompanionResults, withReplayLeafHashes, type AcceptedEntry, type BatchState, type StoredTransaction } from './plan.js';
-import { companionSql, companionTable, type CompanionCall, type CompanionWrite } from './companions.js';
+import { companionStatement, companionTable, type CompanionCall, type CompanionWrite } from './companions.js';
 import { checkRowKind, checkSql, checkTable, type CheckTable, type PreconditionCheck } from './preconditions.js';
 import type { AccessRequest, AppendDriver, AppendRequest, BatchResult, TransactionRequest } from './types.js';
 
@@ -84,11 +84,9 @@ SELECT 'p', plan_mode.v, NULL, NULL, NULL, NULL, NULL, NULL FROM (SELECT ${INSER
 
 /**
  * One statement inserting everything a batch writes (data-modifying CTEs; foreign keys are
- * checked at the end of the statement). Arrays are bound as parameters, one per column. The
- * companion writes the batch's entries ask for (companions.ts) are more CTEs of the same
- * statement, from parameter $INSERT_PARAMS + 1 on: no round trip of their own under the lock.
+ * checked at the end of the statement). Arrays are bound as parameters, one per column.
  */
-const INSERT_CTES = `
+const INSERT_BATCH = `
 WITH le AS (
   INSERT INTO log_entries (idx, leaf, created_at)
   SELECT * FROM unnest($1::bigint[], $2::bytea[], $3::timestamptz[])
@@ -104,21 +102,20 @@ WITH le AS (
 ), ae AS (
   INSERT INTO access_entries (log_index, transaction_id, created_at)
   SELECT * FROM unnest($14::bigint[], $15::text[], $16::timestamptz[])
-)`;
-const INSERT_HEAD = 'INSERT INTO tree_heads (size, root_hash, mac) VALUES ($17, $18, $19)';
-/** Parameters of the batch insert before any companion write's. */
-const INSERT_PARAMS = 22;
-
-/** The batch insert for `calls` (none: the plain insert): its name, text and extra values. */
-function insertStatement(calls: readonly CompanionCall[]): { name: string; text: string; extra: unknown[] } {
-  if (calls.length === 0) return { name: 'paylog_insert_batch', text: `${INSERT_CTES}
-${INSERT_HEAD}`, extra: [] };
-  const { ctes, select, values } = companionSql(calls, INSERT_PARAMS + 1);
-  const text = `${INSERT_CTES}, th AS (
-  ${INSERT_HEAD}
-)${ctes.map((c) => `, ${c}`).join('')}
-${select}`;
-  return { name: `paylog_insert_batch_${createHash('sha256').update(text).digest('hex').slice(0, 12)}`, text, extra: values };
+)
+INSERT INTO tree_heads (size, root_hash, mac) VALUES ($17, $18, $19)`;
+/**
+ * The companion writes of a batch (companions.ts), queued after its insert, each batch's set as
+ * one statement (named per text), under custom plans again (READ_PLAN_MODE, queued before it:
+ * see companions.ts for why not the insert's generic plan). Resolves the log indexes of the
+ * entries whose write changed a row.
+ */
+function queueCompanionWrites(client: pg.PoolClient, calls: readonly CompanionCall[]): Promise<Set<number>> {
+  const { text, values } = companionStatement(calls);
+  const name = `paylog_companions_${createHash('sha256').update(text).digest('hex').slice(0, 12)}`;
+  const mode = client.query(READ_PLAN_MODE);
+  const writes = client.query({ name, text, values });
+  return Promise.all([mode, writes]).then(([, r]) => new Set((r.rows as { idx: string }[]).map((row) => Number(row.idx))));
 }
 
 /**
@@ -297,11 +294,15 @@ export class PgAppendDriver implements AppendDriver {
       const lock = client.query(`BEGIN; SET LOCAL synchronous_commit = on; SELECT pg_advisory_xact_lock(${APPEND_LOCK_KEY.toString()})`);
       const [, state] = await Promise.all([lock, this.readBatchState(client, reqs)]);
       const plan = planBatch(state, reqs, this.table);
-      const statement = insertStatement(companionCalls(plan, this.writes));
-      const insert =
+      const calls = companionCalls(plan, this.writes);
+      const inserted =
         plan.accepted.length > 0
-          ? client.query({ name: statement.name, text: statement.text, values: [...batchValues(plan.accepted, plan.newNodes, plan.head, headKey), ...statement.extra] })
+          ? client.query({ name: 'paylog_insert_batch', text: INSERT_BATCH, values: batchValues(plan.accepted, plan.newNodes, plan.head, headKey) })
           : null;
+      // Queued right behind the insert (same transaction, no turn of the loop in between).
+      const moved = calls.length > 0 ? queueCompanionWrites(client, calls) : null;
+      // The insert's error, if any, is the one reported (a failed insert fails what follows it).
+      const insert = moved ? Promise.all([inserted, moved]).then(([r]) => r) : inserted;
       let outcomes = plan.outcomes;
       if (plan.replayIndexes.length > 0) {
         const [leafNodes] = await Promise.all([selectNodes(client, plan.replayIndexes.map((index) => ({ level: 0, index }))), insert]);
@@ -319,10 +320,7 @@ export class PgAppendDriver implements AppendDriver {
         if (com.status === 'rejected') throw com.reason;
       }
       finished = true;
-      if (statement.extra.length > 0) {
-        const moved = new Set(((await insert)!.rows as { idx: string }[]).map((r) => Number(r.idx)));
-        outcomes = withCompanionResults(outcomes, reqs, moved);
-      }
+      if (moved) outcomes = withCompanionResults(outcomes, reqs, await moved);
       return { outcomes, head: plan.head, appended: plan.accepted.length };
     } catch (e) {
       if (e instanceof CommitOutcomeUnknown) broken = true;

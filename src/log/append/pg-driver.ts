@@ -130,7 +130,7 @@ function queueCompanionWrites(client: pg.PoolClient, calls: readonly CompanionCa
  * one round trip fewer under the append lock.
  */
 const INSERT_PLAN_MODE = "set_config('plan_cache_mode', 'force_generic_plan', true)";
-/** Undoes INSERT_PLAN_MODE for the rare reads after the state read (a head that is not ours). */
+/** Undoes INSERT_PLAN_MODE: for the rare reads after the state read (a head that is not ours), and companion writes. */
 const READ_PLAN_MODE = 'SET LOCAL plan_cache_mode = force_custom_plan';
 
 /** A batch-state read for one set of checks: its text, statement name, and row kind → check id. */

@@ -7,6 +7,8 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { Agent, request } from 'undici';
 import { startService, type ServiceHandle } from '../scripts/bench/service.js';
 import { cardTransaction } from './helpers/paylog.js';
@@ -62,6 +64,24 @@ describe.each(['workers', 'primary'])('PAYLOG_WORKERS=2, PAYLOG_CLUSTER_APPENDS=
       expect(replays.map((r) => r.status).sort()).toEqual([200, 200, 200, 201]);
     } finally {
       await Promise.all(agents.map((a) => a.close()));
+    }
+  });
+
+  it('a release is granted and logged (its access entry carries a denied leaf made on demand, which must cross to the integrator by value)', async () => {
+    const pki = join(svc.dataDir, 'pki');
+    const checkout = new Agent({ connect: { ...svc.checkoutTls } });
+    const acme = new Agent({ connect: { ca: readFileSync(join(pki, 'ca.pem')), cert: readFileSync(join(pki, 'processor-acme.pem')), key: readFileSync(join(pki, 'processor-acme-key.pem')) } });
+    try {
+      const tx = cardTransaction();
+      const submitted = await request(`${svc.url}/v1/transactions`, { method: 'POST', dispatcher: checkout, headers: { 'content-type': 'application/json' }, body: JSON.stringify(tx) });
+      expect(submitted.statusCode).toBe(201);
+      await submitted.body.dump();
+      const released = await request(`${svc.url}/v1/transactions/${tx.transactionId as string}/release`, { method: 'POST', dispatcher: acme, headers: { 'content-type': 'application/json' }, body: JSON.stringify({ purpose: 'capture' }) });
+      const text = await released.body.text();
+      expect(released.statusCode, text).toBe(200);
+      expect(JSON.parse(text)).toHaveProperty('accessLogIndex');
+    } finally {
+      await Promise.all([checkout.close(), acme.close()]);
     }
   });
 });

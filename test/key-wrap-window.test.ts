@@ -175,7 +175,7 @@ describe('early shred of one record of a shared window (real service, PostgreSQL
 
   it("deletes that record's wrapped key only: it answers 410, its window neighbour still releases, and the neighbour's wrapped key with the epoch private key does not open it", async () => {
     const ids = await Promise.all(Array.from({ length: 6 }, () => submitCard(t)));
-    const rows = (await query(t.databaseUrl, 'SELECT transaction_id, epoch_id, wrapped_key FROM data_keys WHERE transaction_id = ANY($1)', [ids])) as { transaction_id: string; epoch_id: string; wrapped_key: Buffer }[];
+    const rows = (await query(t.databaseUrl, 'SELECT t.transaction_id, d.epoch_id, d.wrapped_key FROM data_keys d JOIN transactions t ON t.log_index = d.log_index WHERE t.transaction_id = ANY($1)', [ids])) as { transaction_id: string; epoch_id: string; wrapped_key: Buffer }[];
     expect(rows.every((r) => r.wrapped_key.length === 84)).toBe(true);
     const byEnc = new Map<string, typeof rows>();
     for (const r of rows) byEnc.set(r.wrapped_key.subarray(0, 32).toString('hex'), [...(byEnc.get(r.wrapped_key.subarray(0, 32).toString('hex')) ?? []), r]);
@@ -184,7 +184,7 @@ describe('early shred of one record of a shared window (real service, PostgreSQL
     const [victim, neighbour] = shared! as [(typeof rows)[0], (typeof rows)[0]];
 
     expect((await t.call('admin', 'POST', `/v1/admin/transactions/${victim.transaction_id}/shred`, { reason: 'customer request' })).status).toBe(200);
-    const [dk] = await query(t.databaseUrl, 'SELECT wrapped_key FROM data_keys WHERE transaction_id = $1', [victim.transaction_id]);
+    const [dk] = await query(t.databaseUrl, 'SELECT wrapped_key FROM data_keys WHERE log_index = (SELECT log_index FROM transactions WHERE transaction_id = $1)', [victim.transaction_id]);
     expect(dk.wrapped_key).toBeNull();
     expect((await releaseTo(t, victim.transaction_id)).status).toBe(410);
     expect((await releaseTo(t, neighbour.transaction_id)).status).toBe(200);

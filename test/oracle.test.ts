@@ -312,7 +312,7 @@ describe('no oracle: a checkout certificate that knows a transactionId learns no
       leaf: encodeLeaf(v2 as any),
       createdAt: now,
       transaction: { transactionId: id, requestMac: randomBytes(32) },
-      dataKey: { transactionId: id, kmsKeyId: t.paylog.dataKeyId, wrappedKey: randomBytes(64), epochId: null },
+      dataKey: { kmsKeyId: t.paylog.dataKeyId, wrappedKey: randomBytes(64), epochId: null },
     });
     expect(appended.status).toBe('appended');
 
@@ -475,7 +475,7 @@ describe('a processor learns nothing about another processor\'s transactions (is
       leaf: Buffer.from('not a leaf'),
       createdAt: new Date(),
       transaction: { transactionId: id, requestMac: randomBytes(32), processor: 'acme' },
-      dataKey: { transactionId: id, kmsKeyId: t.paylog.dataKeyId, wrappedKey: randomBytes(64), epochId: null },
+      dataKey: { kmsKeyId: t.paylog.dataKeyId, wrappedKey: randomBytes(64), epochId: null },
     });
     expect(appended.status).toBe('appended');
     const notYours = await t.call('processor-globex', 'GET', `/v1/transactions/${id}`);

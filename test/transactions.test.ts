@@ -48,7 +48,7 @@ describe('POST /v1/transactions', () => {
     expect(r.status).toBe(201);
     // The sealed record is in the leaf (format v2); the wrapped data key beside the log.
     const [stored] = await sql(
-      `SELECT e.leaf, d.wrapped_key, d.kms_key_id, d.epoch_id FROM transactions t JOIN log_entries e ON e.idx = t.log_index JOIN data_keys d ON d.transaction_id = t.transaction_id WHERE t.transaction_id = $1`,
+      `SELECT e.leaf, d.wrapped_key, d.kms_key_id, d.epoch_id FROM transactions t JOIN log_entries e ON e.idx = t.log_index JOIN data_keys d ON d.log_index = t.log_index WHERE t.transaction_id = $1`,
       [body.transactionId],
     );
     const leaf = decodeLeaf(stored.leaf);

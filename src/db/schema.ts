@@ -118,21 +118,27 @@ export const transactions = pgTable('transactions', {
   createdAt: createdAt(),
 });
 
-/** Wrapped (KMS-encrypted) data keys, beside the log so rewrap/shredding never alter a leaf. */
-export const dataKeys = pgTable('data_keys', {
-  transactionId: text('transaction_id')
-    .primaryKey()
-    .references(() => transactions.transactionId),
-  /** Envelope v1: the KMS key that wrapped the data key (exactly one of kmsKeyId / epochId). */
-  kmsKeyId: text('kms_key_id'),
-  /** Wrapped data key; NULL once shredded. */
-  wrappedKey: bytea('wrapped_key'),
-  /** Envelope v2: the key epoch whose public key wrapped the data key. */
-  epochId: text('epoch_id'),
-  shreddedAt: timestamp('shredded_at', { withTimezone: true, mode: 'date' }),
-  /** NULL on rows since migration 0016 (the transactions row, written with it, has the time); read by nothing. */
-  createdAt: timestamp('created_at', { withTimezone: true, mode: 'date' }),
-});
+/**
+ * Wrapped (KMS-encrypted) data keys, beside the log so rewrap/shredding never alter a leaf. One
+ * row per transaction record, keyed by the record's log index (migration 0017; the
+ * transactions row maps transaction_id → log_index one to one).
+ */
+export const dataKeys = pgTable(
+  'data_keys',
+  {
+    logIndex: bigint('log_index', { mode: 'number' })
+      .primaryKey()
+      .references(() => transactions.logIndex),
+    /** Wrapped data key; NULL once shredded. */
+    wrappedKey: bytea('wrapped_key'),
+    /** Envelope v2: the key epoch whose public key wrapped the data key (exactly one of kmsKeyId / epochId). */
+    epochId: text('epoch_id').references(() => keyEpochs.epochId),
+    /** Envelope v1: the KMS key that wrapped the data key. */
+    kmsKeyId: text('kms_key_id'),
+    shreddedAt: timestamp('shredded_at', { withTimezone: true, mode: 'date' }),
+  },
+  (t) => [index('data_keys_epoch_id_idx').on(t.epochId)],
+);
 
 /**
  * Key epochs (envelope v2; migration 0002): one X25519 key pair per processor × period ×

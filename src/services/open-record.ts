@@ -13,9 +13,9 @@ import type { TransactionRecord } from './transaction-record.js';
 /** The `data_keys` row of a record, as `openRecordWith` needs it (undefined: no row). */
 export type DataKeyRow = typeof dataKeys.$inferSelect;
 
-/** Reads the `data_keys` row of `transactionId` (one query; a forward reads it beside its other first reads: src/services/forward/first-reads.ts). */
-async function readDataKey(database: AppDatabase, transactionId: string): Promise<DataKeyRow | undefined> {
-  return (await database.db.select().from(dataKeys).where(eq(dataKeys.transactionId, transactionId)).limit(1))[0];
+/** Reads the `data_keys` row of the record at `logIndex` (one query; a forward reads it beside its other first reads: src/services/forward/first-reads.ts). */
+async function readDataKey(database: AppDatabase, logIndex: number): Promise<DataKeyRow | undefined> {
+  return (await database.db.select().from(dataKeys).where(eq(dataKeys.logIndex, logIndex)).limit(1))[0];
 }
 
 /**
@@ -24,12 +24,12 @@ async function readDataKey(database: AppDatabase, transactionId: string): Promis
  * (KMS_UNAVAILABLE, INTEGRITY_FAILURE) pass through.
  */
 export async function openRecord(database: AppDatabase, recordKeys: RecordKeyring, row: TransactionRecord): Promise<Buffer> {
-  return await openRecordWith(recordKeys, row, await readDataKey(database, row.transactionId));
+  return await openRecordWith(recordKeys, row, await readDataKey(database, row.logIndex));
 }
 
 /** `openRecord` with the record's `data_keys` row already read (`readDataKey`); same contract. */
 export async function openRecordWith(recordKeys: RecordKeyring, row: TransactionRecord, key: DataKeyRow | undefined): Promise<Buffer> {
-  if (!key || key.transactionId !== row.transactionId) throw new PaylogError('INTEGRITY_FAILURE', 'the data key of this record is no longer available');
+  if (!key || key.logIndex !== row.logIndex) throw new PaylogError('INTEGRITY_FAILURE', 'the data key of this record is no longer available');
   if (key.wrappedKey === null || key.shreddedAt !== null) throw new PaylogError('DATA_SHREDDED', 'the card data of this transaction has been shredded');
   const env = row.envelope;
   return await recordKeys.open(

@@ -83,7 +83,7 @@ export async function readAssignment(
              (SELECT e.leaf FROM log_entries e WHERE e.idx = t.log_index AND t.processor IS NULL AND ke.processor IS NULL) AS leaf
            FROM (SELECT 1) AS one
            LEFT JOIN transactions t ON t.transaction_id = $1
-           LEFT JOIN data_keys dk ON dk.transaction_id = t.transaction_id
+           LEFT JOIN data_keys dk ON dk.log_index = t.log_index
            LEFT JOIN key_epochs ke ON ke.epoch_id = dk.epoch_id`,
     values: [transactionId, principalName],
   });
@@ -95,7 +95,7 @@ export async function readShredded(pool: Pool, transactionId: string): Promise<b
   const r = await pool.query({
     name: 'paylog_is_shredded',
     text: `SELECT (dk.wrapped_key IS NULL OR dk.shredded_at IS NOT NULL OR e.shredded_at IS NOT NULL) AS shredded
-           FROM data_keys dk LEFT JOIN key_epochs e ON e.epoch_id = dk.epoch_id WHERE dk.transaction_id = $1`,
+           FROM transactions t JOIN data_keys dk ON dk.log_index = t.log_index LEFT JOIN key_epochs e ON e.epoch_id = dk.epoch_id WHERE t.transaction_id = $1`,
     values: [transactionId],
   });
   return (r.rows[0] as { shredded: boolean } | undefined)?.shredded ?? true;

@@ -94,7 +94,7 @@ export async function sealAndAppend(
       processor: req.processor,
       ...(d.fingerprintKey ? { fingerprint: fingerprintV2(d.fingerprintKey, req.processor, req.paymentMethod) } : {}),
     },
-    dataKey: { transactionId: req.transactionId, wrappedKey: envelope.wrappedKey, kmsKeyId: keyRef.kmsKeyId ?? null, epochId: keyRef.epochId ?? null },
+    dataKey: { wrappedKey: envelope.wrappedKey, kmsKeyId: keyRef.kmsKeyId ?? null, epochId: keyRef.epochId ?? null },
     requires: submissionRequires({
       principal: { certificateFingerprint: principal.certificateFingerprint, serialHex: principal.serialHex },
       processor: req.processor,

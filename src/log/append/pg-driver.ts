@@ -94,8 +94,8 @@ WITH le AS (
   INSERT INTO transactions (transaction_id, log_index, request_mac, created_at, processor, fingerprint)
   SELECT * FROM unnest($7::text[], $8::bigint[], $9::bytea[], $10::timestamptz[], $21::text[], $22::text[])
 ), dk AS (
-  INSERT INTO data_keys (transaction_id, kms_key_id, wrapped_key, epoch_id)
-  SELECT * FROM unnest($11::text[], $12::text[], $13::bytea[], $20::text[])
+  INSERT INTO data_keys (log_index, kms_key_id, wrapped_key, epoch_id)
+  SELECT * FROM unnest($11::bigint[], $12::text[], $13::bytea[], $20::text[])
 ), ae AS (
   INSERT INTO access_entries (log_index, transaction_id, created_at)
   SELECT * FROM unnest($14::bigint[], $15::text[], $16::timestamptz[])
@@ -149,7 +149,7 @@ function batchValues(accepted: AcceptedEntry[], nodes: Array<NodeId & { hash: Bu
     col(txs, (a) => a.index),
     col(txs, (a) => a.req.transaction.requestMac),
     col(txs, (a) => a.req.createdAt),
-    col(txs, (a) => a.req.dataKey.transactionId),
+    col(txs, (a) => a.index),
     col(txs, (a) => a.req.dataKey.kmsKeyId ?? null),
     col(txs, (a) => a.req.dataKey.wrappedKey),
     col(acc, (a) => a.index),

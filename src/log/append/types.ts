@@ -39,8 +39,8 @@ export type AppendRequest =
        * the leaf, and keep the fingerprint out of the log (issue 17).
        */
       transaction: { transactionId: string; requestMac: Buffer; processor?: string; fingerprint?: string };
-      /** The `data_keys` row (opaque to the log): exactly one of `kmsKeyId` / `epochId`. */
-      dataKey: { transactionId: string; wrappedKey?: Buffer | null; kmsKeyId?: string | null; epochId?: string | null };
+      /** The `data_keys` row (opaque to the log; keyed by the entry's log index): exactly one of `kmsKeyId` / `epochId`. */
+      dataKey: { wrappedKey?: Buffer | null; kmsKeyId?: string | null; epochId?: string | null };
       /**
        * What must still hold when the entry commits; the first that fails refuses it (checks
        * registered as `beforeReplay` are decided before idempotency, the rest after).

@@ -10,6 +10,7 @@ import { createHash } from 'node:crypto';
 import { decodeLeaf, envelopeFromLeaf } from '../src/log/leaf.js';
 import { openEnvelopeV2 } from '../src/crypto/envelope-v2.js';
 import { openEnvelope } from '../src/crypto/envelope.js';
+import { STORED_REQUEST_MAC_BYTES } from '../src/services/transaction-seal.js';
 
 let t: TestPaylog;
 const pan = '4111111111111111';
@@ -103,6 +104,10 @@ describe('POST /v1/transactions', () => {
     expect(changed.json.error.code).toBe('IDEMPOTENCY_CONFLICT');
     const [{ n }] = await sql('SELECT count(*)::int AS n FROM log_entries WHERE position(convert_to($1, \'UTF8\') in leaf) > 0', [body.transactionId]);
     expect(n).toBe(1);
+    // The stored idempotency MAC is the served MAC's first 16 bytes (issue 20, storage); rows
+    // from before keep 32 and are judged the same way (the service decides from the leaf).
+    const [{ len }] = await sql('SELECT octet_length(request_mac) AS len FROM transactions WHERE transaction_id = $1', [body.transactionId]);
+    expect(len).toBe(STORED_REQUEST_MAC_BYTES);
   });
 
   it('N concurrent submissions of one new id make exactly one entry', async () => {

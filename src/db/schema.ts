@@ -95,7 +95,8 @@ export const treeHeads = pgTable('tree_heads', {
 /**
  * Lookup row of one transaction: id → log index, and the idempotency MAC (outside the tree, see
  * SECURITY.md). From issue 17 on, rows also carry `processor` (authorization before the leaf is
- * decoded) and `fingerprint` (v2, `fp2_…`: never in a leaf, served only to the processor). With leaf format v2 the record itself (served view and ciphertext) is the leaf;
+ * decoded) and `fingerprint` (v2, `fp2_…`: never in a leaf, served only to the processor). `request_mac`: 16 bytes on rows
+ * since migration 0017's release (src/services/transaction-seal.ts), 32 before. With leaf format v2 the record itself (served view and ciphertext) is the leaf;
  * the other columns are filled only by rows written before v2 (format v1 records).
  */
 export const transactions = pgTable('transactions', {

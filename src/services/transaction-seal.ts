@@ -33,6 +33,17 @@ interface SealDeps {
   fingerprintKey?: Buffer | undefined;
 }
 
+/**
+ * Bytes of the idempotency MAC stored in `transactions.request_mac` (issue 20, storage): the
+ * first 16 of the 32-byte served MAC (HMAC-SHA-256 truncated to 128 bits, RFC 2104 §5). The
+ * stored value only lets the append tell a replay from a conflict under its lock; the service
+ * then decides either from the record's leaf (src/services/transactions.ts `replayOrConflict`),
+ * so a shorter — or, for rows from before, longer — stored MAC changes no answer. 16 bytes
+ * instead of 32 save 17 of the row's ~150 bytes (its tuple crosses below the next 8-byte
+ * alignment step).
+ */
+export const STORED_REQUEST_MAC_BYTES = 16;
+
 /** One sealed submission: what the appender answered and the key the record was sealed under. */
 interface SealedAppend {
   outcome: Awaited<ReturnType<Appender['append']>>;
@@ -90,7 +101,7 @@ export async function sealAndAppend(
     createdAt,
     transaction: {
       transactionId: req.transactionId,
-      requestMac: mac,
+      requestMac: mac.subarray(0, STORED_REQUEST_MAC_BYTES),
       processor: req.processor,
       ...(d.fingerprintKey ? { fingerprint: fingerprintV2(d.fingerprintKey, req.processor, req.paymentMethod) } : {}),
     },

@@ -117,6 +117,8 @@ export const transactions = pgTable('transactions', {
   keyCommitment: bytea('key_commitment'),
   salt: bytea('salt'),
   createdAt: createdAt(),
+  /** The v2 fingerprint's 16 bytes, served as `fp2_` + base64url (rows since migration 0018; earlier rows hold `fp2_…` in `fingerprint`). */
+  fingerprintV2: bytea('fingerprint_v2'),
 });
 
 /**

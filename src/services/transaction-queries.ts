@@ -19,7 +19,7 @@ type Pool = AppDatabase['pool'];
  * (also read, beside other rows, by the forward's first read: src/services/forward/first-reads.ts).
  */
 export const TRANSACTION_RECORD_COLUMNS = `t.transaction_id, t.log_index, t.request_mac, t.processor, t.payment_method_type, t.masked,
-    t.fingerprint, t.amount_value, t.currency, t.metadata, t.envelope_version, t.iv, t.ciphertext, t.tag,
+    t.fingerprint, t.fingerprint_v2, t.amount_value, t.currency, t.metadata, t.envelope_version, t.iv, t.ciphertext, t.tag,
     t.key_commitment, t.salt, t.created_at, e.leaf`;
 
 const SELECT_RECORD = `SELECT ${TRANSACTION_RECORD_COLUMNS}

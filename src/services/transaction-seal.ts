@@ -18,7 +18,7 @@ import type { Principal } from '../auth/principal.js';
 import type { TransactionRequest } from '../validation/transaction.js';
 import type { MaskedPaymentMethod } from '../validation/masking.js';
 import { canonicalJson } from '../crypto/canonical-json.js';
-import { fingerprintV2 } from '../crypto/fingerprint.js';
+import { fingerprintV2Digest } from '../crypto/fingerprint.js';
 import type { RecordKeyring, SealedRecord } from '../keys/record-keys.js';
 import { encodeLeaf, transactionLeaf } from '../log/leaf.js';
 import type { Appender } from '../log/appender.js';
@@ -103,7 +103,7 @@ export async function sealAndAppend(
       transactionId: req.transactionId,
       requestMac: mac.subarray(0, STORED_REQUEST_MAC_BYTES),
       processor: req.processor,
-      ...(d.fingerprintKey ? { fingerprint: fingerprintV2(d.fingerprintKey, req.processor, req.paymentMethod) } : {}),
+      ...(d.fingerprintKey ? { fingerprint: fingerprintV2Digest(d.fingerprintKey, req.processor, req.paymentMethod) } : {}),
     },
     dataKey: { wrappedKey: envelope.wrappedKey, kmsKeyId: keyRef.kmsKeyId ?? null, epochId: keyRef.epochId ?? null },
     requires: submissionRequires({

@@ -91,8 +91,8 @@ WITH le AS (
   INSERT INTO merkle_nodes (level, idx, hash)
   SELECT * FROM unnest($4::smallint[], $5::bigint[], $6::bytea[])
 ), tx AS (
-  INSERT INTO transactions (transaction_id, log_index, request_mac, created_at, processor, fingerprint)
-  SELECT * FROM unnest($7::text[], $8::bigint[], $9::bytea[], $10::timestamptz[], $21::text[], $22::text[])
+  INSERT INTO transactions (transaction_id, log_index, request_mac, created_at, processor, fingerprint_v2)
+  SELECT * FROM unnest($7::text[], $8::bigint[], $9::bytea[], $10::timestamptz[], $21::text[], $22::bytea[])
 ), dk AS (
   INSERT INTO data_keys (log_index, kms_key_id, wrapped_key, epoch_id)
   SELECT * FROM unnest($11::bigint[], $12::text[], $13::bytea[], $20::text[])

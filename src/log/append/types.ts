@@ -36,9 +36,10 @@ export type AppendRequest =
       /**
        * Lookup columns of the `transactions` row. `processor` and `fingerprint` are opaque to
        * the log (stored as given, never in a leaf): they let a read authorize before decoding
-       * the leaf, and keep the fingerprint out of the log (issue 17).
+       * the leaf, and keep the fingerprint out of the log (issue 17); `fingerprint` is stored as
+       * bytes in `transactions.fingerprint_v2` (migration 0018).
        */
-      transaction: { transactionId: string; requestMac: Buffer; processor?: string; fingerprint?: string };
+      transaction: { transactionId: string; requestMac: Buffer; processor?: string; fingerprint?: Buffer };
       /** The `data_keys` row (opaque to the log; keyed by the entry's log index): exactly one of `kmsKeyId` / `epochId`. */
       dataKey: { wrappedKey?: Buffer | null; kmsKeyId?: string | null; epochId?: string | null };
       /**

@@ -70,7 +70,8 @@ describe('data_keys by transaction_id → by log index (migration 0017)', () => 
         { transaction_id: 'v1-shredded', log_index: 31, wrapped_key: null, epoch_id: null, kms_key_id: 'arn:k1', shredded_at: shreddedAt },
       ]);
       const columns = (await c.query("SELECT column_name FROM information_schema.columns WHERE table_name = 'data_keys' ORDER BY ordinal_position")).rows.map((r) => r.column_name);
-      expect(columns).toEqual(['log_index', 'wrapped_key', 'epoch_id', 'kms_key_id', 'shredded_at']);
+      expect(columns).toEqual(['log_index', 'window_id', 'wrapped_key', 'epoch_id', 'kms_key_id', 'shredded_at']);
+      expect((await c.query('SELECT window_id FROM data_keys WHERE window_id IS NOT NULL')).rows).toEqual([]); // rows from before keep their whole wrapped key
       expect(await privileges(c)).toEqual(before);
 
       // What the table refused before, it refuses now.
@@ -85,14 +86,24 @@ describe('data_keys by transaction_id → by log index (migration 0017)', () => 
       await refused("INSERT INTO data_keys (log_index, wrapped_key, kms_key_id) VALUES (11, '\\x01', 'arn:k1')", [], '23503'); // no transaction there
       await refused("INSERT INTO data_keys (log_index, wrapped_key, epoch_id) VALUES (38, '\\x01', 'no/such/0')", [], '23503'); // no such epoch
       await refused("INSERT INTO data_keys (log_index, wrapped_key) VALUES (38, '\\x01')", [], '23514'); // neither key reference
+      // Key-wrap windows: a row continues an existing window, and only an epoch's wrapped key.
+      await c.query("INSERT INTO key_wrap_windows (id, enc) VALUES (7, '\\x0a')");
+      await refused("INSERT INTO data_keys (log_index, window_id, wrapped_key, epoch_id) VALUES (38, 8, '\\x01', 'acme/2026-12/0')", [], '23503');
+      await refused("INSERT INTO data_keys (log_index, window_id, wrapped_key, kms_key_id) VALUES (38, 7, '\\x01', 'arn:k1')", [], '23514');
+      await refused("INSERT INTO key_wrap_windows (id, enc) VALUES (7, '\\x0b')", [], '23505'); // a window's enc is written once
       await c.query('SET LOCAL ROLE paylog_app');
       await refused('UPDATE data_keys SET wrapped_key = NULL', [], '42501');
       await refused('DELETE FROM data_keys', [], '42501');
+      await refused("UPDATE key_wrap_windows SET enc = '\\x00'", [], '42501');
+      await refused('DELETE FROM key_wrap_windows', [], '42501');
+      await c.query("INSERT INTO key_wrap_windows (id, enc) VALUES (9, '\\x0c')"); // the append writes them
       await c.query('ROLLBACK');
       await c.query('BEGIN');
       await c.query('SET LOCAL ROLE paylog_keys');
       await refused('DELETE FROM data_keys', [], '42501');
       await refused('UPDATE data_keys SET log_index = log_index', [], '42501');
+      await refused('UPDATE data_keys SET window_id = NULL', [], '42501');
+      await refused("UPDATE key_wrap_windows SET enc = '\\x00'", [], '42501');
       await c.query('UPDATE data_keys SET wrapped_key = NULL, shredded_at = now() WHERE log_index = 10'); // a shred: allowed
       await c.query('ROLLBACK');
     });

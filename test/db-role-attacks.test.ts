@@ -9,7 +9,7 @@
 import { createHash, generateKeyPairSync, randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cardTransaction, startTestPaylog, type TestPaylog } from './helpers/paylog.js';
-import { query, withClient } from './helpers/db.js';
+import { DATA_KEYS_WHOLE, query, withClient } from './helpers/db.js';
 import { decodeLeaf, encodeLeaf, envelopeFromLeaf, transactionLeaf, type Leaf } from '../src/log/leaf.js';
 import { X25519PrivateKey, X25519PublicKey } from '../src/crypto/hpke.js';
 import { openEnvelopeV2, sealEnvelopeV2 } from '../src/crypto/envelope-v2.js';
@@ -60,7 +60,7 @@ async function openWith(t: TestPaylog, transactionId: string, sk: X25519PrivateK
   const leaf = await leafOf(t, transactionId);
   if (leaf.v === 1) throw new Error('unexpected v1 leaf');
   const env = envelopeFromLeaf(leaf);
-  const [dk] = await query<{ wrapped_key: Buffer }>(t.databaseUrl, 'SELECT wrapped_key FROM data_keys WHERE log_index = (SELECT log_index FROM transactions WHERE transaction_id = $1)', [transactionId]);
+  const [dk] = await query<{ wrapped_key: Buffer }>(t.databaseUrl, `SELECT wrapped_key FROM ${DATA_KEYS_WHOLE} d WHERE log_index = (SELECT log_index FROM transactions WHERE transaction_id = $1)`, [transactionId]);
   try {
     return openEnvelopeV2(
       sk,

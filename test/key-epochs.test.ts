@@ -4,7 +4,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { newTestDatabase, startTestPaylog, type TestPaylog } from './helpers/paylog.js';
-import { query } from './helpers/db.js';
+import { DATA_KEYS_WHOLE, query } from './helpers/db.js';
 import { logLeaves, releaseTo, submitCard } from './helpers/keys.js';
 
 const kmsCount = (t: TestPaylog, op: string) => t.paylog.localKms!.requestCounts.get(op) ?? 0;
@@ -29,7 +29,7 @@ describe('hierarchical key mode (default): envelope v2 under epoch keys', () => 
     for (let i = 0; i < 5; i++) ids.push(await submit(t));
     expect(kmsCount(t, 'GenerateDataKey')).toBe(gdk0);
     expect(kmsCount(t, 'Encrypt')).toBe(enc0 + 1); // the one epoch private key, wrapped once
-    const rows = await query(t.databaseUrl, 'SELECT d.epoch_id, d.kms_key_id, length(d.wrapped_key) AS n FROM transactions t JOIN data_keys d ON d.log_index = t.log_index WHERE t.transaction_id = ANY($1)', [ids]);
+    const rows = await query(t.databaseUrl, `SELECT d.epoch_id, d.kms_key_id, length(d.wrapped_key) AS n FROM transactions t JOIN ${DATA_KEYS_WHOLE} d ON d.log_index = t.log_index WHERE t.transaction_id = ANY($1)`, [ids]);
     const txLeaves = (await leaves(t)).filter((l) => l.type === 'transaction' && ids.includes(l.transactionId));
     expect(txLeaves.map((l) => l.env?.v ?? l.envelope?.version)).toEqual([2, 2, 2, 2, 2]);
     expect(new Set(rows.map((r) => r.epoch_id))).toEqual(new Set(['acme/2026-12-01T10/0']));
@@ -107,7 +107,7 @@ describe('hierarchical key mode (default): envelope v2 under epoch keys', () => 
     // Submitted together, records share a window (200 ms): find two with the same encapsulation
     // (the wrapped key's first 32 bytes).
     const submitted = await Promise.all(Array.from({ length: 6 }, () => submit(t, { processor: 'globex' })));
-    const rows = await query(t.databaseUrl, 'SELECT t.transaction_id, d.epoch_id, d.wrapped_key FROM data_keys d JOIN transactions t ON t.log_index = d.log_index WHERE t.transaction_id = ANY($1::text[])', [submitted]);
+    const rows = await query(t.databaseUrl, `SELECT t.transaction_id, d.epoch_id, d.wrapped_key FROM ${DATA_KEYS_WHOLE} d JOIN transactions t ON t.log_index = d.log_index WHERE t.transaction_id = ANY($1::text[])`, [submitted]);
     const byEnc = new Map<string, string[]>();
     for (const r of rows) byEnc.set((r.wrapped_key as Buffer).subarray(0, 32).toString('hex'), [...(byEnc.get((r.wrapped_key as Buffer).subarray(0, 32).toString('hex')) ?? []), r.transaction_id as string]);
     const ids = [...byEnc.values()].find((g) => g.length >= 2)!;

@@ -3,7 +3,7 @@
  * against the local endpoint.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { query } from './helpers/db.js';
+import { DATA_KEYS_WHOLE, query } from './helpers/db.js';
 import { cardTransaction, fixtures, startTestPaylog, type TestPaylog } from './helpers/paylog.js';
 import { hashLeaf, rootFromLeafHashes } from '../src/log/merkle.js';
 import { createHash } from 'node:crypto';
@@ -49,7 +49,7 @@ describe('POST /v1/transactions', () => {
     expect(r.status).toBe(201);
     // The sealed record is in the leaf (format v2); the wrapped data key beside the log.
     const [stored] = await sql(
-      `SELECT e.leaf, d.wrapped_key, d.kms_key_id, d.epoch_id FROM transactions t JOIN log_entries e ON e.idx = t.log_index JOIN data_keys d ON d.log_index = t.log_index WHERE t.transaction_id = $1`,
+      `SELECT e.leaf, d.wrapped_key, d.kms_key_id, d.epoch_id FROM transactions t JOIN log_entries e ON e.idx = t.log_index JOIN ${DATA_KEYS_WHOLE} d ON d.log_index = t.log_index WHERE t.transaction_id = $1`,
       [body.transactionId],
     );
     const leaf = decodeLeaf(stored.leaf);

@@ -8,7 +8,8 @@
  *   0012), merkle_tiles, tree_heads, transactions, access_entries, checkpoints,
  *   witness_cosignatures.
  * Mutable tables beside the log: data_keys (wrapped data keys — rewrap and crypto-shredding
- * replace or delete them without touching any leaf), keyring, cse_keys (client-side encryption
+ * replace or delete them without touching any leaf; key_wrap_windows holds the HPKE enc their window-form
+ * rows share, INSERT-only by grants), keyring, cse_keys (client-side encryption
  * keys; retention destroys them), processors, revoked_certificates, submission_probe_slots (the
  * probe limit; expired rows deleted), card_security_codes / cvc_holder_keys / cvc_destructions (held
  * CVCs sealed to in-memory keys, their public keys, destruction counts: src/cvc/, migration 0011).
@@ -132,7 +133,9 @@ export const dataKeys = pgTable(
     logIndex: bigint('log_index', { mode: 'number' })
       .primaryKey()
       .references(() => transactions.logIndex),
-    /** Wrapped data key; NULL once shredded. */
+    /** The key-wrap window whose `enc` precedes `wrapped_key` (rows since migration 0017; NULL: `wrapped_key` is whole). */
+    windowId: bigint('window_id', { mode: 'bigint' }).references(() => keyWrapWindows.id),
+    /** Wrapped data key (or, with `window_id`, what follows the window's enc); NULL once shredded. */
     wrappedKey: bytea('wrapped_key'),
     /** Envelope v2: the key epoch whose public key wrapped the data key (exactly one of kmsKeyId / epochId). */
     epochId: text('epoch_id').references(() => keyEpochs.epochId),
@@ -142,6 +145,17 @@ export const dataKeys = pgTable(
   },
   (t) => [index('data_keys_epoch_id_idx').on(t.epochId)],
 );
+
+/**
+ * One row per key-wrap window that wrapped a stored data key (migration 0017): its HPKE `enc`,
+ * stored once instead of in each of its records' `data_keys` rows. Id = SHA-256(enc)[:8] as a
+ * bigint (src/services/transaction-seal.ts `keyWrapWindowId`). The runtime role inserts, never
+ * changes a row.
+ */
+export const keyWrapWindows = pgTable('key_wrap_windows', {
+  id: bigint('id', { mode: 'bigint' }).primaryKey(),
+  enc: bytea('enc').notNull(),
+});
 
 /**
  * Key epochs (envelope v2; migration 0002): one X25519 key pair per processor × period ×

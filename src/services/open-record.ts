@@ -3,19 +3,31 @@
  * (the data key row, then the record keyring). Nothing here logs or returns anything: callers
  * MUST commit their access entry before any of the plaintext leaves the process, and zero it.
  */
-import { eq } from 'drizzle-orm';
 import type { AppDatabase } from '../db/connection.js';
-import { dataKeys } from '../db/schema.js';
 import { PaylogError } from '../errors.js';
 import type { RecordKeyring } from '../keys/record-keys.js';
 import type { TransactionRecord } from './transaction-record.js';
+import { wrappedKeySql } from './transaction-queries.js';
 
-/** The `data_keys` row of a record, as `openRecordWith` needs it (undefined: no row). */
-export type DataKeyRow = typeof dataKeys.$inferSelect;
+/** The `data_keys` row of a record, as `openRecordWith` needs it (undefined: no row); `wrappedKey` whole (`wrappedKeySql`). */
+export interface DataKeyRow {
+  logIndex: number;
+  wrappedKey: Buffer | null;
+  epochId: string | null;
+  kmsKeyId: string | null;
+  shreddedAt: Date | null;
+}
 
 /** Reads the `data_keys` row of the record at `logIndex` (one query; a forward reads it beside its other first reads: src/services/forward/first-reads.ts). */
 async function readDataKey(database: AppDatabase, logIndex: number): Promise<DataKeyRow | undefined> {
-  return (await database.db.select().from(dataKeys).where(eq(dataKeys.logIndex, logIndex)).limit(1))[0];
+  const r = await database.pool.query({
+    name: 'paylog_read_data_key',
+    text: `SELECT d.log_index, ${wrappedKeySql('d', 'w')} AS wrapped_key, d.epoch_id, d.kms_key_id, d.shredded_at
+             FROM data_keys d LEFT JOIN key_wrap_windows w ON w.id = d.window_id WHERE d.log_index = $1`,
+    values: [logIndex],
+  });
+  const row = r.rows[0] as { log_index: string; wrapped_key: Buffer | null; epoch_id: string | null; kms_key_id: string | null; shredded_at: Date | null } | undefined;
+  return row && { logIndex: Number(row.log_index), wrappedKey: row.wrapped_key, epochId: row.epoch_id, kmsKeyId: row.kms_key_id, shreddedAt: row.shredded_at };
 }
 
 /**

@@ -18,6 +18,16 @@ type Pool = AppDatabase['pool'];
  * The columns of a {@link TransactionRow}, from `transactions t` and its leaf `log_entries e`
  * (also read, beside other rows, by the forward's first read: src/services/forward/first-reads.ts).
  */
+/**
+ * A record's whole wrapped data key, from its `data_keys` row (alias `d`) and its window row
+ * (alias `w`: `LEFT JOIN key_wrap_windows w ON w.id = d.window_id`): the window's enc ‖ the
+ * row's bytes for rows since migration 0017, else the row's bytes; NULL once shredded. What
+ * the leaf's `wk` hashes: the one place the stored form is put back together.
+ */
+export function wrappedKeySql(d: string, w: string): string {
+  return `CASE WHEN ${d}.window_id IS NULL THEN ${d}.wrapped_key ELSE ${w}.enc || ${d}.wrapped_key END`;
+}
+
 export const TRANSACTION_RECORD_COLUMNS = `t.transaction_id, t.log_index, t.request_mac, t.processor, t.payment_method_type, t.masked,
     t.fingerprint, t.fingerprint_v2, t.amount_value, t.currency, t.metadata, t.envelope_version, t.iv, t.ciphertext, t.tag,
     t.key_commitment, t.salt, t.created_at, e.leaf`;

@@ -14,6 +14,7 @@
  *   refused) is returned as the appender gave it; idempotency, revocation and the retry are
  *   decided by src/services/transactions.ts. It never chooses an envelope version.
  */
+import { createHash } from 'node:crypto';
 import type { Principal } from '../auth/principal.js';
 import type { TransactionRequest } from '../validation/transaction.js';
 import type { MaskedPaymentMethod } from '../validation/masking.js';
@@ -43,6 +44,27 @@ interface SealDeps {
  * alignment step).
  */
 export const STORED_REQUEST_MAC_BYTES = 16;
+
+/**
+ * Id of a key-wrap window's `key_wrap_windows` row: the first 8 bytes of SHA-256(enc) as a
+ * signed bigint (decimal). Derived from the enc itself, so a row planted under a future id
+ * would have to guess a fresh HPKE encapsulation.
+ */
+export function keyWrapWindowId(enc: Buffer): string {
+  return createHash('sha256').update(enc).digest().readBigInt64BE(0).toString();
+}
+
+/**
+ * The `data_keys` columns of a sealed record (issue 20, storage): a window-form wrapped key is
+ * stored as its window's `enc` once (`key_wrap_windows`) and the rest in the record's row; the
+ * readers put them back together (src/services/transaction-queries.ts `WRAPPED_KEY_SQL`), so
+ * `wrappedKey` as read is byte for byte what the leaf's `wk` hashes.
+ */
+function storedWrappedKey(s: Pick<SealedRecord, 'wrappedKey' | 'windowEnc'>): { wrappedKey: Buffer; window?: { id: string; enc: Buffer } } {
+  const enc = s.windowEnc;
+  if (!enc || !s.wrappedKey.subarray(0, enc.length).equals(enc)) return { wrappedKey: s.wrappedKey };
+  return { wrappedKey: s.wrappedKey.subarray(enc.length), window: { id: keyWrapWindowId(enc), enc } };
+}
 
 /** One sealed submission: what the appender answered and the key the record was sealed under. */
 interface SealedAppend {
@@ -105,7 +127,7 @@ export async function sealAndAppend(
       processor: req.processor,
       ...(d.fingerprintKey ? { fingerprint: fingerprintV2Digest(d.fingerprintKey, req.processor, req.paymentMethod) } : {}),
     },
-    dataKey: { wrappedKey: envelope.wrappedKey, kmsKeyId: keyRef.kmsKeyId ?? null, epochId: keyRef.epochId ?? null },
+    dataKey: { ...storedWrappedKey(envelope), kmsKeyId: keyRef.kmsKeyId ?? null, epochId: keyRef.epochId ?? null },
     requires: submissionRequires({
       principal: { certificateFingerprint: principal.certificateFingerprint, serialHex: principal.serialHex },
       processor: req.processor,

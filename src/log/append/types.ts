@@ -41,7 +41,13 @@ export type AppendRequest =
        */
       transaction: { transactionId: string; requestMac: Buffer; processor?: string; fingerprint?: Buffer };
       /** The `data_keys` row (opaque to the log; keyed by the entry's log index): exactly one of `kmsKeyId` / `epochId`. */
-      dataKey: { wrappedKey?: Buffer | null; kmsKeyId?: string | null; epochId?: string | null };
+      dataKey: {
+        wrappedKey?: Buffer | null;
+        kmsKeyId?: string | null;
+        epochId?: string | null;
+        /** The `key_wrap_windows` row the wrapped key continues (inserted once per window). */
+        window?: { id: string; enc: Buffer };
+      };
       /**
        * What must still hold when the entry commits; the first that fails refuses it (checks
        * registered as `beforeReplay` are decided before idempotency, the rest after).

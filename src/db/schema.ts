@@ -122,17 +122,11 @@ export const transactions = pgTable('transactions', {
   fingerprintV2: bytea('fingerprint_v2'),
 });
 
-/**
- * Wrapped (KMS-encrypted) data keys, beside the log so rewrap/shredding never alter a leaf. One
- * row per transaction record, keyed by the record's log index (migration 0017; the
- * transactions row maps transaction_id → log_index one to one).
- */
+/** Wrapped data keys, beside the log so rewrap/shredding never alter a leaf; keyed by the record's log index (migration 0017). */
 export const dataKeys = pgTable(
   'data_keys',
   {
-    logIndex: bigint('log_index', { mode: 'number' })
-      .primaryKey()
-      .references(() => transactions.logIndex),
+    logIndex: bigint('log_index', { mode: 'number' }).primaryKey().references(() => transactions.logIndex),
     /** The key-wrap window whose `enc` precedes `wrapped_key` (rows since migration 0017; NULL: `wrapped_key` is whole). */
     windowId: bigint('window_id', { mode: 'bigint' }).references(() => keyWrapWindows.id),
     /** Wrapped data key (or, with `window_id`, what follows the window's enc); NULL once shredded. */
@@ -146,12 +140,7 @@ export const dataKeys = pgTable(
   (t) => [index('data_keys_epoch_id_idx').on(t.epochId)],
 );
 
-/**
- * One row per key-wrap window that wrapped a stored data key (migration 0017): its HPKE `enc`,
- * stored once instead of in each of its records' `data_keys` rows. Id = SHA-256(enc)[:8] as a
- * bigint (src/services/transaction-seal.ts `keyWrapWindowId`). The runtime role inserts, never
- * changes a row.
- */
+/** A key-wrap window's HPKE `enc`, once instead of in each of its records' rows (migration 0017); id = SHA-256(enc)[:8]. */
 export const keyWrapWindows = pgTable('key_wrap_windows', {
   id: bigint('id', { mode: 'bigint' }).primaryKey(),
   enc: bytea('enc').notNull(),

@@ -50,7 +50,7 @@ export const STORED_REQUEST_MAC_BYTES = 16;
  * signed bigint (decimal). Derived from the enc itself, so a row planted under a future id
  * would have to guess a fresh HPKE encapsulation.
  */
-export function keyWrapWindowId(enc: Buffer): string {
+function keyWrapWindowId(enc: Buffer): string {
   return createHash('sha256').update(enc).digest().readBigInt64BE(0).toString();
 }
 

@@ -40,7 +40,7 @@ function tx(id: string, mac = 1, requires?: Precondition[]): Extract<AppendReque
     leaf: Buffer.from(`tx ${id} ${seq++}`),
     createdAt: T0,
     transaction: { transactionId: id, requestMac: Buffer.alloc(32, mac) },
-    dataKey: { transactionId: id, wrappedKey: Buffer.alloc(8), kmsKeyId: null, epochId: null },
+    dataKey: { wrappedKey: Buffer.alloc(8), kmsKeyId: null, epochId: null },
     ...(requires ? { requires } : {}),
   };
 }

@@ -91,7 +91,7 @@ describe('LogAppender preconditions (checked at commit, under the append lock)',
     leaf: Buffer.from(`leaf ${id} ${m}`),
     createdAt: new Date(),
     transaction: { transactionId: id, requestMac: mac },
-    dataKey: { transactionId: id, wrappedKey: Buffer.alloc(80, 2), kmsKeyId: null, epochId },
+    dataKey: { wrappedKey: Buffer.alloc(80, 2), kmsKeyId: null, epochId },
     requires: submissionRequires({ processor, epochId }),
   });
 
@@ -119,7 +119,7 @@ describe('LogAppender preconditions (checked at commit, under the append lock)',
       expect(missing).toEqual({ status: 'refused', reason: 'processor_inactive' });
       // Only the one entry reached the log and its lookup rows.
       expect((await readTreeHead(db.db))?.size).toBe(size0 + 1);
-      const n = await db.pool.query("SELECT count(*)::int AS n FROM data_keys WHERE transaction_id LIKE 'pre-%'");
+      const n = await db.pool.query("SELECT count(*)::int AS n FROM data_keys d JOIN transactions t ON t.log_index = d.log_index WHERE t.transaction_id LIKE 'pre-%'");
       expect(n.rows[0].n).toBe(1);
     } finally {
       await appender.close();
@@ -149,7 +149,7 @@ describe('LogAppender preconditions (checked at commit, under the append lock)',
       leaf: Buffer.from(`leaf ${id} ${m++}`),
       createdAt: new Date(),
       transaction: { transactionId: id, requestMac: Buffer.alloc(32, 3) },
-      dataKey: { transactionId: id, wrappedKey: Buffer.alloc(80, 2), kmsKeyId: 'arn:aws:kms:us-east-1:000000000000:key/test', epochId: null },
+      dataKey: { wrappedKey: Buffer.alloc(80, 2), kmsKeyId: 'arn:aws:kms:us-east-1:000000000000:key/test', epochId: null },
       requires: submissionRequires({ principal, processor: 'pre-on' }),
     });
     try {

@@ -9,7 +9,7 @@
 import { createHash, generateKeyPairSync, randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cardTransaction, startTestPaylog, type TestPaylog } from './helpers/paylog.js';
-import { query, withClient } from './helpers/db.js';
+import { DATA_KEYS_WHOLE, query, withClient } from './helpers/db.js';
 import { decodeLeaf, encodeLeaf, envelopeFromLeaf, transactionLeaf, type Leaf } from '../src/log/leaf.js';
 import { X25519PrivateKey, X25519PublicKey } from '../src/crypto/hpke.js';
 import { openEnvelopeV2, sealEnvelopeV2 } from '../src/crypto/envelope-v2.js';
@@ -60,7 +60,7 @@ async function openWith(t: TestPaylog, transactionId: string, sk: X25519PrivateK
   const leaf = await leafOf(t, transactionId);
   if (leaf.v === 1) throw new Error('unexpected v1 leaf');
   const env = envelopeFromLeaf(leaf);
-  const [dk] = await query<{ wrapped_key: Buffer }>(t.databaseUrl, 'SELECT wrapped_key FROM data_keys WHERE transaction_id = $1', [transactionId]);
+  const [dk] = await query<{ wrapped_key: Buffer }>(t.databaseUrl, `SELECT wrapped_key FROM ${DATA_KEYS_WHOLE} d WHERE log_index = (SELECT log_index FROM transactions WHERE transaction_id = $1)`, [transactionId]);
   try {
     return openEnvelopeV2(
       sk,
@@ -306,7 +306,7 @@ describe('verify-log: every transaction sealed to an epoch names the key its epo
       leaf,
       createdAt: new Date(),
       transaction: { transactionId, requestMac: randomBytes(32) },
-      dataKey: { transactionId, wrappedKey: sealed.wrappedKey, kmsKeyId: null, epochId },
+      dataKey: { wrappedKey: sealed.wrappedKey, kmsKeyId: null, epochId },
     });
     if (out.status !== 'appended') throw new Error(`append ${out.status}`);
     return out.logIndex;
@@ -419,10 +419,10 @@ describe('the other tables the runtime role can INSERT into: refused, detected o
     expect((await t.call('processor-acme', 'POST', `/v1/transactions/${g}/release`, { purpose: 'capture' })).status).toBe(200);
     const all = await query<{ idx: string; leaf: Buffer }>(t.databaseUrl, 'SELECT idx, leaf FROM log_entries ORDER BY idx');
     const keyEventIdx = all.find((r) => decodeLeaf(r.leaf).type === 'key_event')!.idx;
-    const epochId = (await query<{ epoch_id: string }>(t.databaseUrl, 'SELECT epoch_id FROM data_keys WHERE transaction_id = $1', [g]))[0]!.epoch_id;
+    const epochId = (await query<{ epoch_id: string }>(t.databaseUrl, 'SELECT epoch_id FROM data_keys WHERE log_index = (SELECT log_index FROM transactions WHERE transaction_id = $1)', [g]))[0]!.epoch_id;
     const x = `ord-${randomBytes(6).toString('hex')}`;
     await runtime(t).query('INSERT INTO transactions (transaction_id, log_index, request_mac) VALUES ($1, $2, $3)', [x, keyEventIdx, randomBytes(32)]);
-    await runtime(t).query('INSERT INTO data_keys (transaction_id, wrapped_key, epoch_id) VALUES ($1, $2, $3)', [x, randomBytes(80), epochId]);
+    await runtime(t).query('INSERT INTO data_keys (log_index, wrapped_key, epoch_id) VALUES ($1, $2, $3)', [keyEventIdx, randomBytes(80), epochId]);
     await runtime(t).query(
       "INSERT INTO access_entries (log_index, transaction_id, principal_role, principal_name, certificate_fingerprint, action, outcome, source_address) VALUES ($1, $2, 'processor', 'acme', 'sha256:00', 'release', 'granted', '127.0.0.1')",
       [keyEventIdx, g],
@@ -510,7 +510,7 @@ describe('paylog_keys (the key-destruction connection): what it can replace is c
     const a = await submit(t);
     const b = await submit(t, { processor: 'globex' });
     const c = await submit(t);
-    const epochOf = async (id: string) => (await query<{ epoch_id: string }>(t.databaseUrl, 'SELECT epoch_id FROM data_keys WHERE transaction_id = $1', [id]))[0]!.epoch_id;
+    const epochOf = async (id: string) => (await query<{ epoch_id: string }>(t.databaseUrl, 'SELECT epoch_id FROM data_keys WHERE log_index = (SELECT log_index FROM transactions WHERE transaction_id = $1)', [id]))[0]!.epoch_id;
     const [ea, eb] = [await epochOf(a), await epochOf(b)];
     await withClient(t.databaseUrl, async (db) => {
       await db.query('SET ROLE paylog_keys');
@@ -527,7 +527,7 @@ describe('paylog_keys (the key-destruction connection): what it can replace is c
     await withClient(t.databaseUrl, async (db) => {
       await db.query('SET ROLE paylog_keys');
       // One record's data key replaced by another record's (same epoch).
-      await db.query('UPDATE data_keys SET wrapped_key = o.wrapped_key FROM data_keys o WHERE data_keys.transaction_id = $1 AND o.transaction_id = $2', [c, a]);
+      await db.query('UPDATE data_keys SET wrapped_key = o.wrapped_key FROM data_keys o WHERE data_keys.log_index = (SELECT log_index FROM transactions WHERE transaction_id = $1) AND o.log_index = (SELECT log_index FROM transactions WHERE transaction_id = $2)', [c, a]);
     });
     const r2 = await t.call('processor-acme', 'POST', `/v1/transactions/${c}/release`, { purpose: 'capture' });
     expect(r2.status).not.toBe(200);

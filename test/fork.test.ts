@@ -79,7 +79,7 @@ async function rollBackTo(databaseUrl: string, size: number): Promise<void> {
     try {
       await c.query('BEGIN');
       await c.query('DELETE FROM access_entries WHERE log_index >= $1', [size]);
-      await c.query('DELETE FROM data_keys WHERE transaction_id IN (SELECT transaction_id FROM transactions WHERE log_index >= $1)', [size]);
+      await c.query('DELETE FROM data_keys WHERE log_index >= $1', [size]);
       await c.query('DELETE FROM transactions WHERE log_index >= $1', [size]);
       await c.query('DELETE FROM log_entries WHERE idx >= $1', [size]);
       await c.query('DELETE FROM merkle_nodes WHERE (idx + 1) * (1::bigint << level) > $1', [size]);

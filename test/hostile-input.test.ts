@@ -459,7 +459,7 @@ async function replayWithoutLeafNode(body: Record<string, any>, requestMac: Buff
       leaf: Buffer.from('{}'),
       createdAt: new Date(),
       transaction: { transactionId: body.transactionId, requestMac } as never,
-      dataKey: { transactionId: body.transactionId, kmsKeyId: 'k', wrappedKey: Buffer.alloc(1) },
+      dataKey: { kmsKeyId: 'k', wrappedKey: Buffer.alloc(1) },
     });
     await expect(replay).rejects.toMatchObject({ code: 'INTERNAL' });
     // Over HTTP the service answers replays from the stored leaf itself (leaf v2): either a

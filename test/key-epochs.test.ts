@@ -4,7 +4,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { newTestDatabase, startTestPaylog, type TestPaylog } from './helpers/paylog.js';
-import { query } from './helpers/db.js';
+import { DATA_KEYS_WHOLE, query } from './helpers/db.js';
 import { logLeaves, releaseTo, submitCard } from './helpers/keys.js';
 
 const kmsCount = (t: TestPaylog, op: string) => t.paylog.localKms!.requestCounts.get(op) ?? 0;
@@ -29,7 +29,7 @@ describe('hierarchical key mode (default): envelope v2 under epoch keys', () => 
     for (let i = 0; i < 5; i++) ids.push(await submit(t));
     expect(kmsCount(t, 'GenerateDataKey')).toBe(gdk0);
     expect(kmsCount(t, 'Encrypt')).toBe(enc0 + 1); // the one epoch private key, wrapped once
-    const rows = await query(t.databaseUrl, 'SELECT d.epoch_id, d.kms_key_id, length(d.wrapped_key) AS n FROM transactions t JOIN data_keys d USING (transaction_id) WHERE transaction_id = ANY($1)', [ids]);
+    const rows = await query(t.databaseUrl, `SELECT d.epoch_id, d.kms_key_id, length(d.wrapped_key) AS n FROM transactions t JOIN ${DATA_KEYS_WHOLE} d ON d.log_index = t.log_index WHERE t.transaction_id = ANY($1)`, [ids]);
     const txLeaves = (await leaves(t)).filter((l) => l.type === 'transaction' && ids.includes(l.transactionId));
     expect(txLeaves.map((l) => l.env?.v ?? l.envelope?.version)).toEqual([2, 2, 2, 2, 2]);
     expect(new Set(rows.map((r) => r.epoch_id))).toEqual(new Set(['acme/2026-12-01T10/0']));
@@ -54,7 +54,7 @@ describe('hierarchical key mode (default): envelope v2 under epoch keys', () => 
     const before = await submit(t);
     now = new Date(Date.UTC(2026, 11, 1, 11, 0, 0, 0)); // the next hour starts
     const after = await submit(t);
-    const keyOf = async (id: string) => (await query(t.databaseUrl, 'SELECT epoch_id FROM data_keys WHERE transaction_id = $1', [id]))[0].epoch_id;
+    const keyOf = async (id: string) => (await query(t.databaseUrl, 'SELECT epoch_id FROM data_keys WHERE log_index = (SELECT log_index FROM transactions WHERE transaction_id = $1)', [id]))[0].epoch_id;
     expect(await keyOf(before)).toBe('acme/2026-12-01T10/0');
     expect(await keyOf(after)).toBe('acme/2026-12-01T11/0');
     const [old] = await query(t.databaseUrl, 'SELECT retired_at FROM key_epochs WHERE epoch_id = $1', ['acme/2026-12-01T10/0']);
@@ -65,7 +65,7 @@ describe('hierarchical key mode (default): envelope v2 under epoch keys', () => 
     expect(retired.index).toBeLessThan(created.index);
     // Nothing sealed after the boundary uses the retired epoch, even with the old one cached.
     for (let i = 0; i < 3; i++) expect(await keyOf(await submit(t))).toBe('acme/2026-12-01T11/0');
-    const n = await query(t.databaseUrl, "SELECT count(*)::int AS n FROM data_keys d JOIN transactions x USING (transaction_id) WHERE d.epoch_id = 'acme/2026-12-01T10/0' AND x.created_at >= '2026-12-01T11:00:00Z'");
+    const n = await query(t.databaseUrl, "SELECT count(*)::int AS n FROM data_keys d JOIN transactions x ON x.log_index = d.log_index WHERE d.epoch_id = 'acme/2026-12-01T10/0' AND x.created_at >= '2026-12-01T11:00:00Z'");
     expect(n[0].n).toBe(0);
     // Both still open.
     expect((await release(t, before)).status).toBe(200);
@@ -81,7 +81,7 @@ describe('hierarchical key mode (default): envelope v2 under epoch keys', () => 
       await other.stop();
     }
     const id = await submit(t);
-    expect((await query(t.databaseUrl, 'SELECT epoch_id FROM data_keys WHERE transaction_id = $1', [id]))[0].epoch_id).toBe('acme/2026-12-01T11/1');
+    expect((await query(t.databaseUrl, 'SELECT epoch_id FROM data_keys WHERE log_index = (SELECT log_index FROM transactions WHERE transaction_id = $1)', [id]))[0].epoch_id).toBe('acme/2026-12-01T11/1');
     const ls = await leaves(t);
     expect(ls.some((l) => l.type === 'key_event' && l.event === 'rotation' && l.reason === 'suspected exposure')).toBe(true);
     expect(ls.some((l) => l.type === 'key_event' && l.event === 'epoch_retired' && l.epochId === 'acme/2026-12-01T11/0')).toBe(true);
@@ -89,7 +89,7 @@ describe('hierarchical key mode (default): envelope v2 under epoch keys', () => 
 
   it('3,000 concurrent first uses of one epoch make exactly one KMS Decrypt (single flight)', async () => {
     const id = await submit(t, { processor: 'globex' });
-    const [{ epoch_id: epochId }] = await query(t.databaseUrl, 'SELECT epoch_id FROM data_keys WHERE transaction_id = $1', [id]);
+    const [{ epoch_id: epochId }] = await query(t.databaseUrl, 'SELECT epoch_id FROM data_keys WHERE log_index = (SELECT log_index FROM transactions WHERE transaction_id = $1)', [id]);
     t.paylog.epochs.evict(epochId);
     const d0 = kmsCount(t, 'Decrypt');
     const misses0 = (await t.paylog.metrics.registry.getSingleMetricAsString('paylog_epoch_key_cache_misses_total'));
@@ -107,7 +107,7 @@ describe('hierarchical key mode (default): envelope v2 under epoch keys', () => 
     // Submitted together, records share a window (200 ms): find two with the same encapsulation
     // (the wrapped key's first 32 bytes).
     const submitted = await Promise.all(Array.from({ length: 6 }, () => submit(t, { processor: 'globex' })));
-    const rows = await query(t.databaseUrl, 'SELECT transaction_id, epoch_id, wrapped_key FROM data_keys WHERE transaction_id = ANY($1::text[])', [submitted]);
+    const rows = await query(t.databaseUrl, `SELECT t.transaction_id, d.epoch_id, d.wrapped_key FROM ${DATA_KEYS_WHOLE} d JOIN transactions t ON t.log_index = d.log_index WHERE t.transaction_id = ANY($1::text[])`, [submitted]);
     const byEnc = new Map<string, string[]>();
     for (const r of rows) byEnc.set((r.wrapped_key as Buffer).subarray(0, 32).toString('hex'), [...(byEnc.get((r.wrapped_key as Buffer).subarray(0, 32).toString('hex')) ?? []), r.transaction_id as string]);
     const ids = [...byEnc.values()].find((g) => g.length >= 2)!;
@@ -146,7 +146,7 @@ describe('per-transaction mode and envelope v1 records', () => {
       v1 = await submit(first);
       await submit(first);
       expect(kmsCount(first, 'GenerateDataKey') - g0).toBe(2);
-      const [row] = await query(databaseUrl, 'SELECT d.kms_key_id, d.epoch_id FROM transactions t JOIN data_keys d USING (transaction_id) WHERE transaction_id = $1', [v1]);
+      const [row] = await query(databaseUrl, 'SELECT d.kms_key_id, d.epoch_id FROM transactions t JOIN data_keys d ON d.log_index = t.log_index WHERE t.transaction_id = $1', [v1]);
       expect(row).toMatchObject({ epoch_id: null });
       expect((await leaves(first)).find((l) => l.type === 'transaction' && l.transactionId === v1).env.v).toBe(1);
       expect(row.kms_key_id).toMatch(/^arn:aws:kms:/);

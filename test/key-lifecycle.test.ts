@@ -63,7 +63,7 @@ describe('early shred of one transaction and the key-destruction role', () => {
     const denied = ls.filter((l) => l.type === 'access' && l.transactionId === id);
     expect(denied.at(-1)).toMatchObject({ outcome: 'denied', reason: 'DATA_SHREDDED' });
     expect(ev.index).toBeLessThan(denied.at(-1).index);
-    const [dk] = await query(t.databaseUrl, 'SELECT wrapped_key, shredded_at FROM data_keys WHERE transaction_id = $1', [id]);
+    const [dk] = await query(t.databaseUrl, 'SELECT wrapped_key, shredded_at FROM data_keys WHERE log_index = (SELECT log_index FROM transactions WHERE transaction_id = $1)', [id]);
     expect(dk.wrapped_key).toBeNull();
     expect(dk.shredded_at).not.toBeNull();
 

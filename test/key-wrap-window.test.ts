@@ -24,7 +24,7 @@ import { EpochRecordKeys } from '../src/keys/epoch-record-keys.js';
 import type { EpochKeyring } from '../src/kms/epoch-keys.js';
 import type { SealedRecord, StoredRecord } from '../src/keys/record-keys.js';
 import { decodeLeaf, envelopeFromLeaf } from '../src/log/leaf.js';
-import { query } from './helpers/db.js';
+import { DATA_KEYS_WHOLE, query } from './helpers/db.js';
 import { releaseTo, submitCard } from './helpers/keys.js';
 import { startTestPaylog, type TestPaylog } from './helpers/paylog.js';
 
@@ -175,16 +175,26 @@ describe('early shred of one record of a shared window (real service, PostgreSQL
 
   it("deletes that record's wrapped key only: it answers 410, its window neighbour still releases, and the neighbour's wrapped key with the epoch private key does not open it", async () => {
     const ids = await Promise.all(Array.from({ length: 6 }, () => submitCard(t)));
-    const rows = (await query(t.databaseUrl, 'SELECT transaction_id, epoch_id, wrapped_key FROM data_keys WHERE transaction_id = ANY($1)', [ids])) as { transaction_id: string; epoch_id: string; wrapped_key: Buffer }[];
+    const rows = (await query(t.databaseUrl, `SELECT t.transaction_id, d.epoch_id, d.wrapped_key FROM ${DATA_KEYS_WHOLE} d JOIN transactions t ON t.log_index = d.log_index WHERE t.transaction_id = ANY($1)`, [ids])) as { transaction_id: string; epoch_id: string; wrapped_key: Buffer }[];
     expect(rows.every((r) => r.wrapped_key.length === 84)).toBe(true);
     const byEnc = new Map<string, typeof rows>();
     for (const r of rows) byEnc.set(r.wrapped_key.subarray(0, 32).toString('hex'), [...(byEnc.get(r.wrapped_key.subarray(0, 32).toString('hex')) ?? []), r]);
     const shared = [...byEnc.values()].find((g) => g.length >= 2);
     expect(shared, 'six concurrent submissions share a window').toBeDefined();
     const [victim, neighbour] = shared! as [(typeof rows)[0], (typeof rows)[0]];
+    // Stored once per window (migration 0018): each row holds seq ‖ ct (52 bytes) and names the
+    // one key_wrap_windows row whose enc is the shared prefix.
+    const stored = await query(
+      t.databaseUrl,
+      'SELECT d.window_id::text AS w, octet_length(d.wrapped_key) AS n, kw.enc FROM data_keys d JOIN transactions t ON t.log_index = d.log_index JOIN key_wrap_windows kw ON kw.id = d.window_id WHERE t.transaction_id = ANY($1)',
+      [[victim.transaction_id, neighbour.transaction_id]],
+    );
+    expect(stored.map((r) => r.n)).toEqual([52, 52]);
+    expect(new Set(stored.map((r) => r.w)).size).toBe(1);
+    expect(stored[0].enc).toEqual(victim.wrapped_key.subarray(0, 32));
 
     expect((await t.call('admin', 'POST', `/v1/admin/transactions/${victim.transaction_id}/shred`, { reason: 'customer request' })).status).toBe(200);
-    const [dk] = await query(t.databaseUrl, 'SELECT wrapped_key FROM data_keys WHERE transaction_id = $1', [victim.transaction_id]);
+    const [dk] = await query(t.databaseUrl, 'SELECT wrapped_key FROM data_keys WHERE log_index = (SELECT log_index FROM transactions WHERE transaction_id = $1)', [victim.transaction_id]);
     expect(dk.wrapped_key).toBeNull();
     expect((await releaseTo(t, victim.transaction_id)).status).toBe(410);
     expect((await releaseTo(t, neighbour.transaction_id)).status).toBe(200);

@@ -118,9 +118,11 @@ describe.each<KmsFaultMode>(['stall', 'refuse', 'http500'])('KMS fault: %s', (mo
       expect(r.text).not.toContain(released.paymentMethod.pan);
     }
     // No transaction row, no data key, no leaf for the refused submission.
-    for (const table of ['transactions', 'data_keys', 'log_entries']) {
+    for (const table of ['transactions', 'log_entries']) {
       expect(await query(t.databaseUrl, `SELECT 1 FROM ${table} WHERE transaction_id = $1`, [body.transactionId]), table).toEqual([]);
     }
+    // data_keys rows are keyed by log index (migration 0018): none without its transactions row.
+    expect(await query(t.databaseUrl, 'SELECT 1 FROM data_keys d LEFT JOIN transactions x ON x.log_index = d.log_index WHERE x.log_index IS NULL OR x.transaction_id = $1', [body.transactionId])).toEqual([]);
     expect(await readyzBecomes(503, READY_FLIP_BOUND_MS)).toBeLessThan(READY_FLIP_BOUND_MS);
     const ready = await t.call(null, 'GET', '/readyz');
     expect(ready.json.checks).toMatchObject({ database: true, kms: false });

@@ -312,7 +312,7 @@ describe('no oracle: a checkout certificate that knows a transactionId learns no
       leaf: encodeLeaf(v2 as any),
       createdAt: now,
       transaction: { transactionId: id, requestMac: randomBytes(32) },
-      dataKey: { transactionId: id, kmsKeyId: t.paylog.dataKeyId, wrappedKey: randomBytes(64), epochId: null },
+      dataKey: { kmsKeyId: t.paylog.dataKeyId, wrappedKey: randomBytes(64), epochId: null },
     });
     expect(appended.status).toBe('appended');
 
@@ -445,6 +445,25 @@ describe('no oracle: a checkout certificate that knows a transactionId learns no
     const fb = (await t.call('processor-acme', 'GET', `/v1/transactions/${b.transactionId}`)).json.fingerprint;
     expect(fa).toMatch(/^fp2_[A-Za-z0-9_-]{22}$/);
     expect(fb).toBe(fa);
+    // Stored as its 16 bytes (migration 0019), served as the same text; a row from before, with
+    // the text in `fingerprint`, is served from it unchanged.
+    const owner = new pg.Client({ connectionString: t.databaseUrl });
+    await owner.connect();
+    try {
+      const [row] = (await owner.query('SELECT fingerprint, fingerprint_v2 FROM transactions WHERE transaction_id = $1', [a.transactionId])).rows;
+      expect(row.fingerprint).toBeNull();
+      expect(`fp2_${(row.fingerprint_v2 as Buffer).toString('base64url')}`).toBe(fa);
+      const old = await victim(cardPm('4000056655665556', 9));
+      await owner.query('ALTER TABLE transactions DISABLE TRIGGER transactions_no_update_delete');
+      try {
+        await owner.query('UPDATE transactions SET fingerprint = $2, fingerprint_v2 = NULL WHERE transaction_id = $1', [old.transactionId, fa]);
+      } finally {
+        await owner.query('ALTER TABLE transactions ENABLE ALWAYS TRIGGER transactions_no_update_delete');
+      }
+      expect((await t.call('processor-acme', 'GET', `/v1/transactions/${old.transactionId}`)).json.fingerprint).toBe(fa);
+    } finally {
+      await owner.end();
+    }
     for (const who of ['checkout', 'auditor'] as const) {
       const r = await t.call(who, 'GET', `/v1/transactions/${a.transactionId}`);
       expect(r.json).not.toHaveProperty('fingerprint');
@@ -475,7 +494,7 @@ describe('a processor learns nothing about another processor\'s transactions (is
       leaf: Buffer.from('not a leaf'),
       createdAt: new Date(),
       transaction: { transactionId: id, requestMac: randomBytes(32), processor: 'acme' },
-      dataKey: { transactionId: id, kmsKeyId: t.paylog.dataKeyId, wrappedKey: randomBytes(64), epochId: null },
+      dataKey: { kmsKeyId: t.paylog.dataKeyId, wrappedKey: randomBytes(64), epochId: null },
     });
     expect(appended.status).toBe('appended');
     const notYours = await t.call('processor-globex', 'GET', `/v1/transactions/${id}`);

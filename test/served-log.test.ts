@@ -128,7 +128,7 @@ describe('records in leaf format v1 (written before v2) keep working', () => {
        VALUES ($1, $2, 'acme', $3, 'card', $4, 'fp_v1', $5, $6, $7, 1, $8, $9, $10, $11, $12, $13)`,
       [id, index, Buffer.alloc(32), JSON.stringify(masked), body.amount.value, body.amount.currency, JSON.stringify(body.metadata), env.iv, env.ciphertext, env.tag, env.keyCommitment, env.salt, now],
     );
-    await sql('INSERT INTO data_keys (transaction_id, kms_key_id, wrapped_key) VALUES ($1, $2, $3)', [id, env.kmsKeyId, env.wrappedKey]);
+    await sql('INSERT INTO data_keys (log_index, kms_key_id, wrapped_key) VALUES ($1, $2, $3)', [index, env.kmsKeyId, env.wrappedKey]);
 
     const got = await t.call('auditor', 'GET', `/v1/transactions/${id}`);
     expect(got.status, got.text).toBe(200);

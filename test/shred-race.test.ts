@@ -66,7 +66,7 @@ describe('the race at the appender: "key material not shredded" is a commit-time
       leaf: Buffer.from(`transaction ${id}`),
       createdAt: new Date(),
       transaction: { transactionId: id, requestMac: Buffer.alloc(32, 1) },
-      dataKey: { transactionId: id, wrappedKey: Buffer.alloc(80, 2), kmsKeyId: epochId ? null : 'arn:aws:kms:us-east-1:000000000000:key/test', epochId },
+      dataKey: { wrappedKey: Buffer.alloc(80, 2), kmsKeyId: epochId ? null : 'arn:aws:kms:us-east-1:000000000000:key/test', epochId },
     });
     expect(o.status).toBe('appended');
     return id;
@@ -87,7 +87,7 @@ describe('the race at the appender: "key material not shredded" is a commit-time
       { event: 'epoch_shredded', epochId },
     );
   const shredDataKey = (transactionId: string) =>
-    commitShred(keys, { text: 'UPDATE data_keys SET wrapped_key = NULL, shredded_at = now() WHERE transaction_id = $1', values: [transactionId] }, null);
+    commitShred(keys, { text: 'UPDATE data_keys SET wrapped_key = NULL, shredded_at = now() WHERE log_index = (SELECT log_index FROM transactions WHERE transaction_id = $1)', values: [transactionId] }, null);
   /** Holds the append lock as another process's batch would, until `release` is called. */
   const holdAppendLock = async () => {
     const c = new pg.Client({ connectionString: url });
@@ -343,7 +343,7 @@ describe('PAYLOG_WORKERS=2: a processor certificate over mTLS cannot release a s
   it('a shred committed with no notice (paylog_keys, straight SQL: an older instance, or an operator): the commit-time precondition alone refuses every release, although both workers still cache the key', { timeout: 120_000 }, async () => {
     const id = await submit('globex');
     await warm('processor-globex', id);
-    const [{ epoch_id: epochId }] = await query(ownerUrl, 'SELECT epoch_id FROM data_keys WHERE transaction_id = $1', [id]);
+    const [{ epoch_id: epochId }] = await query(ownerUrl, 'SELECT epoch_id FROM data_keys WHERE log_index = (SELECT log_index FROM transactions WHERE transaction_id = $1)', [id]);
     await withClient(ownerUrl, async (c) => {
       await c.query(`SET ROLE ${KEYS_ROLE}`);
       await c.query(
@@ -361,7 +361,7 @@ describe('PAYLOG_WORKERS=2: a processor certificate over mTLS cannot release a s
     const pki = join(svc.dataDir, 'pki');
     const run = await runScript('retention', ['apply', '--as-of', asOf, '--url', svc.url, '--cacert', join(pki, 'ca.pem'), '--cert', join(pki, 'admin.pem'), '--key', join(pki, 'admin-key.pem')]);
     expect(run.code, run.stderr).toBe(0);
-    const [{ epoch_id: epochId }] = await query(ownerUrl, 'SELECT epoch_id FROM data_keys WHERE transaction_id = $1', [id]);
+    const [{ epoch_id: epochId }] = await query(ownerUrl, 'SELECT epoch_id FROM data_keys WHERE log_index = (SELECT log_index FROM transactions WHERE transaction_id = $1)', [id]);
     expect(JSON.parse(run.stdout).epochs.map((e: { epochId: string }) => e.epochId)).toContain(epochId);
     // Hygiene (the notice): before any further release, no worker holds an epoch key any more.
     const gauges = async () => Promise.all(kept['processor-acme']!.map(async (a) => (await send(a, 'GET', '/metrics')).text));

@@ -3,13 +3,14 @@
  * against the local endpoint.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { query } from './helpers/db.js';
+import { DATA_KEYS_WHOLE, query } from './helpers/db.js';
 import { cardTransaction, fixtures, startTestPaylog, type TestPaylog } from './helpers/paylog.js';
 import { hashLeaf, rootFromLeafHashes } from '../src/log/merkle.js';
 import { createHash } from 'node:crypto';
 import { decodeLeaf, envelopeFromLeaf } from '../src/log/leaf.js';
 import { openEnvelopeV2 } from '../src/crypto/envelope-v2.js';
 import { openEnvelope } from '../src/crypto/envelope.js';
+import { STORED_REQUEST_MAC_BYTES } from '../src/services/transaction-seal.js';
 
 let t: TestPaylog;
 const pan = '4111111111111111';
@@ -48,7 +49,7 @@ describe('POST /v1/transactions', () => {
     expect(r.status).toBe(201);
     // The sealed record is in the leaf (format v2); the wrapped data key beside the log.
     const [stored] = await sql(
-      `SELECT e.leaf, d.wrapped_key, d.kms_key_id, d.epoch_id FROM transactions t JOIN log_entries e ON e.idx = t.log_index JOIN data_keys d ON d.transaction_id = t.transaction_id WHERE t.transaction_id = $1`,
+      `SELECT e.leaf, d.wrapped_key, d.kms_key_id, d.epoch_id FROM transactions t JOIN log_entries e ON e.idx = t.log_index JOIN ${DATA_KEYS_WHOLE} d ON d.log_index = t.log_index WHERE t.transaction_id = $1`,
       [body.transactionId],
     );
     const leaf = decodeLeaf(stored.leaf);
@@ -103,6 +104,10 @@ describe('POST /v1/transactions', () => {
     expect(changed.json.error.code).toBe('IDEMPOTENCY_CONFLICT');
     const [{ n }] = await sql('SELECT count(*)::int AS n FROM log_entries WHERE position(convert_to($1, \'UTF8\') in leaf) > 0', [body.transactionId]);
     expect(n).toBe(1);
+    // The stored idempotency MAC is the served MAC's first 16 bytes (issue 20, storage); rows
+    // from before keep 32 and are judged the same way (the service decides from the leaf).
+    const [{ len }] = await sql('SELECT octet_length(request_mac) AS len FROM transactions WHERE transaction_id = $1', [body.transactionId]);
+    expect(len).toBe(STORED_REQUEST_MAC_BYTES);
   });
 
   it('N concurrent submissions of one new id make exactly one entry', async () => {

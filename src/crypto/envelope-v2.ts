@@ -158,6 +158,11 @@ export class KeyWrapWindowV2 {
     return this.context.isDestroyed;
   }
 
+  /** The window's HPKE `enc` (public): the first bytes of every wrapped key it makes. */
+  get enc(): Buffer {
+    return this.context.enc;
+  }
+
   /** `wrappedKey = enc ‖ u32be(seq) ‖ ContextS.Seal(binding("…/window-aad"), dataKey)`. */
   wrap(b: EpochBinding, dataKey: Buffer): Buffer {
     if (b.processor !== this.processor || b.epochId !== this.epochId) throw new PaylogError('INTERNAL', 'a key-wrap window wraps only records of its own processor and epoch');

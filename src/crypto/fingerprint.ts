@@ -83,8 +83,17 @@ export function fingerprint(key: Buffer, pm: PaymentMethod): string {
  * principal that can submit (checkout): it would let the submitter test candidates.
  */
 export function fingerprintV2(fpKey: Buffer, processor: string, pm: PaymentMethod): string {
-  const mac = labelledHmac(fpKey, LABEL_FINGERPRINT_V2, `${processor}\u0000${paymentIdentifier(pm)}`);
-  return FINGERPRINT_V2_PREFIX + mac.subarray(0, FINGERPRINT_BYTES).toString('base64url');
+  return formatFingerprintV2(fingerprintV2Digest(fpKey, processor, pm));
+}
+
+/** The 16 bytes a v2 fingerprint encodes (what `transactions.fingerprint_v2` stores, migration 0019). */
+export function fingerprintV2Digest(fpKey: Buffer, processor: string, pm: PaymentMethod): Buffer {
+  return labelledHmac(fpKey, LABEL_FINGERPRINT_V2, `${processor}\u0000${paymentIdentifier(pm)}`).subarray(0, FINGERPRINT_BYTES);
+}
+
+/** `fp2_` + base64url(digest): the served form of a v2 fingerprint's 16 bytes. */
+export function formatFingerprintV2(digest: Uint8Array): string {
+  return FINGERPRINT_V2_PREFIX + Buffer.from(digest.buffer, digest.byteOffset, digest.byteLength).toString('base64url');
 }
 
 /**

@@ -8,7 +8,8 @@
  *   0012), merkle_tiles, tree_heads, transactions, access_entries, checkpoints,
  *   witness_cosignatures.
  * Mutable tables beside the log: data_keys (wrapped data keys — rewrap and crypto-shredding
- * replace or delete them without touching any leaf), keyring, cse_keys (client-side encryption
+ * replace or delete them without touching any leaf; key_wrap_windows holds the HPKE enc their window-form
+ * rows share, INSERT-only by grants), keyring, cse_keys (client-side encryption
  * keys; retention destroys them), processors, revoked_certificates, submission_probe_slots (the
  * probe limit; expired rows deleted), card_security_codes / cvc_holder_keys / cvc_destructions (held
  * CVCs sealed to in-memory keys, their public keys, destruction counts: src/cvc/, migration 0011).
@@ -95,7 +96,8 @@ export const treeHeads = pgTable('tree_heads', {
 /**
  * Lookup row of one transaction: id → log index, and the idempotency MAC (outside the tree, see
  * SECURITY.md). From issue 17 on, rows also carry `processor` (authorization before the leaf is
- * decoded) and `fingerprint` (v2, `fp2_…`: never in a leaf, served only to the processor). With leaf format v2 the record itself (served view and ciphertext) is the leaf;
+ * decoded) and `fingerprint` (v2, `fp2_…`: never in a leaf, served only to the processor). `request_mac`: 16 bytes on rows
+ * since migration 0018's release (src/services/transaction-seal.ts), 32 before. With leaf format v2 the record itself (served view and ciphertext) is the leaf;
  * the other columns are filled only by rows written before v2 (format v1 records).
  */
 export const transactions = pgTable('transactions', {
@@ -116,22 +118,32 @@ export const transactions = pgTable('transactions', {
   keyCommitment: bytea('key_commitment'),
   salt: bytea('salt'),
   createdAt: createdAt(),
+  /** The v2 fingerprint's 16 bytes, served as `fp2_` + base64url (rows since migration 0019; earlier rows hold `fp2_…` in `fingerprint`). */
+  fingerprintV2: bytea('fingerprint_v2'),
 });
 
-/** Wrapped (KMS-encrypted) data keys, beside the log so rewrap/shredding never alter a leaf. */
-export const dataKeys = pgTable('data_keys', {
-  transactionId: text('transaction_id')
-    .primaryKey()
-    .references(() => transactions.transactionId),
-  /** Envelope v1: the KMS key that wrapped the data key (exactly one of kmsKeyId / epochId). */
-  kmsKeyId: text('kms_key_id'),
-  /** Wrapped data key; NULL once shredded. */
-  wrappedKey: bytea('wrapped_key'),
-  /** Envelope v2: the key epoch whose public key wrapped the data key. */
-  epochId: text('epoch_id'),
-  shreddedAt: timestamp('shredded_at', { withTimezone: true, mode: 'date' }),
-  /** NULL on rows since migration 0016 (the transactions row, written with it, has the time); read by nothing. */
-  createdAt: timestamp('created_at', { withTimezone: true, mode: 'date' }),
+/** Wrapped data keys, beside the log so rewrap/shredding never alter a leaf; keyed by the record's log index (migration 0018). */
+export const dataKeys = pgTable(
+  'data_keys',
+  {
+    logIndex: bigint('log_index', { mode: 'number' }).primaryKey().references(() => transactions.logIndex),
+    /** The key-wrap window whose `enc` precedes `wrapped_key` (rows since migration 0018; NULL: `wrapped_key` is whole). */
+    windowId: bigint('window_id', { mode: 'bigint' }).references(() => keyWrapWindows.id),
+    /** Wrapped data key (or, with `window_id`, what follows the window's enc); NULL once shredded. */
+    wrappedKey: bytea('wrapped_key'),
+    /** Envelope v2: the key epoch whose public key wrapped the data key (exactly one of kmsKeyId / epochId). */
+    epochId: text('epoch_id').references(() => keyEpochs.epochId),
+    /** Envelope v1: the KMS key that wrapped the data key. */
+    kmsKeyId: text('kms_key_id'),
+    shreddedAt: timestamp('shredded_at', { withTimezone: true, mode: 'date' }),
+  },
+  (t) => [index('data_keys_epoch_id_idx').on(t.epochId)],
+);
+
+/** A key-wrap window's HPKE `enc`, once instead of in each of its records' rows (migration 0018); id = SHA-256(enc)[:8]. */
+export const keyWrapWindows = pgTable('key_wrap_windows', {
+  id: bigint('id', { mode: 'bigint' }).primaryKey(),
+  enc: bytea('enc').notNull(),
 });
 
 /**

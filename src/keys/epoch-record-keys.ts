@@ -70,7 +70,7 @@ export class EpochRecordKeys implements RecordKeyring {
     const w = this.windowFor(binding.processor, epoch.epochId, epoch.publicKey);
     const { epochId, ...sealed } = sealEnvelopeV2(w.window, { ...binding, epochId: epoch.epochId }, plaintext);
     if (w.window.wrapped >= this.windowRecords) this.closeWindow(epochId);
-    return { ...sealed, keyRef: { epochId }, epochPublicKeySha256: w.publicKeySha256 };
+    return { ...sealed, keyRef: { epochId }, epochPublicKeySha256: w.publicKeySha256, windowEnc: w.window.enc };
   }
 
   /** The live window of `epochId` for this public key and processor, or a new one. */

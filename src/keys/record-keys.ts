@@ -34,6 +34,13 @@ export interface SealedRecord extends SealedFields {
   keyRef: RecordKeyRef;
   /** Epoch records: SHA-256 of the epoch public key sealed to (leaf field, v3). */
   epochPublicKeySha256?: Buffer;
+  /**
+   * Records wrapped through a key-wrap window: the window's HPKE `enc`, the first bytes of
+   * `wrappedKey` and the same for every record of the window (stored once per window,
+   * `key_wrap_windows`; the record's row keeps the rest). Public: it opens nothing without the
+   * epoch private key.
+   */
+  windowEnc?: Buffer;
 }
 
 /** What the caller knows of the current sealing key before it seals (from its pre-check). */

@@ -81,7 +81,7 @@ function restoredEntry(leaf: Buffer, createdAt: Date): AppendRequest {
     const transactionId = decoded.v === 1 ? decoded.transactionId : decoded.id;
     const processor = decoded.v === 1 ? decoded.processor : decoded.p;
     const key = decoded.v !== 1 && decoded.env.ep !== undefined ? { epochId: decoded.env.ep } : { kmsKeyId: decoded.v !== 1 && decoded.env.kms !== undefined ? decoded.env.kms : RESTORED_UNKNOWN_KEY };
-    return { kind: 'transaction', leaf, createdAt, transaction: { transactionId, requestMac: RESTORED_REQUEST_MAC, processor }, dataKey: { transactionId, wrappedKey: null, ...key } };
+    return { kind: 'transaction', leaf, createdAt, transaction: { transactionId, requestMac: RESTORED_REQUEST_MAC, processor }, dataKey: { wrappedKey: null, ...key } };
   }
   if (decoded.type === 'access') return { kind: 'access', leaf, createdAt, access: { transactionId: decoded.transactionId } };
   if (decoded.type === 'key_event') return { kind: 'key_event', leaf, createdAt };

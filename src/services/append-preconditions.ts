@@ -73,7 +73,7 @@ export const APPEND_PRECONDITIONS: readonly PreconditionCheck[] = [
     id: CHECK.dataKeyMaterial,
     reason: DENIAL.dataKeyShredded,
     failing:
-      'SELECT g.id FROM unnest({keys}) AS g(id) WHERE NOT EXISTS (SELECT 1 FROM data_keys d WHERE d.transaction_id = g.id AND d.wrapped_key IS NOT NULL AND d.shredded_at IS NULL)',
+      'SELECT g.id FROM unnest({keys}) AS g(id) WHERE NOT EXISTS (SELECT 1 FROM transactions t JOIN data_keys d ON d.log_index = t.log_index WHERE t.transaction_id = g.id AND d.wrapped_key IS NOT NULL AND d.shredded_at IS NULL)',
   },
 ];
 

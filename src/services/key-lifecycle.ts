@@ -126,10 +126,10 @@ export class KeyLifecycleService {
     const req = parseKeyRequest(shredRequestSchema, raw, '{ "reason": short text }');
     const row = (
       await this.d.database.pool.query(
-        'SELECT d.transaction_id, d.epoch_id, d.kms_key_id, d.wrapped_key, t.processor, e.leaf FROM data_keys d JOIN transactions t USING (transaction_id) JOIN log_entries e ON e.idx = t.log_index WHERE d.transaction_id = $1',
+        'SELECT t.transaction_id, d.log_index, d.epoch_id, d.kms_key_id, d.wrapped_key, t.processor, e.leaf FROM transactions t JOIN data_keys d ON d.log_index = t.log_index JOIN log_entries e ON e.idx = t.log_index WHERE t.transaction_id = $1',
         [transactionId],
       )
-    ).rows[0] as { transaction_id: string; epoch_id: string | null; kms_key_id: string | null; wrapped_key: Buffer | null; processor: string | null; leaf: Buffer } | undefined;
+    ).rows[0] as { transaction_id: string; log_index: string; epoch_id: string | null; kms_key_id: string | null; wrapped_key: Buffer | null; processor: string | null; leaf: Buffer } | undefined;
     if (!row) throw new PaylogError('NOT_FOUND', 'no such transaction');
     const logIndex = await this.d.keyEvents.record({
       event: 'transaction_shredded',
@@ -141,7 +141,7 @@ export class KeyLifecycleService {
       ...(row.kms_key_id ? { kmsKeyId: row.kms_key_id } : {}),
       reason: req.reason,
     });
-    await commitShred(this.d.keysDatabase, { text: 'UPDATE data_keys SET wrapped_key = NULL, shredded_at = $2 WHERE transaction_id = $1', values: [transactionId, this.d.clock()] }, null);
+    await commitShred(this.d.keysDatabase, { text: 'UPDATE data_keys SET wrapped_key = NULL, shredded_at = $2 WHERE log_index = $1', values: [row.log_index, this.d.clock()] }, null);
     return { transactionId, shredded: true, logIndex };
   }
   /** Retention by crypto-shredding (src/services/key-retention.ts `KeyRetention.applyRetention`). */

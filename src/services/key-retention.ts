@@ -164,10 +164,10 @@ export class KeyRetention {
     }
     const v1 = (
       await this.d.keysDatabase.pool.query(
-        'SELECT d.transaction_id FROM data_keys d JOIN transactions t USING (transaction_id) WHERE d.kms_key_id IS NOT NULL AND d.wrapped_key IS NOT NULL AND t.created_at < $1',
+        'SELECT d.log_index FROM data_keys d JOIN transactions t ON t.log_index = d.log_index WHERE d.kms_key_id IS NOT NULL AND d.wrapped_key IS NOT NULL AND t.created_at < $1',
         [cutoff],
       )
-    ).rows as { transaction_id: string }[];
+    ).rows as { log_index: string }[];
     report.v1Records = v1.length;
     report.cseKeys = await this.destroyExpiredCseKeys(asOf, actor, dryRun);
     if (!dryRun) {
@@ -213,7 +213,7 @@ export class KeyRetention {
       if (v1.length > 0) {
         await commitShred(
           this.d.keysDatabase,
-          { text: 'UPDATE data_keys SET wrapped_key = NULL, shredded_at = $2 WHERE transaction_id = ANY($1)', values: [v1.map((r) => r.transaction_id), this.d.clock()] },
+          { text: 'UPDATE data_keys SET wrapped_key = NULL, shredded_at = $2 WHERE log_index = ANY($1::bigint[])', values: [v1.map((r) => r.log_index), this.d.clock()] },
           null,
         );
       }

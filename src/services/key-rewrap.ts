@@ -60,7 +60,9 @@ const EPOCHS_TO_REWRAP = `e.shredded_at IS NULL AND ($2::text IS NULL OR e.epoch
   AND NOT EXISTS (SELECT 1 FROM key_period_kms_keys k WHERE k.granularity = e.granularity AND k.period_start = e.period_start
                   AND k.rewrap_run = $1 AND k.role = 'rewrap_target' AND k.kms_key_id = e.kms_key_id)`;
 /** Live envelope-v1 data keys not yet under $1, after transaction id $2 (null = from the start). */
-const V1_KEYS_TO_REWRAP = `d.kms_key_id IS NOT NULL AND d.kms_key_id <> $1 AND d.wrapped_key IS NOT NULL AND ($2::text IS NULL OR d.transaction_id > $2)`;
+const V1_KEYS_TO_REWRAP = `d.kms_key_id IS NOT NULL AND d.kms_key_id <> $1 AND d.wrapped_key IS NOT NULL AND ($2::text IS NULL OR t.transaction_id > $2)`;
+/** The v1 data keys with their transactions row (`t`, the paging key: `transaction_id`); data_keys is keyed by log index (migration 0018). */
+const V1_KEYS_FROM = 'data_keys d JOIN transactions t ON t.log_index = d.log_index';
 
 export interface RewrapResult {
   rewrapped: number;
@@ -187,14 +189,14 @@ export class KeyRewrap {
     if (kind === null && to !== null && (cursor === null || cursor.kind === 'v1')) {
       const rows = (
         await this.d.keysDatabase.pool.query(
-          `SELECT d.transaction_id, d.kms_key_id, d.wrapped_key, t.processor, e.leaf FROM data_keys d LEFT JOIN transactions t USING (transaction_id)
-           LEFT JOIN log_entries e ON e.idx = t.log_index WHERE ${V1_KEYS_TO_REWRAP} ORDER BY d.transaction_id LIMIT $3`,
+          `SELECT t.transaction_id, d.log_index, d.kms_key_id, d.wrapped_key, t.processor, e.leaf FROM ${V1_KEYS_FROM}
+           LEFT JOIN log_entries e ON e.idx = t.log_index WHERE ${V1_KEYS_TO_REWRAP} ORDER BY t.transaction_id LIMIT $3`,
           [to, cursor?.id ?? null, batch],
         )
-      ).rows as { transaction_id: string; kms_key_id: string; wrapped_key: Buffer; processor: string | null; leaf: Buffer | null }[];
+      ).rows as { transaction_id: string; log_index: string; kms_key_id: string; wrapped_key: Buffer; processor: string | null; leaf: Buffer | null }[];
       if (rows.length > 0) {
         kind = 'v1';
-        const fresh: { id: string; blob: Buffer }[] = [];
+        const fresh: { id: string; logIndex: string; blob: Buffer }[] = [];
         for (const r of rows) {
           cursor = { kind: 'v1', id: r.transaction_id };
           let processor: string;
@@ -206,7 +208,7 @@ export class KeyRewrap {
           }
           try {
             const ctx = kmsEncryptionContext({ transactionId: r.transaction_id, processor });
-            fresh.push({ id: r.transaction_id, blob: await this.d.kms.reEncrypt(r.wrapped_key, ctx, to) });
+            fresh.push({ id: r.transaction_id, logIndex: r.log_index, blob: await this.d.kms.reEncrypt(r.wrapped_key, ctx, to) });
           } catch (err) {
             const why = rowKmsRefusal(err);
             if (why === null) throw err;
@@ -224,7 +226,7 @@ export class KeyRewrap {
             counts: { v1DataKeys: fresh.length },
           });
           for (const f of fresh) {
-            await this.d.keysDatabase.pool.query('UPDATE data_keys SET kms_key_id = $2, wrapped_key = $3 WHERE transaction_id = $1 AND wrapped_key IS NOT NULL', [f.id, to, f.blob]);
+            await this.d.keysDatabase.pool.query('UPDATE data_keys SET kms_key_id = $2, wrapped_key = $3 WHERE log_index = $1 AND wrapped_key IS NOT NULL', [f.logIndex, to, f.blob]);
           }
         }
         n = fresh.length;
@@ -238,7 +240,7 @@ export class KeyRewrap {
       to !== null
         ? Number(
             (
-              await this.d.keysDatabase.pool.query(`SELECT count(*)::int AS n FROM data_keys d WHERE ${V1_KEYS_TO_REWRAP}`, [
+              await this.d.keysDatabase.pool.query(`SELECT count(*)::int AS n FROM ${V1_KEYS_FROM} WHERE ${V1_KEYS_TO_REWRAP}`, [
                 to,
                 cursor?.kind === 'v1' ? cursor.id : null,
               ])

@@ -122,7 +122,7 @@ export class LogReadService {
     const r = await this.db.$client.query({
       name: 'paylog_entries_page',
       text: `SELECT e.idx, e.leaf, a.transaction_id AS access_tx, t.transaction_id, t.log_index, t.request_mac, t.processor,
-               t.payment_method_type, t.masked, t.fingerprint, t.amount_value, t.currency, t.metadata, t.envelope_version,
+               t.payment_method_type, t.masked, t.fingerprint, t.fingerprint_v2, t.amount_value, t.currency, t.metadata, t.envelope_version,
                t.iv, t.ciphertext, t.tag, t.key_commitment, t.salt, t.created_at
              FROM log_entries e
              LEFT JOIN transactions t ON t.log_index = e.idx

@@ -18,8 +18,18 @@ type Pool = AppDatabase['pool'];
  * The columns of a {@link TransactionRow}, from `transactions t` and its leaf `log_entries e`
  * (also read, beside other rows, by the forward's first read: src/services/forward/first-reads.ts).
  */
+/**
+ * A record's whole wrapped data key, from its `data_keys` row (alias `d`) and its window row
+ * (alias `w`: `LEFT JOIN key_wrap_windows w ON w.id = d.window_id`): the window's enc ‖ the
+ * row's bytes for rows since migration 0018, else the row's bytes; NULL once shredded. What
+ * the leaf's `wk` hashes: the one place the stored form is put back together.
+ */
+export function wrappedKeySql(d: string, w: string): string {
+  return `CASE WHEN ${d}.window_id IS NULL THEN ${d}.wrapped_key ELSE ${w}.enc || ${d}.wrapped_key END`;
+}
+
 export const TRANSACTION_RECORD_COLUMNS = `t.transaction_id, t.log_index, t.request_mac, t.processor, t.payment_method_type, t.masked,
-    t.fingerprint, t.amount_value, t.currency, t.metadata, t.envelope_version, t.iv, t.ciphertext, t.tag,
+    t.fingerprint, t.fingerprint_v2, t.amount_value, t.currency, t.metadata, t.envelope_version, t.iv, t.ciphertext, t.tag,
     t.key_commitment, t.salt, t.created_at, e.leaf`;
 
 const SELECT_RECORD = `SELECT ${TRANSACTION_RECORD_COLUMNS}
@@ -83,7 +93,7 @@ export async function readAssignment(
              (SELECT e.leaf FROM log_entries e WHERE e.idx = t.log_index AND t.processor IS NULL AND ke.processor IS NULL) AS leaf
            FROM (SELECT 1) AS one
            LEFT JOIN transactions t ON t.transaction_id = $1
-           LEFT JOIN data_keys dk ON dk.transaction_id = t.transaction_id
+           LEFT JOIN data_keys dk ON dk.log_index = t.log_index
            LEFT JOIN key_epochs ke ON ke.epoch_id = dk.epoch_id`,
     values: [transactionId, principalName],
   });
@@ -95,7 +105,7 @@ export async function readShredded(pool: Pool, transactionId: string): Promise<b
   const r = await pool.query({
     name: 'paylog_is_shredded',
     text: `SELECT (dk.wrapped_key IS NULL OR dk.shredded_at IS NOT NULL OR e.shredded_at IS NOT NULL) AS shredded
-           FROM data_keys dk LEFT JOIN key_epochs e ON e.epoch_id = dk.epoch_id WHERE dk.transaction_id = $1`,
+           FROM transactions t JOIN data_keys dk ON dk.log_index = t.log_index LEFT JOIN key_epochs e ON e.epoch_id = dk.epoch_id WHERE t.transaction_id = $1`,
     values: [transactionId],
   });
   return (r.rows[0] as { shredded: boolean } | undefined)?.shredded ?? true;

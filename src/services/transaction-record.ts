@@ -12,7 +12,7 @@
 import { createHash } from 'node:crypto';
 import { PaylogError } from '../errors.js';
 import { canonicalJson } from '../crypto/canonical-json.js';
-import { FINGERPRINT_V2_PREFIX } from '../crypto/fingerprint.js';
+import { FINGERPRINT_V2_PREFIX, formatFingerprintV2 } from '../crypto/fingerprint.js';
 import { decodeLeaf, decodeLeafFast, envelopeFromLeaf, transactionViewFromLeaf, type LeafEnvelope, type TransactionServedView } from '../log/leaf.js';
 
 /** A stored transaction as the service serves and opens it. */
@@ -40,6 +40,8 @@ export interface TransactionRow {
   payment_method_type: string | null;
   masked: Record<string, unknown> | null;
   fingerprint: string | null;
+  /** The v2 fingerprint's 16 bytes (rows since migration 0019; before, `fingerprint` held `fp2_…`). */
+  fingerprint_v2: Buffer | null;
   amount_value: string | number | null;
   currency: string | null;
   metadata: Record<string, string> | null;
@@ -88,7 +90,7 @@ export function recordFromRow(r: TransactionRow): TransactionRecord {
     requestMac: r.request_mac,
     leaf: r.leaf,
     leafFormat: leaf.v,
-    ...(r.fingerprint?.startsWith(FINGERPRINT_V2_PREFIX) ? { fingerprintV2: r.fingerprint } : {}),
+    ...(r.fingerprint_v2 ? { fingerprintV2: formatFingerprintV2(r.fingerprint_v2) } : r.fingerprint?.startsWith(FINGERPRINT_V2_PREFIX) ? { fingerprintV2: r.fingerprint } : {}),
   };
   if (leaf.v !== 1) {
     if (leaf.id !== r.transaction_id) throw recordMismatch();

@@ -14,11 +14,12 @@
  *   refused) is returned as the appender gave it; idempotency, revocation and the retry are
  *   decided by src/services/transactions.ts. It never chooses an envelope version.
  */
+import { createHash } from 'node:crypto';
 import type { Principal } from '../auth/principal.js';
 import type { TransactionRequest } from '../validation/transaction.js';
 import type { MaskedPaymentMethod } from '../validation/masking.js';
 import { canonicalJson } from '../crypto/canonical-json.js';
-import { fingerprintV2 } from '../crypto/fingerprint.js';
+import { fingerprintV2Digest } from '../crypto/fingerprint.js';
 import type { RecordKeyring, SealedRecord } from '../keys/record-keys.js';
 import { encodeLeaf, transactionLeaf } from '../log/leaf.js';
 import type { Appender } from '../log/appender.js';
@@ -31,6 +32,38 @@ interface SealDeps {
   recordKeys: RecordKeyring;
   /** Key of v2 fingerprints (absent: no fingerprint is stored; unit tests only). */
   fingerprintKey?: Buffer | undefined;
+}
+
+/**
+ * Bytes of the idempotency MAC stored in `transactions.request_mac` (issue 20, storage): the
+ * first 16 of the 32-byte served MAC (HMAC-SHA-256 truncated to 128 bits, RFC 2104 §5). The
+ * stored value only lets the append tell a replay from a conflict under its lock; the service
+ * then decides either from the record's leaf (src/services/transactions.ts `replayOrConflict`),
+ * so a shorter — or, for rows from before, longer — stored MAC changes no answer. 16 bytes
+ * instead of 32 save 17 of the row's ~150 bytes (its tuple crosses below the next 8-byte
+ * alignment step).
+ */
+export const STORED_REQUEST_MAC_BYTES = 16;
+
+/**
+ * Id of a key-wrap window's `key_wrap_windows` row: the first 8 bytes of SHA-256(enc) as a
+ * signed bigint (decimal). Derived from the enc itself, so a row planted under a future id
+ * would have to guess a fresh HPKE encapsulation.
+ */
+function keyWrapWindowId(enc: Buffer): string {
+  return createHash('sha256').update(enc).digest().readBigInt64BE(0).toString();
+}
+
+/**
+ * The `data_keys` columns of a sealed record (issue 20, storage): a window-form wrapped key is
+ * stored as its window's `enc` once (`key_wrap_windows`) and the rest in the record's row; the
+ * readers put them back together (src/services/transaction-queries.ts `WRAPPED_KEY_SQL`), so
+ * `wrappedKey` as read is byte for byte what the leaf's `wk` hashes.
+ */
+function storedWrappedKey(s: Pick<SealedRecord, 'wrappedKey' | 'windowEnc'>): { wrappedKey: Buffer; window?: { id: string; enc: Buffer } } {
+  const enc = s.windowEnc;
+  if (!enc || !s.wrappedKey.subarray(0, enc.length).equals(enc)) return { wrappedKey: s.wrappedKey };
+  return { wrappedKey: s.wrappedKey.subarray(enc.length), window: { id: keyWrapWindowId(enc), enc } };
 }
 
 /** One sealed submission: what the appender answered and the key the record was sealed under. */
@@ -90,11 +123,11 @@ export async function sealAndAppend(
     createdAt,
     transaction: {
       transactionId: req.transactionId,
-      requestMac: mac,
+      requestMac: mac.subarray(0, STORED_REQUEST_MAC_BYTES),
       processor: req.processor,
-      ...(d.fingerprintKey ? { fingerprint: fingerprintV2(d.fingerprintKey, req.processor, req.paymentMethod) } : {}),
+      ...(d.fingerprintKey ? { fingerprint: fingerprintV2Digest(d.fingerprintKey, req.processor, req.paymentMethod) } : {}),
     },
-    dataKey: { transactionId: req.transactionId, wrappedKey: envelope.wrappedKey, kmsKeyId: keyRef.kmsKeyId ?? null, epochId: keyRef.epochId ?? null },
+    dataKey: { ...storedWrappedKey(envelope), kmsKeyId: keyRef.kmsKeyId ?? null, epochId: keyRef.epochId ?? null },
     requires: submissionRequires({
       principal: { certificateFingerprint: principal.certificateFingerprint, serialHex: principal.serialHex },
       processor: req.processor,

@@ -94,11 +94,15 @@ WITH le AS (
   INSERT INTO merkle_nodes (level, idx, hash)
   SELECT * FROM unnest($4::smallint[], $5::bigint[], $6::bytea[])
 ), tx AS (
-  INSERT INTO transactions (transaction_id, log_index, request_mac, created_at, processor, fingerprint)
-  SELECT * FROM unnest($7::text[], $8::bigint[], $9::bytea[], $10::timestamptz[], $21::text[], $22::text[])
+  INSERT INTO transactions (transaction_id, log_index, request_mac, created_at, processor, fingerprint_v2)
+  SELECT * FROM unnest($7::text[], $8::bigint[], $9::bytea[], $10::timestamptz[], $21::text[], $22::bytea[])
+), kw AS (
+  INSERT INTO key_wrap_windows (id, enc)
+  SELECT DISTINCT ON (id) id, enc FROM unnest($23::bigint[], $24::bytea[]) AS w(id, enc) WHERE id IS NOT NULL
+  ON CONFLICT (id) DO NOTHING
 ), dk AS (
-  INSERT INTO data_keys (transaction_id, kms_key_id, wrapped_key, epoch_id)
-  SELECT * FROM unnest($11::text[], $12::text[], $13::bytea[], $20::text[])
+  INSERT INTO data_keys (log_index, window_id, kms_key_id, wrapped_key, epoch_id)
+  SELECT * FROM unnest($11::bigint[], $23::bigint[], $12::text[], $13::bytea[], $20::text[])
 ), ae AS (
   INSERT INTO access_entries (log_index, transaction_id, created_at)
   SELECT * FROM unnest($14::bigint[], $15::text[], $16::timestamptz[])
@@ -165,7 +169,7 @@ function batchValues(accepted: AcceptedEntry[], nodes: Array<NodeId & { hash: Bu
     col(txs, (a) => a.index),
     col(txs, (a) => a.req.transaction.requestMac),
     col(txs, (a) => a.req.createdAt),
-    col(txs, (a) => a.req.dataKey.transactionId),
+    col(txs, (a) => a.index),
     col(txs, (a) => a.req.dataKey.kmsKeyId ?? null),
     col(txs, (a) => a.req.dataKey.wrappedKey),
     col(acc, (a) => a.index),
@@ -177,6 +181,8 @@ function batchValues(accepted: AcceptedEntry[], nodes: Array<NodeId & { hash: Bu
     col(txs, (a) => a.req.dataKey.epochId ?? null),
     col(txs, (a) => a.req.transaction.processor ?? null),
     col(txs, (a) => a.req.transaction.fingerprint ?? null),
+    col(txs, (a) => a.req.dataKey.window?.id ?? null),
+    col(txs, (a) => a.req.dataKey.window?.enc ?? null),
   ];
 }
 

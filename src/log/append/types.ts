@@ -36,11 +36,18 @@ export type AppendRequest =
       /**
        * Lookup columns of the `transactions` row. `processor` and `fingerprint` are opaque to
        * the log (stored as given, never in a leaf): they let a read authorize before decoding
-       * the leaf, and keep the fingerprint out of the log (issue 17).
+       * the leaf, and keep the fingerprint out of the log (issue 17); `fingerprint` is stored as
+       * bytes in `transactions.fingerprint_v2` (migration 0019).
        */
-      transaction: { transactionId: string; requestMac: Buffer; processor?: string; fingerprint?: string };
-      /** The `data_keys` row (opaque to the log): exactly one of `kmsKeyId` / `epochId`. */
-      dataKey: { transactionId: string; wrappedKey?: Buffer | null; kmsKeyId?: string | null; epochId?: string | null };
+      transaction: { transactionId: string; requestMac: Buffer; processor?: string; fingerprint?: Buffer };
+      /** The `data_keys` row (opaque to the log; keyed by the entry's log index): exactly one of `kmsKeyId` / `epochId`. */
+      dataKey: {
+        wrappedKey?: Buffer | null;
+        kmsKeyId?: string | null;
+        epochId?: string | null;
+        /** The `key_wrap_windows` row the wrapped key continues (inserted once per window). */
+        window?: { id: string; enc: Buffer };
+      };
       /**
        * What must still hold when the entry commits; the first that fails refuses it (checks
        * registered as `beforeReplay` are decided before idempotency, the rest after).

@@ -19,7 +19,7 @@
  */
 import type { AppDatabase } from '../../db/connection.js';
 import { revokedCertificateSql } from '../../auth/revocations.js';
-import { TRANSACTION_RECORD_COLUMNS } from '../transaction-queries.js';
+import { TRANSACTION_RECORD_COLUMNS, wrappedKeySql } from '../transaction-queries.js';
 import { recordFromRow, type TransactionRecord, type TransactionRow } from '../transaction-record.js';
 import type { DataKeyRow } from '../open-record.js';
 import type { DestinationRow } from './destinations.js';
@@ -35,15 +35,16 @@ WITH claim AS (
 SELECT EXISTS (SELECT 1 FROM claim) AS claimed,
   ($4::text IS NOT NULL AND ${revokedCertificateSql('$4::text', '$5::text')}) AS revoked,
   ${TRANSACTION_RECORD_COLUMNS},
-  dk.transaction_id AS dk_transaction_id, dk.kms_key_id AS dk_kms_key_id, dk.wrapped_key AS dk_wrapped_key,
-  dk.epoch_id AS dk_epoch_id, dk.shredded_at AS dk_shredded_at, dk.created_at AS dk_created_at,
+  dk.log_index AS dk_log_index, dk.kms_key_id AS dk_kms_key_id, ${wrappedKeySql('dk', 'dkw')} AS dk_wrapped_key,
+  dk.epoch_id AS dk_epoch_id, dk.shredded_at AS dk_shredded_at,
   d.processor AS d_processor, d.name AS d_name, d.config AS d_config, d.wrapped_client_key AS d_wrapped_client_key,
   d.admin_log_index AS d_admin_log_index, de.leaf AS d_leaf,
   g.log_indexes AS granted_log_indexes, g.leaves AS granted_leaves
 FROM (SELECT 1) AS one
 LEFT JOIN transactions t ON t.transaction_id = $1
 LEFT JOIN log_entries e ON e.idx = t.log_index
-LEFT JOIN data_keys dk ON dk.transaction_id = $1
+LEFT JOIN data_keys dk ON dk.log_index = t.log_index
+LEFT JOIN key_wrap_windows dkw ON dkw.id = dk.window_id
 LEFT JOIN forward_destinations d ON d.name = $6::text AND d.processor = t.processor
 LEFT JOIN log_entries de ON de.idx = d.admin_log_index
 LEFT JOIN LATERAL (
@@ -54,12 +55,11 @@ LEFT JOIN LATERAL (
 type Row = TransactionRow & {
   claimed: boolean;
   revoked: boolean;
-  dk_transaction_id: string | null;
+  dk_log_index: string | null;
   dk_kms_key_id: string | null;
   dk_wrapped_key: Buffer | null;
   dk_epoch_id: string | null;
   dk_shredded_at: Date | null;
-  dk_created_at: Date | null;
   d_processor: string | null;
   d_name: string;
   d_config: DestinationRow['config'];
@@ -108,9 +108,9 @@ export async function readFirst(
     record = { ok: false, error };
   }
   const dataKey: DataKeyRow | undefined =
-    row.dk_transaction_id === null
+    row.dk_log_index === null
       ? undefined
-      : { transactionId: row.dk_transaction_id, kmsKeyId: row.dk_kms_key_id, wrappedKey: row.dk_wrapped_key, epochId: row.dk_epoch_id, shreddedAt: row.dk_shredded_at, createdAt: row.dk_created_at };
+      : { logIndex: Number(row.dk_log_index), kmsKeyId: row.dk_kms_key_id, wrappedKey: row.dk_wrapped_key, epochId: row.dk_epoch_id, shreddedAt: row.dk_shredded_at };
   const destination: DestinationRow | null =
     row.d_processor === null
       ? null

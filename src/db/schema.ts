@@ -48,7 +48,8 @@ export const logEntries = pgTable('log_entries', {
   entryType: text('entry_type'),
   transactionId: text('transaction_id'),
   leaf: bytea('leaf').notNull(),
-  createdAt: createdAt(),
+  /** Insert time on rows from before migration 0021; NULL since (read by nothing: served times come from the leaf). */
+  createdAt: timestamp('created_at', { withTimezone: true, mode: 'date' }),
 });
 
 /**
@@ -90,7 +91,8 @@ export const treeHeads = pgTable('tree_heads', {
   size: bigint('size', { mode: 'number' }).primaryKey(),
   rootHash: bytea('root_hash').notNull(),
   mac: bytea('mac'),
-  createdAt: createdAt(),
+  /** Insert time on rows from before migration 0021; NULL since (read by nothing). */
+  createdAt: timestamp('created_at', { withTimezone: true, mode: 'date' }),
 });
 
 /**

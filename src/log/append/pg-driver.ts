@@ -88,26 +88,26 @@ SELECT 'p', plan_mode.v, NULL, NULL, NULL, NULL, NULL, NULL FROM (SELECT ${INSER
  */
 const INSERT_BATCH = `
 WITH le AS (
-  INSERT INTO log_entries (idx, leaf, created_at)
-  SELECT * FROM unnest($1::bigint[], $2::bytea[], $3::timestamptz[])
+  INSERT INTO log_entries (idx, leaf)
+  SELECT * FROM unnest($1::bigint[], $2::bytea[])
 ), mn AS (
   INSERT INTO merkle_nodes (level, idx, hash)
-  SELECT * FROM unnest($4::smallint[], $5::bigint[], $6::bytea[])
+  SELECT * FROM unnest($3::smallint[], $4::bigint[], $5::bytea[])
 ), tx AS (
   INSERT INTO transactions (transaction_id, log_index, request_mac, created_at, processor, fingerprint_v2)
-  SELECT * FROM unnest($7::text[], $8::bigint[], $9::bytea[], $10::timestamptz[], $21::text[], $22::bytea[])
+  SELECT * FROM unnest($6::text[], $7::bigint[], $8::bytea[], $9::timestamptz[], $20::text[], $21::bytea[])
 ), kw AS (
   INSERT INTO key_wrap_windows (id, enc)
-  SELECT DISTINCT ON (id) id, enc FROM unnest($23::bigint[], $24::bytea[]) AS w(id, enc) WHERE id IS NOT NULL
+  SELECT DISTINCT ON (id) id, enc FROM unnest($22::bigint[], $23::bytea[]) AS w(id, enc) WHERE id IS NOT NULL
   ON CONFLICT (id) DO NOTHING
 ), dk AS (
   INSERT INTO data_keys (log_index, window_id, kms_key_id, wrapped_key, epoch_id)
-  SELECT * FROM unnest($11::bigint[], $23::bigint[], $12::text[], $13::bytea[], $20::text[])
+  SELECT * FROM unnest($10::bigint[], $22::bigint[], $11::text[], $12::bytea[], $19::text[])
 ), ae AS (
   INSERT INTO access_entries (log_index, transaction_id, created_at)
-  SELECT * FROM unnest($14::bigint[], $15::text[], $16::timestamptz[])
+  SELECT * FROM unnest($13::bigint[], $14::text[], $15::timestamptz[])
 )
-INSERT INTO tree_heads (size, root_hash, mac) VALUES ($17, $18, $19)`;
+INSERT INTO tree_heads (size, root_hash, mac) VALUES ($16, $17, $18)`;
 /**
  * The companion writes of a batch (companions.ts), queued after its insert, each batch's set as
  * one statement (named per text), under custom plans again (READ_PLAN_MODE, queued before it:
@@ -161,7 +161,6 @@ function batchValues(accepted: AcceptedEntry[], nodes: Array<NodeId & { hash: Bu
   return [
     col(accepted, (a) => a.index),
     col(accepted, (a) => a.req.leaf),
-    col(accepted, (a) => a.req.createdAt),
     col(nodes, (n) => n.level),
     col(nodes, (n) => n.index),
     col(nodes, (n) => n.hash),

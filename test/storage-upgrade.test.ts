@@ -40,3 +40,76 @@ describe('log_entries / tree_heads created_at no longer written (migration 0021)
     });
   });
 });
+
+describe('submission_probe_slots (grp, hour, tx) → (grp with the hour tag, tx uuid) (migration 0022)', () => {
+  const HOUR_MS = 3_600_000;
+  const hourOf = (ms: number) => new Date(Math.floor(ms / HOUR_MS) * HOUR_MS);
+
+  it('rows of the hour carry over and count; retries keep their row; 48-byte rows; the generic-plan setting stays', async () => {
+    const url = await newTestDatabase();
+    await migrateUpTo(url, 19);
+    const hour = hourOf(Date.now());
+    const served = Buffer.alloc(32, 7);
+    const admit = (c: import('pg').Client, id: string, limit: number, opts: { principal?: string; s?: Buffer; at?: Date } = {}) =>
+      c
+        .query('SELECT paylog_probe_admit($1, $2, $3, $4, $5) AS ok', [opts.principal ?? 'checkout:shop', opts.s ?? served, id, opts.at ?? hour, limit])
+        .then((r) => r.rows[0].ok as boolean);
+    await withClient(url, async (c) => {
+      expect(await admit(c, 'a', 5)).toBe(true);
+      expect(await admit(c, 'b', 5)).toBe(true);
+      expect(await admit(c, 'old', 5, { at: new Date(hour.getTime() - HOUR_MS) })).toBe(true); // last hour's
+    });
+    await applyMigrations(url);
+    await withClient(url, async (c) => {
+      const conf = (await c.query("SELECT proconfig FROM pg_proc WHERE proname = 'paylog_probe_admit'")).rows[0].proconfig as string[];
+      expect(conf).toContain('plan_cache_mode=force_generic_plan'); // 0017's setting survives the new body
+      expect(await admit(c, 'c', 2)).toBe(false); // two counted before the migration: full at 2
+      expect(await admit(c, 'a', 2)).toBe(true); // a retry keeps its row
+      expect(await admit(c, 'b', 2)).toBe(true);
+      expect(await admit(c, 'c', 3)).toBe(true);
+      expect(await admit(c, 'c', 3)).toBe(true); // retried: not counted again
+      expect(await admit(c, 'd', 3)).toBe(false);
+      expect(await admit(c, 'x', 1, { principal: 'checkout:other' })).toBe(true); // other groups apart
+      expect(await admit(c, 'x', 1, { s: Buffer.alloc(32, 8) })).toBe(true);
+      // The next hour is a fresh window; last hour's row (carried over) does not count in it.
+      const next = new Date(hour.getTime() + HOUR_MS);
+      expect(await admit(c, 'e', 1, { at: next })).toBe(true);
+      expect(await admit(c, 'f', 1, { at: next })).toBe(false);
+      const rows = (await c.query("SELECT pg_typeof(grp)::text AS g, pg_typeof(tx)::text AS t, pg_column_size(s.*) AS bytes, count(*)::int AS n FROM submission_probe_slots s GROUP BY 1, 2, 3")).rows;
+      expect(rows).toEqual([{ g: 'bigint', t: 'uuid', bytes: 48, n: 7 }]); // a, b, c, x, x', old, e
+      const columns = (await c.query("SELECT column_name FROM information_schema.columns WHERE table_name = 'submission_probe_slots' ORDER BY ordinal_position")).rows.map((r) => r.column_name);
+      expect(columns).toEqual(['grp', 'tx']);
+
+      // The purge of `hour`'s window deletes the hour before, keeps this one and the next (a peer ahead).
+      await c.query('SET ROLE paylog_app');
+      await c.query('SELECT paylog_probe_purge($1)', [hour]);
+      expect((await c.query('SELECT count(*)::int AS n FROM submission_probe_slots')).rows[0].n).toBe(6);
+      await c.query('SELECT paylog_probe_purge($1)', [next]);
+      expect((await c.query('SELECT count(*)::int AS n FROM submission_probe_slots')).rows[0].n).toBe(1);
+      await expect(c.query('UPDATE submission_probe_slots SET tx = tx')).rejects.toMatchObject({ code: '42501' });
+      await c.query('RESET ROLE');
+    });
+  });
+
+  it('the hour tag wraps: tags 127 → 128 and 255 → 0 are one hour apart; a purge deletes only the 128 hours before', async () => {
+    const url = await newTestDatabase();
+    await applyMigrations(url);
+    await withClient(url, async (c) => {
+      const served = Buffer.alloc(32, 3);
+      const base = Math.floor(Date.now() / HOUR_MS);
+      for (const tag of [127, 255]) {
+        const h = base - (base % 256) + tag; // an hour whose tag is `tag`
+        const at = (d: number) => new Date((h + d) * HOUR_MS);
+        await c.query('DELETE FROM submission_probe_slots');
+        for (const d of [-129, -128, -1, 0, 1, 127]) await c.query('SELECT paylog_probe_admit($1, $2, $3, $4, 5)', ['checkout:shop', served, `t${d}`, at(d)]);
+        // Each hour is its own group, except that hours 256 apart share a tag (-129 and +127).
+        const keys = (await c.query('SELECT DISTINCT grp FROM submission_probe_slots')).rows;
+        expect(keys.length).toBe(5);
+        await c.query('SELECT paylog_probe_purge($1)', [at(0)]);
+        // Kept: this hour and the 127 after it; -129 has the tag of +127 (kept: it can only tighten), -128 and -1 are deleted.
+        const left = (await c.query('SELECT count(*)::int AS n FROM submission_probe_slots')).rows[0].n;
+        expect(left, `tag ${tag}`).toBe(4);
+      }
+    });
+  });
+});

@@ -27,6 +27,7 @@ import {
   text,
   timestamp,
   unique,
+  uuid,
 } from 'drizzle-orm/pg-core';
 
 /** PostgreSQL `bytea` as a Node Buffer. */
@@ -297,20 +298,18 @@ export const cseKeys = pgTable('cse_keys', {
 });
 
 /**
- * The probe limit (issue 17, migrations 0008/0013/0014; src/services/probe-limit.ts): one row per
- * new transaction a principal submitted this hour: `grp` = SHA-256(principal ‖ 0 ‖ keyed MAC of
- * its served payment fields)[:8] as a bigint, `tx` = SHA-256(transactionId)[:16]. Found by an
- * index on `grp` alone; a row is unique by the group's advisory lock in `paylog_probe_admit` (no
- * unique index: it cost more than the row). Not a log table: the runtime role inserts and deletes
- * (expired hours).
+ * The probe limit (issue 17, migrations 0008/0013/0014/0022; src/services/probe-limit.ts): one row per
+ * new transaction a principal submitted this hour: `grp` = (hour mod 256) << 56 | the low 56 bits
+ * of SHA-256(principal ‖ 0 ‖ keyed MAC of its served payment fields)[:8] (`paylog_probe_key`),
+ * `tx` = SHA-256(transactionId)[:16] as a uuid. Found by an index on `grp` alone; a row is unique
+ * by the group's advisory lock in `paylog_probe_admit` (no unique index: it cost more than the
+ * row). Not a log table: the runtime role inserts and deletes (past hours, `paylog_probe_purge`).
  */
 export const submissionProbeSlots = pgTable(
   'submission_probe_slots',
   {
     grp: bigint('grp', { mode: 'bigint' }).notNull(),
-    /** Hours since the Unix epoch (UTC). */
-    hour: integer('hour').notNull(),
-    tx: bytea('tx').notNull(),
+    tx: uuid('tx').notNull(),
   },
   (t) => [index('submission_probe_slots_grp_idx').on(t.grp)],
 );

@@ -16,8 +16,10 @@
  * refused or counted, so a genuine checkout's retries always get their receipt; a retried new
  * submission (same transactionId, not yet committed) keeps the slot it took.
  *
- * State lives in PostgreSQL (`submission_probe_slots` — hour, group digest, transactionId
- * digest, migration 0014 — and the function `paylog_probe_admit`, migrations 0008/0013/0014; its queries planned once per connection, migration 0017), so the limit
+ * State lives in PostgreSQL (`submission_probe_slots` — hour tag and group digest in one bigint,
+ * transactionId digest, migration 0022 — and the functions `paylog_probe_admit`, migrations
+ * 0008/0013/0014/0022, its queries planned once per connection, migration 0017, and
+ * `paylog_probe_purge`), so the limit
  * holds across workers and instances, strictly: the function
  * takes a transaction-scoped advisory lock of the group before it counts and inserts, so two
  * concurrent submissions of one group can never both take its last place (and other groups
@@ -178,7 +180,7 @@ export class ProbeLimiter {
     if (this.purgedWindow === window.getTime()) return;
     this.purgedWindow = window.getTime();
     void this.database.pool
-      .query({ name: 'paylog_probe_purge', text: 'DELETE FROM submission_probe_slots WHERE hour < $1', values: [window.getTime() / PROBE_WINDOW_MS] })
+      .query({ name: 'paylog_probe_purge', text: 'SELECT paylog_probe_purge($1)', values: [window] })
       .catch(() => {
         this.purgedWindow = 0; // try again with the next submission
       });

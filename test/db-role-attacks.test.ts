@@ -419,7 +419,7 @@ describe('the other tables the runtime role can INSERT into: refused, detected o
     expect((await t.call('processor-acme', 'POST', `/v1/transactions/${g}/release`, { purpose: 'capture' })).status).toBe(200);
     const all = await query<{ idx: string; leaf: Buffer }>(t.databaseUrl, 'SELECT idx, leaf FROM log_entries ORDER BY idx');
     const keyEventIdx = all.find((r) => decodeLeaf(r.leaf).type === 'key_event')!.idx;
-    const epochId = (await query<{ epoch_id: string }>(t.databaseUrl, 'SELECT epoch_id FROM data_keys WHERE log_index = (SELECT log_index FROM transactions WHERE transaction_id = $1)', [g]))[0]!.epoch_id;
+    const epochId = (await query<{ epoch_id: string }>(t.databaseUrl, `SELECT epoch_id FROM ${DATA_KEYS_WHOLE} d WHERE log_index = (SELECT log_index FROM transactions WHERE transaction_id = $1)`, [g]))[0]!.epoch_id;
     const x = `ord-${randomBytes(6).toString('hex')}`;
     await runtime(t).query('INSERT INTO transactions (transaction_id, log_index, request_mac) VALUES ($1, $2, $3)', [x, keyEventIdx, randomBytes(32)]);
     await runtime(t).query('INSERT INTO data_keys (log_index, wrapped_key, epoch_id) VALUES ($1, $2, $3)', [keyEventIdx, randomBytes(80), epochId]);
@@ -510,7 +510,7 @@ describe('paylog_keys (the key-destruction connection): what it can replace is c
     const a = await submit(t);
     const b = await submit(t, { processor: 'globex' });
     const c = await submit(t);
-    const epochOf = async (id: string) => (await query<{ epoch_id: string }>(t.databaseUrl, 'SELECT epoch_id FROM data_keys WHERE log_index = (SELECT log_index FROM transactions WHERE transaction_id = $1)', [id]))[0]!.epoch_id;
+    const epochOf = async (id: string) => (await query<{ epoch_id: string }>(t.databaseUrl, `SELECT epoch_id FROM ${DATA_KEYS_WHOLE} d WHERE log_index = (SELECT log_index FROM transactions WHERE transaction_id = $1)`, [id]))[0]!.epoch_id;
     const [ea, eb] = [await epochOf(a), await epochOf(b)];
     await withClient(t.databaseUrl, async (db) => {
       await db.query('SET ROLE paylog_keys');

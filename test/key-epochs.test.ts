@@ -54,7 +54,7 @@ describe('hierarchical key mode (default): envelope v2 under epoch keys', () => 
     const before = await submit(t);
     now = new Date(Date.UTC(2026, 11, 1, 11, 0, 0, 0)); // the next hour starts
     const after = await submit(t);
-    const keyOf = async (id: string) => (await query(t.databaseUrl, 'SELECT epoch_id FROM data_keys WHERE log_index = (SELECT log_index FROM transactions WHERE transaction_id = $1)', [id]))[0].epoch_id;
+    const keyOf = async (id: string) => (await query(t.databaseUrl, `SELECT epoch_id FROM ${DATA_KEYS_WHOLE} d WHERE log_index = (SELECT log_index FROM transactions WHERE transaction_id = $1)`, [id]))[0].epoch_id;
     expect(await keyOf(before)).toBe('acme/2026-12-01T10/0');
     expect(await keyOf(after)).toBe('acme/2026-12-01T11/0');
     const [old] = await query(t.databaseUrl, 'SELECT retired_at FROM key_epochs WHERE epoch_id = $1', ['acme/2026-12-01T10/0']);
@@ -65,7 +65,7 @@ describe('hierarchical key mode (default): envelope v2 under epoch keys', () => 
     expect(retired.index).toBeLessThan(created.index);
     // Nothing sealed after the boundary uses the retired epoch, even with the old one cached.
     for (let i = 0; i < 3; i++) expect(await keyOf(await submit(t))).toBe('acme/2026-12-01T11/0');
-    const n = await query(t.databaseUrl, "SELECT count(*)::int AS n FROM data_keys d JOIN transactions x ON x.log_index = d.log_index WHERE d.epoch_id = 'acme/2026-12-01T10/0' AND x.created_at >= '2026-12-01T11:00:00Z'");
+    const n = await query(t.databaseUrl, `SELECT count(*)::int AS n FROM ${DATA_KEYS_WHOLE} d JOIN transactions x ON x.log_index = d.log_index WHERE d.epoch_id = 'acme/2026-12-01T10/0' AND x.created_at >= '2026-12-01T11:00:00Z'`);
     expect(n[0].n).toBe(0);
     // Both still open.
     expect((await release(t, before)).status).toBe(200);
@@ -81,7 +81,7 @@ describe('hierarchical key mode (default): envelope v2 under epoch keys', () => 
       await other.stop();
     }
     const id = await submit(t);
-    expect((await query(t.databaseUrl, 'SELECT epoch_id FROM data_keys WHERE log_index = (SELECT log_index FROM transactions WHERE transaction_id = $1)', [id]))[0].epoch_id).toBe('acme/2026-12-01T11/1');
+    expect((await query(t.databaseUrl, `SELECT epoch_id FROM ${DATA_KEYS_WHOLE} d WHERE log_index = (SELECT log_index FROM transactions WHERE transaction_id = $1)`, [id]))[0].epoch_id).toBe('acme/2026-12-01T11/1');
     const ls = await leaves(t);
     expect(ls.some((l) => l.type === 'key_event' && l.event === 'rotation' && l.reason === 'suspected exposure')).toBe(true);
     expect(ls.some((l) => l.type === 'key_event' && l.event === 'epoch_retired' && l.epochId === 'acme/2026-12-01T11/0')).toBe(true);
@@ -89,7 +89,7 @@ describe('hierarchical key mode (default): envelope v2 under epoch keys', () => 
 
   it('3,000 concurrent first uses of one epoch make exactly one KMS Decrypt (single flight)', async () => {
     const id = await submit(t, { processor: 'globex' });
-    const [{ epoch_id: epochId }] = await query(t.databaseUrl, 'SELECT epoch_id FROM data_keys WHERE log_index = (SELECT log_index FROM transactions WHERE transaction_id = $1)', [id]);
+    const [{ epoch_id: epochId }] = await query(t.databaseUrl, `SELECT epoch_id FROM ${DATA_KEYS_WHOLE} d WHERE log_index = (SELECT log_index FROM transactions WHERE transaction_id = $1)`, [id]);
     t.paylog.epochs.evict(epochId);
     const d0 = kmsCount(t, 'Decrypt');
     const misses0 = (await t.paylog.metrics.registry.getSingleMetricAsString('paylog_epoch_key_cache_misses_total'));

@@ -25,7 +25,7 @@ import { KeyNoticeListener, type KeyNotice } from '../src/kms/key-notifications.
 import { EMBEDDED_DATABASE } from '../src/app.js';
 import { startService, type ServiceHandle } from '../scripts/bench/service.js';
 import { cardTransaction, newTestDatabase } from './helpers/paylog.js';
-import { query, withClient } from './helpers/db.js';
+import { DATA_KEYS_WHOLE, query, withClient } from './helpers/db.js';
 import { runScript } from './helpers/cli.js';
 
 const PAN = '4111111111111111';
@@ -343,7 +343,7 @@ describe('PAYLOG_WORKERS=2: a processor certificate over mTLS cannot release a s
   it('a shred committed with no notice (paylog_keys, straight SQL: an older instance, or an operator): the commit-time precondition alone refuses every release, although both workers still cache the key', { timeout: 120_000 }, async () => {
     const id = await submit('globex');
     await warm('processor-globex', id);
-    const [{ epoch_id: epochId }] = await query(ownerUrl, 'SELECT epoch_id FROM data_keys WHERE log_index = (SELECT log_index FROM transactions WHERE transaction_id = $1)', [id]);
+    const [{ epoch_id: epochId }] = await query(ownerUrl, `SELECT epoch_id FROM ${DATA_KEYS_WHOLE} d WHERE log_index = (SELECT log_index FROM transactions WHERE transaction_id = $1)`, [id]);
     await withClient(ownerUrl, async (c) => {
       await c.query(`SET ROLE ${KEYS_ROLE}`);
       await c.query(
@@ -361,7 +361,7 @@ describe('PAYLOG_WORKERS=2: a processor certificate over mTLS cannot release a s
     const pki = join(svc.dataDir, 'pki');
     const run = await runScript('retention', ['apply', '--as-of', asOf, '--url', svc.url, '--cacert', join(pki, 'ca.pem'), '--cert', join(pki, 'admin.pem'), '--key', join(pki, 'admin-key.pem')]);
     expect(run.code, run.stderr).toBe(0);
-    const [{ epoch_id: epochId }] = await query(ownerUrl, 'SELECT epoch_id FROM data_keys WHERE log_index = (SELECT log_index FROM transactions WHERE transaction_id = $1)', [id]);
+    const [{ epoch_id: epochId }] = await query(ownerUrl, `SELECT epoch_id FROM ${DATA_KEYS_WHOLE} d WHERE log_index = (SELECT log_index FROM transactions WHERE transaction_id = $1)`, [id]);
     expect(JSON.parse(run.stdout).epochs.map((e: { epochId: string }) => e.epochId)).toContain(epochId);
     // Hygiene (the notice): before any further release, no worker holds an epoch key any more.
     const gauges = async () => Promise.all(kept['processor-acme']!.map(async (a) => (await send(a, 'GET', '/metrics')).text));

@@ -8,6 +8,7 @@ import { newTestDatabase } from './helpers/paylog.js';
 import { withClient } from './helpers/db.js';
 import { migrateUpTo } from './helpers/migrate.js';
 import { applyMigrations } from '../src/db/connection.js';
+import { epochIdSql, epochRecordCountSql } from '../src/services/transaction-queries.js';
 
 describe('log_entries / tree_heads created_at no longer written (migration 0021)', () => {
   it('old rows keep their time, new rows store NULL and are 8 bytes shorter, the tables stay append-only', async () => {
@@ -110,6 +111,58 @@ describe('submission_probe_slots (grp, hour, tx) → (grp with the hour tag, tx 
         const left = (await c.query('SELECT count(*)::int AS n FROM submission_probe_slots')).rows[0].n;
         expect(left, `tag ${tag}`).toBe(4);
       }
+    });
+  });
+});
+
+describe('a key-wrap window names its epoch; its data_keys rows no longer do (migration 0023)', () => {
+  it('windows from before get their epoch; old rows keep theirs; new window rows leave it NULL and read the same; one key reference still required', async () => {
+    const url = await newTestDatabase();
+    await migrateUpTo(url, 22);
+    const EPOCH = 'acme/2026-12/0';
+    await withClient(url, async (c) => {
+      await c.query(
+        `INSERT INTO key_epochs (epoch_id, processor, granularity, period_start, period_end, generation, public_key, wrapped_private_key)
+         VALUES ($1, 'acme', 'month', '2026-12-01', '2027-01-01', 0, '\\x00', '\\x00')`,
+        [EPOCH],
+      );
+      for (const i of [1, 2, 3, 4, 5]) await c.query('INSERT INTO transactions (transaction_id, log_index, request_mac) VALUES ($1, $2, $3)', [`t${i}`, i, Buffer.alloc(16)]);
+      await c.query("INSERT INTO key_wrap_windows (id, enc) VALUES (7, '\\x0a')");
+      await c.query("INSERT INTO data_keys (log_index, window_id, wrapped_key, epoch_id) VALUES (1, 7, '\\x01', $1), (2, 7, '\\x02', $1)", [EPOCH]);
+      await c.query("INSERT INTO data_keys (log_index, wrapped_key, epoch_id) VALUES (3, '\\x03', $1)", [EPOCH]);
+      await c.query("INSERT INTO data_keys (log_index, wrapped_key, kms_key_id) VALUES (4, '\\x04', 'arn:k1')");
+    });
+    await applyMigrations(url);
+    await withClient(url, async (c) => {
+      expect((await c.query('SELECT id::int, epoch_id FROM key_wrap_windows')).rows).toEqual([{ id: 7, epoch_id: EPOCH }]);
+      // The append's form now (src/log/append/pg-driver.ts): the window names the epoch, its row does not.
+      await c.query("INSERT INTO key_wrap_windows (id, enc, epoch_id) VALUES (8, '\\x0b', $1)", [EPOCH]);
+      await c.query("INSERT INTO data_keys (log_index, window_id, wrapped_key) VALUES (5, 8, '\\x05')");
+      const read = (await c.query(`SELECT d.log_index::int AS i, ${epochIdSql('d', 'w')} AS epoch FROM data_keys d LEFT JOIN key_wrap_windows w ON w.id = d.window_id ORDER BY 1`)).rows;
+      expect(read).toEqual([
+        { i: 1, epoch: EPOCH },
+        { i: 2, epoch: EPOCH },
+        { i: 3, epoch: EPOCH },
+        { i: 4, epoch: null },
+        { i: 5, epoch: EPOCH },
+      ]);
+      expect((await c.query(`SELECT ${epochRecordCountSql('$1::text')} AS n`, [EPOCH])).rows[0].n).toBe(4);
+      const refused = async (sql: string, code: string) => {
+        await c.query('SAVEPOINT s');
+        await expect(c.query(sql), sql).rejects.toMatchObject({ code });
+        await c.query('ROLLBACK TO SAVEPOINT s');
+      };
+      await c.query('BEGIN');
+      await c.query("INSERT INTO transactions (transaction_id, log_index, request_mac) VALUES ('t6', 6, '\\x00')");
+      await refused("INSERT INTO data_keys (log_index, wrapped_key) VALUES (6, '\\x01')", '23514'); // no key reference
+      await refused("INSERT INTO data_keys (log_index, window_id, wrapped_key, kms_key_id) VALUES (6, 8, '\\x01', 'arn:k1')", '23514'); // windows are v2 only
+      await refused("INSERT INTO data_keys (log_index, wrapped_key, epoch_id, kms_key_id) VALUES (6, '\\x01', 'acme/2026-12/0', 'arn:k1')", '23514'); // two
+      await refused("INSERT INTO key_wrap_windows (id, enc, epoch_id) VALUES (9, '\\x0c', 'no/such/0')", '23503');
+      await c.query('SET LOCAL ROLE paylog_app');
+      await refused("UPDATE key_wrap_windows SET epoch_id = 'acme/2026-12/0'", '42501');
+      await c.query('ROLLBACK');
+      const indexes = (await c.query("SELECT indexname FROM pg_indexes WHERE tablename IN ('data_keys', 'key_wrap_windows') ORDER BY 1")).rows.map((r) => r.indexname);
+      expect(indexes).toEqual(['data_keys_epoch_id_idx', 'data_keys_pkey', 'data_keys_window_id_idx', 'key_wrap_windows_epoch_id_idx', 'key_wrap_windows_pkey']);
     });
   });
 });

@@ -134,20 +134,28 @@ export const dataKeys = pgTable(
     windowId: bigint('window_id', { mode: 'bigint' }).references(() => keyWrapWindows.id),
     /** Wrapped data key (or, with `window_id`, what follows the window's enc); NULL once shredded. */
     wrappedKey: bytea('wrapped_key'),
-    /** Envelope v2: the key epoch whose public key wrapped the data key (exactly one of kmsKeyId / epochId). */
+    /** Envelope v2: the key epoch whose public key wrapped the data key (exactly one of kmsKeyId / epoch); NULL on window rows since migration 0023 (the window's `epoch_id` then). */
     epochId: text('epoch_id').references(() => keyEpochs.epochId),
     /** Envelope v1: the KMS key that wrapped the data key. */
     kmsKeyId: text('kms_key_id'),
     shreddedAt: timestamp('shredded_at', { withTimezone: true, mode: 'date' }),
   },
-  (t) => [index('data_keys_epoch_id_idx').on(t.epochId)],
+  (t) => [
+    index('data_keys_epoch_id_idx').on(t.epochId).where(sql`${t.epochId} IS NOT NULL`),
+    index('data_keys_window_id_idx').on(t.windowId).where(sql`${t.windowId} IS NOT NULL`),
+  ],
 );
 
-/** A key-wrap window's HPKE `enc`, once instead of in each of its records' rows (migration 0018); id = SHA-256(enc)[:8]. */
-export const keyWrapWindows = pgTable('key_wrap_windows', {
-  id: bigint('id', { mode: 'bigint' }).primaryKey(),
-  enc: bytea('enc').notNull(),
-});
+/** A key-wrap window's HPKE `enc`, once instead of in each of its records' rows (migration 0018); id = SHA-256(enc)[:8]; `epoch_id`: the epoch it wraps to (migration 0023; its rows then leave theirs NULL). */
+export const keyWrapWindows = pgTable(
+  'key_wrap_windows',
+  {
+    id: bigint('id', { mode: 'bigint' }).primaryKey(),
+    enc: bytea('enc').notNull(),
+    epochId: text('epoch_id').references(() => keyEpochs.epochId),
+  },
+  (t) => [index('key_wrap_windows_epoch_id_idx').on(t.epochId)],
+);
 
 /**
  * Key epochs (envelope v2; migration 0002): one X25519 key pair per processor × period ×

@@ -35,6 +35,7 @@ import { commitShred } from './key-shred.js';
 import { KeyRewrap, type RewrapResult } from './key-rewrap.js';
 import { KeyRetention, type RetentionDeps, type RetentionReport } from './key-retention.js';
 import { ServiceKeyArns } from './service-key-arns.js';
+import { epochIdSql, epochRecordCountSql } from './transaction-queries.js';
 
 /** The retention dependencies (key-retention.ts) plus what rotation, shredding and rewrap need. */
 interface KeyLifecycleDeps extends RetentionDeps {
@@ -61,7 +62,7 @@ export class KeyLifecycleService {
     const epochs = (
       await this.d.database.pool.query(
         `SELECT e.epoch_id, e.processor, e.granularity, e.period_start, e.period_end, e.generation, e.kms_key_id,
-                e.retired_at, e.shredded_at, e.created_at, (SELECT count(*)::int FROM data_keys d WHERE d.epoch_id = e.epoch_id) AS records
+                e.retired_at, e.shredded_at, e.created_at, ${epochRecordCountSql('e.epoch_id')} AS records
          FROM key_epochs e ORDER BY e.period_start, e.processor, e.generation`,
       )
     ).rows as (EpochRow & { records: number; created_at: Date })[];
@@ -126,7 +127,8 @@ export class KeyLifecycleService {
     const req = parseKeyRequest(shredRequestSchema, raw, '{ "reason": short text }');
     const row = (
       await this.d.database.pool.query(
-        'SELECT t.transaction_id, d.log_index, d.epoch_id, d.kms_key_id, d.wrapped_key, t.processor, e.leaf FROM transactions t JOIN data_keys d ON d.log_index = t.log_index JOIN log_entries e ON e.idx = t.log_index WHERE t.transaction_id = $1',
+        `SELECT t.transaction_id, d.log_index, ${epochIdSql('d', 'w')} AS epoch_id, d.kms_key_id, d.wrapped_key, t.processor, e.leaf
+         FROM transactions t JOIN data_keys d ON d.log_index = t.log_index LEFT JOIN key_wrap_windows w ON w.id = d.window_id JOIN log_entries e ON e.idx = t.log_index WHERE t.transaction_id = $1`,
         [transactionId],
       )
     ).rows[0] as { transaction_id: string; log_index: string; epoch_id: string | null; kms_key_id: string | null; wrapped_key: Buffer | null; processor: string | null; leaf: Buffer } | undefined;

@@ -33,6 +33,7 @@ import { actorOf, SYSTEM_ACTOR, type KeyEvent, type KeyEventActor, type KeyEvent
 import { parseKeyRequest, retentionRequestSchema } from './key-requests.js';
 import { commitShred } from './key-shred.js';
 import type { ServiceKeyArns } from './service-key-arns.js';
+import { epochRecordCountSql } from './transaction-queries.js';
 
 /** KMS ScheduleKeyDeletion waiting period for a shredded key period (KMS allows 7–30 days). */
 const SHRED_PENDING_WINDOW_DAYS = 7;
@@ -132,7 +133,7 @@ export class KeyRetention {
       plans.push({ p, keys });
       const epochs = (
         await this.d.keysDatabase.pool.query(
-          `SELECT e.*, (SELECT count(*)::int FROM data_keys d WHERE d.epoch_id = e.epoch_id) AS records FROM key_epochs e
+          `SELECT e.*, ${epochRecordCountSql('e.epoch_id')} AS records FROM key_epochs e
            WHERE e.granularity = $1 AND e.period_start = $2 AND e.shredded_at IS NULL ORDER BY e.epoch_id`,
           [p.granularity, p.period_start],
         )

@@ -7,7 +7,7 @@ import type { AppDatabase } from '../db/connection.js';
 import { PaylogError } from '../errors.js';
 import type { RecordKeyring } from '../keys/record-keys.js';
 import type { TransactionRecord } from './transaction-record.js';
-import { wrappedKeySql } from './transaction-queries.js';
+import { epochIdSql, wrappedKeySql } from './transaction-queries.js';
 
 /** The `data_keys` row of a record, as `openRecordWith` needs it (undefined: no row); `wrappedKey` whole (`wrappedKeySql`). */
 export interface DataKeyRow {
@@ -22,7 +22,7 @@ export interface DataKeyRow {
 async function readDataKey(database: AppDatabase, logIndex: number): Promise<DataKeyRow | undefined> {
   const r = await database.pool.query({
     name: 'paylog_read_data_key',
-    text: `SELECT d.log_index, ${wrappedKeySql('d', 'w')} AS wrapped_key, d.epoch_id, d.kms_key_id, d.shredded_at
+    text: `SELECT d.log_index, ${wrappedKeySql('d', 'w')} AS wrapped_key, ${epochIdSql('d', 'w')} AS epoch_id, d.kms_key_id, d.shredded_at
              FROM data_keys d LEFT JOIN key_wrap_windows w ON w.id = d.window_id WHERE d.log_index = $1`,
     values: [logIndex],
   });

@@ -28,6 +28,21 @@ export function wrappedKeySql(d: string, w: string): string {
   return `CASE WHEN ${d}.window_id IS NULL THEN ${d}.wrapped_key ELSE ${w}.enc || ${d}.wrapped_key END`;
 }
 
+/**
+ * The epoch of the `data_keys` row `d` (joined to its window `w` as for {@link wrappedKeySql}):
+ * the row's own `epoch_id`, else — window rows since migration 0023 — its window's. NULL for v1
+ * (KMS) rows.
+ */
+export function epochIdSql(d: string, w: string): string {
+  return `coalesce(${d}.epoch_id, ${w}.epoch_id)`;
+}
+
+/** How many records the epoch `epochId` (an SQL expression) wrapped: rows naming it, and rows of its windows (indexes of migration 0023). */
+export function epochRecordCountSql(epochId: string): string {
+  return `((SELECT count(*) FROM data_keys d WHERE d.epoch_id = ${epochId})
+    + (SELECT count(*) FROM key_wrap_windows w JOIN data_keys d ON d.window_id = w.id WHERE w.epoch_id = ${epochId} AND d.epoch_id IS NULL))::int`;
+}
+
 export const TRANSACTION_RECORD_COLUMNS = `t.transaction_id, t.log_index, t.request_mac, t.processor, t.payment_method_type, t.masked,
     t.fingerprint, t.fingerprint_v2, t.amount_value, t.currency, t.metadata, t.envelope_version, t.iv, t.ciphertext, t.tag,
     t.key_commitment, t.salt, t.created_at, e.leaf`;
@@ -94,7 +109,8 @@ export async function readAssignment(
            FROM (SELECT 1) AS one
            LEFT JOIN transactions t ON t.transaction_id = $1
            LEFT JOIN data_keys dk ON dk.log_index = t.log_index
-           LEFT JOIN key_epochs ke ON ke.epoch_id = dk.epoch_id`,
+           LEFT JOIN key_wrap_windows dkw ON dkw.id = dk.window_id
+           LEFT JOIN key_epochs ke ON ke.epoch_id = ${epochIdSql('dk', 'dkw')}`,
     values: [transactionId, principalName],
   });
   return r.rows[0] as { standing: string | null; processor: string | null; leaf: Buffer | null } | undefined;
@@ -105,7 +121,8 @@ export async function readShredded(pool: Pool, transactionId: string): Promise<b
   const r = await pool.query({
     name: 'paylog_is_shredded',
     text: `SELECT (dk.wrapped_key IS NULL OR dk.shredded_at IS NOT NULL OR e.shredded_at IS NOT NULL) AS shredded
-           FROM transactions t JOIN data_keys dk ON dk.log_index = t.log_index LEFT JOIN key_epochs e ON e.epoch_id = dk.epoch_id WHERE t.transaction_id = $1`,
+           FROM transactions t JOIN data_keys dk ON dk.log_index = t.log_index LEFT JOIN key_wrap_windows dkw ON dkw.id = dk.window_id
+           LEFT JOIN key_epochs e ON e.epoch_id = ${epochIdSql('dk', 'dkw')} WHERE t.transaction_id = $1`,
     values: [transactionId],
   });
   return (r.rows[0] as { shredded: boolean } | undefined)?.shredded ?? true;

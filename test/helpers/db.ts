@@ -1,6 +1,6 @@
 /** Direct database access for tests (as the owner/superuser behind the service's back). */
 import pg from 'pg';
-import { wrappedKeySql } from '../../src/services/transaction-queries.js';
+import { epochIdSql, wrappedKeySql } from '../../src/services/transaction-queries.js';
 
 /** Runs `fn` with a fresh client on `url`, closing it afterwards. */
 export async function withClient<T>(url: string, fn: (c: pg.Client) => Promise<T>): Promise<T> {
@@ -20,8 +20,8 @@ export async function query<T = any>(url: string, text: string, params: unknown[
 
 /**
  * `data_keys` as the service reads it: each row's WHOLE wrapped key (a window row's enc ‖ the
- * row's bytes, migration 0018), for tests that open or compare wrapped keys. Use as a table:
+ * row's bytes, migration 0018) and its epoch (a window row's is its window's, migration 0023), for tests that open or compare wrapped keys. Use as a table:
  * `FROM ${DATA_KEYS_WHOLE} d`.
  */
-export const DATA_KEYS_WHOLE = `(SELECT d.log_index, d.window_id, ${wrappedKeySql('d', 'w')} AS wrapped_key, d.epoch_id, d.kms_key_id, d.shredded_at
+export const DATA_KEYS_WHOLE = `(SELECT d.log_index, d.window_id, ${wrappedKeySql('d', 'w')} AS wrapped_key, ${epochIdSql('d', 'w')} AS epoch_id, d.kms_key_id, d.shredded_at
   FROM data_keys d LEFT JOIN key_wrap_windows w ON w.id = d.window_id)`;

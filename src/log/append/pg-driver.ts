@@ -97,12 +97,13 @@ WITH le AS (
   INSERT INTO transactions (transaction_id, log_index, request_mac, created_at, processor, fingerprint_v2)
   SELECT * FROM unnest($6::text[], $7::bigint[], $8::bytea[], $9::timestamptz[], $20::text[], $21::bytea[])
 ), kw AS (
-  INSERT INTO key_wrap_windows (id, enc)
-  SELECT DISTINCT ON (id) id, enc FROM unnest($22::bigint[], $23::bytea[]) AS w(id, enc) WHERE id IS NOT NULL
+  INSERT INTO key_wrap_windows (id, enc, epoch_id)
+  SELECT DISTINCT ON (id) id, enc, epoch_id FROM unnest($22::bigint[], $23::bytea[], $19::text[]) AS w(id, enc, epoch_id) WHERE id IS NOT NULL
   ON CONFLICT (id) DO NOTHING
 ), dk AS (
   INSERT INTO data_keys (log_index, window_id, kms_key_id, wrapped_key, epoch_id)
-  SELECT * FROM unnest($10::bigint[], $22::bigint[], $11::text[], $12::bytea[], $19::text[])
+  SELECT log_index, window_id, kms_key_id, wrapped_key, CASE WHEN window_id IS NULL THEN epoch_id END
+    FROM unnest($10::bigint[], $22::bigint[], $11::text[], $12::bytea[], $19::text[]) AS d(log_index, window_id, kms_key_id, wrapped_key, epoch_id)
 ), ae AS (
   INSERT INTO access_entries (log_index, transaction_id, created_at)
   SELECT * FROM unnest($13::bigint[], $14::text[], $15::timestamptz[])

@@ -19,7 +19,7 @@
  */
 import type { AppDatabase } from '../../db/connection.js';
 import { revokedCertificateSql } from '../../auth/revocations.js';
-import { TRANSACTION_RECORD_COLUMNS, wrappedKeySql } from '../transaction-queries.js';
+import { epochIdSql, TRANSACTION_RECORD_COLUMNS, wrappedKeySql } from '../transaction-queries.js';
 import { recordFromRow, type TransactionRecord, type TransactionRow } from '../transaction-record.js';
 import type { DataKeyRow } from '../open-record.js';
 import type { DestinationRow } from './destinations.js';
@@ -36,7 +36,7 @@ SELECT EXISTS (SELECT 1 FROM claim) AS claimed,
   ($4::text IS NOT NULL AND ${revokedCertificateSql('$4::text', '$5::text')}) AS revoked,
   ${TRANSACTION_RECORD_COLUMNS},
   dk.log_index AS dk_log_index, dk.kms_key_id AS dk_kms_key_id, ${wrappedKeySql('dk', 'dkw')} AS dk_wrapped_key,
-  dk.epoch_id AS dk_epoch_id, dk.shredded_at AS dk_shredded_at,
+  ${epochIdSql('dk', 'dkw')} AS dk_epoch_id, dk.shredded_at AS dk_shredded_at,
   d.processor AS d_processor, d.name AS d_name, d.config AS d_config, d.wrapped_client_key AS d_wrapped_client_key,
   d.admin_log_index AS d_admin_log_index, de.leaf AS d_leaf,
   g.log_indexes AS granted_log_indexes, g.leaves AS granted_leaves

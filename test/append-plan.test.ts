@@ -87,17 +87,17 @@ describe('planBatch: index assignment and Merkle state', () => {
 });
 
 describe('planBatch: idempotency', () => {
-  const stored: StoredTransaction = { mac: Buffer.alloc(32, 1), logIndex: 1, createdAt: new Date('2026-11-30T00:00:00Z') };
+  const stored: StoredTransaction = { mac: Buffer.alloc(32, 1), logIndex: 1 };
 
   it('a stored id with the same MAC is a replay (stored index and time), with another MAC a conflict; neither takes an index', () => {
     const state = stateOf(4, { existing: new Map([['old', stored]]) });
     const plan = planBatch(state, [tx('old', 1), tx('old', 2), tx('new')], TABLE);
-    expect(plan.outcomes[0]).toEqual({ status: 'replayed', logIndex: 1, leafHash: Buffer.alloc(0), createdAt: stored.createdAt });
+    expect(plan.outcomes[0]).toEqual({ status: 'replayed', logIndex: 1, leafHash: Buffer.alloc(0) });
     expect(plan.outcomes[1]).toEqual({ status: 'conflict', logIndex: 1 });
     expect(plan.outcomes[2]).toMatchObject({ status: 'appended', logIndex: 4, treeSize: 5 });
     expect(plan.replayIndexes).toEqual([1]);
     const filled = withReplayLeafHashes(plan, new Map([[nodeKey({ level: 0, index: 1 }), hashLeaf(leafOf(1))]]));
-    expect(filled[0]).toEqual({ status: 'replayed', logIndex: 1, leafHash: hashLeaf(leafOf(1)), createdAt: stored.createdAt });
+    expect(filled[0]).toEqual({ status: 'replayed', logIndex: 1, leafHash: hashLeaf(leafOf(1)) });
   });
 
   it('a twin earlier in the same batch: replay (its leaf hash from the batch) or conflict', () => {
@@ -106,7 +106,7 @@ describe('planBatch: idempotency', () => {
     expect(plan.accepted).toHaveLength(1);
     expect(plan.outcomes[2]).toEqual({ status: 'conflict', logIndex: 0 });
     const filled = withReplayLeafHashes(plan, new Map());
-    expect(filled[1]).toEqual({ status: 'replayed', logIndex: 0, leafHash: hashLeaf(first.leaf), createdAt: T0 });
+    expect(filled[1]).toEqual({ status: 'replayed', logIndex: 0, leafHash: hashLeaf(first.leaf) });
   });
 
   it('a replay whose stored leaf hash is missing fails (INTERNAL), never answered without it', () => {
@@ -116,7 +116,7 @@ describe('planBatch: idempotency', () => {
 });
 
 describe('planBatch: refusals', () => {
-  const stored: StoredTransaction = { mac: Buffer.alloc(32, 1), logIndex: 0, createdAt: T0 };
+  const stored: StoredTransaction = { mac: Buffer.alloc(32, 1), logIndex: 0 };
   const failed = new Map([
     ['gate', new Set(['shut'])],
     ['open', new Set(['closed'])],
@@ -171,7 +171,7 @@ describe('the payment preconditions (src/services/append-preconditions.ts) as th
   const principal = { certificateFingerprint: 'sha256:aa', serialHex: '5e1' };
   const failedBy = (entries: Array<[number, string]>) =>
     new Map(APPEND_PRECONDITIONS.map((c, i) => [c.id, new Set(entries.filter(([j]) => j === i).map(([, k]) => k))]));
-  const stored: StoredTransaction = { mac: Buffer.alloc(32, 1), logIndex: 0, createdAt: T0 };
+  const stored: StoredTransaction = { mac: Buffer.alloc(32, 1), logIndex: 0 };
 
   it('a revoked submitter (by fingerprint or by serial) is refused first, replays included; then replays; then processor before epoch', () => {
     const reqs = [

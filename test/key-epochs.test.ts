@@ -65,8 +65,11 @@ describe('hierarchical key mode (default): envelope v2 under epoch keys', () => 
     expect(retired.index).toBeLessThan(created.index);
     // Nothing sealed after the boundary uses the retired epoch, even with the old one cached.
     for (let i = 0; i < 3; i++) expect(await keyOf(await submit(t))).toBe('acme/2026-12-01T11/0');
-    const n = await query(t.databaseUrl, `SELECT count(*)::int AS n FROM ${DATA_KEYS_WHOLE} d JOIN transactions x ON x.log_index = d.log_index WHERE d.epoch_id = 'acme/2026-12-01T10/0' AND x.created_at >= '2026-12-01T11:00:00Z'`);
-    expect(n[0].n).toBe(0);
+    // (By the leaf's time: transactions.created_at is not written for epoch-wrapped records, migration 0024.)
+    const retiredRecords = new Set((await query(t.databaseUrl, `SELECT d.log_index::int AS i FROM ${DATA_KEYS_WHOLE} d WHERE d.epoch_id = 'acme/2026-12-01T10/0'`)).map((r) => r.i as number));
+    expect(retiredRecords.size).toBeGreaterThan(0);
+    const sealedAfter = (await leaves(t)).filter((l) => l.type === 'transaction' && retiredRecords.has(l.index) && new Date(l.time).getTime() >= Date.parse('2026-12-01T11:00:00Z'));
+    expect(sealedAfter).toEqual([]);
     // Both still open.
     expect((await release(t, before)).status).toBe(200);
     expect((await release(t, after)).status).toBe(200);

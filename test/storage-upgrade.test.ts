@@ -7,7 +7,8 @@ import { describe, expect, it } from 'vitest';
 import { newTestDatabase } from './helpers/paylog.js';
 import { withClient } from './helpers/db.js';
 import { migrateUpTo } from './helpers/migrate.js';
-import { applyMigrations } from '../src/db/connection.js';
+import { applyMigrations, openAppDatabase } from '../src/db/connection.js';
+import { LogAppender } from '../src/log/appender.js';
 import { epochIdSql, epochRecordCountSql } from '../src/services/transaction-queries.js';
 
 describe('log_entries / tree_heads created_at no longer written (migration 0021)', () => {
@@ -163,6 +164,57 @@ describe('a key-wrap window names its epoch; its data_keys rows no longer do (mi
       await c.query('ROLLBACK');
       const indexes = (await c.query("SELECT indexname FROM pg_indexes WHERE tablename IN ('data_keys', 'key_wrap_windows') ORDER BY 1")).rows.map((r) => r.indexname);
       expect(indexes).toEqual(['data_keys_epoch_id_idx', 'data_keys_pkey', 'data_keys_window_id_idx', 'key_wrap_windows_epoch_id_idx', 'key_wrap_windows_pkey']);
+    });
+  });
+});
+
+describe('transactions.created_at only where read (migration 0024), and what the append writes now', () => {
+  it('rows from before keep their time; the appender leaves it NULL on epoch-wrapped records, writes it on KMS-wrapped ones (retention selects them by it)', async () => {
+    const url = await newTestDatabase();
+    await migrateUpTo(url, 23);
+    await withClient(url, (c) => c.query("INSERT INTO transactions (transaction_id, log_index, request_mac) VALUES ('old', 100, '\\x00')"));
+    await applyMigrations(url);
+    await withClient(url, (c) =>
+      c.query(
+        `INSERT INTO key_epochs (epoch_id, processor, granularity, period_start, period_end, generation, public_key, wrapped_private_key)
+         VALUES ('acme/2026-12/0', 'acme', 'month', '2026-12-01', '2027-01-01', 0, '\\x00', '\\x00')`,
+      ),
+    );
+    const db = openAppDatabase(url);
+    const appender = new LogAppender(db);
+    const at = new Date('2026-12-07T10:00:00Z');
+    try {
+      const outcomes = await Promise.all([
+        appender.append({ kind: 'transaction', leaf: Buffer.from('leaf w1'), createdAt: at, transaction: { transactionId: 'w1', requestMac: Buffer.alloc(16, 1) }, dataKey: { wrappedKey: Buffer.alloc(52, 1), epochId: 'acme/2026-12/0', window: { id: '7', enc: Buffer.alloc(32, 7) } } }),
+        appender.append({ kind: 'transaction', leaf: Buffer.from('leaf w2'), createdAt: at, transaction: { transactionId: 'w2', requestMac: Buffer.alloc(16, 2) }, dataKey: { wrappedKey: Buffer.alloc(52, 2), epochId: 'acme/2026-12/0', window: { id: '7', enc: Buffer.alloc(32, 7) } } }),
+        appender.append({ kind: 'transaction', leaf: Buffer.from('leaf e1'), createdAt: at, transaction: { transactionId: 'e1', requestMac: Buffer.alloc(16, 3) }, dataKey: { wrappedKey: Buffer.alloc(80, 3), epochId: 'acme/2026-12/0' } }),
+        appender.append({ kind: 'transaction', leaf: Buffer.from('leaf k1'), createdAt: at, transaction: { transactionId: 'k1', requestMac: Buffer.alloc(16, 4) }, dataKey: { wrappedKey: Buffer.alloc(80, 4), kmsKeyId: 'arn:k1' } }),
+      ]);
+      expect(outcomes.map((o) => o.status)).toEqual(['appended', 'appended', 'appended', 'appended']);
+      // A replay is still told by its MAC alone (no time read back).
+      const again = await appender.append({ kind: 'transaction', leaf: Buffer.from('leaf e1 again'), createdAt: new Date(), transaction: { transactionId: 'e1', requestMac: Buffer.alloc(16, 3) }, dataKey: { wrappedKey: Buffer.alloc(80, 3), epochId: 'acme/2026-12/0' } });
+      expect(again.status).toBe('replayed');
+    } finally {
+      await appender.close();
+      await db.close();
+    }
+    await withClient(url, async (c) => {
+      const rows = (
+        await c.query(
+          `SELECT t.transaction_id AS id, t.created_at, d.epoch_id AS row_epoch, w.epoch_id AS window_epoch
+             FROM transactions t LEFT JOIN data_keys d ON d.log_index = t.log_index LEFT JOIN key_wrap_windows w ON w.id = d.window_id ORDER BY t.transaction_id`,
+        )
+      ).rows;
+      expect(rows.map((r) => [r.id, r.created_at === null ? null : 'set', r.row_epoch, r.window_epoch])).toEqual([
+        ['e1', null, 'acme/2026-12/0', null],
+        ['k1', 'set', null, null],
+        ['old', 'set', null, null],
+        ['w1', null, null, 'acme/2026-12/0'],
+        ['w2', null, null, 'acme/2026-12/0'],
+      ]);
+      expect((await c.query("SELECT created_at FROM transactions WHERE transaction_id = 'k1'")).rows[0].created_at).toEqual(at);
+      expect((await c.query('SELECT count(*)::int AS n FROM log_entries WHERE created_at IS NOT NULL')).rows[0].n).toBe(0);
+      expect((await c.query('SELECT count(*)::int AS n FROM tree_heads WHERE created_at IS NOT NULL')).rows[0].n).toBe(0);
     });
   });
 });

@@ -120,7 +120,8 @@ export const transactions = pgTable('transactions', {
   tag: bytea('tag'),
   keyCommitment: bytea('key_commitment'),
   salt: bytea('salt'),
-  createdAt: createdAt(),
+  /** Insert time: written since migration 0024 only for records whose data key a KMS key wraps (retention selects them by it); others take their time from the leaf. */
+  createdAt: timestamp('created_at', { withTimezone: true, mode: 'date' }),
   /** The v2 fingerprint's 16 bytes, served as `fp2_` + base64url (rows since migration 0019; earlier rows hold `fp2_…` in `fingerprint`). */
   fingerprintV2: bytea('fingerprint_v2'),
 });

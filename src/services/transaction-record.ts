@@ -51,6 +51,7 @@ export interface TransactionRow {
   tag: Buffer | null;
   key_commitment: Buffer | null;
   salt: Buffer | null;
+  /** Read only for v1 records (which always have it); NULL on epoch-wrapped records since migration 0024. */
   created_at: Date;
   leaf: Buffer | null;
 }

@@ -73,13 +73,13 @@ WITH head AS (
 ), frontier AS MATERIALIZED (
   SELECT l::smallint AS level, (h.size >> l) - 1 AS idx FROM head h, generate_series(0, 62) AS l WHERE ((h.size >> l) & 1) = 1
 )${ctes.map((c) => `, ${c}`).join('')}
-SELECT 'h' AS kind, NULL::text AS id, h.size AS n, NULL::smallint AS level, h.root_hash AS hash, h.mac AS mac, h.legacy, NULL::timestamptz AS created_at FROM head h
+SELECT 'h' AS kind, NULL::text AS id, h.size AS n, NULL::smallint AS level, h.root_hash AS hash, h.mac AS mac, h.legacy FROM head h
 UNION ALL
-SELECT 'n', NULL, f.idx, f.level, m.hash, NULL, NULL, NULL FROM frontier f JOIN merkle_nodes m ON m.level = f.level AND m.idx = f.idx
+SELECT 'n', NULL, f.idx, f.level, m.hash, NULL, NULL FROM frontier f JOIN merkle_nodes m ON m.level = f.level AND m.idx = f.idx
 UNION ALL
-SELECT 't', transaction_id, log_index, NULL, NULL, request_mac, NULL, created_at FROM transactions WHERE transaction_id = ANY($1::text[])
+SELECT 't', transaction_id, log_index, NULL, NULL, request_mac, NULL FROM transactions WHERE transaction_id = ANY($1::text[])
 UNION ALL
-SELECT 'p', plan_mode.v, NULL, NULL, NULL, NULL, NULL, NULL FROM (SELECT ${INSERT_PLAN_MODE}) AS plan_mode(v)${arms.map((a) => `\nUNION ALL\n${a}`).join('')}`;
+SELECT 'p', plan_mode.v, NULL, NULL, NULL, NULL, NULL FROM (SELECT ${INSERT_PLAN_MODE}) AS plan_mode(v)${arms.map((a) => `\nUNION ALL\n${a}`).join('')}`;
 }
 
 /**
@@ -95,7 +95,8 @@ WITH le AS (
   SELECT * FROM unnest($3::smallint[], $4::bigint[], $5::bytea[])
 ), tx AS (
   INSERT INTO transactions (transaction_id, log_index, request_mac, created_at, processor, fingerprint_v2)
-  SELECT * FROM unnest($6::text[], $7::bigint[], $8::bytea[], $9::timestamptz[], $20::text[], $21::bytea[])
+  SELECT id, log_index, mac, CASE WHEN kms_key_id IS NOT NULL THEN created_at END, processor, fp
+    FROM unnest($6::text[], $7::bigint[], $8::bytea[], $9::timestamptz[], $11::text[], $20::text[], $21::bytea[]) AS x(id, log_index, mac, created_at, kms_key_id, processor, fp)
 ), kw AS (
   INSERT INTO key_wrap_windows (id, enc, epoch_id)
   SELECT DISTINCT ON (id) id, enc, epoch_id FROM unnest($22::bigint[], $23::bytea[], $19::text[]) AS w(id, enc, epoch_id) WHERE id IS NOT NULL
@@ -153,7 +154,7 @@ function stateRead(checks: readonly PreconditionCheck[]): StateRead {
   return { text, name, checks, kindOf: new Map(checks.map((c, i) => [checkRowKind(i), c.id])) };
 }
 
-type StateRow = { kind: string; id: string | null; n: string | null; level: number | null; hash: Buffer | null; mac: Buffer | null; legacy: boolean | null; created_at: Date | null };
+type StateRow = { kind: string; id: string | null; n: string | null; level: number | null; hash: Buffer | null; mac: Buffer | null; legacy: boolean | null };
 
 function batchValues(accepted: AcceptedEntry[], nodes: Array<NodeId & { hash: Buffer }>, head: TreeHead, headKey: Buffer | undefined): unknown[] {
   const txs = accepted.filter((a): a is AcceptedEntry & { req: TransactionRequest } => a.req.kind === 'transaction');
@@ -255,7 +256,7 @@ export class PgAppendDriver implements AppendDriver {
     for (const row of r.rows as StateRow[]) {
       if (row.kind === 'h') top = row;
       else if (row.kind === 'n') nodes.set(nodeKey({ level: row.level!, index: Number(row.n) }), row.hash!);
-      else if (row.kind === 't') existing.set(row.id!, { mac: row.mac!, logIndex: Number(row.n), createdAt: row.created_at! });
+      else if (row.kind === 't') existing.set(row.id!, { mac: row.mac!, logIndex: Number(row.n) });
       else if (row.kind === 'p') continue;
       else failed.get(kindOf.get(row.kind)!)!.add(row.id!);
     }

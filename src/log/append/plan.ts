@@ -27,7 +27,6 @@ import type { AppendOutcome, AppendRequest, Precondition, TreeHead } from './typ
 export interface StoredTransaction {
   mac: Buffer;
   logIndex: number;
-  createdAt: Date;
 }
 
 /** What a batch reads under the append lock before it decides anything. */
@@ -113,7 +112,7 @@ export function firstFailure(
 function replayOf(prior: StoredTransaction, requestMac: Buffer): AppendOutcome {
   // Constant time (as every MAC comparison here): the log imports no payment-domain module.
   return prior.mac.length === requestMac.length && timingSafeEqual(prior.mac, requestMac)
-    ? { status: 'replayed', logIndex: prior.logIndex, leafHash: Buffer.alloc(0), createdAt: prior.createdAt }
+    ? { status: 'replayed', logIndex: prior.logIndex, leafHash: Buffer.alloc(0) }
     : { status: 'conflict', logIndex: prior.logIndex };
 }
 
@@ -145,7 +144,7 @@ export function planBatch(state: BatchState, reqs: readonly AppendRequest[], che
         outcomes[i] = { status: 'refused', reason: refusal };
         continue;
       }
-      existing.set(req.transaction.transactionId, { mac: req.transaction.requestMac, logIndex: index, createdAt: req.createdAt });
+      existing.set(req.transaction.transactionId, { mac: req.transaction.requestMac, logIndex: index });
     }
     if (req.kind === 'access' && req.requires) {
       const denied = firstFailure(req.requires.checks, state, checks, 'all');

@@ -63,7 +63,7 @@ export function checkSql(checks: readonly PreconditionCheck[], firstParam: numbe
     const held = `${c.id}_held`;
     const fill = (sql: string) => sql.replaceAll('{keys}', keys).replaceAll('{held}', held);
     if (c.held !== undefined) ctes.push(`${held} AS (\n  ${fill(c.held)}\n)`);
-    arms.push(`SELECT '${checkRowKind(i)}', f.id, NULL, NULL, NULL, NULL, NULL, NULL FROM (${fill(c.failing)}) AS f(id)`);
+    arms.push(`SELECT '${checkRowKind(i)}', f.id, NULL, NULL, NULL, NULL, NULL FROM (${fill(c.failing)}) AS f(id)`);
   });
   return { ctes, arms };
 }

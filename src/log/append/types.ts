@@ -32,6 +32,7 @@ export type AppendRequest =
   | {
       kind: 'transaction';
       leaf: Buffer;
+      /** Stored (`transactions.created_at`) only for a record whose data key a KMS key wraps (retention selects those by it, migration 0024); others take their time from the leaf. */
       createdAt: Date;
       /**
        * Lookup columns of the `transactions` row. `processor` and `fingerprint` are opaque to
@@ -87,7 +88,7 @@ export type AccessRequest = Extract<AppendRequest, { kind: 'access' }>;
 export type AppendOutcome =
   /** `companion`: for an entry that asked for a companion write, whether it changed a row. */
   | { status: 'appended'; logIndex: number; leafHash: Buffer; createdAt: Date; treeSize: number; companion?: boolean }
-  | { status: 'replayed'; logIndex: number; leafHash: Buffer; createdAt: Date }
+  | { status: 'replayed'; logIndex: number; leafHash: Buffer }
   | { status: 'conflict'; logIndex: number }
   | { status: 'refused'; reason: string }
   /** A precondition of an access entry failed: its `requires.otherwise` leaf was appended instead. */

@@ -104,10 +104,29 @@ describe('POST /v1/transactions', () => {
     expect(changed.json.error.code).toBe('IDEMPOTENCY_CONFLICT');
     const [{ n }] = await sql('SELECT count(*)::int AS n FROM log_entries WHERE position(convert_to($1, \'UTF8\') in leaf) > 0', [body.transactionId]);
     expect(n).toBe(1);
-    // The stored idempotency MAC is the served MAC's first 16 bytes (issue 20, storage); rows
-    // from before keep 32 and are judged the same way (the service decides from the leaf).
+    // The stored idempotency MAC is the served MAC's first 8 bytes (issue 20, storage); rows
+    // from before keep 16 or 32 and are judged the same way (the service decides from the leaf).
     const [{ len }] = await sql('SELECT octet_length(request_mac) AS len FROM transactions WHERE transaction_id = $1', [body.transactionId]);
     expect(len).toBe(STORED_REQUEST_MAC_BYTES);
+  });
+
+  it('a row stored by an earlier release (a 16- or 32-byte request_mac) answers replays and conflicts as before', async () => {
+    for (const len of [16, 32]) {
+      const body = cardTransaction();
+      const first = await t.call('checkout', 'POST', '/v1/transactions', body);
+      expect(first.status).toBe(201);
+      // As the owner, the append-only triggers off: the row as an earlier release wrote it (its MAC's length; the bytes do not matter).
+      await sql('ALTER TABLE transactions DISABLE TRIGGER ALL');
+      try {
+        await sql('UPDATE transactions SET request_mac = $2 WHERE transaction_id = $1', [body.transactionId, Buffer.alloc(len, 0xab)]);
+      } finally {
+        await sql('ALTER TABLE transactions ENABLE TRIGGER ALL');
+      }
+      const again = await t.call('checkout', 'POST', '/v1/transactions', body);
+      expect([again.status, again.json.logIndex, again.json.leafHash], `stored ${len} bytes`).toEqual([200, first.json.logIndex, first.json.leafHash]);
+      const changed = await t.call('checkout', 'POST', '/v1/transactions', { ...body, amount: { value: 1, currency: 'USD' } });
+      expect(changed.status, `stored ${len} bytes`).toBe(409);
+    }
   });
 
   it('N concurrent submissions of one new id make exactly one entry', async () => {

@@ -36,14 +36,15 @@ interface SealDeps {
 
 /**
  * Bytes of the idempotency MAC stored in `transactions.request_mac` (issue 20, storage): the
- * first 16 of the 32-byte served MAC (HMAC-SHA-256 truncated to 128 bits, RFC 2104 §5). The
- * stored value only lets the append tell a replay from a conflict under its lock; the service
- * then decides either from the record's leaf (src/services/transactions.ts `replayOrConflict`),
- * so a shorter — or, for rows from before, longer — stored MAC changes no answer. 16 bytes
- * instead of 32 save 17 of the row's ~150 bytes (its tuple crosses below the next 8-byte
- * alignment step).
+ * first 8 of the 32-byte served MAC. The stored value authenticates nothing: it only lets the
+ * append tell a replay from a conflict under its lock, and the service then decides either from
+ * the record's leaf (src/services/transactions.ts `replayOrConflict`, which recomputes the
+ * served MAC of the stored view), so a shorter — or, for rows from before, longer (16 since
+ * storage3, 32 before) — stored MAC changes no answer: a conflict whose 8 bytes happen to match
+ * (2^-64) only costs the replay's leaf-hash read. 8 bytes instead of 16 take exactly 8 off the
+ * row (nothing after it is aligned).
  */
-export const STORED_REQUEST_MAC_BYTES = 16;
+export const STORED_REQUEST_MAC_BYTES = 8;
 
 /**
  * Id of a key-wrap window's `key_wrap_windows` row: the first 8 bytes of SHA-256(enc) as a

@@ -9,6 +9,8 @@ import { withClient } from './helpers/db.js';
 import { migrateUpTo } from './helpers/migrate.js';
 import { applyMigrations, openAppDatabase } from '../src/db/connection.js';
 import { LogAppender } from '../src/log/appender.js';
+import { createHmac } from 'node:crypto';
+import { STORED_TREE_HEAD_MAC_BYTES, treeHeadKey, treeHeadMac, treeHeadMacValid } from '../src/log/tree-head.js';
 import { epochIdSql, epochRecordCountSql } from '../src/services/transaction-queries.js';
 
 describe('log_entries / tree_heads created_at no longer written (migration 0021)', () => {
@@ -215,6 +217,58 @@ describe('transactions.created_at only where read (migration 0024), and what the
       expect((await c.query("SELECT created_at FROM transactions WHERE transaction_id = 'k1'")).rows[0].created_at).toEqual(at);
       expect((await c.query('SELECT count(*)::int AS n FROM log_entries WHERE created_at IS NOT NULL')).rows[0].n).toBe(0);
       expect((await c.query('SELECT count(*)::int AS n FROM tree_heads WHERE created_at IS NOT NULL')).rows[0].n).toBe(0);
+      const macs = (await c.query('SELECT DISTINCT octet_length(mac) AS n FROM tree_heads')).rows;
+      expect(macs).toEqual([{ n: null }]); // this appender has no head key; with one: below
+    });
+  });
+});
+
+describe('tree head MAC stored as 16 bytes (HMAC-SHA-256/128)', () => {
+  const key = treeHeadKey(Buffer.alloc(32, 5));
+  const root = Buffer.alloc(32, 9);
+  const full = (size: number, r: Buffer) => {
+    const n = Buffer.alloc(8);
+    n.writeBigUInt64BE(BigInt(size));
+    return createHmac('sha256', key).update('paylog/tree-head/v1').update(n).update(r).digest();
+  };
+
+  it('new rows store the first 16 bytes; rows from before (32) still verify; a shorter prefix, another size or root, or a flipped byte do not', () => {
+    const stored = treeHeadMac(key, 42, root);
+    expect(stored.length).toBe(STORED_TREE_HEAD_MAC_BYTES);
+    expect(stored).toEqual(full(42, root).subarray(0, 16));
+    expect(treeHeadMacValid(key, 42, root, stored)).toBe(true);
+    expect(treeHeadMacValid(key, 42, root, full(42, root))).toBe(true); // a row written before
+    // Forgeries a database attacker could try: a short prefix (8 bytes is 2^-64, not 2^-128), other heads, a flipped byte, nothing.
+    expect(treeHeadMacValid(key, 42, root, stored.subarray(0, 8))).toBe(false);
+    expect(treeHeadMacValid(key, 42, root, Buffer.alloc(0))).toBe(false);
+    expect(treeHeadMacValid(key, 43, root, stored)).toBe(false);
+    expect(treeHeadMacValid(key, 42, Buffer.alloc(32, 8), stored)).toBe(false);
+    const flipped = Buffer.from(stored);
+    flipped[15]! ^= 1;
+    expect(treeHeadMacValid(key, 42, root, flipped)).toBe(false);
+    expect(treeHeadMacValid(key, 42, root, null)).toBe(false);
+  });
+
+  it('the appender writes 16-byte MACs that the head reader trusts', async () => {
+    const url = await newTestDatabase();
+    await applyMigrations(url);
+    const db = openAppDatabase(url);
+    const appender = new LogAppender(db, { headKey: key });
+    try {
+      const t0 = new Date('2026-12-07T10:00:00Z');
+      const outcomes = await Promise.all([1, 2, 3].map((i) => appender.append({ kind: 'admin_event', leaf: Buffer.from(`admin ${i}`), createdAt: t0 })));
+      expect(outcomes.map((o) => o.status)).toEqual(['appended', 'appended', 'appended']);
+    } finally {
+      await appender.close();
+      await db.close();
+    }
+    await withClient(url, async (c) => {
+      const rows = (await c.query('SELECT size::int AS size, root_hash, mac FROM tree_heads ORDER BY size')).rows;
+      expect(rows.length).toBeGreaterThan(0);
+      for (const r of rows) {
+        expect(r.mac.length).toBe(16);
+        expect(treeHeadMacValid(key, r.size, r.root_hash, r.mac)).toBe(true);
+      }
     });
   });
 });

@@ -65,7 +65,25 @@ describe('submission_probe_slots (hour, slot) → (grp, hour, tx) (migration 001
   });
 });
 
-describe('paylog_probe_admit plans its statements once, never as a sequential scan (migration 0017)', () => {
+describe('paylog_probe_admit plans its queries once per connection (migration 0017)', () => {
+  it('runs with generic plans whatever the session asks, and admits as before', async () => {
+    const url = await newTestDatabase();
+    await applyMigrations(url);
+    await withClient(url, async (c) => {
+      const conf = (await c.query("SELECT proconfig FROM pg_proc WHERE proname = 'paylog_probe_admit'")).rows[0].proconfig as string[];
+      expect(conf).toContain('plan_cache_mode=force_generic_plan');
+      // The service's sessions plan afresh (src/db/connection.ts); the function overrides it.
+      await c.query('SET plan_cache_mode = force_custom_plan');
+      const hour = new Date(Math.floor(Date.now() / 3_600_000) * 3_600_000);
+      const admit = async (id: string) => (await c.query('SELECT paylog_probe_admit($1, $2, $3, $4, 2) AS ok', ['checkout:shop', Buffer.alloc(32, 9), id, hour])).rows[0].ok as boolean;
+      // More than five calls: past the point where a plan cache would switch to a generic plan.
+      expect([await admit('a'), await admit('b'), await admit('c'), await admit('a'), await admit('b'), await admit('d'), await admit('c')]).toEqual([true, true, false, true, true, false, false]);
+      expect((await c.query('SHOW plan_cache_mode')).rows[0].plan_cache_mode).toBe('force_custom_plan');
+    });
+  });
+});
+
+describe('paylog_probe_admit never plans a sequential scan (migration 0018)', () => {
   it('on tiny, analyzed tables and a connection forcing custom plans (as the pool does): index scans only, same decisions', async () => {
     const url = await newTestDatabase();
     await applyMigrations(url);

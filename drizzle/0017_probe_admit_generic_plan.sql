@@ -1,0 +1,11 @@
+-- paylog: the probe-limit admission plans its statements once per connection (issue 20). Hand-written.
+-- The service's connections plan every statement afresh (plan_cache_mode=force_custom_plan,
+-- src/db/connection.ts), and PL/pgSQL's statements inherit that: each call of
+-- paylog_probe_admit re-planned each of its queries — about 150 µs of PostgreSQL CPU per
+-- submission, the largest single item of PostgreSQL's share (measured: 230–260 µs per admission
+-- with custom plans, 79 µs with generic ones; 656 → 382 µs of PostgreSQL CPU per submission
+-- under load). Every statement in it is a lookup by a key the planner can only serve one way
+-- (the transactions primary key; submission_probe_slots by its grp index), so one generic
+-- plan fits a table of any size; an ANALYZE of either table invalidates and re-plans it anyway.
+-- Measured from an empty database: no sequential scan of submission_probe_slots under load.
+ALTER FUNCTION paylog_probe_admit(text, bytea, text, timestamptz, integer) SET plan_cache_mode = force_generic_plan;

@@ -2,7 +2,8 @@
  * The signer state file's load verdict is kept while the file is unchanged (issue 20: the
  * publisher loads it twice per publication), and ONLY while it is unchanged: a file replaced,
  * rewritten in place with the same size, or rewritten with its timestamps put back is read and
- * verified again, and refused when it does not verify (src/log/signer-state.ts contract).
+ * verified again, and refused when it does not verify (src/log/signer-state.ts contract). Likewise
+ * the remembered checkpoint verdict (src/log/checkpoint.ts `verifyCheckpointRemembered`).
  */
 import { generateKeyPairSync, sign as edSign } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
@@ -10,7 +11,7 @@ import { mkdtempSync, readFileSync, renameSync, rmSync, statSync, writeFileSync 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { formatCheckpointBody } from '../src/log/checkpoint.js';
+import { formatCheckpointBody, verifyCheckpointRemembered } from '../src/log/checkpoint.js';
 import { signNote, type NoteSigner } from '../src/log/note.js';
 import { SignerStateFile } from '../src/log/signer-state.js';
 
@@ -87,5 +88,24 @@ describe('signer state file: the verdict is reused only while the file is unchan
     await file.load();
     rmSync(path);
     expect(await file.load()).toBeNull();
+  });
+});
+
+describe('verifyCheckpointRemembered: the last verdict per verifier set, for that note and those keys only', () => {
+  it('the same note verifies again; a forged note right after it does not', async () => {
+    const c = await checkpoint(7, 5);
+    const vs = [{ name: ORIGIN, publicKey: raw }];
+    expect(verifyCheckpointRemembered(c.note, vs)).toMatchObject({ size: 7 });
+    expect(verifyCheckpointRemembered(c.note, vs).rootHash).toEqual(c.rootHash);
+    expect(() => verifyCheckpointRemembered(corrupt(c.note), vs)).toThrow();
+  });
+
+  it('the same verifier array with another key in it: the remembered note is checked again (and fails)', async () => {
+    const c = await checkpoint(8, 6);
+    const vs = [{ name: ORIGIN, publicKey: raw }];
+    verifyCheckpointRemembered(c.note, vs);
+    const other = generateKeyPairSync('ed25519').publicKey.export({ format: 'jwk' }).x as string;
+    vs[0] = { name: ORIGIN, publicKey: Buffer.from(other, 'base64url') };
+    expect(() => verifyCheckpointRemembered(c.note, vs)).toThrow();
   });
 });

@@ -28,7 +28,7 @@ import { checkpoints } from '../db/schema.js';
 import { PaylogError } from '../errors.js';
 import type { KmsBackend } from '../kms/backend.js';
 import { readNodes, readTreeHead } from './store.js';
-import { formatCheckpointBody, verifyCheckpoint } from './checkpoint.js';
+import { formatCheckpointBody, verifyCheckpointRemembered } from './checkpoint.js';
 import { EMPTY_ROOT, consistencyProof, consistencyProofNodes, rangeNodes, rootFromNodes, verifyConsistency } from './merkle.js';
 import { formatVerifierKey, keyId, signNote, type NoteSigner, type NoteVerifier } from './note.js';
 import type { SignerStateFile } from './signer-state.js';
@@ -79,30 +79,6 @@ const MAX_REMEMBERED_FORGED = 100_000;
 const forgedRowsByDb = new WeakMap<object, Set<number>>();
 
 /**
- * The last note each verifier set verified, with its result (issue 20: the newest row is read on
- * every publication and most serves, and is nearly always the note verified the time before).
- * `verifyCheckpoint` is a pure function of (note, verifiers): a note equal to the remembered one,
- * under the same keys (compared by name and public key, not by array identity alone), is the
- * same verdict without a second Ed25519 verification.
- */
-const lastVerifiedByVerifiers = new WeakMap<readonly NoteVerifier[], { keys: string; note: string; checkpoint: StoredCheckpoint }>();
-
-function verifierSetKey(verifiers: readonly NoteVerifier[]): string {
-  return verifiers.map((v) => `${v.name} ${v.publicKey.toString('hex')}`).join('\n');
-}
-
-/** `verifyCheckpoint(note, verifiers)` as size, root and note, remembered once per verifier set (see above). */
-function verifiedStoredCheckpoint(note: string, verifiers: readonly NoteVerifier[]): StoredCheckpoint {
-  const keys = verifierSetKey(verifiers);
-  const last = lastVerifiedByVerifiers.get(verifiers);
-  if (last && last.note === note && last.keys === keys) return last.checkpoint;
-  const c = verifyCheckpoint(note, verifiers);
-  const checkpoint = { size: c.size, rootHash: c.rootHash, note };
-  lastVerifiedByVerifiers.set(verifiers, { keys, note, checkpoint });
-  return checkpoint;
-}
-
-/**
  * Latest stored checkpoint (or the one for `size`) whose note verifies under our own keys; its
  * size and root are taken from the signed note, not from the row's columns. Rows are read in
  * order (largest size first) page by page, and EVERY row is verified before the next is
@@ -133,8 +109,8 @@ export async function readCheckpoint(
     for (const r of rows) {
       if (forgedRows.has(r.id)) continue;
       try {
-        const c = verifiedStoredCheckpoint(r.note, verifiers);
-        if (c.size === r.size && c.rootHash.equals(r.rootHash)) return { size: c.size, rootHash: Buffer.from(c.rootHash), note: r.note };
+        const c = verifyCheckpointRemembered(r.note, verifiers);
+        if (c.size === r.size && c.rootHash.equals(r.rootHash)) return { size: c.size, rootHash: c.rootHash, note: r.note };
       } catch {
         // fall through: not signed by us
       }

@@ -17,7 +17,7 @@
  * submission (same transactionId, not yet committed) keeps the slot it took.
  *
  * State lives in PostgreSQL (`submission_probe_slots` — hour, group digest, transactionId
- * digest, migration 0014 — and the function `paylog_probe_admit`, migrations 0008/0013/0014; its queries planned once per connection, migration 0017), so the limit
+ * digest, migration 0014 — and the function `paylog_probe_admit`, migrations 0008/0013/0014; its queries planned once per connection, migration 0017, never as a sequential scan, 0020), so the limit
  * holds across workers and instances, strictly: the function
  * takes a transaction-scoped advisory lock of the group before it counts and inserts, so two
  * concurrent submissions of one group can never both take its last place (and other groups

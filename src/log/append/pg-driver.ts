@@ -154,27 +154,45 @@ function stateRead(checks: readonly PreconditionCheck[]): StateRead {
 
 type StateRow = { kind: string; id: string | null; n: string | null; level: number | null; hash: Buffer | null; mac: Buffer | null; legacy: boolean | null; created_at: Date | null };
 
+/**
+ * Integer and time columns go as array literals we write ourselves (issue 20): node-postgres
+ * would format each element through its generic path (a Date in local time with its offset,
+ * element by element), several times per batch. Integers are written in decimal (each checked to
+ * be a safe integer), instants as ISO 8601 UTC (`Date.prototype.toISOString`, millisecond
+ * precision like the Date itself): the `::bigint[]`, `::smallint[]` and `::timestamptz[]` casts
+ * read them as the same values.
+ */
+function intArray(xs: readonly number[]): string {
+  for (const x of xs) if (!Number.isSafeInteger(x)) throw new PaylogError('INTERNAL', 'batch column value is not a safe integer');
+  return `{${xs.join(',')}}`;
+}
+
+/** See `intArray`. */
+function timeArray(xs: readonly Date[]): string {
+  return `{${xs.map((d) => d.toISOString()).join(',')}}`;
+}
+
 function batchValues(accepted: AcceptedEntry[], nodes: Array<NodeId & { hash: Buffer }>, head: TreeHead, headKey: Buffer | undefined): unknown[] {
   const txs = accepted.filter((a): a is AcceptedEntry & { req: TransactionRequest } => a.req.kind === 'transaction');
   const acc = accepted.filter((a): a is AcceptedEntry & { req: AccessRequest } => a.req.kind === 'access');
   const col = <T, R>(xs: T[], f: (x: T) => R) => xs.map(f);
   return [
-    col(accepted, (a) => a.index),
+    intArray(col(accepted, (a) => a.index)),
     col(accepted, (a) => a.req.leaf),
-    col(accepted, (a) => a.req.createdAt),
-    col(nodes, (n) => n.level),
-    col(nodes, (n) => n.index),
+    timeArray(col(accepted, (a) => a.req.createdAt)),
+    intArray(col(nodes, (n) => n.level)),
+    intArray(col(nodes, (n) => n.index)),
     col(nodes, (n) => n.hash),
     col(txs, (a) => a.req.transaction.transactionId),
-    col(txs, (a) => a.index),
+    intArray(col(txs, (a) => a.index)),
     col(txs, (a) => a.req.transaction.requestMac),
-    col(txs, (a) => a.req.createdAt),
-    col(txs, (a) => a.index),
+    timeArray(col(txs, (a) => a.req.createdAt)),
+    intArray(col(txs, (a) => a.index)),
     col(txs, (a) => a.req.dataKey.kmsKeyId ?? null),
     col(txs, (a) => a.req.dataKey.wrappedKey),
-    col(acc, (a) => a.index),
+    intArray(col(acc, (a) => a.index)),
     col(acc, (a) => a.req.access.transactionId),
-    col(acc, (a) => a.req.createdAt),
+    timeArray(col(acc, (a) => a.req.createdAt)),
     head.size,
     head.rootHash,
     headKey ? treeHeadMac(headKey, head.size, head.rootHash) : null,

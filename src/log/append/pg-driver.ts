@@ -109,16 +109,14 @@ WITH le AS (
 INSERT INTO tree_heads (size, root_hash, mac) VALUES ($17, $18, $19)`;
 /**
  * The companion writes of a batch (companions.ts), queued after its insert, each batch's set as
- * one statement (named per text), under custom plans again (READ_PLAN_MODE, queued before it:
- * see companions.ts for why not the insert's generic plan). Resolves the log indexes of the
- * entries whose write changed a row.
+ * one statement (named per text), under the transaction's kept index plans (see companions.ts
+ * for why not a plain generic plan). Resolves the log indexes of the entries whose write
+ * changed a row.
  */
 function queueCompanionWrites(client: pg.PoolClient, calls: readonly CompanionCall[]): Promise<Set<number>> {
   const { text, values } = companionStatement(calls);
   const name = `paylog_companions_${createHash('sha256').update(text).digest('hex').slice(0, 12)}`;
-  const mode = client.query(READ_PLAN_MODE);
-  const writes = client.query({ name, text, values });
-  return Promise.all([mode, writes]).then(([, r]) => new Set((r.rows as { idx: string }[]).map((row) => Number(row.idx))));
+  return client.query({ name, text, values }).then((r) => new Set((r.rows as { idx: string }[]).map((row) => Number(row.idx))));
 }
 
 /**
@@ -128,7 +126,7 @@ function queueCompanionWrites(client: pg.PoolClient, calls: readonly CompanionCa
  * pg_stat_statements: 3.1 → 1.5 ms per batch of ~16). All are key lookups.
  */
 const KEPT_PLAN_MODE = 'SET LOCAL plan_cache_mode = force_generic_plan';
-/** Undoes KEPT_PLAN_MODE: for the rare reads after the state read (a head that is not ours), and companion writes. */
+/** Undoes KEPT_PLAN_MODE: for the rare reads after the state read (a head that is not ours). */
 const READ_PLAN_MODE = 'SET LOCAL plan_cache_mode = force_custom_plan';
 
 /** A batch-state read for one set of checks: its text, statement name, and row kind → check id. */

@@ -82,3 +82,32 @@ describe('paylog_probe_admit plans its queries once per connection (migration 00
     });
   });
 });
+
+describe('paylog_probe_admit never plans a sequential scan (migration 0020)', () => {
+  it('on tiny, analyzed tables and a connection forcing custom plans (as the pool does): index scans only, same decisions', async () => {
+    const url = await newTestDatabase();
+    await applyMigrations(url);
+    const hour = new Date(Math.floor(Date.now() / 3_600_000) * 3_600_000);
+    const served = Buffer.alloc(32, 7);
+    await withClient(url, async (c) => {
+      const admit = (id: string, limit: number) => c.query('SELECT paylog_probe_admit($1, $2, $3, $4, $5) AS ok', ['checkout:shop', served, id, hour, limit]).then((r) => r.rows[0].ok as boolean);
+      await c.query('SET plan_cache_mode = force_custom_plan');
+      for (const id of ['a', 'b']) expect(await admit(id, 3)).toBe(true);
+      // Tables this small are cheapest to scan sequentially: a plan made now and kept would be one.
+      await c.query('ANALYZE submission_probe_slots');
+      await c.query('ANALYZE transactions');
+      await c.query('BEGIN');
+      expect(await admit('c', 3)).toBe(true);
+      expect(await admit('d', 3)).toBe(false); // full at 3
+      expect(await admit('a', 3)).toBe(true); // a retry keeps its row
+      for (let i = 0; i < 5; i++) expect(await admit(`e${i}`, 3)).toBe(false);
+      const scans = (await c.query("SELECT relname, seq_scan::int AS seq, idx_scan::int AS idx FROM pg_stat_xact_user_tables WHERE relname IN ('submission_probe_slots', 'transactions') ORDER BY relname")).rows;
+      await c.query('COMMIT');
+      expect(scans).toEqual([
+        { relname: 'submission_probe_slots', seq: 0, idx: expect.any(Number) },
+        { relname: 'transactions', seq: 0, idx: expect.any(Number) },
+      ]);
+      expect(scans.every((s: { idx: number }) => s.idx > 0)).toBe(true);
+    });
+  });
+});

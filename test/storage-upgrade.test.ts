@@ -67,6 +67,7 @@ describe('submission_probe_slots (grp, hour, tx) → (grp with the hour tag, tx 
     await withClient(url, async (c) => {
       const conf = (await c.query("SELECT proconfig FROM pg_proc WHERE proname = 'paylog_probe_admit'")).rows[0].proconfig as string[];
       expect(conf).toContain('plan_cache_mode=force_generic_plan'); // 0017's setting survives the new body
+      expect(conf).toContain('enable_seqscan=off'); // and 0020's
       expect(await admit(c, 'c', 2)).toBe(false); // two counted before the migration: full at 2
       expect(await admit(c, 'a', 2)).toBe(true); // a retry keeps its row
       expect(await admit(c, 'b', 2)).toBe(true);

@@ -51,12 +51,11 @@ function assertKey(key: Buffer): void {
   }
 }
 
-const SEPARATOR = Buffer.from([0]);
-
-// RFC 2104 HMAC-SHA-256 over label ‖ 0x00 ‖ message (labels contain no 0x00).
+// RFC 2104 HMAC-SHA-256 over label ‖ 0x00 ‖ message (labels are ASCII without 0x00, so their
+// UTF-8 is their ASCII): one update, not three (issue 20: a few per submission).
 function labelledHmac(key: Buffer, label: string, message: string): Buffer {
   assertKey(key);
-  return createHmac('sha256', key).update(label, 'ascii').update(SEPARATOR).update(message, 'utf8').digest();
+  return createHmac('sha256', key).update(`${label}\u0000${message}`, 'utf8').digest();
 }
 
 /** Normalised, type-prefixed identifier of a payment method (the fingerprint's input). */

@@ -94,3 +94,25 @@ export function verifyCheckpoint(
   }
   return { ...body, verifiedBy: opened.verifiedBy, verifiedKeys: opened.verifiedKeys, text: opened.text };
 }
+
+/**
+ * The last note each verifier set verified, with its size and root (issue 20: the newest stored
+ * checkpoint is read on every publication and most serves, and is nearly always the note
+ * verified the time before). `verifyCheckpoint` is a pure function of (note, verifiers): a note
+ * equal to the remembered one, under the same keys (compared by name and public key, not by
+ * array identity alone), is the same verdict without a second Ed25519 verification.
+ */
+const lastVerifiedByVerifiers = new WeakMap<readonly NoteVerifier[], { keys: string; note: string; size: number; rootHash: Buffer }>();
+
+/**
+ * `verifyCheckpoint(note, verifiers)`'s size and root (a copy), remembered for the last note per
+ * verifier set (see above). Throws like `verifyCheckpoint`; a failure is not remembered.
+ */
+export function verifyCheckpointRemembered(note: string, verifiers: readonly NoteVerifier[]): { size: number; rootHash: Buffer } {
+  const keys = verifiers.map((v) => `${v.name} ${v.publicKey.toString('hex')}`).join('\n');
+  const last = lastVerifiedByVerifiers.get(verifiers);
+  if (last && last.note === note && last.keys === keys) return { size: last.size, rootHash: Buffer.from(last.rootHash) };
+  const c = verifyCheckpoint(note, verifiers);
+  lastVerifiedByVerifiers.set(verifiers, { keys, note, size: c.size, rootHash: Buffer.from(c.rootHash) });
+  return { size: c.size, rootHash: c.rootHash };
+}

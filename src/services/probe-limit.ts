@@ -18,7 +18,7 @@
  *
  * State lives in PostgreSQL (`submission_probe_slots` — hour tag and group digest in one bigint,
  * transactionId digest, migration 0022 — and the functions `paylog_probe_admit`, migrations
- * 0008/0013/0014/0022, its queries planned once per connection, migration 0017, and
+ * 0008/0013/0014/0022, its queries planned once per connection (migration 0017), never as a sequential scan (0020), and
  * `paylog_probe_purge`), so the limit
  * holds across workers and instances, strictly: the function
  * takes a transaction-scoped advisory lock of the group before it counts and inserts, so two

@@ -11,10 +11,11 @@
  *   writes as one statement in the batch transaction after its insert and before its COMMIT
  *   (queued with them: no round trip of its own under the append lock), and reports per entry
  *   whether it changed a row.
- * - That statement is planned afresh (custom plan), unlike the batch insert: a write reads the
- *   table it changes, and a generic plan made while that table was empty keeps scanning it
- *   whole as it grows, until the next ANALYZE (measured: a hash join over a sequential scan of
- *   100,000 forward_requests rows) — under the append lock.
+ * - That statement runs under the batch transaction's kept index plans (src/db/plans.ts): a
+ *   write reads the table it changes, and a PLAIN generic plan made while that table was empty
+ *   keeps scanning it whole as it grows, until the next ANALYZE (measured: a hash join over a
+ *   sequential scan of 100,000 forward_requests rows) — under the append lock; with sequential
+ *   scans priced out, the kept plan is an index lookup (test/forward-ledger.test.ts).
  * - A write's SQL is code registered by the service layer, never input: one data-modifying
  *   statement (UPDATE / INSERT / DELETE) whose `{index}` is the bigint[] of the entries' log
  *   indexes and `{arg0}` … `{argN-1}` (N = `args`) text[]s of their arguments, aligned with it;

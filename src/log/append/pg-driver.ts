@@ -24,6 +24,7 @@ import { createHash } from 'node:crypto';
 import type pg from 'pg';
 import { PaylogError } from '../../errors.js';
 import { isTransientDatabaseError } from '../../db/errors.js';
+import { KEEP_INDEX_PLANS } from '../../db/plans.js';
 import { EMPTY_ROOT, nodeKey, rangeNodes, type NodeId } from '../merkle.js';
 import { treeHeadMac } from '../tree-head.js';
 import { LEGACY_HEAD_COLUMN, headTrusted, selectHead, selectNodes, type TreeHead } from '../store.js';
@@ -55,11 +56,10 @@ class CommitOutcomeUnknown extends Error {
  * - 'c<i>': the keys for which the i-th check OF THIS READ fails (preconditions.ts), its rows
  *   locked FOR SHARE by its `held` CTE until the batch commits. A read carries only the checks
  *   the batch's entries name (a check with no keys can fail for none and hold no row, so leaving
- *   it out changes nothing but the planning time: the read is planned afresh each time, see
- *   INSERT_PLAN_MODE),
- * - 'p': no data; its `set_config` switches the rest of the transaction (the batch insert) to
- *   generic plans (INSERT_PLAN_MODE) without a round trip of its own. The read itself was planned
- *   before it ran, under the connection's setting.
+ *   it out changes nothing but the planning time),
+ * Each variant (set of checks) is a named statement with one kept index plan per connection
+ * (src/db/plans.ts, set by the lock statement): planned afresh, its planning cost more than its
+ * execution, under the append lock.
  * Lock wait and round trips under the append lock are what bounds throughput across processes,
  * so this is one round trip whatever the number of checks.
  */
@@ -78,8 +78,7 @@ UNION ALL
 SELECT 'n', NULL, f.idx, f.level, m.hash, NULL, NULL FROM frontier f JOIN merkle_nodes m ON m.level = f.level AND m.idx = f.idx
 UNION ALL
 SELECT 't', transaction_id, log_index, NULL, NULL, request_mac, NULL FROM transactions WHERE transaction_id = ANY($1::text[])
-UNION ALL
-SELECT 'p', plan_mode.v, NULL, NULL, NULL, NULL, NULL FROM (SELECT ${INSERT_PLAN_MODE}) AS plan_mode(v)${arms.map((a) => `\nUNION ALL\n${a}`).join('')}`;
+${arms.map((a) => `\nUNION ALL\n${a}`).join('')}`;
 }
 
 /**
@@ -112,31 +111,24 @@ WITH le AS (
 INSERT INTO tree_heads (size, root_hash, mac) VALUES ($16, $17, $18)`;
 /**
  * The companion writes of a batch (companions.ts), queued after its insert, each batch's set as
- * one statement (named per text), under custom plans again (READ_PLAN_MODE, queued before it:
- * see companions.ts for why not the insert's generic plan). Resolves the log indexes of the
- * entries whose write changed a row.
+ * one statement (named per text), under the transaction's kept index plans (see companions.ts
+ * for why not a plain generic plan). Resolves the log indexes of the entries whose write
+ * changed a row.
  */
 function queueCompanionWrites(client: pg.PoolClient, calls: readonly CompanionCall[]): Promise<Set<number>> {
   const { text, values } = companionStatement(calls);
   const name = `paylog_companions_${createHash('sha256').update(text).digest('hex').slice(0, 12)}`;
-  const mode = client.query(READ_PLAN_MODE);
-  const writes = client.query({ name, text, values });
-  return Promise.all([mode, writes]).then(([, r]) => new Set((r.rows as { idx: string }[]).map((row) => Number(row.idx))));
+  return client.query({ name, text, values }).then((r) => new Set((r.rows as { idx: string }[]).map((row) => Number(row.idx))));
 }
 
 /**
- * The batch insert runs with a generic plan (for the rest of its transaction, which then only
- * commits). The pool's connections plan every statement afresh (plan_cache_mode=
- * force_custom_plan, src/db/connection.ts: reads must not keep a plan made while the tables
- * were tiny), and that includes the foreign-key checks the insert fires for each data_keys
- * row: re-planned per row they were half the insert's time (measured with pg_stat_statements:
- * 3.1 → 1.5 ms per batch of ~16). The insert reads no table itself, and the foreign-key checks
- * are primary-key lookups, so one plan fits every size (and ANALYZE re-plans them anyway).
- * The batch-state read sets it (its 'p' row, transaction-local), not a statement of its own:
- * one round trip fewer under the append lock.
+ * The whole batch transaction runs under kept index plans (src/db/plans.ts KEEP_INDEX_PLANS, in
+ * the lock statement): the state read, the insert, and the foreign-key checks the insert fires
+ * for each data_keys row (re-planned per row they were half the insert's time, measured with
+ * pg_stat_statements: 3.1 → 1.5 ms per batch of ~16). All are key lookups.
  */
-const INSERT_PLAN_MODE = "set_config('plan_cache_mode', 'force_generic_plan', true)";
-/** Undoes INSERT_PLAN_MODE: for the rare reads after the state read (a head that is not ours), and companion writes. */
+const KEPT_PLAN_MODE = 'SET LOCAL plan_cache_mode = force_generic_plan';
+/** Undoes KEPT_PLAN_MODE: for the rare reads after the state read (a head that is not ours). */
 const READ_PLAN_MODE = 'SET LOCAL plan_cache_mode = force_custom_plan';
 
 /** A batch-state read for one set of checks: its text, statement name, and row kind → check id. */
@@ -156,26 +148,44 @@ function stateRead(checks: readonly PreconditionCheck[]): StateRead {
 
 type StateRow = { kind: string; id: string | null; n: string | null; level: number | null; hash: Buffer | null; mac: Buffer | null; legacy: boolean | null };
 
+/**
+ * Integer and time columns go as array literals we write ourselves (issue 20): node-postgres
+ * would format each element through its generic path (a Date in local time with its offset,
+ * element by element), several times per batch. Integers are written in decimal (each checked to
+ * be a safe integer), instants as ISO 8601 UTC (`Date.prototype.toISOString`, millisecond
+ * precision like the Date itself): the `::bigint[]`, `::smallint[]` and `::timestamptz[]` casts
+ * read them as the same values.
+ */
+function intArray(xs: readonly number[]): string {
+  for (const x of xs) if (!Number.isSafeInteger(x)) throw new PaylogError('INTERNAL', 'batch column value is not a safe integer');
+  return `{${xs.join(',')}}`;
+}
+
+/** See `intArray`. */
+function timeArray(xs: readonly Date[]): string {
+  return `{${xs.map((d) => d.toISOString()).join(',')}}`;
+}
+
 function batchValues(accepted: AcceptedEntry[], nodes: Array<NodeId & { hash: Buffer }>, head: TreeHead, headKey: Buffer | undefined): unknown[] {
   const txs = accepted.filter((a): a is AcceptedEntry & { req: TransactionRequest } => a.req.kind === 'transaction');
   const acc = accepted.filter((a): a is AcceptedEntry & { req: AccessRequest } => a.req.kind === 'access');
   const col = <T, R>(xs: T[], f: (x: T) => R) => xs.map(f);
   return [
-    col(accepted, (a) => a.index),
+    intArray(col(accepted, (a) => a.index)),
     col(accepted, (a) => a.req.leaf),
-    col(nodes, (n) => n.level),
-    col(nodes, (n) => n.index),
+    intArray(col(nodes, (n) => n.level)),
+    intArray(col(nodes, (n) => n.index)),
     col(nodes, (n) => n.hash),
     col(txs, (a) => a.req.transaction.transactionId),
-    col(txs, (a) => a.index),
+    intArray(col(txs, (a) => a.index)),
     col(txs, (a) => a.req.transaction.requestMac),
-    col(txs, (a) => a.req.createdAt),
-    col(txs, (a) => a.index),
+    timeArray(col(txs, (a) => a.req.createdAt)),
+    intArray(col(txs, (a) => a.index)),
     col(txs, (a) => a.req.dataKey.kmsKeyId ?? null),
     col(txs, (a) => a.req.dataKey.wrappedKey),
-    col(acc, (a) => a.index),
+    intArray(col(acc, (a) => a.index)),
     col(acc, (a) => a.req.access.transactionId),
-    col(acc, (a) => a.req.createdAt),
+    timeArray(col(acc, (a) => a.req.createdAt)),
     head.size,
     head.rootHash,
     headKey ? treeHeadMac(headKey, head.size, head.rootHash) : null,
@@ -257,7 +267,6 @@ export class PgAppendDriver implements AppendDriver {
       if (row.kind === 'h') top = row;
       else if (row.kind === 'n') nodes.set(nodeKey({ level: row.level!, index: Number(row.n) }), row.hash!);
       else if (row.kind === 't') existing.set(row.id!, { mac: row.mac!, logIndex: Number(row.n) });
-      else if (row.kind === 'p') continue;
       else failed.get(kindOf.get(row.kind)!)!.add(row.id!);
     }
     let head: TreeHead | null = null;
@@ -271,7 +280,7 @@ export class PgAppendDriver implements AppendDriver {
       head = await selectHead(client, this.opts.headKey);
       nodes.clear();
       if (head) for (const [k, v] of await selectNodes(client, rangeNodes(0, head.size))) nodes.set(k, v);
-      await client.query(`SELECT ${INSERT_PLAN_MODE}`);
+      await client.query(KEPT_PLAN_MODE);
     }
     const state: BatchState = { head: { size: 0, rootHash: EMPTY_ROOT }, frontier: [], existing, failed };
     if (head) {
@@ -298,7 +307,7 @@ export class PgAppendDriver implements AppendDriver {
     let finished = false;
     try {
       // Durable on commit whatever the server default (PCI DSS 10.2: nothing acknowledged is lost).
-      const lock = client.query(`BEGIN; SET LOCAL synchronous_commit = on; SELECT pg_advisory_xact_lock(${APPEND_LOCK_KEY.toString()})`);
+      const lock = client.query(`BEGIN; SET LOCAL synchronous_commit = on; ${KEEP_INDEX_PLANS}; SELECT pg_advisory_xact_lock(${APPEND_LOCK_KEY.toString()})`);
       const [, state] = await Promise.all([lock, this.readBatchState(client, reqs)]);
       const plan = planBatch(state, reqs, this.table);
       const calls = companionCalls(plan, this.writes);

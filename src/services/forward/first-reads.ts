@@ -14,10 +14,13 @@
  *   record columns: src/services/transaction-queries.ts; granted keys: ./history.ts `grantedIn`);
  *   nothing read here is trusted: the record is checked against its leaf, the destination
  *   against its admin event (DestinationService.verified), the data key by opening the record.
+ * - It runs with one kept generic plan per connection that never scans a table it can look up
+ *   by index (src/db/plans.ts): planned afresh, planning took ~0.6 ms of a ~0.75 ms statement.
  * - A record that fails its leaf check is reported (`record.ok === false`), not thrown: the
  *   caller logs the refusal.
  */
 import type { AppDatabase } from '../../db/connection.js';
+import { queryKeepingIndexPlans } from '../../db/plans.js';
 import { revokedCertificateSql } from '../../auth/revocations.js';
 import { epochIdSql, TRANSACTION_RECORD_COLUMNS, wrappedKeySql } from '../transaction-queries.js';
 import { recordFromRow, type TransactionRecord, type TransactionRow } from '../transaction-record.js';
@@ -95,7 +98,7 @@ export async function readFirst(
   macKey: Buffer,
   q: { transactionId: string; key: string; mac?: Buffer | undefined; destination?: string | undefined; principal?: { certificateFingerprint: string; serialHex: string } | undefined },
 ): Promise<FirstReads> {
-  const r = await database.pool.query({
+  const r = await queryKeepingIndexPlans(database.pool, {
     name: 'paylog_forward_first_reads',
     text: FIRST_READS,
     values: [q.transactionId, q.key, q.mac ?? null, q.principal?.certificateFingerprint ?? null, q.principal?.serialHex ?? null, q.destination ?? null],

@@ -8,7 +8,7 @@
  * ED25519_SHA_512 with MessageType RAW = plain Ed25519 over the message (RFC 8032);
  * ED25519_PH_SHA_512 is not offered.
  */
-import { createPrivateKey, createPublicKey, randomBytes, sign as edSign, verify as edVerify } from 'node:crypto';
+import { createPrivateKey, createPublicKey, randomBytes, sign as edSign, verify as edVerify, type KeyObject } from 'node:crypto';
 import type { KeyStore } from '../keystore.js';
 import { checkEncryptionAlgorithm, ED25519_PH_SHA_512, ED25519_SHA_512, keyArn, requireSigning, requireUsable, resolveKey } from '../keys.js';
 import { encryptUnder, openBlob } from '../blob.js';
@@ -125,12 +125,22 @@ export function cryptoOperations(store: KeyStore): Map<string, Operation> {
     }
   });
 
+  // Parsed once per key record (the signer signs a checkpoint several times a second under load;
+  // parsing the PKCS#8 key each time was most of a Sign). Records are immutable: a changed key
+  // is a new record, parsed afresh.
+  const signingKeys = new WeakMap<object, KeyObject>();
+  const signingKeyObject = (key: { readonly privateKeyPkcs8?: string }): KeyObject => {
+    let k = signingKeys.get(key);
+    if (!k) signingKeys.set(key, (k = createPrivateKey({ key: Buffer.from(key.privateKeyPkcs8 ?? '', 'base64'), format: 'der', type: 'pkcs8' })));
+    return k;
+  };
+
   ops.set('Sign', (input, { region }) => {
     const key = resolveKey(store, region, reqString(input, 'KeyId'));
     requireUsable(key);
     requireSigning(key);
     const { message, algorithm } = checkSigningRequest(input);
-    const privateKey = createPrivateKey({ key: Buffer.from(key.privateKeyPkcs8 ?? '', 'base64'), format: 'der', type: 'pkcs8' });
+    const privateKey = signingKeyObject(key);
     // RFC 8032 §5.1.6: pure Ed25519 over the raw message (node:crypto with algorithm null).
     return { KeyId: keyArn(key), Signature: b64(edSign(null, message, privateKey)), SigningAlgorithm: algorithm };
   });

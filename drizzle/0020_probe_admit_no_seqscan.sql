@@ -1,0 +1,15 @@
+-- paylog: the probe limit's function never plans a sequential scan (issue 20). Hand-written.
+-- Migration 0017 runs paylog_probe_admit with plan_cache_mode = force_generic_plan: each of its
+-- statements is planned once per connection and that plan is kept. The pool's connections force
+-- custom plans (src/db/connection.ts) because a generic plan made while a table was tiny is a
+-- sequential scan that stays in use as the table grows; and the function's plans are no
+-- exception: on tiny, analyzed tables (a new database, or submission_probe_slots just after its
+-- hourly purge) the kept plans scan submission_probe_slots and transactions sequentially
+-- (test/probe-slots.test.ts: 15 and 8 sequential scans in 8 calls), and keep doing so until an
+-- ANALYZE invalidates them — up to a minute of growth at autovacuum's pace, every call reading
+-- the whole current hour of slots.
+-- With enable_seqscan = off (function-local, like 0017's setting) the planner takes the index
+-- whenever there is one, and every statement of the function has one (transactions by its
+-- primary key, submission_probe_slots by its grp index): the one plan kept fits any table size.
+-- Same function body, same decisions, same locks.
+ALTER FUNCTION paylog_probe_admit(text, bytea, text, timestamptz, integer) SET enable_seqscan = off;

@@ -23,8 +23,12 @@
  */
 import type pg from 'pg';
 
+/** Kept (generic) plans for the rest of the transaction. */
+export const KEPT_PLAN_MODE = 'SET LOCAL plan_cache_mode = force_generic_plan';
+/** Plans made afresh for the rest of the transaction (the pool's own setting, src/db/connection.ts). */
+export const FRESH_PLAN_MODE = 'SET LOCAL plan_cache_mode = force_custom_plan';
 /** The settings, as statements for a simple-protocol string (`BEGIN; …; …`). */
-export const KEEP_INDEX_PLANS = 'SET LOCAL plan_cache_mode = force_generic_plan; SET LOCAL enable_seqscan = off';
+export const KEEP_INDEX_PLANS = `${KEPT_PLAN_MODE}; SET LOCAL enable_seqscan = off`;
 
 /**
  * Runs one statement in its own transaction under KEEP_INDEX_PLANS: `BEGIN` + settings, the

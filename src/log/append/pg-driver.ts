@@ -24,7 +24,7 @@ import { createHash } from 'node:crypto';
 import type pg from 'pg';
 import { PaylogError } from '../../errors.js';
 import { isTransientDatabaseError } from '../../db/errors.js';
-import { KEEP_INDEX_PLANS } from '../../db/plans.js';
+import { FRESH_PLAN_MODE, KEEP_INDEX_PLANS, KEPT_PLAN_MODE } from '../../db/plans.js';
 import { EMPTY_ROOT, nodeKey, rangeNodes, type NodeId } from '../merkle.js';
 import { treeHeadMac } from '../tree-head.js';
 import { LEGACY_HEAD_COLUMN, headTrusted, selectHead, selectNodes, type TreeHead } from '../store.js';
@@ -120,16 +120,6 @@ function queueCompanionWrites(client: pg.PoolClient, calls: readonly CompanionCa
   const name = `paylog_companions_${createHash('sha256').update(text).digest('hex').slice(0, 12)}`;
   return client.query({ name, text, values }).then((r) => new Set((r.rows as { idx: string }[]).map((row) => Number(row.idx))));
 }
-
-/**
- * The whole batch transaction runs under kept index plans (src/db/plans.ts KEEP_INDEX_PLANS, in
- * the lock statement): the state read, the insert, and the foreign-key checks the insert fires
- * for each data_keys row (re-planned per row they were half the insert's time, measured with
- * pg_stat_statements: 3.1 → 1.5 ms per batch of ~16). All are key lookups.
- */
-const KEPT_PLAN_MODE = 'SET LOCAL plan_cache_mode = force_generic_plan';
-/** Undoes KEPT_PLAN_MODE: for the rare reads after the state read (a head that is not ours). */
-const READ_PLAN_MODE = 'SET LOCAL plan_cache_mode = force_custom_plan';
 
 /** A batch-state read for one set of checks: its text, statement name, and row kind → check id. */
 interface StateRead {
@@ -276,7 +266,7 @@ export class PgAppendDriver implements AppendDriver {
     }
     if (top && !head) {
       // The largest row is not ours (forged or damaged): the paged read finds the real head.
-      await client.query(READ_PLAN_MODE);
+      await client.query(FRESH_PLAN_MODE); // the rare reads after the state read (a head that is not ours)
       head = await selectHead(client, this.opts.headKey);
       nodes.clear();
       if (head) for (const [k, v] of await selectNodes(client, rangeNodes(0, head.size))) nodes.set(k, v);
@@ -307,6 +297,9 @@ export class PgAppendDriver implements AppendDriver {
     let finished = false;
     try {
       // Durable on commit whatever the server default (PCI DSS 10.2: nothing acknowledged is lost).
+      // Kept index plans (src/db/plans.ts) for the whole transaction: the state read, the insert and
+      // the foreign-key checks it fires per data_keys row (re-planned per row they were half the
+      // insert's time: 3.1 → 1.5 ms per batch of ~16, pg_stat_statements). All are key lookups.
       const lock = client.query(`BEGIN; SET LOCAL synchronous_commit = on; ${KEEP_INDEX_PLANS}; SELECT pg_advisory_xact_lock(${APPEND_LOCK_KEY.toString()})`);
       const [, state] = await Promise.all([lock, this.readBatchState(client, reqs)]);
       const plan = planBatch(state, reqs, this.table);

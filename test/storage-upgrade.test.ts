@@ -11,7 +11,7 @@ import { applyMigrations, openAppDatabase } from '../src/db/connection.js';
 import { LogAppender } from '../src/log/appender.js';
 import { createHmac } from 'node:crypto';
 import { STORED_TREE_HEAD_MAC_BYTES, treeHeadKey, treeHeadMac, treeHeadMacValid } from '../src/log/tree-head.js';
-import { epochIdSql, epochRecordCountSql } from '../src/services/transaction-queries.js';
+import { epochIdSql, epochRecordCountSql, readTransactionRow } from '../src/services/transaction-queries.js';
 
 describe('log_entries / tree_heads created_at no longer written (migration 0021)', () => {
   it('old rows keep their time, new rows store NULL and are 8 bytes shorter, the tables stay append-only', async () => {
@@ -271,5 +271,72 @@ describe('tree head MAC stored as 16 bytes (HMAC-SHA-256/128)', () => {
         expect(treeHeadMacValid(key, r.size, r.root_hash, r.mac)).toBe(true);
       }
     });
+  });
+});
+
+describe('transactions keyed by log index, transaction_id unique by a hash index (migration 0025)', () => {
+  const grants = `SELECT grantee, privilege_type FROM information_schema.role_table_grants WHERE table_name = 'transactions' ORDER BY 1, 2`;
+  const columnGrants = `SELECT grantee, column_name, privilege_type FROM information_schema.column_privileges WHERE table_name = 'transactions' AND grantee LIKE 'paylog%' ORDER BY 1, 2, 3`;
+  const triggers = `SELECT tgname, tgenabled, pg_get_triggerdef(oid) AS def FROM pg_trigger WHERE tgrelid = 'transactions'::regclass AND NOT tgisinternal ORDER BY 1`;
+  const policies = `SELECT relrowsecurity, (SELECT count(*)::int FROM pg_policy WHERE polrelid = 'transactions'::regclass) AS n FROM pg_class WHERE oid = 'transactions'::regclass`;
+
+  it('a database at 0024 with rows upgrades: same rows, same grants and triggers, the data_keys foreign key kept; the service appends, replays and reads by id', async () => {
+    const url = await newTestDatabase();
+    await migrateUpTo(url, 24);
+    const was = await withClient(url, async (c) => {
+      for (const i of [0, 1, 2]) await c.query('INSERT INTO transactions (transaction_id, log_index, request_mac) VALUES ($1, $2, $3)', [`old${i}`, 100 + i, Buffer.alloc(16, i)]);
+      await c.query("INSERT INTO data_keys (log_index, wrapped_key, kms_key_id) VALUES (100, '\\x01', 'arn:k1'), (102, '\\x02', 'arn:k1')");
+      return { grants: (await c.query(grants)).rows, columnGrants: (await c.query(columnGrants)).rows, triggers: (await c.query(triggers)).rows, policies: (await c.query(policies)).rows };
+    });
+    expect(was.triggers.length).toBe(2);
+    await applyMigrations(url);
+    await withClient(url, async (c) => {
+      expect((await c.query(grants)).rows).toEqual(was.grants);
+      expect((await c.query(columnGrants)).rows).toEqual(was.columnGrants);
+      expect((await c.query(triggers)).rows).toEqual(was.triggers);
+      expect((await c.query(policies)).rows).toEqual(was.policies);
+      const constraints = (
+        await c.query(`SELECT conname, contype, pg_get_constraintdef(oid) AS def FROM pg_constraint WHERE conrelid IN ('transactions'::regclass, 'data_keys'::regclass) AND contype IN ('p', 'u', 'x', 'f') ORDER BY 1`)
+      ).rows;
+      expect(constraints).toEqual([
+        { conname: 'data_keys_epoch_id_fkey', contype: 'f', def: 'FOREIGN KEY (epoch_id) REFERENCES key_epochs(epoch_id)' },
+        { conname: 'data_keys_log_index_transactions_log_index_fk', contype: 'f', def: 'FOREIGN KEY (log_index) REFERENCES transactions(log_index)' },
+        { conname: 'data_keys_pkey', contype: 'p', def: 'PRIMARY KEY (log_index)' },
+        { conname: 'data_keys_window_id_key_wrap_windows_id_fk', contype: 'f', def: 'FOREIGN KEY (window_id) REFERENCES key_wrap_windows(id)' },
+        { conname: 'transactions_pkey', contype: 'p', def: 'PRIMARY KEY (log_index)' },
+        { conname: 'transactions_transaction_id_unique', contype: 'x', def: "EXCLUDE USING hash (transaction_id WITH =) WITH (fillfactor='100')" },
+      ]);
+      const rows = (await c.query('SELECT transaction_id, log_index::int AS i, request_mac FROM transactions ORDER BY log_index')).rows;
+      expect(rows.map((r) => [r.transaction_id, r.i, r.request_mac[0]])).toEqual([['old0', 100, 0], ['old1', 101, 1], ['old2', 102, 2]]);
+      await c.query('BEGIN');
+      await c.query('SET LOCAL ROLE paylog_app');
+      const refused = async (sql: string, code: string) => {
+        await c.query('SAVEPOINT s');
+        await expect(c.query(sql), sql).rejects.toMatchObject({ code });
+        await c.query('ROLLBACK TO SAVEPOINT s');
+      };
+      await refused("INSERT INTO transactions (transaction_id, log_index, request_mac) VALUES ('old1', 9, '\\x00')", '23P01'); // an id from before the upgrade
+      await refused("INSERT INTO transactions (transaction_id, log_index, request_mac) VALUES ('new', 101, '\\x00')", '23505'); // one row per log index
+      await refused("INSERT INTO data_keys (log_index, wrapped_key, kms_key_id) VALUES (7, '\\x07', 'arn:k1')", '23503'); // no such record
+      await refused('DELETE FROM transactions', '42501');
+      await c.query('ROLLBACK');
+    });
+    const db = openAppDatabase(url);
+    const appender = new LogAppender(db);
+    try {
+      const at = new Date('2026-12-07T10:00:00Z');
+      const submit = (id: string, mac: number) =>
+        appender.append({ kind: 'transaction', leaf: Buffer.from(`leaf ${id}`), createdAt: at, transaction: { transactionId: id, requestMac: Buffer.alloc(16, mac) }, dataKey: { wrappedKey: Buffer.alloc(80, mac), kmsKeyId: 'arn:k1' } });
+      const outcomes = await Promise.all([submit('n1', 7), submit('n2', 8), submit('old1', 9)]);
+      expect(outcomes.map((o) => o.status)).toEqual(['appended', 'appended', 'conflict']); // an id from before, another request: found by the batch-state read
+      expect(outcomes[2]).toMatchObject({ logIndex: 101 });
+      expect((await submit('n1', 7)).status).toBe('replayed');
+      expect((await readTransactionRow(db.pool, 'old2'))?.log_index).toBe('102');
+      expect((await readTransactionRow(db.pool, 'n2'))?.transaction_id).toBe('n2');
+      expect(await readTransactionRow(db.pool, 'n3')).toBeUndefined();
+    } finally {
+      await appender.close();
+      await db.close();
+    }
   });
 });

@@ -184,6 +184,41 @@ describe('a tile whose stored nodes disagree', () => {
   });
 });
 
+describe('compacting a tile reads only that tile\'s rows (drizzle/0026)', () => {
+  it('with eight more full tiles stored as rows beside it, compacting tile 0 reads about its own 511 rows, and stores it', async () => {
+    const url = await newTestDatabase();
+    await applyMigrations(url);
+    const size = 9 * 256;
+    const { newNodes, root } = appendLeaves(0, [], Array.from({ length: size }, (_, i) => hashLeaf(Buffer.from(`r ${i}`))));
+    await withClient(url, async (c) => {
+      await c.query('INSERT INTO merkle_nodes (level, idx, hash) SELECT * FROM unnest($1::smallint[], $2::bigint[], $3::bytea[])', [newNodes.map((n) => n.level), newNodes.map((n) => n.index), newNodes.map((n) => n.hash)]);
+      await c.query('INSERT INTO tree_heads (size, root_hash) VALUES ($1, $2)', [size, root]);
+      await c.query('ANALYZE merkle_nodes');
+    });
+    const app = openAppDatabase(url);
+    try {
+      const c = await app.pool.connect();
+      try {
+        // As the service calls it: the runtime role, a connection that plans every statement afresh.
+        await c.query('BEGIN');
+        expect((await c.query('SELECT paylog_compact_tile(0, 0) AS ok')).rows[0].ok).toBe(true);
+        const read = (await c.query("SELECT (coalesce(seq_tup_read, 0) + coalesce(idx_tup_fetch, 0))::int AS n FROM pg_stat_xact_user_tables WHERE relname = 'merkle_nodes'")).rows[0].n as number;
+        await c.query('COMMIT');
+        // The tile's 511 nodes read for the check (each level and the one below it) and for the delete: a
+        // few times 511. Reading whole levels (what migration 0012's statements did) is 9 tiles' worth.
+        expect(read).toBeGreaterThan(0);
+        expect(read).toBeLessThan(4 * 511);
+      } finally {
+        c.release();
+      }
+      const counts = (await query<{ tiles: number; nodes: number }>(url, 'SELECT (SELECT count(*)::int FROM merkle_tiles) AS tiles, (SELECT count(*)::int FROM merkle_nodes WHERE level < 8 AND idx < (256 >> level)) AS nodes'))[0]!;
+      expect(counts).toEqual({ tiles: 1, nodes: 0 });
+    } finally {
+      await app.close();
+    }
+  });
+});
+
 describe('a running service: compaction changes nothing an auditor sees', () => {
   let t: TestPaylog;
   let client: LogClient;

@@ -111,3 +111,35 @@ describe('paylog_probe_admit never plans a sequential scan (migration 0020)', ()
     });
   });
 });
+
+describe('paylog_probe_admit computes its group key inline (migration 0025)', () => {
+  it('the rows it writes carry exactly paylog_probe_key(principal, served, hour), for several principals, fields and hours; its settings stay', async () => {
+    const url = await newTestDatabase();
+    await applyMigrations(url);
+    const thisHour = Math.floor(Date.now() / 3_600_000) * 3_600_000;
+    await withClient(url, async (c) => {
+      const conf = (await c.query("SELECT proconfig, prosrc FROM pg_proc WHERE proname = 'paylog_probe_admit'")).rows[0] as { proconfig: string[]; prosrc: string };
+      expect(conf.proconfig).toEqual(expect.arrayContaining(['plan_cache_mode=force_generic_plan', 'enable_seqscan=off']));
+      // No call of a SQL function with a SET clause (re-planned in every transaction) is left in the body.
+      expect(conf.prosrc).not.toMatch(/paylog_probe_(key|group)\s*\(/);
+      let n = 0;
+      for (const principal of ['checkout:shop', 'checkout:ünïcode-shop', 'c']) {
+        for (const served of [Buffer.alloc(32, 7), Buffer.from('00ff'.repeat(16), 'hex'), Buffer.alloc(32, 0xff)]) {
+          // Hours whose tags (hour mod 256) differ, and one 256 hours away (same tag).
+          for (const hour of [thisHour, thisHour - 3_600_000, thisHour - 256 * 3_600_000, Date.UTC(2001, 0, 1, 23)]) {
+            const id = `t${n++}`;
+            expect((await c.query('SELECT paylog_probe_admit($1, $2, $3, $4, 100) AS ok', [principal, served, id, new Date(hour)])).rows[0].ok).toBe(true);
+            const row = (
+              await c.query(
+                "SELECT s.grp::text AS grp, paylog_probe_key($1, $2, $3)::text AS expected FROM submission_probe_slots s WHERE s.tx = encode(substring(sha256(convert_to($4, 'UTF8')) FROM 1 FOR 16), 'hex')::uuid",
+                [principal, served, new Date(hour), id],
+              )
+            ).rows;
+            expect(row).toHaveLength(1);
+            expect(row[0].grp).toBe(row[0].expected);
+          }
+        }
+      }
+    });
+  });
+});

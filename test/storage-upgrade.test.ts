@@ -274,7 +274,7 @@ describe('tree head MAC stored as 16 bytes (HMAC-SHA-256/128)', () => {
   });
 });
 
-describe('transactions keyed by log index, transaction_id unique by a hash index (migration 0025)', () => {
+describe('transactions keyed by log index, transaction_id unique by a hash index (migration 0027)', () => {
   const grants = `SELECT grantee, privilege_type FROM information_schema.role_table_grants WHERE table_name = 'transactions' ORDER BY 1, 2`;
   const columnGrants = `SELECT grantee, column_name, privilege_type FROM information_schema.column_privileges WHERE table_name = 'transactions' AND grantee LIKE 'paylog%' ORDER BY 1, 2, 3`;
   const triggers = `SELECT tgname, tgenabled, pg_get_triggerdef(oid) AS def FROM pg_trigger WHERE tgrelid = 'transactions'::regclass AND NOT tgisinternal ORDER BY 1`;
@@ -282,7 +282,7 @@ describe('transactions keyed by log index, transaction_id unique by a hash index
 
   it('a database at 0024 with rows upgrades: same rows, same grants and triggers, the data_keys foreign key kept; the service appends, replays and reads by id', async () => {
     const url = await newTestDatabase();
-    await migrateUpTo(url, 24);
+    await migrateUpTo(url, 26);
     const was = await withClient(url, async (c) => {
       for (const i of [0, 1, 2]) await c.query('INSERT INTO transactions (transaction_id, log_index, request_mac) VALUES ($1, $2, $3)', [`old${i}`, 100 + i, Buffer.alloc(16, i)]);
       await c.query("INSERT INTO data_keys (log_index, wrapped_key, kms_key_id) VALUES (100, '\\x01', 'arn:k1'), (102, '\\x02', 'arn:k1')");

@@ -1,5 +1,5 @@
 /**
- * Issue 20, storage (migration 0025): `transactions` is keyed by log index, and transaction_id
+ * Issue 20, storage (migration 0027): `transactions` is keyed by log index, and transaction_id
  * is unique through `EXCLUDE USING hash (transaction_id WITH =)` — a hash index (4 bytes per row)
  * instead of a btree holding every id. What must hold:
  * - every lookup by transaction_id still reads an index, also through the plans the service keeps
@@ -45,7 +45,7 @@ async function refused(c: pg.Client, sql: string, values: unknown[], code: strin
   await c.query('ROLLBACK TO SAVEPOINT s');
 }
 
-describe('transaction_id unique by a hash index, log_index the primary key (migration 0025)', () => {
+describe('transaction_id unique by a hash index, log_index the primary key (migration 0027)', () => {
   it('lookups by transaction_id keep using the hash index once the table has grown, through kept plans made while it was tiny', async () => {
     const url = await newTestDatabase();
     await applyMigrations(url);

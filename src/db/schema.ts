@@ -105,13 +105,13 @@ export const treeHeads = pgTable('tree_heads', {
  */
 export const transactions = pgTable('transactions', {
   /**
-   * Unique: since migration 0025 by the exclusion constraint `transactions_transaction_id_unique`
+   * Unique: since migration 0027 by the exclusion constraint `transactions_transaction_id_unique`
    * (`EXCLUDE USING hash (transaction_id WITH =) WITH (fillfactor = 100)`: a hash index, 4 bytes
    * per row instead of the id; drizzle has no exclusion constraints, so it is declared only in
    * the migration). A duplicate is refused with SQLSTATE 23P01; lookups by `=` / `= ANY` use it.
    */
   transactionId: text('transaction_id').notNull(),
-  /** Primary key since migration 0025 (before: the unique `transactions_log_index_unique`). */
+  /** Primary key since migration 0027 (before: the unique `transactions_log_index_unique`). */
   logIndex: bigint('log_index', { mode: 'number' }).primaryKey(),
   requestMac: bytea('request_mac').notNull(),
   processor: text('processor'),

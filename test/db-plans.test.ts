@@ -7,12 +7,12 @@
 import { describe, expect, it } from 'vitest';
 import { newTestDatabase } from './helpers/paylog.js';
 import { withClient } from './helpers/db.js';
-import { openAppDatabase } from '../src/db/connection.js';
+import { openAppDatabase, type AppDatabase } from '../src/db/connection.js';
 import { queryKeepingIndexPlans } from '../src/db/plans.js';
 
 const LOOKUP = { name: 'plans_test_lookup', text: 'SELECT v FROM plans_t WHERE k = $1' };
 
-async function seqScansAfterGrowth(run: (pool: import('pg').Pool, k: number) => Promise<unknown>): Promise<number> {
+async function seqScansAfterGrowth(run: (db: AppDatabase, k: number) => Promise<unknown>): Promise<number> {
   const url = await newTestDatabase();
   await withClient(url, async (c) => {
     await c.query('CREATE TABLE plans_t (k integer NOT NULL, v text) WITH (autovacuum_enabled = false)');
@@ -23,10 +23,10 @@ async function seqScansAfterGrowth(run: (pool: import('pg').Pool, k: number) => 
   const db = openAppDatabase(url, { role: null, max: 1 });
   let closed = false;
   try {
-    for (let i = 1; i <= 3; i++) await run(db.pool, i); // the plan is made and kept on this connection
+    for (let i = 1; i <= 3; i++) await run(db, i); // the plan is made and kept on this connection
     await withClient(url, (c) => c.query("INSERT INTO plans_t SELECT g, 'v' FROM generate_series(4, 20000) g"));
     const before = await withClient(url, (c) => c.query("SELECT seq_scan FROM pg_stat_user_tables WHERE relname = 'plans_t'"));
-    for (let i = 0; i < 10; i++) await run(db.pool, 19_000 + i);
+    for (let i = 0; i < 10; i++) await run(db, 19_000 + i);
     await db.close(); // its backend reports its statistics as it exits
     closed = true;
     await new Promise((r) => setTimeout(r, 500));
@@ -39,12 +39,12 @@ async function seqScansAfterGrowth(run: (pool: import('pg').Pool, k: number) => 
 
 describe('kept index plans (src/db/plans.ts)', () => {
   it('a plan kept from a tiny table is still an index scan once the table has grown', async () => {
-    expect(await seqScansAfterGrowth((pool, k) => queryKeepingIndexPlans(pool, { ...LOOKUP, values: [k] }))).toBe(0);
+    expect(await seqScansAfterGrowth((db, k) => queryKeepingIndexPlans(db, { ...LOOKUP, values: [k] }))).toBe(0);
   });
 
   it('the same lookup with a plain kept generic plan scans the table (what the setting prevents)', async () => {
-    const plain = async (pool: import('pg').Pool, k: number) => {
-      const c = await pool.connect();
+    const plain = async (db: AppDatabase, k: number) => {
+      const c = await db.pool.connect();
       try {
         await c.query('BEGIN; SET LOCAL plan_cache_mode = force_generic_plan');
         await c.query({ ...LOOKUP, values: [k] });
@@ -56,12 +56,12 @@ describe('kept index plans (src/db/plans.ts)', () => {
     expect(await seqScansAfterGrowth(plain)).toBeGreaterThan(0);
   });
 
-  it("a failed statement rejects with its own error and leaves the connection usable", async () => {
+  it("a failed statement rejects with its own error; the settings are the kept-plan pool's only", async () => {
     const url = await newTestDatabase();
     const db = openAppDatabase(url, { role: null, max: 1 });
     try {
-      await expect(queryKeepingIndexPlans(db.pool, { text: 'SELECT 1/0' })).rejects.toMatchObject({ code: '22012' });
-      const r = await queryKeepingIndexPlans(db.pool, { text: 'SELECT current_setting($1) AS s', values: ['enable_seqscan'] });
+      await expect(queryKeepingIndexPlans(db, { text: 'SELECT 1/0' })).rejects.toMatchObject({ code: '22012' });
+      const r = await queryKeepingIndexPlans(db, { text: 'SELECT current_setting($1) AS s', values: ['enable_seqscan'] });
       expect(r.rows[0].s).toBe('off');
       expect((await db.pool.query("SELECT current_setting('enable_seqscan') AS s")).rows[0].s).toBe('on');
     } finally {

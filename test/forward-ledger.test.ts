@@ -105,6 +105,28 @@ describe('ForwardLedger: pending → sent in the transaction that commits the ac
     }
   });
 
+  it('the move to done keeps an index plan: one made while forward_requests was nearly empty does not scan it whole once it has grown', async () => {
+    const url = await newTestDatabase();
+    await applyMigrations(url);
+    const one = openAppDatabase(url, { max: 1 });
+    try {
+      const ledger = new ForwardLedger(one);
+      expect(await ledger.claim('tx-done-plan', 'first', mac)).toEqual({ claimed: true });
+      expect(await ledger.finish('tx-done-plan', 'first', 'pending', answer, null)).toBe(true); // its plan is made and kept here
+      await query(url, "INSERT INTO forward_requests (transaction_id, idempotency_key, request_mac, state) SELECT 'tx-bulk-' || g, 'k', '\\x00', 'pending' FROM generate_series(1, 50000) g");
+      expect(await ledger.claim('tx-done-plan', 'second', mac)).toEqual({ claimed: true });
+      const seqScans = async () => {
+        await Promise.all([one.pool, one.keptPlans].map((p) => p.query('SELECT pg_stat_force_next_flush()')));
+        return Number((await query(url, "SELECT seq_scan FROM pg_stat_user_tables WHERE relname = 'forward_requests'"))[0]!.seq_scan);
+      };
+      const before = await seqScans();
+      expect(await ledger.finish('tx-done-plan', 'second', 'pending', answer, null)).toBe(true);
+      expect(await seqScans()).toBe(before);
+    } finally {
+      await one.close();
+    }
+  });
+
   it('an entry naming an unregistered companion write is rejected before it is queued', async () => {
     const bare = new LogAppender(db, {});
     await expect(bare.append(granted('tx-ledger-4', 'k'))).rejects.toMatchObject({ code: 'INTERNAL' });

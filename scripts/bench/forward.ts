@@ -13,8 +13,9 @@
 import { createServer, type Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { readFileSync, writeFileSync } from 'node:fs';
+import pg from 'pg';
 import { request } from 'undici';
 import { Agent } from 'undici';
 import autocannon from 'autocannon';
@@ -81,6 +82,40 @@ async function cannon(o: { url: string; connections: number; bodies: string[]; p
   });
   const seconds = (lastResponse - started) / 1000;
   return { rps: r['2xx'] / seconds, p50: r.latency.p50, p99: r.latency.p99, ok: r['2xx'], bad: r.non2xx + r.errors + r.timeouts };
+}
+
+/**
+ * `BENCH_PG_STATS_FILE=<path>` (a server with pg_stat_statements loaded and the extension
+ * created in database `postgres`, e.g. DATABASE_URL of an own PostgreSQL): pg_stat_statements is
+ * reset right before the timed forward run at 32 connections and read right after; the file gets
+ * the statements of the service's database (calls, rows, execution and planning ms) and the
+ * number of forwards answered, to count statements and database time per forward, and the
+ * run's window on the monotonic clock.
+ */
+const timedWindow = { startUs: 0 };
+async function pgStats(ctx: BenchContext, phase: 'reset' | 'read', forwards = 0): Promise<void> {
+  const file = process.env.BENCH_PG_STATS_FILE;
+  if (!file) return;
+  if (phase === 'reset') timedWindow.startUs = Number(process.hrtime.bigint() / 1000n);
+  const client = new pg.Client({ connectionString: ctx.service!.pgAdminUrl() });
+  await client.connect();
+  try {
+    if (phase === 'reset') {
+      await client.query('SELECT pg_stat_statements_reset()');
+      return;
+    }
+    const db = new URL(ctx.service!.serviceDbUrl()).pathname.slice(1);
+    const r = await client.query(
+      `SELECT s.calls::int, s.rows::int, s.total_exec_time AS exec_ms, s.total_plan_time AS plan_ms, s.plans::int, s.query
+       FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid WHERE d.datname = $1 ORDER BY s.calls DESC`,
+      [db],
+    );
+    // The run's window on the monotonic clock V8 CPU profiles use (`startTime`, µs), to read a
+    // BENCH_CPU_PROF_DIR profile over the timed forwards only.
+    writeFileSync(file, JSON.stringify({ forwards, window: { startUs: timedWindow.startUs, endUs: Number(process.hrtime.bigint() / 1000n) }, statements: r.rows }, null, 1));
+  } finally {
+    await client.end();
+  }
 }
 
 /** p50 of two sequential single-entry appends (one forward's access + result entries, alone). */
@@ -161,6 +196,7 @@ async function runForward(ctx: BenchContext): Promise<SectionResult> {
         ctx.progress(`forward: rep ${rep + 1}/${p.reps}: submitting ${n} transactions (not timed)`);
         const ids = await submitMany(n, `${rep}-${c}`);
         ctx.progress(`forward: rep ${rep + 1}/${p.reps}: through paylog, ${n} forwards at ${c} connection(s)`);
+        if (c === 32) await pgStats(ctx, 'reset');
         const cpu0 = service.cpuSeconds();
         const body = JSON.stringify({ destination: 'bench', method: 'POST', path: '/v1/payments', headers: { 'content-type': 'application/json', authorization: 'Bearer bench' }, body: TEMPLATE, purpose: 'authorize' });
         forward[c]!.push(
@@ -176,6 +212,7 @@ async function runForward(ctx: BenchContext): Promise<SectionResult> {
         );
         const cpu1 = service.cpuSeconds();
         const run = forward[c]!.at(-1)!;
+        if (c === 32) await pgStats(ctx, 'read', run.ok);
         // CPU per forward (the box is shared: CPU per request is steadier than req/s).
         const per = (a: number | null, b: number | null) => (a === null || b === null || run.ok === 0 ? null : ((b - a) * 1e6) / run.ok);
         run.svcCpuUs = per(cpu0.service, cpu1.service);

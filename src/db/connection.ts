@@ -14,6 +14,7 @@ import { drizzle, type NodePgDatabase } from 'drizzle-orm/node-postgres';
 import { migrate } from 'drizzle-orm/node-postgres/migrator';
 import * as schema from './schema.js';
 import { packageRoot } from '../package-root.js';
+import { KEPT_PLAN_SESSION } from './plans.js';
 
 /** `drizzle/` of the package root (the same from `src/` under tsx and from the build in `dist/`). */
 export const MIGRATIONS_DIR = join(packageRoot(), 'drizzle');
@@ -21,6 +22,8 @@ export const APP_ROLE = 'paylog_app';
 /** Advisory lock key that serialises migrations across service instances ("paylogmg"). */
 const MIGRATION_LOCK_KEY = 0x7061796c6f676d67n;
 const DEFAULT_POOL_SIZE = 10;
+/** Connections of the kept-plan pool (per AppDatabase; each lookup on it is one short statement). */
+const KEPT_PLAN_POOL_SIZE = 4;
 /** The client abandons a query this long after the server's statement_timeout should have fired
  * (a server or network that stopped answering altogether). */
 const CLIENT_QUERY_TIMEOUT_MARGIN_MS = 1_000;
@@ -38,6 +41,11 @@ export type Db = NodePgDatabase<typeof schema> & { $client: pg.Pool };
 export interface AppDatabase {
   readonly db: Db;
   readonly pool: pg.Pool;
+  /**
+   * Connections whose session keeps index plans (src/db/plans.ts `queryKeepingIndexPlans`):
+   * only for the named indexed lookups run through it, never for anything else.
+   */
+  readonly keptPlans: pg.Pool;
   close(): Promise<void>;
 }
 
@@ -81,37 +89,44 @@ export function openAppDatabase(
 ): AppDatabase {
   const role = opts.role === undefined ? APP_ROLE : opts.role;
   const t = opts.timeouts;
-  const pool = new pg.Pool({
-    connectionString: url,
-    max: opts.max ?? DEFAULT_POOL_SIZE,
-    keepAlive: true,
-    // node-postgres pipeline mode: statements queued on one client are written at once, not one
-    // per answer. The appender queues the statements of a batch that need no decision in Node
-    // (src/log/appender.ts commitBatch); every other caller awaits each statement anyway.
-    pipeline: true,
-    ...(t
-      ? {
-          connectionTimeoutMillis: t.connectTimeoutMs,
-          statement_timeout: t.statementTimeoutMs,
-          lock_timeout: t.lockTimeoutMs,
-          idle_in_transaction_session_timeout: t.idleInTransactionTimeoutMs,
-          query_timeout: t.statementTimeoutMs + CLIENT_QUERY_TIMEOUT_MARGIN_MS,
-        }
-      : {}),
-    // Custom plans for every execution of a prepared statement: the log tables start empty and
-    // grow fast, and a generic plan cached while they were tiny (a sequential scan) would stay
-    // in use on every pooled connection as they grow (measured: 35M tuples read by seq scans of
-    // merkle_nodes in 20 s of load). Planning these small statements costs microseconds.
-    options: `-c plan_cache_mode=force_custom_plan${role ? ` -c role=${role}` : ''}`,
-  });
   const onConnectionError = opts.onConnectionError ?? (() => {});
-  // An idle client losing its server must not crash the process; the next query reports it.
-  pool.on('error', (e) => onConnectionError(e));
-  // Nor may a checked-out one (pg-pool listens only while a client is idle): the query in flight
-  // fails, the client is no longer queryable and is discarded on release.
-  pool.on('connect', (client) => client.on('error', (e) => onConnectionError(e)));
+  const newPool = (max: number, planSettings: string) => {
+    const pool = new pg.Pool({
+      connectionString: url,
+      max,
+      keepAlive: true,
+      // node-postgres pipeline mode: statements queued on one client are written at once, not one
+      // per answer. The appender queues the statements of a batch that need no decision in Node
+      // (src/log/appender.ts commitBatch); every other caller awaits each statement anyway.
+      pipeline: true,
+      ...(t
+        ? {
+            connectionTimeoutMillis: t.connectTimeoutMs,
+            statement_timeout: t.statementTimeoutMs,
+            lock_timeout: t.lockTimeoutMs,
+            idle_in_transaction_session_timeout: t.idleInTransactionTimeoutMs,
+            query_timeout: t.statementTimeoutMs + CLIENT_QUERY_TIMEOUT_MARGIN_MS,
+          }
+        : {}),
+      options: `${planSettings}${role ? ` -c role=${role}` : ''}`,
+    });
+    // An idle client losing its server must not crash the process; the next query reports it.
+    pool.on('error', (e) => onConnectionError(e));
+    // Nor may a checked-out one (pg-pool listens only while a client is idle): the query in flight
+    // fails, the client is no longer queryable and is discarded on release.
+    pool.on('connect', (client) => client.on('error', (e) => onConnectionError(e)));
+    return pool;
+  };
+  // Custom plans for every execution of a prepared statement: the log tables start empty and
+  // grow fast, and a generic plan cached while they were tiny (a sequential scan) would stay
+  // in use on every pooled connection as they grow (measured: 35M tuples read by seq scans of
+  // merkle_nodes in 20 s of load). Planning these small statements costs microseconds.
+  const pool = newPool(opts.max ?? DEFAULT_POOL_SIZE, '-c plan_cache_mode=force_custom_plan');
+  // The few hot indexed lookups that keep their plans (src/db/plans.ts): connections opened only
+  // when one runs.
+  const keptPlans = newPool(KEPT_PLAN_POOL_SIZE, KEPT_PLAN_SESSION);
   const db = drizzle(pool, { schema });
-  return { db, pool, close: () => pool.end() };
+  return { db, pool, keptPlans, close: async () => void (await Promise.all([pool.end(), keptPlans.end()])) };
 }
 
 /** Creates a database on the server at `adminUrl` and returns the URL pointing at it. */

@@ -8,18 +8,25 @@
  * forward, that planning is most of their cost (measured with pg_stat_statements: the
  * batch-state read planned in ~0.5 ms per batch against ~0.3 ms of execution; a forward's
  * first reads in 0.6 ms against 0.15 ms). Those statements are lookups by keys that have
- * indexes, so they run in a transaction with:
+ * indexes, so they run with:
  * - `plan_cache_mode = force_generic_plan`: one plan per named statement and connection, kept;
  * - `enable_seqscan = off`: that plan is made with index paths wherever one exists, whatever the
  *   table sizes when it was made (an empty new database, a table after its purge) — a plan that
  *   must scan a table still can (the setting only prices sequential scans out), so a query with
  *   no usable index keeps working, as slowly as before.
+ * Alone, such a statement runs on connections whose SESSION has these settings (the AppDatabase's
+ * `keptPlans` pool, src/db/connection.ts; KEPT_PLAN_SESSION): one statement in its own implicit
+ * transaction, nothing around it (a forward's first reads were BEGIN + two SET LOCAL, the
+ * statement and COMMIT: five statements, measured with pg_stat_statements). Inside a transaction
+ * of the main pool (the append batch's state read), the same settings are SET LOCAL
+ * (KEEP_INDEX_PLANS).
  *
  * Contract:
  * - KEEP_INDEX_PLANS is transaction-local (`SET LOCAL`): it MUST be sent inside the transaction
  *   whose statements it is for, BEFORE them (a named statement is planned when it first runs).
- * - A statement run this way MUST be run this way every time on the pool (its kept plan is the
- *   connection's, per statement name), and MUST be a lookup by indexed keys.
+ * - A statement run this way MUST be run this way every time on its pool (its kept plan is the
+ *   connection's, per statement name), and MUST be a lookup by indexed keys; the `keptPlans`
+ *   pool runs nothing else.
  */
 import type pg from 'pg';
 
@@ -29,27 +36,14 @@ export const KEPT_PLAN_MODE = 'SET LOCAL plan_cache_mode = force_generic_plan';
 export const FRESH_PLAN_MODE = 'SET LOCAL plan_cache_mode = force_custom_plan';
 /** The settings, as statements for a simple-protocol string (`BEGIN; …; …`). */
 export const KEEP_INDEX_PLANS = `${KEPT_PLAN_MODE}; SET LOCAL enable_seqscan = off`;
+/** The settings as start-up options of a session (the `keptPlans` pool's connections). */
+export const KEPT_PLAN_SESSION = '-c plan_cache_mode=force_generic_plan -c enable_seqscan=off';
 
 /**
- * Runs one statement in its own transaction under KEEP_INDEX_PLANS: `BEGIN` + settings, the
- * statement, `COMMIT`, written at once on one connection (the pool pipelines them: one round
- * trip). Resolves its result after COMMIT; rejects with the statement's error (its transaction
- * then ends as a rollback). A connection whose COMMIT failed is discarded.
+ * Runs one named indexed lookup (or a write made of such lookups) with kept index plans: alone,
+ * in its own implicit transaction, on the `keptPlans` pool. Resolves its result once committed;
+ * rejects with the statement's error.
  */
-export async function queryKeepingIndexPlans(pool: pg.Pool, q: pg.QueryConfig): Promise<pg.QueryResult> {
-  const client = await pool.connect();
-  let broken = false;
-  try {
-    const begin = client.query(`BEGIN; ${KEEP_INDEX_PLANS}`);
-    const run = client.query(q);
-    const commit = client.query('COMMIT');
-    const [b, r, c] = await Promise.allSettled([begin, run, commit]);
-    if (c.status === 'rejected') broken = true;
-    if (b.status === 'rejected') throw b.reason;
-    if (r.status === 'rejected') throw r.reason;
-    if (c.status === 'rejected') throw c.reason;
-    return r.value;
-  } finally {
-    client.release(broken);
-  }
+export async function queryKeepingIndexPlans(database: { readonly keptPlans: pg.Pool }, q: pg.QueryConfig): Promise<pg.QueryResult> {
+  return await database.keptPlans.query(q);
 }

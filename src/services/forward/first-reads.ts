@@ -98,7 +98,7 @@ export async function readFirst(
   macKey: Buffer,
   q: { transactionId: string; key: string; mac?: Buffer | undefined; destination?: string | undefined; principal?: { certificateFingerprint: string; serialHex: string } | undefined },
 ): Promise<FirstReads> {
-  const r = await queryKeepingIndexPlans(database.pool, {
+  const r = await queryKeepingIndexPlans(database, {
     name: 'paylog_forward_first_reads',
     text: FIRST_READS,
     values: [q.transactionId, q.key, q.mac ?? null, q.principal?.certificateFingerprint ?? null, q.principal?.serialHex ?? null, q.destination ?? null],

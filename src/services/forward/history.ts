@@ -103,7 +103,7 @@ export async function grantedWithKey(database: AppDatabase, macKey: Buffer, tran
  * result entry closes it. Leaves that do not decode are skipped: they cannot be such an entry.
  */
 export function grantedIn(rows: readonly { log_index: string | number; leaf: Buffer }[], macKey: Buffer, transactionId: string, key: string): GrantedKey | null {
-  const mac = idempotencyKeyMac(macKey, transactionId, key);
+  let mac: Buffer | undefined; // computed for the first candidate only (none: a new transaction's first forward)
   let found: GrantedKey | null = null;
   for (const { log_index, leaf } of rows) {
     let l;
@@ -112,7 +112,7 @@ export function grantedIn(rows: readonly { log_index: string | number; leaf: Buf
     } catch {
       continue;
     }
-    if (!found && l.type === 'access' && l.v !== 1 && l.action === 'forward' && l.outcome === 'granted' && l.transactionId === transactionId && l.fwd !== undefined && macEqual(l.fwd.key, mac)) {
+    if (!found && l.type === 'access' && l.v !== 1 && l.action === 'forward' && l.outcome === 'granted' && l.transactionId === transactionId && l.fwd !== undefined && macEqual(l.fwd.key, (mac ??= idempotencyKeyMac(macKey, transactionId, key)))) {
       found = { accessLogIndex: Number(log_index), hasResult: false };
     } else if (found && l.type === 'forward_result' && l.access === found.accessLogIndex) {
       found.hasResult = true;

@@ -18,6 +18,7 @@
  *   LOG, not this table, is what keeps a forward from being sent twice (the granted access entry
  *   carries a keyed MAC of the key, checked before every first attempt), so a row lost in a crash
  *   costs at most a retry answered `unknown` instead of the recorded answer.
+ *   The move to `done` runs with a kept index plan (src/db/plans.ts), not planned afresh.
  * - `finish` calls made in the same turn of the event loop (the forwards whose entries one
  *   append batch committed) are written as ONE statement (an UPDATE … FROM unnest); of several
  *   calls for one (transaction, key) in a turn only the first can succeed. Likewise, of several
@@ -27,6 +28,7 @@
  */
 import type { AppDatabase } from '../../db/connection.js';
 import type { CompanionWrite } from '../../log/appender.js';
+import { queryKeepingIndexPlans } from '../../db/plans.js';
 
 /** What a retry receives: the answer as first returned, or the error. */
 export type StoredAnswer =
@@ -157,9 +159,10 @@ export class ForwardLedger {
     return this.done.add({ transactionId, key, from, answer: JSON.stringify(answer), resultLogIndex });
   }
 
+  /** Kept plan (src/db/plans.ts): an UPDATE by primary key, one per turn of every forward. */
   private async writeDone(calls: DoneCall[]): Promise<Set<string>> {
     const col = <R>(f: (c: DoneCall) => R) => calls.map(f);
-    const r = await this.write({
+    const r = await queryKeepingIndexPlans(this.database, {
       name: 'paylog_forward_done',
       text: `UPDATE forward_requests f SET state = 'done', answer = u.answer::jsonb, result_log_index = u.result
              FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[]) AS u(tx, k, from_state, answer, result), ${ASYNC_COMMIT}

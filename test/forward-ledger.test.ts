@@ -10,7 +10,7 @@ import { applyMigrations, openAppDatabase, type AppDatabase } from '../src/db/co
 import { LogAppender, type AppendOutcome, type AppendRequest } from '../src/log/appender.js';
 import { encodeLeaf } from '../src/log/leaf.js';
 import { APPEND_PRECONDITIONS, keyMaterialRequires } from '../src/services/append-preconditions.js';
-import { ForwardLedger, MARK_SENT, markSentWith } from '../src/services/forward/ledger.js';
+import { ForwardLedger, MARK_SENT, markSentWith, type StoredAnswer } from '../src/services/forward/ledger.js';
 import { newTestDatabase } from './helpers/paylog.js';
 import { query } from './helpers/db.js';
 
@@ -148,5 +148,19 @@ describe('ForwardLedger: writes of one turn, one statement', () => {
       ['b', 'done'],
     ]);
     expect(rows[1].answer).toEqual(answer);
+  });
+
+  it('an answer jsonb refuses (\\u0000, as a processor may send) fails alone: the forwards finished in the same turn are done', async () => {
+    const ledger = new ForwardLedger(db);
+    for (const k of ['nul', 'ok1', 'ok2']) expect(await ledger.claim('tx-ledger-nul', k, mac)).toEqual({ claimed: true });
+    const nul: StoredAnswer = { kind: 'error', code: 'INTERNAL', message: 'a\u0000b' };
+    const results = await Promise.allSettled([ledger.finish('tx-ledger-nul', 'ok1', 'pending', answer, 1), ledger.finish('tx-ledger-nul', 'nul', 'pending', nul, 2), ledger.finish('tx-ledger-nul', 'ok2', 'pending', answer, 3)]);
+    expect(results.map((r) => r.status)).toEqual(['fulfilled', 'rejected', 'fulfilled']);
+    const rows = await query(databaseUrl, "SELECT idempotency_key, state FROM forward_requests WHERE transaction_id = 'tx-ledger-nul' ORDER BY idempotency_key");
+    expect(rows.map((r) => [r.idempotency_key, r.state])).toEqual([
+      ['nul', 'pending'],
+      ['ok1', 'done'],
+      ['ok2', 'done'],
+    ]);
   });
 });

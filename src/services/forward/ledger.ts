@@ -21,7 +21,8 @@
  *   The move to `done` runs with a kept index plan (src/db/plans.ts), not planned afresh.
  * - `finish` calls made in the same turn of the event loop (the forwards whose entries one
  *   append batch committed) are written as ONE statement (an UPDATE … FROM unnest); of several
- *   calls for one (transaction, key) in a turn only the first can succeed. Likewise, of several
+ *   calls for one (transaction, key) in a turn only the first can succeed. An answer jsonb refuses
+ *   (a \u0000) is written in a statement of its own, so that it fails alone. Likewise, of several
  *   access entries of one batch asking MARK_SENT for one row, only one moves it.
  * - The stored answer is the MASKED answer (what the caller got); header values of the request
  *   are never stored (only the request's keyed MAC).
@@ -156,7 +157,12 @@ export class ForwardLedger {
 
   /** → done with the answer; true only for the one caller that made the move from `from`. */
   finish(transactionId: string, key: string, from: 'pending' | 'sent', answer: StoredAnswer, resultLogIndex: number | null): Promise<boolean> {
-    return this.done.add({ transactionId, key, from, answer: JSON.stringify(answer), resultLogIndex });
+    const call: DoneCall = { transactionId, key, from, answer: JSON.stringify(answer), resultLogIndex };
+    // jsonb cannot hold \u0000 (a processor may answer one): such an answer would fail the one
+    // statement it shares with the other forwards finished in this turn, leaving all of them
+    // `sent`. It is written in a statement of its own, and fails alone.
+    if (call.answer.includes('\\u0000')) return this.writeDone([call]).then((moved) => moved.has(rowId(call)));
+    return this.done.add(call);
   }
 
   /** Kept plan (src/db/plans.ts): an UPDATE by primary key, one per turn of every forward. */

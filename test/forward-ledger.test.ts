@@ -3,16 +3,21 @@
  * companion write of the append batch that commits the forward's granted access entry, so the
  * row is `sent` exactly when that entry is committed, and of several entries asking for one row
  * only one moves it — the rule that lets only one attempt send. Writes made in one turn of the
- * event loop (`finish`) go out as one statement and still move each row at most once.
+ * event loop (`finish`) go out as one statement and still move each row at most once, and the
+ * stored answer reads back identical whatever characters it holds (U+0000, unpaired surrogates:
+ * `answer` is json, drizzle/0028).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { applyMigrations, openAppDatabase, type AppDatabase } from '../src/db/connection.js';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { applyMigrations, MIGRATIONS_DIR, openAppDatabase, type AppDatabase } from '../src/db/connection.js';
 import { LogAppender, type AppendOutcome, type AppendRequest } from '../src/log/appender.js';
 import { encodeLeaf } from '../src/log/leaf.js';
 import { APPEND_PRECONDITIONS, keyMaterialRequires } from '../src/services/append-preconditions.js';
 import { ForwardLedger, MARK_SENT, markSentWith, type StoredAnswer } from '../src/services/forward/ledger.js';
 import { newTestDatabase } from './helpers/paylog.js';
 import { query } from './helpers/db.js';
+import { migrateUpTo } from './helpers/migrate.js';
 
 let db: AppDatabase;
 let databaseUrl: string;
@@ -41,6 +46,13 @@ function granted(tx: string, key: string, extra: Partial<Extract<AppendRequest, 
 async function rowsOf(tx: string): Promise<Array<[string, string, number | null]>> {
   const rows = await query(databaseUrl, `SELECT idempotency_key, state, access_log_index FROM forward_requests WHERE transaction_id = '${tx}' ORDER BY idempotency_key`);
   return rows.map((r) => [r.idempotency_key as string, r.state as string, r.access_log_index === null ? null : Number(r.access_log_index)]);
+}
+
+/** `db`, counting the statements of the move to done it runs (on the real pool). */
+function countingDoneWrites(): { db: AppDatabase; statements(): number } {
+  let n = 0;
+  const query = (q: { name?: string }) => ((n += q.name === 'paylog_forward_done' ? 1 : 0), db.keptPlans.query(q as never));
+  return { db: { ...db, keptPlans: { query } as unknown as AppDatabase['keptPlans'] }, statements: () => n };
 }
 
 const logIndexOf = (o: AppendOutcome) => ('logIndex' in o ? o.logIndex : -1);
@@ -150,17 +162,58 @@ describe('ForwardLedger: writes of one turn, one statement', () => {
     expect(rows[1].answer).toEqual(answer);
   });
 
-  it('an answer jsonb refuses (\\u0000, as a processor may send) fails alone: the forwards finished in the same turn are done', async () => {
-    const ledger = new ForwardLedger(db);
-    for (const k of ['nul', 'ok1', 'ok2']) expect(await ledger.claim('tx-ledger-nul', k, mac)).toEqual({ claimed: true });
-    const nul: StoredAnswer = { kind: 'error', code: 'INTERNAL', message: 'a\u0000b' };
-    const results = await Promise.allSettled([ledger.finish('tx-ledger-nul', 'ok1', 'pending', answer, 1), ledger.finish('tx-ledger-nul', 'nul', 'pending', nul, 2), ledger.finish('tx-ledger-nul', 'ok2', 'pending', answer, 3)]);
-    expect(results.map((r) => r.status)).toEqual(['fulfilled', 'rejected', 'fulfilled']);
-    const rows = await query(databaseUrl, "SELECT idempotency_key, state FROM forward_requests WHERE transaction_id = 'tx-ledger-nul' ORDER BY idempotency_key");
-    expect(rows.map((r) => [r.idempotency_key, r.state])).toEqual([
-      ['nul', 'pending'],
-      ['ok1', 'done'],
-      ['ok2', 'done'],
-    ]);
+  it('answers holding U+0000 (body and header value) or unpaired surrogates are finished in one statement with the others of their turn: all done, each read back identical', async () => {
+    const tx = 'tx-ledger-nul';
+    const nul: StoredAnswer = {
+      kind: 'answer',
+      // A NUL byte of the processor's body as maskAnswer passes it on, next to the six characters
+      // \u0000 of a JSON escape it left as they were, and one in a header value.
+      answer: { status: 402, headers: { 'content-type': 'application/json', 'x-request-id': 'req\u0000-1' }, body: '{"code":"a\u0000b","raw":"\\u0000"}\u0000', masked: 2, accessLogIndex: 11, resultLogIndex: 12, durationMs: 1.25 },
+    };
+    const lone: StoredAnswer = { kind: 'error', code: 'DESTINATION_RESPONSE_UNREADABLE', message: 'x\ud800y\udc00z\udfff\ud83d' };
+    const stored = { nul, lone, ok1: answer, ok2: answer } as const;
+    for (const k of Object.keys(stored)) expect(await new ForwardLedger(db).claim(tx, k, mac)).toEqual({ claimed: true });
+    const counted = countingDoneWrites();
+    const l = new ForwardLedger(counted.db);
+    const moved = await Promise.all(Object.entries(stored).map(([k, a], i) => l.finish(tx, k, 'pending', a, i + 1)));
+    expect(moved).toEqual([true, true, true, true]);
+    expect(counted.statements()).toBe(1);
+    expect(await rowsOf(tx)).toEqual(['lone', 'nul', 'ok1', 'ok2'].map((k) => [k, 'done', null]));
+    for (const [k, a] of Object.entries(stored)) {
+      const row = await l.read(tx, k);
+      expect(row?.answer, k).toEqual(a);
+      expect(JSON.stringify(row?.answer), k).toBe(JSON.stringify(a)); // every string the same code units
+    }
+    const back = (await l.read(tx, 'nul'))!.answer as Extract<StoredAnswer, { kind: 'answer' }>;
+    expect([back.answer.body.length, back.answer.headers['x-request-id']!.length]).toEqual([nul.answer.body.length, nul.answer.headers['x-request-id']!.length]);
+    expect(back.answer.body).toBe(nul.answer.body);
+    expect(((await l.read(tx, 'lone'))!.answer as { message: string }).message).toBe(lone.message);
+  });
+});
+
+/** The journal index of the migration tagged NNNN_`name` (found by name: the number may change at merge). */
+function migrationIndex(name: string): number {
+  const journal = JSON.parse(readFileSync(join(MIGRATIONS_DIR, 'meta/_journal.json'), 'utf8')) as { entries: { idx: number; tag: string }[] };
+  return journal.entries.find((e) => e.tag.endsWith(`_${name}`))!.idx;
+}
+
+describe('forward_requests.answer as json (drizzle/0028)', () => {
+  it('answers stored as jsonb before the migration read back the same after it; the runtime role still writes and reads the column', async () => {
+    const url = await newTestDatabase();
+    await migrateUpTo(url, migrationIndex('forward_answer_json') - 1);
+    const old = { kind: 'answer', answer: { status: 201, headers: { 'content-type': 'application/json' }, body: '{"é":"\\n\\"x\\"","n":1}', masked: 1, accessLogIndex: 3, resultLogIndex: 4, durationMs: 0.75 } };
+    await query(url, "INSERT INTO forward_requests (transaction_id, idempotency_key, request_mac, state, answer) VALUES ('tx-old', 'k', '\\x00', 'done', $1::jsonb), ('tx-old', 'p', '\\x00', 'pending', NULL)", [JSON.stringify(old)]);
+    await applyMigrations(url);
+    expect((await query(url, "SELECT data_type FROM information_schema.columns WHERE table_name = 'forward_requests' AND column_name = 'answer'"))[0]!.data_type).toBe('json');
+    const migrated = openAppDatabase(url);
+    try {
+      const l = new ForwardLedger(migrated);
+      expect((await l.read('tx-old', 'k'))?.answer).toEqual(old);
+      const nul: StoredAnswer = { kind: 'error', code: 'INTERNAL', message: 'a\u0000b' };
+      expect(await l.finish('tx-old', 'p', 'pending', nul, 9)).toBe(true);
+      expect((await l.read('tx-old', 'p'))?.answer).toEqual(nul);
+    } finally {
+      await migrated.close();
+    }
   });
 });

@@ -40,6 +40,8 @@ async function startDestination(): Promise<{ server: Server; port: number; caPem
       const url = req.url ?? '';
       if (url.startsWith('/v1/redirect')) return void res.writeHead(302, { location: '/v1/payments' }).end();
       if (url.startsWith('/v1/slow')) return void setTimeout(() => res.writeHead(200).end('{}'), 3000);
+      // A NUL byte in the body (U+0000 once decoded), beside an echoed card number.
+      if (url.startsWith('/v1/nul')) return void res.writeHead(201, { 'content-type': 'application/json', 'x-request-id': 'req-nul' }).end(Buffer.from(`{"status":"authorized","echoed":"${PAN}","note":"a\u0000b"}\u0000`, 'utf8'));
       if (url.startsWith('/v1/gzip')) {
         // A PAN plain, JSON-escaped, and in a header; gzip-compressed.
         const text = JSON.stringify({ echoed: PAN, escaped: 'X' }).replace('"X"', '"\\u0034\\u0031\\u0031\\u0031\\u0031\\u0031\\u0031\\u0031\\u0031\\u0031\\u0031\\u0031\\u0031\\u0031\\u0031\\u0031"');
@@ -94,7 +96,7 @@ async function leafAt(index: number) {
 beforeAll(async () => {
   t = await startTestPaylog();
   dest = await startDestination();
-  await register('acme', 'payments', { url: `https://localhost:${dest.port}`, paths: ['/v1/payments', '/v1/redirect', '/v1/slow', '/v1/gzip', '/v1/payments/*/captures'], caPem: dest.caPem, allowPrivateNetwork: true, timeoutMs: 1500 });
+  await register('acme', 'payments', { url: `https://localhost:${dest.port}`, paths: ['/v1/payments', '/v1/redirect', '/v1/slow', '/v1/gzip', '/v1/nul', '/v1/payments/*/captures'], caPem: dest.caPem, allowPrivateNetwork: true, timeoutMs: 1500 });
   await register('globex', 'payments', { url: `https://localhost:${dest.port}`, paths: ['/v1/payments'], caPem: dest.caPem, allowPrivateNetwork: true });
 });
 afterAll(async () => {
@@ -189,6 +191,23 @@ describe('forward: templates filled and sent once, answers masked', () => {
     expect(other.status).toBe(409);
     expect(other.json.error.code).toBe('IDEMPOTENCY_CONFLICT');
     expect(dest.hits.length - before).toBe(1);
+  });
+
+  it('a processor answering U+0000 in its body: the retry with the same key and body gets the recorded answer (same status, body, masked count), nothing sent twice', async () => {
+    const id = await submit();
+    const body = { destination: 'payments', path: '/v1/nul', headers: { 'content-type': 'application/json' }, body: '{"n":"{{card.number}}"}' };
+    const before = dest.hits.length;
+    const first = await forward(id, body, 'nul-key');
+    expect(first.status, first.text).toBe(200);
+    expect(first.json).toMatchObject({ status: 201, masked: 1, headers: { 'x-request-id': 'req-nul' } });
+    expect(first.json.body).toBe('{"status":"authorized","echoed":"************1111","note":"a\u0000b"}\u0000');
+    const retry = await forward(id, body, 'nul-key');
+    expect(retry.status, retry.text).toBe(200);
+    expect(retry.json).toEqual(first.json);
+    expect(retry.json.body.length).toBe(first.json.body.length);
+    expect(dest.hits.length - before).toBe(1);
+    const [row] = await query<{ state: string }>(t.databaseUrl, "SELECT state FROM forward_requests WHERE transaction_id = $1 AND idempotency_key = 'nul-key'", [id]);
+    expect(row?.state).toBe('done');
   });
 
   it('response masking: gzip body with a plain and a JSON-escaped card number, and a header carrying one', async () => {
@@ -446,7 +465,7 @@ describe('destinations: admin events first, rows checked against them', () => {
     expect(r.json.error.code).toBe('DESTINATION_NOT_ALLOWED');
     expect(dest.hits.length).toBe(before);
     // Re-registering through the admin route makes it usable again.
-    await register('acme', 'payments', { url: `https://localhost:${dest.port}`, paths: ['/v1/payments', '/v1/redirect', '/v1/slow', '/v1/gzip', '/v1/payments/*/captures'], caPem: dest.caPem, allowPrivateNetwork: true, timeoutMs: 1500 });
+    await register('acme', 'payments', { url: `https://localhost:${dest.port}`, paths: ['/v1/payments', '/v1/redirect', '/v1/slow', '/v1/gzip', '/v1/nul', '/v1/payments/*/captures'], caPem: dest.caPem, allowPrivateNetwork: true, timeoutMs: 1500 });
     expect((await forward(id, { destination: 'payments', path: '/v1/payments', headers: { 'content-type': 'application/json' }, body: '{}' })).status).toBe(200);
     const del = await t.call('admin', 'DELETE', '/v1/admin/processors/acme/destinations/mtls-dest');
     expect(del.status, del.text).toBe(200);

@@ -3,7 +3,7 @@
  * destinations and the forward ledger.
  */
 import { sql } from 'drizzle-orm';
-import { bigint, index, jsonb, pgTable, primaryKey, text, timestamp, uuid } from 'drizzle-orm/pg-core';
+import { bigint, index, json, jsonb, pgTable, primaryKey, text, timestamp, uuid } from 'drizzle-orm/pg-core';
 import { bytea, createdAt } from './columns.js';
 
 /**
@@ -97,7 +97,9 @@ export const forwardDestinations = pgTable(
 
 /**
  * One forward per (transaction, Idempotency-Key): its request MAC, state (pending → sent →
- * done), the log indexes of its entries and the masked answer a retry receives (migration 0010).
+ * done), the log indexes of its entries and the masked answer a retry receives (migration 0010),
+ * as `json`, which keeps the text as written, U+0000 and unpaired surrogate escapes included
+ * (jsonb refuses them; migration 0028, src/services/forward/ledger.ts).
  */
 export const forwardRequests = pgTable(
   'forward_requests',
@@ -108,7 +110,7 @@ export const forwardRequests = pgTable(
     state: text('state').notNull(),
     accessLogIndex: bigint('access_log_index', { mode: 'number' }),
     resultLogIndex: bigint('result_log_index', { mode: 'number' }),
-    answer: jsonb('answer'),
+    answer: json('answer'),
     startedAt: timestamp('started_at', { withTimezone: true, mode: 'date' }).notNull().default(sql`now()`),
   },
   (t) => [primaryKey({ columns: [t.transactionId, t.idempotencyKey] })],

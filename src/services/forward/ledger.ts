@@ -21,11 +21,26 @@
  *   The move to `done` runs with a kept index plan (src/db/plans.ts), not planned afresh.
  * - `finish` calls made in the same turn of the event loop (the forwards whose entries one
  *   append batch committed) are written as ONE statement (an UPDATE … FROM unnest); of several
- *   calls for one (transaction, key) in a turn only the first can succeed. An answer jsonb refuses
- *   (a \u0000) is written in a statement of its own, so that it fails alone. Likewise, of several
+ *   calls for one (transaction, key) in a turn only the first can succeed. Likewise, of several
  *   access entries of one batch asking MARK_SENT for one row, only one moves it.
  * - The stored answer is the MASKED answer (what the caller got); header values of the request
  *   are never stored (only the request's keyed MAC).
+ * - It round-trips exactly, whatever characters it holds: `read` gives back a value deep-equal
+ *   to the one `finish` stored, every string the same UTF-16 code units. A processor may answer
+ *   U+0000 (a NUL byte of its body survives the UTF-8 decoding and the masking,
+ *   src/forward/mask.ts), and a StoredAnswer may hold unpaired surrogates (a JS string can; the
+ *   masked body cannot today, being decoded from bytes, but nothing here relies on that). The
+ *   answer is stored as the text JSON.stringify makes of it — which escapes U+0000 and every
+ *   unpaired surrogate as `\uXXXX` (well-formed JSON.stringify, ES2019), so it is plain
+ *   well-formed UTF-8, and JSON.parse inverts it — in a `json` column (migration 0028), which
+ *   keeps an exact copy of its input text and checks only its syntax. Not jsonb: jsonb refuses
+ *   `\u0000` and unpaired surrogate escapes, so such an answer's move to `done` failed (and, as
+ *   one statement, failed every forward finished in its turn); nothing queries into the answer,
+ *   so jsonb's operators are not missed. Not `text`: `json` holds the same text and still refuses
+ *   what is not JSON, and a reader of the table (the auditor role may read it) sees JSON. Not
+ *   jsonb with such strings encoded: a second encoding, in every writer and reader, for nothing.
+ *   As every value of the batch is JSON.stringify's text, one answer cannot fail the statement
+ *   it shares with the others.
  */
 import type { AppDatabase } from '../../db/connection.js';
 import type { CompanionWrite } from '../../log/appender.js';
@@ -143,6 +158,7 @@ export class ForwardLedger {
     return { claimed: false, row };
   }
 
+  /** The row of (transaction, key); its answer as `finish` stored it (node-postgres parses json with JSON.parse). */
   async read(transactionId: string, key: string): Promise<LedgerRow | null> {
     const r = await this.database.pool.query({
       name: 'paylog_forward_read',
@@ -157,12 +173,7 @@ export class ForwardLedger {
 
   /** → done with the answer; true only for the one caller that made the move from `from`. */
   finish(transactionId: string, key: string, from: 'pending' | 'sent', answer: StoredAnswer, resultLogIndex: number | null): Promise<boolean> {
-    const call: DoneCall = { transactionId, key, from, answer: JSON.stringify(answer), resultLogIndex };
-    // jsonb cannot hold \u0000 (a processor may answer one): such an answer would fail the one
-    // statement it shares with the other forwards finished in this turn, leaving all of them
-    // `sent`. It is written in a statement of its own, and fails alone.
-    if (call.answer.includes('\\u0000')) return this.writeDone([call]).then((moved) => moved.has(rowId(call)));
-    return this.done.add(call);
+    return this.done.add({ transactionId, key, from, answer: JSON.stringify(answer), resultLogIndex });
   }
 
   /** Kept plan (src/db/plans.ts): an UPDATE by primary key, one per turn of every forward. */
@@ -170,7 +181,7 @@ export class ForwardLedger {
     const col = <R>(f: (c: DoneCall) => R) => calls.map(f);
     const r = await queryKeepingIndexPlans(this.database, {
       name: 'paylog_forward_done',
-      text: `UPDATE forward_requests f SET state = 'done', answer = u.answer::jsonb, result_log_index = u.result
+      text: `UPDATE forward_requests f SET state = 'done', answer = u.answer::json, result_log_index = u.result
              FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[]) AS u(tx, k, from_state, answer, result), ${ASYNC_COMMIT}
              WHERE f.transaction_id = u.tx AND f.idempotency_key = u.k AND f.state = u.from_state RETURNING f.transaction_id, f.idempotency_key`,
       values: [col((c) => c.transactionId), col((c) => c.key), col((c) => c.from), col((c) => c.answer), col((c) => c.resultLogIndex)],

@@ -1,0 +1,18 @@
+-- paylog: a forward's recorded answer stored as `json`, not `jsonb` (issue 18 item 5). Hand-written.
+-- `forward_requests.answer` is the masked answer a retry with the same Idempotency-Key and body
+-- gets back. jsonb refuses the escape \u0000 ("unsupported Unicode escape sequence") and
+-- unpaired surrogate escapes (\ud800), and a processor may answer a body holding U+0000: such an
+-- answer's move to `done` failed, its row stayed `sent`, and the retry was answered
+-- FORWARD_OUTCOME_UNKNOWN instead of the recorded answer. `json` stores an exact copy of its
+-- input text and checks only its syntax (a \uXXXX escape needs four hex digits), so it holds the
+-- service's JSON.stringify text as written, whatever characters the answer holds, and the read
+-- (node-postgres parses json with JSON.parse) gives back the identical answer
+-- (src/services/forward/ledger.ts). Nothing queries into the answer with jsonb operators.
+--
+-- Existing rows are converted in place: jsonb's text form is valid JSON meaning the same values.
+-- Changing the column's type rewrites the table under an ACCESS EXCLUSIVE lock (one row per
+-- forward); a service from before this migration still writes it (`$x::jsonb` is assigned to a
+-- json column through jsonb's cast to json) and reads it (node-postgres parses both types).
+-- Grants are the table's (0010: the runtime role SELECT, INSERT, UPDATE, DELETE; the auditor
+-- SELECT) and do not change.
+ALTER TABLE "forward_requests" ALTER COLUMN "answer" SET DATA TYPE json USING "answer"::json;

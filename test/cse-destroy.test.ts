@@ -314,14 +314,26 @@ describe('keys created before per-key KMS keys, and the daily run', () => {
     }
   });
 
-  it('the scheduled retention run (worker 0) destroys an expired CSE key as the system actor', { timeout: 120_000 }, async () => {
+  it('the scheduled retention run (worker 0) destroys an expired CSE key as the system actor', { timeout: 180_000 }, async () => {
     let now = new Date(Date.UTC(2026, 4, 3, 9, 10));
     const kid = 'paylog-cse-2026-05-03T09';
-    const t = await startTestPaylog({ env, clock: () => now, retentionFirstRunMs: 3000 });
+    // The key is created by a first start (no retention scheduled), and the scheduled run is
+    // watched in a second start whose clock is already past the key's period + overlap: in one
+    // start, a run firing 3 s after start could come before the clock was moved (a loaded
+    // machine can take that long for the first JWKS call), and the next run is a day later.
+    const databaseUrl = await newTestDatabase();
+    const dataDir = mkdtempSync(join(tmpdir(), 'paylog-cse-scheduled-'));
+    let arn: string;
+    const first = await startTestPaylog({ databaseUrl, dataDir, env, clock: () => now });
     try {
-      expect((await t.call('checkout', 'GET', '/v1/cse/jwks.json')).json.keys[0].kid).toBe(kid);
-      const arn = await t.paylog.kms.keyArn(`alias/${kid}`);
-      now = new Date(Date.UTC(2026, 4, 3, 10, 30));
+      expect((await first.call('checkout', 'GET', '/v1/cse/jwks.json')).json.keys[0].kid).toBe(kid);
+      arn = await first.paylog.kms.keyArn(`alias/${kid}`);
+    } finally {
+      await first.stop();
+    }
+    now = new Date(Date.UTC(2026, 4, 3, 10, 30));
+    const t = await startTestPaylog({ databaseUrl, dataDir, env, clock: () => now, retentionFirstRunMs: 3000 });
+    try {
       let ev: any;
       for (let i = 0; i < 150 && !ev; i++) {
         await new Promise((r) => setTimeout(r, 200));
@@ -332,6 +344,7 @@ describe('keys created before per-key KMS keys, and the daily run', () => {
       expect(await t.paylog.kms.keyState(arn)).toBe('PendingDeletion');
     } finally {
       await t.stop();
+      rmSync(dataDir, { recursive: true, force: true });
     }
   });
 });

@@ -334,12 +334,25 @@ describe('retention by crypto-shredding, and a backup taken before the shred', (
 });
 
 describe('the scheduled retention run', () => {
-  it('runs in the service without an operator: a system retention_run, and the expired epoch is shredded', { timeout: 120_000 }, async () => {
+  it('runs in the service without an operator: a system retention_run, and the expired epoch is shredded', { timeout: 180_000 }, async () => {
     let now = new Date(Date.UTC(2026, 11, 1, 10, 30, 0, 0));
-    const t = await startTestPaylog({ env: { PAYLOG_KEY_EPOCH: 'hour', PAYLOG_RETENTION: 'PT2H' }, clock: () => now, retentionFirstRunMs: 3000 });
+    const env = { PAYLOG_KEY_EPOCH: 'hour', PAYLOG_RETENTION: 'PT2H' };
+    // The record is submitted by a first start (no retention scheduled), and the scheduled run is
+    // watched in a second start whose clock is already past the retention: in one start, a run
+    // firing 3 s after start could come before the clock was moved (a loaded machine can take that
+    // long for the first submission, which creates the epoch), and the next run is a day later.
+    const databaseUrl = await newTestDatabase();
+    const dataDir = mkdtempSync(join(tmpdir(), 'paylog-scheduled-retention-'));
+    let id: string;
+    const first = await startTestPaylog({ databaseUrl, dataDir, env, clock: () => now });
     try {
-      const id = await submit(t);
-      now = new Date(Date.UTC(2026, 11, 1, 14, 0, 0, 0)); // the 10:00 epoch ended more than 2 h ago
+      id = await submit(first);
+    } finally {
+      await first.stop();
+    }
+    now = new Date(Date.UTC(2026, 11, 1, 14, 0, 0, 0)); // the 10:00 epoch ended more than 2 h ago
+    const t = await startTestPaylog({ databaseUrl, dataDir, env, clock: () => now, retentionFirstRunMs: 3000 });
+    try {
       const find = async () => (await leaves(t.databaseUrl)).find((l) => l.type === 'key_event' && l.event === 'retention_run');
       let run = await find();
       for (let i = 0; i < 150 && !run; i++) {
@@ -354,6 +367,7 @@ describe('the scheduled retention run', () => {
       expect(r.status, r.text).toBe(410);
     } finally {
       await t.stop();
+      rmSync(dataDir, { recursive: true, force: true });
     }
   });
 });

@@ -62,7 +62,7 @@ describe('/docs in Chromium', () => {
   it('shows the sections in the order a user meets them, and the client-certificate note', async () => {
     const tags = await page.locator('.opblock-tag').evaluateAll((els) => els.map((e) => e.getAttribute('data-tag')));
     expect(tags).toEqual(TAGS.map((tag) => tag.name));
-    await expect.poll(() => page.locator('.info').innerText()).toMatch(/Try it out" needs a client certificate in your browser/);
+    await expect.poll(() => page.locator('.info').innerText(), { timeout: RENDER_TIMEOUT_MS }).toMatch(/Try it out" needs a client certificate in your browser/);
     if (shot) await page.screenshot({ path: shot });
   });
 

@@ -17,9 +17,10 @@ export function logLinesWithToken(lines: readonly string[], secret: string): str
   return lines.filter((line) => hasToken(line, secret));
 }
 
-/** Every text of a decoded CBOR value: map keys, text strings, and byte strings read as latin1. */
+/** Every text of a decoded CBOR value: map keys, text strings, byte strings read as latin1, and integers in decimal. */
 function textsOf(v: CborValue, out: string[]): string[] {
   if (typeof v === 'string') out.push(v);
+  else if (typeof v === 'number' || typeof v === 'bigint') out.push(String(v));
   else if (Buffer.isBuffer(v)) out.push(v.toString('latin1'));
   else if (Array.isArray(v)) for (const x of v) textsOf(x, out);
   else if (v !== null && typeof v === 'object') {
@@ -33,7 +34,7 @@ function textsOf(v: CborValue, out: string[]): string[] {
 
 /**
  * The indexes of the leaves (CBOR) in which `secret` is a token of a text (a map key, a text
- * string, or a byte string read as latin1), searched value by value after decoding.
+ * string, a byte string read as latin1, or an integer in decimal), searched value by value after decoding.
  *
  * Why not `leaf.includes(secret)`: leaves hold random hex text (transaction ids `ord-<12 hex>`,
  * `demo-<16 hex>`, the UUIDs in KMS key ARNs), so four given digits occur inside one of them by

@@ -306,6 +306,12 @@ function bytePositions(n: number, rand: () => number): number[] {
   return [0, 31, Math.floor(rand() * 32)];
 }
 
+/**
+ * The two exhaustive corruption sweeps are CPU-bound: ~12 s alone, ~23 s beside another busy test
+ * file on a shared 2-core machine; the default 60 s left too little room on a slower CI runner.
+ */
+const CORRUPTION_SWEEP_TIMEOUT_MS = 240_000;
+
 const SOME_HASH = hex('abacaba000000000000000000000000000000000000000000060061e00123456');
 
 // ---------------------------------------------------------------------------------------------
@@ -483,7 +489,7 @@ describe('stored-node model, exhaustive for sizes 1..64', () => {
     }
   });
 
-  it('inclusion verification fails on any corruption', () => {
+  it('inclusion verification fails on any corruption', { timeout: CORRUPTION_SWEEP_TIMEOUT_MS }, () => {
     const r = prng(7);
     let sizeProbes = 0;
     let sizeProbesRejected = 0;
@@ -552,7 +558,7 @@ describe('stored-node model, exhaustive for sizes 1..64', () => {
     }
   });
 
-  it('consistency verification fails on any corruption', () => {
+  it('consistency verification fails on any corruption', { timeout: CORRUPTION_SWEEP_TIMEOUT_MS }, () => {
     const r = prng(11);
     let sizeProbes = 0;
     let sizeProbesRejected = 0;

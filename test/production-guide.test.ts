@@ -205,7 +205,6 @@ describe('docs/production-aws.md, rehearsed: RDS-style PostgreSQL 15 over verify
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), 'paylog-prod-guide-'));
     mkdirSync(etc(), { recursive: true });
-    port = await freePort();
     kms = await startLocalKms({ keyStoreDir: join(dir, 'kms') });
   });
   afterAll(async () => {
@@ -268,6 +267,10 @@ describe('docs/production-aws.md, rehearsed: RDS-style PostgreSQL 15 over verify
     await mustRun('client-certs');
 
     // The service with the guide's settings (plus the KMS stand-in's endpoint and credentials).
+    // Its port is picked here, not before the blocks above (~40 s on a loaded machine): a port
+    // found free is only reserved once the service listens, and until then any listen(0) on the
+    // machine may be given it (the service would then fail to start with EADDRINUSE).
+    port = await freePort();
     const settings = await settingsEnv();
     for (const u of [settings.DATABASE_URL, settings.PAYLOG_APP_DATABASE_URL]) expect(u).toMatch(/\?sslmode=verify-full&sslrootcert=\//);
     const env = { ...process.env, ...settings, ...kmsEnv(), PAYLOG_WORKERS: '1', PAYLOG_LOG_LEVEL: 'warn' };

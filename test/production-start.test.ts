@@ -31,6 +31,8 @@ const asRoot = process.getuid?.() === 0;
 /** The test's own bounds (the service's budget is SHUTDOWN_BUDGET_MS, past which it exits 1). */
 const READY_WAIT_MS = 150_000;
 const EXIT_WAIT_MS = 40_000;
+/** How long stopped processes may take to leave the process table (5 s, as 50 polls, was short on a loaded machine). */
+const ORPHANS_GONE_MS = 30_000;
 const BUILD_TIMEOUT_MS = 400_000;
 
 function newestMtime(dir: string): number {
@@ -186,7 +188,7 @@ async function stopWith(r: Running, signal: NodeJS.Signals): Promise<{ checkpoin
   expect(exit, r.stderr()).toEqual({ code: 0, signal: null });
   expect(r.stderr()).toContain(`paylog: stopped`);
   // Orphans are reaped by init; give them a moment to leave the table, bounded.
-  for (let i = 0; i < 50 && before.some(alive); i++) await new Promise((res) => setTimeout(res, 100));
+  for (const deadline = Date.now() + ORPHANS_GONE_MS; Date.now() < deadline && before.some(alive); ) await new Promise((res) => setTimeout(res, 100));
   expect(before.filter(alive)).toEqual([]);
   expect(await portRefuses(r.port)).toBe(true);
   // The signer's state: the last checkpoint it signed (origin, size, root hash, signatures).

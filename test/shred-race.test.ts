@@ -31,15 +31,28 @@ import { runScript } from './helpers/cli.js';
 const PAN = '4111111111111111';
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/**
+ * How long a wait for something another connection or process does may take: bounded by time, not
+ * by a count of polls (a loaded machine makes each poll, and what it waits for, slower).
+ */
+const WAIT_MS = 30_000;
+
+/** Resolves once `ok()` holds, polling every `everyMs` (bounded by WAIT_MS; returns whether it held). */
+async function eventually(ok: () => boolean | Promise<boolean>, everyMs: number): Promise<boolean> {
+  for (const deadline = Date.now() + WAIT_MS; ; await sleep(everyMs)) {
+    if (await ok()) return true;
+    if (Date.now() > deadline) return false;
+  }
+}
+
 /** Resolves once `n` lock requests of `locktype` wait in this test's database (bounded; the cluster is shared). */
 async function waiters(url: string, locktype: 'advisory' | 'transactionid', n: number): Promise<void> {
-  for (let i = 0; i < 200; i++) {
+  const waiting = async () => {
     const [{ c }] = await query(url, `SELECT count(*)::int AS c FROM pg_locks WHERE locktype = $1 AND NOT granted
        AND pid IN (SELECT pid FROM pg_stat_activity WHERE datname = current_database())`, [locktype]);
-    if (c >= n) return;
-    await sleep(25);
-  }
-  throw new Error(`fewer than ${n} ${locktype} lock waiters after 5 s`);
+    return c >= n;
+  };
+  if (!(await eventually(waiting, 25))) throw new Error(`fewer than ${n} ${locktype} lock waiters after ${WAIT_MS} ms`);
 }
 
 describe('the race at the appender: "key material not shredded" is a commit-time precondition', () => {
@@ -113,8 +126,7 @@ describe('the race at the appender: "key material not shredded" is a commit-time
       reconnectMinMs: 50,
     });
     listener.start();
-    for (let i = 0; i < 100 && !listener.listening; i++) await sleep(50);
-    expect(listener.listening).toBe(true);
+    expect(await eventually(() => listener.listening, 50)).toBe(true);
   });
   afterAll(async () => {
     await listener?.close();
@@ -139,7 +151,7 @@ describe('the race at the appender: "key material not shredded" is a commit-time
     expect(await leafAt(at)).toMatch(/^denied /); // exactly one entry for the attempt: the denied one
     expect(await query(url, 'SELECT log_index::int AS i FROM access_entries WHERE transaction_id = $1', [id])).toEqual([{ i: at }]);
     expect((await query(url, "SELECT count(*)::int AS c FROM log_entries WHERE convert_from(leaf, 'UTF8') LIKE $1", [`granted ${id} %`]))[0].c).toBe(0);
-    for (let i = 0; i < 100 && !notices.some((x) => x.epochId === 'race/e1'); i++) await sleep(20);
+    await eventually(() => notices.some((x) => x.epochId === 'race/e1'), 20);
     expect(notices).toContainEqual({ event: 'epoch_shredded', epochId: 'race/e1' });
   });
 
@@ -200,8 +212,7 @@ describe('the key notice listener (hygiene: every process zeroes a shredded epoc
     let subscribed = 0;
     const l = new KeyNoticeListener({ url, role: 'paylog_app', onNotice: (x) => got.push(x), onSubscribed: async () => void subscribed++, onError: (e) => errors.push(e), reconnectMinMs: 50 });
     const until = async (ok: () => boolean, what: string) => {
-      for (let i = 0; i < 200 && !ok(); i++) await sleep(25);
-      expect(ok(), what).toBe(true);
+      expect(await eventually(ok, 25), what).toBe(true);
     };
     try {
       l.start();
@@ -365,11 +376,8 @@ describe('PAYLOG_WORKERS=2: a processor certificate over mTLS cannot release a s
     expect(JSON.parse(run.stdout).epochs.map((e: { epochId: string }) => e.epochId)).toContain(epochId);
     // Hygiene (the notice): before any further release, no worker holds an epoch key any more.
     const gauges = async () => Promise.all(kept['processor-acme']!.map(async (a) => (await send(a, 'GET', '/metrics')).text));
-    let texts = await gauges();
-    for (let i = 0; i < 50 && !texts.every((t) => /^paylog_epoch_keys_cached 0$/m.test(t)); i++) {
-      await sleep(100);
-      texts = await gauges();
-    }
+    let texts: string[] = [];
+    await eventually(async () => (texts = await gauges()).every((t) => /^paylog_epoch_keys_cached 0$/m.test(t)), 100);
     expect(texts.map((t) => /^paylog_epoch_keys_cached (\d+)$/m.exec(t)?.[1])).toEqual(texts.map(() => '0'));
     expect(texts.map((t) => /^paylog_key_notices_listening (\d+)$/m.exec(t)?.[1])).toEqual(texts.map(() => '1'));
     await expectShreddedEverywhere('processor-acme', id);

@@ -50,7 +50,11 @@ const AUDITOR_FOLDERS = ['src/audit/', 'src/net/'];
 const TYPE_ONLY_AUDITOR_MODULES = ['src/audit/inputs.ts'];
 
 beforeAll(async () => {
-  const built = await runScript('build-verifier', []);
+  // Built straight into this file's own directory: test/readme.test.ts (files run in parallel)
+  // builds the default dist/paylog-verify.mjs too, as the README says, and esbuild rewrites that
+  // file in place (truncate, write): copied from there, this bundle could be caught half-written.
+  dir = mkdtempSync(join(tmpdir(), 'paylog-standalone-'));
+  const built = await runScript('build-verifier', ['--outfile', join(dir, 'paylog-verify.mjs')]);
   expect(built.code, built.stderr).toBe(0);
   t = await startTestPaylog();
   for (let i = 0; i < 3; i++) {
@@ -59,8 +63,6 @@ beforeAll(async () => {
     txIds.push(body.transactionId);
   }
   await t.paylog.checkpoints.publish();
-  dir = mkdtempSync(join(tmpdir(), 'paylog-standalone-'));
-  copyFileSync('dist/paylog-verify.mjs', join(dir, 'paylog-verify.mjs'));
   const pki = t.paylog.devPki!;
   copyFileSync(pki.caPath, join(dir, 'ca.pem'));
   copyFileSync(pki.principals['auditor']!.certPath, join(dir, 'auditor.pem'));

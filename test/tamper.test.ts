@@ -68,9 +68,13 @@ async function treeSize(): Promise<number> {
   return await withDb(async (c) => Number((await c.query('SELECT count(*) AS s FROM log_entries')).rows[0].s));
 }
 
-/** Polls (bounded) until the latest signed checkpoint covers the whole tree. */
+/**
+ * Polls until the latest signed checkpoint covers the whole tree (the publisher signs in the
+ * background), bounded by a deadline rather than a count of polls (each poll is a connection and
+ * an HTTPS call: slow on a loaded machine, as is the signing it waits for).
+ */
 async function settled(): Promise<number> {
-  for (let i = 0; i < 200; i++) {
+  for (const deadline = Date.now() + 60_000; Date.now() < deadline; ) {
     const size = await treeSize();
     const cp = await client.checkpoint().catch(() => '');
     if (cp && checkpointSize(cp) === size) return size;

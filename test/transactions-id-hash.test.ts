@@ -13,7 +13,7 @@
 import { describe, expect, it } from 'vitest';
 import type pg from 'pg';
 import { newTestDatabase } from './helpers/paylog.js';
-import { withClient } from './helpers/db.js';
+import { backendsGone, query, withClient } from './helpers/db.js';
 import { applyMigrations, openAppDatabase } from '../src/db/connection.js';
 import { LogAppender } from '../src/log/appender.js';
 import { readAssignment, readShredded, readSubmissionPrecheck, readTransactionRow } from '../src/services/transaction-queries.js';
@@ -43,6 +43,15 @@ async function refused(c: pg.Client, sql: string, values: unknown[], code: strin
   await c.query('SAVEPOINT s');
   await expect(c.query(sql, values), sql).rejects.toMatchObject({ code });
   await c.query('ROLLBACK TO SAVEPOINT s');
+}
+
+/** Resolves once backend `pid` waits for a lock (bounded: a loaded machine can take a while to send its statement). */
+async function waitsForLock(url: string, pid: number): Promise<void> {
+  const deadline = Date.now() + 60_000;
+  while ((await query<{ n: number }>(url, 'SELECT count(*)::int AS n FROM pg_locks WHERE pid = $1 AND NOT granted', [pid]))[0]!.n === 0) {
+    if (Date.now() > deadline) throw new Error(`backend ${pid} never waited for a lock`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
 }
 
 describe('transaction_id unique by a hash index, log_index the primary key (migration 0027)', () => {
@@ -87,9 +96,9 @@ describe('transaction_id unique by a hash index, log_index the primary key (migr
       expect(await lookups('nope-1')).toMatchObject({ found: null, pre: null, first: false });
 
       await appender.close();
-      await db.close(); // its backend reports its statistics as it exits
+      await db.close(); // its backends report their statistics as they exit…
       closed = true;
-      await new Promise((r) => setTimeout(r, 500));
+      await backendsGone(url); // …which pool.end() does not wait for (a fixed pause could end first)
       const after = await transactionScans(url);
       expect(after.seq - before.seq).toBe(0);
       expect(after.hash - before.hash).toBeGreaterThanOrEqual(3 * 6); // three ids looked up six ways (the batch read and the inserts' checks add more)
@@ -108,6 +117,7 @@ describe('transaction_id unique by a hash index, log_index the primary key (migr
       await withClient(url, async (b) => {
         await a.query('SET ROLE paylog_app');
         await b.query('SET ROLE paylog_app');
+        const bPid = (await b.query('SELECT pg_backend_pid() AS p')).rows[0].p as number;
         const insert = 'INSERT INTO transactions (transaction_id, log_index, request_mac) VALUES ($1, $2, $3)';
         await a.query(insert, ['d1', 1, Buffer.alloc(16)]);
         await a.query('BEGIN');
@@ -122,7 +132,7 @@ describe('transaction_id unique by a hash index, log_index the primary key (migr
           () => 'inserted',
           (e: { code?: string }) => e.code,
         );
-        await new Promise((r) => setTimeout(r, 200));
+        await waitsForLock(url, bPid); // the insert waits for the first one (not merely runs after it)
         await a.query('COMMIT');
         expect(await second).toBe('23P01');
         // …and, when the first rolls back, goes in.
@@ -132,7 +142,7 @@ describe('transaction_id unique by a hash index, log_index the primary key (migr
           () => 'inserted',
           (e: { code?: string }) => e.code,
         );
-        await new Promise((r) => setTimeout(r, 200));
+        await waitsForLock(url, bPid); // the insert waits for the first one (not merely runs after it)
         await a.query('ROLLBACK');
         expect(await third).toBe('inserted');
 

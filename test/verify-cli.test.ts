@@ -11,7 +11,7 @@ import { createServer, type Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { formatCheckpointBody } from '../src/log/checkpoint.js';
 import { encodeLeaf, type Leaf } from '../src/log/leaf.js';
 import { appendLeaves, consistencyProof, hashLeaf, inclusionProof, nodeKey, rootFromLeafHashes } from '../src/log/merkle.js';
@@ -19,6 +19,10 @@ import { createCa, issuePrincipalCertificate, issueServerCertificate } from '../
 import { formatVerifierKey, signNote, type NoteSigner } from '../src/log/note.js';
 import { formatProofBundle, parseProofBundle, verifyProofBundle, TLOG_PROOF_HEADER } from '../src/audit/index.js';
 import { toNoteVerifiers } from '../src/audit/index.js';
+
+// Tests here spawn up to seven tsx processes one after another (~3 s each on a loaded 2-core
+// machine, 20 s for the longest test): the default 60 s per test left too little room.
+vi.setConfig({ testTimeout: 180_000 });
 
 const ORIGIN = 'paylog.test/cli';
 let dir: string;

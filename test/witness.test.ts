@@ -113,9 +113,13 @@ describe('two witnesses and the service', () => {
     return c!.size;
   }
 
-  /** Bounded poll until /v1/log/checkpoint serves a witnessed checkpoint of `size`. */
+  /**
+   * Bounded poll until /v1/log/checkpoint serves a witnessed checkpoint of `size` (the service asks
+   * the witnesses after publishing, in the background): a deadline, not a count of polls (200 polls
+   * were ~5 s, short for two witness round trips on a loaded machine).
+   */
   async function witnessedAt(size: number): Promise<string> {
-    for (let i = 0; i < 200; i++) {
+    for (const deadline = Date.now() + 30_000; Date.now() < deadline; ) {
       const r = await t.call('auditor', 'GET', '/v1/log/checkpoint');
       if (r.status === 200 && checkpointSize(r.text) === size) return r.text;
       await new Promise((res) => setTimeout(res, 25));

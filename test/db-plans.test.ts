@@ -6,7 +6,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { newTestDatabase } from './helpers/paylog.js';
-import { withClient } from './helpers/db.js';
+import { withClient, backendsGone } from './helpers/db.js';
 import { openAppDatabase, type AppDatabase } from '../src/db/connection.js';
 import { queryKeepingIndexPlans } from '../src/db/plans.js';
 
@@ -29,7 +29,7 @@ async function seqScansAfterGrowth(run: (db: AppDatabase, k: number) => Promise<
     for (let i = 0; i < 10; i++) await run(db, 19_000 + i);
     await db.close(); // its backend reports its statistics as it exits
     closed = true;
-    await new Promise((r) => setTimeout(r, 500));
+    await backendsGone(url); // its statistics are written once its backend has exited
     const after = await withClient(url, (c) => c.query("SELECT seq_scan FROM pg_stat_user_tables WHERE relname = 'plans_t'"));
     return Number(after.rows[0].seq_scan) - Number(before.rows[0].seq_scan);
   } finally {

@@ -6,7 +6,7 @@
  * paylog supervises the server itself instead of using the package's wrapper class: importing the
  * wrapper registers a process-wide exit hook (`async-exit-hook`) that calls `process.exit(0)` on
  * `beforeExit`, which turned every failing exit code of the service, the tests and the scripts
- * into 0. Nothing here touches process-wide hooks except one synchronous `exit` listener that
+ * into 0. Nothing here touches process-wide hooks except one synchronous `exit` listener (./embedded-process.ts) that
  * asks a still-running server to shut down (it does not change the exit code).
  *
  * Layout under `<dataDir>`:
@@ -46,16 +46,16 @@ import { createRequire } from 'node:module';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
+import { EmbeddedPostgresError, PortTakenError, launchServer, type OsUser } from './embedded-process.js';
 import { CLUSTER_LOCATION_FILE, embeddedClusterDir, ensureRelocationBase, relocatedCluster } from './cluster-location.js';
 
 const EMBEDDED_SUPERUSER = 'postgres';
 /** The OS user the server runs as when paylog runs as root. */
 export const EMBEDDED_OS_USER = 'postgres';
-/** How long start-up may take before it is abandoned (initdb excluded). */
-const EMBEDDED_START_TIMEOUT_MS = 60_000;
 /** How long a fast shutdown may take before the server is told to shut down immediately. */
 const EMBEDDED_STOP_TIMEOUT_MS = 5_000;
-const READY_MESSAGE = 'database system is ready to accept connections';
+/** Start-up attempts on a freshly chosen port, when the chosen one was taken before the server bound it. */
+const EMBEDDED_PORT_ATTEMPTS = 3;
 
 export interface EmbeddedServer {
   /** Superuser connection string to the `postgres` database. */
@@ -77,10 +77,6 @@ export interface EmbeddedServer {
    * known) the directory the server's user cannot enter that made paylog move it.
    */
   readonly relocated?: { record: string; blocked?: string };
-}
-
-class EmbeddedPostgresError extends Error {
-  override readonly name = 'EmbeddedPostgresError';
 }
 
 /** Asks the kernel for a free loopback TCP port. */
@@ -119,10 +115,6 @@ export function shippedBinaries(): Binaries {
   return { root, version: manifest.version };
 }
 
-interface OsUser {
-  readonly uid: number;
-  readonly gid: number;
-}
 
 function isRoot(): boolean {
   return typeof process.getuid === 'function' && process.getuid() === 0;
@@ -240,21 +232,11 @@ async function run(cmd: string, args: string[], user: OsUser | undefined, env: N
   });
 }
 
-const running = new Set<ChildProcess>();
-let exitListenerInstalled = false;
-/** A server still running when this process exits is asked to shut down fast (SIGINT). */
-function installExitListener(): void {
-  if (exitListenerInstalled) return;
-  exitListenerInstalled = true;
-  process.on('exit', () => {
-    for (const child of running) child.kill('SIGINT');
-  });
-}
 
 /**
  * Starts (initialising on first use) an embedded PostgreSQL cluster under `dataDir`.
  * Resolves once the server accepts connections; rejects (and leaves no server running) if it
- * exits or is not ready within EMBEDDED_START_TIMEOUT_MS.
+ * exits or is not ready within EMBEDDED_START_TIMEOUT_MS (./embedded-process.ts).
  */
 export async function startEmbeddedPostgres(opts: {
   dataDir: string;
@@ -279,7 +261,6 @@ export async function startEmbeddedPostgres(opts: {
   const dataDir = resolve(opts.dataDir);
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   const password = readOrCreatePassword(join(dataDir, 'superuser-password'));
-  const port = opts.port ?? (await freePort());
   const onLog = opts.onLog ?? (() => {});
   const user = isRoot() ? ensureOsUser() : undefined;
   const shipped = shippedBinaries();
@@ -338,40 +319,18 @@ export async function startEmbeddedPostgres(opts: {
     }
   }
 
-  const child = spawn(
-    join(binRoot, 'bin', 'postgres'),
-    ['-D', clusterDir, '-p', String(port), '-c', 'listen_addresses=127.0.0.1', '-c', 'max_connections=200'],
-    { ...(user ?? {}), env, stdio: ['ignore', 'ignore', 'pipe'], detached: opts.ownProcessGroup ?? false },
-  );
-  running.add(child);
-  installExitListener();
-  const exited = new Promise<void>((r) => child.once('exit', () => r()));
-  void exited.then(() => running.delete(child));
-
-  await new Promise<void>((resolveStart, reject) => {
-    let tail = '';
-    const timer = setTimeout(() => {
-      child.kill('SIGQUIT');
-      reject(new EmbeddedPostgresError(`embedded PostgreSQL was not ready within ${EMBEDDED_START_TIMEOUT_MS} ms: ${tail.slice(-2000)}`));
-    }, EMBEDDED_START_TIMEOUT_MS);
-    child.stderr.on('data', (c: Buffer) => {
-      const text = c.toString('utf8');
-      onLog(text);
-      if (tail.length < 64_000) tail += text;
-      if (tail.includes(READY_MESSAGE)) {
-        clearTimeout(timer);
-        resolveStart();
-      }
-    });
-    child.once('error', (e) => {
-      clearTimeout(timer);
-      reject(e);
-    });
-    child.once('exit', (code, signal) => {
-      clearTimeout(timer);
-      reject(new EmbeddedPostgresError(`embedded PostgreSQL exited during start-up (exit ${code ?? signal}): ${tail.trim().slice(-2000)}`));
-    });
-  });
+  // The port is chosen right before the server binds it (not before initdb, seconds earlier), and a
+  // chosen port another program took in between is chosen again (EMBEDDED_PORT_ATTEMPTS times).
+  let launched: { child: ChildProcess; exited: Promise<void>; port: number } | undefined;
+  for (let attempt = 1; !launched; attempt++) {
+    const port = opts.port ?? (await freePort());
+    try {
+      launched = { ...(await launchServer(join(binRoot, 'bin', 'postgres'), clusterDir, port, user, env, opts.ownProcessGroup ?? false, onLog)), port };
+    } catch (e) {
+      if (opts.port !== undefined || attempt >= EMBEDDED_PORT_ATTEMPTS || !(e instanceof PortTakenError)) throw e;
+    }
+  }
+  const { child, exited, port } = launched;
 
   let stopping: Promise<void> | undefined;
   const stop = (mode: 'fast' | 'immediate' = 'fast'): Promise<void> => {

@@ -39,7 +39,7 @@ async function startDestination(): Promise<{ server: Server; port: number; caPem
       hits.push({ method: req.method ?? '', url: req.url ?? '', headers: req.headers, body });
       const url = req.url ?? '';
       if (url.startsWith('/v1/redirect')) return void res.writeHead(302, { location: '/v1/payments' }).end();
-      if (url.startsWith('/v1/slow')) return void setTimeout(() => res.writeHead(200).end('{}'), 3000);
+      if (url.startsWith('/v1/slow')) return void setTimeout(() => res.writeHead(200).end('{}'), 8000);
       // A NUL byte in the body (U+0000 once decoded), beside an echoed card number.
       if (url.startsWith('/v1/nul')) return void res.writeHead(201, { 'content-type': 'application/json', 'x-request-id': 'req-nul' }).end(Buffer.from(`{"status":"authorized","echoed":"${PAN}","note":"a\u0000b"}\u0000`, 'utf8'));
       if (url.startsWith('/v1/gzip')) {
@@ -96,7 +96,7 @@ async function leafAt(index: number) {
 beforeAll(async () => {
   t = await startTestPaylog();
   dest = await startDestination();
-  await register('acme', 'payments', { url: `https://localhost:${dest.port}`, paths: ['/v1/payments', '/v1/redirect', '/v1/slow', '/v1/gzip', '/v1/nul', '/v1/payments/*/captures'], caPem: dest.caPem, allowPrivateNetwork: true, timeoutMs: 1500 });
+  await register('acme', 'payments', { url: `https://localhost:${dest.port}`, paths: ['/v1/payments', '/v1/redirect', '/v1/slow', '/v1/gzip', '/v1/nul', '/v1/payments/*/captures'], caPem: dest.caPem, allowPrivateNetwork: true, timeoutMs: 4000 });
   await register('globex', 'payments', { url: `https://localhost:${dest.port}`, paths: ['/v1/payments'], caPem: dest.caPem, allowPrivateNetwork: true });
 });
 afterAll(async () => {
@@ -465,7 +465,7 @@ describe('destinations: admin events first, rows checked against them', () => {
     expect(r.json.error.code).toBe('DESTINATION_NOT_ALLOWED');
     expect(dest.hits.length).toBe(before);
     // Re-registering through the admin route makes it usable again.
-    await register('acme', 'payments', { url: `https://localhost:${dest.port}`, paths: ['/v1/payments', '/v1/redirect', '/v1/slow', '/v1/gzip', '/v1/nul', '/v1/payments/*/captures'], caPem: dest.caPem, allowPrivateNetwork: true, timeoutMs: 1500 });
+    await register('acme', 'payments', { url: `https://localhost:${dest.port}`, paths: ['/v1/payments', '/v1/redirect', '/v1/slow', '/v1/gzip', '/v1/nul', '/v1/payments/*/captures'], caPem: dest.caPem, allowPrivateNetwork: true, timeoutMs: 4000 });
     expect((await forward(id, { destination: 'payments', path: '/v1/payments', headers: { 'content-type': 'application/json' }, body: '{}' })).status).toBe(200);
     const del = await t.call('admin', 'DELETE', '/v1/admin/processors/acme/destinations/mtls-dest');
     expect(del.status, del.text).toBe(200);

@@ -79,11 +79,25 @@ export interface LoadRun {
   loadGenCpuPct: number;
 }
 
+/**
+ * Reads the batch-size histogram, trying SCRAPE_ATTEMPTS times: right after a 128-connection run
+ * an overloaded service (seen with the base commit) may not accept a new connection within the
+ * 10 s connect timeout while it drains.
+ */
 async function scrapeBatches(service: ServiceHandle): Promise<HistogramSnapshot> {
-  const r = await service.get('/metrics');
-  if (r.status !== 200) throw new Error(`/metrics answered ${r.status}`);
-  return parseHistogram(r.text, BATCH_METRIC);
+  for (let attempt = 1; ; attempt++) {
+    try {
+      const r = await service.get('/metrics');
+      if (r.status !== 200) throw new Error(`/metrics answered ${r.status}`);
+      return parseHistogram(r.text, BATCH_METRIC);
+    } catch (e) {
+      if (attempt >= SCRAPE_ATTEMPTS) throw e;
+      await new Promise((r) => setTimeout(r, SCRAPE_RETRY_MS));
+    }
+  }
 }
+const SCRAPE_ATTEMPTS = 3;
+const SCRAPE_RETRY_MS = 2_000;
 
 /** One autocannon run at `concurrency` for `seconds`; returns req/s of 2xx responses etc. */
 export async function loadRun(service: ServiceHandle, concurrency: number, seconds: number, rep: number): Promise<LoadRun> {

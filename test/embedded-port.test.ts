@@ -7,10 +7,10 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import pg from 'pg';
 import { afterAll, describe, expect, it } from 'vitest';
 import { startEmbeddedPostgres } from '../src/db/embedded.js';
 import { PortTakenError } from '../src/db/embedded-process.js';
+import { query } from './helpers/db.js';
 
 const dataDir = mkdtempSync(join(tmpdir(), 'paylog-embedded-port-'));
 afterAll(() => rmSync(dataDir, { recursive: true, force: true }));
@@ -37,10 +37,7 @@ describe('embedded PostgreSQL on a taken port', () => {
     // The same cluster starts on a port of its own choosing (nothing of the failed start is left).
     const server = await startEmbeddedPostgres({ dataDir });
     try {
-      const c = new pg.Client({ connectionString: server.adminUrl });
-      await c.connect();
-      expect((await c.query('SELECT 1 AS one')).rows[0].one).toBe(1);
-      await c.end();
+      expect(await query<{ one: number }>(server.adminUrl, 'SELECT 1 AS one')).toEqual([{ one: 1 }]);
     } finally {
       await server.stop();
     }

@@ -125,26 +125,21 @@ describe('transaction_id unique by a hash index, log_index the primary key (migr
         await refused(a, insert, ['d9', 1, Buffer.alloc(16, 1)], '23505'); // one row per log index (the primary key)
         await a.query('ROLLBACK');
 
-        // A concurrent insert of the same id waits for the first, then is refused.
-        await a.query('BEGIN');
-        await a.query(insert, ['d2', 3, Buffer.alloc(16)]);
-        const second = b.query(insert, ['d2', 4, Buffer.alloc(16, 1)]).then(
-          () => 'inserted',
-          (e: { code?: string }) => e.code,
-        );
-        await waitsForLock(url, bPid); // the insert waits for the first one (not merely runs after it)
-        await a.query('COMMIT');
-        expect(await second).toBe('23P01');
-        // …and, when the first rolls back, goes in.
-        await a.query('BEGIN');
-        await a.query(insert, ['d3', 5, Buffer.alloc(16)]);
-        const third = b.query(insert, ['d3', 6, Buffer.alloc(16, 1)]).then(
-          () => 'inserted',
-          (e: { code?: string }) => e.code,
-        );
-        await waitsForLock(url, bPid); // the insert waits for the first one (not merely runs after it)
-        await a.query('ROLLBACK');
-        expect(await third).toBe('inserted');
+        // A concurrent insert of the same id waits for the first (not merely runs after it), then
+        // is refused when the first commits, and goes in when the first rolls back.
+        const againWhileFirstOpen = async (id: string, first: number, second: number, end: 'COMMIT' | 'ROLLBACK') => {
+          await a.query('BEGIN');
+          await a.query(insert, [id, first, Buffer.alloc(16)]);
+          const outcome = b.query(insert, [id, second, Buffer.alloc(16, 1)]).then(
+            () => 'inserted',
+            (e: { code?: string }) => e.code,
+          );
+          await waitsForLock(url, bPid);
+          await a.query(end);
+          return await outcome;
+        };
+        expect(await againWhileFirstOpen('d2', 3, 4, 'COMMIT')).toBe('23P01');
+        expect(await againWhileFirstOpen('d3', 5, 6, 'ROLLBACK')).toBe('inserted');
 
         // Two ids with one 32-bit hash (what the index stores): both are accepted, each found by its own value.
         const pair = (await a.query("SELECT array_agg(s ORDER BY s) AS ids FROM (SELECT 'c' || g AS s FROM generate_series(1, 300000) g) x GROUP BY hashtext(s) HAVING count(*) > 1 LIMIT 1")).rows[0].ids as string[];
